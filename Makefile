@@ -1,0 +1,44 @@
+# kiln — thin wrapper over CMake/CTest and the local-stack scripts.
+#   make up      install packages, build, start the whole local stack under var/
+#   make down    stop the local stack
+#   make test    install packages, build with ASan/UBSan, run every test (CTest)
+#   make bench   install packages, build optimized, run the benchmarks
+#   make build   optimized build only (build/)
+
+BUILD      ?= build
+TEST_BUILD ?= build-test
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_ARGS ?=
+
+.PHONY: all deps build test-build up down test bench clean format
+
+all: build
+
+deps:
+	@bash deploy/local/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=OFF >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test-build: deps
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON >/dev/null
+	@cmake --build $(TEST_BUILD) -j $(JOBS)
+
+test: test-build
+	@cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+up: build
+	@bash deploy/local/up.sh $(BUILD)
+
+down:
+	@bash deploy/local/down.sh
+
+bench: build
+	@bash tests/bench/run.sh $(BUILD)
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages kiln needs to build, run the local stack and run its tests.
+# Idempotent: exits quickly when everything is already there. Never starts a system service.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  libpq-dev libfcgi-dev libyajl-dev liburing-dev libssl-dev
+  libcurl4-openssl-dev libc-ares-dev libcmocka-dev
+  postgresql postgresql-contrib nginx-light
+  postfix python3 python3-aiosmtpd
+  prometheus wrk curl openssl procps psmisc
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Postfix is only used for its smtp-sink/smtp-source tools: never configure or start its daemon.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+# Keep package scripts from starting system services (nginx, postgresql, postfix) on install.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod +x "$policy"
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
