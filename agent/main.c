@@ -1,13 +1,216 @@
-/* kiln-agent entry point: the SMTP engine's command line. */
+/* kiln-agent entry point: the engine's command line. `send --file` runs one lease
+ * file through the engine and prints one JSON result line per slot; the lease loop
+ * with the control plane will drive the same engine API. */
+#include "clock.h"
+#include "config.h"
+#include "engine.h"
+#include "jobs.h"
+#include "log.h"
+#include "metrics_http.h"
+#include "version.h"
+#include "xalloc.h"
+
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#define MAX_JOB_FILE (256u << 20)
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kiln-agent --version\n"
+            "       kiln-agent send --file JOBS.json [--concurrency N] [--threads N]\n"
+            "                  [--metrics-port P] [--host-max-conns N] [--host-conns-per-min N]\n"
+            "                  [--helo NAME] [--progress-s N]\n"
+            "Prints one JSON result line per send on stdout. Tuning variables: KILN_AGENT_*\n"
+            "(see docs/agent.md).\n");
+}
+
+/* Reads a whole file, bounded. Returns 0, or -1 with a reason. */
+static int read_file(const char *path, buf *out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        buf_append(out, chunk, n);
+        if (out->len > MAX_JOB_FILE) {
+            snprintf(err, errlen, "%s: larger than %u MiB", path, MAX_JOB_FILE >> 20);
+            fclose(f);
+            return -1;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "%s: read error", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int flag_int(const char *name, const char *val, int64_t min, int64_t max, int *out)
+{
+    int64_t v;
+    if (!val || !parse_int(val, strlen(val), min, max, &v)) {
+        fprintf(stderr, "kiln-agent: %s needs an integer in [%lld, %lld]\n", name, (long long)min,
+                (long long)max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* Many concurrent sessions need many descriptors: take the hard limit. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int cmd_send(int argc, char **argv)
+{
+    const char *file = NULL;
+    int metrics_port = -1, progress_s = 5;
+    engine_config cfg;
+    char err[512];
+    engine_config_defaults(&cfg);
+    if (engine_config_from_env(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "kiln-agent: %s\n", err);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+        if (!strcmp(a, "--file") && v)
+            file = v;
+        else if (!strcmp(a, "--concurrency"))
+            rc = flag_int(a, v, 1, 1000000, &cfg.concurrency);
+        else if (!strcmp(a, "--threads"))
+            rc = flag_int(a, v, 1, 1024, &cfg.threads);
+        else if (!strcmp(a, "--metrics-port"))
+            rc = flag_int(a, v, 0, 65535, &metrics_port);
+        else if (!strcmp(a, "--host-max-conns"))
+            rc = flag_int(a, v, 1, 1000000, &cfg.shaping.max_conns);
+        else if (!strcmp(a, "--host-conns-per-min"))
+            rc = flag_int(a, v, 1, 100000000, &cfg.shaping.conns_per_min);
+        else if (!strcmp(a, "--progress-s"))
+            rc = flag_int(a, v, 1, 86400, &progress_s);
+        else if (!strcmp(a, "--helo") && v)
+            snprintf(cfg.helo_name, sizeof cfg.helo_name, "%s", v);
+        else {
+            fprintf(stderr, "kiln-agent: unknown or incomplete option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (rc < 0)
+            return 2;
+        i++;
+    }
+    if (!file) {
+        fprintf(stderr, "kiln-agent: send needs --file JOBS.json\n");
+        usage(stderr);
+        return 2;
+    }
+    buf data = BUF_INIT;
+    job_lease *lease = NULL;
+    if (read_file(file, &data, err, sizeof err) < 0 ||
+        jobs_parse(data.data ? data.data : "", data.len, &lease, err, sizeof err) < 0) {
+        fprintf(stderr, "kiln-agent: %s: %s\n", file, err);
+        buf_free(&data);
+        return 2;
+    }
+    buf_free(&data);
+
+    raise_nofile();
+    engine *e = engine_create(&cfg, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "kiln-agent: %s\n", err);
+        job_lease_free(lease);
+        return 1;
+    }
+    metrics_http *mh = NULL;
+    if (metrics_port >= 0) {
+        mh = metrics_http_start(e, metrics_port, err, sizeof err);
+        if (!mh) {
+            fprintf(stderr, "kiln-agent: %s\n", err);
+            engine_destroy(e);
+            job_lease_free(lease);
+            return 1;
+        }
+        fprintf(stderr, "kiln-agent: metrics on http://127.0.0.1:%d/metrics\n",
+                metrics_http_port(mh));
+    }
+    size_t total = 0;
+    int64_t start_ms = clock_mono_ms();
+    int64_t deadline_ms = start_ms + lease->ttl_s * 1000;
+    for (size_t i = 0; i < lease->nmailboxes; i++) {
+        total += lease->mailboxes[i]->nsends;
+        engine_submit(e, lease->mailboxes[i], start_ms, deadline_ms);
+        lease->mailboxes[i] = NULL;
+    }
+    job_lease_free(lease);
+
+    size_t done = 0, counts[SMTP_ST_TLS + 1] = {0};
+    engine_result *res = xcalloc(4096, sizeof *res);
+    buf line = BUF_INIT;
+    int64_t next_progress = start_ms + (int64_t)progress_s * 1000;
+    while (done < total) {
+        size_t n = engine_poll_results(e, res, 4096, 500);
+        for (size_t k = 0; k < n; k++) {
+            buf_reset(&line);
+            engine_result_json(&res[k], &line);
+            buf_putc(&line, '\n');
+            fwrite(line.data, 1, line.len, stdout);
+            if (res[k].status >= 0 && res[k].status <= SMTP_ST_TLS)
+                counts[res[k].status]++;
+        }
+        done += n;
+        int64_t now = clock_mono_ms();
+        if (now >= next_progress && done < total) {
+            fflush(stdout);
+            fprintf(stderr,
+                    "kiln-agent: %zu/%zu done (sent %zu, deferred %zu, failed %zu, auth %zu, "
+                    "tls %zu) after %.1f s\n",
+                    done, total, counts[SMTP_ST_SENT], counts[SMTP_ST_DEFERRED],
+                    counts[SMTP_ST_FAILED], counts[SMTP_ST_AUTH], counts[SMTP_ST_TLS],
+                    (double)(now - start_ms) / 1000.0);
+            next_progress = now + (int64_t)progress_s * 1000;
+        }
+    }
+    fflush(stdout);
+    buf_free(&line);
+    free(res);
+    metrics_http_stop(mh);
+    engine_destroy(e);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
+    log_init("kiln-agent");
     if (argc > 1 && !strcmp(argv[1], "--version")) {
-        printf("kiln-agent %s\n", KILN_VERSION);
+        printf("kiln-agent %s\n", kiln_version());
         return 0;
     }
-    fprintf(stderr, "usage: kiln-agent --version\n");
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "send"))
+        return cmd_send(argc, argv);
+    usage(stderr);
     return 2;
 }

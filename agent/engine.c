@@ -1,0 +1,1464 @@
+/* The sending engine (see engine.h). Each I/O thread owns a ring, a session table,
+ * a timer heap and its hosts; it shares nothing with the others but the inbox it is
+ * fed through, the resolver and the result queue. The protocol lives in
+ * smtp_session and tls_conn; this file only moves bytes, timers and slots. */
+#include "engine.h"
+
+#include "clock.h"
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "resolver.h"
+#include "secret.h"
+#include "smtp_message.h"
+#include "tls_conn.h"
+#include "xalloc.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RECV_BUF_SIZE 2048
+#define HOST_BUCKETS 1024
+
+/* io_uring operations, the top byte of user_data. */
+enum op { OP_EVENTFD = 1, OP_CONNECT, OP_RECV, OP_SEND, OP_LINK_TIMEOUT, OP_CLOSE };
+
+/* user_data = op (8 bits) | generation (24 bits) | session index (32 bits) */
+static uint64_t ud_make(int op, uint32_t gen, uint32_t idx)
+{
+    return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xFFFFFF) << 32) | idx;
+}
+static int ud_op(uint64_t ud)
+{
+    return (int)(ud >> 56);
+}
+static uint32_t ud_gen(uint64_t ud)
+{
+    return (uint32_t)(ud >> 32) & 0xFFFFFF;
+}
+static uint32_t ud_idx(uint64_t ud)
+{
+    return (uint32_t)ud;
+}
+
+/* A submitted mailbox; freed when its last slot has a final result. */
+struct mbox {
+    job_mailbox *m;
+    int64_t lease_start_ms;
+    int64_t deadline_ms;
+    size_t remaining;
+};
+
+/* Slots of one mailbox to be sent together by one session. */
+struct work {
+    struct mbox *mb;
+    struct host *host;
+    uint32_t *sends; /* indices into mb->m->sends */
+    size_t n;
+    int attempt;
+    int64_t due_ms;
+    struct work *next; /* host wait queue */
+};
+
+enum dns_state { DNS_NONE, DNS_PENDING, DNS_OK };
+
+struct host {
+    char *name;
+    int port;
+    host_shaper shaper;
+    int dns;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int64_t addr_expires_ms;
+    struct work *wait_head, *wait_tail;
+    int64_t blocked_until_ms; /* shaper said wait */
+    bool queued;              /* on the thread's ready list */
+    struct host *ready_next;
+    struct host *hash_next;
+};
+
+enum conn_phase { CONN_FREE, CONN_CONNECTING, CONN_TLS, CONN_SMTP, CONN_CLOSING };
+
+/* One session slot of the preallocated table. */
+struct conn {
+    uint32_t idx;
+    uint32_t gen;
+    int phase;
+    int fd;
+    int inflight; /* operations (not link timeouts) still owned by the kernel */
+    bool recv_posted, send_posted;
+    bool close_after_send;
+    bool host_ok; /* the host answered properly (breaker bookkeeping) */
+    bool greeted;
+    struct work *w;
+    struct host *host;
+    tls_conn *tls;
+    smtp_session smtp;
+    smtp_slot *slots;
+    buf payload; /* the slots' DATA payloads */
+    buf sendq;   /* bytes waiting to be sent */
+    buf sending; /* bytes owned by the send in flight */
+    int64_t start_ms;
+    struct __kernel_timespec recv_ts, send_ts, connect_ts;
+    struct conn *next_free;
+    char rbuf[RECV_BUF_SIZE];
+};
+
+struct ctx_entry {
+    char *ca_file;
+    tls_ctx *ctx;
+    struct ctx_entry *next;
+};
+
+struct inbox_item {
+    job_mailbox *m;
+    int64_t lease_start_ms, deadline_ms;
+    struct inbox_item *next;
+};
+
+struct io_thread {
+    engine *e;
+    int id;
+    pthread_t tid;
+    struct io_uring ring;
+    int efd;
+    uint64_t efd_val;
+    pthread_mutex_t inbox_mu;
+    struct inbox_item *inbox;
+    bool stop;
+    struct conn *conns;
+    uint32_t nconns;
+    struct conn *free_conns;
+    uint32_t active;
+    struct work **heap;
+    size_t heap_len, heap_cap;
+    struct host *hosts[HOST_BUCKETS];
+    struct host *ready;
+    struct ctx_entry *ctxs;
+    shaping_cfg shaping; /* this thread's share of the per-host limits */
+    engine_result *results;
+    size_t nresults, results_cap;
+    buf plain; /* scratch for decrypted bytes */
+    int64_t now_ms;
+    int ring_ready; /* 1 ok, -1 failed */
+};
+
+#define LAT_BUCKETS 12
+static const double lat_bounds_s[LAT_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                 0.5,   1,    2.5,   5,    10,  30};
+
+struct engine {
+    engine_config cfg;
+    int nthreads;
+    struct io_thread *threads;
+    resolver *res;
+    atomic_uint next_thread;
+    pthread_mutex_t res_mu;
+    pthread_cond_t res_cv;
+    engine_result *results;
+    size_t nresults, results_cap;
+    /* metrics */
+    atomic_llong m_status[SMTP_ST_TLS + 1];
+    atomic_llong m_sessions;
+    atomic_llong m_sessions_active;
+    atomic_llong m_connect_errors;
+    atomic_llong m_retries;
+    atomic_llong m_lat_bucket[LAT_BUCKETS + 1];
+    atomic_llong m_lat_sum_ms;
+};
+
+/* ---- configuration ---- */
+
+void engine_config_defaults(engine_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->threads = 0;
+    c->concurrency = 1000;
+    c->batch_max = 10;
+    c->max_attempts = 8;
+    c->lease_margin_ms = 5000;
+    c->connect_timeout_ms = 30000;
+    c->tls_timeout_ms = 60000;
+    c->send_timeout_ms = 180000; /* data block, RFC 5321 §4.5.3.2.5 */
+    for (int i = 0; i < SMTP_S_COUNT; i++)
+        c->state_timeout_ms[i] = 300000;       /* greeting, MAIL, RCPT: 5 min */
+    c->state_timeout_ms[SMTP_S_DATA] = 120000; /* DATA initiation: 2 min */
+    c->state_timeout_ms[SMTP_S_DOT] = 600000;  /* DATA termination: 10 min */
+    c->state_timeout_ms[SMTP_S_QUIT] = 30000;
+    c->dns_ttl_ms = 300000;
+    shaping_cfg_defaults(&c->shaping);
+    snprintf(c->helo_name, sizeof c->helo_name, "localhost");
+    snprintf(c->warmup_tag, sizeof c->warmup_tag, "1");
+}
+
+static int env_ms(const char *name, int64_t *v, char *err, size_t errlen)
+{
+    int64_t x;
+    if (config_int(name, *v, 1, 86400000, &x, err, errlen) < 0)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static int env_count(const char *name, int *v, int64_t max, char *err, size_t errlen)
+{
+    int64_t x;
+    if (config_int(name, *v, 1, max, &x, err, errlen) < 0)
+        return -1;
+    *v = (int)x;
+    return 0;
+}
+
+int engine_config_from_env(engine_config *c, char *err, size_t errlen)
+{
+    int64_t cmd = c->state_timeout_ms[SMTP_S_MAIL];
+    int64_t greeting = c->state_timeout_ms[SMTP_S_GREETING];
+    if (env_count("KILN_AGENT_HOST_MAX_CONNS", &c->shaping.max_conns, 1000000, err, errlen) ||
+        env_count("KILN_AGENT_HOST_CONNS_PER_MIN", &c->shaping.conns_per_min, 100000000, err,
+                  errlen) ||
+        env_count("KILN_AGENT_BREAKER_THRESHOLD", &c->shaping.breaker_threshold, 1000000, err,
+                  errlen) ||
+        env_ms("KILN_AGENT_BREAKER_COOLDOWN_MS", &c->shaping.breaker_cooldown_ms, err, errlen) ||
+        env_ms("KILN_AGENT_BACKOFF_BASE_MS", &c->shaping.backoff_base_ms, err, errlen) ||
+        env_ms("KILN_AGENT_BACKOFF_MAX_MS", &c->shaping.backoff_max_ms, err, errlen) ||
+        env_count("KILN_AGENT_MAX_ATTEMPTS", &c->max_attempts, 1000, err, errlen) ||
+        env_count("KILN_AGENT_BATCH_MAX", &c->batch_max, 100, err, errlen) ||
+        env_ms("KILN_AGENT_LEASE_MARGIN_MS", &c->lease_margin_ms, err, errlen) ||
+        env_ms("KILN_AGENT_TIMEOUT_CONNECT_MS", &c->connect_timeout_ms, err, errlen) ||
+        env_ms("KILN_AGENT_TIMEOUT_TLS_MS", &c->tls_timeout_ms, err, errlen) ||
+        env_ms("KILN_AGENT_TIMEOUT_SEND_MS", &c->send_timeout_ms, err, errlen) ||
+        env_ms("KILN_AGENT_TIMEOUT_GREETING_MS", &greeting, err, errlen) ||
+        env_ms("KILN_AGENT_TIMEOUT_COMMAND_MS", &cmd, err, errlen) ||
+        env_ms("KILN_AGENT_TIMEOUT_DATA_INIT_MS", &c->state_timeout_ms[SMTP_S_DATA], err, errlen) ||
+        env_ms("KILN_AGENT_TIMEOUT_DATA_END_MS", &c->state_timeout_ms[SMTP_S_DOT], err, errlen) ||
+        env_ms("KILN_AGENT_TIMEOUT_QUIT_MS", &c->state_timeout_ms[SMTP_S_QUIT], err, errlen) ||
+        env_ms("KILN_AGENT_DNS_TTL_MS", &c->dns_ttl_ms, err, errlen))
+        return -1;
+    c->state_timeout_ms[SMTP_S_GREETING] = greeting;
+    int cmd_states[] = {SMTP_S_EHLO, SMTP_S_HELO,      SMTP_S_STARTTLS,
+                        SMTP_S_AUTH, SMTP_S_AUTH_USER, SMTP_S_AUTH_PASS,
+                        SMTP_S_MAIL, SMTP_S_RCPT,      SMTP_S_RSET};
+    for (size_t i = 0; i < sizeof cmd_states / sizeof cmd_states[0]; i++)
+        c->state_timeout_ms[cmd_states[i]] = cmd;
+    const char *helo = config_str("KILN_AGENT_HELO_NAME", NULL);
+    if (helo)
+        snprintf(c->helo_name, sizeof c->helo_name, "%s", helo);
+    const char *tag = config_str("KILN_AGENT_WARMUP_TAG", NULL);
+    if (tag)
+        snprintf(c->warmup_tag, sizeof c->warmup_tag, "%s", tag);
+    return 0;
+}
+
+/* ---- results ---- */
+
+void engine_result_json(const engine_result *r, buf *out)
+{
+    yajl_gen g = json_gen_new(out);
+    json_obj_open(g);
+    json_kv_i(g, "send_id", r->send_id);
+    json_kv_s(g, "status", smtp_status_name(r->status));
+    json_key(g, "smtp_code");
+    if (r->smtp_code)
+        json_i(g, r->smtp_code);
+    else
+        json_null(g);
+    json_key(g, "enhanced_code");
+    if (r->enhanced[0])
+        json_s(g, r->enhanced);
+    else
+        json_null(g);
+    json_kv_s(g, "detail", r->detail);
+    json_kv_i(g, "latency_ms", r->latency_ms);
+    json_kv_i(g, "attempts", r->attempts);
+    json_obj_close(g);
+    json_gen_free(g);
+}
+
+static void result_push(struct io_thread *t, const engine_result *r)
+{
+    if (t->nresults == t->results_cap) {
+        t->results_cap = t->results_cap ? t->results_cap * 2 : 64;
+        t->results = xrealloc(t->results, t->results_cap * sizeof *t->results);
+    }
+    t->results[t->nresults++] = *r;
+    engine *e = t->e;
+    if (r->status >= 0 && r->status <= SMTP_ST_TLS)
+        atomic_fetch_add(&e->m_status[r->status], 1);
+    if (r->status == SMTP_ST_SENT) {
+        int b = 0;
+        while (b < LAT_BUCKETS && (double)r->latency_ms / 1000.0 > lat_bounds_s[b])
+            b++;
+        atomic_fetch_add(&e->m_lat_bucket[b], 1);
+        atomic_fetch_add(&e->m_lat_sum_ms, r->latency_ms);
+    }
+}
+
+/* Hands the thread's finished results to the engine queue, once per loop turn. */
+static void results_flush(struct io_thread *t)
+{
+    if (!t->nresults)
+        return;
+    engine *e = t->e;
+    pthread_mutex_lock(&e->res_mu);
+    if (e->nresults + t->nresults > e->results_cap) {
+        size_t cap = e->results_cap ? e->results_cap : 256;
+        while (cap < e->nresults + t->nresults)
+            cap *= 2;
+        e->results = xrealloc(e->results, cap * sizeof *e->results);
+        e->results_cap = cap;
+    }
+    memcpy(e->results + e->nresults, t->results, t->nresults * sizeof *t->results);
+    e->nresults += t->nresults;
+    pthread_cond_broadcast(&e->res_cv);
+    pthread_mutex_unlock(&e->res_mu);
+    t->nresults = 0;
+}
+
+size_t engine_poll_results(engine *e, engine_result *out, size_t max, int timeout_ms)
+{
+    pthread_mutex_lock(&e->res_mu);
+    if (!e->nresults && timeout_ms > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!e->nresults)
+            if (pthread_cond_timedwait(&e->res_cv, &e->res_mu, &ts) == ETIMEDOUT)
+                break;
+    }
+    size_t n = e->nresults < max ? e->nresults : max;
+    memcpy(out, e->results, n * sizeof *out);
+    memmove(e->results, e->results + n, (e->nresults - n) * sizeof *out);
+    e->nresults -= n;
+    pthread_mutex_unlock(&e->res_mu);
+    return n;
+}
+
+/* One slot's final result; frees the mailbox after its last one. */
+static void slot_final(struct io_thread *t, struct work *w, size_t k, int status, int code,
+                       const char *enhanced, const char *detail, int64_t latency_ms)
+{
+    engine_result r;
+    memset(&r, 0, sizeof r);
+    job_send *s = &w->mb->m->sends[w->sends[k]];
+    r.send_id = s->id;
+    r.mailbox_id = w->mb->m->id;
+    r.status = status;
+    r.smtp_code = code;
+    snprintf(r.enhanced, sizeof r.enhanced, "%s", enhanced ? enhanced : "");
+    snprintf(r.detail, sizeof r.detail, "%s", detail ? detail : "");
+    r.latency_ms = latency_ms < 0 ? 0 : latency_ms;
+    r.attempts = w->attempt;
+    result_push(t, &r);
+    if (--w->mb->remaining == 0) {
+        job_mailbox_free(w->mb->m);
+        free(w->mb);
+    }
+}
+
+static void work_free(struct work *w)
+{
+    free(w->sends);
+    free(w);
+}
+
+/* Every slot of w ends with the same outcome. */
+static void work_final_all(struct io_thread *t, struct work *w, int status, const char *detail)
+{
+    for (size_t k = 0; k < w->n; k++)
+        slot_final(t, w, k, status, 0, NULL, detail, 0);
+    work_free(w);
+}
+
+/* ---- timer heap of works by due time ---- */
+
+static void heap_push(struct io_thread *t, struct work *w)
+{
+    if (t->heap_len == t->heap_cap) {
+        t->heap_cap = t->heap_cap ? t->heap_cap * 2 : 256;
+        t->heap = xrealloc(t->heap, t->heap_cap * sizeof *t->heap);
+    }
+    size_t i = t->heap_len++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (t->heap[p]->due_ms <= w->due_ms)
+            break;
+        t->heap[i] = t->heap[p];
+        i = p;
+    }
+    t->heap[i] = w;
+}
+
+static struct work *heap_pop(struct io_thread *t)
+{
+    struct work *top = t->heap[0];
+    struct work *last = t->heap[--t->heap_len];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= t->heap_len)
+            break;
+        if (c + 1 < t->heap_len && t->heap[c + 1]->due_ms < t->heap[c]->due_ms)
+            c++;
+        if (t->heap[c]->due_ms >= last->due_ms)
+            break;
+        t->heap[i] = t->heap[c];
+        i = c;
+    }
+    if (t->heap_len)
+        t->heap[i] = last;
+    return top;
+}
+
+/* ---- hosts ---- */
+
+static struct host *host_get(struct io_thread *t, const char *name, int port)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ (uint32_t)port) * 16777619u;
+    struct host **slot = &t->hosts[h % HOST_BUCKETS];
+    for (struct host *x = *slot; x; x = x->hash_next)
+        if (x->port == port && !strcmp(x->name, name))
+            return x;
+    struct host *x = xcalloc(1, sizeof *x);
+    x->name = xstrdup(name);
+    x->port = port;
+    host_shaper_init(&x->shaper, &t->shaping, t->now_ms);
+    x->hash_next = *slot;
+    *slot = x;
+    return x;
+}
+
+static void host_mark_ready(struct io_thread *t, struct host *h)
+{
+    if (h->queued)
+        return;
+    h->queued = true;
+    h->ready_next = t->ready;
+    t->ready = h;
+}
+
+static void host_enqueue(struct io_thread *t, struct work *w)
+{
+    struct host *h = w->host;
+    w->next = NULL;
+    if (h->wait_tail)
+        h->wait_tail->next = w;
+    else
+        h->wait_head = w;
+    h->wait_tail = w;
+    host_mark_ready(t, h);
+}
+
+/* ---- ring helpers ---- */
+
+/* Reserves n consecutive SQEs, submitting first when the queue is short of room, so
+ * a linked pair never straddles two submissions. */
+static struct io_uring_sqe *get_sqes(struct io_thread *t, unsigned n)
+{
+    while (io_uring_sq_space_left(&t->ring) < n) {
+        int rc = io_uring_submit(&t->ring);
+        if (rc < 0 && rc != -EAGAIN && rc != -EINTR) {
+            log_error("io_uring_submit: %s", strerror(-rc));
+            abort();
+        }
+    }
+    return io_uring_get_sqe(&t->ring);
+}
+
+static void ts_set(struct __kernel_timespec *ts, int64_t ms)
+{
+    ts->tv_sec = ms / 1000;
+    ts->tv_nsec = (ms % 1000) * 1000000;
+}
+
+static void link_timeout(struct io_thread *t, struct conn *c, struct __kernel_timespec *ts,
+                         int64_t ms)
+{
+    ts_set(ts, ms);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&t->ring); /* room reserved by get_sqes */
+    io_uring_prep_link_timeout(sqe, ts, 0);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_LINK_TIMEOUT, c->gen, c->idx));
+}
+
+static void post_eventfd_read(struct io_thread *t)
+{
+    struct io_uring_sqe *sqe = get_sqes(t, 1);
+    io_uring_prep_read(sqe, t->efd, &t->efd_val, sizeof t->efd_val, 0);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_EVENTFD, 0, 0));
+}
+
+static int64_t recv_timeout_ms(struct io_thread *t, struct conn *c)
+{
+    if (c->phase == CONN_TLS)
+        return t->e->cfg.tls_timeout_ms;
+    return t->e->cfg.state_timeout_ms[c->smtp.state];
+}
+
+static void post_recv(struct io_thread *t, struct conn *c)
+{
+    if (c->recv_posted)
+        return;
+    struct io_uring_sqe *sqe = get_sqes(t, 2);
+    io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof c->rbuf, 0);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, c->gen, c->idx));
+    sqe->flags |= IOSQE_IO_LINK;
+    link_timeout(t, c, &c->recv_ts, recv_timeout_ms(t, c));
+    c->recv_posted = true;
+    c->inflight++;
+}
+
+/* Starts a send of everything queued when no send is in flight. */
+static void flush_send(struct io_thread *t, struct conn *c)
+{
+    if (c->send_posted || !c->sendq.len)
+        return;
+    buf tmp = c->sending;
+    c->sending = c->sendq;
+    c->sendq = tmp;
+    buf_reset(&c->sendq);
+    struct io_uring_sqe *sqe = get_sqes(t, 2);
+    io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c->gen, c->idx));
+    sqe->flags |= IOSQE_IO_LINK;
+    link_timeout(t, c, &c->send_ts, t->e->cfg.send_timeout_ms);
+    c->send_posted = true;
+    c->inflight++;
+}
+
+/* ---- sessions ---- */
+
+static tls_ctx *ctx_for(struct io_thread *t, const char *ca_file, char *err, size_t errlen)
+{
+    const char *key = ca_file ? ca_file : "";
+    for (struct ctx_entry *x = t->ctxs; x; x = x->next)
+        if (!strcmp(x->ca_file, key))
+            return x->ctx;
+    tls_ctx *ctx = tls_ctx_new(ca_file, err, errlen);
+    if (!ctx)
+        return NULL;
+    struct ctx_entry *x = xcalloc(1, sizeof *x);
+    x->ca_file = xstrdup(key);
+    x->ctx = ctx;
+    x->next = t->ctxs;
+    t->ctxs = x;
+    return ctx;
+}
+
+/* The session is over: release the host, settle or re-queue every slot, free the
+ * table entry. Called only when the kernel owns nothing of the session any more. */
+static void conn_finish(struct io_thread *t, struct conn *c)
+{
+    engine *e = t->e;
+    struct work *w = c->w;
+    if (c->fd >= 0) {
+        struct io_uring_sqe *sqe = get_sqes(t, 1);
+        io_uring_prep_close(sqe, c->fd);
+        io_uring_sqe_set_data64(sqe, ud_make(OP_CLOSE, c->gen, c->idx));
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    }
+    host_shaper_release(&c->host->shaper, &t->shaping, c->host_ok, t->now_ms);
+    if (c->host->wait_head)
+        host_mark_ready(t, c->host);
+
+    /* deferred slots go back for another attempt while the lease allows it */
+    struct work *retry = NULL;
+    int64_t delay =
+        backoff_delay_ms(&t->shaping, w->attempt, (double)random_range(0, 999999) / 1000000.0);
+    bool may_retry = w->attempt < e->cfg.max_attempts &&
+                     t->now_ms + delay < w->mb->deadline_ms - e->cfg.lease_margin_ms;
+    for (size_t k = 0; k < w->n; k++) {
+        smtp_slot *s = &c->slots[k];
+        if (s->status == SMTP_ST_PENDING)
+            s->status = SMTP_ST_DEFERRED;
+        int64_t lat = (s->done_ms ? s->done_ms : t->now_ms) - c->start_ms;
+        if (s->status == SMTP_ST_DEFERRED && may_retry) {
+            if (!retry) {
+                retry = xcalloc(1, sizeof *retry);
+                retry->mb = w->mb;
+                retry->host = w->host;
+                retry->sends = xcalloc(w->n, sizeof *retry->sends);
+                retry->attempt = w->attempt + 1;
+                retry->due_ms = t->now_ms + delay;
+            }
+            retry->sends[retry->n++] = w->sends[k];
+            continue;
+        }
+        slot_final(t, w, k, s->status, s->code, s->enhanced, s->detail, lat);
+    }
+    if (retry) {
+        atomic_fetch_add(&e->m_retries, 1);
+        heap_push(t, retry);
+    }
+    work_free(w);
+    smtp_session_clear(&c->smtp);
+    tls_conn_free(c->tls);
+    c->tls = NULL;
+    free(c->slots);
+    c->slots = NULL;
+    buf_free(&c->payload);
+    buf_free(&c->sendq);
+    buf_free(&c->sending);
+    c->w = NULL;
+    c->host = NULL;
+    c->fd = -1;
+    c->phase = CONN_FREE;
+    c->gen = (c->gen + 1) & 0xFFFFFF;
+    c->next_free = t->free_conns;
+    t->free_conns = c;
+    t->active--;
+    atomic_fetch_sub(&e->m_sessions_active, 1);
+}
+
+/* Begins closing: the kernel gives the pending operations back (shutdown wakes a
+ * waiting recv), and conn_finish runs once nothing is in flight. */
+static void conn_close(struct io_thread *t, struct conn *c)
+{
+    if (c->phase != CONN_CLOSING) {
+        c->phase = CONN_CLOSING;
+        if (c->inflight && c->fd >= 0)
+            shutdown(c->fd, SHUT_RDWR);
+    }
+    if (!c->inflight)
+        conn_finish(t, c);
+}
+
+static void conn_fail(struct io_thread *t, struct conn *c, int status, const char *detail)
+{
+    smtp_session_abort(&c->smtp, status, detail, t->now_ms);
+    conn_close(t, c);
+}
+
+/* Moves the session's output to the socket (through TLS when up) and acts on the
+ * session's events. */
+static void conn_after_session(struct io_thread *t, struct conn *c, int ev)
+{
+    buf *out = smtp_session_output(&c->smtp);
+    if (out->len) {
+        if (c->tls) {
+            if (tls_conn_write(c->tls, out->data, out->len) < 0) {
+                buf_reset(out);
+                conn_fail(t, c, SMTP_ST_DEFERRED, tls_conn_error(c->tls));
+                return;
+            }
+            tls_conn_take(c->tls, &c->sendq);
+        } else {
+            buf_append(&c->sendq, out->data, out->len);
+        }
+        buf_reset(out);
+    }
+    if (ev & SMTP_EV_STARTTLS) {
+        char err[160];
+        tls_ctx *ctx = ctx_for(t, c->w->mb->m->ca_file, err, sizeof err);
+        if (!ctx) {
+            conn_fail(t, c, SMTP_ST_TLS, err);
+            return;
+        }
+        c->tls = tls_conn_new(ctx, c->host->name);
+        c->phase = CONN_TLS;
+        if (tls_conn_handshake(c->tls) == TLS_ERROR) {
+            conn_fail(t, c, SMTP_ST_TLS, tls_conn_error(c->tls));
+            return;
+        }
+        tls_conn_take(c->tls, &c->sendq);
+    }
+    if (ev & SMTP_EV_DONE) {
+        c->close_after_send = true;
+        if (!c->sendq.len && !c->send_posted) {
+            conn_close(t, c);
+            return;
+        }
+    }
+    flush_send(t, c);
+    if (!(ev & SMTP_EV_DONE))
+        post_recv(t, c);
+}
+
+static void conn_on_data(struct io_thread *t, struct conn *c, const char *data, size_t n)
+{
+    int ev;
+    if (!c->tls) {
+        if (!c->greeted)
+            c->greeted = c->host_ok = true;
+        ev = smtp_session_feed(&c->smtp, data, n, t->now_ms);
+        conn_after_session(t, c, ev);
+        return;
+    }
+    tls_conn_feed(c->tls, data, n);
+    ev = 0;
+    if (c->phase == CONN_TLS) {
+        int rc = tls_conn_handshake(c->tls);
+        if (rc == TLS_ERROR) {
+            conn_fail(t, c, SMTP_ST_TLS, tls_conn_error(c->tls));
+            return;
+        }
+        tls_conn_take(c->tls, &c->sendq);
+        if (rc == TLS_WANT) {
+            flush_send(t, c);
+            post_recv(t, c);
+            return;
+        }
+        c->phase = CONN_SMTP;
+        if (c->smtp.state == SMTP_S_TLS_WAIT)
+            ev = smtp_session_tls_ready(&c->smtp);
+    }
+    bool closed = false;
+    buf_reset(&t->plain);
+    if (tls_conn_read(c->tls, &t->plain, &closed) < 0) {
+        conn_fail(t, c, SMTP_ST_DEFERRED, tls_conn_error(c->tls));
+        return;
+    }
+    if (t->plain.len) {
+        if (!c->greeted)
+            c->greeted = c->host_ok = true;
+        ev |= smtp_session_feed(&c->smtp, t->plain.data, t->plain.len, t->now_ms);
+    }
+    if (closed && !(ev & SMTP_EV_DONE)) {
+        smtp_session_eof(&c->smtp, t->now_ms);
+        ev |= SMTP_EV_DONE;
+    }
+    conn_after_session(t, c, ev);
+}
+
+/* Builds the payloads and opens the connection for work w on a free session. */
+static void conn_start(struct io_thread *t, struct work *w)
+{
+    engine *e = t->e;
+    struct conn *c = t->free_conns;
+    t->free_conns = c->next_free;
+    t->active++;
+    atomic_fetch_add(&e->m_sessions, 1);
+    atomic_fetch_add(&e->m_sessions_active, 1);
+    job_mailbox *m = w->mb->m;
+    c->w = w;
+    c->host = w->host;
+    c->host_ok = false;
+    c->greeted = false;
+    c->close_after_send = false;
+    c->recv_posted = c->send_posted = false;
+    c->inflight = 0;
+    c->start_ms = t->now_ms;
+    c->slots = xcalloc(w->n, sizeof *c->slots);
+    buf_init(&c->payload);
+    buf_init(&c->sendq);
+    buf_init(&c->sending);
+    size_t *offs = xcalloc(w->n + 1, sizeof *offs);
+    buf msg = BUF_INIT;
+    int64_t now_s = clock_wall_ms() / 1000;
+    for (size_t k = 0; k < w->n; k++) {
+        job_send *s = &m->sends[w->sends[k]];
+        smtp_message mm = {.from_addr = m->address,
+                           .from_name = m->display_name,
+                           .to_addr = s->to,
+                           .subject = s->subject,
+                           .body = s->body,
+                           .message_id = s->message_id,
+                           .warmup_tag = e->cfg.warmup_tag,
+                           .date_unix_s = now_s};
+        buf_reset(&msg);
+        smtp_message_build(&mm, &msg);
+        offs[k] = c->payload.len;
+        smtp_dot_stuff(msg.data, msg.len, &c->payload);
+    }
+    offs[w->n] = c->payload.len;
+    buf_free(&msg);
+    for (size_t k = 0; k < w->n; k++) {
+        c->slots[k].rcpt = m->sends[w->sends[k]].to;
+        c->slots[k].payload = c->payload.data + offs[k];
+        c->slots[k].payload_len = offs[k + 1] - offs[k];
+    }
+    free(offs);
+    smtp_session_params p = {.helo_name = e->cfg.helo_name,
+                             .mail_from = m->address,
+                             .security = m->security,
+                             .username = m->username,
+                             .password = m->password,
+                             .oauth_token = m->oauth_token};
+    smtp_session_init(&c->smtp, &p, c->slots, w->n);
+
+    c->phase = CONN_CONNECTING;
+    c->fd = socket(c->host->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        char why[96];
+        snprintf(why, sizeof why, "socket: %s", strerror(errno));
+        c->host_ok = true; /* our limit, not the host's fault */
+        conn_fail(t, c, SMTP_ST_DEFERRED, why);
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqes(t, 2);
+    io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&c->host->addr, c->host->addrlen);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_CONNECT, c->gen, c->idx));
+    sqe->flags |= IOSQE_IO_LINK;
+    link_timeout(t, c, &c->connect_ts, e->cfg.connect_timeout_ms);
+    c->inflight++;
+}
+
+static void on_connect(struct io_thread *t, struct conn *c, int res)
+{
+    if (c->phase == CONN_CLOSING) {
+        conn_close(t, c);
+        return;
+    }
+    if (res < 0) {
+        char why[96];
+        atomic_fetch_add(&t->e->m_connect_errors, 1);
+        snprintf(why, sizeof why, "connect: %s", res == -ECANCELED ? "timed out" : strerror(-res));
+        conn_fail(t, c, SMTP_ST_DEFERRED, why);
+        return;
+    }
+    if (c->w->mb->m->security == SMTP_SEC_TLS) {
+        char err[160];
+        tls_ctx *ctx = ctx_for(t, c->w->mb->m->ca_file, err, sizeof err);
+        if (!ctx) {
+            c->host_ok = true;
+            conn_fail(t, c, SMTP_ST_TLS, err);
+            return;
+        }
+        c->tls = tls_conn_new(ctx, c->host->name);
+        c->phase = CONN_TLS;
+        if (tls_conn_handshake(c->tls) == TLS_ERROR) {
+            conn_fail(t, c, SMTP_ST_TLS, tls_conn_error(c->tls));
+            return;
+        }
+        tls_conn_take(c->tls, &c->sendq);
+        flush_send(t, c);
+    } else {
+        c->phase = CONN_SMTP;
+    }
+    post_recv(t, c);
+}
+
+static void on_recv(struct io_thread *t, struct conn *c, int res)
+{
+    c->recv_posted = false;
+    if (c->phase == CONN_CLOSING) {
+        conn_close(t, c);
+        return;
+    }
+    if (res == 0) {
+        if (c->phase == CONN_TLS) {
+            conn_fail(t, c, SMTP_ST_TLS, "connection closed during the TLS handshake");
+            return;
+        }
+        smtp_session_eof(&c->smtp, t->now_ms);
+        if (c->smtp.state == SMTP_S_QUIT || c->greeted)
+            c->host_ok = c->greeted;
+        conn_close(t, c);
+        return;
+    }
+    if (res < 0) {
+        char why[120];
+        if (res == -ECANCELED)
+            snprintf(why, sizeof why, "timeout waiting for the server in state %s",
+                     c->phase == CONN_TLS ? "tls_handshake" : smtp_state_name(c->smtp.state));
+        else
+            snprintf(why, sizeof why, "recv: %s", strerror(-res));
+        c->host_ok = false;
+        conn_fail(t, c, SMTP_ST_DEFERRED, why);
+        return;
+    }
+    conn_on_data(t, c, c->rbuf, (size_t)res);
+}
+
+static void on_send(struct io_thread *t, struct conn *c, int res)
+{
+    c->send_posted = false;
+    if (c->phase == CONN_CLOSING) {
+        conn_close(t, c);
+        return;
+    }
+    if (res < 0) {
+        char why[120];
+        snprintf(why, sizeof why, "send: %s", res == -ECANCELED ? "timed out" : strerror(-res));
+        conn_fail(t, c, SMTP_ST_DEFERRED, why);
+        return;
+    }
+    buf_consume(&c->sending, (size_t)res);
+    if (c->sending.len) {
+        /* short write: the rest goes first, ahead of anything queued since */
+        buf_append(&c->sending, c->sendq.data, c->sendq.len);
+        buf_reset(&c->sendq);
+        buf tmp = c->sendq;
+        c->sendq = c->sending;
+        c->sending = tmp;
+    }
+    if (c->close_after_send && !c->sendq.len) {
+        conn_close(t, c);
+        return;
+    }
+    flush_send(t, c);
+}
+
+/* ---- scheduling ---- */
+
+/* Resolves the host; false while the answer is pending or when it failed (then the
+ * waiting works are settled or retried). */
+static bool host_resolve(struct io_thread *t, struct host *h)
+{
+    if (h->dns == DNS_OK && h->addr_expires_ms > t->now_ms)
+        return true;
+    char err[160];
+    int permanent = 0;
+    int rc = resolver_lookup(t->e->res, h->name, h->port, t->efd, t->now_ms, &h->addr, &h->addrlen,
+                             &permanent, err, sizeof err);
+    if (rc == RESOLVER_OK) {
+        h->dns = DNS_OK;
+        h->addr_expires_ms = t->now_ms + t->e->cfg.dns_ttl_ms;
+        return true;
+    }
+    if (rc == RESOLVER_PENDING) {
+        h->dns = DNS_PENDING;
+        return false;
+    }
+    h->dns = DNS_NONE;
+    while (h->wait_head) {
+        struct work *w = h->wait_head;
+        h->wait_head = w->next;
+        work_final_all(t, w, permanent ? SMTP_ST_FAILED : SMTP_ST_DEFERRED, err);
+    }
+    h->wait_tail = NULL;
+    return false;
+}
+
+static void work_due(struct io_thread *t, struct work *w)
+{
+    if (t->now_ms >= w->mb->deadline_ms - t->e->cfg.lease_margin_ms) {
+        work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
+        return;
+    }
+    host_enqueue(t, w);
+}
+
+/* Starts what may start; returns the earliest time something blocked may go. */
+static int64_t dispatch(struct io_thread *t)
+{
+    int64_t wake = INT64_MAX;
+    while (t->heap_len && t->heap[0]->due_ms <= t->now_ms)
+        work_due(t, heap_pop(t));
+    if (t->heap_len)
+        wake = t->heap[0]->due_ms;
+
+    struct host *list = t->ready;
+    t->ready = NULL;
+    while (list) {
+        struct host *h = list;
+        list = h->ready_next;
+        h->queued = false;
+        if (!h->wait_head)
+            continue;
+        if (!host_resolve(t, h)) {
+            if (h->wait_head)
+                host_mark_ready(t, h); /* the resolver's eventfd write wakes us */
+            continue;
+        }
+        while (h->wait_head && t->free_conns) {
+            struct work *w = h->wait_head;
+            if (t->now_ms >= w->mb->deadline_ms - t->e->cfg.lease_margin_ms) {
+                h->wait_head = w->next;
+                work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
+                continue;
+            }
+            int64_t rc = host_shaper_acquire(&h->shaper, &t->shaping, t->now_ms);
+            if (rc == SHAPER_FULL)
+                break; /* a release puts the host back on the ready list */
+            if (rc > 0) {
+                host_mark_ready(t, h);
+                if (t->now_ms + rc < wake)
+                    wake = t->now_ms + rc;
+                break;
+            }
+            h->wait_head = w->next;
+            conn_start(t, w);
+        }
+        if (!h->wait_head)
+            h->wait_tail = NULL;
+        else if (!t->free_conns)
+            host_mark_ready(t, h);
+    }
+    return wake;
+}
+
+/* A submitted mailbox becomes works: its slots sorted by due time, grouped when due
+ * together (same not_before_s), at most batch_max per session. */
+static void mailbox_accept(struct io_thread *t, struct inbox_item *it)
+{
+    job_mailbox *m = it->m;
+    if (!m->nsends) {
+        job_mailbox_free(m);
+        return;
+    }
+    struct mbox *mb = xcalloc(1, sizeof *mb);
+    mb->m = m;
+    mb->lease_start_ms = it->lease_start_ms;
+    mb->deadline_ms = it->deadline_ms;
+    mb->remaining = m->nsends;
+    uint32_t *order = xcalloc(m->nsends, sizeof *order);
+    for (size_t i = 0; i < m->nsends; i++) {
+        /* insertion sort by not_before_s: a mailbox has a few dozen slots a day */
+        size_t j = i;
+        while (j > 0 && m->sends[order[j - 1]].not_before_s > m->sends[i].not_before_s) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = (uint32_t)i;
+    }
+    struct host *h = host_get(t, m->host, m->port);
+    size_t i = 0;
+    while (i < m->nsends) {
+        struct work *w = xcalloc(1, sizeof *w);
+        w->mb = mb;
+        w->host = h;
+        w->attempt = 1;
+        w->sends = xcalloc((size_t)t->e->cfg.batch_max, sizeof *w->sends);
+        int64_t nb = m->sends[order[i]].not_before_s;
+        while (i < m->nsends && w->n < (size_t)t->e->cfg.batch_max &&
+               m->sends[order[i]].not_before_s == nb)
+            w->sends[w->n++] = order[i++];
+        w->due_ms = mb->lease_start_ms + nb * 1000;
+        heap_push(t, w);
+    }
+    free(order);
+}
+
+static void inbox_drain(struct io_thread *t)
+{
+    pthread_mutex_lock(&t->inbox_mu);
+    struct inbox_item *list = t->inbox;
+    t->inbox = NULL;
+    bool stop = t->stop;
+    pthread_mutex_unlock(&t->inbox_mu);
+    /* reverse to keep submission order */
+    struct inbox_item *rev = NULL;
+    while (list) {
+        struct inbox_item *n = list->next;
+        list->next = rev;
+        rev = list;
+        list = n;
+    }
+    while (rev) {
+        struct inbox_item *n = rev->next;
+        mailbox_accept(t, rev);
+        free(rev);
+        rev = n;
+    }
+    if (stop)
+        t->stop = true;
+}
+
+static void handle_cqe(struct io_thread *t, struct io_uring_cqe *cqe)
+{
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    int op = ud_op(ud);
+    if (op == OP_EVENTFD) {
+        inbox_drain(t);
+        /* a resolver answer may be in: give pending hosts another look */
+        for (uint32_t b = 0; b < HOST_BUCKETS; b++)
+            for (struct host *h = t->hosts[b]; h; h = h->hash_next)
+                if (h->dns == DNS_PENDING && h->wait_head)
+                    host_mark_ready(t, h);
+        if (!t->stop)
+            post_eventfd_read(t);
+        return;
+    }
+    if (op == OP_LINK_TIMEOUT || op == OP_CLOSE)
+        return; /* outcomes show on the linked operation */
+    uint32_t idx = ud_idx(ud);
+    if (idx >= t->nconns)
+        return;
+    struct conn *c = &t->conns[idx];
+    if (c->phase == CONN_FREE || c->gen != ud_gen(ud)) {
+        log_warn("dropping a late completion for a reused session");
+        return;
+    }
+    c->inflight--;
+    switch (op) {
+    case OP_CONNECT:
+        on_connect(t, c, cqe->res);
+        break;
+    case OP_RECV:
+        on_recv(t, c, cqe->res);
+        break;
+    case OP_SEND:
+        on_send(t, c, cqe->res);
+        break;
+    default:
+        log_error("unknown io_uring operation %d in a completion", op);
+        abort();
+    }
+}
+
+/* Creates the ring on the thread that uses it (SINGLE_ISSUER / DEFER_TASKRUN tie a
+ * ring to its submitter). Falls back to a plain ring on older kernels. */
+static int ring_setup(struct io_uring *ring, unsigned entries, bool *fast, char *err, size_t errlen)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = entries * 4;
+    int rc = io_uring_queue_init_params(entries, ring, &p);
+    *fast = rc == 0;
+    if (rc == -EINVAL) {
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = entries * 4;
+        rc = io_uring_queue_init_params(entries, ring, &p);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "io_uring_queue_init: %s%s", strerror(-rc),
+                 rc == -EPERM    ? " (io_uring disabled by sysctl kernel.io_uring_disabled?)"
+                 : rc == -ENOSYS ? " (kernel without io_uring)"
+                                 : "");
+        return -1;
+    }
+    if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_FAST_POLL)) {
+        snprintf(err, errlen, "io_uring lacks %s (kernel 5.7 or later needed)",
+                 !(p.features & IORING_FEAT_NODROP) ? "IORING_FEAT_NODROP"
+                                                    : "IORING_FEAT_FAST_POLL");
+        io_uring_queue_exit(ring);
+        return -1;
+    }
+    return 0;
+}
+
+static void *io_thread_main(void *arg)
+{
+    struct io_thread *t = arg;
+    char err[200];
+    bool fast;
+    if (ring_setup(&t->ring, 4096, &fast, err, sizeof err) < 0) {
+        log_error("I/O thread %d: %s", t->id, err);
+        __atomic_store_n(&t->ring_ready, -1, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    if (!fast && t->id == 0)
+        log_warn("io_uring: IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN not available (kernel "
+                 "before 6.1); running with a default ring");
+    __atomic_store_n(&t->ring_ready, 1, __ATOMIC_RELEASE);
+    post_eventfd_read(t);
+    while (!t->stop) {
+        t->now_ms = clock_mono_ms();
+        int64_t wake = dispatch(t);
+        results_flush(t);
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts;
+        int rc;
+        if (wake != INT64_MAX) {
+            int64_t d = wake - t->now_ms;
+            ts_set(&ts, d < 1 ? 1 : d);
+            rc = io_uring_submit_and_wait_timeout(&t->ring, &cqe, 1, &ts, NULL);
+        } else {
+            rc = io_uring_submit_and_wait_timeout(&t->ring, &cqe, 1, NULL, NULL);
+        }
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            log_error("io_uring wait: %s", strerror(-rc));
+            abort();
+        }
+        t->now_ms = clock_mono_ms();
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&t->ring, head, cqe)
+        {
+            handle_cqe(t, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&t->ring, seen);
+    }
+    return NULL;
+}
+
+/* Adds mb to the set of unfinished mailboxes unless already there. */
+static void mbox_collect(struct mbox ***set, size_t *n, size_t *cap, struct mbox *mb)
+{
+    for (size_t k = 0; k < *n; k++)
+        if ((*set)[k] == mb)
+            return;
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *set = xrealloc(*set, *cap * sizeof **set);
+    }
+    (*set)[(*n)++] = mb;
+}
+
+/* Frees everything of a stopped thread, sessions in flight included. */
+static void io_thread_cleanup(struct io_thread *t)
+{
+    struct mbox **mbs = NULL;
+    size_t nmb = 0, cap = 0;
+    if (t->ring_ready == 1) {
+        for (uint32_t i = 0; i < t->nconns; i++) {
+            struct conn *c = &t->conns[i];
+            if (c->phase == CONN_FREE)
+                continue;
+            if (c->fd >= 0)
+                close(c->fd);
+            smtp_session_clear(&c->smtp);
+            tls_conn_free(c->tls);
+            free(c->slots);
+            buf_free(&c->payload);
+            buf_free(&c->sendq);
+            buf_free(&c->sending);
+            mbox_collect(&mbs, &nmb, &cap, c->w->mb);
+            work_free(c->w);
+        }
+        io_uring_queue_exit(&t->ring);
+    }
+    free(t->conns);
+    if (t->efd >= 0)
+        close(t->efd);
+    for (size_t i = 0; i < t->heap_len; i++) {
+        mbox_collect(&mbs, &nmb, &cap, t->heap[i]->mb);
+        work_free(t->heap[i]);
+    }
+    free(t->heap);
+    for (uint32_t b = 0; b < HOST_BUCKETS; b++) {
+        struct host *h = t->hosts[b];
+        while (h) {
+            struct host *n = h->hash_next;
+            while (h->wait_head) {
+                struct work *w = h->wait_head;
+                h->wait_head = w->next;
+                mbox_collect(&mbs, &nmb, &cap, w->mb);
+                work_free(w);
+            }
+            free(h->name);
+            free(h);
+            h = n;
+        }
+    }
+    for (size_t k = 0; k < nmb; k++) {
+        job_mailbox_free(mbs[k]->m);
+        free(mbs[k]);
+    }
+    free(mbs);
+    while (t->ctxs) {
+        struct ctx_entry *n = t->ctxs->next;
+        tls_ctx_free(t->ctxs->ctx);
+        free(t->ctxs->ca_file);
+        free(t->ctxs);
+        t->ctxs = n;
+    }
+    struct inbox_item *it = t->inbox;
+    while (it) {
+        struct inbox_item *n = it->next;
+        job_mailbox_free(it->m);
+        free(it);
+        it = n;
+    }
+    free(t->results);
+    buf_free(&t->plain);
+    pthread_mutex_destroy(&t->inbox_mu);
+}
+
+/* ---- engine ---- */
+
+static int probe_ops(char *err, size_t errlen)
+{
+    struct io_uring_probe *probe = io_uring_get_probe();
+    if (!probe) {
+        snprintf(err, errlen, "io_uring is not available (io_uring_get_probe failed)");
+        return -1;
+    }
+    static const struct {
+        int op;
+        const char *name;
+    } need[] = {{IORING_OP_CONNECT, "IORING_OP_CONNECT"},
+                {IORING_OP_RECV, "IORING_OP_RECV"},
+                {IORING_OP_SEND, "IORING_OP_SEND"},
+                {IORING_OP_LINK_TIMEOUT, "IORING_OP_LINK_TIMEOUT"},
+                {IORING_OP_READ, "IORING_OP_READ"},
+                {IORING_OP_CLOSE, "IORING_OP_CLOSE"}};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        if (!io_uring_opcode_supported(probe, need[i].op)) {
+            snprintf(err, errlen, "io_uring lacks %s (kernel 5.7 or later needed)", need[i].name);
+            io_uring_free_probe(probe);
+            return -1;
+        }
+    }
+    io_uring_free_probe(probe);
+    return 0;
+}
+
+static int div_up(int a, int b)
+{
+    return (a + b - 1) / b;
+}
+
+engine *engine_create(const engine_config *cfg, char *err, size_t errlen)
+{
+    if (probe_ops(err, errlen) < 0)
+        return NULL;
+    engine *e = xcalloc(1, sizeof *e);
+    e->cfg = *cfg;
+    int n = cfg->threads;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int)cpus : 1;
+    }
+    if (n > cfg->concurrency)
+        n = cfg->concurrency;
+    e->nthreads = n;
+    pthread_mutex_init(&e->res_mu, NULL);
+    pthread_cond_init(&e->res_cv, NULL);
+    e->res = resolver_create(cfg->dns_ttl_ms, 30000);
+    e->threads = xcalloc((size_t)n, sizeof *e->threads);
+    for (int i = 0; i < n; i++) {
+        e->threads[i].efd = -1;
+        pthread_mutex_init(&e->threads[i].inbox_mu, NULL);
+    }
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        struct io_thread *t = &e->threads[i];
+        t->e = e;
+        t->id = i;
+        t->shaping = cfg->shaping;
+        /* each thread holds its share of the per-host limits */
+        t->shaping.max_conns = div_up(cfg->shaping.max_conns, n);
+        t->shaping.conns_per_min = div_up(cfg->shaping.conns_per_min, n);
+        t->nconns = (uint32_t)div_up(cfg->concurrency, n);
+        t->conns = xcalloc(t->nconns, sizeof *t->conns);
+        for (uint32_t k = t->nconns; k-- > 0;) {
+            t->conns[k].idx = k;
+            t->conns[k].fd = -1;
+            t->conns[k].next_free = t->free_conns;
+            t->free_conns = &t->conns[k];
+        }
+        t->efd = eventfd(0, EFD_CLOEXEC);
+        if (t->efd < 0) {
+            snprintf(err, errlen, "eventfd: %s", strerror(errno));
+            goto fail;
+        }
+        t->now_ms = clock_mono_ms();
+        if (pthread_create(&t->tid, NULL, io_thread_main, t) != 0) {
+            snprintf(err, errlen, "cannot start I/O thread %d", i);
+            goto fail;
+        }
+        started++;
+        while (__atomic_load_n(&t->ring_ready, __ATOMIC_ACQUIRE) == 0)
+            usleep(1000);
+        if (t->ring_ready < 0) {
+            snprintf(err, errlen, "cannot set up io_uring (see the log above)");
+            goto fail;
+        }
+    }
+    return e;
+fail:
+    for (int i = 0; i < n; i++) {
+        struct io_thread *t = &e->threads[i];
+        if (i < started) {
+            pthread_mutex_lock(&t->inbox_mu);
+            t->stop = true;
+            pthread_mutex_unlock(&t->inbox_mu);
+            uint64_t one = 1;
+            if (write(t->efd, &one, sizeof one) < 0)
+                log_warn("eventfd write: %s", strerror(errno));
+            pthread_join(t->tid, NULL);
+        }
+        io_thread_cleanup(t);
+    }
+    resolver_destroy(e->res);
+    free(e->threads);
+    pthread_mutex_destroy(&e->res_mu);
+    pthread_cond_destroy(&e->res_cv);
+    free(e);
+    return NULL;
+}
+
+void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t deadline_ms)
+{
+    unsigned i = atomic_fetch_add(&e->next_thread, 1) % (unsigned)e->nthreads;
+    struct io_thread *t = &e->threads[i];
+    struct inbox_item *it = xcalloc(1, sizeof *it);
+    it->m = m;
+    it->lease_start_ms = lease_start_ms;
+    it->deadline_ms = deadline_ms;
+    pthread_mutex_lock(&t->inbox_mu);
+    bool was_empty = !t->inbox;
+    it->next = t->inbox;
+    t->inbox = it;
+    pthread_mutex_unlock(&t->inbox_mu);
+    if (was_empty) {
+        uint64_t one = 1;
+        if (write(t->efd, &one, sizeof one) < 0)
+            log_warn("eventfd write: %s", strerror(errno));
+    }
+}
+
+void engine_destroy(engine *e)
+{
+    if (!e)
+        return;
+    for (int i = 0; i < e->nthreads; i++) {
+        struct io_thread *t = &e->threads[i];
+        pthread_mutex_lock(&t->inbox_mu);
+        t->stop = true;
+        pthread_mutex_unlock(&t->inbox_mu);
+        uint64_t one = 1;
+        if (write(t->efd, &one, sizeof one) < 0)
+            log_warn("eventfd write: %s", strerror(errno));
+    }
+    for (int i = 0; i < e->nthreads; i++) {
+        pthread_join(e->threads[i].tid, NULL);
+        io_thread_cleanup(&e->threads[i]);
+    }
+    resolver_destroy(e->res);
+    free(e->threads);
+    free(e->results);
+    pthread_mutex_destroy(&e->res_mu);
+    pthread_cond_destroy(&e->res_cv);
+    free(e);
+}
+
+void engine_metrics(engine *e, buf *out)
+{
+    buf_puts(out, "# HELP kiln_agent_sends_total Slots finished, by outcome.\n"
+                  "# TYPE kiln_agent_sends_total counter\n");
+    for (int s = SMTP_ST_SENT; s <= SMTP_ST_TLS; s++)
+        buf_printf(out, "kiln_agent_sends_total{status=\"%s\"} %lld\n", smtp_status_name(s),
+                   (long long)atomic_load(&e->m_status[s]));
+    buf_printf(out,
+               "# HELP kiln_agent_sessions_total SMTP sessions started.\n"
+               "# TYPE kiln_agent_sessions_total counter\n"
+               "kiln_agent_sessions_total %lld\n"
+               "# HELP kiln_agent_sessions_active SMTP sessions open now.\n"
+               "# TYPE kiln_agent_sessions_active gauge\n"
+               "kiln_agent_sessions_active %lld\n"
+               "# HELP kiln_agent_connect_errors_total Connections that failed to open.\n"
+               "# TYPE kiln_agent_connect_errors_total counter\n"
+               "kiln_agent_connect_errors_total %lld\n"
+               "# HELP kiln_agent_retries_total Deferred slots scheduled for another attempt.\n"
+               "# TYPE kiln_agent_retries_total counter\n"
+               "kiln_agent_retries_total %lld\n",
+               (long long)atomic_load(&e->m_sessions),
+               (long long)atomic_load(&e->m_sessions_active),
+               (long long)atomic_load(&e->m_connect_errors), (long long)atomic_load(&e->m_retries));
+    buf_puts(out, "# HELP kiln_agent_send_latency_seconds Session start to accepted message.\n"
+                  "# TYPE kiln_agent_send_latency_seconds histogram\n");
+    long long cum = 0;
+    for (int b = 0; b < LAT_BUCKETS; b++) {
+        cum += atomic_load(&e->m_lat_bucket[b]);
+        buf_printf(out, "kiln_agent_send_latency_seconds_bucket{le=\"%g\"} %lld\n", lat_bounds_s[b],
+                   cum);
+    }
+    cum += atomic_load(&e->m_lat_bucket[LAT_BUCKETS]);
+    buf_printf(out,
+               "kiln_agent_send_latency_seconds_bucket{le=\"+Inf\"} %lld\n"
+               "kiln_agent_send_latency_seconds_sum %.3f\n"
+               "kiln_agent_send_latency_seconds_count %lld\n",
+               cum, (double)atomic_load(&e->m_lat_sum_ms) / 1000.0, cum);
+}

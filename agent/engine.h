@@ -1,0 +1,67 @@
+/* The sending engine: I/O threads, each with its own io_uring, a preallocated
+ * session table, a timer heap for slots due later and per-host shaping. Jobs go in
+ * with engine_submit (any thread), results come out with engine_poll_results; the
+ * command line (kiln-agent send) and the lease loop both drive it this way. */
+#ifndef KILN_ENGINE_H
+#define KILN_ENGINE_H
+
+#include "buf.h"
+#include "jobs.h"
+#include "shaping.h"
+#include "smtp_session.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct engine engine;
+
+typedef struct engine_config {
+    int threads;     /* I/O threads; 0 = one per core */
+    int concurrency; /* concurrent sessions, all threads together */
+    int batch_max;   /* slots of one mailbox carried by one session */
+    int max_attempts;
+    int64_t lease_margin_ms; /* no send starts closer than this to the lease end */
+    int64_t connect_timeout_ms;
+    int64_t tls_timeout_ms;
+    int64_t send_timeout_ms;
+    int64_t state_timeout_ms[SMTP_S_COUNT]; /* waiting for a reply, per session state */
+    int64_t dns_ttl_ms;
+    shaping_cfg shaping; /* per host, all threads together */
+    char helo_name[256];
+    char warmup_tag[64];
+} engine_config;
+
+/* One slot's final outcome. */
+typedef struct engine_result {
+    int64_t send_id;
+    int64_t mailbox_id;
+    int status; /* enum smtp_status */
+    int smtp_code;
+    char enhanced[16];
+    char detail[160];
+    int64_t latency_ms;
+    int attempts;
+} engine_result;
+
+/* RFC 5321 §4.5.3.2 timeouts, 100 connections and 200 connects/min per host. */
+void engine_config_defaults(engine_config *c);
+/* Overrides from KILN_AGENT_* variables; -1 with err on a bad value. */
+int engine_config_from_env(engine_config *c, char *err, size_t errlen);
+
+/* Checks io_uring support and starts the threads; NULL with err when impossible. */
+engine *engine_create(const engine_config *c, char *err, size_t errlen);
+/* Hands a mailbox with its slots to the engine, which frees it. not_before_s counts
+ * from lease_start_ms; nothing starts after deadline_ms - lease_margin_ms
+ * (both monotonic). */
+void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t deadline_ms);
+/* Waits up to timeout_ms for results; returns how many were copied to out. */
+size_t engine_poll_results(engine *e, engine_result *out, size_t max, int timeout_ms);
+/* Prometheus text exposition of the engine's counters. */
+void engine_metrics(engine *e, buf *out);
+/* Stops the threads; slots not finished are dropped without a result. */
+void engine_destroy(engine *e);
+
+/* {"send_id":..,"status":..,"smtp_code":..,"enhanced_code":..,"detail":..,"latency_ms":..} */
+void engine_result_json(const engine_result *r, buf *out);
+
+#endif

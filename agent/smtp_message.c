@@ -1,0 +1,267 @@
+/* Message builder (see smtp_message.h). Header values from jobs are never trusted:
+ * CR and LF are dropped so no input can start a header of its own. */
+#include "smtp_message.h"
+
+#include "secret.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void base64_append(const unsigned char *in, size_t n, buf *out)
+{
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        char q[4] = {b64chars[(v >> 18) & 63], b64chars[(v >> 12) & 63],
+                     i + 1 < n ? b64chars[(v >> 6) & 63] : '=', i + 2 < n ? b64chars[v & 63] : '='};
+        buf_append(out, q, 4);
+    }
+}
+
+static bool is_plain_ascii(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Length of the UTF-8 sequence starting with byte c (1 for stray bytes). */
+static size_t utf8_seq_len(unsigned char c)
+{
+    if (c >= 0xF0 && c < 0xF8)
+        return 4;
+    if (c >= 0xE0)
+        return 3;
+    if (c >= 0xC0)
+        return 2;
+    return 1;
+}
+
+/* Copies s without CR/LF (header injection guard) into a fresh buf. */
+static void strip_crlf(const char *s, buf *out)
+{
+    for (; *s; s++)
+        if (*s != '\r' && *s != '\n')
+            buf_putc(out, *s);
+}
+
+void smtp_header_encode(const char *value, size_t used, buf *out)
+{
+    buf clean = BUF_INIT;
+    strip_crlf(value ? value : "", &clean);
+    if (is_plain_ascii(clean.data ? clean.data : "", clean.len) && used + clean.len <= 998) {
+        buf_append(out, clean.data ? clean.data : "", clean.len);
+        buf_free(&clean);
+        return;
+    }
+    /* Each encoded word is at most 75 chars: "=?UTF-8?B?" + 4*k/3 + "?=", so up to
+     * 45 raw bytes per word, cut only between UTF-8 sequences. */
+    const unsigned char *p = (const unsigned char *)(clean.data ? clean.data : "");
+    size_t n = clean.len, i = 0;
+    bool first = true;
+    while (i < n) {
+        size_t start = i;
+        while (i < n) {
+            size_t l = utf8_seq_len(p[i]);
+            if (i + l > n)
+                l = n - i;
+            if (i - start + l > 45)
+                break;
+            i += l;
+        }
+        if (i == start)
+            i = start + 1 > n ? n : start + 1;
+        if (!first)
+            buf_puts(out, "\r\n ");
+        buf_puts(out, "=?UTF-8?B?");
+        base64_append(p + start, i - start, out);
+        buf_puts(out, "?=");
+        first = false;
+    }
+    buf_free(&clean);
+}
+
+void smtp_qp_encode(const char *text, size_t n, buf *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t col = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        /* hard line break: CRLF, bare LF or bare CR */
+        if (c == '\r' || c == '\n') {
+            if (c == '\r' && i + 1 < n && text[i + 1] == '\n')
+                i++;
+            buf_puts(out, "\r\n");
+            col = 0;
+            continue;
+        }
+        bool at_eol = i + 1 == n || text[i + 1] == '\r' || text[i + 1] == '\n';
+        bool literal = (c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !at_eol);
+        /* A '.' opening a line is encoded so no line can be a lone "." even unstuffed. */
+        if (c == '.' && col == 0)
+            literal = false;
+        size_t w = literal ? 1 : 3;
+        if (col + w > 75) {
+            buf_puts(out, "=\r\n");
+            col = 0;
+        }
+        if (literal) {
+            buf_putc(out, (char)c);
+        } else {
+            char e[3] = {'=', hex[c >> 4], hex[c & 15]};
+            buf_append(out, e, 3);
+        }
+        col += w;
+    }
+}
+
+void smtp_date(int64_t unix_s, char *out, size_t outlen)
+{
+    static const char *days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, outlen, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
+             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Display name: a quoted-string when ASCII, encoded words otherwise. */
+static void put_display_name(const char *name, buf *out)
+{
+    buf clean = BUF_INIT;
+    strip_crlf(name, &clean);
+    const char *s = clean.data ? clean.data : "";
+    if (is_plain_ascii(s, clean.len)) {
+        buf_putc(out, '"');
+        for (size_t i = 0; i < clean.len; i++) {
+            if (s[i] == '"' || s[i] == '\\')
+                buf_putc(out, '\\');
+            buf_putc(out, s[i]);
+        }
+        buf_putc(out, '"');
+    } else {
+        smtp_header_encode(s, 6, out);
+    }
+    buf_free(&clean);
+}
+
+/* Body needs quoted-printable when it is not 7-bit text with lines of at most 998. */
+static bool body_needs_qp(const char *s, size_t n)
+{
+    size_t line = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n' || c == '\r') {
+            line = 0;
+            continue;
+        }
+        if (c >= 0x80 || c == 0 || ++line > 998)
+            return true;
+    }
+    return false;
+}
+
+/* Plain body with every line end made CRLF. */
+static void put_crlf_text(const char *s, size_t n, buf *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\r' || s[i] == '\n') {
+            if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
+                i++;
+            buf_puts(out, "\r\n");
+        } else {
+            buf_putc(out, s[i]);
+        }
+    }
+}
+
+void smtp_message_build(const smtp_message *m, buf *out)
+{
+    char date[64];
+    smtp_date(m->date_unix_s, date, sizeof date);
+    buf_printf(out, "Date: %s\r\n", date);
+
+    buf_puts(out, "Message-ID: ");
+    if (m->message_id && m->message_id[0]) {
+        buf clean = BUF_INIT;
+        strip_crlf(m->message_id, &clean);
+        buf_append(out, clean.data, clean.len);
+        buf_free(&clean);
+    } else {
+        unsigned char rnd[12];
+        char hex[25];
+        random_bytes(rnd, sizeof rnd);
+        hex_encode(rnd, sizeof rnd, hex);
+        const char *at = strchr(m->from_addr, '@');
+        buf_printf(out, "<%s@%s>", hex, at ? at + 1 : "kiln.invalid");
+    }
+    buf_puts(out, "\r\n");
+
+    buf_puts(out, "From: ");
+    if (m->from_name && m->from_name[0]) {
+        put_display_name(m->from_name, out);
+        buf_puts(out, " ");
+    }
+    buf_puts(out, "<");
+    strip_crlf(m->from_addr, out);
+    buf_puts(out, ">\r\nTo: <");
+    strip_crlf(m->to_addr, out);
+    buf_puts(out, ">\r\nSubject: ");
+    smtp_header_encode(m->subject ? m->subject : "", 9, out);
+    buf_puts(out, "\r\nMIME-Version: 1.0\r\n"
+                  "Content-Type: text/plain; charset=UTF-8\r\n");
+    const char *body = m->body ? m->body : "";
+    size_t blen = strlen(body);
+    bool qp = body_needs_qp(body, blen);
+    buf_printf(out, "Content-Transfer-Encoding: %s\r\n", qp ? "quoted-printable" : "7bit");
+    buf_puts(out, "X-Kiln-Warmup: ");
+    strip_crlf(m->warmup_tag ? m->warmup_tag : "1", out);
+    buf_puts(out, "\r\n\r\n");
+    if (qp)
+        smtp_qp_encode(body, blen, out);
+    else
+        put_crlf_text(body, blen, out);
+    if (out->len < 2 || out->data[out->len - 2] != '\r' || out->data[out->len - 1] != '\n')
+        buf_puts(out, "\r\n");
+}
+
+void smtp_dot_stuff(const char *data, size_t n, buf *out)
+{
+    buf_reserve(out, n + n / 64 + 8);
+    bool bol = true;
+    size_t i = 0;
+    while (i < n) {
+        /* copy a run of ordinary bytes at once */
+        if (bol && data[i] == '.')
+            buf_putc(out, '.');
+        size_t j = i;
+        while (j < n && data[j] != '\r' && data[j] != '\n')
+            j++;
+        buf_append(out, data + i, j - i);
+        if (j == n) {
+            bol = false;
+            i = j;
+            break;
+        }
+        if (data[j] == '\r' && j + 1 < n && data[j + 1] == '\n')
+            j++;
+        buf_puts(out, "\r\n");
+        bol = true;
+        i = j + 1;
+    }
+    if (!bol)
+        buf_puts(out, "\r\n");
+    buf_puts(out, ".\r\n");
+}

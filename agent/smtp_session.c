@@ -1,0 +1,503 @@
+/* SMTP client session (see smtp_session.h). One switch on the state handles each
+ * reply; every transition goes through set_state so the walk can be read top to
+ * bottom in on_reply. Failures before a transaction settle all pending slots;
+ * failures inside one settle only its slot, and the session moves on to the next. */
+#include "smtp_session.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *state_names[SMTP_S_COUNT] = {
+    "greeting", "ehlo", "helo", "starttls", "tls_wait", "auth", "auth_user", "auth_pass",
+    "mail",     "rcpt", "data", "dot",      "rset",     "quit", "done",
+};
+
+const char *smtp_state_name(int state)
+{
+    return state >= 0 && state < SMTP_S_COUNT ? state_names[state] : "invalid";
+}
+
+const char *smtp_status_name(int status)
+{
+    switch (status) {
+    case SMTP_ST_SENT:
+        return "sent";
+    case SMTP_ST_DEFERRED:
+        return "deferred";
+    case SMTP_ST_FAILED:
+        return "failed";
+    case SMTP_ST_AUTH:
+        return "auth";
+    case SMTP_ST_TLS:
+        return "tls";
+    default:
+        return "pending";
+    }
+}
+
+void smtp_session_init(smtp_session *s, const smtp_session_params *p, smtp_slot *slots,
+                       size_t nslots)
+{
+    memset(s, 0, sizeof *s);
+    s->params = *p;
+    s->slots = slots;
+    s->nslots = nslots;
+    s->state = SMTP_S_GREETING;
+    s->tls_active = p->security == SMTP_SEC_TLS;
+    smtp_reply_parser_init(&s->parser);
+    buf_init(&s->out);
+    for (size_t i = 0; i < nslots; i++) {
+        slots[i].status = SMTP_ST_PENDING;
+        slots[i].code = 0;
+        slots[i].enhanced[0] = '\0';
+        slots[i].detail[0] = '\0';
+        slots[i].done_ms = 0;
+    }
+}
+
+void smtp_session_clear(smtp_session *s)
+{
+    buf_free(&s->out);
+}
+
+buf *smtp_session_output(smtp_session *s)
+{
+    return &s->out;
+}
+
+static void set_state(smtp_session *s, int state)
+{
+    s->state = state;
+}
+
+/* Copies text as printable ASCII (anything else becomes '?'), bounded. */
+static void copy_detail(char *dst, size_t cap, const char *src, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < cap; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[k++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    dst[k] = '\0';
+}
+
+static void settle(smtp_slot *slot, int status, const smtp_reply *r, const char *prefix,
+                   int64_t now_ms)
+{
+    if (slot->status != SMTP_ST_PENDING)
+        return;
+    slot->status = status;
+    slot->done_ms = now_ms;
+    if (r) {
+        size_t dlen;
+        const char *d = smtp_reply_detail(r, &dlen);
+        char text[160];
+        copy_detail(text, sizeof text, d, dlen);
+        slot->code = r->code;
+        snprintf(slot->enhanced, sizeof slot->enhanced, "%s", r->enhanced);
+        snprintf(slot->detail, sizeof slot->detail, "%s%s%s", prefix ? prefix : "",
+                 prefix ? ": " : "", text);
+    } else {
+        slot->code = 0;
+        slot->enhanced[0] = '\0';
+        copy_detail(slot->detail, sizeof slot->detail, prefix ? prefix : "",
+                    strlen(prefix ? prefix : ""));
+    }
+}
+
+static void settle_all(smtp_session *s, int status, const smtp_reply *r, const char *prefix,
+                       int64_t now_ms)
+{
+    for (size_t i = 0; i < s->nslots; i++)
+        settle(&s->slots[i], status, r, prefix, now_ms);
+}
+
+/* 2xx sent, 4xx deferred, 5xx failed. */
+static int class_of(int code)
+{
+    if (code >= 200 && code < 300)
+        return SMTP_ST_SENT;
+    if (code >= 400 && code < 500)
+        return SMTP_ST_DEFERRED;
+    return SMTP_ST_FAILED;
+}
+
+static void send_quit(smtp_session *s)
+{
+    if (!s->quit_sent)
+        buf_puts(&s->out, "QUIT\r\n");
+    s->quit_sent = true;
+    set_state(s, SMTP_S_QUIT);
+}
+
+/* Ends the session after a session-wide failure: every pending slot gets status. */
+static void give_up(smtp_session *s, int status, const smtp_reply *r, const char *prefix,
+                    int64_t now_ms)
+{
+    settle_all(s, status, r, prefix, now_ms);
+    send_quit(s);
+}
+
+static void send_ehlo(smtp_session *s)
+{
+    memset(&s->caps, 0, sizeof s->caps);
+    buf_printf(&s->out, "EHLO %s\r\n", s->params.helo_name);
+    set_state(s, SMTP_S_EHLO);
+}
+
+static void parse_caps(smtp_session *s, const smtp_reply *r)
+{
+    const char *args;
+    size_t alen;
+    s->caps.esmtp = true;
+    s->caps.pipelining = smtp_reply_has_keyword(r, "PIPELINING", NULL, NULL);
+    s->caps.starttls = smtp_reply_has_keyword(r, "STARTTLS", NULL, NULL);
+    if (smtp_reply_has_keyword(r, "AUTH", &args, &alen)) {
+        /* mechanisms are space-separated words after "AUTH" */
+        size_t i = 0;
+        while (i < alen) {
+            while (i < alen && (args[i] == ' ' || args[i] == '='))
+                i++;
+            size_t st = i;
+            while (i < alen && args[i] != ' ')
+                i++;
+            size_t wl = i - st;
+            if (wl == 5 && !strncasecmp(args + st, "PLAIN", 5))
+                s->caps.auth_plain = true;
+            else if (wl == 5 && !strncasecmp(args + st, "LOGIN", 5))
+                s->caps.auth_login = true;
+            else if (wl == 7 && !strncasecmp(args + st, "XOAUTH2", 7))
+                s->caps.auth_xoauth2 = true;
+        }
+    }
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void put_base64(buf *out, const void *data, size_t n)
+{
+    const unsigned char *in = data;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63], i + 1 < n ? b64[(v >> 6) & 63] : '=',
+                     i + 2 < n ? b64[v & 63] : '='};
+        buf_append(out, q, 4);
+    }
+}
+
+static void start_transaction(smtp_session *s, int64_t now_ms);
+
+/* After EHLO/HELO (and after TLS): STARTTLS, AUTH, or the first transaction. */
+static void after_hello(smtp_session *s, int64_t now_ms)
+{
+    const smtp_session_params *p = &s->params;
+    if (p->security == SMTP_SEC_STARTTLS && !s->tls_active) {
+        if (!s->caps.starttls) {
+            give_up(s, SMTP_ST_TLS, NULL, "server does not offer STARTTLS", now_ms);
+            return;
+        }
+        buf_puts(&s->out, "STARTTLS\r\n");
+        set_state(s, SMTP_S_STARTTLS);
+        return;
+    }
+    if (p->username && p->username[0] && !s->authed) {
+        buf sec = BUF_INIT;
+        if (p->oauth_token && p->oauth_token[0] && s->caps.auth_xoauth2) {
+            buf_printf(&sec, "user=%s\001auth=Bearer %s\001\001", p->username, p->oauth_token);
+            buf_puts(&s->out, "AUTH XOAUTH2 ");
+            put_base64(&s->out, sec.data, sec.len);
+            buf_puts(&s->out, "\r\n");
+        } else if (p->password && s->caps.auth_plain) {
+            buf_putc(&sec, '\0');
+            buf_puts(&sec, p->username);
+            buf_putc(&sec, '\0');
+            buf_puts(&sec, p->password);
+            buf_puts(&s->out, "AUTH PLAIN ");
+            put_base64(&s->out, sec.data, sec.len);
+            buf_puts(&s->out, "\r\n");
+        } else if (p->password && s->caps.auth_login) {
+            buf_puts(&s->out, "AUTH LOGIN\r\n");
+        } else {
+            buf_free(&sec);
+            give_up(s, SMTP_ST_AUTH, NULL, "server offers no AUTH mechanism we can use", now_ms);
+            return;
+        }
+        /* the secret is wiped before the buffer goes back to the allocator */
+        if (sec.data)
+            memset(sec.data, 0, sec.cap);
+        buf_free(&sec);
+        s->auth_retry_sent = false;
+        set_state(s, SMTP_S_AUTH);
+        return;
+    }
+    start_transaction(s, now_ms);
+}
+
+/* Next pending slot's MAIL (with RCPT and DATA when pipelining), or QUIT. */
+static void start_transaction(smtp_session *s, int64_t now_ms)
+{
+    while (s->cur < s->nslots && s->slots[s->cur].status != SMTP_ST_PENDING)
+        s->cur++;
+    if (s->cur >= s->nslots) {
+        send_quit(s);
+        return;
+    }
+    s->txn_failed = false;
+    s->txn_pipelined = s->caps.pipelining;
+    buf_printf(&s->out, "MAIL FROM:<%s>\r\n", s->params.mail_from);
+    if (s->txn_pipelined)
+        buf_printf(&s->out, "RCPT TO:<%s>\r\nDATA\r\n", s->slots[s->cur].rcpt);
+    set_state(s, SMTP_S_MAIL);
+    (void)now_ms;
+}
+
+/* True when a slot at index from or later still waits. */
+static bool pending_from(const smtp_session *s, size_t from)
+{
+    for (size_t i = from; i < s->nslots; i++)
+        if (s->slots[i].status == SMTP_ST_PENDING)
+            return true;
+    return false;
+}
+
+/* A transaction ended (either way): RSET after a failure, then the next one. */
+static void end_transaction(smtp_session *s, bool failed, int64_t now_ms)
+{
+    s->cur++;
+    if (!pending_from(s, s->cur)) {
+        send_quit(s);
+        return;
+    }
+    if (failed) {
+        buf_puts(&s->out, "RSET\r\n");
+        set_state(s, SMTP_S_RSET);
+        return;
+    }
+    start_transaction(s, now_ms);
+}
+
+/* The transaction's slot failed at MAIL or RCPT. */
+static void txn_fail(smtp_session *s, const smtp_reply *r, const char *what, int64_t now_ms)
+{
+    settle(&s->slots[s->cur], class_of(r->code), r, what, now_ms);
+    s->txn_failed = true;
+}
+
+static void send_payload(smtp_session *s)
+{
+    smtp_slot *slot = &s->slots[s->cur];
+    buf_append(&s->out, slot->payload, slot->payload_len);
+    /* RFC 2920: QUIT may follow the end of the message in the same group. */
+    if (s->caps.pipelining && !pending_from(s, s->cur + 1)) {
+        buf_puts(&s->out, "QUIT\r\n");
+        s->quit_sent = true;
+    }
+    set_state(s, SMTP_S_DOT);
+}
+
+static bool is_auth_failure(int code)
+{
+    return code == 535 || code == 534 || code == 530 || code == 538 || code == 500 || code == 501 ||
+           code == 502 || code == 504;
+}
+
+/* The transition table: one reply, in one state. */
+static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
+{
+    int code = r->code;
+    switch (s->state) {
+    case SMTP_S_GREETING:
+        if (code == 220)
+            send_ehlo(s);
+        else
+            give_up(s, class_of(code), r, "greeting", now_ms);
+        break;
+    case SMTP_S_EHLO:
+        if (code == 250) {
+            parse_caps(s, r);
+            after_hello(s, now_ms);
+        } else if (code >= 500 && !s->tls_active) {
+            buf_printf(&s->out, "HELO %s\r\n", s->params.helo_name);
+            set_state(s, SMTP_S_HELO);
+        } else {
+            give_up(s, class_of(code), r, "EHLO", now_ms);
+        }
+        break;
+    case SMTP_S_HELO:
+        if (code == 250) {
+            memset(&s->caps, 0, sizeof s->caps);
+            after_hello(s, now_ms);
+        } else {
+            give_up(s, class_of(code), r, "HELO", now_ms);
+        }
+        break;
+    case SMTP_S_STARTTLS:
+        if (code == 220)
+            set_state(s, SMTP_S_TLS_WAIT);
+        else
+            give_up(s, code < 500 ? SMTP_ST_DEFERRED : SMTP_ST_TLS, r, "STARTTLS", now_ms);
+        break;
+    case SMTP_S_AUTH:
+    case SMTP_S_AUTH_USER:
+    case SMTP_S_AUTH_PASS:
+        if (code == 235) {
+            s->authed = true;
+            start_transaction(s, now_ms);
+        } else if (code == 334 && s->state == SMTP_S_AUTH && s->caps.auth_xoauth2 &&
+                   s->params.oauth_token && s->params.oauth_token[0]) {
+            /* XOAUTH2 error challenge: an empty line fetches the final 5xx */
+            if (s->auth_retry_sent) {
+                give_up(s, SMTP_ST_AUTH, r, "AUTH", now_ms);
+            } else {
+                buf_puts(&s->out, "\r\n");
+                s->auth_retry_sent = true;
+            }
+        } else if (code == 334 && s->state == SMTP_S_AUTH) {
+            put_base64(&s->out, s->params.username, strlen(s->params.username));
+            buf_puts(&s->out, "\r\n");
+            set_state(s, SMTP_S_AUTH_USER);
+        } else if (code == 334 && s->state == SMTP_S_AUTH_USER) {
+            put_base64(&s->out, s->params.password, strlen(s->params.password));
+            buf_puts(&s->out, "\r\n");
+            set_state(s, SMTP_S_AUTH_PASS);
+        } else if (code >= 400 && code < 500) {
+            give_up(s, SMTP_ST_DEFERRED, r, "AUTH", now_ms);
+        } else if (is_auth_failure(code) || code >= 500) {
+            give_up(s, SMTP_ST_AUTH, r, "AUTH", now_ms);
+        } else {
+            give_up(s, SMTP_ST_AUTH, r, "AUTH unexpected reply", now_ms);
+        }
+        break;
+    case SMTP_S_MAIL:
+        if (code != 250)
+            txn_fail(s, r, "MAIL", now_ms);
+        if (s->txn_pipelined) {
+            set_state(s, SMTP_S_RCPT);
+        } else if (s->txn_failed) {
+            end_transaction(s, true, now_ms);
+        } else {
+            buf_printf(&s->out, "RCPT TO:<%s>\r\n", s->slots[s->cur].rcpt);
+            set_state(s, SMTP_S_RCPT);
+        }
+        break;
+    case SMTP_S_RCPT:
+        if (code != 250 && code != 251 && !s->txn_failed)
+            txn_fail(s, r, "RCPT", now_ms);
+        if (s->txn_pipelined) {
+            set_state(s, SMTP_S_DATA);
+        } else if (s->txn_failed) {
+            end_transaction(s, true, now_ms);
+        } else {
+            buf_puts(&s->out, "DATA\r\n");
+            set_state(s, SMTP_S_DATA);
+        }
+        break;
+    case SMTP_S_DATA:
+        if (code == 354 && s->txn_failed) {
+            /* a pipelined DATA accepted after a refused RCPT: send an empty message
+             * and drop it (RFC 2920 §3.1) */
+            buf_puts(&s->out, ".\r\n");
+            set_state(s, SMTP_S_DOT);
+        } else if (code == 354) {
+            send_payload(s);
+        } else {
+            if (!s->txn_failed)
+                txn_fail(s, r, "DATA", now_ms);
+            end_transaction(s, true, now_ms);
+        }
+        break;
+    case SMTP_S_DOT: {
+        bool failed = s->txn_failed;
+        if (!failed) {
+            settle(&s->slots[s->cur], class_of(code), r, NULL, now_ms);
+            failed = code != 250;
+        }
+        if (s->quit_sent) {
+            s->cur++;
+            set_state(s, SMTP_S_QUIT);
+        } else {
+            end_transaction(s, failed, now_ms);
+        }
+        break;
+    }
+    case SMTP_S_RSET:
+        if (code == 250)
+            start_transaction(s, now_ms);
+        else
+            give_up(s, class_of(code), r, "RSET", now_ms);
+        break;
+    case SMTP_S_QUIT:
+        settle_all(s, SMTP_ST_DEFERRED, NULL, "session ended before the message was sent", now_ms);
+        set_state(s, SMTP_S_DONE);
+        break;
+    case SMTP_S_TLS_WAIT:
+    case SMTP_S_DONE:
+    default:
+        settle_all(s, SMTP_ST_DEFERRED, r, "unexpected reply", now_ms);
+        set_state(s, SMTP_S_DONE);
+        break;
+    }
+}
+
+static int events_of(smtp_session *s)
+{
+    int ev = 0;
+    if (s->out.len)
+        ev |= SMTP_EV_OUTPUT;
+    if (s->state == SMTP_S_TLS_WAIT)
+        ev |= SMTP_EV_STARTTLS;
+    if (s->state == SMTP_S_DONE)
+        ev |= SMTP_EV_DONE;
+    return ev;
+}
+
+int smtp_session_feed(smtp_session *s, const char *data, size_t n, int64_t now_ms)
+{
+    size_t off = 0;
+    while (off < n && s->state != SMTP_S_DONE && s->state != SMTP_S_TLS_WAIT) {
+        size_t used = 0;
+        int rc = smtp_reply_feed(&s->parser, data + off, n - off, &used, &s->reply);
+        off += used;
+        if (rc == SMTP_REPLY_ERROR) {
+            char why[120];
+            snprintf(why, sizeof why, "malformed reply: %s", s->parser.error);
+            settle_all(s, SMTP_ST_DEFERRED, NULL, why, now_ms);
+            set_state(s, SMTP_S_DONE);
+            break;
+        }
+        if (rc == SMTP_REPLY_NEED_MORE)
+            break;
+        on_reply(s, &s->reply, now_ms);
+    }
+    return events_of(s);
+}
+
+int smtp_session_tls_ready(smtp_session *s)
+{
+    if (s->state == SMTP_S_TLS_WAIT) {
+        s->tls_active = true;
+        smtp_reply_parser_init(&s->parser);
+        send_ehlo(s);
+    }
+    return events_of(s);
+}
+
+void smtp_session_abort(smtp_session *s, int status, const char *detail, int64_t now_ms)
+{
+    settle_all(s, status, NULL, detail, now_ms);
+    set_state(s, SMTP_S_DONE);
+}
+
+void smtp_session_eof(smtp_session *s, int64_t now_ms)
+{
+    if (s->state == SMTP_S_QUIT)
+        settle_all(s, SMTP_ST_DEFERRED, NULL, "session ended before the message was sent", now_ms);
+    else
+        settle_all(s, SMTP_ST_DEFERRED, NULL, "connection closed by server", now_ms);
+    set_state(s, SMTP_S_DONE);
+}
