@@ -1,0 +1,167 @@
+/* Unit tests for per-host shaping (concurrency cap, connect rate, backoff, circuit
+ * breaker open/half-open/close) and for lease JSON validation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "jobs.h"
+#include "shaping.h"
+#include "smtp_session.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void test_concurrency_cap_and_connect_rate(void **state)
+{
+    (void)state;
+    shaping_cfg c;
+    shaping_cfg_defaults(&c);
+    c.max_conns = 2;
+    c.conns_per_min = 60; /* one a second, burst 10 */
+    host_shaper h;
+    host_shaper_init(&h, &c, 0);
+    assert_int_equal(host_shaper_acquire(&h, &c, 0), SHAPER_GO);
+    assert_int_equal(host_shaper_acquire(&h, &c, 0), SHAPER_GO);
+    assert_int_equal(host_shaper_acquire(&h, &c, 0), SHAPER_FULL);
+    host_shaper_release(&h, &c, true, 0);
+    assert_int_equal(host_shaper_acquire(&h, &c, 0), SHAPER_GO);
+
+    c.max_conns = 1000;
+    host_shaper_init(&h, &c, 0);
+    int went = 0;
+    while (host_shaper_acquire(&h, &c, 0) == SHAPER_GO)
+        went++;
+    assert_int_equal(went, 10);
+    int64_t wait = host_shaper_acquire(&h, &c, 0);
+    assert_true(wait > 0 && wait <= 1001);
+    assert_int_equal(host_shaper_acquire(&h, &c, 1001), SHAPER_GO);
+}
+
+static void test_backoff_doubles_and_is_capped(void **state)
+{
+    (void)state;
+    shaping_cfg c;
+    shaping_cfg_defaults(&c);
+    c.backoff_base_ms = 1000;
+    c.backoff_max_ms = 5000;
+    assert_int_equal(backoff_delay_ms(&c, 1, 0.5), 1000);
+    assert_int_equal(backoff_delay_ms(&c, 2, 0.5), 2000);
+    assert_int_equal(backoff_delay_ms(&c, 3, 0.5), 4000);
+    assert_int_equal(backoff_delay_ms(&c, 4, 0.5), 5000);
+    assert_int_equal(backoff_delay_ms(&c, 40, 0.5), 5000);
+    assert_int_equal(backoff_delay_ms(&c, 1, 0.0), 800);
+    assert_true(backoff_delay_ms(&c, 1, 0.9999) < 1200);
+}
+
+static void test_breaker_opens_probes_and_closes(void **state)
+{
+    (void)state;
+    shaping_cfg c;
+    shaping_cfg_defaults(&c);
+    c.breaker_threshold = 3;
+    c.breaker_cooldown_ms = 1000;
+    c.breaker_cooldown_max_ms = 3000;
+    c.conns_per_min = 1000000;
+    host_shaper h;
+    host_shaper_init(&h, &c, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(host_shaper_acquire(&h, &c, 0), SHAPER_GO);
+        host_shaper_release(&h, &c, false, 0);
+    }
+    assert_int_equal(h.breaker, BREAKER_OPEN);
+    assert_int_equal(host_shaper_acquire(&h, &c, 10), 990);
+    /* after the cooldown one probe goes, a second waits for its verdict */
+    assert_int_equal(host_shaper_acquire(&h, &c, 1000), SHAPER_GO);
+    assert_int_equal(h.breaker, BREAKER_HALF_OPEN);
+    assert_int_equal(host_shaper_acquire(&h, &c, 1000), SHAPER_FULL);
+    /* failed probe: open again for twice as long */
+    host_shaper_release(&h, &c, false, 1000);
+    assert_int_equal(h.breaker, BREAKER_OPEN);
+    assert_int_equal(host_shaper_acquire(&h, &c, 1000), 2000);
+    assert_int_equal(host_shaper_acquire(&h, &c, 3000), SHAPER_GO);
+    host_shaper_release(&h, &c, false, 3000);
+    assert_int_equal(host_shaper_acquire(&h, &c, 3000), 3000); /* capped */
+    /* a good probe closes it */
+    assert_int_equal(host_shaper_acquire(&h, &c, 6000), SHAPER_GO);
+    host_shaper_release(&h, &c, true, 6000);
+    assert_int_equal(h.breaker, BREAKER_CLOSED);
+    assert_int_equal(host_shaper_acquire(&h, &c, 6000), SHAPER_GO);
+}
+
+static const char *GOOD =
+    "{\"lease_id\":\"L1\",\"ttl_s\":600,\"mailboxes\":[{\"id\":12,\"address\":\"anna@acme.test\","
+    "\"display_name\":\"Anna\",\"smtp\":{\"host\":\"127.0.0.1\",\"port\":2525,\"security\":"
+    "\"starttls\",\"username\":\"anna@acme.test\",\"password\":\"pw\",\"oauth_token\":null,"
+    "\"ca_file\":null},\"sends\":[{\"id\":9001,\"not_before_s\":0,\"to\":\"bob@other.test\","
+    "\"subject\":\"s\",\"body\":\"b\",\"message_id\":\"<m@acme.test>\"}]}]}";
+
+static void test_lease_json_parses(void **state)
+{
+    (void)state;
+    job_lease *l;
+    char err[256];
+    assert_int_equal(jobs_parse(GOOD, strlen(GOOD), &l, err, sizeof err), 0);
+    assert_string_equal(l->lease_id, "L1");
+    assert_int_equal(l->ttl_s, 600);
+    assert_int_equal(l->nmailboxes, 1);
+    job_mailbox *m = l->mailboxes[0];
+    assert_int_equal(m->id, 12);
+    assert_int_equal(m->port, 2525);
+    assert_int_equal(m->security, SMTP_SEC_STARTTLS);
+    assert_string_equal(m->password, "pw");
+    assert_null(m->ca_file);
+    assert_int_equal(m->nsends, 1);
+    assert_int_equal(m->sends[0].id, 9001);
+    assert_string_equal(m->sends[0].message_id, "<m@acme.test>");
+    job_lease_free(l);
+}
+
+static void expect_rejected(const char *json, const char *field)
+{
+    job_lease *l = NULL;
+    char err[256] = "";
+    if (jobs_parse(json, strlen(json), &l, err, sizeof err) == 0)
+        fail_msg("accepted bad input %s", json);
+    if (!strstr(err, field))
+        fail_msg("error [%s] does not name [%s]", err, field);
+    assert_null(l);
+}
+
+static void test_bad_lease_json_is_rejected_with_the_field_named(void **state)
+{
+    (void)state;
+    expect_rejected("", "malformed");
+    expect_rejected("[1]", "top level");
+    expect_rejected("{\"mailboxes\":3}", "mailboxes");
+    expect_rejected("{\"ttl_s\":-5,\"mailboxes\":[]}", "ttl_s");
+    expect_rejected("{\"mailboxes\":[{\"id\":\"x\"}]}", "mailboxes[0].id");
+    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
+                    "\"port\":70000,\"security\":\"plain\"},\"sends\":[]}]}",
+                    "smtp.port");
+    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
+                    "\"port\":25,\"security\":\"ssl\"},\"sends\":[]}]}",
+                    "smtp.security");
+    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
+                    "\"port\":25,\"security\":\"plain\"},\"sends\":[{\"id\":1,\"to\":"
+                    "\"x@y>\\r\\nRCPT TO:<z@w\",\"subject\":\"s\",\"body\":\"b\"}]}]}",
+                    "sends[0].to");
+    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a b@c\",\"smtp\":{}}]}", "address");
+    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
+                    "\"port\":25,\"security\":\"plain\"},\"sends\":[{\"id\":1,\"to\":\"x@y\","
+                    "\"subject\":\"s\\nBcc: e@v\",\"body\":\"b\"}]}]}",
+                    "subject");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_concurrency_cap_and_connect_rate),
+        cmocka_unit_test(test_backoff_doubles_and_is_capped),
+        cmocka_unit_test(test_breaker_opens_probes_and_closes),
+        cmocka_unit_test(test_lease_json_parses),
+        cmocka_unit_test(test_bad_lease_json_is_rejected_with_the_field_named),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

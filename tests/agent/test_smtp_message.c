@@ -1,0 +1,168 @@
+/* Unit tests for the message builder: dot-stuffing and CRLF normalization, RFC 2047
+ * header encoding, quoted-printable bodies, header-injection guards. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "smtp_message.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void expect_stuffed(const char *in, const char *want)
+{
+    buf b = BUF_INIT;
+    smtp_dot_stuff(in, strlen(in), &b);
+    if (strcmp(b.data, want))
+        fail_msg("dot-stuffing [%s]: expected [%s], got [%s]", in, want, b.data);
+    buf_free(&b);
+}
+
+static void test_dot_stuffing_and_line_ends(void **state)
+{
+    (void)state;
+    expect_stuffed("", ".\r\n");
+    expect_stuffed("a", "a\r\n.\r\n");
+    expect_stuffed("a\r\n", "a\r\n.\r\n");
+    expect_stuffed(".", "..\r\n.\r\n");
+    expect_stuffed(".\r\n", "..\r\n.\r\n");
+    expect_stuffed("a\n.b\n..c\n", "a\r\n..b\r\n...c\r\n.\r\n");
+    expect_stuffed("a\rb\r\nc\n\nd", "a\r\nb\r\nc\r\n\r\nd\r\n.\r\n");
+    expect_stuffed("x.\r\n.", "x.\r\n..\r\n.\r\n");
+}
+
+static void test_ascii_subject_is_kept_and_utf8_is_encoded(void **state)
+{
+    (void)state;
+    buf b = BUF_INIT;
+    smtp_header_encode("Hello world", 9, &b);
+    assert_string_equal(b.data, "Hello world");
+    buf_reset(&b);
+    smtp_header_encode("Grüße", 9, &b);
+    assert_string_equal(b.data, "=?UTF-8?B?R3LDvMOfZQ==?=");
+    buf_reset(&b);
+    /* long non-ASCII text: several words, none over 75 chars, no split UTF-8 sequence */
+    char longs[400] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(longs, "ä€");
+    smtp_header_encode(longs, 9, &b);
+    const char *p = b.data;
+    int words = 0;
+    while (p && *p) {
+        const char *end = strstr(p, "\r\n ");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        assert_true(len <= 75);
+        assert_memory_equal(p, "=?UTF-8?B?", 10);
+        words++;
+        p = end ? end + 3 : NULL;
+    }
+    assert_true(words > 2);
+    buf_free(&b);
+}
+
+static void test_quoted_printable(void **state)
+{
+    (void)state;
+    buf b = BUF_INIT;
+    smtp_qp_encode("caf\xc3\xa9 = ok \nnext", 16, &b);
+    assert_string_equal(b.data, "caf=C3=A9 =3D ok=20\r\nnext");
+    buf_reset(&b);
+    char line[200];
+    memset(line, 'x', sizeof line - 1);
+    line[sizeof line - 1] = '\0';
+    smtp_qp_encode(line, strlen(line), &b);
+    /* soft breaks keep every line at most 76 characters */
+    const char *p = b.data;
+    while (*p) {
+        const char *nl = strstr(p, "\r\n");
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        assert_true(len <= 76);
+        p = nl ? nl + 2 : p + len;
+    }
+    buf_reset(&b);
+    smtp_qp_encode(".\n.x", 4, &b);
+    assert_string_equal(b.data, "=2E\r\n=2Ex");
+    buf_free(&b);
+}
+
+static void test_message_headers_and_body(void **state)
+{
+    (void)state;
+    smtp_message m = {.from_addr = "anna@acme.test",
+                      .from_name = "Anna \"A\" Smith",
+                      .to_addr = "bob@other.test",
+                      .subject = "Hi",
+                      .body = "line1\nline2",
+                      .message_id = "<m1@acme.test>",
+                      .warmup_tag = "w42",
+                      .date_unix_s = 1764064800};
+    buf b = BUF_INIT;
+    smtp_message_build(&m, &b);
+    assert_string_equal(b.data, "Date: Tue, 25 Nov 2025 10:00:00 +0000\r\n"
+                                "Message-ID: <m1@acme.test>\r\n"
+                                "From: \"Anna \\\"A\\\" Smith\" <anna@acme.test>\r\n"
+                                "To: <bob@other.test>\r\n"
+                                "Subject: Hi\r\n"
+                                "MIME-Version: 1.0\r\n"
+                                "Content-Type: text/plain; charset=UTF-8\r\n"
+                                "Content-Transfer-Encoding: 7bit\r\n"
+                                "X-Kiln-Warmup: w42\r\n"
+                                "\r\n"
+                                "line1\r\nline2\r\n");
+    buf_free(&b);
+}
+
+static void test_utf8_message_uses_qp_and_encoded_words(void **state)
+{
+    (void)state;
+    smtp_message m = {.from_addr = "a@b.test",
+                      .from_name = "Jürgen",
+                      .to_addr = "c@d.test",
+                      .subject = "Grüße",
+                      .body = "schön\n",
+                      .message_id = NULL,
+                      .warmup_tag = "t",
+                      .date_unix_s = 0};
+    buf b = BUF_INIT;
+    smtp_message_build(&m, &b);
+    assert_non_null(strstr(b.data, "From: =?UTF-8?B?SsO8cmdlbg==?= <a@b.test>\r\n"));
+    assert_non_null(strstr(b.data, "Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n"));
+    assert_non_null(strstr(b.data, "Content-Transfer-Encoding: quoted-printable\r\n"));
+    assert_non_null(strstr(b.data, "\r\n\r\nsch=C3=B6n\r\n"));
+    assert_non_null(strstr(b.data, "Message-ID: <"));
+    assert_non_null(strstr(b.data, "@b.test>\r\n"));
+    buf_free(&b);
+}
+
+static void test_header_injection_is_neutralised(void **state)
+{
+    (void)state;
+    smtp_message m = {.from_addr = "a@b.test",
+                      .from_name = "x\r\nBcc: victim@evil.test",
+                      .to_addr = "c@d.test",
+                      .subject = "s\r\nBcc: victim@evil.test",
+                      .body = "b",
+                      .message_id = "<i@d>\r\nX: y",
+                      .warmup_tag = "t",
+                      .date_unix_s = 0};
+    buf b = BUF_INIT;
+    smtp_message_build(&m, &b);
+    assert_null(strstr(b.data, "\r\nBcc:"));
+    assert_null(strstr(b.data, "\r\nX: y"));
+    buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dot_stuffing_and_line_ends),
+        cmocka_unit_test(test_ascii_subject_is_kept_and_utf8_is_encoded),
+        cmocka_unit_test(test_quoted_printable),
+        cmocka_unit_test(test_message_headers_and_body),
+        cmocka_unit_test(test_utf8_message_uses_qp_and_encoded_words),
+        cmocka_unit_test(test_header_injection_is_neutralised),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,350 @@
+/* Unit tests for the SMTP session machine: each state's transitions on success and
+ * on each failure class, PIPELINING groups, STARTTLS, AUTH mechanisms, several
+ * messages per session, and byte-by-byte server input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "smtp_session.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define PAYLOAD "Subject: x\r\n\r\nhi\r\n.\r\n"
+
+typedef struct fixture {
+    smtp_session s;
+    smtp_slot slots[3];
+    smtp_session_params p;
+} fixture;
+
+static void setup(fixture *f, int security, const char *user, const char *pass, const char *token,
+                  size_t nslots)
+{
+    memset(f, 0, sizeof *f);
+    const char *rcpts[] = {"r1@x.test", "r2@x.test", "r3@x.test"};
+    for (size_t i = 0; i < nslots; i++) {
+        f->slots[i].rcpt = rcpts[i];
+        f->slots[i].payload = PAYLOAD;
+        f->slots[i].payload_len = strlen(PAYLOAD);
+    }
+    f->p = (smtp_session_params){.helo_name = "agent.test",
+                                 .mail_from = "from@a.test",
+                                 .security = security,
+                                 .username = user,
+                                 .password = pass,
+                                 .oauth_token = token};
+    smtp_session_init(&f->s, &f->p, f->slots, nslots);
+}
+
+/* Feeds a server reply and checks the client's answer (exact bytes). */
+static int step(fixture *f, const char *server, const char *expect_out, int expect_state)
+{
+    int ev = smtp_session_feed(&f->s, server, strlen(server), 42);
+    buf *out = smtp_session_output(&f->s);
+    const char *got = out->data ? out->data : "";
+    if (strcmp(got, expect_out))
+        fail_msg("after %s expected client to send [%s], got [%s]", server, expect_out, got);
+    if (f->s.state != expect_state)
+        fail_msg("after %s expected state %s, got %s", server, smtp_state_name(expect_state),
+                 smtp_state_name(f->s.state));
+    buf_reset(out);
+    return ev;
+}
+
+static const char *EHLO_PIPE = "250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+static const char *EHLO_PLAIN = "250-mx.test\r\n250 SIZE 100\r\n";
+
+static void test_pipelined_send_with_quit_after_the_message(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "220 mx ESMTP\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PIPE, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    step(&f, "250 2.1.0 ok\r\n", "", SMTP_S_RCPT);
+    step(&f, "250 2.1.5 ok\r\n", "", SMTP_S_DATA);
+    step(&f, "354 go\r\n", PAYLOAD "QUIT\r\n", SMTP_S_DOT);
+    step(&f, "250 2.0.0 queued as X\r\n", "", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_SENT);
+    assert_int_equal(f.slots[0].code, 250);
+    assert_string_equal(f.slots[0].enhanced, "2.0.0");
+    assert_string_equal(f.slots[0].detail, "queued as X");
+    int ev = step(&f, "221 bye\r\n", "", SMTP_S_DONE);
+    assert_true(ev & SMTP_EV_DONE);
+    smtp_session_clear(&f.s);
+}
+
+static void test_unpipelined_send_steps_one_command_at_a_time(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PLAIN, "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n", "RCPT TO:<r1@x.test>\r\n", SMTP_S_RCPT);
+    step(&f, "251 forwarded\r\n", "DATA\r\n", SMTP_S_DATA);
+    step(&f, "354 go\r\n", PAYLOAD, SMTP_S_DOT);
+    step(&f, "250 ok\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    step(&f, "221 bye\r\n", "", SMTP_S_DONE);
+    assert_int_equal(f.slots[0].status, SMTP_ST_SENT);
+    smtp_session_clear(&f.s);
+}
+
+static void test_ehlo_refused_falls_back_to_helo(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "502 5.5.2 what\r\n", "HELO agent.test\r\n", SMTP_S_HELO);
+    step(&f, "250 hi\r\n", "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    smtp_session_clear(&f.s);
+}
+
+static void test_greeting_failures_are_classified(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 2);
+    step(&f, "421 4.3.2 busy\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_DEFERRED);
+    assert_int_equal(f.slots[1].status, SMTP_ST_DEFERRED);
+    assert_int_equal(f.slots[1].code, 421);
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "554 no service\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_FAILED);
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "421 closing\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_DEFERRED);
+    smtp_session_clear(&f.s);
+}
+
+static void test_starttls_upgrade_ignores_injected_plaintext(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_STARTTLS, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "250-mx\r\n250 STARTTLS\r\n", "STARTTLS\r\n", SMTP_S_STARTTLS);
+    /* bytes after the 220 were sent before TLS: they must not be taken as replies */
+    int ev = step(&f, "220 go ahead\r\n250 injected\r\n", "", SMTP_S_TLS_WAIT);
+    assert_true(ev & SMTP_EV_STARTTLS);
+    ev = smtp_session_tls_ready(&f.s);
+    assert_true(ev & SMTP_EV_OUTPUT);
+    assert_string_equal(smtp_session_output(&f.s)->data, "EHLO agent.test\r\n");
+    buf_reset(smtp_session_output(&f.s));
+    assert_true(f.s.tls_active);
+    step(&f, EHLO_PLAIN, "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    smtp_session_clear(&f.s);
+}
+
+static void test_starttls_missing_or_refused(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_STARTTLS, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PLAIN, "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_TLS);
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_STARTTLS, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "250 STARTTLS\r\n", "STARTTLS\r\n", SMTP_S_STARTTLS);
+    step(&f, "454 4.7.0 not now\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_DEFERRED);
+    smtp_session_clear(&f.s);
+}
+
+static void test_auth_plain_success_and_rejection(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_TLS, "u", "p", NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    /* base64("\0u\0p") = AHUAcA== */
+    step(&f, "250-mx\r\n250 AUTH LOGIN PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n", SMTP_S_AUTH);
+    step(&f, "235 2.7.0 ok\r\n", "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_TLS, "u", "p", NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "250 AUTH PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n", SMTP_S_AUTH);
+    step(&f, "535 5.7.8 bad credentials\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_AUTH);
+    assert_int_equal(f.slots[0].code, 535);
+    assert_string_equal(f.slots[0].enhanced, "5.7.8");
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_TLS, "u", "p", NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "250 AUTH PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n", SMTP_S_AUTH);
+    step(&f, "454 4.7.0 temp\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_DEFERRED);
+    smtp_session_clear(&f.s);
+}
+
+static void test_auth_login_and_xoauth2(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_TLS, "u", "p", NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "250 AUTH LOGIN\r\n", "AUTH LOGIN\r\n", SMTP_S_AUTH);
+    step(&f, "334 VXNlcm5hbWU6\r\n", "dQ==\r\n", SMTP_S_AUTH_USER);
+    step(&f, "334 UGFzc3dvcmQ6\r\n", "cA==\r\n", SMTP_S_AUTH_PASS);
+    step(&f, "235 ok\r\n", "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_TLS, "u", NULL, "t", 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    /* base64("user=u\1auth=Bearer t\1\1") */
+    step(&f, "250 AUTH XOAUTH2 PLAIN\r\n", "AUTH XOAUTH2 dXNlcj11AWF1dGg9QmVhcmVyIHQBAQ==\r\n",
+         SMTP_S_AUTH);
+    step(&f, "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n", "\r\n", SMTP_S_AUTH);
+    step(&f, "535 5.7.8 no\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_AUTH);
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_TLS, "u", "p", NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PLAIN, "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_AUTH);
+    smtp_session_clear(&f.s);
+}
+
+static void test_transaction_failures_settle_only_their_slot(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 3);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PLAIN, "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n", "RCPT TO:<r1@x.test>\r\n", SMTP_S_RCPT);
+    step(&f, "550 5.1.1 no such user\r\n", "RSET\r\n", SMTP_S_RSET);
+    step(&f, "250 ok\r\n", "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    step(&f, "451 4.3.0 later\r\n", "RSET\r\n", SMTP_S_RSET);
+    step(&f, "250 ok\r\n", "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n", "RCPT TO:<r3@x.test>\r\n", SMTP_S_RCPT);
+    step(&f, "250 ok\r\n", "DATA\r\n", SMTP_S_DATA);
+    step(&f, "554 5.6.0 no data\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_FAILED);
+    assert_string_equal(f.slots[0].detail, "RCPT: no such user");
+    assert_int_equal(f.slots[1].status, SMTP_ST_DEFERRED);
+    assert_int_equal(f.slots[2].status, SMTP_ST_FAILED);
+    smtp_session_clear(&f.s);
+}
+
+static void test_two_messages_in_one_pipelined_session(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 2);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PIPE, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n250 ok\r\n354 go\r\n", PAYLOAD, SMTP_S_DOT);
+    step(&f, "452 4.3.1 full\r\n", "RSET\r\n", SMTP_S_RSET);
+    step(&f, "250 ok\r\n", "MAIL FROM:<from@a.test>\r\nRCPT TO:<r2@x.test>\r\nDATA\r\n",
+         SMTP_S_MAIL);
+    step(&f, "250 ok\r\n250 ok\r\n354 go\r\n", PAYLOAD "QUIT\r\n", SMTP_S_DOT);
+    step(&f, "250 ok\r\n221 bye\r\n", "", SMTP_S_DONE);
+    assert_int_equal(f.slots[0].status, SMTP_ST_DEFERRED);
+    assert_int_equal(f.slots[1].status, SMTP_ST_SENT);
+    smtp_session_clear(&f.s);
+}
+
+static void test_pipelined_group_with_refused_rcpt(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PIPE, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n550 5.1.1 unknown\r\n554 5.5.1 no valid recipients\r\n", "QUIT\r\n",
+         SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_FAILED);
+    assert_int_equal(f.slots[0].code, 550);
+    smtp_session_clear(&f.s);
+
+    /* a server that says 354 anyway gets an empty message ended at once */
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PIPE, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n550 unknown\r\n354 go\r\n", ".\r\n", SMTP_S_DOT);
+    step(&f, "250 ok\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_FAILED);
+    smtp_session_clear(&f.s);
+}
+
+static void test_eof_abort_and_malformed_reply_defer(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PLAIN, "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    smtp_session_eof(&f.s, 7);
+    assert_int_equal(f.s.state, SMTP_S_DONE);
+    assert_int_equal(f.slots[0].status, SMTP_ST_DEFERRED);
+    assert_string_equal(f.slots[0].detail, "connection closed by server");
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    smtp_session_abort(&f.s, SMTP_ST_TLS, "certificate verification failed", 9);
+    assert_int_equal(f.slots[0].status, SMTP_ST_TLS);
+    assert_int_equal(f.s.state, SMTP_S_DONE);
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    int ev = step(&f, "HTTP/1.1 400 Bad\r\n", "", SMTP_S_DONE);
+    assert_true(ev & SMTP_EV_DONE);
+    assert_int_equal(f.slots[0].status, SMTP_ST_DEFERRED);
+    assert_non_null(strstr(f.slots[0].detail, "malformed reply"));
+    smtp_session_clear(&f.s);
+}
+
+static void test_whole_dialogue_fed_byte_by_byte(void **state)
+{
+    (void)state;
+    const char *server[] = {"220 mx\r\n", EHLO_PIPE, "250 ok\r\n250 ok\r\n354 go\r\n",
+                            "250 2.0.0 ok\r\n", "221 bye\r\n"};
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    for (size_t i = 0; i < sizeof server / sizeof server[0]; i++)
+        for (const char *p = server[i]; *p; p++)
+            smtp_session_feed(&f.s, p, 1, 1);
+    assert_int_equal(f.s.state, SMTP_S_DONE);
+    assert_int_equal(f.slots[0].status, SMTP_ST_SENT);
+    assert_string_equal(smtp_session_output(&f.s)->data,
+                        "EHLO agent.test\r\nMAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\n"
+                        "DATA\r\n" PAYLOAD "QUIT\r\n");
+    smtp_session_clear(&f.s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pipelined_send_with_quit_after_the_message),
+        cmocka_unit_test(test_unpipelined_send_steps_one_command_at_a_time),
+        cmocka_unit_test(test_ehlo_refused_falls_back_to_helo),
+        cmocka_unit_test(test_greeting_failures_are_classified),
+        cmocka_unit_test(test_starttls_upgrade_ignores_injected_plaintext),
+        cmocka_unit_test(test_starttls_missing_or_refused),
+        cmocka_unit_test(test_auth_plain_success_and_rejection),
+        cmocka_unit_test(test_auth_login_and_xoauth2),
+        cmocka_unit_test(test_transaction_failures_settle_only_their_slot),
+        cmocka_unit_test(test_two_messages_in_one_pipelined_session),
+        cmocka_unit_test(test_pipelined_group_with_refused_rcpt),
+        cmocka_unit_test(test_eof_abort_and_malformed_reply_defer),
+        cmocka_unit_test(test_whole_dialogue_fed_byte_by_byte),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
