@@ -1,2 +1,167 @@
+/* kiln-api: the control plane's command line. `serve` (default) runs the FastCGI
+ * server; `migrate` applies the schema; `token create` mints a token; `keygen`
+ * writes a new secret key file. */
+#include "app.h"
+#include "auth.h"
+#include "log.h"
+#include "migrate.h"
+#include "server.h"
+#include "stats.h"
+#include "version.h"
+#include "xalloc.h"
+
 #include <stdio.h>
-int main(void) { puts("kiln-api " KILN_VERSION); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: kiln-api [serve]                  run the FastCGI server\n"
+               "       kiln-api migrate                  apply pending schema migrations\n"
+               "       kiln-api token create --scope admin|metrics|tenant [--user-id N]\n"
+               "       kiln-api keygen FILE              write a new AES-256 key (mode 0600)\n"
+               "       kiln-api --version\n"
+               "environment: KILN_DB (libpq conninfo), KILN_FCGI_SOCKET, KILN_THREADS,\n"
+               "  KILN_SECRET_KEY_FILE, KILN_MAX_BODY, KILN_STATS_INTERVAL_S, KILN_LOG_LEVEL,\n"
+               "  KILN_LEASE_TTL_S, KILN_GLOBAL_MINUTE_CAP, KILN_GLOBAL_HOURLY_CAP\n");
+}
+
+/* Loads the IANA zone names PostgreSQL knows, waiting for the database to come up. */
+static int load_timezones(app *a, db *d, int64_t wait_s)
+{
+    for (int64_t waited = 0;; waited += 2) {
+        if (db_ensure(d)) {
+            PGresult *r = PQexec(db_conn(d), "SELECT name FROM pg_timezone_names ORDER BY name "
+                                             "COLLATE \"C\"");
+            if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+                int n = PQntuples(r);
+                a->timezones = xcalloc((size_t)n, sizeof(char *));
+                for (int i = 0; i < n; i++)
+                    a->timezones[i] = xstrdup(PQgetvalue(r, i, 0));
+                a->ntimezones = (size_t)n;
+                PQclear(r);
+                return 0;
+            }
+            log_error("cannot list time zones: %s", PQresultErrorMessage(r));
+            PQclear(r);
+            return -1;
+        }
+        if (waited >= wait_s) {
+            log_error("database not reachable after %lld s: %s", (long long)wait_s, db_message(d));
+            return -1;
+        }
+        sleep(2);
+    }
+}
+
+static int cmd_serve(app *a)
+{
+    char err[512];
+    const char *keyfile = getenv("KILN_SECRET_KEY_FILE");
+    if (!keyfile || !*keyfile) {
+        log_error("KILN_SECRET_KEY_FILE is not set: the SMTP secrets need a key");
+        return 1;
+    }
+    if (secret_key_load(keyfile, &a->key, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    db *d = db_open(a->cfg.conninfo);
+    int rc = load_timezones(a, d, 60);
+    db_close(d);
+    if (rc != 0)
+        return 1;
+    a->stats = stats_create(a->cfg.conninfo, a->cfg.stats_interval_s);
+    rc = server_run(a);
+    stats_destroy(a->stats);
+    for (size_t i = 0; i < a->ntimezones; i++)
+        free(a->timezones[i]);
+    free(a->timezones);
+    return rc;
+}
+
+static int cmd_migrate(app *a)
+{
+    db *d = db_open(a->cfg.conninfo);
+    int n = migrate_apply(d, migrate_sql_dir());
+    db_close(d);
+    if (n < 0)
+        return 1;
+    log_info("schema up to date (%d migration%s applied)", n, n == 1 ? "" : "s");
+    return 0;
+}
+
+static int cmd_token(app *a, int argc, char **argv)
+{
+    const char *scope = NULL;
+    long long user_id = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--scope") && i + 1 < argc)
+            scope = argv[++i];
+        else if (!strcmp(argv[i], "--user-id") && i + 1 < argc)
+            user_id = strtoll(argv[++i], NULL, 10);
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!scope || (strcmp(scope, "admin") && strcmp(scope, "metrics") && strcmp(scope, "tenant")) ||
+        (!strcmp(scope, "tenant") != (user_id > 0))) {
+        fprintf(stderr, "kiln-api: --scope must be admin, metrics or tenant (tenant needs "
+                        "--user-id N)\n");
+        return 2;
+    }
+    db *d = db_open(a->cfg.conninfo);
+    arena *ar = arena_create(1024);
+    char token[80];
+    int64_t id = auth_token_create(d, ar, scope, user_id, 0, token, sizeof token);
+    if (id < 0)
+        fprintf(stderr, "kiln-api: cannot create token: %s\n", db_message(d));
+    else
+        printf("%s\n", token);
+    arena_destroy(ar);
+    db_close(d);
+    return id < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    log_init("kiln-api");
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("kiln-api %s\n", kiln_version());
+        return 0;
+    }
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "keygen")) {
+        char err[512];
+        if (argc != 3) {
+            usage(stderr);
+            return 2;
+        }
+        if (secret_key_generate(argv[2], err, sizeof err) != 0) {
+            fprintf(stderr, "kiln-api: %s\n", err);
+            return 1;
+        }
+        return 0;
+    }
+    static app a;
+    char err[512];
+    if (app_config_load(&a.cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "kiln-api: %s\n", err);
+        return 2;
+    }
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(&a);
+    if (!strcmp(cmd, "migrate"))
+        return cmd_migrate(&a);
+    if (!strcmp(cmd, "token") && argc > 2 && !strcmp(argv[2], "create"))
+        return cmd_token(&a, argc - 3, argv + 3);
+    fprintf(stderr, "kiln-api: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -111,7 +111,8 @@ int secret_seal(const secret_key *k, const void *plain, size_t n, const char *aa
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
         EVP_EncryptInit_ex(ctx, NULL, NULL, k->key, nonce) != 1)
         goto out;
-    if (aad && EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *)aad, (int)strlen(aad)) != 1)
+    if (aad &&
+        EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *)aad, (int)strlen(aad)) != 1)
         goto out;
     if (EVP_EncryptUpdate(ctx, ct, &len, plain, (int)n) != 1)
         goto out;
@@ -148,7 +149,8 @@ int secret_open(const secret_key *k, const void *sealed, size_t n, const char *a
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
         EVP_DecryptInit_ex(ctx, NULL, NULL, k->key, nonce) != 1)
         goto out;
-    if (aad && EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *)aad, (int)strlen(aad)) != 1)
+    if (aad &&
+        EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *)aad, (int)strlen(aad)) != 1)
         goto out;
     if (EVP_DecryptUpdate(ctx, p, &len, ct, (int)ct_len) != 1)
         goto out;

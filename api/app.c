@@ -1,0 +1,55 @@
+/* kiln-api configuration from KILN_* variables and the time-zone list (see app.h). */
+#include "app.h"
+
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int app_config_load(app_config *cfg, char *err, size_t errlen)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 1;
+    cfg->conninfo = config_str("KILN_DB", "dbname=kiln");
+    cfg->socket_path = config_str("KILN_FCGI_SOCKET", "/run/kiln/api.sock");
+    struct {
+        const char *name;
+        int64_t def, min, max;
+        int64_t *out;
+    } ints[] = {
+        {"KILN_THREADS", cores * 4, 1, 256, &cfg->threads},
+        {"KILN_MAX_BODY", 1048576, 1024, 64 * 1048576, &cfg->max_body},
+        {"KILN_STATS_INTERVAL_S", 5, 1, 3600, &cfg->stats_interval_s},
+        {"KILN_LEASE_TTL_S", 600, 10, 86400, &cfg->lease_ttl_s},
+        {"KILN_GLOBAL_MINUTE_CAP", 200, 0, 100000000, &cfg->global_minute_cap},
+        {"KILN_GLOBAL_HOURLY_CAP", 10000, 0, 1000000000, &cfg->global_hourly_cap},
+        {"KILN_RECIPIENT_DAILY_CAP", 50, 1, 1000000, &cfg->recipient_daily_cap},
+        {"KILN_PAIR_GAP_DAYS", 3, 0, 365, &cfg->pair_gap_days},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (config_int(ints[i].name, ints[i].def, ints[i].min, ints[i].max, ints[i].out, err,
+                       errlen) != 0)
+            return -1;
+    /* KILN_FCGI_SOCKET_MODE is octal, like chmod's argument. */
+    const char *mode = config_str("KILN_FCGI_SOCKET_MODE", "0660");
+    char *end = NULL;
+    cfg->socket_mode = strtol(mode, &end, 8);
+    if (!end || *end || cfg->socket_mode < 0 || cfg->socket_mode > 0777) {
+        snprintf(err, errlen, "KILN_FCGI_SOCKET_MODE=%s: expected an octal mode like 0660", mode);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bool app_timezone_known(const app *a, const char *tz)
+{
+    return bsearch(&tz, a->timezones, a->ntimezones, sizeof(char *), cmp_str) != NULL;
+}

@@ -1,0 +1,42 @@
+/* Process-wide state of kiln-api: configuration and the secret key (read-only after
+ * start), the known time zones, and the metrics snapshot (its own lock). */
+#ifndef KILN_APP_H
+#define KILN_APP_H
+
+#include "secret.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct stats;
+
+typedef struct app_config {
+    const char *conninfo;
+    const char *socket_path;
+    int64_t threads;
+    int64_t max_body;
+    int64_t socket_mode;
+    int64_t stats_interval_s;
+    /* leasing */
+    int64_t lease_ttl_s;
+    int64_t global_minute_cap;
+    int64_t global_hourly_cap;
+    int64_t recipient_daily_cap;
+    int64_t pair_gap_days;
+} app_config;
+
+typedef struct app {
+    app_config cfg;
+    secret_key key;
+    char **timezones; /* sorted */
+    size_t ntimezones;
+    struct stats *stats;
+} app;
+
+/* Loads KILN_* configuration; returns -1 with a message in err. */
+int app_config_load(app_config *cfg, char *err, size_t errlen);
+bool app_timezone_known(const app *a, const char *tz);
+
+#endif

@@ -1,0 +1,226 @@
+/* libpq wrapper (see db.h): lazy prepared statements, reconnect, error classes. */
+#include "db.h"
+
+#include "log.h"
+#include "xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PREPARED 256
+
+struct db {
+    char *conninfo;
+    PGconn *conn;
+    const db_stmt *prepared[MAX_PREPARED];
+    int nprepared;
+    bool in_tx;
+    enum db_error last;
+    char sqlstate[6];
+    char message[512];
+    char constraint[128];
+};
+
+db *db_open(const char *conninfo)
+{
+    db *d = xcalloc(1, sizeof *d);
+    d->conninfo = xstrdup(conninfo);
+    return d;
+}
+
+void db_close(db *d)
+{
+    if (!d)
+        return;
+    if (d->conn)
+        PQfinish(d->conn);
+    free(d->conninfo);
+    free(d);
+}
+
+PGconn *db_conn(db *d)
+{
+    return d->conn;
+}
+
+static void set_error(db *d, enum db_error e, const char *state, const char *msg)
+{
+    d->last = e;
+    snprintf(d->sqlstate, sizeof d->sqlstate, "%s", state ? state : "");
+    snprintf(d->message, sizeof d->message, "%s", msg ? msg : "");
+    char *nl = strchr(d->message, '\n');
+    if (nl)
+        *nl = '\0';
+}
+
+bool db_ensure(db *d)
+{
+    if (d->conn && PQstatus(d->conn) == CONNECTION_OK)
+        return true;
+    if (d->conn) {
+        log_warn("database connection lost; reconnecting");
+        PQfinish(d->conn);
+        d->conn = NULL;
+    }
+    d->nprepared = 0;
+    d->in_tx = false;
+    d->conn = PQconnectdb(d->conninfo);
+    if (PQstatus(d->conn) != CONNECTION_OK) {
+        set_error(d, DB_UNAVAILABLE, "08006", PQerrorMessage(d->conn));
+        log_warn("database unavailable: %s", d->message);
+        PQfinish(d->conn);
+        d->conn = NULL;
+        return false;
+    }
+    /* Keep transactions short: a stuck request must not hold locks for long. */
+    PGresult *r = PQexec(d->conn, "SET idle_in_transaction_session_timeout = '30s'; "
+                                  "SET statement_timeout = '30s'; SET TIME ZONE 'UTC'");
+    PQclear(r);
+    return true;
+}
+
+static bool is_prepared(db *d, const db_stmt *st)
+{
+    for (int i = 0; i < d->nprepared; i++)
+        if (d->prepared[i] == st)
+            return true;
+    return false;
+}
+
+static void classify(db *d, PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(d->conn);
+    const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    snprintf(d->constraint, sizeof d->constraint, "%s", cons ? cons : "");
+    enum db_error e = DB_OTHER;
+    if (!d->conn || PQstatus(d->conn) != CONNECTION_OK)
+        e = DB_UNAVAILABLE;
+    else if (state && !strncmp(state, "08", 2))
+        e = DB_UNAVAILABLE;
+    else if (state &&
+             (!strcmp(state, "57P01") || !strcmp(state, "57P02") || !strcmp(state, "57P03")))
+        e = DB_UNAVAILABLE; /* admin shutdown, crash shutdown, cannot connect now */
+    else if (state && !strncmp(state, "23", 2))
+        e = DB_CONSTRAINT;
+    else if (state && !strncmp(state, "22", 2))
+        e = DB_BAD_DATA;
+    else if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01")))
+        e = DB_CONFLICT;
+    set_error(d, e, state, msg);
+    if (e == DB_OTHER || e == DB_UNAVAILABLE)
+        log_error("database error %s: %s", d->sqlstate, d->message);
+}
+
+PGresult *db_exec(db *d, arena *a, const db_stmt *st, int nparams, const char *const *params)
+{
+    d->last = DB_OK;
+    bool retried = false;
+again:
+    if (!db_ensure(d))
+        return NULL;
+    if (!is_prepared(d, st)) {
+        PGresult *p = PQprepare(d->conn, st->name, st->sql, 0, NULL);
+        if (PQresultStatus(p) != PGRES_COMMAND_OK) {
+            classify(d, p);
+            PQclear(p);
+            goto lost;
+        }
+        PQclear(p);
+        if (d->nprepared < MAX_PREPARED)
+            d->prepared[d->nprepared++] = st;
+    }
+    PGresult *r = PQexecPrepared(d->conn, st->name, nparams, params, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(r);
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+        arena_cleanup_add(a, (arena_cleanup_fn)PQclear, r);
+        return r;
+    }
+    classify(d, r);
+    PQclear(r);
+lost:
+    /* A connection that died between requests is retried once, outside transactions. */
+    if (d->last == DB_UNAVAILABLE && !d->in_tx && !retried &&
+        (!d->conn || PQstatus(d->conn) != CONNECTION_OK)) {
+        retried = true;
+        goto again;
+    }
+    if (d->last == DB_UNAVAILABLE)
+        d->in_tx = false;
+    return NULL;
+}
+
+static bool simple(db *d, const char *sql)
+{
+    if (!db_ensure(d))
+        return false;
+    PGresult *r = PQexec(d->conn, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        classify(d, r);
+    PQclear(r);
+    return ok;
+}
+
+bool db_begin(db *d)
+{
+    d->last = DB_OK;
+    if (!simple(d, "BEGIN"))
+        return false;
+    d->in_tx = true;
+    return true;
+}
+
+bool db_commit(db *d)
+{
+    bool ok = simple(d, "COMMIT");
+    d->in_tx = false;
+    return ok;
+}
+
+void db_rollback(db *d)
+{
+    if (d->conn && PQstatus(d->conn) == CONNECTION_OK &&
+        PQtransactionStatus(d->conn) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(d->conn, "ROLLBACK");
+        PQclear(r);
+    }
+    d->in_tx = false;
+}
+
+bool db_in_tx(const db *d)
+{
+    return d->in_tx;
+}
+
+bool db_exec_script(db *d, const char *sql)
+{
+    return simple(d, sql);
+}
+
+enum db_error db_last_error(const db *d)
+{
+    return d->last;
+}
+
+const char *db_sqlstate(const db *d)
+{
+    return d->sqlstate;
+}
+
+const char *db_message(const db *d)
+{
+    return d->message;
+}
+
+const char *db_constraint(const db *d)
+{
+    return d->constraint;
+}
+
+const char *db_val(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return NULL;
+    return PQgetvalue(r, row, col);
+}

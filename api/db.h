@@ -1,0 +1,54 @@
+/* PostgreSQL access for kiln-api: one connection per thread, statements prepared
+ * lazily per connection and re-prepared after a reconnect, results owned by the
+ * request's arena. Only parameterized statements: there is no "exec this string". */
+#ifndef KILN_DB_H
+#define KILN_DB_H
+
+#include "arena.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+typedef struct db db;
+
+/* A statement: a stable name and its SQL with $n parameters. Define as static const. */
+typedef struct db_stmt {
+    const char *name;
+    const char *sql;
+} db_stmt;
+
+enum db_error {
+    DB_OK = 0,
+    DB_UNAVAILABLE, /* connection lost or server down: the caller answers 503 */
+    DB_CONSTRAINT,  /* unique/foreign-key/check violation: sqlstate class 23 */
+    DB_BAD_DATA,    /* data exception: sqlstate class 22 */
+    DB_CONFLICT,    /* serialization failure / deadlock: retryable */
+    DB_OTHER,
+};
+
+/* Connects (or will, lazily); never fails: a dead connection is retried per request. */
+db *db_open(const char *conninfo);
+void db_close(db *d);
+/* Makes sure the connection is up, reconnecting if needed. false = unavailable. */
+bool db_ensure(db *d);
+/* Runs a prepared statement. Returns a result whose PQclear is registered on the
+ * arena, or NULL on error (see db_last_error / db_sqlstate / db_message). */
+PGresult *db_exec(db *d, arena *a, const db_stmt *st, int nparams, const char *const *params);
+/* Transaction control; return false on failure. db_rollback is safe to call anytime. */
+bool db_begin(db *d);
+bool db_commit(db *d);
+void db_rollback(db *d);
+bool db_in_tx(const db *d);
+/* Runs a script with no parameters (migrations only). */
+bool db_exec_script(db *d, const char *sql);
+enum db_error db_last_error(const db *d);
+const char *db_sqlstate(const db *d);
+const char *db_message(const db *d);
+/* Name of the violated constraint for DB_CONSTRAINT, or "". */
+const char *db_constraint(const db *d);
+PGconn *db_conn(db *d);
+
+/* Convenience: value of row r, column c, or NULL when SQL NULL. */
+const char *db_val(const PGresult *r, int row, int col);
+
+#endif

@@ -1,0 +1,195 @@
+/* Metrics: Prometheus text exposition (GET /metrics, /api/warmup/metrics?format=
+ * prometheus) and the JSON form (/api/warmup/metrics). Gauges come from the stats
+ * snapshot, counters and histograms from the small sharded counters table: nothing
+ * here scans sends. */
+#include "app.h"
+#include "handlers.h"
+#include "stats.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const db_stmt Q_COUNTERS = {
+    "metrics_counters", "SELECT name, label, sum(value)::bigint FROM counters GROUP BY 1, 2"};
+
+static const char *const SEND_STATUSES[] = {"sent",    "deferred", "failed",    "auth", "tls",
+                                            "unknown", "expired",  "cancelled", NULL};
+static const char *const ERROR_CLASSES[] = {"deferred", "failed", "auth", "tls", "unknown", NULL};
+
+typedef struct counter_set {
+    const PGresult *r;
+} counter_set;
+
+static long long counter(const counter_set *c, const char *name, const char *label)
+{
+    for (int i = 0; i < PQntuples(c->r); i++)
+        if (!strcmp(PQgetvalue(c->r, i, 0), name) && !strcmp(PQgetvalue(c->r, i, 1), label))
+            return strtoll(PQgetvalue(c->r, i, 2), NULL, 10);
+    return 0;
+}
+
+static void family(buf *o, const char *name, const char *type, const char *help)
+{
+    buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void histogram(buf *o, const counter_set *c, const char *metric, const char *key,
+                      const double *bounds, int n, const char *help)
+{
+    family(o, metric, "histogram", help);
+    long long cum = 0;
+    char label[32], name[64];
+    snprintf(name, sizeof name, "%s_bucket", key);
+    for (int i = 0; i <= n; i++) {
+        if (i < n)
+            snprintf(label, sizeof label, "%g", bounds[i]);
+        else
+            snprintf(label, sizeof label, "+Inf");
+        cum += counter(c, name, label);
+        buf_printf(o, "%s_bucket{le=\"%s\"} %lld\n", metric, label, cum);
+    }
+    snprintf(name, sizeof name, "%s_sum_us", key);
+    buf_printf(o, "%s_sum %.6f\n", metric, (double)counter(c, name, "") / 1e6);
+    buf_printf(o, "%s_count %lld\n", metric, cum);
+}
+
+/* Loads counters and the snapshot; on failure fills rs and returns false. */
+static bool load(http_req *rq, http_resp *rs, counter_set *c, stats_snapshot *s)
+{
+    int64_t max_age = rq->app->cfg.stats_interval_s * 2000 + 1000;
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_COUNTERS, 0, NULL);
+    if (!r || !stats_get(rq->app->stats, rq->db, rq->pool, max_age, s)) {
+        http_db_error(rs, rq->db);
+        return false;
+    }
+    c->r = r;
+    return true;
+}
+
+static void render_prometheus(http_resp *rs, const counter_set *c, const stats_snapshot *s)
+{
+    buf *o = &rs->body;
+    buf_reset(o);
+    rs->status = 200;
+    rs->content_type = "text/plain; version=0.0.4; charset=utf-8";
+
+    family(o, "kiln_sends_total", "counter", "Send slots by final status.");
+    for (const char *const *st = SEND_STATUSES; *st; st++)
+        buf_printf(o, "kiln_sends_total{status=\"%s\"} %lld\n", *st, counter(c, "sends", *st));
+    family(o, "kiln_send_errors_total", "counter", "Sends that did not go out, by error class.");
+    for (const char *const *cl = ERROR_CLASSES; *cl; cl++)
+        buf_printf(o, "kiln_send_errors_total{class=\"%s\"} %lld\n", *cl,
+                   counter(c, "send_errors", *cl));
+    family(o, "kiln_mailboxes", "gauge", "Registered mailboxes by state.");
+    buf_printf(o, "kiln_mailboxes{state=\"active\"} %lld\n", (long long)s->mailboxes_active);
+    buf_printf(o, "kiln_mailboxes{state=\"paused\"} %lld\n", (long long)s->mailboxes_paused);
+    buf_printf(o, "kiln_mailboxes{state=\"error\"} %lld\n", (long long)s->mailboxes_error);
+    buf_printf(o, "kiln_mailboxes{state=\"disabled\"} %lld\n", (long long)s->mailboxes_disabled);
+
+    struct {
+        const char *name, *help;
+        long long v;
+    } gauges[] = {
+        {"kiln_quota_target_today", "Sum of today's targets of active mailboxes.",
+         (long long)s->target_today},
+        {"kiln_quota_sent_today", "Sends counted today (local days of the mailboxes).",
+         (long long)s->sent_today},
+        {"kiln_quota_due_now", "Sends due by now, each target spread over its window.",
+         (long long)s->due_now},
+        {"kiln_mailboxes_behind", "Active mailboxes that have not met today's target.",
+         (long long)s->behind},
+        {"kiln_queue_depth", "Sends still owed today: the autoscaling signal.",
+         (long long)s->queue_depth},
+        {"kiln_agents_active", "Agents holding a live lease.", (long long)s->agents_active},
+        {"kiln_leases_active", "Live leases.", (long long)s->leases_active},
+        {"kiln_sends_in_flight", "Slots leased and not yet reported.", (long long)s->in_flight},
+        {"kiln_service_running", "1 when the warmup service is started.",
+         (long long)s->service_running},
+    };
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
+        family(o, gauges[i].name, "gauge", gauges[i].help);
+        buf_printf(o, "%s %lld\n", gauges[i].name, gauges[i].v);
+    }
+    family(o, "kiln_quota_completion_ratio", "gauge",
+           "Sent today / target today (1 when no target).");
+    buf_printf(o, "kiln_quota_completion_ratio %.6f\n",
+               s->target_today > 0 ? (double)s->sent_today / (double)s->target_today : 1.0);
+    histogram(o, c, "kiln_send_latency_seconds", "send_latency", send_latency_buckets,
+              SEND_LATENCY_BUCKETS, "SMTP send latency reported by agents.");
+    histogram(o, c, "kiln_lease_request_duration_seconds", "lease_duration", lease_duration_buckets,
+              LEASE_DURATION_BUCKETS, "Time kiln-api spent answering lease requests.");
+    char reasons[HEALTH_MAX_REASONS][160];
+    int nreasons;
+    double completion, failure;
+    enum health_level h = stats_health(s, reasons, &nreasons, &completion, &failure);
+    family(o, "kiln_health_status", "gauge", "0 healthy, 1 degraded, 2 critical.");
+    buf_printf(o, "kiln_health_status %d\n", (int)h);
+}
+
+void h_metrics_prometheus(http_req *rq, http_resp *rs)
+{
+    counter_set c;
+    stats_snapshot s;
+    if (load(rq, rs, &c, &s))
+        render_prometheus(rs, &c, &s);
+}
+
+void h_warmup_metrics(http_req *rq, http_resp *rs)
+{
+    const char *format = http_query(rq, "format");
+    if (format && strcmp(format, "prometheus") && strcmp(format, "json")) {
+        http_error(rs, 400, "invalid_query", "format must be json or prometheus", "format");
+        return;
+    }
+    counter_set c;
+    stats_snapshot s;
+    if (!load(rq, rs, &c, &s))
+        return;
+    if (format && !strcmp(format, "prometheus")) {
+        render_prometheus(rs, &c, &s);
+        return;
+    }
+    char reasons[HEALTH_MAX_REASONS][160];
+    int nreasons;
+    double completion, failure;
+    enum health_level h = stats_health(&s, reasons, &nreasons, &completion, &failure);
+    yajl_gen g = http_json(rs, 200);
+    json_obj_open(g);
+    json_kv_i(g, "as_of_ms", s.computed_at_ms);
+    json_key(g, "sends_total");
+    json_obj_open(g);
+    for (const char *const *st = SEND_STATUSES; *st; st++)
+        json_kv_i(g, *st, counter(&c, "sends", *st));
+    json_obj_close(g);
+    json_key(g, "send_errors_total");
+    json_obj_open(g);
+    for (const char *const *cl = ERROR_CLASSES; *cl; cl++)
+        json_kv_i(g, *cl, counter(&c, "send_errors", *cl));
+    json_obj_close(g);
+    json_key(g, "mailboxes");
+    json_obj_open(g);
+    json_kv_i(g, "active", s.mailboxes_active);
+    json_kv_i(g, "paused", s.mailboxes_paused);
+    json_kv_i(g, "error", s.mailboxes_error);
+    json_kv_i(g, "disabled", s.mailboxes_disabled);
+    json_obj_close(g);
+    json_key(g, "quota");
+    json_obj_open(g);
+    json_kv_i(g, "target_today", s.target_today);
+    json_kv_i(g, "sent_today", s.sent_today);
+    json_kv_i(g, "failed_today", s.failed_today);
+    json_kv_i(g, "due_now", s.due_now);
+    json_kv_i(g, "behind", s.behind);
+    json_kv_i(g, "met", s.met);
+    json_kv_i(g, "queue_depth", s.queue_depth);
+    json_kv_d(g, "completion_ratio",
+              s.target_today > 0 ? (double)s.sent_today / (double)s.target_today : 1.0);
+    json_obj_close(g);
+    json_kv_i(g, "agents_active", s.agents_active);
+    json_kv_i(g, "leases_active", s.leases_active);
+    json_kv_i(g, "in_flight", s.in_flight);
+    json_kv_s(g, "health", health_name(h));
+    json_kv_d(g, "failure_rate", failure);
+    json_obj_close(g);
+    json_gen_free(g);
+}

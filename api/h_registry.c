@@ -1,0 +1,321 @@
+/* Plans, users (tenants), agents and tokens: registration and listing. Admin writes;
+ * a tenant token reads plans and only its own user. */
+#include "app.h"
+#include "auth.h"
+#include "handlers.h"
+#include "pgjson.h"
+#include "validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PLAN_COLS                                                                                  \
+    "id, name, ramp_start, ramp_step, daily_max, cooldown_min_s, cooldown_max_s, "                 \
+    "round(reply_rate::numeric, 4)::float8 AS reply_rate, weekdays_only, user_hourly_cap, "        \
+    "user_minute_cap, "                                                                            \
+    "max_mailboxes, kiln_iso(created_at) AS created_at"
+
+static const db_stmt Q_PLAN_INSERT = {
+    "plan_insert",
+    "INSERT INTO plans (name, ramp_start, ramp_step, daily_max, cooldown_min_s, cooldown_max_s, "
+    "reply_rate, weekdays_only, user_hourly_cap, user_minute_cap, max_mailboxes) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING " PLAN_COLS};
+static const db_stmt Q_PLAN_LIST = {"plan_list", "SELECT " PLAN_COLS
+                                                 " FROM plans WHERE id > $1 ORDER BY id LIMIT $2"};
+static const db_stmt Q_PLAN_GET = {"plan_get", "SELECT " PLAN_COLS " FROM plans WHERE id = $1"};
+
+#define USER_COLS                                                                                  \
+    "u.id, u.name, u.plan_id, u.timezone, u.state::text AS state, "                                \
+    "(SELECT count(*) FROM mailboxes m WHERE m.user_id = u.id AND m.deleted_at IS NULL) "          \
+    "AS mailboxes, kiln_iso(u.created_at) AS created_at"
+
+static const db_stmt Q_USER_INSERT = {
+    "user_insert", "WITH u AS (INSERT INTO users (name, plan_id, timezone) VALUES ($1, $2, $3) "
+                   "RETURNING *) SELECT " USER_COLS " FROM u"};
+static const db_stmt Q_USER_LIST = {
+    "user_list", "SELECT " USER_COLS " FROM users u WHERE u.id > $1 AND ($3::bigint = 0 OR "
+                 "u.id = $3) ORDER BY u.id LIMIT $2"};
+static const db_stmt Q_USER_GET = {
+    "user_get",
+    "SELECT " USER_COLS " FROM users u WHERE u.id = $1 AND ($2::bigint = 0 OR u.id = $2)"};
+static const db_stmt Q_PLAN_EXISTS = {"plan_exists", "SELECT 1 FROM plans WHERE id = $1"};
+
+static const db_stmt Q_AGENT_INSERT = {
+    "agent_insert",
+    "INSERT INTO agents (name) VALUES ($1) RETURNING id, name, kiln_iso(created_at)"};
+static const db_stmt Q_AGENT_LIST = {
+    "agent_list", "SELECT a.id, a.name, kiln_iso(a.created_at) AS created_at, "
+                  "kiln_iso(a.last_seen_at) AS last_seen_at, "
+                  "(SELECT count(*) FROM leases l WHERE l.agent_id = a.id AND l.ended_at IS NULL "
+                  " AND l.expires_at > kiln_now()) AS live_leases "
+                  "FROM agents a WHERE a.id > $1 ORDER BY a.id LIMIT $2"};
+static const db_stmt Q_USER_EXISTS = {"user_exists", "SELECT 1 FROM users WHERE id = $1"};
+
+static void respond_one(http_resp *rs, const PGresult *r, int status)
+{
+    yajl_gen g = http_json(rs, status);
+    pgjson_row(g, r, 0);
+    json_gen_free(g);
+}
+
+static void respond_page(http_resp *rs, const PGresult *r, int64_t limit)
+{
+    yajl_gen g = http_json(rs, 200);
+    pgjson_page(g, r, limit);
+    json_gen_free(g);
+}
+
+void h_plans_create(http_req *rq, http_resp *rs)
+{
+    static const char *const fields[] = {
+        "name",           "ramp_start", "ramp_step",     "daily_max",       "cooldown_min_s",
+        "cooldown_max_s", "reply_rate", "weekdays_only", "user_hourly_cap", "user_minute_cap",
+        "max_mailboxes",  NULL};
+    yajl_val b = http_json_body(rq, rs);
+    if (!b || !v_known_fields(rs, b, fields, ""))
+        return;
+    const char *name = NULL;
+    int64_t ramp_start = 0, ramp_step = 0, daily_max = 0, cmin = 120, cmax = 300, hourly = 500,
+            minute = 20, maxmb = 100;
+    double reply = 0.3;
+    bool weekdays = false;
+    if (!v_str(rs, b, "name", "name", V_REQUIRED, 100, false, &name) ||
+        !v_int(rs, b, "ramp_start", "ramp_start", V_REQUIRED, 0, 10000, &ramp_start) ||
+        !v_int(rs, b, "ramp_step", "ramp_step", V_REQUIRED, 0, 10000, &ramp_step) ||
+        !v_int(rs, b, "daily_max", "daily_max", V_REQUIRED, 0, 10000, &daily_max) ||
+        !v_int(rs, b, "cooldown_min_s", "cooldown_min_s", 0, 0, 86400, &cmin) ||
+        !v_int(rs, b, "cooldown_max_s", "cooldown_max_s", 0, 0, 86400, &cmax) ||
+        !v_number(rs, b, "reply_rate", "reply_rate", 0, 0, 1, &reply) ||
+        !v_bool(rs, b, "weekdays_only", "weekdays_only", 0, &weekdays) ||
+        !v_int(rs, b, "user_hourly_cap", "user_hourly_cap", 0, 0, 10000000, &hourly) ||
+        !v_int(rs, b, "user_minute_cap", "user_minute_cap", 0, 0, 1000000, &minute) ||
+        !v_int(rs, b, "max_mailboxes", "max_mailboxes", 0, 0, 1000000, &maxmb))
+        return;
+    if (cmax < cmin) {
+        http_error(rs, 422, "invalid_field", "cooldown_max_s must be >= cooldown_min_s",
+                   "cooldown_max_s");
+        return;
+    }
+    const char *p[] = {name,
+                       http_i64(rq, ramp_start),
+                       http_i64(rq, ramp_step),
+                       http_i64(rq, daily_max),
+                       http_i64(rq, cmin),
+                       http_i64(rq, cmax),
+                       arena_printf(rq->pool, "%.6f", reply),
+                       weekdays ? "true" : "false",
+                       http_i64(rq, hourly),
+                       http_i64(rq, minute),
+                       http_i64(rq, maxmb)};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_INSERT, 11, p);
+    if (!r) {
+        if (db_last_error(rq->db) == DB_CONSTRAINT && !strcmp(db_sqlstate(rq->db), "23505"))
+            http_error(rs, 409, "conflict", "a plan with this name already exists", "name");
+        else
+            http_db_error(rs, rq->db);
+        return;
+    }
+    respond_one(rs, r, 201);
+}
+
+void h_plans_list(http_req *rq, http_resp *rs)
+{
+    int64_t limit, cursor;
+    if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
+        return;
+    const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1)};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_LIST, 2, p);
+    if (!r) {
+        http_db_error(rs, rq->db);
+        return;
+    }
+    respond_page(rs, r, limit);
+}
+
+void h_plans_get(http_req *rq, http_resp *rs)
+{
+    int64_t id;
+    if (!v_path_id(rq, rs, 0, &id))
+        return;
+    const char *p[] = {http_i64(rq, id)};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_GET, 1, p);
+    if (!r) {
+        http_db_error(rs, rq->db);
+        return;
+    }
+    if (PQntuples(r) == 0) {
+        http_error(rs, 404, "not_found", "no such plan", NULL);
+        return;
+    }
+    respond_one(rs, r, 200);
+}
+
+void h_users_create(http_req *rq, http_resp *rs)
+{
+    static const char *const fields[] = {"name", "plan_id", "timezone", NULL};
+    yajl_val b = http_json_body(rq, rs);
+    if (!b || !v_known_fields(rs, b, fields, ""))
+        return;
+    const char *name = NULL, *tz = "UTC";
+    int64_t plan_id = 0;
+    if (!v_str(rs, b, "name", "name", V_REQUIRED, 100, false, &name) ||
+        !v_int(rs, b, "plan_id", "plan_id", V_REQUIRED, 1, INT64_MAX, &plan_id) ||
+        !v_str(rs, b, "timezone", "timezone", 0, 64, false, &tz))
+        return;
+    if (!app_timezone_known(rq->app, tz)) {
+        http_error(rs, 400, "invalid_field", "timezone is not a known IANA time zone name",
+                   "timezone");
+        return;
+    }
+    const char *pid[] = {http_i64(rq, plan_id)};
+    PGresult *e = db_exec(rq->db, rq->pool, &Q_PLAN_EXISTS, 1, pid);
+    if (!e) {
+        http_db_error(rs, rq->db);
+        return;
+    }
+    if (PQntuples(e) == 0) {
+        http_error(rs, 422, "invalid_reference", "no plan with this id", "plan_id");
+        return;
+    }
+    const char *p[] = {name, pid[0], tz};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_USER_INSERT, 3, p);
+    if (!r) {
+        if (db_last_error(rq->db) == DB_CONSTRAINT && !strcmp(db_sqlstate(rq->db), "23505"))
+            http_error(rs, 409, "conflict", "a user with this name already exists", "name");
+        else
+            http_db_error(rs, rq->db);
+        return;
+    }
+    respond_one(rs, r, 201);
+}
+
+void h_users_list(http_req *rq, http_resp *rs)
+{
+    int64_t limit, cursor;
+    if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
+        return;
+    const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1),
+                       http_i64(rq, rq->auth.scope == SCOPE_TENANT ? rq->auth.user_id : 0)};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_USER_LIST, 3, p);
+    if (!r) {
+        http_db_error(rs, rq->db);
+        return;
+    }
+    respond_page(rs, r, limit);
+}
+
+void h_users_get(http_req *rq, http_resp *rs)
+{
+    int64_t id;
+    if (!v_path_id(rq, rs, 0, &id))
+        return;
+    const char *p[] = {http_i64(rq, id),
+                       http_i64(rq, rq->auth.scope == SCOPE_TENANT ? rq->auth.user_id : 0)};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_USER_GET, 2, p);
+    if (!r) {
+        http_db_error(rs, rq->db);
+        return;
+    }
+    if (PQntuples(r) == 0) {
+        http_error(rs, 404, "not_found", "no such user", NULL);
+        return;
+    }
+    respond_one(rs, r, 200);
+}
+
+void h_agents_create(http_req *rq, http_resp *rs)
+{
+    static const char *const fields[] = {"name", NULL};
+    yajl_val b = http_json_body(rq, rs);
+    const char *name = NULL;
+    if (!b || !v_known_fields(rs, b, fields, "") ||
+        !v_str(rs, b, "name", "name", V_REQUIRED, 100, false, &name))
+        return;
+    if (!db_begin(rq->db)) {
+        http_db_error(rs, rq->db);
+        return;
+    }
+    const char *p[] = {name};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_AGENT_INSERT, 1, p);
+    char token[80];
+    int64_t agent_id = r ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    if (!r || auth_token_create(rq->db, rq->pool, "agent", 0, agent_id, token, sizeof token) < 0 ||
+        !db_commit(rq->db)) {
+        bool dup = db_last_error(rq->db) == DB_CONSTRAINT && !strcmp(db_sqlstate(rq->db), "23505");
+        db_rollback(rq->db);
+        if (dup)
+            http_error(rs, 409, "conflict", "an agent with this name already exists", "name");
+        else
+            http_db_error(rs, rq->db);
+        return;
+    }
+    yajl_gen g = http_json(rs, 201);
+    json_obj_open(g);
+    json_kv_i(g, "id", agent_id);
+    json_kv_s(g, "name", PQgetvalue(r, 0, 1));
+    json_kv_s(g, "created_at", PQgetvalue(r, 0, 2));
+    json_kv_s(g, "token", token);
+    json_obj_close(g);
+    json_gen_free(g);
+}
+
+void h_agents_list(http_req *rq, http_resp *rs)
+{
+    int64_t limit, cursor;
+    if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
+        return;
+    const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1)};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_AGENT_LIST, 2, p);
+    if (!r) {
+        http_db_error(rs, rq->db);
+        return;
+    }
+    respond_page(rs, r, limit);
+}
+
+void h_tokens_create(http_req *rq, http_resp *rs)
+{
+    static const char *const fields[] = {"scope", "user_id", NULL};
+    static const char *const scopes[] = {"admin", "tenant", "metrics", NULL};
+    yajl_val b = http_json_body(rq, rs);
+    const char *scope = NULL;
+    int64_t user_id = 0;
+    if (!b || !v_known_fields(rs, b, fields, "") ||
+        !v_enum(rs, b, "scope", "scope", V_REQUIRED, scopes, &scope) ||
+        !v_int(rs, b, "user_id", "user_id", 0, 1, INT64_MAX, &user_id))
+        return;
+    if (!strcmp(scope, "tenant") != !user_id) {
+        http_error(rs, 422, "invalid_field",
+                   user_id ? "user_id is only for tenant tokens" : "a tenant token needs user_id",
+                   "user_id");
+        return;
+    }
+    if (user_id) {
+        const char *p[] = {http_i64(rq, user_id)};
+        PGresult *e = db_exec(rq->db, rq->pool, &Q_USER_EXISTS, 1, p);
+        if (!e) {
+            http_db_error(rs, rq->db);
+            return;
+        }
+        if (PQntuples(e) == 0) {
+            http_error(rs, 422, "invalid_reference", "no user with this id", "user_id");
+            return;
+        }
+    }
+    char token[80];
+    int64_t id = auth_token_create(rq->db, rq->pool, scope, user_id, 0, token, sizeof token);
+    if (id < 0) {
+        http_db_error(rs, rq->db);
+        return;
+    }
+    yajl_gen g = http_json(rs, 201);
+    json_obj_open(g);
+    json_kv_i(g, "id", id);
+    json_kv_s(g, "scope", scope);
+    if (user_id)
+        json_kv_i(g, "user_id", user_id);
+    json_kv_s(g, "token", token);
+    json_obj_close(g);
+    json_gen_free(g);
+}

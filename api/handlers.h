@@ -1,0 +1,42 @@
+/* Every API handler: one function per route, grouped in one file per resource.
+ * A handler gets a parsed, authenticated request and fills the response. */
+#ifndef KILN_HANDLERS_H
+#define KILN_HANDLERS_H
+
+#include "http.h"
+
+typedef void (*handler_fn)(http_req *rq, http_resp *rs);
+
+/* h_registry.c: plans, users, agents, tokens */
+void h_plans_create(http_req *rq, http_resp *rs);
+void h_plans_list(http_req *rq, http_resp *rs);
+void h_plans_get(http_req *rq, http_resp *rs);
+void h_users_create(http_req *rq, http_resp *rs);
+void h_users_list(http_req *rq, http_resp *rs);
+void h_users_get(http_req *rq, http_resp *rs);
+void h_agents_create(http_req *rq, http_resp *rs);
+void h_agents_list(http_req *rq, http_resp *rs);
+void h_tokens_create(http_req *rq, http_resp *rs);
+
+/* h_mailboxes.c */
+void h_mailboxes_create(http_req *rq, http_resp *rs);
+void h_mailboxes_list(http_req *rq, http_resp *rs);
+void h_mailboxes_get(http_req *rq, http_resp *rs);
+void h_mailboxes_patch(http_req *rq, http_resp *rs);
+void h_mailboxes_delete(http_req *rq, http_resp *rs);
+void h_mailboxes_pause(http_req *rq, http_resp *rs);
+void h_mailboxes_resume(http_req *rq, http_resp *rs);
+
+/* h_warmup.c: the legacy /api/warmup paths and health */
+void h_warmup_quota(http_req *rq, http_resp *rs);
+void h_warmup_mailbox(http_req *rq, http_resp *rs);
+void h_warmup_control_get(http_req *rq, http_resp *rs);
+void h_warmup_control_post(http_req *rq, http_resp *rs);
+void h_warmup_health(http_req *rq, http_resp *rs);
+void h_healthz(http_req *rq, http_resp *rs);
+
+/* h_metrics.c */
+void h_metrics_prometheus(http_req *rq, http_resp *rs);
+void h_warmup_metrics(http_req *rq, http_resp *rs);
+
+#endif

@@ -1,0 +1,193 @@
+/* Request/response helpers shared by all handlers (see http.h). */
+#include "http.h"
+
+#include <string.h>
+
+void http_resp_init(http_resp *rs)
+{
+    rs->status = 200;
+    rs->content_type = "application/json";
+    buf_init(&rs->body);
+    buf_init(&rs->headers);
+}
+
+void http_resp_free(http_resp *rs)
+{
+    buf_free(&rs->body);
+    buf_free(&rs->headers);
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+yajl_gen http_json(http_resp *rs, int status)
+{
+    buf_reset(&rs->body);
+    rs->status = status;
+    rs->content_type = "application/json";
+    return json_gen_new(&rs->body);
+}
+
+void http_error(http_resp *rs, int status, const char *code, const char *message, const char *field)
+{
+    yajl_gen g = http_json(rs, status);
+    json_obj_open(g);
+    json_key(g, "error");
+    json_obj_open(g);
+    json_kv_s(g, "code", code);
+    json_kv_s(g, "message", message);
+    json_kv_s(g, "field", field);
+    json_obj_close(g);
+    json_obj_close(g);
+    json_gen_free(g);
+}
+
+void http_db_error(http_resp *rs, const db *d)
+{
+    switch (db_last_error(d)) {
+    case DB_UNAVAILABLE:
+        buf_puts(&rs->headers, "Retry-After: 5\r\n");
+        http_error(rs, 503, "db_unavailable", "the database is unavailable; retry shortly", NULL);
+        break;
+    case DB_CONSTRAINT:
+        if (!strcmp(db_sqlstate(d), "23505"))
+            http_error(rs, 409, "conflict", "a resource with this unique value already exists",
+                       NULL);
+        else if (!strcmp(db_sqlstate(d), "23503"))
+            http_error(rs, 422, "invalid_reference", "a referenced resource does not exist", NULL);
+        else
+            http_error(rs, 422, "constraint_violation", "the values violate a constraint", NULL);
+        break;
+    case DB_BAD_DATA:
+        http_error(rs, 400, "bad_value", "a value is out of range or malformed", NULL);
+        break;
+    case DB_CONFLICT:
+        buf_puts(&rs->headers, "Retry-After: 1\r\n");
+        http_error(rs, 503, "busy", "concurrent update conflict; retry", NULL);
+        break;
+    default:
+        http_error(rs, 500, "internal", "internal error", NULL);
+        break;
+    }
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into the arena; '+' is a space. NULL on bad escapes/NUL. */
+static char *url_decode(arena *a, const char *s, size_t n)
+{
+    char *out = arena_alloc(a, n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            if (i + 2 >= n)
+                return NULL;
+            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            if (h < 0 || l < 0 || (h == 0 && l == 0))
+                return NULL;
+            *o++ = (char)(h << 4 | l);
+            i += 2;
+        } else {
+            *o++ = s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+const char *http_query(http_req *rq, const char *name)
+{
+    size_t nlen = strlen(name);
+    const char *p = rq->query;
+    while (p && *p) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq ? (size_t)(eq - p) : len;
+        if (klen == nlen && !memcmp(p, name, nlen)) {
+            if (!eq)
+                return "";
+            char *v = url_decode(rq->pool, eq + 1, len - klen - 1);
+            if (v && utf8_valid(v, strlen(v)))
+                return v;
+            return NULL;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+static void free_tree(void *v)
+{
+    yajl_tree_free((yajl_val)v);
+}
+
+yajl_val http_json_body(http_req *rq, http_resp *rs)
+{
+    char err[300];
+    if (rq->body_len == 0) {
+        http_error(rs, 400, "empty_body", "a JSON object body is required", NULL);
+        return NULL;
+    }
+    yajl_val v = json_parse(rq->body, rq->body_len, err, sizeof err);
+    if (!v) {
+        http_error(rs, 400, strstr(err, "UTF-8") ? "invalid_utf8" : "malformed_json", err, NULL);
+        return NULL;
+    }
+    arena_cleanup_add(rq->pool, free_tree, v);
+    if (!YAJL_IS_OBJECT(v)) {
+        http_error(rs, 400, "not_an_object", "the body must be a JSON object", NULL);
+        return NULL;
+    }
+    return v;
+}
+
+const char *http_i64(http_req *rq, int64_t v)
+{
+    return arena_printf(rq->pool, "%lld", (long long)v);
+}

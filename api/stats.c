@@ -1,0 +1,213 @@
+/* Quota/health snapshot with a background refresher (see stats.h). */
+#include "stats.h"
+
+#include "clock.h"
+#include "log.h"
+#include "xalloc.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct stats {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    stats_snapshot snap;
+    char *conninfo;
+    int64_t interval_s;
+    bool running;
+    bool started;
+    pthread_t thread;
+};
+
+static const db_stmt Q_STATS = {
+    "stats_snapshot",
+    "SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'paused'), "
+    "count(*) FILTER (WHERE state = 'error'), count(*) FILTER (WHERE state = 'disabled'), "
+    "coalesce(sum(target) FILTER (WHERE state = 'active'), 0), coalesce(sum(sent), 0), "
+    "coalesce(sum(failed), 0), coalesce(sum(in_flight), 0), "
+    "coalesce(sum(least(target, floor(target * window_elapsed)::int)) "
+    "  FILTER (WHERE state = 'active'), 0), "
+    "count(*) FILTER (WHERE state = 'active' AND sent < target), "
+    "count(*) FILTER (WHERE state = 'active' AND sent >= target AND target > 0), "
+    "coalesce(sum(greatest(target - sent, 0)) FILTER (WHERE state = 'active' "
+    "  AND user_state = 'active'), 0), "
+    "(SELECT count(DISTINCT agent_id) FROM leases WHERE ended_at IS NULL "
+    "  AND expires_at > kiln_now()), "
+    "(SELECT count(*) FROM leases WHERE ended_at IS NULL AND expires_at > kiln_now()), "
+    "(SELECT state = 'running' FROM service) "
+    "FROM mailbox_today"};
+
+bool stats_compute(db *d, arena *a, stats_snapshot *out)
+{
+    PGresult *r = db_exec(d, a, &Q_STATS, 0, NULL);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    int64_t *f[] = {&out->mailboxes_active,
+                    &out->mailboxes_paused,
+                    &out->mailboxes_error,
+                    &out->mailboxes_disabled,
+                    &out->target_today,
+                    &out->sent_today,
+                    &out->failed_today,
+                    &out->in_flight,
+                    &out->due_now,
+                    &out->behind,
+                    &out->met,
+                    &out->queue_depth,
+                    &out->agents_active,
+                    &out->leases_active};
+    for (int i = 0; i < 14; i++)
+        *f[i] = strtoll(PQgetvalue(r, 0, i), NULL, 10);
+    out->service_running = PQgetvalue(r, 0, 14)[0] == 't';
+    out->computed_at_ms = clock_wall_ms();
+    return true;
+}
+
+stats *stats_create(const char *conninfo, int64_t interval_s)
+{
+    stats *s = xcalloc(1, sizeof *s);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    s->conninfo = xstrdup(conninfo);
+    s->interval_s = interval_s;
+    return s;
+}
+
+static void *refresher(void *arg)
+{
+    stats *s = arg;
+    db *d = db_open(s->conninfo);
+    arena *a = arena_create(4096);
+    pthread_mutex_lock(&s->lock);
+    while (s->running) {
+        pthread_mutex_unlock(&s->lock);
+        stats_snapshot snap;
+        memset(&snap, 0, sizeof snap);
+        bool ok = stats_compute(d, a, &snap);
+        arena_reset(a);
+        pthread_mutex_lock(&s->lock);
+        if (ok)
+            s->snap = snap;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += s->interval_s;
+        while (s->running && pthread_cond_timedwait(&s->wake, &s->lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&s->lock);
+    arena_destroy(a);
+    db_close(d);
+    return NULL;
+}
+
+int stats_start(stats *s)
+{
+    s->running = true;
+    if (pthread_create(&s->thread, NULL, refresher, s) != 0) {
+        s->running = false;
+        return -1;
+    }
+    s->started = true;
+    return 0;
+}
+
+void stats_stop(stats *s)
+{
+    if (!s->started)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->running = false;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    s->started = false;
+}
+
+void stats_destroy(stats *s)
+{
+    if (!s)
+        return;
+    stats_stop(s);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    free(s->conninfo);
+    free(s);
+}
+
+bool stats_get(stats *s, db *d, arena *a, int64_t max_age_ms, stats_snapshot *out)
+{
+    pthread_mutex_lock(&s->lock);
+    *out = s->snap;
+    pthread_mutex_unlock(&s->lock);
+    if (out->computed_at_ms && clock_wall_ms() - out->computed_at_ms <= max_age_ms)
+        return true;
+    stats_snapshot fresh;
+    memset(&fresh, 0, sizeof fresh);
+    if (!stats_compute(d, a, &fresh))
+        return false;
+    pthread_mutex_lock(&s->lock);
+    if (fresh.computed_at_ms > s->snap.computed_at_ms)
+        s->snap = fresh;
+    pthread_mutex_unlock(&s->lock);
+    *out = fresh;
+    return true;
+}
+
+const double send_latency_buckets[SEND_LATENCY_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1,
+                                                           2.5,  5,   10,   30,  60};
+const double lease_duration_buckets[LEASE_DURATION_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
+                                                               0.25,  0.5,  1,     2.5,  5};
+
+int histogram_bucket(const double *bounds, int n, double value)
+{
+    for (int i = 0; i < n; i++)
+        if (value <= bounds[i])
+            return i;
+    return n;
+}
+
+const char *health_name(enum health_level h)
+{
+    return h == HEALTH_CRITICAL ? "critical" : h == HEALTH_DEGRADED ? "degraded" : "healthy";
+}
+
+enum health_level stats_health(const stats_snapshot *s, char reasons[][160], int *nreasons,
+                               double *completion, double *failure_rate)
+{
+    enum health_level level = HEALTH_HEALTHY;
+    int n = 0;
+    *completion = s->due_now > 0 ? (double)s->sent_today / (double)s->due_now : 1.0;
+    if (*completion > 1.0)
+        *completion = 1.0;
+    int64_t attempts = s->sent_today + s->failed_today;
+    *failure_rate = attempts > 0 ? (double)s->failed_today / (double)attempts : 0.0;
+    if (*completion < 0.5) {
+        level = HEALTH_CRITICAL;
+        snprintf(reasons[n++], 160, "quota completion %.1f%% of what is due by now (< 50%%)",
+                 *completion * 100);
+    } else if (*completion < 0.8) {
+        level = HEALTH_DEGRADED;
+        snprintf(reasons[n++], 160, "quota completion %.1f%% of what is due by now (< 80%%)",
+                 *completion * 100);
+    }
+    if (*failure_rate > 0.10) {
+        level = HEALTH_CRITICAL;
+        snprintf(reasons[n++], 160, "failure rate %.1f%% today (> 10%%)", *failure_rate * 100);
+    } else if (*failure_rate >= 0.05) {
+        if (level < HEALTH_DEGRADED)
+            level = HEALTH_DEGRADED;
+        snprintf(reasons[n++], 160, "failure rate %.1f%% today (5-10%%)", *failure_rate * 100);
+    }
+    if (s->service_running && s->agents_active == 0 && s->due_now > s->sent_today) {
+        if (level < HEALTH_DEGRADED)
+            level = HEALTH_DEGRADED;
+        snprintf(reasons[n++], 160, "no active agent while %lld sends are due by now",
+                 (long long)(s->due_now - s->sent_today));
+    }
+    if (!s->service_running && n < HEALTH_MAX_REASONS)
+        snprintf(reasons[n++], 160, "service is stopped");
+    *nreasons = n;
+    return level;
+}

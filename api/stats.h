@@ -1,0 +1,54 @@
+/* The quota/health snapshot behind /metrics, /api/warmup/metrics and health: one
+ * aggregate over mailbox_today (never over sends), refreshed by a background thread
+ * every KILN_STATS_INTERVAL_S so scrapes stay cheap at 100,000+ mailboxes. */
+#ifndef KILN_STATS_H
+#define KILN_STATS_H
+
+#include "arena.h"
+#include "db.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct stats_snapshot {
+    int64_t computed_at_ms; /* wall clock; 0 = never */
+    int64_t mailboxes_active, mailboxes_paused, mailboxes_error, mailboxes_disabled;
+    int64_t target_today, sent_today, failed_today, in_flight, due_now;
+    int64_t behind, met, queue_depth;
+    int64_t agents_active, leases_active;
+    bool service_running;
+} stats_snapshot;
+
+typedef struct stats stats;
+
+stats *stats_create(const char *conninfo, int64_t interval_s);
+/* Starts the refresh thread. */
+int stats_start(stats *s);
+void stats_stop(stats *s);
+void stats_destroy(stats *s);
+/* Copies the latest snapshot; computes one with d when none exists yet or it is
+ * older than max_age_ms. Returns false when the database is unavailable. */
+bool stats_get(stats *s, db *d, arena *a, int64_t max_age_ms, stats_snapshot *out);
+/* Computes a fresh snapshot with d (no caching). */
+bool stats_compute(db *d, arena *a, stats_snapshot *out);
+
+enum health_level { HEALTH_HEALTHY = 0, HEALTH_DEGRADED = 1, HEALTH_CRITICAL = 2 };
+
+#define HEALTH_MAX_REASONS 4
+/* Judges a snapshot with the legacy thresholds, against what is due by now:
+ * completion (sent / due by now) < 80 % degraded, < 50 % critical; failure rate
+ * 5-10 % degraded, > 10 % critical; no agent while sends are owed: degraded.
+ * Fills up to HEALTH_MAX_REASONS one-line reasons; returns the level. */
+enum health_level stats_health(const stats_snapshot *s, char reasons[][160], int *nreasons,
+                               double *completion, double *failure_rate);
+const char *health_name(enum health_level h);
+
+/* Latency histogram buckets (seconds, upper bounds; +Inf implied). */
+#define SEND_LATENCY_BUCKETS 10
+#define LEASE_DURATION_BUCKETS 10
+extern const double send_latency_buckets[SEND_LATENCY_BUCKETS];
+extern const double lease_duration_buckets[LEASE_DURATION_BUCKETS];
+/* Index of the bucket a value falls in (n = +Inf). */
+int histogram_bucket(const double *bounds, int n, double value);
+
+#endif

@@ -1,0 +1,232 @@
+/* Field validation helpers (see validate.h). */
+#include "validate.h"
+
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+/* "'<field>' must <rule> <what>" as a 400 naming the field. */
+static void fail(http_resp *rs, const char *field, const char *rule, const char *what)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "'%s' must %s %s", field, rule, what);
+    http_error(rs, 400, "invalid_field", msg, field);
+}
+
+bool v_known_fields(http_resp *rs, yajl_val obj, const char *const *allowed, const char *prefix)
+{
+    for (size_t i = 0; i < obj->u.object.len; i++) {
+        const char *k = obj->u.object.keys[i];
+        bool ok = false;
+        for (const char *const *a = allowed; *a; a++)
+            if (!strcmp(k, *a))
+                ok = true;
+        if (!ok) {
+            char field[160], msg[256];
+            snprintf(field, sizeof field, "%s%.100s", prefix, k);
+            snprintf(msg, sizeof msg, "unknown field '%s'", field);
+            http_error(rs, 400, "unknown_field", msg, field);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Looks up key; returns false (with error) if required and absent; *v NULL if absent. */
+static bool lookup(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+                   yajl_val *v)
+{
+    *v = json_get(obj, key);
+    if (!*v && (flags & V_REQUIRED)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "'%s' is required", field);
+        http_error(rs, 400, "missing_field", msg, field);
+        return false;
+    }
+    return true;
+}
+
+bool v_int(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags, int64_t min,
+           int64_t max, int64_t *out)
+{
+    yajl_val v;
+    if (!lookup(rs, obj, key, field, flags, &v))
+        return false;
+    if (!v)
+        return true;
+    if (!json_int(v, min, max, out)) {
+        char range[96];
+        snprintf(range, sizeof range, "%lld to %lld", (long long)min, (long long)max);
+        fail(rs, field, "be an integer from", range);
+        return false;
+    }
+    return true;
+}
+
+bool v_number(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+              double min, double max, double *out)
+{
+    yajl_val v;
+    if (!lookup(rs, obj, key, field, flags, &v))
+        return false;
+    if (!v)
+        return true;
+    if (!json_number(v, min, max, out)) {
+        char range[96];
+        snprintf(range, sizeof range, "%g to %g", min, max);
+        fail(rs, field, "be a number from", range);
+        return false;
+    }
+    return true;
+}
+
+bool v_bool(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags, bool *out)
+{
+    yajl_val v;
+    if (!lookup(rs, obj, key, field, flags, &v))
+        return false;
+    if (!v)
+        return true;
+    if (!YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v)) {
+        fail(rs, field, "be", "true or false");
+        return false;
+    }
+    *out = YAJL_IS_TRUE(v);
+    return true;
+}
+
+bool v_str(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+           size_t maxlen, bool allow_empty, const char **out)
+{
+    yajl_val v;
+    if (!lookup(rs, obj, key, field, flags, &v))
+        return false;
+    if (!v)
+        return true;
+    const char *s = json_str(v);
+    if (!s) {
+        fail(rs, field, "be", "a string");
+        return false;
+    }
+    size_t n = strlen(s);
+    if ((!allow_empty && n == 0) || n > maxlen) {
+        char what[64];
+        snprintf(what, sizeof what, "%s%zu bytes", allow_empty ? "at most " : "1 to ", maxlen);
+        fail(rs, field, "be", what);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 && s[i] != '\t') {
+            fail(rs, field, "not contain", "control characters");
+            return false;
+        }
+    }
+    *out = s;
+    return true;
+}
+
+bool v_enum(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+            const char *const *choices, const char **out)
+{
+    const char *s = NULL;
+    if (!v_str(rs, obj, key, field, flags, 64, false, &s))
+        return false;
+    if (!s)
+        return true;
+    char list[200] = "";
+    for (const char *const *c = choices; *c; c++) {
+        if (!strcmp(s, *c)) {
+            *out = *c;
+            return true;
+        }
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", l ? ", " : "", *c);
+    }
+    fail(rs, field, "be one of:", list);
+    return false;
+}
+
+static bool atext(int c)
+{
+    return isalnum(c) || strchr("!#$%&'*+/=?^_`{|}~-", c) != NULL;
+}
+
+static bool valid_dns_name(const char *s)
+{
+    size_t n = strlen(s), label = 0;
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        if (!isalnum(c) && c != '-')
+            return false;
+        if (c == '-' && label == 0)
+            return false;
+        if (++label > 63)
+            return false;
+    }
+    return label > 0 && s[n - 1] != '-';
+}
+
+bool valid_email(const char *s)
+{
+    size_t n = strlen(s);
+    const char *at = strrchr(s, '@');
+    if (n > 254 || !at || at == s || (size_t)(at - s) > 64)
+        return false;
+    for (const char *p = s; p < at; p++) {
+        if (*p == '.') {
+            if (p == s || p[1] == '@' || p[1] == '.')
+                return false;
+        } else if (!atext((unsigned char)*p)) {
+            return false;
+        }
+    }
+    const char *domain = at + 1;
+    return strchr(domain, '.') != NULL && valid_dns_name(domain);
+}
+
+bool valid_host(const char *s)
+{
+    unsigned char tmp[16];
+    if (inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1)
+        return true;
+    return valid_dns_name(s);
+}
+
+bool v_page(http_req *rq, http_resp *rs, int64_t def, int64_t max, int64_t *limit, int64_t *cursor)
+{
+    const char *l = http_query(rq, "limit"), *c = http_query(rq, "cursor");
+    *limit = def;
+    *cursor = 0;
+    if (l && !parse_int(l, strlen(l), 1, max, limit)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "limit must be an integer from 1 to %lld", (long long)max);
+        http_error(rs, 400, "invalid_query", msg, "limit");
+        return false;
+    }
+    if (c && *c && !parse_int(c, strlen(c), 0, INT64_MAX, cursor)) {
+        http_error(rs, 400, "invalid_query", "cursor must be a value from next_cursor", "cursor");
+        return false;
+    }
+    return true;
+}
+
+bool v_path_id(http_req *rq, http_resp *rs, int idx, int64_t *id)
+{
+    const char *s = idx < rq->nparams ? rq->params[idx] : NULL;
+    if (!s || !parse_int(s, strlen(s), 1, INT64_MAX, id)) {
+        http_error(rs, 404, "not_found", "no such resource", NULL);
+        return false;
+    }
+    return true;
+}

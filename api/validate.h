@@ -1,0 +1,39 @@
+/* Shared validation of JSON request fields with field-level errors. Each helper
+ * returns true when the value is acceptable (or absent and optional); on failure it
+ * fills the response with a 400/422 naming the field and returns false. */
+#ifndef KILN_VALIDATE_H
+#define KILN_VALIDATE_H
+
+#include "http.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define V_REQUIRED 1
+
+/* Rejects members of obj not listed in allowed (NULL-terminated). prefix names the
+ * enclosing object in the error ("smtp." or ""). */
+bool v_known_fields(http_resp *rs, yajl_val obj, const char *const *allowed, const char *prefix);
+bool v_int(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags, int64_t min,
+           int64_t max, int64_t *out);
+bool v_number(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+              double min, double max, double *out);
+bool v_bool(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags, bool *out);
+/* String of 1..maxlen bytes (or 0..maxlen when allow_empty). */
+bool v_str(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+           size_t maxlen, bool allow_empty, const char **out);
+/* One of the NULL-terminated choices. */
+bool v_enum(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+            const char *const *choices, const char **out);
+
+/* addr-spec of RFC 5321 in the dot-atom form mail providers accept, ≤ 254 bytes. */
+bool valid_email(const char *s);
+/* DNS host name (LDH labels) or an IPv4/IPv6 literal. */
+bool valid_host(const char *s);
+
+/* Parses ?limit= (1..max, default def) and ?cursor= (an id > 0). */
+bool v_page(http_req *rq, http_resp *rs, int64_t def, int64_t max, int64_t *limit, int64_t *cursor);
+/* Parses a path parameter as a positive id; 404 if it is not one. */
+bool v_path_id(http_req *rq, http_resp *rs, int idx, int64_t *id);
+
+#endif

@@ -1,0 +1,175 @@
+# Shell library (sourced) that runs kiln's local stack under one directory: a private
+# PostgreSQL cluster, kiln-api (FastCGI) and nginx in front of it. Used by `make up`
+# (deploy/local/up.sh) and by the integration tests, so both run the same way.
+#
+#   stack_init VAR_DIR BUILD_DIR [HTTP_PORT]   set paths (HTTP_PORT default: a free one)
+#   stack_pg_up / stack_pg_down                 the PostgreSQL cluster (initdb on first use)
+#   stack_api_up / stack_api_down               kiln-api serve (after migrate)
+#   stack_nginx_up / stack_nginx_down
+#   stack_up / stack_down                       all of the above
+#   stack_psql ARGS...                          psql on the kiln database
+#   stack_admin_token                           prints the admin token (creates it once)
+
+STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+stack_free_port() {
+    /usr/bin/python3 - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+PY
+}
+
+stack_init() {
+    STACK_VAR=$(mkdir -p "$1" && cd "$1" && pwd)
+    STACK_BUILD=$(cd "$2" && pwd)
+    STACK_HTTP_PORT=${3:-$(stack_free_port)}
+    STACK_PG_PORT=${STACK_PG_PORT:-$(stack_free_port)}
+    mkdir -p "$STACK_VAR"/{run,log,pg,nginx}
+    STACK_PGDATA=$STACK_VAR/pg/data
+    STACK_PGSOCK=$STACK_VAR/pg/run
+    STACK_API_SOCK=$STACK_VAR/run/api.sock
+    STACK_URL=http://127.0.0.1:$STACK_HTTP_PORT
+    export KILN_DB="host=$STACK_PGSOCK port=$STACK_PG_PORT dbname=kiln user=postgres connect_timeout=5"
+    export KILN_FCGI_SOCKET=$STACK_API_SOCK
+    export KILN_FCGI_SOCKET_MODE=0666
+    export KILN_SECRET_KEY_FILE=$STACK_VAR/secret.key
+    export KILN_SQL_DIR=$STACK_SRC/sql
+    # Remember the ports so later commands (make down, a second shell) find the stack.
+    printf 'STACK_HTTP_PORT=%s\nSTACK_PG_PORT=%s\n' "$STACK_HTTP_PORT" "$STACK_PG_PORT" \
+        >"$STACK_VAR/stack.env"
+}
+
+# Runs a command as the unprivileged owner of the cluster (postgres refuses root).
+stack_as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+stack_pg_bin() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && echo "$d"; done | sort -V | tail -1
+}
+
+stack_pg_up() {
+    local bin; bin=$(stack_pg_bin)
+    [ -n "$bin" ] || { echo "stack: PostgreSQL server binaries not found" >&2; return 1; }
+    mkdir -p "$STACK_PGSOCK"
+    touch "$STACK_VAR/log/postgresql.log"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$STACK_VAR/pg" "$STACK_PGSOCK" "$STACK_VAR/log/postgresql.log"
+    fi
+    if [ ! -s "$STACK_PGDATA/PG_VERSION" ]; then
+        stack_as_pg "$bin/initdb" -D "$STACK_PGDATA" -U postgres --auth=trust -E UTF8 \
+            --locale=C.UTF-8 >"$STACK_VAR/log/initdb.log" 2>&1 ||
+            { cat "$STACK_VAR/log/initdb.log" >&2; return 1; }
+        cat >>"$STACK_PGDATA/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$STACK_PGSOCK'
+max_connections = 200
+shared_buffers = 256MB
+synchronous_commit = off
+fsync = ${STACK_PG_FSYNC:-on}
+log_min_duration_statement = 1000
+CONF
+    fi
+    stack_as_pg "$bin/pg_ctl" -D "$STACK_PGDATA" -l "$STACK_VAR/log/postgresql.log" \
+        -o "-p $STACK_PG_PORT -k $STACK_PGSOCK" -w -t 60 start >/dev/null ||
+        { tail -20 "$STACK_VAR/log/postgresql.log" >&2; return 1; }
+    if ! stack_as_pg "$bin/psql" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" -U postgres -d postgres \
+        -tAc "SELECT 1 FROM pg_database WHERE datname='kiln'" | grep -q 1; then
+        stack_as_pg "$bin/createdb" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" -U postgres kiln
+    fi
+}
+
+stack_pg_down() {
+    local bin; bin=$(stack_pg_bin)
+    [ -f "$STACK_PGDATA/postmaster.pid" ] || return 0
+    stack_as_pg "$bin/pg_ctl" -D "$STACK_PGDATA" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+stack_psql() {
+    "$(stack_pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" \
+        -U postgres -d kiln "$@"
+}
+
+stack_api_up() {
+    [ -s "$KILN_SECRET_KEY_FILE" ] || "$STACK_BUILD/api/kiln-api" keygen "$KILN_SECRET_KEY_FILE"
+    "$STACK_BUILD/api/kiln-api" migrate >>"$STACK_VAR/log/kiln-api.log" 2>&1 ||
+        { tail -20 "$STACK_VAR/log/kiln-api.log" >&2; return 1; }
+    "$STACK_BUILD/api/kiln-api" serve >>"$STACK_VAR/log/kiln-api.log" 2>&1 &
+    echo $! >"$STACK_VAR/run/kiln-api.pid"
+    local i
+    for i in $(seq 1 100); do
+        [ -S "$STACK_API_SOCK" ] && return 0
+        kill -0 "$(cat "$STACK_VAR/run/kiln-api.pid")" 2>/dev/null ||
+            { tail -20 "$STACK_VAR/log/kiln-api.log" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "stack: kiln-api did not open $STACK_API_SOCK" >&2
+    return 1
+}
+
+stack_kill_pidfile() {
+    local f=$1 sig=${2:-TERM} pid i
+    [ -f "$f" ] || return 0
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -"$sig" "$pid" 2>/dev/null || true
+        for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    fi
+    rm -f "$f"
+}
+
+stack_api_down() {
+    stack_kill_pidfile "$STACK_VAR/run/kiln-api.pid" "${1:-TERM}"
+}
+
+stack_nginx_up() {
+    local user_line=""
+    mkdir -p "$STACK_VAR"/nginx/{body,proxy,fastcgi,uwsgi,scgi}
+    if [ "$(id -u)" -eq 0 ]; then
+        user_line="user nobody nogroup;"
+        chown -R nobody:nogroup "$STACK_VAR/nginx"
+    fi
+    sed -e "s|@VAR@|$STACK_VAR|g" -e "s|@SOCKET@|$STACK_API_SOCK|g" \
+        -e "s|@PORT@|$STACK_HTTP_PORT|g" -e "s|@USER_LINE@|$user_line|" \
+        "$STACK_SRC/nginx/local.conf.in" >"$STACK_VAR/nginx/nginx.conf"
+    nginx -e "$STACK_VAR/log/nginx-error.log" -c "$STACK_VAR/nginx/nginx.conf" ||
+        { tail -5 "$STACK_VAR/log/nginx-error.log" >&2; return 1; }
+    local i
+    for i in $(seq 1 50); do
+        curl -s -o /dev/null "$STACK_URL/healthz" && return 0
+        sleep 0.1
+    done
+    echo "stack: nginx is not answering on $STACK_URL" >&2
+    return 1
+}
+
+stack_nginx_down() {
+    stack_kill_pidfile "$STACK_VAR/run/nginx.pid" QUIT
+}
+
+stack_admin_token() {
+    if [ ! -s "$STACK_VAR/admin.token" ]; then
+        (umask 077 && "$STACK_BUILD/api/kiln-api" token create --scope admin >"$STACK_VAR/admin.token.tmp") &&
+            mv "$STACK_VAR/admin.token.tmp" "$STACK_VAR/admin.token"
+    fi
+    cat "$STACK_VAR/admin.token"
+}
+
+stack_up() {
+    stack_pg_up && stack_api_up && stack_nginx_up
+}
+
+stack_down() {
+    stack_nginx_down
+    stack_api_down
+    stack_pg_down
+}
