@@ -1,0 +1,114 @@
+"""Helpers for kiln's integration tests: HTTP through nginx with stdlib only, the
+stack's psql, and assertions that say what was expected and what came."""
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+URL = os.environ.get("KILN_URL", "http://127.0.0.1:8080")
+ADMIN = os.environ.get("KILN_ADMIN_TOKEN", "")
+SRC = os.environ.get("KILN_SOURCE_DIR", ".")
+VAR = os.environ.get("KILN_STACK_VAR", "")
+
+
+class Resp:
+    def __init__(self, status, body, headers):
+        self.status = status
+        self.raw = body
+        self.headers = headers
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "HTTP %d %s" % (self.status, self.raw[:300])
+
+
+def call(method, path, body=None, token=None, raw=None, headers=None, timeout=30):
+    """One request; body is JSON-encoded, raw is sent as is (bytes)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(URL + path, data=data, method=method)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return Resp(r.status, r.read().decode("utf-8", "replace"), dict(r.headers))
+    except urllib.error.HTTPError as e:
+        return Resp(e.code, e.read().decode("utf-8", "replace"), dict(e.headers))
+
+
+def admin(method, path, body=None, **kw):
+    return call(method, path, body, token=ADMIN, **kw)
+
+
+def expect(resp, status, what):
+    if resp.status != status:
+        fail("%s: expected HTTP %d, got %r" % (what, status, resp))
+    return resp.json
+
+
+def expect_error(resp, status, code=None, field=None, what=""):
+    j = expect(resp, status, what)
+    if not j or "error" not in j or set(j["error"]) != {"code", "message", "field"}:
+        fail("%s: expected a JSON error body, got %r" % (what, resp))
+    if code and j["error"]["code"] != code:
+        fail("%s: expected error code %s, got %r" % (what, code, resp))
+    if field and j["error"]["field"] != field:
+        fail("%s: expected field %s, got %r" % (what, field, resp))
+    return j
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def psql(sql, *args):
+    """Runs SQL through the stack's psql (-v params as :'p1'...), returns stdout rows."""
+    cmd = ["bash", "-c",
+           'source "$0/deploy/local/stack.sh"; source "$1/stack.env"; '
+           'STACK_PG_PORT=$STACK_PG_PORT stack_init "$1" "$2" "$STACK_HTTP_PORT" >/dev/null; '
+           'shift 3; stack_psql -tA "$@"',
+           SRC, VAR, os.environ.get("KILN_BUILD_DIR", "build"), "x", "-c", sql]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return [l for l in out.stdout.splitlines() if l]
+
+
+def make_plan(name, **kw):
+    body = {"name": name, "ramp_start": 5, "ramp_step": 2, "daily_max": 30}
+    body.update(kw)
+    return expect(admin("POST", "/api/plans", body), 201, "create plan " + name)
+
+
+def make_user(name, plan_id, tz="UTC"):
+    return expect(admin("POST", "/api/users", {"name": name, "plan_id": plan_id, "timezone": tz}),
+                  201, "create user " + name)
+
+
+def mailbox_body(user_id, address, **kw):
+    body = {"user_id": user_id, "address": address, "display_name": address.split("@")[0],
+            "smtp": {"host": "127.0.0.1", "port": 2525, "security": "plain",
+                     "username": address, "password": "pw-" + address}}
+    body.update(kw)
+    return body
+
+
+def make_mailbox(user_id, address, token=None, **kw):
+    r = call("POST", "/api/mailboxes", mailbox_body(user_id, address, **kw), token=token or ADMIN)
+    return expect(r, 201, "create mailbox " + address)
+
+
+def ok(name):
+    print("ok - " + name)
