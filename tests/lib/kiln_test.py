@@ -112,3 +112,26 @@ def make_mailbox(user_id, address, token=None, **kw):
 
 def ok(name):
     print("ok - " + name)
+
+
+def set_clock(iso):
+    """Moves kiln_now() to the given instant (e.g. '2026-11-28T12:00:00Z')."""
+    psql("UPDATE kiln_clock SET offset_s = extract(epoch FROM ('%s'::timestamptz - now()))"
+         % iso.replace("'", ""))
+
+
+def reset_clock():
+    psql("UPDATE kiln_clock SET offset_s = 0")
+
+
+def wait_for(pred, what, timeout=15.0, interval=0.2):
+    """Polls pred() until it returns a truthy value; fails after timeout seconds."""
+    import time
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    fail("timed out waiting for %s (last: %r)" % (what, last))

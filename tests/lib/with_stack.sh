@@ -35,6 +35,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 export STACK_PG_FSYNC=${STACK_PG_FSYNC:-off}
+export KILN_STATS_INTERVAL_S=${KILN_STATS_INTERVAL_S:-1}
 stack_init "$var" "$build"
 stack_up
 export KILN_URL=$STACK_URL KILN_STACK_VAR=$var KILN_BUILD_DIR=$build KILN_SOURCE_DIR=$src
