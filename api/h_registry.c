@@ -285,7 +285,7 @@ void h_tokens_create(http_req *rq, http_resp *rs)
         !v_enum(rs, b, "scope", "scope", V_REQUIRED, scopes, &scope) ||
         !v_int(rs, b, "user_id", "user_id", 0, 1, INT64_MAX, &user_id))
         return;
-    if (!strcmp(scope, "tenant") != !user_id) {
+    if ((strcmp(scope, "tenant") == 0) != (user_id != 0)) {
         http_error(rs, 422, "invalid_field",
                    user_id ? "user_id is only for tenant tokens" : "a tenant token needs user_id",
                    "user_id");
