@@ -191,3 +191,17 @@ const char *http_i64(http_req *rq, int64_t v)
 {
     return arena_printf(rq->pool, "%lld", (long long)v);
 }
+
+bool http_query_valid(http_req *rq)
+{
+    const char *p = rq->query;
+    while (*p) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char *v = url_decode(rq->pool, p, len);
+        if (!v || !utf8_valid(v, strlen(v)))
+            return false;
+        p = end ? end + 1 : p + len;
+    }
+    return true;
+}

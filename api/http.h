@@ -68,6 +68,8 @@ const char *http_reason(int status);
 
 /* Query parameter value (percent-decoded, arena-owned) or NULL. */
 const char *http_query(http_req *rq, const char *name);
+/* False when the query string has a bad %-escape, a NUL or invalid UTF-8. */
+bool http_query_valid(http_req *rq);
 /* Parses the request body as a JSON object; on failure fills rs with a 400 and
  * returns NULL. The tree is freed with the request's arena. */
 yajl_val http_json_body(http_req *rq, http_resp *rs);

@@ -119,6 +119,9 @@ static void handle(worker *w, FCGX_Request *req, db *d, arena *pool)
         http_error(&rs, 400, "bad_body", "the request body was shorter than Content-Length", NULL);
     else if (!utf8_valid(rq.path, strlen(rq.path)))
         http_error(&rs, 400, "invalid_path", "the path is not valid UTF-8", NULL);
+    else if (!http_query_valid(&rq))
+        http_error(&rs, 400, "invalid_query",
+                   "the query string has a bad %-escape or is not valid UTF-8", NULL);
     else
         router_dispatch(&rq, &rs);
     write_response(req, &rs, !strcmp(rq.method, "HEAD"));
