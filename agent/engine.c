@@ -342,9 +342,11 @@ size_t engine_poll_results(engine *e, engine_result *out, size_t max, int timeou
                 break;
     }
     size_t n = e->nresults < max ? e->nresults : max;
-    memcpy(out, e->results, n * sizeof *out);
-    memmove(e->results, e->results + n, (e->nresults - n) * sizeof *out);
-    e->nresults -= n;
+    if (n) {
+        memcpy(out, e->results, n * sizeof *out);
+        memmove(e->results, e->results + n, (e->nresults - n) * sizeof *out);
+        e->nresults -= n;
+    }
     pthread_mutex_unlock(&e->res_mu);
     return n;
 }
