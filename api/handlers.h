@@ -39,4 +39,10 @@ void h_healthz(http_req *rq, http_resp *rs);
 void h_metrics_prometheus(http_req *rq, http_resp *rs);
 void h_warmup_metrics(http_req *rq, http_resp *rs);
 
+/* h_agent.c: leasing (lease.c plans the slots) */
+void h_agent_lease(http_req *rq, http_resp *rs);
+void h_agent_report(http_req *rq, http_resp *rs);
+void h_agent_heartbeat(http_req *rq, http_resp *rs);
+void h_agent_release(http_req *rq, http_resp *rs);
+
 #endif

@@ -41,6 +41,10 @@ static const route routes[] = {
     {"POST", "/api/agents", SCOPE_ADMIN, h_agents_create},
     {"GET", "/api/agents", SCOPE_ADMIN, h_agents_list},
     {"POST", "/api/tokens", SCOPE_ADMIN, h_tokens_create},
+    {"POST", "/api/agent/lease", SCOPE_AGENT, h_agent_lease},
+    {"POST", "/api/agent/report", SCOPE_AGENT, h_agent_report},
+    {"POST", "/api/agent/heartbeat", SCOPE_AGENT, h_agent_heartbeat},
+    {"POST", "/api/agent/release", SCOPE_AGENT, h_agent_release},
 };
 
 /* Matches path against pattern, capturing "{}" segments into rq->params. */

@@ -1,0 +1,241 @@
+/* Slot scheduling for leases (see lease.h): pacing over the window, random cooldown,
+ * global and per-user caps per minute/hour of scheduled time, recipient choice. */
+#include "lease.h"
+
+#include "secret.h"
+
+#include <string.h>
+
+/* Open-addressing hash of (a, b, c) -> count, sized once; never resized because the
+ * caller knows how many keys a lease can touch. */
+typedef struct slot3 {
+    int64_t a, b, c;
+    int64_t n, added;
+    bool used;
+} slot3;
+
+typedef struct table3 {
+    slot3 *slots;
+    size_t mask;
+    size_t count;
+} table3;
+
+struct lease_plan {
+    lease_limits lim;
+    table3 buckets;
+    table3 pairs;
+    lease_candidate *cand;
+    size_t ncand;
+};
+
+static void table_init(arena *a, table3 *t, size_t hint)
+{
+    size_t cap = 64;
+    while (cap < hint * 2 + 16)
+        cap <<= 1;
+    t->slots = arena_calloc(a, cap * sizeof *t->slots);
+    t->mask = cap - 1;
+    t->count = 0;
+}
+
+static uint64_t mix(int64_t a, int64_t b, int64_t c)
+{
+    uint64_t h = (uint64_t)a * 0x9E3779B97F4A7C15ull;
+    h ^= (uint64_t)b + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2);
+    h ^= (uint64_t)c * 0xC2B2AE3D27D4EB4Full + (h << 6) + (h >> 2);
+    return h ^ (h >> 31);
+}
+
+/* Finds or inserts the key; NULL only when the table is full (then the caller treats
+ * the key as saturated, which errs on the side of granting less). */
+static slot3 *table_get(table3 *t, int64_t a, int64_t b, int64_t c, bool insert)
+{
+    size_t i = mix(a, b, c) & t->mask;
+    for (size_t probes = 0; probes <= t->mask; probes++, i = (i + 1) & t->mask) {
+        slot3 *s = &t->slots[i];
+        if (!s->used) {
+            if (!insert || t->count * 4 >= (t->mask + 1) * 3)
+                return NULL;
+            s->used = true;
+            s->a = a;
+            s->b = b;
+            s->c = c;
+            t->count++;
+            return s;
+        }
+        if (s->a == a && s->b == b && s->c == c)
+            return s;
+    }
+    return NULL;
+}
+
+lease_plan *lease_plan_new(arena *a, const lease_limits *lim, size_t bucket_hint, size_t pair_hint,
+                           lease_candidate *candidates, size_t ncandidates)
+{
+    lease_plan *p = arena_calloc(a, sizeof *p);
+    p->lim = *lim;
+    table_init(a, &p->buckets, bucket_hint);
+    table_init(a, &p->pairs, pair_hint);
+    p->cand = candidates;
+    p->ncand = ncandidates;
+    return p;
+}
+
+void lease_plan_load_bucket(lease_plan *p, int64_t user_id, int64_t width_s, int64_t at_s,
+                            int64_t n)
+{
+    slot3 *s = table_get(&p->buckets, user_id, width_s, at_s, true);
+    if (s)
+        s->n += n;
+}
+
+void lease_plan_load_pair(lease_plan *p, int64_t sender, int64_t recipient)
+{
+    table_get(&p->pairs, sender, recipient, 0, true);
+}
+
+static int64_t floor_to(int64_t t, int64_t w)
+{
+    return t - (((t % w) + w) % w);
+}
+
+/* Count in a bucket; a full table counts as at the cap. */
+static bool bucket_has_room(lease_plan *p, int64_t user, int64_t width, int64_t t, int64_t cap)
+{
+    slot3 *s = table_get(&p->buckets, user, width, floor_to(t, width), false);
+    if (!s)
+        return cap > 0 && p->buckets.count * 4 < (p->buckets.mask + 1) * 3;
+    return s->n < cap;
+}
+
+static bool bucket_bump(lease_plan *p, int64_t user, int64_t width, int64_t t)
+{
+    slot3 *s = table_get(&p->buckets, user, width, floor_to(t, width), true);
+    if (!s)
+        return false;
+    s->n++;
+    s->added++;
+    return true;
+}
+
+/* Moves t forward to the first second at which every cap has room, or returns a
+ * time past limit. Each step jumps a whole minute or hour, so the loop is short. */
+static int64_t fit_caps(lease_plan *p, const lease_mailbox *m, int64_t t, int64_t limit)
+{
+    for (int steps = 0; steps < 2000 && t <= limit; steps++) {
+        bool hour_ok = bucket_has_room(p, 0, 3600, t, p->lim.global_hour_cap) &&
+                       bucket_has_room(p, m->user_id, 3600, t, m->user_hour_cap);
+        if (!hour_ok) {
+            t = floor_to(t, 3600) + 3600;
+            continue;
+        }
+        bool minute_ok = bucket_has_room(p, 0, 60, t, p->lim.global_minute_cap) &&
+                         bucket_has_room(p, m->user_id, 60, t, m->user_minute_cap);
+        if (minute_ok)
+            return t;
+        t = floor_to(t, 60) + 60;
+    }
+    return limit + 1;
+}
+
+static int64_t cooldown(const lease_mailbox *m)
+{
+    return random_range(m->cooldown_min_s, m->cooldown_max_s);
+}
+
+/* Picks a recipient for a slot of m: another user's mailbox under its inbound cap,
+ * not paired with m within the gap, and on a different domain than the previous
+ * recipient when any such candidate exists. Returns the index or -1. */
+static int pick_recipient(lease_plan *p, const lease_mailbox *m, size_t *cursor,
+                          const char *last_domain)
+{
+    if (p->ncand == 0)
+        return -1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t k = 0; k < p->ncand; k++) {
+            size_t i = (*cursor + k) % p->ncand;
+            lease_candidate *c = &p->cand[i];
+            if (c->user_id == m->user_id || c->id == m->id)
+                continue;
+            if (c->received + c->assigned >= p->lim.recipient_daily_cap)
+                continue;
+            if (pass == 0 && last_domain && !strcmp(c->domain, last_domain))
+                continue;
+            if (table_get(&p->pairs, m->id, c->id, 0, false))
+                continue;
+            *cursor = i + 1;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lease_slot *out,
+                       int64_t *next_at_s, int64_t *wake_s)
+{
+    int n = 0;
+    *wake_s = 0;
+    int64_t limit = m->window_end_s - 1;
+    if (limit > p->lim.horizon_end_s)
+        limit = p->lim.horizon_end_s;
+    int64_t t = p->lim.now_s;
+    if (m->next_at_s > t)
+        t = m->next_at_s;
+    if (m->last_send_s > 0 && m->last_send_s + cooldown(m) > t)
+        t = m->last_send_s + cooldown(m);
+    int64_t remaining = m->target - m->done;
+    int64_t window_len = m->window_end_s - m->window_start_s;
+    size_t cursor = p->ncand ? (size_t)random_range(0, (int64_t)p->ncand - 1) : 0;
+    const char *last_domain = NULL;
+    for (int64_t i = 0; i < remaining && n < max_slots; i++) {
+        /* Pacing: the k-th send of the day is due k/target of the way through the
+         * window, so the quota spreads over the day; behind mailboxes catch up at
+         * cooldown spacing. A trigger lifts it for one grant. */
+        if (!m->triggered && m->target > 0 && window_len > 0) {
+            int64_t k = m->done + i;
+            int64_t pace = m->window_start_s + (k * window_len + m->target - 1) / m->target;
+            if (pace > t)
+                t = pace;
+        }
+        if (t < m->window_start_s)
+            t = m->window_start_s;
+        int64_t at = fit_caps(p, m, t, limit);
+        if (at > limit) {
+            if (n == 0)
+                *wake_s = at <= m->window_end_s ? (t > p->lim.now_s ? t : at) : 0;
+            break;
+        }
+        int c = pick_recipient(p, m, &cursor, last_domain);
+        if (c < 0)
+            break;
+        if (!bucket_bump(p, 0, 60, at) || !bucket_bump(p, 0, 3600, at) ||
+            !bucket_bump(p, m->user_id, 60, at) || !bucket_bump(p, m->user_id, 3600, at))
+            break;
+        p->cand[c].assigned++;
+        last_domain = p->cand[c].domain;
+        if (p->lim.pair_check)
+            table_get(&p->pairs, m->id, p->cand[c].id, 0, true);
+        out[n].at_s = at;
+        out[n].candidate = c;
+        n++;
+        t = at + cooldown(m);
+    }
+    *next_at_s = t;
+    return n;
+}
+
+size_t lease_plan_deltas(const lease_plan *p, lease_bucket_delta *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i <= p->buckets.mask && n < max; i++) {
+        const slot3 *s = &p->buckets.slots[i];
+        if (!s->used || s->added == 0)
+            continue;
+        out[n].user_id = s->a;
+        out[n].width_s = s->b;
+        out[n].at_s = s->c;
+        out[n].n = s->added;
+        n++;
+    }
+    return n;
+}

@@ -1,0 +1,78 @@
+/* Slot scheduling for leases, without I/O: given what the database said about a
+ * mailbox (window, pace, cooldown, last send), the cap buckets already granted and
+ * a pool of recipient candidates, it picks slot times and recipients. api/h_agent.c
+ * loads the inputs and writes the outcome; docs/leasing.md explains the rules. */
+#ifndef KILN_LEASE_H
+#define KILN_LEASE_H
+
+#include "arena.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Fixed for one lease call. Times are epoch seconds. */
+typedef struct lease_limits {
+    int64_t now_s;
+    int64_t horizon_end_s;     /* no slot later than this (now + lease ttl) */
+    int64_t global_minute_cap; /* slots per minute of scheduled time, all users */
+    int64_t global_hour_cap;
+    int64_t recipient_daily_cap; /* inbound per recipient per local day */
+    bool pair_check;             /* refuse pairs seen within pair_gap_days */
+} lease_limits;
+
+/* One eligible mailbox as the eligibility query returned it. */
+typedef struct lease_mailbox {
+    int64_t id, user_id;
+    const char *domain;
+    int64_t window_start_s, window_end_s; /* today's window, epoch seconds */
+    int64_t next_at_s;                    /* 0 = none */
+    int64_t last_send_s;                  /* 0 = never */
+    int64_t target, done;                 /* done = sent + in_flight today */
+    int64_t cooldown_min_s, cooldown_max_s;
+    int64_t user_minute_cap, user_hour_cap;
+    bool triggered; /* a trigger since its last grant: pacing is lifted once */
+} lease_mailbox;
+
+/* A possible recipient; received counts its inbound slots on its local day. */
+typedef struct lease_candidate {
+    int64_t id, user_id;
+    const char *domain;
+    int64_t received;
+    int64_t assigned; /* slots given to it by this lease (output) */
+} lease_candidate;
+
+typedef struct lease_slot {
+    int64_t at_s;
+    int candidate; /* index into the candidates */
+} lease_slot;
+
+/* A cap bucket this lease added slots to. */
+typedef struct lease_bucket_delta {
+    int64_t user_id; /* 0 = global */
+    int64_t width_s; /* 60 or 3600 */
+    int64_t at_s;
+    int64_t n;
+} lease_bucket_delta;
+
+typedef struct lease_plan lease_plan;
+
+/* Everything lives in arena a and is freed with it. bucket_hint and pair_hint size
+ * the hash tables (rows loaded plus what the lease may add). */
+lease_plan *lease_plan_new(arena *a, const lease_limits *lim, size_t bucket_hint, size_t pair_hint,
+                           lease_candidate *candidates, size_t ncandidates);
+/* Loads the slots already granted in a bucket. */
+void lease_plan_load_bucket(lease_plan *p, int64_t user_id, int64_t width_s, int64_t at_s,
+                            int64_t n);
+/* Loads a sender -> recipient pair seen within the pair gap. */
+void lease_plan_load_pair(lease_plan *p, int64_t sender, int64_t recipient);
+/* Plans up to max_slots slots for m into out; returns how many. *next_at_s gets the
+ * earliest time of the slot after them (last slot + cooldown); *wake_s, when nothing
+ * could be planned inside the horizon, the earliest time worth asking again (0 = no
+ * hint). */
+int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lease_slot *out,
+                       int64_t *next_at_s, int64_t *wake_s);
+/* The buckets this lease added to, for writing back. */
+size_t lease_plan_deltas(const lease_plan *p, lease_bucket_delta *out, size_t max);
+
+#endif

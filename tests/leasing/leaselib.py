@@ -1,0 +1,57 @@
+"""Shared helpers of the leasing tests: agents, a pool of mailboxes, the test clock."""
+import datetime
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from kiln_test import admin, call, check, expect, fail, psql  # noqa: E402
+
+
+def make_agent(name):
+    j = expect(admin("POST", "/api/agents", {"name": name}), 201, "create agent " + name)
+    return j["token"]
+
+
+def set_clock(ts):
+    """Moves kiln_now() to the given aware datetime."""
+    psql("UPDATE kiln_clock SET offset_s = extract(epoch FROM '%s'::timestamptz - now())"
+         % ts.isoformat())
+
+
+def lease(token, max_mailboxes=200, max_sends=2000, status=200):
+    r = call("POST", "/api/agent/lease",
+             {"agent": "t", "max_mailboxes": max_mailboxes, "max_sends": max_sends}, token=token)
+    return expect(r, status, "lease")
+
+
+def report(token, lease_id, results, status=200):
+    r = call("POST", "/api/agent/report", {"lease_id": lease_id, "results": results}, token=token)
+    return expect(r, status, "report")
+
+
+def sent(send_id, status="sent"):
+    return {"send_id": send_id, "status": status, "smtp_code": 250, "enhanced_code": "2.0.0",
+            "detail": "ok", "latency_ms": 12}
+
+
+def all_sends(lease_answer):
+    return [s for m in lease_answer["mailboxes"] for s in m["sends"]]
+
+
+def utc(*a):
+    return datetime.datetime(*a, tzinfo=datetime.timezone.utc)
+
+
+def invariants():
+    """mailbox_days counters agree with the sends rows."""
+    bad = psql("""
+        SELECT d.mailbox_id, d.day, d.sent, d.in_flight, x.sent, x.fl FROM mailbox_days d
+        JOIN (SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent','unknown')) sent,
+                     count(*) FILTER (WHERE status = 'leased') fl FROM sends GROUP BY 1, 2) x
+          ON x.mailbox_id = d.mailbox_id AND x.day = d.day
+        WHERE d.sent <> x.sent OR d.in_flight <> x.fl""")
+    check(not bad, "mailbox_days disagree with sends: %r" % bad[:5])
+    bad = psql("""SELECT ml.mailbox_id FROM mailbox_leasing ml WHERE ml.pending <>
+        (SELECT count(*) FROM sends s WHERE s.lease_id = ml.lease_id
+         AND s.mailbox_id = ml.mailbox_id AND s.status = 'leased')""")
+    check(not bad, "mailbox_leasing.pending disagrees with sends: %r" % bad[:5])

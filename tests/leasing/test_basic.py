@@ -1,0 +1,117 @@
+"""Lease -> report -> heartbeat -> release through nginx: wire shapes, accounting,
+idempotency, fencing, expiry, trigger and stop."""
+import datetime
+from leaselib import (make_agent, set_clock, lease, report, sent, all_sends, utc, invariants)
+from kiln_test import (admin, call, check, expect, expect_error, make_plan, make_user,
+                       make_mailbox, psql, ok)
+
+set_clock(utc(2026, 3, 4, 10, 0, 0))  # a Wednesday, 10:00 UTC
+plan = make_plan("basic", ramp_start=6, ramp_step=0, daily_max=6, cooldown_min_s=60,
+                 cooldown_max_s=90)
+users = [make_user("u%d" % i, plan["id"]) for i in range(3)]
+boxes = []
+for u in users:
+    for j in range(3):
+        boxes.append(make_mailbox(u["id"], "m%d@d%d.test" % (j, u["id"]), timezone="UTC",
+                                  window={"start_hour": 0, "end_hour": 24},
+                                  warmup_start="2026-03-01"))
+tok = make_agent("host-a")
+tok_b = make_agent("host-b")
+
+# Behind schedule at 10:00 of a 0-24 window with target 6: slots at cooldown spacing.
+a = lease(tok)
+check(a["lease_id"] and a["ttl_s"] == 600, "lease id and ttl: %r" % a)
+check(len(a["mailboxes"]) == 9, "all 9 mailboxes leased, got %d" % len(a["mailboxes"]))
+m0 = a["mailboxes"][0]
+check(set(m0) >= {"id", "address", "display_name", "smtp", "sends"}, "mailbox shape %r" % m0)
+check(m0["smtp"]["password"] == "pw-" + m0["address"], "decrypted secret: %r" % m0["smtp"])
+check(m0["smtp"]["oauth_token"] is None and m0["smtp"]["ca_file"] is None, "smtp nulls")
+sends = all_sends(a)
+for s in sends:
+    check(set(s) == {"id", "not_before_s", "to", "subject", "body", "message_id"}, "send %r" % s)
+    check(0 <= s["not_before_s"] <= 600, "not_before within the lease: %r" % s)
+    check("{" not in s["subject"] + s["body"], "substituted: %r" % s)
+for m in a["mailboxes"]:
+    dom = m["address"].split("@")[1]
+    last = None
+    for s in m["sends"]:
+        check(s["message_id"].endswith("@" + dom + ">"), "message id domain %r" % s)
+        check(s["to"].split("@")[1] != dom, "recipient of another user: %r" % s)
+        if last is not None:
+            check(s["not_before_s"] - last >= 60, "cooldown spacing %r" % m["sends"])
+        last = s["not_before_s"]
+invariants()
+ok("lease grants slots with content, spacing and secrets")
+
+# No mailbox twice while leased.
+b = lease(tok_b)
+check(b["mailboxes"] == [] and b["lease_id"] is None and b["retry_after_s"] > 0,
+      "nothing left to lease: %r" % b)
+ok("leased mailboxes are not leased again")
+
+# Report: applied, then duplicate; foreign agent and unknown send rejected.
+first = sends[0]["id"]
+r = report(tok, a["lease_id"], [sent(first), sent(first)])
+check(r["applied"] == 1 and r["duplicates"] == 1, "applied+dup in one batch: %r" % r)
+r = report(tok, a["lease_id"], [sent(first)])
+check(r["applied"] == 0 and r["duplicates"] == 1, "repeat is a duplicate: %r" % r)
+expect_error(call("POST", "/api/agent/report", {"lease_id": a["lease_id"], "results": [sent(first)]},
+                  token=tok_b), 403, "foreign_lease")
+expect_error(call("POST", "/api/agent/report", {"lease_id": a["lease_id"],
+                                                "results": [sent(sends[1]["id"]), sent(99999999)]},
+                  token=tok), 404, "unknown_send", "results[1].send_id")
+check(psql("SELECT status FROM sends WHERE id = %d" % sends[1]["id"]) == ["leased"],
+      "a rejected batch changes nothing")
+invariants()
+ok("reports are idempotent by send id and fenced by lease")
+
+# auth puts the mailbox in error; heartbeat cancels its slots.
+mb = a["mailboxes"][1]
+report(tok, a["lease_id"], [{"send_id": mb["sends"][0]["id"], "status": "auth", "smtp_code": 535,
+                             "detail": "535 5.7.8 bad credentials"}])
+check(psql("SELECT state, last_error FROM mailboxes WHERE id = %d" % mb["id"]) ==
+      ["error|535 5.7.8 bad credentials"], "auth -> error state")
+h = expect(call("POST", "/api/agent/heartbeat", {"lease_id": a["lease_id"]}, token=tok), 200, "hb")
+check(sorted(h["cancel"]) == sorted(s["id"] for s in mb["sends"][1:]), "cancel list %r" % h)
+check(h["service"] == "running" and h["ttl_s"] == 600, "heartbeat shape %r" % h)
+invariants()
+ok("auth errors the mailbox; heartbeat cancels its slots")
+
+# Release gives the unsent slots back; the mailboxes can be leased again later.
+rel = expect(call("POST", "/api/agent/release", {"lease_id": a["lease_id"]}, token=tok), 200, "rel")
+left = len(sends) - 1 - len(mb["sends"])
+check(rel["released"] == left, "released %d, expected %d: %r" % (rel["released"], left, rel))
+check(psql("SELECT count(*) FROM sends WHERE status = 'leased'") == ["0"], "no slot left leased")
+invariants()
+rel2 = expect(call("POST", "/api/agent/release", {"lease_id": a["lease_id"]}, token=tok), 200, "")
+check(rel2["released"] == 0, "second release is a no-op")
+# A late report of a released slot still counts: the mail went out.
+late = [s for s in sends if s["id"] != first and s not in mb["sends"]][0]
+r = report(tok, a["lease_id"], [sent(late["id"])])
+check(r["applied"] == 1, "late report on released lease counted: %r" % r)
+invariants()
+ok("release returns unsent slots; late reports still count")
+
+# Expiry with no agent calling release: move the clock past the ttl, lease again.
+set_clock(utc(2026, 3, 4, 10, 30, 0))
+c = lease(tok)
+check(c["mailboxes"], "mailboxes leasable again: %r" % c)
+set_clock(utc(2026, 3, 4, 10, 41, 0))
+d = lease(tok_b)
+check({m["id"] for m in d["mailboxes"]} >= {m["id"] for m in c["mailboxes"]},
+      "expired lease's mailboxes go to the next leaser")
+check(psql("SELECT count(*) FROM sends WHERE lease_id = '%s' AND status <> 'expired'"
+           % c["lease_id"]) == ["0"], "expired lease's slots are 'expired'")
+expect_error(call("POST", "/api/agent/heartbeat", {"lease_id": c["lease_id"]}, token=tok), 409)
+invariants()
+ok("leases expire and their mailboxes return to the pool")
+
+# Stop: heartbeat cancels everything, lease returns nothing.
+expect(admin("POST", "/api/warmup/control", {"action": "stop"}), 200, "stop")
+h = expect(call("POST", "/api/agent/heartbeat", {"lease_id": d["lease_id"]}, token=tok_b), 200, "")
+check(h["service"] == "stopped" and len(h["cancel"]) == len(all_sends(d)), "stop cancels %r" % h)
+e = lease(tok)
+check(e["mailboxes"] == [] and e["service"] == "stopped", "no lease while stopped: %r" % e)
+expect(admin("POST", "/api/warmup/control", {"action": "start"}), 200, "start")
+invariants()
+ok("a stopped service leases nothing and cancels live slots")
