@@ -978,12 +978,14 @@ static int64_t dispatch(struct io_thread *t)
                 continue;
             }
             int64_t rc = host_shaper_acquire(&h->shaper, &t->shaping, t->now_ms);
-            if (rc == SHAPER_FULL)
-                break; /* a release puts the host back on the ready list */
-            if (rc > 0) {
+            if (rc != SHAPER_GO) {
+                /* held back: look again when allowed, or when the lease runs out */
+                int64_t until = w->mb->deadline_ms - t->e->cfg.lease_margin_ms;
+                if (rc > 0 && t->now_ms + rc < until)
+                    until = t->now_ms + rc;
+                if (until < wake)
+                    wake = until;
                 host_mark_ready(t, h);
-                if (t->now_ms + rc < wake)
-                    wake = t->now_ms + rc;
                 break;
             }
             h->wait_head = w->next;

@@ -57,13 +57,13 @@ async def handle(reader, writer):
                 if replies["EHLO"]:
                     await answer("EHLO")
                     continue
+                if args.stall == "EHLO":
+                    await asyncio.sleep(3600)
                 caps = [c for c in args.caps.split(",") if c]
                 lines = ["script.test"] + caps
                 for i, c in enumerate(lines):
                     sep = " " if i == len(lines) - 1 else "-"
                     writer.write(("250" + sep + c + "\r\n").encode())
-                if args.stall == "EHLO":
-                    await asyncio.sleep(3600)
                 await writer.drain()
             elif word in ("MAIL", "RCPT", "RSET", "QUIT", "HELO", "AUTH", "NOOP"):
                 if word == "MAIL":

@@ -1,0 +1,31 @@
+#!/bin/bash
+# Builds the libFuzzer targets for the reply parser and the session machine with
+# clang (address + undefined sanitizers) straight from the sources, and runs each for
+# a bounded time. Skipped only when clang or its fuzzer runtime is missing.
+source "$(dirname "$0")/lib.sh"
+SRC="${KILN_SOURCE_DIR:?}"
+command -v clang >/dev/null || skip "clang not installed"
+FUZZ_S=${KILN_FUZZ_SECONDS:-15}
+CFLAGS=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+        -D_GNU_SOURCE -I"$SRC/agent" -I"$SRC/common")
+COMMON=("$SRC/common/buf.c" "$SRC/common/xalloc.c")
+echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n){(void)d;(void)n;return 0;}' >"$WORK/probe.c"
+clang -fsanitize=fuzzer "$WORK/probe.c" -o "$WORK/probe" 2>/dev/null || skip "clang has no libFuzzer runtime"
+
+clang "${CFLAGS[@]}" "$HERE/fuzz_smtp_reply.c" "$SRC/agent/smtp_reply.c" -o "$WORK/fuzz_reply" ||
+    fail "building fuzz_smtp_reply"
+clang "${CFLAGS[@]}" "$HERE/fuzz_smtp_session.c" "$SRC/agent/smtp_session.c" \
+    "$SRC/agent/smtp_reply.c" "${COMMON[@]}" -o "$WORK/fuzz_session" || fail "building fuzz_smtp_session"
+
+mkdir -p "$WORK/c1" "$WORK/c2"
+printf '\x05250-mx\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n' >"$WORK/c1/seed1"
+printf '\x03220 mx\r\n250 2.0.0 ok\r\n' >"$WORK/c1/seed2"
+printf '\x05\x07220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n220 go\r\n250 PIPELINING\r\n235 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n' >"$WORK/c2/seed1"
+printf '\x00\x03220 mx\r\n250 mx\r\n250 ok\r\n550 no\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n451 later\r\n' >"$WORK/c2/seed2"
+cd "$WORK"
+"$WORK/fuzz_reply" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 "$WORK/c1" >reply.log 2>&1 ||
+    fail "fuzz_smtp_reply found a crash: $(tail -40 reply.log)"
+"$WORK/fuzz_session" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 "$WORK/c2" >session.log 2>&1 ||
+    fail "fuzz_smtp_session found a crash: $(tail -40 session.log)"
+grep -h "Done" reply.log session.log || true
+echo "PASS agent_fuzz"

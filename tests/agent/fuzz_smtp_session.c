@@ -1,0 +1,50 @@
+/* libFuzzer target: the SMTP session machine driven by arbitrary server bytes in
+ * input-chosen chunks, with input-chosen security and credentials; the session must
+ * never crash, and once DONE every slot must have an outcome. */
+#include "smtp_session.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    smtp_slot slots[3];
+    memset(slots, 0, sizeof slots);
+    const char *payload = "Subject: f\r\n\r\nbody\r\n.\r\n";
+    for (int i = 0; i < 3; i++) {
+        slots[i].rcpt = "r@x.test";
+        slots[i].payload = payload;
+        slots[i].payload_len = strlen(payload);
+    }
+    uint8_t mode = data[0];
+    smtp_session_params p = {.helo_name = "fuzz.test",
+                             .mail_from = "f@x.test",
+                             .security = mode % 3,
+                             .username = (mode & 4) ? "user" : NULL,
+                             .password = (mode & 8) ? "pass" : NULL,
+                             .oauth_token = (mode & 16) ? "tok" : NULL};
+    size_t nslots = (size_t)(mode >> 5) % 3 + 1;
+    smtp_session s;
+    smtp_session_init(&s, &p, slots, nslots);
+    size_t chunk = (size_t)(data[1] % 31) + 1;
+    size_t off = 2;
+    int64_t now = 0;
+    while (off < size && s.state != SMTP_S_DONE) {
+        size_t len = size - off < chunk ? size - off : chunk;
+        int ev = smtp_session_feed(&s, (const char *)data + off, len, ++now);
+        if (ev & SMTP_EV_STARTTLS)
+            smtp_session_tls_ready(&s);
+        buf_reset(smtp_session_output(&s));
+        off += len;
+    }
+    if (s.state != SMTP_S_DONE)
+        smtp_session_eof(&s, ++now);
+    for (size_t i = 0; i < nslots; i++)
+        if (slots[i].status == SMTP_ST_PENDING || strlen(slots[i].detail) >= sizeof slots[i].detail)
+            abort();
+    smtp_session_clear(&s);
+    return 0;
+}
