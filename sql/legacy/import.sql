@@ -25,7 +25,9 @@ CREATE TEMP TABLE legacy_stage (
     message_id      text
 ) ON COMMIT DROP;
 
-\copy legacy_stage FROM :'csv' WITH (FORMAT csv, HEADER true)
+-- \copy does not interpolate variables itself: build the command, then run it.
+\set copy_cmd '\\copy legacy_stage FROM ' :'csv' ' WITH (FORMAT csv, HEADER true)'
+:copy_cmd
 
 -- One normalized row per input row. Status spellings: any case, surrounding blanks.
 CREATE TEMP TABLE legacy_norm ON COMMIT DROP AS
