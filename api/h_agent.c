@@ -35,6 +35,27 @@ static const db_stmt Q_NOW = {
  * so a concurrent grant is seen by the re-check after SKIP LOCKED. */
 static const db_stmt Q_ELIGIBLE = {
     "agent_eligible",
+    "WITH pick AS (SELECT ml.mailbox_id AS id, coalesce(d.sent, 0)::float8 / g.target AS behind, "
+    "m.last_send_at AS idle "
+    "FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id "
+    "JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id CROSS JOIN service s "
+    "CROSS JOIN (SELECT kiln_now() AS now) k "
+    "CROSS JOIN LATERAL (SELECT k.now AT TIME ZONE m.timezone AS lts) t "
+    "CROSS JOIN LATERAL (SELECT t.lts::date AS day, kiln_target(p.ramp_start, p.ramp_step, "
+    "  p.daily_max, p.weekdays_only, m.daily_target, m.warmup_start, t.lts::date) AS target) g "
+    "LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = g.day "
+    "WHERE ml.lease_id IS NULL AND m.deleted_at IS NULL AND m.state = 'active' "
+    "AND u.state = 'active' AND s.state = 'running' "
+    "AND extract(hour FROM t.lts) >= m.window_start_hour "
+    "AND extract(hour FROM t.lts) < m.window_end_hour "
+    "AND coalesce(d.sent, 0) + coalesce(d.in_flight, 0) < g.target "
+    "AND (ml.next_at IS NULL OR ml.next_at <= k.now + make_interval(secs => $2)) "
+    "AND (coalesce(s.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false) "
+    "  OR g.day + make_interval(hours => m.window_start_hour) + "
+    "  make_interval(hours => m.window_end_hour - m.window_start_hour) "
+    "  * ((coalesce(d.sent, 0) + coalesce(d.in_flight, 0))::float8 / g.target) "
+    "  <= t.lts + make_interval(secs => $2)) "
+    "ORDER BY 2, 3 NULLS FIRST, 1 LIMIT $1 * 3 + 50) "
     "SELECT ml.mailbox_id, m.user_id, m.address, m.display_name, m.smtp_host, m.smtp_port, "
     "m.smtp_security::text, m.smtp_username, encode(m.smtp_secret, 'hex'), g.day::text, "
     "g.target, coalesce(d.sent, 0) + coalesce(d.in_flight, 0), "
@@ -47,24 +68,16 @@ static const db_stmt Q_ELIGIBLE = {
     "p.cooldown_max_s, p.user_minute_cap, p.user_hourly_cap, "
     "coalesce(s.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false), "
     "to_char(t.lts, 'FMDay') "
-    "FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id "
+    "FROM pick JOIN mailbox_leasing ml ON ml.mailbox_id = pick.id "
+    "JOIN mailboxes m ON m.id = ml.mailbox_id "
     "JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id CROSS JOIN service s "
-    "CROSS JOIN LATERAL (SELECT kiln_now() AT TIME ZONE m.timezone AS lts) t "
+    "CROSS JOIN (SELECT kiln_now() AS now) k "
+    "CROSS JOIN LATERAL (SELECT k.now AT TIME ZONE m.timezone AS lts) t "
     "CROSS JOIN LATERAL (SELECT t.lts::date AS day, kiln_target(p.ramp_start, p.ramp_step, "
     "  p.daily_max, p.weekdays_only, m.daily_target, m.warmup_start, t.lts::date) AS target) g "
     "LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = g.day "
-    "WHERE ml.lease_id IS NULL AND m.deleted_at IS NULL AND m.state = 'active' "
-    "AND u.state = 'active' AND s.state = 'running' "
-    "AND extract(hour FROM t.lts) >= m.window_start_hour "
-    "AND extract(hour FROM t.lts) < m.window_end_hour "
-    "AND coalesce(d.sent, 0) + coalesce(d.in_flight, 0) < g.target "
-    "AND (ml.next_at IS NULL OR ml.next_at <= kiln_now() + make_interval(secs => $2)) "
-    "AND (coalesce(s.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false) "
-    "  OR g.day + make_interval(hours => m.window_start_hour) + "
-    "  make_interval(hours => m.window_end_hour - m.window_start_hour) "
-    "  * ((coalesce(d.sent, 0) + coalesce(d.in_flight, 0))::float8 / g.target) "
-    "  <= t.lts + make_interval(secs => $2)) "
-    "ORDER BY coalesce(d.sent, 0)::float8 / g.target, m.last_send_at NULLS FIRST, m.id "
+    "WHERE ml.lease_id IS NULL "
+    "ORDER BY pick.behind, pick.idle NULLS FIRST, pick.id "
     "LIMIT $1 FOR UPDATE OF ml SKIP LOCKED"};
 
 static const db_stmt Q_CAP_LOCK = {"agent_cap_lock",
@@ -85,7 +98,8 @@ static const db_stmt Q_PAIRS = {
 #define CANDIDATE_SELECT                                                                           \
     "SELECT m.id, m.user_id, lower(split_part(m.address, '@', 2)), m.address, m.display_name, "    \
     "c.day::text, coalesce(d.received, 0) FROM mailboxes m JOIN users u ON u.id = m.user_id "      \
-    "CROSS JOIN LATERAL (SELECT (kiln_now() AT TIME ZONE m.timezone)::date AS day) c "             \
+    "CROSS JOIN (SELECT kiln_now() AS now) k "                                                     \
+    "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
     "LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = c.day "                           \
     "WHERE m.state = 'active' AND m.deleted_at IS NULL AND u.state = 'active' "
 static const db_stmt Q_CANDIDATES = {

@@ -1,0 +1,100 @@
+"""Drives the lease -> report cycle with N concurrent leasers and prints the figures."""
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "lib"))
+from kiln_test import URL, admin, expect, make_plan, make_user, make_mailbox, psql  # noqa: E402
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
+USERS, PER_USER = 1000, 100
+
+plan = make_plan("bench", ramp_start=30, ramp_step=0, daily_max=30, cooldown_min_s=0,
+                 cooldown_max_s=0, user_hourly_cap=10000000, user_minute_cap=1000000,
+                 max_mailboxes=1000)
+u0 = make_user("bench0", plan["id"])
+make_mailbox(u0["id"], "seed@bench0.test", timezone="UTC",
+             window={"start_hour": 0, "end_hour": 24}, warmup_start="2020-01-01")
+t0 = time.time()
+psql("""INSERT INTO users (name, plan_id, timezone) SELECT 'bench' || g, %d, 'UTC'
+        FROM generate_series(1, %d) g""" % (plan["id"], USERS - 1))
+psql("""INSERT INTO mailboxes (user_id, address, display_name, smtp_host, smtp_port,
+          smtp_security, smtp_username, smtp_secret, timezone, window_start_hour,
+          window_end_hour, warmup_start)
+        SELECT u.id, 'box' || g || '@' || u.name || '.test', 'Box ' || g, s.smtp_host, s.smtp_port,
+          s.smtp_security, 'box' || g, s.smtp_secret, 'UTC', 0, 24, '2020-01-01'
+        FROM users u CROSS JOIN generate_series(1, %d) g
+        CROSS JOIN (SELECT * FROM mailboxes LIMIT 1) s
+        WHERE u.name <> 'bench0' OR g > 1""" % PER_USER)
+psql("VACUUM ANALYZE")
+n = int(psql("SELECT count(*) FROM mailboxes")[0])
+print("setup: %d mailboxes in %.1fs" % (n, time.time() - t0), flush=True)
+expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
+
+
+def post(path, body, token):
+    req = urllib.request.Request(URL + path, data=json.dumps(body).encode(), method="POST")
+    req.add_header("Authorization", "Bearer " + token)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def pg_writes():
+    row = psql("""SELECT sum(n_tup_ins + n_tup_upd + n_tup_del), sum(n_tup_hot_upd),
+                  sum(n_dead_tup) FROM pg_stat_user_tables""")[0].split("|")
+    return [int(x or 0) for x in row]
+
+
+def level(conc):
+    tokens = [expect(admin("POST", "/api/agents", {"name": "b%d-%d" % (conc, i)}), 201,
+                     "agent")["token"] for i in range(conc)]
+    lat, counts, stop = [], [0] * conc, time.time() + SECONDS
+    lock = threading.Lock()
+
+    def worker(i):
+        while time.time() < stop:
+            t = time.time()
+            a = post("/api/agent/lease", {"agent": "b", "max_mailboxes": 100,
+                                          "max_sends": 2000}, tokens[i])
+            dt = time.time() - t
+            with lock:
+                lat.append(dt)
+            ids = [s["id"] for m in a["mailboxes"] for s in m["sends"]]
+            if not ids:
+                time.sleep(0.05)
+                continue
+            r = post("/api/agent/report", {"lease_id": a["lease_id"], "results": [
+                {"send_id": x, "status": "sent", "smtp_code": 250, "latency_ms": 40}
+                for x in ids]}, tokens[i])
+            counts[i] += r["applied"]
+
+    psql("SELECT pg_stat_clear_snapshot()")
+    w0 = pg_writes()
+    start = time.time()
+    th = [threading.Thread(target=worker, args=(i,)) for i in range(conc)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    el = time.time() - start
+    time.sleep(1)  # let the stats collector catch up
+    w1 = pg_writes()
+    total = sum(counts)
+    lat.sort()
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0
+    print("leasers=%d sends=%d elapsed=%.1fs rate=%.0f/s lease_median=%.1fms lease_p99=%.1fms "
+          "leases=%d rows_written_per_send=%.2f hot_updates=%d dead_tuples=%d"
+          % (conc, total, el, total / el, statistics.median(lat) * 1000 if lat else 0,
+             p99 * 1000, len(lat), (w1[0] - w0[0]) / max(total, 1), w1[1] - w0[1], w1[2]),
+          flush=True)
+
+
+for c in (1, 8, 32):
+    level(c)
+print("dead tuples by table:", psql("""SELECT string_agg(relname || '=' || n_dead_tup, ' '
+      ORDER BY n_dead_tup DESC) FROM pg_stat_user_tables WHERE n_dead_tup > 0"""))
