@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # test_dockerfiles_and_kubernetes_manifests_pass_offline_checks: see containers.py for
 # what is checked; the kiln-api pod's nginx sidecar config also passes `nginx -t`.
 . "$(dirname "$0")/lib.sh"

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # test_kubernetes_manifests_match_the_api_schemas: every object in deploy/k8s validates
 # against the Kubernetes OpenAPI schema of its apiVersion/kind (kubernetes-models from
 # npm, installed by deploy/tools/install-node-tools.sh; skipped when it is absent).

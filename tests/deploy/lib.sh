@@ -1,9 +1,11 @@
+#!/usr/bin/env bash
 # Shared helpers of the deploy tests (sourced). Each test makes its own temporary
 # directory, cleans it up on exit, and exits 77 when the machine lacks a tool.
 set -euo pipefail
 KILN_SOURCE_DIR=${KILN_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 KILN_BUILD_DIR=${KILN_BUILD_DIR:-$KILN_SOURCE_DIR/build}
-DEPLOY=$KILN_SOURCE_DIR/deploy
+DEPLOY=$KILN_SOURCE_DIR/deploy # used by the tests that source this file
+export DEPLOY
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "SKIP: $*" >&2; exit 77; }

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # test_nginx_production_config_passes_nginx_t: nginx/kiln.conf, moved onto loopback
 # ports with a self-signed certificate, is accepted by `nginx -t`, and keeps the
 # properties the deployment relies on.

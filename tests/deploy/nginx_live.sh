@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # test_nginx_production_site_serves_kiln_api: runs under tests/lib/with_stack.sh (a real
 # PostgreSQL and kiln-api). Starts nginx with the production site on loopback ports and
 # a second, socket-activated kiln-api (as kiln-api@2.socket would), then checks over

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # test_deb_packages_build_install_upgrade_and_purge_cleanly, with the agent installer:
 #  1. cpack builds kiln-agent and kiln-api .debs from the build under test;
 #  2. dpkg-deb shows the right control fields, conffiles, maintainer scripts and files;

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # test_prometheus_config_rules_and_dashboard: the scrape config passes `promtool check
 # config`, the rules `promtool check rules` and their unit tests (`promtool test
 # rules`: every alert fires at its legacy threshold and stays quiet below it); the

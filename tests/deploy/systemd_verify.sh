@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # test_systemd_units_verify_and_are_sandboxed: every unit in deploy/systemd passes
 # `systemd-analyze verify` without a single warning (ExecStart pointed at the built
 # binaries, since verify wants the executable to exist), template instances included,
