@@ -10,13 +10,21 @@ PKGS=(
   postgresql postgresql-contrib nginx-light
   postfix python3 python3-aiosmtpd
   prometheus wrk curl openssl procps psmisc
+  systemd dpkg-dev fakeroot binutils python3-yaml
 )
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Node.js + npm: the deploy tests' offline Kubernetes schema check and the agent's
+# nodemailer benchmark peer. Any Node >= 18 will do (Debian's or one already installed).
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ ${#missing[@]} -eq 0 ]; then
+  bash "$(dirname "$0")/../tools/install-node-tools.sh" ||
+    echo "install-deps: npm tools not installed; the Kubernetes schema test will be skipped" >&2
+  exit 0
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -36,3 +44,5 @@ if [ ! -e "$policy" ]; then
 fi
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+bash "$(dirname "$0")/../tools/install-node-tools.sh" ||
+  echo "install-deps: npm tools not installed; the Kubernetes schema test will be skipped" >&2

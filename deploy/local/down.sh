@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make down`: stops everything `make up` started (agent, sink, nginx, kiln-api,
+# PostgreSQL). Data stays in var/ for the next `make up`; `rm -rf var` forgets it.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+var=$src/var
+[ -f "$var/stack.env" ] || { echo "down: nothing to stop (no var/stack.env)"; exit 0; }
+# shellcheck source=stack.sh
+source "$src/deploy/local/stack.sh"
+STACK_PG_PORT=$(sed -n 's/^STACK_PG_PORT=//p' "$var/stack.env")
+port=$(sed -n 's/^STACK_HTTP_PORT=//p' "$var/stack.env")
+stack_init "$var" "${1:-$src/build}" "$port" 2>/dev/null || stack_init "$var" "$src" "$port"
+stack_kill_pidfile "$var/run/kiln-agent.pid" TERM
+stack_kill_pidfile "$var/run/smtp-sink.pid" TERM
+stack_down
+echo "kiln stopped (data kept in var/)"

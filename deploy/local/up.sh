@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# `make up`: the whole local stack under var/ with embedded defaults — a private
+# PostgreSQL cluster, kiln-api behind nginx on 127.0.0.1:${KILN_HTTP_PORT:-8080}, a local
+# SMTP sink (Postfix's smtp-sink on 127.0.0.1:${KILN_SINK_PORT:-2525}) so nothing leaves
+# the machine, demo users and mailboxes, and one kiln-agent when the build has its lease
+# loop. Idempotent: running it again restarts what is down and keeps the data.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "${1:-$src/build}" && pwd)
+var=$src/var
+port=${KILN_HTTP_PORT:-8080}
+sink_port=${KILN_SINK_PORT:-2525}
+# shellcheck source=stack.sh
+source "$src/deploy/local/stack.sh"
+if [ -f "$var/stack.env" ]; then
+    # Reuse the PostgreSQL port of the existing cluster.
+    STACK_PG_PORT=$(sed -n 's/^STACK_PG_PORT=//p' "$var/stack.env")
+fi
+if curl -s -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null &&
+    ! [ -f "$var/run/nginx.pid" ]; then
+    echo "up: port $port is taken by something else; set KILN_HTTP_PORT" >&2
+    exit 1
+fi
+stack_init "$var" "$build" "$port"
+
+step() { printf '==> %s\n' "$*"; }
+step "PostgreSQL (var/pg, socket in var/pg/run)"
+[ -f "$STACK_PGDATA/postmaster.pid" ] && stack_as_pg "$(stack_pg_bin)/pg_ctl" -D "$STACK_PGDATA" status >/dev/null 2>&1 ||
+    stack_pg_up
+step "kiln-api (migrations, FastCGI on var/run/api.sock)"
+if ! { [ -f "$var/run/kiln-api.pid" ] && kill -0 "$(cat "$var/run/kiln-api.pid")" 2>/dev/null; }; then
+    stack_api_up
+fi
+step "nginx on $STACK_URL"
+if ! { [ -f "$var/run/nginx.pid" ] && kill -0 "$(cat "$var/run/nginx.pid")" 2>/dev/null; }; then
+    stack_nginx_up
+fi
+token=$(stack_admin_token)
+
+step "SMTP sink on 127.0.0.1:$sink_port"
+if ! { [ -f "$var/run/smtp-sink.pid" ] && kill -0 "$(cat "$var/run/smtp-sink.pid")" 2>/dev/null; }; then
+    sink_user=()
+    [ "$(id -u)" -eq 0 ] && sink_user=(-u nobody)
+    /usr/sbin/smtp-sink "${sink_user[@]}" -c -h kiln-sink.local "127.0.0.1:$sink_port" 256 \
+        >>"$var/log/smtp-sink.log" 2>&1 &
+    echo $! >"$var/run/smtp-sink.pid"
+fi
+
+step "demo data (plan 'demo', 3 users, 30 mailboxes on the sink)"
+api() { curl -s -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
+if ! api "$STACK_URL/api/plans" | grep -q '"name":"demo"'; then
+    api -d '{"name":"demo","ramp_start":10,"ramp_step":5,"daily_max":40,"cooldown_min_s":5,
+             "cooldown_max_s":15,"user_hourly_cap":5000,"user_minute_cap":200}' \
+        "$STACK_URL/api/plans" >/dev/null
+    plan_id=$(api "$STACK_URL/api/plans" | /usr/bin/python3 -c \
+        'import json,sys; print([p["id"] for p in json.load(sys.stdin)["items"] if p["name"]=="demo"][0])')
+    for u in acme:Europe/Berlin globex:America/New_York initech:Asia/Tokyo; do
+        name=${u%%:*} tz=${u#*:}
+        uid=$(api -d "{\"name\":\"$name\",\"plan_id\":$plan_id,\"timezone\":\"$tz\"}" \
+            "$STACK_URL/api/users" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+        for i in $(seq 1 10); do
+            api -d "{\"user_id\":$uid,\"address\":\"user$i@$name.test\",\"display_name\":\"User $i\",
+                     \"smtp\":{\"host\":\"127.0.0.1\",\"port\":$sink_port,\"security\":\"plain\",
+                     \"username\":\"user$i@$name.test\",\"password\":\"demo-password-$i\"},
+                     \"window\":{\"start_hour\":0,\"end_hour\":24}}" \
+                "$STACK_URL/api/mailboxes" >/dev/null
+        done
+    done
+fi
+
+agent="$build/agent/kiln-agent"
+if "$agent" run --help >/dev/null 2>&1; then
+    step "kiln-agent (lease loop against $STACK_URL)"
+    if ! { [ -f "$var/run/kiln-agent.pid" ] && kill -0 "$(cat "$var/run/kiln-agent.pid")" 2>/dev/null; }; then
+        if [ ! -s "$var/agent.token" ]; then
+            api -d '{"name":"local-agent"}' "$STACK_URL/api/agents" | /usr/bin/python3 -c \
+                'import json,sys; print(json.load(sys.stdin)["token"])' >"$var/agent.token"
+            chmod 600 "$var/agent.token"
+        fi
+        mkdir -p "$var/agent-spool"
+        KILN_API_URL=$STACK_URL KILN_AGENT_TOKEN_FILE=$var/agent.token \
+            KILN_AGENT_SPOOL_DIR=$var/agent-spool KILN_AGENT_NAME=local-agent \
+            "$agent" run >>"$var/log/kiln-agent.log" 2>&1 &
+        echo $! >"$var/run/kiln-agent.pid"
+    fi
+else
+    echo "    (this build's kiln-agent has no lease loop yet: 'kiln-agent send --file' works by hand)"
+fi
+
+cat <<MSG
+
+kiln is up at $STACK_URL  (logs in var/log/, stop with: make down)
+  admin token: var/admin.token
+  TOKEN=\$(cat var/admin.token)
+  curl -H "Authorization: Bearer \$TOKEN" $STACK_URL/api/warmup/quota?status=behind
+  curl -H "Authorization: Bearer \$TOKEN" $STACK_URL/metrics
+  curl -H "Authorization: Bearer \$TOKEN" $STACK_URL/api/warmup/control
+  curl -H "Authorization: Bearer \$TOKEN" -d '{"action":"stop"}' $STACK_URL/api/warmup/control
+MSG
