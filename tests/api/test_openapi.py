@@ -1,0 +1,436 @@
+#!/usr/bin/python3
+"""Keeps api/openapi.yaml in sync with kiln-api's code, without building or running it.
+
+Usage: test_openapi.py [PROJECT_SOURCE_DIR]
+
+Checks:
+  - the document is structurally OpenAPI 3.0.x (info, paths, components, operations
+    with responses, declared path parameters, unique operationIds);
+  - every route of api/router.c's routes[] table is documented with its method ("{}"
+    in the router is any "{name}" in the spec), and nothing else is documented;
+  - each operation's x-kiln-scopes equals the route's scopes (security: [] when the
+    route needs no token);
+  - every error code passed to http_error(...) in api/*.c, and every code of nginx's
+    own JSON errors in nginx/*.conf*, is in the Error schema's code enum, and every
+    code of that enum is produced somewhere;
+  - every $ref resolves.
+Prints "ok - <name>" / "not ok - <name>: <why>" per check; exits 1 on any mismatch.
+"""
+import glob
+import os
+import re
+import sys
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - environment problem, not a spec problem
+    print("not ok - import yaml: python3-yaml is missing (apt-get install -y python3-yaml)")
+    sys.exit(1)
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+PARAM_RE = re.compile(r"\{[^/{}]*\}")
+
+failures = []
+
+
+def check(name, problems):
+    """problems: list of strings (empty = pass)."""
+    if problems:
+        failures.append(name)
+        print(f"not ok - {name}")
+        for p in problems:
+            print(f"    {p}")
+    else:
+        print(f"ok - {name}")
+
+
+def norm_path(p):
+    """'/api/mailboxes/{id}/pause' and '/api/mailboxes/{}/pause' -> the same key."""
+    return PARAM_RE.sub("{}", p)
+
+
+def strip_c_comments(src):
+    """Removes /* */ and // comments, leaving string and char literals intact."""
+    out, i, n = [], 0, len(src)
+    while i < n:
+        c = src[i]
+        if c in "\"'":
+            j = i + 1
+            while j < n and src[j] != c:
+                j += 2 if src[j] == "\\" else 1
+            out.append(src[i:j + 1])
+            i = j + 1
+        elif src.startswith("/*", i):
+            j = src.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+            out.append(" ")
+        elif src.startswith("//", i):
+            j = src.find("\n", i)
+            i = n if j < 0 else j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def call_args(src, open_paren):
+    """Splits the arguments of the call whose '(' is at open_paren. Returns (args, end)."""
+    depth, i, start, args = 0, open_paren, open_paren + 1, []
+    n = len(src)
+    while i < n:
+        c = src[i]
+        if c in "\"'":
+            j = i + 1
+            while j < n and src[j] != c:
+                j += 2 if src[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0:
+                args.append(src[start:i].strip())
+                return args, i
+        elif c == "," and depth == 1:
+            args.append(src[start:i].strip())
+            start = i + 1
+        i += 1
+    raise ValueError("unbalanced parentheses")
+
+
+STRING_LIT = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def ternary_results(expr):
+    """For `cond ? "a" : "b"` returns the part after the first top-level '?', so string
+    literals in the condition (strstr(err, "UTF-8") ? ...) are not taken for codes."""
+    depth, i, n = 0, 0, len(expr)
+    while i < n:
+        c = expr[i]
+        if c in "\"'":
+            j = i + 1
+            while j < n and expr[j] != c:
+                j += 2 if expr[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "?" and depth == 0:
+            return expr[i + 1:]
+        i += 1
+    return expr
+
+
+# ---- router ------------------------------------------------------------------------
+
+def parse_router(root):
+    src = strip_c_comments(open(os.path.join(root, "api", "router.c"), encoding="utf-8").read())
+    macros = {}
+    for m in re.finditer(r"^\s*#\s*define\s+(\w+)\s+(.+)$", src, re.M):
+        macros[m.group(1)] = m.group(2).strip()
+
+    def scopes_of(expr, seen=()):
+        expr = expr.strip()
+        while expr.startswith("(") and expr.endswith(")"):
+            expr = expr[1:-1].strip()
+        out = set()
+        for part in expr.split("|"):
+            part = part.strip().strip("()").strip()
+            if part in ("0", ""):
+                continue
+            if part.startswith("SCOPE_"):
+                out.add(part[len("SCOPE_"):].lower())
+            elif part in macros and part not in seen:
+                out |= scopes_of(macros[part], seen + (part,))
+            else:
+                raise ValueError(f"cannot understand scope expression {part!r}")
+        return out
+
+    m = re.search(r"routes\s*\[\s*\]\s*=\s*\{(.*?)\n\s*\};", src, re.S)
+    if not m:
+        raise ValueError("routes[] table not found in api/router.c")
+    routes = []
+    for e in re.finditer(r'\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*([^,{}]+?)\s*,\s*(\w+)\s*\}',
+                         m.group(1)):
+        routes.append({"method": e.group(1).lower(), "path": e.group(2),
+                       "scopes": scopes_of(e.group(3)), "handler": e.group(4)})
+    if not routes:
+        raise ValueError("no routes parsed from api/router.c")
+    return routes
+
+
+# ---- error codes in the C code and nginx --------------------------------------------
+
+def code_error_codes(root):
+    """{code: [file:line, ...]} of every literal code given to http_error(); plus problems."""
+    codes, problems = {}, []
+    for path in sorted(glob.glob(os.path.join(root, "api", "*.c"))):
+        raw = open(path, encoding="utf-8").read()
+        src = strip_c_comments(raw)
+        rel = os.path.relpath(path, root)
+        for m in re.finditer(r"\bhttp_error\s*\(", src):
+            before = src[:m.start()].rstrip()
+            if re.search(r"\b(void|int|static)\s*$", before):
+                continue  # the definition
+            try:
+                args, _ = call_args(src, m.end() - 1)
+            except ValueError:
+                problems.append(f"{rel}: cannot parse an http_error( call")
+                continue
+            line = src.count("\n", 0, m.start()) + 1
+            if len(args) < 3:
+                problems.append(f"{rel}:{line}: http_error call with {len(args)} arguments")
+                continue
+            lits = STRING_LIT.findall(ternary_results(args[2]))
+            if not lits:
+                problems.append(f"{rel}:{line}: the error code {args[2]!r} is not a string "
+                                "literal, so this test cannot see it")
+            for lit in lits:
+                codes.setdefault(lit, []).append(f"{rel}:{line}")
+    return codes, problems
+
+
+def nginx_error_codes(root):
+    codes = {}
+    for path in sorted(glob.glob(os.path.join(root, "nginx", "*.conf*"))):
+        rel = os.path.relpath(path, root)
+        for i, line in enumerate(open(path, encoding="utf-8"), 1):
+            for c in re.findall(r'"code"\s*:\s*"([A-Za-z0-9_]+)"', line):
+                codes.setdefault(c, []).append(f"{rel}:{i}")
+    return codes
+
+
+# ---- the spec -----------------------------------------------------------------------
+
+def resolve(doc, ref):
+    if not ref.startswith("#/"):
+        raise KeyError(f"only local references are used here, got {ref}")
+    node = doc
+    for tok in ref[2:].split("/"):
+        tok = tok.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and tok in node:
+            node = node[tok]
+        elif isinstance(node, list) and tok.isdigit() and int(tok) < len(node):
+            node = node[int(tok)]
+        else:
+            raise KeyError(ref)
+    return node
+
+
+def walk(node, where="#"):
+    yield where, node
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from walk(v, f"{where}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk(v, f"{where}/{i}")
+
+
+def deref(doc, node):
+    seen = 0
+    while isinstance(node, dict) and "$ref" in node and seen < 20:
+        try:
+            node = resolve(doc, node["$ref"])
+        except KeyError:
+            return {}
+        seen += 1
+    return node
+
+
+def operations(doc):
+    for path, item in (doc.get("paths") or {}).items():
+        if not isinstance(item, dict):
+            continue
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method, item, item[method]
+
+
+def structural_problems(doc):
+    p = []
+    if not isinstance(doc, dict):
+        return ["the document is not a mapping"]
+    if not re.fullmatch(r"3\.0\.\d+", str(doc.get("openapi", ""))):
+        p.append(f"openapi must be 3.0.x, is {doc.get('openapi')!r}")
+    info = doc.get("info")
+    if not isinstance(info, dict) or not isinstance(info.get("title"), str) \
+            or not isinstance(info.get("version"), str):
+        p.append("info needs string title and version")
+    paths = doc.get("paths")
+    if not isinstance(paths, dict) or not paths:
+        p.append("paths must be a non-empty mapping")
+        paths = {}
+    comps = doc.get("components")
+    if not isinstance(comps, dict):
+        p.append("components must be a mapping")
+        comps = {}
+    for key in ("schemas", "securitySchemes"):
+        if not isinstance(comps.get(key), dict) or not comps.get(key):
+            p.append(f"components.{key} must be a non-empty mapping")
+    schemes = comps.get("securitySchemes") or {}
+    for name, s in schemes.items():
+        if not isinstance(s, dict) or s.get("type") not in ("apiKey", "http", "oauth2",
+                                                             "openIdConnect"):
+            p.append(f"securitySchemes.{name}: bad type")
+    allowed_item_keys = set(HTTP_METHODS) | {"$ref", "summary", "description", "servers",
+                                             "parameters"}
+    op_ids = {}
+    for path, item in paths.items():
+        if not path.startswith("/"):
+            p.append(f"path {path!r} must start with /")
+        if not isinstance(item, dict):
+            p.append(f"{path}: not a mapping")
+            continue
+        for k in item:
+            if k not in allowed_item_keys and not k.startswith("x-"):
+                p.append(f"{path}: unexpected key {k!r}")
+    for path, method, item, op in operations(doc):
+        w = f"{method.upper()} {path}"
+        if not isinstance(op, dict):
+            p.append(f"{w}: not a mapping")
+            continue
+        oid = op.get("operationId")
+        if oid:
+            if oid in op_ids:
+                p.append(f"{w}: operationId {oid} also used by {op_ids[oid]}")
+            op_ids[oid] = w
+        resps = op.get("responses")
+        if not isinstance(resps, dict) or not resps:
+            p.append(f"{w}: no responses")
+            resps = {}
+        for code, r in resps.items():
+            if not re.fullmatch(r"[1-5][0-9X]{2}|default", str(code)):
+                p.append(f"{w}: bad response key {code!r}")
+            r = deref(doc, r)
+            if not isinstance(r, dict) or not isinstance(r.get("description"), str):
+                p.append(f"{w} {code}: response needs a description")
+        for sreq in op.get("security", doc.get("security", [])) or []:
+            for sname in sreq:
+                if sname not in schemes:
+                    p.append(f"{w}: security scheme {sname!r} is not defined")
+        # path parameters: declared <-> in the template
+        params = [deref(doc, x) for x in (item.get("parameters") or []) +
+                  (op.get("parameters") or [])]
+        declared = {x.get("name") for x in params if isinstance(x, dict) and x.get("in") == "path"}
+        for x in params:
+            if isinstance(x, dict) and x.get("in") == "path" and x.get("required") is not True:
+                p.append(f"{w}: path parameter {x.get('name')} must be required: true")
+            if not isinstance(x, dict) or "name" not in x or "in" not in x:
+                p.append(f"{w}: a parameter needs name and in")
+        in_template = set(re.findall(r"\{([^/{}]+)\}", path))
+        if declared != in_template:
+            p.append(f"{w}: path parameters declared {sorted(declared)} but the template has "
+                     f"{sorted(in_template)}")
+        rb = op.get("requestBody")
+        if rb is not None:
+            rb = deref(doc, rb)
+            if not isinstance(rb, dict) or not isinstance(rb.get("content"), dict):
+                p.append(f"{w}: requestBody needs content")
+    # A null outside an example is almost always an unquoted ", " inside a YAML flow
+    # mapping ({description: a, b}) that silently became a key.
+    for where, node in walk(doc):
+        if isinstance(node, dict) and "/example" not in where:
+            for k, v in node.items():
+                if v is None and k != "default":
+                    p.append(f"{where}/{k}: null value (an unquoted comma in a flow mapping?)")
+    return p
+
+
+def main():
+    root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
+                           os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    spec_path = os.path.join(root, "api", "openapi.yaml")
+    try:
+        with open(spec_path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        check("load api/openapi.yaml", [str(e)])
+        return 1
+    check("load api/openapi.yaml", [])
+
+    check("OpenAPI 3.0.x structure", structural_problems(doc))
+
+    try:
+        routes = parse_router(root)
+        check(f"parse api/router.c routes[] ({len(routes)} routes)", [])
+    except (OSError, ValueError) as e:
+        check("parse api/router.c routes[]", [str(e)])
+        return 1
+
+    spec_ops = {}
+    for path, method, _item, op in operations(doc):
+        spec_ops[(method, norm_path(path))] = (path, op)
+    router_ops = {(r["method"], norm_path(r["path"])): r for r in routes}
+
+    check("every router route is documented", [
+        f"{r['method'].upper()} {r['path']} ({r['handler']}) is not in api/openapi.yaml"
+        for key, r in router_ops.items() if key not in spec_ops])
+    check("every documented operation is routed", [
+        f"{m.upper()} {spec_ops[(m, p)][0]} is documented but api/router.c has no such route"
+        for (m, p) in spec_ops if (m, p) not in router_ops])
+
+    scope_problems = []
+    for key, r in router_ops.items():
+        if key not in spec_ops:
+            continue
+        path, op = spec_ops[key]
+        w = f"{r['method'].upper()} {path}"
+        documented = op.get("x-kiln-scopes")
+        if not isinstance(documented, list):
+            scope_problems.append(f"{w}: x-kiln-scopes missing (router: {sorted(r['scopes'])})")
+        elif set(documented) != r["scopes"]:
+            scope_problems.append(f"{w}: x-kiln-scopes {sorted(documented)} but router.c "
+                                  f"allows {sorted(r['scopes'])}")
+        security = op.get("security", doc.get("security"))
+        open_route = not r["scopes"]
+        if open_route and security not in ([], [{}]):
+            scope_problems.append(f"{w}: the route needs no token, so security must be []")
+        if not open_route and not security:
+            scope_problems.append(f"{w}: the route needs a token but security is empty")
+    check("documented scopes match router.c", scope_problems)
+
+    codes, parse_problems = code_error_codes(root)
+    check(f"read http_error() codes from api/*.c ({len(codes)} codes)", parse_problems)
+    ngx = nginx_error_codes(root)
+    try:
+        enum = resolve(doc, "#/components/schemas/Error/properties/error/properties/code")
+        enum = set(enum.get("enum") or [])
+    except KeyError:
+        enum = set()
+    text = yaml.safe_dump(doc)
+    missing = []
+    for c, where in sorted({**ngx, **codes}.items()):
+        if c not in enum:
+            missing.append(f"error code {c!r} ({', '.join(where[:3])}) is not in "
+                           "components.schemas.Error.properties.error.properties.code.enum")
+        elif len(re.findall(r"\b" + re.escape(c) + r"\b", text)) < 2:
+            missing.append(f"error code {c!r} is in the enum but no response describes it")
+    check("every error code of the code and nginx is documented", missing)
+    check("every documented error code is produced by the code or nginx", [
+        f"error code {c!r} is in the Error enum but neither api/*.c nor nginx/ produce it"
+        for c in sorted(enum - set(codes) - set(ngx))])
+
+    bad_refs = []
+    for where, node in walk(doc):
+        if isinstance(node, dict) and "$ref" in node:
+            ref = node["$ref"]
+            try:
+                resolve(doc, ref)
+            except KeyError:
+                bad_refs.append(f"{where}: $ref {ref} does not resolve")
+    check("every $ref resolves", bad_refs)
+
+    if failures:
+        print(f"FAILED: {len(failures)} check(s): {', '.join(failures)}", file=sys.stderr)
+        print("api/openapi.yaml is out of sync with the code; update it (see messages above).",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
