@@ -31,54 +31,59 @@ static const db_stmt Q_SEEN = {"agent_seen",
 static const db_stmt Q_NOW = {
     "agent_now", "SELECT ceil(extract(epoch FROM kiln_now()))::bigint, state::text FROM service"};
 
-/* The eligibility rules of DESIGN.md in one statement; lease_id is on the locked row
- * so a concurrent grant is seen by the re-check after SKIP LOCKED. */
-static const db_stmt Q_ELIGIBLE = {
-    "agent_eligible",
-    "WITH pick AS (SELECT ml.mailbox_id AS id, coalesce(d.sent, 0)::float8 / g.target AS behind, "
-    "m.last_send_at AS idle "
-    "FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id "
-    "JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id CROSS JOIN service s "
-    "CROSS JOIN (SELECT kiln_now() AS now) k "
-    "CROSS JOIN LATERAL (SELECT k.now AT TIME ZONE m.timezone AS lts) t "
-    "CROSS JOIN LATERAL (SELECT t.lts::date AS day, kiln_target(p.ramp_start, p.ramp_step, "
-    "  p.daily_max, p.weekdays_only, m.daily_target, m.warmup_start, t.lts::date) AS target) g "
-    "LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = g.day "
-    "WHERE ml.lease_id IS NULL AND m.deleted_at IS NULL AND m.state = 'active' "
-    "AND u.state = 'active' AND s.state = 'running' "
-    "AND extract(hour FROM t.lts) >= m.window_start_hour "
-    "AND extract(hour FROM t.lts) < m.window_end_hour "
-    "AND coalesce(d.sent, 0) + coalesce(d.in_flight, 0) < g.target "
-    "AND (ml.next_at IS NULL OR ml.next_at <= k.now + make_interval(secs => $2)) "
-    "AND (coalesce(s.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false) "
-    "  OR g.day + make_interval(hours => m.window_start_hour) + "
-    "  make_interval(hours => m.window_end_hour - m.window_start_hour) "
-    "  * ((coalesce(d.sent, 0) + coalesce(d.in_flight, 0))::float8 / g.target) "
-    "  <= t.lts + make_interval(secs => $2)) "
-    "ORDER BY 2, 3 NULLS FIRST, 1 LIMIT $1 * 3 + 50) "
+/* The pick: an index range scan of the unleased mailboxes whose next slot is due
+ * within the lease horizon, earliest first (due_at encodes how far behind a mailbox
+ * is, see 003_leasing_due.sql). SKIP LOCKED; the lock re-checks lease_id and due_at
+ * on the newest row version, so a mailbox granted meanwhile is skipped. */
+static const db_stmt Q_PICK = {
+    "agent_pick",
+    "SELECT coalesce(array_agg(mailbox_id), '{}') FROM (SELECT mailbox_id FROM mailbox_leasing "
+    "WHERE lease_id IS NULL AND due_at <= kiln_now() + make_interval(secs => $2) "
+    "ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) x"};
+
+/* The exact rules of DESIGN.md for the picked (locked) rows only, read in a statement
+ * of its own so it sees what committed before the locks were taken. Eligible when the
+ * due time computed from the current state is inside the horizon and the local day's
+ * window is still open; furthest behind (sent/target, then longest idle) first. */
+static const db_stmt Q_DETAILS = {
+    "agent_details",
     "SELECT ml.mailbox_id, m.user_id, m.address, m.display_name, m.smtp_host, m.smtp_port, "
     "m.smtp_security::text, m.smtp_username, encode(m.smtp_secret, 'hex'), g.day::text, "
-    "g.target, coalesce(d.sent, 0) + coalesce(d.in_flight, 0), "
+    "g.target, g.done, "
     "extract(epoch FROM (g.day + make_interval(hours => m.window_start_hour)) "
     "  AT TIME ZONE m.timezone)::bigint, "
     "extract(epoch FROM (g.day + make_interval(hours => m.window_end_hour)) "
     "  AT TIME ZONE m.timezone)::bigint, "
     "coalesce(extract(epoch FROM ml.next_at), 0)::bigint, "
     "coalesce(extract(epoch FROM m.last_send_at), 0)::bigint, p.cooldown_min_s, "
-    "p.cooldown_max_s, p.user_minute_cap, p.user_hourly_cap, "
-    "coalesce(s.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false), "
-    "to_char(t.lts, 'FMDay') "
-    "FROM pick JOIN mailbox_leasing ml ON ml.mailbox_id = pick.id "
-    "JOIN mailboxes m ON m.id = ml.mailbox_id "
+    "p.cooldown_max_s, p.user_minute_cap, p.user_hourly_cap, e.triggered, "
+    "to_char(t.lts, 'FMDay'), extract(epoch FROM e.due)::float8, "
+    "(e.due <= k.now + make_interval(secs => $2) AND g.done < g.target) AS eligible "
+    "FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id "
     "JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id CROSS JOIN service s "
     "CROSS JOIN (SELECT kiln_now() AS now) k "
     "CROSS JOIN LATERAL (SELECT k.now AT TIME ZONE m.timezone AS lts) t "
+    "LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = t.lts::date "
     "CROSS JOIN LATERAL (SELECT t.lts::date AS day, kiln_target(p.ramp_start, p.ramp_step, "
-    "  p.daily_max, p.weekdays_only, m.daily_target, m.warmup_start, t.lts::date) AS target) g "
-    "LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = g.day "
-    "WHERE ml.lease_id IS NULL "
-    "ORDER BY pick.behind, pick.idle NULLS FIRST, pick.id "
-    "LIMIT $1 FOR UPDATE OF ml SKIP LOCKED"};
+    "  p.daily_max, p.weekdays_only, m.daily_target, m.warmup_start, t.lts::date) AS target, "
+    "  coalesce(d.sent, 0) + coalesce(d.in_flight, 0) AS done) g "
+    "CROSS JOIN LATERAL (SELECT coalesce(s.last_trigger_at > coalesce(ml.leased_at, "
+    "  '-infinity'), false) AS triggered) tr "
+    "CROSS JOIN LATERAL (SELECT tr.triggered, kiln_due_at(k.now, m.timezone, "
+    "  m.window_start_hour, m.window_end_hour, g.target, g.done, ml.next_at, NOT tr.triggered, "
+    "  m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active') AS due) e "
+    "WHERE ml.mailbox_id = ANY ($1::bigint[]) AND ml.lease_id IS NULL "
+    "ORDER BY 24 DESC, coalesce(d.sent, 0)::float8 / nullif(g.target, 0) NULLS LAST, "
+    "m.last_send_at NULLS FIRST, 1"};
+
+/* Picked rows that got nothing move their due_at forward (they are locked by us). */
+static const db_stmt Q_PUSH = {"agent_push",
+                               "UPDATE mailbox_leasing ml SET due_at = to_timestamp(x.due) "
+                               "FROM unnest($1::bigint[], $2::float8[]) AS x (mb, due) "
+                               "WHERE ml.mailbox_id = x.mb AND ml.lease_id IS NULL"};
+
+/* Mailboxes a report returned to the pool get their next due time. */
+static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due($1::bigint[])"};
 
 static const db_stmt Q_CAP_LOCK = {"agent_cap_lock",
                                    "SELECT pg_advisory_xact_lock(" CAP_LOCK_KEY ")"};
@@ -192,7 +197,8 @@ static const db_stmt Q_REPORT_APPLY = {
     "ml AS (UPDATE mailbox_leasing ml SET pending = greatest(ml.pending - x.n, 0), "
     "  lease_id = CASE WHEN ml.pending - x.n <= 0 THEN NULL ELSE ml.lease_id END "
     "  FROM (SELECT mailbox_id, count(*)::int AS n FROM upd WHERE old = 'leased' GROUP BY 1) x "
-    "  WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id = $1::uuid), "
+    "  WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id = $1::uuid "
+    "  RETURNING ml.mailbox_id, ml.lease_id IS NULL AS freed), "
     "mb AS (UPDATE mailboxes m SET "
     "  last_send_at = CASE WHEN x.last IS NULL THEN m.last_send_at "
     "    ELSE greatest(coalesce(m.last_send_at, x.last), x.last) END, "
@@ -218,7 +224,7 @@ static const db_stmt Q_REPORT_APPLY = {
     "      WHERE latency_ms IS NOT NULL) c "
     "  GROUP BY 1, 2 ORDER BY 1, 2 "
     "  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value) "
-    "SELECT id FROM upd"};
+    "SELECT id, (SELECT coalesce(array_agg(mailbox_id), '{}') FROM ml WHERE freed) FROM upd"};
 
 static const db_stmt Q_RENEW = {
     "agent_renew",
@@ -453,6 +459,32 @@ static void count_duration(http_req *rq, int64_t started_us)
         log_warn("lease duration counter: %s", db_message(rq->db));
 }
 
+/* Picked mailboxes that got no slot, with the due time they move to. */
+typedef struct due_push {
+    int64_t *mb;
+    double *due_s; /* epoch seconds; inf = cannot send until something changes */
+    int n;
+} due_push;
+
+static bool push_due(http_req *rq, const due_push *p)
+{
+    if (p->n == 0)
+        return true;
+    pgarr mb, due;
+    arr_open(&mb);
+    arr_open(&due);
+    for (int i = 0; i < p->n; i++) {
+        arr_i64(&mb, p->mb[i]);
+        arr_sep(&due);
+        if (isinf(p->due_s[i]))
+            buf_puts(&due.b, p->due_s[i] > 0 ? "Infinity" : "-Infinity");
+        else
+            buf_printf(&due.b, "%.0f", p->due_s[i]);
+    }
+    const char *pp[] = {arr_done(rq, &mb), arr_done(rq, &due)};
+    return db_exec(rq->db, rq->pool, &Q_PUSH, 2, pp) != NULL;
+}
+
 static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t max_sends,
                     int64_t started_us)
 {
@@ -476,18 +508,38 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
         write_empty(rq, rs, 60, "stopped");
         return TX_OK;
     }
-    const char *ep[] = {http_i64(rq, max_mailboxes), http_i64(rq, ttl)};
-    PGresult *er = db_exec(rq->db, rq->pool, &Q_ELIGIBLE, 2, ep);
+    const char *pk[] = {http_i64(rq, max_mailboxes), http_i64(rq, ttl)};
+    PGresult *pr0 = db_exec(rq->db, rq->pool, &Q_PICK, 2, pk);
+    if (!pr0 || PQntuples(pr0) != 1)
+        return db_fail(rq, rs);
+    const char *ep[] = {PQgetvalue(pr0, 0, 0), http_i64(rq, ttl)};
+    PGresult *er = db_exec(rq->db, rq->pool, &Q_DETAILS, 2, ep);
     if (!er)
         return db_fail(rq, rs);
     int nm = PQntuples(er);
-    if (nm == 0) {
-        if (!db_commit(rq->db))
+    /* Rows picked but not eligible: due_at moves to the exact next due time, and at
+     * least a minute on, so a mailbox whose next window is inside the horizon is not
+     * picked again on every call until its local day turns. */
+    due_push push = {arena_alloc(rq->pool, (size_t)(nm + 1) * sizeof *push.mb),
+                     arena_alloc(rq->pool, (size_t)(nm + 1) * sizeof *push.due_s), 0};
+    int nelig = 0;
+    for (int i = 0; i < nm; i++) {
+        if (PQgetvalue(er, i, 23)[0] == 't') {
+            nelig++;
+            continue;
+        }
+        double due = strtod(PQgetvalue(er, i, 22), NULL);
+        push.mb[push.n] = col_i64(er, i, 0);
+        push.due_s[push.n++] = due > (double)(now_s + 60) ? due : (double)(now_s + 60);
+    }
+    if (nelig == 0) {
+        if (!push_due(rq, &push) || !db_commit(rq->db))
             return db_fail(rq, rs);
         count_duration(rq, started_us);
-        write_empty(rq, rs, 30, "running");
+        write_empty(rq, rs, nm > 0 ? 1 : 30, "running");
         return TX_OK;
     }
+    nm = nelig; /* eligible rows sort first */
 
     /* Senders and their users, for the pair history and the per-user buckets. */
     pgarr senders, users;
@@ -580,8 +632,15 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
         if (g->nslots > 0) {
             total += g->nslots;
             ng++;
+        } else {
+            /* Eligible but nothing fits (caps, recipients): ask again at the planner's
+             * hint, or in a minute. */
+            push.mb[push.n] = m->id;
+            push.due_s[push.n++] = (double)(wake > now_s ? wake : now_s + 60);
         }
     }
+    if (!push_due(rq, &push))
+        return db_fail(rq, rs);
     if (total == 0) {
         /* Locked rows are let go by the commit; nothing was written. */
         if (!db_commit(rq->db))
@@ -922,6 +981,11 @@ static int report_tx(http_req *rq, http_resp *rs, const char *lease_id, result_i
     PGresult *ar = db_exec(rq->db, rq->pool, &Q_REPORT_APPLY, 10, ap);
     if (!ar)
         return db_fail(rq, rs);
+    if (PQntuples(ar) > 0 && strcmp(PQgetvalue(ar, 0, 1), "{}") != 0) {
+        const char *fp2[] = {PQgetvalue(ar, 0, 1)};
+        if (!db_exec(rq->db, rq->pool, &Q_REFRESH, 1, fp2))
+            return db_fail(rq, rs);
+    }
     if (!db_commit(rq->db))
         return db_fail(rq, rs);
     int applied = PQntuples(ar);
