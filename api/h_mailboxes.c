@@ -67,6 +67,10 @@ static const db_stmt Q_MB_RESUME = {
     "AND ($2::bigint = 0 OR user_id = $2) RETURNING *) SELECT " MB_COLS " FROM m"};
 
 static const char *const SECURITY[] = {"starttls", "tls", "plain", NULL};
+/* Fields of a create; a PATCH takes all but the first (user_id). */
+static const char *const MAILBOX_CREATE_FIELDS[] = {"user_id",      "address",      "display_name",
+                                                    "smtp",         "timezone",     "window",
+                                                    "daily_target", "warmup_start", NULL};
 
 /* Writes one mailbox row (MB_COLS order) as the API's nested object. */
 static void mailbox_json(yajl_gen g, const PGresult *r, int i)
@@ -123,25 +127,28 @@ typedef struct mailbox_input {
     bool has_port, has_start, has_end, has_target, target_null;
 } mailbox_input;
 
+/* A real calendar date YYYY-MM-DD between 2000 and 2100 (2026-02-30 is not one). */
 static bool valid_date(const char *s)
 {
     int y, m, d;
     char tail;
-    return strlen(s) == 10 && sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) == 3 && y >= 2000 &&
-           y <= 2100 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-' ||
+        sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || y < 2000 || y > 2100 || m < 1 ||
+        m > 12 || d < 1)
+        return false;
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return d <= days[m - 1] + (m == 2 && leap);
 }
 
 static bool parse_mailbox(http_req *rq, http_resp *rs, yajl_val b, bool create, mailbox_input *in)
 {
-    static const char *const top_create[] = {"user_id",      "address",      "display_name",
-                                             "smtp",         "timezone",     "window",
-                                             "daily_target", "warmup_start", NULL};
     static const char *const smtp_fields[] = {"host",     "port",     "security",
                                               "username", "password", NULL};
     static const char *const window_fields[] = {"start_hour", "end_hour", NULL};
     int req = create ? V_REQUIRED : 0;
     memset(in, 0, sizeof *in);
-    if (!v_known_fields(rs, b, create ? top_create : top_create + 1, ""))
+    if (!v_known_fields(rs, b, create ? MAILBOX_CREATE_FIELDS : MAILBOX_CREATE_FIELDS + 1, ""))
         return false;
     if (!v_str(rs, b, "address", "address", req, 254, false, &in->address) ||
         !v_str(rs, b, "display_name", "display_name", 0, 200, true, &in->display_name) ||
@@ -250,6 +257,9 @@ void h_mailboxes_create(http_req *rq, http_resp *rs)
     mailbox_input in;
     int64_t user_id = tenant_of(rq);
     if (!b)
+        return;
+    /* Unknown fields first, so a body with several problems names the typo. */
+    if (!v_known_fields(rs, b, MAILBOX_CREATE_FIELDS, ""))
         return;
     if (user_id == 0) {
         if (!v_int(rs, b, "user_id", "user_id", V_REQUIRED, 1, INT64_MAX, &user_id))

@@ -6,8 +6,10 @@
 
 #include <string.h>
 
-#define ANY_READER (SCOPE_ADMIN | SCOPE_TENANT)
-#define OBSERVER (SCOPE_ADMIN | SCOPE_TENANT | SCOPE_METRICS)
+/* Tenant tokens reach only routes that filter by the token's user. */
+#define TENANT_OR_ADMIN (SCOPE_ADMIN | SCOPE_TENANT)
+/* Service-wide figures: admins and metric scrapers, not tenants. */
+#define OBSERVER (SCOPE_ADMIN | SCOPE_METRICS)
 
 typedef struct route {
     const char *method;
@@ -21,23 +23,23 @@ static const route routes[] = {
     {"GET", "/metrics", SCOPE_ADMIN | SCOPE_METRICS, h_metrics_prometheus},
     {"GET", "/api/warmup/metrics", OBSERVER, h_warmup_metrics},
     {"GET", "/api/warmup/health", OBSERVER, h_warmup_health},
-    {"GET", "/api/warmup/quota", ANY_READER, h_warmup_quota},
-    {"GET", "/api/warmup/mailbox", ANY_READER, h_warmup_mailbox},
+    {"GET", "/api/warmup/quota", TENANT_OR_ADMIN, h_warmup_quota},
+    {"GET", "/api/warmup/mailbox", TENANT_OR_ADMIN, h_warmup_mailbox},
     {"GET", "/api/warmup/control", SCOPE_ADMIN, h_warmup_control_get},
     {"POST", "/api/warmup/control", SCOPE_ADMIN, h_warmup_control_post},
     {"POST", "/api/plans", SCOPE_ADMIN, h_plans_create},
-    {"GET", "/api/plans", ANY_READER, h_plans_list},
-    {"GET", "/api/plans/{}", ANY_READER, h_plans_get},
+    {"GET", "/api/plans", TENANT_OR_ADMIN, h_plans_list},
+    {"GET", "/api/plans/{}", TENANT_OR_ADMIN, h_plans_get},
     {"POST", "/api/users", SCOPE_ADMIN, h_users_create},
-    {"GET", "/api/users", ANY_READER, h_users_list},
-    {"GET", "/api/users/{}", ANY_READER, h_users_get},
-    {"POST", "/api/mailboxes", ANY_READER, h_mailboxes_create},
-    {"GET", "/api/mailboxes", ANY_READER, h_mailboxes_list},
-    {"GET", "/api/mailboxes/{}", ANY_READER, h_mailboxes_get},
-    {"PATCH", "/api/mailboxes/{}", ANY_READER, h_mailboxes_patch},
-    {"DELETE", "/api/mailboxes/{}", ANY_READER, h_mailboxes_delete},
-    {"POST", "/api/mailboxes/{}/pause", ANY_READER, h_mailboxes_pause},
-    {"POST", "/api/mailboxes/{}/resume", ANY_READER, h_mailboxes_resume},
+    {"GET", "/api/users", TENANT_OR_ADMIN, h_users_list},
+    {"GET", "/api/users/{}", TENANT_OR_ADMIN, h_users_get},
+    {"POST", "/api/mailboxes", TENANT_OR_ADMIN, h_mailboxes_create},
+    {"GET", "/api/mailboxes", TENANT_OR_ADMIN, h_mailboxes_list},
+    {"GET", "/api/mailboxes/{}", TENANT_OR_ADMIN, h_mailboxes_get},
+    {"PATCH", "/api/mailboxes/{}", TENANT_OR_ADMIN, h_mailboxes_patch},
+    {"DELETE", "/api/mailboxes/{}", TENANT_OR_ADMIN, h_mailboxes_delete},
+    {"POST", "/api/mailboxes/{}/pause", TENANT_OR_ADMIN, h_mailboxes_pause},
+    {"POST", "/api/mailboxes/{}/resume", TENANT_OR_ADMIN, h_mailboxes_resume},
     {"POST", "/api/agents", SCOPE_ADMIN, h_agents_create},
     {"GET", "/api/agents", SCOPE_ADMIN, h_agents_list},
     {"POST", "/api/tokens", SCOPE_ADMIN, h_tokens_create},
@@ -97,6 +99,8 @@ void router_dispatch(http_req *rq, http_resp *rs)
             for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
                 if (match(rq, routes[i].pattern, rq->path)) {
                     buf_printf(&rs->headers, "%s%s", first ? "" : ", ", routes[i].method);
+                    if (!strcmp(routes[i].method, "GET"))
+                        buf_puts(&rs->headers, ", HEAD");
                     first = false;
                 }
             }

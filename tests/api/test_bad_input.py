@@ -71,6 +71,8 @@ bad("POST", P, 400, variant(daily_target=-5), field="daily_target")
 bad("POST", P, 400, variant(daily_target=10 ** 12), field="daily_target")
 bad("POST", P, 400, variant(display_name="a\u0001b"), field="display_name")
 bad("POST", P, 400, variant(warmup_start="2026-13-45"), field="warmup_start")
+bad("POST", P, 400, variant(warmup_start="2026-02-29"), field="warmup_start")
+bad("POST", P, 400, variant(surprise=1, user_id="x"), field="surprise", code="unknown_field")
 bad("POST", P, 422, variant(user_id=424242), field="user_id", code="invalid_reference")
 bad("POST", "/api/plans", 400, {"name": "x", "ramp_start": 1, "ramp_step": 1}, field="daily_max")
 bad("POST", "/api/plans", 400, {"name": "x", "ramp_start": 1, "ramp_step": 1, "daily_max": 5,

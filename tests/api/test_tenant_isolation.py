@@ -43,7 +43,8 @@ ok("test_lists_are_filtered_to_the_tenant")
 
 for method, path in [("GET", "/api/warmup/control"), ("POST", "/api/plans"),
                      ("POST", "/api/users"), ("POST", "/api/agents"), ("POST", "/api/tokens"),
-                     ("GET", "/metrics")]:
+                     ("GET", "/metrics"), ("GET", "/api/warmup/metrics"),
+                     ("GET", "/api/warmup/health")]:
     expect_error(call(method, path, {}, token=ta), 403, "forbidden", None, "tenant on " + path)
 expect_error(call("GET", "/api/mailboxes"), 401, "unauthorized", None, "no token")
 expect_error(call("GET", "/api/mailboxes", token="kiln_" + "x" * 43), 401, "unauthorized", None,

@@ -11,7 +11,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 dur=${KILN_BENCH_SECONDS:-10}
-conns=${KILN_BENCH_CONNS:-16}
+conn_levels=${KILN_BENCH_CONNS:-4 16}
 var=$(mktemp -d /tmp/kiln-bench-api.XXXXXX)
 chmod 755 "$var"
 source "$src/deploy/local/stack.sh"
@@ -73,8 +73,8 @@ to_ms() { # wrk prints 1.23ms / 456.00us / 1.02s
 }
 auth=(-H "Authorization: Bearer $token")
 before=$(sends_reads)
+for conns in $conn_levels; do
 printf '\n%-44s %10s %9s %9s\n' "endpoint ($conns connections, ${dur}s)" "req/s" "p50 ms" "p99 ms"
-declare -A R
 for ep in metrics quota; do
     case $ep in
     metrics) path=/metrics ;;
@@ -85,7 +85,7 @@ for ep in metrics quota; do
     read -r prps pp50 pp99 < <(wrk_run "http://127.0.0.1:$peer_port/$ep")
     printf '%-44s %10s %9s %9s\n' "  peer: nginx static copy" "$prps" "$pp50" "$pp99"
     printf '%-44s %10s\n' "  kiln / peer throughput" "$(awk -v a="$rps" -v b="$prps" 'BEGIN{printf "%.3f", a/b}')"
-    R[$ep]="$rps $p50 $p99 $prps $pp50 $pp99"
+done
 done
 after=$(sends_reads)
 echo
@@ -96,17 +96,19 @@ else
 fi
 
 echo
+conns=16
 echo "== registration throughput (POST /api/mailboxes vs pgbench INSERT, $conns connections, ${dur}s)"
-uid=$(stack_psql -tAc "INSERT INTO users (name, plan_id) SELECT 'reg', id FROM plans WHERE name = 'bench' RETURNING id")
+first=$(stack_psql -tAc "SELECT min(id) FROM users")
+last=$(stack_psql -tAc "SELECT max(id) FROM users")
 stack_psql -c "UPDATE plans SET max_mailboxes = 10000000 WHERE name = 'bench'"
 n0=$(stack_psql -tAc "SELECT count(*) FROM mailboxes")
-out=$(KILN_BENCH_TOKEN=$token KILN_BENCH_USER=$uid wrk -t2 -c"$conns" -d"${dur}s" \
+out=$(KILN_BENCH_TOKEN=$token KILN_BENCH_USER_FIRST=$first KILN_BENCH_USER_LAST=$last wrk -t2 -c"$conns" -d"${dur}s" \
     -s "$src/tests/bench/api/register.lua" "$STACK_URL/api/mailboxes")
 n1=$(stack_psql -tAc "SELECT count(*) FROM mailboxes")
 api_rate=$(awk -v n=$((n1 - n0)) -v d="$dur" 'BEGIN{printf "%.0f", n/d}')
 echo "kiln API: $((n1 - n0)) mailboxes created in ${dur}s = $api_rate/s ($(echo "$out" | awk '/Non-2xx/ {print $NF" non-2xx"}'))"
 pgb=$(stack_as_pg "$(stack_pg_bin)/pgbench" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" -U postgres -n \
-    -c "$conns" -j 2 -T "$dur" -D user_id="$uid" -f "$src/tests/bench/api/register_peer.sql" kiln 2>&1)
+    -c "$conns" -j 2 -T "$dur" -D first="$first" -D last="$last" -f "$src/tests/bench/api/register_peer.sql" kiln 2>&1)
 peer_rate=$(echo "$pgb" | awk -F'= ' '/^tps/ {printf "%.0f", $2; exit}')
 echo "peer: pgbench INSERT of the same row: $peer_rate/s"
 echo "kiln / peer: $(awk -v a="$api_rate" -v b="$peer_rate" 'BEGIN{printf "%.3f", a/b}')"
