@@ -2,7 +2,7 @@
 #   make up      install packages, build, start the whole local stack under var/
 #   make down    stop the local stack
 #   make test    install packages, build with ASan/UBSan, run every test (CTest)
-#   make bench   install packages, build optimized, run the benchmarks
+#   make bench   install packages, build optimized, run the benchmarks (BENCH="api leasing agent")
 #   make build   optimized build only (build/)
 
 BUILD      ?= build
@@ -35,7 +35,7 @@ down:
 	@bash deploy/local/down.sh
 
 bench: build
-	@bash tests/bench/run.sh $(BUILD)
+	@bash tests/bench/run.sh $(BUILD) $(BENCH)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
