@@ -39,6 +39,9 @@ static const db_stmt Q_STATS = {
     "(SELECT state = 'running' FROM service) "
     "FROM mailbox_today"};
 
+/* Expiry with no agent calling: the refresher also ends leases past their deadline. */
+static const db_stmt Q_SWEEP_EXPIRED = {"stats_sweep_expired", "SELECT kiln_sweep_expired(100)"};
+
 bool stats_compute(db *d, arena *a, stats_snapshot *out)
 {
     PGresult *r = db_exec(d, a, &Q_STATS, 0, NULL);
@@ -85,6 +88,8 @@ static void *refresher(void *arg)
         pthread_mutex_unlock(&s->lock);
         stats_snapshot snap;
         memset(&snap, 0, sizeof snap);
+        if (!db_exec(d, a, &Q_SWEEP_EXPIRED, 0, NULL))
+            log_warn("stats: expiry sweep failed: %s", db_message(d));
         bool ok = stats_compute(d, a, &snap);
         arena_reset(a);
         pthread_mutex_lock(&s->lock);

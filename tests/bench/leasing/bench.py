@@ -1,6 +1,7 @@
 """Drives the lease -> report cycle with N concurrent leasers and prints the figures."""
 import json
 import os
+import re
 import statistics
 import sys
 import threading
@@ -50,10 +51,31 @@ def pg_writes():
     return [int(x or 0) for x in row]
 
 
+def pg_profile(on):
+    """BENCH_PROFILE=1: log every statement's duration while a level runs."""
+    psql("ALTER SYSTEM SET log_min_duration_statement = %d" % (0 if on else 1000))
+    psql("SELECT pg_reload_conf()")
+
+
+def pg_profile_summary(offset):
+    """Total and mean time per prepared statement from the PostgreSQL log."""
+    tot = {}
+    with open(os.path.join(os.environ["KILN_STACK_VAR"], "log", "postgresql.log")) as f:
+        f.seek(offset)
+        for line in f:
+            m = re.search(r"duration: ([0-9.]+) ms +(?:execute|statement:) ?([A-Za-z_0-9]*)", line)
+            if m:
+                t = tot.setdefault(m.group(2) or "(simple)", [0.0, 0])
+                t[0] += float(m.group(1))
+                t[1] += 1
+    for name, (ms, n) in sorted(tot.items(), key=lambda kv: -kv[1][0])[:14]:
+        print("  pg %-24s calls=%-5d total=%8.0fms mean=%7.2fms" % (name, n, ms, ms / n))
+
+
 def level(conc):
     tokens = [expect(admin("POST", "/api/agents", {"name": "b%d-%d" % (conc, i)}), 201,
                      "agent")["token"] for i in range(conc)]
-    lat, counts, stop = [], [0] * conc, time.time() + SECONDS
+    lat, rlat, counts, stop = [], [], [0] * conc, time.time() + SECONDS
     lock = threading.Lock()
 
     def worker(i):
@@ -68,13 +90,22 @@ def level(conc):
             if not ids:
                 time.sleep(0.05)
                 continue
+            t = time.time()
             r = post("/api/agent/report", {"lease_id": a["lease_id"], "results": [
                 {"send_id": x, "status": "sent", "smtp_code": 250, "latency_ms": 40}
                 for x in ids]}, tokens[i])
+            with lock:
+                rlat.append(time.time() - t)
             counts[i] += r["applied"]
 
     psql("SELECT pg_stat_clear_snapshot()")
     w0 = pg_writes()
+    profile = os.environ.get("BENCH_PROFILE") == "1"
+    logf = os.path.join(os.environ["KILN_STACK_VAR"], "log", "postgresql.log")
+    log_at = os.path.getsize(logf) if profile else 0
+    if profile:
+        pg_profile(True)
+    cpu0 = time.process_time()
     start = time.time()
     th = [threading.Thread(target=worker, args=(i,)) for i in range(conc)]
     for t in th:
@@ -82,19 +113,30 @@ def level(conc):
     for t in th:
         t.join()
     el = time.time() - start
+    cpu = time.process_time() - cpu0
+    if profile:
+        pg_profile(False)
     time.sleep(1)  # let the stats collector catch up
     w1 = pg_writes()
     total = sum(counts)
     lat.sort()
+    rlat.sort()
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0
-    print("leasers=%d sends=%d elapsed=%.1fs rate=%.0f/s lease_median=%.1fms lease_p99=%.1fms "
-          "leases=%d rows_written_per_send=%.2f hot_updates=%d dead_tuples=%d"
-          % (conc, total, el, total / el, statistics.median(lat) * 1000 if lat else 0,
-             p99 * 1000, len(lat), (w1[0] - w0[0]) / max(total, 1), w1[1] - w0[1], w1[2]),
-          flush=True)
+    rp99 = rlat[min(len(rlat) - 1, int(len(rlat) * 0.99))] if rlat else 0
+    print("leasers=%d sends=%d elapsed=%.1fs rate=%.0f/s (%.2fx the 10,000/s goal) "
+          "lease_median=%.1fms lease_p99=%.1fms report_median=%.1fms report_p99=%.1fms "
+          "leases=%d rows_written_per_send=%.2f hot_updates=%d dead_tuples=%d "
+          "client_cpu=%.0f%% of one core (%.0f%% of the machine)"
+          % (conc, total, el, total / el, total / el / 10000.0,
+             statistics.median(lat) * 1000 if lat else 0, p99 * 1000,
+             statistics.median(rlat) * 1000 if rlat else 0, rp99 * 1000,
+             len(lat), (w1[0] - w0[0]) / max(total, 1), w1[1] - w0[1], w1[2],
+             100.0 * cpu / el, 100.0 * cpu / el / (os.cpu_count() or 1)), flush=True)
+    if profile:
+        pg_profile_summary(log_at)
 
 
-for c in (1, 8, 32):
+for c in [int(x) for x in os.environ.get("BENCH_LEVELS", "1 8 32").split()]:
     level(c)
 print("dead tuples by table:", psql("""SELECT string_agg(relname || '=' || n_dead_tup, ' '
       ORDER BY n_dead_tup DESC) FROM pg_stat_user_tables WHERE n_dead_tup > 0"""))
