@@ -20,8 +20,8 @@ int app_config_load(app_config *cfg, char *err, size_t errlen)
         int64_t def, min, max;
         int64_t *out;
     } ints[] = {
-        {"KILN_THREADS", cores * 4, 1, 256, &cfg->threads},
-        {"KILN_MAX_BODY", 1048576, 1024, 64 * 1048576, &cfg->max_body},
+        {"KILN_THREADS", (int64_t)cores * 4, 1, 256, &cfg->threads},
+        {"KILN_MAX_BODY", 1048576, 1024, (int64_t)64 * 1048576, &cfg->max_body},
         {"KILN_STATS_INTERVAL_S", 5, 1, 3600, &cfg->stats_interval_s},
         {"KILN_LEASE_TTL_S", 600, 10, 86400, &cfg->lease_ttl_s},
         {"KILN_GLOBAL_MINUTE_CAP", 200, 0, 100000000, &cfg->global_minute_cap},

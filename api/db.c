@@ -87,6 +87,14 @@ static bool is_prepared(db *d, const db_stmt *st)
     return false;
 }
 
+/* SQLSTATEs meaning the server went away: class 08 (connection exception), 57P01
+ * admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now. */
+static bool server_gone(const char *state)
+{
+    return state && (!strncmp(state, "08", 2) || !strcmp(state, "57P01") ||
+                     !strcmp(state, "57P02") || !strcmp(state, "57P03"));
+}
+
 static void classify(db *d, PGresult *r)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -94,13 +102,8 @@ static void classify(db *d, PGresult *r)
     const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
     snprintf(d->constraint, sizeof d->constraint, "%s", cons ? cons : "");
     enum db_error e = DB_OTHER;
-    if (!d->conn || PQstatus(d->conn) != CONNECTION_OK)
+    if (!d->conn || PQstatus(d->conn) != CONNECTION_OK || server_gone(state))
         e = DB_UNAVAILABLE;
-    else if (state && !strncmp(state, "08", 2))
-        e = DB_UNAVAILABLE;
-    else if (state &&
-             (!strcmp(state, "57P01") || !strcmp(state, "57P02") || !strcmp(state, "57P03")))
-        e = DB_UNAVAILABLE; /* admin shutdown, crash shutdown, cannot connect now */
     else if (state && !strncmp(state, "23", 2))
         e = DB_CONSTRAINT;
     else if (state && !strncmp(state, "22", 2))

@@ -130,11 +130,9 @@ typedef struct mailbox_input {
 /* A real calendar date YYYY-MM-DD between 2000 and 2100 (2026-02-30 is not one). */
 static bool valid_date(const char *s)
 {
-    int y, m, d;
-    char tail;
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-' ||
-        sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || y < 2000 || y > 2100 || m < 1 ||
-        m > 12 || d < 1)
+    int64_t y, m, d;
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-' || !parse_int(s, 4, 2000, 2100, &y) ||
+        !parse_int(s + 5, 2, 1, 12, &m) || !parse_int(s + 8, 2, 1, 31, &d))
         return false;
     static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;

@@ -137,7 +137,7 @@ void h_metrics_prometheus(http_req *rq, http_resp *rs)
 void h_warmup_metrics(http_req *rq, http_resp *rs)
 {
     const char *format = http_query(rq, "format");
-    if (format && strcmp(format, "prometheus") && strcmp(format, "json")) {
+    if (format && strcmp(format, "prometheus") != 0 && strcmp(format, "json") != 0) {
         http_error(rs, 400, "invalid_query", "format must be json or prometheus", "format");
         return;
     }

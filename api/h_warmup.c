@@ -121,7 +121,7 @@ void h_warmup_quota(http_req *rq, http_resp *rs)
     const char *status = http_query(rq, "status");
     if (!status)
         status = "all";
-    if (strcmp(status, "all") && strcmp(status, "behind") && strcmp(status, "met")) {
+    if (strcmp(status, "all") != 0 && strcmp(status, "behind") != 0 && strcmp(status, "met") != 0) {
         http_error(rs, 400, "invalid_query", "status must be behind, met or all", "status");
         return;
     }

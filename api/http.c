@@ -133,7 +133,7 @@ static char *url_decode(arena *a, const char *s, size_t n)
             *o++ = (char)(h << 4 | l);
             i += 2;
         } else {
-            *o++ = s[i] == '+' ? ' ' : s[i];
+            *o++ = (char)(s[i] == '+' ? ' ' : s[i]);
         }
     }
     *o = '\0';

@@ -10,6 +10,7 @@
 #include "version.h"
 #include "xalloc.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,8 +107,9 @@ static int cmd_token(app *a, int argc, char **argv)
             return 2;
         }
     }
-    if (!scope || (strcmp(scope, "admin") && strcmp(scope, "metrics") && strcmp(scope, "tenant")) ||
-        (!strcmp(scope, "tenant") != (user_id > 0))) {
+    bool tenant = scope && strcmp(scope, "tenant") == 0;
+    if (!scope || (strcmp(scope, "admin") != 0 && strcmp(scope, "metrics") != 0 && !tenant) ||
+        tenant != (user_id > 0)) {
         fprintf(stderr, "kiln-api: --scope must be admin, metrics or tenant (tenant needs "
                         "--user-id N)\n");
         return 2;

@@ -77,7 +77,8 @@ int migrate_apply(db *d, const char *sql_dir)
         }
     }
     closedir(dh);
-    qsort(names, count, sizeof *names, cmp_names);
+    if (count > 0)
+        qsort(names, count, sizeof *names, cmp_names);
 
     int applied = -1;
     if (!db_ensure(d)) {
