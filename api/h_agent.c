@@ -559,7 +559,9 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     PGresult *br = db_exec(rq->db, rq->pool, &Q_BUCKETS, 2, bp);
     const char *pp[] = {senders_s, http_i64(rq, cfg->pair_gap_days)};
     PGresult *pr = cfg->pair_gap_days > 0 ? db_exec(rq->db, rq->pool, &Q_PAIRS, 2, pp) : NULL;
-    int64_t ncand_want = max_sends * 4 < 200 ? 200 : max_sends * 4;
+    /* Twice the slots is enough spread (each candidate takes several inbound per day)
+     * and halves the one remaining per-row time-zone query held under the lock. */
+    int64_t ncand_want = max_sends * 2 < 200 ? 200 : max_sends * 2;
     if (ncand_want > 20000)
         ncand_want = 20000;
     const char *cp[] = {http_i64(rq, ncand_want)};
