@@ -114,11 +114,6 @@ static void respond_mailbox(http_resp *rs, const PGresult *r, int status)
     json_gen_free(g);
 }
 
-static int64_t tenant_of(const http_req *rq)
-{
-    return rq->auth.scope == SCOPE_TENANT ? rq->auth.user_id : 0;
-}
-
 /* The fields a create or patch may carry, validated into one struct. */
 typedef struct mailbox_input {
     const char *address, *display_name, *host, *security, *username, *password, *timezone,
@@ -253,7 +248,7 @@ void h_mailboxes_create(http_req *rq, http_resp *rs)
 {
     yajl_val b = http_json_body(rq, rs);
     mailbox_input in;
-    int64_t user_id = tenant_of(rq);
+    int64_t user_id = http_tenant(rq);
     if (!b)
         return;
     /* Unknown fields first, so a body with several problems names the typo. */
@@ -349,13 +344,11 @@ void h_mailboxes_list(http_req *rq, http_resp *rs)
             return;
         }
     }
-    const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1), http_i64(rq, tenant_of(rq)),
+    const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1), http_i64(rq, http_tenant(rq)),
                        http_i64(rq, user), state};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_LIST, 5, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+    PGresult *r = http_exec(rq, rs, &Q_MB_LIST, 5, p);
+    if (!r)
         return;
-    }
     int n = PQntuples(r), shown = n > limit ? (int)limit : n;
     yajl_gen g = http_json(rs, 200);
     json_obj_open(g);
@@ -379,12 +372,10 @@ static void mailbox_by_id(http_req *rq, http_resp *rs, const db_stmt *st)
     int64_t id;
     if (!v_path_id(rq, rs, 0, &id))
         return;
-    const char *p[] = {http_i64(rq, id), http_i64(rq, tenant_of(rq))};
-    PGresult *r = db_exec(rq->db, rq->pool, st, 2, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+    const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
+    PGresult *r = http_exec(rq, rs, st, 2, p);
+    if (!r)
         return;
-    }
     if (PQntuples(r) == 0) {
         http_error(rs, 404, "not_found", "no such mailbox", NULL);
         return;
@@ -422,7 +413,7 @@ void h_mailboxes_patch(http_req *rq, http_resp *rs)
         return;
     }
     const char *p[] = {http_i64(rq, id),
-                       http_i64(rq, tenant_of(rq)),
+                       http_i64(rq, http_tenant(rq)),
                        in.address,
                        in.display_name,
                        in.host,
@@ -453,12 +444,10 @@ void h_mailboxes_delete(http_req *rq, http_resp *rs)
     int64_t id;
     if (!v_path_id(rq, rs, 0, &id))
         return;
-    const char *p[] = {http_i64(rq, id), http_i64(rq, tenant_of(rq))};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_DELETE, 2, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+    const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
+    PGresult *r = http_exec(rq, rs, &Q_MB_DELETE, 2, p);
+    if (!r)
         return;
-    }
     if (PQntuples(r) == 0) {
         http_error(rs, 404, "not_found", "no such mailbox", NULL);
         return;

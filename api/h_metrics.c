@@ -56,9 +56,8 @@ static void histogram(buf *o, const counter_set *c, const char *metric, const ch
 /* Loads counters and the snapshot; on failure fills rs and returns false. */
 static bool load(http_req *rq, http_resp *rs, counter_set *c, stats_snapshot *s)
 {
-    int64_t max_age = rq->app->cfg.stats_interval_s * 2000 + 1000;
     PGresult *r = db_exec(rq->db, rq->pool, &Q_COUNTERS, 0, NULL);
-    if (!r || !stats_get(rq->app->stats, rq->db, rq->pool, max_age, s)) {
+    if (!r || !stats_get(rq->app->stats, rq->db, rq->pool, s)) {
         http_db_error(rs, rq->db);
         return false;
     }

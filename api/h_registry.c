@@ -125,11 +125,9 @@ void h_plans_list(http_req *rq, http_resp *rs)
     if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
         return;
     const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1)};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_LIST, 2, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+    PGresult *r = http_exec(rq, rs, &Q_PLAN_LIST, 2, p);
+    if (!r)
         return;
-    }
     respond_page(rs, r, limit);
 }
 
@@ -139,11 +137,9 @@ void h_plans_get(http_req *rq, http_resp *rs)
     if (!v_path_id(rq, rs, 0, &id))
         return;
     const char *p[] = {http_i64(rq, id)};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_GET, 1, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+    PGresult *r = http_exec(rq, rs, &Q_PLAN_GET, 1, p);
+    if (!r)
         return;
-    }
     if (PQntuples(r) == 0) {
         http_error(rs, 404, "not_found", "no such plan", NULL);
         return;
@@ -169,11 +165,9 @@ void h_users_create(http_req *rq, http_resp *rs)
         return;
     }
     const char *pid[] = {http_i64(rq, plan_id)};
-    PGresult *e = db_exec(rq->db, rq->pool, &Q_PLAN_EXISTS, 1, pid);
-    if (!e) {
-        http_db_error(rs, rq->db);
+    PGresult *e = http_exec(rq, rs, &Q_PLAN_EXISTS, 1, pid);
+    if (!e)
         return;
-    }
     if (PQntuples(e) == 0) {
         http_error(rs, 422, "invalid_reference", "no plan with this id", "plan_id");
         return;
@@ -196,12 +190,10 @@ void h_users_list(http_req *rq, http_resp *rs)
     if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
         return;
     const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1),
-                       http_i64(rq, rq->auth.scope == SCOPE_TENANT ? rq->auth.user_id : 0)};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_USER_LIST, 3, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+                       http_i64(rq, http_tenant(rq))};
+    PGresult *r = http_exec(rq, rs, &Q_USER_LIST, 3, p);
+    if (!r)
         return;
-    }
     respond_page(rs, r, limit);
 }
 
@@ -210,13 +202,10 @@ void h_users_get(http_req *rq, http_resp *rs)
     int64_t id;
     if (!v_path_id(rq, rs, 0, &id))
         return;
-    const char *p[] = {http_i64(rq, id),
-                       http_i64(rq, rq->auth.scope == SCOPE_TENANT ? rq->auth.user_id : 0)};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_USER_GET, 2, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+    const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
+    PGresult *r = http_exec(rq, rs, &Q_USER_GET, 2, p);
+    if (!r)
         return;
-    }
     if (PQntuples(r) == 0) {
         http_error(rs, 404, "not_found", "no such user", NULL);
         return;
@@ -266,11 +255,9 @@ void h_agents_list(http_req *rq, http_resp *rs)
     if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
         return;
     const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1)};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_AGENT_LIST, 2, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+    PGresult *r = http_exec(rq, rs, &Q_AGENT_LIST, 2, p);
+    if (!r)
         return;
-    }
     respond_page(rs, r, limit);
 }
 
@@ -293,11 +280,9 @@ void h_tokens_create(http_req *rq, http_resp *rs)
     }
     if (user_id) {
         const char *p[] = {http_i64(rq, user_id)};
-        PGresult *e = db_exec(rq->db, rq->pool, &Q_USER_EXISTS, 1, p);
-        if (!e) {
-            http_db_error(rs, rq->db);
+        PGresult *e = http_exec(rq, rs, &Q_USER_EXISTS, 1, p);
+        if (!e)
             return;
-        }
         if (PQntuples(e) == 0) {
             http_error(rs, 422, "invalid_reference", "no user with this id", "user_id");
             return;

@@ -61,11 +61,6 @@ static const db_stmt Q_CONTROL_TRIGGER = {
     "UPDATE service SET last_trigger_at = kiln_now(), trigger_count = trigger_count + 1"};
 static const db_stmt Q_PING = {"healthz_ping", "SELECT 1"};
 
-static int64_t tenant_of(const http_req *rq)
-{
-    return rq->auth.scope == SCOPE_TENANT ? rq->auth.user_id : 0;
-}
-
 /* ?user_id= filter for admins; tenants are always limited to themselves. */
 static bool user_filter(http_req *rq, http_resp *rs, int64_t *user)
 {
@@ -83,20 +78,17 @@ static void quota_list(http_req *rq, http_resp *rs, const char *status)
     int64_t limit, cursor, user;
     if (!v_page(rq, rs, 100, 1000, &limit, &cursor) || !user_filter(rq, rs, &user))
         return;
-    const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1), http_i64(rq, tenant_of(rq)),
+    const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1), http_i64(rq, http_tenant(rq)),
                        status, http_i64(rq, user)};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_QUOTA, 5, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+    PGresult *r = http_exec(rq, rs, &Q_QUOTA, 5, p);
+    if (!r)
         return;
-    }
     yajl_gen g = http_json(rs, 200);
     json_obj_open(g);
     json_kv_s(g, "status", status);
-    if (tenant_of(rq) == 0 && user == 0) {
+    if (http_tenant(rq) == 0 && user == 0) {
         stats_snapshot s;
-        int64_t max_age = rq->app->cfg.stats_interval_s * 2000 + 1000;
-        if (stats_get(rq->app->stats, rq->db, rq->pool, max_age, &s)) {
+        if (stats_get(rq->app->stats, rq->db, rq->pool, &s)) {
             json_key(g, "summary");
             json_obj_open(g);
             json_kv_i(g, "mailboxes_active", s.mailboxes_active);
@@ -140,21 +132,17 @@ void h_warmup_mailbox(http_req *rq, http_resp *rs)
         http_error(rs, 400, "invalid_query", "id must be a positive integer", "id");
         return;
     }
-    const char *p[] = {http_i64(rq, id), http_i64(rq, tenant_of(rq))};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_MAILBOX_TODAY, 2, p);
-    if (!r) {
-        http_db_error(rs, rq->db);
+    const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
+    PGresult *r = http_exec(rq, rs, &Q_MAILBOX_TODAY, 2, p);
+    if (!r)
         return;
-    }
     if (PQntuples(r) == 0) {
         http_error(rs, 404, "not_found", "no such mailbox", "id");
         return;
     }
-    PGresult *days = db_exec(rq->db, rq->pool, &Q_MAILBOX_DAYS, 1, p);
-    if (!days) {
-        http_db_error(rs, rq->db);
+    PGresult *days = http_exec(rq, rs, &Q_MAILBOX_DAYS, 1, p);
+    if (!days)
         return;
-    }
     yajl_gen g = http_json(rs, 200);
     json_obj_open(g);
     json_key(g, "today");
@@ -211,8 +199,7 @@ void h_warmup_control_post(http_req *rq, http_resp *rs)
 void h_warmup_health(http_req *rq, http_resp *rs)
 {
     stats_snapshot s;
-    int64_t max_age = rq->app->cfg.stats_interval_s * 2000 + 1000;
-    if (!stats_get(rq->app->stats, rq->db, rq->pool, max_age, &s)) {
+    if (!stats_get(rq->app->stats, rq->db, rq->pool, &s)) {
         http_db_error(rs, rq->db);
         return;
     }

@@ -108,17 +108,6 @@ void http_db_error(http_resp *rs, const db *d)
     }
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into the arena; '+' is a space. NULL on bad escapes/NUL. */
 static char *url_decode(arena *a, const char *s, size_t n)
 {
@@ -127,7 +116,7 @@ static char *url_decode(arena *a, const char *s, size_t n)
         if (s[i] == '%') {
             if (i + 2 >= n)
                 return NULL;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            int h = hex_value(s[i + 1]), l = hex_value(s[i + 2]);
             if (h < 0 || l < 0 || (h == 0 && l == 0))
                 return NULL;
             *o++ = (char)(h << 4 | l);
@@ -204,4 +193,18 @@ bool http_query_valid(http_req *rq)
         p = end ? end + 1 : p + len;
     }
     return true;
+}
+
+int64_t http_tenant(const http_req *rq)
+{
+    return rq->auth.scope == SCOPE_TENANT ? rq->auth.user_id : 0;
+}
+
+PGresult *http_exec(http_req *rq, http_resp *rs, const db_stmt *st, int n,
+                    const char *const *params)
+{
+    PGresult *r = db_exec(rq->db, rq->pool, st, n, params);
+    if (!r)
+        http_db_error(rs, rq->db);
+    return r;
 }

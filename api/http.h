@@ -74,6 +74,11 @@ bool http_query_valid(http_req *rq);
  * returns NULL. The tree is freed with the request's arena. */
 yajl_val http_json_body(http_req *rq, http_resp *rs);
 
+/* The user a tenant token is limited to, or 0 for other scopes (no limit). */
+int64_t http_tenant(const http_req *rq);
+/* db_exec that, on failure, fills rs with the matching 503/409/422/400/500. */
+PGresult *http_exec(http_req *rq, http_resp *rs, const db_stmt *st, int n,
+                    const char *const *params);
 /* Decimal text of v, arena-owned (for statement parameters). */
 const char *http_i64(http_req *rq, int64_t v);
 

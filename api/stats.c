@@ -16,6 +16,7 @@ struct stats {
     stats_snapshot snap;
     char *conninfo;
     int64_t interval_s;
+    int64_t period_ms; /* the refresher's actual period: interval, or longer when slow */
     bool running;
     bool started;
     pthread_t thread;
@@ -75,6 +76,7 @@ stats *stats_create(const char *conninfo, int64_t interval_s)
     pthread_cond_init(&s->wake, NULL);
     s->conninfo = xstrdup(conninfo);
     s->interval_s = interval_s;
+    s->period_ms = interval_s * 1000;
     return s;
 }
 
@@ -90,14 +92,24 @@ static void *refresher(void *arg)
         memset(&snap, 0, sizeof snap);
         if (!db_exec(d, a, &Q_SWEEP_EXPIRED, 0, NULL))
             log_warn("stats: expiry sweep failed: %s", db_message(d));
+        int64_t t0 = clock_mono_ms();
         bool ok = stats_compute(d, a, &snap);
+        int64_t took_ms = clock_mono_ms() - t0;
         arena_reset(a);
         pthread_mutex_lock(&s->lock);
         if (ok)
             s->snap = snap;
+        /* The aggregate grows with the mailbox count: never spend more than a fifth of
+         * the time computing it (10x the mailboxes stretches the period, not the CPU). */
+        s->period_ms = s->interval_s * 1000 > took_ms * 5 ? s->interval_s * 1000 : took_ms * 5;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += s->interval_s;
+        until.tv_sec += s->period_ms / 1000;
+        until.tv_nsec += (s->period_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
         while (s->running && pthread_cond_timedwait(&s->wake, &s->lock, &until) == 0)
             ;
     }
@@ -141,10 +153,13 @@ void stats_destroy(stats *s)
     free(s);
 }
 
-bool stats_get(stats *s, db *d, arena *a, int64_t max_age_ms, stats_snapshot *out)
+bool stats_get(stats *s, db *d, arena *a, stats_snapshot *out)
 {
     pthread_mutex_lock(&s->lock);
     *out = s->snap;
+    /* Two refresher periods plus slack: older means the refresher is stuck (database
+     * down), and the caller computes one itself. */
+    int64_t max_age_ms = 2 * s->period_ms + 1000;
     pthread_mutex_unlock(&s->lock);
     if (out->computed_at_ms && clock_wall_ms() - out->computed_at_ms <= max_age_ms)
         return true;

@@ -26,9 +26,9 @@ stats *stats_create(const char *conninfo, int64_t interval_s);
 int stats_start(stats *s);
 void stats_stop(stats *s);
 void stats_destroy(stats *s);
-/* Copies the latest snapshot; computes one with d when none exists yet or it is
- * older than max_age_ms. Returns false when the database is unavailable. */
-bool stats_get(stats *s, db *d, arena *a, int64_t max_age_ms, stats_snapshot *out);
+/* Copies the latest snapshot; computes one with d when none exists yet or the
+ * refresher has fallen behind. Returns false when the database is unavailable. */
+bool stats_get(stats *s, db *d, arena *a, stats_snapshot *out);
 /* Computes a fresh snapshot with d (no caching). */
 bool stats_compute(db *d, arena *a, stats_snapshot *out);
 

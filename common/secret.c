@@ -16,7 +16,7 @@
 #define TAG_LEN 16
 #define HDR_LEN 2
 
-static int hexval(int c)
+int hex_value(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -50,7 +50,7 @@ int secret_key_load(const char *path, secret_key *k, char *err, size_t errlen)
     for (ssize_t i = 0; i < n; i++) {
         if (raw[i] == ' ' || raw[i] == '\n' || raw[i] == '\r' || raw[i] == '\t')
             continue;
-        int v = hexval(raw[i]);
+        int v = hex_value(raw[i]);
         if (v < 0 || got >= SECRET_KEY_LEN)
             goto bad;
         if (hi < 0) {
