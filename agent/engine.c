@@ -110,7 +110,7 @@ struct conn {
     buf sendq;   /* bytes waiting to be sent */
     buf sending; /* bytes owned by the send in flight */
     int64_t start_ms;
-    struct __kernel_timespec recv_ts, send_ts, connect_ts;
+    struct __kernel_timespec recv_ts, connect_ts;
     struct conn *next_free;
     char rbuf[RECV_BUF_SIZE];
 };
@@ -190,7 +190,6 @@ void engine_config_defaults(engine_config *c)
     c->lease_margin_ms = 5000;
     c->connect_timeout_ms = 30000;
     c->tls_timeout_ms = 60000;
-    c->send_timeout_ms = 180000; /* data block, RFC 5321 §4.5.3.2.5 */
     for (int i = 0; i < SMTP_S_COUNT; i++)
         c->state_timeout_ms[i] = 300000;       /* greeting, MAIL, RCPT: 5 min */
     c->state_timeout_ms[SMTP_S_DATA] = 120000; /* DATA initiation: 2 min */
@@ -237,7 +236,6 @@ int engine_config_from_env(engine_config *c, char *err, size_t errlen)
         env_ms("KILN_AGENT_LEASE_MARGIN_MS", &c->lease_margin_ms, err, errlen) ||
         env_ms("KILN_AGENT_TIMEOUT_CONNECT_MS", &c->connect_timeout_ms, err, errlen) ||
         env_ms("KILN_AGENT_TIMEOUT_TLS_MS", &c->tls_timeout_ms, err, errlen) ||
-        env_ms("KILN_AGENT_TIMEOUT_SEND_MS", &c->send_timeout_ms, err, errlen) ||
         env_ms("KILN_AGENT_TIMEOUT_GREETING_MS", &greeting, err, errlen) ||
         env_ms("KILN_AGENT_TIMEOUT_COMMAND_MS", &cmd, err, errlen) ||
         env_ms("KILN_AGENT_TIMEOUT_DATA_INIT_MS", &c->state_timeout_ms[SMTP_S_DATA], err, errlen) ||
@@ -536,11 +534,12 @@ static void flush_send(struct io_thread *t, struct conn *c)
     c->sending = c->sendq;
     c->sendq = tmp;
     buf_reset(&c->sendq);
-    struct io_uring_sqe *sqe = get_sqes(t, 2);
+    /* No linked timeout here: a recv with its deadline is always posted while the
+     * session waits for the server, and its expiry closes the socket, which ends a
+     * send stuck on a peer that stopped reading. One timer per exchange, not two. */
+    struct io_uring_sqe *sqe = get_sqes(t, 1);
     io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c->gen, c->idx));
-    sqe->flags |= IOSQE_IO_LINK;
-    link_timeout(t, c, &c->send_ts, t->e->cfg.send_timeout_ms);
     c->send_posted = true;
     c->inflight++;
 }

@@ -23,7 +23,6 @@ typedef struct engine_config {
     int64_t lease_margin_ms; /* no send starts closer than this to the lease end */
     int64_t connect_timeout_ms;
     int64_t tls_timeout_ms;
-    int64_t send_timeout_ms;
     int64_t state_timeout_ms[SMTP_S_COUNT]; /* waiting for a reply, per session state */
     int64_t dns_ttl_ms;
     shaping_cfg shaping; /* per host, all threads together */

@@ -96,8 +96,14 @@ static void settle(smtp_slot *slot, int status, const smtp_reply *r, const char 
         copy_detail(text, sizeof text, d, dlen);
         slot->code = r->code;
         snprintf(slot->enhanced, sizeof slot->enhanced, "%s", r->enhanced);
-        snprintf(slot->detail, sizeof slot->detail, "%s%s%s", prefix ? prefix : "",
-                 prefix ? ": " : "", text);
+        size_t k = 0;
+        if (prefix) {
+            k = strlen(prefix) < sizeof slot->detail - 3 ? strlen(prefix) : sizeof slot->detail - 3;
+            memcpy(slot->detail, prefix, k);
+            slot->detail[k++] = ':';
+            slot->detail[k++] = ' ';
+        }
+        copy_detail(slot->detail + k, sizeof slot->detail - k, text, strlen(text));
     } else {
         slot->code = 0;
         slot->enhanced[0] = '\0';

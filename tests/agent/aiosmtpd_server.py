@@ -18,12 +18,15 @@ p.add_argument("--key", required=True)
 p.add_argument("--user", default="anna@acme.test")
 p.add_argument("--password", default="secret")
 p.add_argument("--save-dir", default="")
+p.add_argument("--data-delay", type=float, default=0, help="seconds to wait before the DATA reply")
 args = p.parse_args()
 counter = itertools.count(1)
 
 
 class Saver:
     async def handle_DATA(self, server, session, envelope):
+        if args.data_delay:
+            await asyncio.sleep(args.data_delay)
         if args.save_dir:
             n = next(counter)
             with open(os.path.join(args.save_dir, "%d.eml" % n), "wb") as f:

@@ -17,6 +17,7 @@ p.add_argument("--reply", action="append", default=[])
 p.add_argument("--stall", default="")
 p.add_argument("--drop-in-data", action="store_true")
 p.add_argument("--fail-first", type=int, default=0)
+p.add_argument("--backlog", type=int, default=100)
 args = p.parse_args()
 
 replies = {"EHLO": None, "HELO": "250 script.test", "MAIL": "250 2.1.0 Ok",
@@ -98,7 +99,8 @@ async def handle(reader, writer):
 
 
 async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", args.port)
+    server = await asyncio.start_server(handle, "127.0.0.1", args.port,
+                                        backlog=args.backlog)
     print("READY", flush=True)
     async with server:
         await server.serve_forever()
