@@ -102,16 +102,22 @@ static const db_stmt Q_PAIRS = {
  * successive leases spread over all of it without sorting it. */
 #define CANDIDATE_SELECT                                                                           \
     "SELECT m.id, m.user_id, lower(split_part(m.address, '@', 2)), m.address, m.display_name, "    \
-    "c.day::text, coalesce(d.received, 0) FROM mailboxes m JOIN users u ON u.id = m.user_id "      \
+    "c.day::text FROM mailboxes m JOIN users u ON u.id = m.user_id "                               \
     "CROSS JOIN (SELECT kiln_now() AS now) k "                                                     \
     "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
-    "LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = c.day "                           \
     "WHERE m.state = 'active' AND m.deleted_at IS NULL AND u.state = 'active' "
 static const db_stmt Q_CANDIDATES = {
     "agent_candidates",
     "WITH b AS (SELECT floor(random() * (coalesce(max(id), 0) + 1))::bigint AS s FROM mailboxes) "
     "(" CANDIDATE_SELECT "AND m.id >= (SELECT s FROM b) ORDER BY m.id LIMIT $1) UNION ALL "
     "(" CANDIDATE_SELECT "AND m.id < (SELECT s FROM b) ORDER BY m.id LIMIT $1)"};
+/* The candidates' inbound counts on their local day, in candidate order. Read under
+ * the cap lock: only grants write mailbox_inbound, and only under that lock. */
+static const db_stmt Q_INBOUND = {
+    "agent_inbound",
+    "SELECT coalesce(i.received, 0) FROM unnest($1::bigint[], $2::date[]) WITH ORDINALITY "
+    "AS x (mb, day, ord) LEFT JOIN mailbox_inbound i ON i.mailbox_id = x.mb AND i.day = x.day "
+    "ORDER BY x.ord"};
 static const db_stmt Q_TEMPLATES = {"agent_templates",
                                     "SELECT subject, body FROM message_templates ORDER BY id"};
 static const db_stmt Q_TOPICS = {"agent_topics", "SELECT topic FROM message_topics ORDER BY id"};
@@ -123,7 +129,7 @@ static const db_stmt Q_NEW_LEASE = {
     "SELECT (SELECT id::text FROM l), nextval('sends_id_seq') FROM generate_series(1, $3)"};
 
 /* All writes of a grant in one statement: sends, the mailboxes' leasing rows, today's
- * in_flight and the recipients' received counters, the cap buckets. Upserts are
+ * in_flight, the recipients' inbound counters (mailbox_inbound), the cap buckets. Upserts are
  * ordered by key so concurrent transactions lock rows in one order. */
 static const db_stmt Q_GRANT = {
     "agent_grant",
@@ -135,14 +141,15 @@ static const db_stmt Q_GRANT = {
     "  next_at = to_timestamp(x.nx), leased_at = kiln_now() "
     "  FROM unnest($8::bigint[], $9::int[], $10::bigint[]) AS x (mb, n, nx) "
     "  WHERE ml.mailbox_id = x.mb), "
-    "dd AS (INSERT INTO mailbox_days (mailbox_id, day, in_flight, received) "
-    "  SELECT mb, day, sum(fl)::int, sum(rv)::int FROM ("
-    "    SELECT mb, day, 1 AS fl, 0 AS rv FROM unnest($3::bigint[], $5::date[]) AS a (mb, day) "
-    "    UNION ALL SELECT mb, day, 0, n FROM unnest($11::bigint[], $12::date[], $13::int[]) "
-    "    AS b (mb, day, n)) z GROUP BY 1, 2 ORDER BY 1, 2 "
+    "dd AS (INSERT INTO mailbox_days (mailbox_id, day, in_flight) "
+    "  SELECT mb, day, count(*)::int FROM unnest($3::bigint[], $5::date[]) AS a (mb, day) "
+    "  GROUP BY 1, 2 ORDER BY 1, 2 "
     "  ON CONFLICT (mailbox_id, day) DO UPDATE SET "
-    "  in_flight = mailbox_days.in_flight + excluded.in_flight, "
-    "  received = mailbox_days.received + excluded.received), "
+    "  in_flight = mailbox_days.in_flight + excluded.in_flight), "
+    "ib AS (INSERT INTO mailbox_inbound (mailbox_id, day, received) "
+    "  SELECT mb, day, n FROM unnest($11::bigint[], $12::date[], $13::int[]) AS b (mb, day, n) "
+    "  ORDER BY 1, 2 ON CONFLICT (mailbox_id, day) DO UPDATE SET "
+    "  received = mailbox_inbound.received + excluded.received), "
     "bk AS (INSERT INTO slot_buckets (user_id, width_s, at, n) "
     "  SELECT u, w, to_timestamp(a), n FROM unnest($14::bigint[], $15::int[], $16::bigint[], "
     "  $17::int[]) AS x (u, w, a, n) ORDER BY 2, 1, 3 "
@@ -178,15 +185,16 @@ static const db_stmt Q_REPORT_FENCE = {
 static const db_stmt Q_REPORT_APPLY = {
     "agent_report_apply",
     "WITH r AS (SELECT * FROM unnest($2::bigint[], $3::send_status[], $4::int[], $5::text[], "
-    "  $6::text[], $7::int[]) AS r (id, status, code, enh, detail, latency)), "
-    "prev AS (SELECT s.id, s.status AS old FROM sends s JOIN r ON r.id = s.id "
+    "  $6::text[], $7::int[], $9::text[]) AS r (id, status, code, enh, detail, latency, lb)), "
+    "prev AS (SELECT s.id, s.status AS old, r.status, r.code, r.enh, r.detail, r.latency, r.lb "
+    "  FROM sends s JOIN r ON r.id = s.id "
     "  WHERE s.lease_id = $1::uuid AND s.status IN ('leased', 'expired', 'cancelled') "
     "  ORDER BY s.id FOR UPDATE OF s), "
-    "upd AS (UPDATE sends s SET status = r.status, smtp_code = r.code, enhanced_code = r.enh, "
-    "  detail = r.detail, latency_ms = r.latency, reported_at = kiln_now() "
-    "  FROM r JOIN prev ON prev.id = r.id WHERE s.id = r.id "
-    "  RETURNING s.id, s.mailbox_id, s.day, s.status, prev.old, s.scheduled_at, s.latency_ms, "
-    "  s.detail), "
+    "upd AS (UPDATE sends s SET status = p.status, smtp_code = p.code, enhanced_code = p.enh, "
+    "  detail = p.detail, latency_ms = p.latency, reported_at = kiln_now() "
+    "  FROM prev p WHERE s.id = p.id "
+    "  RETURNING s.id, s.mailbox_id, s.day, s.status, p.old, s.scheduled_at, s.latency_ms, "
+    "  s.detail, p.lb), "
     "dd AS (INSERT INTO mailbox_days (mailbox_id, day, sent, failed, in_flight) "
     "  SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent', 'unknown')), "
     "  count(*) FILTER (WHERE status IN ('failed', 'auth', 'tls')), "
@@ -216,10 +224,7 @@ static const db_stmt Q_REPORT_APPLY = {
     "    SELECT 'sends' AS name, status::text AS label, 1::bigint AS v FROM upd "
     "    UNION ALL SELECT 'send_errors', status::text, 1 FROM upd "
     "      WHERE status IN ('deferred', 'failed', 'auth', 'tls', 'unknown') "
-    "    UNION ALL SELECT 'send_latency_bucket', coalesce((SELECT ($9::text[])[i] "
-    "      FROM generate_subscripts($10::float8[], 1) i "
-    "      WHERE upd.latency_ms / 1000.0 <= ($10::float8[])[i] ORDER BY i LIMIT 1), '+Inf'), 1 "
-    "      FROM upd WHERE latency_ms IS NOT NULL "
+    "    UNION ALL SELECT 'send_latency_bucket', lb, 1 FROM upd WHERE latency_ms IS NOT NULL "
     "    UNION ALL SELECT 'send_latency_sum_us', '', latency_ms::bigint * 1000 FROM upd "
     "      WHERE latency_ms IS NOT NULL) c "
     "  GROUP BY 1, 2 ORDER BY 1, 2 "
@@ -551,16 +556,12 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     }
     const char *senders_s = arr_done(rq, &senders), *users_s = arr_done(rq, &users);
 
-    /* From here to commit, leasers go one at a time: the cap buckets and the
-     * recipients' inbound counts are read and written as one step. */
-    if (!db_exec(rq->db, rq->pool, &Q_CAP_LOCK, 0, NULL))
-        return db_fail(rq, rs);
-    const char *bp[] = {users_s, http_i64(rq, ttl + 3600)};
-    PGresult *br = db_exec(rq->db, rq->pool, &Q_BUCKETS, 2, bp);
+    /* Pair history (the senders are locked by this transaction, so nobody adds to it),
+     * recipient candidates and content: read before the cap lock, in parallel with
+     * other leasers. Twice the slots is enough spread (each candidate takes several
+     * inbound per day). */
     const char *pp[] = {senders_s, http_i64(rq, cfg->pair_gap_days)};
     PGresult *pr = cfg->pair_gap_days > 0 ? db_exec(rq->db, rq->pool, &Q_PAIRS, 2, pp) : NULL;
-    /* Twice the slots is enough spread (each candidate takes several inbound per day)
-     * and halves the one remaining per-row time-zone query held under the lock. */
     int64_t ncand_want = max_sends * 2 < 200 ? 200 : max_sends * 2;
     if (ncand_want > 20000)
         ncand_want = 20000;
@@ -568,19 +569,35 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     PGresult *cr = db_exec(rq->db, rq->pool, &Q_CANDIDATES, 1, cp);
     PGresult *tr = db_exec(rq->db, rq->pool, &Q_TEMPLATES, 0, NULL);
     PGresult *topr = db_exec(rq->db, rq->pool, &Q_TOPICS, 0, NULL);
-    if (!br || (cfg->pair_gap_days > 0 && !pr) || !cr || !tr || !topr)
+    if ((cfg->pair_gap_days > 0 && !pr) || !cr || !tr || !topr)
         return db_fail(rq, rs);
-
     size_t ncand = (size_t)PQntuples(cr);
     if ((int64_t)ncand > ncand_want)
         ncand = (size_t)ncand_want;
     lease_candidate *cands = arena_calloc(rq->pool, (ncand + 1) * sizeof *cands);
+    pgarr cand_ids, cand_days;
+    arr_open(&cand_ids);
+    arr_open(&cand_days);
     for (size_t i = 0; i < ncand; i++) {
         cands[i].id = col_i64(cr, (int)i, 0);
         cands[i].user_id = col_i64(cr, (int)i, 1);
         cands[i].domain = PQgetvalue(cr, (int)i, 2);
-        cands[i].received = col_i64(cr, (int)i, 6);
+        arr_i64(&cand_ids, cands[i].id);
+        arr_str(&cand_days, PQgetvalue(cr, (int)i, 5));
     }
+
+    /* From here to commit, leasers go one at a time: the cap buckets and the
+     * recipients' inbound counts are read, planned against and written as one step. */
+    if (!db_exec(rq->db, rq->pool, &Q_CAP_LOCK, 0, NULL))
+        return db_fail(rq, rs);
+    const char *bp[] = {users_s, http_i64(rq, ttl + 3600)};
+    PGresult *br = db_exec(rq->db, rq->pool, &Q_BUCKETS, 2, bp);
+    const char *ip[] = {arr_done(rq, &cand_ids), arr_done(rq, &cand_days)};
+    PGresult *ir = db_exec(rq->db, rq->pool, &Q_INBOUND, 2, ip);
+    if (!br || !ir || (size_t)PQntuples(ir) < ncand)
+        return db_fail(rq, rs);
+    for (size_t i = 0; i < ncand; i++)
+        cands[i].received = col_i64(ir, (int)i, 0);
     lease_limits lim = {
         .now_s = now_s,
         .horizon_end_s = now_s + ttl,
@@ -659,10 +676,8 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
         return db_fail(rq, rs);
     const char *lease_id = PQgetvalue(lr, 0, 0);
 
-    /* Content and message ids per slot, then the batched write. */
-    int nt = PQntuples(tr), ntop = PQntuples(topr);
-    const char **subj = arena_alloc(rq->pool, (size_t)total * sizeof *subj);
-    const char **body = arena_alloc(rq->pool, (size_t)total * sizeof *body);
+    /* Message ids per slot, then the batched write; subjects and bodies are only in
+     * the answer, so they are rendered after the commit, outside the cap lock. */
     const char **mids = arena_alloc(rq->pool, (size_t)total * sizeof *mids);
     pgarr a_id, a_mb, a_rc, a_day, a_at, a_mid, a_mlmb, a_mln, a_mlnx;
     pgarr *all[] = {&a_id, &a_mb, &a_rc, &a_day, &a_at, &a_mid, &a_mlmb, &a_mln, &a_mlnx};
@@ -671,18 +686,9 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     int k = 0;
     for (int gi = 0; gi < ng; gi++) {
         granted *g = &gs[gi];
-        const char *from = first_name(rq, PQgetvalue(er, g->row, 3), PQgetvalue(er, g->row, 2));
         for (int s = 0; s < g->nslots; s++, k++) {
             int64_t send_id = col_i64(lr, k, 1);
             const lease_candidate *c = &cands[g->slots[s].candidate];
-            int ci = g->slots[s].candidate;
-            const char *to = first_name(rq, PQgetvalue(cr, ci, 4), PQgetvalue(cr, ci, 3));
-            const char *topic = ntop ? PQgetvalue(topr, (int)random_range(0, ntop - 1), 0) : "";
-            int ti = nt ? (int)random_range(0, nt - 1) : -1;
-            subj[k] =
-                ti >= 0 ? render(rq, PQgetvalue(tr, ti, 0), from, to, g->weekday, topic) : "Hello";
-            body[k] =
-                ti >= 0 ? render(rq, PQgetvalue(tr, ti, 1), from, to, g->weekday, topic) : "Hello";
             unsigned char rnd[8];
             char hex[17];
             random_bytes(rnd, sizeof rnd);
@@ -747,6 +753,7 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     if (!db_commit(rq->db))
         return db_fail(rq, rs);
 
+    int nt = PQntuples(tr), ntop = PQntuples(topr);
     yajl_gen g = http_json(rs, 200);
     json_obj_open(g);
     json_kv_s(g, "lease_id", lease_id);
@@ -789,14 +796,23 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
         buf_free(&secret);
         json_key(g, "sends");
         json_arr_open(g);
+        const char *from = first_name(rq, PQgetvalue(er, row, 3), PQgetvalue(er, row, 2));
         for (int s = 0; s < gr->nslots; s++, k++) {
             const lease_slot *sl = &gr->slots[s];
+            int ci = sl->candidate;
+            const char *to = first_name(rq, PQgetvalue(cr, ci, 4), PQgetvalue(cr, ci, 3));
+            const char *topic = ntop ? PQgetvalue(topr, (int)random_range(0, ntop - 1), 0) : "";
+            int ti = nt ? (int)random_range(0, nt - 1) : -1;
+            const char *subj =
+                ti >= 0 ? render(rq, PQgetvalue(tr, ti, 0), from, to, gr->weekday, topic) : "Hello";
+            const char *body =
+                ti >= 0 ? render(rq, PQgetvalue(tr, ti, 1), from, to, gr->weekday, topic) : "Hello";
             json_obj_open(g);
             json_kv_i(g, "id", col_i64(lr, k, 1));
             json_kv_i(g, "not_before_s", sl->at_s > now_s ? sl->at_s - now_s : 0);
             json_kv_s(g, "to", PQgetvalue(cr, sl->candidate, 3));
-            json_kv_s(g, "subject", subj[k]);
-            json_kv_s(g, "body", body[k]);
+            json_kv_s(g, "subject", subj);
+            json_kv_s(g, "body", body);
             json_kv_s(g, "message_id", mids[k]);
             json_obj_close(g);
         }
@@ -914,10 +930,37 @@ static bool parse_results(http_req *rq, http_resp *rs, yajl_val arr, result_in *
     return true;
 }
 
+/* The send_latency histogram labels ("%g" of each bound, as kiln_send_latency_seconds
+ * exposes them): a result's bucket is picked here, not by a per-row subquery in SQL. */
+typedef struct latency_labels {
+    char bound[SEND_LATENCY_BUCKETS][32];
+} latency_labels;
+
+static void latency_labels_init(latency_labels *l)
+{
+    for (int i = 0; i < SEND_LATENCY_BUCKETS; i++)
+        snprintf(l->bound[i], sizeof l->bound[i], "%g", send_latency_buckets[i]);
+}
+
+static const char *latency_label(const latency_labels *l, int64_t latency_ms)
+{
+    int b =
+        histogram_bucket(send_latency_buckets, SEND_LATENCY_BUCKETS, (double)latency_ms / 1000.0);
+    return b < SEND_LATENCY_BUCKETS ? l->bound[b] : "+Inf";
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int report_tx(http_req *rq, http_resp *rs, const char *lease_id, result_in *res, int n)
 {
-    pgarr ids, st, code, enh, det, lat;
-    pgarr *all[] = {&ids, &st, &code, &enh, &det, &lat};
+    latency_labels labels;
+    latency_labels_init(&labels);
+    pgarr ids, st, code, enh, det, lat, lb;
+    pgarr *all[] = {&ids, &st, &code, &enh, &det, &lat, &lb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         arr_open(all[i]);
     pgarr fence;
@@ -934,15 +977,18 @@ static int report_tx(http_req *rq, http_resp *rs, const char *lease_id, result_i
             arr_null(&code);
         arr_str(&enh, res[i].enhanced);
         arr_str(&det, res[i].detail);
-        if (res[i].has_latency)
+        if (res[i].has_latency) {
             arr_i64(&lat, res[i].latency_ms);
-        else
+            arr_str(&lb, latency_label(&labels, res[i].latency_ms));
+        } else {
             arr_null(&lat);
+            arr_null(&lb);
+        }
     }
     const char *fence_s = arr_done(rq, &fence);
     const char *ids_s = arr_done(rq, &ids), *st_s = arr_done(rq, &st),
                *code_s = arr_done(rq, &code), *enh_s = arr_done(rq, &enh),
-               *det_s = arr_done(rq, &det), *lat_s = arr_done(rq, &lat);
+               *det_s = arr_done(rq, &det), *lat_s = arr_done(rq, &lat), *lb_s = arr_done(rq, &lb);
     if (!db_begin(rq->db))
         return db_fail(rq, rs);
     const char *fp[] = {lease_id, fence_s};
@@ -960,27 +1006,10 @@ static int report_tx(http_req *rq, http_resp *rs, const char *lease_id, result_i
             return TX_FAILED;
         }
     }
-    pgarr labels, bounds;
-    arr_open(&labels);
-    arr_open(&bounds);
-    for (int i = 0; i < SEND_LATENCY_BUCKETS; i++) {
-        char l[32];
-        snprintf(l, sizeof l, "%g", send_latency_buckets[i]);
-        arr_str(&labels, l);
-        arr_sep(&bounds);
-        buf_printf(&bounds.b, "%.17g", send_latency_buckets[i]);
-    }
-    const char *ap[] = {lease_id,
-                        ids_s,
-                        st_s,
-                        code_s,
-                        enh_s,
-                        det_s,
-                        lat_s,
-                        http_i64(rq, random_range(0, 15)),
-                        arr_done(rq, &labels),
-                        arr_done(rq, &bounds)};
-    PGresult *ar = db_exec(rq->db, rq->pool, &Q_REPORT_APPLY, 10, ap);
+    const char *ap[] = {lease_id, ids_s, st_s,  code_s,
+                        enh_s,    det_s, lat_s, http_i64(rq, random_range(0, 15)),
+                        lb_s};
+    PGresult *ar = db_exec(rq->db, rq->pool, &Q_REPORT_APPLY, 9, ap);
     if (!ar)
         return db_fail(rq, rs);
     if (PQntuples(ar) > 0 && strcmp(PQgetvalue(ar, 0, 1), "{}") != 0) {
@@ -994,6 +1023,8 @@ static int report_tx(http_req *rq, http_resp *rs, const char *lease_id, result_i
     int64_t *applied_ids = arena_alloc(rq->pool, (size_t)(applied + 1) * sizeof *applied_ids);
     for (int i = 0; i < applied; i++)
         applied_ids[i] = col_i64(ar, i, 0);
+    if (applied > 1)
+        qsort(applied_ids, (size_t)applied, sizeof *applied_ids, cmp_i64);
     yajl_gen g = http_json(rs, 200);
     json_obj_open(g);
     json_kv_s(g, "lease_id", lease_id);
@@ -1003,10 +1034,9 @@ static int report_tx(http_req *rq, http_resp *rs, const char *lease_id, result_i
     json_key(g, "results");
     json_arr_open(g);
     for (int i = 0; i < n; i++) {
-        bool was_applied = false;
-        for (int j = 0; j < applied && !res[i].dup_in_batch; j++)
-            if (applied_ids[j] == res[i].send_id)
-                was_applied = true;
+        bool was_applied =
+            !res[i].dup_in_batch && applied > 0 &&
+            bsearch(&res[i].send_id, applied_ids, (size_t)applied, sizeof *applied_ids, cmp_i64);
         json_obj_open(g);
         json_kv_i(g, "send_id", res[i].send_id);
         json_kv_s(g, "outcome", was_applied ? "applied" : "duplicate");

@@ -21,6 +21,7 @@ def state():
     return psql("""SELECT (SELECT count(*) FROM sends), (SELECT count(*) FROM leases),
         (SELECT string_agg(status::text || coalesce(smtp_code::text, ''), ',' ORDER BY id) FROM sends),
         (SELECT coalesce(sum(sent + failed + in_flight + received), 0) FROM mailbox_days),
+        (SELECT coalesce(sum(received), 0) FROM mailbox_inbound),
         (SELECT string_agg(state::text, ',' ORDER BY id) FROM mailboxes),
         (SELECT string_agg(coalesce(expires_at::text, '') || coalesce(ended_at::text, ''), ','
                 ORDER BY id) FROM leases),
