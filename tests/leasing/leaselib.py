@@ -55,3 +55,12 @@ def invariants():
         (SELECT count(*) FROM sends s WHERE s.lease_id = ml.lease_id
          AND s.mailbox_id = ml.mailbox_id AND s.status = 'leased')""")
     check(not bad, "mailbox_leasing.pending disagrees with sends: %r" % bad[:5])
+    # sends carry no foreign keys (migration 007): the grant is their only writer and
+    # must only ever reference rows that exist.
+    bad = psql("""SELECT s.id FROM sends s
+        WHERE NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = s.mailbox_id)
+           OR (s.recipient_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = s.recipient_id))
+           OR (s.lease_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.id = s.lease_id)) LIMIT 5""")
+    check(not bad, "sends referencing a missing mailbox or lease: %r" % bad)
