@@ -663,7 +663,11 @@ static void conn_after_session(struct io_thread *t, struct conn *c, int ev)
         } else {
             buf_append(&c->sendq, out->data, out->len);
         }
-        buf_reset(out);
+        /* a message payload passed through: give its memory back now */
+        if (out->cap > 1024)
+            buf_free(out);
+        else
+            buf_reset(out);
     }
     if (ev & SMTP_EV_STARTTLS) {
         char err[160];
@@ -900,6 +904,8 @@ static void on_send(struct io_thread *t, struct conn *c, int res)
         c->sendq = c->sending;
         c->sending = tmp;
     }
+    if (!c->sending.len && c->sending.cap > 1024)
+        buf_free(&c->sending);
     if (c->close_after_send && !c->sendq.len) {
         conn_close(t, c);
         return;

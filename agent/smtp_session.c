@@ -465,9 +465,10 @@ static int events_of(smtp_session *s)
 int smtp_session_feed(smtp_session *s, const char *data, size_t n, int64_t now_ms)
 {
     size_t off = 0;
+    smtp_reply reply; /* on the stack: sessions stay small when thousands are open */
     while (off < n && s->state != SMTP_S_DONE && s->state != SMTP_S_TLS_WAIT) {
         size_t used = 0;
-        int rc = smtp_reply_feed(&s->parser, data + off, n - off, &used, &s->reply);
+        int rc = smtp_reply_feed(&s->parser, data + off, n - off, &used, &reply);
         off += used;
         if (rc == SMTP_REPLY_ERROR) {
             char why[120];
@@ -478,7 +479,7 @@ int smtp_session_feed(smtp_session *s, const char *data, size_t n, int64_t now_m
         }
         if (rc == SMTP_REPLY_NEED_MORE)
             break;
-        on_reply(s, &s->reply, now_ms);
+        on_reply(s, &reply, now_ms);
     }
     return events_of(s);
 }

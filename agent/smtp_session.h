@@ -96,7 +96,6 @@ typedef struct smtp_session {
     bool auth_retry_sent;
     smtp_caps caps;
     smtp_reply_parser parser;
-    smtp_reply reply;
     buf out;
 } smtp_session;
 

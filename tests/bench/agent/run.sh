@@ -130,7 +130,7 @@ print("  ratio: rate kiln/nodemailer = %.2fx, cpu/msg nodemailer/kiln = %.1fx (t
 PYEOF
 fi
 
-echo "== memory: kiln-agent with sessions held open at DATA (server waits 4 s before its DATA reply)"
+echo "== memory: kiln-agent with every session held open by the server (RSS sampled 2.5 s in)"
 # rss_run label file n: runs the agent, samples its RSS and open sessions 2.5 s in
 rss_run() {
     local label=$1 file=$2 n=$3 port=$4
