@@ -33,8 +33,9 @@ for path in ("/api/mailboxes/%d" % mb["id"], "/api/mailboxes", "/api/warmup/mail
              "/api/warmup/quota"):
     r = admin("GET", path)
     check(r.status == 200 and password not in r.raw, "GET %s must not reveal the secret" % path)
-stored = psql("SELECT encode(smtp_secret, 'escape') FROM mailboxes WHERE id = %d" % mb["id"])[0]
-check(password not in stored and len(stored) > len(password), "secret must be encrypted at rest")
+stored = psql("SELECT encode(smtp_secret, 'hex') FROM mailboxes WHERE id = %d" % mb["id"])[0]
+check(password.encode().hex() not in stored and len(stored) // 2 >= len(password) + 30,
+      "secret must be sealed at rest (AES-GCM: nonce + ciphertext + tag), got %s" % stored)
 ok("test_mailbox_secret_is_sealed_and_never_returned")
 
 expect_error(admin("POST", "/api/mailboxes", mailbox_body(user["id"], "anna@ACME.test")), 409,
