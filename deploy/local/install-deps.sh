@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake pkg-config clang libclang-rt-14-dev
+  build-essential cmake pkg-config clang clang-tidy clang-format libclang-rt-14-dev
   libpq-dev libfcgi-dev libyajl-dev liburing-dev libssl-dev
   libcurl4-openssl-dev libc-ares-dev libcmocka-dev
   postgresql postgresql-contrib nginx-light
