@@ -114,7 +114,7 @@ static int parse_send(yajl_val v, job_send *s, const char *where, char *err, siz
     }
     yajl_val nb = json_get(v, "not_before_s");
     s->not_before_s = 0;
-    if (nb && !YAJL_IS_NULL(nb) && !json_int(nb, 0, 7 * 86400, &s->not_before_s)) {
+    if (nb && !YAJL_IS_NULL(nb) && !json_int(nb, 0, (int64_t)7 * 86400, &s->not_before_s)) {
         snprintf(err, errlen, "%s.not_before_s: must be an integer in [0, 604800]", where);
         return -1;
     }
@@ -236,7 +236,7 @@ int jobs_parse(const char *data, size_t n, job_lease **out, char *err, size_t er
         goto fail;
     yajl_val ttl = json_get(root, "ttl_s");
     l->ttl_s = 600;
-    if (ttl && !json_int(ttl, 1, 7 * 86400, &l->ttl_s)) {
+    if (ttl && !json_int(ttl, 1, (int64_t)7 * 86400, &l->ttl_s)) {
         snprintf(err, errlen, "ttl_s: must be an integer in [1, 604800]");
         goto fail;
     }
@@ -245,7 +245,9 @@ int jobs_parse(const char *data, size_t n, job_lease **out, char *err, size_t er
         snprintf(err, errlen, "mailboxes: missing (an array is required)");
         goto fail;
     }
-    l->mailboxes = xcalloc(mbs->u.array.len ? mbs->u.array.len : 1, sizeof *l->mailboxes);
+    /* an array of pointers: sizeof a pointer is meant */
+    l->mailboxes = xcalloc(mbs->u.array.len ? mbs->u.array.len : 1,
+                           sizeof *l->mailboxes); // NOLINT(bugprone-sizeof-expression)
     for (size_t i = 0; i < mbs->u.array.len; i++) {
         char where[48];
         snprintf(where, sizeof where, "mailboxes[%zu]", i);

@@ -169,7 +169,7 @@ int resolver_lookup(resolver *r, const char *host, int port, int notify_fd, int6
     int result;
     pthread_mutex_lock(&r->mu);
     struct entry *e = r->entries;
-    while (e && strcmp(e->host, host))
+    while (e && strcmp(e->host, host) != 0)
         e = e->next;
     if (e && !e->pending && e->expires_ms > now_ms) {
         if (e->gai_error == 0) {

@@ -20,7 +20,8 @@ static void base64_append(const unsigned char *in, size_t n, buf *out)
         if (i + 2 < n)
             v |= in[i + 2];
         char q[4] = {b64chars[(v >> 18) & 63], b64chars[(v >> 12) & 63],
-                     i + 1 < n ? b64chars[(v >> 6) & 63] : '=', i + 2 < n ? b64chars[v & 63] : '='};
+                     (char)(i + 1 < n ? b64chars[(v >> 6) & 63] : '='),
+                     (char)(i + 2 < n ? b64chars[v & 63] : '=')};
         buf_append(out, q, 4);
     }
 }
@@ -252,7 +253,6 @@ void smtp_dot_stuff(const char *data, size_t n, buf *out)
         buf_append(out, data + i, j - i);
         if (j == n) {
             bol = false;
-            i = j;
             break;
         }
         if (data[j] == '\r' && j + 1 < n && data[j + 1] == '\n')
