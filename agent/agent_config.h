@@ -1,0 +1,56 @@
+/* kiln-agent run configuration: KEY=VALUE lines from /etc/kiln/agent.conf (or --config),
+ * overridden by the same KILN_* variables in the environment, checked once with a
+ * message naming the key. Reloaded on SIGHUP (what the engine already uses needs a
+ * restart; the lease loop's knobs and the log level apply at once). */
+#ifndef KILN_AGENT_CONFIG_H
+#define KILN_AGENT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define AGENT_CONFIG_DEFAULT_PATH "/etc/kiln/agent.conf"
+
+typedef struct agent_config {
+    char api_url[512];      /* KILN_API_URL */
+    char token_file[1024];  /* KILN_AGENT_TOKEN_FILE */
+    char token[512];        /* read from token_file (whitespace trimmed) */
+    char ca_file[1024];     /* KILN_API_CA_FILE; empty = system store */
+    char name[101];         /* KILN_AGENT_NAME; default: host name */
+    char spool_dir[1024];   /* KILN_AGENT_SPOOL_DIR */
+    char log_level[16];     /* KILN_LOG_LEVEL */
+    int concurrency;        /* KILN_AGENT_CONCURRENCY: SMTP sessions at once */
+    int threads;            /* KILN_AGENT_THREADS: 0 = one per core */
+    int metrics_port;       /* KILN_AGENT_METRICS_PORT: 0 = off */
+    int max_outstanding;    /* KILN_AGENT_MAX_OUTSTANDING: slots held at once; 0 = auto */
+    int session_s;          /* KILN_AGENT_SESSION_S: expected seconds per SMTP session */
+    int heartbeat_s;        /* KILN_AGENT_HEARTBEAT_S: 0 = a third of the lease ttl */
+    int report_batch;       /* KILN_AGENT_REPORT_BATCH: results per report call */
+    int report_interval_ms; /* KILN_AGENT_REPORT_INTERVAL_MS: oldest result waits at most */
+    int lease_idle_max_s;   /* KILN_AGENT_LEASE_IDLE_MAX_S: cap on the server's retry_after_s */
+    int drain_timeout_s;    /* KILN_AGENT_DRAIN_TIMEOUT_S: SIGTERM waits this for sessions */
+    int http_timeout_s;     /* KILN_AGENT_HTTP_TIMEOUT_S: one control-plane call */
+    int http_attempts;      /* KILN_AGENT_HTTP_ATTEMPTS: tries of one call */
+    int spool_compact_kb;   /* KILN_AGENT_SPOOL_COMPACT_KB: rewrite threshold */
+    int intent_batch_us;    /* KILN_AGENT_INTENT_BATCH_US: gather intents this long */
+} agent_config;
+
+/* A lookup of KEY in the environment (getenv, or a table in tests). */
+typedef const char *(*agent_env_fn)(const char *key);
+
+/* Defaults, then the file text's KEY=VALUE lines, then env. Reads the token file.
+ * 0, or -1 with a plain-words reason naming the key or line. */
+int agent_config_parse(agent_config *c, const char *text, size_t n, agent_env_fn env, char *err,
+                       size_t errlen);
+/* agent_config_parse on a file; a missing file is fine unless required (--config). */
+int agent_config_load(agent_config *c, const char *path, bool required, char *err, size_t errlen);
+/* Calls fn for every KEY=VALUE of the file text the environment does not already set,
+ * so that KILN_AGENT_* engine knobs given in the file reach engine_config_from_env.
+ * Only before any thread starts (setenv is not thread-safe). */
+void agent_config_export(const char *text, size_t n, agent_env_fn env,
+                         void (*fn)(const char *key, const char *val));
+/* Reads a whole (small) file into a NUL-terminated malloc'd string; NULL with errno. */
+char *agent_config_read_file(const char *path, size_t *n);
+/* True for http://127.0.0.1, http://localhost, http://[::1] (any port, any path). */
+bool agent_config_url_loopback(const char *url);
+
+#endif

@@ -1,0 +1,719 @@
+/* The report spool (see spool.h). File format, little-endian:
+ *   record  = magic u32 "KSP1" | payload length u32 | CRC-32 of the payload u32 | payload
+ *   payload = type u8 | lease id (u8 len + bytes) | send id i64 | mailbox id i64 |
+ *             status (u8 len + bytes) | smtp code i32 | enhanced (u8 len + bytes) |
+ *             detail (u8 len + bytes) | latency ms i64 | attempts i32
+ * Replay reads every record it can verify; a bad record is skipped by scanning for the
+ * next magic whose CRC holds, and whatever follows the last good record (a torn write)
+ * is cut off so that new records never land after garbage. */
+#include "spool.h"
+
+#include "buf.h"
+#include "log.h"
+#include "xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SPOOL_MAGIC 0x3150534bu /* "KSP1" read as little-endian u32 */
+#define HEADER_LEN 12u
+#define PAYLOAD_MAX 1024u
+
+enum send_state { ST_EMPTY = 0, ST_INTENT, ST_OUTCOME, ST_ACKED };
+
+/* send id -> state, open addressing; acknowledged entries stay until compaction
+ * rebuilds the table with live ones only. */
+struct state_map {
+    int64_t *keys;
+    uint8_t *vals;
+    size_t cap, used, live;
+};
+
+struct spool {
+    char path[4096], tmp_path[4096], dir[4096];
+    int fd, lock_fd;
+    pthread_mutex_t mu;       /* pending, map, leases, seq */
+    pthread_mutex_t flush_mu; /* the file: one writer at a time */
+    buf pending;              /* appended, not yet written */
+    buf flushing;             /* taken from pending, write in progress or failed */
+    uint64_t seq;             /* last appended */
+    uint64_t flushing_seq;
+    _Atomic uint64_t durable_seq;
+    size_t file_bytes;
+    struct state_map map;
+    char (*leases)[SPOOL_LEASE_ID_MAX + 1];
+    size_t nleases, leases_cap;
+};
+
+/* ---- CRC-32 ---- */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t spool_crc32(uint32_t crc, const void *data, size_t n)
+{
+    pthread_once(&crc_once, crc_init);
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++)
+        crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ---- encoding ---- */
+
+static void put_u32(buf *b, uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    buf_append(b, x, 4);
+}
+
+static void put_u64(buf *b, uint64_t v)
+{
+    put_u32(b, (uint32_t)v);
+    put_u32(b, (uint32_t)(v >> 32));
+}
+
+static void put_str(buf *b, const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    buf_putc(b, (char)(unsigned char)n);
+    buf_append(b, s, n);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void encode(buf *out, const spool_record *r)
+{
+    buf payload = BUF_INIT;
+    buf_putc(&payload, (char)r->type);
+    put_str(&payload, r->lease_id, SPOOL_LEASE_ID_MAX);
+    put_u64(&payload, (uint64_t)r->send_id);
+    put_u64(&payload, (uint64_t)r->mailbox_id);
+    put_str(&payload, r->status, sizeof r->status - 1);
+    put_u32(&payload, (uint32_t)r->smtp_code);
+    put_str(&payload, r->enhanced, sizeof r->enhanced - 1);
+    put_str(&payload, r->detail, sizeof r->detail - 1);
+    put_u64(&payload, (uint64_t)r->latency_ms);
+    put_u32(&payload, (uint32_t)r->attempts);
+    put_u32(out, SPOOL_MAGIC);
+    put_u32(out, (uint32_t)payload.len);
+    put_u32(out, spool_crc32(0, payload.data, payload.len));
+    buf_append(out, payload.data, payload.len);
+    buf_free(&payload);
+}
+
+struct reader {
+    const unsigned char *p;
+    size_t n, off;
+    bool bad;
+};
+
+static const unsigned char *take(struct reader *rd, size_t k)
+{
+    if (rd->bad || rd->n - rd->off < k) {
+        rd->bad = true;
+        return NULL;
+    }
+    const unsigned char *p = rd->p + rd->off;
+    rd->off += k;
+    return p;
+}
+
+static uint64_t take_u64(struct reader *rd)
+{
+    const unsigned char *p = take(rd, 8);
+    return p ? (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32 : 0;
+}
+
+static uint32_t take_u32(struct reader *rd)
+{
+    const unsigned char *p = take(rd, 4);
+    return p ? get_u32(p) : 0;
+}
+
+static void take_str(struct reader *rd, char *out, size_t outlen)
+{
+    const unsigned char *lp = take(rd, 1);
+    size_t n = lp ? *lp : 0;
+    const unsigned char *s = take(rd, n);
+    if (!s || n >= outlen) {
+        rd->bad = true;
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+static bool decode(const unsigned char *p, size_t n, spool_record *r)
+{
+    struct reader rd = {p, n, 0, false};
+    memset(r, 0, sizeof *r);
+    const unsigned char *t = take(&rd, 1);
+    r->type = t ? *t : 0;
+    take_str(&rd, r->lease_id, sizeof r->lease_id);
+    r->send_id = (int64_t)take_u64(&rd);
+    r->mailbox_id = (int64_t)take_u64(&rd);
+    take_str(&rd, r->status, sizeof r->status);
+    r->smtp_code = (int)take_u32(&rd);
+    take_str(&rd, r->enhanced, sizeof r->enhanced);
+    take_str(&rd, r->detail, sizeof r->detail);
+    r->latency_ms = (int64_t)take_u64(&rd);
+    r->attempts = (int)take_u32(&rd);
+    return !rd.bad && rd.off == n && r->type >= SPOOL_LEASE && r->type <= SPOOL_RELEASED;
+}
+
+/* A verified record at data[off]? Sets its total length. */
+static bool record_at(const unsigned char *data, size_t n, size_t off, spool_record *r, size_t *len)
+{
+    if (n - off < HEADER_LEN || get_u32(data + off) != SPOOL_MAGIC)
+        return false;
+    uint32_t plen = get_u32(data + off + 4);
+    if (plen == 0 || plen > PAYLOAD_MAX || n - off - HEADER_LEN < plen)
+        return false;
+    if (spool_crc32(0, data + off + HEADER_LEN, plen) != get_u32(data + off + 8))
+        return false;
+    if (!decode(data + off + HEADER_LEN, plen, r))
+        return false;
+    *len = HEADER_LEN + plen;
+    return true;
+}
+
+typedef void (*record_fn)(void *arg, const spool_record *r, const unsigned char *raw, size_t len);
+
+/* Calls fn for every good record; returns the end of the last good one. */
+static size_t scan(const unsigned char *data, size_t n, record_fn fn, void *arg, size_t *good,
+                   size_t *bad)
+{
+    size_t off = 0, end = 0;
+    bool in_bad = false;
+    while (off < n) {
+        spool_record r;
+        size_t len;
+        if (record_at(data, n, off, &r, &len)) {
+            if (in_bad)
+                (*bad)++;
+            in_bad = false;
+            fn(arg, &r, data + off, len);
+            (*good)++;
+            off += len;
+            end = off;
+            continue;
+        }
+        in_bad = true;
+        off++; /* resynchronise on the next magic whose CRC holds */
+    }
+    return end;
+}
+
+/* ---- state map ---- */
+
+static size_t map_slot(const struct state_map *m, int64_t key)
+{
+    uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ull;
+    size_t i = (size_t)(h >> 17) & (m->cap - 1);
+    while (m->vals[i] != ST_EMPTY && m->keys[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static void map_grow(struct state_map *m)
+{
+    struct state_map old = *m;
+    m->cap = old.cap ? old.cap * 2 : 1024;
+    m->keys = xcalloc(m->cap, sizeof *m->keys);
+    m->vals = xcalloc(m->cap, sizeof *m->vals);
+    m->used = 0;
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.vals[i] != ST_EMPTY) {
+            size_t j = map_slot(m, old.keys[i]);
+            m->keys[j] = old.keys[i];
+            m->vals[j] = old.vals[i];
+            m->used++;
+        }
+    free(old.keys);
+    free(old.vals);
+}
+
+static uint8_t map_get(const struct state_map *m, int64_t key)
+{
+    return m->cap ? m->vals[map_slot(m, key)] : ST_EMPTY;
+}
+
+static void map_set(struct state_map *m, int64_t key, uint8_t val)
+{
+    if ((m->used + 1) * 4 > m->cap * 3)
+        map_grow(m);
+    size_t i = map_slot(m, key);
+    uint8_t was = m->vals[i];
+    if (was == ST_EMPTY) {
+        m->keys[i] = key;
+        m->used++;
+    }
+    bool live_before = was == ST_INTENT || was == ST_OUTCOME;
+    bool live_after = val == ST_INTENT || val == ST_OUTCOME;
+    m->live += (size_t)live_after - (size_t)live_before;
+    m->vals[i] = val;
+}
+
+static void map_free(struct state_map *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+static ssize_t lease_find(const spool *sp, const char *id)
+{
+    for (size_t i = 0; i < sp->nleases; i++)
+        if (!strcmp(sp->leases[i], id))
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Applies a record to the live state; the caller holds mu (or is alone). */
+static void apply(spool *sp, const spool_record *r)
+{
+    uint8_t st = r->type == SPOOL_INTENT || r->type == SPOOL_OUTCOME || r->type == SPOOL_ACK
+                     ? map_get(&sp->map, r->send_id)
+                     : ST_EMPTY;
+    switch (r->type) {
+    case SPOOL_LEASE:
+        if (lease_find(sp, r->lease_id) < 0) {
+            if (sp->nleases == sp->leases_cap) {
+                sp->leases_cap = sp->leases_cap ? sp->leases_cap * 2 : 16;
+                sp->leases = xrealloc(sp->leases, sp->leases_cap * sizeof *sp->leases);
+            }
+            snprintf(sp->leases[sp->nleases++], SPOOL_LEASE_ID_MAX + 1, "%s", r->lease_id);
+        }
+        break;
+    case SPOOL_RELEASED: {
+        ssize_t i = lease_find(sp, r->lease_id);
+        if (i >= 0)
+            memcpy(sp->leases[i], sp->leases[--sp->nleases], sizeof sp->leases[0]);
+        break;
+    }
+    case SPOOL_INTENT:
+        if (st == ST_EMPTY || st == ST_INTENT)
+            map_set(&sp->map, r->send_id, ST_INTENT);
+        break;
+    case SPOOL_OUTCOME:
+        if (st != ST_ACKED)
+            map_set(&sp->map, r->send_id, ST_OUTCOME);
+        break;
+    case SPOOL_ACK:
+        map_set(&sp->map, r->send_id, ST_ACKED);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Should this record survive a compaction? */
+static bool record_live(const spool *sp, const spool_record *r)
+{
+    switch (r->type) {
+    case SPOOL_LEASE:
+        return lease_find(sp, r->lease_id) >= 0;
+    case SPOOL_INTENT:
+        return map_get(&sp->map, r->send_id) == ST_INTENT;
+    case SPOOL_OUTCOME:
+        return map_get(&sp->map, r->send_id) == ST_OUTCOME;
+    default:
+        return false;
+    }
+}
+
+/* ---- file I/O ---- */
+
+static int read_all(int fd, buf *out)
+{
+    char chunk[65536];
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, chunk, sizeof chunk, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+        buf_append(out, chunk, (size_t)n);
+        off += n;
+    }
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    int rc = fsync(dfd);
+    close(dfd);
+    return rc;
+}
+
+struct replay_ctx {
+    spool *sp;
+    spool_record *all;
+    size_t n, cap;
+};
+
+static void replay_collect(void *arg, const spool_record *r, const unsigned char *raw, size_t len)
+{
+    (void)raw;
+    (void)len;
+    struct replay_ctx *c = arg;
+    apply(c->sp, r);
+    if (r->type != SPOOL_INTENT && r->type != SPOOL_OUTCOME)
+        return;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        c->all = xrealloc(c->all, c->cap * sizeof *c->all);
+    }
+    c->all[c->n++] = *r;
+}
+
+/* Fills rep from the records read: the last word on each unacknowledged send. */
+static void replay_result(spool *sp, struct replay_ctx *c, spool_replay *rep)
+{
+    struct state_map seen = {0};
+    for (size_t k = c->n; k-- > 0;) {
+        const spool_record *r = &c->all[k];
+        uint8_t st = map_get(&sp->map, r->send_id);
+        if (map_get(&seen, r->send_id) != ST_EMPTY)
+            continue;
+        if ((r->type == SPOOL_OUTCOME && st == ST_OUTCOME) ||
+            (r->type == SPOOL_INTENT && st == ST_INTENT)) {
+            map_set(&seen, r->send_id, ST_ACKED);
+            if (rep->npending % 256 == 0)
+                rep->pending = xrealloc(rep->pending, (rep->npending + 256) * sizeof *rep->pending);
+            spool_record *o = &rep->pending[rep->npending++];
+            *o = *r;
+            if (r->type == SPOOL_INTENT) {
+                /* the session may have reached the server: never send it again, and let
+                 * the control plane count it (DESIGN.md, honest accounting) */
+                o->type = SPOOL_OUTCOME;
+                snprintf(o->status, sizeof o->status, "unknown");
+                o->smtp_code = 0;
+                o->enhanced[0] = '\0';
+                snprintf(o->detail, sizeof o->detail,
+                         "agent stopped during the session; outcome unknown");
+            }
+        }
+    }
+    map_free(&seen);
+    /* oldest first */
+    for (size_t i = 0, j = rep->npending; i + 1 < j; i++, j--) {
+        spool_record t = rep->pending[i];
+        rep->pending[i] = rep->pending[j - 1];
+        rep->pending[j - 1] = t;
+    }
+    if (sp->nleases) {
+        rep->leases = xcalloc(sp->nleases, sizeof *rep->leases);
+        memcpy(rep->leases, sp->leases, sp->nleases * sizeof *rep->leases);
+        rep->nleases = sp->nleases;
+    }
+}
+
+spool *spool_open(const char *dir, spool_replay *rep, char *err, size_t errlen)
+{
+    memset(rep, 0, sizeof *rep);
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "spool directory %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    spool *sp = xcalloc(1, sizeof *sp);
+    sp->fd = sp->lock_fd = -1;
+    snprintf(sp->dir, sizeof sp->dir, "%s", dir);
+    snprintf(sp->path, sizeof sp->path, "%s/results.spool", dir);
+    snprintf(sp->tmp_path, sizeof sp->tmp_path, "%s/results.spool.tmp", dir);
+    char lock_path[4200];
+    snprintf(lock_path, sizeof lock_path, "%s/spool.lock", dir);
+    pthread_mutex_init(&sp->mu, NULL);
+    pthread_mutex_init(&sp->flush_mu, NULL);
+    buf data = BUF_INIT;
+    struct replay_ctx c = {sp, NULL, 0, 0};
+
+    sp->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (sp->lock_fd < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", lock_path, strerror(errno));
+        goto fail;
+    }
+    if (flock(sp->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen,
+                 "spool directory %s is in use by another kiln-agent (give each agent its "
+                 "own KILN_AGENT_SPOOL_DIR)",
+                 dir);
+        goto fail;
+    }
+    sp->fd = open(sp->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (sp->fd < 0 || read_all(sp->fd, &data) < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", sp->path, strerror(errno));
+        goto fail;
+    }
+    size_t end = scan((const unsigned char *)data.data, data.len, replay_collect, &c, &rep->records,
+                      &rep->bad_records);
+    if (end < data.len) {
+        rep->torn_bytes = data.len - end;
+        if (ftruncate(sp->fd, (off_t)end) < 0 || fdatasync(sp->fd) < 0) {
+            snprintf(err, errlen, "cannot cut the torn tail of %s: %s", sp->path, strerror(errno));
+            goto fail;
+        }
+    }
+    sp->file_bytes = end;
+    replay_result(sp, &c, rep);
+    free(c.all);
+    buf_free(&data);
+    unlink(sp->tmp_path);
+    return sp;
+fail:
+    free(c.all);
+    buf_free(&data);
+    spool_close(sp);
+    spool_replay_free(rep);
+    return NULL;
+}
+
+uint64_t spool_append(spool *sp, const spool_record *r)
+{
+    pthread_mutex_lock(&sp->mu);
+    encode(&sp->pending, r);
+    apply(sp, r);
+    uint64_t seq = ++sp->seq;
+    pthread_mutex_unlock(&sp->mu);
+    return seq;
+}
+
+uint64_t spool_last_seq(spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    uint64_t s = sp->seq;
+    pthread_mutex_unlock(&sp->mu);
+    return s;
+}
+
+/* Moves pending to flushing; the caller holds mu. */
+static void take_pending(spool *sp)
+{
+    if (sp->pending.len) {
+        buf_append(&sp->flushing, sp->pending.data, sp->pending.len);
+        buf_reset(&sp->pending);
+    }
+    sp->flushing_seq = sp->seq;
+}
+
+/* Writes flushing and fdatasyncs; the caller holds flush_mu. On failure the file is cut
+ * back to its last good size and the bytes are kept for the next try. */
+static int write_flushing(spool *sp)
+{
+    if (!sp->flushing.len) {
+        atomic_store(&sp->durable_seq, sp->flushing_seq);
+        return 0;
+    }
+    if (write_all(sp->fd, sp->flushing.data, sp->flushing.len) < 0 || fdatasync(sp->fd) < 0) {
+        int e = errno;
+        log_error("spool %s: write failed: %s (kept in memory, retrying)", sp->path, strerror(e));
+        if (ftruncate(sp->fd, (off_t)sp->file_bytes) < 0)
+            log_error("spool %s: cannot cut a partial write: %s", sp->path, strerror(errno));
+        errno = e;
+        return -1;
+    }
+    sp->file_bytes += sp->flushing.len;
+    buf_reset(&sp->flushing);
+    atomic_store(&sp->durable_seq, sp->flushing_seq);
+    return 0;
+}
+
+/* Group commit: whatever was appended until now goes out in one write. */
+static int flush_locked(spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    take_pending(sp);
+    pthread_mutex_unlock(&sp->mu);
+    return write_flushing(sp);
+}
+
+int spool_sync(spool *sp, uint64_t seq)
+{
+    if (atomic_load(&sp->durable_seq) >= seq)
+        return 0;
+    pthread_mutex_lock(&sp->flush_mu);
+    int rc = atomic_load(&sp->durable_seq) >= seq ? 0 : flush_locked(sp);
+    pthread_mutex_unlock(&sp->flush_mu);
+    return rc;
+}
+
+struct compact_ctx {
+    spool *sp;
+    buf out;
+};
+
+static void compact_keep(void *arg, const spool_record *r, const unsigned char *raw, size_t len)
+{
+    struct compact_ctx *c = arg;
+    if (record_live(c->sp, r))
+        buf_append(&c->out, raw, len);
+}
+
+/* The map keeps acknowledged entries as tombstones; keep only live ones. */
+static void map_rebuild(struct state_map *m)
+{
+    struct state_map fresh = {0};
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->vals[i] == ST_INTENT || m->vals[i] == ST_OUTCOME)
+            map_set(&fresh, m->keys[i], m->vals[i]);
+    map_free(m);
+    *m = fresh;
+}
+
+int spool_compact(spool *sp, size_t threshold_bytes)
+{
+    int rc = 0;
+    pthread_mutex_lock(&sp->flush_mu);
+    /* appenders wait for the whole compaction: every record whose state the live map
+     * reflects must be in the file that is rewritten, or a send could vanish */
+    pthread_mutex_lock(&sp->mu);
+    take_pending(sp);
+    if (write_flushing(sp) < 0) {
+        rc = -1;
+        goto out;
+    }
+    size_t live = sp->map.live + sp->nleases;
+    if (sp->file_bytes == 0)
+        goto out;
+    if (live == 0) {
+        if (ftruncate(sp->fd, 0) < 0 || fdatasync(sp->fd) < 0) {
+            log_error("spool %s: truncate: %s", sp->path, strerror(errno));
+            rc = -1;
+            goto out;
+        }
+        sp->file_bytes = 0;
+        map_rebuild(&sp->map);
+        rc = 1;
+        goto out;
+    }
+    /* ~300 bytes a record at most: rewrite only when most of the file is dead */
+    if (sp->file_bytes < threshold_bytes || live * 300 > sp->file_bytes / 2)
+        goto out;
+    buf data = BUF_INIT;
+    struct compact_ctx c = {sp, BUF_INIT};
+    size_t good = 0, bad = 0;
+    int tfd = -1;
+    if (read_all(sp->fd, &data) < 0)
+        goto io_fail;
+    scan((const unsigned char *)data.data, data.len, compact_keep, &c, &good, &bad);
+    tfd = open(sp->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (tfd < 0 || write_all(tfd, c.out.data ? c.out.data : "", c.out.len) < 0 ||
+        fdatasync(tfd) < 0 || rename(sp->tmp_path, sp->path) < 0 || fsync_dir(sp->dir) < 0)
+        goto io_fail;
+    close(tfd);
+    tfd = -1;
+    int nfd = open(sp->path, O_RDWR | O_APPEND | O_CLOEXEC);
+    if (nfd < 0)
+        goto io_fail;
+    close(sp->fd);
+    sp->fd = nfd;
+    log_info("spool: compacted %zu to %zu bytes (%zu live records)", sp->file_bytes, c.out.len,
+             live);
+    sp->file_bytes = c.out.len;
+    map_rebuild(&sp->map);
+    rc = 1;
+    buf_free(&data);
+    buf_free(&c.out);
+    goto out;
+io_fail:
+    log_error("spool %s: compaction failed: %s (the old file stays)", sp->path, strerror(errno));
+    if (tfd >= 0)
+        close(tfd);
+    unlink(sp->tmp_path);
+    buf_free(&data);
+    buf_free(&c.out);
+    rc = -1;
+out:
+    pthread_mutex_unlock(&sp->mu);
+    pthread_mutex_unlock(&sp->flush_mu);
+    return rc;
+}
+
+size_t spool_file_bytes(spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    size_t n = sp->file_bytes;
+    pthread_mutex_unlock(&sp->mu);
+    return n;
+}
+
+size_t spool_live_records(spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    size_t n = sp->map.live + sp->nleases;
+    pthread_mutex_unlock(&sp->mu);
+    return n;
+}
+
+void spool_close(spool *sp)
+{
+    if (!sp)
+        return;
+    if (sp->fd >= 0) {
+        pthread_mutex_lock(&sp->flush_mu);
+        flush_locked(sp);
+        pthread_mutex_unlock(&sp->flush_mu);
+        close(sp->fd);
+    }
+    if (sp->lock_fd >= 0)
+        close(sp->lock_fd);
+    buf_free(&sp->pending);
+    buf_free(&sp->flushing);
+    map_free(&sp->map);
+    free(sp->leases);
+    pthread_mutex_destroy(&sp->mu);
+    pthread_mutex_destroy(&sp->flush_mu);
+    free(sp);
+}
+
+void spool_replay_free(spool_replay *rep)
+{
+    free(rep->pending);
+    free(rep->leases);
+    memset(rep, 0, sizeof *rep);
+}
