@@ -88,7 +88,7 @@ struct host {
     struct host *hash_next;
 };
 
-enum conn_phase { CONN_FREE, CONN_CONNECTING, CONN_TLS, CONN_SMTP, CONN_CLOSING };
+enum conn_phase { CONN_FREE, CONN_INTENT, CONN_CONNECTING, CONN_TLS, CONN_SMTP, CONN_CLOSING };
 
 /* One session slot of the preallocated table. */
 struct conn {
@@ -127,6 +127,21 @@ struct inbox_item {
     struct inbox_item *next;
 };
 
+/* Control messages to an I/O thread: intent go-aheads and cancels. */
+struct control_item {
+    uint64_t token; /* intent: the session's user_data */
+    bool ok;
+    int64_t *cancel_ids; /* cancel: owned */
+    size_t ncancel;
+    struct control_item *next;
+};
+
+/* send ids cancelled on this thread (checked before a retry), open addressing */
+struct id_set {
+    int64_t *v;
+    size_t cap, used;
+};
+
 struct io_thread {
     engine *e;
     int id;
@@ -136,7 +151,11 @@ struct io_thread {
     uint64_t efd_val;
     pthread_mutex_t inbox_mu;
     struct inbox_item *inbox;
+    struct control_item *controls;
+    bool cancel_all_req;
     bool stop;
+    bool cancel_all; /* draining: nothing new starts */
+    struct id_set cancelled;
     struct conn *conns;
     uint32_t nconns;
     struct conn *free_conns;
@@ -291,6 +310,8 @@ static void result_push(struct io_thread *t, const engine_result *r)
     }
     t->results[t->nresults++] = *r;
     engine *e = t->e;
+    if (r->cancelled)
+        return;
     if (r->status >= 0 && r->status <= SMTP_ST_TLS)
         atomic_fetch_add(&e->m_status[r->status], 1);
     if (r->status == SMTP_ST_SENT) {
@@ -377,6 +398,83 @@ static void work_free(struct work *w)
     free(w);
 }
 
+/* ---- cancels ---- */
+
+static bool id_set_has(const struct id_set *s, int64_t id)
+{
+    if (!s->cap)
+        return false;
+    size_t i = (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 20) & (s->cap - 1);
+    while (s->v[i] != 0) {
+        if (s->v[i] == id)
+            return true;
+        i = (i + 1) & (s->cap - 1);
+    }
+    return false;
+}
+
+static void id_set_add(struct id_set *s, int64_t id)
+{
+    if (id == 0 || id_set_has(s, id))
+        return;
+    if ((s->used + 1) * 2 > s->cap) {
+        struct id_set old = *s;
+        s->cap = old.cap ? old.cap * 2 : 1024;
+        s->v = xcalloc(s->cap, sizeof *s->v);
+        s->used = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.v[i])
+                id_set_add(s, old.v[i]);
+        free(old.v);
+    }
+    size_t i = (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 20) & (s->cap - 1);
+    while (s->v[i] != 0)
+        i = (i + 1) & (s->cap - 1);
+    s->v[i] = id;
+    s->used++;
+}
+
+static bool slot_cancelled(const struct io_thread *t, const struct work *w, size_t k)
+{
+    return t->cancel_all || id_set_has(&t->cancelled, w->mb->m->sends[w->sends[k]].id);
+}
+
+/* Ends the cancelled slots of a work that has not started; returns how many are left
+ * (0: the work is freed). */
+static size_t work_filter(struct io_thread *t, struct work *w)
+{
+    size_t keep = 0, n = w->n;
+    uint32_t *ids = w->sends;
+    for (size_t k = 0; k < n; k++) {
+        if (!slot_cancelled(t, w, k)) {
+            ids[keep++] = ids[k];
+            continue;
+        }
+        /* slot_final may free the mailbox after its last slot: nothing of w->mb is
+         * read after the last call */
+        engine_result r;
+        memset(&r, 0, sizeof r);
+        r.send_id = w->mb->m->sends[ids[k]].id;
+        r.mailbox_id = w->mb->m->id;
+        r.status = SMTP_ST_DEFERRED;
+        r.cancelled = true;
+        r.attempts = w->attempt - 1;
+        snprintf(r.detail, sizeof r.detail, "cancelled before it started");
+        result_push(t, &r);
+        if (--w->mb->remaining == 0) {
+            job_mailbox_free(w->mb->m);
+            free(w->mb);
+            w->mb = NULL;
+        }
+    }
+    w->n = keep;
+    if (!keep) {
+        work_free(w);
+        return 0;
+    }
+    return keep;
+}
+
 /* Every slot of w ends with the same outcome. */
 static void work_final_all(struct io_thread *t, struct work *w, int status, const char *detail)
 {
@@ -386,6 +484,55 @@ static void work_final_all(struct io_thread *t, struct work *w, int status, cons
 }
 
 /* ---- timer heap of works by due time ---- */
+
+static void heap_sift_down(struct io_thread *t, size_t i)
+{
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= t->heap_len)
+            return;
+        if (c + 1 < t->heap_len && t->heap[c + 1]->due_ms < t->heap[c]->due_ms)
+            c++;
+        if (t->heap[c]->due_ms >= t->heap[i]->due_ms)
+            return;
+        struct work *x = t->heap[i];
+        t->heap[i] = t->heap[c];
+        t->heap[c] = x;
+        i = c;
+    }
+}
+
+static void host_enqueue(struct io_thread *t, struct work *w);
+
+/* Applies the thread's cancels to every work not started: the timer heap and the
+ * per-host wait queues. */
+static void cancel_pending(struct io_thread *t)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < t->heap_len; i++)
+        if (work_filter(t, t->heap[i]) > 0)
+            t->heap[keep++] = t->heap[i];
+    t->heap_len = keep;
+    for (size_t i = keep / 2 + 1; i-- > 0;)
+        heap_sift_down(t, i);
+    for (uint32_t b = 0; b < HOST_BUCKETS; b++)
+        for (struct host *h = t->hosts[b]; h; h = h->hash_next) {
+            struct work *list = h->wait_head;
+            h->wait_head = h->wait_tail = NULL;
+            while (list) {
+                struct work *next = list->next;
+                list->next = NULL;
+                if (work_filter(t, list) > 0) {
+                    if (h->wait_tail)
+                        h->wait_tail->next = list;
+                    else
+                        h->wait_head = list;
+                    h->wait_tail = list;
+                }
+                list = next;
+            }
+        }
+}
 
 static void heap_push(struct io_thread *t, struct work *w)
 {
@@ -590,7 +737,7 @@ static void conn_finish(struct io_thread *t, struct conn *c)
         if (s->status == SMTP_ST_PENDING)
             s->status = SMTP_ST_DEFERRED;
         int64_t lat = (s->done_ms ? s->done_ms : t->now_ms) - c->start_ms;
-        if (s->status == SMTP_ST_DEFERRED && may_retry) {
+        if (s->status == SMTP_ST_DEFERRED && may_retry && !slot_cancelled(t, w, k)) {
             if (!retry) {
                 retry = xcalloc(1, sizeof *retry);
                 retry->mb = w->mb;
@@ -742,6 +889,8 @@ static void conn_on_data(struct io_thread *t, struct conn *c, const char *data, 
     conn_after_session(t, c, ev);
 }
 
+static void conn_connect(struct io_thread *t, struct conn *c);
+
 /* Builds the payloads and opens the connection for work w on a free session. */
 static void conn_start(struct io_thread *t, struct work *w)
 {
@@ -798,6 +947,25 @@ static void conn_start(struct io_thread *t, struct work *w)
                              .oauth_token = m->oauth_token};
     smtp_session_init(&c->smtp, &p, c->slots, w->n);
 
+    if (e->cfg.intent_fn) {
+        /* the intent must be durable before anything reaches the server */
+        int64_t ids_small[16];
+        int64_t *ids = w->n <= 16 ? ids_small : xcalloc(w->n, sizeof *ids);
+        for (size_t k = 0; k < w->n; k++)
+            ids[k] = m->sends[w->sends[k]].id;
+        c->phase = CONN_INTENT;
+        e->cfg.intent_fn(e->cfg.intent_arg, ud_make(t->id, c->gen, c->idx), ids, w->n);
+        if (ids != ids_small)
+            free(ids);
+        return;
+    }
+    conn_connect(t, c);
+}
+
+/* Opens the socket and posts the connect with its deadline. */
+static void conn_connect(struct io_thread *t, struct conn *c)
+{
+    engine *e = t->e;
     c->phase = CONN_CONNECTING;
     c->fd = socket(c->host->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -994,6 +1162,8 @@ static int64_t dispatch(struct io_thread *t)
                 break;
             }
             h->wait_head = w->next;
+            if (!h->wait_head)
+                h->wait_tail = NULL;
             conn_start(t, w);
         }
         if (!h->wait_head)
@@ -1041,9 +1211,28 @@ static void mailbox_accept(struct io_thread *t, struct inbox_item *it)
                m->sends[order[i]].not_before_s == nb)
             w->sends[w->n++] = order[i++];
         w->due_ms = mb->lease_start_ms + nb * 1000;
+        if (t->cancel_all && work_filter(t, w) == 0)
+            continue;
         heap_push(t, w);
     }
     free(order);
+}
+
+/* The spool has (or could not write) the intent of a waiting session. */
+static void intent_done(struct io_thread *t, uint64_t token, bool ok)
+{
+    uint32_t idx = ud_idx(token);
+    if (idx >= t->nconns)
+        return;
+    struct conn *c = &t->conns[idx];
+    if (c->phase != CONN_INTENT || c->gen != ud_gen(token))
+        return;
+    if (ok) {
+        conn_connect(t, c);
+        return;
+    }
+    c->host_ok = true; /* our disk, not the host's fault */
+    conn_fail(t, c, SMTP_ST_DEFERRED, "not sent: the spool could not record the intent");
 }
 
 static void inbox_drain(struct io_thread *t)
@@ -1051,6 +1240,9 @@ static void inbox_drain(struct io_thread *t)
     pthread_mutex_lock(&t->inbox_mu);
     struct inbox_item *list = t->inbox;
     t->inbox = NULL;
+    struct control_item *ctl = t->controls;
+    t->controls = NULL;
+    bool cancel_all = t->cancel_all_req;
     bool stop = t->stop;
     pthread_mutex_unlock(&t->inbox_mu);
     /* reverse to keep submission order */
@@ -1067,6 +1259,27 @@ static void inbox_drain(struct io_thread *t)
         free(rev);
         rev = n;
     }
+    /* cancels after the submissions they may refer to */
+    bool cancels = false;
+    if (cancel_all && !t->cancel_all) {
+        t->cancel_all = true;
+        cancels = true;
+    }
+    while (ctl) {
+        struct control_item *n = ctl->next;
+        if (ctl->cancel_ids) {
+            for (size_t i = 0; i < ctl->ncancel; i++)
+                id_set_add(&t->cancelled, ctl->cancel_ids[i]);
+            free(ctl->cancel_ids);
+            cancels = true;
+        } else {
+            intent_done(t, ctl->token, ctl->ok);
+        }
+        free(ctl);
+        ctl = n;
+    }
+    if (cancels)
+        cancel_pending(t);
     if (stop)
         t->stop = true;
 }
@@ -1269,6 +1482,14 @@ static void io_thread_cleanup(struct io_thread *t)
         free(it);
         it = n;
     }
+    struct control_item *ci = t->controls;
+    while (ci) {
+        struct control_item *n = ci->next;
+        free(ci->cancel_ids);
+        free(ci);
+        ci = n;
+    }
+    free(t->cancelled.v);
     free(t->results);
     buf_free(&t->plain);
     pthread_mutex_destroy(&t->inbox_mu);
@@ -1321,6 +1542,8 @@ engine *engine_create(const engine_config *cfg, char *err, size_t errlen)
     }
     if (n > cfg->concurrency)
         n = cfg->concurrency;
+    if (n > 255)
+        n = 255; /* an intent token names its thread in the 8 op bits of user_data */
     e->nthreads = n;
     pthread_mutex_init(&e->res_mu, NULL);
     pthread_cond_init(&e->res_cv, NULL);
@@ -1405,6 +1628,59 @@ void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t de
         uint64_t one = 1;
         if (write(t->efd, &one, sizeof one) < 0)
             log_warn("eventfd write: %s", strerror(errno));
+    }
+}
+
+static void thread_wake(struct io_thread *t)
+{
+    uint64_t one = 1;
+    if (write(t->efd, &one, sizeof one) < 0)
+        log_warn("eventfd write: %s", strerror(errno));
+}
+
+static void control_push(struct io_thread *t, struct control_item *it)
+{
+    pthread_mutex_lock(&t->inbox_mu);
+    it->next = t->controls;
+    t->controls = it;
+    pthread_mutex_unlock(&t->inbox_mu);
+    thread_wake(t);
+}
+
+void engine_intent_done(engine *e, uint64_t token, bool ok)
+{
+    /* the token's index is per thread: the thread is the one whose table holds it, so
+     * the token carries the thread in the op bits */
+    int ti = ud_op(token);
+    if (ti < 0 || ti >= e->nthreads)
+        return;
+    struct control_item *it = xcalloc(1, sizeof *it);
+    it->token = token;
+    it->ok = ok;
+    control_push(&e->threads[ti], it);
+}
+
+void engine_cancel(engine *e, const int64_t *send_ids, size_t n)
+{
+    if (!n)
+        return;
+    for (int i = 0; i < e->nthreads; i++) {
+        struct control_item *it = xcalloc(1, sizeof *it);
+        it->cancel_ids = xcalloc(n, sizeof *it->cancel_ids);
+        memcpy(it->cancel_ids, send_ids, n * sizeof *send_ids);
+        it->ncancel = n;
+        control_push(&e->threads[i], it);
+    }
+}
+
+void engine_cancel_all(engine *e)
+{
+    for (int i = 0; i < e->nthreads; i++) {
+        struct io_thread *t = &e->threads[i];
+        pthread_mutex_lock(&t->inbox_mu);
+        t->cancel_all_req = true;
+        pthread_mutex_unlock(&t->inbox_mu);
+        thread_wake(t);
     }
 }
 

@@ -10,10 +10,16 @@
 #include "shaping.h"
 #include "smtp_session.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct engine engine;
+
+/* Called on an I/O thread when a session is about to start, with the ids of the slots it
+ * carries; the session waits (no socket yet) until engine_intent_done(token). The hook
+ * must only queue: the durable write happens on another thread. */
+typedef void (*engine_intent_fn)(void *arg, uint64_t token, const int64_t *send_ids, size_t n);
 
 typedef struct engine_config {
     int threads;     /* I/O threads; 0 = one per core */
@@ -28,6 +34,8 @@ typedef struct engine_config {
     shaping_cfg shaping; /* per host, all threads together */
     char helo_name[256];
     char warmup_tag[64];
+    engine_intent_fn intent_fn; /* NULL: sessions start at once */
+    void *intent_arg;
 } engine_config;
 
 /* One slot's final outcome. */
@@ -40,6 +48,7 @@ typedef struct engine_result {
     char detail[160];
     int64_t latency_ms;
     int attempts;
+    bool cancelled; /* never started: engine_cancel/engine_cancel_all came first */
 } engine_result;
 
 /* RFC 5321 §4.5.3.2 timeouts, 100 connections and 200 connects/min per host. */
@@ -57,6 +66,15 @@ void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t de
 size_t engine_poll_results(engine *e, engine_result *out, size_t max, int timeout_ms);
 /* Prometheus text exposition of the engine's counters. */
 void engine_metrics(engine *e, buf *out);
+/* The intent for token is durable (ok) or could not be written (the session's slots
+ * end deferred). Any thread. */
+void engine_intent_done(engine *e, uint64_t token, bool ok);
+/* Slots not started yet end with a result marked cancelled; a slot whose session is
+ * under way finishes normally and is not retried. Any thread. */
+void engine_cancel(engine *e, const int64_t *send_ids, size_t n);
+/* Drain: every slot not started ends cancelled, no retries, later submissions end
+ * cancelled at once; sessions under way finish. Any thread. */
+void engine_cancel_all(engine *e);
 /* Stops the threads; slots not finished are dropped without a result. */
 void engine_destroy(engine *e);
 

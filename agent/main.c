@@ -1,16 +1,19 @@
-/* kiln-agent entry point: the engine's command line. `send --file` runs one lease
- * file through the engine and prints one JSON result line per slot; the lease loop
- * with the control plane will drive the same engine API. */
+/* kiln-agent entry point. `run` (the default) is the lease loop with the control plane
+ * (run.c); `check` tests the configuration in plain words; `send --file` runs one lease
+ * file through the engine and prints one JSON result line per slot. */
 #include "clock.h"
 #include "config.h"
 #include "engine.h"
 #include "jobs.h"
+#include "agent_config.h"
 #include "log.h"
 #include "metrics_http.h"
+#include "run.h"
 #include "version.h"
 #include "xalloc.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,12 +26,19 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: kiln-agent --version\n"
+            "usage: kiln-agent [run] [--config FILE]\n"
+            "       kiln-agent check [--config FILE]\n"
             "       kiln-agent send --file JOBS.json [--concurrency N] [--threads N]\n"
             "                  [--metrics-port P] [--host-max-conns N] [--host-conns-per-min N]\n"
             "                  [--helo NAME] [--progress-s N]\n"
-            "Prints one JSON result line per send on stdout. Tuning variables: KILN_AGENT_*\n"
-            "(see docs/agent.md).\n");
+            "       kiln-agent --version\n"
+            "run: leases mailboxes from the control plane (KILN_API_URL), sends their slots,\n"
+            "     reports the results; SIGTERM drains, SIGHUP reloads. Configuration: KEY=VALUE\n"
+            "     lines in %s (or --config), KILN_* variables override them.\n"
+            "check: verifies configuration, token, spool directory, reachability and io_uring.\n"
+            "send: prints one JSON result line per send on stdout. Tuning variables: KILN_AGENT_*\n"
+            "(see docs/agent.md and docs/agent-run.md).\n",
+            AGENT_CONFIG_DEFAULT_PATH);
 }
 
 /* Reads a whole file, bounded. Returns 0, or -1 with a reason. */
@@ -202,6 +212,28 @@ static int cmd_send(int argc, char **argv)
     return 0;
 }
 
+/* run / check: [--config FILE] [--help] */
+static int cmd_run_or_check(int argc, char **argv, int first, bool check)
+{
+    const char *config = AGENT_CONFIG_DEFAULT_PATH;
+    bool required = false;
+    for (int i = first; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            config = argv[++i];
+            required = true;
+            continue;
+        }
+        fprintf(stderr, "kiln-agent: unknown or incomplete option %s\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    return check ? run_check(config, required) : run_agent(config, required);
+}
+
 int main(int argc, char **argv)
 {
     log_init("kiln-agent");
@@ -215,6 +247,12 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && !strcmp(argv[1], "send"))
         return cmd_send(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "check"))
+        return cmd_run_or_check(argc, argv, 2, true);
+    if (argc > 1 && !strcmp(argv[1], "run"))
+        return cmd_run_or_check(argc, argv, 2, false);
+    if (argc == 1 || argv[1][0] == '-')
+        return cmd_run_or_check(argc, argv, 1, false);
     usage(stderr);
     return 2;
 }
