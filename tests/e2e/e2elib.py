@@ -191,7 +191,14 @@ def run_until_met(targets, timeout, skip=(), every=3.0, agents=(), on_tick=None)
                 fail("agent %s died (exit %r):\n%s" % (a.name, a.p.returncode, a.tail()))
         last = (len(short), sum(sent.values()))
         time.sleep(every)
-    fail("after %d s, %d mailboxes are short of their target (%r sent)" % (timeout, last[0], last[1]))
+    short = [m for m, t in targets.items() if m not in skip and today_sent().get(m, 0) < t][:3]
+    detail = psql("""SELECT ml.mailbox_id, m.state, ml.lease_id, ml.pending, ml.due_at, ml.next_at,
+        ml.leased_at, kiln_now(), (SELECT string_agg(status || ':' || n, ',') FROM (SELECT
+        status, count(*) n FROM sends s WHERE s.mailbox_id = ml.mailbox_id GROUP BY 1) x)
+        FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id
+        WHERE ml.mailbox_id = ANY('{%s}')""" % ",".join(map(str, short)))
+    fail("after %d s, %d mailboxes are short of their target (%r sent); e.g.\n%s"
+         % (timeout, last[0], last[1], "\n".join(detail)))
 
 
 def sent_message_ids():
@@ -239,3 +246,47 @@ def check_endpoints_agree(targets):
     check('kiln_sends_total{status="sent"} %d' % all_sent in prom,
           "prometheus kiln_sends_total{status=\"sent\"} is not %d" % all_sent)
     return all_sent
+
+
+def stack(*cmds):
+    """Runs deploy/local/stack.sh functions on the test's stack (stack_api_down, ...)."""
+    src = os.environ.get("KILN_SOURCE_DIR", ".")
+    var = os.environ.get("KILN_STACK_VAR", "")
+    script = ('source "$0/deploy/local/stack.sh"; source "$1/stack.env"; '
+              'STACK_PG_PORT=$STACK_PG_PORT stack_init "$1" "$2" "$STACK_HTTP_PORT" >/dev/null; '
+              + "; ".join(cmds))
+    r = subprocess.run(["bash", "-c", script, src, var, BUILD], capture_output=True, text=True)
+    check(r.returncode == 0, "stack %s failed: %s" % (cmds, r.stderr[-500:]))
+
+
+def mailbox_ids_by_sink(targets, sinks, sink):
+    """Mailboxes of pool() that send through the given sink."""
+    ids = sorted(targets)
+    return [m for k, m in enumerate(ids) if sinks[k % len(sinks)] is sink]
+
+
+class Triggerer:
+    """Triggers every `every` seconds in the background, ignoring failures (the API or
+    the database may be down on purpose). A grant is unpaced only when a trigger came
+    after the mailbox's previous grant (docs/leasing.md), so a compressed day needs them
+    all along, not only at the end."""
+
+    def __init__(self, every=2.0):
+        import threading
+        self.stop_ev = threading.Event()
+        self.every = every
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        from kiln_test import call
+        while not self.stop_ev.wait(self.every):
+            try:
+                call("POST", "/api/warmup/control", {"action": "trigger"}, token=os.environ.get(
+                    "KILN_ADMIN_TOKEN", ""), timeout=5)
+            except Exception:  # noqa: BLE001 - down on purpose; try again next tick
+                pass
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join()

@@ -12,7 +12,7 @@ import os
 import time
 
 from e2elib import Agent, Sink, check, check_endpoints_agree, check_exactly_once, pool, psql, \
-    run_until_met, trigger
+    run_until_met, trigger, Triggerer
 from kiln_test import ok, set_clock
 
 N = int(os.environ.get("E2E_MAILBOXES", "600"))
@@ -28,6 +28,7 @@ ok("%d mailboxes over 3 users and 3 zones, %d slots owed (%.1f s)"
 # before the first lease: a grant after a trigger is not paced (a paced first grant
 # stores the next pace time in next_at, which a later trigger does not lift)
 trigger()
+triggers = Triggerer()
 agents = [Agent("day-%d" % i) for i in range(3)]
 t0 = time.time()
 run_until_met(targets, timeout=float(os.environ.get("E2E_DAY_TIMEOUT_S", "150")), agents=agents)
@@ -35,6 +36,7 @@ elapsed = time.time() - t0
 ok("every mailbox reached its target in %.1f s (%.0f sends/s)"
    % (elapsed, sum(targets.values()) / elapsed))
 
+triggers.stop()
 for a in agents:
     rc = a.term()
     check(rc == 0, "agent %s exited %r after SIGTERM:\n%s" % (a.name, rc, a.tail()))
