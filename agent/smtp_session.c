@@ -351,7 +351,9 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
     case SMTP_S_AUTH:
     case SMTP_S_AUTH_USER:
     case SMTP_S_AUTH_PASS:
-        if (code == 235) {
+        /* 235 is the RFC 4954 answer; any 2xx is a positive completion (RFC 5321
+         * §4.2.1), and some servers (Postfix's smtp-sink among them) answer 250. */
+        if (code >= 200 && code < 300) {
             s->authed = true;
             start_transaction(s, now_ms);
         } else if (code == 334 && s->state == SMTP_S_AUTH && s->caps.auth_xoauth2 &&

@@ -175,6 +175,13 @@ static void test_auth_plain_success_and_rejection(void **state)
     step(&f, "235 2.7.0 ok\r\n", "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
     smtp_session_clear(&f.s);
 
+    /* smtp-sink and some others answer AUTH with 250: still a success (2xx). */
+    setup(&f, SMTP_SEC_TLS, "u", "p", NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "250 AUTH PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n", SMTP_S_AUTH);
+    step(&f, "250 2.0.0 Ok\r\n", "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+    smtp_session_clear(&f.s);
+
     setup(&f, SMTP_SEC_TLS, "u", "p", NULL, 1);
     step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
     step(&f, "250 AUTH PLAIN\r\n", "AUTH PLAIN AHUAcA==\r\n", SMTP_S_AUTH);
