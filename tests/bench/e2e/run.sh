@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole loop on this machine: one kiln-agent leasing from kiln-api (through nginx,
+# PostgreSQL behind it) and sending to Postfix smtp-sink on 127.0.0.1; 100,000 mailboxes
+# whose day is compressed by configuration (cooldown 1-2 s, window 0-24, a trigger every
+# 2 s). Prints sustained end-to-end sends/s (slots the control plane counts as sent),
+# the CPU split between agent, kiln-api, PostgreSQL, nginx and the sink, and the legacy
+# figures beside it. Not part of `make test`.
+#   tests/bench/e2e/run.sh [seconds]   (KILN_BUILD_DIR: a build dir, Release advised)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../../.." && pwd)
+[ -x /usr/sbin/smtp-sink ] || { echo "SKIP: Postfix smtp-sink is not installed" >&2; exit 77; }
+export KILN_SOURCE_DIR=$src KILN_BUILD_DIR=${KILN_BUILD_DIR:-$src/build}
+# Caps out of the way and a short lease ttl: this measures throughput, not policy.
+export KILN_GLOBAL_MINUTE_CAP=100000000 KILN_GLOBAL_HOURLY_CAP=1000000000
+export KILN_RECIPIENT_DAILY_CAP=1000000 KILN_PAIR_GAP_DAYS=0 KILN_STATS_INTERVAL_S=30
+export KILN_LEASE_TTL_S=${BENCH_LEASE_TTL_S:-120}
+export BENCH_SECONDS=${1:-${BENCH_SECONDS:-60}}
+exec bash "$src/tests/lib/with_stack.sh" "$here/bench.py"
