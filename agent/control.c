@@ -122,6 +122,60 @@ static void sleep_ms(int ms)
         ;
 }
 
+/* One call; body NULL = GET. Returns 0 when an HTTP answer came, -1 (resp->error) when
+ * none did; *retryable says whether trying again may help. */
+static int perform(control *c, const char *url, const char *path, const char *body, size_t n,
+                   control_resp *resp, bool *retryable)
+{
+    buf_reset(&resp->body);
+    resp->status = 0;
+    resp->error[0] = resp->err_code[0] = resp->err_field[0] = '\0';
+    CURL *h = c->h;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
+    if (body) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
+    }
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp->body);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)c->timeout_s);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)(c->timeout_s < 10 ? c->timeout_s : 10));
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (c->ca_file[0])
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    CURLcode cc = curl_easy_perform(h);
+    if (cc == CURLE_OK) {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+        if (resp->status >= 400)
+            parse_error(resp);
+        *retryable = resp->status == 429 || resp->status >= 500;
+        return 0;
+    }
+    snprintf(resp->error, sizeof resp->error, "%s: %s", path, curl_easy_strerror(cc));
+    /* a certificate problem does not heal by retrying */
+    *retryable = !(cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE ||
+                   cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL);
+    return -1;
+}
+
+int control_get(control *c, const char *path, control_resp *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    buf url = BUF_INIT;
+    buf_printf(&url, "%s%s", c->base_url, path);
+    bool retryable;
+    int rc = perform(c, url.data, path, NULL, 0, resp, &retryable);
+    buf_free(&url);
+    return rc;
+}
+
 int control_post(control *c, const char *path, const char *body, size_t n, control_resp *resp,
                  const volatile bool *abort)
 {
@@ -130,43 +184,10 @@ int control_post(control *c, const char *path, const char *body, size_t n, contr
     buf_printf(&url, "%s%s", c->base_url, path);
     int rc = -1;
     for (int attempt = 1; attempt <= c->attempts; attempt++) {
-        buf_reset(&resp->body);
-        resp->status = 0;
-        resp->error[0] = resp->err_code[0] = resp->err_field[0] = '\0';
-        CURL *h = c->h;
-        curl_easy_reset(h);
-        curl_easy_setopt(h, CURLOPT_URL, url.data);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp->body);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)c->timeout_s);
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)(c->timeout_s < 10 ? c->timeout_s : 10));
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-        if (c->ca_file[0])
-            curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
-        CURLcode cc = curl_easy_perform(h);
-        if (cc == CURLE_OK) {
-            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-            if (resp->status >= 400)
-                parse_error(resp);
-            rc = 0;
-            if (resp->status != 429 && resp->status < 500)
-                break;
-        } else {
-            snprintf(resp->error, sizeof resp->error, "%s: %s", path, curl_easy_strerror(cc));
-            rc = -1;
-            /* a certificate problem does not heal by retrying */
-            if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE ||
-                cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL)
-                break;
-        }
+        bool retryable = false;
+        rc = perform(c, url.data, path, body, n, resp, &retryable);
+        if (!retryable)
+            break;
         if (attempt == c->attempts || (abort && *abort))
             break;
         int d = control_backoff_ms(c->backoff_base_ms, c->backoff_max_ms, attempt,

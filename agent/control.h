@@ -40,6 +40,8 @@ void control_free(control *c);
  * (any status: see resp->status), -1 when none did. */
 int control_post(control *c, const char *path, const char *body, size_t n, control_resp *resp,
                  const volatile bool *abort);
+/* GET base_url + path, one try (for checks). Same return as control_post. */
+int control_get(control *c, const char *path, control_resp *resp);
 void control_resp_free(control_resp *r);
 
 /* Delay before retry number attempt (1-based): base * 2^(attempt-1), capped, times a

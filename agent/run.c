@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define RESULTS_PER_POLL 4096
@@ -1026,8 +1027,14 @@ int run_check(const char *config_path, bool config_required)
     say(true, "configuration read (%s%s), token from %s", config_path,
         access(config_path, R_OK) == 0 ? "" : ", absent: environment only",
         cfg.token_file[0] ? cfg.token_file : "KILN_AGENT_TOKEN");
+    struct stat st;
     if (access(cfg.spool_dir, W_OK | X_OK) == 0)
         say(true, "spool directory %s is writable", cfg.spool_dir);
+    else if (errno == ENOENT && stat(cfg.spool_dir, &st) < 0)
+        say(true,
+            "spool directory %s does not exist yet (the agent or systemd's StateDirectory "
+            "creates it)",
+            cfg.spool_dir);
     else {
         say(false, "spool directory %s: %s (the agent keeps unreported results there)",
             cfg.spool_dir, strerror(errno));
@@ -1039,25 +1046,39 @@ int run_check(const char *config_path, bool config_required)
         say(false, "control plane: %s", err);
         problems++;
     } else {
-        /* a heartbeat for a lease nobody holds: 404 proves the URL, TLS and the token */
-        const char body[] = "{\"lease_id\":\"00000000-0000-0000-0000-000000000000\"}";
         control_resp resp;
-        int rc = control_post(ctl, "/api/agent/heartbeat", body, sizeof body - 1, &resp, NULL);
-        if (rc < 0)
+        bool reachable = control_get(ctl, "/healthz", &resp) == 0;
+        if (!reachable) {
             say(false, "cannot reach the control plane at %s: %s", cfg.api_url, resp.error);
-        else if (resp.status == 401)
-            say(false, "the control plane at %s refused the token in %s (revoked or mistyped?)",
-                cfg.api_url, cfg.token_file);
-        else if (resp.status == 403)
-            say(false, "the token in %s is not an agent token (create one with POST /api/agents)",
-                cfg.token_file);
-        else if (resp.status == 404 || resp.status == 200 || resp.status == 409)
-            say(true, "control plane at %s answers and accepts the agent token", cfg.api_url);
-        else
-            say(false, "the control plane at %s answered %s", cfg.api_url, resp.error);
-        if (rc < 0 || !(resp.status == 404 || resp.status == 200 || resp.status == 409))
             problems++;
+        } else {
+            say(true, "control plane at %s answers GET /healthz (HTTP %ld)", cfg.api_url,
+                resp.status);
+        }
         control_resp_free(&resp);
+        /* a heartbeat for a lease nobody holds: 404 proves the token is an agent token */
+        const char body[] = "{\"lease_id\":\"00000000-0000-0000-0000-000000000000\"}";
+        if (reachable &&
+            control_post(ctl, "/api/agent/heartbeat", body, sizeof body - 1, &resp, NULL) == 0) {
+            if (resp.status == 401) {
+                say(false, "the control plane refused the token in %s (revoked or mistyped?)",
+                    cfg.token_file);
+                problems++;
+            } else if (resp.status == 403) {
+                say(false,
+                    "the token in %s is not an agent token (create one with POST "
+                    "/api/agents)",
+                    cfg.token_file);
+                problems++;
+            } else if (resp.status == 404 || resp.status == 200 || resp.status == 409) {
+                say(true, "the control plane accepts the agent token");
+            } else {
+                printf("note:     could not verify the token: POST /api/agent/heartbeat "
+                       "answered HTTP %ld\n",
+                       resp.status);
+            }
+            control_resp_free(&resp);
+        }
         control_free(ctl);
     }
     engine_config ec;

@@ -1,10 +1,11 @@
 """Service control end to end (one agent, heartbeat every 2 s, one SMTP sink):
   - stop: the agent stops sending within one heartbeat (+ a second for the round trip),
     the slots it held but had not sent become `cancelled`, and none stays `leased`;
-  - start: sending resumes;
+  - start: sending resumes; SIGHUP reloads the configuration without a pause;
   - trigger: behind mailboxes (it is noon, half their day is gone and they sent nothing)
     send their whole target at cooldown spacing within a minute, where pacing alone
     would spread it until midnight."""
+import signal
 import time
 
 from e2elib import Agent, Sink, check, control, pool, psql, today_sent, trigger
@@ -57,6 +58,14 @@ while received() <= after and time.time() < deadline:
     time.sleep(0.2)
 check(received() > after, "nothing sent within 20 s of start")
 ok("start: sending resumed (%d messages)" % received())
+
+agent.p.send_signal(signal.SIGHUP)
+deadline = time.time() + 5
+while "configuration reloaded" not in open(agent.log).read() and time.time() < deadline:
+    time.sleep(0.1)
+check("configuration reloaded" in open(agent.log).read() and agent.alive(),
+      "SIGHUP did not reload the configuration:\n%s" % agent.tail())
+ok("SIGHUP: configuration reloaded while sending")
 
 # trigger: run to completion, each mailbox at cooldown spacing
 t0 = time.time()
