@@ -183,6 +183,10 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
         t = m->next_at_s;
     if (m->last_send_s > 0 && m->last_send_s + cooldown(m) > t)
         t = m->last_send_s + cooldown(m);
+    /* next_at is the cooldown bound only (last granted slot + cooldown): pacing is
+     * recomputed at every grant, so a trigger can lift it; storing the paced time
+     * here would make the next grant wait for it even after a trigger. */
+    int64_t next = t;
     int64_t remaining = m->target - m->done;
     int64_t window_len = m->window_end_s - m->window_start_s;
     size_t cursor = p->ncand ? (size_t)random_range(0, (int64_t)p->ncand - 1) : 0;
@@ -219,8 +223,9 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
         out[n].candidate = c;
         n++;
         t = at + cooldown(m);
+        next = t;
     }
-    *next_at_s = t;
+    *next_at_s = next;
     return n;
 }
 
