@@ -255,8 +255,9 @@ int agent_config_parse(agent_config *c, const char *text, size_t n, agent_env_fn
         snprintf(err, errlen, "KILN_AGENT_NAME is empty");
         return -1;
     }
-    if (c->log_level[0] && strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
-        strcmp(c->log_level, "warn") && strcmp(c->log_level, "error")) {
+    if (c->log_level[0] && strcmp(c->log_level, "debug") != 0 &&
+        strcmp(c->log_level, "info") != 0 && strcmp(c->log_level, "warn") != 0 &&
+        strcmp(c->log_level, "error") != 0) {
         snprintf(err, errlen, "KILN_LOG_LEVEL=%s: expected debug, info, warn or error",
                  c->log_level);
         return -1;

@@ -370,8 +370,10 @@ size_t engine_poll_results(engine *e, engine_result *out, size_t max, int timeou
     return n;
 }
 
-/* One slot's final result; frees the mailbox after its last one. */
-static void slot_final(struct io_thread *t, struct work *w, size_t k, int status, int code,
+/* One slot's final result. Returns true after the mailbox's last slot: the caller frees
+ * it with mbox_free once it has stopped reading w->mb (a mailbox's remaining count covers
+ * every unfinished slot of its works, so this is always the last slot of w). */
+static bool slot_final(struct io_thread *t, struct work *w, size_t k, int status, int code,
                        const char *enhanced, const char *detail, int64_t latency_ms)
 {
     engine_result r;
@@ -386,10 +388,13 @@ static void slot_final(struct io_thread *t, struct work *w, size_t k, int status
     r.latency_ms = latency_ms < 0 ? 0 : latency_ms;
     r.attempts = w->attempt;
     result_push(t, &r);
-    if (--w->mb->remaining == 0) {
-        job_mailbox_free(w->mb->m);
-        free(w->mb);
-    }
+    return --w->mb->remaining == 0;
+}
+
+static void mbox_free(struct mbox *mb)
+{
+    job_mailbox_free(mb->m);
+    free(mb);
 }
 
 static void work_free(struct work *w)
@@ -450,8 +455,8 @@ static size_t work_filter(struct io_thread *t, struct work *w)
             ids[keep++] = ids[k];
             continue;
         }
-        /* slot_final may free the mailbox after its last slot: nothing of w->mb is
-         * read after the last call */
+        /* the mailbox is freed after its last slot: nothing of w->mb is read after
+         * that */
         engine_result r;
         memset(&r, 0, sizeof r);
         r.send_id = w->mb->m->sends[ids[k]].id;
@@ -478,9 +483,13 @@ static size_t work_filter(struct io_thread *t, struct work *w)
 /* Every slot of w ends with the same outcome. */
 static void work_final_all(struct io_thread *t, struct work *w, int status, const char *detail)
 {
+    struct mbox *done = NULL;
     for (size_t k = 0; k < w->n; k++)
-        slot_final(t, w, k, status, 0, NULL, detail, 0);
+        if (slot_final(t, w, k, status, 0, NULL, detail, 0))
+            done = w->mb;
     work_free(w);
+    if (done)
+        mbox_free(done);
 }
 
 /* ---- timer heap of works by due time ---- */
@@ -538,7 +547,9 @@ static void heap_push(struct io_thread *t, struct work *w)
 {
     if (t->heap_len == t->heap_cap) {
         t->heap_cap = t->heap_cap ? t->heap_cap * 2 : 256;
-        t->heap = xrealloc(t->heap, t->heap_cap * sizeof *t->heap);
+        /* an array of pointers: sizeof a pointer is meant */
+        t->heap =
+            xrealloc(t->heap, t->heap_cap * sizeof *t->heap); // NOLINT(bugprone-sizeof-expression)
     }
     size_t i = t->heap_len++;
     while (i > 0) {
@@ -728,6 +739,7 @@ static void conn_finish(struct io_thread *t, struct conn *c)
 
     /* deferred slots go back for another attempt while the lease allows it */
     struct work *retry = NULL;
+    struct mbox *done = NULL; /* freed after the loop, which reads w->mb */
     int64_t delay =
         backoff_delay_ms(&t->shaping, w->attempt, (double)random_range(0, 999999) / 1000000.0);
     bool may_retry = w->attempt < e->cfg.max_attempts &&
@@ -749,13 +761,16 @@ static void conn_finish(struct io_thread *t, struct conn *c)
             retry->sends[retry->n++] = w->sends[k];
             continue;
         }
-        slot_final(t, w, k, s->status, s->code, s->enhanced, s->detail, lat);
+        if (slot_final(t, w, k, s->status, s->code, s->enhanced, s->detail, lat))
+            done = w->mb;
     }
     if (retry) {
         atomic_fetch_add(&e->m_retries, 1);
         heap_push(t, retry);
     }
     work_free(w);
+    if (done)
+        mbox_free(done);
     smtp_session_clear(&c->smtp);
     tls_conn_free(c->tls);
     c->tls = NULL;
@@ -1412,7 +1427,8 @@ static void mbox_collect(struct mbox ***set, size_t *n, size_t *cap, struct mbox
             return;
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 16;
-        *set = xrealloc(*set, *cap * sizeof **set);
+        /* an array of pointers: sizeof a pointer is meant */
+        *set = xrealloc(*set, *cap * sizeof **set); // NOLINT(bugprone-sizeof-expression)
     }
     (*set)[(*n)++] = mb;
 }

@@ -228,7 +228,8 @@ static void *spool_thread(void *arg)
             cap = n;
             batch = xrealloc(batch, cap * sizeof *batch);
         }
-        memcpy(batch, a->reqs, n * sizeof *batch);
+        if (n > 0) /* batch is still NULL until the first non-empty turn */
+            memcpy(batch, a->reqs, n * sizeof *batch);
         a->nreqs = 0;
         pthread_mutex_unlock(&a->int_mu);
 
@@ -652,7 +653,9 @@ static bool report_batch(struct agent *a, struct queued **batch, size_t n)
                      (long long)batch[bad]->r.send_id);
             ack(a, batch[bad]);
             a->n_dropped++;
-            memmove(&batch[bad], &batch[bad + 1], (n - bad - 1) * sizeof *batch);
+            /* an array of pointers: sizeof a pointer is meant */
+            memmove(&batch[bad], &batch[bad + 1],
+                    (n - bad - 1) * sizeof *batch); // NOLINT(bugprone-sizeof-expression)
             n--;
             control_resp_free(&resp);
             continue;
@@ -685,7 +688,9 @@ static void flush_reports(struct agent *a, int64_t now, bool force)
         a->next_report_ms = now + 1000; /* not durable: do not report yet */
         return;
     }
-    struct queued **batch = xcalloc((size_t)a->cfg.report_batch, sizeof *batch);
+    /* an array of pointers: sizeof a pointer is meant */
+    struct queued **batch =
+        xcalloc((size_t)a->cfg.report_batch, sizeof *batch); // NOLINT(bugprone-sizeof-expression)
     bool failed = false;
     /* one lease at a time, oldest first; bounded by the queue length */
     for (size_t start = 0; start < a->nq && !failed;) {
@@ -754,8 +759,8 @@ static void reload(struct agent *a)
         log_error("SIGHUP: configuration not reloaded: %s", err);
         return;
     }
-    if (strcmp(fresh.api_url, a->cfg.api_url) || strcmp(fresh.token, a->cfg.token) ||
-        strcmp(fresh.ca_file, a->cfg.ca_file)) {
+    if (strcmp(fresh.api_url, a->cfg.api_url) != 0 || strcmp(fresh.token, a->cfg.token) != 0 ||
+        strcmp(fresh.ca_file, a->cfg.ca_file) != 0) {
         control_config cc = {fresh.api_url,       fresh.token, fresh.ca_file, fresh.http_timeout_s,
                              fresh.http_attempts, 250,         5000};
         control *c = control_new(&cc, err, sizeof err);
@@ -766,7 +771,7 @@ static void reload(struct agent *a)
         control_free(a->ctl);
         a->ctl = c;
     }
-    if (strcmp(fresh.spool_dir, a->cfg.spool_dir) || fresh.threads != a->cfg.threads ||
+    if (strcmp(fresh.spool_dir, a->cfg.spool_dir) != 0 || fresh.threads != a->cfg.threads ||
         fresh.metrics_port != a->cfg.metrics_port)
         log_warn("SIGHUP: spool dir, threads and metrics port change at the next restart");
     snprintf(fresh.spool_dir, sizeof fresh.spool_dir, "%s", a->cfg.spool_dir);

@@ -77,7 +77,7 @@ static void copy_detail(char *dst, size_t cap, const char *src, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < n && k + 1 < cap; i++) {
         unsigned char c = (unsigned char)src[i];
-        dst[k++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+        dst[k++] = (char)((c >= 0x20 && c < 0x7f) ? c : '?');
     }
     dst[k] = '\0';
 }
@@ -190,8 +190,9 @@ static void put_base64(buf *out, const void *data, size_t n)
             v |= (unsigned)in[i + 1] << 8;
         if (i + 2 < n)
             v |= in[i + 2];
-        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63], i + 1 < n ? b64[(v >> 6) & 63] : '=',
-                     i + 2 < n ? b64[v & 63] : '='};
+        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63],
+                     (char)(i + 1 < n ? b64[(v >> 6) & 63] : '='),
+                     (char)(i + 2 < n ? b64[v & 63] : '=')};
         buf_append(out, q, 4);
     }
 }
