@@ -1214,15 +1214,18 @@ static void mailbox_accept(struct io_thread *t, struct inbox_item *it)
         order[j] = (uint32_t)i;
     }
     struct host *h = host_get(t, m->host, m->port);
+    /* While draining, work_filter cancels each group and frees the mailbox with its
+     * last one: the loop must not read m after that. */
+    const size_t nsends = m->nsends;
     size_t i = 0;
-    while (i < m->nsends) {
+    while (i < nsends) {
         struct work *w = xcalloc(1, sizeof *w);
         w->mb = mb;
         w->host = h;
         w->attempt = 1;
         w->sends = xcalloc((size_t)t->e->cfg.batch_max, sizeof *w->sends);
         int64_t nb = m->sends[order[i]].not_before_s;
-        while (i < m->nsends && w->n < (size_t)t->e->cfg.batch_max &&
+        while (i < nsends && w->n < (size_t)t->e->cfg.batch_max &&
                m->sends[order[i]].not_before_s == nb)
             w->sends[w->n++] = order[i++];
         w->due_ms = mb->lease_start_ms + nb * 1000;
