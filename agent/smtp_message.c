@@ -9,23 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void base64_append(const unsigned char *in, size_t n, buf *out)
-{
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        char q[4] = {b64chars[(v >> 18) & 63], b64chars[(v >> 12) & 63],
-                     (char)(i + 1 < n ? b64chars[(v >> 6) & 63] : '='),
-                     (char)(i + 2 < n ? b64chars[v & 63] : '=')};
-        buf_append(out, q, 4);
-    }
-}
-
 static bool is_plain_ascii(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -85,7 +68,7 @@ void smtp_header_encode(const char *value, size_t used, buf *out)
         if (!first)
             buf_puts(out, "\r\n ");
         buf_puts(out, "=?UTF-8?B?");
-        base64_append(p + start, i - start, out);
+        base64_append(out, p + start, i - start);
         buf_puts(out, "?=");
         first = false;
     }

@@ -4,6 +4,8 @@
  * failures inside one settle only its slot, and the session moves on to the next. */
 #include "smtp_session.h"
 
+#include "secret.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -179,24 +181,6 @@ static void parse_caps(smtp_session *s, const smtp_reply *r)
     }
 }
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void put_base64(buf *out, const void *data, size_t n)
-{
-    const unsigned char *in = data;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63],
-                     (char)(i + 1 < n ? b64[(v >> 6) & 63] : '='),
-                     (char)(i + 2 < n ? b64[v & 63] : '=')};
-        buf_append(out, q, 4);
-    }
-}
-
 static void start_transaction(smtp_session *s, int64_t now_ms);
 
 /* After EHLO/HELO (and after TLS): STARTTLS, AUTH, or the first transaction. */
@@ -217,7 +201,7 @@ static void after_hello(smtp_session *s, int64_t now_ms)
         if (p->oauth_token && p->oauth_token[0] && s->caps.auth_xoauth2) {
             buf_printf(&sec, "user=%s\001auth=Bearer %s\001\001", p->username, p->oauth_token);
             buf_puts(&s->out, "AUTH XOAUTH2 ");
-            put_base64(&s->out, sec.data, sec.len);
+            base64_append(&s->out, sec.data, sec.len);
             buf_puts(&s->out, "\r\n");
         } else if (p->password && s->caps.auth_plain) {
             buf_putc(&sec, '\0');
@@ -225,7 +209,7 @@ static void after_hello(smtp_session *s, int64_t now_ms)
             buf_putc(&sec, '\0');
             buf_puts(&sec, p->password);
             buf_puts(&s->out, "AUTH PLAIN ");
-            put_base64(&s->out, sec.data, sec.len);
+            base64_append(&s->out, sec.data, sec.len);
             buf_puts(&s->out, "\r\n");
         } else if (p->password && s->caps.auth_login) {
             buf_puts(&s->out, "AUTH LOGIN\r\n");
@@ -367,11 +351,11 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
                 s->auth_retry_sent = true;
             }
         } else if (code == 334 && s->state == SMTP_S_AUTH) {
-            put_base64(&s->out, s->params.username, strlen(s->params.username));
+            base64_append(&s->out, s->params.username, strlen(s->params.username));
             buf_puts(&s->out, "\r\n");
             set_state(s, SMTP_S_AUTH_USER);
         } else if (code == 334 && s->state == SMTP_S_AUTH_USER) {
-            put_base64(&s->out, s->params.password, strlen(s->params.password));
+            base64_append(&s->out, s->params.password, strlen(s->params.password));
             buf_puts(&s->out, "\r\n");
             set_state(s, SMTP_S_AUTH_PASS);
         } else if (code >= 400 && code < 500) {

@@ -209,3 +209,13 @@ bool ct_equal(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n) == 0;
 }
+
+void base64_append(buf *out, const void *data, size_t n)
+{
+    /* EVP_EncodeBlock writes 4 characters per 3 bytes plus a NUL, no line breaks. */
+    size_t need = 4 * ((n + 2) / 3);
+    buf_reserve(out, need + 1);
+    int w = EVP_EncodeBlock((unsigned char *)out->data + out->len, data, (int)n);
+    out->len += (size_t)w;
+    out->data[out->len] = '\0';
+}

@@ -31,6 +31,8 @@ int secret_open(const secret_key *k, const void *sealed, size_t n, const char *a
 void random_bytes(void *out, size_t n);
 /* Uniform random integer in [lo, hi]. */
 int64_t random_range(int64_t lo, int64_t hi);
+/* Appends the standard base64 (RFC 4648, with padding) of data to out. */
+void base64_append(buf *out, const void *data, size_t n);
 /* Value of one hex digit, or -1. */
 int hex_value(int c);
 /* Hex encoding helpers. out must hold 2n+1 bytes. */
