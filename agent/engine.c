@@ -811,6 +811,27 @@ static void conn_fail(struct io_thread *t, struct conn *c, int status, const cha
 
 /* Moves the session's output to the socket (through TLS when up) and acts on the
  * session's events. */
+/* Starts the TLS handshake on c (after STARTTLS's 220, or at once for implicit TLS)
+ * and queues its first bytes. False when it failed: c is finished as `tls`. */
+static bool conn_start_tls(struct io_thread *t, struct conn *c)
+{
+    char err[160];
+    tls_ctx *ctx = ctx_for(t, c->w->mb->m->ca_file, err, sizeof err);
+    if (!ctx) {
+        c->host_ok = true; /* our CA file, not the host's fault */
+        conn_fail(t, c, SMTP_ST_TLS, err);
+        return false;
+    }
+    c->tls = tls_conn_new(ctx, c->host->name);
+    c->phase = CONN_TLS;
+    if (tls_conn_handshake(c->tls) == TLS_ERROR) {
+        conn_fail(t, c, SMTP_ST_TLS, tls_conn_error(c->tls));
+        return false;
+    }
+    tls_conn_take(c->tls, &c->sendq);
+    return true;
+}
+
 static void conn_after_session(struct io_thread *t, struct conn *c, int ev)
 {
     buf *out = smtp_session_output(&c->smtp);
@@ -831,21 +852,8 @@ static void conn_after_session(struct io_thread *t, struct conn *c, int ev)
         else
             buf_reset(out);
     }
-    if (ev & SMTP_EV_STARTTLS) {
-        char err[160];
-        tls_ctx *ctx = ctx_for(t, c->w->mb->m->ca_file, err, sizeof err);
-        if (!ctx) {
-            conn_fail(t, c, SMTP_ST_TLS, err);
-            return;
-        }
-        c->tls = tls_conn_new(ctx, c->host->name);
-        c->phase = CONN_TLS;
-        if (tls_conn_handshake(c->tls) == TLS_ERROR) {
-            conn_fail(t, c, SMTP_ST_TLS, tls_conn_error(c->tls));
-            return;
-        }
-        tls_conn_take(c->tls, &c->sendq);
-    }
+    if ((ev & SMTP_EV_STARTTLS) && !conn_start_tls(t, c))
+        return;
     if (ev & SMTP_EV_DONE) {
         c->close_after_send = true;
         if (!c->sendq.len && !c->send_posted) {
@@ -1012,20 +1020,8 @@ static void on_connect(struct io_thread *t, struct conn *c, int res)
         return;
     }
     if (c->w->mb->m->security == SMTP_SEC_TLS) {
-        char err[160];
-        tls_ctx *ctx = ctx_for(t, c->w->mb->m->ca_file, err, sizeof err);
-        if (!ctx) {
-            c->host_ok = true;
-            conn_fail(t, c, SMTP_ST_TLS, err);
+        if (!conn_start_tls(t, c))
             return;
-        }
-        c->tls = tls_conn_new(ctx, c->host->name);
-        c->phase = CONN_TLS;
-        if (tls_conn_handshake(c->tls) == TLS_ERROR) {
-            conn_fail(t, c, SMTP_ST_TLS, tls_conn_error(c->tls));
-            return;
-        }
-        tls_conn_take(c->tls, &c->sendq);
         flush_send(t, c);
     } else {
         c->phase = CONN_SMTP;
