@@ -149,6 +149,8 @@ struct io_thread {
     struct io_uring ring;
     int efd;
     uint64_t efd_val;
+    buf msg_scratch; /* one message before dot-stuffing */
+    uint64_t rng; /* xorshift state for backoff jitter (seeded from the CSPRNG) */
     pthread_mutex_t inbox_mu;
     struct inbox_item *inbox;
     struct control_item *controls;
@@ -187,6 +189,9 @@ struct engine {
     pthread_cond_t res_cv;
     engine_result *results;
     size_t nresults, results_cap;
+    /* a consumer blocked in engine_poll_results wants a wake-up at this many results
+     * (0: nobody waits): the I/O threads signal once per batch, not once per turn */
+    size_t res_want;
     /* metrics */
     atomic_llong m_status[SMTP_ST_TLS + 1];
     atomic_llong m_sessions;
@@ -215,6 +220,7 @@ void engine_config_defaults(engine_config *c)
     c->state_timeout_ms[SMTP_S_DOT] = 600000;  /* DATA termination: 10 min */
     c->state_timeout_ms[SMTP_S_QUIT] = 30000;
     c->dns_ttl_ms = 300000;
+    c->result_linger_ms = 10;
     shaping_cfg_defaults(&c->shaping);
     snprintf(c->helo_name, sizeof c->helo_name, "localhost");
     snprintf(c->warmup_tag, sizeof c->warmup_tag, "1");
@@ -339,9 +345,31 @@ static void results_flush(struct io_thread *t)
     }
     memcpy(e->results + e->nresults, t->results, t->nresults * sizeof *t->results);
     e->nresults += t->nresults;
-    pthread_cond_broadcast(&e->res_cv);
+    if (e->res_want && e->nresults >= e->res_want)
+        pthread_cond_signal(&e->res_cv);
     pthread_mutex_unlock(&e->res_mu);
     t->nresults = 0;
+}
+
+static void deadline_in(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Blocks (res_mu held) until want results are queued or the deadline passes. */
+static void wait_results(engine *e, size_t want, const struct timespec *deadline)
+{
+    e->res_want = want;
+    while (e->nresults < want)
+        if (pthread_cond_timedwait(&e->res_cv, &e->res_mu, deadline) == ETIMEDOUT)
+            break;
+    e->res_want = 0;
 }
 
 size_t engine_poll_results(engine *e, engine_result *out, size_t max, int timeout_ms)
@@ -349,16 +377,15 @@ size_t engine_poll_results(engine *e, engine_result *out, size_t max, int timeou
     pthread_mutex_lock(&e->res_mu);
     if (!e->nresults && timeout_ms > 0) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += timeout_ms / 1000;
-        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        while (!e->nresults)
-            if (pthread_cond_timedwait(&e->res_cv, &e->res_mu, &ts) == ETIMEDOUT)
-                break;
+        deadline_in(&ts, timeout_ms);
+        wait_results(e, 1, &ts);
+    }
+    /* Results come one loop turn at a time; gather them for a short while so the
+     * consumer wakes once per batch rather than once per turn of every I/O thread. */
+    if (e->nresults && e->nresults < max && e->cfg.result_linger_ms > 0) {
+        struct timespec ts;
+        deadline_in(&ts, e->cfg.result_linger_ms);
+        wait_results(e, max, &ts);
     }
     size_t n = e->nresults < max ? e->nresults : max;
     if (n) {
@@ -721,6 +748,30 @@ static tls_ctx *ctx_for(struct io_thread *t, const char *ca_file, char *err, siz
     return ctx;
 }
 
+/* A session's buffers stay with its table entry for the next session unless they
+ * grew past this (a big message), so a steady stream of sessions allocates nothing. */
+#define CONN_BUF_KEEP 16384
+
+static void buf_recycle(buf *b)
+{
+    if (b->cap > CONN_BUF_KEEP)
+        buf_free(b);
+    else
+        buf_reset(b);
+}
+
+/* A uniform draw in [0, 1) for backoff jitter: spreading retries needs no
+ * cryptographic randomness, and the CSPRNG costs a system call per draw. */
+static double jitter(struct io_thread *t)
+{
+    uint64_t x = t->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    t->rng = x;
+    return (double)(x >> 11) / 9007199254740992.0; /* 2^53 */
+}
+
 /* The session is over: release the host, settle or re-queue every slot, free the
  * table entry. Called only when the kernel owns nothing of the session any more. */
 static void conn_finish(struct io_thread *t, struct conn *c)
@@ -740,14 +791,17 @@ static void conn_finish(struct io_thread *t, struct conn *c)
     /* deferred slots go back for another attempt while the lease allows it */
     struct work *retry = NULL;
     struct mbox *done = NULL; /* freed after the loop, which reads w->mb */
-    int64_t delay =
-        backoff_delay_ms(&t->shaping, w->attempt, (double)random_range(0, 999999) / 1000000.0);
-    bool may_retry = w->attempt < e->cfg.max_attempts &&
+    bool any_deferred = false;
+    for (size_t k = 0; k < w->n; k++) {
+        if (c->slots[k].status == SMTP_ST_PENDING)
+            c->slots[k].status = SMTP_ST_DEFERRED;
+        any_deferred |= c->slots[k].status == SMTP_ST_DEFERRED;
+    }
+    int64_t delay = any_deferred ? backoff_delay_ms(&t->shaping, w->attempt, jitter(t)) : 0;
+    bool may_retry = any_deferred && w->attempt < e->cfg.max_attempts &&
                      t->now_ms + delay < w->mb->deadline_ms - e->cfg.lease_margin_ms;
     for (size_t k = 0; k < w->n; k++) {
         smtp_slot *s = &c->slots[k];
-        if (s->status == SMTP_ST_PENDING)
-            s->status = SMTP_ST_DEFERRED;
         int64_t lat = (s->done_ms ? s->done_ms : t->now_ms) - c->start_ms;
         if (s->status == SMTP_ST_DEFERRED && may_retry && !slot_cancelled(t, w, k)) {
             if (!retry) {
@@ -776,9 +830,9 @@ static void conn_finish(struct io_thread *t, struct conn *c)
     c->tls = NULL;
     free(c->slots);
     c->slots = NULL;
-    buf_free(&c->payload);
-    buf_free(&c->sendq);
-    buf_free(&c->sending);
+    buf_recycle(&c->payload);
+    buf_recycle(&c->sendq);
+    buf_recycle(&c->sending);
     c->w = NULL;
     c->host = NULL;
     c->fd = -1;
@@ -933,11 +987,10 @@ static void conn_start(struct io_thread *t, struct work *w)
     c->inflight = 0;
     c->start_ms = t->now_ms;
     c->slots = xcalloc(w->n, sizeof *c->slots);
-    buf_init(&c->payload);
-    buf_init(&c->sendq);
-    buf_init(&c->sending);
-    size_t *offs = xcalloc(w->n + 1, sizeof *offs);
-    buf msg = BUF_INIT;
+    /* payload, sendq and sending keep their storage from the entry's last session */
+    size_t offs_small[17];
+    size_t *offs = w->n < 17 ? offs_small : xcalloc(w->n + 1, sizeof *offs);
+    buf *msg = &t->msg_scratch;
     int64_t now_s = clock_wall_ms() / 1000;
     for (size_t k = 0; k < w->n; k++) {
         job_send *s = &m->sends[w->sends[k]];
@@ -949,19 +1002,21 @@ static void conn_start(struct io_thread *t, struct work *w)
                            .message_id = s->message_id,
                            .warmup_tag = e->cfg.warmup_tag,
                            .date_unix_s = now_s};
-        buf_reset(&msg);
-        smtp_message_build(&mm, &msg);
+        buf_reset(msg);
+        smtp_message_build(&mm, msg);
         offs[k] = c->payload.len;
-        smtp_dot_stuff(msg.data, msg.len, &c->payload);
+        smtp_dot_stuff(msg->data, msg->len, &c->payload);
     }
     offs[w->n] = c->payload.len;
-    buf_free(&msg);
+    if (msg->cap > CONN_BUF_KEEP)
+        buf_free(msg);
     for (size_t k = 0; k < w->n; k++) {
         c->slots[k].rcpt = m->sends[w->sends[k]].to;
         c->slots[k].payload = c->payload.data + offs[k];
         c->slots[k].payload_len = offs[k + 1] - offs[k];
     }
-    free(offs);
+    if (offs != offs_small)
+        free(offs);
     smtp_session_params p = {.helo_name = e->cfg.helo_name,
                              .mail_from = m->address,
                              .security = m->security,
@@ -1387,6 +1442,8 @@ static void *io_thread_main(void *arg)
         log_warn("io_uring: IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN not available (kernel "
                  "before 6.1); running with a default ring");
     __atomic_store_n(&t->ring_ready, 1, __ATOMIC_RELEASE);
+    random_bytes(&t->rng, sizeof t->rng);
+    t->rng |= 1; /* xorshift never leaves 0 */
     post_eventfd_read(t);
     while (!t->stop) {
         t->now_ms = clock_mono_ms();
@@ -1440,6 +1497,9 @@ static void io_thread_cleanup(struct io_thread *t)
     if (t->ring_ready == 1) {
         for (uint32_t i = 0; i < t->nconns; i++) {
             struct conn *c = &t->conns[i];
+            buf_free(&c->payload); /* free entries keep theirs for the next session */
+            buf_free(&c->sendq);
+            buf_free(&c->sending);
             if (c->phase == CONN_FREE)
                 continue;
             if (c->fd >= 0)
@@ -1447,9 +1507,6 @@ static void io_thread_cleanup(struct io_thread *t)
             smtp_session_clear(&c->smtp);
             tls_conn_free(c->tls);
             free(c->slots);
-            buf_free(&c->payload);
-            buf_free(&c->sendq);
-            buf_free(&c->sending);
             mbox_collect(&mbs, &nmb, &cap, c->w->mb);
             work_free(c->w);
         }
@@ -1507,6 +1564,7 @@ static void io_thread_cleanup(struct io_thread *t)
     free(t->cancelled.v);
     free(t->results);
     buf_free(&t->plain);
+    buf_free(&t->msg_scratch);
     pthread_mutex_destroy(&t->inbox_mu);
 }
 

@@ -31,6 +31,7 @@ typedef struct engine_config {
     int64_t tls_timeout_ms;
     int64_t state_timeout_ms[SMTP_S_COUNT]; /* waiting for a reply, per session state */
     int64_t dns_ttl_ms;
+    int64_t result_linger_ms; /* engine_poll_results gathers a batch this long (0: none) */
     shaping_cfg shaping; /* per host, all threads together */
     char helo_name[256];
     char warmup_tag[64];
@@ -62,7 +63,8 @@ engine *engine_create(const engine_config *c, char *err, size_t errlen);
  * from lease_start_ms; nothing starts after deadline_ms - lease_margin_ms
  * (both monotonic). */
 void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t deadline_ms);
-/* Waits up to timeout_ms for results; returns how many were copied to out. */
+/* Waits up to timeout_ms for a first result, then up to result_linger_ms more for a
+ * fuller batch; returns how many were copied to out. */
 size_t engine_poll_results(engine *e, engine_result *out, size_t max, int timeout_ms);
 /* Prometheus text exposition of the engine's counters. */
 void engine_metrics(engine *e, buf *out);

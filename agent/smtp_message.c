@@ -34,9 +34,13 @@ static size_t utf8_seq_len(unsigned char c)
 /* Copies s without CR/LF (header injection guard) into a fresh buf. */
 static void strip_crlf(const char *s, buf *out)
 {
-    for (; *s; s++)
-        if (*s != '\r' && *s != '\n')
-            buf_putc(out, *s);
+    while (*s) {
+        size_t run = strcspn(s, "\r\n");
+        buf_append(out, s, run);
+        s += run;
+        if (*s)
+            s++;
+    }
 }
 
 void smtp_header_encode(const char *value, size_t used, buf *out)
@@ -75,11 +79,17 @@ void smtp_header_encode(const char *value, size_t used, buf *out)
     buf_free(&clean);
 }
 
+static bool qp_literal_run_byte(unsigned char c)
+{
+    return c >= 33 && c <= 126 && c != '=';
+}
+
 void smtp_qp_encode(const char *text, size_t n, buf *out)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t col = 0;
-    for (size_t i = 0; i < n; i++) {
+    buf_reserve(out, n + n / 32 + 8);
+    size_t col = 0, i = 0;
+    while (i < n) {
         unsigned char c = (unsigned char)text[i];
         /* hard line break: CRLF, bare LF or bare CR */
         if (c == '\r' || c == '\n') {
@@ -87,6 +97,18 @@ void smtp_qp_encode(const char *text, size_t n, buf *out)
                 i++;
             buf_puts(out, "\r\n");
             col = 0;
+            i++;
+            continue;
+        }
+        /* a run of printable bytes that stay as they are, up to the line limit, is
+         * copied at once (a '.' opening a line is left to the byte path below) */
+        if (col < 75 && qp_literal_run_byte(c) && !(c == '.' && col == 0)) {
+            size_t j = i + 1, stop = i + (75 - col);
+            while (j < n && j < stop && qp_literal_run_byte((unsigned char)text[j]))
+                j++;
+            buf_append(out, text + i, j - i);
+            col += j - i;
+            i = j;
             continue;
         }
         bool at_eol = i + 1 == n || text[i + 1] == '\r' || text[i + 1] == '\n';
@@ -98,6 +120,7 @@ void smtp_qp_encode(const char *text, size_t n, buf *out)
         if (col + w > 75) {
             buf_puts(out, "=\r\n");
             col = 0;
+            continue; /* the byte starts the next line: it may be a '.' there */
         }
         if (literal) {
             buf_putc(out, (char)c);
@@ -106,6 +129,7 @@ void smtp_qp_encode(const char *text, size_t n, buf *out)
             buf_append(out, e, 3);
         }
         col += w;
+        i++;
     }
 }
 
@@ -160,22 +184,34 @@ static bool body_needs_qp(const char *s, size_t n)
 /* Plain body with every line end made CRLF. */
 static void put_crlf_text(const char *s, size_t n, buf *out)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\r' || s[i] == '\n') {
-            if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
-                i++;
-            buf_puts(out, "\r\n");
-        } else {
-            buf_putc(out, s[i]);
-        }
+    buf_reserve(out, n + n / 32 + 2);
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && s[j] != '\r' && s[j] != '\n')
+            j++;
+        buf_append(out, s + i, j - i);
+        if (j == n)
+            break;
+        if (s[j] == '\r' && j + 1 < n && s[j + 1] == '\n')
+            j++;
+        buf_puts(out, "\r\n");
+        i = j + 1;
     }
 }
 
 void smtp_message_build(const smtp_message *m, buf *out)
 {
-    char date[64];
-    smtp_date(m->date_unix_s, date, sizeof date);
-    buf_printf(out, "Date: %s\r\n", date);
+    /* most messages of a busy thread share their second: format it once */
+    static _Thread_local int64_t date_s = -1;
+    static _Thread_local char date[64];
+    if (m->date_unix_s != date_s) {
+        smtp_date(m->date_unix_s, date, sizeof date);
+        date_s = m->date_unix_s;
+    }
+    buf_puts(out, "Date: ");
+    buf_puts(out, date);
+    buf_puts(out, "\r\n");
 
     buf_puts(out, "Message-ID: ");
     if (m->message_id && m->message_id[0]) {
@@ -209,7 +245,8 @@ void smtp_message_build(const smtp_message *m, buf *out)
     const char *body = m->body ? m->body : "";
     size_t blen = strlen(body);
     bool qp = body_needs_qp(body, blen);
-    buf_printf(out, "Content-Transfer-Encoding: %s\r\n", qp ? "quoted-printable" : "7bit");
+    buf_puts(out, qp ? "Content-Transfer-Encoding: quoted-printable\r\n"
+                     : "Content-Transfer-Encoding: 7bit\r\n");
     buf_puts(out, "X-Kiln-Warmup: ");
     strip_crlf(m->warmup_tag ? m->warmup_tag : "1", out);
     buf_puts(out, "\r\n\r\n");

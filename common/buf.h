@@ -24,7 +24,16 @@ void buf_reset(buf *b);
 void buf_reserve(buf *b, size_t extra);
 void buf_append(buf *b, const void *data, size_t n);
 void buf_puts(buf *b, const char *s);
-void buf_putc(buf *b, char c);
+/* One byte; inline because builders call it per character. */
+static inline void buf_putc(buf *b, char c)
+{
+    if (b->len + 2 <= b->cap) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+    } else {
+        buf_append(b, &c, 1);
+    }
+}
 void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(buf *b, const char *fmt, va_list ap);
 /* Drops the first n bytes (consumed input), keeping the rest. */

@@ -85,6 +85,38 @@ static void test_quoted_printable(void **state)
     buf_reset(&b);
     smtp_qp_encode(".\n.x", 4, &b);
     assert_string_equal(b.data, "=2E\r\n=2Ex");
+    /* a '.' that a soft break puts at the start of a line is encoded there too */
+    buf_reset(&b);
+    char dots[80];
+    memset(dots, 'y', 75);
+    memcpy(dots + 75, ".\n", 3);
+    smtp_qp_encode(dots, 77, &b);
+    assert_int_equal(b.len, 75 + 3 + 3 + 2);
+    assert_memory_equal(b.data + 75, "=\r\n=2E\r\n", 8);
+    /* literal runs and encoded bytes mixed across a soft break round-trip the limit */
+    buf_reset(&b);
+    char mixed[300];
+    for (size_t i = 0; i < sizeof mixed - 1; i++)
+        mixed[i] = (i % 7 == 3) ? '=' : (char)('a' + i % 26);
+    mixed[sizeof mixed - 1] = '\0';
+    smtp_qp_encode(mixed, strlen(mixed), &b);
+    size_t decoded = 0;
+    for (const char *q = b.data; *q;) {
+        const char *nl = strstr(q, "\r\n");
+        size_t len = nl ? (size_t)(nl - q) : strlen(q);
+        assert_true(len <= 76);
+        for (size_t i = 0; i < len; i++) {
+            if (q[i] == '=' && i + 1 == len)
+                break; /* soft break */
+            if (q[i] == '=') {
+                assert_memory_equal(q + i, "=3D", 3);
+                i += 2;
+            }
+            decoded++;
+        }
+        q = nl ? nl + 2 : q + len;
+    }
+    assert_int_equal(decoded, strlen(mixed));
     buf_free(&b);
 }
 
