@@ -150,7 +150,7 @@ struct io_thread {
     int efd;
     uint64_t efd_val;
     buf msg_scratch; /* one message before dot-stuffing */
-    uint64_t rng; /* xorshift state for backoff jitter (seeded from the CSPRNG) */
+    uint64_t rng;    /* xorshift state for backoff jitter (seeded from the CSPRNG) */
     pthread_mutex_t inbox_mu;
     struct inbox_item *inbox;
     struct control_item *controls;

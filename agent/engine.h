@@ -32,7 +32,7 @@ typedef struct engine_config {
     int64_t state_timeout_ms[SMTP_S_COUNT]; /* waiting for a reply, per session state */
     int64_t dns_ttl_ms;
     int64_t result_linger_ms; /* engine_poll_results gathers a batch this long (0: none) */
-    shaping_cfg shaping; /* per host, all threads together */
+    shaping_cfg shaping;      /* per host, all threads together */
     char helo_name[256];
     char warmup_tag[64];
     engine_intent_fn intent_fn; /* NULL: sessions start at once */
