@@ -5,6 +5,9 @@
 #include "smtp_session.h"
 #include "xalloc.h"
 
+#include <yajl/yajl_parse.h>
+
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,15 @@ static int no_controls(const char *s)
 {
     for (; *s; s++)
         if ((unsigned char)*s < 0x20 && *s != '\t')
+            return 0;
+    return 1;
+}
+
+/* A header value that needs no encoding in any transaction (the Message-ID). */
+static int printable_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
             return 0;
     return 1;
 }
@@ -73,194 +85,581 @@ void job_lease_free(job_lease *l)
     free(l);
 }
 
-/* Optional string: absent or null gives NULL; a non-string is an error. */
-static int opt_str(yajl_val obj, const char *key, char **out, const char *where, char *err,
-                   size_t errlen)
+/* ---- streaming parse ----
+ * A lease can be tens of megabytes (100,000 slots). It is parsed with yajl's event
+ * interface straight into the job structs: no document tree is built and freed, so
+ * the parse costs about a third of the tree's CPU and none of its memory. Each value
+ * is checked as it arrives; required fields are checked when their object ends. */
+
+enum pctx { P_TOP, P_LEASE, P_MAILBOXES, P_MAILBOX, P_SMTP, P_SENDS, P_SEND, P_DONE };
+
+enum pkey {
+    K_NONE,
+    K_UNKNOWN,
+    K_LEASE_ID,
+    K_TTL,
+    K_MAILBOXES,
+    K_ID,
+    K_ADDRESS,
+    K_DISPLAY_NAME,
+    K_SMTP,
+    K_SENDS,
+    K_HOST,
+    K_PORT,
+    K_SECURITY,
+    K_USERNAME,
+    K_PASSWORD,
+    K_OAUTH,
+    K_CA_FILE,
+    K_NOT_BEFORE,
+    K_TO,
+    K_SUBJECT,
+    K_BODY,
+    K_MESSAGE_ID,
+};
+
+struct keyname {
+    enum pctx ctx;
+    const char *name;
+    size_t len;
+    enum pkey key;
+};
+
+#define KEY(ctx, name, key)                                                                        \
+    {                                                                                              \
+        ctx, name, sizeof name - 1, key                                                            \
+    }
+
+static const struct keyname keys[] = {
+    KEY(P_LEASE, "lease_id", K_LEASE_ID),
+    KEY(P_LEASE, "ttl_s", K_TTL),
+    KEY(P_LEASE, "mailboxes", K_MAILBOXES),
+    KEY(P_MAILBOX, "id", K_ID),
+    KEY(P_MAILBOX, "address", K_ADDRESS),
+    KEY(P_MAILBOX, "display_name", K_DISPLAY_NAME),
+    KEY(P_MAILBOX, "smtp", K_SMTP),
+    KEY(P_MAILBOX, "sends", K_SENDS),
+    KEY(P_SMTP, "host", K_HOST),
+    KEY(P_SMTP, "port", K_PORT),
+    KEY(P_SMTP, "security", K_SECURITY),
+    KEY(P_SMTP, "username", K_USERNAME),
+    KEY(P_SMTP, "password", K_PASSWORD),
+    KEY(P_SMTP, "oauth_token", K_OAUTH),
+    KEY(P_SMTP, "ca_file", K_CA_FILE),
+    KEY(P_SEND, "id", K_ID),
+    KEY(P_SEND, "not_before_s", K_NOT_BEFORE),
+    KEY(P_SEND, "to", K_TO),
+    KEY(P_SEND, "subject", K_SUBJECT),
+    KEY(P_SEND, "body", K_BODY),
+    KEY(P_SEND, "message_id", K_MESSAGE_ID),
+};
+
+/* fields seen in the object being parsed */
+enum { SEEN_ID = 1, SEEN_SMTP = 2, SEEN_SENDS = 4, SEEN_PORT = 8, SEEN_SECURITY = 16 };
+
+#define PARSE_DEPTH 8
+
+struct parse {
+    job_lease *l;
+    size_t mb_cap, send_cap;
+    job_mailbox *m; /* the mailbox being filled, already in l->mailboxes */
+    job_send *s;    /* the send being filled, already in m->sends */
+    enum pctx stack[PARSE_DEPTH];
+    int depth;
+    enum pkey key; /* the current object's key whose value comes next */
+    int skip;      /* > 0: inside a value of an unknown key, this deep */
+    unsigned mb_seen, send_seen;
+    bool have_mailboxes;
+    char *err;
+    size_t errlen;
+};
+
+static enum pctx top(const struct parse *p)
 {
-    yajl_val v = json_get(obj, key);
-    *out = NULL;
-    if (!v || YAJL_IS_NULL(v))
+    return p->stack[p->depth - 1];
+}
+
+/* "mailboxes[3]", "mailboxes[3].smtp" or "mailboxes[3].sends[1]" for messages */
+static void where(const struct parse *p, enum pctx ctx, char *out, size_t outlen)
+{
+    size_t mi = p->l->nmailboxes ? p->l->nmailboxes - 1 : 0;
+    if (ctx == P_SMTP)
+        snprintf(out, outlen, "mailboxes[%zu].smtp", mi);
+    else if (ctx == P_SEND || ctx == P_SENDS)
+        snprintf(out, outlen, "mailboxes[%zu].sends[%zu]", mi,
+                 p->m && p->m->nsends ? p->m->nsends - 1 : 0);
+    else if (ctx == P_MAILBOX)
+        snprintf(out, outlen, "mailboxes[%zu]", mi);
+    else
+        snprintf(out, outlen, "lease");
+}
+
+/* Sets the error "<where>.<field>: <what>" (just "<field>: <what>" at lease level) and
+ * returns 0, which stops yajl. */
+static int fail(struct parse *p, const char *field, const char *what)
+{
+    char w[64];
+    enum pctx ctx = top(p);
+    if (ctx == P_LEASE || ctx == P_TOP || ctx == P_MAILBOXES) {
+        if (field)
+            snprintf(p->err, p->errlen, "%s: %s", field, what);
+        else
+            snprintf(p->err, p->errlen, "%s", what);
         return 0;
-    const char *s = json_str(v);
-    if (!s) {
-        snprintf(err, errlen, "%s.%s: must be a string or null", where, key);
-        return -1;
     }
-    *out = xstrdup(s);
+    where(p, ctx, w, sizeof w);
+    if (field)
+        snprintf(p->err, p->errlen, "%s.%s: %s", w, field, what);
+    else
+        snprintf(p->err, p->errlen, "%s: %s", w, what);
     return 0;
 }
 
-static int req_str(yajl_val obj, const char *key, char **out, const char *where, char *err,
-                   size_t errlen)
+static const char *key_name(enum pctx ctx, enum pkey k)
 {
-    if (opt_str(obj, key, out, where, err, errlen) < 0)
-        return -1;
-    if (!*out) {
-        snprintf(err, errlen, "%s.%s: missing (a string is required)", where, key);
-        return -1;
-    }
-    return 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].ctx == ctx && keys[i].key == k)
+            return keys[i].name;
+    return "?";
 }
 
-static int parse_send(yajl_val v, job_send *s, const char *where, char *err, size_t errlen)
+static int push(struct parse *p, enum pctx ctx)
 {
-    if (!YAJL_IS_OBJECT(v)) {
-        snprintf(err, errlen, "%s: must be an object", where);
-        return -1;
-    }
-    if (!json_int(json_get(v, "id"), 1, INT64_MAX, &s->id)) {
-        snprintf(err, errlen, "%s.id: must be a positive integer", where);
-        return -1;
-    }
-    yajl_val nb = json_get(v, "not_before_s");
-    s->not_before_s = 0;
-    if (nb && !YAJL_IS_NULL(nb) && !json_int(nb, 0, (int64_t)7 * 86400, &s->not_before_s)) {
-        snprintf(err, errlen, "%s.not_before_s: must be an integer in [0, 604800]", where);
-        return -1;
-    }
-    if (req_str(v, "to", &s->to, where, err, errlen) < 0 ||
-        req_str(v, "subject", &s->subject, where, err, errlen) < 0 ||
-        req_str(v, "body", &s->body, where, err, errlen) < 0 ||
-        opt_str(v, "message_id", &s->message_id, where, err, errlen) < 0)
-        return -1;
-    if (!jobs_address_ok(s->to)) {
-        snprintf(err, errlen, "%s.to: not a usable mail address", where);
-        return -1;
-    }
-    if (!no_controls(s->subject) || strlen(s->subject) > 900) {
-        snprintf(err, errlen, "%s.subject: control characters or longer than 900 bytes", where);
-        return -1;
-    }
-    if (s->message_id && (!no_controls(s->message_id) || strlen(s->message_id) > 900 ||
-                          s->message_id[0] != '<' || !strchr(s->message_id, '>'))) {
-        snprintf(err, errlen, "%s.message_id: must look like <id@domain>", where);
-        return -1;
-    }
-    return 0;
+    if (p->depth == PARSE_DEPTH)
+        return fail(p, NULL, "nested too deeply");
+    p->stack[p->depth++] = ctx;
+    p->key = K_NONE;
+    return 1;
 }
 
-static int parse_mailbox(yajl_val v, job_mailbox *m, const char *where, char *err, size_t errlen)
+/* A value arrives in an array (key K_NONE) or for p->key; the value of an unknown key,
+ * with everything inside it, is skipped. True when this value is to be ignored. */
+static bool skipping(const struct parse *p)
 {
-    char sub[96];
-    if (!YAJL_IS_OBJECT(v)) {
-        snprintf(err, errlen, "%s: must be an object", where);
-        return -1;
+    return p->skip > 0 || p->key == K_UNKNOWN;
+}
+
+static int wrong_type(struct parse *p, const char *what)
+{
+    enum pctx ctx = top(p);
+    if (ctx == P_TOP)
+        return fail(p, NULL, "top level: must be an object");
+    if (ctx == P_MAILBOXES) { /* an element that is not an object */
+        snprintf(p->err, p->errlen, "mailboxes[%zu]: must be an object", p->l->nmailboxes);
+        return 0;
     }
-    if (!json_int(json_get(v, "id"), 1, INT64_MAX, &m->id)) {
-        snprintf(err, errlen, "%s.id: must be a positive integer", where);
-        return -1;
+    if (ctx == P_SENDS) {
+        snprintf(p->err, p->errlen, "mailboxes[%zu].sends[%zu]: must be an object",
+                 p->l->nmailboxes - 1, p->m->nsends);
+        return 0;
     }
-    if (req_str(v, "address", &m->address, where, err, errlen) < 0 ||
-        opt_str(v, "display_name", &m->display_name, where, err, errlen) < 0)
-        return -1;
-    if (!jobs_address_ok(m->address)) {
-        snprintf(err, errlen, "%s.address: not a usable mail address", where);
-        return -1;
+    return fail(p, key_name(ctx, p->key), what);
+}
+
+static const char *int_rule(enum pkey k)
+{
+    switch (k) {
+    case K_TTL:
+        return "must be an integer in [1, 604800]";
+    case K_PORT:
+        return "must be an integer in [1, 65535]";
+    case K_NOT_BEFORE:
+        return "must be an integer in [0, 604800]";
+    case K_MAILBOXES:
+        return "missing (an array is required)";
+    case K_SMTP:
+        return "missing (an object is required)";
+    case K_SENDS:
+        return "missing (an array is required)";
+    case K_ID:
+        return "must be a positive integer";
+    default:
+        return "must be a string or null";
     }
-    if (m->display_name && !no_controls(m->display_name)) {
-        snprintf(err, errlen, "%s.display_name: control characters", where);
-        return -1;
-    }
-    yajl_val smtp = json_get(v, "smtp");
-    snprintf(sub, sizeof sub, "%s.smtp", where);
-    if (!smtp || !YAJL_IS_OBJECT(smtp)) {
-        snprintf(err, errlen, "%s: missing (an object is required)", sub);
-        return -1;
-    }
-    char *security = NULL;
-    int64_t port;
-    if (req_str(smtp, "host", &m->host, sub, err, errlen) < 0)
-        return -1;
-    if (!m->host[0] || strlen(m->host) > 253 || strpbrk(m->host, " \t\r\n/")) {
-        snprintf(err, errlen, "%s.host: not a host name or address", sub);
-        return -1;
-    }
-    if (!json_int(json_get(smtp, "port"), 1, 65535, &port)) {
-        snprintf(err, errlen, "%s.port: must be an integer in [1, 65535]", sub);
-        return -1;
-    }
-    m->port = (int)port;
-    if (req_str(smtp, "security", &security, sub, err, errlen) < 0)
-        return -1;
-    if (!strcmp(security, "plain"))
-        m->security = SMTP_SEC_PLAIN;
-    else if (!strcmp(security, "starttls"))
-        m->security = SMTP_SEC_STARTTLS;
-    else if (!strcmp(security, "tls"))
-        m->security = SMTP_SEC_TLS;
-    else {
-        free(security);
-        snprintf(err, errlen, "%s.security: must be plain, starttls or tls", sub);
-        return -1;
-    }
-    free(security);
-    if (opt_str(smtp, "username", &m->username, sub, err, errlen) < 0 ||
-        opt_str(smtp, "password", &m->password, sub, err, errlen) < 0 ||
-        opt_str(smtp, "oauth_token", &m->oauth_token, sub, err, errlen) < 0 ||
-        opt_str(smtp, "ca_file", &m->ca_file, sub, err, errlen) < 0)
-        return -1;
-    if ((m->username && !no_controls(m->username)) || (m->password && !no_controls(m->password)) ||
-        (m->oauth_token && !no_controls(m->oauth_token))) {
-        snprintf(err, errlen, "%s: credentials contain control characters", sub);
-        return -1;
-    }
-    yajl_val sends = json_get(v, "sends");
-    if (!sends || !YAJL_IS_ARRAY(sends)) {
-        snprintf(err, errlen, "%s.sends: missing (an array is required)", where);
-        return -1;
-    }
-    m->nsends = sends->u.array.len;
-    m->sends = xcalloc(m->nsends ? m->nsends : 1, sizeof *m->sends);
-    for (size_t i = 0; i < m->nsends; i++) {
-        snprintf(sub, sizeof sub, "%s.sends[%zu]", where, i);
-        if (parse_send(sends->u.array.values[i], &m->sends[i], sub, err, errlen) < 0) {
-            m->nsends = i + 1; /* free what was filled */
-            return -1;
+}
+
+static int on_integer(void *ctx, long long v)
+{
+    struct parse *p = ctx;
+    if (skipping(p))
+        return 1;
+    enum pkey k = p->key;
+    p->key = K_NONE;
+    switch (k) {
+    case K_TTL:
+        if (v < 1 || v > 7 * 86400)
+            break;
+        p->l->ttl_s = v;
+        return 1;
+    case K_ID:
+        if (v < 1)
+            break;
+        if (top(p) == P_MAILBOX) {
+            p->m->id = v;
+            p->mb_seen |= SEEN_ID;
+        } else {
+            p->s->id = v;
+            p->send_seen |= SEEN_ID;
         }
+        return 1;
+    case K_PORT:
+        if (v < 1 || v > 65535)
+            break;
+        p->m->port = (int)v;
+        p->mb_seen |= SEEN_PORT;
+        return 1;
+    case K_NOT_BEFORE:
+        if (v < 0 || v > 7 * 86400)
+            break;
+        p->s->not_before_s = v;
+        return 1;
+    default:
+        break;
     }
-    return 0;
+    p->key = k;
+    return wrong_type(p, int_rule(k));
 }
+
+static int on_other(struct parse *p)
+{
+    if (skipping(p))
+        return 1;
+    enum pkey k = p->key;
+    return wrong_type(p, int_rule(k));
+}
+
+static int on_double(void *ctx, double v)
+{
+    (void)v;
+    return on_other(ctx);
+}
+
+static int on_boolean(void *ctx, int v)
+{
+    (void)v;
+    return on_other(ctx);
+}
+
+static int on_null(void *ctx)
+{
+    struct parse *p = ctx;
+    if (skipping(p))
+        return 1;
+    switch (p->key) {
+    case K_LEASE_ID:
+    case K_DISPLAY_NAME:
+    case K_USERNAME:
+    case K_PASSWORD:
+    case K_OAUTH:
+    case K_CA_FILE:
+    case K_MESSAGE_ID:
+    case K_NOT_BEFORE:
+        p->key = K_NONE; /* null is the default these already hold */
+        return 1;
+    default:
+        return on_other(p);
+    }
+}
+
+/* Replaces *slot with a copy of the string (duplicate keys: the last one counts). */
+static void set_str(char **slot, const unsigned char *s, size_t n, bool secret)
+{
+    if (*slot) {
+        if (secret)
+            memset(*slot, 0, strlen(*slot));
+        free(*slot);
+    }
+    *slot = xstrndup((const char *)s, n);
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t n)
+{
+    struct parse *p = ctx;
+    if (skipping(p))
+        return 1;
+    enum pkey k = p->key;
+    enum pctx c = top(p);
+    if (k == K_NONE || k == K_TTL || k == K_ID || k == K_PORT || k == K_NOT_BEFORE ||
+        k == K_MAILBOXES || k == K_SMTP || k == K_SENDS)
+        return wrong_type(p, int_rule(k));
+    if (memchr(s, 0, n))
+        return fail(p, key_name(c, k), "contains a NUL character");
+    p->key = K_NONE;
+    job_mailbox *m = p->m;
+    job_send *js = p->s;
+    switch (k) {
+    case K_LEASE_ID:
+        set_str(&p->l->lease_id, s, n, false);
+        return 1;
+    case K_ADDRESS:
+        set_str(&m->address, s, n, false);
+        if (!jobs_address_ok(m->address))
+            return fail(p, "address", "not a usable mail address");
+        return 1;
+    case K_DISPLAY_NAME:
+        set_str(&m->display_name, s, n, false);
+        if (!no_controls(m->display_name))
+            return fail(p, "display_name", "control characters");
+        return 1;
+    case K_HOST:
+        set_str(&m->host, s, n, false);
+        if (!m->host[0] || strlen(m->host) > 253 || strpbrk(m->host, " \t\r\n/"))
+            return fail(p, "host", "not a host name or address");
+        return 1;
+    case K_SECURITY:
+        if (n == 5 && !memcmp(s, "plain", 5))
+            m->security = SMTP_SEC_PLAIN;
+        else if (n == 8 && !memcmp(s, "starttls", 8))
+            m->security = SMTP_SEC_STARTTLS;
+        else if (n == 3 && !memcmp(s, "tls", 3))
+            m->security = SMTP_SEC_TLS;
+        else
+            return fail(p, "security", "must be plain, starttls or tls");
+        p->mb_seen |= SEEN_SECURITY;
+        return 1;
+    case K_USERNAME:
+    case K_PASSWORD:
+    case K_OAUTH: {
+        char **slot = k == K_USERNAME   ? &m->username
+                      : k == K_PASSWORD ? &m->password
+                                        : &m->oauth_token;
+        set_str(slot, s, n, k != K_USERNAME);
+        if (!no_controls(*slot))
+            return fail(p, NULL, "credentials contain control characters");
+        return 1;
+    }
+    case K_CA_FILE:
+        set_str(&m->ca_file, s, n, false);
+        return 1;
+    case K_TO:
+        set_str(&js->to, s, n, false);
+        if (!jobs_address_ok(js->to))
+            return fail(p, "to", "not a usable mail address");
+        return 1;
+    case K_SUBJECT:
+        set_str(&js->subject, s, n, false);
+        if (!no_controls(js->subject) || n > 900)
+            return fail(p, "subject", "control characters or longer than 900 bytes");
+        return 1;
+    case K_BODY:
+        set_str(&js->body, s, n, false);
+        return 1;
+    case K_MESSAGE_ID:
+        set_str(&js->message_id, s, n, false);
+        if (!printable_ascii(js->message_id) || n > 900 || js->message_id[0] != '<' ||
+            !strchr(js->message_id, '>'))
+            return fail(p, "message_id", "must look like <id@domain>");
+        return 1;
+    default:
+        return wrong_type(p, "must be a string or null");
+    }
+}
+
+static int on_map_key(void *ctx, const unsigned char *s, size_t n)
+{
+    struct parse *p = ctx;
+    if (p->skip > 0)
+        return 1;
+    enum pctx c = top(p);
+    p->key = K_UNKNOWN;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].ctx == c && keys[i].len == n && !memcmp(keys[i].name, s, n)) {
+            p->key = keys[i].key;
+            break;
+        }
+    return 1;
+}
+
+static int on_start_map(void *ctx)
+{
+    struct parse *p = ctx;
+    if (skipping(p)) {
+        p->skip++;
+        return 1;
+    }
+    switch (top(p)) {
+    case P_TOP:
+        return push(p, P_LEASE);
+    case P_MAILBOXES: {
+        job_lease *l = p->l;
+        if (l->nmailboxes == p->mb_cap) {
+            p->mb_cap = p->mb_cap ? p->mb_cap * 2 : 64;
+            /* an array of pointers: sizeof a pointer is meant */
+            l->mailboxes =
+                xrealloc(l->mailboxes,
+                         p->mb_cap * sizeof *l->mailboxes); // NOLINT(bugprone-sizeof-expression)
+        }
+        p->m = xcalloc(1, sizeof *p->m);
+        l->mailboxes[l->nmailboxes++] = p->m;
+        p->mb_seen = 0;
+        p->send_cap = 0;
+        return push(p, P_MAILBOX);
+    }
+    case P_SENDS: {
+        job_mailbox *m = p->m;
+        if (m->nsends == p->send_cap) {
+            p->send_cap = p->send_cap ? p->send_cap * 2 : 4;
+            m->sends = xrealloc(m->sends, p->send_cap * sizeof *m->sends);
+        }
+        p->s = &m->sends[m->nsends++];
+        memset(p->s, 0, sizeof *p->s);
+        p->send_seen = 0;
+        return push(p, P_SEND);
+    }
+    case P_MAILBOX:
+        if (p->key == K_SMTP) {
+            p->mb_seen |= SEEN_SMTP;
+            return push(p, P_SMTP);
+        }
+        break;
+    default:
+        break;
+    }
+    return wrong_type(p, int_rule(p->key));
+}
+
+static int on_start_array(void *ctx)
+{
+    struct parse *p = ctx;
+    if (skipping(p)) {
+        p->skip++;
+        return 1;
+    }
+    if (top(p) == P_LEASE && p->key == K_MAILBOXES) {
+        p->have_mailboxes = true;
+        return push(p, P_MAILBOXES);
+    }
+    if (top(p) == P_MAILBOX && p->key == K_SENDS) {
+        p->mb_seen |= SEEN_SENDS;
+        return push(p, P_SENDS);
+    }
+    return wrong_type(p, int_rule(p->key));
+}
+
+static int missing(struct parse *p, const char *field, const char *what)
+{
+    char msg[64];
+    snprintf(msg, sizeof msg, "missing (%s is required)", what);
+    return fail(p, field, msg);
+}
+
+/* An object ends: its required fields must all have come. */
+static int end_object(struct parse *p)
+{
+    switch (top(p)) {
+    case P_SEND: {
+        job_send *s = p->s;
+        if (!(p->send_seen & SEEN_ID))
+            return fail(p, "id", "must be a positive integer");
+        if (!s->to)
+            return missing(p, "to", "a string");
+        if (!s->subject)
+            return missing(p, "subject", "a string");
+        if (!s->body)
+            return missing(p, "body", "a string");
+        return 1;
+    }
+    case P_SMTP: {
+        job_mailbox *m = p->m;
+        if (!m->host)
+            return missing(p, "host", "a string");
+        if (!(p->mb_seen & SEEN_PORT))
+            return fail(p, "port", "must be an integer in [1, 65535]");
+        if (!(p->mb_seen & SEEN_SECURITY))
+            return missing(p, "security", "a string");
+        return 1;
+    }
+    case P_MAILBOX:
+        if (!(p->mb_seen & SEEN_ID))
+            return fail(p, "id", "must be a positive integer");
+        if (!p->m->address)
+            return missing(p, "address", "a string");
+        if (!(p->mb_seen & SEEN_SMTP))
+            return missing(p, "smtp", "an object");
+        if (!(p->mb_seen & SEEN_SENDS))
+            return missing(p, "sends", "an array");
+        if (!p->m->sends)
+            p->m->sends = xcalloc(1, sizeof *p->m->sends);
+        return 1;
+    case P_LEASE:
+        if (!p->have_mailboxes)
+            return fail(p, "mailboxes", "missing (an array is required)");
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+static int on_end(void *ctx)
+{
+    struct parse *p = ctx;
+    if (p->skip > 0) {
+        p->skip--;
+        if (!p->skip)
+            p->key = K_NONE;
+        return 1;
+    }
+    if (end_object(p) == 0)
+        return 0;
+    p->depth--;
+    p->key = K_NONE;
+    if (p->depth == 1 && top(p) == P_TOP)
+        p->stack[0] = P_DONE;
+    return 1;
+}
+
+static const yajl_callbacks parse_callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_integer = on_integer,
+    .yajl_double = on_double,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_map_key,
+    .yajl_end_map = on_end,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end,
+};
 
 int jobs_parse(const char *data, size_t n, job_lease **out, char *err, size_t errlen)
 {
     *out = NULL;
-    yajl_val root = json_parse(data, n, err, errlen);
-    if (!root)
+    if (errlen)
+        err[0] = '\0';
+    if (!utf8_valid(data, n)) {
+        snprintf(err, errlen, "body is not valid UTF-8 text");
         return -1;
-    job_lease *l = xcalloc(1, sizeof *l);
-    if (!YAJL_IS_OBJECT(root)) {
+    }
+    struct parse p = {.depth = 1, .err = err, .errlen = errlen};
+    p.stack[0] = P_TOP;
+    p.l = xcalloc(1, sizeof *p.l);
+    p.l->ttl_s = 600;
+    yajl_handle h = yajl_alloc(&parse_callbacks, NULL, &p);
+    yajl_status st = yajl_parse(h, (const unsigned char *)data, n);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    if (st == yajl_status_error) {
+        unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)data, n);
+        const char *m = msg ? (const char *)msg : "parse error";
+        size_t len = strcspn(m, "\n"); /* yajl's message spans lines: keep the first */
+        snprintf(err, errlen, "malformed JSON: %.*s", (int)len, m);
+        if (msg)
+            yajl_free_error(h, msg);
+    }
+    yajl_free(h);
+    if (st != yajl_status_ok) {
+        if (!err[0])
+            snprintf(err, errlen, "malformed JSON");
+        job_lease_free(p.l);
+        return -1;
+    }
+    if (p.stack[0] != P_DONE) {
         snprintf(err, errlen, "top level: must be an object");
-        goto fail;
+        job_lease_free(p.l);
+        return -1;
     }
-    if (opt_str(root, "lease_id", &l->lease_id, "lease", err, errlen) < 0)
-        goto fail;
-    yajl_val ttl = json_get(root, "ttl_s");
-    l->ttl_s = 600;
-    if (ttl && !json_int(ttl, 1, (int64_t)7 * 86400, &l->ttl_s)) {
-        snprintf(err, errlen, "ttl_s: must be an integer in [1, 604800]");
-        goto fail;
-    }
-    yajl_val mbs = json_get(root, "mailboxes");
-    if (!mbs || !YAJL_IS_ARRAY(mbs)) {
-        snprintf(err, errlen, "mailboxes: missing (an array is required)");
-        goto fail;
-    }
-    /* an array of pointers: sizeof a pointer is meant */
-    l->mailboxes = xcalloc(mbs->u.array.len ? mbs->u.array.len : 1,
-                           sizeof *l->mailboxes); // NOLINT(bugprone-sizeof-expression)
-    for (size_t i = 0; i < mbs->u.array.len; i++) {
-        char where[48];
-        snprintf(where, sizeof where, "mailboxes[%zu]", i);
-        l->mailboxes[i] = xcalloc(1, sizeof(job_mailbox));
-        l->nmailboxes = i + 1;
-        if (parse_mailbox(mbs->u.array.values[i], l->mailboxes[i], where, err, errlen) < 0)
-            goto fail;
-    }
-    yajl_tree_free(root);
-    *out = l;
+    if (!p.l->mailboxes) /* an empty array still gets a (one-entry) table */
+        p.l->mailboxes = xcalloc(1, sizeof *p.l->mailboxes); // NOLINT(bugprone-sizeof-expression)
+    *out = p.l;
     return 0;
-fail:
-    yajl_tree_free(root);
-    job_lease_free(l);
-    return -1;
 }

@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <stdbool.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,9 +143,6 @@ static int cmd_send(int argc, char **argv)
         return 2;
     }
     buf_free(&data);
-    /* the parse tree of a big lease file is gone: give its pages back before the
-     * sessions start, so the resident size is the engine's, not the parser's */
-    malloc_trim(0);
 
     raise_nofile();
     engine *e = engine_create(&cfg, err, sizeof err);

@@ -234,6 +234,8 @@ void smtp_message_build(const smtp_message *m, buf *out)
         put_display_name(m->from_name, out);
         buf_puts(out, " ");
     }
+    /* addresses stay raw, UTF-8 included: RFC 6532 allows it in an SMTPUTF8
+     * transaction, and encoded words are not allowed in an addr-spec */
     buf_puts(out, "<");
     strip_crlf(m->from_addr, out);
     buf_puts(out, ">\r\nTo: <");

@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The fields of one message; strings are borrowed, NUL-terminated UTF-8. */
+/* The fields of one message; strings are borrowed, NUL-terminated UTF-8. The addresses
+ * go into From/To as they are, UTF-8 included (RFC 6532): the session sends a message
+ * whose addresses are not ASCII only in an SMTPUTF8 transaction. */
 typedef struct smtp_message {
     const char *from_addr;
     const char *from_name; /* display name, may be NULL or "" */

@@ -1,7 +1,9 @@
 /* SMTP client session (see smtp_session.h). One switch on the state handles each
  * reply; every transition goes through set_state so the walk can be read top to
  * bottom in on_reply. Failures before a transaction settle all pending slots;
- * failures inside one settle only its slot, and the session moves on to the next. */
+ * failures inside one settle only its slot, and the session moves on to the next.
+ * A transaction whose envelope is not ASCII carries SMTPUTF8 (RFC 6531); slots the
+ * server cannot take for want of it are settled before the first MAIL. */
 #include "smtp_session.h"
 
 #include "secret.h"
@@ -18,6 +20,14 @@ static const char *state_names[SMTP_S_COUNT] = {
 const char *smtp_state_name(int state)
 {
     return state >= 0 && state < SMTP_S_COUNT ? state_names[state] : "invalid";
+}
+
+static bool has_non_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return true;
+    return false;
 }
 
 const char *smtp_status_name(int status)
@@ -47,6 +57,7 @@ void smtp_session_init(smtp_session *s, const smtp_session_params *p, smtp_slot 
     s->nslots = nslots;
     s->state = SMTP_S_GREETING;
     s->tls_active = p->security == SMTP_SEC_TLS;
+    s->sender_utf8 = has_non_ascii(p->mail_from);
     smtp_reply_parser_init(&s->parser);
     buf_init(&s->out);
     for (size_t i = 0; i < nslots; i++) {
@@ -161,6 +172,7 @@ static void parse_caps(smtp_session *s, const smtp_reply *r)
     s->caps.esmtp = true;
     s->caps.pipelining = smtp_reply_has_keyword(r, "PIPELINING", NULL, NULL);
     s->caps.starttls = smtp_reply_has_keyword(r, "STARTTLS", NULL, NULL);
+    s->caps.smtputf8 = smtp_reply_has_keyword(r, "SMTPUTF8", NULL, NULL);
     if (smtp_reply_has_keyword(r, "AUTH", &args, &alen)) {
         /* mechanisms are space-separated words after "AUTH" */
         size_t i = 0;
@@ -183,6 +195,33 @@ static void parse_caps(smtp_session *s, const smtp_reply *r)
 
 static void start_transaction(smtp_session *s, int64_t now_ms);
 
+/* True when a slot at index from or later still waits. */
+static bool pending_from(const smtp_session *s, size_t from)
+{
+    for (size_t i = from; i < s->nslots; i++)
+        if (s->slots[i].status == SMTP_ST_PENDING)
+            return true;
+    return false;
+}
+
+static bool needs_smtputf8(const smtp_session *s, const smtp_slot *slot)
+{
+    return s->sender_utf8 || has_non_ascii(slot->rcpt);
+}
+
+/* Without SMTPUTF8 a non-ASCII envelope cannot be sent to this server at all, so
+ * retrying would not help: those slots fail before any MAIL, and the rest go on. */
+static void refuse_utf8_slots(smtp_session *s, int64_t now_ms)
+{
+    if (s->caps.smtputf8)
+        return;
+    const char *why = s->sender_utf8 ? "sender needs SMTPUTF8, which the server does not offer"
+                                     : "recipient needs SMTPUTF8, which the server does not offer";
+    for (size_t i = 0; i < s->nslots; i++)
+        if (needs_smtputf8(s, &s->slots[i]))
+            settle(&s->slots[i], SMTP_ST_FAILED, NULL, why, now_ms);
+}
+
 /* After EHLO/HELO (and after TLS): STARTTLS, AUTH, or the first transaction. */
 static void after_hello(smtp_session *s, int64_t now_ms)
 {
@@ -194,6 +233,13 @@ static void after_hello(smtp_session *s, int64_t now_ms)
         }
         buf_puts(&s->out, "STARTTLS\r\n");
         set_state(s, SMTP_S_STARTTLS);
+        return;
+    }
+    /* this EHLO's extensions are final: settle what they rule out before AUTH, and
+     * so that pending_from sees only slots that will really be sent */
+    refuse_utf8_slots(s, now_ms);
+    if (!pending_from(s, 0)) {
+        send_quit(s);
         return;
     }
     if (p->username && p->username[0] && !s->authed) {
@@ -240,20 +286,13 @@ static void start_transaction(smtp_session *s, int64_t now_ms)
     }
     s->txn_failed = false;
     s->txn_pipelined = s->caps.pipelining;
-    buf_printf(&s->out, "MAIL FROM:<%s>\r\n", s->params.mail_from);
+    /* the body is 7-bit (quoted-printable when not ASCII): no BODY=8BITMIME */
+    buf_printf(&s->out, "MAIL FROM:<%s>%s\r\n", s->params.mail_from,
+               needs_smtputf8(s, &s->slots[s->cur]) ? " SMTPUTF8" : "");
     if (s->txn_pipelined)
         buf_printf(&s->out, "RCPT TO:<%s>\r\nDATA\r\n", s->slots[s->cur].rcpt);
     set_state(s, SMTP_S_MAIL);
     (void)now_ms;
-}
-
-/* True when a slot at index from or later still waits. */
-static bool pending_from(const smtp_session *s, size_t from)
-{
-    for (size_t i = from; i < s->nslots; i++)
-        if (s->slots[i].status == SMTP_ST_PENDING)
-            return true;
-    return false;
 }
 
 /* A transaction ended (either way): RSET after a failure, then the next one. */

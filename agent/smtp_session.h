@@ -1,5 +1,5 @@
 /* SMTP client session, sans-I/O (RFC 5321, 3207 STARTTLS, 4954 AUTH, 2920
- * PIPELINING). Plaintext replies go in through smtp_session_feed, commands come out
+ * PIPELINING, 6531 SMTPUTF8). Plaintext replies go in through smtp_session_feed, commands come out
  * in the session's output buffer, and the return value tells the caller what to do
  * (send, start TLS, close). It never touches a socket; the time is passed in. */
 #ifndef KILN_SMTP_SESSION_H
@@ -54,7 +54,9 @@ enum smtp_event {
 };
 
 /* One message of the session. rcpt and payload are borrowed from the caller and must
- * outlive the session; payload is the dot-stuffed DATA payload ending in ".\r\n". */
+ * outlive the session; payload is the dot-stuffed DATA payload ending in ".\r\n".
+ * rcpt (like the sender) may hold UTF-8: such a transaction goes out with SMTPUTF8,
+ * or, when the server does not offer it, the slot fails without being tried. */
 typedef struct smtp_slot {
     const char *rcpt;
     const char *payload;
@@ -78,7 +80,7 @@ typedef struct smtp_session_params {
 
 /* Server extensions from the last EHLO. */
 typedef struct smtp_caps {
-    bool esmtp, pipelining, starttls, auth_plain, auth_login, auth_xoauth2;
+    bool esmtp, pipelining, starttls, smtputf8, auth_plain, auth_login, auth_xoauth2;
 } smtp_caps;
 
 /* Lives inline in the caller's session table; smtp_session_clear frees its buffers. */
@@ -94,6 +96,7 @@ typedef struct smtp_session {
     bool txn_failed;    /* current transaction already has its outcome */
     bool quit_sent;     /* QUIT is already in the output (pipelined after ".") */
     bool auth_retry_sent;
+    bool sender_utf8; /* mail_from has non-ASCII bytes: every transaction needs SMTPUTF8 */
     smtp_caps caps;
     smtp_reply_parser parser;
     buf out;

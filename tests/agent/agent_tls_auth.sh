@@ -1,8 +1,9 @@
 #!/bin/bash
 # kiln-agent against aiosmtpd with a CA and certificates made here: STARTTLS + AUTH
-# and implicit TLS + AUTH deliver messages that arrive byte-exact; a wrong password
-# is `auth`; a certificate for another host, or a CA the agent was not told to trust,
-# is `tls`.
+# and implicit TLS + AUTH deliver messages that arrive byte-exact; a UTF-8 recipient
+# goes with SMTPUTF8 to the server that offers it and is `failed` at the one that does
+# not; a wrong password is `auth`; a certificate for another host, or a CA the agent
+# was not told to trust, is `tls`.
 source "$(dirname "$0")/lib.sh"
 $PY -c 'import aiosmtpd' 2>/dev/null || skip "python3-aiosmtpd not installed"
 command -v openssl >/dev/null || skip "openssl not installed"
@@ -24,19 +25,21 @@ mkdir -p st tl
 P_ST=$(free_port)
 P_TLS=$(free_port)
 P_WRONG=$(free_port)
-start_py "$HERE/aiosmtpd_server.py" --port "$P_ST" --mode starttls --cert good.pem --key good.key --save-dir st
+start_py "$HERE/aiosmtpd_server.py" --port "$P_ST" --mode starttls --cert good.pem --key good.key --save-dir st --smtputf8
 start_py "$HERE/aiosmtpd_server.py" --port "$P_TLS" --mode tls --cert good.pem --key good.key --save-dir tl
 start_py "$HERE/aiosmtpd_server.py" --port "$P_WRONG" --mode starttls --cert wrong.pem --key wrong.key
 
 CA="$WORK/ca.pem"
 make_jobs jobs.json \
     "1:127.0.0.1:$P_ST:starttls:anna1@acme.test:secret:$CA:2" \
-    "2:localhost:$P_TLS:tls:anna2@acme.test:secret:$CA:1" \
+    "2:localhost:$P_TLS:tls:anna2@acme.test:secret:$CA:2" \
     "3:127.0.0.1:$P_ST:starttls:anna3@acme.test:wrong-password:$CA:1" \
     "4:127.0.0.1:$P_WRONG:starttls:anna4@acme.test:secret:$CA:1" \
     "5:127.0.0.1:$P_ST:starttls:anna5@acme.test:secret:-:1" \
     "6:127.0.0.1:$P_TLS:tls:anna6@acme.test:secret:$CA:1"
-# the server checks user == --user: give each mailbox the right login
+# the server checks user == --user: give each mailbox the right login. UTF-8
+# recipients (raw UTF-8 in the file): josé@exämple.test on the STARTTLS server, which
+# offers SMTPUTF8; 用户@例子.test on the implicit-TLS one, which does not.
 $PY - jobs.json <<'PYEOF'
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -45,7 +48,9 @@ for m in j["mailboxes"]:
         m["smtp"]["username"] = "anna@acme.test"
     m["sends"][0]["subject"] = "Grüße aus Köln"
     m["sends"][0]["body"] = "Hallo Bob,\n.\nschöne Grüße\n" + "x" * 100 + "\n"
-json.dump(j, open(sys.argv[1], "w"))
+j["mailboxes"][0]["sends"][1]["to"] = "josé@exämple.test"
+j["mailboxes"][1]["sends"][1]["to"] = "用户@例子.test"
+json.dump(j, open(sys.argv[1], "w", encoding="utf-8"), ensure_ascii=False)
 PYEOF
 KILN_AGENT_MAX_ATTEMPTS=1 KILN_AGENT_TIMEOUT_COMMAND_MS=10000 timeout 60 "$AGENT" send --file jobs.json --threads 2 >res.jsonl 2>err ||
     fail "agent exited $? ($(cat err))"
@@ -53,6 +58,8 @@ status_of() { grep "\"send_id\":$1," res.jsonl | sed 's/.*"status":"\([a-z]*\)".
 [ "$(status_of 1000)" = sent ] || fail "STARTTLS+AUTH: $(grep '"send_id":1000,' res.jsonl)"
 [ "$(status_of 1001)" = sent ] || fail "STARTTLS+AUTH second slot: $(grep '"send_id":1001,' res.jsonl)"
 [ "$(status_of 2000)" = sent ] || fail "implicit TLS by host name: $(grep '"send_id":2000,' res.jsonl)"
+grep '"send_id":2001,' res.jsonl | grep -q '"status":"failed","smtp_code":null,.*"detail":"recipient needs SMTPUTF8, which the server does not offer"' ||
+    fail "UTF-8 recipient without server SMTPUTF8 must be failed: $(grep '"send_id":2001,' res.jsonl)"
 [ "$(status_of 6000)" = sent ] || fail "implicit TLS by IP: $(grep '"send_id":6000,' res.jsonl)"
 [ "$(status_of 3000)" = auth ] || fail "wrong password must be auth: $(grep '"send_id":3000,' res.jsonl)"
 grep '"send_id":3000,' res.jsonl | grep -q '"smtp_code":535' || fail "auth failure without 535"
@@ -67,12 +74,12 @@ msgs = {}
 for d in sys.argv[1:]:
     for f in glob.glob(os.path.join(d, "*.eml")):
         data = open(f, "rb").read()
-        env = open(f[:-4] + ".env").read().split()
+        env = open(f[:-4] + ".env", encoding="utf-8", errors="surrogateescape").read().split()
         mid = re.search(rb"^Message-ID: (\S+)\r$", data, re.M).group(1).decode()
         msgs[mid] = (data, env)
 assert set(msgs) == {"<m1.0@acme.test>", "<m1.1@acme.test>", "<m2.0@acme.test>", "<m6.0@acme.test>"}, msgs.keys()
 data, env = msgs["<m1.0@acme.test>"]
-assert env == ["anna1@acme.test", "rcpt0@other.test"], env
+assert env == ["anna1@acme.test", "rcpt0@other.test", "-"], env
 date = re.search(rb"^Date: ([^\r]*)\r\n", data, re.M).group(1)
 assert re.fullmatch(rb"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d \+0000", date), date
 want = (b"Date: " + date + b"\r\n"
@@ -90,8 +97,25 @@ want = (b"Date: " + date + b"\r\n"
         b"sch=C3=B6ne Gr=C3=BC=C3=9Fe\r\n"
         + b"x" * 75 + b"=\r\n" + b"x" * 25 + b"\r\n")
 assert data == want, (data, want)
+for mid in "<m2.0@acme.test>", "<m6.0@acme.test>":
+    assert msgs[mid][1][2] == "-", (mid, msgs[mid][1])
+# the UTF-8 recipient: SMTPUTF8 on MAIL, the address raw in RCPT and in To (RFC 6532)
 data, env = msgs["<m1.1@acme.test>"]
-assert b"Subject: Warmup 1\r\n" in data and data.endswith(b"\r\n\r\nHello 1\r\n.\r\nbye\r\n"), data
+rcpt = "josé@exämple.test"
+assert env == ["anna1@acme.test", rcpt, "SMTPUTF8"], env
+date = re.search(rb"^Date: ([^\r]*)\r\n", data, re.M).group(1)
+want = (b"Date: " + date + b"\r\n"
+        b"Message-ID: <m1.1@acme.test>\r\n"
+        b"From: \"Anna\" <anna1@acme.test>\r\n"
+        b"To: <jos\xc3\xa9@ex\xc3\xa4mple.test>\r\n"
+        b"Subject: Warmup 1\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=UTF-8\r\n"
+        b"Content-Transfer-Encoding: 7bit\r\n"
+        b"X-Kiln-Warmup: 1\r\n"
+        b"\r\n"
+        b"Hello 1\r\n.\r\nbye\r\n")
+assert data == want, (data, want)
 import email
 m = email.message_from_bytes(msgs["<m2.0@acme.test>"][0])
 assert str(email.header.make_header(email.header.decode_header(m["Subject"]))) == "Grüße aus Köln"

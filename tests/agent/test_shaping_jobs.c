@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "buf.h"
 #include "jobs.h"
 #include "shaping.h"
 #include "smtp_session.h"
@@ -154,6 +155,107 @@ static void test_bad_lease_json_is_rejected_with_the_field_named(void **state)
                     "subject");
 }
 
+/* Streaming parse: key order is free, unknown keys (with nested values) are skipped,
+ * nulls keep defaults, and the arrays grow past their first allocation. */
+static void test_lease_json_order_unknown_keys_and_growth(void **state)
+{
+    (void)state;
+    buf j = BUF_INIT;
+    buf_puts(&j, "{\"extra\":{\"a\":[1,{\"mailboxes\":5}],\"b\":null},\"mailboxes\":[");
+    for (int i = 1; i <= 150; i++) {
+        buf_printf(&j, "%s{\"sends\":[", i > 1 ? "," : "");
+        for (int k = 1; k <= 6; k++)
+            buf_printf(&j,
+                       "%s{\"body\":\"b%d\",\"future\":[[],{}],\"to\":\"r%d@x.test\","
+                       "\"subject\":\"s\",\"id\":%d,\"not_before_s\":null}",
+                       k > 1 ? "," : "", k, k, i * 10 + k);
+        buf_printf(&j,
+                   "],\"smtp\":{\"security\":\"tls\",\"port\":465,\"host\":\"h%d\","
+                   "\"password\":\"old\",\"password\":\"new\"},\"address\":\"m%d@a.test\","
+                   "\"id\":%d,\"display_name\":null}",
+                   i, i, i);
+    }
+    buf_puts(&j, "],\"ttl_s\":90,\"lease_id\":\"Z\",\"retry_after_s\":3}");
+    job_lease *l = NULL;
+    char err[256] = "";
+    if (jobs_parse(j.data, j.len, &l, err, sizeof err) != 0)
+        fail_msg("rejected: %s", err);
+    assert_string_equal(l->lease_id, "Z");
+    assert_int_equal(l->ttl_s, 90);
+    assert_int_equal(l->nmailboxes, 150);
+    job_mailbox *m = l->mailboxes[149];
+    assert_int_equal(m->id, 150);
+    assert_string_equal(m->address, "m150@a.test");
+    assert_null(m->display_name);
+    assert_string_equal(m->host, "h150");
+    assert_int_equal(m->port, 465);
+    assert_int_equal(m->security, SMTP_SEC_TLS);
+    assert_string_equal(m->password, "new"); /* the last duplicate counts */
+    assert_int_equal(m->nsends, 6);
+    assert_int_equal(m->sends[5].id, 1506);
+    assert_string_equal(m->sends[5].to, "r6@x.test");
+    assert_string_equal(m->sends[5].body, "b6");
+    assert_int_equal(m->sends[5].not_before_s, 0);
+    assert_null(m->sends[5].message_id);
+    job_lease_free(l);
+    /* the defaults: ttl 600 and an empty mailbox list */
+    assert_int_equal(jobs_parse("{\"mailboxes\":[]}", 16, &l, err, sizeof err), 0);
+    assert_int_equal(l->ttl_s, 600);
+    assert_int_equal(l->nmailboxes, 0);
+    assert_null(l->lease_id);
+    job_lease_free(l);
+    buf_free(&j);
+}
+
+#define MB(smtp, sends)                                                                            \
+    "{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":" smtp ",\"sends\":" sends "}]}"
+#define SMTP_OK "{\"host\":\"h\",\"port\":25,\"security\":\"plain\"}"
+
+static void test_lease_json_types_and_required_fields(void **state)
+{
+    (void)state;
+    expect_rejected("5", "top level");
+    expect_rejected("{}", "mailboxes");
+    expect_rejected("{\"mailboxes\":[]} {}", "malformed");
+    expect_rejected("{\"mailboxes\":[], \"ttl_s\": 1.5}", "ttl_s");
+    expect_rejected("{\"mailboxes\":[7]}", "mailboxes[0]: must be an object");
+    expect_rejected("{\"mailboxes\":[{\"id\":1}]}", "mailboxes[0].address");
+    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"sends\":[]}]}",
+                    "mailboxes[0].smtp: missing");
+    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":" SMTP_OK "}]}",
+                    "mailboxes[0].sends: missing");
+    expect_rejected(MB("{\"port\":25,\"security\":\"plain\"}", "[]"), "smtp.host: missing");
+    expect_rejected(MB("{\"host\":\"h\",\"security\":\"plain\"}", "[]"), "smtp.port");
+    expect_rejected(MB("{\"host\":\"h\",\"port\":25}", "[]"), "smtp.security: missing");
+    expect_rejected(MB("{\"host\":\"h\",\"port\":\"25\",\"security\":\"plain\"}", "[]"),
+                    "smtp.port");
+    expect_rejected(MB("[]", "[]"), "mailboxes[0].smtp");
+    expect_rejected(MB(SMTP_OK, "{}"), "mailboxes[0].sends");
+    expect_rejected(MB(SMTP_OK, "[true]"), "mailboxes[0].sends[0]: must be an object");
+    expect_rejected(MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\"}]"),
+                    "sends[0].body: missing");
+    expect_rejected(MB(SMTP_OK, "[{\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\"}]"),
+                    "sends[0].id");
+    expect_rejected(MB(SMTP_OK, "[{\"id\":0,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\"}]"),
+                    "sends[0].id");
+    expect_rejected(MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\","
+                                "\"not_before_s\":604801}]"),
+                    "sends[0].not_before_s");
+    expect_rejected(MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\","
+                                "\"message_id\":\"no-brackets\"}]"),
+                    "sends[0].message_id");
+    expect_rejected(MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\","
+                                "\"message_id\":\"<caf\u00e9@b>\"}]"),
+                    "sends[0].message_id");
+    expect_rejected(
+        MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\\u0000c\"}]"),
+        "sends[0].body: contains a NUL");
+    expect_rejected(
+        MB("{\"host\":\"h\",\"port\":25,\"security\":\"plain\",\"password\":\"a\\nb\"}", "[]"),
+        "credentials");
+    expect_rejected("{\"mailboxes\":[],\"lease_id\":\"\xff\"}", "UTF-8");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +264,8 @@ int main(void)
         cmocka_unit_test(test_breaker_opens_probes_and_closes),
         cmocka_unit_test(test_lease_json_parses),
         cmocka_unit_test(test_bad_lease_json_is_rejected_with_the_field_named),
+        cmocka_unit_test(test_lease_json_order_unknown_keys_and_growth),
+        cmocka_unit_test(test_lease_json_types_and_required_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

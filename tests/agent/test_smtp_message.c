@@ -1,5 +1,6 @@
 /* Unit tests for the message builder: dot-stuffing and CRLF normalization, RFC 2047
- * header encoding, quoted-printable bodies, header-injection guards. */
+ * header encoding, quoted-printable bodies, raw UTF-8 addresses (RFC 6532),
+ * header-injection guards. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -169,6 +170,34 @@ static void test_utf8_message_uses_qp_and_encoded_words(void **state)
     buf_free(&b);
 }
 
+static void test_utf8_addresses_stay_raw_in_from_and_to(void **state)
+{
+    (void)state;
+    /* josé@exämple.test to 用户@例子.test: RFC 6532 headers, sent under SMTPUTF8 */
+    smtp_message m = {.from_addr = "jos\xc3\xa9@ex\xc3\xa4mple.test",
+                      .from_name = "Jos\xc3\xa9",
+                      .to_addr = "\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.test",
+                      .subject = "Hi",
+                      .body = "hi\n",
+                      .message_id = "<m1@acme.test>",
+                      .warmup_tag = "t",
+                      .date_unix_s = 1764064800};
+    buf b = BUF_INIT;
+    smtp_message_build(&m, &b);
+    assert_string_equal(b.data, "Date: Tue, 25 Nov 2025 10:00:00 +0000\r\n"
+                                "Message-ID: <m1@acme.test>\r\n"
+                                "From: =?UTF-8?B?Sm9zw6k=?= <jos\xc3\xa9@ex\xc3\xa4mple.test>\r\n"
+                                "To: <\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.test>\r\n"
+                                "Subject: Hi\r\n"
+                                "MIME-Version: 1.0\r\n"
+                                "Content-Type: text/plain; charset=UTF-8\r\n"
+                                "Content-Transfer-Encoding: 7bit\r\n"
+                                "X-Kiln-Warmup: t\r\n"
+                                "\r\n"
+                                "hi\r\n");
+    buf_free(&b);
+}
+
 static void test_header_injection_is_neutralised(void **state)
 {
     (void)state;
@@ -195,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_quoted_printable),
         cmocka_unit_test(test_message_headers_and_body),
         cmocka_unit_test(test_utf8_message_uses_qp_and_encoded_words),
+        cmocka_unit_test(test_utf8_addresses_stay_raw_in_from_and_to),
         cmocka_unit_test(test_header_injection_is_neutralised),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,6 @@
 /* Unit tests for the SMTP session machine: each state's transitions on success and
  * on each failure class, PIPELINING groups, STARTTLS, AUTH mechanisms, several
- * messages per session, and byte-by-byte server input. */
+ * messages per session, SMTPUTF8, and byte-by-byte server input. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +36,16 @@ static void setup(fixture *f, int security, const char *user, const char *pass, 
                                  .username = user,
                                  .password = pass,
                                  .oauth_token = token};
+    smtp_session_init(&f->s, &f->p, f->slots, nslots);
+}
+
+/* setup() with the sender and recipients given (UTF-8 allowed). */
+static void setup_addrs(fixture *f, const char *from, const char *const *rcpts, size_t nslots)
+{
+    setup(f, SMTP_SEC_PLAIN, NULL, NULL, NULL, nslots);
+    f->p.mail_from = from;
+    for (size_t i = 0; i < nslots; i++)
+        f->slots[i].rcpt = rcpts[i];
     smtp_session_init(&f->s, &f->p, f->slots, nslots);
 }
 
@@ -291,6 +301,119 @@ static void test_pipelined_group_with_refused_rcpt(void **state)
     smtp_session_clear(&f.s);
 }
 
+#define UTF8_RCPT "jos\xc3\xa9@ex\xc3\xa4mple.test" /* josé@exämple.test */
+#define UTF8_FROM "\xe7\x94\xa8\xe6\x88\xb7@a.test" /* 用户@a.test */
+static const char *EHLO_UTF8 = "250-mx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n";
+static const char *EHLO_UTF8_NOPIPE = "250-mx.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n";
+
+static void test_smtputf8_parameter_only_on_utf8_envelopes(void **state)
+{
+    (void)state;
+    fixture f;
+    const char *mixed[] = {UTF8_RCPT, "r2@x.test"};
+    setup_addrs(&f, "from@a.test", mixed, 2);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_UTF8, "MAIL FROM:<from@a.test> SMTPUTF8\r\nRCPT TO:<" UTF8_RCPT ">\r\nDATA\r\n",
+         SMTP_S_MAIL);
+    step(&f, "250 ok\r\n250 ok\r\n354 go\r\n", PAYLOAD, SMTP_S_DOT);
+    step(&f, "250 ok\r\n", "MAIL FROM:<from@a.test>\r\nRCPT TO:<r2@x.test>\r\nDATA\r\n",
+         SMTP_S_MAIL);
+    step(&f, "250 ok\r\n250 ok\r\n354 go\r\n", PAYLOAD "QUIT\r\n", SMTP_S_DOT);
+    step(&f, "250 ok\r\n221 bye\r\n", "", SMTP_S_DONE);
+    assert_int_equal(f.slots[0].status, SMTP_ST_SENT);
+    assert_int_equal(f.slots[1].status, SMTP_ST_SENT);
+    smtp_session_clear(&f.s);
+
+    /* an ASCII-only session never adds it, even when the server offers it */
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_UTF8, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    smtp_session_clear(&f.s);
+
+    /* a UTF-8 sender puts it on every transaction; unpipelined, RCPT follows MAIL */
+    const char *ascii[] = {"r1@x.test"};
+    setup_addrs(&f, UTF8_FROM, ascii, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_UTF8_NOPIPE, "MAIL FROM:<" UTF8_FROM "> SMTPUTF8\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n", "RCPT TO:<r1@x.test>\r\n", SMTP_S_RCPT);
+    smtp_session_clear(&f.s);
+}
+
+static void test_utf8_slot_fails_when_server_lacks_smtputf8(void **state)
+{
+    (void)state;
+    fixture f;
+    /* the UTF-8 slot is settled before any MAIL; the ASCII one is sent */
+    const char *mixed[] = {UTF8_RCPT, "r2@x.test"};
+    setup_addrs(&f, "from@a.test", mixed, 2);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PIPE, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r2@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    assert_int_equal(f.slots[0].status, SMTP_ST_FAILED);
+    assert_int_equal(f.slots[0].code, 0);
+    assert_string_equal(f.slots[0].enhanced, "");
+    assert_string_equal(f.slots[0].detail,
+                        "recipient needs SMTPUTF8, which the server does not offer");
+    assert_int_equal(f.slots[0].done_ms, 42);
+    step(&f, "250 ok\r\n250 ok\r\n354 go\r\n", PAYLOAD "QUIT\r\n", SMTP_S_DOT);
+    step(&f, "250 ok\r\n221 bye\r\n", "", SMTP_S_DONE);
+    assert_int_equal(f.slots[0].status, SMTP_ST_FAILED);
+    assert_int_equal(f.slots[1].status, SMTP_ST_SENT);
+    smtp_session_clear(&f.s);
+
+    /* a refused slot after the last ASCII one still lets QUIT follow that message */
+    const char *last[] = {"r1@x.test", UTF8_RCPT};
+    setup_addrs(&f, "from@a.test", last, 2);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PIPE, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n250 ok\r\n354 go\r\n", PAYLOAD "QUIT\r\n", SMTP_S_DOT);
+    assert_int_equal(f.slots[1].status, SMTP_ST_FAILED);
+    smtp_session_clear(&f.s);
+
+    /* a UTF-8 sender: nothing can go, so no AUTH and no MAIL, just QUIT */
+    const char *ascii[] = {"r1@x.test", "r2@x.test"};
+    setup_addrs(&f, UTF8_FROM, ascii, 2);
+    f.p.username = "u";
+    f.p.password = "p";
+    smtp_session_init(&f.s, &f.p, f.slots, 2);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "250-mx.test\r\n250 AUTH PLAIN\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(f.slots[i].status, SMTP_ST_FAILED);
+        assert_string_equal(f.slots[i].detail,
+                            "sender needs SMTPUTF8, which the server does not offer");
+    }
+    step(&f, "221 bye\r\n", "", SMTP_S_DONE);
+    smtp_session_clear(&f.s);
+
+    /* HELO (no extensions at all) is the same as an EHLO without SMTPUTF8 */
+    const char *one[] = {UTF8_RCPT};
+    setup_addrs(&f, "from@a.test", one, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "500 what\r\n", "HELO agent.test\r\n", SMTP_S_HELO);
+    step(&f, "250 hi\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_FAILED);
+    smtp_session_clear(&f.s);
+}
+
+static void test_smtputf8_is_judged_on_the_ehlo_after_starttls(void **state)
+{
+    (void)state;
+    fixture f;
+    const char *one[] = {UTF8_RCPT};
+    setup_addrs(&f, "from@a.test", one, 1);
+    f.p.security = SMTP_SEC_STARTTLS;
+    smtp_session_init(&f.s, &f.p, f.slots, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    /* the plaintext EHLO lacks SMTPUTF8: too early to refuse the slot */
+    step(&f, "250-mx\r\n250 STARTTLS\r\n", "STARTTLS\r\n", SMTP_S_STARTTLS);
+    assert_int_equal(f.slots[0].status, SMTP_ST_PENDING);
+    step(&f, "220 go\r\n", "", SMTP_S_TLS_WAIT);
+    smtp_session_tls_ready(&f.s);
+    buf_reset(smtp_session_output(&f.s));
+    step(&f, EHLO_UTF8_NOPIPE, "MAIL FROM:<from@a.test> SMTPUTF8\r\n", SMTP_S_MAIL);
+    smtp_session_clear(&f.s);
+}
+
 static void test_eof_abort_and_malformed_reply_defer(void **state)
 {
     (void)state;
@@ -350,6 +473,9 @@ int main(void)
         cmocka_unit_test(test_transaction_failures_settle_only_their_slot),
         cmocka_unit_test(test_two_messages_in_one_pipelined_session),
         cmocka_unit_test(test_pipelined_group_with_refused_rcpt),
+        cmocka_unit_test(test_smtputf8_parameter_only_on_utf8_envelopes),
+        cmocka_unit_test(test_utf8_slot_fails_when_server_lacks_smtputf8),
+        cmocka_unit_test(test_smtputf8_is_judged_on_the_ehlo_after_starttls),
         cmocka_unit_test(test_eof_abort_and_malformed_reply_defer),
         cmocka_unit_test(test_whole_dialogue_fed_byte_by_byte),
     };
