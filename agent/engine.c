@@ -73,10 +73,22 @@ struct work {
 
 enum dns_state { DNS_NONE, DNS_PENDING, DNS_OK };
 
+/* A destination's limits, shared by every I/O thread that talks to it, so the
+ * configured per-host caps hold for the agent as a whole. */
+struct shared_host {
+    char *name;
+    int port;
+    pthread_mutex_t mu;
+    host_shaper shaper;
+    uint64_t waiters; /* bit (thread id % 64): a thread held back by SHAPER_FULL */
+    struct shared_host *next;
+};
+
+/* A destination as one I/O thread sees it: its DNS answer and its queue of work. */
 struct host {
     char *name;
     int port;
-    host_shaper shaper;
+    struct shared_host *sh;
     int dns;
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -167,7 +179,8 @@ struct io_thread {
     struct host *hosts[HOST_BUCKETS];
     struct host *ready;
     struct ctx_entry *ctxs;
-    shaping_cfg shaping; /* this thread's share of the per-host limits */
+    shaping_cfg shaping;        /* the per-host limits (held in the shared hosts) */
+    atomic_bool hosts_released; /* another thread freed room at a host we wait on */
     engine_result *results;
     size_t nresults, results_cap;
     buf plain; /* scratch for decrypted bytes */
@@ -184,6 +197,8 @@ struct engine {
     int nthreads;
     struct io_thread *threads;
     resolver *res;
+    pthread_mutex_t hosts_mu; /* the shared host table (lookups, not the limits) */
+    struct shared_host *shosts[HOST_BUCKETS];
     atomic_uint next_thread;
     pthread_mutex_t res_mu;
     pthread_cond_t res_cv;
@@ -612,23 +627,85 @@ static struct work *heap_pop(struct io_thread *t)
 
 /* ---- hosts ---- */
 
-static struct host *host_get(struct io_thread *t, const char *name, int port)
+static uint32_t host_hash(const char *name, int port)
 {
     uint32_t h = 2166136261u;
     for (const char *p = name; *p; p++)
         h = (h ^ (unsigned char)*p) * 16777619u;
-    h = (h ^ (uint32_t)port) * 16777619u;
-    struct host **slot = &t->hosts[h % HOST_BUCKETS];
+    return ((h ^ (uint32_t)port) * 16777619u) % HOST_BUCKETS;
+}
+
+static struct shared_host *shared_host_get(struct io_thread *t, const char *name, int port)
+{
+    engine *e = t->e;
+    struct shared_host **slot = &e->shosts[host_hash(name, port)];
+    pthread_mutex_lock(&e->hosts_mu);
+    struct shared_host *x = *slot;
+    while (x && (x->port != port || strcmp(x->name, name)))
+        x = x->next;
+    if (!x) {
+        x = xcalloc(1, sizeof *x);
+        x->name = xstrdup(name);
+        x->port = port;
+        pthread_mutex_init(&x->mu, NULL);
+        host_shaper_init(&x->shaper, &t->shaping, t->now_ms);
+        x->next = *slot;
+        *slot = x;
+    }
+    pthread_mutex_unlock(&e->hosts_mu);
+    return x;
+}
+
+static struct host *host_get(struct io_thread *t, const char *name, int port)
+{
+    struct host **slot = &t->hosts[host_hash(name, port)];
     for (struct host *x = *slot; x; x = x->hash_next)
         if (x->port == port && !strcmp(x->name, name))
             return x;
     struct host *x = xcalloc(1, sizeof *x);
     x->name = xstrdup(name);
     x->port = port;
-    host_shaper_init(&x->shaper, &t->shaping, t->now_ms);
+    x->sh = shared_host_get(t, name, port);
     x->hash_next = *slot;
     *slot = x;
     return x;
+}
+
+static int64_t host_acquire(struct io_thread *t, struct host *h)
+{
+    struct shared_host *sh = h->sh;
+    pthread_mutex_lock(&sh->mu);
+    int64_t rc = host_shaper_acquire(&sh->shaper, &t->shaping, t->now_ms);
+    if (rc == SHAPER_FULL)
+        sh->waiters |= UINT64_C(1) << (t->id % 64);
+    pthread_mutex_unlock(&sh->mu);
+    return rc;
+}
+
+static void host_mark_ready(struct io_thread *t, struct host *h);
+static void thread_wake(struct io_thread *t);
+
+/* A session at h ended: the room it frees may let other threads' queues move. */
+static void host_release(struct io_thread *t, struct host *h, bool host_ok)
+{
+    struct shared_host *sh = h->sh;
+    pthread_mutex_lock(&sh->mu);
+    host_shaper_release(&sh->shaper, &t->shaping, host_ok, t->now_ms);
+    uint64_t waiters = sh->waiters;
+    sh->waiters = 0;
+    pthread_mutex_unlock(&sh->mu);
+    if (h->wait_head)
+        host_mark_ready(t, h);
+    if (!(waiters & ~(UINT64_C(1) << (t->id % 64))))
+        return;
+    engine *e = t->e;
+    for (int i = 0; i < e->nthreads; i++) {
+        struct io_thread *o = &e->threads[i];
+        if (o != t && (waiters & (UINT64_C(1) << (i % 64)))) {
+            atomic_store(&o->hosts_released, true);
+            thread_wake(o);
+        }
+    }
 }
 
 static void host_mark_ready(struct io_thread *t, struct host *h)
@@ -784,9 +861,7 @@ static void conn_finish(struct io_thread *t, struct conn *c)
         io_uring_sqe_set_data64(sqe, ud_make(OP_CLOSE, c->gen, c->idx));
         sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     }
-    host_shaper_release(&c->host->shaper, &t->shaping, c->host_ok, t->now_ms);
-    if (c->host->wait_head)
-        host_mark_ready(t, c->host);
+    host_release(t, c->host, c->host_ok);
 
     /* deferred slots go back for another attempt while the lease allows it */
     struct work *retry = NULL;
@@ -1216,7 +1291,7 @@ static int64_t dispatch(struct io_thread *t)
                 work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
                 continue;
             }
-            int64_t rc = host_shaper_acquire(&h->shaper, &t->shaping, t->now_ms);
+            int64_t rc = host_acquire(t, h);
             if (rc != SHAPER_GO) {
                 /* held back: look again when allowed, or when the lease runs out */
                 int64_t until = w->mb->deadline_ms - t->e->cfg.lease_margin_ms;
@@ -1359,10 +1434,12 @@ static void handle_cqe(struct io_thread *t, struct io_uring_cqe *cqe)
     int op = ud_op(ud);
     if (op == OP_EVENTFD) {
         inbox_drain(t);
-        /* a resolver answer may be in: give pending hosts another look */
+        /* a resolver answer may be in, or another thread freed room at a host: give
+         * the hosts that wait another look */
+        bool released = atomic_exchange(&t->hosts_released, false);
         for (uint32_t b = 0; b < HOST_BUCKETS; b++)
             for (struct host *h = t->hosts[b]; h; h = h->hash_next)
-                if (h->dns == DNS_PENDING && h->wait_head)
+                if (h->wait_head && (released || h->dns == DNS_PENDING))
                     host_mark_ready(t, h);
         if (!t->stop)
             post_eventfd_read(t);
@@ -1602,6 +1679,19 @@ static int div_up(int a, int b)
     return (a + b - 1) / b;
 }
 
+static void shared_hosts_free(engine *e)
+{
+    for (uint32_t b = 0; b < HOST_BUCKETS; b++)
+        while (e->shosts[b]) {
+            struct shared_host *x = e->shosts[b];
+            e->shosts[b] = x->next;
+            pthread_mutex_destroy(&x->mu);
+            free(x->name);
+            free(x);
+        }
+    pthread_mutex_destroy(&e->hosts_mu);
+}
+
 engine *engine_create(const engine_config *cfg, char *err, size_t errlen)
 {
     if (probe_ops(err, errlen) < 0)
@@ -1621,6 +1711,7 @@ engine *engine_create(const engine_config *cfg, char *err, size_t errlen)
     pthread_mutex_init(&e->res_mu, NULL);
     pthread_cond_init(&e->res_cv, NULL);
     e->res = resolver_create(cfg->dns_ttl_ms, 30000);
+    pthread_mutex_init(&e->hosts_mu, NULL);
     e->threads = xcalloc((size_t)n, sizeof *e->threads);
     for (int i = 0; i < n; i++) {
         e->threads[i].efd = -1;
@@ -1632,9 +1723,6 @@ engine *engine_create(const engine_config *cfg, char *err, size_t errlen)
         t->e = e;
         t->id = i;
         t->shaping = cfg->shaping;
-        /* each thread holds its share of the per-host limits */
-        t->shaping.max_conns = div_up(cfg->shaping.max_conns, n);
-        t->shaping.conns_per_min = div_up(cfg->shaping.conns_per_min, n);
         t->nconns = (uint32_t)div_up(cfg->concurrency, n);
         t->conns = xcalloc(t->nconns, sizeof *t->conns);
         for (uint32_t k = t->nconns; k-- > 0;) {
@@ -1676,6 +1764,7 @@ fail:
         }
         io_thread_cleanup(t);
     }
+    shared_hosts_free(e);
     resolver_destroy(e->res);
     free(e->threads);
     pthread_mutex_destroy(&e->res_mu);
@@ -1775,6 +1864,7 @@ void engine_destroy(engine *e)
         io_thread_cleanup(&e->threads[i]);
     }
     resolver_destroy(e->res);
+    shared_hosts_free(e);
     free(e->threads);
     free(e->results);
     pthread_mutex_destroy(&e->res_mu);

@@ -2,7 +2,8 @@
 # kiln-agent against misbehaving servers: 421/451/550/535 replies classified as
 # deferred/failed/auth, a stall past each phase's timeout, a drop in the middle of
 # DATA, a refused connection; a 4xx retried with backoff until sent; the circuit
-# breaker stops hammering a dead host; the connect rate limit holds.
+# breaker stops hammering a dead host; the connect rate limit holds; the per-host
+# limits hold for the agent as a whole when several I/O threads share a host.
 source "$(dirname "$0")/lib.sh"
 cd "$WORK"
 SRV="$HERE/script_server.py"
@@ -85,6 +86,23 @@ refused=$(grep -c "Connection refused" res3.jsonl || true)
 expired=$(grep -c "lease deadline" res3.jsonl || true)
 [ "$refused" = 3 ] && [ "$expired" = 17 ] ||
     fail "breaker: expected 3 connection attempts and 17 held back, got $refused and $expired"
+# the same with four I/O threads: the breaker is the host's, not each thread's
+KILN_AGENT_MAX_ATTEMPTS=1 KILN_AGENT_BREAKER_THRESHOLD=3 KILN_AGENT_BREAKER_COOLDOWN_MS=60000 \
+    KILN_AGENT_LEASE_MARGIN_MS=118000 timeout 30 "$AGENT" send --file breaker.json --threads 4 \
+    --host-max-conns 1 >res3b.jsonl 2>err || fail "agent exited $? ($(cat err))"
+refused=$(grep -c "Connection refused" res3b.jsonl || true)
+[ "$refused" = 3 ] || fail "breaker with 4 threads: expected 3 connection attempts, got $refused"
+
+# concurrency cap shared by four threads: at most 2 connections to the host at once
+server slow --hold-ms 300 --peak-file "$WORK/peak"
+specs=()
+for i in $(seq 300 311); do specs+=("$i:127.0.0.1:${PORT[slow]}:plain:-:-:-:1"); done
+make_jobs shared.json "${specs[@]}"
+timeout 30 "$AGENT" send --file shared.json --threads 4 --host-max-conns 2 >res5.jsonl 2>err ||
+    fail "agent exited $? ($(cat err))"
+[ "$(count_status res5.jsonl sent)" = 12 ] || fail "shared cap: not all sent: $(cat res5.jsonl)"
+[ "$(cat "$WORK/peak")" = 2 ] ||
+    fail "shared cap: expected at most (and at the end exactly) 2 connections at once, saw $(cat "$WORK/peak")"
 
 # connect rate: 60/min gives a burst of 10, then one a second
 PORT_SINK=$(free_port)

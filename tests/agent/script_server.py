@@ -3,8 +3,10 @@
 
 Answers each command with a fixed reply unless told otherwise: a different reply per
 command (--reply MAIL="451 4.3.0 busy"), silence at one phase (--stall RCPT), a
-dropped connection in the middle of DATA (--drop-in-data), or 4xx for the first N
-transactions (--fail-first N). Prints READY when it listens."""
+dropped connection in the middle of DATA (--drop-in-data), 4xx for the first N
+transactions (--fail-first N), or a pause before the end-of-data reply (--hold-ms).
+With --peak-file it keeps the highest number of connections open at once in that
+file. Prints READY when it listens."""
 import argparse
 import asyncio
 import sys
@@ -18,6 +20,8 @@ p.add_argument("--stall", default="")
 p.add_argument("--drop-in-data", action="store_true")
 p.add_argument("--fail-first", type=int, default=0)
 p.add_argument("--backlog", type=int, default=100)
+p.add_argument("--hold-ms", type=int, default=0)
+p.add_argument("--peak-file", default="")
 args = p.parse_args()
 
 replies = {"EHLO": None, "HELO": "250 script.test", "MAIL": "250 2.1.0 Ok",
@@ -27,7 +31,16 @@ replies = {"EHLO": None, "HELO": "250 script.test", "MAIL": "250 2.1.0 Ok",
 for r in args.reply:
     k, v = r.split("=", 1)
     replies[k.upper()] = v
-state = {"transactions": 0}
+state = {"transactions": 0, "open": 0, "peak": 0}
+
+
+def opened(delta):
+    state["open"] += delta
+    if state["open"] > state["peak"]:
+        state["peak"] = state["open"]
+        if args.peak_file:
+            with open(args.peak_file, "w") as f:
+                f.write("%d\n" % state["peak"])
 
 
 async def handle(reader, writer):
@@ -41,6 +54,7 @@ async def handle(reader, writer):
         text = replies.get(cmd) or default
         await say(text)
 
+    opened(1)
     try:
         if args.stall == "GREETING":
             await asyncio.sleep(3600)
@@ -89,12 +103,15 @@ async def handle(reader, writer):
                     first = False
                     if dl == b".\r\n":
                         break
+                if args.hold_ms:
+                    await asyncio.sleep(args.hold_ms / 1000)
                 await answer("DOT")
             else:
                 await say("502 5.5.2 Error: command not recognized")
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
+        opened(-1)
         writer.close()
 
 
