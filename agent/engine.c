@@ -90,8 +90,8 @@ struct host {
     int port;
     struct shared_host *sh;
     int dns;
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    resolver_addrs addrs;
+    int addr_first; /* where sessions start: moves past an address that failed */
     int64_t addr_expires_ms;
     struct work *wait_head, *wait_tail;
     int64_t blocked_until_ms; /* shaper said wait */
@@ -113,6 +113,8 @@ struct conn {
     bool close_after_send;
     bool host_ok; /* the host answered properly (breaker bookkeeping) */
     bool greeted;
+    uint8_t addr_idx;    /* the host address being tried */
+    uint8_t addrs_tried; /* addresses that failed to connect in this session */
     struct work *w;
     struct host *host;
     tls_conn *tls;
@@ -1061,6 +1063,8 @@ static void conn_start(struct io_thread *t, struct work *w)
     c->recv_posted = c->send_posted = false;
     c->inflight = 0;
     c->start_ms = t->now_ms;
+    c->addr_idx = (uint8_t)c->host->addr_first;
+    c->addrs_tried = 0;
     c->slots = xcalloc(w->n, sizeof *c->slots);
     /* payload, sendq and sending keep their storage from the entry's last session */
     size_t offs_small[17];
@@ -1120,7 +1124,8 @@ static void conn_connect(struct io_thread *t, struct conn *c)
 {
     engine *e = t->e;
     c->phase = CONN_CONNECTING;
-    c->fd = socket(c->host->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const struct sockaddr_storage *addr = &c->host->addrs.addr[c->addr_idx];
+    c->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         char why[96];
         snprintf(why, sizeof why, "socket: %s", strerror(errno));
@@ -1129,11 +1134,40 @@ static void conn_connect(struct io_thread *t, struct conn *c)
         return;
     }
     struct io_uring_sqe *sqe = get_sqes(t, 2);
-    io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&c->host->addr, c->host->addrlen);
+    io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)addr,
+                          c->host->addrs.len[c->addr_idx]);
     io_uring_sqe_set_data64(sqe, ud_make(OP_CONNECT, c->gen, c->idx));
     sqe->flags |= IOSQE_IO_LINK;
     link_timeout(t, c, &c->connect_ts, e->cfg.connect_timeout_ms);
     c->inflight++;
+}
+
+/* A connect failed: the session moves on to the host's next address while one is
+ * left, and the host's later sessions start past the one that failed. */
+static void conn_connect_failed(struct io_thread *t, struct conn *c, const char *why)
+{
+    struct host *h = c->host;
+    int n = h->addrs.n;
+    c->addrs_tried++;
+    if (c->addrs_tried < n && !t->cancel_all) {
+        char at[INET6_ADDRSTRLEN];
+        resolver_addr_text(&h->addrs.addr[c->addr_idx], at, sizeof at);
+        log_debug("connect to %s (%s) port %d: %s; trying its next address", h->name, at, h->port,
+                  why);
+        if (h->addr_first == c->addr_idx)
+            h->addr_first = (c->addr_idx + 1) % n;
+        close(c->fd); /* nothing of the kernel's is pending on it: the connect is back */
+        c->fd = -1;
+        c->addr_idx = (uint8_t)((c->addr_idx + 1) % n);
+        conn_connect(t, c);
+        return;
+    }
+    char detail[160];
+    if (n > 1)
+        snprintf(detail, sizeof detail, "connect: %s (%d addresses tried)", why, n);
+    else
+        snprintf(detail, sizeof detail, "connect: %s", why);
+    conn_fail(t, c, SMTP_ST_DEFERRED, detail);
 }
 
 static void on_connect(struct io_thread *t, struct conn *c, int res)
@@ -1143,10 +1177,8 @@ static void on_connect(struct io_thread *t, struct conn *c, int res)
         return;
     }
     if (res < 0) {
-        char why[96];
         atomic_fetch_add(&t->e->m_connect_errors, 1);
-        snprintf(why, sizeof why, "connect: %s", res == -ECANCELED ? "timed out" : strerror(-res));
-        conn_fail(t, c, SMTP_ST_DEFERRED, why);
+        conn_connect_failed(t, c, res == -ECANCELED ? "timed out" : strerror(-res));
         return;
     }
     if (c->w->mb->m->security == SMTP_SEC_TLS) {
@@ -1232,10 +1264,12 @@ static bool host_resolve(struct io_thread *t, struct host *h)
         return true;
     char err[160];
     int permanent = 0;
-    int rc = resolver_lookup(t->e->res, h->name, h->port, t->efd, t->now_ms, &h->addr, &h->addrlen,
-                             &permanent, err, sizeof err);
+    int rc = resolver_lookup(t->e->res, h->name, h->port, t->efd, t->now_ms, &h->addrs, &permanent,
+                             err, sizeof err);
     if (rc == RESOLVER_OK) {
         h->dns = DNS_OK;
+        if (h->addr_first >= h->addrs.n)
+            h->addr_first = 0;
         h->addr_expires_ms = t->now_ms + t->e->cfg.dns_ttl_ms;
         return true;
     }

@@ -23,9 +23,8 @@ struct waiter {
 struct entry {
     char *host;
     bool pending;
-    int gai_error; /* 0 when addr is valid */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    int gai_error; /* 0 when addrs is valid */
+    resolver_addrs addrs;
     int64_t expires_ms;
     struct waiter *waiters;
     struct entry *next;
@@ -45,6 +44,43 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void add_addr(resolver_addrs *out, const struct addrinfo *ai)
+{
+    if (out->n == RESOLVER_MAX_ADDRS || ai->ai_addrlen > sizeof out->addr[0])
+        return;
+    for (int i = 0; i < out->n; i++) /* getaddrinfo repeats an address per protocol */
+        if (out->len[i] == ai->ai_addrlen && !memcmp(&out->addr[i], ai->ai_addr, ai->ai_addrlen))
+            return;
+    memset(&out->addr[out->n], 0, sizeof out->addr[0]);
+    memcpy(&out->addr[out->n], ai->ai_addr, ai->ai_addrlen);
+    out->len[out->n++] = ai->ai_addrlen;
+}
+
+/* getaddrinfo's order (RFC 6724), families interleaved starting with the first
+ * answer's (RFC 8305 §4): a dead IPv6 path costs one attempt, not all of them. */
+static void keep_addrs(const struct addrinfo *res, resolver_addrs *out)
+{
+    out->n = 0;
+    int first = res->ai_family;
+    const struct addrinfo *a = res, *b = res;
+    for (;;) {
+        while (a && a->ai_family != first)
+            a = a->ai_next;
+        while (b && b->ai_family == first)
+            b = b->ai_next;
+        if (!a && !b)
+            break;
+        if (a) {
+            add_addr(out, a);
+            a = a->ai_next;
+        }
+        if (b) {
+            add_addr(out, b);
+            b = b->ai_next;
+        }
+    }
 }
 
 static void *resolver_main(void *arg)
@@ -71,8 +107,7 @@ static void *resolver_main(void *arg)
         e->pending = false;
         e->gai_error = rc;
         if (rc == 0 && res) {
-            memcpy(&e->addr, res->ai_addr, res->ai_addrlen);
-            e->addrlen = res->ai_addrlen;
+            keep_addrs(res, &e->addrs);
             e->expires_ms = mono_ms() + r->ttl_ms;
         } else {
             if (rc == 0)
@@ -146,24 +181,35 @@ static void set_port(struct sockaddr_storage *a, int port)
         ((struct sockaddr_in6 *)a)->sin6_port = htons((uint16_t)port);
 }
 
-int resolver_lookup(resolver *r, const char *host, int port, int notify_fd, int64_t now_ms,
-                    struct sockaddr_storage *addr, socklen_t *addrlen, int *permanent, char *err,
-                    size_t errlen)
+void resolver_addr_text(const struct sockaddr_storage *a, char *out, size_t outlen)
 {
-    memset(addr, 0, sizeof *addr);
+    const void *bin = a->ss_family == AF_INET6
+                          ? (const void *)&((const struct sockaddr_in6 *)a)->sin6_addr
+                          : (const void *)&((const struct sockaddr_in *)a)->sin_addr;
+    if (!inet_ntop(a->ss_family, bin, out, (socklen_t)outlen))
+        snprintf(out, outlen, "?");
+}
+
+int resolver_lookup(resolver *r, const char *host, int port, int notify_fd, int64_t now_ms,
+                    resolver_addrs *out, int *permanent, char *err, size_t errlen)
+{
+    memset(&out->addr[0], 0, sizeof out->addr[0]);
+    out->n = 0;
     *permanent = 0;
-    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr[0];
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr[0];
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)port);
-        *addrlen = sizeof *a4;
+        out->len[0] = sizeof *a4;
+        out->n = 1;
         return RESOLVER_OK;
     }
     if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons((uint16_t)port);
-        *addrlen = sizeof *a6;
+        out->len[0] = sizeof *a6;
+        out->n = 1;
         return RESOLVER_OK;
     }
     int result;
@@ -173,9 +219,9 @@ int resolver_lookup(resolver *r, const char *host, int port, int notify_fd, int6
         e = e->next;
     if (e && !e->pending && e->expires_ms > now_ms) {
         if (e->gai_error == 0) {
-            memcpy(addr, &e->addr, e->addrlen);
-            *addrlen = e->addrlen;
-            set_port(addr, port);
+            *out = e->addrs;
+            for (int i = 0; i < out->n; i++)
+                set_port(&out->addr[i], port);
             result = RESOLVER_OK;
         } else {
             *permanent = e->gai_error == EAI_NONAME || e->gai_error == EAI_FAIL;
