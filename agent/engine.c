@@ -158,36 +158,36 @@ struct id_set {
 
 struct io_thread {
     engine *e;
-    int id;
     pthread_t tid;
     struct io_uring ring;
-    int efd;
     uint64_t efd_val;
     buf msg_scratch; /* one message before dot-stuffing */
     uint64_t rng;    /* xorshift state for backoff jitter (seeded from the CSPRNG) */
     pthread_mutex_t inbox_mu;
     struct inbox_item *inbox;
     struct control_item *controls;
-    bool cancel_all_req;
-    bool stop;
-    bool cancel_all; /* draining: nothing new starts */
     struct id_set cancelled;
     struct conn *conns;
-    uint32_t nconns;
     struct conn *free_conns;
-    uint32_t active;
     struct work **heap;
     size_t heap_len, heap_cap;
     struct host *hosts[HOST_BUCKETS];
     struct host *ready;
     struct ctx_entry *ctxs;
-    shaping_cfg shaping;        /* the per-host limits (held in the shared hosts) */
-    atomic_bool hosts_released; /* another thread freed room at a host we wait on */
+    shaping_cfg shaping; /* the per-host limits (held in the shared hosts) */
     engine_result *results;
     size_t nresults, results_cap;
     buf plain; /* scratch for decrypted bytes */
     int64_t now_ms;
+    int id;
+    int efd;
     int ring_ready; /* 1 ok, -1 failed */
+    uint32_t nconns;
+    uint32_t active;
+    bool cancel_all_req;
+    bool stop;
+    bool cancel_all;            /* draining: nothing new starts */
+    atomic_bool hosts_released; /* another thread freed room at a host we wait on */
 };
 
 #define LAT_BUCKETS 12
@@ -643,7 +643,7 @@ static struct shared_host *shared_host_get(struct io_thread *t, const char *name
     struct shared_host **slot = &e->shosts[host_hash(name, port)];
     pthread_mutex_lock(&e->hosts_mu);
     struct shared_host *x = *slot;
-    while (x && (x->port != port || strcmp(x->name, name)))
+    while (x && (x->port != port || strcmp(x->name, name) != 0))
         x = x->next;
     if (!x) {
         x = xcalloc(1, sizeof *x);

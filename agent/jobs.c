@@ -119,15 +119,15 @@ enum pkey {
 };
 
 struct keyname {
-    enum pctx ctx;
     const char *name;
     size_t len;
+    enum pctx ctx;
     enum pkey key;
 };
 
 #define KEY(ctx, name, key)                                                                        \
     {                                                                                              \
-        ctx, name, sizeof name - 1, key                                                            \
+        (name), sizeof(name) - 1, (ctx), (key)                                                     \
     }
 
 static const struct keyname keys[] = {
@@ -287,7 +287,7 @@ static int on_integer(void *ctx, long long v)
     p->key = K_NONE;
     switch (k) {
     case K_TTL:
-        if (v < 1 || v > 7 * 86400)
+        if (v < 1 || v > (int64_t)7 * 86400)
             break;
         p->l->ttl_s = v;
         return 1;
@@ -309,7 +309,7 @@ static int on_integer(void *ctx, long long v)
         p->mb_seen |= SEEN_PORT;
         return 1;
     case K_NOT_BEFORE:
-        if (v < 0 || v > 7 * 86400)
+        if (v < 0 || v > (int64_t)7 * 86400)
             break;
         p->s->not_before_s = v;
         return 1;
