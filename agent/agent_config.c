@@ -5,8 +5,10 @@
 #include "config.h"
 #include "xalloc.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +67,7 @@ struct field_int {
     int64_t min, max;
 };
 
-#define NSTR 7
+#define NSTR 8
 #define NINT 14
 
 static void fields(agent_config *c, struct field_str *s, struct field_int *i)
@@ -78,6 +80,7 @@ static void fields(agent_config *c, struct field_str *s, struct field_int *i)
         {"KILN_AGENT_SPOOL_DIR", c->spool_dir, sizeof c->spool_dir},
         {"KILN_LOG_LEVEL", c->log_level, sizeof c->log_level},
         {"KILN_AGENT_TOKEN", c->token, sizeof c->token},
+        {"KILN_AGENT_METRICS_ADDR", c->metrics_addr, sizeof c->metrics_addr},
     };
     struct field_int ii[NINT] = {
         {"KILN_AGENT_CONCURRENCY", &c->concurrency, 1, 1000000},
@@ -105,6 +108,8 @@ static void defaults(agent_config *c)
     snprintf(c->api_url, sizeof c->api_url, "http://127.0.0.1:8080");
     snprintf(c->token_file, sizeof c->token_file, "/etc/kiln/agent.token");
     snprintf(c->spool_dir, sizeof c->spool_dir, "/var/lib/kiln/agent");
+    /* Loopback unless asked: a bare host should not publish its metrics by accident. */
+    snprintf(c->metrics_addr, sizeof c->metrics_addr, "127.0.0.1");
     if (gethostname(c->name, sizeof c->name - 1) < 0 || !c->name[0])
         snprintf(c->name, sizeof c->name, "kiln-agent");
     c->concurrency = 2000;
@@ -154,6 +159,12 @@ static int set_key(agent_config *c, const char *key, const char *val, const char
         return 0;
     }
     return 1;
+}
+
+bool agent_config_ip_literal(const char *s)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, addr) == 1 || inet_pton(AF_INET6, s, addr) == 1;
 }
 
 bool agent_config_url_loopback(const char *url)
@@ -253,6 +264,13 @@ int agent_config_parse(agent_config *c, const char *text, size_t n, agent_env_fn
     }
     if (!c->name[0]) {
         snprintf(err, errlen, "KILN_AGENT_NAME is empty");
+        return -1;
+    }
+    if (!agent_config_ip_literal(c->metrics_addr)) {
+        snprintf(err, errlen,
+                 "KILN_AGENT_METRICS_ADDR=%s: expected an IPv4 or IPv6 address to listen on, "
+                 "such as 127.0.0.1 (the default), 0.0.0.0 or :: (no host names, no brackets)",
+                 c->metrics_addr);
         return -1;
     }
     if (c->log_level[0] && strcmp(c->log_level, "debug") != 0 &&

@@ -18,6 +18,7 @@ typedef struct agent_config {
     char name[101];         /* KILN_AGENT_NAME; default: host name */
     char spool_dir[1024];   /* KILN_AGENT_SPOOL_DIR */
     char log_level[16];     /* KILN_LOG_LEVEL */
+    char metrics_addr[64];  /* KILN_AGENT_METRICS_ADDR: IPv4/IPv6 literal, 127.0.0.1 */
     int concurrency;        /* KILN_AGENT_CONCURRENCY: SMTP sessions at once */
     int threads;            /* KILN_AGENT_THREADS: 0 = one per core */
     int metrics_port;       /* KILN_AGENT_METRICS_PORT: 0 = off */
@@ -50,6 +51,8 @@ void agent_config_export(const char *text, size_t n, agent_env_fn env,
                          void (*fn)(const char *key, const char *val));
 /* Reads a whole (small) file into a NUL-terminated malloc'd string; NULL with errno. */
 char *agent_config_read_file(const char *path, size_t *n);
+/* True when s is an IPv4 or IPv6 address literal (0.0.0.0, ::1; no brackets, no names). */
+bool agent_config_ip_literal(const char *s);
 /* True for http://127.0.0.1, http://localhost, http://[::1] (any port, any path). */
 bool agent_config_url_loopback(const char *url);
 

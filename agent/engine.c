@@ -1683,9 +1683,22 @@ static void io_thread_cleanup(struct io_thread *t)
 
 static int probe_ops(char *err, size_t errlen)
 {
-    struct io_uring_probe *probe = io_uring_get_probe();
+    struct io_uring ring;
+    int rc = io_uring_queue_init(2, &ring, 0);
+    if (rc < 0) {
+        snprintf(err, errlen,
+                 "io_uring is not available (io_uring_setup: %s); a container's default "
+                 "seccomp profile blocks it (use deploy/seccomp/kiln-agent.json), and so does "
+                 "the kernel.io_uring_disabled sysctl",
+                 strerror(-rc));
+        return -1;
+    }
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
+    io_uring_queue_exit(&ring);
     if (!probe) {
-        snprintf(err, errlen, "io_uring is not available (io_uring_get_probe failed)");
+        snprintf(err, errlen,
+                 "io_uring is too old to list its operations (kernel 5.7 or later "
+                 "needed)");
         return -1;
     }
     static const struct {

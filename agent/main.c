@@ -28,8 +28,8 @@ static void usage(FILE *f)
             "usage: kiln-agent [run] [--config FILE]\n"
             "       kiln-agent check [--config FILE]\n"
             "       kiln-agent send --file JOBS.json [--concurrency N] [--threads N]\n"
-            "                  [--metrics-port P] [--host-max-conns N] [--host-conns-per-min N]\n"
-            "                  [--helo NAME] [--progress-s N]\n"
+            "                  [--metrics-port P] [--metrics-addr IP] [--host-max-conns N]\n"
+            "                  [--host-conns-per-min N] [--helo NAME] [--progress-s N]\n"
             "       kiln-agent --version\n"
             "run: leases mailboxes from the control plane (KILN_API_URL), sends their slots,\n"
             "     reports the results; SIGTERM drains, SIGHUP reloads. Configuration: KEY=VALUE\n"
@@ -79,6 +79,20 @@ static int flag_int(const char *name, const char *val, int64_t min, int64_t max,
     return 0;
 }
 
+/* An address to listen on: an IPv4 or IPv6 literal, never a host name. */
+static int flag_ip(const char *name, const char *val, const char **out)
+{
+    if (!val || !agent_config_ip_literal(val)) {
+        fprintf(stderr,
+                "kiln-agent: %s needs an IPv4 or IPv6 address such as 127.0.0.1 (the "
+                "default), 0.0.0.0 or ::\n",
+                name);
+        return -1;
+    }
+    *out = val;
+    return 0;
+}
+
 /* Many concurrent sessions need many descriptors: take the hard limit. */
 static void raise_nofile(void)
 {
@@ -93,6 +107,7 @@ static int cmd_send(int argc, char **argv)
 {
     const char *file = NULL;
     int metrics_port = -1, progress_s = 5;
+    const char *metrics_addr = "127.0.0.1";
     engine_config cfg;
     char err[512];
     engine_config_defaults(&cfg);
@@ -112,6 +127,8 @@ static int cmd_send(int argc, char **argv)
             rc = flag_int(a, v, 1, 1024, &cfg.threads);
         else if (!strcmp(a, "--metrics-port"))
             rc = flag_int(a, v, 0, 65535, &metrics_port);
+        else if (!strcmp(a, "--metrics-addr"))
+            rc = flag_ip(a, v, &metrics_addr);
         else if (!strcmp(a, "--host-max-conns"))
             rc = flag_int(a, v, 1, 1000000, &cfg.shaping.max_conns);
         else if (!strcmp(a, "--host-conns-per-min"))
@@ -153,15 +170,16 @@ static int cmd_send(int argc, char **argv)
     }
     metrics_http *mh = NULL;
     if (metrics_port >= 0) {
-        mh = metrics_http_start(e, metrics_port, err, sizeof err);
+        mh = metrics_http_start(e, metrics_addr, metrics_port, err, sizeof err);
         if (!mh) {
             fprintf(stderr, "kiln-agent: %s\n", err);
             engine_destroy(e);
             job_lease_free(lease);
             return 1;
         }
-        fprintf(stderr, "kiln-agent: metrics on http://127.0.0.1:%d/metrics\n",
-                metrics_http_port(mh));
+        bool v6 = strchr(metrics_addr, ':') != NULL;
+        fprintf(stderr, "kiln-agent: metrics on http://%s%s%s:%d/metrics\n", v6 ? "[" : "",
+                metrics_addr, v6 ? "]" : "", metrics_http_port(mh));
     }
     size_t total = 0;
     int64_t start_ms = clock_mono_ms();

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,28 +81,67 @@ static void *metrics_main(void *arg)
     return NULL;
 }
 
-metrics_http *metrics_http_start(engine *e, int port, char *err, size_t errlen)
+/* addr:port as a URL authority, IPv6 in brackets, for messages. */
+static void format_authority(const char *addr, int port, char *out, size_t outlen)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "metrics socket: %s", strerror(errno));
+    bool v6 = strchr(addr, ':') != NULL;
+    snprintf(out, outlen, "%s%s%s:%d", v6 ? "[" : "", addr, v6 ? "]" : "", port);
+}
+
+/* Fills sa from an IPv4 or IPv6 literal and port; 0, or -1 when addr is neither. */
+static int sockaddr_from_literal(const char *addr, int port, struct sockaddr_storage *sa,
+                                 socklen_t *salen)
+{
+    memset(sa, 0, sizeof *sa);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)sa;
+    if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *salen = sizeof *a4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *salen = sizeof *a6;
+        return 0;
+    }
+    return -1;
+}
+
+metrics_http *metrics_http_start(engine *e, const char *addr, int port, char *err, size_t errlen)
+{
+    char where[80];
+    format_authority(addr, port, where, sizeof where);
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    if (sockaddr_from_literal(addr, port, &sa, &salen) < 0) {
+        snprintf(err, errlen, "metrics address %s: expected an IPv4 or IPv6 address", addr);
         return NULL;
     }
-    int one = 1;
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "metrics socket for %s: %s", where, strerror(errno));
+        return NULL;
+    }
+    int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t alen = sizeof a;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 16) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
-        snprintf(err, errlen, "metrics port 127.0.0.1:%d: %s", port, strerror(errno));
+    /* "::" means every address, IPv4 included, whatever net.ipv6.bindv6only says. */
+    if (sa.ss_family == AF_INET6 &&
+        IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&sa)->sin6_addr))
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (struct sockaddr *)&sa, salen) < 0 || listen(fd, 16) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &salen) < 0) {
+        snprintf(err, errlen, "metrics on %s: %s", where, strerror(errno));
         close(fd);
         return NULL;
     }
     metrics_http *m = xcalloc(1, sizeof *m);
     m->e = e;
     m->fd = fd;
-    m->port = ntohs(a.sin_port);
+    m->port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                                             : ((struct sockaddr_in *)&sa)->sin_port);
     atomic_init(&m->stop, false);
     if (pthread_create(&m->thread, NULL, metrics_main, m) != 0) {
         snprintf(err, errlen, "cannot start the metrics thread");

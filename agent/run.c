@@ -772,8 +772,10 @@ static void reload(struct agent *a)
         a->ctl = c;
     }
     if (strcmp(fresh.spool_dir, a->cfg.spool_dir) != 0 || fresh.threads != a->cfg.threads ||
-        fresh.metrics_port != a->cfg.metrics_port)
-        log_warn("SIGHUP: spool dir, threads and metrics port change at the next restart");
+        fresh.metrics_port != a->cfg.metrics_port ||
+        strcmp(fresh.metrics_addr, a->cfg.metrics_addr) != 0)
+        log_warn("SIGHUP: spool dir, threads and metrics address or port change at the next "
+                 "restart");
     snprintf(fresh.spool_dir, sizeof fresh.spool_dir, "%s", a->cfg.spool_dir);
     fresh.threads = a->cfg.threads;
     fresh.metrics_port = a->cfg.metrics_port;
@@ -915,7 +917,7 @@ int run_agent(const char *config_path, bool config_required)
         goto out;
     }
     if (a->cfg.metrics_port > 0) {
-        a->mh = metrics_http_start(a->e, a->cfg.metrics_port, err, sizeof err);
+        a->mh = metrics_http_start(a->e, a->cfg.metrics_addr, a->cfg.metrics_port, err, sizeof err);
         if (!a->mh)
             log_warn("metrics: %s (continuing without them)", err);
     }

@@ -176,4 +176,12 @@ else
     say "kiln-agent.service is active"
 fi
 port=$(sed -n 's/^KILN_AGENT_METRICS_PORT=\([0-9]*\)$/\1/p' "$CONF" | tail -1)
+addr=$(sed -n 's/^KILN_AGENT_METRICS_ADDR=//p' "$CONF" | tail -1 | tr -d "\"'")
+case "${port:-9465}:${addr:-127.0.0.1}" in
+0:*) ;;
+*:127.* | *:::1)
+    say "metrics listen on ${addr:-127.0.0.1} only: for a Prometheus on another host set"
+    say "  KILN_AGENT_METRICS_ADDR=0.0.0.0 in $CONF and firewall port ${port:-9465} to it"
+    ;;
+esac
 say "done. Prometheus file_sd entry: [{\"targets\":[\"$(hostname -f 2>/dev/null || hostname):${port:-9465}\"]}]"

@@ -10,7 +10,7 @@ PKGS=(
   postgresql postgresql-contrib nginx-light
   postfix python3 python3-aiosmtpd
   prometheus wrk curl openssl procps psmisc
-  systemd dpkg-dev fakeroot binutils python3-yaml
+  systemd dpkg-dev fakeroot binutils python3-yaml python3-seccomp
 )
 
 missing=()

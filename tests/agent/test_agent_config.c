@@ -1,6 +1,6 @@
 /* Unit tests of kiln-agent's run configuration: the agent.conf file shape, environment
- * overrides, range checks with the key named, the https/loopback rule, the token file,
- * and the control client's retry backoff. */
+ * overrides, range checks with the key named, the metrics listen address, the
+ * https/loopback rule, the token file, and the control client's retry backoff. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -101,6 +101,36 @@ static void test_shipped_agent_conf_shape_parses(void **state)
     assert_string_equal(c.token, "tok-123abc");
     assert_string_equal(c.ca_file, "");
     assert_int_equal(c.report_batch, 500); /* default */
+    assert_string_equal(c.metrics_addr, "127.0.0.1");
+}
+
+static void test_metrics_addr_takes_ip_literals_only(void **state)
+{
+    (void)state;
+    agent_config c;
+    char err[256] = "";
+    assert_int_equal(parse(&c, "KILN_AGENT_METRICS_ADDR=0.0.0.0\n", err), 0);
+    assert_string_equal(c.metrics_addr, "0.0.0.0");
+    assert_int_equal(parse(&c, "KILN_AGENT_METRICS_ADDR=::\n", err), 0);
+    assert_string_equal(c.metrics_addr, "::");
+    /* the environment wins over the file */
+    setenv_fake("KILN_AGENT_METRICS_ADDR", "fd00::7");
+    assert_int_equal(parse(&c, "KILN_AGENT_METRICS_ADDR=0.0.0.0\n", err), 0);
+    assert_string_equal(c.metrics_addr, "fd00::7");
+    env_n = 0;
+
+    const char *bad[] = {"KILN_AGENT_METRICS_ADDR=localhost\n", "KILN_AGENT_METRICS_ADDR=[::]\n",
+                         "KILN_AGENT_METRICS_ADDR=0.0.0.0:9465\n", "KILN_AGENT_METRICS_ADDR=\n",
+                         "KILN_AGENT_METRICS_ADDR=10.0.0.256\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(parse(&c, bad[i], err), -1);
+        assert_non_null(strstr(err, "KILN_AGENT_METRICS_ADDR="));
+        assert_non_null(strstr(err, "IPv4 or IPv6 address"));
+    }
+    assert_true(agent_config_ip_literal("127.0.0.1"));
+    assert_true(agent_config_ip_literal("::1"));
+    assert_false(agent_config_ip_literal("kiln.example.com"));
 }
 
 static void test_environment_overrides_the_file(void **state)
@@ -228,6 +258,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shipped_agent_conf_shape_parses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment_overrides_the_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_values_name_the_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_addr_takes_ip_literals_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_http_only_to_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_file_problems_are_explained, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_default_file_is_fine_missing_given_file_is_not,

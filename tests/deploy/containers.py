@@ -5,9 +5,13 @@ apt use, COPY sources that exist, and runtime packages that provide every shared
 the built binary needs (from objdump + dpkg -S on this Debian 12 machine).
 Kubernetes: every object well-formed; selectors match pod labels; Service ports, volume
 mounts, ConfigMap/Secret references resolve; containers non-root with limits; the HPA
-targets the agents on kiln_queue_depth and the adapter rule serves that metric.
+targets the agents on kiln_queue_depth and the adapter rule serves that metric; agents
+serve their metrics on a non-loopback address (image and ConfigMap) at the port the pod
+declares, so Prometheus can scrape them; a Localhost seccomp profile is shipped in
+deploy/seccomp/ and lets io_uring through (tests/deploy/seccomp_profile.sh runs the agent
+under it).
 Usage: containers.py SOURCE_DIR BUILD_DIR OUT_DIR (writes OUT_DIR/sidecar-nginx.conf)."""
-import json, os, re, subprocess, sys
+import ipaddress, json, os, re, subprocess, sys
 import yaml
 
 src, build, out = sys.argv[1:4]
@@ -15,6 +19,17 @@ errors = []
 def check(cond, msg):
     if not cond:
         errors.append(msg)
+
+def metrics_non_loopback(where, env):
+    """The agent's metrics must answer on the pod/container address, not only loopback."""
+    addr = env.get("KILN_AGENT_METRICS_ADDR", "127.0.0.1")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        check(False, f"{where}: KILN_AGENT_METRICS_ADDR={addr!r} is not an IP address")
+        return
+    check(not ip.is_loopback, f"{where}: KILN_AGENT_METRICS_ADDR={addr} is loopback: Prometheus cannot scrape the agent")
+    check(env.get("KILN_AGENT_METRICS_PORT", "0") not in ("", "0"), f"{where}: KILN_AGENT_METRICS_PORT is off")
 
 # ---------------------------------------------------------------- Dockerfiles
 def instructions(path):
@@ -86,6 +101,9 @@ for name, binary in (("Dockerfile.api", "api/kiln-api"), ("Dockerfile.agent", "a
         for lib, pkg in needed_packages(bpath).items():
             check(re.search(rf"(^|\s){re.escape(pkg)}(\s|$)", runtime), f"{name}: runtime stage lacks {pkg} (for {lib})")
     check(os.path.exists(path + ".dockerignore"), f"{name}: no {name}.dockerignore beside it")
+    if name == "Dockerfile.agent":
+        env = dict(kv for op, rest in final if op == "ENV" for kv in re.findall(r"(\w+)=(\S+)", rest))
+        metrics_non_loopback(f"{name} ENV", env)
 
 # ---------------------------------------------------------------- Kubernetes
 docs = []
@@ -197,6 +215,40 @@ if agent:
     envs = {e["name"] for e in c.get("env", [])}
     check("KILN_AGENT_TOKEN_FILE" in envs, "agent container lacks KILN_AGENT_TOKEN_FILE")
     check(agent["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30) >= 60, "agents need time to drain")
+    # Metrics: the ConfigMap the container reads binds them off loopback, on the port the
+    # pod declares and annotates for Prometheus.
+    env = {}
+    for e in c.get("envFrom", []):
+        for cm in by_kind.get("ConfigMap", []):
+            if cm["metadata"]["name"] == e.get("configMapRef", {}).get("name"):
+                env.update(cm.get("data", {}))
+    env.update({e["name"]: e.get("value") for e in c.get("env", [])})
+    metrics_non_loopback("Deployment kiln-agent (kiln-agent-config)", env)
+    port = env.get("KILN_AGENT_METRICS_PORT")
+    check(any(str(p.get("containerPort")) == port for p in c.get("ports", [])),
+          f"agent container does not declare its metrics port {port}")
+    ann = agent["spec"]["template"]["metadata"].get("annotations", {})
+    check(ann.get("prometheus.io/port") == port, f"agent pod's prometheus.io/port is not {port}")
+
+# Localhost seccomp profiles: the file a pod names is shipped in deploy/seccomp/ (installed
+# on the nodes as <kubelet root>/seccomp/<localhostProfile>) and, for the agents, lets
+# io_uring through.
+for f, d in docs:
+    spec = d.get("spec", {}).get("template", {}).get("spec", {})
+    sp = spec.get("securityContext", {}).get("seccompProfile", {})
+    if sp.get("type") != "Localhost":
+        continue
+    lp = sp.get("localhostProfile", "")
+    shipped = os.path.join(src, "deploy/seccomp", os.path.basename(lp))
+    check(lp == "profiles/" + os.path.basename(lp) and os.path.exists(shipped),
+          f"{f}: localhostProfile {lp!r} is not profiles/<a file of deploy/seccomp/>")
+    if os.path.exists(shipped):
+        prof = json.load(open(shipped))
+        allowed = {n for r in prof.get("syscalls", []) if r.get("action") == "SCMP_ACT_ALLOW" for n in r["names"]}
+        check(prof.get("defaultAction") == "SCMP_ACT_ERRNO", f"{shipped}: default action is not SCMP_ACT_ERRNO")
+        if d["metadata"]["name"] == "kiln-agent":
+            check({"io_uring_setup", "io_uring_enter", "io_uring_register"} <= allowed,
+                  f"{shipped}: io_uring is not allowed, the agent cannot start")
 
 if errors:
     print("\n".join("FAIL: " + e for e in errors), file=sys.stderr)
