@@ -170,7 +170,7 @@ static int cmd_send(int argc, char **argv)
     }
     metrics_http *mh = NULL;
     if (metrics_port >= 0) {
-        mh = metrics_http_start(e, metrics_addr, metrics_port, err, sizeof err);
+        mh = metrics_http_start(e, metrics_addr, metrics_port, NULL, NULL, err, sizeof err);
         if (!mh) {
             fprintf(stderr, "kiln-agent: %s\n", err);
             engine_destroy(e);

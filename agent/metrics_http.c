@@ -20,6 +20,8 @@
 
 struct metrics_http {
     engine *e;
+    metrics_http_extra_fn extra;
+    void *extra_arg;
     int fd;
     int port;
     atomic_bool stop;
@@ -44,9 +46,11 @@ static void serve_one(metrics_http *m, int fd)
     }
     buf body = BUF_INIT, resp = BUF_INIT;
     bool is_get = got >= 4 && !memcmp(req, "GET ", 4);
-    if (is_get)
+    if (is_get) {
         engine_metrics(m->e, &body);
-    else
+        if (m->extra)
+            m->extra(m->extra_arg, &body);
+    } else
         buf_puts(&body, "only GET\n");
     buf_printf(&resp,
                "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4\r\n"
@@ -110,7 +114,8 @@ static int sockaddr_from_literal(const char *addr, int port, struct sockaddr_sto
     return -1;
 }
 
-metrics_http *metrics_http_start(engine *e, const char *addr, int port, char *err, size_t errlen)
+metrics_http *metrics_http_start(engine *e, const char *addr, int port, metrics_http_extra_fn extra,
+                                 void *extra_arg, char *err, size_t errlen)
 {
     char where[80];
     format_authority(addr, port, where, sizeof where);
@@ -139,6 +144,8 @@ metrics_http *metrics_http_start(engine *e, const char *addr, int port, char *er
     }
     metrics_http *m = xcalloc(1, sizeof *m);
     m->e = e;
+    m->extra = extra;
+    m->extra_arg = extra_arg;
     m->fd = fd;
     m->port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
                                              : ((struct sockaddr_in *)&sa)->sin_port);

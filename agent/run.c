@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,8 +123,14 @@ struct agent {
     int64_t last_ttl_s;
     bool draining;
     volatile bool abort_http; /* set when a drain must not wait on retries */
-    /* counters for the log */
-    long long n_leases, n_slots, n_reported, n_dropped;
+    /* counters and gauges for the log and /metrics (read by the metrics thread) */
+    struct {
+        atomic_llong leases, lease_failures, slots, reported, report_failures, dropped;
+        atomic_llong heartbeat_failures, leases_lost;
+        atomic_llong held, outstanding, unreported; /* copies, published every turn */
+        atomic_llong last_lease_unix_ms, last_report_unix_ms;
+        atomic_bool draining;
+    } m;
 };
 
 /* ---- send table (open addressing, tombstones cleared by rehash) ---- */
@@ -347,6 +354,7 @@ static void do_lease(struct agent *a, int64_t now)
     buf_free(&body);
     int64_t got_ms = clock_mono_ms();
     if (rc < 0 || resp.status != 200) {
+        a->m.lease_failures++;
         a->lease_backoff_ms = a->lease_backoff_ms ? a->lease_backoff_ms * 2 : 1000;
         if (a->lease_backoff_ms > 30000)
             a->lease_backoff_ms = 30000;
@@ -374,8 +382,10 @@ static void do_lease(struct agent *a, int64_t now)
             service = json_str(json_get(t, "service"));
             log_debug("lease: nothing to send now (service %s); retry in %lld s",
                       service ? service : "?", (long long)retry);
+            a->m.last_lease_unix_ms = clock_wall_ms();
         } else {
             log_error("lease: unusable answer: %s", err);
+            a->m.lease_failures++;
             retry = 30;
         }
         if (retry > a->cfg.lease_idle_max_s)
@@ -407,8 +417,9 @@ static void do_lease(struct agent *a, int64_t now)
     pthread_mutex_unlock(&a->tab_mu);
     l->outstanding = total;
     a->outstanding += total;
-    a->n_leases++;
-    a->n_slots += (long long)total;
+    a->m.leases++;
+    a->m.slots += (long long)total;
+    a->m.last_lease_unix_ms = clock_wall_ms();
     /* not_before counts from when the answer came (never early); the deadline from
      * when it was asked for (never later than the server's expiry) */
     int64_t deadline = asked_ms + jl->ttl_s * 1000;
@@ -441,6 +452,7 @@ static void do_heartbeat(struct agent *a, struct lease *l, int64_t now)
     buf_free(&body);
     if (rc < 0 || resp.status >= 500 || resp.status == 429) {
         log_warn("heartbeat %s: %s", l->id, resp.error[0] ? resp.error : "no answer");
+        a->m.heartbeat_failures++;
         l->next_hb_ms = now + 5000;
         control_resp_free(&resp);
         return;
@@ -636,13 +648,15 @@ static bool report_batch(struct agent *a, struct queued **batch, size_t n)
         if (rc < 0 || resp.status >= 500 || resp.status == 429) {
             log_warn("report %s (%zu results): %s; kept in the spool", lease_id, n,
                      resp.error[0] ? resp.error : "no answer");
+            a->m.report_failures++;
             control_resp_free(&resp);
             return false;
         }
         if (resp.status == 200) {
             for (size_t i = 0; i < n; i++)
                 ack(a, batch[i]);
-            a->n_reported += (long long)n;
+            a->m.reported += (long long)n;
+            a->m.last_report_unix_ms = clock_wall_ms();
             control_resp_free(&resp);
             return true;
         }
@@ -652,7 +666,7 @@ static bool report_batch(struct agent *a, struct queued **batch, size_t n)
             log_warn("report %s: send %lld is not part of the lease; dropped", lease_id,
                      (long long)batch[bad]->r.send_id);
             ack(a, batch[bad]);
-            a->n_dropped++;
+            a->m.dropped++;
             /* an array of pointers: sizeof a pointer is meant */
             memmove(&batch[bad], &batch[bad + 1],
                     (n - bad - 1) * sizeof *batch); // NOLINT(bugprone-sizeof-expression)
@@ -664,7 +678,7 @@ static bool report_batch(struct agent *a, struct queued **batch, size_t n)
         log_error("report %s: %s; %zu results dropped", lease_id, resp.error, n);
         for (size_t i = 0; i < n; i++)
             ack(a, batch[i]);
-        a->n_dropped += (long long)n;
+        a->m.dropped += (long long)n;
         control_resp_free(&resp);
         return true;
     }
@@ -855,8 +869,64 @@ static void log_progress(struct agent *a)
 {
     log_info("leases %zu held (%lld taken), slots %zu in flight (%lld taken), %lld reported, "
              "%zu queued, %lld dropped, spool %zu bytes",
-             a->nleases, a->n_leases, a->outstanding, a->n_slots, a->n_reported, a->nq,
-             a->n_dropped, spool_file_bytes(a->sp));
+             a->nleases, atomic_load(&a->m.leases), a->outstanding, atomic_load(&a->m.slots),
+             atomic_load(&a->m.reported), a->nq, atomic_load(&a->m.dropped),
+             spool_file_bytes(a->sp));
+}
+
+/* The loop's own state, copied where the metrics thread may read it. */
+static void publish_gauges(struct agent *a)
+{
+    atomic_store(&a->m.held, (long long)a->nleases);
+    atomic_store(&a->m.outstanding, (long long)a->outstanding);
+    atomic_store(&a->m.unreported, (long long)a->nq);
+    atomic_store(&a->m.draining, a->draining);
+}
+
+static void metric(buf *out, const char *name, const char *type, const char *help, double v)
+{
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/* The lease loop's metrics, after the engine's on /metrics (metrics thread). */
+static void loop_metrics(void *arg, buf *out)
+{
+    struct agent *a = arg;
+    metric(out, "kiln_agent_leases_total", "counter", "Leases granted with work.",
+           (double)atomic_load(&a->m.leases));
+    metric(out, "kiln_agent_lease_failures_total", "counter",
+           "Lease requests without a usable answer (network, 5xx, 4xx, bad JSON).",
+           (double)atomic_load(&a->m.lease_failures));
+    metric(out, "kiln_agent_leased_slots_total", "counter", "Slots received in leases.",
+           (double)atomic_load(&a->m.slots));
+    metric(out, "kiln_agent_reported_total", "counter", "Results the control plane accepted.",
+           (double)atomic_load(&a->m.reported));
+    metric(out, "kiln_agent_report_failures_total", "counter",
+           "Report calls that failed and were kept in the spool for another try.",
+           (double)atomic_load(&a->m.report_failures));
+    metric(out, "kiln_agent_results_dropped_total", "counter",
+           "Results the control plane refused for good (foreign or unknown send, gone lease).",
+           (double)atomic_load(&a->m.dropped));
+    metric(out, "kiln_agent_heartbeat_failures_total", "counter",
+           "Heartbeats without an answer (retried in 5 s).",
+           (double)atomic_load(&a->m.heartbeat_failures));
+    metric(out, "kiln_agent_leases_held", "gauge", "Leases this agent holds now.",
+           (double)atomic_load(&a->m.held));
+    metric(out, "kiln_agent_slots_outstanding", "gauge", "Leased slots without a final result yet.",
+           (double)atomic_load(&a->m.outstanding));
+    metric(out, "kiln_agent_results_unreported", "gauge",
+           "Results in the spool not yet accepted by the control plane.",
+           (double)atomic_load(&a->m.unreported));
+    metric(out, "kiln_agent_spool_bytes", "gauge", "Size of the report spool file.",
+           (double)spool_file_bytes(a->sp));
+    metric(out, "kiln_agent_last_lease_timestamp_seconds", "gauge",
+           "Unix time of the last lease answer (with or without work); 0 before the first.",
+           (double)atomic_load(&a->m.last_lease_unix_ms) / 1000.0);
+    metric(out, "kiln_agent_last_report_timestamp_seconds", "gauge",
+           "Unix time the control plane last accepted a report; 0 before the first.",
+           (double)atomic_load(&a->m.last_report_unix_ms) / 1000.0);
+    metric(out, "kiln_agent_draining", "gauge", "1 while a SIGTERM drain is under way.",
+           atomic_load(&a->m.draining) ? 1 : 0);
 }
 
 int run_agent(const char *config_path, bool config_required)
@@ -917,7 +987,8 @@ int run_agent(const char *config_path, bool config_required)
         goto out;
     }
     if (a->cfg.metrics_port > 0) {
-        a->mh = metrics_http_start(a->e, a->cfg.metrics_addr, a->cfg.metrics_port, err, sizeof err);
+        a->mh = metrics_http_start(a->e, a->cfg.metrics_addr, a->cfg.metrics_port, loop_metrics, a,
+                                   err, sizeof err);
         if (!a->mh)
             log_warn("metrics: %s (continuing without them)", err);
     }
@@ -965,6 +1036,7 @@ int run_agent(const char *config_path, bool config_required)
             spool_compact(a->sp, (size_t)a->cfg.spool_compact_kb * 1024);
             next_compact = now + COMPACT_EVERY_MS;
         }
+        publish_gauges(a);
         if (now >= next_progress) {
             log_progress(a);
             next_progress = now + 10000;

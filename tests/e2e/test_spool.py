@@ -2,11 +2,15 @@
   - the control plane is unreachable for 15 s (nginx stopped) while the agent sends the
     slots it holds: nothing is lost, every result reaches kiln-api once it is back;
   - after a SIGKILL, a torn record at the end of the spool (half a record, as a crash
-    in write(2) leaves it) is detected and cut, the agent starts and goes on.
+    in write(2) leaves it) is detected and cut, the agent starts and goes on;
+  - the agent's /metrics shows it: report failures and unreported results during the
+    outage, then reports accepted and nothing left unreported.
 At the end: every mailbox met its target exactly, one message per sent slot."""
 import os
+import socket
 import struct
 import time
+import urllib.request
 
 from e2elib import Agent, Sink, Triggerer, check, check_exactly_once, pool, psql, \
     run_until_met, stack, trigger
@@ -17,7 +21,18 @@ sink = Sink("spool")
 targets = pool(120, [sink], ["UTC", "UTC", "UTC"], seed=3, target_lo=20, target_hi=30)
 trigger()
 triggers = Triggerer()
-agent = Agent("spool")
+with socket.socket() as s_:
+    s_.bind(("127.0.0.1", 0))
+    MPORT = s_.getsockname()[1]
+agent = Agent("spool", env={"KILN_AGENT_METRICS_PORT": str(MPORT)})
+
+
+def agent_metrics():
+    """The agent's /metrics as {series: value}."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    body = opener.open("http://127.0.0.1:%d/metrics" % MPORT, timeout=5).read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines() if line and not line.startswith("#")}
 
 
 def received():
@@ -31,8 +46,15 @@ stack("stack_nginx_down")
 down_at = received()
 time.sleep(15)
 during = received() - down_at
+m = agent_metrics()
 stack("stack_nginx_up")
 check(during > 0, "the agent sent nothing while the control plane was away")
+check(m["kiln_agent_leases_total"] >= 1 and m["kiln_agent_report_failures_total"] >= 1
+      and m["kiln_agent_results_unreported"] >= 1 and m["kiln_agent_spool_bytes"] > 0,
+      "the agent's metrics do not show the outage: %r"
+      % {k: v for k, v in m.items() if "lease" in k or "report" in k or "spool" in k})
+ok("agent metrics during the outage: %d report failures, %d results unreported"
+   % (m["kiln_agent_report_failures_total"], m["kiln_agent_results_unreported"]))
 ok("control plane unreachable for 15 s; the agent sent %d messages meanwhile" % during)
 
 deadline = time.time() + 30
@@ -45,6 +67,15 @@ check(counted >= received(), "only %d of %d received messages reported 30 s afte
       "plane came back" % (counted, received()))
 check("kept in the spool" in open(agent.log).read(), "the agent did not say it kept results")
 ok("every result of the outage reached kiln-api once it was back (%d counted)" % counted)
+deadline = time.time() + 15
+while agent_metrics()["kiln_agent_results_unreported"] > 0 and time.time() < deadline:
+    time.sleep(0.3)
+m = agent_metrics()
+check(m["kiln_agent_results_unreported"] == 0 and m["kiln_agent_reported_total"] >= counted
+      and abs(m["kiln_agent_last_report_timestamp_seconds"] - time.time()) < 60,
+      "the agent's metrics after the outage: %r"
+      % {k: v for k, v in m.items() if "report" in k})
+ok("agent metrics after it: %d reported, none left unreported" % m["kiln_agent_reported_total"])
 
 agent.kill9()
 spool_file = os.path.join(agent.spool, "results.spool")
