@@ -43,7 +43,7 @@ for k in ("title", "uid", "panels", "schemaVersion", "templating"):
     assert k in d, f"dashboard has no {k}"
 titles = [p["title"] for p in d["panels"]]
 need = ["Sends per minute by status", "Quota completion", "Queue depth", "Agents",
-        "Send errors by class", "Lease request latency"]
+        "Send errors by class", "Lease request latency", "Agent report backlog"]
 for t in need:
     assert t in titles, f"panel '{t}' missing (have {titles})"
 ids = [p["id"] for p in d["panels"]]
@@ -61,7 +61,10 @@ exported = {"kiln_sends_total", "kiln_send_errors_total", "kiln_mailboxes", "kil
             "kiln_quota_sent_today", "kiln_quota_due_now", "kiln_mailboxes_behind",
             "kiln_quota_completion_ratio", "kiln_queue_depth", "kiln_agents_active", "kiln_leases_active",
             "kiln_sends_in_flight", "kiln_service_running", "kiln_health_status",
-            "kiln_send_latency_seconds_bucket", "kiln_lease_request_duration_seconds_bucket"}
+            "kiln_send_latency_seconds_bucket", "kiln_lease_request_duration_seconds_bucket",
+            # kiln-agent's own (docs/agent-run.md#metrics)
+            "kiln_agent_results_unreported", "kiln_agent_report_failures_total",
+            "kiln_agent_sessions_active", "kiln_agent_slots_outstanding"}
 recorded = set(re.findall(r"record: (\S+)", rules))
 out = ["groups:", "  - name: dashboard-queries", "    rules:"]
 n = 0
