@@ -100,7 +100,7 @@ struct host {
     struct host *hash_next;
 };
 
-enum conn_phase { CONN_FREE, CONN_INTENT, CONN_CONNECTING, CONN_TLS, CONN_SMTP, CONN_CLOSING };
+enum conn_phase { CONN_FREE, CONN_CONNECTING, CONN_TLS, CONN_SMTP, CONN_CLOSING };
 
 /* One session slot of the preallocated table. */
 struct conn {
@@ -113,6 +113,7 @@ struct conn {
     bool close_after_send;
     bool host_ok; /* the host answered properly (breaker bookkeeping) */
     bool greeted;
+    bool gated;          /* the current slot's payload waits for its intent to be durable */
     uint8_t addr_idx;    /* the host address being tried */
     uint8_t addrs_tried; /* addresses that failed to connect in this session */
     struct work *w;
@@ -985,6 +986,12 @@ static void conn_after_session(struct io_thread *t, struct conn *c, int ev)
     }
     if ((ev & SMTP_EV_STARTTLS) && !conn_start_tls(t, c))
         return;
+    if ((ev & SMTP_EV_GATE) && !c->gated) {
+        /* the server waits for the data: the intent must be durable first */
+        c->gated = true;
+        int64_t id = c->w->mb->m->sends[c->w->sends[c->smtp.cur]].id;
+        t->e->cfg.intent_fn(t->e->cfg.intent_arg, ud_make(t->id, c->gen, c->idx), &id, 1);
+    }
     if (ev & SMTP_EV_DONE) {
         c->close_after_send = true;
         if (!c->sendq.len && !c->send_posted) {
@@ -1059,6 +1066,7 @@ static void conn_start(struct io_thread *t, struct work *w)
     c->host = w->host;
     c->host_ok = false;
     c->greeted = false;
+    c->gated = false;
     c->close_after_send = false;
     c->recv_posted = c->send_posted = false;
     c->inflight = 0;
@@ -1101,21 +1109,10 @@ static void conn_start(struct io_thread *t, struct work *w)
                              .security = m->security,
                              .username = m->username,
                              .password = m->password,
-                             .oauth_token = m->oauth_token};
+                             .oauth_token = m->oauth_token,
+                             .gate_payload = e->cfg.intent_fn != NULL};
     smtp_session_init(&c->smtp, &p, c->slots, w->n);
 
-    if (e->cfg.intent_fn) {
-        /* the intent must be durable before anything reaches the server */
-        int64_t ids_small[16];
-        int64_t *ids = w->n <= 16 ? ids_small : xcalloc(w->n, sizeof *ids);
-        for (size_t k = 0; k < w->n; k++)
-            ids[k] = m->sends[w->sends[k]].id;
-        c->phase = CONN_INTENT;
-        e->cfg.intent_fn(e->cfg.intent_arg, ud_make(t->id, c->gen, c->idx), ids, w->n);
-        if (ids != ids_small)
-            free(ids);
-        return;
-    }
     conn_connect(t, c);
 }
 
@@ -1396,21 +1393,22 @@ static void mailbox_accept(struct io_thread *t, struct inbox_item *it)
     free(order);
 }
 
-/* The spool has (or could not write) the intent of a waiting session. */
+/* The spool has (or could not write) the intent of a session's current slot, whose
+ * payload waits at the gate. A session that ended meanwhile (timeout, drop) is gone. */
 static void intent_done(struct io_thread *t, uint64_t token, bool ok)
 {
     uint32_t idx = ud_idx(token);
     if (idx >= t->nconns)
         return;
     struct conn *c = &t->conns[idx];
-    if (c->phase != CONN_INTENT || c->gen != ud_gen(token))
+    if (c->phase != CONN_SMTP || c->gen != ud_gen(token) || !c->gated)
         return;
-    if (ok) {
-        conn_connect(t, c);
-        return;
-    }
-    c->host_ok = true; /* our disk, not the host's fault */
-    conn_fail(t, c, SMTP_ST_DEFERRED, "not sent: the spool could not record the intent");
+    c->gated = false;
+    if (!ok)
+        c->host_ok = true; /* our disk, not the host's fault */
+    int ev = smtp_session_payload_go(&c->smtp, ok,
+                                     "not sent: the spool could not record the intent", t->now_ms);
+    conn_after_session(t, c, ev);
 }
 
 static void inbox_drain(struct io_thread *t)

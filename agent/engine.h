@@ -16,9 +16,10 @@
 
 typedef struct engine engine;
 
-/* Called on an I/O thread when a session is about to start, with the ids of the slots it
- * carries; the session waits (no socket yet) until engine_intent_done(token). The hook
- * must only queue: the durable write happens on another thread. */
+/* Called on an I/O thread when the server has answered DATA with 354 for a slot, with
+ * that slot's id: its payload waits until engine_intent_done(token), so an intent on
+ * disk means the message may exist, and no intent means it cannot. The hook must only
+ * queue: the durable write happens on another thread. */
 typedef void (*engine_intent_fn)(void *arg, uint64_t token, const int64_t *send_ids, size_t n);
 
 typedef struct engine_config {

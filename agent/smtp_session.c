@@ -14,7 +14,7 @@
 
 static const char *state_names[SMTP_S_COUNT] = {
     "greeting", "ehlo", "helo", "starttls", "tls_wait", "auth", "auth_user", "auth_pass",
-    "mail",     "rcpt", "data", "dot",      "rset",     "quit", "done",
+    "mail",     "rcpt", "data", "dot",      "rset",     "quit", "done",      "gate",
 };
 
 const char *smtp_state_name(int state)
@@ -435,6 +435,8 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
              * and drop it (RFC 2920 §3.1) */
             buf_puts(&s->out, ".\r\n");
             set_state(s, SMTP_S_DOT);
+        } else if (code == 354 && s->params.gate_payload) {
+            set_state(s, SMTP_S_GATE);
         } else if (code == 354) {
             send_payload(s);
         } else {
@@ -468,6 +470,7 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
         set_state(s, SMTP_S_DONE);
         break;
     case SMTP_S_TLS_WAIT:
+    case SMTP_S_GATE: /* the server speaks while it should wait for the data */
     case SMTP_S_DONE:
     default:
         settle_all(s, SMTP_ST_DEFERRED, r, "unexpected reply", now_ms);
@@ -485,6 +488,8 @@ static int events_of(smtp_session *s)
         ev |= SMTP_EV_STARTTLS;
     if (s->state == SMTP_S_DONE)
         ev |= SMTP_EV_DONE;
+    if (s->state == SMTP_S_GATE)
+        ev |= SMTP_EV_GATE;
     return ev;
 }
 
@@ -516,6 +521,19 @@ int smtp_session_tls_ready(smtp_session *s)
         s->tls_active = true;
         smtp_reply_parser_init(&s->parser);
         send_ehlo(s);
+    }
+    return events_of(s);
+}
+
+int smtp_session_payload_go(smtp_session *s, bool ok, const char *detail, int64_t now_ms)
+{
+    if (s->state != SMTP_S_GATE)
+        return events_of(s);
+    if (ok) {
+        send_payload(s);
+    } else {
+        settle_all(s, SMTP_ST_DEFERRED, NULL, detail, now_ms);
+        set_state(s, SMTP_S_DONE);
     }
     return events_of(s);
 }

@@ -42,6 +42,7 @@ enum smtp_state {
     SMTP_S_RSET,      /* RSET after a failed transaction */
     SMTP_S_QUIT,      /* QUIT sent */
     SMTP_S_DONE,      /* over: every slot has its outcome */
+    SMTP_S_GATE,      /* 354 in hand: the caller records the intent, then payload_go */
     SMTP_S_COUNT
 };
 const char *smtp_state_name(int state);
@@ -51,6 +52,7 @@ enum smtp_event {
     SMTP_EV_OUTPUT = 1,   /* output buffer has bytes to send */
     SMTP_EV_STARTTLS = 2, /* start TLS now; drop any plaintext still buffered */
     SMTP_EV_DONE = 4,     /* session over: send what is left, then close */
+    SMTP_EV_GATE = 8,     /* the current slot's payload waits for smtp_session_payload_go */
 };
 
 /* One message of the session. rcpt and payload are borrowed from the caller and must
@@ -76,6 +78,9 @@ typedef struct smtp_session_params {
     const char *username;
     const char *password;
     const char *oauth_token;
+    /* Hold each payload after the server's 354 until smtp_session_payload_go: the
+     * caller makes its intent durable at the last moment before a message can exist. */
+    bool gate_payload;
 } smtp_session_params;
 
 /* Server extensions from the last EHLO. */
@@ -111,6 +116,10 @@ void smtp_session_clear(smtp_session *s);
 int smtp_session_feed(smtp_session *s, const char *data, size_t n, int64_t now_ms);
 /* The TLS handshake finished (after STARTTLS): the session sends EHLO again. */
 int smtp_session_tls_ready(smtp_session *s);
+/* The gate of SMTP_EV_GATE: ok sends the current slot's payload; !ok means it must not
+ * be sent, and as the server already waits for data only closing can stop it, so every
+ * pending slot ends deferred with detail and the session is DONE. */
+int smtp_session_payload_go(smtp_session *s, bool ok, const char *detail, int64_t now_ms);
 /* The connection failed (refused, dropped, timed out, TLS error): every slot still
  * pending gets status with detail; the session is DONE. */
 void smtp_session_abort(smtp_session *s, int status, const char *detail, int64_t now_ms);

@@ -26,6 +26,7 @@ printf '\x05250-mx\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n' >"$WORK/c1/seed1"
 printf '\x03220 mx\r\n250 2.0.0 ok\r\n' >"$WORK/c1/seed2"
 printf '\x05\x07220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n220 go\r\n250 PIPELINING\r\n235 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n' >"$WORK/c2/seed1"
 printf '\x00\x03220 mx\r\n250 mx\r\n250 ok\r\n550 no\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n451 later\r\n' >"$WORK/c2/seed2"
+printf '\x00\x83220 mx\r\n250-mx\r\n250 PIPELINING\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n' >"$WORK/c2/seed3"
 cd "$WORK"
 "$WORK/fuzz_reply" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 "$WORK/c1" >reply.log 2>&1 ||
     fail "fuzz_smtp_reply found a crash: $(tail -40 reply.log)"

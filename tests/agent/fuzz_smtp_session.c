@@ -1,5 +1,6 @@
 /* libFuzzer target: the SMTP session machine driven by arbitrary server bytes in
- * input-chosen chunks, with input-chosen security and credentials; the session must
+ * input-chosen chunks, with input-chosen security, credentials and payload gate (the
+ * go-ahead granted or refused by the input too); the session must
  * never crash, and once DONE every slot must have an outcome. */
 #include "smtp_session.h"
 
@@ -27,6 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                              .password = (mode & 8) ? "pass" : NULL,
                              .oauth_token = (mode & 16) ? "tok" : NULL};
     size_t nslots = (size_t)(mode >> 5) % 3 + 1;
+    p.gate_payload = data[1] & 0x80;
     smtp_session s;
     smtp_session_init(&s, &p, slots, nslots);
     size_t chunk = (size_t)(data[1] % 31) + 1;
@@ -37,6 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int ev = smtp_session_feed(&s, (const char *)data + off, len, ++now);
         if (ev & SMTP_EV_STARTTLS)
             smtp_session_tls_ready(&s);
+        if (ev & SMTP_EV_GATE)
+            smtp_session_payload_go(&s, (data[off] & 1) != 0, "gate refused", ++now);
         buf_reset(smtp_session_output(&s));
         off += len;
     }

@@ -459,9 +459,61 @@ static void test_whole_dialogue_fed_byte_by_byte(void **state)
     smtp_session_clear(&f.s);
 }
 
+/* gate_payload: after 354 nothing leaves until payload_go; ok sends the payload (and
+ * the next slot gates again), !ok ends the session with every pending slot deferred. */
+static void test_payload_waits_at_the_gate_for_the_intent(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 2);
+    f.p.gate_payload = true;
+    smtp_session_init(&f.s, &f.p, f.slots, 2);
+    step(&f, "220 mx ESMTP\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PIPE, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n250 ok\r\n", "", SMTP_S_DATA);
+    int ev = step(&f, "354 go\r\n", "", SMTP_S_GATE);
+    assert_true(ev & SMTP_EV_GATE);
+    assert_int_equal(f.s.cur, 0);
+    ev = smtp_session_payload_go(&f.s, true, "x", 43);
+    assert_false(ev & SMTP_EV_GATE);
+    assert_true(ev & SMTP_EV_OUTPUT);
+    assert_string_equal(smtp_session_output(&f.s)->data, PAYLOAD);
+    buf_reset(smtp_session_output(&f.s));
+    step(&f, "250 2.0.0 queued\r\n", "MAIL FROM:<from@a.test>\r\nRCPT TO:<r2@x.test>\r\nDATA\r\n",
+         SMTP_S_MAIL);
+    assert_int_equal(f.slots[0].status, SMTP_ST_SENT);
+    step(&f, "250 ok\r\n250 ok\r\n", "", SMTP_S_DATA);
+    ev = step(&f, "354 go\r\n", "", SMTP_S_GATE);
+    assert_true(ev & SMTP_EV_GATE);
+    assert_int_equal(f.s.cur, 1);
+    /* the intent could not be written: the second message must not leave */
+    ev = smtp_session_payload_go(&f.s, false, "not sent: no intent", 44);
+    assert_true(ev & SMTP_EV_DONE);
+    assert_int_equal(smtp_session_output(&f.s)->len, 0);
+    assert_int_equal(f.slots[1].status, SMTP_ST_DEFERRED);
+    assert_string_equal(f.slots[1].detail, "not sent: no intent");
+    assert_int_equal(f.slots[0].status, SMTP_ST_SENT);
+    smtp_session_clear(&f.s);
+
+    /* a server that speaks while it should wait for the data ends the session */
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    f.p.gate_payload = true;
+    smtp_session_init(&f.s, &f.p, f.slots, 1);
+    step(&f, "220 mx ESMTP\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PIPE, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n250 ok\r\n354 go\r\n", "", SMTP_S_GATE);
+    ev = step(&f, "421 4.4.2 timeout\r\n", "", SMTP_S_DONE);
+    assert_true(ev & SMTP_EV_DONE);
+    assert_int_equal(f.slots[0].status, SMTP_ST_DEFERRED);
+    ev = smtp_session_payload_go(&f.s, true, "x", 45); /* late go-ahead: nothing to send */
+    assert_int_equal(smtp_session_output(&f.s)->len, 0);
+    smtp_session_clear(&f.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_payload_waits_at_the_gate_for_the_intent),
         cmocka_unit_test(test_pipelined_send_with_quit_after_the_message),
         cmocka_unit_test(test_unpipelined_send_steps_one_command_at_a_time),
         cmocka_unit_test(test_ehlo_refused_falls_back_to_helo),
