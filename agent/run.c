@@ -3,8 +3,9 @@
  * session. The engine's I/O threads ask for intents through a hook that only queues
  * (no I/O on an I/O thread); the spool thread writes and fdatasyncs them in batches
  * and tells the engine to go on. Invariants:
- *  - a slot reaches the SMTP server only after its intent record is on disk, so a crash
- *    turns it into "unknown" on replay, never into a second send;
+ *  - a slot's payload leaves (after the server's 354) only once its intent record is
+ *    on disk, so a crash turns it into "unknown" on replay, never into a second send,
+ *    and a slot that never reached DATA leaves no intent and is simply leased again;
  *  - an outcome is on disk before it is reported, and acknowledged after;
  *  - leases are asked for only while the slots held stay under what the concurrency
  *    can send before the lease deadline. */
