@@ -57,7 +57,14 @@ struct mbox {
     job_mailbox *m;
     int64_t lease_start_ms;
     int64_t deadline_ms;
+    uint64_t lease_key; /* engine_extend moves deadline_ms of every mbox with this key */
+    unsigned ext_seen;  /* the extension table's version deadline_ms reflects */
     size_t remaining;
+};
+
+struct lease_ext {
+    uint64_t key;
+    int64_t deadline_ms;
 };
 
 /* Slots of one mailbox to be sent together by one session. */
@@ -139,6 +146,7 @@ struct ctx_entry {
 struct inbox_item {
     job_mailbox *m;
     int64_t lease_start_ms, deadline_ms;
+    uint64_t lease_key;
     struct inbox_item *next;
 };
 
@@ -201,6 +209,12 @@ struct engine {
     struct io_thread *threads;
     resolver *res;
     pthread_mutex_t hosts_mu; /* the shared host table (lookups, not the limits) */
+    /* renewed lease deadlines (engine_extend), read by the I/O threads only when the
+     * version moved since a mailbox last looked */
+    pthread_mutex_t ext_mu;
+    struct lease_ext *ext;
+    size_t next_ext, ext_cap;
+    atomic_uint ext_version;
     struct shared_host *shosts[HOST_BUCKETS];
     atomic_uint next_thread;
     pthread_mutex_t res_mu;
@@ -828,6 +842,22 @@ static tls_ctx *ctx_for(struct io_thread *t, const char *ca_file, char *err, siz
     return ctx;
 }
 
+/* The mailbox's lease deadline, moved by a renewal (engine_extend) if one came. */
+static int64_t mbox_deadline(struct io_thread *t, struct mbox *mb)
+{
+    engine *e = t->e;
+    unsigned v = atomic_load(&e->ext_version);
+    if (!mb->lease_key || mb->ext_seen == v)
+        return mb->deadline_ms;
+    pthread_mutex_lock(&e->ext_mu);
+    for (size_t i = 0; i < e->next_ext; i++)
+        if (e->ext[i].key == mb->lease_key && e->ext[i].deadline_ms > mb->deadline_ms)
+            mb->deadline_ms = e->ext[i].deadline_ms;
+    pthread_mutex_unlock(&e->ext_mu);
+    mb->ext_seen = v;
+    return mb->deadline_ms;
+}
+
 /* A session's buffers stay with its table entry for the next session unless they
  * grew past this (a big message), so a steady stream of sessions allocates nothing. */
 #define CONN_BUF_KEEP 16384
@@ -877,7 +907,7 @@ static void conn_finish(struct io_thread *t, struct conn *c)
     }
     int64_t delay = any_deferred ? backoff_delay_ms(&t->shaping, w->attempt, jitter(t)) : 0;
     bool may_retry = any_deferred && w->attempt < e->cfg.max_attempts &&
-                     t->now_ms + delay < w->mb->deadline_ms - e->cfg.lease_margin_ms;
+                     t->now_ms + delay < mbox_deadline(t, w->mb) - e->cfg.lease_margin_ms;
     for (size_t k = 0; k < w->n; k++) {
         smtp_slot *s = &c->slots[k];
         int64_t lat = (s->done_ms ? s->done_ms : t->now_ms) - c->start_ms;
@@ -1286,7 +1316,7 @@ static bool host_resolve(struct io_thread *t, struct host *h)
 
 static void work_due(struct io_thread *t, struct work *w)
 {
-    if (t->now_ms >= w->mb->deadline_ms - t->e->cfg.lease_margin_ms) {
+    if (t->now_ms >= mbox_deadline(t, w->mb) - t->e->cfg.lease_margin_ms) {
         work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
         return;
     }
@@ -1317,7 +1347,7 @@ static int64_t dispatch(struct io_thread *t)
         }
         while (h->wait_head && t->free_conns) {
             struct work *w = h->wait_head;
-            if (t->now_ms >= w->mb->deadline_ms - t->e->cfg.lease_margin_ms) {
+            if (t->now_ms >= mbox_deadline(t, w->mb) - t->e->cfg.lease_margin_ms) {
                 h->wait_head = w->next;
                 work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
                 continue;
@@ -1325,7 +1355,7 @@ static int64_t dispatch(struct io_thread *t)
             int64_t rc = host_acquire(t, h);
             if (rc != SHAPER_GO) {
                 /* held back: look again when allowed, or when the lease runs out */
-                int64_t until = w->mb->deadline_ms - t->e->cfg.lease_margin_ms;
+                int64_t until = mbox_deadline(t, w->mb) - t->e->cfg.lease_margin_ms;
                 if (rc > 0 && t->now_ms + rc < until)
                     until = t->now_ms + rc;
                 if (until < wake)
@@ -1359,6 +1389,7 @@ static void mailbox_accept(struct io_thread *t, struct inbox_item *it)
     mb->m = m;
     mb->lease_start_ms = it->lease_start_ms;
     mb->deadline_ms = it->deadline_ms;
+    mb->lease_key = it->lease_key;
     mb->remaining = m->nsends;
     uint32_t *order = xcalloc(m->nsends, sizeof *order);
     for (size_t i = 0; i < m->nsends; i++) {
@@ -1735,6 +1766,8 @@ static void shared_hosts_free(engine *e)
             free(x);
         }
     pthread_mutex_destroy(&e->hosts_mu);
+    pthread_mutex_destroy(&e->ext_mu);
+    free(e->ext);
 }
 
 engine *engine_create(const engine_config *cfg, char *err, size_t errlen)
@@ -1757,6 +1790,7 @@ engine *engine_create(const engine_config *cfg, char *err, size_t errlen)
     pthread_cond_init(&e->res_cv, NULL);
     e->res = resolver_create(cfg->dns_ttl_ms, 30000);
     pthread_mutex_init(&e->hosts_mu, NULL);
+    pthread_mutex_init(&e->ext_mu, NULL);
     e->threads = xcalloc((size_t)n, sizeof *e->threads);
     for (int i = 0; i < n; i++) {
         e->threads[i].efd = -1;
@@ -1818,7 +1852,37 @@ fail:
     return NULL;
 }
 
-void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t deadline_ms)
+void engine_extend(engine *e, uint64_t lease_key, int64_t deadline_ms)
+{
+    if (!lease_key)
+        return;
+    int64_t now = clock_mono_ms();
+    pthread_mutex_lock(&e->ext_mu);
+    size_t w = 0;
+    bool found = false;
+    for (size_t i = 0; i < e->next_ext; i++) {
+        if (e->ext[i].key == lease_key) {
+            if (deadline_ms > e->ext[i].deadline_ms)
+                e->ext[i].deadline_ms = deadline_ms;
+            found = true;
+        }
+        if (e->ext[i].deadline_ms > now) /* a lapsed lease cannot be renewed: drop it */
+            e->ext[w++] = e->ext[i];
+    }
+    e->next_ext = w;
+    if (!found && deadline_ms > now) {
+        if (e->next_ext == e->ext_cap) {
+            e->ext_cap = e->ext_cap ? e->ext_cap * 2 : 16;
+            e->ext = xrealloc(e->ext, e->ext_cap * sizeof *e->ext);
+        }
+        e->ext[e->next_ext++] = (struct lease_ext){lease_key, deadline_ms};
+    }
+    atomic_fetch_add(&e->ext_version, 1);
+    pthread_mutex_unlock(&e->ext_mu);
+}
+
+void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t deadline_ms,
+                   uint64_t lease_key)
 {
     unsigned i = atomic_fetch_add(&e->next_thread, 1) % (unsigned)e->nthreads;
     struct io_thread *t = &e->threads[i];
@@ -1826,6 +1890,7 @@ void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t de
     it->m = m;
     it->lease_start_ms = lease_start_ms;
     it->deadline_ms = deadline_ms;
+    it->lease_key = lease_key;
     pthread_mutex_lock(&t->inbox_mu);
     bool was_empty = !t->inbox;
     it->next = t->inbox;

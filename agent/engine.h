@@ -62,8 +62,12 @@ int engine_config_from_env(engine_config *c, char *err, size_t errlen);
 engine *engine_create(const engine_config *c, char *err, size_t errlen);
 /* Hands a mailbox with its slots to the engine, which frees it. not_before_s counts
  * from lease_start_ms; nothing starts after deadline_ms - lease_margin_ms
- * (both monotonic). */
-void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t deadline_ms);
+ * (both monotonic). lease_key (0: none) names the lease for engine_extend. */
+void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t deadline_ms,
+                   uint64_t lease_key);
+/* The lease submitted with lease_key (not 0) was renewed: its mailboxes may start sends
+ * until deadline_ms (monotonic) now. Never moves a deadline earlier. Any thread. */
+void engine_extend(engine *e, uint64_t lease_key, int64_t deadline_ms);
 /* Waits up to timeout_ms for a first result, then up to result_linger_ms more for a
  * fuller batch; returns how many were copied to out. */
 size_t engine_poll_results(engine *e, engine_result *out, size_t max, int timeout_ms);

@@ -186,7 +186,7 @@ static int cmd_send(int argc, char **argv)
     int64_t deadline_ms = start_ms + lease->ttl_s * 1000;
     for (size_t i = 0; i < lease->nmailboxes; i++) {
         total += lease->mailboxes[i]->nsends;
-        engine_submit(e, lease->mailboxes[i], start_ms, deadline_ms);
+        engine_submit(e, lease->mailboxes[i], start_ms, deadline_ms, 0);
         lease->mailboxes[i] = NULL;
     }
     job_lease_free(lease);

@@ -57,6 +57,7 @@ static void on_signal(int sig)
  * only id (immutable once set) through the send table. */
 struct lease {
     char id[SPOOL_LEASE_ID_MAX + 1];
+    uint64_t key; /* names it to the engine (engine_extend after a heartbeat) */
     int64_t ttl_s;
     int64_t next_hb_ms;
     int64_t next_release_ms;
@@ -121,6 +122,7 @@ struct agent {
     bool spool_stop;
 
     int64_t next_lease_ms, lease_backoff_ms;
+    uint64_t lease_seq; /* lease keys for the engine */
     int64_t last_ttl_s;
     bool draining;
     volatile bool abort_http; /* set when a drain must not wait on retries */
@@ -270,6 +272,7 @@ static struct lease *lease_new(struct agent *a, const char *id, int64_t ttl_s)
 {
     struct lease *l = xcalloc(1, sizeof *l);
     snprintf(l->id, sizeof l->id, "%s", id);
+    l->key = ++a->lease_seq;
     l->ttl_s = ttl_s;
     l->next = a->leases;
     a->leases = l;
@@ -425,7 +428,7 @@ static void do_lease(struct agent *a, int64_t now)
      * when it was asked for (never later than the server's expiry) */
     int64_t deadline = asked_ms + jl->ttl_s * 1000;
     for (size_t i = 0; i < jl->nmailboxes; i++) {
-        engine_submit(a->e, jl->mailboxes[i], got_ms, deadline);
+        engine_submit(a->e, jl->mailboxes[i], got_ms, deadline, l->key);
         jl->mailboxes[i] = NULL;
     }
     log_info("lease %s: %zu mailboxes, %zu slots, ttl %lld s", l->id, jl->nmailboxes, total,
@@ -448,6 +451,7 @@ static void do_heartbeat(struct agent *a, struct lease *l, int64_t now)
     buf body = BUF_INIT;
     buf_printf(&body, "{\"lease_id\":\"%s\"}", l->id);
     control_resp resp;
+    int64_t asked_ms = clock_mono_ms();
     int rc =
         control_post(a->ctl, "/api/agent/heartbeat", body.data, body.len, &resp, &a->abort_http);
     buf_free(&body);
@@ -473,6 +477,11 @@ static void do_heartbeat(struct agent *a, struct lease *l, int64_t now)
     yajl_val t = json_parse(resp.body.data ? resp.body.data : "", resp.body.len, err, sizeof err);
     yajl_val cancel = t ? json_get(t, "cancel") : NULL;
     const char *service = t ? json_str(json_get(t, "service")) : NULL;
+    int64_t ttl_s = 0;
+    /* renewed: the engine may start sends until the new expiry (counted from when the
+     * heartbeat was asked, never later than the server's) */
+    if (t && json_int(json_get(t, "ttl_s"), 1, (int64_t)7 * 86400, &ttl_s))
+        engine_extend(a->e, l->key, asked_ms + ttl_s * 1000);
     if (cancel && YAJL_IS_ARRAY(cancel) && cancel->u.array.len > 0) {
         size_t n = cancel->u.array.len;
         int64_t *ids = xcalloc(n, sizeof *ids);
