@@ -442,6 +442,7 @@ static void lease_gone(struct agent *a, struct lease *l, const char *why)
     if (l->gone)
         return;
     log_warn("lease %s: %s; its unstarted slots are dropped", l->id, why);
+    a->m.leases_lost++;
     l->gone = true;
     cancel_lease_slots(a, l);
 }
@@ -920,6 +921,9 @@ static void loop_metrics(void *arg, buf *out)
     metric(out, "kiln_agent_heartbeat_failures_total", "counter",
            "Heartbeats without an answer (retried in 5 s).",
            (double)atomic_load(&a->m.heartbeat_failures));
+    metric(out, "kiln_agent_leases_lost_total", "counter",
+           "Leases the control plane ended under the agent (expired, released, unknown).",
+           (double)atomic_load(&a->m.leases_lost));
     metric(out, "kiln_agent_leases_held", "gauge", "Leases this agent holds now.",
            (double)atomic_load(&a->m.held));
     metric(out, "kiln_agent_slots_outstanding", "gauge", "Leased slots without a final result yet.",
