@@ -624,21 +624,8 @@ static void heap_push(struct io_thread *t, struct work *w)
 static struct work *heap_pop(struct io_thread *t)
 {
     struct work *top = t->heap[0];
-    struct work *last = t->heap[--t->heap_len];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= t->heap_len)
-            break;
-        if (c + 1 < t->heap_len && t->heap[c + 1]->due_ms < t->heap[c]->due_ms)
-            c++;
-        if (t->heap[c]->due_ms >= last->due_ms)
-            break;
-        t->heap[i] = t->heap[c];
-        i = c;
-    }
-    if (t->heap_len)
-        t->heap[i] = last;
+    t->heap[0] = t->heap[--t->heap_len];
+    heap_sift_down(t, 0);
     return top;
 }
 
