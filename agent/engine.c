@@ -225,7 +225,7 @@ struct engine {
      * (0: nobody waits): the I/O threads signal once per batch, not once per turn */
     size_t res_want;
     /* metrics */
-    atomic_llong m_status[SMTP_ST_TLS + 1];
+    atomic_llong m_status[SMTP_ST_COUNT];
     atomic_llong m_sessions;
     atomic_llong m_sessions_active;
     atomic_llong m_connect_errors;
@@ -350,7 +350,7 @@ static void result_push(struct io_thread *t, const engine_result *r)
     engine *e = t->e;
     if (r->cancelled)
         return;
-    if (r->status >= 0 && r->status <= SMTP_ST_TLS)
+    if (r->status >= 0 && r->status < SMTP_ST_COUNT)
         atomic_fetch_add(&e->m_status[r->status], 1);
     if (r->status == SMTP_ST_SENT) {
         int b = 0;
@@ -1127,6 +1127,7 @@ static void conn_start(struct io_thread *t, struct work *w)
                              .username = m->username,
                              .password = m->password,
                              .oauth_token = m->oauth_token,
+                             .allow_plaintext_auth = m->allow_plaintext_auth,
                              .gate_payload = e->cfg.intent_fn != NULL};
     smtp_session_init(&c->smtp, &p, c->slots, w->n);
 
@@ -1973,7 +1974,7 @@ void engine_metrics(engine *e, buf *out)
 {
     buf_puts(out, "# HELP kiln_agent_sends_total Slots finished, by outcome.\n"
                   "# TYPE kiln_agent_sends_total counter\n");
-    for (int s = SMTP_ST_SENT; s <= SMTP_ST_TLS; s++)
+    for (int s = SMTP_ST_SENT; s < SMTP_ST_COUNT; s++)
         buf_printf(out, "kiln_agent_sends_total{status=\"%s\"} %lld\n", smtp_status_name(s),
                    (long long)atomic_load(&e->m_status[s]));
     buf_printf(out,

@@ -5,6 +5,7 @@
 #ifndef KILN_JOBS_H
 #define KILN_JOBS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,7 @@ typedef struct job_mailbox {
     char *password;
     char *oauth_token;
     char *ca_file;
+    bool allow_plaintext_auth; /* smtp.allow_plaintext_auth: AUTH without TLS allowed */
     job_send *sends;
     size_t nsends;
 } job_mailbox;

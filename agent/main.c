@@ -191,7 +191,7 @@ static int cmd_send(int argc, char **argv)
     }
     job_lease_free(lease);
 
-    size_t done = 0, counts[SMTP_ST_TLS + 1] = {0};
+    size_t done = 0, counts[SMTP_ST_COUNT] = {0};
     engine_result *res = xcalloc(4096, sizeof *res);
     buf line = BUF_INIT;
     int64_t next_progress = start_ms + (int64_t)progress_s * 1000;
@@ -202,7 +202,7 @@ static int cmd_send(int argc, char **argv)
             engine_result_json(&res[k], &line);
             buf_putc(&line, '\n');
             fwrite(line.data, 1, line.len, stdout);
-            if (res[k].status >= 0 && res[k].status <= SMTP_ST_TLS)
+            if (res[k].status >= 0 && res[k].status < SMTP_ST_COUNT)
                 counts[res[k].status]++;
         }
         done += n;
@@ -211,10 +211,10 @@ static int cmd_send(int argc, char **argv)
             fflush(stdout);
             fprintf(stderr,
                     "kiln-agent: %zu/%zu done (sent %zu, deferred %zu, failed %zu, auth %zu, "
-                    "tls %zu) after %.1f s\n",
+                    "tls %zu, unknown %zu) after %.1f s\n",
                     done, total, counts[SMTP_ST_SENT], counts[SMTP_ST_DEFERRED],
                     counts[SMTP_ST_FAILED], counts[SMTP_ST_AUTH], counts[SMTP_ST_TLS],
-                    (double)(now - start_ms) / 1000.0);
+                    counts[SMTP_ST_UNKNOWN], (double)(now - start_ms) / 1000.0);
             next_progress = now + (int64_t)progress_s * 1000;
         }
     }

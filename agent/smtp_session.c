@@ -43,6 +43,8 @@ const char *smtp_status_name(int status)
         return "auth";
     case SMTP_ST_TLS:
         return "tls";
+    case SMTP_ST_UNKNOWN:
+        return "unknown";
     default:
         return "pending";
     }

@@ -22,6 +22,10 @@ enum smtp_status {
     SMTP_ST_FAILED,
     SMTP_ST_AUTH,
     SMTP_ST_TLS,
+    /* The final dot went out and its reply never came (drop, reset, timeout): the
+     * server may hold the message. Counted toward the quota, never sent again. */
+    SMTP_ST_UNKNOWN,
+    SMTP_ST_COUNT
 };
 const char *smtp_status_name(int status);
 
@@ -81,6 +85,9 @@ typedef struct smtp_session_params {
     /* Hold each payload after the server's 354 until smtp_session_payload_go: the
      * caller makes its intent durable at the last moment before a message can exist. */
     bool gate_payload;
+    /* AUTH over a connection without TLS is refused (status auth) unless this is set
+     * (the mailbox's smtp.allow_plaintext_auth, for loopback test servers). */
+    bool allow_plaintext_auth;
 } smtp_session_params;
 
 /* Server extensions from the last EHLO. */
