@@ -7,6 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+/* Room a new line is sure to have in the reply's text: a full RFC 5321 reply line. */
+#define SMTP_REPLY_LINE_KEEP 512
+
 enum {
     sw_start = 0, /* first digit of a line */
     sw_code2,
@@ -85,9 +88,46 @@ static int fail(smtp_reply_parser *p, const char *why)
     return SMTP_REPLY_ERROR;
 }
 
+static bool word_is(const char *w, size_t n, const char *kw)
+{
+    return strlen(kw) == n && !strncasecmp(w, kw, n);
+}
+
+/* Reads the extension keyword (and AUTH's mechanisms) of the line just ended. The
+ * obsolete "AUTH=PLAIN LOGIN" form some servers still add counts as well. */
+static void line_ext(smtp_reply *r)
+{
+    const char *line = r->text + r->last_line;
+    size_t n = r->text_len - r->last_line, i = 0;
+    while (i < n && line[i] != ' ' && line[i] != '=')
+        i++;
+    if (word_is(line, i, "PIPELINING")) {
+        r->ext |= SMTP_EXT_PIPELINING;
+    } else if (word_is(line, i, "STARTTLS")) {
+        r->ext |= SMTP_EXT_STARTTLS;
+    } else if (word_is(line, i, "SMTPUTF8")) {
+        r->ext |= SMTP_EXT_SMTPUTF8;
+    } else if (word_is(line, i, "AUTH")) {
+        while (i < n) {
+            while (i < n && (line[i] == ' ' || line[i] == '='))
+                i++;
+            size_t st = i;
+            while (i < n && line[i] != ' ')
+                i++;
+            if (word_is(line + st, i - st, "PLAIN"))
+                r->ext |= SMTP_EXT_AUTH_PLAIN;
+            else if (word_is(line + st, i - st, "LOGIN"))
+                r->ext |= SMTP_EXT_AUTH_LOGIN;
+            else if (word_is(line + st, i - st, "XOAUTH2"))
+                r->ext |= SMTP_EXT_AUTH_XOAUTH2;
+        }
+    }
+}
+
 /* End of one line: either the reply is complete or another line follows. */
 static int line_end(smtp_reply_parser *p, smtp_reply *out)
 {
+    line_ext(&p->reply);
     if (p->last) {
         reply_finish(p, out);
         return SMTP_REPLY_DONE;
@@ -121,6 +161,13 @@ int smtp_reply_feed(smtp_reply_parser *p, const char *data, size_t n, size_t *co
             if (p->reply.lines >= SMTP_REPLY_LINES_MAX) {
                 *consumed = i;
                 return fail(p, "reply has too many lines");
+            }
+            /* a new line that might not fit: earlier lines already gave their
+             * extensions, so their text makes room (the final line is what
+             * details quote) */
+            if (p->reply.text_len + SMTP_REPLY_LINE_KEEP >= sizeof p->reply.text) {
+                p->reply.text_len = 0;
+                p->reply.text[0] = '\0';
             }
             p->reply.lines++;
             p->reply.last_line = p->reply.text_len;

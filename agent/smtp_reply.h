@@ -7,12 +7,24 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Text kept per reply: enough for an EHLO capability list; longer text is cut. */
+/* Text kept per reply. A reply longer than this keeps its most recent lines (the final
+ * one always, cut at this size); the EHLO extensions of every line are read as each
+ * line ends (smtp_reply.ext), so none is lost however long the list. */
 #define SMTP_REPLY_TEXT_MAX 1024
 /* A reply line longer than this is malformed (RFC 5321 allows 512 octets). */
 #define SMTP_REPLY_LINE_MAX 4096
 /* A reply with more lines than this is malformed. */
 #define SMTP_REPLY_LINES_MAX 128
+
+/* EHLO extensions seen at the start of any line of a reply (RFC 5321 §4.1.1.1). */
+enum smtp_ext {
+    SMTP_EXT_PIPELINING = 1u << 0,
+    SMTP_EXT_STARTTLS = 1u << 1,
+    SMTP_EXT_SMTPUTF8 = 1u << 2,
+    SMTP_EXT_AUTH_PLAIN = 1u << 3,
+    SMTP_EXT_AUTH_LOGIN = 1u << 4,
+    SMTP_EXT_AUTH_XOAUTH2 = 1u << 5,
+};
 
 /* One complete reply. text holds each line's text (after "NNN-"/"NNN "),
  * lines separated by '\n'; last_line is the offset of the final line in text. */
@@ -23,6 +35,7 @@ typedef struct smtp_reply {
     size_t text_len;
     size_t last_line;
     unsigned lines;
+    unsigned ext; /* enum smtp_ext bits, from every line */
 } smtp_reply;
 
 enum smtp_reply_result {

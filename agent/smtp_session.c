@@ -2,6 +2,11 @@
  * reply; every transition goes through set_state so the walk can be read top to
  * bottom in on_reply. Failures before a transaction settle all pending slots;
  * failures inside one settle only its slot, and the session moves on to the next.
+ * The one way to `sent` is a 2xx answer to the slot's own final dot: any step takes
+ * a 2xx as its positive answer (RFC 5321 §4.2.1, the first digit decides), a 2xx
+ * where a refusal is read is never a success, the payload goes only after a 3xx to
+ * DATA, and a reply that answers no command (a doubled greeting, an extra line) ends
+ * the session deferred. After the dot, a lost reply makes the slot `unknown`.
  * A transaction whose envelope is not ASCII carries SMTPUTF8 (RFC 6531); slots the
  * server cannot take for want of it are settled before the first MAIL. */
 #include "smtp_session.h"
@@ -60,6 +65,7 @@ void smtp_session_init(smtp_session *s, const smtp_session_params *p, smtp_slot 
     s->state = SMTP_S_GREETING;
     s->tls_active = p->security == SMTP_SEC_TLS;
     s->sender_utf8 = has_non_ascii(p->mail_from);
+    s->replies_due = 1; /* the greeting */
     smtp_reply_parser_init(&s->parser);
     buf_init(&s->out);
     for (size_t i = 0; i < nslots; i++) {
@@ -134,22 +140,50 @@ static void settle_all(smtp_session *s, int status, const smtp_reply *r, const c
         settle(&s->slots[i], status, r, prefix, now_ms);
 }
 
-/* 2xx sent, 4xx deferred, 5xx failed. */
-static int class_of(int code)
+static bool is_2xx(int code)
 {
-    if (code >= 200 && code < 300)
-        return SMTP_ST_SENT;
-    if (code >= 400 && code < 500)
-        return SMTP_ST_DEFERRED;
-    return SMTP_ST_FAILED;
+    return code >= 200 && code < 300;
+}
+
+static bool is_3xx(int code)
+{
+    return code >= 300 && code < 400;
+}
+
+/* The class of a refusal: 5xx failed, anything else deferred. Never `sent`: a slot
+ * becomes sent only in SMTP_S_DOT. */
+static int refusal_class(int code)
+{
+    return code >= 500 && code < 600 ? SMTP_ST_FAILED : SMTP_ST_DEFERRED;
+}
+
+/* One command line (or payload) is in the output: its reply is owed. */
+static void reply_owed(smtp_session *s)
+{
+    s->replies_due++;
+    s->replies_unflushed++;
 }
 
 static void send_quit(smtp_session *s)
 {
-    if (!s->quit_sent)
+    if (!s->quit_sent) {
         buf_puts(&s->out, "QUIT\r\n");
+        reply_owed(s);
+    }
     s->quit_sent = true;
     set_state(s, SMTP_S_QUIT);
+}
+
+/* The server broke the protocol (a reply out of place, of a class no step allows):
+ * replies can no longer be matched to commands, so the session closes at once and
+ * every pending slot is deferred; one whose dot is out is unknown. */
+static void protocol_error(smtp_session *s, const smtp_reply *r, const char *why, int64_t now_ms)
+{
+    if (s->state == SMTP_S_DOT && !s->txn_failed && s->cur < s->nslots)
+        settle(&s->slots[s->cur], SMTP_ST_UNKNOWN, r, why, now_ms);
+    settle_all(s, SMTP_ST_DEFERRED, r, why, now_ms);
+    buf_reset(&s->out);
+    set_state(s, SMTP_S_DONE);
 }
 
 /* Ends the session after a session-wide failure: every pending slot gets status. */
@@ -164,35 +198,20 @@ static void send_ehlo(smtp_session *s)
 {
     memset(&s->caps, 0, sizeof s->caps);
     buf_printf(&s->out, "EHLO %s\r\n", s->params.helo_name);
+    reply_owed(s);
     set_state(s, SMTP_S_EHLO);
 }
 
+/* Extensions from every line of the EHLO reply, however long (smtp_reply.ext). */
 static void parse_caps(smtp_session *s, const smtp_reply *r)
 {
-    const char *args;
-    size_t alen;
     s->caps.esmtp = true;
-    s->caps.pipelining = smtp_reply_has_keyword(r, "PIPELINING", NULL, NULL);
-    s->caps.starttls = smtp_reply_has_keyword(r, "STARTTLS", NULL, NULL);
-    s->caps.smtputf8 = smtp_reply_has_keyword(r, "SMTPUTF8", NULL, NULL);
-    if (smtp_reply_has_keyword(r, "AUTH", &args, &alen)) {
-        /* mechanisms are space-separated words after "AUTH" */
-        size_t i = 0;
-        while (i < alen) {
-            while (i < alen && (args[i] == ' ' || args[i] == '='))
-                i++;
-            size_t st = i;
-            while (i < alen && args[i] != ' ')
-                i++;
-            size_t wl = i - st;
-            if (wl == 5 && !strncasecmp(args + st, "PLAIN", 5))
-                s->caps.auth_plain = true;
-            else if (wl == 5 && !strncasecmp(args + st, "LOGIN", 5))
-                s->caps.auth_login = true;
-            else if (wl == 7 && !strncasecmp(args + st, "XOAUTH2", 7))
-                s->caps.auth_xoauth2 = true;
-        }
-    }
+    s->caps.pipelining = r->ext & SMTP_EXT_PIPELINING;
+    s->caps.starttls = r->ext & SMTP_EXT_STARTTLS;
+    s->caps.smtputf8 = r->ext & SMTP_EXT_SMTPUTF8;
+    s->caps.auth_plain = r->ext & SMTP_EXT_AUTH_PLAIN;
+    s->caps.auth_login = r->ext & SMTP_EXT_AUTH_LOGIN;
+    s->caps.auth_xoauth2 = r->ext & SMTP_EXT_AUTH_XOAUTH2;
 }
 
 static void start_transaction(smtp_session *s, int64_t now_ms);
@@ -234,6 +253,7 @@ static void after_hello(smtp_session *s, int64_t now_ms)
             return;
         }
         buf_puts(&s->out, "STARTTLS\r\n");
+        reply_owed(s);
         set_state(s, SMTP_S_STARTTLS);
         return;
     }
@@ -245,6 +265,13 @@ static void after_hello(smtp_session *s, int64_t now_ms)
         return;
     }
     if (p->username && p->username[0] && !s->authed) {
+        if (!s->tls_active && !p->allow_plaintext_auth) {
+            give_up(s, SMTP_ST_AUTH, NULL,
+                    "AUTH refused: the connection has no TLS and the mailbox does not allow "
+                    "credentials in clear (smtp.allow_plaintext_auth)",
+                    now_ms);
+            return;
+        }
         buf sec = BUF_INIT;
         if (p->oauth_token && p->oauth_token[0] && s->caps.auth_xoauth2) {
             buf_printf(&sec, "user=%s\001auth=Bearer %s\001\001", p->username, p->oauth_token);
@@ -270,6 +297,7 @@ static void after_hello(smtp_session *s, int64_t now_ms)
         if (sec.data)
             memset(sec.data, 0, sec.cap);
         buf_free(&sec);
+        reply_owed(s);
         s->auth_retry_sent = false;
         set_state(s, SMTP_S_AUTH);
         return;
@@ -291,8 +319,12 @@ static void start_transaction(smtp_session *s, int64_t now_ms)
     /* the body is 7-bit (quoted-printable when not ASCII): no BODY=8BITMIME */
     buf_printf(&s->out, "MAIL FROM:<%s>%s\r\n", s->params.mail_from,
                needs_smtputf8(s, &s->slots[s->cur]) ? " SMTPUTF8" : "");
-    if (s->txn_pipelined)
+    reply_owed(s);
+    if (s->txn_pipelined) {
         buf_printf(&s->out, "RCPT TO:<%s>\r\nDATA\r\n", s->slots[s->cur].rcpt);
+        reply_owed(s);
+        reply_owed(s);
+    }
     set_state(s, SMTP_S_MAIL);
     (void)now_ms;
 }
@@ -307,6 +339,7 @@ static void end_transaction(smtp_session *s, bool failed, int64_t now_ms)
     }
     if (failed) {
         buf_puts(&s->out, "RSET\r\n");
+        reply_owed(s);
         set_state(s, SMTP_S_RSET);
         return;
     }
@@ -316,7 +349,7 @@ static void end_transaction(smtp_session *s, bool failed, int64_t now_ms)
 /* The transaction's slot failed at MAIL or RCPT. */
 static void txn_fail(smtp_session *s, const smtp_reply *r, const char *what, int64_t now_ms)
 {
-    settle(&s->slots[s->cur], class_of(r->code), r, what, now_ms);
+    settle(&s->slots[s->cur], refusal_class(r->code), r, what, now_ms);
     s->txn_failed = true;
 }
 
@@ -324,9 +357,11 @@ static void send_payload(smtp_session *s)
 {
     smtp_slot *slot = &s->slots[s->cur];
     buf_append(&s->out, slot->payload, slot->payload_len);
+    reply_owed(s);
     /* RFC 2920: QUIT may follow the end of the message in the same group. */
     if (s->caps.pipelining && !pending_from(s, s->cur + 1)) {
         buf_puts(&s->out, "QUIT\r\n");
+        reply_owed(s);
         s->quit_sent = true;
     }
     set_state(s, SMTP_S_DOT);
@@ -342,35 +377,49 @@ static bool is_auth_failure(int code)
 static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
 {
     int code = r->code;
+    if (s->replies_due <= s->replies_unflushed) {
+        protocol_error(s, r, "protocol error: a reply that answers no command", now_ms);
+        return;
+    }
+    s->replies_due--;
     switch (s->state) {
     case SMTP_S_GREETING:
-        if (code == 220)
+        if (is_2xx(code))
             send_ehlo(s);
+        else if (is_3xx(code))
+            protocol_error(s, r, "protocol error: greeting", now_ms);
         else
-            give_up(s, class_of(code), r, "greeting", now_ms);
+            give_up(s, refusal_class(code), r, "greeting", now_ms);
         break;
     case SMTP_S_EHLO:
-        if (code == 250) {
+        if (is_2xx(code)) {
             parse_caps(s, r);
             after_hello(s, now_ms);
+        } else if (is_3xx(code)) {
+            protocol_error(s, r, "protocol error: EHLO", now_ms);
         } else if (code >= 500 && !s->tls_active) {
             buf_printf(&s->out, "HELO %s\r\n", s->params.helo_name);
+            reply_owed(s);
             set_state(s, SMTP_S_HELO);
         } else {
-            give_up(s, class_of(code), r, "EHLO", now_ms);
+            give_up(s, refusal_class(code), r, "EHLO", now_ms);
         }
         break;
     case SMTP_S_HELO:
-        if (code == 250) {
+        if (is_2xx(code)) {
             memset(&s->caps, 0, sizeof s->caps);
             after_hello(s, now_ms);
+        } else if (is_3xx(code)) {
+            protocol_error(s, r, "protocol error: HELO", now_ms);
         } else {
-            give_up(s, class_of(code), r, "HELO", now_ms);
+            give_up(s, refusal_class(code), r, "HELO", now_ms);
         }
         break;
     case SMTP_S_STARTTLS:
-        if (code == 220)
+        if (is_2xx(code))
             set_state(s, SMTP_S_TLS_WAIT);
+        else if (is_3xx(code))
+            protocol_error(s, r, "protocol error: STARTTLS", now_ms);
         else
             give_up(s, code < 500 ? SMTP_ST_DEFERRED : SMTP_ST_TLS, r, "STARTTLS", now_ms);
         break;
@@ -379,7 +428,7 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
     case SMTP_S_AUTH_PASS:
         /* 235 is the RFC 4954 answer; any 2xx is a positive completion (RFC 5321
          * §4.2.1), and some servers (Postfix's smtp-sink among them) answer 250. */
-        if (code >= 200 && code < 300) {
+        if (is_2xx(code)) {
             s->authed = true;
             start_transaction(s, now_ms);
         } else if (code == 334 && s->state == SMTP_S_AUTH && s->caps.auth_xoauth2 &&
@@ -389,15 +438,18 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
                 give_up(s, SMTP_ST_AUTH, r, "AUTH", now_ms);
             } else {
                 buf_puts(&s->out, "\r\n");
+                reply_owed(s);
                 s->auth_retry_sent = true;
             }
         } else if (code == 334 && s->state == SMTP_S_AUTH) {
             base64_append(&s->out, s->params.username, strlen(s->params.username));
             buf_puts(&s->out, "\r\n");
+            reply_owed(s);
             set_state(s, SMTP_S_AUTH_USER);
         } else if (code == 334 && s->state == SMTP_S_AUTH_USER) {
             base64_append(&s->out, s->params.password, strlen(s->params.password));
             buf_puts(&s->out, "\r\n");
+            reply_owed(s);
             set_state(s, SMTP_S_AUTH_PASS);
         } else if (code >= 400 && code < 500) {
             give_up(s, SMTP_ST_DEFERRED, r, "AUTH", now_ms);
@@ -408,7 +460,11 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
         }
         break;
     case SMTP_S_MAIL:
-        if (code != 250)
+        if (is_3xx(code)) {
+            protocol_error(s, r, "protocol error: MAIL", now_ms);
+            break;
+        }
+        if (!is_2xx(code))
             txn_fail(s, r, "MAIL", now_ms);
         if (s->txn_pipelined) {
             set_state(s, SMTP_S_RCPT);
@@ -416,11 +472,18 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
             end_transaction(s, true, now_ms);
         } else {
             buf_printf(&s->out, "RCPT TO:<%s>\r\n", s->slots[s->cur].rcpt);
+            reply_owed(s);
             set_state(s, SMTP_S_RCPT);
         }
         break;
     case SMTP_S_RCPT:
-        if (code != 250 && code != 251 && !s->txn_failed)
+        /* a 354 here is a pipelined group answered short (DATA's reply read as
+         * RCPT's): the replies no longer line up */
+        if (is_3xx(code)) {
+            protocol_error(s, r, "protocol error: RCPT", now_ms);
+            break;
+        }
+        if (!is_2xx(code) && !s->txn_failed)
             txn_fail(s, r, "RCPT", now_ms);
         if (s->txn_pipelined) {
             set_state(s, SMTP_S_DATA);
@@ -428,19 +491,25 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
             end_transaction(s, true, now_ms);
         } else {
             buf_puts(&s->out, "DATA\r\n");
+            reply_owed(s);
             set_state(s, SMTP_S_DATA);
         }
         break;
     case SMTP_S_DATA:
-        if (code == 354 && s->txn_failed) {
-            /* a pipelined DATA accepted after a refused RCPT: send an empty message
-             * and drop it (RFC 2920 §3.1) */
+        if (is_3xx(code) && s->txn_failed) {
+            /* a pipelined DATA accepted although no recipient was: the payload must
+             * not go, only the lone dot that ends the empty transaction (RFC 2920
+             * §3.1); its reply decides nothing */
             buf_puts(&s->out, ".\r\n");
+            reply_owed(s);
             set_state(s, SMTP_S_DOT);
-        } else if (code == 354 && s->params.gate_payload) {
+        } else if (is_3xx(code) && s->params.gate_payload) {
             set_state(s, SMTP_S_GATE);
-        } else if (code == 354) {
+        } else if (is_3xx(code)) {
             send_payload(s);
+        } else if (is_2xx(code)) {
+            /* "250" to DATA: the server does not wait for a message */
+            protocol_error(s, r, "protocol error: DATA answered without 3xx", now_ms);
         } else {
             if (!s->txn_failed)
                 txn_fail(s, r, "DATA", now_ms);
@@ -450,8 +519,15 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
     case SMTP_S_DOT: {
         bool failed = s->txn_failed;
         if (!failed) {
-            settle(&s->slots[s->cur], class_of(code), r, NULL, now_ms);
-            failed = code != 250;
+            if (is_2xx(code))
+                settle(&s->slots[s->cur], SMTP_ST_SENT, r, NULL, now_ms);
+            else if (code >= 400 && code < 600)
+                settle(&s->slots[s->cur], refusal_class(code), r, NULL, now_ms);
+            else {
+                protocol_error(s, r, "protocol error: end of data", now_ms);
+                break;
+            }
+            failed = !is_2xx(code);
         }
         if (s->quit_sent) {
             s->cur++;
@@ -462,10 +538,11 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
         break;
     }
     case SMTP_S_RSET:
-        if (code == 250)
+        /* a failed RSET leaves the rest untried: deferred, whatever its code */
+        if (is_2xx(code))
             start_transaction(s, now_ms);
         else
-            give_up(s, class_of(code), r, "RSET", now_ms);
+            give_up(s, SMTP_ST_DEFERRED, r, "RSET", now_ms);
         break;
     case SMTP_S_QUIT:
         settle_all(s, SMTP_ST_DEFERRED, NULL, "session ended before the message was sent", now_ms);
@@ -475,8 +552,7 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
     case SMTP_S_GATE: /* the server speaks while it should wait for the data */
     case SMTP_S_DONE:
     default:
-        settle_all(s, SMTP_ST_DEFERRED, r, "unexpected reply", now_ms);
-        set_state(s, SMTP_S_DONE);
+        protocol_error(s, r, "protocol error: unexpected reply", now_ms);
         break;
     }
 }
@@ -498,7 +574,8 @@ static int events_of(smtp_session *s)
 int smtp_session_feed(smtp_session *s, const char *data, size_t n, int64_t now_ms)
 {
     size_t off = 0;
-    smtp_reply reply; /* on the stack: sessions stay small when thousands are open */
+    smtp_reply reply;         /* on the stack: sessions stay small when thousands are open */
+    s->replies_unflushed = 0; /* what was queued before this feed has gone out */
     while (off < n && s->state != SMTP_S_DONE && s->state != SMTP_S_TLS_WAIT) {
         size_t used = 0;
         int rc = smtp_reply_feed(&s->parser, data + off, n - off, &used, &reply);
@@ -506,8 +583,7 @@ int smtp_session_feed(smtp_session *s, const char *data, size_t n, int64_t now_m
         if (rc == SMTP_REPLY_ERROR) {
             char why[120];
             snprintf(why, sizeof why, "malformed reply: %s", s->parser.error);
-            settle_all(s, SMTP_ST_DEFERRED, NULL, why, now_ms);
-            set_state(s, SMTP_S_DONE);
+            protocol_error(s, NULL, why, now_ms);
             break;
         }
         if (rc == SMTP_REPLY_NEED_MORE)
@@ -522,6 +598,7 @@ int smtp_session_tls_ready(smtp_session *s)
     if (s->state == SMTP_S_TLS_WAIT) {
         s->tls_active = true;
         smtp_reply_parser_init(&s->parser);
+        s->replies_due = 0; /* nothing said in clear is owed any more */
         send_ehlo(s);
     }
     return events_of(s);
@@ -540,14 +617,26 @@ int smtp_session_payload_go(smtp_session *s, bool ok, const char *detail, int64_
     return events_of(s);
 }
 
+/* After the final dot, silence is not a refusal: the server may hold the message. */
+static void settle_uncertain(smtp_session *s, int64_t now_ms)
+{
+    if (s->state == SMTP_S_DOT && !s->txn_failed && s->cur < s->nslots)
+        settle(&s->slots[s->cur], SMTP_ST_UNKNOWN, NULL,
+               "connection lost after the final dot, before its reply: the server may "
+               "have accepted the message",
+               now_ms);
+}
+
 void smtp_session_abort(smtp_session *s, int status, const char *detail, int64_t now_ms)
 {
+    settle_uncertain(s, now_ms);
     settle_all(s, status, NULL, detail, now_ms);
     set_state(s, SMTP_S_DONE);
 }
 
 void smtp_session_eof(smtp_session *s, int64_t now_ms)
 {
+    settle_uncertain(s, now_ms);
     if (s->state == SMTP_S_QUIT)
         settle_all(s, SMTP_ST_DEFERRED, NULL, "session ended before the message was sent", now_ms);
     else

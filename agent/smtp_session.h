@@ -109,6 +109,11 @@ typedef struct smtp_session {
     bool quit_sent;     /* QUIT is already in the output (pipelined after ".") */
     bool auth_retry_sent;
     bool sender_utf8; /* mail_from has non-ASCII bytes: every transaction needs SMTPUTF8 */
+    /* Replies the server owes: one per command (and the greeting), counted when queued.
+     * unflushed are those queued during the current feed, which the server cannot
+     * have seen yet: a reply with no flushed command to answer is a protocol error. */
+    unsigned replies_due;
+    unsigned replies_unflushed;
     smtp_caps caps;
     smtp_reply_parser parser;
     buf out;

@@ -441,6 +441,281 @@ static void test_eof_abort_and_malformed_reply_defer(void **state)
     smtp_session_clear(&f.s);
 }
 
+/* A hostile or broken server's whole dialogue: chunks fed in turn (each chunk one
+ * read), then the connection ends as `end` says. */
+enum end_how { END_EOF, END_TIMEOUT, END_NONE };
+typedef struct dialogue {
+    const char *name;
+    int security;
+    size_t nslots;
+    const char *chunks[12];
+    int end;
+    int want[3];          /* final status of each slot */
+    int payloads_sent;    /* full messages the client wrote */
+    const char *want_out; /* a string the client must have written, or NULL */
+} dialogue;
+
+static int count_of(const char *hay, size_t n, const char *needle)
+{
+    int k = 0;
+    size_t nl = strlen(needle);
+    for (size_t i = 0; i + nl <= n; i++)
+        if (!memcmp(hay + i, needle, nl))
+            k++;
+    return k;
+}
+
+static void run_dialogue(const dialogue *d)
+{
+    fixture f;
+    setup(&f, d->security, NULL, NULL, NULL, d->nslots);
+    buf all = BUF_INIT;
+    for (size_t i = 0; i < 12 && d->chunks[i]; i++) {
+        if (f.s.state == SMTP_S_DONE)
+            break;
+        smtp_session_feed(&f.s, d->chunks[i], strlen(d->chunks[i]), 100 + (int64_t)i);
+        if (f.s.state == SMTP_S_GATE)
+            smtp_session_payload_go(&f.s, true, NULL, 100);
+        buf *out = smtp_session_output(&f.s);
+        buf_append(&all, out->data ? out->data : "", out->len);
+        buf_reset(out);
+    }
+    if (f.s.state != SMTP_S_DONE && d->end == END_EOF)
+        smtp_session_eof(&f.s, 200);
+    else if (f.s.state != SMTP_S_DONE && d->end == END_TIMEOUT)
+        smtp_session_abort(&f.s, SMTP_ST_DEFERRED, "timeout", 200);
+    for (size_t k = 0; k < d->nslots; k++)
+        if (f.slots[k].status != d->want[k])
+            fail_msg("%s: slot %zu expected %s, got %s (%d %s)", d->name, k,
+                     smtp_status_name(d->want[k]), smtp_status_name(f.slots[k].status),
+                     f.slots[k].code, f.slots[k].detail);
+    int payloads = count_of(all.data ? all.data : "", all.len, "Subject: x\r\n");
+    if (payloads != d->payloads_sent)
+        fail_msg("%s: expected %d payloads written, got %d: [%.*s]", d->name, d->payloads_sent,
+                 payloads, (int)all.len, all.data ? all.data : "");
+    if (d->want_out && !strstr(all.data ? all.data : "", d->want_out))
+        fail_msg("%s: expected the client to write [%s], got [%.*s]", d->name, d->want_out,
+                 (int)all.len, all.data ? all.data : "");
+    buf_free(&all);
+    smtp_session_clear(&f.s);
+}
+
+#define D SMTP_ST_DEFERRED
+#define S SMTP_ST_SENT
+#define F SMTP_ST_FAILED
+#define U SMTP_ST_UNKNOWN
+
+/* The hardening issue's cases: `sent` only from a 2xx to the slot's own final dot. */
+static void test_sent_only_from_a_2xx_to_the_final_dot(void **state)
+{
+    (void)state;
+    const dialogue cases[] = {
+        {"greeting 250 then close", SMTP_SEC_PLAIN, 1, {"250 ready\r\n"}, END_EOF, {D}, 0, "EHLO"},
+        {"greeting doubled in one read",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n220 b\r\n", EHLO_PLAIN},
+         END_EOF,
+         {D},
+         0,
+         NULL},
+        {"greeting doubled in two reads",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", "220 b\r\n", EHLO_PIPE, "250 mail\r\n", "250 rcpt\r\n", "354 go\r\n",
+          "250 queued\r\n"},
+         END_EOF,
+         {D},
+         0,
+         NULL},
+        {"EHLO answered 252 then close",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", "252 hm\r\n"},
+         END_EOF,
+         {D},
+         0,
+         "MAIL FROM"},
+        {"MAIL answered 251 then close",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PLAIN, "251 ok\r\n"},
+         END_EOF,
+         {D},
+         0,
+         "RCPT TO"},
+        {"DATA answered 250",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PLAIN, "250 ok\r\n", "250 ok\r\n", "250 ok\r\n", "250 ok\r\n"},
+         END_EOF,
+         {D},
+         0,
+         NULL},
+        {"extra 250 after the EHLO reply, one read",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", "250-mx\r\n250 PIPELINING\r\n250 extra\r\n", "250 ok\r\n"},
+         END_EOF,
+         {D},
+         0,
+         NULL},
+        {"extra 250 after the EHLO reply, next read",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PIPE, "250 extra\r\n", "250 mail\r\n", "250 rcpt\r\n", "354 go\r\n",
+          "250 queued\r\n"},
+         END_EOF,
+         {D},
+         0,
+         NULL},
+        {"extra 250 after the EHLO reply, unpipelined",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PLAIN, "250 extra\r\n", "250 mail\r\n", "250 rcpt\r\n", "354 go\r\n",
+          "250 queued\r\n"},
+         END_EOF,
+         {D},
+         0,
+         NULL},
+        {"RCPT 252 under PIPELINING is an acceptance",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PIPE, "250 ok\r\n252 cannot verify\r\n354 go\r\n", "250 queued\r\n",
+          "221 bye\r\n"},
+         END_EOF,
+         {S},
+         1,
+         NULL},
+        {"pipelined group answered short",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PIPE, "250 ok\r\n354 go\r\n"},
+         END_TIMEOUT,
+         {D},
+         0,
+         NULL},
+        {"RSET answered 200 is positive",
+         SMTP_SEC_PLAIN,
+         2,
+         {"220 a\r\n", EHLO_PLAIN, "250 ok\r\n", "550 no such user\r\n", "200 reset\r\n",
+          "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 queued\r\n", "221 bye\r\n"},
+         END_EOF,
+         {F, S},
+         1,
+         NULL},
+        {"RSET refused leaves the untried slots deferred",
+         SMTP_SEC_PLAIN,
+         3,
+         {"220 a\r\n", EHLO_PLAIN, "250 ok\r\n", "550 no such user\r\n", "500 what\r\n"},
+         END_EOF,
+         {F, D, D},
+         0,
+         NULL},
+        {"dot then close is unknown",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PIPE, "250 ok\r\n250 ok\r\n354 go\r\n"},
+         END_EOF,
+         {U},
+         1,
+         NULL},
+        {"dot then timeout is unknown",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PLAIN, "250 ok\r\n", "250 ok\r\n", "354 go\r\n"},
+         END_TIMEOUT,
+         {U},
+         1,
+         NULL},
+        {"dot answered with garbage is unknown",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PLAIN, "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "hello\r\n"},
+         END_EOF,
+         {U},
+         1,
+         NULL},
+        {"dot answered 354 is unknown",
+         SMTP_SEC_PLAIN,
+         1,
+         {"220 a\r\n", EHLO_PLAIN, "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "354 again\r\n"},
+         END_EOF,
+         {U},
+         1,
+         NULL},
+        {"an extra reply after the dot's",
+         SMTP_SEC_PLAIN,
+         2,
+         {"220 a\r\n", EHLO_PLAIN, "250 ok\r\n", "250 ok\r\n", "354 go\r\n",
+          "250 queued\r\n250 extra\r\n"},
+         END_EOF,
+         {S, D},
+         1,
+         NULL},
+        {"dot refused 452 then the next is sent",
+         SMTP_SEC_PLAIN,
+         2,
+         {"220 a\r\n", EHLO_PLAIN, "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "452 full\r\n",
+          "250 reset\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 queued\r\n"},
+         END_EOF,
+         {D, S},
+         2,
+         NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_dialogue(&cases[i]);
+}
+
+#undef D
+#undef S
+#undef F
+#undef U
+
+/* RFC 5321 bounds a reply line, not a reply: extensions past the first kilobyte of
+ * text still count (STARTTLS and AUTH listed last). */
+static void test_extensions_of_a_long_ehlo_reply(void **state)
+{
+    (void)state;
+    fixture f;
+    buf ehlo = BUF_INIT;
+    buf_puts(&ehlo, "250-mx.test greets you\r\n");
+    for (int i = 0; i < 60; i++)
+        buf_printf(&ehlo, "250-X-FILLER-%02d %s\r\n", i,
+                   "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
+    buf_puts(&ehlo, "250-PIPELINING\r\n250-STARTTLS\r\n250 AUTH LOGIN PLAIN\r\n");
+    setup(&f, SMTP_SEC_STARTTLS, "u", "p", NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, ehlo.data, "STARTTLS\r\n", SMTP_S_STARTTLS);
+    step(&f, "220 go\r\n", "", SMTP_S_TLS_WAIT);
+    smtp_session_tls_ready(&f.s);
+    buf_reset(smtp_session_output(&f.s));
+    step(&f, ehlo.data, "AUTH PLAIN AHUAcA==\r\n", SMTP_S_AUTH);
+    assert_true(f.s.caps.pipelining);
+    smtp_session_clear(&f.s);
+    buf_free(&ehlo);
+}
+
+/* Credentials never go in clear unless the mailbox allows it. */
+static void test_auth_without_tls_needs_the_mailbox_to_allow_it(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, "u", "p", NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "250-mx\r\n250 AUTH PLAIN LOGIN\r\n", "QUIT\r\n", SMTP_S_QUIT);
+    assert_int_equal(f.slots[0].status, SMTP_ST_AUTH);
+    assert_non_null(strstr(f.slots[0].detail, "allow_plaintext_auth"));
+    smtp_session_clear(&f.s);
+
+    setup(&f, SMTP_SEC_PLAIN, "u", "p", NULL, 1);
+    f.p.allow_plaintext_auth = true;
+    smtp_session_init(&f.s, &f.p, f.slots, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, "250-mx\r\n250 AUTH PLAIN LOGIN\r\n", "AUTH PLAIN AHUAcA==\r\n", SMTP_S_AUTH);
+    smtp_session_clear(&f.s);
+}
+
 static void test_whole_dialogue_fed_byte_by_byte(void **state)
 {
     (void)state;
@@ -530,6 +805,9 @@ int main(void)
         cmocka_unit_test(test_smtputf8_is_judged_on_the_ehlo_after_starttls),
         cmocka_unit_test(test_eof_abort_and_malformed_reply_defer),
         cmocka_unit_test(test_whole_dialogue_fed_byte_by_byte),
+        cmocka_unit_test(test_sent_only_from_a_2xx_to_the_final_dot),
+        cmocka_unit_test(test_extensions_of_a_long_ehlo_reply),
+        cmocka_unit_test(test_auth_without_tls_needs_the_mailbox_to_allow_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
