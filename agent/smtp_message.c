@@ -145,13 +145,26 @@ void smtp_date(int64_t unix_s, char *out, size_t outlen)
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* Display name: a quoted-string when ASCII, encoded words otherwise. */
-static void put_display_name(const char *name, buf *out)
+/* Header lines stay within RFC 5322's 998 octets (§2.1.1): a value that would not
+ * fit is folded into encoded words, or (for a Message-ID, which cannot be folded)
+ * replaced by one the builder makes. */
+#define HEADER_LINE_MAX 998
+/* Longest Message-ID kept as given: "Message-ID: " and it stay well inside a line. */
+#define MESSAGE_ID_MAX 900
+/* Longest X-Kiln-Warmup value kept. */
+#define WARMUP_TAG_MAX 64
+
+/* Display name: a quoted-string when ASCII and the From line fits, encoded words
+ * (folded, so any length fits) otherwise. addr_len is what follows on the line. */
+static void put_display_name(const char *name, size_t addr_len, buf *out)
 {
     buf clean = BUF_INIT;
     strip_crlf(name, &clean);
     const char *s = clean.data ? clean.data : "";
-    if (is_plain_ascii(s, clean.len)) {
+    size_t quoted = 2 + clean.len;
+    for (size_t i = 0; i < clean.len; i++)
+        quoted += s[i] == '"' || s[i] == '\\';
+    if (is_plain_ascii(s, clean.len) && 6 + quoted + 1 + addr_len + 2 <= HEADER_LINE_MAX) {
         buf_putc(out, '"');
         for (size_t i = 0; i < clean.len; i++) {
             if (s[i] == '"' || s[i] == '\\')
@@ -160,7 +173,8 @@ static void put_display_name(const char *name, buf *out)
         }
         buf_putc(out, '"');
     } else {
-        smtp_header_encode(s, 6, out);
+        /* used = the line limit: encoded words even for ASCII, folded at 76 */
+        smtp_header_encode(s, HEADER_LINE_MAX, out);
     }
     buf_free(&clean);
 }
@@ -214,24 +228,28 @@ void smtp_message_build(const smtp_message *m, buf *out)
     buf_puts(out, "\r\n");
 
     buf_puts(out, "Message-ID: ");
-    if (m->message_id && m->message_id[0]) {
-        buf clean = BUF_INIT;
-        strip_crlf(m->message_id, &clean);
-        buf_append(out, clean.data, clean.len);
-        buf_free(&clean);
+    buf mid = BUF_INIT;
+    if (m->message_id)
+        strip_crlf(m->message_id, &mid);
+    if (mid.len && mid.len <= MESSAGE_ID_MAX) {
+        buf_append(out, mid.data, mid.len);
     } else {
         unsigned char rnd[12];
         char hex[25];
         random_bytes(rnd, sizeof rnd);
         hex_encode(rnd, sizeof rnd, hex);
         const char *at = strchr(m->from_addr, '@');
-        buf_printf(out, "<%s@%s>", hex, at ? at + 1 : "kiln.invalid");
+        const char *domain = at ? at + 1 : "kiln.invalid";
+        if (strlen(domain) > 255)
+            domain = "kiln.invalid";
+        buf_printf(out, "<%s@%s>", hex, domain);
     }
+    buf_free(&mid);
     buf_puts(out, "\r\n");
 
     buf_puts(out, "From: ");
     if (m->from_name && m->from_name[0]) {
-        put_display_name(m->from_name, out);
+        put_display_name(m->from_name, strlen(m->from_addr), out);
         buf_puts(out, " ");
     }
     /* addresses stay raw, UTF-8 included: RFC 6532 allows it in an SMTPUTF8
@@ -250,7 +268,10 @@ void smtp_message_build(const smtp_message *m, buf *out)
     buf_puts(out, qp ? "Content-Transfer-Encoding: quoted-printable\r\n"
                      : "Content-Transfer-Encoding: 7bit\r\n");
     buf_puts(out, "X-Kiln-Warmup: ");
+    size_t tag_at = out->len;
     strip_crlf(m->warmup_tag ? m->warmup_tag : "1", out);
+    if (out->len - tag_at > WARMUP_TAG_MAX)
+        out->len = tag_at + WARMUP_TAG_MAX;
     buf_puts(out, "\r\n\r\n");
     if (qp)
         smtp_qp_encode(body, blen, out);

@@ -216,6 +216,59 @@ static void test_header_injection_is_neutralised(void **state)
     buf_free(&b);
 }
 
+/* Every line of the message, CRLF excluded, fits RFC 5322's 998 octets. */
+static void assert_lines_fit(const buf *b)
+{
+    size_t line = 0;
+    for (size_t i = 0; i < b->len; i++) {
+        if (b->data[i] == '\n') {
+            line = 0;
+            continue;
+        }
+        if (b->data[i] != '\r' && ++line > 998)
+            fail_msg("a line longer than 998 octets at offset %zu", i);
+    }
+}
+
+static void test_long_header_values_keep_lines_within_998_octets(void **state)
+{
+    (void)state;
+    char name[2001], mid[1501], tag[1501];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    mid[0] = '<';
+    memset(mid + 1, 'm', sizeof mid - 2);
+    mid[sizeof mid - 1] = '\0';
+    memset(tag, 't', sizeof tag - 1);
+    tag[sizeof tag - 1] = '\0';
+    smtp_message m = {.from_addr = "a@b.test",
+                      .from_name = name,
+                      .to_addr = "c@d.test",
+                      .subject = name,
+                      .body = "b",
+                      .message_id = mid,
+                      .warmup_tag = tag,
+                      .date_unix_s = 0};
+    buf b = BUF_INIT;
+    smtp_message_build(&m, &b);
+    assert_lines_fit(&b);
+    /* the display name went into encoded words, and the address stays on the line */
+    assert_non_null(strstr(b.data, "From: =?UTF-8?B?"));
+    assert_non_null(strstr(b.data, "?= <a@b.test>\r\n"));
+    /* a Message-ID too long for a line is replaced, not cut */
+    assert_null(strstr(b.data, "mmmmmmmmmm"));
+    buf_free(&b);
+
+    /* a short ASCII name stays a quoted-string */
+    m.from_name = "Ann \"Q\" Lee";
+    m.message_id = "<ok@d.test>";
+    buf_reset(&b);
+    smtp_message_build(&m, &b);
+    assert_non_null(strstr(b.data, "From: \"Ann \\\"Q\\\" Lee\" <a@b.test>\r\n"));
+    assert_non_null(strstr(b.data, "Message-ID: <ok@d.test>\r\n"));
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_utf8_message_uses_qp_and_encoded_words),
         cmocka_unit_test(test_utf8_addresses_stay_raw_in_from_and_to),
         cmocka_unit_test(test_header_injection_is_neutralised),
+        cmocka_unit_test(test_long_header_values_keep_lines_within_998_octets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
