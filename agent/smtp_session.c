@@ -618,25 +618,26 @@ int smtp_session_payload_go(smtp_session *s, bool ok, const char *detail, int64_
 }
 
 /* After the final dot, silence is not a refusal: the server may hold the message. */
-static void settle_uncertain(smtp_session *s, int64_t now_ms)
+static void settle_uncertain(smtp_session *s, const char *cause, int64_t now_ms)
 {
-    if (s->state == SMTP_S_DOT && !s->txn_failed && s->cur < s->nslots)
-        settle(&s->slots[s->cur], SMTP_ST_UNKNOWN, NULL,
-               "connection lost after the final dot, before its reply: the server may "
-               "have accepted the message",
-               now_ms);
+    if (s->state != SMTP_S_DOT || s->txn_failed || s->cur >= s->nslots)
+        return;
+    char why[160];
+    snprintf(why, sizeof why, "%s after the final dot: the server may have the message",
+             cause && cause[0] ? cause : "connection lost");
+    settle(&s->slots[s->cur], SMTP_ST_UNKNOWN, NULL, why, now_ms);
 }
 
 void smtp_session_abort(smtp_session *s, int status, const char *detail, int64_t now_ms)
 {
-    settle_uncertain(s, now_ms);
+    settle_uncertain(s, detail, now_ms);
     settle_all(s, status, NULL, detail, now_ms);
     set_state(s, SMTP_S_DONE);
 }
 
 void smtp_session_eof(smtp_session *s, int64_t now_ms)
 {
-    settle_uncertain(s, now_ms);
+    settle_uncertain(s, "connection closed by server", now_ms);
     if (s->state == SMTP_S_QUIT)
         settle_all(s, SMTP_ST_DEFERRED, NULL, "session ended before the message was sent", now_ms);
     else
