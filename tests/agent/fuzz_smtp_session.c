@@ -1,7 +1,12 @@
 /* libFuzzer target: the SMTP session machine driven by arbitrary server bytes in
  * input-chosen chunks, with input-chosen security, credentials and payload gate (the
  * go-ahead granted or refused by the input too); the session must
- * never crash, and once DONE every slot must have an outcome. */
+ * never crash, once DONE every slot must have an outcome, a slot is `sent` only
+ * with a 2xx code after its own payload went out, no payload goes out twice, and no
+ * credentials go out without TLS unless allowed. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include "smtp_session.h"
 
 #include <stdint.h>
@@ -14,11 +19,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     smtp_slot slots[3];
     memset(slots, 0, sizeof slots);
-    const char *payload = "Subject: f\r\n\r\nbody\r\n.\r\n";
+    static const char *const payloads[3] = {"Subject: f0\r\n\r\nbody\r\n.\r\n",
+                                            "Subject: f1\r\n\r\nbody\r\n.\r\n",
+                                            "Subject: f2\r\n\r\nbody\r\n.\r\n"};
+    int emitted[3] = {0, 0, 0};
     for (int i = 0; i < 3; i++) {
         slots[i].rcpt = "r@x.test";
-        slots[i].payload = payload;
-        slots[i].payload_len = strlen(payload);
+        slots[i].payload = payloads[i];
+        slots[i].payload_len = strlen(payloads[i]);
     }
     uint8_t mode = data[0];
     smtp_session_params p = {.helo_name = "fuzz.test",
@@ -29,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                              .oauth_token = (mode & 16) ? "tok" : NULL};
     size_t nslots = (size_t)(mode >> 5) % 3 + 1;
     p.gate_payload = data[1] & 0x80;
+    p.allow_plaintext_auth = data[1] & 0x40;
     smtp_session s;
     smtp_session_init(&s, &p, slots, nslots);
     size_t chunk = (size_t)(data[1] % 31) + 1;
@@ -41,13 +50,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             smtp_session_tls_ready(&s);
         if (ev & SMTP_EV_GATE)
             smtp_session_payload_go(&s, (data[off] & 1) != 0, "gate refused", ++now);
-        buf_reset(smtp_session_output(&s));
+        buf *out = smtp_session_output(&s);
+        for (int i = 0; i < 3 && out->len; i++)
+            if (memmem(out->data, out->len, payloads[i], 11))
+                emitted[i]++;
+        if (out->len && !s.tls_active && !p.allow_plaintext_auth &&
+            memmem(out->data, out->len, "AUTH ", 5))
+            abort(); /* credentials in clear */
+        buf_reset(out);
         off += len;
     }
     if (s.state != SMTP_S_DONE)
         smtp_session_eof(&s, ++now);
     for (size_t i = 0; i < nslots; i++)
-        if (slots[i].status == SMTP_ST_PENDING || strlen(slots[i].detail) >= sizeof slots[i].detail)
+        if (slots[i].status == SMTP_ST_PENDING ||
+            strlen(slots[i].detail) >= sizeof slots[i].detail || emitted[i] > 1 ||
+            (slots[i].status == SMTP_ST_SENT &&
+             (!emitted[i] || slots[i].code < 200 || slots[i].code > 299)))
             abort();
     smtp_session_clear(&s);
     return 0;
