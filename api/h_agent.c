@@ -58,7 +58,8 @@ static const db_stmt Q_DETAILS = {
     "coalesce(extract(epoch FROM m.last_send_at), 0)::bigint, p.cooldown_min_s, "
     "p.cooldown_max_s, p.user_minute_cap, p.user_hourly_cap, e.triggered, "
     "to_char(t.lts, 'FMDay'), extract(epoch FROM e.due)::float8, "
-    "(e.due <= k.now + make_interval(secs => $2) AND g.done < g.target) AS eligible "
+    "(e.due <= k.now + make_interval(secs => $2) AND g.done < g.target) AS eligible, "
+    "m.smtp_allow_plaintext_auth "
     "FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id "
     "JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id CROSS JOIN service s "
     "CROSS JOIN (SELECT kiln_now() AS now) k "
@@ -75,6 +76,14 @@ static const db_stmt Q_DETAILS = {
     "WHERE ml.mailbox_id = ANY ($1::bigint[]) AND ml.lease_id IS NULL "
     "ORDER BY 24 DESC, coalesce(d.sent, 0)::float8 / nullif(g.target, 0) NULLS LAST, "
     "m.last_send_at NULLS FIRST, 1"};
+
+/* Eligible mailboxes whose stored text cannot go into an answer (see row_text_problem):
+ * out of the pool until someone fixes them (PATCH, then resume clears the error). */
+static const db_stmt Q_TEXT_ERROR = {
+    "agent_text_error",
+    "UPDATE mailboxes m SET state = 'error', last_error = x.why, last_error_at = kiln_now(), "
+    "updated_at = now() FROM unnest($1::bigint[], $2::text[]) AS x (id, why) "
+    "WHERE m.id = x.id AND m.state = 'active'"};
 
 /* Picked rows that got nothing move their due_at forward (they are locked by us). */
 static const db_stmt Q_PUSH = {"agent_push",
@@ -222,6 +231,9 @@ static const db_stmt Q_REPORT_APPLY = {
     "cnt AS (INSERT INTO counters (name, label, shard, value) "
     "  SELECT name, label, $8::smallint, sum(v) FROM ("
     "    SELECT 'sends' AS name, status::text AS label, 1::bigint AS v FROM upd "
+    /* A slot given back (expired, cancelled) and then reported moves from that count
+     * to its reported status: kiln_sends_total counts each slot once, by final status. */
+    "    UNION ALL SELECT 'sends', old::text, -1 FROM upd WHERE old IN ('expired', 'cancelled') "
     "    UNION ALL SELECT 'send_errors', status::text, 1 FROM upd "
     "      WHERE status IN ('deferred', 'failed', 'auth', 'tls', 'unknown') "
     "    UNION ALL SELECT 'send_latency_bucket', lb, 1 FROM upd WHERE latency_ms IS NOT NULL "
@@ -490,6 +502,66 @@ static bool push_due(http_req *rq, const due_push *p)
     return db_exec(rq->db, rq->pool, &Q_PUSH, 2, pp) != NULL;
 }
 
+/* What an answer carries of one eligible mailbox besides its slots: its opened secret. */
+typedef struct lease_text {
+    const char *password; /* NULL when the secret does not open with this key */
+    size_t password_len;
+    bool left_out; /* cannot be emitted: not planned, put in error */
+} lease_text;
+
+/* Opens row's secret into t and says why the row cannot go into an answer (NULL when it
+ * can). Legacy rows may hold a secret (or text) that is not UTF-8 without NUL; emitted,
+ * it makes the whole answer unreadable to the agent, and every mailbox leased with it,
+ * of every tenant, stalls until the lease expires. So the control plane checks what it
+ * emits, and one bad mailbox is left out instead. The reason never quotes the value. */
+static const char *row_text_problem(http_req *rq, const PGresult *er, int row, lease_text *t)
+{
+    static const struct {
+        int col;
+        const char *name;
+    } texts[] = {{2, "address"},
+                 {3, "display_name"},
+                 {4, "smtp.host"},
+                 {6, "smtp.security"},
+                 {7, "smtp.username"}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (!utf8_valid(PQgetvalue(er, row, texts[i].col),
+                        (size_t)PQgetlength(er, row, texts[i].col)))
+            return arena_printf(rq->pool,
+                                "the stored %s is not valid UTF-8 text without NUL; "
+                                "change it, then resume the mailbox",
+                                texts[i].name);
+    const char *hex = PQgetvalue(er, row, 8);
+    size_t hn = strlen(hex) / 2;
+    unsigned char *sealed = arena_alloc(rq->pool, hn + 1);
+    for (size_t i = 0; i < hn; i++) {
+        char two[3] = {hex[2 * i], hex[2 * i + 1], 0};
+        sealed[i] = (unsigned char)strtoul(two, NULL, 16);
+    }
+    buf secret = BUF_INIT;
+    t->password = NULL;
+    t->password_len = 0;
+    if (secret_open(&rq->app->key, sealed, hn, NULL, &secret) != 0) {
+        /* Emitted as null: the agent reports auth, which puts the mailbox in error. */
+        log_warn("mailbox %lld: SMTP secret does not open with this key",
+                 (long long)col_i64(er, row, 0));
+        buf_free(&secret);
+        return NULL;
+    }
+    const char *plain = secret.data ? secret.data : "";
+    bool text = utf8_valid(plain, secret.len);
+    if (text) {
+        t->password = arena_strndup(rq->pool, plain, secret.len);
+        t->password_len = secret.len;
+    }
+    if (secret.data)
+        memset(secret.data, 0, secret.len);
+    buf_free(&secret);
+    return text ? NULL
+                : "the stored SMTP password is not valid UTF-8 text without NUL; "
+                  "set smtp.password again, then resume the mailbox";
+}
+
 static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t max_sends,
                     int64_t started_us)
 {
@@ -546,11 +618,38 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     }
     nm = nelig; /* eligible rows sort first */
 
+    /* What the answer will carry of each mailbox is opened and checked before anything
+     * is planned: a row that cannot be emitted gets no slot, goes to error with the
+     * reason in last_error and out of the pool (due_at infinity, until a resume). */
+    lease_text *texts = arena_calloc(rq->pool, (size_t)nm * sizeof *texts);
+    pgarr bad_ids, bad_why;
+    arr_open(&bad_ids);
+    arr_open(&bad_why);
+    int nbad = 0;
+    for (int i = 0; i < nm; i++) {
+        const char *why = row_text_problem(rq, er, i, &texts[i]);
+        if (!why)
+            continue;
+        int64_t id = col_i64(er, i, 0);
+        log_warn("mailbox %lld left out of the lease and put in error: %s", (long long)id, why);
+        texts[i].left_out = true;
+        arr_i64(&bad_ids, id);
+        arr_str(&bad_why, why);
+        push.mb[push.n] = id;
+        push.due_s[push.n++] = INFINITY;
+        nbad++;
+    }
+    const char *bad_p[] = {arr_done(rq, &bad_ids), arr_done(rq, &bad_why)};
+    if (nbad > 0 && !db_exec(rq->db, rq->pool, &Q_TEXT_ERROR, 2, bad_p))
+        return db_fail(rq, rs);
+
     /* Senders and their users, for the pair history and the per-user buckets. */
     pgarr senders, users;
     arr_open(&senders);
     arr_open(&users);
     for (int i = 0; i < nm; i++) {
+        if (texts[i].left_out)
+            continue;
         arr_i64(&senders, col_i64(er, i, 0));
         arr_i64(&users, col_i64(er, i, 1));
     }
@@ -575,6 +674,9 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     if ((int64_t)ncand > ncand_want)
         ncand = (size_t)ncand_want;
     lease_candidate *cands = arena_calloc(rq->pool, (ncand + 1) * sizeof *cands);
+    /* A recipient's address and display name go into other mailboxes' slots (to,
+     * greetings): one that cannot be emitted is never picked (treated as full). */
+    bool *cand_unusable = arena_calloc(rq->pool, ncand + 1);
     pgarr cand_ids, cand_days;
     arr_open(&cand_ids);
     arr_open(&cand_days);
@@ -582,6 +684,9 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
         cands[i].id = col_i64(cr, (int)i, 0);
         cands[i].user_id = col_i64(cr, (int)i, 1);
         cands[i].domain = PQgetvalue(cr, (int)i, 2);
+        for (int c = 3; c <= 4; c++)
+            if (!utf8_valid(PQgetvalue(cr, (int)i, c), (size_t)PQgetlength(cr, (int)i, c)))
+                cand_unusable[i] = true;
         arr_i64(&cand_ids, cands[i].id);
         arr_str(&cand_days, PQgetvalue(cr, (int)i, 5));
     }
@@ -597,7 +702,7 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     if (!br || !ir || (size_t)PQntuples(ir) < ncand)
         return db_fail(rq, rs);
     for (size_t i = 0; i < ncand; i++)
-        cands[i].received = col_i64(ir, (int)i, 0);
+        cands[i].received = cand_unusable[i] ? cfg->recipient_daily_cap : col_i64(ir, (int)i, 0);
     lease_limits lim = {
         .now_s = now_s,
         .horizon_end_s = now_s + ttl,
@@ -619,6 +724,8 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     int ng = 0;
     int64_t total = 0, wake_min = 0;
     for (int i = 0; i < nm && total < max_sends; i++) {
+        if (texts[i].left_out)
+            continue;
         granted *g = &gs[ng];
         lease_mailbox *m = &g->m;
         m->id = col_i64(er, i, 0);
@@ -764,17 +871,7 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
     for (int gi = 0; gi < ng; gi++) {
         const granted *gr = &gs[gi];
         int row = gr->row;
-        buf secret = BUF_INIT;
-        const char *hex = PQgetvalue(er, row, 8);
-        size_t hn = strlen(hex) / 2;
-        unsigned char *sealed = arena_alloc(rq->pool, hn + 1);
-        for (size_t i = 0; i < hn; i++) {
-            char two[3] = {hex[2 * i], hex[2 * i + 1], 0};
-            sealed[i] = (unsigned char)strtoul(two, NULL, 16);
-        }
-        bool opened = secret_open(&rq->app->key, sealed, hn, NULL, &secret) == 0;
-        if (!opened)
-            log_warn("mailbox %lld: SMTP secret does not open with this key", (long long)gr->m.id);
+        const lease_text *text = &texts[row];
         json_obj_open(g);
         json_kv_i(g, "id", gr->m.id);
         json_kv_s(g, "address", PQgetvalue(er, row, 2));
@@ -786,14 +883,14 @@ static int lease_tx(http_req *rq, http_resp *rs, int64_t max_mailboxes, int64_t 
         json_kv_s(g, "security", PQgetvalue(er, row, 6));
         json_kv_s(g, "username", PQgetvalue(er, row, 7));
         json_key(g, "password");
-        if (opened)
-            json_str_n(g, secret.data ? secret.data : "", secret.len);
+        if (text->password)
+            json_str_n(g, text->password, text->password_len);
         else
             json_null(g);
         json_kv_null(g, "oauth_token");
         json_kv_null(g, "ca_file");
+        json_kv_b(g, "allow_plaintext_auth", PQgetvalue(er, row, 24)[0] == 't');
         json_obj_close(g);
-        buf_free(&secret);
         json_key(g, "sends");
         json_arr_open(g);
         const char *from = first_name(rq, PQgetvalue(er, row, 3), PQgetvalue(er, row, 2));

@@ -16,20 +16,27 @@
     "m.smtp_security::text, m.smtp_username, m.timezone, m.window_start_hour, "                    \
     "m.window_end_hour, m.daily_target, m.state::text, m.last_error, "                             \
     "kiln_iso(m.last_error_at), m.warmup_start::text, kiln_iso(m.created_at), "                    \
-    "kiln_iso(m.updated_at)"
+    "kiln_iso(m.updated_at), m.smtp_allow_plaintext_auth"
 
+/* The plan cap: creates for one user go one at a time behind the user's row lock, and
+ * the count is a statement of its own, after the lock. At READ COMMITTED each statement
+ * takes a fresh snapshot, so it sees every mailbox committed by the creates that held the
+ * lock before; a count in the locking statement would use a snapshot from before the
+ * wait and let parallel creates past the cap. */
 static const db_stmt Q_MB_LOCK_USER = {
     "mb_lock_user",
     "SELECT u.id, p.max_mailboxes, u.timezone, "
-    "(SELECT count(*) FROM mailboxes m WHERE m.user_id = u.id AND m.deleted_at IS NULL), "
     "(kiln_now() AT TIME ZONE coalesce($2, u.timezone))::date::text "
     "FROM users u JOIN plans p ON p.id = u.plan_id WHERE u.id = $1 FOR UPDATE OF u"};
+static const db_stmt Q_MB_COUNT_LIVE = {
+    "mb_count_live", "SELECT count(*) FROM mailboxes WHERE user_id = $1 AND deleted_at IS NULL"};
 static const db_stmt Q_MB_INSERT = {
     "mb_insert",
     "WITH m AS (INSERT INTO mailboxes (user_id, address, display_name, smtp_host, smtp_port, "
     "smtp_security, smtp_username, smtp_secret, timezone, window_start_hour, window_end_hour, "
-    "daily_target, warmup_start) VALUES ($1, $2, $3, $4, $5, $6::smtp_security, $7, $8::bytea, "
-    "$9, $10, $11, $12, $13::date) RETURNING *) SELECT " MB_COLS " FROM m"};
+    "daily_target, warmup_start, smtp_allow_plaintext_auth) VALUES ($1, $2, $3, $4, $5, "
+    "$6::smtp_security, $7, $8::bytea, $9, $10, $11, $12, $13::date, $14::bool) RETURNING *) "
+    "SELECT " MB_COLS " FROM m"};
 static const db_stmt Q_MB_GET = {
     "mb_get", "SELECT " MB_COLS " FROM mailboxes m WHERE m.id = $1 AND m.deleted_at IS NULL "
               "AND ($2::bigint = 0 OR m.user_id = $2)"};
@@ -48,7 +55,9 @@ static const db_stmt Q_MB_UPDATE = {
     "window_start_hour = coalesce($11::int, window_start_hour), "
     "window_end_hour = coalesce($12::int, window_end_hour), "
     "daily_target = CASE WHEN $13::bool THEN $14::int ELSE daily_target END, "
-    "warmup_start = coalesce($15::date, warmup_start), updated_at = now() "
+    "warmup_start = coalesce($15::date, warmup_start), "
+    "smtp_allow_plaintext_auth = coalesce($16::bool, smtp_allow_plaintext_auth), "
+    "updated_at = now() "
     "WHERE id = $1 AND deleted_at IS NULL AND ($2::bigint = 0 OR user_id = $2) RETURNING *) "
     "SELECT " MB_COLS " FROM m"};
 static const db_stmt Q_MB_DELETE = {
@@ -67,6 +76,9 @@ static const db_stmt Q_MB_RESUME = {
     "AND ($2::bigint = 0 OR user_id = $2) RETURNING *) SELECT " MB_COLS " FROM m"};
 
 static const char *const SECURITY[] = {"starttls", "tls", "plain", NULL};
+/* A display name goes into the From and To headers of every message: one line, and short
+ * enough that a header stays far below RFC 5322's 998 octets even when encoded. */
+#define DISPLAY_NAME_MAX_CHARS 200
 /* Fields of a create; a PATCH takes all but the first (user_id). */
 static const char *const MAILBOX_CREATE_FIELDS[] = {"user_id",      "address",      "display_name",
                                                     "smtp",         "timezone",     "window",
@@ -88,6 +100,8 @@ static void mailbox_json(yajl_gen g, const PGresult *r, int i)
     json_key(g, "username");
     pgjson_value(g, r, i, 7);
     json_kv_b(g, "password_set", true);
+    json_key(g, "allow_plaintext_auth");
+    pgjson_value(g, r, i, 18);
     json_obj_close(g);
     json_key(g, "timezone");
     pgjson_value(g, r, i, 8);
@@ -120,6 +134,7 @@ typedef struct mailbox_input {
         *warmup_start;
     int64_t port, start_hour, end_hour, daily_target;
     bool has_port, has_start, has_end, has_target, target_null;
+    bool allow_plaintext_auth, has_plaintext_auth;
 } mailbox_input;
 
 /* A real calendar date YYYY-MM-DD between 2000 and 2100 (2026-02-30 is not one). */
@@ -136,15 +151,16 @@ static bool valid_date(const char *s)
 
 static bool parse_mailbox(http_req *rq, http_resp *rs, yajl_val b, bool create, mailbox_input *in)
 {
-    static const char *const smtp_fields[] = {"host",     "port",     "security",
-                                              "username", "password", NULL};
+    static const char *const smtp_fields[] = {
+        "host", "port", "security", "username", "password", "allow_plaintext_auth", NULL};
     static const char *const window_fields[] = {"start_hour", "end_hour", NULL};
     int req = create ? V_REQUIRED : 0;
     memset(in, 0, sizeof *in);
     if (!v_known_fields(rs, b, create ? MAILBOX_CREATE_FIELDS : MAILBOX_CREATE_FIELDS + 1, ""))
         return false;
     if (!v_str(rs, b, "address", "address", req, 254, false, &in->address) ||
-        !v_str(rs, b, "display_name", "display_name", 0, 200, true, &in->display_name) ||
+        !v_line_text(rs, b, "display_name", "display_name", 0, DISPLAY_NAME_MAX_CHARS, true,
+                     &in->display_name) ||
         !v_str(rs, b, "timezone", "timezone", 0, 64, false, &in->timezone) ||
         !v_str(rs, b, "warmup_start", "warmup_start", 0, 10, false, &in->warmup_start))
         return false;
@@ -152,11 +168,8 @@ static bool parse_mailbox(http_req *rq, http_resp *rs, yajl_val b, bool create, 
         http_error(rs, 400, "invalid_field", "address is not a valid e-mail address", "address");
         return false;
     }
-    if (in->timezone && !app_timezone_known(rq->app, in->timezone)) {
-        http_error(rs, 400, "invalid_field", "timezone is not a known IANA time zone name",
-                   "timezone");
+    if (in->timezone && !v_timezone(rs, rq->app, in->timezone, "timezone"))
         return false;
-    }
     if (in->warmup_start && !valid_date(in->warmup_start)) {
         http_error(rs, 400, "invalid_field", "warmup_start must be a date YYYY-MM-DD",
                    "warmup_start");
@@ -177,9 +190,12 @@ static bool parse_mailbox(http_req *rq, http_resp *rs, yajl_val b, bool create, 
             !v_int(rs, smtp, "port", "smtp.port", req, 1, 65535, &in->port) ||
             !v_enum(rs, smtp, "security", "smtp.security", 0, SECURITY, &in->security) ||
             !v_str(rs, smtp, "username", "smtp.username", 0, 254, false, &in->username) ||
-            !v_str(rs, smtp, "password", "smtp.password", req, 1024, false, &in->password))
+            !v_str(rs, smtp, "password", "smtp.password", req, 1024, false, &in->password) ||
+            !v_bool(rs, smtp, "allow_plaintext_auth", "smtp.allow_plaintext_auth", 0,
+                    &in->allow_plaintext_auth))
             return false;
         in->has_port = json_get(smtp, "port") != NULL;
+        in->has_plaintext_auth = json_get(smtp, "allow_plaintext_auth") != NULL;
         if (in->host && !valid_host(in->host)) {
             http_error(rs, 400, "invalid_field", "smtp.host is not a valid host name or address",
                        "smtp.host");
@@ -287,8 +303,14 @@ void h_mailboxes_create(http_req *rq, http_resp *rs)
         http_error(rs, 422, "invalid_reference", "no user with this id", "user_id");
         goto fail;
     }
+    const char *cp[] = {lp[0]};
+    PGresult *c = db_exec(rq->db, rq->pool, &Q_MB_COUNT_LIVE, 1, cp);
+    if (!c || PQntuples(c) != 1) {
+        http_db_error(rs, rq->db);
+        goto fail;
+    }
     long long cap = strtoll(PQgetvalue(u, 0, 1), NULL, 10);
-    long long have = strtoll(PQgetvalue(u, 0, 3), NULL, 10);
+    long long have = strtoll(PQgetvalue(c, 0, 0), NULL, 10);
     if (have >= cap) {
         char msg[160];
         snprintf(msg, sizeof msg, "the user's plan allows %lld mailboxes and all are in use", cap);
@@ -307,8 +329,9 @@ void h_mailboxes_create(http_req *rq, http_resp *rs)
                        http_i64(rq, in.has_start ? in.start_hour : 6),
                        http_i64(rq, in.has_end ? in.end_hour : 22),
                        in.has_target && !in.target_null ? http_i64(rq, in.daily_target) : NULL,
-                       in.warmup_start ? in.warmup_start : PQgetvalue(u, 0, 4)};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_INSERT, 13, p);
+                       in.warmup_start ? in.warmup_start : PQgetvalue(u, 0, 3),
+                       in.allow_plaintext_auth ? "true" : "false"};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_INSERT, 14, p);
     if (!r) {
         mailbox_write_error(rq, rs);
         goto fail;
@@ -426,8 +449,9 @@ void h_mailboxes_patch(http_req *rq, http_resp *rs)
                        in.has_end ? http_i64(rq, in.end_hour) : NULL,
                        in.has_target ? "true" : "false",
                        in.has_target && !in.target_null ? http_i64(rq, in.daily_target) : NULL,
-                       in.warmup_start};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_UPDATE, 15, p);
+                       in.warmup_start,
+                       in.has_plaintext_auth ? (in.allow_plaintext_auth ? "true" : "false") : NULL};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_UPDATE, 16, p);
     if (!r) {
         mailbox_write_error(rq, rs);
         return;

@@ -72,7 +72,9 @@ static void render_prometheus(http_resp *rs, const counter_set *c, const stats_s
     rs->status = 200;
     rs->content_type = "text/plain; version=0.0.4; charset=utf-8";
 
-    family(o, "kiln_sends_total", "counter", "Send slots by final status.");
+    family(o, "kiln_sends_total", "counter",
+           "Send slots by final status, each slot once (a slot expired or cancelled and "
+           "reported afterwards moves to its reported status).");
     for (const char *const *st = SEND_STATUSES; *st; st++)
         buf_printf(o, "kiln_sends_total{status=\"%s\"} %lld\n", *st, counter(c, "sends", *st));
     family(o, "kiln_send_errors_total", "counter", "Sends that did not go out, by error class.");

@@ -52,6 +52,18 @@ static const db_stmt Q_AGENT_LIST = {
                   "FROM agents a WHERE a.id > $1 ORDER BY a.id LIMIT $2"};
 static const db_stmt Q_USER_EXISTS = {"user_exists", "SELECT 1 FROM users WHERE id = $1"};
 
+/* Tokens are listed without their hash; $3 limits a tenant to its own user's tokens. */
+static const db_stmt Q_TOKEN_LIST = {
+    "token_list", "SELECT id, scope::text AS scope, user_id, agent_id, "
+                  "kiln_iso(created_at) AS created_at, kiln_iso(revoked_at) AS revoked_at "
+                  "FROM tokens WHERE id > $1 AND ($3::bigint = 0 OR user_id = $3) "
+                  "ORDER BY id LIMIT $2"};
+/* auth_resolve reads the token row on every request, so a revoked token is refused from
+ * the next request on, on every kiln-api process. */
+static const db_stmt Q_TOKEN_REVOKE = {
+    "token_revoke", "UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
+                    "AND ($2::bigint = 0 OR user_id = $2) RETURNING id"};
+
 static void respond_one(http_resp *rs, const PGresult *r, int status)
 {
     yajl_gen g = http_json(rs, status);
@@ -159,11 +171,8 @@ void h_users_create(http_req *rq, http_resp *rs)
         !v_int(rs, b, "plan_id", "plan_id", V_REQUIRED, 1, INT64_MAX, &plan_id) ||
         !v_str(rs, b, "timezone", "timezone", 0, 64, false, &tz))
         return;
-    if (!app_timezone_known(rq->app, tz)) {
-        http_error(rs, 400, "invalid_field", "timezone is not a known IANA time zone name",
-                   "timezone");
+    if (!v_timezone(rs, rq->app, tz, "timezone"))
         return;
-    }
     const char *pid[] = {http_i64(rq, plan_id)};
     PGresult *e = http_exec(rq, rs, &Q_PLAN_EXISTS, 1, pid);
     if (!e)
@@ -303,4 +312,36 @@ void h_tokens_create(http_req *rq, http_resp *rs)
     json_kv_s(g, "token", token);
     json_obj_close(g);
     json_gen_free(g);
+}
+
+void h_tokens_list(http_req *rq, http_resp *rs)
+{
+    int64_t limit, cursor;
+    if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
+        return;
+    const char *p[] = {http_i64(rq, cursor), http_i64(rq, limit + 1),
+                       http_i64(rq, http_tenant(rq))};
+    PGresult *r = http_exec(rq, rs, &Q_TOKEN_LIST, 3, p);
+    if (!r)
+        return;
+    respond_page(rs, r, limit);
+}
+
+/* An admin revokes any token (its own included); a tenant only its own user's, and
+ * another's is a 404 as everywhere else. Revoking twice is a 404. */
+void h_tokens_revoke(http_req *rq, http_resp *rs)
+{
+    int64_t id;
+    if (!v_path_id(rq, rs, 0, &id))
+        return;
+    const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
+    PGresult *r = http_exec(rq, rs, &Q_TOKEN_REVOKE, 2, p);
+    if (!r)
+        return;
+    if (PQntuples(r) == 0) {
+        http_error(rs, 404, "not_found", "no such live token", NULL);
+        return;
+    }
+    rs->status = 204;
+    rs->content_type = NULL;
 }

@@ -17,6 +17,8 @@ void h_users_get(http_req *rq, http_resp *rs);
 void h_agents_create(http_req *rq, http_resp *rs);
 void h_agents_list(http_req *rq, http_resp *rs);
 void h_tokens_create(http_req *rq, http_resp *rs);
+void h_tokens_list(http_req *rq, http_resp *rs);
+void h_tokens_revoke(http_req *rq, http_resp *rs);
 
 /* h_mailboxes.c */
 void h_mailboxes_create(http_req *rq, http_resp *rs);

@@ -43,6 +43,8 @@ static const route routes[] = {
     {"POST", "/api/agents", SCOPE_ADMIN, h_agents_create},
     {"GET", "/api/agents", SCOPE_ADMIN, h_agents_list},
     {"POST", "/api/tokens", SCOPE_ADMIN, h_tokens_create},
+    {"GET", "/api/tokens", TENANT_OR_ADMIN, h_tokens_list},
+    {"DELETE", "/api/tokens/{}", TENANT_OR_ADMIN, h_tokens_revoke},
     {"POST", "/api/agent/lease", SCOPE_AGENT, h_agent_lease},
     {"POST", "/api/agent/report", SCOPE_AGENT, h_agent_report},
     {"POST", "/api/agent/heartbeat", SCOPE_AGENT, h_agent_heartbeat},

@@ -25,7 +25,11 @@ struct stats {
 static const db_stmt Q_STATS = {
     "stats_snapshot",
     "SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE state = 'paused'), "
-    "count(*) FILTER (WHERE state = 'error'), count(*) FILTER (WHERE state = 'disabled'), "
+    "count(*) FILTER (WHERE state = 'error'), "
+    /* mailbox_today holds live mailboxes only; deleted ones are disabled too (008's
+     * partial index keeps this count small). */
+    "count(*) FILTER (WHERE state = 'disabled') + "
+    "(SELECT count(*) FROM mailboxes WHERE deleted_at IS NOT NULL), "
     "coalesce(sum(target) FILTER (WHERE state = 'active'), 0), coalesce(sum(sent), 0), "
     "coalesce(sum(failed), 0), coalesce(sum(in_flight), 0), "
     "coalesce(sum(least(target, floor(target * window_elapsed)::int)) "

@@ -1,12 +1,14 @@
 /* Field validation helpers (see validate.h). */
 #include "validate.h"
 
+#include "app.h"
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* "'<field>' must <rule> <what>" as a 400 naming the field. */
 static void fail(http_resp *rs, const char *field, const char *rule, const char *what)
@@ -128,6 +130,63 @@ bool v_str(http_resp *rs, yajl_val obj, const char *key, const char *field, int 
     return true;
 }
 
+/* The code point starting at s (valid UTF-8, as checked before), its length in *len. */
+static uint32_t utf8_next(const unsigned char *s, size_t *len)
+{
+    if (s[0] < 0x80) {
+        *len = 1;
+        return s[0];
+    }
+    if (s[0] < 0xE0) {
+        *len = 2;
+        return (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
+    }
+    if (s[0] < 0xF0) {
+        *len = 3;
+        return (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+    }
+    *len = 4;
+    return (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
+           (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+}
+
+bool v_line_text(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+                 size_t max_chars, bool allow_empty, const char **out)
+{
+    yajl_val v;
+    if (!lookup(rs, obj, key, field, flags, &v))
+        return false;
+    if (!v)
+        return true;
+    const char *s = json_str(v);
+    if (!s) {
+        fail(rs, field, "be", "a string");
+        return false;
+    }
+    size_t n = strlen(s), chars = 0;
+    if (!utf8_valid(s, n)) {
+        fail(rs, field, "be", "valid UTF-8 text");
+        return false;
+    }
+    for (size_t i = 0, len = 0; i < n; i += len, chars++) {
+        uint32_t c = utf8_next((const unsigned char *)s + i, &len);
+        if (c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x2028 || c == 0x2029) {
+            fail(rs, field, "not contain",
+                 "control characters, line breaks or tabs (one line of text)");
+            return false;
+        }
+    }
+    if ((!allow_empty && chars == 0) || chars > max_chars) {
+        char what[64];
+        snprintf(what, sizeof what, "%s%zu characters", allow_empty ? "at most " : "1 to ",
+                 max_chars);
+        fail(rs, field, "be", what);
+        return false;
+    }
+    *out = s;
+    return true;
+}
+
 bool v_enum(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
             const char *const *choices, const char **out)
 {
@@ -201,6 +260,29 @@ bool valid_host(const char *s)
     if (inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1)
         return true;
     return valid_dns_name(s);
+}
+
+bool v_timezone(http_resp *rs, const app *a, const char *tz, const char *field)
+{
+    static const char *const pseudo[] = {"localtime", "Factory", "posixrules", NULL};
+    const char *last = strrchr(tz, '/');
+    last = last ? last + 1 : tz;
+    for (const char *const *p = pseudo; *p; p++) {
+        if (!strcasecmp(last, *p)) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "'%s' must be a place's IANA time zone, not the pseudo-zone %s", field, *p);
+            http_error(rs, 400, "invalid_field", msg, field);
+            return false;
+        }
+    }
+    if (!app_timezone_known(a, tz)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "'%s' is not a known IANA time zone name", field);
+        http_error(rs, 400, "invalid_field", msg, field);
+        return false;
+    }
+    return true;
 }
 
 bool v_page(http_req *rq, http_resp *rs, int64_t def, int64_t max, int64_t *limit, int64_t *cursor)

@@ -61,7 +61,8 @@ if ! api "$STACK_URL/api/plans" | grep -q '"name":"demo"'; then
         for i in $(seq 1 10); do
             api -d "{\"user_id\":$uid,\"address\":\"user$i@$name.test\",\"display_name\":\"User $i\",
                      \"smtp\":{\"host\":\"127.0.0.1\",\"port\":$sink_port,\"security\":\"plain\",
-                     \"username\":\"user$i@$name.test\",\"password\":\"demo-password-$i\"},
+                     \"username\":\"user$i@$name.test\",\"password\":\"demo-password-$i\",
+                     \"allow_plaintext_auth\":true},
                      \"window\":{\"start_hour\":0,\"end_hour\":24}}" \
                 "$STACK_URL/api/mailboxes" >/dev/null
         done

@@ -151,7 +151,8 @@ def pool(n, sinks, zones, plan_kw=None, seed=7, target_lo=5, target_hi=30):
         addr = "m%d@u%d-d%d.test" % (i, i % len(users), i % 7)
         body = {"user_id": u["id"], "address": addr, "display_name": "M%d" % i,
                 "smtp": {"host": "127.0.0.1", "port": sink.port, "security": "plain",
-                         "username": addr, "password": "pw-%d" % i},
+                         "username": addr, "password": "pw-%d" % i,
+                         "allow_plaintext_auth": True},
                 "timezone": zones[i % len(zones)], "window": {"start_hour": 0, "end_hour": 24},
                 "daily_target": rnd.randint(target_lo, target_hi)}
         m = expect(admin("POST", "/api/mailboxes", body), 201, "mailbox " + addr)

@@ -100,7 +100,8 @@ def make_user(name, plan_id, tz="UTC"):
 def mailbox_body(user_id, address, **kw):
     body = {"user_id": user_id, "address": address, "display_name": address.split("@")[0],
             "smtp": {"host": "127.0.0.1", "port": 2525, "security": "plain",
-                     "username": address, "password": "pw-" + address}}
+                     "username": address, "password": "pw-" + address,
+                     "allow_plaintext_auth": True}}
     body.update(kw)
     return body
 

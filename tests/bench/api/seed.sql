@@ -10,9 +10,10 @@ SELECT 'user' || u, (SELECT id FROM plans WHERE name = 'bench'),
        (ARRAY['Europe/Berlin','America/New_York','Asia/Tokyo','UTC','Australia/Sydney'])[1 + u % 5]
 FROM generate_series(1, 1000) u;
 INSERT INTO mailboxes (user_id, address, display_name, smtp_host, smtp_port, smtp_security,
-                       smtp_username, smtp_secret, timezone, warmup_start)
+                       smtp_username, smtp_secret, smtp_allow_plaintext_auth, timezone,
+                       warmup_start)
 SELECT u.id, 'm' || i || '@' || u.name || '.test', 'M ' || i, '127.0.0.1', 2525, 'plain',
-       'm' || i || '@' || u.name || '.test', '\x6b31'::bytea, u.timezone,
+       'm' || i || '@' || u.name || '.test', '\x6b31'::bytea, true, u.timezone,
        (kiln_now() AT TIME ZONE u.timezone)::date - (u.id % 20)::int
 FROM users u CROSS JOIN generate_series(1, 100) i;
 -- yesterday, complete

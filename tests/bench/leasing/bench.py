@@ -24,10 +24,11 @@ t0 = time.time()
 psql("""INSERT INTO users (name, plan_id, timezone) SELECT 'bench' || g, %d, 'UTC'
         FROM generate_series(1, %d) g""" % (plan["id"], USERS - 1))
 psql("""INSERT INTO mailboxes (user_id, address, display_name, smtp_host, smtp_port,
-          smtp_security, smtp_username, smtp_secret, timezone, window_start_hour,
-          window_end_hour, warmup_start)
+          smtp_security, smtp_username, smtp_secret, smtp_allow_plaintext_auth, timezone,
+          window_start_hour, window_end_hour, warmup_start)
         SELECT u.id, 'box' || g || '@' || u.name || '.test', 'Box ' || g, s.smtp_host, s.smtp_port,
-          s.smtp_security, 'box' || g, s.smtp_secret, 'UTC', 0, 24, '2020-01-01'
+          s.smtp_security, 'box' || g, s.smtp_secret, s.smtp_allow_plaintext_auth, 'UTC', 0, 24,
+          '2020-01-01'
         FROM users u CROSS JOIN generate_series(1, %d) g
         CROSS JOIN (SELECT * FROM mailboxes LIMIT 1) s
         WHERE u.name <> 'bench0' OR g > 1""" % PER_USER)
