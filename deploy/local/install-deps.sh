@@ -8,7 +8,7 @@ PKGS=(
   libpq-dev libfcgi-dev libyajl-dev liburing-dev libssl-dev
   libcurl4-openssl-dev libc-ares-dev libcmocka-dev
   postgresql postgresql-contrib nginx-light
-  postfix python3 python3-aiosmtpd
+  postfix python3 python3-aiosmtpd python3-cryptography
   prometheus wrk curl openssl procps psmisc
   systemd dpkg-dev fakeroot binutils python3-yaml python3-seccomp
 )
