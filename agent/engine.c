@@ -1119,7 +1119,8 @@ static void conn_track(struct io_thread *t, struct conn *c, int ev, int prev_sta
     if (st == SMTP_S_DOT && prev_state != SMTP_S_DOT) {
         c->upload = UPLOAD_USER;
         c->upload_progress_ms = t->now_ms;
-        conn_arm(t, c, e->cfg.data_block_timeout_ms);
+        int64_t tick = e->cfg.data_block_timeout_ms;
+        conn_arm(t, c, tick < UPLOAD_POLL_MS ? tick : UPLOAD_POLL_MS);
         return;
     }
     if (st != SMTP_S_DOT)
@@ -1396,45 +1397,50 @@ static int socket_outq(int fd)
     return ioctl(fd, SIOCOUTQ, &outq) == 0 ? outq : -1;
 }
 
-/* An upload step: the payload left our buffers (UPLOAD_KERNEL) or the peer took more
- * of it. Once the peer has acknowledged every byte the end-of-data timer starts;
- * until then the session looks again every UPLOAD_POLL_MS, and gives up when the
- * peer took nothing for a data block timeout. */
-static void conn_upload_step(struct io_thread *t, struct conn *c)
+/* While a payload is on its way the recv's timer ticks every UPLOAD_POLL_MS (a reply
+ * in the meantime ends the wait as usual, so a quick server costs nothing extra): each
+ * tick looks at the upload's progress, bytes taken by the socket (on_send) and then
+ * bytes acknowledged by the peer, and gives up when there was none for a data block
+ * timeout. Once the peer has acknowledged every byte the end-of-data timer starts.
+ * Returns false when the upload stalled. */
+static bool conn_upload_tick(struct io_thread *t, struct conn *c)
 {
     engine *e = t->e;
-    int outq = socket_outq(c->fd);
-    if (outq == 0) {
-        c->upload = UPLOAD_DONE;
-        conn_arm(t, c, e->cfg.state_timeout_ms[SMTP_S_DOT]);
-        return;
+    if (c->upload == UPLOAD_KERNEL) {
+        int outq = socket_outq(c->fd);
+        if (outq <= 0) { /* all acknowledged (or cannot tell): the server has it all */
+            c->upload = UPLOAD_DONE;
+            conn_arm(t, c, e->cfg.state_timeout_ms[SMTP_S_DOT]);
+            return true;
+        }
+        if (outq < c->upload_outq)
+            c->upload_progress_ms = t->now_ms;
+        c->upload_outq = outq;
     }
-    if (outq > 0 && outq < c->upload_outq)
-        c->upload_progress_ms = t->now_ms;
-    c->upload_outq = outq > 0 ? outq : INT_MAX;
     int64_t stalled_at = c->upload_progress_ms + e->cfg.data_block_timeout_ms;
+    if (t->now_ms >= stalled_at)
+        return false;
     int64_t next = t->now_ms + UPLOAD_POLL_MS;
-    if (outq < 0) /* cannot tell: the end-of-data timer starts now */
-        conn_arm(t, c, e->cfg.state_timeout_ms[SMTP_S_DOT]);
-    else
-        conn_arm(t, c, (next < stalled_at ? next : stalled_at) - t->now_ms);
+    conn_arm(t, c, (next < stalled_at ? next : stalled_at) - t->now_ms);
+    return true;
 }
 
 /* The recv's linked timeout fired (or conn_arm took the recv back). */
 static void conn_timer(struct io_thread *t, struct conn *c)
 {
-    engine *e = t->e;
     int64_t lease = mbox_deadline(t, c->w->mb);
-    if (t->now_ms < lease && c->upload == UPLOAD_KERNEL &&
-        t->now_ms < c->upload_progress_ms + e->cfg.data_block_timeout_ms) {
-        conn_upload_step(t, c);
-        if (t->now_ms < conn_deadline(t, c)) {
-            post_recv(t, c);
-            return;
-        }
+    bool uploading = c->upload == UPLOAD_USER || c->upload == UPLOAD_KERNEL;
+    if (t->now_ms < lease && uploading && t->now_ms >= c->reply_deadline_ms &&
+        !conn_upload_tick(t, c)) {
+        char why[120];
+        snprintf(why, sizeof why, "timeout sending the message (state %s)",
+                 smtp_state_name(c->smtp.state));
+        c->host_ok = false;
+        conn_fail(t, c, SMTP_ST_DEFERRED, why);
+        return;
     }
     if (t->now_ms < conn_deadline(t, c)) {
-        /* the deadline moved later meanwhile (renewal, re-armed): wait on */
+        /* the deadline moved later meanwhile (renewal, upload tick): wait on */
         post_recv(t, c);
         return;
     }
@@ -1443,9 +1449,6 @@ static void conn_timer(struct io_thread *t, struct conn *c)
     if (t->now_ms >= lease) {
         snprintf(why, sizeof why, "lease deadline reached in state %s", state);
         c->host_ok = c->greeted;
-    } else if (c->upload == UPLOAD_USER || c->upload == UPLOAD_KERNEL) {
-        snprintf(why, sizeof why, "timeout sending the message (state %s)", state);
-        c->host_ok = false;
     } else {
         snprintf(why, sizeof why, "timeout waiting for the server in state %s", state);
         c->host_ok = false;
@@ -1456,12 +1459,14 @@ static void conn_timer(struct io_thread *t, struct conn *c)
 static void on_recv(struct io_thread *t, struct conn *c, int res)
 {
     c->recv_posted = false;
+    /* a cancel of this recv was executed before any later recv could be issued (SQEs
+     * run in order): whatever this completion is, it is the last of that one */
+    c->recv_cancel_posted = false;
     if (c->phase == CONN_CLOSING) {
         conn_close(t, c);
         return;
     }
     if (res == -ECANCELED) {
-        c->recv_cancel_posted = false;
         conn_timer(t, c);
         return;
     }
@@ -1511,14 +1516,12 @@ static void on_send(struct io_thread *t, struct conn *c, int res)
     if (!c->sending.len && c->sending.cap > 1024)
         buf_free(&c->sending);
     if (c->upload == UPLOAD_USER) {
+        /* progress; the upload tick looks at it (no timer moves here) */
         c->upload_progress_ms = t->now_ms;
         if (!c->sending.len && !c->sendq.len) {
             /* the final dot is in the socket: from here the server may hold it */
             c->upload = UPLOAD_KERNEL;
             c->upload_outq = INT_MAX;
-            conn_upload_step(t, c);
-        } else {
-            conn_arm(t, c, t->e->cfg.data_block_timeout_ms);
         }
     }
     if (c->close_after_send && !c->sendq.len) {
