@@ -1609,16 +1609,29 @@ static int64_t dispatch(struct io_thread *t)
         struct host *h = list;
         list = h->ready_next;
         h->queued = false;
-        if (!h->wait_head)
+        /* whatever waits here (a DNS answer, a free session, the shaper) waits no
+         * longer than its lease allows */
+        while (h->wait_head && t->now_ms >= mbox_start_limit(t, h->wait_head->mb)) {
+            struct work *w = h->wait_head;
+            h->wait_head = w->next;
+            work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
+        }
+        if (!h->wait_head) {
+            h->wait_tail = NULL;
             continue;
+        }
         if (!host_resolve(t, h)) {
-            if (h->wait_head)
+            if (h->wait_head) {
                 host_mark_ready(t, h); /* the resolver's eventfd write wakes us */
+                int64_t until = mbox_start_limit(t, h->wait_head->mb);
+                if (until < wake)
+                    wake = until;
+            }
             continue;
         }
         while (h->wait_head && t->free_conns) {
             struct work *w = h->wait_head;
-            if (t->now_ms >= mbox_deadline(t, w->mb) - t->e->cfg.lease_margin_ms) {
+            if (t->now_ms >= mbox_start_limit(t, w->mb)) {
                 h->wait_head = w->next;
                 work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
                 continue;
@@ -1626,7 +1639,7 @@ static int64_t dispatch(struct io_thread *t)
             int64_t rc = host_acquire(t, h);
             if (rc != SHAPER_GO) {
                 /* held back: look again when allowed, or when the lease runs out */
-                int64_t until = mbox_deadline(t, w->mb) - t->e->cfg.lease_margin_ms;
+                int64_t until = mbox_start_limit(t, w->mb);
                 if (rc > 0 && t->now_ms + rc < until)
                     until = t->now_ms + rc;
                 if (until < wake)
@@ -1639,10 +1652,14 @@ static int64_t dispatch(struct io_thread *t)
                 h->wait_tail = NULL;
             conn_start(t, w);
         }
-        if (!h->wait_head)
+        if (!h->wait_head) {
             h->wait_tail = NULL;
-        else if (!t->free_conns)
+        } else if (!t->free_conns) {
             host_mark_ready(t, h);
+            int64_t until = mbox_start_limit(t, h->wait_head->mb);
+            if (until < wake)
+                wake = until;
+        }
     }
     return wake;
 }
