@@ -14,7 +14,10 @@
 #include "tls_conn.h"
 #include "xalloc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
+#include <linux/sockios.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -23,16 +26,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define RECV_BUF_SIZE 2048
 #define HOST_BUCKETS 1024
+/* While the kernel still holds unacknowledged bytes of a message, how often the
+ * session looks whether the peer is still taking them. */
+#define UPLOAD_POLL_MS 250
 
 /* io_uring operations, the top byte of user_data. */
-enum op { OP_EVENTFD = 1, OP_CONNECT, OP_RECV, OP_SEND, OP_LINK_TIMEOUT, OP_CLOSE };
+enum op { OP_EVENTFD = 1, OP_CONNECT, OP_RECV, OP_SEND, OP_LINK_TIMEOUT, OP_CLOSE, OP_CANCEL };
 
 /* user_data = op (8 bits) | generation (24 bits) | session index (32 bits) */
 static uint64_t ud_make(int op, uint32_t gen, uint32_t idx)
@@ -75,6 +83,7 @@ struct work {
     size_t n;
     int attempt;
     int64_t due_ms;
+    int64_t wake_ms;   /* heap key: due_ms, or earlier to end it at its lease deadline */
     struct work *next; /* host wait queue */
 };
 
@@ -109,6 +118,16 @@ struct host {
 
 enum conn_phase { CONN_FREE, CONN_CONNECTING, CONN_TLS, CONN_SMTP, CONN_CLOSING };
 
+/* Where the current message's payload is (state SMTP_S_DOT). The end-of-data timer
+ * runs only once the peer has every byte (RFC 5321 §4.5.3.2.6); until then a
+ * progress timer (data block, §4.5.3.2.5) bounds each step of the upload. */
+enum upload {
+    UPLOAD_NONE,   /* no payload on its way */
+    UPLOAD_USER,   /* bytes (the final dot among them) still in our buffers */
+    UPLOAD_KERNEL, /* all in the socket; the peer has not acknowledged them all */
+    UPLOAD_DONE,   /* the peer has it all: waiting for the end-of-data reply */
+};
+
 /* One session slot of the preallocated table. */
 struct conn {
     uint32_t idx;
@@ -120,9 +139,11 @@ struct conn {
     bool close_after_send;
     bool host_ok; /* the host answered properly (breaker bookkeeping) */
     bool greeted;
-    bool gated;          /* the current slot's payload waits for its intent to be durable */
-    uint8_t addr_idx;    /* the host address being tried */
-    uint8_t addrs_tried; /* addresses that failed to connect in this session */
+    bool gated;              /* the current slot's payload waits for its intent to be durable */
+    bool recv_cancel_posted; /* the pending recv is being taken back to re-arm its timer */
+    uint8_t upload;          /* enum upload */
+    uint8_t addr_idx;        /* the host address being tried */
+    uint8_t addrs_tried;     /* addresses that failed to connect in this session */
     struct work *w;
     struct host *host;
     tls_conn *tls;
@@ -132,6 +153,12 @@ struct conn {
     buf sendq;   /* bytes waiting to be sent */
     buf sending; /* bytes owned by the send in flight */
     int64_t start_ms;
+    /* The reply awaited must be complete by then, however its bytes trickle in
+     * (Postfix's smtp_per_record_deadline); the lease deadline bounds it too. */
+    int64_t reply_deadline_ms;
+    int64_t recv_armed_ms; /* when the pending recv's linked timeout fires */
+    int64_t upload_progress_ms;
+    int upload_outq; /* unacknowledged bytes at the last look (UPLOAD_KERNEL) */
     struct __kernel_timespec recv_ts, connect_ts;
     struct conn *next_free;
     char rbuf[RECV_BUF_SIZE];
@@ -251,6 +278,7 @@ void engine_config_defaults(engine_config *c)
     c->state_timeout_ms[SMTP_S_DATA] = 120000; /* DATA initiation: 2 min */
     c->state_timeout_ms[SMTP_S_DOT] = 600000;  /* DATA termination: 10 min */
     c->state_timeout_ms[SMTP_S_QUIT] = 30000;
+    c->data_block_timeout_ms = 180000; /* data block: 3 min */
     c->dns_ttl_ms = 300000;
     c->result_linger_ms = 10;
     shaping_cfg_defaults(&c->shaping);
@@ -297,6 +325,7 @@ int engine_config_from_env(engine_config *c, char *err, size_t errlen)
         env_ms("KILN_AGENT_TIMEOUT_COMMAND_MS", &cmd, err, errlen) ||
         env_ms("KILN_AGENT_TIMEOUT_DATA_INIT_MS", &c->state_timeout_ms[SMTP_S_DATA], err, errlen) ||
         env_ms("KILN_AGENT_TIMEOUT_DATA_END_MS", &c->state_timeout_ms[SMTP_S_DOT], err, errlen) ||
+        env_ms("KILN_AGENT_TIMEOUT_DATA_BLOCK_MS", &c->data_block_timeout_ms, err, errlen) ||
         env_ms("KILN_AGENT_TIMEOUT_QUIT_MS", &c->state_timeout_ms[SMTP_S_QUIT], err, errlen) ||
         env_ms("KILN_AGENT_DNS_TTL_MS", &c->dns_ttl_ms, err, errlen))
         return -1;
@@ -307,12 +336,59 @@ int engine_config_from_env(engine_config *c, char *err, size_t errlen)
     for (size_t i = 0; i < sizeof cmd_states / sizeof cmd_states[0]; i++)
         c->state_timeout_ms[cmd_states[i]] = cmd;
     const char *helo = config_str("KILN_AGENT_HELO_NAME", NULL);
-    if (helo)
+    if (helo) {
+        if (!engine_helo_name_ok(helo)) {
+            snprintf(err, errlen,
+                     "KILN_AGENT_HELO_NAME: not a domain name or address literal such as "
+                     "mail.example.com or [192.0.2.1]");
+            return -1;
+        }
         snprintf(c->helo_name, sizeof c->helo_name, "%s", helo);
+    }
     const char *tag = config_str("KILN_AGENT_WARMUP_TAG", NULL);
     if (tag)
         snprintf(c->warmup_tag, sizeof c->warmup_tag, "%s", tag);
     return 0;
+}
+
+static bool helo_domain_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 253)
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (!alnum && !(ch == '-' && label > 0))
+            return false;
+        if (++label > 63)
+            return false;
+    }
+    return label > 0 && s[n - 1] != '-';
+}
+
+bool engine_helo_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+        char lit[INET6_ADDRSTRLEN + 8];
+        unsigned char addr[sizeof(struct in6_addr)];
+        if (n - 2 >= sizeof lit)
+            return false;
+        memcpy(lit, s + 1, n - 2);
+        lit[n - 2] = '\0';
+        if (!strncasecmp(lit, "IPv6:", 5))
+            return inet_pton(AF_INET6, lit + 5, addr) == 1;
+        return inet_pton(AF_INET, lit, addr) == 1;
+    }
+    return helo_domain_ok(s, n);
 }
 
 /* ---- results ---- */
@@ -551,7 +627,7 @@ static void work_final_all(struct io_thread *t, struct work *w, int status, cons
         mbox_free(done);
 }
 
-/* ---- timer heap of works by due time ---- */
+/* ---- timer heap of works by wake time (due time, or the lease deadline's) ---- */
 
 static void heap_sift_down(struct io_thread *t, size_t i)
 {
@@ -559,9 +635,9 @@ static void heap_sift_down(struct io_thread *t, size_t i)
         size_t c = 2 * i + 1;
         if (c >= t->heap_len)
             return;
-        if (c + 1 < t->heap_len && t->heap[c + 1]->due_ms < t->heap[c]->due_ms)
+        if (c + 1 < t->heap_len && t->heap[c + 1]->wake_ms < t->heap[c]->wake_ms)
             c++;
-        if (t->heap[c]->due_ms >= t->heap[i]->due_ms)
+        if (t->heap[c]->wake_ms >= t->heap[i]->wake_ms)
             return;
         struct work *x = t->heap[i];
         t->heap[i] = t->heap[c];
@@ -613,7 +689,7 @@ static void heap_push(struct io_thread *t, struct work *w)
     size_t i = t->heap_len++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (t->heap[p]->due_ms <= w->due_ms)
+        if (t->heap[p]->wake_ms <= w->wake_ms)
             break;
         t->heap[i] = t->heap[p];
         i = p;
@@ -771,24 +847,49 @@ static void post_eventfd_read(struct io_thread *t)
     io_uring_sqe_set_data64(sqe, ud_make(OP_EVENTFD, 0, 0));
 }
 
-static int64_t recv_timeout_ms(struct io_thread *t, struct conn *c)
+static int64_t mbox_deadline(struct io_thread *t, struct mbox *mb);
+
+/* When the session must have what it waits for: the reply's (or the upload step's)
+ * deadline, never later than the lease deadline. */
+static int64_t conn_deadline(struct io_thread *t, struct conn *c)
 {
-    if (c->phase == CONN_TLS)
-        return t->e->cfg.tls_timeout_ms;
-    return t->e->cfg.state_timeout_ms[c->smtp.state];
+    int64_t lease = mbox_deadline(t, c->w->mb);
+    return c->reply_deadline_ms < lease ? c->reply_deadline_ms : lease;
 }
 
+/* The recv posted while the session waits carries the session's deadline as its linked
+ * timeout. Deadlines that move later are caught when the timeout fires (the recv is
+ * simply posted again); one that moves earlier takes the pending recv back at once. */
 static void post_recv(struct io_thread *t, struct conn *c)
 {
     if (c->recv_posted)
         return;
+    int64_t ms = conn_deadline(t, c) - t->now_ms;
+    if (ms < 1)
+        ms = 1;
     struct io_uring_sqe *sqe = get_sqes(t, 2);
     io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof c->rbuf, 0);
     io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, c->gen, c->idx));
     sqe->flags |= IOSQE_IO_LINK;
-    link_timeout(t, c, &c->recv_ts, recv_timeout_ms(t, c));
+    link_timeout(t, c, &c->recv_ts, ms);
+    c->recv_armed_ms = t->now_ms + ms;
     c->recv_posted = true;
     c->inflight++;
+}
+
+/* What the session waits for now must be complete within ms, however its bytes
+ * trickle in: set when a command goes out (or the connection, the TLS handshake or
+ * an upload step begins), not when a byte comes. */
+static void conn_arm(struct io_thread *t, struct conn *c, int64_t ms)
+{
+    c->reply_deadline_ms = t->now_ms + ms;
+    if (c->recv_posted && !c->recv_cancel_posted && conn_deadline(t, c) < c->recv_armed_ms) {
+        struct io_uring_sqe *sqe = get_sqes(t, 1);
+        io_uring_prep_cancel64(sqe, ud_make(OP_RECV, c->gen, c->idx), 0);
+        io_uring_sqe_set_data64(sqe, ud_make(OP_CANCEL, c->gen, c->idx));
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        c->recv_cancel_posted = true;
+    }
 }
 
 /* Starts a send of everything queued when no send is in flight. */
@@ -843,6 +944,12 @@ static int64_t mbox_deadline(struct io_thread *t, struct mbox *mb)
     pthread_mutex_unlock(&e->ext_mu);
     mb->ext_seen = v;
     return mb->deadline_ms;
+}
+
+/* The latest time a send of mb may start: a session, a transaction or a payload. */
+static int64_t mbox_start_limit(struct io_thread *t, struct mbox *mb)
+{
+    return mbox_deadline(t, mb) - t->e->cfg.lease_margin_ms;
 }
 
 /* A session's buffers stay with its table entry for the next session unless they
@@ -905,7 +1012,7 @@ static void conn_finish(struct io_thread *t, struct conn *c)
                 retry->host = w->host;
                 retry->sends = xcalloc(w->n, sizeof *retry->sends);
                 retry->attempt = w->attempt + 1;
-                retry->due_ms = t->now_ms + delay;
+                retry->due_ms = retry->wake_ms = t->now_ms + delay;
             }
             retry->sends[retry->n++] = w->sends[k];
             continue;
@@ -952,9 +1059,30 @@ static void conn_close(struct io_thread *t, struct conn *c)
         conn_finish(t, c);
 }
 
+/* The session ends without a reply to what it waits for. The session layer makes a
+ * message whose final dot went out `unknown` (the server may have accepted it; never
+ * retried); it cannot see our buffers, so a message whose dot never left them, which
+ * cannot exist at the server, gets status like the rest. */
+static void conn_settle_abort(struct io_thread *t, struct conn *c, int status, const char *detail,
+                              bool eof)
+{
+    bool in_dot = c->smtp.state == SMTP_S_DOT && c->smtp.cur < c->smtp.nslots &&
+                  c->slots[c->smtp.cur].status == SMTP_ST_PENDING;
+    smtp_slot *cur = in_dot ? &c->slots[c->smtp.cur] : NULL;
+    if (eof)
+        smtp_session_eof(&c->smtp, t->now_ms);
+    else
+        smtp_session_abort(&c->smtp, status, detail, t->now_ms);
+    if (in_dot && c->upload == UPLOAD_USER && cur->status == SMTP_ST_UNKNOWN) {
+        cur->status = SMTP_ST_DEFERRED;
+        snprintf(cur->detail, sizeof cur->detail, "%s (message not fully sent)",
+                 eof ? "connection closed by server" : detail);
+    }
+}
+
 static void conn_fail(struct io_thread *t, struct conn *c, int status, const char *detail)
 {
-    smtp_session_abort(&c->smtp, status, detail, t->now_ms);
+    conn_settle_abort(t, c, status, detail, false);
     conn_close(t, c);
 }
 
@@ -973,6 +1101,7 @@ static bool conn_start_tls(struct io_thread *t, struct conn *c)
     }
     c->tls = tls_conn_new(ctx, c->host->name);
     c->phase = CONN_TLS;
+    conn_arm(t, c, t->e->cfg.tls_timeout_ms); /* the whole handshake */
     if (tls_conn_handshake(c->tls) == TLS_ERROR) {
         conn_fail(t, c, SMTP_ST_TLS, tls_conn_error(c->tls));
         return false;
@@ -981,9 +1110,46 @@ static bool conn_start_tls(struct io_thread *t, struct conn *c)
     return true;
 }
 
-static void conn_after_session(struct io_thread *t, struct conn *c, int ev)
+/* The session moved from prev_state: re-arm the reply deadline when a command went
+ * out or the state changed, and track a payload's upload. */
+static void conn_track(struct io_thread *t, struct conn *c, int ev, int prev_state)
 {
+    engine *e = t->e;
+    int st = c->smtp.state;
+    if (st == SMTP_S_DOT && prev_state != SMTP_S_DOT) {
+        c->upload = UPLOAD_USER;
+        c->upload_progress_ms = t->now_ms;
+        int64_t tick = e->cfg.data_block_timeout_ms;
+        conn_arm(t, c, tick < UPLOAD_POLL_MS ? tick : UPLOAD_POLL_MS);
+        return;
+    }
+    if (st != SMTP_S_DOT)
+        c->upload = UPLOAD_NONE;
+    if ((ev & SMTP_EV_OUTPUT) || st != prev_state)
+        conn_arm(t, c, e->cfg.state_timeout_ms[st]);
+}
+
+static void conn_after_session(struct io_thread *t, struct conn *c, int ev, int prev_state)
+{
+    engine *e = t->e;
     buf *out = smtp_session_output(&c->smtp);
+    int64_t limit = mbox_start_limit(t, c->w->mb);
+    if (c->smtp.state == SMTP_S_MAIL && prev_state != SMTP_S_MAIL && t->now_ms >= limit) {
+        /* a new transaction would begin too close to the lease end: nothing of it
+         * has left yet, so its slots (and the ones after it) are simply not sent */
+        buf_reset(out);
+        c->host_ok = true;
+        conn_fail(t, c, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
+        return;
+    }
+    if ((ev & SMTP_EV_GATE) && !c->gated && (t->now_ms >= limit || !e->cfg.intent_fn)) {
+        /* the server waits for the data: no payload starts past the lease's limit */
+        bool go = t->now_ms < limit;
+        c->host_ok |= !go;
+        ev = smtp_session_payload_go(&c->smtp, go,
+                                     "not sent: lease deadline reached before the data", t->now_ms);
+    }
+    conn_track(t, c, ev, prev_state);
     if (out->len) {
         if (c->tls) {
             if (tls_conn_write(c->tls, out->data, out->len) < 0) {
@@ -1024,11 +1190,12 @@ static void conn_after_session(struct io_thread *t, struct conn *c, int ev)
 static void conn_on_data(struct io_thread *t, struct conn *c, const char *data, size_t n)
 {
     int ev;
+    int prev_state = c->smtp.state;
     if (!c->tls) {
         if (!c->greeted)
             c->greeted = c->host_ok = true;
         ev = smtp_session_feed(&c->smtp, data, n, t->now_ms);
-        conn_after_session(t, c, ev);
+        conn_after_session(t, c, ev, prev_state);
         return;
     }
     tls_conn_feed(c->tls, data, n);
@@ -1048,6 +1215,8 @@ static void conn_on_data(struct io_thread *t, struct conn *c, const char *data, 
         c->phase = CONN_SMTP;
         if (c->smtp.state == SMTP_S_TLS_WAIT)
             ev = smtp_session_tls_ready(&c->smtp);
+        else /* implicit TLS: now the greeting has its own deadline */
+            conn_arm(t, c, t->e->cfg.state_timeout_ms[SMTP_S_GREETING]);
     }
     bool closed = false;
     buf_reset(&t->plain);
@@ -1061,10 +1230,10 @@ static void conn_on_data(struct io_thread *t, struct conn *c, const char *data, 
         ev |= smtp_session_feed(&c->smtp, t->plain.data, t->plain.len, t->now_ms);
     }
     if (closed && !(ev & SMTP_EV_DONE)) {
-        smtp_session_eof(&c->smtp, t->now_ms);
+        conn_settle_abort(t, c, SMTP_ST_DEFERRED, NULL, true);
         ev |= SMTP_EV_DONE;
     }
-    conn_after_session(t, c, ev);
+    conn_after_session(t, c, ev, prev_state);
 }
 
 static void conn_connect(struct io_thread *t, struct conn *c);
@@ -1086,8 +1255,11 @@ static void conn_start(struct io_thread *t, struct work *w)
     c->gated = false;
     c->close_after_send = false;
     c->recv_posted = c->send_posted = false;
+    c->recv_cancel_posted = false;
+    c->upload = UPLOAD_NONE;
     c->inflight = 0;
     c->start_ms = t->now_ms;
+    c->reply_deadline_ms = INT64_MAX;
     c->addr_idx = (uint8_t)c->host->addr_first;
     c->addrs_tried = 0;
     c->slots = xcalloc(w->n, sizeof *c->slots);
@@ -1128,7 +1300,9 @@ static void conn_start(struct io_thread *t, struct work *w)
                              .password = m->password,
                              .oauth_token = m->oauth_token,
                              .allow_plaintext_auth = m->allow_plaintext_auth,
-                             .gate_payload = e->cfg.intent_fn != NULL};
+                             /* the engine checks the lease deadline at the gate even
+                              * when no intent is to be recorded */
+                             .gate_payload = true};
     smtp_session_init(&c->smtp, &p, c->slots, w->n);
 
     conn_connect(t, c);
@@ -1153,7 +1327,11 @@ static void conn_connect(struct io_thread *t, struct conn *c)
                           c->host->addrs.len[c->addr_idx]);
     io_uring_sqe_set_data64(sqe, ud_make(OP_CONNECT, c->gen, c->idx));
     sqe->flags |= IOSQE_IO_LINK;
-    link_timeout(t, c, &c->connect_ts, e->cfg.connect_timeout_ms);
+    int64_t ms = e->cfg.connect_timeout_ms;
+    int64_t lease_left = mbox_deadline(t, c->w->mb) - t->now_ms;
+    if (lease_left < ms)
+        ms = lease_left < 1 ? 1 : lease_left;
+    link_timeout(t, c, &c->connect_ts, ms);
     c->inflight++;
 }
 
@@ -1164,7 +1342,7 @@ static void conn_connect_failed(struct io_thread *t, struct conn *c, const char 
     struct host *h = c->host;
     int n = h->addrs.n;
     c->addrs_tried++;
-    if (c->addrs_tried < n && !t->cancel_all) {
+    if (c->addrs_tried < n && !t->cancel_all && t->now_ms < mbox_start_limit(t, c->w->mb)) {
         char at[INET6_ADDRSTRLEN];
         resolver_addr_text(&h->addrs.addr[c->addr_idx], at, sizeof at);
         log_debug("connect to %s (%s) port %d: %s; trying its next address", h->name, at, h->port,
@@ -1193,6 +1371,11 @@ static void on_connect(struct io_thread *t, struct conn *c, int res)
     }
     if (res < 0) {
         atomic_fetch_add(&t->e->m_connect_errors, 1);
+        if (res == -ECANCELED && t->now_ms >= mbox_deadline(t, c->w->mb)) {
+            c->host_ok = true; /* our deadline, not the host's fault */
+            conn_fail(t, c, SMTP_ST_DEFERRED, "connect: lease deadline reached");
+            return;
+        }
         conn_connect_failed(t, c, res == -ECANCELED ? "timed out" : strerror(-res));
         return;
     }
@@ -1202,15 +1385,89 @@ static void on_connect(struct io_thread *t, struct conn *c, int res)
         flush_send(t, c);
     } else {
         c->phase = CONN_SMTP;
+        conn_arm(t, c, t->e->cfg.state_timeout_ms[SMTP_S_GREETING]);
     }
     post_recv(t, c);
+}
+
+/* Unacknowledged bytes in the socket's send queue, or -1. */
+static int socket_outq(int fd)
+{
+    int outq = 0;
+    return ioctl(fd, SIOCOUTQ, &outq) == 0 ? outq : -1;
+}
+
+/* While a payload is on its way the recv's timer ticks every UPLOAD_POLL_MS (a reply
+ * in the meantime ends the wait as usual, so a quick server costs nothing extra): each
+ * tick looks at the upload's progress, bytes taken by the socket (on_send) and then
+ * bytes acknowledged by the peer, and gives up when there was none for a data block
+ * timeout. Once the peer has acknowledged every byte the end-of-data timer starts.
+ * Returns false when the upload stalled. */
+static bool conn_upload_tick(struct io_thread *t, struct conn *c)
+{
+    engine *e = t->e;
+    if (c->upload == UPLOAD_KERNEL) {
+        int outq = socket_outq(c->fd);
+        if (outq <= 0) { /* all acknowledged (or cannot tell): the server has it all */
+            c->upload = UPLOAD_DONE;
+            conn_arm(t, c, e->cfg.state_timeout_ms[SMTP_S_DOT]);
+            return true;
+        }
+        if (outq < c->upload_outq)
+            c->upload_progress_ms = t->now_ms;
+        c->upload_outq = outq;
+    }
+    int64_t stalled_at = c->upload_progress_ms + e->cfg.data_block_timeout_ms;
+    if (t->now_ms >= stalled_at)
+        return false;
+    int64_t next = t->now_ms + UPLOAD_POLL_MS;
+    conn_arm(t, c, (next < stalled_at ? next : stalled_at) - t->now_ms);
+    return true;
+}
+
+/* The recv's linked timeout fired (or conn_arm took the recv back). */
+static void conn_timer(struct io_thread *t, struct conn *c)
+{
+    int64_t lease = mbox_deadline(t, c->w->mb);
+    bool uploading = c->upload == UPLOAD_USER || c->upload == UPLOAD_KERNEL;
+    if (t->now_ms < lease && uploading && t->now_ms >= c->reply_deadline_ms &&
+        !conn_upload_tick(t, c)) {
+        char why[120];
+        snprintf(why, sizeof why, "timeout sending the message (state %s)",
+                 smtp_state_name(c->smtp.state));
+        c->host_ok = false;
+        conn_fail(t, c, SMTP_ST_DEFERRED, why);
+        return;
+    }
+    if (t->now_ms < conn_deadline(t, c)) {
+        /* the deadline moved later meanwhile (renewal, upload tick): wait on */
+        post_recv(t, c);
+        return;
+    }
+    char why[120];
+    const char *state = c->phase == CONN_TLS ? "tls_handshake" : smtp_state_name(c->smtp.state);
+    if (t->now_ms >= lease) {
+        snprintf(why, sizeof why, "lease deadline reached in state %s", state);
+        c->host_ok = c->greeted;
+    } else {
+        snprintf(why, sizeof why, "timeout waiting for the server in state %s", state);
+        c->host_ok = false;
+    }
+    conn_fail(t, c, SMTP_ST_DEFERRED, why);
 }
 
 static void on_recv(struct io_thread *t, struct conn *c, int res)
 {
     c->recv_posted = false;
+    /* a cancel of this recv was executed before any later recv could be issued (SQEs
+     * run in order): whatever this completion is, it is the last of that one */
+    c->recv_cancel_posted = false;
     if (c->phase == CONN_CLOSING) {
         conn_close(t, c);
+        return;
+    }
+    if (res == -ECANCELED) {
+        conn_timer(t, c);
         return;
     }
     if (res == 0) {
@@ -1218,7 +1475,7 @@ static void on_recv(struct io_thread *t, struct conn *c, int res)
             conn_fail(t, c, SMTP_ST_TLS, "connection closed during the TLS handshake");
             return;
         }
-        smtp_session_eof(&c->smtp, t->now_ms);
+        conn_settle_abort(t, c, SMTP_ST_DEFERRED, NULL, true);
         if (c->smtp.state == SMTP_S_QUIT || c->greeted)
             c->host_ok = c->greeted;
         conn_close(t, c);
@@ -1226,11 +1483,7 @@ static void on_recv(struct io_thread *t, struct conn *c, int res)
     }
     if (res < 0) {
         char why[120];
-        if (res == -ECANCELED)
-            snprintf(why, sizeof why, "timeout waiting for the server in state %s",
-                     c->phase == CONN_TLS ? "tls_handshake" : smtp_state_name(c->smtp.state));
-        else
-            snprintf(why, sizeof why, "recv: %s", strerror(-res));
+        snprintf(why, sizeof why, "recv: %s", strerror(-res));
         c->host_ok = false;
         conn_fail(t, c, SMTP_ST_DEFERRED, why);
         return;
@@ -1262,6 +1515,15 @@ static void on_send(struct io_thread *t, struct conn *c, int res)
     }
     if (!c->sending.len && c->sending.cap > 1024)
         buf_free(&c->sending);
+    if (c->upload == UPLOAD_USER) {
+        /* progress; the upload tick looks at it (no timer moves here) */
+        c->upload_progress_ms = t->now_ms;
+        if (!c->sending.len && !c->sendq.len) {
+            /* the final dot is in the socket: from here the server may hold it */
+            c->upload = UPLOAD_KERNEL;
+            c->upload_outq = INT_MAX;
+        }
+    }
     if (c->close_after_send && !c->sendq.len) {
         conn_close(t, c);
         return;
@@ -1302,9 +1564,30 @@ static bool host_resolve(struct io_thread *t, struct host *h)
     return false;
 }
 
+/* Puts a work in the heap to wake when it is due, or at its lease's start limit when
+ * that comes first (a renewal may still move the limit past its due time). */
+static void work_schedule(struct io_thread *t, struct work *w)
+{
+    int64_t limit = mbox_start_limit(t, w->mb);
+    w->wake_ms = w->due_ms < limit ? w->due_ms : limit;
+    heap_push(t, w);
+}
+
+/* A work's wake time came: it is due, or its lease ends before it is. */
 static void work_due(struct io_thread *t, struct work *w)
 {
-    if (t->now_ms >= mbox_deadline(t, w->mb) - t->e->cfg.lease_margin_ms) {
+    int64_t limit = mbox_start_limit(t, w->mb);
+    if (w->due_ms >= limit && t->now_ms >= limit) {
+        work_final_all(t, w, SMTP_ST_DEFERRED,
+                       w->due_ms > t->now_ms ? "not sent: due after the lease deadline"
+                                             : "not sent: lease deadline reached");
+        return;
+    }
+    if (t->now_ms < w->due_ms) { /* renewed meanwhile: wait on */
+        work_schedule(t, w);
+        return;
+    }
+    if (t->now_ms >= limit) {
         work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
         return;
     }
@@ -1315,10 +1598,10 @@ static void work_due(struct io_thread *t, struct work *w)
 static int64_t dispatch(struct io_thread *t)
 {
     int64_t wake = INT64_MAX;
-    while (t->heap_len && t->heap[0]->due_ms <= t->now_ms)
+    while (t->heap_len && t->heap[0]->wake_ms <= t->now_ms)
         work_due(t, heap_pop(t));
     if (t->heap_len)
-        wake = t->heap[0]->due_ms;
+        wake = t->heap[0]->wake_ms;
 
     struct host *list = t->ready;
     t->ready = NULL;
@@ -1326,16 +1609,29 @@ static int64_t dispatch(struct io_thread *t)
         struct host *h = list;
         list = h->ready_next;
         h->queued = false;
-        if (!h->wait_head)
+        /* whatever waits here (a DNS answer, a free session, the shaper) waits no
+         * longer than its lease allows */
+        while (h->wait_head && t->now_ms >= mbox_start_limit(t, h->wait_head->mb)) {
+            struct work *w = h->wait_head;
+            h->wait_head = w->next;
+            work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
+        }
+        if (!h->wait_head) {
+            h->wait_tail = NULL;
             continue;
+        }
         if (!host_resolve(t, h)) {
-            if (h->wait_head)
+            if (h->wait_head) {
                 host_mark_ready(t, h); /* the resolver's eventfd write wakes us */
+                int64_t until = mbox_start_limit(t, h->wait_head->mb);
+                if (until < wake)
+                    wake = until;
+            }
             continue;
         }
         while (h->wait_head && t->free_conns) {
             struct work *w = h->wait_head;
-            if (t->now_ms >= mbox_deadline(t, w->mb) - t->e->cfg.lease_margin_ms) {
+            if (t->now_ms >= mbox_start_limit(t, w->mb)) {
                 h->wait_head = w->next;
                 work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
                 continue;
@@ -1343,7 +1639,7 @@ static int64_t dispatch(struct io_thread *t)
             int64_t rc = host_acquire(t, h);
             if (rc != SHAPER_GO) {
                 /* held back: look again when allowed, or when the lease runs out */
-                int64_t until = mbox_deadline(t, w->mb) - t->e->cfg.lease_margin_ms;
+                int64_t until = mbox_start_limit(t, w->mb);
                 if (rc > 0 && t->now_ms + rc < until)
                     until = t->now_ms + rc;
                 if (until < wake)
@@ -1356,10 +1652,14 @@ static int64_t dispatch(struct io_thread *t)
                 h->wait_tail = NULL;
             conn_start(t, w);
         }
-        if (!h->wait_head)
+        if (!h->wait_head) {
             h->wait_tail = NULL;
-        else if (!t->free_conns)
+        } else if (!t->free_conns) {
             host_mark_ready(t, h);
+            int64_t until = mbox_start_limit(t, h->wait_head->mb);
+            if (until < wake)
+                wake = until;
+        }
     }
     return wake;
 }
@@ -1407,7 +1707,12 @@ static void mailbox_accept(struct io_thread *t, struct inbox_item *it)
         w->due_ms = mb->lease_start_ms + nb * 1000;
         if (t->cancel_all && work_filter(t, w) == 0)
             continue;
-        heap_push(t, w);
+        /* a lease that cannot be renewed ends what it cannot reach now, not later */
+        if (!mb->lease_key && w->due_ms >= mbox_start_limit(t, mb)) {
+            work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: due after the lease deadline");
+            continue;
+        }
+        work_schedule(t, w);
     }
     free(order);
 }
@@ -1425,9 +1730,14 @@ static void intent_done(struct io_thread *t, uint64_t token, bool ok)
     c->gated = false;
     if (!ok)
         c->host_ok = true; /* our disk, not the host's fault */
-    int ev = smtp_session_payload_go(&c->smtp, ok,
-                                     "not sent: the spool could not record the intent", t->now_ms);
-    conn_after_session(t, c, ev);
+    int prev_state = c->smtp.state;
+    int ev =
+        ok && t->now_ms >= mbox_start_limit(t, c->w->mb)
+            ? smtp_session_payload_go(&c->smtp, false,
+                                      "not sent: lease deadline reached before the data", t->now_ms)
+            : smtp_session_payload_go(&c->smtp, ok,
+                                      "not sent: the spool could not record the intent", t->now_ms);
+    conn_after_session(t, c, ev, prev_state);
 }
 
 static void inbox_drain(struct io_thread *t)
@@ -1496,8 +1806,8 @@ static void handle_cqe(struct io_thread *t, struct io_uring_cqe *cqe)
             post_eventfd_read(t);
         return;
     }
-    if (op == OP_LINK_TIMEOUT || op == OP_CLOSE)
-        return; /* outcomes show on the linked operation */
+    if (op == OP_LINK_TIMEOUT || op == OP_CLOSE || op == OP_CANCEL)
+        return; /* outcomes show on the linked (or cancelled) operation */
     uint32_t idx = ud_idx(ud);
     if (idx >= t->nconns)
         return;
@@ -1725,6 +2035,7 @@ static int probe_ops(char *err, size_t errlen)
                 {IORING_OP_RECV, "IORING_OP_RECV"},
                 {IORING_OP_SEND, "IORING_OP_SEND"},
                 {IORING_OP_LINK_TIMEOUT, "IORING_OP_LINK_TIMEOUT"},
+                {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL"},
                 {IORING_OP_READ, "IORING_OP_READ"},
                 {IORING_OP_CLOSE, "IORING_OP_CLOSE"}};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {

@@ -30,7 +30,11 @@ typedef struct engine_config {
     int64_t lease_margin_ms; /* no send starts closer than this to the lease end */
     int64_t connect_timeout_ms;
     int64_t tls_timeout_ms;
-    int64_t state_timeout_ms[SMTP_S_COUNT]; /* waiting for a reply, per session state */
+    /* a whole reply, per session state: bytes trickling in do not extend it */
+    int64_t state_timeout_ms[SMTP_S_COUNT];
+    /* uploading a message: each step of progress (bytes taken by the socket or
+     * acknowledged by the peer) must come within this (RFC 5321 data block) */
+    int64_t data_block_timeout_ms;
     int64_t dns_ttl_ms;
     int64_t result_linger_ms; /* engine_poll_results gathers a batch this long (0: none) */
     shaping_cfg shaping;      /* per host, all threads together */
@@ -57,12 +61,20 @@ typedef struct engine_result {
 void engine_config_defaults(engine_config *c);
 /* Overrides from KILN_AGENT_* variables; -1 with err on a bad value. */
 int engine_config_from_env(engine_config *c, char *err, size_t errlen);
+/* A name fit for EHLO/HELO (RFC 5321 §4.1.1.1): a domain (letters, digits, hyphens in
+ * dot-separated labels of at most 63, 253 in all) or an address literal ([192.0.2.1],
+ * [IPv6:2001:db8::1]). Never CR, LF or spaces. */
+bool engine_helo_name_ok(const char *s);
 
 /* Checks io_uring support and starts the threads; NULL with err when impossible. */
 engine *engine_create(const engine_config *c, char *err, size_t errlen);
 /* Hands a mailbox with its slots to the engine, which frees it. not_before_s counts
- * from lease_start_ms; nothing starts after deadline_ms - lease_margin_ms
- * (both monotonic). lease_key (0: none) names the lease for engine_extend. */
+ * from lease_start_ms (both monotonic). The deadline is absolute: no session, no
+ * transaction (MAIL) and no payload starts after deadline_ms - lease_margin_ms, and a
+ * session still open at deadline_ms is cut. A slot due after deadline_ms -
+ * lease_margin_ms ends deferred ("not sent: due after the lease deadline") at once when
+ * lease_key is 0, or when that time comes and no renewal (engine_extend) has moved the
+ * deadline past it. lease_key (0: none) names the lease for engine_extend. */
 void engine_submit(engine *e, job_mailbox *m, int64_t lease_start_ms, int64_t deadline_ms,
                    uint64_t lease_key);
 /* The lease submitted with lease_key (not 0) was renewed: its mailboxes may start sends

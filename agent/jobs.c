@@ -81,6 +81,9 @@ void job_lease_free(job_lease *l)
     for (size_t i = 0; i < l->nmailboxes; i++)
         job_mailbox_free(l->mailboxes[i]);
     free(l->mailboxes);
+    for (size_t i = 0; i < l->nrejected; i++)
+        free(l->rejected[i].send_ids);
+    free(l->rejected);
     free(l->lease_id);
     free(l);
 }
@@ -89,7 +92,10 @@ void job_lease_free(job_lease *l)
  * A lease can be tens of megabytes (100,000 slots). It is parsed with yajl's event
  * interface straight into the job structs: no document tree is built and freed, so
  * the parse costs about a third of the tree's CPU and none of its memory. Each value
- * is checked as it arrives; required fields are checked when their object ends. */
+ * is checked as it arrives; required fields are checked when their object ends. A
+ * fault inside a mailbox entry marks that entry bad (the first fault is its reason) and
+ * the parse goes on; the entry is set aside when it ends. Strings are checked for
+ * UTF-8 one by one, so a bad byte in one password spoils one mailbox, not the lease. */
 
 enum pctx { P_TOP, P_LEASE, P_MAILBOXES, P_MAILBOX, P_SMTP, P_SENDS, P_SEND, P_DONE };
 
@@ -111,6 +117,7 @@ enum pkey {
     K_PASSWORD,
     K_OAUTH,
     K_CA_FILE,
+    K_ALLOW_PLAINTEXT_AUTH,
     K_NOT_BEFORE,
     K_TO,
     K_SUBJECT,
@@ -146,6 +153,7 @@ static const struct keyname keys[] = {
     KEY(P_SMTP, "password", K_PASSWORD),
     KEY(P_SMTP, "oauth_token", K_OAUTH),
     KEY(P_SMTP, "ca_file", K_CA_FILE),
+    KEY(P_SMTP, "allow_plaintext_auth", K_ALLOW_PLAINTEXT_AUTH),
     KEY(P_SEND, "id", K_ID),
     KEY(P_SEND, "not_before_s", K_NOT_BEFORE),
     KEY(P_SEND, "to", K_TO),
@@ -170,6 +178,10 @@ struct parse {
     int skip;      /* > 0: inside a value of an unknown key, this deep */
     unsigned mb_seen, send_seen;
     bool have_mailboxes;
+    size_t mb_count; /* entries of "mailboxes" seen: the current one is mb_count - 1 */
+    size_t rejected_cap;
+    bool mb_bad;         /* the current mailbox entry failed validation */
+    char mb_reason[192]; /* its first fault */
     char *err;
     size_t errlen;
 };
@@ -182,7 +194,7 @@ static enum pctx top(const struct parse *p)
 /* "mailboxes[3]", "mailboxes[3].smtp" or "mailboxes[3].sends[1]" for messages */
 static void where(const struct parse *p, enum pctx ctx, char *out, size_t outlen)
 {
-    size_t mi = p->l->nmailboxes ? p->l->nmailboxes - 1 : 0;
+    size_t mi = p->mb_count ? p->mb_count - 1 : 0;
     if (ctx == P_SMTP)
         snprintf(out, outlen, "mailboxes[%zu].smtp", mi);
     else if (ctx == P_SEND || ctx == P_SENDS)
@@ -194,8 +206,58 @@ static void where(const struct parse *p, enum pctx ctx, char *out, size_t outlen
         snprintf(out, outlen, "lease");
 }
 
+/* Inside a mailbox entry (its object, its smtp object, its sends)? */
+static bool in_mailbox(const struct parse *p)
+{
+    return p->depth >= 4 && p->stack[3] == P_MAILBOX;
+}
+
+/* The current mailbox entry is bad: keep the first reason, go on parsing (1). */
+static int mailbox_bad(struct parse *p, const char *reason)
+{
+    if (!p->mb_bad)
+        snprintf(p->mb_reason, sizeof p->mb_reason, "%s", reason);
+    p->mb_bad = true;
+    p->key = K_NONE;
+    return 1;
+}
+
+static job_rejected *rejected_add(struct parse *p, int64_t mailbox_id, const char *reason)
+{
+    job_lease *l = p->l;
+    if (l->nrejected == p->rejected_cap) {
+        p->rejected_cap = p->rejected_cap ? p->rejected_cap * 2 : 4;
+        l->rejected = xrealloc(l->rejected, p->rejected_cap * sizeof *l->rejected);
+    }
+    job_rejected *r = &l->rejected[l->nrejected++];
+    memset(r, 0, sizeof *r);
+    r->mailbox_id = mailbox_id;
+    snprintf(r->reason, sizeof r->reason, "%s", reason);
+    return r;
+}
+
+/* The current mailbox entry ended bad: it leaves the lease, its readable slot ids are
+ * kept for the report. */
+static void mailbox_set_aside(struct parse *p)
+{
+    job_lease *l = p->l;
+    job_mailbox *m = p->m;
+    job_rejected *r = rejected_add(p, m->id, p->mb_reason);
+    if (m->nsends) {
+        r->send_ids = xcalloc(m->nsends, sizeof *r->send_ids);
+        for (size_t i = 0; i < m->nsends; i++)
+            if (m->sends[i].id > 0)
+                r->send_ids[r->nsend_ids++] = m->sends[i].id;
+    }
+    job_mailbox_free(m);
+    l->mailboxes[--l->nmailboxes] = NULL;
+    p->m = NULL;
+    p->s = NULL;
+}
+
 /* Sets the error "<where>.<field>: <what>" (just "<field>: <what>" at lease level) and
- * returns 0, which stops yajl. */
+ * returns 0, which stops yajl; inside a mailbox entry it marks the entry bad instead
+ * and returns 1. */
 static int fail(struct parse *p, const char *field, const char *what)
 {
     char w[64];
@@ -207,11 +269,15 @@ static int fail(struct parse *p, const char *field, const char *what)
             snprintf(p->err, p->errlen, "%s", what);
         return 0;
     }
+    char msg[192];
     where(p, ctx, w, sizeof w);
     if (field)
-        snprintf(p->err, p->errlen, "%s.%s: %s", w, field, what);
+        snprintf(msg, sizeof msg, "%s.%s: %s", w, field, what);
     else
-        snprintf(p->err, p->errlen, "%s: %s", w, what);
+        snprintf(msg, sizeof msg, "%s: %s", w, what);
+    if (in_mailbox(p))
+        return mailbox_bad(p, msg);
+    snprintf(p->err, p->errlen, "%s", msg);
     return 0;
 }
 
@@ -242,18 +308,30 @@ static bool skipping(const struct parse *p)
 static int wrong_type(struct parse *p, const char *what)
 {
     enum pctx ctx = top(p);
+    char msg[96];
     if (ctx == P_TOP)
         return fail(p, NULL, "top level: must be an object");
-    if (ctx == P_MAILBOXES) { /* an element that is not an object */
-        snprintf(p->err, p->errlen, "mailboxes[%zu]: must be an object", p->l->nmailboxes);
-        return 0;
+    if (ctx == P_MAILBOXES) { /* an entry that is not an object: nothing to send */
+        snprintf(msg, sizeof msg, "mailboxes[%zu]: must be an object", p->mb_count++);
+        rejected_add(p, 0, msg);
+        return 1;
     }
     if (ctx == P_SENDS) {
-        snprintf(p->err, p->errlen, "mailboxes[%zu].sends[%zu]: must be an object",
-                 p->l->nmailboxes - 1, p->m->nsends);
-        return 0;
+        snprintf(msg, sizeof msg, "mailboxes[%zu].sends[%zu]: must be an object", p->mb_count - 1,
+                 p->m->nsends);
+        return mailbox_bad(p, msg);
     }
     return fail(p, key_name(ctx, p->key), what);
+}
+
+/* An object or array where it does not belong: inside a mailbox entry (or as an entry)
+ * the bad value is skipped whole and the parse goes on. */
+static int wrong_container(struct parse *p, const char *what)
+{
+    if (!wrong_type(p, what))
+        return 0;
+    p->skip = 1;
+    return 1;
 }
 
 static const char *int_rule(enum pkey k)
@@ -273,6 +351,8 @@ static const char *int_rule(enum pkey k)
         return "missing (an array is required)";
     case K_ID:
         return "must be a positive integer";
+    case K_ALLOW_PLAINTEXT_AUTH:
+        return "must be true, false or null";
     default:
         return "must be a string or null";
     }
@@ -336,7 +416,12 @@ static int on_double(void *ctx, double v)
 
 static int on_boolean(void *ctx, int v)
 {
-    (void)v;
+    struct parse *p = ctx;
+    if (!skipping(p) && p->key == K_ALLOW_PLAINTEXT_AUTH) {
+        p->m->allow_plaintext_auth = v != 0;
+        p->key = K_NONE;
+        return 1;
+    }
     return on_other(ctx);
 }
 
@@ -352,6 +437,7 @@ static int on_null(void *ctx)
     case K_PASSWORD:
     case K_OAUTH:
     case K_CA_FILE:
+    case K_ALLOW_PLAINTEXT_AUTH:
     case K_MESSAGE_ID:
     case K_NOT_BEFORE:
         p->key = K_NONE; /* null is the default these already hold */
@@ -380,10 +466,12 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
     enum pkey k = p->key;
     enum pctx c = top(p);
     if (k == K_NONE || k == K_TTL || k == K_ID || k == K_PORT || k == K_NOT_BEFORE ||
-        k == K_MAILBOXES || k == K_SMTP || k == K_SENDS)
+        k == K_MAILBOXES || k == K_SMTP || k == K_SENDS || k == K_ALLOW_PLAINTEXT_AUTH)
         return wrong_type(p, int_rule(k));
     if (memchr(s, 0, n))
         return fail(p, key_name(c, k), "contains a NUL character");
+    if (!utf8_valid((const char *)s, n))
+        return fail(p, key_name(c, k), "not valid UTF-8");
     p->key = K_NONE;
     job_mailbox *m = p->m;
     job_send *js = p->s;
@@ -491,7 +579,9 @@ static int on_start_map(void *ctx)
         }
         p->m = xcalloc(1, sizeof *p->m);
         l->mailboxes[l->nmailboxes++] = p->m;
+        p->mb_count++;
         p->mb_seen = 0;
+        p->mb_bad = false;
         p->send_cap = 0;
         return push(p, P_MAILBOX);
     }
@@ -515,7 +605,7 @@ static int on_start_map(void *ctx)
     default:
         break;
     }
-    return wrong_type(p, int_rule(p->key));
+    return wrong_container(p, int_rule(p->key));
 }
 
 static int on_start_array(void *ctx)
@@ -533,7 +623,7 @@ static int on_start_array(void *ctx)
         p->mb_seen |= SEEN_SENDS;
         return push(p, P_SENDS);
     }
-    return wrong_type(p, int_rule(p->key));
+    return wrong_container(p, int_rule(p->key));
 }
 
 static int missing(struct parse *p, const char *field, const char *what)
@@ -601,6 +691,8 @@ static int on_end(void *ctx)
     }
     if (end_object(p) == 0)
         return 0;
+    if (top(p) == P_MAILBOX && p->mb_bad)
+        mailbox_set_aside(p);
     p->depth--;
     p->key = K_NONE;
     if (p->depth == 1 && top(p) == P_TOP)
@@ -626,15 +718,13 @@ int jobs_parse(const char *data, size_t n, job_lease **out, char *err, size_t er
     *out = NULL;
     if (errlen)
         err[0] = '\0';
-    if (!utf8_valid(data, n)) {
-        snprintf(err, errlen, "body is not valid UTF-8 text");
-        return -1;
-    }
     struct parse p = {.depth = 1, .err = err, .errlen = errlen};
     p.stack[0] = P_TOP;
     p.l = xcalloc(1, sizeof *p.l);
     p.l->ttl_s = 600;
     yajl_handle h = yajl_alloc(&parse_callbacks, NULL, &p);
+    /* each string is checked in on_string: a bad byte rejects its mailbox only */
+    yajl_config(h, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(h, (const unsigned char *)data, n);
     if (st == yajl_status_ok)
         st = yajl_complete_parse(h);

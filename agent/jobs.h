@@ -36,14 +36,29 @@ typedef struct job_mailbox {
     size_t nsends;
 } job_mailbox;
 
+/* A mailbox entry of the lease that failed validation. It is not sent: its slots go
+ * back to the control plane as failed with reason, so one bad entry never holds up
+ * the others. */
+typedef struct job_rejected {
+    int64_t mailbox_id; /* 0 when the entry had no usable id */
+    int64_t *send_ids;  /* the slots whose ids could be read */
+    size_t nsend_ids;
+    char reason[192]; /* "mailboxes[3].smtp.password: not valid UTF-8" */
+} job_rejected;
+
 typedef struct job_lease {
     char *lease_id;
     int64_t ttl_s;
     job_mailbox **mailboxes; /* entries set to NULL once handed over */
     size_t nmailboxes;
+    job_rejected *rejected; /* entries that failed validation, in document order */
+    size_t nrejected;
 } job_lease;
 
-/* Parses and validates; returns 0, or -1 with a one-line reason naming the field. */
+/* Parses and validates; returns 0, or -1 with a one-line reason naming the field. A
+ * fault inside one mailbox entry (a bad, missing or mistyped field, invalid UTF-8)
+ * rejects only that entry (l->rejected); only a fault of the document (not JSON,
+ * truncated) or of the lease's own fields fails the whole parse. */
 int jobs_parse(const char *data, size_t n, job_lease **out, char *err, size_t errlen);
 void job_lease_free(job_lease *l);
 void job_mailbox_free(job_mailbox *m);

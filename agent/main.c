@@ -13,6 +13,8 @@
 #include "xalloc.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,17 @@
 #include <sys/stat.h>
 
 #define MAX_JOB_FILE (256u << 20)
+/* After SIGTERM/SIGINT, sessions under way get this long to finish (a second signal
+ * ends the wait at once). */
+#define SEND_DRAIN_MS 5000
+
+static volatile sig_atomic_t send_signal, send_signals;
+
+static void on_send_signal(int sig)
+{
+    send_signal = sig;
+    send_signals++;
+}
 
 static void usage(FILE *f)
 {
@@ -135,9 +148,15 @@ static int cmd_send(int argc, char **argv)
             rc = flag_int(a, v, 1, 100000000, &cfg.shaping.conns_per_min);
         else if (!strcmp(a, "--progress-s"))
             rc = flag_int(a, v, 1, 86400, &progress_s);
-        else if (!strcmp(a, "--helo") && v)
+        else if (!strcmp(a, "--helo") && v) {
+            if (!engine_helo_name_ok(v)) {
+                fprintf(stderr,
+                        "kiln-agent: --helo needs a domain name or an address literal such as "
+                        "mail.example.com, [192.0.2.1] or [IPv6:2001:db8::1]\n");
+                return 2;
+            }
             snprintf(cfg.helo_name, sizeof cfg.helo_name, "%s", v);
-        else {
+        } else {
             fprintf(stderr, "kiln-agent: unknown or incomplete option %s\n", a);
             usage(stderr);
             return 2;
@@ -160,8 +179,22 @@ static int cmd_send(int argc, char **argv)
         return 2;
     }
     buf_free(&data);
+    if (lease->nrejected) {
+        /* a file is the user's own input: refuse it whole, naming the field (the lease
+         * loop instead reports such a mailbox's slots as failed and sends the rest) */
+        fprintf(stderr, "kiln-agent: %s: %s\n", file, lease->rejected[0].reason);
+        job_lease_free(lease);
+        return 2;
+    }
 
     raise_nofile();
+    /* the engine's and the metrics' threads inherit a mask without SIGTERM/SIGINT:
+     * the main thread alone takes them */
+    sigset_t stop_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
     engine *e = engine_create(&cfg, err, sizeof err);
     if (!e) {
         fprintf(stderr, "kiln-agent: %s\n", err);
@@ -191,12 +224,34 @@ static int cmd_send(int argc, char **argv)
     }
     job_lease_free(lease);
 
+    /* SIGTERM/SIGINT: nothing new starts, the lines of what finishes are written, then
+     * exit 128 + signal (no SA_RESTART: the flag is looked at every poll) */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_send_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL);
+
     size_t done = 0, counts[SMTP_ST_COUNT] = {0};
     engine_result *res = xcalloc(4096, sizeof *res);
     buf line = BUF_INIT;
     int64_t next_progress = start_ms + (int64_t)progress_s * 1000;
+    int64_t drain_until = 0;
+    int rc = 0;
     while (done < total) {
-        size_t n = engine_poll_results(e, res, 4096, 500);
+        if (send_signal && !drain_until) {
+            rc = 128 + send_signal;
+            drain_until = clock_mono_ms() + SEND_DRAIN_MS;
+            engine_cancel_all(e);
+            fprintf(stderr,
+                    "kiln-agent: %s: no new sends; waiting up to %d s for those under way\n",
+                    strsignal(send_signal), SEND_DRAIN_MS / 1000);
+        }
+        if (drain_until && (clock_mono_ms() >= drain_until || send_signals > 1))
+            break;
+        size_t n = engine_poll_results(e, res, 4096, 200);
         for (size_t k = 0; k < n; k++) {
             buf_reset(&line);
             engine_result_json(&res[k], &line);
@@ -205,10 +260,13 @@ static int cmd_send(int argc, char **argv)
             if (res[k].status >= 0 && res[k].status < SMTP_ST_COUNT)
                 counts[res[k].status]++;
         }
+        /* each batch of lines leaves as it comes: a reader sees every outcome at once,
+         * and a kill loses no line already decided */
+        if (n)
+            fflush(stdout);
         done += n;
         int64_t now = clock_mono_ms();
         if (now >= next_progress && done < total) {
-            fflush(stdout);
             fprintf(stderr,
                     "kiln-agent: %zu/%zu done (sent %zu, deferred %zu, failed %zu, auth %zu, "
                     "tls %zu, unknown %zu) after %.1f s\n",
@@ -219,11 +277,14 @@ static int cmd_send(int argc, char **argv)
         }
     }
     fflush(stdout);
+    if (done < total)
+        fprintf(stderr, "kiln-agent: interrupted: %zu of %zu slots without a result\n",
+                total - done, total);
     buf_free(&line);
     free(res);
     metrics_http_stop(mh);
     engine_destroy(e);
-    return 0;
+    return rc;
 }
 
 /* run / check: [--config FILE] [--help] */

@@ -332,6 +332,8 @@ static void cancel_lease_slots(struct agent *a, struct lease *l)
         engine_cancel(a->e, l->sends, l->nsends);
 }
 
+static void reject_entries(struct agent *a, const job_lease *jl, int64_t now);
+
 /* POST /api/agent/lease and hand what comes to the engine. */
 static void do_lease(struct agent *a, int64_t now)
 {
@@ -373,7 +375,8 @@ static void do_lease(struct agent *a, int64_t now)
     char err[256];
     bool parsed =
         jobs_parse(resp.body.data ? resp.body.data : "", resp.body.len, &jl, err, sizeof err) == 0;
-    if (!parsed || !jl->lease_id || !jl->lease_id[0] || jl->nmailboxes == 0) {
+    if (!parsed || !jl->lease_id || !jl->lease_id[0] ||
+        (jl->nmailboxes == 0 && jl->nrejected == 0)) {
         /* the empty answer has lease_id null: read retry_after_s from the tree (small) */
         job_lease_free(jl);
         jl = NULL;
@@ -410,11 +413,19 @@ static void do_lease(struct agent *a, int64_t now)
     size_t total = 0;
     for (size_t i = 0; i < jl->nmailboxes; i++)
         total += jl->mailboxes[i]->nsends;
+    for (size_t i = 0; i < jl->nrejected; i++)
+        total += jl->rejected[i].nsend_ids;
     l->sends = xcalloc(total ? total : 1, sizeof *l->sends);
     pthread_mutex_lock(&a->tab_mu);
     for (size_t i = 0; i < jl->nmailboxes; i++)
         for (size_t k = 0; k < jl->mailboxes[i]->nsends; k++) {
             int64_t id = jl->mailboxes[i]->sends[k].id;
+            l->sends[l->nsends++] = id;
+            tab_put(&a->tab, id, l);
+        }
+    for (size_t i = 0; i < jl->nrejected; i++)
+        for (size_t k = 0; k < jl->rejected[i].nsend_ids; k++) {
+            int64_t id = jl->rejected[i].send_ids[k];
             l->sends[l->nsends++] = id;
             tab_put(&a->tab, id, l);
         }
@@ -433,6 +444,7 @@ static void do_lease(struct agent *a, int64_t now)
     }
     log_info("lease %s: %zu mailboxes, %zu slots, ttl %lld s", l->id, jl->nmailboxes, total,
              (long long)jl->ttl_s);
+    reject_entries(a, jl, got_ms);
     job_lease_free(jl);
     a->next_lease_ms = got_ms + 50;
 }
@@ -552,37 +564,63 @@ static void queue_push(struct agent *a, const spool_record *r, uint64_t seq, str
     l->unreported++;
 }
 
+/* One slot's final outcome: to the spool, then to the report queue. */
+static void take_result(struct agent *a, const engine_result *er, int64_t now)
+{
+    pthread_mutex_lock(&a->tab_mu);
+    struct lease *l = tab_get(&a->tab, er->send_id);
+    tab_del(&a->tab, er->send_id);
+    pthread_mutex_unlock(&a->tab_mu);
+    if (!l) {
+        log_warn("result for send %lld that no lease holds", (long long)er->send_id);
+        return;
+    }
+    l->outstanding--;
+    a->outstanding--;
+    if (er->cancelled)
+        return; /* never started: the server cancelled, expired or released it */
+    spool_record r;
+    memset(&r, 0, sizeof r);
+    r.type = SPOOL_OUTCOME;
+    snprintf(r.lease_id, sizeof r.lease_id, "%s", l->id);
+    r.send_id = er->send_id;
+    r.mailbox_id = er->mailbox_id;
+    snprintf(r.status, sizeof r.status, "%s", smtp_status_name(er->status));
+    r.smtp_code = er->smtp_code;
+    snprintf(r.enhanced, sizeof r.enhanced, "%s", er->enhanced);
+    snprintf(r.detail, sizeof r.detail, "%s", er->detail);
+    r.latency_ms = er->latency_ms;
+    r.attempts = er->attempts;
+    queue_push(a, &r, spool_append(a->sp, &r), l, now);
+}
+
 static void collect_results(struct agent *a, engine_result *res, int timeout_ms)
 {
     size_t n = engine_poll_results(a->e, res, RESULTS_PER_POLL, timeout_ms);
     int64_t now = clock_mono_ms();
-    for (size_t i = 0; i < n; i++) {
-        const engine_result *er = &res[i];
-        pthread_mutex_lock(&a->tab_mu);
-        struct lease *l = tab_get(&a->tab, er->send_id);
-        tab_del(&a->tab, er->send_id);
-        pthread_mutex_unlock(&a->tab_mu);
-        if (!l) {
-            log_warn("result for send %lld that no lease holds", (long long)er->send_id);
-            continue;
+    for (size_t i = 0; i < n; i++)
+        take_result(a, &res[i], now);
+}
+
+/* Mailbox entries of a lease that failed validation are never sent: their slots go
+ * back as failed, with the reason naming the field, so the control plane settles them
+ * now instead of at the lease's expiry (and the others of the lease go out as usual). */
+static void reject_entries(struct agent *a, const job_lease *jl, int64_t now)
+{
+    for (size_t i = 0; i < jl->nrejected; i++) {
+        const job_rejected *rj = &jl->rejected[i];
+        log_warn("lease %s: mailbox %lld not sent, its entry is invalid: %s (%zu slots failed)",
+                 jl->lease_id, (long long)rj->mailbox_id, rj->reason, rj->nsend_ids);
+        for (size_t k = 0; k < rj->nsend_ids; k++) {
+            engine_result er;
+            memset(&er, 0, sizeof er);
+            er.send_id = rj->send_ids[k];
+            er.mailbox_id = rj->mailbox_id;
+            er.status = SMTP_ST_FAILED;
+            snprintf(er.detail, sizeof er.detail, "not sent: invalid lease entry: %.128s",
+                     rj->reason);
+            take_result(a, &er, now);
         }
-        l->outstanding--;
-        a->outstanding--;
-        if (er->cancelled)
-            continue; /* never started: the server cancelled, expired or released it */
-        spool_record r;
-        memset(&r, 0, sizeof r);
-        r.type = SPOOL_OUTCOME;
-        snprintf(r.lease_id, sizeof r.lease_id, "%s", l->id);
-        r.send_id = er->send_id;
-        r.mailbox_id = er->mailbox_id;
-        snprintf(r.status, sizeof r.status, "%s", smtp_status_name(er->status));
-        r.smtp_code = er->smtp_code;
-        snprintf(r.enhanced, sizeof r.enhanced, "%s", er->enhanced);
-        snprintf(r.detail, sizeof r.detail, "%s", er->detail);
-        r.latency_ms = er->latency_ms;
-        r.attempts = er->attempts;
-        queue_push(a, &r, spool_append(a->sp, &r), l, now);
     }
 }
 

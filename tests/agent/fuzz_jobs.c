@@ -1,5 +1,6 @@
 /* libFuzzer target: the streaming lease parser. Any input either fails with a message
- * or yields a lease whose required fields are all there. */
+ * or yields a lease whose mailboxes have all their required fields, and whose rejected
+ * entries each carry a reason and only positive slot ids. */
 #include "jobs.h"
 
 #include <stdlib.h>
@@ -25,6 +26,16 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t n)
         for (size_t k = 0; k < m->nsends; k++)
             if (m->sends[k].id < 1 || !m->sends[k].to || !m->sends[k].subject ||
                 !m->sends[k].body || strlen(m->sends[k].to) < 3)
+                abort();
+    }
+    if (l->nrejected && !l->rejected)
+        abort();
+    for (size_t i = 0; i < l->nrejected; i++) {
+        const job_rejected *r = &l->rejected[i];
+        if (!r->reason[0] || r->mailbox_id < 0 || (r->nsend_ids && !r->send_ids))
+            abort();
+        for (size_t k = 0; k < r->nsend_ids; k++)
+            if (r->send_ids[k] < 1)
                 abort();
     }
     job_lease_free(l);

@@ -66,12 +66,14 @@ start_py() { # script args...: a python server that prints READY
 
 # make_jobs out.json spec...: each spec is
 #   mbid:host:port:security:user:password:ca_file:nsends[:not_before_s]
-# ("-" for none). Send ids are mbid*1000+k.
+# ("-" for none). Send ids are mbid*1000+k. A mailbox with a user on security plain
+# (loopback test servers) sets smtp.allow_plaintext_auth. JOBS_TTL_S sets the lease
+# ttl (default 120).
 make_jobs() {
     local out=$1
     shift
     $PY - "$out" "$@" <<'PYEOF'
-import json, sys
+import json, os, sys
 out, specs = sys.argv[1], sys.argv[2:]
 mbs = []
 for spec in specs:
@@ -83,11 +85,14 @@ for spec in specs:
     sends = [{"id": mbid * 1000 + k, "not_before_s": nb, "to": "rcpt%d@other.test" % k,
               "subject": "Warmup %d" % k, "body": "Hello %d\n.\nbye\n" % k,
               "message_id": "<m%d.%d@acme.test>" % (mbid, k)} for k in range(int(n))]
+    smtp = {"host": host, "port": int(port), "security": sec, "username": none(user),
+            "password": none(pw), "oauth_token": None, "ca_file": none(ca)}
+    if sec == "plain" and none(user):
+        smtp["allow_plaintext_auth"] = True
     mbs.append({"id": mbid, "address": "anna%d@acme.test" % mbid, "display_name": "Anna",
-                "smtp": {"host": host, "port": int(port), "security": sec, "username": none(user),
-                         "password": none(pw), "oauth_token": None, "ca_file": none(ca)},
-                "sends": sends})
-json.dump({"lease_id": "test", "ttl_s": 120, "mailboxes": mbs}, open(out, "w"))
+                "smtp": smtp, "sends": sends})
+ttl = int(os.environ.get("JOBS_TTL_S", "120"))
+json.dump({"lease_id": "test", "ttl_s": ttl, "mailboxes": mbs}, open(out, "w"))
 PYEOF
 }
 

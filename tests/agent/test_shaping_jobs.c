@@ -130,6 +130,22 @@ static void expect_rejected(const char *json, const char *field)
     assert_null(l);
 }
 
+/* A fault inside the only mailbox entry: the lease parses, the entry is set aside
+ * with a reason naming the field. */
+static void expect_mailbox_rejected(const char *json, const char *field)
+{
+    job_lease *l = NULL;
+    char err[256] = "";
+    if (jobs_parse(json, strlen(json), &l, err, sizeof err) != 0)
+        fail_msg("the whole lease was rejected (%s) for a fault of one mailbox: %s", err, json);
+    if (l->nmailboxes != 0 || l->nrejected != 1)
+        fail_msg("expected 0 mailboxes and 1 rejected, got %zu and %zu: %s", l->nmailboxes,
+                 l->nrejected, json);
+    if (!strstr(l->rejected[0].reason, field))
+        fail_msg("reason [%s] does not name [%s]", l->rejected[0].reason, field);
+    job_lease_free(l);
+}
+
 static void test_bad_lease_json_is_rejected_with_the_field_named(void **state)
 {
     (void)state;
@@ -137,22 +153,27 @@ static void test_bad_lease_json_is_rejected_with_the_field_named(void **state)
     expect_rejected("[1]", "top level");
     expect_rejected("{\"mailboxes\":3}", "mailboxes");
     expect_rejected("{\"ttl_s\":-5,\"mailboxes\":[]}", "ttl_s");
-    expect_rejected("{\"mailboxes\":[{\"id\":\"x\"}]}", "mailboxes[0].id");
-    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
-                    "\"port\":70000,\"security\":\"plain\"},\"sends\":[]}]}",
-                    "smtp.port");
-    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
-                    "\"port\":25,\"security\":\"ssl\"},\"sends\":[]}]}",
-                    "smtp.security");
-    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
-                    "\"port\":25,\"security\":\"plain\"},\"sends\":[{\"id\":1,\"to\":"
-                    "\"x@y>\\r\\nRCPT TO:<z@w\",\"subject\":\"s\",\"body\":\"b\"}]}]}",
-                    "sends[0].to");
-    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a b@c\",\"smtp\":{}}]}", "address");
-    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
-                    "\"port\":25,\"security\":\"plain\"},\"sends\":[{\"id\":1,\"to\":\"x@y\","
-                    "\"subject\":\"s\\nBcc: e@v\",\"body\":\"b\"}]}]}",
-                    "subject");
+    expect_mailbox_rejected("{\"mailboxes\":[{\"id\":\"x\"}]}", "mailboxes[0].id");
+    expect_mailbox_rejected(
+        "{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
+        "\"port\":70000,\"security\":\"plain\"},\"sends\":[]}]}",
+        "smtp.port");
+    expect_mailbox_rejected(
+        "{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
+        "\"port\":25,\"security\":\"ssl\"},\"sends\":[]}]}",
+        "smtp.security");
+    expect_mailbox_rejected(
+        "{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
+        "\"port\":25,\"security\":\"plain\"},\"sends\":[{\"id\":1,\"to\":"
+        "\"x@y>\\r\\nRCPT TO:<z@w\",\"subject\":\"s\",\"body\":\"b\"}]}]}",
+        "sends[0].to");
+    expect_mailbox_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a b@c\",\"smtp\":{}}]}",
+                            "address");
+    expect_mailbox_rejected(
+        "{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
+        "\"port\":25,\"security\":\"plain\"},\"sends\":[{\"id\":1,\"to\":\"x@y\","
+        "\"subject\":\"s\\nBcc: e@v\",\"body\":\"b\"}]}]}",
+        "subject");
 }
 
 /* Streaming parse: key order is free, unknown keys (with nested values) are skipped,
@@ -218,42 +239,143 @@ static void test_lease_json_types_and_required_fields(void **state)
     expect_rejected("{}", "mailboxes");
     expect_rejected("{\"mailboxes\":[]} {}", "malformed");
     expect_rejected("{\"mailboxes\":[], \"ttl_s\": 1.5}", "ttl_s");
-    expect_rejected("{\"mailboxes\":[7]}", "mailboxes[0]: must be an object");
-    expect_rejected("{\"mailboxes\":[{\"id\":1}]}", "mailboxes[0].address");
-    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"sends\":[]}]}",
-                    "mailboxes[0].smtp: missing");
-    expect_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":" SMTP_OK "}]}",
-                    "mailboxes[0].sends: missing");
-    expect_rejected(MB("{\"port\":25,\"security\":\"plain\"}", "[]"), "smtp.host: missing");
-    expect_rejected(MB("{\"host\":\"h\",\"security\":\"plain\"}", "[]"), "smtp.port");
-    expect_rejected(MB("{\"host\":\"h\",\"port\":25}", "[]"), "smtp.security: missing");
-    expect_rejected(MB("{\"host\":\"h\",\"port\":\"25\",\"security\":\"plain\"}", "[]"),
-                    "smtp.port");
-    expect_rejected(MB("[]", "[]"), "mailboxes[0].smtp");
-    expect_rejected(MB(SMTP_OK, "{}"), "mailboxes[0].sends");
-    expect_rejected(MB(SMTP_OK, "[true]"), "mailboxes[0].sends[0]: must be an object");
-    expect_rejected(MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\"}]"),
-                    "sends[0].body: missing");
-    expect_rejected(MB(SMTP_OK, "[{\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\"}]"),
-                    "sends[0].id");
-    expect_rejected(MB(SMTP_OK, "[{\"id\":0,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\"}]"),
-                    "sends[0].id");
-    expect_rejected(MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\","
-                                "\"not_before_s\":604801}]"),
-                    "sends[0].not_before_s");
-    expect_rejected(MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\","
-                                "\"message_id\":\"no-brackets\"}]"),
-                    "sends[0].message_id");
-    expect_rejected(MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\","
-                                "\"message_id\":\"<caf\u00e9@b>\"}]"),
-                    "sends[0].message_id");
-    expect_rejected(
+    expect_mailbox_rejected("{\"mailboxes\":[7]}", "mailboxes[0]: must be an object");
+    expect_mailbox_rejected("{\"mailboxes\":[{\"id\":1}]}", "mailboxes[0].address");
+    expect_mailbox_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"sends\":[]}]}",
+                            "mailboxes[0].smtp: missing");
+    expect_mailbox_rejected("{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":" SMTP_OK "}]}",
+                            "mailboxes[0].sends: missing");
+    expect_mailbox_rejected(MB("{\"port\":25,\"security\":\"plain\"}", "[]"), "smtp.host: missing");
+    expect_mailbox_rejected(MB("{\"host\":\"h\",\"security\":\"plain\"}", "[]"), "smtp.port");
+    expect_mailbox_rejected(MB("{\"host\":\"h\",\"port\":25}", "[]"), "smtp.security: missing");
+    expect_mailbox_rejected(MB("{\"host\":\"h\",\"port\":\"25\",\"security\":\"plain\"}", "[]"),
+                            "smtp.port");
+    expect_mailbox_rejected(MB("[]", "[]"), "mailboxes[0].smtp");
+    expect_mailbox_rejected(MB(SMTP_OK, "{}"), "mailboxes[0].sends");
+    expect_mailbox_rejected(MB(SMTP_OK, "[true]"), "mailboxes[0].sends[0]: must be an object");
+    expect_mailbox_rejected(MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\"}]"),
+                            "sends[0].body: missing");
+    expect_mailbox_rejected(MB(SMTP_OK, "[{\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\"}]"),
+                            "sends[0].id");
+    expect_mailbox_rejected(
+        MB(SMTP_OK, "[{\"id\":0,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\"}]"), "sends[0].id");
+    expect_mailbox_rejected(MB(SMTP_OK,
+                               "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\","
+                               "\"not_before_s\":604801}]"),
+                            "sends[0].not_before_s");
+    expect_mailbox_rejected(MB(SMTP_OK,
+                               "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\","
+                               "\"message_id\":\"no-brackets\"}]"),
+                            "sends[0].message_id");
+    expect_mailbox_rejected(MB(SMTP_OK,
+                               "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\","
+                               "\"message_id\":\"<caf\u00e9@b>\"}]"),
+                            "sends[0].message_id");
+    expect_mailbox_rejected(
         MB(SMTP_OK, "[{\"id\":1,\"to\":\"x@y\",\"subject\":\"s\",\"body\":\"b\\u0000c\"}]"),
         "sends[0].body: contains a NUL");
-    expect_rejected(
+    expect_mailbox_rejected(
         MB("{\"host\":\"h\",\"port\":25,\"security\":\"plain\",\"password\":\"a\\nb\"}", "[]"),
         "credentials");
     expect_rejected("{\"mailboxes\":[],\"lease_id\":\"\xff\"}", "UTF-8");
+}
+
+/* Issue 10: one mailbox with a bad field (invalid UTF-8 in a password, an escaped lone
+ * surrogate, a port out of range, a value of the wrong shape) is set aside with its
+ * slot ids and a reason naming the field; the mailboxes around it are kept. */
+static void test_one_bad_mailbox_does_not_poison_the_lease(void **state)
+{
+    (void)state;
+    const char *json =
+        "{\"lease_id\":\"L\",\"ttl_s\":60,\"mailboxes\":["
+        "{\"id\":1,\"address\":\"a@b.test\",\"smtp\":" SMTP_OK ",\"sends\":[{\"id\":101,"
+        "\"to\":\"x@y.test\",\"subject\":\"s\",\"body\":\"b\"}]},"
+        "{\"id\":2,\"address\":\"a@b.test\",\"smtp\":{\"host\":\"h\",\"port\":25,\"security\":"
+        "\"plain\",\"username\":\"u\",\"password\":\"p\xff\xfeq\"},\"sends\":[{\"id\":201,"
+        "\"to\":\"x@y.test\",\"subject\":\"s\",\"body\":\"b\"},{\"id\":202,\"to\":\"x@y.test\","
+        "\"subject\":\"s\",\"body\":\"b\"}]},"
+        "{\"id\":3,\"address\":\"a@b.test\",\"smtp\":{\"host\":\"h\",\"port\":25,\"security\":"
+        "\"plain\",\"password\":\"\\udc00\"},\"sends\":[{\"id\":301,\"to\":\"x@y.test\","
+        "\"subject\":\"s\",\"body\":\"b\"}]},"
+        "{\"id\":4,\"address\":\"a@b.test\",\"smtp\":{\"host\":\"h\",\"port\":70000,"
+        "\"security\":\"plain\"},\"sends\":[{\"id\":401,\"to\":\"x@y.test\",\"subject\":\"s\","
+        "\"body\":\"b\"}]},"
+        "{\"id\":5,\"address\":\"a@b.test\",\"display_name\":{\"deep\":[1,{\"x\":[]}]},"
+        "\"smtp\":" SMTP_OK ",\"sends\":[{\"id\":501,\"to\":\"x@y.test\",\"subject\":\"s\","
+        "\"body\":\"b\"},{\"to\":\"x@y.test\",\"subject\":\"s\",\"body\":\"b\"}]},"
+        "[\"not\",\"an\",\"object\"],"
+        "{\"id\":6,\"address\":\"c@d.test\",\"smtp\":" SMTP_OK ",\"sends\":[{\"id\":601,"
+        "\"to\":\"x@y.test\",\"subject\":\"s\",\"body\":\"b\"}]}]}";
+    job_lease *l = NULL;
+    char err[256] = "";
+    if (jobs_parse(json, strlen(json), &l, err, sizeof err) != 0)
+        fail_msg("one bad mailbox rejected the whole lease: %s", err);
+    assert_string_equal(l->lease_id, "L");
+    assert_int_equal(l->nmailboxes, 2);
+    assert_int_equal(l->mailboxes[0]->id, 1);
+    assert_int_equal(l->mailboxes[1]->id, 6);
+    assert_int_equal(l->mailboxes[1]->sends[0].id, 601);
+    assert_int_equal(l->nrejected, 5);
+    const job_rejected *r = l->rejected;
+    assert_int_equal(r[0].mailbox_id, 2);
+    assert_non_null(strstr(r[0].reason, "mailboxes[1].smtp.password: not valid UTF-8"));
+    assert_int_equal(r[0].nsend_ids, 2);
+    assert_int_equal(r[0].send_ids[0], 201);
+    assert_int_equal(r[0].send_ids[1], 202);
+    assert_int_equal(r[1].mailbox_id, 3);
+    assert_non_null(strstr(r[1].reason, "mailboxes[2].smtp.password: not valid UTF-8"));
+    assert_int_equal(r[1].nsend_ids, 1);
+    assert_int_equal(r[1].send_ids[0], 301);
+    assert_int_equal(r[2].mailbox_id, 4);
+    assert_non_null(strstr(r[2].reason, "mailboxes[3].smtp.port"));
+    assert_int_equal(r[3].mailbox_id, 5);
+    assert_non_null(strstr(r[3].reason, "mailboxes[4].display_name"));
+    assert_int_equal(r[3].nsend_ids, 1); /* the slot without an id cannot be named */
+    assert_int_equal(r[3].send_ids[0], 501);
+    assert_int_equal(r[4].mailbox_id, 0);
+    assert_non_null(strstr(r[4].reason, "mailboxes[5]: must be an object"));
+    assert_int_equal(r[4].nsend_ids, 0);
+    job_lease_free(l);
+
+    /* a fault of the document itself still fails the whole lease */
+    expect_rejected("{\"lease_id\":\"L\",\"ttl_s\":60,\"mailboxes\":[{\"id\":1,\"address\":"
+                    "\"a@b.test\",\"smtp\":" SMTP_OK ",\"sends\":[{\"id\":101,",
+                    "malformed");
+    expect_rejected("{\"lease_id\":\"L\",\"mailboxes\":[{\"id\":1,\"address\":\"a\xff@b\"}]",
+                    "malformed");
+}
+
+static void test_allow_plaintext_auth_is_parsed(void **state)
+{
+    (void)state;
+    struct {
+        const char *value;
+        bool want;
+    } cases[] = {{"true", true}, {"false", false}, {"null", false}, {NULL, false}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf j = BUF_INIT;
+        buf_printf(&j,
+                   "{\"mailboxes\":[{\"id\":1,\"address\":\"a@b\",\"smtp\":{\"host\":\"h\","
+                   "\"port\":25,\"security\":\"plain\",\"username\":\"u\",\"password\":\"p\"%s%s},"
+                   "\"sends\":[]}]}",
+                   cases[i].value ? ",\"allow_plaintext_auth\":" : "",
+                   cases[i].value ? cases[i].value : "");
+        job_lease *l = NULL;
+        char err[256] = "";
+        if (jobs_parse(j.data, j.len, &l, err, sizeof err) != 0 || l->nmailboxes != 1)
+            fail_msg("allow_plaintext_auth %s: rejected (%s)", cases[i].value, err);
+        assert_int_equal(l->mailboxes[0]->allow_plaintext_auth, cases[i].want);
+        job_lease_free(l);
+        buf_free(&j);
+    }
+    expect_mailbox_rejected(MB("{\"host\":\"h\",\"port\":25,\"security\":\"plain\","
+                               "\"allow_plaintext_auth\":\"yes\"}",
+                               "[]"),
+                            "smtp.allow_plaintext_auth: must be true, false or null");
+    expect_mailbox_rejected(MB("{\"host\":\"h\",\"port\":25,\"security\":\"plain\","
+                               "\"allow_plaintext_auth\":1}",
+                               "[]"),
+                            "smtp.allow_plaintext_auth");
 }
 
 int main(void)
@@ -266,6 +388,8 @@ int main(void)
         cmocka_unit_test(test_bad_lease_json_is_rejected_with_the_field_named),
         cmocka_unit_test(test_lease_json_order_unknown_keys_and_growth),
         cmocka_unit_test(test_lease_json_types_and_required_fields),
+        cmocka_unit_test(test_one_bad_mailbox_does_not_poison_the_lease),
+        cmocka_unit_test(test_allow_plaintext_auth_is_parsed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
