@@ -185,12 +185,11 @@ static void append_printable(char *out, size_t cap, size_t *len, const char *s, 
                 whole++;
             if (whole == want && utf8_valid(s + i, want)) {
                 memcpy(tmp, s + i, want);
+                tn = want;
             } else {
                 memcpy(tmp, "\xEF\xBF\xBD", 3); /* one U+FFFD per bad sequence */
                 tn = 3;
             }
-            if (!tn)
-                tn = want;
             step = whole;
         }
         if (*len + tn + 1 > cap)

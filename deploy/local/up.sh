@@ -95,6 +95,7 @@ fi
 cat <<MSG
 
 kiln is up at $STACK_URL  (logs in var/log/, stop with: make down)
+  kiln-api is restarted if it dies (each restart in var/log/kiln-api-restarts.log)
   admin token: var/admin.token
   TOKEN=\$(cat var/admin.token)
   curl -H "Authorization: Bearer \$TOKEN" $STACK_URL/api/warmup/quota?status=behind
