@@ -329,6 +329,24 @@ def attack_body_endpoint(method, path, tok, make, positive):
     check(200 <= r.status < 300, "%s: the untouched body is refused: %r" % (where, r))
 
 
+# The cases of issue 10, as reported.
+before = dump()
+TENANT_BOX = BODY_ENDPOINTS[4][3]
+for path, tok, raw, field in [
+        ("/api/warmup/control", "admin", b'{"action\\u0000zz":"start"}', "action\\u0000zz"),
+        ("/api/mailboxes", "tenant",
+         encode(put(TENANT_BOX(), ("smtp", "host"), "127.0.0.1\x00.evil")), "smtp.host"),
+        ("/api/mailboxes", "tenant",
+         encode(put(TENANT_BOX(), ("smtp", "password"), "pass" + RAWSEP + "word"), b"\\udc00"),
+         "smtp.password"),
+        ("/api/mailboxes", "tenant",
+         encode(put(TENANT_BOX(), ("smtp", "password"), "pass" + RAWSEP), b"\\ud800"),
+         "smtp.password")]:
+    expect_refused(call("POST", path, token=TOKENS[tok], raw=raw), "issue 10: %r" % raw[:60],
+                   400, "invalid_field", field)
+check_unchanged(before, "the cases of issue 10")
+ok("issue 10: a NUL in a member name or a host, a lone surrogate in a password: 400 naming it")
+
 for method, path, tok, make, positive in BODY_ENDPOINTS:
     attack_body_endpoint(method, path, tok, make, positive)
 ok("every endpoint with a body refuses depth, NUL, surrogates, bad UTF-8, huge numbers, "
@@ -391,7 +409,7 @@ for method, route, tok in ROUTES:
             expect_refused(r, "%s %s?%s=%s" % (method, path, name, v), 400, "invalid_query", name)
 check_unchanged(before, "hostile paths and query strings")
 check_alive("hostile paths and query strings")
-ok("every endpoint refuses hostile paths and query strings (%%00, bad UTF-8, encoded "
+ok("every endpoint refuses hostile paths and query strings (%00, bad UTF-8, encoded "
    "surrogates, huge and negative ids, 414) with a JSON 4xx, changing nothing")
 
 
