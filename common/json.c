@@ -187,7 +187,9 @@ static void append_printable(char *out, size_t cap, size_t *len, const char *s, 
                 memcpy(tmp, s + i, want);
                 tn = want;
             } else {
-                memcpy(tmp, "\xEF\xBF\xBD", 3); /* one U+FFFD per bad sequence */
+                tmp[0] = '\xEF'; /* one U+FFFD per bad sequence */
+                tmp[1] = '\xBF';
+                tmp[2] = '\xBD';
                 tn = 3;
             }
             step = whole;
@@ -258,7 +260,7 @@ static void add_value(json_builder *b, yajl_val v)
         if (n == f->cap) {
             f->cap = f->cap ? 2 * f->cap : 8;
             parent->u.object.keys = xrealloc(parent->u.object.keys, f->cap * sizeof(char *));
-            parent->u.object.values = xrealloc(parent->u.object.values, f->cap * sizeof v);
+            parent->u.object.values = xrealloc(parent->u.object.values, f->cap * sizeof(yajl_val));
         }
         parent->u.object.keys[n] = f->pending_key;
         parent->u.object.values[n] = v;
@@ -268,7 +270,7 @@ static void add_value(json_builder *b, yajl_val v)
         size_t n = parent->u.array.len;
         if (n == f->cap) {
             f->cap = f->cap ? 2 * f->cap : 8;
-            parent->u.array.values = xrealloc(parent->u.array.values, f->cap * sizeof v);
+            parent->u.array.values = xrealloc(parent->u.array.values, f->cap * sizeof(yajl_val));
         }
         parent->u.array.values[n] = v;
         parent->u.array.len = n + 1;
