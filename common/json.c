@@ -118,7 +118,7 @@ static int hex4(const char *s, size_t avail)
  * not JSON yajl stops before the ordinals could disagree. */
 static size_t find_bad_escape(const char *s, size_t n, const char **why)
 {
-    if (!memchr(s, '\\', n))
+    if (n == 0 || !memchr(s, '\\', n))
         return SIZE_MAX;
     size_t ordinal = 0;
     bool in_string = false;
@@ -449,6 +449,8 @@ yajl_val json_parse_checked(const char *data, size_t len, json_error *err)
     memset(&b, 0, sizeof b);
     memset(err, 0, sizeof *err);
     b.err = err;
+    if (!data)
+        data = "";
     b.bad_escape = find_bad_escape(data, len, &b.bad_escape_why);
     yajl_handle h = yajl_alloc(&builder_callbacks, NULL, &b);
     if (!h) {
