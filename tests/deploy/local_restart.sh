@@ -16,7 +16,7 @@ alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 
 stack_api_down
 STACK_API_RESTART=1 stack_api_up || fail "stack_api_up under the restart loop did not start kiln-api"
-loop=$(cat "$run/kiln-api-supervisor.pid")
+loop=$(cat "$run/kiln-api-supervisor.pid" 2>/dev/null || true)
 pid1=$(cat "$run/kiln-api.pid")
 alive "$loop" || fail "the restart loop is not running"
 alive "$pid1" || fail "kiln-api is not running"
