@@ -3,6 +3,7 @@ FastCGI output (read straight from its socket, no nginx in between) has a head o
 well-formed `Name: value` lines, a Content-Length equal to the body's length, and
 exactly one `Cache-Control: no-store`, for every kind of answer (2xx with secrets,
 204, 4xx, 413, HEAD); and nginx passes the header on to the client."""
+import os
 import re
 import urllib.request
 from kiln_test import *
@@ -91,11 +92,17 @@ fc("POST", "/api/plans", b'{"a":' + b"[" * 300000, status=400)
 fc("POST", "/api/plans", b'{"name\\u0000x":"a"}', status=400)
 fc("POST", "/api/plans", b"x" * (1024 * 1024 + 1), status=413)
 fc("POST", "/api/plans", b"{}", content_length=10, status=400)
+for lie in ["abc", "-1", "1e3", " 5", "99999999999999999999", "-99999999999999999999", ""]:
+    r = fc("POST", "/api/plans", b'{"name":"x"}', content_length=lie)
+    check(400 <= r.status < 500, "CONTENT_LENGTH %r: expected a 4xx, got %r" % (lie, r))
 r = fc("PUT", "/api/plans", status=405)
 check(r.header("allow"), "405 carries Allow: %r" % r)
 r = fc("GET", "/api/plans", token="x" * 40, status=401)
 check(r.header("www-authenticate"), "401 carries WWW-Authenticate: %r" % r)
-ok("4xx answers (401, 404, 405 with Allow, 400, 413) have a clean head with no-store")
+check(os.path.exists("/proc/" + open(os.path.join(VAR, "run", "kiln-api.pid")).read().strip()),
+      "kiln-api is alive after the bad requests")
+ok("4xx answers (401, 404, 405 with Allow, 400, 413, lying CONTENT_LENGTH) have a clean "
+   "head with no-store")
 
 # Through nginx: the header reaches the client once, on success and on error.
 for method, path, body, token in [("GET", "/healthz", None, None),
