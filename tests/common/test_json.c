@@ -200,6 +200,92 @@ static void test_json_syntax_errors_and_the_text_wrapper(void **state)
     yajl_tree_free(v);
 }
 
+/* Every tree the parser returns holds its promises, whatever the input. */
+static void check_tree(yajl_val v, int depth)
+{
+    /* depth: containers from the root down to v, v included when it is one */
+    if (YAJL_IS_OBJECT(v) || YAJL_IS_ARRAY(v))
+        assert_true(depth <= JSON_MAX_DEPTH);
+    if (YAJL_IS_STRING(v)) {
+        assert_true(utf8_valid(v->u.string, strlen(v->u.string)));
+    } else if (YAJL_IS_OBJECT(v)) {
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            const char *k = v->u.object.keys[i];
+            assert_true(utf8_valid(k, strlen(k)));
+            for (size_t j = 0; j < i; j++)
+                assert_true(strcmp(k, v->u.object.keys[j]) != 0);
+            check_tree(v->u.object.values[i], depth + 1);
+        }
+    } else if (YAJL_IS_ARRAY(v)) {
+        for (size_t i = 0; i < v->u.array.len; i++)
+            check_tree(v->u.array.values[i], depth + 1);
+    }
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void test_json_random_mutations_keep_the_invariants(void **state)
+{
+    (void)state;
+    static const char *const seeds[] = {
+        "{\"a\":[1,2,{\"b\":\"x\\u00e9\\ud83d\\ude00\"}],\"c\":{\"d\":null,\"e\":true}}",
+        "{\"smtp\":{\"host\":\"127.0.0.1\",\"port\":587,\"password\":\"p\\\"w\"}}",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+        "{\"k\":\"\\u0041\\ud800\\udc00\",\"n\":-0.5e+3,\"z\":[\"\xc3\xa9\"]}",
+    };
+    static const char alphabet[] = "[]{}\",:\\u0dD8Cc9e-. \x00\x80\xbf\xc3\xed\xf4\xff";
+    char doc[512];
+    int parsed = 0;
+    for (int iter = 0; iter < 200000; iter++) {
+        const char *seed = seeds[rng() % (sizeof seeds / sizeof *seeds)];
+        size_t n = strlen(seed);
+        memcpy(doc, seed, n);
+        for (int m = (int)(rng() % 4) + 1; m > 0; m--) {
+            size_t at = n ? rng() % n : 0;
+            char c = alphabet[rng() % (sizeof alphabet - 1)];
+            switch (rng() % 3) {
+            case 0: /* replace */
+                if (n)
+                    doc[at] = c;
+                break;
+            case 1: /* insert */
+                if (n + 1 < sizeof doc) {
+                    memmove(doc + at + 1, doc + at, n - at);
+                    doc[at] = c;
+                    n++;
+                }
+                break;
+            default: /* delete */
+                if (n) {
+                    memmove(doc + at, doc + at + 1, n - at - 1);
+                    n--;
+                }
+                break;
+            }
+        }
+        json_error e;
+        yajl_val v = json_parse_checked(doc, n, &e);
+        if (v) {
+            parsed++;
+            check_tree(v, 1);
+            yajl_tree_free(v);
+        } else {
+            assert_int_not_equal(e.fault, JSON_OK);
+            assert_true(utf8_valid(e.field, strlen(e.field)));
+            assert_non_null(memchr(e.message, '\0', sizeof e.message));
+        }
+    }
+    assert_true(parsed > 1000); /* the mutations do not only make garbage */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_json_duplicate_members_are_refused),
         cmocka_unit_test(test_json_numbers_keep_yajl_tree_semantics),
         cmocka_unit_test(test_json_syntax_errors_and_the_text_wrapper),
+        cmocka_unit_test(test_json_random_mutations_keep_the_invariants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
