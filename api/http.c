@@ -158,14 +158,34 @@ static void free_tree(void *v)
 
 yajl_val http_json_body(http_req *rq, http_resp *rs)
 {
-    char err[300];
     if (rq->body_len == 0) {
         http_error(rs, 400, "empty_body", "a JSON object body is required", NULL);
         return NULL;
     }
-    yajl_val v = json_parse(rq->body, rq->body_len, err, sizeof err);
+    /* A body that does not open with '{' is refused unread, whatever follows. */
+    size_t at = 0;
+    while (at < rq->body_len && strchr(" \t\r\n", rq->body[at]) && rq->body[at])
+        at++;
+    if (at < rq->body_len && rq->body[at] != '{') {
+        http_error(rs, 400, "not_an_object", "the body must be a JSON object", NULL);
+        return NULL;
+    }
+    json_error err;
+    yajl_val v = json_parse_checked(rq->body, rq->body_len, &err);
     if (!v) {
-        http_error(rs, 400, strstr(err, "UTF-8") ? "invalid_utf8" : "malformed_json", err, NULL);
+        const char *field = err.field[0] ? err.field : NULL;
+        switch (err.fault) {
+        case JSON_BAD_UTF8:
+            http_error(rs, 400, "invalid_utf8", err.message, field);
+            break;
+        case JSON_BAD_TEXT:
+        case JSON_DUP_KEY:
+            http_error(rs, 400, "invalid_field", err.message, field);
+            break;
+        default: /* JSON_SYNTAX, JSON_TOO_DEEP */
+            http_error(rs, 400, "malformed_json", err.message, NULL);
+            break;
+        }
         return NULL;
     }
     arena_cleanup_add(rq->pool, free_tree, v);

@@ -66,17 +66,24 @@ static int read_body(FCGX_Request *req, arena *pool, int64_t max, const char **b
     return 0;
 }
 
+/* The CGI response head and body. The head is formatted here with snprintf semantics:
+ * libfcgi's FCGX_FPrintF has its own printf that knows no %zu (it printed
+ * "Content-Length: Cache-Control: no-store"). Every answer says Cache-Control:
+ * no-store: tokens, leases and mailbox secrets must not sit in a cache. */
 static void write_response(FCGX_Request *req, http_resp *rs, bool head)
 {
-    FCGX_FPrintF(req->out, "Status: %d %s\r\n", rs->status, http_reason(rs->status));
+    buf h = BUF_INIT;
+    buf_printf(&h, "Status: %d %s\r\n", rs->status, http_reason(rs->status));
     if (rs->content_type)
-        FCGX_FPrintF(req->out, "Content-Type: %s\r\n", rs->content_type);
+        buf_printf(&h, "Content-Type: %s\r\n", rs->content_type);
     if (rs->status != 204)
-        FCGX_FPrintF(req->out, "Content-Length: %zu\r\n", rs->body.len);
-    FCGX_FPrintF(req->out, "Cache-Control: no-store\r\n");
+        buf_printf(&h, "Content-Length: %zu\r\n", rs->body.len);
+    buf_puts(&h, "Cache-Control: no-store\r\n");
     if (rs->headers.len)
-        FCGX_PutStr(rs->headers.data, (int)rs->headers.len, req->out);
-    FCGX_PutS("\r\n", req->out);
+        buf_append(&h, rs->headers.data, rs->headers.len);
+    buf_puts(&h, "\r\n");
+    FCGX_PutStr(h.data, (int)h.len, req->out);
+    buf_free(&h);
     if (!head && rs->status != 204 && rs->body.len)
         FCGX_PutStr(rs->body.data, (int)rs->body.len, req->out);
 }

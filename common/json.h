@@ -12,8 +12,33 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
-/* Parses len bytes (need not be NUL-terminated). Rejects embedded NULs and
- * invalid UTF-8. On failure returns NULL and writes a one-line reason to err. */
+/* Deepest nesting of objects and arrays a parse accepts; deeper input is refused
+ * while it is read, before a tree exists. */
+#define JSON_MAX_DEPTH 64
+
+enum json_fault {
+    JSON_OK = 0,
+    JSON_SYNTAX,   /* not JSON (yajl's reason in the message) */
+    JSON_TOO_DEEP, /* nested deeper than JSON_MAX_DEPTH */
+    JSON_BAD_UTF8, /* raw bytes that are not UTF-8 (field set when inside a string) */
+    JSON_BAD_TEXT, /* a string or member name with \u0000 or an unpaired surrogate escape */
+    JSON_DUP_KEY,  /* a member name twice in one object (field names it) */
+};
+
+/* Why a parse failed. field is the member's path, dotted and indexed
+ * ("smtp.password", "results[3].status", a rejected member name itself), or "". */
+typedef struct json_error {
+    enum json_fault fault;
+    char field[256];
+    char message[384];
+} json_error;
+
+/* Parses len bytes (need not be NUL-terminated) into a yajl_tree (free it with
+ * yajl_tree_free). Every string and member name is valid UTF-8 without NUL or
+ * surrogates; nesting is at most JSON_MAX_DEPTH; no object has a member twice. On
+ * failure returns NULL and fills err. */
+yajl_val json_parse_checked(const char *data, size_t len, json_error *err);
+/* The same with the reason as one line of text in err. */
 yajl_val json_parse(const char *data, size_t len, char *err, size_t errlen);
 
 /* Object member lookup; NULL when obj is not an object or has no such key. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make down`: stops everything `make up` started (agent, sink, nginx, kiln-api,
-# PostgreSQL). Data stays in var/ for the next `make up`; `rm -rf var` forgets it.
+# `make down`: stops everything `make up` started (agent, sink, nginx, kiln-api and its
+# restart loop, PostgreSQL). Data stays in var/ for the next `make up`; `rm -rf var` forgets it.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 var=$src/var

@@ -4,7 +4,8 @@
 #
 #   stack_init VAR_DIR BUILD_DIR [HTTP_PORT]   set paths (HTTP_PORT default: a free one)
 #   stack_pg_up / stack_pg_down                 the PostgreSQL cluster (initdb on first use)
-#   stack_api_up / stack_api_down               kiln-api serve (after migrate)
+#   stack_api_up / stack_api_down               kiln-api serve (after migrate); with
+#                                               STACK_API_RESTART=1 under a restart loop
 #   stack_nginx_up / stack_nginx_down
 #   stack_up / stack_down                       all of the above
 #   stack_psql ARGS...                          psql on the kiln database
@@ -98,16 +99,56 @@ stack_psql() {
         -U postgres -d kiln "$@"
 }
 
+# kiln-api's restart loop (STACK_API_RESTART=1, as `make up` runs it): starts kiln-api,
+# keeps its pid in run/kiln-api.pid, and when it exits without being asked to (a crash,
+# a kill) logs the exit to log/kiln-api-restarts.log and starts it again, waiting 1 s,
+# then longer (up to 30 s) while it keeps dying within 10 s of its start. TERM/INT stop
+# kiln-api and the loop. Runs in the background with its pid in run/kiln-api-supervisor.pid.
+stack_api_supervise() {
+    set +e
+    local child="" stopping=0 rc started delay=1
+    trap 'stopping=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' TERM INT
+    while [ "$stopping" -eq 0 ]; do
+        started=$(date +%s)
+        "$STACK_BUILD/api/kiln-api" serve >>"$STACK_VAR/log/kiln-api.log" 2>&1 &
+        child=$!
+        echo "$child" >"$STACK_VAR/run/kiln-api.pid"
+        # wait returns early when a trapped signal arrives; keep waiting for the exit.
+        while :; do
+            wait "$child"
+            rc=$?
+            kill -0 "$child" 2>/dev/null || break
+        done
+        [ "$stopping" -eq 0 ] || break
+        if [ $(($(date +%s) - started)) -ge 10 ]; then delay=1; fi
+        printf '%s kiln-api (pid %s) exited with status %s; restarting in %s s\n' \
+            "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$child" "$rc" "$delay" |
+            tee -a "$STACK_VAR/log/kiln-api.log" >>"$STACK_VAR/log/kiln-api-restarts.log"
+        sleep "$delay" &
+        wait $!
+        delay=$((delay * 2 > 30 ? 30 : delay * 2))
+    done
+    rm -f "$STACK_VAR/run/kiln-api.pid"
+}
+
 stack_api_up() {
     [ -s "$KILN_SECRET_KEY_FILE" ] || "$STACK_BUILD/api/kiln-api" keygen "$KILN_SECRET_KEY_FILE"
     "$STACK_BUILD/api/kiln-api" migrate >>"$STACK_VAR/log/kiln-api.log" 2>&1 ||
         { tail -20 "$STACK_VAR/log/kiln-api.log" >&2; return 1; }
-    "$STACK_BUILD/api/kiln-api" serve >>"$STACK_VAR/log/kiln-api.log" 2>&1 &
-    echo $! >"$STACK_VAR/run/kiln-api.pid"
+    rm -f "$STACK_VAR/run/kiln-api.pid"
+    if [ "${STACK_API_RESTART:-0}" = 1 ]; then
+        stack_api_supervise </dev/null >>"$STACK_VAR/log/kiln-api.log" 2>&1 &
+        echo $! >"$STACK_VAR/run/kiln-api-supervisor.pid"
+        local i
+        for i in $(seq 1 50); do [ -s "$STACK_VAR/run/kiln-api.pid" ] && break; sleep 0.1; done
+    else
+        "$STACK_BUILD/api/kiln-api" serve >>"$STACK_VAR/log/kiln-api.log" 2>&1 &
+        echo $! >"$STACK_VAR/run/kiln-api.pid"
+    fi
     local i
     for i in $(seq 1 100); do
         [ -S "$STACK_API_SOCK" ] && return 0
-        kill -0 "$(cat "$STACK_VAR/run/kiln-api.pid")" 2>/dev/null ||
+        kill -0 "$(cat "$STACK_VAR/run/kiln-api.pid" 2>/dev/null)" 2>/dev/null ||
             { tail -20 "$STACK_VAR/log/kiln-api.log" >&2; return 1; }
         sleep 0.1
     done
@@ -127,7 +168,9 @@ stack_kill_pidfile() {
     rm -f "$f"
 }
 
+# The restart loop first (so it does not start kiln-api again), then kiln-api.
 stack_api_down() {
+    stack_kill_pidfile "$STACK_VAR/run/kiln-api-supervisor.pid" "${1:-TERM}"
     stack_kill_pidfile "$STACK_VAR/run/kiln-api.pid" "${1:-TERM}"
 }
 

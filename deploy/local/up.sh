@@ -27,8 +27,13 @@ step() { printf '==> %s\n' "$*"; }
 step "PostgreSQL (var/pg, socket in var/pg/run)"
 [ -f "$STACK_PGDATA/postmaster.pid" ] && stack_as_pg "$(stack_pg_bin)/pg_ctl" -D "$STACK_PGDATA" status >/dev/null 2>&1 ||
     stack_pg_up
-step "kiln-api (migrations, FastCGI on var/run/api.sock)"
-if ! { [ -f "$var/run/kiln-api.pid" ] && kill -0 "$(cat "$var/run/kiln-api.pid")" 2>/dev/null; }; then
+step "kiln-api (migrations, FastCGI on var/run/api.sock, restarted if it dies)"
+# Under the restart loop of stack.sh: a crash is logged to var/log/kiln-api-restarts.log
+# and kiln-api comes back; `make down` stops the loop first.
+export STACK_API_RESTART=${STACK_API_RESTART:-1}
+if ! { [ -f "$var/run/kiln-api-supervisor.pid" ] &&
+    kill -0 "$(cat "$var/run/kiln-api-supervisor.pid")" 2>/dev/null; }; then
+    stack_api_down # an unsupervised kiln-api from an older run, if any
     stack_api_up
 fi
 step "nginx on $STACK_URL"
@@ -91,6 +96,7 @@ fi
 cat <<MSG
 
 kiln is up at $STACK_URL  (logs in var/log/, stop with: make down)
+  kiln-api is restarted if it dies (each restart in var/log/kiln-api-restarts.log)
   admin token: var/admin.token
   TOKEN=\$(cat var/admin.token)
   curl -H "Authorization: Bearer \$TOKEN" $STACK_URL/api/warmup/quota?status=behind

@@ -4,7 +4,7 @@
 # a second, socket-activated kiln-api (as kiln-api@2.socket would), then checks over
 # HTTPS/HTTP2: health, the two-instance upstream surviving the loss of one, the /metrics
 # network ACL, the body limit, agent rate limiting, the HTTP->HTTPS redirect and the
-# JSON access log.
+# JSON access log, and nginx's own errors as kiln's JSON (tests/deploy/nginx_errors.py).
 . "$KILN_SOURCE_DIR/tests/deploy/lib.sh"
 need nginx openssl curl systemd-socket-activate
 : "${KILN_STACK_VAR:?run me through tests/lib/with_stack.sh}"
@@ -75,6 +75,12 @@ case "$got" in
 *) fail "plain HTTP: expected a 301 to https, got '$got'" ;;
 esac
 ok "plain HTTP redirects to HTTPS"
+
+# nginx's own errors (malformed requests, TRACE, 414, 413, plain HTTP to the TLS port) are
+# kiln's JSON, on both server blocks, sent as raw bytes.
+/usr/bin/python3 "$KILN_SOURCE_DIR/tests/deploy/nginx_errors.py" --port "$tls" \
+    --tls "$T/ngx/tls/fullchain.pem" --host kiln.example.com --plain-port "$http" ||
+    fail "the production site answers some of its own errors without kiln's JSON shape"
 
 # Losing one instance: nginx moves on to the other (both sockets are in the upstream).
 (source "$KILN_SOURCE_DIR/deploy/local/stack.sh" && stack_init "$KILN_STACK_VAR" "$KILN_BUILD_DIR" \

@@ -39,12 +39,15 @@ grep -Eq '^LimitNOFILE=[0-9]{5,}$' "$DEPLOY/systemd/kiln-agent.service" ||
 grep -q '^SystemCallFilter=.*io_uring_setup' "$DEPLOY/systemd/kiln-agent.service" ||
     fail "kiln-agent.service: the syscall filter must let io_uring through"
 expect kiln-api.service 'Requires=kiln-api.socket'
+# A kiln-api that dies anyway (a crash) is started again; the socket stays open meanwhile.
+expect kiln-api.service 'Restart=on-failure'
+expect kiln-api@.service 'Restart=on-failure'
 expect kiln-api.socket 'ListenStream=/run/kiln/api.sock'
 expect kiln-api@.socket 'ListenStream=/run/kiln/api-%i.sock'
 # The nginx upstream and the sockets must agree.
 grep -q 'server unix:/run/kiln/api.sock' "$KILN_SOURCE_DIR/nginx/kiln.conf" ||
     fail "nginx/kiln.conf does not use kiln-api.socket's path"
-ok "units keep strict sandboxing, the spool, the fd limit, io_uring and socket activation"
+ok "units keep strict sandboxing, the spool, the fd limit, io_uring, socket activation and restarts"
 
 # The packaged config files are valid EnvironmentFiles: KEY=VALUE or comments only.
 for f in "$DEPLOY"/config/agent.conf "$DEPLOY"/config/api.env; do
