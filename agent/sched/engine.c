@@ -7,7 +7,7 @@
 #include "json.h"
 #include "log.h"
 #include "ring.h"
-#include "secret.h"
+#include "rand.h"
 #include "xalloc.h"
 
 #include <errno.h>
