@@ -74,43 +74,9 @@ static void work_free(struct work *w)
 
 /* ---- cancels ---- */
 
-static bool id_set_has(const struct id_set *s, int64_t id)
-{
-    if (!s->cap)
-        return false;
-    size_t i = (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 20) & (s->cap - 1);
-    while (s->v[i] != 0) {
-        if (s->v[i] == id)
-            return true;
-        i = (i + 1) & (s->cap - 1);
-    }
-    return false;
-}
-
-static void id_set_add(struct id_set *s, int64_t id)
-{
-    if (id == 0 || id_set_has(s, id))
-        return;
-    if ((s->used + 1) * 2 > s->cap) {
-        struct id_set old = *s;
-        s->cap = old.cap ? old.cap * 2 : 1024;
-        s->v = xcalloc(s->cap, sizeof *s->v);
-        s->used = 0;
-        for (size_t i = 0; i < old.cap; i++)
-            if (old.v[i])
-                id_set_add(s, old.v[i]);
-        free(old.v);
-    }
-    size_t i = (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 20) & (s->cap - 1);
-    while (s->v[i] != 0)
-        i = (i + 1) & (s->cap - 1);
-    s->v[i] = id;
-    s->used++;
-}
-
 static bool slot_cancelled(const struct io_thread *t, const struct work *w, size_t k)
 {
-    return t->cancel_all || id_set_has(&t->cancelled, w->mb->m->sends[w->sends[k]].id);
+    return t->cancel_all || i64map_has(&t->cancelled, w->mb->m->sends[w->sends[k]].id);
 }
 
 /* Ends the cancelled slots of a work that has not started; returns how many are left
@@ -163,7 +129,7 @@ static void work_final_all(struct io_thread *t, struct work *w, int status, cons
 
 void sched_cancel_add(struct io_thread *t, int64_t send_id)
 {
-    id_set_add(&t->cancelled, send_id);
+    i64map_put(&t->cancelled, send_id, 1);
 }
 
 /* ---- hosts ---- */
@@ -676,8 +642,7 @@ void sched_thread_cleanup(struct io_thread *t)
     for (size_t k = 0; k < nmb; k++)
         mbox_free(mbs[k]);
     free(mbs);
-    free(t->cancelled.v);
-    t->cancelled.v = NULL;
+    i64map_free(&t->cancelled);
     free(t->results);
     t->results = NULL;
     buf_free(&t->msg_scratch);

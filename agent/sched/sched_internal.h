@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "engine.h"
 #include "host_limits.h"
+#include "i64map.h"
 #include "jobs.h"
 #include "loop.h"
 #include "resolver.h"
@@ -100,12 +101,6 @@ struct control_item {
     struct control_item *next;
 };
 
-/* send ids cancelled on this thread (checked before a retry), open addressing */
-struct id_set {
-    int64_t *v;
-    size_t cap, used;
-};
-
 struct io_thread {
     engine *e;
     pthread_t tid;
@@ -116,7 +111,7 @@ struct io_thread {
     pthread_mutex_t inbox_mu;
     struct inbox_item *inbox;
     struct control_item *controls;
-    struct id_set cancelled;
+    i64map cancelled; /* send ids cancelled on this thread (checked before a retry) */
     timer_heap works; /* works by wake time: due time, or their lease's start limit */
     struct host *hosts[HOST_BUCKETS];
     struct host *ready;

@@ -12,6 +12,7 @@
 #include "smtp_session.h"
 
 #include "codec.h"
+#include "wire.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -35,24 +36,20 @@ static bool has_non_ascii(const char *s)
     return false;
 }
 
+/* The final outcomes are the wire's statuses, in the wire's order (common/wire.h). */
+_Static_assert((int)SMTP_ST_SENT - 1 == (int)WIRE_SENT &&
+                   (int)SMTP_ST_DEFERRED - 1 == (int)WIRE_DEFERRED &&
+                   (int)SMTP_ST_FAILED - 1 == (int)WIRE_FAILED &&
+                   (int)SMTP_ST_AUTH - 1 == (int)WIRE_AUTH &&
+                   (int)SMTP_ST_TLS - 1 == (int)WIRE_TLS &&
+                   (int)SMTP_ST_UNKNOWN - 1 == (int)WIRE_UNKNOWN,
+               "enum smtp_status and enum wire_status disagree");
+
 const char *smtp_status_name(int status)
 {
-    switch (status) {
-    case SMTP_ST_SENT:
-        return "sent";
-    case SMTP_ST_DEFERRED:
-        return "deferred";
-    case SMTP_ST_FAILED:
-        return "failed";
-    case SMTP_ST_AUTH:
-        return "auth";
-    case SMTP_ST_TLS:
-        return "tls";
-    case SMTP_ST_UNKNOWN:
-        return "unknown";
-    default:
-        return "pending";
-    }
+    if (status >= SMTP_ST_SENT && status < SMTP_ST_COUNT)
+        return wire_status_names[status - SMTP_ST_SENT];
+    return "pending";
 }
 
 void smtp_session_init(smtp_session *s, const smtp_session_params *p, smtp_slot *slots,
