@@ -80,10 +80,12 @@ static bool slot_cancelled(const struct io_thread *t, const struct work *w, size
 }
 
 /* Ends the cancelled slots of a work that has not started; returns how many are left
- * (0: the work is freed). */
-static size_t work_filter(struct io_thread *t, struct work *w)
+ * (0: the work is freed). *mb_freed (may be NULL) tells whether that freed the mailbox
+ * too, which happens only with its last unfinished slot. */
+static size_t work_filter(struct io_thread *t, struct work *w, bool *mb_freed)
 {
     size_t keep = 0, n = w->n;
+    bool freed = false;
     uint32_t *ids = w->sends;
     for (size_t k = 0; k < n; k++) {
         if (!slot_cancelled(t, w, k)) {
@@ -102,21 +104,26 @@ static size_t work_filter(struct io_thread *t, struct work *w)
         snprintf(r.detail, sizeof r.detail, "cancelled before it started");
         sched_result_push(t, &r);
         if (--w->mb->remaining == 0) {
-            job_mailbox_free(w->mb->m);
-            free(w->mb);
+            /* the mailbox's last unfinished slot, so the last of w too */
+            mbox_free(w->mb);
             w->mb = NULL;
+            freed = true;
+            break;
         }
     }
     w->n = keep;
-    if (!keep) {
+    if (mb_freed)
+        *mb_freed = freed;
+    if (!keep || freed) {
         work_free(w);
         return 0;
     }
     return keep;
 }
 
-/* Every slot of w ends with the same outcome. */
-static void work_final_all(struct io_thread *t, struct work *w, int status, const char *detail)
+/* Every slot of w ends with the same outcome. True when that freed the mailbox too
+ * (w held its last unfinished slots). */
+static bool work_final_all(struct io_thread *t, struct work *w, int status, const char *detail)
 {
     struct mbox *done = NULL;
     for (size_t k = 0; k < w->n; k++)
@@ -125,6 +132,7 @@ static void work_final_all(struct io_thread *t, struct work *w, int status, cons
     work_free(w);
     if (done)
         mbox_free(done);
+    return done != NULL;
 }
 
 void sched_cancel_add(struct io_thread *t, int64_t send_id)
@@ -231,7 +239,7 @@ static bool host_resolve(struct io_thread *t, struct host *h)
 
 static bool work_keep(void *item, void *arg)
 {
-    return work_filter(arg, item) > 0;
+    return work_filter(arg, item, NULL) > 0;
 }
 
 void sched_cancel_pending(struct io_thread *t)
@@ -244,7 +252,7 @@ void sched_cancel_pending(struct io_thread *t)
             while (list) {
                 struct work *next = list->next;
                 list->next = NULL;
-                if (work_filter(t, list) > 0) {
+                if (work_filter(t, list, NULL) > 0) {
                     if (h->wait_tail)
                         h->wait_tail->next = list;
                     else
@@ -573,11 +581,16 @@ void sched_mailbox_accept(struct io_thread *t, struct inbox_item *it)
                m->sends[order[i]].not_before_s == nb)
             w->sends[w->n++] = order[i++];
         w->due_ms = mb->lease_start_ms + nb * 1000;
-        if (t->cancel_all && work_filter(t, w) == 0)
+        bool mb_freed = false;
+        if (t->cancel_all && work_filter(t, w, &mb_freed) == 0) {
+            if (mb_freed)
+                break;
             continue;
+        }
         /* a lease that cannot be renewed ends what it cannot reach now, not later */
         if (!mb->lease_key && w->due_ms >= mbox_start_limit(t, mb)) {
-            work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: due after the lease deadline");
+            if (work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: due after the lease deadline"))
+                break;
             continue;
         }
         work_schedule(t, w);

@@ -1,0 +1,20 @@
+#!/bin/bash
+# The agent's layers (agent/README.md): the include paths CMake gives each library
+# already make a cross-layer include fail; this checks what they cannot, system
+# headers. smtp/ and imap/ (protocol cores) include no I/O header, and net/ names no
+# protocol, scheduler or lease module even in a comment-free include line.
+set -u
+SRC="${KILN_SOURCE_DIR:?}"
+fail=0
+io='#include <(liburing\.h|sys/socket\.h|netinet/|arpa/inet\.h|netdb\.h|sys/epoll\.h|poll\.h|unistd\.h|openssl/ssl\.h|sys/eventfd\.h)'
+for d in smtp imap; do
+    if grep -nE "$io" "$SRC/agent/$d"/*.[ch] 2>/dev/null; then
+        echo "FAIL: agent/$d includes an I/O header (above)"; fail=1
+    fi
+done
+if grep -nE '#include "(smtp_|engine|sched|jobs|run|control|spool|imap)' "$SRC/agent/net"/*.[ch] \
+    "$SRC/agent/net/iface"/*.h; then
+    echo "FAIL: agent/net includes a protocol, scheduler or lease header (above)"; fail=1
+fi
+[ $fail = 0 ] && echo "PASS agent_layers"
+exit $fail
