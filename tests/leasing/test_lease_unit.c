@@ -2,7 +2,7 @@
  * global and per-user caps, recipient rules and the bucket deltas written back. No
  * database: the inputs are what h_agent.c would have loaded. */
 #include "arena.h"
-#include "lease.h"
+#include "lease_plan.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

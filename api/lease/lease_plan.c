@@ -1,6 +1,6 @@
-/* Slot scheduling for leases (see lease.h): pacing over the window, random cooldown,
+/* Slot scheduling for leases (see lease_plan.h): pacing over the window, random cooldown,
  * global and per-user caps per minute/hour of scheduled time, recipient choice. */
-#include "lease.h"
+#include "lease_plan.h"
 
 #include "secret.h"
 

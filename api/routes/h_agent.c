@@ -5,8 +5,8 @@
  * docs/leasing.md. */
 #include "app.h"
 #include "clock.h"
-#include "handlers.h"
-#include "lease.h"
+#include "routes.h"
+#include "lease_plan.h"
 #include "log.h"
 #include "stats.h"
 #include "validate.h"

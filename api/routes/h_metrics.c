@@ -3,7 +3,7 @@
  * snapshot, counters and histograms from the small sharded counters table: nothing
  * here scans sends. */
 #include "app.h"
-#include "handlers.h"
+#include "routes.h"
 #include "stats.h"
 
 #include <stdlib.h>

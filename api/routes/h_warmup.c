@@ -2,7 +2,7 @@
  * and the unauthenticated liveness probe /healthz. */
 #include "app.h"
 #include "config.h"
-#include "handlers.h"
+#include "routes.h"
 #include "pgjson.h"
 #include "stats.h"
 #include "validate.h"
