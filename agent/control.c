@@ -4,7 +4,7 @@
 #include "agent_config.h"
 #include "json.h"
 #include "log.h"
-#include "secret.h"
+#include "rand.h"
 #include "xalloc.h"
 
 #include <curl/curl.h>

@@ -5,9 +5,11 @@
  * docs/leasing.md. */
 #include "app.h"
 #include "clock.h"
-#include "routes.h"
+#include "codec.h"
 #include "lease_plan.h"
+#include "routes.h"
 #include "log.h"
+#include "rand.h"
 #include "stats.h"
 #include "validate.h"
 
