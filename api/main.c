@@ -5,6 +5,7 @@
 #include "auth.h"
 #include "log.h"
 #include "migrate.h"
+#include "routes.h"
 #include "server.h"
 #include "stats.h"
 #include "version.h"
@@ -74,7 +75,7 @@ static int cmd_serve(app *a)
     if (rc != 0)
         return 1;
     a->stats = stats_create(a->cfg.conninfo, a->cfg.stats_interval_s);
-    rc = server_run(a);
+    rc = server_run(a, &routes_api);
     stats_destroy(a->stats);
     for (size_t i = 0; i < a->ntimezones; i++)
         free(a->timezones[i]);

@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "http.h"
-#include "router.h"
+#include "routes.h"
 #include "stats.h"
 #include "validate.h"
 
@@ -174,13 +174,13 @@ static void test_router_404_and_405_need_no_database(void **state)
     fixture *f = *state;
     f->rq.method = "GET";
     f->rq.path = "/api/nothing";
-    router_dispatch(&f->rq, &f->rs);
+    router_dispatch(&routes_api, &f->rq, &f->rs);
     assert_error(f, 404, "not_found", NULL);
     http_resp_free(&f->rs);
     http_resp_init(&f->rs);
     f->rq.method = "PUT";
     f->rq.path = "/api/mailboxes/12";
-    router_dispatch(&f->rq, &f->rs);
+    router_dispatch(&routes_api, &f->rq, &f->rs);
     assert_error(f, 405, "method_not_allowed", NULL);
     assert_non_null(strstr(f->rs.headers.data, "Allow: GET, HEAD, PATCH, DELETE"));
 }

@@ -6,11 +6,11 @@ Usage: test_openapi.py [PROJECT_SOURCE_DIR]
 Checks:
   - the document is structurally OpenAPI 3.0.x (info, paths, components, operations
     with responses, declared path parameters, unique operationIds);
-  - every route of api/router.c's routes[] table is documented with its method ("{}"
+  - every route of api/routes/routes.c's routes[] table is documented with its method ("{}"
     in the router is any "{name}" in the spec), and nothing else is documented;
   - each operation's x-kiln-scopes equals the route's scopes (security: [] when the
     route needs no token);
-  - every error code passed to http_error(...) in api/*.c, and every code of nginx's
+  - every error code passed to http_error(...) in api/**/*.c, and every code of nginx's
     own JSON errors in nginx/*.conf*, is in the Error schema's code enum, and every
     code of that enum is produced somewhere;
   - every $ref resolves.
@@ -127,7 +127,7 @@ def ternary_results(expr):
 # ---- router ------------------------------------------------------------------------
 
 def parse_router(root):
-    src = strip_c_comments(open(os.path.join(root, "api", "router.c"), encoding="utf-8").read())
+    src = strip_c_comments(open(os.path.join(root, "api", "routes", "routes.c"), encoding="utf-8").read())
     macros = {}
     for m in re.finditer(r"^\s*#\s*define\s+(\w+)\s+(.+)$", src, re.M):
         macros[m.group(1)] = m.group(2).strip()
@@ -151,14 +151,14 @@ def parse_router(root):
 
     m = re.search(r"routes\s*\[\s*\]\s*=\s*\{(.*?)\n\s*\};", src, re.S)
     if not m:
-        raise ValueError("routes[] table not found in api/router.c")
+        raise ValueError("routes[] table not found in api/routes/routes.c")
     routes = []
     for e in re.finditer(r'\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*([^,{}]+?)\s*,\s*(\w+)\s*\}',
                          m.group(1)):
         routes.append({"method": e.group(1).lower(), "path": e.group(2),
                        "scopes": scopes_of(e.group(3)), "handler": e.group(4)})
     if not routes:
-        raise ValueError("no routes parsed from api/router.c")
+        raise ValueError("no routes parsed from api/routes/routes.c")
     return routes
 
 
@@ -167,7 +167,7 @@ def parse_router(root):
 def code_error_codes(root):
     """{code: [file:line, ...]} of every literal code given to http_error(); plus problems."""
     codes, problems = {}, []
-    for path in sorted(glob.glob(os.path.join(root, "api", "*.c"))):
+    for path in sorted(glob.glob(os.path.join(root, "api", "**", "*.c"), recursive=True)):
         raw = open(path, encoding="utf-8").read()
         src = strip_c_comments(raw)
         rel = os.path.relpath(path, root)
@@ -356,9 +356,9 @@ def main():
 
     try:
         routes = parse_router(root)
-        check(f"parse api/router.c routes[] ({len(routes)} routes)", [])
+        check(f"parse api/routes/routes.c routes[] ({len(routes)} routes)", [])
     except (OSError, ValueError) as e:
-        check("parse api/router.c routes[]", [str(e)])
+        check("parse api/routes/routes.c routes[]", [str(e)])
         return 1
 
     spec_ops = {}
@@ -370,7 +370,7 @@ def main():
         f"{r['method'].upper()} {r['path']} ({r['handler']}) is not in api/openapi.yaml"
         for key, r in router_ops.items() if key not in spec_ops])
     check("every documented operation is routed", [
-        f"{m.upper()} {spec_ops[(m, p)][0]} is documented but api/router.c has no such route"
+        f"{m.upper()} {spec_ops[(m, p)][0]} is documented but api/routes/routes.c has no such route"
         for (m, p) in spec_ops if (m, p) not in router_ops])
 
     scope_problems = []
@@ -394,7 +394,7 @@ def main():
     check("documented scopes match router.c", scope_problems)
 
     codes, parse_problems = code_error_codes(root)
-    check(f"read http_error() codes from api/*.c ({len(codes)} codes)", parse_problems)
+    check(f"read http_error() codes from api/**/*.c ({len(codes)} codes)", parse_problems)
     ngx = nginx_error_codes(root)
     try:
         enum = resolve(doc, "#/components/schemas/Error/properties/error/properties/code")
@@ -411,7 +411,7 @@ def main():
             missing.append(f"error code {c!r} is in the enum but no response describes it")
     check("every error code of the code and nginx is documented", missing)
     check("every documented error code is produced by the code or nginx", [
-        f"error code {c!r} is in the Error enum but neither api/*.c nor nginx/ produce it"
+        f"error code {c!r} is in the Error enum but neither api/**/*.c nor nginx/ produce it"
         for c in sorted(enum - set(codes) - set(ngx))])
 
     bad_refs = []

@@ -5,7 +5,7 @@ a 0-24 window: paced, each may send its first slot now and the next one 48 minut
 later. One agent runs 10 s without a trigger (each sends at most 1), then a trigger
 should let every mailbox send its whole target at cooldown spacing.
 
-Registered DISABLED: api/lease.c stores the pace time that ended a paced grant in
+Registered DISABLED: api/lease/lease_plan.c stores the pace time that ended a paced grant in
 mailbox_leasing.next_at, which is meant to be "cooldown after the last slot", so the
 due_at a trigger recomputes still waits for the pace time (see the issue-5 report)."""
 import time

@@ -1,8 +1,8 @@
-/* Unit tests of the slot planner (api/lease.c): pacing, cooldown, window, horizon,
+/* Unit tests of the slot planner (api/lease/lease_plan.c): pacing, cooldown, window, horizon,
  * global and per-user caps, recipient rules and the bucket deltas written back. No
  * database: the inputs are what h_agent.c would have loaded. */
 #include "arena.h"
-#include "lease.h"
+#include "lease_plan.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

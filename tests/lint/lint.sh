@@ -4,6 +4,7 @@
 # no warning, on the C sources of the given folders.
 #   lint.sh SOURCE_DIR BUILD_DIR folder...   (BUILD_DIR holds compile_commands.json)
 set -uo pipefail
+shopt -s nullglob
 src=$1 build=$2
 shift 2
 fail=0

@@ -25,6 +25,7 @@ static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct worker {
     app *app;
+    const route_table *routes;
     int index;
     pthread_t thread;
 } worker;
@@ -130,7 +131,7 @@ static void handle(worker *w, FCGX_Request *req, db *d, arena *pool)
         http_error(&rs, 400, "invalid_query",
                    "the query string has a bad %-escape or is not valid UTF-8", NULL);
     else
-        router_dispatch(&rq, &rs);
+        router_dispatch(w->routes, &rq, &rs);
     write_response(req, &rs, !strcmp(rq.method, "HEAD"));
     int64_t us = clock_mono_us() - t0;
     if (rs.status >= 500)
@@ -176,7 +177,7 @@ static int inherited_socket(void)
     return 3;
 }
 
-int server_run(app *a)
+int server_run(app *a, const route_table *routes)
 {
     if (FCGX_Init() != 0) {
         log_error("FCGX_Init failed");
@@ -209,6 +210,7 @@ int server_run(app *a)
     worker *workers = xcalloc((size_t)a->cfg.threads, sizeof *workers);
     for (int i = 0; i < a->cfg.threads; i++) {
         workers[i].app = a;
+        workers[i].routes = routes;
         workers[i].index = i;
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             log_error("cannot start worker thread %d", i);

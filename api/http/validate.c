@@ -190,19 +190,28 @@ bool v_line_text(http_resp *rs, yajl_val obj, const char *key, const char *field
 bool v_enum(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
             const char *const *choices, const char **out)
 {
+    size_t n = 0;
+    while (choices[n])
+        n++;
+    return v_enum_n(rs, obj, key, field, flags, choices, n, out);
+}
+
+bool v_enum_n(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+              const char *const *choices, size_t nchoices, const char **out)
+{
     const char *s = NULL;
     if (!v_str(rs, obj, key, field, flags, 64, false, &s))
         return false;
     if (!s)
         return true;
     char list[200] = "";
-    for (const char *const *c = choices; *c; c++) {
-        if (!strcmp(s, *c)) {
-            *out = *c;
+    for (size_t i = 0; i < nchoices; i++) {
+        if (!strcmp(s, choices[i])) {
+            *out = choices[i];
             return true;
         }
         size_t l = strlen(list);
-        snprintf(list + l, sizeof list - l, "%s%s", l ? ", " : "", *c);
+        snprintf(list + l, sizeof list - l, "%s%s", l ? ", " : "", choices[i]);
     }
     fail(rs, field, "be one of:", list);
     return false;

@@ -2,7 +2,7 @@
  * and the unauthenticated liveness probe /healthz. */
 #include "app.h"
 #include "config.h"
-#include "handlers.h"
+#include "routes.h"
 #include "pgjson.h"
 #include "stats.h"
 #include "validate.h"
@@ -31,8 +31,7 @@ static const db_stmt Q_MAILBOX_TODAY = {
     "FROM mailbox_today WHERE id = $1 AND ($2::bigint = 0 OR user_id = $2)"};
 static const db_stmt Q_MAILBOX_DAYS = {
     "warmup_mailbox_days",
-    "SELECT d.day::text AS day, kiln_target(p.ramp_start, p.ramp_step, p.daily_max, "
-    "p.weekdays_only, m.daily_target, m.warmup_start, d.day) AS target, coalesce(md.sent, 0) "
+    "SELECT d.day::text AS day, kiln_mailbox_target(m, p, d.day) AS target, coalesce(md.sent, 0) "
     "AS sent, coalesce(md.failed, 0) AS failed, coalesce(md.replied, 0) AS replied "
     "FROM mailboxes m JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id "
     "CROSS JOIN LATERAL generate_series((kiln_now() AT TIME ZONE m.timezone)::date - 6, "

@@ -1,6 +1,6 @@
-/* Slot scheduling for leases (see lease.h): pacing over the window, random cooldown,
+/* Slot scheduling for leases (see lease_plan.h): pacing over the window, random cooldown,
  * global and per-user caps per minute/hour of scheduled time, recipient choice. */
-#include "lease.h"
+#include "lease_plan.h"
 
 #include "rand.h"
 
@@ -194,7 +194,9 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
     for (int64_t i = 0; i < remaining && n < max_slots; i++) {
         /* Pacing: the k-th send of the day is due k/target of the way through the
          * window, so the quota spreads over the day; behind mailboxes catch up at
-         * cooldown spacing. A trigger lifts it for one grant. */
+         * cooldown spacing. A trigger lifts it for one grant. This is the rule's one
+         * C form; SQL's kiln_due_at() (003_leasing_due.sql) applies it to the next
+         * send only, for due_at, the pick's lower bound (docs/design.md, "Pacing"). */
         if (!m->triggered && m->target > 0 && window_len > 0) {
             int64_t k = m->done + i;
             int64_t pace = m->window_start_s + (k * window_len + m->target - 1) / m->target;

@@ -2,8 +2,8 @@
  * mailbox (window, pace, cooldown, last send), the cap buckets already granted and
  * a pool of recipient candidates, it picks slot times and recipients. api/h_agent.c
  * loads the inputs and writes the outcome; docs/leasing.md explains the rules. */
-#ifndef KILN_LEASE_H
-#define KILN_LEASE_H
+#ifndef KILN_LEASE_PLAN_H
+#define KILN_LEASE_PLAN_H
 
 #include "arena.h"
 

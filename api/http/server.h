@@ -5,8 +5,9 @@
 #define KILN_SERVER_H
 
 #include "app.h"
+#include "router.h"
 
-/* Serves until SIGTERM/SIGINT. Returns a process exit code. */
-int server_run(app *a);
+/* Serves routes until SIGTERM/SIGINT. Returns a process exit code. */
+int server_run(app *a, const route_table *routes);
 
 #endif

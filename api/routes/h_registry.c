@@ -2,7 +2,7 @@
  * a tenant token reads plans and only its own user. */
 #include "app.h"
 #include "auth.h"
-#include "handlers.h"
+#include "routes.h"
 #include "pgjson.h"
 #include "validate.h"
 

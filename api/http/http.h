@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "db.h"
 #include "json.h"
+#include "tx.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -80,5 +81,14 @@ PGresult *http_exec(http_req *rq, http_resp *rs, const db_stmt *st, int n,
                     const char *const *params);
 /* Decimal text of v, arena-owned (for statement parameters). */
 const char *http_i64(http_req *rq, int64_t v);
+
+/* A handler's transaction: db_begin to db_commit, filling rs. */
+typedef enum db_tx (*http_tx_body)(http_req *rq, http_resp *rs, void *ctx);
+/* Runs body through db_tx_run (DB_TX_ATTEMPTS), each attempt with a fresh response;
+ * when every attempt conflicted, answers 503 "busy" with busy_message. */
+void http_tx(http_req *rq, http_resp *rs, http_tx_body body, void *ctx, const char *busy_message);
+/* Ends a failed transaction (db_tx_abort); unless it is retried, fills rs with the
+ * database error (503 / 409 / 400 / 500). */
+enum db_tx http_tx_fail(http_req *rq, http_resp *rs);
 
 #endif

@@ -7,6 +7,7 @@
 #include "http.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define V_REQUIRED 1
@@ -30,6 +31,9 @@ bool v_line_text(http_resp *rs, yajl_val obj, const char *key, const char *field
 /* One of the NULL-terminated choices. */
 bool v_enum(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
             const char *const *choices, const char **out);
+/* One of the first nchoices of choices (a prefix of a longer list). */
+bool v_enum_n(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+              const char *const *choices, size_t nchoices, const char **out);
 
 /* addr-spec of RFC 5321 in the dot-atom form mail providers accept, ≤ 254 bytes. */
 bool valid_email(const char *s);

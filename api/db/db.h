@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct db db;
 
@@ -50,5 +51,12 @@ PGconn *db_conn(db *d);
 
 /* Convenience: value of row r, column c, or NULL when SQL NULL. */
 const char *db_val(const PGresult *r, int row, int col);
+/* Integer value of row r, column c; 0 when SQL NULL. */
+int64_t db_i64(const PGresult *r, int row, int col);
+/* Decimal text of v in arena a, for a statement parameter. */
+const char *db_i64_text(arena *a, int64_t v);
+/* Column numbers of the named columns of r, resolved once per result so rows are read
+ * by name, not by position. A name r lacks is a bug in the statement: it aborts. */
+void db_columns(const PGresult *r, const char *const *names, int *cols, int n);
 
 #endif

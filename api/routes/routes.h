@@ -1,11 +1,13 @@
-/* Every API handler: one function per route, grouped in one file per resource.
- * A handler gets a parsed, authenticated request and fills the response. */
-#ifndef KILN_HANDLERS_H
-#define KILN_HANDLERS_H
+/* Every API handler: one function per route, grouped in one file per resource, and
+ * the route table that maps requests to them (routes.c). A handler gets a parsed,
+ * authenticated request and fills the response. */
+#ifndef KILN_ROUTES_H
+#define KILN_ROUTES_H
 
-#include "http.h"
+#include "router.h"
 
-typedef void (*handler_fn)(http_req *rq, http_resp *rs);
+/* Every route of kiln-api, for router_dispatch(). */
+extern const route_table routes_api;
 
 /* h_registry.c: plans, users, agents, tokens */
 void h_plans_create(http_req *rq, http_resp *rs);
@@ -41,7 +43,7 @@ void h_healthz(http_req *rq, http_resp *rs);
 void h_metrics_prometheus(http_req *rq, http_resp *rs);
 void h_warmup_metrics(http_req *rq, http_resp *rs);
 
-/* h_agent.c: leasing (lease.c plans the slots) */
+/* h_agent.c: leasing (lease/ does the work) */
 void h_agent_lease(http_req *rq, http_resp *rs);
 void h_agent_report(http_req *rq, http_resp *rs);
 void h_agent_heartbeat(http_req *rq, http_resp *rs);

@@ -227,3 +227,24 @@ const char *db_val(const PGresult *r, int row, int col)
         return NULL;
     return PQgetvalue(r, row, col);
 }
+
+int64_t db_i64(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+const char *db_i64_text(arena *a, int64_t v)
+{
+    return arena_printf(a, "%lld", (long long)v);
+}
+
+void db_columns(const PGresult *r, const char *const *names, int *cols, int n)
+{
+    for (int i = 0; i < n; i++) {
+        cols[i] = PQfnumber(r, names[i]);
+        if (cols[i] < 0) {
+            log_error("statement result has no column \"%s\"", names[i]);
+            abort();
+        }
+    }
+}

@@ -230,3 +230,32 @@ PGresult *http_exec(http_req *rq, http_resp *rs, const db_stmt *st, int n,
         http_db_error(rs, rq->db);
     return r;
 }
+
+typedef struct http_tx_call {
+    http_req *rq;
+    http_resp *rs;
+    http_tx_body body;
+    void *ctx;
+} http_tx_call;
+
+static enum db_tx http_tx_attempt(void *p)
+{
+    http_tx_call *c = p;
+    http_resp_free(c->rs);
+    http_resp_init(c->rs);
+    return c->body(c->rq, c->rs, c->ctx);
+}
+
+void http_tx(http_req *rq, http_resp *rs, http_tx_body body, void *ctx, const char *busy_message)
+{
+    http_tx_call c = {rq, rs, body, ctx};
+    if (db_tx_run(DB_TX_ATTEMPTS, http_tx_attempt, &c) == DB_TX_RETRY)
+        http_error(rs, 503, "busy", busy_message, NULL);
+}
+
+enum db_tx http_tx_fail(http_req *rq, http_resp *rs)
+{
+    if (db_last_error(rq->db) != DB_CONFLICT)
+        http_db_error(rs, rq->db);
+    return db_tx_abort(rq->db);
+}

@@ -3,8 +3,9 @@
  * snapshot, counters and histograms from the small sharded counters table: nothing
  * here scans sends. */
 #include "app.h"
-#include "handlers.h"
+#include "routes.h"
 #include "stats.h"
+#include "wire.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +13,9 @@
 static const db_stmt Q_COUNTERS = {
     "metrics_counters", "SELECT name, label, sum(value)::bigint FROM counters GROUP BY 1, 2"};
 
-static const char *const SEND_STATUSES[] = {"sent",    "deferred", "failed",    "auth", "tls",
-                                            "unknown", "expired",  "cancelled", NULL};
-static const char *const ERROR_CLASSES[] = {"deferred", "failed", "auth", "tls", "unknown", NULL};
+/* kiln_sends_total{status} counts every status of wire.h; kiln_send_errors_total{class}
+ * the reportable ones that are not "sent". */
+#define FIRST_ERROR_CLASS WIRE_DEFERRED
 
 typedef struct counter_set {
     const PGresult *r;
@@ -75,12 +76,12 @@ static void render_prometheus(http_resp *rs, const counter_set *c, const stats_s
     family(o, "kiln_sends_total", "counter",
            "Send slots by final status, each slot once (a slot expired or cancelled and "
            "reported afterwards moves to its reported status).");
-    for (const char *const *st = SEND_STATUSES; *st; st++)
+    for (const char *const *st = wire_status_names; *st; st++)
         buf_printf(o, "kiln_sends_total{status=\"%s\"} %lld\n", *st, counter(c, "sends", *st));
     family(o, "kiln_send_errors_total", "counter", "Sends that did not go out, by error class.");
-    for (const char *const *cl = ERROR_CLASSES; *cl; cl++)
-        buf_printf(o, "kiln_send_errors_total{class=\"%s\"} %lld\n", *cl,
-                   counter(c, "send_errors", *cl));
+    for (int cl = FIRST_ERROR_CLASS; cl < WIRE_REPORTABLE; cl++)
+        buf_printf(o, "kiln_send_errors_total{class=\"%s\"} %lld\n", wire_status_names[cl],
+                   counter(c, "send_errors", wire_status_names[cl]));
     family(o, "kiln_mailboxes", "gauge", "Registered mailboxes by state.");
     buf_printf(o, "kiln_mailboxes{state=\"active\"} %lld\n", (long long)s->mailboxes_active);
     buf_printf(o, "kiln_mailboxes{state=\"paused\"} %lld\n", (long long)s->mailboxes_paused);
@@ -159,13 +160,13 @@ void h_warmup_metrics(http_req *rq, http_resp *rs)
     json_kv_i(g, "as_of_ms", s.computed_at_ms);
     json_key(g, "sends_total");
     json_obj_open(g);
-    for (const char *const *st = SEND_STATUSES; *st; st++)
+    for (const char *const *st = wire_status_names; *st; st++)
         json_kv_i(g, *st, counter(&c, "sends", *st));
     json_obj_close(g);
     json_key(g, "send_errors_total");
     json_obj_open(g);
-    for (const char *const *cl = ERROR_CLASSES; *cl; cl++)
-        json_kv_i(g, *cl, counter(&c, "send_errors", *cl));
+    for (int cl = FIRST_ERROR_CLASS; cl < WIRE_REPORTABLE; cl++)
+        json_kv_i(g, wire_status_names[cl], counter(&c, "send_errors", wire_status_names[cl]));
     json_obj_close(g);
     json_key(g, "mailboxes");
     json_obj_open(g);

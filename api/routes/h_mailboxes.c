@@ -4,7 +4,7 @@
 #include "app.h"
 #include "config.h"
 #include "codec.h"
-#include "handlers.h"
+#include "routes.h"
 #include "pgjson.h"
 #include "validate.h"
 

@@ -1,0 +1,41 @@
+/* What a lease answer carries, and the answer itself (DESIGN.md "Wire shapes"): each
+ * mailbox's opened SMTP secret, checked to be text the agent can read; Message-IDs;
+ * subjects and bodies rendered from the templates; the JSON. */
+#ifndef KILN_LEASE_ANSWER_H
+#define KILN_LEASE_ANSWER_H
+
+#include "http.h"
+#include "lease_store.h"
+#include "secret.h"
+
+/* What an answer carries of one eligible mailbox besides its slots. */
+typedef struct lease_text {
+    const char *password; /* NULL when the secret does not open with this key */
+    size_t password_len;
+    bool left_out; /* cannot be emitted: not planned, put in error */
+} lease_text;
+
+/* Opens row's secret into t and says why the row cannot go into an answer (NULL when
+ * it can). The reason never quotes the value. */
+const char *lease_answer_check_row(arena *a, const secret_key *key, const lease_row *row,
+                                   lease_text *t);
+/* Whether a recipient's address and display name can go into other mailboxes' slots. */
+bool lease_answer_recipient_ok(const char *address, const char *display_name);
+/* A fresh Message-ID of a send: <send_id.random@sender-domain>. */
+const char *lease_answer_message_id(arena *a, int64_t send_id, const char *domain);
+
+/* An answer with no lease: come back in retry_after_s. */
+void lease_answer_empty(http_resp *rs, int64_t ttl_s, int64_t retry_after_s, const char *service);
+
+typedef struct lease_answer {
+    const char *lease_id;
+    int64_t ttl_s, now_s;
+    const lease_granted *granted;
+    int ngranted;
+    const lease_text *texts; /* by row */
+    const lease_pool *pool;
+} lease_answer;
+/* The granted lease, with subjects and bodies rendered in arena a. */
+void lease_answer_write(arena *a, http_resp *rs, const lease_answer *ans);
+
+#endif

@@ -1,0 +1,252 @@
+/* A lease call (see lease_grant.h): picks eligible mailboxes (FOR UPDATE SKIP LOCKED),
+ * plans their slots with lease_plan under the cap lock and writes everything in a few
+ * batched statements. Rules: DESIGN.md "Leasing rules", docs/leasing.md. */
+#include "lease_grant.h"
+
+#include "app.h"
+#include "clock.h"
+#include "lease_answer.h"
+#include "lease_plan.h"
+#include "lease_store.h"
+#include "log.h"
+
+#include <math.h>
+
+/* One attempt's state, from the pick to the answer; everything lives in the arena. */
+typedef struct grant {
+    http_req *rq;
+    const lease_request *req;
+    int64_t ttl_s, now_s;
+    lease_row *rows;
+    int nrows; /* eligible rows (they sort first) once picked */
+    lease_text *texts;
+    lease_push push;
+    lease_pool pool;
+    lease_plan *plan;
+    lease_granted *granted;
+    int ngranted;
+    int64_t total, wake_min_s;
+} grant;
+
+static void count_duration(grant *g)
+{
+    double s = (double)(clock_mono_us() - g->req->started_us) / 1e6;
+    lease_store_count_duration(g->rq->db, g->rq->pool, s);
+}
+
+static void push(grant *g, int64_t mailbox_id, double due_s)
+{
+    g->push.mb[g->push.n] = mailbox_id;
+    g->push.due_s[g->push.n++] = due_s;
+}
+
+/* Keeps the eligible rows. Rows picked but not eligible: due_at moves to the exact
+ * next due time, and at least a minute on, so a mailbox whose next window is inside
+ * the horizon is not picked again on every call until its local day turns. */
+static void split_eligible(grant *g, int npicked)
+{
+    arena *a = g->rq->pool;
+    g->push.mb = arena_alloc(a, (size_t)(npicked + 1) * sizeof *g->push.mb);
+    g->push.due_s = arena_alloc(a, (size_t)(npicked + 1) * sizeof *g->push.due_s);
+    g->push.n = 0;
+    g->nrows = 0;
+    for (int i = 0; i < npicked; i++) {
+        if (g->rows[i].eligible) {
+            g->nrows++;
+            continue;
+        }
+        double due = g->rows[i].due_s, floor_s = (double)(g->now_s + 60);
+        push(g, g->rows[i].m.id, due > floor_s ? due : floor_s);
+    }
+}
+
+/* What the answer will carry of each mailbox is opened and checked before anything is
+ * planned: a row that cannot be emitted gets no slot, goes to error with the reason
+ * in last_error and out of the pool (due_at infinity, until a resume). */
+static bool check_texts(grant *g)
+{
+    arena *a = g->rq->pool;
+    g->texts = arena_calloc(a, (size_t)g->nrows * sizeof *g->texts);
+    int64_t *bad = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *bad);
+    const char **why = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *why);
+    int nbad = 0;
+    for (int i = 0; i < g->nrows; i++) {
+        const char *w = lease_answer_check_row(a, &g->rq->app->key, &g->rows[i], &g->texts[i]);
+        if (!w)
+            continue;
+        int64_t id = g->rows[i].m.id;
+        log_warn("mailbox %lld left out of the lease and put in error: %s", (long long)id, w);
+        g->texts[i].left_out = true;
+        bad[nbad] = id;
+        why[nbad++] = w;
+        push(g, id, INFINITY);
+    }
+    return lease_store_set_error(g->rq->db, a, bad, why, nbad);
+}
+
+/* Pair history (the senders are locked by this transaction, so nobody adds to it),
+ * recipient candidates and content: read before the cap lock, in parallel with other
+ * leasers. Twice the slots is enough spread (each candidate takes several inbound per
+ * day). Then, under the cap lock to commit, the buckets and the inbound counts. */
+static bool load(grant *g, lease_bucket_delta **buckets, size_t *nbuckets)
+{
+    const app_config *cfg = &g->rq->app->cfg;
+    arena *a = g->rq->pool;
+    int64_t *senders = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *senders);
+    int64_t *users = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *users);
+    int n = 0;
+    for (int i = 0; i < g->nrows; i++) {
+        if (g->texts[i].left_out)
+            continue;
+        senders[n] = g->rows[i].m.id;
+        users[n++] = g->rows[i].m.user_id;
+    }
+    int64_t ncand_want = g->req->max_sends * 2 < 200 ? 200 : g->req->max_sends * 2;
+    if (ncand_want > 20000)
+        ncand_want = 20000;
+    if (!lease_store_load_pool(g->rq->db, a, senders, n, cfg->pair_gap_days, ncand_want,
+                               &g->pool) ||
+        !lease_store_lock_caps(g->rq->db, a, users, n, g->ttl_s + 3600, &g->pool, buckets,
+                               nbuckets))
+        return false;
+    /* A recipient's address and display name go into other mailboxes' slots (to,
+     * greetings): one that cannot be emitted is never picked (treated as full). */
+    for (size_t i = 0; i < g->pool.ncand; i++)
+        if (!lease_answer_recipient_ok(g->pool.address[i], g->pool.display_name[i]))
+            g->pool.cands[i].received = cfg->recipient_daily_cap;
+    return true;
+}
+
+static void plan_init(grant *g, const lease_bucket_delta *buckets, size_t nbuckets)
+{
+    const app_config *cfg = &g->rq->app->cfg;
+    lease_limits lim = {
+        .now_s = g->now_s,
+        .horizon_end_s = g->now_s + g->ttl_s,
+        .global_minute_cap = cfg->global_minute_cap,
+        .global_hour_cap = cfg->global_hourly_cap,
+        .recipient_daily_cap = cfg->recipient_daily_cap,
+        .pair_check = cfg->pair_gap_days > 0,
+    };
+    size_t max_sends = (size_t)g->req->max_sends;
+    g->plan = lease_plan_new(g->rq->pool, &lim, nbuckets + 4 * max_sends + 64,
+                             g->pool.npairs + max_sends, g->pool.cands, g->pool.ncand);
+    for (size_t i = 0; i < nbuckets; i++)
+        lease_plan_load_bucket(g->plan, buckets[i].user_id, buckets[i].width_s, buckets[i].at_s,
+                               buckets[i].n);
+    for (size_t i = 0; i < g->pool.npairs; i++)
+        lease_plan_load_pair(g->plan, g->pool.pairs[i].sender, g->pool.pairs[i].recipient);
+}
+
+/* Plans each usable row, furthest behind first, until max_sends. */
+static void plan_rows(grant *g)
+{
+    arena *a = g->rq->pool;
+    g->granted = arena_calloc(a, (size_t)(g->nrows + 1) * sizeof *g->granted);
+    g->ngranted = 0;
+    g->total = 0;
+    g->wake_min_s = 0;
+    for (int i = 0; i < g->nrows && g->total < g->req->max_sends; i++) {
+        if (g->texts[i].left_out)
+            continue;
+        lease_granted *gr = &g->granted[g->ngranted];
+        const lease_mailbox *m = &g->rows[i].m;
+        int64_t left = m->target - m->done;
+        gr->row = i;
+        gr->r = &g->rows[i];
+        gr->slots = arena_alloc(a, (size_t)(left > 0 ? left : 1) * sizeof *gr->slots);
+        int room = (int)(g->req->max_sends - g->total);
+        if (room > left)
+            room = (int)left;
+        int64_t wake = 0;
+        gr->nslots = lease_plan_mailbox(g->plan, m, room, gr->slots, &gr->next_at_s, &wake);
+        if (wake > 0 && (g->wake_min_s == 0 || wake < g->wake_min_s))
+            g->wake_min_s = wake;
+        if (gr->nslots > 0) {
+            g->total += gr->nslots;
+            g->ngranted++;
+        } else {
+            /* Eligible but nothing fits (caps, recipients): ask again at the planner's
+             * hint, or in a minute. */
+            push(g, m->id, (double)(wake > g->now_s ? wake : g->now_s + 60));
+        }
+    }
+}
+
+/* The new lease's send ids and Message-IDs, then the batched write; subjects and
+ * bodies are only in the answer, so they are rendered after the commit, outside the
+ * cap lock. */
+static bool write_grant(grant *g, const char **lease_id)
+{
+    arena *a = g->rq->pool;
+    int64_t *send_ids = NULL;
+    if (!lease_store_new_lease(g->rq->db, a, g->rq->auth.agent_id, g->ttl_s, g->total, lease_id,
+                               &send_ids))
+        return false;
+    int k = 0;
+    for (int gi = 0; gi < g->ngranted; gi++) {
+        lease_granted *gr = &g->granted[gi];
+        const char **mids = arena_alloc(a, (size_t)gr->nslots * sizeof *mids);
+        gr->send_ids = send_ids + k;
+        for (int s = 0; s < gr->nslots; s++)
+            mids[s] = lease_answer_message_id(a, send_ids[k + s], gr->r->m.domain);
+        gr->message_ids = mids;
+        k += gr->nslots;
+    }
+    size_t maxd = (size_t)g->total * 4 + 4;
+    lease_bucket_delta *deltas = arena_alloc(a, maxd * sizeof *deltas);
+    size_t nd = lease_plan_deltas(g->plan, deltas, maxd);
+    return lease_store_grant(g->rq->db, a, *lease_id, g->granted, g->ngranted, &g->pool, deltas,
+                             nd);
+}
+
+/* Commits a call that grants nothing and answers when to come back. */
+static enum db_tx answer_empty(grant *g, http_resp *rs, int64_t retry_after_s)
+{
+    if (!lease_store_push_due(g->rq->db, g->rq->pool, &g->push) || !db_commit(g->rq->db))
+        return http_tx_fail(g->rq, rs);
+    count_duration(g);
+    lease_answer_empty(rs, g->ttl_s, retry_after_s, "running");
+    return DB_TX_OK;
+}
+
+enum db_tx lease_grant(http_req *rq, http_resp *rs, void *ctx)
+{
+    grant g = {.rq = rq, .req = ctx, .ttl_s = rq->app->cfg.lease_ttl_s};
+    bool running = false;
+    int npicked = 0;
+    if (!lease_store_begin(rq->db, rq->pool, rq->auth.agent_id, &g.now_s, &running))
+        return http_tx_fail(rq, rs);
+    if (!running) {
+        if (!db_commit(rq->db))
+            return http_tx_fail(rq, rs);
+        lease_answer_empty(rs, g.ttl_s, 60, "stopped");
+        return DB_TX_OK;
+    }
+    if (!lease_store_pick(rq->db, rq->pool, g.req->max_mailboxes, g.ttl_s, &g.rows, &npicked))
+        return http_tx_fail(rq, rs);
+    split_eligible(&g, npicked);
+    if (g.nrows == 0)
+        return answer_empty(&g, rs, npicked > 0 ? 1 : 30);
+
+    lease_bucket_delta *buckets = NULL;
+    size_t nbuckets = 0;
+    if (!check_texts(&g) || !load(&g, &buckets, &nbuckets))
+        return http_tx_fail(rq, rs);
+    plan_init(&g, buckets, nbuckets);
+    plan_rows(&g);
+    if (g.total == 0) {
+        /* Locked rows are let go by the commit; nothing was written. */
+        int64_t retry = g.wake_min_s > g.now_s ? g.wake_min_s - g.now_s : 30;
+        return answer_empty(&g, rs, retry < 1 ? 1 : retry > 300 ? 300 : retry);
+    }
+    const char *lease_id = NULL;
+    if (!lease_store_push_due(rq->db, rq->pool, &g.push) || !write_grant(&g, &lease_id))
+        return http_tx_fail(rq, rs);
+    count_duration(&g);
+    if (!db_commit(rq->db))
+        return http_tx_fail(rq, rs);
+    lease_answer ans = {lease_id, g.ttl_s, g.now_s, g.granted, g.ngranted, g.texts, &g.pool};
+    lease_answer_write(rq->pool, rs, &ans);
+    return DB_TX_OK;
+}

@@ -1,0 +1,217 @@
+/* Reports (see lease_report.h): only slots of the lease still open change, the
+ * previous status comes from the locked row, so a concurrent sweep or a duplicate is
+ * accounted once; counters and quota move in the same statement (lease_store.c). */
+#include "lease_report.h"
+
+#include "lease_store.h"
+#include "pgarr.h"
+#include "stats.h"
+#include "validate.h"
+#include "wire.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MAX_REPORT_RESULTS 10000
+
+/* Optional, nullable string member. */
+static bool opt_str(http_resp *rs, yajl_val o, const char *key, const char *field, size_t maxlen,
+                    const char **out)
+{
+    yajl_val v = json_get(o, key);
+    *out = NULL;
+    if (!v || YAJL_IS_NULL(v))
+        return true;
+    return v_str(rs, o, key, field, 0, maxlen, true, out);
+}
+
+static bool opt_int(http_resp *rs, yajl_val o, const char *key, const char *field, int64_t min,
+                    int64_t max, int64_t *out, bool *has)
+{
+    yajl_val v = json_get(o, key);
+    *has = false;
+    if (!v || YAJL_IS_NULL(v))
+        return true;
+    *has = true;
+    return v_int(rs, o, key, field, 0, min, max, out);
+}
+
+static bool parse_result(http_req *rq, http_resp *rs, yajl_val o, size_t i, lease_result *r)
+{
+    static const char *const fields[] = {"send_id", "status",     "smtp_code", "enhanced_code",
+                                         "detail",  "latency_ms", NULL};
+    const char *pre = arena_printf(rq->pool, "results[%zu].", i);
+    if (!YAJL_IS_OBJECT(o)) {
+        http_error(rs, 400, "invalid_field", "each result must be an object",
+                   arena_printf(rq->pool, "results[%zu]", i));
+        return false;
+    }
+    return v_known_fields(rs, o, fields, pre) &&
+           v_int(rs, o, "send_id", arena_printf(rq->pool, "%ssend_id", pre), V_REQUIRED, 1,
+                 INT64_MAX, &r->send_id) &&
+           v_enum_n(rs, o, "status", arena_printf(rq->pool, "%sstatus", pre), V_REQUIRED,
+                    wire_status_names, WIRE_REPORTABLE, &r->status) &&
+           opt_int(rs, o, "smtp_code", arena_printf(rq->pool, "%ssmtp_code", pre), 0, 999,
+                   &r->smtp_code, &r->has_code) &&
+           opt_str(rs, o, "enhanced_code", arena_printf(rq->pool, "%senhanced_code", pre), 32,
+                   &r->enhanced) &&
+           opt_str(rs, o, "detail", arena_printf(rq->pool, "%sdetail", pre), 1000, &r->detail) &&
+           opt_int(rs, o, "latency_ms", arena_printf(rq->pool, "%slatency_ms", pre), 0, 86400000,
+                   &r->latency_ms, &r->has_latency);
+}
+
+bool lease_report_parse(http_req *rq, http_resp *rs, yajl_val arr, lease_result **out, int *n)
+{
+    if (!arr || !YAJL_IS_ARRAY(arr)) {
+        http_error(rs, 400, arr ? "invalid_field" : "missing_field",
+                   "'results' must be a list of send results", "results");
+        return false;
+    }
+    size_t len = arr->u.array.len;
+    if (len == 0 || len > MAX_REPORT_RESULTS) {
+        http_error(rs, 400, "invalid_field", "'results' must hold 1 to 10000 results", "results");
+        return false;
+    }
+    lease_result *res = arena_calloc(rq->pool, len * sizeof *res);
+    for (size_t i = 0; i < len; i++) {
+        lease_result *r = &res[i];
+        if (!parse_result(rq, rs, arr->u.array.values[i], i, r))
+            return false;
+        for (size_t j = 0; j < i; j++)
+            if (res[j].send_id == r->send_id)
+                r->dup_in_batch = true;
+    }
+    *out = res;
+    *n = (int)len;
+    return true;
+}
+
+/* The send_latency histogram labels ("%g" of each bound, as kiln_send_latency_seconds
+ * exposes them): a result's bucket is picked here, not by a per-row subquery in SQL. */
+typedef struct latency_labels {
+    char bound[SEND_LATENCY_BUCKETS][32];
+} latency_labels;
+
+static void latency_labels_init(latency_labels *l)
+{
+    for (int i = 0; i < SEND_LATENCY_BUCKETS; i++)
+        snprintf(l->bound[i], sizeof l->bound[i], "%g", send_latency_buckets[i]);
+}
+
+static const char *latency_label(const latency_labels *l, int64_t latency_ms)
+{
+    int b =
+        histogram_bucket(send_latency_buckets, SEND_LATENCY_BUCKETS, (double)latency_ms / 1000.0);
+    return b < SEND_LATENCY_BUCKETS ? l->bound[b] : "+Inf";
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct report {
+    const char *lease_id;
+    const lease_result *res;
+    int n;
+    const char *fence;        /* every reported id, in order */
+    lease_report_batch batch; /* the results without in-batch duplicates */
+} report;
+
+/* The batch's array literals, built once for every attempt. */
+static void report_batch(arena *a, report *rp)
+{
+    latency_labels labels;
+    latency_labels_init(&labels);
+    pgarr ids, st, code, enh, det, lat, lb, fence;
+    pgarr *all[] = {&ids, &st, &code, &enh, &det, &lat, &lb, &fence};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pgarr_open(all[i]);
+    for (int i = 0; i < rp->n; i++) {
+        const lease_result *r = &rp->res[i];
+        pgarr_i64(&fence, r->send_id);
+        if (r->dup_in_batch)
+            continue;
+        pgarr_i64(&ids, r->send_id);
+        pgarr_str(&st, r->status);
+        if (r->has_code)
+            pgarr_i64(&code, r->smtp_code);
+        else
+            pgarr_null(&code);
+        pgarr_str(&enh, r->enhanced);
+        pgarr_str(&det, r->detail);
+        if (r->has_latency) {
+            pgarr_i64(&lat, r->latency_ms);
+            pgarr_str(&lb, latency_label(&labels, r->latency_ms));
+        } else {
+            pgarr_null(&lat);
+            pgarr_null(&lb);
+        }
+    }
+    rp->fence = pgarr_done(&fence, a);
+    rp->batch = (lease_report_batch){pgarr_done(&ids, a), pgarr_done(&st, a),  pgarr_done(&code, a),
+                                     pgarr_done(&enh, a), pgarr_done(&det, a), pgarr_done(&lat, a),
+                                     pgarr_done(&lb, a)};
+}
+
+static void write_answer(http_resp *rs, const report *rp, int64_t *applied, int napplied)
+{
+    if (napplied > 1)
+        qsort(applied, (size_t)napplied, sizeof *applied, cmp_i64);
+    yajl_gen g = http_json(rs, 200);
+    json_obj_open(g);
+    json_kv_s(g, "lease_id", rp->lease_id);
+    json_kv_i(g, "applied", napplied);
+    json_kv_i(g, "duplicates", rp->n - napplied);
+    json_kv_i(g, "rejected", 0);
+    json_key(g, "results");
+    json_arr_open(g);
+    for (int i = 0; i < rp->n; i++) {
+        const lease_result *r = &rp->res[i];
+        bool was_applied =
+            !r->dup_in_batch && napplied > 0 &&
+            bsearch(&r->send_id, applied, (size_t)napplied, sizeof *applied, cmp_i64);
+        json_obj_open(g);
+        json_kv_i(g, "send_id", r->send_id);
+        json_kv_s(g, "outcome", was_applied ? "applied" : "duplicate");
+        json_obj_close(g);
+    }
+    json_arr_close(g);
+    json_obj_close(g);
+    json_gen_free(g);
+}
+
+static enum db_tx report_tx(http_req *rq, http_resp *rs, void *ctx)
+{
+    const report *rp = ctx;
+    int foreign = -1;
+    if (!db_begin(rq->db) ||
+        !lease_store_report_fence(rq->db, rq->pool, rp->lease_id, rp->fence, rp->n, &foreign))
+        return http_tx_fail(rq, rs);
+    if (foreign >= 0) {
+        db_rollback(rq->db);
+        char msg[160];
+        snprintf(msg, sizeof msg, "send %lld is not part of this lease; nothing was applied",
+                 (long long)rp->res[foreign].send_id);
+        http_error(rs, 404, "unknown_send", msg,
+                   arena_printf(rq->pool, "results[%d].send_id", foreign));
+        return DB_TX_FAILED;
+    }
+    int64_t *applied = NULL;
+    int napplied = 0;
+    if (!lease_store_report_apply(rq->db, rq->pool, rp->lease_id, &rp->batch, &applied,
+                                  &napplied) ||
+        !db_commit(rq->db))
+        return http_tx_fail(rq, rs);
+    write_answer(rs, rp, applied, napplied);
+    return DB_TX_OK;
+}
+
+void lease_report_apply(http_req *rq, http_resp *rs, const char *lease_id, const lease_result *res,
+                        int n)
+{
+    report rp = {.lease_id = lease_id, .res = res, .n = n};
+    report_batch(rq->pool, &rp);
+    http_tx(rq, rs, report_tx, &rp, "report conflicted with concurrent work; retry");
+}

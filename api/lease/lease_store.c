@@ -1,0 +1,735 @@
+/* Leasing statements and their rows (see lease_store.h). Rules: DESIGN.md "Leasing
+ * rules", docs/leasing.md; why each statement has its shape: docs/design.md. */
+#include "lease_store.h"
+
+#include "log.h"
+#include "pgarr.h"
+#include "rand.h"
+#include "stats.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SWEEP_BATCH 100
+/* Any constant both sides agree on: the one lock that serialises cap accounting. */
+#define CAP_LOCK_KEY "7305428"
+
+static const db_stmt Q_SWEEP = {"agent_sweep", "SELECT kiln_sweep_expired($1)"};
+static const db_stmt Q_SEEN = {"agent_seen",
+                               "UPDATE agents SET last_seen_at = kiln_now() WHERE id = $1"};
+static const db_stmt Q_NOW = {"agent_now", "SELECT ceil(extract(epoch FROM kiln_now()))::bigint AS "
+                                           "now_s, state::text AS state FROM service"};
+
+/* The pick: an index range scan of the unleased mailboxes whose next slot is due
+ * within the lease horizon, earliest first (due_at encodes how far behind a mailbox
+ * is, see 003_leasing_due.sql). SKIP LOCKED; the lock re-checks lease_id and due_at
+ * on the newest row version, so a mailbox granted meanwhile is skipped. */
+static const db_stmt Q_PICK = {
+    "agent_pick",
+    "SELECT coalesce(array_agg(mailbox_id), '{}') FROM (SELECT mailbox_id FROM mailbox_leasing "
+    "WHERE lease_id IS NULL AND due_at <= kiln_now() + make_interval(secs => $2) "
+    "ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) x"};
+
+/* The exact rules of DESIGN.md for the picked (locked) rows only, read in a statement
+ * of its own so it sees what committed before the locks were taken. Eligible when the
+ * due time computed from the current state is inside the horizon and the local day's
+ * window is still open; furthest behind (sent/target, then longest idle) first. */
+static const db_stmt Q_DETAILS = {
+    "agent_details",
+    "SELECT ml.mailbox_id, m.user_id, m.address, m.display_name, m.smtp_host, m.smtp_port, "
+    "m.smtp_security::text AS smtp_security, m.smtp_username, "
+    "encode(m.smtp_secret, 'hex') AS secret_hex, g.day::text AS day, g.target, g.done, "
+    "extract(epoch FROM (g.day + make_interval(hours => m.window_start_hour)) "
+    "  AT TIME ZONE m.timezone)::bigint AS window_start_s, "
+    "extract(epoch FROM (g.day + make_interval(hours => m.window_end_hour)) "
+    "  AT TIME ZONE m.timezone)::bigint AS window_end_s, "
+    "coalesce(extract(epoch FROM ml.next_at), 0)::bigint AS next_at_s, "
+    "coalesce(extract(epoch FROM m.last_send_at), 0)::bigint AS last_send_s, "
+    "p.cooldown_min_s, p.cooldown_max_s, p.user_minute_cap, p.user_hourly_cap, e.triggered, "
+    "to_char(t.lts, 'FMDay') AS weekday, extract(epoch FROM e.due)::float8 AS due_s, "
+    "(e.due <= k.now + make_interval(secs => $2) AND g.done < g.target) AS eligible, "
+    "m.smtp_allow_plaintext_auth "
+    "FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id "
+    "JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id CROSS JOIN service s "
+    "CROSS JOIN (SELECT kiln_now() AS now) k "
+    "CROSS JOIN LATERAL (SELECT k.now AT TIME ZONE m.timezone AS lts) t "
+    "LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = t.lts::date "
+    "CROSS JOIN LATERAL (SELECT t.lts::date AS day, kiln_mailbox_target(m, p, t.lts::date) "
+    "  AS target, coalesce(d.sent, 0) + coalesce(d.in_flight, 0) AS done) g "
+    "CROSS JOIN LATERAL (SELECT coalesce(s.last_trigger_at > coalesce(ml.leased_at, "
+    "  '-infinity'), false) AS triggered) tr "
+    "CROSS JOIN LATERAL (SELECT tr.triggered, kiln_due_at(k.now, m.timezone, "
+    "  m.window_start_hour, m.window_end_hour, g.target, g.done, ml.next_at, NOT tr.triggered, "
+    "  m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active') AS due) e "
+    "WHERE ml.mailbox_id = ANY ($1::bigint[]) AND ml.lease_id IS NULL "
+    "ORDER BY eligible DESC, coalesce(d.sent, 0)::float8 / nullif(g.target, 0) NULLS LAST, "
+    "m.last_send_at NULLS FIRST, ml.mailbox_id"};
+
+/* Eligible mailboxes whose stored text cannot go into an answer (see row_text_problem):
+ * out of the pool until someone fixes them (PATCH, then resume clears the error). */
+static const db_stmt Q_TEXT_ERROR = {
+    "agent_text_error",
+    "UPDATE mailboxes m SET state = 'error', last_error = x.why, last_error_at = kiln_now(), "
+    "updated_at = now() FROM unnest($1::bigint[], $2::text[]) AS x (id, why) "
+    "WHERE m.id = x.id AND m.state = 'active'"};
+
+/* Picked rows that got nothing move their due_at forward (they are locked by us). */
+static const db_stmt Q_PUSH = {"agent_push",
+                               "UPDATE mailbox_leasing ml SET due_at = to_timestamp(x.due) "
+                               "FROM unnest($1::bigint[], $2::float8[]) AS x (mb, due) "
+                               "WHERE ml.mailbox_id = x.mb AND ml.lease_id IS NULL"};
+
+/* Mailboxes a report returned to the pool get their next due time. */
+static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due($1::bigint[])"};
+
+static const db_stmt Q_CAP_LOCK = {"agent_cap_lock",
+                                   "SELECT pg_advisory_xact_lock(" CAP_LOCK_KEY ")"};
+static const db_stmt Q_BUCKETS = {
+    "agent_buckets",
+    "SELECT user_id, width_s, extract(epoch FROM at)::bigint AS at_s, n FROM slot_buckets "
+    "WHERE (user_id = 0 OR user_id = ANY ($1::bigint[])) "
+    "AND at >= date_trunc('hour', kiln_now()) AND at <= kiln_now() + make_interval(secs => $2)"};
+static const db_stmt Q_PAIRS = {
+    "agent_pairs",
+    "SELECT mailbox_id, recipient_id FROM sends WHERE mailbox_id = ANY ($1::bigint[]) "
+    "AND scheduled_at > kiln_now() - make_interval(days => $2::int) "
+    "AND status <> 'cancelled' AND recipient_id IS NOT NULL"};
+
+/* Recipient candidates: a window of the pool starting at a random id (wrapping), so
+ * successive leases spread over all of it without sorting it. */
+#define CANDIDATE_SELECT                                                                           \
+    "SELECT m.id, m.user_id, lower(split_part(m.address, '@', 2)) AS domain, m.address, "          \
+    "m.display_name, c.day::text AS day FROM mailboxes m JOIN users u ON u.id = m.user_id "        \
+    "CROSS JOIN (SELECT kiln_now() AS now) k "                                                     \
+    "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
+    "WHERE m.state = 'active' AND m.deleted_at IS NULL AND u.state = 'active' "
+static const db_stmt Q_CANDIDATES = {
+    "agent_candidates",
+    "WITH b AS (SELECT floor(random() * (coalesce(max(id), 0) + 1))::bigint AS s FROM mailboxes) "
+    "(" CANDIDATE_SELECT "AND m.id >= (SELECT s FROM b) ORDER BY m.id LIMIT $1) UNION ALL "
+    "(" CANDIDATE_SELECT "AND m.id < (SELECT s FROM b) ORDER BY m.id LIMIT $1)"};
+/* The candidates' inbound counts on their local day, in candidate order. Read under
+ * the cap lock: only grants write mailbox_inbound, and only under that lock. */
+static const db_stmt Q_INBOUND = {
+    "agent_inbound",
+    "SELECT coalesce(i.received, 0) FROM unnest($1::bigint[], $2::date[]) WITH ORDINALITY "
+    "AS x (mb, day, ord) LEFT JOIN mailbox_inbound i ON i.mailbox_id = x.mb AND i.day = x.day "
+    "ORDER BY x.ord"};
+static const db_stmt Q_TEMPLATES = {"agent_templates",
+                                    "SELECT subject, body FROM message_templates ORDER BY id"};
+static const db_stmt Q_TOPICS = {"agent_topics", "SELECT topic FROM message_topics ORDER BY id"};
+
+static const db_stmt Q_NEW_LEASE = {
+    "agent_new_lease",
+    "WITH l AS (INSERT INTO leases (agent_id, expires_at, ttl_s) "
+    "VALUES ($1, kiln_now() + make_interval(secs => $2), $2) RETURNING id) "
+    "SELECT (SELECT id::text FROM l) AS lease_id, nextval('sends_id_seq') AS send_id "
+    "FROM generate_series(1, $3)"};
+
+/* All writes of a grant in one statement: sends, the mailboxes' leasing rows, today's
+ * in_flight, the recipients' inbound counters (mailbox_inbound), the cap buckets. Upserts are
+ * ordered by key so concurrent transactions lock rows in one order. */
+static const db_stmt Q_GRANT = {
+    "agent_grant",
+    "WITH s AS (INSERT INTO sends (id, mailbox_id, recipient_id, lease_id, day, scheduled_at, "
+    "  message_id) SELECT x.id, x.mb, x.rc, $1::uuid, x.day, to_timestamp(x.at), x.mid "
+    "  FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::date[], $6::bigint[], "
+    "  $7::text[]) AS x (id, mb, rc, day, at, mid)), "
+    "ml AS (UPDATE mailbox_leasing ml SET lease_id = $1::uuid, pending = x.n, "
+    "  next_at = to_timestamp(x.nx), leased_at = kiln_now() "
+    "  FROM unnest($8::bigint[], $9::int[], $10::bigint[]) AS x (mb, n, nx) "
+    "  WHERE ml.mailbox_id = x.mb), "
+    "dd AS (INSERT INTO mailbox_days (mailbox_id, day, in_flight) "
+    "  SELECT mb, day, count(*)::int FROM unnest($3::bigint[], $5::date[]) AS a (mb, day) "
+    "  GROUP BY 1, 2 ORDER BY 1, 2 "
+    "  ON CONFLICT (mailbox_id, day) DO UPDATE SET "
+    "  in_flight = mailbox_days.in_flight + excluded.in_flight), "
+    "ib AS (INSERT INTO mailbox_inbound (mailbox_id, day, received) "
+    "  SELECT mb, day, n FROM unnest($11::bigint[], $12::date[], $13::int[]) AS b (mb, day, n) "
+    "  ORDER BY 1, 2 ON CONFLICT (mailbox_id, day) DO UPDATE SET "
+    "  received = mailbox_inbound.received + excluded.received), "
+    "bk AS (INSERT INTO slot_buckets (user_id, width_s, at, n) "
+    "  SELECT u, w, to_timestamp(a), n FROM unnest($14::bigint[], $15::int[], $16::bigint[], "
+    "  $17::int[]) AS x (u, w, a, n) ORDER BY 2, 1, 3 "
+    "  ON CONFLICT (width_s, user_id, at) DO UPDATE SET n = slot_buckets.n + excluded.n) "
+    "SELECT 1"};
+
+static const db_stmt Q_BUCKET_TRIM = {
+    "agent_bucket_trim",
+    "DELETE FROM slot_buckets WHERE ctid = ANY (ARRAY(SELECT ctid FROM slot_buckets "
+    "WHERE at < kiln_now() - interval '2 hours' LIMIT 5000))"};
+
+static const db_stmt Q_DURATION = {
+    "agent_lease_duration",
+    "INSERT INTO counters (name, label, shard, value) VALUES "
+    "('lease_duration_bucket', $1, $3, 1), ('lease_duration_sum_us', '', $3, $2) "
+    "ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value"};
+
+static const db_stmt Q_LEASE_GET = {
+    "agent_lease_get",
+    "SELECT agent_id, ended_at IS NOT NULL AS ended, expires_at <= kiln_now() AS expired, ttl_s "
+    "FROM leases "
+    "WHERE id = $1::uuid"};
+
+/* Which of the reported ids belong to this lease (the fence). */
+static const db_stmt Q_REPORT_FENCE = {
+    "agent_report_fence",
+    "SELECT x.ord, (s.lease_id IS NOT DISTINCT FROM $1::uuid) AS ours FROM unnest($2::bigint[]) "
+    "WITH ORDINALITY AS x (id, ord) LEFT JOIN sends s ON s.id = x.id ORDER BY x.ord"};
+
+/* Applies reports: only slots of this lease still open (leased, or expired/cancelled
+ * when the mail went out anyway) change; the previous status comes from the locked
+ * row, so a concurrent sweep or duplicate is accounted once. Counters and quota move
+ * in the same statement. */
+static const db_stmt Q_REPORT_APPLY = {
+    "agent_report_apply",
+    "WITH r AS (SELECT * FROM unnest($2::bigint[], $3::send_status[], $4::int[], $5::text[], "
+    "  $6::text[], $7::int[], $9::text[]) AS r (id, status, code, enh, detail, latency, lb)), "
+    "prev AS (SELECT s.id, s.status AS old, r.status, r.code, r.enh, r.detail, r.latency, r.lb "
+    "  FROM sends s JOIN r ON r.id = s.id "
+    "  WHERE s.lease_id = $1::uuid AND s.status IN ('leased', 'expired', 'cancelled') "
+    "  ORDER BY s.id FOR UPDATE OF s), "
+    "upd AS (UPDATE sends s SET status = p.status, smtp_code = p.code, enhanced_code = p.enh, "
+    "  detail = p.detail, latency_ms = p.latency, reported_at = kiln_now() "
+    "  FROM prev p WHERE s.id = p.id "
+    "  RETURNING s.id, s.mailbox_id, s.day, s.status, p.old, s.scheduled_at, s.latency_ms, "
+    "  s.detail, p.lb), "
+    "dd AS (INSERT INTO mailbox_days (mailbox_id, day, sent, failed, in_flight) "
+    "  SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent', 'unknown')), "
+    "  count(*) FILTER (WHERE status IN ('failed', 'auth', 'tls')), "
+    "  -count(*) FILTER (WHERE old = 'leased') FROM upd GROUP BY 1, 2 ORDER BY 1, 2 "
+    "  ON CONFLICT (mailbox_id, day) DO UPDATE SET sent = mailbox_days.sent + excluded.sent, "
+    "  failed = mailbox_days.failed + excluded.failed, "
+    "  in_flight = greatest(mailbox_days.in_flight + excluded.in_flight, 0)), "
+    "ml AS (UPDATE mailbox_leasing ml SET pending = greatest(ml.pending - x.n, 0), "
+    "  lease_id = CASE WHEN ml.pending - x.n <= 0 THEN NULL ELSE ml.lease_id END "
+    "  FROM (SELECT mailbox_id, count(*)::int AS n FROM upd WHERE old = 'leased' GROUP BY 1) x "
+    "  WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id = $1::uuid "
+    "  RETURNING ml.mailbox_id, ml.lease_id IS NULL AS freed), "
+    "mb AS (UPDATE mailboxes m SET "
+    "  last_send_at = CASE WHEN x.last IS NULL THEN m.last_send_at "
+    "    ELSE greatest(coalesce(m.last_send_at, x.last), x.last) END, "
+    "  state = CASE WHEN x.auth AND m.state = 'active' THEN 'error'::mailbox_state "
+    "    ELSE m.state END, "
+    "  last_error = CASE WHEN x.auth THEN x.detail ELSE m.last_error END, "
+    "  last_error_at = CASE WHEN x.auth THEN kiln_now() ELSE m.last_error_at END "
+    "  FROM (SELECT mailbox_id, max(least(scheduled_at, kiln_now())) "
+    "    FILTER (WHERE status IN ('sent', 'unknown')) AS last, bool_or(status = 'auth') AS auth, "
+    "    max(coalesce(detail, 'authentication failed')) FILTER (WHERE status = 'auth') AS detail "
+    "    FROM upd GROUP BY 1) x "
+    "  WHERE m.id = x.mailbox_id AND (x.last IS NOT NULL OR x.auth)), "
+    "cnt AS (INSERT INTO counters (name, label, shard, value) "
+    "  SELECT name, label, $8::smallint, sum(v) FROM ("
+    "    SELECT 'sends' AS name, status::text AS label, 1::bigint AS v FROM upd "
+    /* A slot given back (expired, cancelled) and then reported moves from that count
+     * to its reported status: kiln_sends_total counts each slot once, by final status. */
+    "    UNION ALL SELECT 'sends', old::text, -1 FROM upd WHERE old IN ('expired', 'cancelled') "
+    "    UNION ALL SELECT 'send_errors', status::text, 1 FROM upd "
+    "      WHERE status IN ('deferred', 'failed', 'auth', 'tls', 'unknown') "
+    "    UNION ALL SELECT 'send_latency_bucket', lb, 1 FROM upd WHERE latency_ms IS NOT NULL "
+    "    UNION ALL SELECT 'send_latency_sum_us', '', latency_ms::bigint * 1000 FROM upd "
+    "      WHERE latency_ms IS NOT NULL) c "
+    "  GROUP BY 1, 2 ORDER BY 1, 2 "
+    "  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value) "
+    "SELECT id, (SELECT coalesce(array_agg(mailbox_id), '{}') FROM ml WHERE freed) AS freed "
+    "FROM upd"};
+
+static const db_stmt Q_RENEW = {
+    "agent_renew",
+    "UPDATE leases SET expires_at = kiln_now() + make_interval(secs => ttl_s) "
+    "WHERE id = $1::uuid AND ended_at IS NULL RETURNING kiln_iso(expires_at) AS expires_at, ttl_s"};
+/* Slots the agent must drop: service stopped, mailbox or its user not active. */
+static const db_stmt Q_TO_CANCEL = {
+    "agent_to_cancel",
+    "SELECT s.id FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id "
+    "JOIN users u ON u.id = m.user_id CROSS JOIN service sv "
+    "WHERE s.lease_id = $1::uuid AND s.status = 'leased' AND (sv.state <> 'running' "
+    "OR m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active') ORDER BY s.id"};
+static const db_stmt Q_FINISH = {"agent_finish",
+                                 "SELECT kiln_finish_slots($1::bigint[], 'cancelled')"};
+static const db_stmt Q_RELEASE = {"agent_release",
+                                  "SELECT kiln_end_leases(ARRAY[$1::uuid], 'cancelled')"};
+/* ---- rows by name ---------------------------------------------------------------- */
+
+enum detail_col {
+    D_MAILBOX_ID,
+    D_USER_ID,
+    D_ADDRESS,
+    D_DISPLAY_NAME,
+    D_SMTP_HOST,
+    D_SMTP_PORT,
+    D_SMTP_SECURITY,
+    D_SMTP_USERNAME,
+    D_SECRET_HEX,
+    D_DAY,
+    D_TARGET,
+    D_DONE,
+    D_WINDOW_START_S,
+    D_WINDOW_END_S,
+    D_NEXT_AT_S,
+    D_LAST_SEND_S,
+    D_COOLDOWN_MIN_S,
+    D_COOLDOWN_MAX_S,
+    D_USER_MINUTE_CAP,
+    D_USER_HOURLY_CAP,
+    D_TRIGGERED,
+    D_WEEKDAY,
+    D_DUE_S,
+    D_ELIGIBLE,
+    D_ALLOW_PLAINTEXT_AUTH,
+    D_NCOLS
+};
+static const char *const DETAIL_COLS[D_NCOLS] = {
+    [D_MAILBOX_ID] = "mailbox_id",
+    [D_USER_ID] = "user_id",
+    [D_ADDRESS] = "address",
+    [D_DISPLAY_NAME] = "display_name",
+    [D_SMTP_HOST] = "smtp_host",
+    [D_SMTP_PORT] = "smtp_port",
+    [D_SMTP_SECURITY] = "smtp_security",
+    [D_SMTP_USERNAME] = "smtp_username",
+    [D_SECRET_HEX] = "secret_hex",
+    [D_DAY] = "day",
+    [D_TARGET] = "target",
+    [D_DONE] = "done",
+    [D_WINDOW_START_S] = "window_start_s",
+    [D_WINDOW_END_S] = "window_end_s",
+    [D_NEXT_AT_S] = "next_at_s",
+    [D_LAST_SEND_S] = "last_send_s",
+    [D_COOLDOWN_MIN_S] = "cooldown_min_s",
+    [D_COOLDOWN_MAX_S] = "cooldown_max_s",
+    [D_USER_MINUTE_CAP] = "user_minute_cap",
+    [D_USER_HOURLY_CAP] = "user_hourly_cap",
+    [D_TRIGGERED] = "triggered",
+    [D_WEEKDAY] = "weekday",
+    [D_DUE_S] = "due_s",
+    [D_ELIGIBLE] = "eligible",
+    [D_ALLOW_PLAINTEXT_AUTH] = "smtp_allow_plaintext_auth",
+};
+
+static bool col_bool(const PGresult *r, int row, int col)
+{
+    return PQgetvalue(r, row, col)[0] == 't';
+}
+
+static const char *domain_of(const char *address)
+{
+    const char *at = strrchr(address, '@');
+    return at ? at + 1 : address;
+}
+
+static void read_detail(const PGresult *r, int i, const int *c, lease_row *row)
+{
+    lease_mailbox *m = &row->m;
+    m->id = db_i64(r, i, c[D_MAILBOX_ID]);
+    m->user_id = db_i64(r, i, c[D_USER_ID]);
+    row->address = PQgetvalue(r, i, c[D_ADDRESS]);
+    m->domain = domain_of(row->address);
+    m->target = db_i64(r, i, c[D_TARGET]);
+    m->done = db_i64(r, i, c[D_DONE]);
+    m->window_start_s = db_i64(r, i, c[D_WINDOW_START_S]);
+    m->window_end_s = db_i64(r, i, c[D_WINDOW_END_S]);
+    m->next_at_s = db_i64(r, i, c[D_NEXT_AT_S]);
+    m->last_send_s = db_i64(r, i, c[D_LAST_SEND_S]);
+    m->cooldown_min_s = db_i64(r, i, c[D_COOLDOWN_MIN_S]);
+    m->cooldown_max_s = db_i64(r, i, c[D_COOLDOWN_MAX_S]);
+    m->user_minute_cap = db_i64(r, i, c[D_USER_MINUTE_CAP]);
+    m->user_hour_cap = db_i64(r, i, c[D_USER_HOURLY_CAP]);
+    m->triggered = col_bool(r, i, c[D_TRIGGERED]);
+    row->display_name = PQgetvalue(r, i, c[D_DISPLAY_NAME]);
+    row->smtp_host = PQgetvalue(r, i, c[D_SMTP_HOST]);
+    row->smtp_port = db_i64(r, i, c[D_SMTP_PORT]);
+    row->smtp_security = PQgetvalue(r, i, c[D_SMTP_SECURITY]);
+    row->smtp_username = PQgetvalue(r, i, c[D_SMTP_USERNAME]);
+    row->allow_plaintext_auth = col_bool(r, i, c[D_ALLOW_PLAINTEXT_AUTH]);
+    row->secret_hex = PQgetvalue(r, i, c[D_SECRET_HEX]);
+    row->day = PQgetvalue(r, i, c[D_DAY]);
+    row->weekday = PQgetvalue(r, i, c[D_WEEKDAY]);
+    row->due_s = strtod(PQgetvalue(r, i, c[D_DUE_S]), NULL);
+    row->eligible = col_bool(r, i, c[D_ELIGIBLE]);
+}
+
+/* Array literal of n integers. */
+static const char *ids_literal(arena *a, const int64_t *v, int n)
+{
+    pgarr arr;
+    pgarr_open(&arr);
+    for (int i = 0; i < n; i++)
+        pgarr_i64(&arr, v[i]);
+    return pgarr_done(&arr, a);
+}
+
+/* ---- lease ------------------------------------------------------------------------ */
+
+bool lease_store_begin(db *d, arena *a, int64_t agent_id, int64_t *now_s, bool *running)
+{
+    if (!db_begin(d))
+        return false;
+    const char *sp[] = {db_i64_text(a, SWEEP_BATCH)};
+    const char *seen[] = {db_i64_text(a, agent_id)};
+    if (!db_exec(d, a, &Q_SWEEP, 1, sp) || !db_exec(d, a, &Q_SEEN, 1, seen))
+        return false;
+    if (random_range(0, 49) == 0 && !db_exec(d, a, &Q_BUCKET_TRIM, 0, NULL))
+        return false;
+    PGresult *r = db_exec(d, a, &Q_NOW, 0, NULL);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    static const char *const names[] = {"now_s", "state"};
+    int c[2];
+    db_columns(r, names, c, 2);
+    *now_s = db_i64(r, 0, c[0]);
+    *running = strcmp(PQgetvalue(r, 0, c[1]), "running") == 0;
+    return true;
+}
+
+bool lease_store_pick(db *d, arena *a, int64_t max_mailboxes, int64_t ttl_s, lease_row **rows,
+                      int *n)
+{
+    const char *pk[] = {db_i64_text(a, max_mailboxes), db_i64_text(a, ttl_s)};
+    PGresult *pr = db_exec(d, a, &Q_PICK, 2, pk);
+    if (!pr || PQntuples(pr) != 1)
+        return false;
+    const char *ep[] = {PQgetvalue(pr, 0, 0), db_i64_text(a, ttl_s)};
+    PGresult *r = db_exec(d, a, &Q_DETAILS, 2, ep);
+    if (!r)
+        return false;
+    *n = PQntuples(r);
+    *rows = arena_calloc(a, (size_t)(*n + 1) * sizeof **rows);
+    if (*n == 0)
+        return true;
+    int c[D_NCOLS];
+    db_columns(r, DETAIL_COLS, c, D_NCOLS);
+    for (int i = 0; i < *n; i++)
+        read_detail(r, i, c, &(*rows)[i]);
+    return true;
+}
+
+bool lease_store_set_error(db *d, arena *a, const int64_t *ids, const char *const *why, int n)
+{
+    if (n == 0)
+        return true;
+    pgarr whys;
+    pgarr_open(&whys);
+    for (int i = 0; i < n; i++)
+        pgarr_str(&whys, why[i]);
+    const char *p[] = {ids_literal(a, ids, n), pgarr_done(&whys, a)};
+    return db_exec(d, a, &Q_TEXT_ERROR, 2, p) != NULL;
+}
+
+bool lease_store_push_due(db *d, arena *a, const lease_push *p)
+{
+    if (p->n == 0)
+        return true;
+    pgarr due;
+    pgarr_open(&due);
+    for (int i = 0; i < p->n; i++)
+        pgarr_seconds(&due, p->due_s[i]);
+    const char *pp[] = {ids_literal(a, p->mb, p->n), pgarr_done(&due, a)};
+    return db_exec(d, a, &Q_PUSH, 2, pp) != NULL;
+}
+
+static const char **column_strings(arena *a, const PGresult *r, int col)
+{
+    int n = PQntuples(r);
+    const char **out = arena_alloc(a, (size_t)(n + 1) * sizeof *out);
+    for (int i = 0; i < n; i++)
+        out[i] = PQgetvalue(r, i, col);
+    return out;
+}
+
+static void read_candidates(arena *a, const PGresult *r, size_t n, lease_pool *pool)
+{
+    static const char *const names[] = {"id",      "user_id",      "domain",
+                                        "address", "display_name", "day"};
+    int c[6];
+    db_columns(r, names, c, 6);
+    pool->cands = arena_calloc(a, (n + 1) * sizeof *pool->cands);
+    pool->address = arena_alloc(a, (n + 1) * sizeof *pool->address);
+    pool->display_name = arena_alloc(a, (n + 1) * sizeof *pool->display_name);
+    pool->day = arena_alloc(a, (n + 1) * sizeof *pool->day);
+    for (size_t i = 0; i < n; i++) {
+        pool->cands[i].id = db_i64(r, (int)i, c[0]);
+        pool->cands[i].user_id = db_i64(r, (int)i, c[1]);
+        pool->cands[i].domain = PQgetvalue(r, (int)i, c[2]);
+        pool->address[i] = PQgetvalue(r, (int)i, c[3]);
+        pool->display_name[i] = PQgetvalue(r, (int)i, c[4]);
+        pool->day[i] = PQgetvalue(r, (int)i, c[5]);
+    }
+    pool->ncand = n;
+}
+
+bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders,
+                           int64_t pair_gap_days, int64_t ncand_want, lease_pool *pool)
+{
+    memset(pool, 0, sizeof *pool);
+    if (pair_gap_days > 0) {
+        const char *pp[] = {ids_literal(a, senders, nsenders), db_i64_text(a, pair_gap_days)};
+        PGresult *pr = db_exec(d, a, &Q_PAIRS, 2, pp);
+        if (!pr)
+            return false;
+        static const char *const names[] = {"mailbox_id", "recipient_id"};
+        int c[2];
+        db_columns(pr, names, c, 2);
+        pool->npairs = (size_t)PQntuples(pr);
+        pool->pairs = arena_alloc(a, (pool->npairs + 1) * sizeof *pool->pairs);
+        for (size_t i = 0; i < pool->npairs; i++) {
+            pool->pairs[i].sender = db_i64(pr, (int)i, c[0]);
+            pool->pairs[i].recipient = db_i64(pr, (int)i, c[1]);
+        }
+    }
+    const char *cp[] = {db_i64_text(a, ncand_want)};
+    PGresult *cr = db_exec(d, a, &Q_CANDIDATES, 1, cp);
+    PGresult *tr = cr ? db_exec(d, a, &Q_TEMPLATES, 0, NULL) : NULL;
+    PGresult *topr = tr ? db_exec(d, a, &Q_TOPICS, 0, NULL) : NULL;
+    if (!topr)
+        return false;
+    size_t ncand = (size_t)PQntuples(cr);
+    read_candidates(a, cr, (int64_t)ncand > ncand_want ? (size_t)ncand_want : ncand, pool);
+    pool->ntemplates = PQntuples(tr);
+    pool->subjects = column_strings(a, tr, PQfnumber(tr, "subject"));
+    pool->bodies = column_strings(a, tr, PQfnumber(tr, "body"));
+    pool->ntopics = PQntuples(topr);
+    pool->topics = column_strings(a, topr, PQfnumber(topr, "topic"));
+    return true;
+}
+
+bool lease_store_lock_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t horizon_s,
+                           lease_pool *pool, lease_bucket_delta **buckets, size_t *nbuckets)
+{
+    if (!db_exec(d, a, &Q_CAP_LOCK, 0, NULL))
+        return false;
+    const char *bp[] = {ids_literal(a, users, nusers), db_i64_text(a, horizon_s)};
+    PGresult *br = db_exec(d, a, &Q_BUCKETS, 2, bp);
+    pgarr ids, days;
+    pgarr_open(&ids);
+    pgarr_open(&days);
+    for (size_t i = 0; i < pool->ncand; i++) {
+        pgarr_i64(&ids, pool->cands[i].id);
+        pgarr_str(&days, pool->day[i]);
+    }
+    const char *ip[] = {pgarr_done(&ids, a), pgarr_done(&days, a)};
+    PGresult *ir = db_exec(d, a, &Q_INBOUND, 2, ip);
+    if (!br || !ir || (size_t)PQntuples(ir) < pool->ncand)
+        return false;
+    for (size_t i = 0; i < pool->ncand; i++)
+        pool->cands[i].received = db_i64(ir, (int)i, 0);
+    static const char *const names[] = {"user_id", "width_s", "at_s", "n"};
+    int c[4];
+    db_columns(br, names, c, 4);
+    *nbuckets = (size_t)PQntuples(br);
+    *buckets = arena_alloc(a, (*nbuckets + 1) * sizeof **buckets);
+    for (size_t i = 0; i < *nbuckets; i++) {
+        lease_bucket_delta *b = &(*buckets)[i];
+        b->user_id = db_i64(br, (int)i, c[0]);
+        b->width_s = db_i64(br, (int)i, c[1]);
+        b->at_s = db_i64(br, (int)i, c[2]);
+        b->n = db_i64(br, (int)i, c[3]);
+    }
+    return true;
+}
+
+bool lease_store_new_lease(db *d, arena *a, int64_t agent_id, int64_t ttl_s, int64_t total,
+                           const char **lease_id, int64_t **send_ids)
+{
+    const char *lp[] = {db_i64_text(a, agent_id), db_i64_text(a, ttl_s), db_i64_text(a, total)};
+    PGresult *r = db_exec(d, a, &Q_NEW_LEASE, 3, lp);
+    if (!r || PQntuples(r) != total)
+        return false;
+    static const char *const names[] = {"lease_id", "send_id"};
+    int c[2];
+    db_columns(r, names, c, 2);
+    *lease_id = PQgetvalue(r, 0, c[0]);
+    *send_ids = arena_alloc(a, (size_t)total * sizeof **send_ids);
+    for (int i = 0; i < (int)total; i++)
+        (*send_ids)[i] = db_i64(r, i, c[1]);
+    return true;
+}
+
+/* The grant's array parameters: $2..$7 per slot, $8..$10 per mailbox. */
+static void grant_slot_arrays(arena *a, const lease_granted *g, int ng, const lease_pool *pool,
+                              const char **p)
+{
+    pgarr id, mb, rc, day, at, mid, ml_mb, ml_n, ml_next;
+    pgarr *all[] = {&id, &mb, &rc, &day, &at, &mid, &ml_mb, &ml_n, &ml_next};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pgarr_open(all[i]);
+    for (int gi = 0; gi < ng; gi++) {
+        const lease_granted *gr = &g[gi];
+        for (int s = 0; s < gr->nslots; s++) {
+            pgarr_i64(&id, gr->send_ids[s]);
+            pgarr_i64(&mb, gr->r->m.id);
+            pgarr_i64(&rc, pool->cands[gr->slots[s].candidate].id);
+            pgarr_str(&day, gr->r->day);
+            pgarr_i64(&at, gr->slots[s].at_s);
+            pgarr_str(&mid, gr->message_ids[s]);
+        }
+        pgarr_i64(&ml_mb, gr->r->m.id);
+        pgarr_i64(&ml_n, gr->nslots);
+        pgarr_i64(&ml_next, gr->next_at_s);
+    }
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        p[i] = pgarr_done(all[i], a);
+}
+
+bool lease_store_grant(db *d, arena *a, const char *lease_id, const lease_granted *g, int ng,
+                       const lease_pool *pool, const lease_bucket_delta *deltas, size_t nd)
+{
+    const char *p[17];
+    p[0] = lease_id;
+    grant_slot_arrays(a, g, ng, pool, p + 1);
+    pgarr rmb, rday, rn;
+    pgarr_open(&rmb);
+    pgarr_open(&rday);
+    pgarr_open(&rn);
+    for (size_t i = 0; i < pool->ncand; i++) {
+        if (pool->cands[i].assigned == 0)
+            continue;
+        pgarr_i64(&rmb, pool->cands[i].id);
+        pgarr_str(&rday, pool->day[i]);
+        pgarr_i64(&rn, pool->cands[i].assigned);
+    }
+    p[10] = pgarr_done(&rmb, a);
+    p[11] = pgarr_done(&rday, a);
+    p[12] = pgarr_done(&rn, a);
+    pgarr bu, bw, ba, bn;
+    pgarr_open(&bu);
+    pgarr_open(&bw);
+    pgarr_open(&ba);
+    pgarr_open(&bn);
+    for (size_t i = 0; i < nd; i++) {
+        pgarr_i64(&bu, deltas[i].user_id);
+        pgarr_i64(&bw, deltas[i].width_s);
+        pgarr_i64(&ba, deltas[i].at_s);
+        pgarr_i64(&bn, deltas[i].n);
+    }
+    p[13] = pgarr_done(&bu, a);
+    p[14] = pgarr_done(&bw, a);
+    p[15] = pgarr_done(&ba, a);
+    p[16] = pgarr_done(&bn, a);
+    return db_exec(d, a, &Q_GRANT, 17, p) != NULL;
+}
+
+void lease_store_count_duration(db *d, arena *a, double seconds)
+{
+    int b = histogram_bucket(lease_duration_buckets, LEASE_DURATION_BUCKETS, seconds);
+    char label[32];
+    if (b < LEASE_DURATION_BUCKETS)
+        snprintf(label, sizeof label, "%g", lease_duration_buckets[b]);
+    else
+        snprintf(label, sizeof label, "+Inf");
+    const char *p[] = {label, db_i64_text(a, (int64_t)(seconds * 1e6)),
+                       db_i64_text(a, random_range(0, 15))};
+    if (!db_exec(d, a, &Q_DURATION, 3, p))
+        log_warn("lease duration counter: %s", db_message(d));
+}
+
+/* ---- report, heartbeat, release ----------------------------------------------------- */
+
+bool lease_store_get(db *d, arena *a, const char *lease_id, lease_info *out)
+{
+    const char *p[] = {lease_id};
+    PGresult *r = db_exec(d, a, &Q_LEASE_GET, 1, p);
+    if (!r)
+        return false;
+    memset(out, 0, sizeof *out);
+    if (PQntuples(r) != 1)
+        return true;
+    static const char *const names[] = {"agent_id", "ended", "expired"};
+    int c[3];
+    db_columns(r, names, c, 3);
+    out->found = true;
+    out->agent_id = db_i64(r, 0, c[0]);
+    out->ended = col_bool(r, 0, c[1]);
+    out->expired = col_bool(r, 0, c[2]);
+    return true;
+}
+
+bool lease_store_report_fence(db *d, arena *a, const char *lease_id, const char *ids, int n,
+                              int *foreign)
+{
+    const char *p[] = {lease_id, ids};
+    PGresult *r = db_exec(d, a, &Q_REPORT_FENCE, 2, p);
+    if (!r)
+        return false;
+    int ours = PQfnumber(r, "ours");
+    *foreign = -1;
+    for (int i = 0; i < PQntuples(r) && i < n; i++) {
+        if (!col_bool(r, i, ours)) {
+            *foreign = i;
+            break;
+        }
+    }
+    return true;
+}
+
+bool lease_store_report_apply(db *d, arena *a, const char *lease_id, const lease_report_batch *b,
+                              int64_t **applied, int *napplied)
+{
+    const char *p[] = {
+        lease_id,        b->ids,    b->status,     b->smtp_code,
+        b->enhanced,     b->detail, b->latency_ms, db_i64_text(a, random_range(0, 15)),
+        b->latency_label};
+    PGresult *r = db_exec(d, a, &Q_REPORT_APPLY, 9, p);
+    if (!r)
+        return false;
+    static const char *const names[] = {"id", "freed"};
+    int c[2];
+    *napplied = PQntuples(r);
+    *applied = arena_alloc(a, (size_t)(*napplied + 1) * sizeof **applied);
+    if (*napplied == 0)
+        return true;
+    db_columns(r, names, c, 2);
+    for (int i = 0; i < *napplied; i++)
+        (*applied)[i] = db_i64(r, i, c[0]);
+    const char *freed = PQgetvalue(r, 0, c[1]);
+    if (strcmp(freed, "{}") != 0) {
+        const char *fp[] = {freed};
+        if (!db_exec(d, a, &Q_REFRESH, 1, fp))
+            return false;
+    }
+    return true;
+}
+
+bool lease_store_renew(db *d, arena *a, int64_t agent_id, const char *lease_id, lease_renewal *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!db_begin(d))
+        return false;
+    const char *sp[] = {db_i64_text(a, SWEEP_BATCH)};
+    const char *seen[] = {db_i64_text(a, agent_id)};
+    const char *lp[] = {lease_id};
+    PGresult *rr = NULL, *nowr = NULL, *cr = NULL;
+    if (!db_exec(d, a, &Q_SWEEP, 1, sp) || !db_exec(d, a, &Q_SEEN, 1, seen) ||
+        !(rr = db_exec(d, a, &Q_RENEW, 1, lp)) || !(nowr = db_exec(d, a, &Q_NOW, 0, NULL)))
+        return false;
+    if (PQntuples(rr) != 1) /* the sweep above may just have ended it: not revived */
+        return db_commit(d);
+    if (!(cr = db_exec(d, a, &Q_TO_CANCEL, 1, lp)))
+        return false;
+    out->ncancel = PQntuples(cr);
+    out->cancel = arena_alloc(a, (size_t)(out->ncancel + 1) * sizeof *out->cancel);
+    for (int i = 0; i < out->ncancel; i++)
+        out->cancel[i] = db_i64(cr, i, 0);
+    const char *fp[] = {ids_literal(a, out->cancel, out->ncancel)};
+    if (out->ncancel > 0 && !db_exec(d, a, &Q_FINISH, 1, fp))
+        return false;
+    if (!db_commit(d))
+        return false;
+    out->renewed = true;
+    out->expires_at = PQgetvalue(rr, 0, PQfnumber(rr, "expires_at"));
+    out->ttl_s = db_i64(rr, 0, PQfnumber(rr, "ttl_s"));
+    out->service = PQgetvalue(nowr, 0, PQfnumber(nowr, "state"));
+    return true;
+}
+
+bool lease_store_release(db *d, arena *a, const char *lease_id, int64_t *released)
+{
+    const char *lp[] = {lease_id};
+    PGresult *r = NULL;
+    if (!db_begin(d) || !(r = db_exec(d, a, &Q_RELEASE, 1, lp)) || !db_commit(d))
+        return false;
+    *released = db_i64(r, 0, 0);
+    return true;
+}

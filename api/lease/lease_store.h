@@ -1,0 +1,136 @@
+/* The leasing tables as the lease and report handlers see them: every statement of a
+ * grant, a report, a renewal and a release. Rows are read by column name into the
+ * planner's types (lease_plan.h) and written back as batched array parameters, a few
+ * statements per call whatever the batch size. No HTTP here: functions return false on
+ * a database error and the caller answers (http_tx_fail).
+ * A send slot's walk: lease_store (load) -> lease_plan -> lease_store (write) ->
+ * lease_answer -> agent -> lease_report -> lease_store (report). */
+#ifndef KILN_LEASE_STORE_H
+#define KILN_LEASE_STORE_H
+
+#include "db.h"
+#include "lease_plan.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One picked mailbox (the details join), read by column name. Strings point into the
+ * result, which the arena owns. */
+typedef struct lease_row {
+    lease_mailbox m; /* the planner's input; m.domain is the address's domain */
+    const char *address, *display_name;
+    const char *smtp_host, *smtp_security, *smtp_username;
+    int64_t smtp_port;
+    bool allow_plaintext_auth;
+    const char *secret_hex; /* the sealed SMTP secret, hex */
+    const char *day;        /* the mailbox's local day, YYYY-MM-DD */
+    const char *weekday;    /* its local weekday name, for templates */
+    double due_s;           /* its exact next due time, epoch seconds (inf: never) */
+    bool eligible;          /* due inside the horizon with quota left; sorted first */
+} lease_row;
+
+/* Picked mailboxes that got no slot, with the due time they move to. */
+typedef struct lease_push {
+    int64_t *mb;
+    double *due_s; /* epoch seconds; inf = cannot send until something changes */
+    int n;
+} lease_push;
+
+typedef struct lease_pair {
+    int64_t sender, recipient;
+} lease_pair;
+
+/* What a lease may hand out besides the senders: recipient candidates (a window of the
+ * pool from a random id), the recent sender -> recipient pairs, and message content. */
+typedef struct lease_pool {
+    lease_candidate *cands;    /* the planner's input; received is set under the cap lock */
+    const char **address;      /* per candidate */
+    const char **display_name; /* per candidate */
+    const char **day;          /* per candidate: its local day */
+    size_t ncand;
+    lease_pair *pairs;
+    size_t npairs;
+    const char **subjects, **bodies; /* templates, in id order */
+    int ntemplates;
+    const char **topics;
+    int ntopics;
+} lease_pool;
+
+/* What one lease grants one mailbox. */
+typedef struct lease_granted {
+    int row; /* index of its lease_row */
+    const lease_row *r;
+    lease_slot *slots;
+    int nslots;
+    int64_t next_at_s;        /* cooldown bound after the last slot */
+    const int64_t *send_ids;  /* nslots, from lease_store_new_lease */
+    const char **message_ids; /* nslots */
+} lease_granted;
+
+/* Begins the lease transaction: sweeps expired leases, marks the agent seen, now and
+ * whether the service runs. */
+bool lease_store_begin(db *d, arena *a, int64_t agent_id, int64_t *now_s, bool *running);
+/* Picks and locks up to max_mailboxes unleased mailboxes due within ttl_s and reads
+ * them, eligible first, furthest behind first. */
+bool lease_store_pick(db *d, arena *a, int64_t max_mailboxes, int64_t ttl_s, lease_row **rows,
+                      int *n);
+/* Puts mailboxes in error with a reason each (their text cannot go into an answer). */
+bool lease_store_set_error(db *d, arena *a, const int64_t *ids, const char *const *why, int n);
+/* Moves picked mailboxes that got nothing to their next due time. */
+bool lease_store_push_due(db *d, arena *a, const lease_push *p);
+/* Reads the pool for these senders: pairs (when pair_gap_days > 0), up to ncand_want
+ * candidates, templates and topics. Before the cap lock. */
+bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders,
+                           int64_t pair_gap_days, int64_t ncand_want, lease_pool *pool);
+/* Takes the cap lock (held to commit), reads the cap buckets of these users from the
+ * hour's start to horizon_s ahead, and the candidates' inbound counts of their day
+ * into pool->cands[].received. */
+bool lease_store_lock_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t horizon_s,
+                           lease_pool *pool, lease_bucket_delta **buckets, size_t *nbuckets);
+/* A new lease of the agent and total fresh send ids. */
+bool lease_store_new_lease(db *d, arena *a, int64_t agent_id, int64_t ttl_s, int64_t total,
+                           const char **lease_id, int64_t **send_ids);
+/* Writes a grant in one statement: sends, leasing rows, in_flight, the recipients'
+ * inbound counts, the cap buckets. */
+bool lease_store_grant(db *d, arena *a, const char *lease_id, const lease_granted *g, int ng,
+                       const lease_pool *pool, const lease_bucket_delta *deltas, size_t nd);
+/* Counts a lease call's duration (kiln_lease_request_duration_seconds); a failure is
+ * logged, not fatal. */
+void lease_store_count_duration(db *d, arena *a, double seconds);
+
+/* A lease as the agent endpoints check it. */
+typedef struct lease_info {
+    bool found;
+    int64_t agent_id;
+    bool ended, expired;
+} lease_info;
+bool lease_store_get(db *d, arena *a, const char *lease_id, lease_info *out);
+
+/* One report batch as array literals (see pgarr.h), one element per result. */
+typedef struct lease_report_batch {
+    const char *ids, *status, *smtp_code, *enhanced, *detail, *latency_ms, *latency_label;
+} lease_report_batch;
+/* The fence: *foreign = position of the first of the reported ids (array literal of n)
+ * that is not part of lease_id, or -1. */
+bool lease_store_report_fence(db *d, arena *a, const char *lease_id, const char *ids, int n,
+                              int *foreign);
+/* Applies a report batch (only slots of this lease still open change) and refreshes the
+ * due time of mailboxes it returned to the pool; *applied gets the ids that changed. */
+bool lease_store_report_apply(db *d, arena *a, const char *lease_id, const lease_report_batch *b,
+                              int64_t **applied, int *napplied);
+
+/* A heartbeat: sweep, seen, renewal, and the slots the agent must drop (cancelled
+ * here). renewed is false when the lease had ended; the transaction is committed. */
+typedef struct lease_renewal {
+    bool renewed;
+    const char *expires_at; /* ISO 8601 */
+    int64_t ttl_s;
+    const char *service; /* running | stopped */
+    int64_t *cancel;
+    int ncancel;
+} lease_renewal;
+bool lease_store_renew(db *d, arena *a, int64_t agent_id, const char *lease_id, lease_renewal *out);
+/* Ends the lease; *released = slots given back. */
+bool lease_store_release(db *d, arena *a, const char *lease_id, int64_t *released);
+
+#endif
