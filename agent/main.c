@@ -4,7 +4,7 @@
 #include "clock.h"
 #include "config.h"
 #include "engine.h"
-#include "jobs.h"
+#include "wire.h"
 #include "agent_config.h"
 #include "log.h"
 #include "metrics_http.h"

@@ -16,7 +16,7 @@
 #include "config.h"
 #include "control.h"
 #include "engine.h"
-#include "jobs.h"
+#include "wire.h"
 #include "json.h"
 #include "log.h"
 #include "metrics_http.h"

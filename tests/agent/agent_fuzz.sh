@@ -8,7 +8,7 @@ SRC="${KILN_SOURCE_DIR:?}"
 command -v clang >/dev/null || skip "clang not installed"
 FUZZ_S=${KILN_FUZZ_SECONDS:-15}
 CFLAGS=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-        -D_GNU_SOURCE -I"$SRC/agent" -I"$SRC/common")
+        -D_GNU_SOURCE -I"$SRC/agent" -I"$SRC/agent/lease" -I"$SRC/common")
 COMMON=("$SRC/common/buf.c" "$SRC/common/xalloc.c" "$SRC/common/secret.c" -lcrypto)
 echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n){(void)d;(void)n;return 0;}' >"$WORK/probe.c"
 clang -fsanitize=fuzzer "$WORK/probe.c" -o "$WORK/probe" 2>/dev/null || skip "clang has no libFuzzer runtime"
@@ -17,7 +17,7 @@ clang "${CFLAGS[@]}" "$HERE/fuzz_smtp_reply.c" "$SRC/agent/smtp_reply.c" -o "$WO
     fail "building fuzz_smtp_reply"
 clang "${CFLAGS[@]}" "$HERE/fuzz_smtp_session.c" "$SRC/agent/smtp_session.c" \
     "$SRC/agent/smtp_reply.c" "${COMMON[@]}" -o "$WORK/fuzz_session" || fail "building fuzz_smtp_session"
-clang "${CFLAGS[@]}" "$HERE/fuzz_jobs.c" "$SRC/agent/jobs.c" "$SRC/common/json.c" \
+clang "${CFLAGS[@]}" "$HERE/fuzz_jobs.c" "$SRC/agent/lease/wire.c" "$SRC/common/json.c" \
     "$SRC/common/xalloc.c" "$SRC/common/buf.c" -lyajl -o "$WORK/fuzz_jobs" || fail "building fuzz_jobs"
 
 mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3"

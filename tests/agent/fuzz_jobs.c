@@ -1,7 +1,7 @@
 /* libFuzzer target: the streaming lease parser. Any input either fails with a message
  * or yields a lease whose mailboxes have all their required fields, and whose rejected
  * entries each carry a reason and only positive slot ids. */
-#include "jobs.h"
+#include "wire.h"
 
 #include <stdlib.h>
 #include <string.h>

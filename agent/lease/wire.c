@@ -1,5 +1,5 @@
 /* Lease JSON parsing and validation (see jobs.h). */
-#include "jobs.h"
+#include "wire.h"
 
 #include "json.h"
 #include "smtp_session.h"
