@@ -6,7 +6,7 @@
 #define KILN_ENGINE_H
 
 #include "buf.h"
-#include "wire.h"
+#include "jobs.h"
 #include "shaping.h"
 #include "smtp_session.h"
 

@@ -4,12 +4,12 @@
 #include "clock.h"
 #include "config.h"
 #include "engine.h"
-#include "wire.h"
 #include "agent_config.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "run.h"
 #include "version.h"
+#include "wire.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -171,9 +171,9 @@ static int cmd_send(int argc, char **argv)
         return 2;
     }
     buf data = BUF_INIT;
-    job_lease *lease = NULL;
+    wire_lease *lease = NULL;
     if (read_file(file, &data, err, sizeof err) < 0 ||
-        jobs_parse(data.data ? data.data : "", data.len, &lease, err, sizeof err) < 0) {
+        wire_lease_parse(data.data ? data.data : "", data.len, &lease, err, sizeof err) < 0) {
         fprintf(stderr, "kiln-agent: %s: %s\n", file, err);
         buf_free(&data);
         return 2;
@@ -183,7 +183,7 @@ static int cmd_send(int argc, char **argv)
         /* a file is the user's own input: refuse it whole, naming the field (the lease
          * loop instead reports such a mailbox's slots as failed and sends the rest) */
         fprintf(stderr, "kiln-agent: %s: %s\n", file, lease->rejected[0].reason);
-        job_lease_free(lease);
+        wire_lease_free(lease);
         return 2;
     }
 
@@ -198,7 +198,7 @@ static int cmd_send(int argc, char **argv)
     engine *e = engine_create(&cfg, err, sizeof err);
     if (!e) {
         fprintf(stderr, "kiln-agent: %s\n", err);
-        job_lease_free(lease);
+        wire_lease_free(lease);
         return 1;
     }
     metrics_http *mh = NULL;
@@ -207,7 +207,7 @@ static int cmd_send(int argc, char **argv)
         if (!mh) {
             fprintf(stderr, "kiln-agent: %s\n", err);
             engine_destroy(e);
-            job_lease_free(lease);
+            wire_lease_free(lease);
             return 1;
         }
         bool v6 = strchr(metrics_addr, ':') != NULL;
@@ -222,7 +222,7 @@ static int cmd_send(int argc, char **argv)
         engine_submit(e, lease->mailboxes[i], start_ms, deadline_ms, 0);
         lease->mailboxes[i] = NULL;
     }
-    job_lease_free(lease);
+    wire_lease_free(lease);
 
     /* SIGTERM/SIGINT: nothing new starts, the lines of what finishes are written, then
      * exit 128 + signal (no SA_RESTART: the flag is looked at every poll) */
@@ -254,7 +254,7 @@ static int cmd_send(int argc, char **argv)
         size_t n = engine_poll_results(e, res, 4096, 200);
         for (size_t k = 0; k < n; k++) {
             buf_reset(&line);
-            engine_result_json(&res[k], &line);
+            wire_result_json(&res[k], &line);
             buf_putc(&line, '\n');
             fwrite(line.data, 1, line.len, stdout);
             if (res[k].status >= 0 && res[k].status < SMTP_ST_COUNT)

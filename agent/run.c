@@ -17,7 +17,6 @@
 #include "control.h"
 #include "engine.h"
 #include "wire.h"
-#include "json.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "secret.h"
@@ -332,7 +331,7 @@ static void cancel_lease_slots(struct agent *a, struct lease *l)
         engine_cancel(a->e, l->sends, l->nsends);
 }
 
-static void reject_entries(struct agent *a, const job_lease *jl, int64_t now);
+static void reject_entries(struct agent *a, const wire_lease *jl, int64_t now);
 
 /* POST /api/agent/lease and hand what comes to the engine. */
 static void do_lease(struct agent *a, int64_t now)
@@ -347,16 +346,10 @@ static void do_lease(struct agent *a, int64_t now)
     size_t max_sends = room < MAX_LEASE_SENDS ? room : MAX_LEASE_SENDS;
     size_t max_mb = max_sends < MAX_LEASE_MAILBOXES ? max_sends : MAX_LEASE_MAILBOXES;
     buf body = BUF_INIT;
-    yajl_gen g = json_gen_new(&body);
-    json_obj_open(g);
-    json_kv_s(g, "agent", a->cfg.name);
-    json_kv_i(g, "max_mailboxes", (int64_t)max_mb);
-    json_kv_i(g, "max_sends", (int64_t)max_sends);
-    json_obj_close(g);
-    json_gen_free(g);
+    wire_lease_request(&body, a->cfg.name, max_mb, max_sends);
     control_resp resp;
     int64_t asked_ms = clock_mono_ms();
-    int rc = control_post(a->ctl, "/api/agent/lease", body.data, body.len, &resp, &a->abort_http);
+    int rc = control_post(a->ctl, WIRE_PATH_LEASE, body.data, body.len, &resp, &a->abort_http);
     buf_free(&body);
     int64_t got_ms = clock_mono_ms();
     if (rc < 0 || resp.status != 200) {
@@ -371,27 +364,17 @@ static void do_lease(struct agent *a, int64_t now)
         return;
     }
     a->lease_backoff_ms = 0;
-    job_lease *jl = NULL;
-    char err[256];
-    bool parsed =
-        jobs_parse(resp.body.data ? resp.body.data : "", resp.body.len, &jl, err, sizeof err) == 0;
-    if (!parsed || !jl->lease_id || !jl->lease_id[0] ||
-        (jl->nmailboxes == 0 && jl->nrejected == 0)) {
-        /* the empty answer has lease_id null: read retry_after_s from the tree (small) */
-        job_lease_free(jl);
-        jl = NULL;
-        yajl_val t =
-            json_parse(resp.body.data ? resp.body.data : "", resp.body.len, err, sizeof err);
-        int64_t retry = 5;
-        const char *service = NULL;
-        if (t && json_get(t, "lease_id") && (YAJL_IS_NULL(json_get(t, "lease_id")) || parsed)) {
-            json_int(json_get(t, "retry_after_s"), 0, 86400, &retry);
-            service = json_str(json_get(t, "service"));
+    wire_lease_answer ans;
+    wire_lease_answer_parse(resp.body.data ? resp.body.data : "", resp.body.len, &ans);
+    control_resp_free(&resp);
+    if (ans.kind != WIRE_LEASE_WORK) {
+        int64_t retry = ans.retry_after_s;
+        if (ans.kind == WIRE_LEASE_EMPTY) {
             log_debug("lease: nothing to send now (service %s); retry in %lld s",
-                      service ? service : "?", (long long)retry);
+                      ans.has_service ? ans.service : "?", (long long)retry);
             a->m.last_lease_unix_ms = clock_wall_ms();
         } else {
-            log_error("lease: unusable answer: %s", err);
+            log_error("lease: unusable answer: %s", ans.error);
             a->m.lease_failures++;
             retry = 30;
         }
@@ -400,12 +383,9 @@ static void do_lease(struct agent *a, int64_t now)
         if (retry < 1)
             retry = 1;
         a->next_lease_ms = got_ms + retry * 1000;
-        if (t)
-            yajl_tree_free(t);
-        control_resp_free(&resp);
         return;
     }
-    control_resp_free(&resp);
+    wire_lease *jl = ans.lease;
     a->last_ttl_s = jl->ttl_s;
     struct lease *l = lease_new(a, jl->lease_id, jl->ttl_s);
     l->next_hb_ms = got_ms + heartbeat_every_ms(a, l);
@@ -445,7 +425,7 @@ static void do_lease(struct agent *a, int64_t now)
     log_info("lease %s: %zu mailboxes, %zu slots, ttl %lld s", l->id, jl->nmailboxes, total,
              (long long)jl->ttl_s);
     reject_entries(a, jl, got_ms);
-    job_lease_free(jl);
+    wire_lease_free(jl);
     a->next_lease_ms = got_ms + 50;
 }
 
@@ -462,11 +442,10 @@ static void lease_gone(struct agent *a, struct lease *l, const char *why)
 static void do_heartbeat(struct agent *a, struct lease *l, int64_t now)
 {
     buf body = BUF_INIT;
-    buf_printf(&body, "{\"lease_id\":\"%s\"}", l->id);
+    wire_lease_id_body(&body, l->id);
     control_resp resp;
     int64_t asked_ms = clock_mono_ms();
-    int rc =
-        control_post(a->ctl, "/api/agent/heartbeat", body.data, body.len, &resp, &a->abort_http);
+    int rc = control_post(a->ctl, WIRE_PATH_HEARTBEAT, body.data, body.len, &resp, &a->abort_http);
     buf_free(&body);
     if (rc < 0 || resp.status >= 500 || resp.status == 429) {
         log_warn("heartbeat %s: %s", l->id, resp.error[0] ? resp.error : "no answer");
@@ -486,35 +465,24 @@ static void do_heartbeat(struct agent *a, struct lease *l, int64_t now)
         control_resp_free(&resp);
         return;
     }
-    char err[128];
-    yajl_val t = json_parse(resp.body.data ? resp.body.data : "", resp.body.len, err, sizeof err);
-    yajl_val cancel = t ? json_get(t, "cancel") : NULL;
-    const char *service = t ? json_str(json_get(t, "service")) : NULL;
-    int64_t ttl_s = 0;
+    wire_heartbeat hb;
+    wire_heartbeat_parse(resp.body.data ? resp.body.data : "", resp.body.len, &hb);
     /* renewed: the engine may start sends until the new expiry (counted from when the
      * heartbeat was asked, never later than the server's) */
-    if (t && json_int(json_get(t, "ttl_s"), 1, (int64_t)7 * 86400, &ttl_s))
-        engine_extend(a->e, l->key, asked_ms + ttl_s * 1000);
-    if (cancel && YAJL_IS_ARRAY(cancel) && cancel->u.array.len > 0) {
-        size_t n = cancel->u.array.len;
-        int64_t *ids = xcalloc(n, sizeof *ids);
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-            if (json_int(cancel->u.array.values[i], 1, INT64_MAX, &ids[k]))
-                k++;
-        engine_cancel(a->e, ids, k);
-        log_info("heartbeat %s: %zu slots cancelled (service %s)", l->id, k,
-                 service ? service : "?");
-        free(ids);
+    if (hb.ttl_s > 0)
+        engine_extend(a->e, l->key, asked_ms + hb.ttl_s * 1000);
+    if (hb.ncancel > 0) {
+        engine_cancel(a->e, hb.cancel, hb.ncancel);
+        log_info("heartbeat %s: %zu slots cancelled (service %s)", l->id, hb.ncancel,
+                 hb.has_service ? hb.service : "?");
     }
-    if (service && strcmp(service, "running") != 0 && !a->draining) {
+    if (hb.has_service && strcmp(hb.service, "running") != 0 && !a->draining) {
         /* stopped: the lease answers are empty anyway; do not ask before the next beat */
         int64_t wait = heartbeat_every_ms(a, l);
         if (a->next_lease_ms < now + wait)
             a->next_lease_ms = now + wait;
     }
-    if (t)
-        yajl_tree_free(t);
+    wire_heartbeat_free(&hb);
     control_resp_free(&resp);
 }
 
@@ -526,10 +494,10 @@ static void release_idle(struct agent *a, int64_t now, bool all)
         struct lease *next = l->next;
         if ((l->outstanding == 0 || all) && l->unreported == 0 && now >= l->next_release_ms) {
             buf body = BUF_INIT;
-            buf_printf(&body, "{\"lease_id\":\"%s\"}", l->id);
+            wire_lease_id_body(&body, l->id);
             control_resp resp;
-            int rc = control_post(a->ctl, "/api/agent/release", body.data, body.len, &resp,
-                                  &a->abort_http);
+            int rc =
+                control_post(a->ctl, WIRE_PATH_RELEASE, body.data, body.len, &resp, &a->abort_http);
             buf_free(&body);
             bool done = rc == 0 && (resp.status == 200 || resp.status == 400 ||
                                     resp.status == 404 || resp.status == 403 || resp.status == 409);
@@ -605,10 +573,10 @@ static void collect_results(struct agent *a, engine_result *res, int timeout_ms)
 /* Mailbox entries of a lease that failed validation are never sent: their slots go
  * back as failed, with the reason naming the field, so the control plane settles them
  * now instead of at the lease's expiry (and the others of the lease go out as usual). */
-static void reject_entries(struct agent *a, const job_lease *jl, int64_t now)
+static void reject_entries(struct agent *a, const wire_lease *jl, int64_t now)
 {
     for (size_t i = 0; i < jl->nrejected; i++) {
-        const job_rejected *rj = &jl->rejected[i];
+        const wire_rejected *rj = &jl->rejected[i];
         log_warn("lease %s: mailbox %lld not sent, its entry is invalid: %s (%zu slots failed)",
                  jl->lease_id, (long long)rj->mailbox_id, rj->reason, rj->nsend_ids);
         for (size_t k = 0; k < rj->nsend_ids; k++) {
@@ -636,49 +604,13 @@ static void ack(struct agent *a, struct queued *q)
     q->seq = 0; /* marks done */
 }
 
-static void report_json(const struct queued *const *batch, size_t n, const char *lease_id, buf *out)
+static void report_body(struct queued *const *batch, size_t n, const char *lease_id, buf *out)
 {
-    yajl_gen g = json_gen_new(out);
-    json_obj_open(g);
-    json_kv_s(g, "lease_id", lease_id);
-    json_key(g, "results");
-    json_arr_open(g);
-    for (size_t i = 0; i < n; i++) {
-        const spool_record *r = &batch[i]->r;
-        json_obj_open(g);
-        json_kv_i(g, "send_id", r->send_id);
-        json_kv_s(g, "status", r->status);
-        if (r->smtp_code > 0)
-            json_kv_i(g, "smtp_code", r->smtp_code);
-        else
-            json_kv_null(g, "smtp_code");
-        if (r->enhanced[0])
-            json_kv_s(g, "enhanced_code", r->enhanced);
-        else
-            json_kv_null(g, "enhanced_code");
-        json_kv_s(g, "detail", r->detail);
-        json_kv_i(g, "latency_ms", r->latency_ms);
-        json_obj_close(g);
-    }
-    json_arr_close(g);
-    json_obj_close(g);
-    json_gen_free(g);
-}
-
-/* "results[12].send_id" -> 12 */
-static bool result_index(const char *field, size_t *out)
-{
-    static const char pre[] = "results[", post[] = "].send_id";
-    size_t n = strlen(field);
-    if (n <= sizeof pre - 1 + sizeof post - 1 || strncmp(field, pre, sizeof pre - 1) != 0 ||
-        strcmp(field + n - (sizeof post - 1), post) != 0)
-        return false;
-    int64_t v;
-    if (!parse_int(field + sizeof pre - 1, n - (sizeof pre - 1) - (sizeof post - 1), 0, 10000000,
-                   &v))
-        return false;
-    *out = (size_t)v;
-    return true;
+    wire_report w;
+    wire_report_begin(&w, out, lease_id);
+    for (size_t i = 0; i < n; i++)
+        wire_report_add(&w, &batch[i]->r);
+    wire_report_end(&w);
 }
 
 /* Reports one lease's batch; drops ids the server does not know and resends the rest.
@@ -689,10 +621,9 @@ static bool report_batch(struct agent *a, struct queued **batch, size_t n)
     /* each pass either succeeds, drops one id, or gives up: at most n + 1 passes */
     for (size_t pass = 0; pass <= n && n > 0; pass++) {
         buf body = BUF_INIT;
-        report_json((const struct queued *const *)batch, n, lease_id, &body);
+        report_body(batch, n, lease_id, &body);
         control_resp resp;
-        int rc =
-            control_post(a->ctl, "/api/agent/report", body.data, body.len, &resp, &a->abort_http);
+        int rc = control_post(a->ctl, WIRE_PATH_REPORT, body.data, body.len, &resp, &a->abort_http);
         buf_free(&body);
         if (rc < 0 || resp.status >= 500 || resp.status == 429) {
             log_warn("report %s (%zu results): %s; kept in the spool", lease_id, n,
@@ -710,8 +641,8 @@ static bool report_batch(struct agent *a, struct queued **batch, size_t n)
             return true;
         }
         size_t bad = 0;
-        if (resp.status == 404 && !strcmp(resp.err_code, "unknown_send") &&
-            result_index(resp.err_field, &bad) && bad < n) {
+        if (resp.status == 404 && wire_report_unknown_send(resp.err_code, resp.err_field, &bad) &&
+            bad < n) {
             log_warn("report %s: send %lld is not part of the lease; dropped", lease_id,
                      (long long)batch[bad]->r.send_id);
             ack(a, batch[bad]);
@@ -1178,7 +1109,7 @@ int run_check(const char *config_path, bool config_required)
         problems++;
     } else {
         control_resp resp;
-        bool reachable = control_get(ctl, "/healthz", &resp) == 0;
+        bool reachable = control_get(ctl, WIRE_PATH_HEALTHZ, &resp) == 0;
         if (!reachable) {
             say(false, "cannot reach the control plane at %s: %s", cfg.api_url, resp.error);
             problems++;
@@ -1188,9 +1119,10 @@ int run_check(const char *config_path, bool config_required)
         }
         control_resp_free(&resp);
         /* a heartbeat for a lease nobody holds: 404 proves the token is an agent token */
-        const char body[] = "{\"lease_id\":\"00000000-0000-0000-0000-000000000000\"}";
+        buf body = BUF_INIT;
+        wire_lease_id_body(&body, "00000000-0000-0000-0000-000000000000");
         if (reachable &&
-            control_post(ctl, "/api/agent/heartbeat", body, sizeof body - 1, &resp, NULL) == 0) {
+            control_post(ctl, WIRE_PATH_HEARTBEAT, body.data, body.len, &resp, NULL) == 0) {
             if (resp.status == 401) {
                 say(false, "the control plane refused the token in %s (revoked or mistyped?)",
                     cfg.token_file);
@@ -1210,6 +1142,7 @@ int run_check(const char *config_path, bool config_required)
             }
             control_resp_free(&resp);
         }
+        buf_free(&body);
         control_free(ctl);
     }
     engine_config ec;
