@@ -339,3 +339,13 @@ void agent_config_export(const char *text, size_t n, agent_env_fn env,
         pos += len + (nl ? 1 : 0);
     }
 }
+
+int agent_config_engine(const agent_config *c, engine_config *ec, char *err, size_t errlen)
+{
+    engine_config_defaults(ec);
+    if (engine_config_from_env(ec, err, errlen) < 0)
+        return -1;
+    ec->concurrency = c->concurrency;
+    ec->threads = c->threads;
+    return 0;
+}
