@@ -1,6 +1,6 @@
 /* Jobs: the mailboxes and send slots the scheduler consumes, as plain structs it owns
  * once handed over. The lease document that carries them (DESIGN.md "Wire shapes") is
- * parsed and validated by the lease loop's wire module (lease/wire.h), once, so the
+ * parsed and validated by the lease loop's wire module (lease/agent_wire.h), once, so the
  * engine and the SMTP session can trust what they are handed (no CR/LF in addresses,
  * a port in range, a known security mode). */
 #ifndef KILN_JOBS_H

@@ -9,7 +9,7 @@
 #include "metrics_http.h"
 #include "run.h"
 #include "version.h"
-#include "wire.h"
+#include "agent_wire.h"
 #include "xalloc.h"
 
 #include <errno.h>

@@ -5,7 +5,7 @@
 #include "agent_config.h"
 #include "control.h"
 #include "engine.h"
-#include "wire.h"
+#include "agent_wire.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -4,7 +4,7 @@
 #include "agent_config.h"
 #include "log.h"
 #include "secret.h"
-#include "wire.h"
+#include "agent_wire.h"
 #include "xalloc.h"
 
 #include <curl/curl.h>

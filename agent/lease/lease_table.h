@@ -5,7 +5,7 @@
 #define KILN_LEASE_TABLE_H
 
 #include "spool.h"
-#include "wire.h"
+#include "agent_wire.h"
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -4,7 +4,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "log.h"
-#include "wire.h"
+#include "agent_wire.h"
 #include "xalloc.h"
 
 #include <stdio.h>

@@ -19,8 +19,8 @@ clang "${CFLAGS[@]}" "$HERE/fuzz_smtp_session.c" "$SRC/agent/smtp_session.c" \
     "$SRC/agent/smtp_reply.c" "${COMMON[@]}" -o "$WORK/fuzz_session" || fail "building fuzz_smtp_session"
 # the wire module includes the scheduler's headers: every agent folder is searched
 mapfile -t AGENT_INC < <(find "$SRC/agent" -type d -printf '-I%p\n')
-clang "${CFLAGS[@]}" "${AGENT_INC[@]}" "$HERE/fuzz_jobs.c" "$SRC/agent/lease/wire.c" \
-    "$SRC/agent/lease/wire_lease.c" \
+clang "${CFLAGS[@]}" "${AGENT_INC[@]}" "$HERE/fuzz_jobs.c" "$SRC/agent/lease/agent_wire.c" \
+    "$SRC/agent/lease/agent_wire_lease.c" \
     "$(find "$SRC/agent" -name jobs.c)" "$(find "$SRC/agent" -name smtp_session.c)" \
     "$(find "$SRC/agent" -name smtp_reply.c)" "$SRC/common/json.c" "$SRC/common/config.c" \
     "${COMMON[@]}" -lyajl -o "$WORK/fuzz_jobs" || fail "building fuzz_jobs"

@@ -1,10 +1,10 @@
-/* libFuzzer target: the agent's wire parses (agent/lease/wire.c). The streaming lease
+/* libFuzzer target: the agent's wire parses (agent/lease/agent_wire.c). The streaming lease
  * parser: any input either fails with a message or yields a lease whose mailboxes have
  * all their required fields, and whose rejected entries each carry a reason and only
  * positive slot ids. The lease answer's classification agrees with it: WORK only with a
  * parse that succeeds, a lease id and entries; UNUSABLE always says why. The heartbeat
  * and error answers never crash and stay in their bounds. */
-#include "wire.h"
+#include "agent_wire.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
-#include "wire.h"
+#include "agent_wire.h"
 #include "shaping.h"
 #include "smtp_session.h"
 

@@ -1,4 +1,4 @@
-/* Unit tests for the agent's wire module (agent/lease/wire.c) beyond the lease document
+/* Unit tests for the agent's wire module (agent/lease/agent_wire.c) beyond the lease document
  * itself (test_shaping_jobs.c): the lease answer read in one pass (work, the empty
  * answer with retry_after_s/service, unusable), the heartbeat and error answers, and
  * every request body byte for byte. */
@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
-#include "wire.h"
+#include "agent_wire.h"
 
 #include <stdio.h>
 #include <string.h>

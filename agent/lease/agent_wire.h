@@ -8,8 +8,8 @@
  * (jobs.h), validated field by field, so the engine and the SMTP session can trust
  * what they are handed (no CR/LF in addresses, a port in range, a known security
  * mode), and one bad mailbox entry never poisons the others. */
-#ifndef KILN_WIRE_H
-#define KILN_WIRE_H
+#ifndef KILN_AGENT_WIRE_H
+#define KILN_AGENT_WIRE_H
 
 #include "buf.h"
 #include "engine.h"

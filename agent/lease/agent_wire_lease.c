@@ -1,7 +1,7 @@
-/* The wire module's lease document (see wire.h): the lease answer, and the input of
+/* The wire module's lease document (see agent_wire.h): the lease answer, and the input of
  * `send --file`, read in one streamed pass straight into the scheduler's job structs.
- * The rest of the protocol (bodies, small answers) is in wire.c. */
-#include "wire.h"
+ * The rest of the protocol (bodies, small answers) is in agent_wire.c. */
+#include "agent_wire.h"
 
 #include "json.h"
 #include "smtp_session.h"

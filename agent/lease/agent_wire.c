@@ -1,8 +1,8 @@
-/* The agent's side of the control-plane protocol (see wire.h): request bodies through
+/* The agent's side of the control-plane protocol (see agent_wire.h): request bodies through
  * the JSON generator, the small answers (heartbeat, error) as one tree each, the
  * result line and the report body. The lease document has its own file,
- * wire_lease.c. */
-#include "wire.h"
+ * agent_wire_lease.c. */
+#include "agent_wire.h"
 
 #include "config.h"
 #include "json.h"
