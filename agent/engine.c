@@ -9,7 +9,7 @@
 #include "json.h"
 #include "log.h"
 #include "resolver.h"
-#include "secret.h"
+#include "rand.h"
 #include "smtp_message.h"
 #include "tls_conn.h"
 #include "xalloc.h"

@@ -2,7 +2,8 @@
  * CR and LF are dropped so no input can start a header of its own. */
 #include "smtp_message.h"
 
-#include "secret.h"
+#include "codec.h"
+#include "rand.h"
 
 #include <stdbool.h>
 #include <stdio.h>

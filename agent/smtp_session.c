@@ -11,7 +11,7 @@
  * server cannot take for want of it are settled before the first MAIL. */
 #include "smtp_session.h"
 
-#include "secret.h"
+#include "codec.h"
 
 #include <stdio.h>
 #include <string.h>

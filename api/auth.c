@@ -1,6 +1,9 @@
 /* Bearer-token authentication (see auth.h). */
 #include "auth.h"
 
+#include "rand.h"
+#include "secret.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>

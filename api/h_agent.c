@@ -5,9 +5,11 @@
  * docs/leasing.md. */
 #include "app.h"
 #include "clock.h"
+#include "codec.h"
 #include "handlers.h"
 #include "lease.h"
 #include "log.h"
+#include "rand.h"
 #include "stats.h"
 #include "validate.h"
 

@@ -3,6 +3,7 @@
  * tenant's mailbox is a 404), pause/resume and soft deletion (history is kept). */
 #include "app.h"
 #include "config.h"
+#include "codec.h"
 #include "handlers.h"
 #include "pgjson.h"
 #include "validate.h"

@@ -1,6 +1,8 @@
 /* Request/response helpers shared by all handlers (see http.h). */
 #include "http.h"
 
+#include "codec.h"
+
 #include <string.h>
 
 void http_resp_init(http_resp *rs)

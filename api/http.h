@@ -8,7 +8,6 @@
 #include "buf.h"
 #include "db.h"
 #include "json.h"
-#include "secret.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * global and per-user caps per minute/hour of scheduled time, recipient choice. */
 #include "lease.h"
 
-#include "secret.h"
+#include "rand.h"
 
 #include <string.h>
 

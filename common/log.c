@@ -2,38 +2,45 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level min_level = LOG_INFO;
+/* Set on SIGHUP by the main thread while I/O threads read it: atomic, relaxed (a
+ * line logged at the old level during the change is harmless). */
+static _Atomic int min_level = LOG_INFO;
 static const char *prog = "kiln";
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+    for (int i = 0; i < 4; i++)
+        if (s && !strcmp(s, level_names[i])) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    return -1;
+}
 
 void log_init(const char *program)
 {
     prog = program;
-    const char *lv = getenv("KILN_LOG_LEVEL");
-    if (!lv)
-        return;
-    if (!strcmp(lv, "debug"))
-        min_level = LOG_DEBUG;
-    else if (!strcmp(lv, "warn"))
-        min_level = LOG_WARN;
-    else if (!strcmp(lv, "error"))
-        min_level = LOG_ERROR;
+    enum log_level lv;
+    if (log_level_parse(getenv("KILN_LOG_LEVEL"), &lv) == 0)
+        log_set_level(lv);
 }
 
 void log_set_level(enum log_level level)
 {
-    min_level = level;
+    atomic_store_explicit(&min_level, (int)level, memory_order_relaxed);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
-    if (level < min_level)
+    if ((int)level < atomic_load_explicit(&min_level, memory_order_relaxed))
         return;
     char line[2048];
     struct timespec ts;
@@ -43,7 +50,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     int n = snprintf(line, sizeof line,
                      "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: ", tm.tm_year + 1900,
                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, prog, (int)getpid(), names[level]);
+                     ts.tv_nsec / 1000000, prog, (int)getpid(), level_names[level]);
     if (n < 0)
         return;
     va_list ap;

@@ -5,8 +5,11 @@
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
+/* "debug", "info", "warn" or "error" into *out: 0, or -1 (NULL or anything else). */
+int log_level_parse(const char *s, enum log_level *out);
 /* Reads KILN_LOG_LEVEL (debug|info|warn|error) once; defaults to info. */
 void log_init(const char *program);
+/* Any thread, any time (SIGHUP reloads): the level is atomic. */
 void log_set_level(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -1,11 +1,13 @@
-/* AES-256-GCM sealing of secrets, randomness and hashing (see secret.h). */
+/* AES-256-GCM sealing of secrets and token hashing (see secret.h). */
 #include "secret.h"
+
+#include "codec.h"
+#include "rand.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,17 +17,6 @@
 #define NONCE_LEN 12
 #define TAG_LEN 16
 #define HDR_LEN 2
-
-int hex_value(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int secret_key_load(const char *path, secret_key *k, char *err, size_t errlen)
 {
@@ -168,35 +159,6 @@ out:
     return rc;
 }
 
-void random_bytes(void *out, size_t n)
-{
-    if (RAND_bytes(out, (int)n) != 1) {
-        fprintf(stderr, "kiln: RAND_bytes failed\n");
-        abort();
-    }
-}
-
-int64_t random_range(int64_t lo, int64_t hi)
-{
-    if (hi <= lo)
-        return lo;
-    uint64_t span = (uint64_t)(hi - lo) + 1, r, limit = UINT64_MAX - UINT64_MAX % span;
-    do
-        random_bytes(&r, sizeof r);
-    while (r >= limit);
-    return lo + (int64_t)(r % span);
-}
-
-void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 void sha256_hex(const void *data, size_t n, char out[65])
 {
     unsigned char md[32];
@@ -208,14 +170,4 @@ void sha256_hex(const void *data, size_t n, char out[65])
 bool ct_equal(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n) == 0;
-}
-
-void base64_append(buf *out, const void *data, size_t n)
-{
-    /* EVP_EncodeBlock writes 4 characters per 3 bytes plus a NUL, no line breaks. */
-    size_t need = 4 * ((n + 2) / 3);
-    buf_reserve(out, need + 1);
-    int w = EVP_EncodeBlock((unsigned char *)out->data + out->len, data, (int)n);
-    out->len += (size_t)w;
-    out->data[out->len] = '\0';
 }

@@ -1,6 +1,6 @@
 /* Secrets at rest: AES-256-GCM (OpenSSL EVP) with a 32-byte key from a file.
  * Sealed format: 'k' '1' | 12-byte random nonce | ciphertext | 16-byte tag.
- * Also the random and hashing primitives tokens need. */
+ * Also the hashing tokens need. Randomness is rand.h, base64 and hex codec.h. */
 #ifndef KILN_SECRET_H
 #define KILN_SECRET_H
 
@@ -27,16 +27,6 @@ int secret_seal(const secret_key *k, const void *plain, size_t n, const char *aa
 /* Opens a sealed blob into out (appends). Returns 0, or -1 when tampered/wrong key. */
 int secret_open(const secret_key *k, const void *sealed, size_t n, const char *aad, buf *out);
 
-/* Cryptographically random bytes; aborts if the RNG fails. */
-void random_bytes(void *out, size_t n);
-/* Uniform random integer in [lo, hi]. */
-int64_t random_range(int64_t lo, int64_t hi);
-/* Appends the standard base64 (RFC 4648, with padding) of data to out. */
-void base64_append(buf *out, const void *data, size_t n);
-/* Value of one hex digit, or -1. */
-int hex_value(int c);
-/* Hex encoding helpers. out must hold 2n+1 bytes. */
-void hex_encode(const unsigned char *in, size_t n, char *out);
 /* SHA-256 of data, as 64 hex digits + NUL. */
 void sha256_hex(const void *data, size_t n, char out[65]);
 /* Constant-time equality of two equal-length byte strings. */

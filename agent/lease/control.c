@@ -2,9 +2,9 @@
 #include "control.h"
 
 #include "agent_config.h"
-#include "log.h"
-#include "secret.h"
 #include "agent_wire.h"
+#include "log.h"
+#include "rand.h"
 #include "xalloc.h"
 
 #include <curl/curl.h>

@@ -9,7 +9,7 @@ command -v clang >/dev/null || skip "clang not installed"
 FUZZ_S=${KILN_FUZZ_SECONDS:-15}
 CFLAGS=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
         -D_GNU_SOURCE -I"$SRC/agent" -I"$SRC/common")
-COMMON=("$SRC/common/buf.c" "$SRC/common/xalloc.c" "$SRC/common/secret.c" -lcrypto)
+COMMON=("$SRC/common/buf.c" "$SRC/common/xalloc.c" "$SRC/common/codec.c" -lcrypto)
 echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n){(void)d;(void)n;return 0;}' >"$WORK/probe.c"
 clang -fsanitize=fuzzer "$WORK/probe.c" -o "$WORK/probe" 2>/dev/null || skip "clang has no libFuzzer runtime"
 

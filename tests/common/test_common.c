@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "config.h"
 #include "json.h"
+#include "rand.h"
 #include "secret.h"
 #include "token_bucket.h"
 

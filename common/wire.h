@@ -1,0 +1,36 @@
+/* The control-plane protocol's shared vocabulary (api/openapi.yaml, DESIGN.md "Wire
+ * shapes"): the send statuses and the lease limits. kiln-api validates with these and
+ * kiln-agent asks within them, so both sides read the one list; the test
+ * wire_contract checks it against api/openapi.yaml. */
+#ifndef KILN_WIRE_H
+#define KILN_WIRE_H
+
+#include <stddef.h>
+
+/* A slot's status as stored and counted. The first WIRE_REPORTABLE are what an agent
+ * may report (SendStatus in openapi.yaml); expired and cancelled are set by the
+ * control plane only. unknown: the message may exist (the connection ended after the
+ * final dot, or a crash after the intent): counted toward the quota, never retried. */
+enum wire_status {
+    WIRE_SENT,
+    WIRE_DEFERRED,
+    WIRE_FAILED,
+    WIRE_AUTH,
+    WIRE_TLS,
+    WIRE_UNKNOWN,
+    WIRE_EXPIRED,
+    WIRE_CANCELLED,
+    WIRE_STATUS_COUNT
+};
+#define WIRE_REPORTABLE (WIRE_UNKNOWN + 1)
+
+/* "sent", "deferred", ...: indexed by enum wire_status, NULL-terminated. */
+extern const char *const wire_status_names[WIRE_STATUS_COUNT + 1];
+/* The status named by s[0..n), or -1. */
+int wire_status_parse(const char *s, size_t n);
+
+/* POST /api/agent/lease: at most this many mailboxes and slots per lease. */
+#define WIRE_MAX_LEASE_MAILBOXES 1000
+#define WIRE_MAX_LEASE_SENDS 10000
+
+#endif
