@@ -76,6 +76,21 @@ void wire_heartbeat_free(wire_heartbeat *hb)
 
 /* ---- results and reports ---- */
 
+/* The engine's outcomes are the reportable statuses, in the same order. */
+_Static_assert(SMTP_ST_DEFERRED - SMTP_ST_SENT == WIRE_DEFERRED - WIRE_SENT &&
+                   SMTP_ST_FAILED - SMTP_ST_SENT == WIRE_FAILED - WIRE_SENT &&
+                   SMTP_ST_AUTH - SMTP_ST_SENT == WIRE_AUTH - WIRE_SENT &&
+                   SMTP_ST_TLS - SMTP_ST_SENT == WIRE_TLS - WIRE_SENT &&
+                   SMTP_ST_UNKNOWN - SMTP_ST_SENT == WIRE_UNKNOWN - WIRE_SENT,
+               "enum smtp_status outcomes follow enum wire_status");
+
+const char *wire_status_of(int engine_status)
+{
+    if (engine_status < SMTP_ST_SENT || engine_status > SMTP_ST_UNKNOWN)
+        return "pending";
+    return wire_status_names[WIRE_SENT + (engine_status - SMTP_ST_SENT)];
+}
+
 /* The members every result carries, in the order of DESIGN.md. */
 struct result_view {
     int64_t send_id;
@@ -104,9 +119,8 @@ static void put_result(yajl_gen g, const struct result_view *r)
 
 void wire_result_json(const engine_result *r, buf *out)
 {
-    struct result_view v = {r->send_id,   smtp_status_name(r->status),
-                            r->smtp_code, r->enhanced,
-                            r->detail,    r->latency_ms};
+    struct result_view v = {
+        r->send_id, wire_status_of(r->status), r->smtp_code, r->enhanced, r->detail, r->latency_ms};
     yajl_gen g = json_gen_new(out);
     json_obj_open(g);
     put_result(g, &v);

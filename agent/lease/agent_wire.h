@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "jobs.h"
 #include "spool.h"
+#include "wire.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -105,6 +106,10 @@ int wire_heartbeat_parse(const char *data, size_t n, wire_heartbeat *out);
 void wire_heartbeat_free(wire_heartbeat *hb);
 
 /* ---- results and reports ---- */
+
+/* An engine result's status (enum smtp_status) by its name in common/wire.h: "sent",
+ * "deferred", ... ("pending" for a slot without an outcome, which is never reported). */
+const char *wire_status_of(int engine_status);
 
 /* One result as `kiln-agent send` prints it: {"send_id":..,"status":..,"smtp_code":..,
  * "enhanced_code":..,"detail":..,"latency_ms":..,"attempts":..} */

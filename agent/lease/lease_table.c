@@ -1,5 +1,4 @@
-/* The leases held and the send table (see lease_table.h). The send table is open
- * addressing with tombstones, cleared by a rehash sized for the live entries. */
+/* The leases held and the send table (see lease_table.h). */
 #include "lease_table.h"
 
 #include "xalloc.h"
@@ -8,23 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct send_entry {
-    int64_t send_id; /* 0: free */
-    lease *lease;    /* NULL with send_id set: a tombstone */
-};
-
 void lease_table_init(lease_table *t)
 {
     memset(t, 0, sizeof *t);
     pthread_mutex_init(&t->mu, NULL);
+    i64map_init(&t->sends);
 }
 
 void lease_table_free(lease_table *t)
 {
     while (t->head)
         lease_table_remove(t, t->head);
-    free(t->v);
-    t->v = NULL;
+    i64map_free(&t->sends);
     pthread_mutex_destroy(&t->mu);
 }
 
@@ -62,53 +56,11 @@ void lease_table_remove(lease_table *t, lease *l)
 
 /* ---- send table ---- */
 
-static size_t slot_of(const lease_table *t, int64_t id)
-{
-    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
-    size_t i = (size_t)(h >> 20) & (t->cap - 1);
-    while (t->v[i].send_id != 0 && t->v[i].send_id != id)
-        i = (i + 1) & (t->cap - 1);
-    return i;
-}
-
-/* Rehashes into a table sized for the live entries (tombstones dropped), so a long run
- * with churn keeps the table small. */
-static void rehash(lease_table *t)
-{
-    struct send_entry *old = t->v;
-    size_t old_cap = t->cap, live = 0;
-    for (size_t i = 0; i < old_cap; i++)
-        live += old[i].send_id != 0 && old[i].lease != NULL;
-    size_t cap = 4096;
-    while (cap < live * 4)
-        cap *= 2;
-    t->cap = cap;
-    t->v = xcalloc(cap, sizeof *t->v);
-    t->used = 0;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i].send_id != 0 && old[i].lease) {
-            t->v[slot_of(t, old[i].send_id)] = old[i];
-            t->used++;
-        }
-    free(old);
-}
-
-static void put(lease_table *t, int64_t id, lease *l)
-{
-    if ((t->used + 1) * 2 > t->cap)
-        rehash(t);
-    size_t i = slot_of(t, id);
-    if (t->v[i].send_id == 0)
-        t->used++;
-    t->v[i].send_id = id;
-    t->v[i].lease = l;
-}
-
 const lease *lease_table_get_locked(const lease_table *t, int64_t send_id)
 {
-    if (!t->cap || send_id == 0)
+    if (send_id == INT64_MIN) /* i64map's empty mark: never a send id */
         return NULL;
-    return t->v[slot_of(t, send_id)].lease;
+    return i64map_getp(&t->sends, send_id);
 }
 
 size_t lease_table_grant(lease_table *t, lease *l, const wire_lease *doc)
@@ -124,13 +76,13 @@ size_t lease_table_grant(lease_table *t, lease *l, const wire_lease *doc)
         for (size_t k = 0; k < doc->mailboxes[i]->nsends; k++) {
             int64_t id = doc->mailboxes[i]->sends[k].id;
             l->sends[l->nsends++] = id;
-            put(t, id, l);
+            i64map_putp(&t->sends, id, l);
         }
     for (size_t i = 0; i < doc->nrejected; i++)
         for (size_t k = 0; k < doc->rejected[i].nsend_ids; k++) {
             int64_t id = doc->rejected[i].send_ids[k];
             l->sends[l->nsends++] = id;
-            put(t, id, l);
+            i64map_putp(&t->sends, id, l);
         }
     pthread_mutex_unlock(&t->mu);
     l->outstanding = total;
@@ -140,15 +92,11 @@ size_t lease_table_grant(lease_table *t, lease *l, const wire_lease *doc)
 
 lease *lease_table_take(lease_table *t, int64_t send_id)
 {
+    int64_t v = 0;
     pthread_mutex_lock(&t->mu);
-    lease *l = (lease *)lease_table_get_locked(t, send_id);
-    /* a tombstone (send_id kept, lease NULL) keeps probe chains intact */
-    if (l) {
-        size_t i = slot_of(t, send_id);
-        t->v[i].lease = NULL;
-    }
+    bool held = send_id != INT64_MIN && i64map_del(&t->sends, send_id, &v);
     pthread_mutex_unlock(&t->mu);
-    return l;
+    return held ? (lease *)(intptr_t)v : NULL;
 }
 
 void lease_table_lock(lease_table *t)

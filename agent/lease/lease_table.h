@@ -6,6 +6,7 @@
 
 #include "spool.h"
 #include "agent_wire.h"
+#include "i64map.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -27,16 +28,13 @@ typedef struct lease {
     struct lease *next;
 } lease;
 
-struct send_entry;
-
 typedef struct lease_table {
     lease *head;        /* newest first */
     size_t count;       /* leases held */
     size_t outstanding; /* slots without a final result, all leases */
     uint64_t last_key;  /* lease keys for the engine */
-    pthread_mutex_t mu; /* guards the send table (the intent thread reads it) */
-    struct send_entry *v;
-    size_t cap, used;
+    pthread_mutex_t mu; /* guards sends (the intent thread reads it) */
+    i64map sends;       /* send id -> lease * */
 } lease_table;
 
 void lease_table_init(lease_table *t);

@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_LEASE_MAILBOXES 1000
-#define MAX_LEASE_SENDS 10000
 #define LEASE_BACKOFF_FIRST_MS 1000
 #define LEASE_BACKOFF_MAX_MS 30000
 
@@ -107,8 +105,8 @@ void leasing_lease(lease_loop *lp, int64_t now)
         lp->next_lease_ms = now + 250;
         return;
     }
-    size_t max_sends = room < MAX_LEASE_SENDS ? room : MAX_LEASE_SENDS;
-    size_t max_mb = max_sends < MAX_LEASE_MAILBOXES ? max_sends : MAX_LEASE_MAILBOXES;
+    size_t max_sends = room < WIRE_MAX_LEASE_SENDS ? room : WIRE_MAX_LEASE_SENDS;
+    size_t max_mb = max_sends < WIRE_MAX_LEASE_MAILBOXES ? max_sends : WIRE_MAX_LEASE_MAILBOXES;
     buf body = BUF_INIT;
     wire_lease_request(&body, lp->cfg.name, max_mb, max_sends);
     control_resp resp;

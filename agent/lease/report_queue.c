@@ -59,7 +59,7 @@ void report_queue_take(report_queue *rq, lease_table *t, const engine_result *er
     snprintf(r.lease_id, sizeof r.lease_id, "%s", l->id);
     r.send_id = er->send_id;
     r.mailbox_id = er->mailbox_id;
-    snprintf(r.status, sizeof r.status, "%s", smtp_status_name(er->status));
+    snprintf(r.status, sizeof r.status, "%s", wire_status_of(er->status));
     r.smtp_code = er->smtp_code;
     snprintf(r.enhanced, sizeof r.enhanced, "%s", er->enhanced);
     snprintf(r.detail, sizeof r.detail, "%s", er->detail);

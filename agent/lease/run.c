@@ -53,13 +53,12 @@ struct agent {
     metrics_http *mh;
 };
 
+/* KILN_LOG_LEVEL of the configuration (checked when it was read); empty: as it is. */
 static void apply_log_level(const char *level)
 {
-    if (level[0])
-        log_set_level(!strcmp(level, "debug")   ? LOG_DEBUG
-                      : !strcmp(level, "warn")  ? LOG_WARN
-                      : !strcmp(level, "error") ? LOG_ERROR
-                                                : LOG_INFO);
+    enum log_level lv;
+    if (level[0] && log_level_parse(level, &lv) == 0)
+        log_set_level(lv);
 }
 
 static control *control_for(const agent_config *c, char *err, size_t errlen)
