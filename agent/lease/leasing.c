@@ -7,7 +7,6 @@
 #include "clock.h"
 #include "log.h"
 #include "agent_wire.h"
-#include "xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
