@@ -23,6 +23,7 @@ clang "${CFLAGS[@]}" "${AGENT_INC[@]}" "$HERE/fuzz_jobs.c" "$SRC/agent/lease/age
     "$SRC/agent/lease/agent_wire_lease.c" \
     "$(find "$SRC/agent" -name jobs.c)" "$(find "$SRC/agent" -name smtp_session.c)" \
     "$(find "$SRC/agent" -name smtp_reply.c)" "$SRC/common/json.c" "$SRC/common/config.c" \
+    "$SRC/common/wire.c" \
     "${COMMON[@]}" -lyajl -o "$WORK/fuzz_jobs" || fail "building fuzz_jobs"
 
 mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3"
