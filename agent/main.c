@@ -1,15 +1,15 @@
 /* kiln-agent entry point. `run` (the default) is the lease loop with the control plane
- * (run.c); `check` tests the configuration in plain words; `send --file` runs one lease
+ * (lease/run.c); `check` tests the configuration in plain words; `send --file` runs one lease
  * file through the engine and prints one JSON result line per slot. */
 #include "clock.h"
 #include "config.h"
 #include "engine.h"
-#include "jobs.h"
 #include "agent_config.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "run.h"
 #include "version.h"
+#include "agent_wire.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define MAX_JOB_FILE (256u << 20)
@@ -106,25 +105,21 @@ static int flag_ip(const char *name, const char *val, const char **out)
     return 0;
 }
 
-/* Many concurrent sessions need many descriptors: take the hard limit. */
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
-static int cmd_send(int argc, char **argv)
-{
-    const char *file = NULL;
-    int metrics_port = -1, progress_s = 5;
-    const char *metrics_addr = "127.0.0.1";
+/* What `send` was asked for. */
+struct send_opts {
+    const char *file;
+    int metrics_port, progress_s;
+    const char *metrics_addr;
     engine_config cfg;
+};
+
+/* The environment's engine knobs, then the flags. 0, or the exit code (2). */
+static int send_options(int argc, char **argv, struct send_opts *o)
+{
     char err[512];
-    engine_config_defaults(&cfg);
-    if (engine_config_from_env(&cfg, err, sizeof err) < 0) {
+    *o = (struct send_opts){.metrics_port = -1, .progress_s = 5, .metrics_addr = "127.0.0.1"};
+    engine_config_defaults(&o->cfg);
+    if (engine_config_from_env(&o->cfg, err, sizeof err) < 0) {
         fprintf(stderr, "kiln-agent: %s\n", err);
         return 2;
     }
@@ -133,21 +128,21 @@ static int cmd_send(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         if (!strcmp(a, "--file") && v)
-            file = v;
+            o->file = v;
         else if (!strcmp(a, "--concurrency"))
-            rc = flag_int(a, v, 1, 1000000, &cfg.concurrency);
+            rc = flag_int(a, v, 1, 1000000, &o->cfg.concurrency);
         else if (!strcmp(a, "--threads"))
-            rc = flag_int(a, v, 1, 1024, &cfg.threads);
+            rc = flag_int(a, v, 1, 1024, &o->cfg.threads);
         else if (!strcmp(a, "--metrics-port"))
-            rc = flag_int(a, v, 0, 65535, &metrics_port);
+            rc = flag_int(a, v, 0, 65535, &o->metrics_port);
         else if (!strcmp(a, "--metrics-addr"))
-            rc = flag_ip(a, v, &metrics_addr);
+            rc = flag_ip(a, v, &o->metrics_addr);
         else if (!strcmp(a, "--host-max-conns"))
-            rc = flag_int(a, v, 1, 1000000, &cfg.shaping.max_conns);
+            rc = flag_int(a, v, 1, 1000000, &o->cfg.shaping.max_conns);
         else if (!strcmp(a, "--host-conns-per-min"))
-            rc = flag_int(a, v, 1, 100000000, &cfg.shaping.conns_per_min);
+            rc = flag_int(a, v, 1, 100000000, &o->cfg.shaping.conns_per_min);
         else if (!strcmp(a, "--progress-s"))
-            rc = flag_int(a, v, 1, 86400, &progress_s);
+            rc = flag_int(a, v, 1, 86400, &o->progress_s);
         else if (!strcmp(a, "--helo") && v) {
             if (!engine_helo_name_ok(v)) {
                 fprintf(stderr,
@@ -155,7 +150,7 @@ static int cmd_send(int argc, char **argv)
                         "mail.example.com, [192.0.2.1] or [IPv6:2001:db8::1]\n");
                 return 2;
             }
-            snprintf(cfg.helo_name, sizeof cfg.helo_name, "%s", v);
+            snprintf(o->cfg.helo_name, sizeof o->cfg.helo_name, "%s", v);
         } else {
             fprintf(stderr, "kiln-agent: unknown or incomplete option %s\n", a);
             usage(stderr);
@@ -165,84 +160,26 @@ static int cmd_send(int argc, char **argv)
             return 2;
         i++;
     }
-    if (!file) {
+    if (!o->file) {
         fprintf(stderr, "kiln-agent: send needs --file JOBS.json\n");
         usage(stderr);
         return 2;
     }
-    buf data = BUF_INIT;
-    job_lease *lease = NULL;
-    if (read_file(file, &data, err, sizeof err) < 0 ||
-        jobs_parse(data.data ? data.data : "", data.len, &lease, err, sizeof err) < 0) {
-        fprintf(stderr, "kiln-agent: %s: %s\n", file, err);
-        buf_free(&data);
-        return 2;
-    }
-    buf_free(&data);
-    if (lease->nrejected) {
-        /* a file is the user's own input: refuse it whole, naming the field (the lease
-         * loop instead reports such a mailbox's slots as failed and sends the rest) */
-        fprintf(stderr, "kiln-agent: %s: %s\n", file, lease->rejected[0].reason);
-        job_lease_free(lease);
-        return 2;
-    }
+    return 0;
+}
 
-    raise_nofile();
-    /* the engine's and the metrics' threads inherit a mask without SIGTERM/SIGINT:
-     * the main thread alone takes them */
-    sigset_t stop_sigs;
-    sigemptyset(&stop_sigs);
-    sigaddset(&stop_sigs, SIGTERM);
-    sigaddset(&stop_sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
-    engine *e = engine_create(&cfg, err, sizeof err);
-    if (!e) {
-        fprintf(stderr, "kiln-agent: %s\n", err);
-        job_lease_free(lease);
-        return 1;
-    }
-    metrics_http *mh = NULL;
-    if (metrics_port >= 0) {
-        mh = metrics_http_start(e, metrics_addr, metrics_port, NULL, NULL, err, sizeof err);
-        if (!mh) {
-            fprintf(stderr, "kiln-agent: %s\n", err);
-            engine_destroy(e);
-            job_lease_free(lease);
-            return 1;
-        }
-        bool v6 = strchr(metrics_addr, ':') != NULL;
-        fprintf(stderr, "kiln-agent: metrics on http://%s%s%s:%d/metrics\n", v6 ? "[" : "",
-                metrics_addr, v6 ? "]" : "", metrics_http_port(mh));
-    }
-    size_t total = 0;
-    int64_t start_ms = clock_mono_ms();
-    int64_t deadline_ms = start_ms + lease->ttl_s * 1000;
-    for (size_t i = 0; i < lease->nmailboxes; i++) {
-        total += lease->mailboxes[i]->nsends;
-        engine_submit(e, lease->mailboxes[i], start_ms, deadline_ms, 0);
-        lease->mailboxes[i] = NULL;
-    }
-    job_lease_free(lease);
-
-    /* SIGTERM/SIGINT: nothing new starts, the lines of what finishes are written, then
-     * exit 128 + signal (no SA_RESTART: the flag is looked at every poll) */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_send_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL);
-
+/* Writes one line per result until every slot has one or a stop signal's drain ends;
+ * progress on stderr. Returns how many lines; *rc becomes 128 + the signal. */
+static size_t send_results(engine *e, size_t total, int progress_s, int64_t start_ms, int *rc)
+{
     size_t done = 0, counts[SMTP_ST_COUNT] = {0};
     engine_result *res = xcalloc(4096, sizeof *res);
     buf line = BUF_INIT;
     int64_t next_progress = start_ms + (int64_t)progress_s * 1000;
     int64_t drain_until = 0;
-    int rc = 0;
     while (done < total) {
         if (send_signal && !drain_until) {
-            rc = 128 + send_signal;
+            *rc = 128 + send_signal;
             drain_until = clock_mono_ms() + SEND_DRAIN_MS;
             engine_cancel_all(e);
             fprintf(stderr,
@@ -254,7 +191,7 @@ static int cmd_send(int argc, char **argv)
         size_t n = engine_poll_results(e, res, 4096, 200);
         for (size_t k = 0; k < n; k++) {
             buf_reset(&line);
-            engine_result_json(&res[k], &line);
+            wire_result_json(&res[k], &line);
             buf_putc(&line, '\n');
             fwrite(line.data, 1, line.len, stdout);
             if (res[k].status >= 0 && res[k].status < SMTP_ST_COUNT)
@@ -276,12 +213,88 @@ static int cmd_send(int argc, char **argv)
             next_progress = now + (int64_t)progress_s * 1000;
         }
     }
+    buf_free(&line);
+    free(res);
+    return done;
+}
+
+static int cmd_send(int argc, char **argv)
+{
+    struct send_opts o;
+    char err[512];
+    int rc = send_options(argc, argv, &o);
+    if (rc)
+        return rc;
+    const char *file = o.file;
+    buf data = BUF_INIT;
+    wire_lease *lease = NULL;
+    if (read_file(file, &data, err, sizeof err) < 0 ||
+        wire_lease_parse(data.data ? data.data : "", data.len, &lease, err, sizeof err) < 0) {
+        fprintf(stderr, "kiln-agent: %s: %s\n", file, err);
+        buf_free(&data);
+        return 2;
+    }
+    buf_free(&data);
+    if (lease->nrejected) {
+        /* a file is the user's own input: refuse it whole, naming the field (the lease
+         * loop instead reports such a mailbox's slots as failed and sends the rest) */
+        fprintf(stderr, "kiln-agent: %s: %s\n", file, lease->rejected[0].reason);
+        wire_lease_free(lease);
+        return 2;
+    }
+
+    run_raise_nofile();
+    /* the engine's and the metrics' threads inherit a mask without SIGTERM/SIGINT:
+     * the main thread alone takes them */
+    sigset_t stop_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
+    engine *e = engine_create(&o.cfg, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "kiln-agent: %s\n", err);
+        wire_lease_free(lease);
+        return 1;
+    }
+    metrics_http *mh = NULL;
+    if (o.metrics_port >= 0) {
+        mh = metrics_http_start(e, o.metrics_addr, o.metrics_port, NULL, NULL, err, sizeof err);
+        if (!mh) {
+            fprintf(stderr, "kiln-agent: %s\n", err);
+            engine_destroy(e);
+            wire_lease_free(lease);
+            return 1;
+        }
+        bool v6 = strchr(o.metrics_addr, ':') != NULL;
+        fprintf(stderr, "kiln-agent: metrics on http://%s%s%s:%d/metrics\n", v6 ? "[" : "",
+                o.metrics_addr, v6 ? "]" : "", metrics_http_port(mh));
+    }
+    size_t total = 0;
+    int64_t start_ms = clock_mono_ms();
+    int64_t deadline_ms = start_ms + lease->ttl_s * 1000;
+    for (size_t i = 0; i < lease->nmailboxes; i++) {
+        total += lease->mailboxes[i]->nsends;
+        engine_submit(e, lease->mailboxes[i], start_ms, deadline_ms, 0);
+        lease->mailboxes[i] = NULL;
+    }
+    wire_lease_free(lease);
+
+    /* SIGTERM/SIGINT: nothing new starts, the lines of what finishes are written, then
+     * exit 128 + signal (no SA_RESTART: the flag is looked at every poll) */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_send_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL);
+
+    size_t done = send_results(e, total, o.progress_s, start_ms, &rc);
     fflush(stdout);
     if (done < total)
         fprintf(stderr, "kiln-agent: interrupted: %zu of %zu slots without a result\n",
                 total - done, total);
-    buf_free(&line);
-    free(res);
     metrics_http_stop(mh);
     engine_destroy(e);
     return rc;

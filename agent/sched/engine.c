@@ -4,7 +4,6 @@
 #include "sched_internal.h"
 
 #include "clock.h"
-#include "json.h"
 #include "log.h"
 #include "ring.h"
 #include "rand.h"
@@ -17,29 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-void engine_result_json(const engine_result *r, buf *out)
-{
-    yajl_gen g = json_gen_new(out);
-    json_obj_open(g);
-    json_kv_i(g, "send_id", r->send_id);
-    json_kv_s(g, "status", smtp_status_name(r->status));
-    json_key(g, "smtp_code");
-    if (r->smtp_code)
-        json_i(g, r->smtp_code);
-    else
-        json_null(g);
-    json_key(g, "enhanced_code");
-    if (r->enhanced[0])
-        json_s(g, r->enhanced);
-    else
-        json_null(g);
-    json_kv_s(g, "detail", r->detail);
-    json_kv_i(g, "latency_ms", r->latency_ms);
-    json_kv_i(g, "attempts", r->attempts);
-    json_obj_close(g);
-    json_gen_free(g);
-}
 
 void sched_thread_wake(struct io_thread *t)
 {

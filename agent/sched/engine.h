@@ -97,7 +97,4 @@ void engine_cancel_all(engine *e);
 /* Stops the threads; slots not finished are dropped without a result. */
 void engine_destroy(engine *e);
 
-/* {"send_id":..,"status":..,"smtp_code":..,"enhanced_code":..,"detail":..,"latency_ms":..} */
-void engine_result_json(const engine_result *r, buf *out);
-
 #endif

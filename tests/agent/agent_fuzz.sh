@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds the libFuzzer targets for the reply parser, the session machine and the
-# streaming lease parser with
+# agent's wire parses (the streaming lease parser, the heartbeat and error answers) with
 # clang (address + undefined sanitizers) straight from the sources, and runs each for
 # a bounded time. Skipped only when clang or its fuzzer runtime is missing.
 source "$(dirname "$0")/lib.sh"
@@ -18,11 +18,18 @@ clang "${CFLAGS[@]}" "$HERE/fuzz_smtp_reply.c" "$SRC/agent/smtp/smtp_reply.c" -o
     fail "building fuzz_smtp_reply"
 clang "${CFLAGS[@]}" "$HERE/fuzz_smtp_session.c" "$SRC/agent/smtp/smtp_session.c" \
     "$SRC/agent/smtp/smtp_reply.c" "${COMMON[@]}" -o "$WORK/fuzz_session" || fail "building fuzz_smtp_session"
-clang "${CFLAGS[@]}" "$HERE/fuzz_jobs.c" "$SRC/agent/jobs.c" "$SRC/common/json.c" \
-    "$SRC/common/xalloc.c" "$SRC/common/buf.c" -lyajl -o "$WORK/fuzz_jobs" || fail "building fuzz_jobs"
+# the wire module builds the scheduler's job structs (sched/jobs.h)
+clang "${CFLAGS[@]}" -I"$SRC/agent/sched" -I"$SRC/agent/lease" -I"$SRC/agent/net/iface" \
+    "$HERE/fuzz_jobs.c" "$SRC/agent/lease/agent_wire.c" "$SRC/agent/lease/agent_wire_lease.c" \
+    "$SRC/agent/sched/jobs.c" "$SRC/agent/smtp/smtp_session.c" "$SRC/agent/smtp/smtp_reply.c" \
+    "$SRC/common/json.c" "$SRC/common/config.c" "${COMMON[@]}" -lyajl -o "$WORK/fuzz_jobs" ||
+    fail "building fuzz_jobs"
 
 mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3"
 printf '{"lease_id":"L","ttl_s":60,"mailboxes":[{"id":1,"address":"a@b.test","display_name":"A","smtp":{"host":"h","port":25,"security":"starttls","username":"u","password":"p","ca_file":null},"sends":[{"id":2,"not_before_s":5,"to":"c@d.test","subject":"s","body":"b","message_id":"<m@b.test>"}]}],"x":[{}]}' >"$WORK/c3/seed1"
+printf '{"lease_id":null,"ttl_s":600,"mailboxes":[],"retry_after_s":7,"service":"stopped"}' >"$WORK/c3/seed2"
+printf '{"lease_id":"L","expires_at":"2026-01-01T00:00:00Z","ttl_s":60,"cancel":[3,4],"service":"running"}' >"$WORK/c3/seed3"
+printf '{"error":{"code":"unknown_send","field":"results[1].send_id","message":"m"}}' >"$WORK/c3/seed4"
 printf '\x05250-mx\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n' >"$WORK/c1/seed1"
 printf '\x03220 mx\r\n250 2.0.0 ok\r\n' >"$WORK/c1/seed2"
 printf '\x05\x07220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n220 go\r\n250 PIPELINING\r\n235 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n' >"$WORK/c2/seed1"
@@ -33,7 +40,7 @@ cd "$WORK"
     fail "fuzz_smtp_reply found a crash: $(tail -40 reply.log)"
 "$WORK/fuzz_session" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 "$WORK/c2" >session.log 2>&1 ||
     fail "fuzz_smtp_session found a crash: $(tail -40 session.log)"
-printf 'kw1="\\"mailboxes\\""\nkw2="\\"sends\\""\nkw3="\\"smtp\\""\nkw4="\\"security\\""\nkw5="\\"port\\""\nkw6="\\"id\\""\n' >jobs.dict
+printf 'kw1="\\"mailboxes\\""\nkw2="\\"sends\\""\nkw3="\\"smtp\\""\nkw4="\\"security\\""\nkw5="\\"port\\""\nkw6="\\"id\\""\nkw7="\\"lease_id\\""\nkw8="\\"retry_after_s\\""\nkw9="\\"service\\""\nkw10="\\"cancel\\""\nkw11="null"\n' >jobs.dict
 "$WORK/fuzz_jobs" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 -dict=jobs.dict "$WORK/c3" \
     >jobs.log 2>&1 || fail "fuzz_jobs found a crash: $(tail -40 jobs.log)"
 grep -h "Done" reply.log session.log jobs.log || true

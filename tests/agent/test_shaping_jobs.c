@@ -7,7 +7,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
-#include "jobs.h"
+#include "agent_wire.h"
 #include "shaping.h"
 #include "smtp_session.h"
 
@@ -101,9 +101,9 @@ static const char *GOOD =
 static void test_lease_json_parses(void **state)
 {
     (void)state;
-    job_lease *l;
+    wire_lease *l;
     char err[256];
-    assert_int_equal(jobs_parse(GOOD, strlen(GOOD), &l, err, sizeof err), 0);
+    assert_int_equal(wire_lease_parse(GOOD, strlen(GOOD), &l, err, sizeof err), 0);
     assert_string_equal(l->lease_id, "L1");
     assert_int_equal(l->ttl_s, 600);
     assert_int_equal(l->nmailboxes, 1);
@@ -116,14 +116,14 @@ static void test_lease_json_parses(void **state)
     assert_int_equal(m->nsends, 1);
     assert_int_equal(m->sends[0].id, 9001);
     assert_string_equal(m->sends[0].message_id, "<m@acme.test>");
-    job_lease_free(l);
+    wire_lease_free(l);
 }
 
 static void expect_rejected(const char *json, const char *field)
 {
-    job_lease *l = NULL;
+    wire_lease *l = NULL;
     char err[256] = "";
-    if (jobs_parse(json, strlen(json), &l, err, sizeof err) == 0)
+    if (wire_lease_parse(json, strlen(json), &l, err, sizeof err) == 0)
         fail_msg("accepted bad input %s", json);
     if (!strstr(err, field))
         fail_msg("error [%s] does not name [%s]", err, field);
@@ -134,16 +134,16 @@ static void expect_rejected(const char *json, const char *field)
  * with a reason naming the field. */
 static void expect_mailbox_rejected(const char *json, const char *field)
 {
-    job_lease *l = NULL;
+    wire_lease *l = NULL;
     char err[256] = "";
-    if (jobs_parse(json, strlen(json), &l, err, sizeof err) != 0)
+    if (wire_lease_parse(json, strlen(json), &l, err, sizeof err) != 0)
         fail_msg("the whole lease was rejected (%s) for a fault of one mailbox: %s", err, json);
     if (l->nmailboxes != 0 || l->nrejected != 1)
         fail_msg("expected 0 mailboxes and 1 rejected, got %zu and %zu: %s", l->nmailboxes,
                  l->nrejected, json);
     if (!strstr(l->rejected[0].reason, field))
         fail_msg("reason [%s] does not name [%s]", l->rejected[0].reason, field);
-    job_lease_free(l);
+    wire_lease_free(l);
 }
 
 static void test_bad_lease_json_is_rejected_with_the_field_named(void **state)
@@ -197,9 +197,9 @@ static void test_lease_json_order_unknown_keys_and_growth(void **state)
                    i, i, i);
     }
     buf_puts(&j, "],\"ttl_s\":90,\"lease_id\":\"Z\",\"retry_after_s\":3}");
-    job_lease *l = NULL;
+    wire_lease *l = NULL;
     char err[256] = "";
-    if (jobs_parse(j.data, j.len, &l, err, sizeof err) != 0)
+    if (wire_lease_parse(j.data, j.len, &l, err, sizeof err) != 0)
         fail_msg("rejected: %s", err);
     assert_string_equal(l->lease_id, "Z");
     assert_int_equal(l->ttl_s, 90);
@@ -218,13 +218,13 @@ static void test_lease_json_order_unknown_keys_and_growth(void **state)
     assert_string_equal(m->sends[5].body, "b6");
     assert_int_equal(m->sends[5].not_before_s, 0);
     assert_null(m->sends[5].message_id);
-    job_lease_free(l);
+    wire_lease_free(l);
     /* the defaults: ttl 600 and an empty mailbox list */
-    assert_int_equal(jobs_parse("{\"mailboxes\":[]}", 16, &l, err, sizeof err), 0);
+    assert_int_equal(wire_lease_parse("{\"mailboxes\":[]}", 16, &l, err, sizeof err), 0);
     assert_int_equal(l->ttl_s, 600);
     assert_int_equal(l->nmailboxes, 0);
     assert_null(l->lease_id);
-    job_lease_free(l);
+    wire_lease_free(l);
     buf_free(&j);
 }
 
@@ -306,9 +306,9 @@ static void test_one_bad_mailbox_does_not_poison_the_lease(void **state)
         "[\"not\",\"an\",\"object\"],"
         "{\"id\":6,\"address\":\"c@d.test\",\"smtp\":" SMTP_OK ",\"sends\":[{\"id\":601,"
         "\"to\":\"x@y.test\",\"subject\":\"s\",\"body\":\"b\"}]}]}";
-    job_lease *l = NULL;
+    wire_lease *l = NULL;
     char err[256] = "";
-    if (jobs_parse(json, strlen(json), &l, err, sizeof err) != 0)
+    if (wire_lease_parse(json, strlen(json), &l, err, sizeof err) != 0)
         fail_msg("one bad mailbox rejected the whole lease: %s", err);
     assert_string_equal(l->lease_id, "L");
     assert_int_equal(l->nmailboxes, 2);
@@ -316,7 +316,7 @@ static void test_one_bad_mailbox_does_not_poison_the_lease(void **state)
     assert_int_equal(l->mailboxes[1]->id, 6);
     assert_int_equal(l->mailboxes[1]->sends[0].id, 601);
     assert_int_equal(l->nrejected, 5);
-    const job_rejected *r = l->rejected;
+    const wire_rejected *r = l->rejected;
     assert_int_equal(r[0].mailbox_id, 2);
     assert_non_null(strstr(r[0].reason, "mailboxes[1].smtp.password: not valid UTF-8"));
     assert_int_equal(r[0].nsend_ids, 2);
@@ -335,7 +335,7 @@ static void test_one_bad_mailbox_does_not_poison_the_lease(void **state)
     assert_int_equal(r[4].mailbox_id, 0);
     assert_non_null(strstr(r[4].reason, "mailboxes[5]: must be an object"));
     assert_int_equal(r[4].nsend_ids, 0);
-    job_lease_free(l);
+    wire_lease_free(l);
 
     /* a fault of the document itself still fails the whole lease */
     expect_rejected("{\"lease_id\":\"L\",\"ttl_s\":60,\"mailboxes\":[{\"id\":1,\"address\":"
@@ -360,12 +360,12 @@ static void test_allow_plaintext_auth_is_parsed(void **state)
                    "\"sends\":[]}]}",
                    cases[i].value ? ",\"allow_plaintext_auth\":" : "",
                    cases[i].value ? cases[i].value : "");
-        job_lease *l = NULL;
+        wire_lease *l = NULL;
         char err[256] = "";
-        if (jobs_parse(j.data, j.len, &l, err, sizeof err) != 0 || l->nmailboxes != 1)
+        if (wire_lease_parse(j.data, j.len, &l, err, sizeof err) != 0 || l->nmailboxes != 1)
             fail_msg("allow_plaintext_auth %s: rejected (%s)", cases[i].value, err);
         assert_int_equal(l->mailboxes[0]->allow_plaintext_auth, cases[i].want);
-        job_lease_free(l);
+        wire_lease_free(l);
         buf_free(&j);
     }
     expect_mailbox_rejected(MB("{\"host\":\"h\",\"port\":25,\"security\":\"plain\","

@@ -15,5 +15,7 @@ int run_agent(const char *config_path, bool config_required);
 /* Checks config, token, spool directory, reachability of the control plane with the
  * token, and io_uring; one plain line per finding. 0 when all is well, else 1. */
 int run_check(const char *config_path, bool config_required);
+/* Many concurrent sessions need many descriptors: takes the hard limit (run, send). */
+void run_raise_nofile(void);
 
 #endif

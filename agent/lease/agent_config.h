@@ -5,6 +5,8 @@
 #ifndef KILN_AGENT_CONFIG_H
 #define KILN_AGENT_CONFIG_H
 
+#include "engine.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -51,6 +53,10 @@ void agent_config_export(const char *text, size_t n, agent_env_fn env,
                          void (*fn)(const char *key, const char *val));
 /* Reads a whole (small) file into a NUL-terminated malloc'd string; NULL with errno. */
 char *agent_config_read_file(const char *path, size_t *n);
+/* The engine's configuration for kiln-agent run/check: defaults, KILN_AGENT_* knobs
+ * from the environment, then this configuration's concurrency and threads. 0, or -1
+ * with the bad knob named in err. */
+int agent_config_engine(const agent_config *c, engine_config *ec, char *err, size_t errlen);
 /* True when s is an IPv4 or IPv6 address literal (0.0.0.0, ::1; no brackets, no names). */
 bool agent_config_ip_literal(const char *s);
 /* True for http://127.0.0.1, http://localhost, http://[::1] (any port, any path). */

@@ -2,7 +2,7 @@
 #include "control.h"
 
 #include "agent_config.h"
-#include "json.h"
+#include "agent_wire.h"
 #include "log.h"
 #include "rand.h"
 #include "xalloc.h"
@@ -101,18 +101,12 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
 /* Pulls code/field/message out of a kiln error body. */
 static void parse_error(control_resp *r)
 {
-    char perr[64];
-    yajl_val t = json_parse(r->body.data ? r->body.data : "", r->body.len, perr, sizeof perr);
-    yajl_val e = t ? json_get(t, "error") : NULL;
-    const char *code = json_str(json_get(e, "code"));
-    const char *field = json_str(json_get(e, "field"));
-    const char *msg = json_str(json_get(e, "message"));
-    snprintf(r->err_code, sizeof r->err_code, "%s", code ? code : "");
-    snprintf(r->err_field, sizeof r->err_field, "%s", field ? field : "");
-    snprintf(r->error, sizeof r->error, "HTTP %ld %s%s%s", r->status, code ? code : "",
-             msg ? ": " : "", msg ? msg : "");
-    if (t)
-        yajl_tree_free(t);
+    wire_error e;
+    wire_error_parse(r->body.data ? r->body.data : "", r->body.len, &e);
+    snprintf(r->err_code, sizeof r->err_code, "%s", e.code);
+    snprintf(r->err_field, sizeof r->err_field, "%s", e.field);
+    snprintf(r->error, sizeof r->error, "HTTP %ld %s%s%s", r->status, e.code,
+             e.has_message ? ": " : "", e.message);
 }
 
 static void sleep_ms(int ms)

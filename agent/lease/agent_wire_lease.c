@@ -1,5 +1,7 @@
-/* Lease JSON parsing and validation (see jobs.h). */
-#include "jobs.h"
+/* The wire module's lease document (see agent_wire.h): the lease answer, and the input of
+ * `send --file`, read in one streamed pass straight into the scheduler's job structs.
+ * The rest of the protocol (bodies, small answers) is in agent_wire.c. */
+#include "agent_wire.h"
 
 #include "json.h"
 #include "smtp_session.h"
@@ -11,23 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int jobs_address_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 3 || n > 254)
-        return 0;
-    const char *at = strrchr(s, '@');
-    if (!at || at == s || !at[1])
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c == 0x7f || c == '<' || c == '>' || c == '"' || c == '\\' || c == ',' ||
-            c == '(' || c == ')')
-            return 0;
-    }
-    return 1;
-}
 
 static int no_controls(const char *s)
 {
@@ -46,35 +31,7 @@ static int printable_ascii(const char *s)
     return 1;
 }
 
-void job_mailbox_free(job_mailbox *m)
-{
-    if (!m)
-        return;
-    for (size_t i = 0; i < m->nsends; i++) {
-        job_send *s = &m->sends[i];
-        free(s->to);
-        free(s->subject);
-        free(s->body);
-        free(s->message_id);
-    }
-    free(m->sends);
-    free(m->address);
-    free(m->display_name);
-    free(m->host);
-    free(m->username);
-    if (m->password) {
-        memset(m->password, 0, strlen(m->password));
-        free(m->password);
-    }
-    if (m->oauth_token) {
-        memset(m->oauth_token, 0, strlen(m->oauth_token));
-        free(m->oauth_token);
-    }
-    free(m->ca_file);
-    free(m);
-}
-
-void job_lease_free(job_lease *l)
+void wire_lease_free(wire_lease *l)
 {
     if (!l)
         return;
@@ -123,6 +80,8 @@ enum pkey {
     K_SUBJECT,
     K_BODY,
     K_MESSAGE_ID,
+    K_RETRY_AFTER, /* lenient: a value of another type is ignored, never a fault */
+    K_SERVICE,     /* lenient */
 };
 
 struct keyname {
@@ -141,6 +100,8 @@ static const struct keyname keys[] = {
     KEY(P_LEASE, "lease_id", K_LEASE_ID),
     KEY(P_LEASE, "ttl_s", K_TTL),
     KEY(P_LEASE, "mailboxes", K_MAILBOXES),
+    KEY(P_LEASE, "retry_after_s", K_RETRY_AFTER),
+    KEY(P_LEASE, "service", K_SERVICE),
     KEY(P_MAILBOX, "id", K_ID),
     KEY(P_MAILBOX, "address", K_ADDRESS),
     KEY(P_MAILBOX, "display_name", K_DISPLAY_NAME),
@@ -168,7 +129,7 @@ enum { SEEN_ID = 1, SEEN_SMTP = 2, SEEN_SENDS = 4, SEEN_PORT = 8, SEEN_SECURITY 
 #define PARSE_DEPTH 8
 
 struct parse {
-    job_lease *l;
+    wire_lease *l;
     size_t mb_cap, send_cap;
     job_mailbox *m; /* the mailbox being filled, already in l->mailboxes */
     job_send *s;    /* the send being filled, already in m->sends */
@@ -182,6 +143,9 @@ struct parse {
     size_t rejected_cap;
     bool mb_bad;         /* the current mailbox entry failed validation */
     char mb_reason[192]; /* its first fault */
+    bool lease_fault;    /* a lease-level field failed (err says which); parsing goes on */
+    bool lease_id_seen;  /* "lease_id" came, */
+    bool lease_id_null;  /* and its last value was null */
     char *err;
     size_t errlen;
 };
@@ -222,14 +186,14 @@ static int mailbox_bad(struct parse *p, const char *reason)
     return 1;
 }
 
-static job_rejected *rejected_add(struct parse *p, int64_t mailbox_id, const char *reason)
+static wire_rejected *rejected_add(struct parse *p, int64_t mailbox_id, const char *reason)
 {
-    job_lease *l = p->l;
+    wire_lease *l = p->l;
     if (l->nrejected == p->rejected_cap) {
         p->rejected_cap = p->rejected_cap ? p->rejected_cap * 2 : 4;
         l->rejected = xrealloc(l->rejected, p->rejected_cap * sizeof *l->rejected);
     }
-    job_rejected *r = &l->rejected[l->nrejected++];
+    wire_rejected *r = &l->rejected[l->nrejected++];
     memset(r, 0, sizeof *r);
     r->mailbox_id = mailbox_id;
     snprintf(r->reason, sizeof r->reason, "%s", reason);
@@ -240,9 +204,9 @@ static job_rejected *rejected_add(struct parse *p, int64_t mailbox_id, const cha
  * kept for the report. */
 static void mailbox_set_aside(struct parse *p)
 {
-    job_lease *l = p->l;
+    wire_lease *l = p->l;
     job_mailbox *m = p->m;
-    job_rejected *r = rejected_add(p, m->id, p->mb_reason);
+    wire_rejected *r = rejected_add(p, m->id, p->mb_reason);
     if (m->nsends) {
         r->send_ids = xcalloc(m->nsends, sizeof *r->send_ids);
         for (size_t i = 0; i < m->nsends; i++)
@@ -256,18 +220,26 @@ static void mailbox_set_aside(struct parse *p)
 }
 
 /* Sets the error "<where>.<field>: <what>" (just "<field>: <what>" at lease level) and
- * returns 0, which stops yajl; inside a mailbox entry it marks the entry bad instead
- * and returns 1. */
+ * returns 0, which stops yajl; at lease level it keeps the first fault and returns 1;
+ * inside a mailbox entry it marks the entry bad instead and returns 1. */
 static int fail(struct parse *p, const char *field, const char *what)
 {
     char w[64];
     enum pctx ctx = top(p);
     if (ctx == P_LEASE || ctx == P_TOP || ctx == P_MAILBOXES) {
-        if (field)
-            snprintf(p->err, p->errlen, "%s: %s", field, what);
-        else
-            snprintf(p->err, p->errlen, "%s", what);
-        return 0;
+        if (!p->lease_fault) {
+            if (field)
+                snprintf(p->err, p->errlen, "%s: %s", field, what);
+            else
+                snprintf(p->err, p->errlen, "%s", what);
+        }
+        if (ctx != P_LEASE)
+            return 0;
+        /* the first fault is the answer's; the parse goes on so that every lease field
+         * is seen (an empty answer is known by its lease_id whatever else it holds) */
+        p->lease_fault = true;
+        p->key = K_NONE;
+        return 1;
     }
     char msg[192];
     where(p, ctx, w, sizeof w);
@@ -303,6 +275,14 @@ static int push(struct parse *p, enum pctx ctx)
 static bool skipping(const struct parse *p)
 {
     return p->skip > 0 || p->key == K_UNKNOWN;
+}
+
+/* A lenient key (retry_after_s, service) whose value has another type than the one
+ * read: the value is passed over like an unknown key's. */
+static void lenient_other(struct parse *p)
+{
+    if (p->skip == 0 && (p->key == K_RETRY_AFTER || p->key == K_SERVICE))
+        p->key = K_UNKNOWN;
 }
 
 static int wrong_type(struct parse *p, const char *what)
@@ -393,6 +373,12 @@ static int on_integer(void *ctx, long long v)
             break;
         p->s->not_before_s = v;
         return 1;
+    case K_RETRY_AFTER:
+        if (v >= 0 && v <= 86400)
+            p->l->retry_after_s = v;
+        return 1;
+    case K_SERVICE:
+        return 1;
     default:
         break;
     }
@@ -402,6 +388,7 @@ static int on_integer(void *ctx, long long v)
 
 static int on_other(struct parse *p)
 {
+    lenient_other(p);
     if (skipping(p))
         return 1;
     enum pkey k = p->key;
@@ -432,6 +419,9 @@ static int on_null(void *ctx)
         return 1;
     switch (p->key) {
     case K_LEASE_ID:
+        p->lease_id_null = true;
+        p->key = K_NONE;
+        return 1;
     case K_DISPLAY_NAME:
     case K_USERNAME:
     case K_PASSWORD:
@@ -465,6 +455,14 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         return 1;
     enum pkey k = p->key;
     enum pctx c = top(p);
+    if (k == K_RETRY_AFTER || k == K_SERVICE) {
+        p->key = K_NONE;
+        if (k == K_SERVICE && !memchr(s, 0, n) && utf8_valid((const char *)s, n)) {
+            snprintf(p->l->service, sizeof p->l->service, "%.*s", (int)n, (const char *)s);
+            p->l->has_service = true;
+        }
+        return 1;
+    }
     if (k == K_NONE || k == K_TTL || k == K_ID || k == K_PORT || k == K_NOT_BEFORE ||
         k == K_MAILBOXES || k == K_SMTP || k == K_SENDS || k == K_ALLOW_PLAINTEXT_AUTH)
         return wrong_type(p, int_rule(k));
@@ -478,6 +476,7 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
     switch (k) {
     case K_LEASE_ID:
         set_str(&p->l->lease_id, s, n, false);
+        p->lease_id_null = false;
         return 1;
     case K_ADDRESS:
         set_str(&m->address, s, n, false);
@@ -555,12 +554,15 @@ static int on_map_key(void *ctx, const unsigned char *s, size_t n)
             p->key = keys[i].key;
             break;
         }
+    if (p->key == K_LEASE_ID)
+        p->lease_id_seen = true;
     return 1;
 }
 
 static int on_start_map(void *ctx)
 {
     struct parse *p = ctx;
+    lenient_other(p);
     if (skipping(p)) {
         p->skip++;
         return 1;
@@ -569,7 +571,7 @@ static int on_start_map(void *ctx)
     case P_TOP:
         return push(p, P_LEASE);
     case P_MAILBOXES: {
-        job_lease *l = p->l;
+        wire_lease *l = p->l;
         if (l->nmailboxes == p->mb_cap) {
             p->mb_cap = p->mb_cap ? p->mb_cap * 2 : 64;
             /* an array of pointers: sizeof a pointer is meant */
@@ -611,6 +613,7 @@ static int on_start_map(void *ctx)
 static int on_start_array(void *ctx)
 {
     struct parse *p = ctx;
+    lenient_other(p);
     if (skipping(p)) {
         p->skip++;
         return 1;
@@ -713,22 +716,30 @@ static const yajl_callbacks parse_callbacks = {
     .yajl_end_array = on_end,
 };
 
-int jobs_parse(const char *data, size_t n, job_lease **out, char *err, size_t errlen)
+/* What one pass over a lease document found. */
+struct lease_doc {
+    wire_lease *l;  /* never NULL; the caller frees it */
+    bool syntax_ok; /* JSON, an object at the top, read to its end */
+    bool fault;     /* a lease-level field failed (err says which) */
+    bool lease_id_seen, lease_id_null;
+};
+
+static void parse_doc(const char *data, size_t n, struct lease_doc *d, char *err, size_t errlen)
 {
-    *out = NULL;
     if (errlen)
         err[0] = '\0';
     struct parse p = {.depth = 1, .err = err, .errlen = errlen};
     p.stack[0] = P_TOP;
     p.l = xcalloc(1, sizeof *p.l);
     p.l->ttl_s = 600;
+    p.l->retry_after_s = 5;
     yajl_handle h = yajl_alloc(&parse_callbacks, NULL, &p);
     /* each string is checked in on_string: a bad byte rejects its mailbox only */
     yajl_config(h, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(h, (const unsigned char *)data, n);
     if (st == yajl_status_ok)
         st = yajl_complete_parse(h);
-    if (st == yajl_status_error) {
+    if (st == yajl_status_error && !(errlen && err[0])) { /* a field's fault came first */
         unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)data, n);
         const char *m = msg ? (const char *)msg : "parse error";
         size_t len = strcspn(m, "\n"); /* yajl's message spans lines: keep the first */
@@ -737,19 +748,50 @@ int jobs_parse(const char *data, size_t n, job_lease **out, char *err, size_t er
             yajl_free_error(h, msg);
     }
     yajl_free(h);
-    if (st != yajl_status_ok) {
-        if (!err[0])
-            snprintf(err, errlen, "malformed JSON");
-        job_lease_free(p.l);
-        return -1;
-    }
-    if (p.stack[0] != P_DONE) {
+    if (st != yajl_status_ok && errlen && !err[0])
+        snprintf(err, errlen, "malformed JSON");
+    else if (st == yajl_status_ok && p.stack[0] != P_DONE)
         snprintf(err, errlen, "top level: must be an object");
-        job_lease_free(p.l);
-        return -1;
-    }
+    *d = (struct lease_doc){p.l, st == yajl_status_ok && p.stack[0] == P_DONE, p.lease_fault,
+                            p.lease_id_seen, p.lease_id_null};
     if (!p.l->mailboxes) /* an empty array still gets a (one-entry) table */
         p.l->mailboxes = xcalloc(1, sizeof *p.l->mailboxes); // NOLINT(bugprone-sizeof-expression)
-    *out = p.l;
+}
+
+int wire_lease_parse(const char *data, size_t n, wire_lease **out, char *err, size_t errlen)
+{
+    struct lease_doc d;
+    *out = NULL;
+    parse_doc(data, n, &d, err, errlen);
+    if (!d.syntax_ok || d.fault) {
+        wire_lease_free(d.l);
+        return -1;
+    }
+    *out = d.l;
     return 0;
+}
+
+void wire_lease_answer_parse(const char *data, size_t n, wire_lease_answer *out)
+{
+    struct lease_doc d;
+    memset(out, 0, sizeof *out);
+    parse_doc(data, n, &d, out->error, sizeof out->error);
+    wire_lease *l = d.l;
+    bool ok = d.syntax_ok && !d.fault;
+    if (ok && l->lease_id && l->lease_id[0] && (l->nmailboxes || l->nrejected)) {
+        out->kind = WIRE_LEASE_WORK;
+        out->lease = l;
+        return;
+    }
+    if (d.syntax_ok && d.lease_id_seen && (d.lease_id_null || ok)) {
+        out->kind = WIRE_LEASE_EMPTY;
+        out->retry_after_s = l->retry_after_s;
+        out->has_service = l->has_service;
+        memcpy(out->service, l->service, sizeof out->service);
+    } else {
+        out->kind = WIRE_LEASE_UNUSABLE;
+        if (!out->error[0])
+            snprintf(out->error, sizeof out->error, "lease_id: missing");
+    }
+    wire_lease_free(l);
 }

@@ -3,6 +3,7 @@
 #include "agent_config.h"
 
 #include "config.h"
+#include "log.h"
 #include "xalloc.h"
 
 #include <arpa/inet.h>
@@ -273,9 +274,8 @@ int agent_config_parse(agent_config *c, const char *text, size_t n, agent_env_fn
                  c->metrics_addr);
         return -1;
     }
-    if (c->log_level[0] && strcmp(c->log_level, "debug") != 0 &&
-        strcmp(c->log_level, "info") != 0 && strcmp(c->log_level, "warn") != 0 &&
-        strcmp(c->log_level, "error") != 0) {
+    enum log_level lv;
+    if (c->log_level[0] && log_level_parse(c->log_level, &lv) < 0) {
         snprintf(err, errlen, "KILN_LOG_LEVEL=%s: expected debug, info, warn or error",
                  c->log_level);
         return -1;
@@ -338,4 +338,14 @@ void agent_config_export(const char *text, size_t n, agent_env_fn env,
         }
         pos += len + (nl ? 1 : 0);
     }
+}
+
+int agent_config_engine(const agent_config *c, engine_config *ec, char *err, size_t errlen)
+{
+    engine_config_defaults(ec);
+    if (engine_config_from_env(ec, err, errlen) < 0)
+        return -1;
+    ec->concurrency = c->concurrency;
+    ec->threads = c->threads;
+    return 0;
 }

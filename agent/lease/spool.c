@@ -9,6 +9,7 @@
 #include "spool.h"
 
 #include "buf.h"
+#include "i64map.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -30,12 +31,11 @@
 
 enum send_state { ST_EMPTY = 0, ST_INTENT, ST_OUTCOME, ST_ACKED };
 
-/* send id -> state, open addressing; acknowledged entries stay until compaction
- * rebuilds the table with live ones only. */
+/* send id -> state; acknowledged entries stay until compaction rebuilds the map with
+ * live ones only (so a late record for an acknowledged send is recognised). */
 struct state_map {
-    int64_t *keys;
-    uint8_t *vals;
-    size_t cap, used, live;
+    i64map m;
+    size_t live; /* entries in ST_INTENT or ST_OUTCOME */
 };
 
 struct spool {
@@ -232,59 +232,33 @@ static size_t scan(const unsigned char *data, size_t n, record_fn fn, void *arg,
 
 /* ---- state map ---- */
 
-static size_t map_slot(const struct state_map *m, int64_t key)
-{
-    uint64_t h = (uint64_t)key * 0x9E3779B97F4A7C15ull;
-    size_t i = (size_t)(h >> 17) & (m->cap - 1);
-    while (m->vals[i] != ST_EMPTY && m->keys[i] != key)
-        i = (i + 1) & (m->cap - 1);
-    return i;
-}
-
-static void map_grow(struct state_map *m)
-{
-    struct state_map old = *m;
-    m->cap = old.cap ? old.cap * 2 : 1024;
-    m->keys = xcalloc(m->cap, sizeof *m->keys);
-    m->vals = xcalloc(m->cap, sizeof *m->vals);
-    m->used = 0;
-    for (size_t i = 0; i < old.cap; i++)
-        if (old.vals[i] != ST_EMPTY) {
-            size_t j = map_slot(m, old.keys[i]);
-            m->keys[j] = old.keys[i];
-            m->vals[j] = old.vals[i];
-            m->used++;
-        }
-    free(old.keys);
-    free(old.vals);
-}
-
+/* INT64_MIN is i64map's empty mark: no send has that id, a record claiming it is
+ * ignored. */
 static uint8_t map_get(const struct state_map *m, int64_t key)
 {
-    return m->cap ? m->vals[map_slot(m, key)] : ST_EMPTY;
+    int64_t v;
+    if (key == INT64_MIN)
+        return ST_EMPTY;
+    return i64map_get(&m->m, key, &v) ? (uint8_t)v : ST_EMPTY;
 }
 
 static void map_set(struct state_map *m, int64_t key, uint8_t val)
 {
-    if ((m->used + 1) * 4 > m->cap * 3)
-        map_grow(m);
-    size_t i = map_slot(m, key);
-    uint8_t was = m->vals[i];
-    if (was == ST_EMPTY) {
-        m->keys[i] = key;
-        m->used++;
-    }
+    bool added;
+    if (key == INT64_MIN)
+        return;
+    int64_t *cell = i64map_slot(&m->m, key, ST_EMPTY, &added);
+    uint8_t was = (uint8_t)*cell;
     bool live_before = was == ST_INTENT || was == ST_OUTCOME;
     bool live_after = val == ST_INTENT || val == ST_OUTCOME;
     m->live += (size_t)live_after - (size_t)live_before;
-    m->vals[i] = val;
+    *cell = val;
 }
 
 static void map_free(struct state_map *m)
 {
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
+    i64map_free(&m->m);
+    m->live = 0;
 }
 
 static ssize_t lease_find(const spool *sp, const char *id)
@@ -598,9 +572,11 @@ static void compact_keep(void *arg, const spool_record *r, const unsigned char *
 static void map_rebuild(struct state_map *m)
 {
     struct state_map fresh = {0};
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->vals[i] == ST_INTENT || m->vals[i] == ST_OUTCOME)
-            map_set(&fresh, m->keys[i], m->vals[i]);
+    size_t it = 0;
+    int64_t key, val;
+    while (i64map_next(&m->m, &it, &key, &val))
+        if (val == ST_INTENT || val == ST_OUTCOME)
+            map_set(&fresh, key, (uint8_t)val);
     map_free(m);
     *m = fresh;
 }

@@ -1,0 +1,188 @@
+/* The agent's side of the control-plane protocol (see agent_wire.h): request bodies through
+ * the JSON generator, the small answers (heartbeat, error) as one tree each, the
+ * result line and the report body. The lease document has its own file,
+ * agent_wire_lease.c. */
+#include "agent_wire.h"
+
+#include "config.h"
+#include "json.h"
+#include "smtp_session.h"
+#include "xalloc.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends)
+{
+    yajl_gen g = json_gen_new(out);
+    json_obj_open(g);
+    json_kv_s(g, "agent", agent_name);
+    json_kv_i(g, "max_mailboxes", (int64_t)max_mailboxes);
+    json_kv_i(g, "max_sends", (int64_t)max_sends);
+    json_obj_close(g);
+    json_gen_free(g);
+}
+
+/* ---- heartbeat and release ---- */
+
+void wire_lease_id_body(buf *out, const char *lease_id)
+{
+    yajl_gen g = json_gen_new(out);
+    json_obj_open(g);
+    json_kv_s(g, "lease_id", lease_id);
+    json_obj_close(g);
+    json_gen_free(g);
+}
+
+/* A string member copied into a fixed array (truncated); false when absent. */
+static bool copy_str(yajl_val obj, const char *key, char *out, size_t outlen)
+{
+    const char *v = json_str(json_get(obj, key));
+    snprintf(out, outlen, "%s", v ? v : "");
+    return v != NULL;
+}
+
+int wire_heartbeat_parse(const char *data, size_t n, wire_heartbeat *out)
+{
+    memset(out, 0, sizeof *out);
+    char err[128];
+    yajl_val t = json_parse(data, n, err, sizeof err);
+    if (!t)
+        return -1;
+    int64_t ttl_s;
+    if (json_int(json_get(t, "ttl_s"), 1, (int64_t)7 * 86400, &ttl_s))
+        out->ttl_s = ttl_s;
+    out->has_service = copy_str(t, "service", out->service, sizeof out->service);
+    yajl_val cancel = json_get(t, "cancel");
+    if (cancel && YAJL_IS_ARRAY(cancel) && cancel->u.array.len > 0) {
+        size_t len = cancel->u.array.len;
+        out->cancel = xcalloc(len, sizeof *out->cancel);
+        for (size_t i = 0; i < len; i++)
+            if (json_int(cancel->u.array.values[i], 1, INT64_MAX, &out->cancel[out->ncancel]))
+                out->ncancel++;
+    }
+    yajl_tree_free(t);
+    return 0;
+}
+
+void wire_heartbeat_free(wire_heartbeat *hb)
+{
+    free(hb->cancel);
+    hb->cancel = NULL;
+    hb->ncancel = 0;
+}
+
+/* ---- results and reports ---- */
+
+/* The engine's outcomes are the reportable statuses, in the same order. */
+_Static_assert(SMTP_ST_DEFERRED - SMTP_ST_SENT == WIRE_DEFERRED - WIRE_SENT &&
+                   SMTP_ST_FAILED - SMTP_ST_SENT == WIRE_FAILED - WIRE_SENT &&
+                   SMTP_ST_AUTH - SMTP_ST_SENT == WIRE_AUTH - WIRE_SENT &&
+                   SMTP_ST_TLS - SMTP_ST_SENT == WIRE_TLS - WIRE_SENT &&
+                   SMTP_ST_UNKNOWN - SMTP_ST_SENT == WIRE_UNKNOWN - WIRE_SENT,
+               "enum smtp_status outcomes follow enum wire_status");
+
+const char *wire_status_of(int engine_status)
+{
+    if (engine_status < SMTP_ST_SENT || engine_status > SMTP_ST_UNKNOWN)
+        return "pending";
+    return wire_status_names[WIRE_SENT + (engine_status - SMTP_ST_SENT)];
+}
+
+/* The members every result carries, in the order of DESIGN.md. */
+struct result_view {
+    int64_t send_id;
+    const char *status;
+    int smtp_code; /* 0: null (no reply decided it) */
+    const char *enhanced;
+    const char *detail;
+    int64_t latency_ms;
+};
+
+static void put_result(yajl_gen g, const struct result_view *r)
+{
+    json_kv_i(g, "send_id", r->send_id);
+    json_kv_s(g, "status", r->status);
+    if (r->smtp_code > 0)
+        json_kv_i(g, "smtp_code", r->smtp_code);
+    else
+        json_kv_null(g, "smtp_code");
+    if (r->enhanced[0])
+        json_kv_s(g, "enhanced_code", r->enhanced);
+    else
+        json_kv_null(g, "enhanced_code");
+    json_kv_s(g, "detail", r->detail);
+    json_kv_i(g, "latency_ms", r->latency_ms);
+}
+
+void wire_result_json(const engine_result *r, buf *out)
+{
+    struct result_view v = {
+        r->send_id, wire_status_of(r->status), r->smtp_code, r->enhanced, r->detail, r->latency_ms};
+    yajl_gen g = json_gen_new(out);
+    json_obj_open(g);
+    put_result(g, &v);
+    json_kv_i(g, "attempts", r->attempts);
+    json_obj_close(g);
+    json_gen_free(g);
+}
+
+void wire_report_begin(wire_report *w, buf *out, const char *lease_id)
+{
+    w->g = json_gen_new(out);
+    json_obj_open(w->g);
+    json_kv_s(w->g, "lease_id", lease_id);
+    json_key(w->g, "results");
+    json_arr_open(w->g);
+}
+
+void wire_report_add(wire_report *w, const spool_record *r)
+{
+    struct result_view v = {r->send_id,  r->status, r->smtp_code,
+                            r->enhanced, r->detail, r->latency_ms};
+    json_obj_open(w->g);
+    put_result(w->g, &v);
+    json_obj_close(w->g);
+}
+
+void wire_report_end(wire_report *w)
+{
+    json_arr_close(w->g);
+    json_obj_close(w->g);
+    json_gen_free(w->g);
+    w->g = NULL;
+}
+
+bool wire_report_unknown_send(const char *code, const char *field, size_t *index)
+{
+    static const char pre[] = "results[", post[] = "].send_id";
+    size_t n = strlen(field);
+    if (strcmp(code, "unknown_send") != 0)
+        return false;
+    if (n <= sizeof pre - 1 + sizeof post - 1 || strncmp(field, pre, sizeof pre - 1) != 0 ||
+        strcmp(field + n - (sizeof post - 1), post) != 0)
+        return false;
+    int64_t v;
+    if (!parse_int(field + sizeof pre - 1, n - (sizeof pre - 1) - (sizeof post - 1), 0, 10000000,
+                   &v))
+        return false;
+    *index = (size_t)v;
+    return true;
+}
+
+/* ---- errors ---- */
+
+void wire_error_parse(const char *data, size_t n, wire_error *out)
+{
+    memset(out, 0, sizeof *out);
+    char err[64];
+    yajl_val t = json_parse(data, n, err, sizeof err);
+    yajl_val e = t ? json_get(t, "error") : NULL;
+    copy_str(e, "code", out->code, sizeof out->code);
+    copy_str(e, "field", out->field, sizeof out->field);
+    out->has_message = copy_str(e, "message", out->message, sizeof out->message);
+    if (t)
+        yajl_tree_free(t);
+}
