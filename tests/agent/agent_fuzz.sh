@@ -19,7 +19,7 @@ clang "${CFLAGS[@]}" "$HERE/fuzz_smtp_reply.c" "$SRC/agent/smtp/smtp_reply.c" -o
 clang "${CFLAGS[@]}" "$HERE/fuzz_smtp_session.c" "$SRC/agent/smtp/smtp_session.c" \
     "$SRC/agent/smtp/smtp_reply.c" "${COMMON[@]}" -o "$WORK/fuzz_session" || fail "building fuzz_smtp_session"
 # the wire module builds the scheduler's job structs (sched/jobs.h)
-clang "${CFLAGS[@]}" -I"$SRC/agent/sched" -I"$SRC/agent/lease" -I"$SRC/agent/net/iface" \
+clang "${CFLAGS[@]}" -I"$SRC/agent/sched" -I"$SRC/agent/lease" -I"$SRC/agent/net" -I"$SRC/agent/net/iface" \
     "$HERE/fuzz_jobs.c" "$SRC/agent/lease/agent_wire.c" "$SRC/agent/lease/agent_wire_lease.c" \
     "$SRC/agent/sched/jobs.c" "$SRC/agent/smtp/smtp_session.c" "$SRC/agent/smtp/smtp_reply.c" \
     "$SRC/common/json.c" "$SRC/common/config.c" "${COMMON[@]}" -lyajl -o "$WORK/fuzz_jobs" ||
