@@ -6,7 +6,6 @@
 
 #include "config.h"
 #include "json.h"
-#include "smtp_session.h"
 #include "xalloc.h"
 
 #include <stdbool.h>

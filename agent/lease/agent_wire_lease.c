@@ -4,7 +4,6 @@
 #include "agent_wire.h"
 
 #include "json.h"
-#include "smtp_session.h"
 #include "xalloc.h"
 
 #include <yajl/yajl_parse.h>

@@ -2,7 +2,8 @@
 # The agent's layers (agent/README.md): the include paths CMake gives each library
 # already make a cross-layer include fail; this checks what they cannot, system
 # headers. smtp/ and imap/ (protocol cores) include no I/O header, and net/ names no
-# protocol, scheduler or lease module even in a comment-free include line.
+# protocol, scheduler or lease module even in a comment-free include line; lease/
+# includes only the scheduler's public headers.
 set -u
 SRC="${KILN_SOURCE_DIR:?}"
 fail=0
@@ -15,6 +16,11 @@ done
 if grep -nE '#include "(smtp_|engine|sched|jobs|run|control|spool|imap)' "$SRC/agent/net"/*.[ch] \
     "$SRC/agent/net/iface"/*.h; then
     echo "FAIL: agent/net includes a protocol, scheduler or lease header (above)"; fail=1
+fi
+# the lease loop uses the scheduler's public API only (engine.h, jobs.h)
+if grep -nE '#include "(conn|host_limits|loop|resolver|ring|shaping|timer_heap|tls_conn|net_session|sched_internal|smtp_[a-z]+)\.h"' \
+    "$SRC/agent/lease"/*.[ch]; then
+    echo "FAIL: agent/lease includes a net, smtp or scheduler-internal header (above)"; fail=1
 fi
 [ $fail = 0 ] && echo "PASS agent_layers"
 exit $fail
