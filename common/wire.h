@@ -32,5 +32,7 @@ int wire_status_parse(const char *s, size_t n);
 /* POST /api/agent/lease: at most this many mailboxes and slots per lease. */
 #define WIRE_MAX_LEASE_MAILBOXES 1000
 #define WIRE_MAX_LEASE_SENDS 10000
+/* ... and at most this many inboxes (max_inboxes; the inbox side, issues 12 and 13). */
+#define WIRE_MAX_LEASE_INBOXES 10000
 
 #endif

@@ -12,6 +12,12 @@
 
 struct stats;
 
+/* Additional data sealed with a mailbox's IMAP secret (secret_seal's aad), one per kind,
+ * so a sealed IMAP secret never opens as the SMTP one (sealed without) nor a password as
+ * a token. Registration seals with them; whoever opens the secret uses the same. */
+#define IMAP_SECRET_AAD_PASSWORD "kiln/imap/password"
+#define IMAP_SECRET_AAD_OAUTH_TOKEN "kiln/imap/oauth_token"
+
 typedef struct app_config {
     const char *conninfo;
     const char *socket_path;

@@ -72,15 +72,19 @@ static bool lease_owned(http_req *rq, http_resp *rs, const char *lease_id, lease
 
 void h_agent_lease(http_req *rq, http_resp *rs)
 {
-    static const char *const fields[] = {"agent", "max_mailboxes", "max_sends", NULL};
+    static const char *const fields[] = {"agent", "max_mailboxes", "max_sends", "max_inboxes",
+                                         NULL};
     lease_request req = {.max_mailboxes = 200, .max_sends = 2000, .started_us = clock_mono_us()};
     yajl_val b = http_json_body(rq, rs);
     const char *agent = NULL;
+    /* Validated so an agent with an IMAP engine may ask already; no inbox is granted yet. */
+    int64_t max_inboxes = 0;
     if (!b || !v_known_fields(rs, b, fields, "") ||
         !v_str(rs, b, "agent", "agent", 0, 100, false, &agent) ||
         !v_int(rs, b, "max_mailboxes", "max_mailboxes", 0, 1, WIRE_MAX_LEASE_MAILBOXES,
                &req.max_mailboxes) ||
-        !v_int(rs, b, "max_sends", "max_sends", 0, 1, WIRE_MAX_LEASE_SENDS, &req.max_sends))
+        !v_int(rs, b, "max_sends", "max_sends", 0, 1, WIRE_MAX_LEASE_SENDS, &req.max_sends) ||
+        !v_int(rs, b, "max_inboxes", "max_inboxes", 0, 0, WIRE_MAX_LEASE_INBOXES, &max_inboxes))
         return;
     http_tx(rq, rs, lease_grant, &req, "lease conflicted with concurrent work; retry");
 }

@@ -1,5 +1,5 @@
-/* Mailboxes: registration with field-level validation, the SMTP secret sealed with
- * AES-256-GCM (never returned), the plan's mailbox cap, tenant isolation (another
+/* Mailboxes: registration with field-level validation, the SMTP and IMAP secrets sealed
+ * with AES-256-GCM (never returned), the plan's mailbox cap, tenant isolation (another
  * tenant's mailbox is a 404), pause/resume and soft deletion (history is kept). */
 #include "app.h"
 #include "config.h"
@@ -8,6 +8,7 @@
 #include "pgjson.h"
 #include "validate.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,9 @@
     "m.smtp_security::text, m.smtp_username, m.timezone, m.window_start_hour, "                    \
     "m.window_end_hour, m.daily_target, m.state::text, m.last_error, "                             \
     "kiln_iso(m.last_error_at), m.warmup_start::text, kiln_iso(m.created_at), "                    \
-    "kiln_iso(m.updated_at), m.smtp_allow_plaintext_auth"
+    "kiln_iso(m.updated_at), m.smtp_allow_plaintext_auth, m.imap_host, m.imap_port, "              \
+    "m.imap_security::text, m.imap_username, m.imap_auth::text, m.imap_allow_plaintext_auth, "     \
+    "m.inbox::text, m.inbox_error, kiln_iso(m.inbox_error_at)"
 
 /* The plan cap: creates for one user go one at a time behind the user's row lock, and
  * the count is a statement of its own, after the lock. At READ COMMITTED each statement
@@ -35,8 +38,10 @@ static const db_stmt Q_MB_INSERT = {
     "mb_insert",
     "WITH m AS (INSERT INTO mailboxes (user_id, address, display_name, smtp_host, smtp_port, "
     "smtp_security, smtp_username, smtp_secret, timezone, window_start_hour, window_end_hour, "
-    "daily_target, warmup_start, smtp_allow_plaintext_auth) VALUES ($1, $2, $3, $4, $5, "
-    "$6::smtp_security, $7, $8::bytea, $9, $10, $11, $12, $13::date, $14::bool) RETURNING *) "
+    "daily_target, warmup_start, smtp_allow_plaintext_auth, imap_host, imap_port, imap_security, "
+    "imap_username, imap_auth, imap_secret, imap_allow_plaintext_auth) VALUES ($1, $2, $3, $4, "
+    "$5, $6::smtp_security, $7, $8::bytea, $9, $10, $11, $12, $13::date, $14::bool, $15, "
+    "$16::int, $17::smtp_security, $18, $19::imap_auth, $20::bytea, $21::bool) RETURNING *) "
     "SELECT " MB_COLS " FROM m"};
 static const db_stmt Q_MB_GET = {
     "mb_get", "SELECT " MB_COLS " FROM mailboxes m WHERE m.id = $1 AND m.deleted_at IS NULL "
@@ -58,6 +63,21 @@ static const db_stmt Q_MB_UPDATE = {
     "daily_target = CASE WHEN $13::bool THEN $14::int ELSE daily_target END, "
     "warmup_start = coalesce($15::date, warmup_start), "
     "smtp_allow_plaintext_auth = coalesce($16::bool, smtp_allow_plaintext_auth), "
+    /* $17: an imap object was given; $18: "imap": null removes the access. New or changed
+     * access is unverified until an agent has logged in with it. */
+    "imap_host = CASE WHEN $18::bool THEN NULL ELSE coalesce($19, imap_host) END, "
+    "imap_port = CASE WHEN $18::bool THEN NULL ELSE coalesce($20::int, imap_port) END, "
+    "imap_security = CASE WHEN $18::bool THEN NULL WHEN $17::bool THEN "
+    "coalesce($21::smtp_security, imap_security, 'tls') ELSE imap_security END, "
+    "imap_username = CASE WHEN $18::bool THEN NULL WHEN $17::bool THEN "
+    "coalesce($22, imap_username, $3, address) ELSE imap_username END, "
+    "imap_auth = CASE WHEN $18::bool THEN NULL ELSE coalesce($23::imap_auth, imap_auth) END, "
+    "imap_secret = CASE WHEN $18::bool THEN NULL ELSE coalesce($24::bytea, imap_secret) END, "
+    "imap_allow_plaintext_auth = CASE WHEN $18::bool THEN false "
+    "ELSE coalesce($25::bool, imap_allow_plaintext_auth) END, "
+    "inbox = CASE WHEN $17::bool OR $18::bool THEN 'unverified' ELSE inbox END, "
+    "inbox_error = CASE WHEN $17::bool OR $18::bool THEN NULL ELSE inbox_error END, "
+    "inbox_error_at = CASE WHEN $17::bool OR $18::bool THEN NULL ELSE inbox_error_at END, "
     "updated_at = now() "
     "WHERE id = $1 AND deleted_at IS NULL AND ($2::bigint = 0 OR user_id = $2) RETURNING *) "
     "SELECT " MB_COLS " FROM m"};
@@ -80,10 +100,68 @@ static const char *const SECURITY[] = {"starttls", "tls", "plain", NULL};
 /* A display name goes into the From and To headers of every message: one line, and short
  * enough that a header stays far below RFC 5322's 998 octets even when encoded. */
 #define DISPLAY_NAME_MAX_CHARS 200
+/* An OAuth 2.0 access token (XOAUTH2/OAUTHBEARER); Google's and Microsoft's stay far
+ * below this. */
+#define OAUTH_TOKEN_MAX_BYTES 4096
 /* Fields of a create; a PATCH takes all but the first (user_id). */
-static const char *const MAILBOX_CREATE_FIELDS[] = {"user_id",      "address",      "display_name",
-                                                    "smtp",         "timezone",     "window",
-                                                    "daily_target", "warmup_start", NULL};
+static const char *const MAILBOX_CREATE_FIELDS[] = {
+    "user_id",  "address", "display_name", "smtp",         "imap",
+    "timezone", "window",  "daily_target", "warmup_start", NULL};
+
+/* What a mailbox's SMTP or IMAP access object may carry and the dotted names its errors
+ * give: one validation (parse_access) and one JSON writer (access_json) serve both. */
+typedef struct access_spec {
+    const char *name;                                                     /* "smtp" */
+    const char *const *members;                                           /* NULL-terminated */
+    const char *default_security;                                         /* on a create */
+    const char *host, *port, *security, *username, *password, *plaintext; /* "smtp.host"... */
+    const char *oauth_token; /* NULL: no token variant */
+} access_spec;
+
+static const char *const SMTP_MEMBERS[] = {
+    "host", "port", "security", "username", "password", "allow_plaintext_auth", NULL};
+static const char *const IMAP_MEMBERS[] = {
+    "host", "port", "security", "username", "password", "oauth_token", "allow_plaintext_auth",
+    NULL};
+static const access_spec SMTP_ACCESS = {.name = "smtp",
+                                        .members = SMTP_MEMBERS,
+                                        .default_security = "starttls",
+                                        .host = "smtp.host",
+                                        .port = "smtp.port",
+                                        .security = "smtp.security",
+                                        .username = "smtp.username",
+                                        .password = "smtp.password",
+                                        .plaintext = "smtp.allow_plaintext_auth"};
+/* IMAP defaults to implicit TLS (port 993, RFC 8314). */
+static const access_spec IMAP_ACCESS = {.name = "imap",
+                                        .members = IMAP_MEMBERS,
+                                        .default_security = "tls",
+                                        .host = "imap.host",
+                                        .port = "imap.port",
+                                        .security = "imap.security",
+                                        .username = "imap.username",
+                                        .password = "imap.password",
+                                        .plaintext = "imap.allow_plaintext_auth",
+                                        .oauth_token = "imap.oauth_token"};
+
+/* Writes an access object from the MB_COLS columns host, port, security, username at
+ * col..col+3; the secret is never written, only which kind (auth) is set. */
+static void access_json(yajl_gen g, const access_spec *spec, const PGresult *r, int i, int col,
+                        const char *auth, int plaintext_col)
+{
+    static const char *const keys[] = {"host", "port", "security", "username"};
+    json_obj_open(g);
+    for (int k = 0; k < 4; k++) {
+        json_key(g, keys[k]);
+        pgjson_value(g, r, i, col + k);
+    }
+    json_kv_b(g, "password_set", !strcmp(auth, "password"));
+    if (spec->oauth_token)
+        json_kv_b(g, "oauth_token_set", !strcmp(auth, "oauth_token"));
+    json_key(g, "allow_plaintext_auth");
+    pgjson_value(g, r, i, plaintext_col);
+    json_obj_close(g);
+}
 
 /* Writes one mailbox row (MB_COLS order) as the API's nested object. */
 static void mailbox_json(yajl_gen g, const PGresult *r, int i)
@@ -91,19 +169,18 @@ static void mailbox_json(yajl_gen g, const PGresult *r, int i)
     json_obj_open(g);
     pgjson_members(g, r, i, 0, 4); /* id, user_id, address, display_name */
     json_key(g, "smtp");
-    json_obj_open(g);
-    json_key(g, "host");
-    pgjson_value(g, r, i, 4);
-    json_key(g, "port");
-    pgjson_value(g, r, i, 5);
-    json_key(g, "security");
-    pgjson_value(g, r, i, 6);
-    json_key(g, "username");
-    pgjson_value(g, r, i, 7);
-    json_kv_b(g, "password_set", true);
-    json_key(g, "allow_plaintext_auth");
-    pgjson_value(g, r, i, 18);
-    json_obj_close(g);
+    access_json(g, &SMTP_ACCESS, r, i, 4, "password", 18);
+    json_key(g, "imap");
+    if (PQgetisnull(r, i, 19))
+        json_null(g);
+    else
+        access_json(g, &IMAP_ACCESS, r, i, 19, PQgetvalue(r, i, 23), 24);
+    json_key(g, "inbox");
+    pgjson_value(g, r, i, 25);
+    json_key(g, "inbox_error");
+    pgjson_value(g, r, i, 26);
+    json_key(g, "inbox_error_at");
+    pgjson_value(g, r, i, 27);
     json_key(g, "timezone");
     pgjson_value(g, r, i, 8);
     json_key(g, "window");
@@ -129,13 +206,20 @@ static void respond_mailbox(http_resp *rs, const PGresult *r, int status)
     json_gen_free(g);
 }
 
+/* One access object of a create or patch, validated. */
+typedef struct access_input {
+    const char *host, *security, *username, *password, *oauth_token;
+    int64_t port;
+    bool given, has_port, allow_plaintext_auth, has_plaintext_auth;
+} access_input;
+
 /* The fields a create or patch may carry, validated into one struct. */
 typedef struct mailbox_input {
-    const char *address, *display_name, *host, *security, *username, *password, *timezone,
-        *warmup_start;
-    int64_t port, start_hour, end_hour, daily_target;
-    bool has_port, has_start, has_end, has_target, target_null;
-    bool allow_plaintext_auth, has_plaintext_auth;
+    const char *address, *display_name, *timezone, *warmup_start;
+    access_input smtp, imap;
+    bool imap_removed; /* "imap": null on a patch */
+    int64_t start_hour, end_hour, daily_target;
+    bool has_start, has_end, has_target, target_null;
 } mailbox_input;
 
 /* A real calendar date YYYY-MM-DD between 2000 and 2100 (2026-02-30 is not one). */
@@ -150,16 +234,83 @@ static bool valid_date(const char *s)
     return d <= days[m - 1] + (m == 2 && leap);
 }
 
+/* RFC 6750's b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". It
+ * goes into a SASL message between \x01 separators, so nothing else may appear. */
+static bool valid_bearer_token(const char *s)
+{
+    size_t n = strlen(s), i = 0;
+    while (i < n && (isalnum((unsigned char)s[i]) || strchr("-._~+/", s[i])))
+        i++;
+    if (i == 0)
+        return false;
+    while (i < n && s[i] == '=')
+        i++;
+    return i == n;
+}
+
+/* Validates the access object obj as spec says (host, port and a secret required on a
+ * create); on failure fills rs with a 400 naming the field. */
+static bool parse_access(http_resp *rs, yajl_val obj, const access_spec *spec, bool create,
+                         access_input *a)
+{
+    int req = create ? V_REQUIRED : 0;
+    char text[128];
+    a->given = true;
+    if (!YAJL_IS_OBJECT(obj)) {
+        snprintf(text, sizeof text, "'%s' must be an object", spec->name);
+        http_error(rs, 400, "invalid_field", text, spec->name);
+        return false;
+    }
+    snprintf(text, sizeof text, "%s.", spec->name);
+    if (!v_known_fields(rs, obj, spec->members, text) ||
+        !v_str(rs, obj, "host", spec->host, req, 253, false, &a->host) ||
+        !v_int(rs, obj, "port", spec->port, req, 1, 65535, &a->port) ||
+        !v_enum(rs, obj, "security", spec->security, 0, SECURITY, &a->security) ||
+        !v_str(rs, obj, "username", spec->username, 0, 254, false, &a->username) ||
+        !v_str(rs, obj, "password", spec->password, spec->oauth_token ? 0 : req, 1024, false,
+               &a->password))
+        return false;
+    if (spec->oauth_token) {
+        if (!v_str(rs, obj, "oauth_token", spec->oauth_token, 0, OAUTH_TOKEN_MAX_BYTES, false,
+                   &a->oauth_token))
+            return false;
+        if (a->oauth_token && !valid_bearer_token(a->oauth_token)) {
+            snprintf(text, sizeof text, "'%s' must be an RFC 6750 bearer token", spec->oauth_token);
+            http_error(rs, 400, "invalid_field", text, spec->oauth_token);
+            return false;
+        }
+        if (a->password && a->oauth_token) {
+            snprintf(text, sizeof text, "give '%s' or '%s', not both", spec->password,
+                     spec->oauth_token);
+            http_error(rs, 400, "invalid_field", text, spec->oauth_token);
+            return false;
+        }
+        if (create && !a->password && !a->oauth_token) {
+            snprintf(text, sizeof text, "'%s' or '%s' is required", spec->password,
+                     spec->oauth_token);
+            http_error(rs, 400, "missing_field", text, spec->password);
+            return false;
+        }
+    }
+    if (!v_bool(rs, obj, "allow_plaintext_auth", spec->plaintext, 0, &a->allow_plaintext_auth))
+        return false;
+    a->has_port = json_get(obj, "port") != NULL;
+    a->has_plaintext_auth = json_get(obj, "allow_plaintext_auth") != NULL;
+    if (a->host && !valid_host(a->host)) {
+        snprintf(text, sizeof text, "%s is not a valid host name or address", spec->host);
+        http_error(rs, 400, "invalid_field", text, spec->host);
+        return false;
+    }
+    return true;
+}
+
 static bool parse_mailbox(http_req *rq, http_resp *rs, yajl_val b, bool create, mailbox_input *in)
 {
-    static const char *const smtp_fields[] = {
-        "host", "port", "security", "username", "password", "allow_plaintext_auth", NULL};
     static const char *const window_fields[] = {"start_hour", "end_hour", NULL};
-    int req = create ? V_REQUIRED : 0;
     memset(in, 0, sizeof *in);
     if (!v_known_fields(rs, b, create ? MAILBOX_CREATE_FIELDS : MAILBOX_CREATE_FIELDS + 1, ""))
         return false;
-    if (!v_str(rs, b, "address", "address", req, 254, false, &in->address) ||
+    if (!v_str(rs, b, "address", "address", create ? V_REQUIRED : 0, 254, false, &in->address) ||
         !v_line_text(rs, b, "display_name", "display_name", 0, DISPLAY_NAME_MAX_CHARS, true,
                      &in->display_name) ||
         !v_str(rs, b, "timezone", "timezone", 0, 64, false, &in->timezone) ||
@@ -176,33 +327,18 @@ static bool parse_mailbox(http_req *rq, http_resp *rs, yajl_val b, bool create, 
                    "warmup_start");
         return false;
     }
-    yajl_val smtp = json_get(b, "smtp");
+    yajl_val smtp = json_get(b, "smtp"), imap = json_get(b, "imap");
     if (!smtp && create) {
         http_error(rs, 400, "missing_field", "'smtp' is required", "smtp");
         return false;
     }
-    if (smtp) {
-        if (!YAJL_IS_OBJECT(smtp)) {
-            http_error(rs, 400, "invalid_field", "'smtp' must be an object", "smtp");
-            return false;
-        }
-        if (!v_known_fields(rs, smtp, smtp_fields, "smtp.") ||
-            !v_str(rs, smtp, "host", "smtp.host", req, 253, false, &in->host) ||
-            !v_int(rs, smtp, "port", "smtp.port", req, 1, 65535, &in->port) ||
-            !v_enum(rs, smtp, "security", "smtp.security", 0, SECURITY, &in->security) ||
-            !v_str(rs, smtp, "username", "smtp.username", 0, 254, false, &in->username) ||
-            !v_str(rs, smtp, "password", "smtp.password", req, 1024, false, &in->password) ||
-            !v_bool(rs, smtp, "allow_plaintext_auth", "smtp.allow_plaintext_auth", 0,
-                    &in->allow_plaintext_auth))
-            return false;
-        in->has_port = json_get(smtp, "port") != NULL;
-        in->has_plaintext_auth = json_get(smtp, "allow_plaintext_auth") != NULL;
-        if (in->host && !valid_host(in->host)) {
-            http_error(rs, 400, "invalid_field", "smtp.host is not a valid host name or address",
-                       "smtp.host");
-            return false;
-        }
-    }
+    if (smtp && !parse_access(rs, smtp, &SMTP_ACCESS, create, &in->smtp))
+        return false;
+    /* IMAP is optional; null on a create is no IMAP, on a patch it removes the access. */
+    if (imap && YAJL_IS_NULL(imap))
+        in->imap_removed = !create;
+    else if (imap && !parse_access(rs, imap, &IMAP_ACCESS, create, &in->imap))
+        return false;
     yajl_val win = json_get(b, "window");
     if (win) {
         if (!YAJL_IS_OBJECT(win)) {
@@ -232,11 +368,12 @@ static bool parse_mailbox(http_req *rq, http_resp *rs, yajl_val b, bool create, 
     return true;
 }
 
-/* Seals the password; returns the bytea hex literal for a parameter. */
-static const char *seal_password(http_req *rq, const char *password)
+/* Seals a secret under the server key with additional data aad (NULL for the SMTP
+ * secret); returns the bytea hex literal for a parameter, NULL on failure. */
+static const char *seal_secret(http_req *rq, const char *secret, const char *aad)
 {
     buf sealed = BUF_INIT;
-    if (secret_seal(&rq->app->key, password, strlen(password), NULL, &sealed) != 0) {
+    if (secret_seal(&rq->app->key, secret, strlen(secret), aad, &sealed) != 0) {
         buf_free(&sealed);
         return NULL;
     }
@@ -248,6 +385,32 @@ static const char *seal_password(http_req *rq, const char *password)
     return hex;
 }
 
+/* The sealed secrets of a create or patch (NULL where none was given). */
+typedef struct sealed_secrets {
+    const char *smtp, *imap, *imap_auth;
+} sealed_secrets;
+
+/* Seals what in carries; false (with a 500 in rs) when sealing fails. */
+static bool seal_secrets(http_req *rq, http_resp *rs, const mailbox_input *in, sealed_secrets *s)
+{
+    memset(s, 0, sizeof *s);
+    if (in->smtp.password && !(s->smtp = seal_secret(rq, in->smtp.password, NULL)))
+        goto fail;
+    if (in->imap.password) {
+        s->imap_auth = "password";
+        s->imap = seal_secret(rq, in->imap.password, IMAP_SECRET_AAD_PASSWORD);
+    } else if (in->imap.oauth_token) {
+        s->imap_auth = "oauth_token";
+        s->imap = seal_secret(rq, in->imap.oauth_token, IMAP_SECRET_AAD_OAUTH_TOKEN);
+    }
+    if (s->imap_auth && !s->imap)
+        goto fail;
+    return true;
+fail:
+    http_error(rs, 500, "internal", "could not encrypt the secret", NULL);
+    return false;
+}
+
 static void mailbox_write_error(http_req *rq, http_resp *rs)
 {
     const db *d = rq->db;
@@ -257,8 +420,32 @@ static void mailbox_write_error(http_req *rq, http_resp *rs)
     else if (db_last_error(d) == DB_CONSTRAINT && !strcmp(db_constraint(d), "mailboxes_check"))
         http_error(rs, 422, "invalid_field", "window.end_hour must be after start_hour",
                    "window.end_hour");
+    else if (db_last_error(d) == DB_CONSTRAINT &&
+             !strcmp(db_constraint(d), "mailboxes_imap_complete"))
+        http_error(rs, 422, "invalid_field",
+                   "a mailbox without IMAP access needs imap.host, imap.port and imap.password "
+                   "or imap.oauth_token",
+                   "imap");
     else
         http_db_error(rs, d);
+}
+
+/* The seven IMAP parameters (host, port, security, username, secret kind, sealed secret,
+ * allow_plaintext_auth) of an insert, or of an update where NULL leaves a column as it is. */
+static void imap_params(http_req *rq, const mailbox_input *in, const sealed_secrets *s, bool create,
+                        const char **p)
+{
+    const access_input *a = &in->imap;
+    bool fill = create && a->given; /* the defaults of a new access */
+    p[0] = a->host;
+    p[1] = a->has_port ? http_i64(rq, a->port) : NULL;
+    p[2] = a->security ? a->security : fill ? IMAP_ACCESS.default_security : NULL;
+    p[3] = a->username ? a->username : fill ? in->address : NULL;
+    p[4] = s->imap_auth;
+    p[5] = s->imap;
+    p[6] = a->has_plaintext_auth ? (a->allow_plaintext_auth ? "true" : "false")
+           : create              ? "false"
+                                 : NULL;
 }
 
 void h_mailboxes_create(http_req *rq, http_resp *rs)
@@ -285,11 +472,9 @@ void h_mailboxes_create(http_req *rq, http_resp *rs)
     }
     if (!parse_mailbox(rq, rs, b, true, &in))
         return;
-    const char *secret = seal_password(rq, in.password);
-    if (!secret) {
-        http_error(rs, 500, "internal", "could not encrypt the secret", NULL);
+    sealed_secrets sealed;
+    if (!seal_secrets(rq, rs, &in, &sealed))
         return;
-    }
     if (!db_begin(rq->db)) {
         http_db_error(rs, rq->db);
         return;
@@ -318,21 +503,22 @@ void h_mailboxes_create(http_req *rq, http_resp *rs)
         http_error(rs, 422, "plan_limit", msg, "user_id");
         goto fail;
     }
-    const char *p[] = {lp[0],
-                       in.address,
-                       in.display_name ? in.display_name : "",
-                       in.host,
-                       http_i64(rq, in.port),
-                       in.security ? in.security : "starttls",
-                       in.username ? in.username : in.address,
-                       secret,
-                       in.timezone ? in.timezone : PQgetvalue(u, 0, 2),
-                       http_i64(rq, in.has_start ? in.start_hour : 6),
-                       http_i64(rq, in.has_end ? in.end_hour : 22),
-                       in.has_target && !in.target_null ? http_i64(rq, in.daily_target) : NULL,
-                       in.warmup_start ? in.warmup_start : PQgetvalue(u, 0, 3),
-                       in.allow_plaintext_auth ? "true" : "false"};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_INSERT, 14, p);
+    const char *p[21] = {lp[0],
+                         in.address,
+                         in.display_name ? in.display_name : "",
+                         in.smtp.host,
+                         http_i64(rq, in.smtp.port),
+                         in.smtp.security ? in.smtp.security : SMTP_ACCESS.default_security,
+                         in.smtp.username ? in.smtp.username : in.address,
+                         sealed.smtp,
+                         in.timezone ? in.timezone : PQgetvalue(u, 0, 2),
+                         http_i64(rq, in.has_start ? in.start_hour : 6),
+                         http_i64(rq, in.has_end ? in.end_hour : 22),
+                         in.has_target && !in.target_null ? http_i64(rq, in.daily_target) : NULL,
+                         in.warmup_start ? in.warmup_start : PQgetvalue(u, 0, 3),
+                         in.smtp.allow_plaintext_auth ? "true" : "false"};
+    imap_params(rq, &in, &sealed, true, p + 14);
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_INSERT, 21, p);
     if (!r) {
         mailbox_write_error(rq, rs);
         goto fail;
@@ -431,28 +617,31 @@ void h_mailboxes_patch(http_req *rq, http_resp *rs)
     yajl_val b = http_json_body(rq, rs);
     if (!b || !parse_mailbox(rq, rs, b, false, &in))
         return;
-    const char *secret = NULL;
-    if (in.password && !(secret = seal_password(rq, in.password))) {
-        http_error(rs, 500, "internal", "could not encrypt the secret", NULL);
+    sealed_secrets sealed;
+    if (!seal_secrets(rq, rs, &in, &sealed))
         return;
-    }
-    const char *p[] = {http_i64(rq, id),
-                       http_i64(rq, http_tenant(rq)),
-                       in.address,
-                       in.display_name,
-                       in.host,
-                       in.has_port ? http_i64(rq, in.port) : NULL,
-                       in.security,
-                       in.username,
-                       secret,
-                       in.timezone,
-                       in.has_start ? http_i64(rq, in.start_hour) : NULL,
-                       in.has_end ? http_i64(rq, in.end_hour) : NULL,
-                       in.has_target ? "true" : "false",
-                       in.has_target && !in.target_null ? http_i64(rq, in.daily_target) : NULL,
-                       in.warmup_start,
-                       in.has_plaintext_auth ? (in.allow_plaintext_auth ? "true" : "false") : NULL};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_UPDATE, 16, p);
+    const access_input *smtp = &in.smtp;
+    const char *p[25] = {http_i64(rq, id),
+                         http_i64(rq, http_tenant(rq)),
+                         in.address,
+                         in.display_name,
+                         smtp->host,
+                         smtp->has_port ? http_i64(rq, smtp->port) : NULL,
+                         smtp->security,
+                         smtp->username,
+                         sealed.smtp,
+                         in.timezone,
+                         in.has_start ? http_i64(rq, in.start_hour) : NULL,
+                         in.has_end ? http_i64(rq, in.end_hour) : NULL,
+                         in.has_target ? "true" : "false",
+                         in.has_target && !in.target_null ? http_i64(rq, in.daily_target) : NULL,
+                         in.warmup_start,
+                         smtp->has_plaintext_auth ? (smtp->allow_plaintext_auth ? "true" : "false")
+                                                  : NULL,
+                         in.imap.given ? "true" : "false",
+                         in.imap_removed ? "true" : "false"};
+    imap_params(rq, &in, &sealed, false, p + 18);
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_MB_UPDATE, 25, p);
     if (!r) {
         mailbox_write_error(rq, rs);
         return;
