@@ -123,25 +123,18 @@ static const char *const SMTP_MEMBERS[] = {
 static const char *const IMAP_MEMBERS[] = {
     "host", "port", "security", "username", "password", "oauth_token", "allow_plaintext_auth",
     NULL};
-static const access_spec SMTP_ACCESS = {.name = "smtp",
-                                        .members = SMTP_MEMBERS,
-                                        .default_security = "starttls",
-                                        .host = "smtp.host",
-                                        .port = "smtp.port",
-                                        .security = "smtp.security",
-                                        .username = "smtp.username",
-                                        .password = "smtp.password",
-                                        .plaintext = "smtp.allow_plaintext_auth"};
+/* The dotted field names of access object p ("smtp", "imap"); p is a string literal that
+ * adjacent literals extend, so it cannot be parenthesized. */
+// NOLINTBEGIN(bugprone-macro-parentheses)
+#define ACCESS_FIELDS(p)                                                                           \
+    .name = p, .host = p ".host", .port = p ".port", .security = p ".security",                    \
+    .username = p ".username", .password = p ".password", .plaintext = p ".allow_plaintext_auth"
+// NOLINTEND(bugprone-macro-parentheses)
+static const access_spec SMTP_ACCESS = {ACCESS_FIELDS("smtp"), .members = SMTP_MEMBERS,
+                                        .default_security = "starttls"};
 /* IMAP defaults to implicit TLS (port 993, RFC 8314). */
-static const access_spec IMAP_ACCESS = {.name = "imap",
-                                        .members = IMAP_MEMBERS,
+static const access_spec IMAP_ACCESS = {ACCESS_FIELDS("imap"), .members = IMAP_MEMBERS,
                                         .default_security = "tls",
-                                        .host = "imap.host",
-                                        .port = "imap.port",
-                                        .security = "imap.security",
-                                        .username = "imap.username",
-                                        .password = "imap.password",
-                                        .plaintext = "imap.allow_plaintext_auth",
                                         .oauth_token = "imap.oauth_token"};
 
 /* Writes an access object from the MB_COLS columns host, port, security, username at
