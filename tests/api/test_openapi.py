@@ -13,7 +13,11 @@ Checks:
   - every error code passed to http_error(...) in api/**/*.c, and every code of nginx's
     own JSON errors in nginx/*.conf*, is in the Error schema's code enum, and every
     code of that enum is produced somewhere;
-  - every $ref resolves.
+  - every $ref resolves;
+  - the members each request schema lists (but those marked `x-kiln-status: planned`: the
+    agreed contract of work not done yet) are exactly the members the handler accepts
+    (its field list in api/routes/*.c), and the limits the code and the spec both state
+    (common/wire.h's WIRE_MAX_LEASE_*, lengths #defined in handlers) agree.
 Prints "ok - <name>" / "not ok - <name>: <why>" per check; exits 1 on any mismatch.
 """
 import glob
@@ -340,6 +344,83 @@ def structural_problems(doc):
     return p
 
 
+# ---- request members and limits: the code's lists against the spec ------------------
+
+# (file, function whose body holds the list or None for file scope, array, schema)
+BODY_FIELDS = [
+    ("api/routes/h_mailboxes.c", None, "MAILBOX_CREATE_FIELDS", "MailboxCreate"),
+    ("api/routes/h_mailboxes.c", None, "SMTP_MEMBERS", "SmtpCreate"),
+    ("api/routes/h_mailboxes.c", None, "SMTP_MEMBERS", "SmtpPatch"),
+    ("api/routes/h_mailboxes.c", None, "IMAP_MEMBERS", "ImapCreate"),
+    ("api/routes/h_mailboxes.c", None, "IMAP_MEMBERS", "ImapPatch"),
+    ("api/routes/h_mailboxes.c", "parse_mailbox", "window_fields", "WindowIn"),
+    ("api/routes/h_agent.c", "h_agent_lease", "fields", "LeaseRequest"),
+    ("api/routes/h_agent.c", "h_agent_report", "fields", "ReportRequest"),
+]
+# (file, #define, schema, property, keyword)
+LIMITS = [
+    ("common/wire.h", "WIRE_MAX_LEASE_MAILBOXES", "LeaseRequest", "max_mailboxes", "maximum"),
+    ("common/wire.h", "WIRE_MAX_LEASE_SENDS", "LeaseRequest", "max_sends", "maximum"),
+    ("common/wire.h", "WIRE_MAX_LEASE_INBOXES", "LeaseRequest", "max_inboxes", "maximum"),
+    ("api/routes/h_mailboxes.c", "OAUTH_TOKEN_MAX_BYTES", "ImapCreate", "oauth_token",
+     "maxLength"),
+    ("api/routes/h_mailboxes.c", "OAUTH_TOKEN_MAX_BYTES", "ImapPatch", "oauth_token",
+     "maxLength"),
+    ("api/routes/h_mailboxes.c", "DISPLAY_NAME_MAX_CHARS", "MailboxCreate", "display_name",
+     "maxLength"),
+]
+
+
+def c_string_list(root, rel, function, array):
+    """The string literals of `array[] = {...}` in rel (inside function when given)."""
+    src = strip_c_comments(open(os.path.join(root, rel), encoding="utf-8").read())
+    if function:
+        m = re.search(r"\b" + function + r"\s*\([^;{]*\)\s*\{", src)
+        if not m:
+            raise ValueError(f"{rel}: no function {function}")
+        src = src[m.end():]
+    m = re.search(r"\b" + array + r"\s*\[\s*\]\s*=\s*\{(.*?)\}", src, re.S)
+    if not m:
+        raise ValueError(f"{rel}: no array {array}[]" + (f" in {function}" if function else ""))
+    return STRING_LIT.findall(m.group(1))
+
+
+def body_field_problems(root, doc):
+    problems = []
+    schemas = doc["components"]["schemas"]
+
+    def members(name):
+        props = deref(doc, schemas.get(name, {})).get("properties", {})
+        return {k for k, v in props.items()
+                if not (isinstance(v, dict) and v.get("x-kiln-status") == "planned")}
+
+    for rel, function, array, schema in BODY_FIELDS:
+        try:
+            code = set(c_string_list(root, rel, function, array))
+        except (OSError, ValueError) as e:
+            problems.append(str(e))
+            continue
+        spec = members(schema)
+        if code != spec:
+            problems.append(f"{schema}: the spec lists {sorted(spec - code)} that {rel} "
+                            f"{array} does not accept, and the code accepts {sorted(code - spec)} "
+                            "that the spec does not list (mark agreed but unbuilt members "
+                            "x-kiln-status: planned)")
+    create, patch = members("MailboxCreate"), members("MailboxPatch")
+    if patch != create - {"user_id"}:
+        problems.append(f"MailboxPatch {sorted(patch)} must be MailboxCreate without user_id")
+    for rel, define, schema, prop, key in LIMITS:
+        src = open(os.path.join(root, rel), encoding="utf-8").read()
+        m = re.search(r"^\s*#\s*define\s+" + define + r"\s+(\d+)\b", src, re.M)
+        want = deref(doc, schemas.get(schema, {})).get("properties", {}).get(prop, {}).get(key)
+        if not m:
+            problems.append(f"{rel}: no #define {define}")
+        elif want is None or int(m.group(1)) != want:
+            problems.append(f"{schema}.{prop}.{key} is {want!r} but {rel} has {define} "
+                            f"{m.group(1)}")
+    return problems
+
+
 def main():
     root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                            os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -423,6 +504,8 @@ def main():
             except KeyError:
                 bad_refs.append(f"{where}: $ref {ref} does not resolve")
     check("every $ref resolves", bad_refs)
+    check("request members and limits match the handlers and common/wire.h",
+          body_field_problems(root, doc))
 
     if failures:
         print(f"FAILED: {len(failures)} check(s): {', '.join(failures)}", file=sys.stderr)
