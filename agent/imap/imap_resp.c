@@ -18,7 +18,7 @@ enum {
 };
 
 /* A buffer grown past this by a large response is given back once it is done. */
-#define IMAP_RESP_KEEP_BYTES (64u * 1024)
+#define IMAP_RESP_KEEP_BYTES ((size_t)64 * 1024)
 
 void imap_resp_parser_init(imap_resp_parser *p, const imap_resp_limits *lim)
 {

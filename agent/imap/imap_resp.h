@@ -22,9 +22,9 @@ typedef struct imap_resp_limits {
     unsigned items_max; /* nodes of the tree (65536) */
 } imap_resp_limits;
 
-#define IMAP_RESP_LINE_MAX (64u * 1024)
-#define IMAP_RESP_LITERAL_MAX (16u * 1024 * 1024)
-#define IMAP_RESP_TOTAL_MAX (32u * 1024 * 1024)
+#define IMAP_RESP_LINE_MAX ((size_t)64 * 1024)
+#define IMAP_RESP_LITERAL_MAX ((size_t)16 * 1024 * 1024)
+#define IMAP_RESP_TOTAL_MAX ((size_t)32 * 1024 * 1024)
 #define IMAP_RESP_DEPTH_MAX 32u
 #define IMAP_RESP_ITEMS_MAX 65536u
 

@@ -173,10 +173,9 @@ static int decode_run(const char *s, size_t st, size_t end, buf *out)
             high = 0;
         } else if (unit >= 0xd800 && unit <= 0xdbff) {
             high = unit;
-        } else if (unit >= 0xdc00 && unit <= 0xdfff) {
-            return -1;
-        } else if (unit == 0 || (unit >= 0x20 && unit <= 0x7e)) {
-            return -1; /* NUL, or ASCII that must stand for itself */
+        } else if ((unit >= 0xdc00 && unit <= 0xdfff) || unit == 0 ||
+                   (unit >= 0x20 && unit <= 0x7e)) {
+            return -1; /* a low surrogate alone, NUL, or ASCII that stands for itself */
         } else {
             utf8_put(out, unit);
         }

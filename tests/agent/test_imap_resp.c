@@ -509,6 +509,35 @@ static void test_transcript_in_every_split(void **state)
     buf_free(&whole);
 }
 
+/* The bytes a real Dovecot 2.3 sent in imap_dovecot.sh's session (fuzz_corpus/): every
+ * split parses them alike and without an error. */
+static void test_real_dovecot_transcript_in_every_split(void **state)
+{
+    (void)state;
+    FILE *f = fopen(KILN_IMAP_CORPUS "/imap_dovecot_session.txt", "rb");
+    assert_non_null(f);
+    buf t = BUF_INIT, whole = BUF_INIT;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&t, chunk, n);
+    fclose(f);
+    int count = imap_feed_dump(t.data, t.len, t.len, NULL, &whole);
+    assert_true(count > 40);
+    assert_null(strstr(whole.data, "ERROR"));
+    assert_non_null(strstr(whole.data, "name=FETCH"));
+    assert_non_null(strstr(whole.data, ":COPYUID["));
+    for (size_t step = 1; step <= t.len; step++) {
+        buf part = BUF_INIT;
+        imap_feed_dump(t.data, t.len, step, NULL, &part);
+        if (strcmp(part.data, whole.data))
+            fail_msg("split every %zu bytes differs", step);
+        buf_free(&part);
+    }
+    buf_free(&t);
+    buf_free(&whole);
+}
+
 static void test_limits_line_literal_depth_items_total(void **state)
 {
     (void)state;
@@ -674,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_namespace_id_nested_lists_and_nil),
         cmocka_unit_test(test_two_responses_in_one_feed),
         cmocka_unit_test(test_transcript_in_every_split),
+        cmocka_unit_test(test_real_dovecot_transcript_in_every_split),
         cmocka_unit_test(test_limits_line_literal_depth_items_total),
         cmocka_unit_test(test_malformed_input_is_an_error),
         cmocka_unit_test(test_garbage_never_crashes_and_splits_agree),
