@@ -259,7 +259,8 @@ int imap_node_u32(const imap_node *n, bool allow_zero, uint32_t *out);
 bool imap_node_is(const imap_node *n, const char *s);
 /* FETCH: the value of the item named name (case-insensitive), or NULL. */
 const imap_node *imap_fetch_item(const imap_resp *r, const char *name);
-/* Expands a uid set ("3:5,9", ranges either way round, no "*") into out[0..max):
+/* Expands a uid set ("3:5,9", ranges either way round, no "*") into out[0..max) (out
+ * NULL: counts only):
  * returns the number of uids, or -1 when malformed or larger than max. */
 long imap_uidset_parse(const char *s, size_t len, uint32_t *out, size_t max);
 

@@ -142,11 +142,10 @@ long imap_uidset_parse(const char *s, size_t len, uint32_t *out, size_t max)
         }
         if ((uint64_t)hi - lo + 1 > max - count)
             return -1;
-        for (uint64_t u = lo; u <= hi; u++)
-            if (out)
-                out[count++] = (uint32_t)u;
-            else
-                count++;
+        if (!out)
+            count += (size_t)hi - lo + 1;
+        for (uint64_t u = lo; out && u <= hi; u++)
+            out[count++] = (uint32_t)u;
         if (j == len)
             return (long)count;
         if (s[j] != ',')
