@@ -26,10 +26,9 @@ clang "${CFLAGS[@]}" -I"$SRC/agent/sched" -I"$SRC/agent/lease" -I"$SRC/agent/net
     "$SRC/common/json.c" "$SRC/common/config.c" "${COMMON[@]}" -lyajl -o "$WORK/fuzz_jobs" ||
     fail "building fuzz_jobs"
 
-# the IMAP response parser (agent/imap) with its modified UTF-7 decoder
-clang "${CFLAGS[@]}" -I"$SRC/agent/imap" "$HERE/fuzz_imap_resp.c" "$SRC/agent/imap/imap_resp.c" \
-    "$SRC/agent/imap/imap_resp_view.c" "$SRC/agent/imap/imap_utf7.c" "$SRC/common/arena.c" \
-    "${COMMON[@]}" -o "$WORK/fuzz_imap" || fail "building fuzz_imap_resp"
+# the IMAP response parser (agent/imap), its modified UTF-7 decoder and the session
+clang "${CFLAGS[@]}" -I"$SRC/agent/imap" "$HERE/fuzz_imap_resp.c" "$SRC/agent/imap"/*.c \
+    "$SRC/common/arena.c" "${COMMON[@]}" -o "$WORK/fuzz_imap" || fail "building fuzz_imap_resp"
 
 mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3" "$WORK/c4"
 for f in "$HERE"/fuzz_corpus/imap_*; do { printf '\x05'; cat "$f"; } >"$WORK/c4/$(basename "$f")"; done

@@ -1,8 +1,10 @@
 /* libFuzzer target: the IMAP response parser on arbitrary bytes (the seed corpus is a
  * real Dovecot transcript), fed whole, byte by byte, and in chunks whose size comes
  * from the input; the three dumps of every response and error must be identical. Also
- * decodes every LIST mailbox as modified UTF-7 and expands every COPYUID set. */
+ * decodes every LIST mailbox as modified UTF-7, expands every COPYUID set, and runs
+ * the bytes through the session skeleton (imap_session) as a server's answers. */
 #include "imap_resp.h"
+#include "imap_session.h"
 #include "imap_test_util.h"
 #include "imap_utf7.h"
 
@@ -64,6 +66,31 @@ static void parse_all(const char *s, size_t n, size_t step, buf *out, bool check
     imap_resp_parser_free(&p);
 }
 
+static void session_run(const char *s, size_t n, size_t step)
+{
+    imap_session_params p = {.security = (int)(step % 3),
+                             .username = "anna",
+                             .password = "pw",
+                             .allow_plaintext_auth = step % 2};
+    imap_session sess;
+    imap_session_init(&sess, &p);
+    for (size_t off = 0; off < n && sess.state != IMAP_S_DONE; off += step) {
+        int ev = imap_session_feed(&sess, s + off, n - off < step ? n - off : step);
+        if (ev & IMAP_EV_STARTTLS)
+            imap_session_tls_ready(&sess);
+        if (ev & IMAP_EV_READY)
+            imap_session_logout(&sess);
+        if (sess.state < 0 || sess.state >= IMAP_S_COUNT)
+            abort();
+        buf_reset(imap_session_output(&sess));
+    }
+    imap_session_eof(&sess);
+    if (sess.state != IMAP_S_DONE || sess.outcome <= IMAP_OUT_NONE ||
+        sess.outcome >= IMAP_OUT_COUNT)
+        abort();
+    imap_session_clear(&sess);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -81,5 +108,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf_free(&whole);
     buf_free(&bytes);
     buf_free(&chunks);
+    session_run(s, n, chunk);
     return 0;
 }

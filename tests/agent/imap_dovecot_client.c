@@ -7,6 +7,7 @@
  * Every byte received is written to TRANSCRIPT (the fuzz corpus seed). */
 #include "imap_cmd.h"
 #include "imap_resp.h"
+#include "imap_session.h"
 #include "imap_utf7.h"
 
 #include <arpa/inet.h>
@@ -195,6 +196,57 @@ static void on_move(const imap_resp *r, void *ctx)
         m->expunges++;
 }
 
+/* ---- the session skeleton (imap_session) on its own connection ---- */
+
+static int connect_port(const char *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        die("cannot connect to port %s", port);
+    return fd;
+}
+
+/* Logs in with imap_session, logs out once ready; returns the outcome, *caps the
+ * capabilities it read after login. */
+static int session_login(const char *port, const char *user, const char *password, unsigned *caps)
+{
+    int fd = connect_port(port);
+    imap_session_params p = {.security = IMAP_SEC_PLAIN,
+                             .username = user,
+                             .password = password,
+                             .allow_plaintext_auth = true};
+    imap_session s;
+    imap_session_init(&s, &p);
+    char b[4096];
+    while (s.state != IMAP_S_DONE) {
+        ssize_t n = read(fd, b, sizeof b);
+        if (n <= 0) {
+            imap_session_eof(&s);
+            break;
+        }
+        int ev = imap_session_feed(&s, b, (size_t)n);
+        if (ev & IMAP_EV_READY) {
+            *caps = s.caps;
+            ev |= imap_session_logout(&s);
+        }
+        buf *out = imap_session_output(&s);
+        size_t off = 0;
+        while (off < out->len) {
+            ssize_t w = write(fd, out->data + off, out->len - off);
+            if (w <= 0)
+                die("write failed%s", "");
+            off += (size_t)w;
+        }
+        buf_reset(out);
+    }
+    int outcome = s.outcome;
+    imap_session_clear(&s);
+    close(fd);
+    return outcome;
+}
+
 /* ---- the session ---- */
 
 static const char *const header_fields[] = {"MESSAGE-ID"};
@@ -214,6 +266,12 @@ int main(int argc, char **argv)
         return 2;
     }
     int nwant = argc - 5;
+    unsigned caps = 0;
+    if (session_login(argv[1], argv[2], argv[3], &caps) != IMAP_OUT_OK || !(caps & IMAP_CAP_MOVE))
+        die("imap_session did not log in and out with MOVE read after login%s", "");
+    if (session_login(argv[1], argv[2], "wrong password", &caps) != IMAP_OUT_AUTH)
+        die("imap_session: a wrong password did not end in outcome auth%s", "");
+    printf("ok - imap_session: login, capabilities after login, logout; wrong password: auth\n");
     transcript = fopen(argv[4], "wb");
     if (!transcript)
         die("cannot write %s", argv[4]);
