@@ -572,6 +572,14 @@ static void track_quote(imap_resp_parser *p, char ch)
         p->in_quote = !p->in_quote;
 }
 
+void imap_resp_release(imap_resp_parser *p)
+{
+    if (p->resp.kind) {
+        memset(&p->resp, 0, sizeof p->resp);
+        next_response(p);
+    }
+}
+
 int imap_resp_feed(imap_resp_parser *p, const char *data, size_t n, size_t *consumed,
                    const imap_resp **out)
 {
@@ -579,10 +587,7 @@ int imap_resp_feed(imap_resp_parser *p, const char *data, size_t n, size_t *cons
     *consumed = 0;
     if (p->state == sw_error)
         return IMAP_RESP_ERROR;
-    if (p->resp.kind) {
-        memset(&p->resp, 0, sizeof p->resp);
-        next_response(p);
-    }
+    imap_resp_release(p);
     while (i < n) {
         if (p->state == sw_literal) {
             if (p->raw.len + p->literal_left > p->lim.total_max) {

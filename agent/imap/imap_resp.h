@@ -198,7 +198,7 @@ typedef struct imap_resp_fetch {
     size_t body_len;
 } imap_resp_fetch;
 
-/* One complete response, valid until the next imap_resp_feed or
+/* One complete response, valid until imap_resp_release, the next imap_resp_feed or
  * imap_resp_parser_free on its parser (it lives in the parser's arena). */
 typedef struct imap_resp {
     int kind;         /* enum imap_resp_kind */
@@ -252,6 +252,10 @@ void imap_resp_parser_free(imap_resp_parser *p);
  * bytes were taken. ERROR: sticky, p->error names the violation. */
 int imap_resp_feed(imap_resp_parser *p, const char *data, size_t n, size_t *consumed,
                    const imap_resp **out);
+
+/* Releases the response last returned (its tree, and a buffer a large literal grew)
+ * now rather than at the next feed; a session calls it once a response is handled. */
+void imap_resp_release(imap_resp_parser *p);
 
 /* Value of an atom that is a number 1..2^32-1 (0 too when allow_zero); -1 otherwise. */
 int imap_node_u32(const imap_node *n, bool allow_zero, uint32_t *out);

@@ -270,6 +270,7 @@ int imap_session_feed(imap_session *s, const char *data, size_t n)
         if (rc == IMAP_RESP_NEED_MORE)
             break;
         ev |= on_resp(s, r);
+        imap_resp_release(&s->parser);
     }
     if (s->state == IMAP_S_DONE)
         ev = (ev & IMAP_EV_OUTPUT) | IMAP_EV_DONE;

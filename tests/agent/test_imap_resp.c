@@ -437,7 +437,7 @@ static void test_namespace_id_nested_lists_and_nil(void **state)
     imap_resp_parser_free(&p);
 }
 
-static void test_two_responses_in_one_feed(void **state)
+static void test_two_responses_in_one_feed_and_release(void **state)
 {
     (void)state;
     const char *s = "* 4 EXISTS\r\nK7 OK Idle completed.\r\n";
@@ -451,6 +451,27 @@ static void test_two_responses_in_one_feed(void **state)
     assert_int_equal(imap_resp_feed(&p, s + used, strlen(s) - used, &used, &r), IMAP_RESP_DONE);
     assert_string_equal(r->tag, "K7");
     assert_int_equal(imap_resp_feed(&p, "", 0, &used, &r), IMAP_RESP_NEED_MORE);
+    imap_resp_parser_free(&p);
+
+    /* a 1 MiB literal: released on demand, the parser goes on */
+    imap_resp_parser_init(&p, NULL);
+    buf big = BUF_INIT;
+    buf_puts(&big, "* 1 FETCH (BODY[] {1048576}\r\n");
+    size_t head = big.len;
+    buf_reserve(&big, 1048576);
+    memset(big.data + head, 'a', 1048576);
+    big.len += 1048576;
+    buf_puts(&big, ")\r\n");
+    assert_int_equal(imap_resp_feed(&p, big.data, big.len, &used, &r), IMAP_RESP_DONE);
+    assert_int_equal(r->fetch.body_len, 1048576);
+    assert_true(p.raw.cap > 1048576);
+    imap_resp_release(&p);
+    assert_int_equal(p.resp.kind, 0);
+    assert_true(p.raw.cap <= 64 * 1024);
+    imap_resp_release(&p); /* twice is harmless */
+    assert_int_equal(imap_resp_feed(&p, "K1 OK x\r\n", 9, &used, &r), IMAP_RESP_DONE);
+    assert_string_equal(r->tag, "K1");
+    buf_free(&big);
     imap_resp_parser_free(&p);
 }
 
@@ -701,7 +722,7 @@ int main(void)
         cmocka_unit_test(test_fetch_with_header_literal),
         cmocka_unit_test(test_fetch_literal_split_at_every_byte),
         cmocka_unit_test(test_namespace_id_nested_lists_and_nil),
-        cmocka_unit_test(test_two_responses_in_one_feed),
+        cmocka_unit_test(test_two_responses_in_one_feed_and_release),
         cmocka_unit_test(test_transcript_in_every_split),
         cmocka_unit_test(test_real_dovecot_transcript_in_every_split),
         cmocka_unit_test(test_limits_line_literal_depth_items_total),
