@@ -5,11 +5,19 @@
 #include "xalloc.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A CA bundle is a few hundred KiB at most; anything larger is not one. */
+#define CA_FILE_MAX (4 << 20)
 
 struct tls_ctx {
     SSL_CTX *ssl;
@@ -23,6 +31,53 @@ struct tls_conn {
     char error[200];
 };
 
+/* Reads a PEM CA file into the context's store. The file must be a regular file of at
+ * most CA_FILE_MAX bytes, opened without blocking, so a path naming a FIFO or a device
+ * (a lease names the path) can never stall the thread that loads it. */
+static int load_ca_file(SSL_CTX *ssl, const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot load CA %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CA_FILE_MAX) {
+        snprintf(err, errlen, "cannot load CA %s: not a regular file of at most 4 MiB", path);
+        close(fd);
+        return -1;
+    }
+    size_t cap = (size_t)st.st_size, n = 0;
+    char *data = xmalloc(cap + 1);
+    while (n < cap) {
+        ssize_t r = read(fd, data + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    int added = 0;
+    BIO *b = BIO_new_mem_buf(data, (int)n);
+    STACK_OF(X509_INFO) *infos = b ? PEM_X509_INFO_read_bio(b, NULL, NULL, NULL) : NULL;
+    X509_STORE *store = SSL_CTX_get_cert_store(ssl);
+    for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *xi = sk_X509_INFO_value(infos, i);
+        if (xi->x509 && X509_STORE_add_cert(store, xi->x509) == 1)
+            added++;
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    BIO_free(b);
+    free(data);
+    ERR_clear_error();
+    if (added == 0) {
+        snprintf(err, errlen, "cannot load CA %s: no PEM certificate in it", path);
+        return -1;
+    }
+    return 0;
+}
+
 tls_ctx *tls_ctx_new(const char *ca_file, char *err, size_t errlen)
 {
     SSL_CTX *ssl = SSL_CTX_new(TLS_client_method());
@@ -33,10 +88,13 @@ tls_ctx *tls_ctx_new(const char *ca_file, char *err, size_t errlen)
     SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
     SSL_CTX_set_verify(ssl, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE);
-    int ok = ca_file && ca_file[0] ? SSL_CTX_load_verify_locations(ssl, ca_file, NULL)
-                                   : SSL_CTX_set_default_verify_paths(ssl);
-    if (ok != 1) {
-        snprintf(err, errlen, "cannot load CA %s", ca_file && ca_file[0] ? ca_file : "store");
+    if (ca_file && ca_file[0]) {
+        if (load_ca_file(ssl, ca_file, err, errlen) != 0) {
+            SSL_CTX_free(ssl);
+            return NULL;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ssl) != 1) {
+        snprintf(err, errlen, "cannot load CA store");
         SSL_CTX_free(ssl);
         ERR_clear_error();
         return NULL;

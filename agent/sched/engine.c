@@ -229,10 +229,9 @@ engine *engine_create(const engine_config *cfg, char *err, size_t errlen)
     e->limits = host_table_new(&cfg->shaping);
     pthread_mutex_init(&e->ctx_mu, NULL);
     pthread_mutex_init(&e->ext_mu, NULL);
-    /* the system CA store is read now, on the caller's thread; a failure shows where
-     * it did before, on each TLS session (and it is tried again at each submission) */
-    char ca_err[160];
-    (void)ctx_for(e, NULL, ca_err, sizeof ca_err);
+    /* CA stores are read by engine_submit on the submitting thread, at the first
+     * mailbox that needs one (a plain-only run never reads the system store); a store
+     * that fails is not cached and its mailboxes' sessions end tls with the reason */
     e->threads = xcalloc((size_t)n, sizeof *e->threads);
     for (int i = 0; i < n; i++) {
         e->threads[i].net.efd = -1;

@@ -100,26 +100,47 @@ bool v_bool(http_resp *rs, yajl_val obj, const char *key, const char *field, int
     return true;
 }
 
-bool v_str(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
-           size_t maxlen, bool allow_empty, const char **out)
+/* The string member key: false (answered) when present but not a string; true with *s
+ * NULL when absent and optional. */
+static bool lookup_str(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+                       const char **s)
 {
     yajl_val v;
+    *s = NULL;
     if (!lookup(rs, obj, key, field, flags, &v))
         return false;
     if (!v)
         return true;
-    const char *s = json_str(v);
-    if (!s) {
+    if (!(*s = json_str(v))) {
         fail(rs, field, "be", "a string");
         return false;
     }
-    size_t n = strlen(s);
-    if ((!allow_empty && n == 0) || n > maxlen) {
-        char what[64];
-        snprintf(what, sizeof what, "%s%zu bytes", allow_empty ? "at most " : "1 to ", maxlen);
-        fail(rs, field, "be", what);
+    return true;
+}
+
+/* n (bytes or characters, unit) within 1..max, or 0..max when empty is allowed. */
+static bool length_ok(http_resp *rs, const char *field, size_t n, size_t max, bool allow_empty,
+                      const char *unit)
+{
+    if ((allow_empty || n > 0) && n <= max)
+        return true;
+    char what[64];
+    snprintf(what, sizeof what, "%s%zu %s", allow_empty ? "at most " : "1 to ", max, unit);
+    fail(rs, field, "be", what);
+    return false;
+}
+
+bool v_str(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
+           size_t maxlen, bool allow_empty, const char **out)
+{
+    const char *s;
+    if (!lookup_str(rs, obj, key, field, flags, &s))
         return false;
-    }
+    if (!s)
+        return true;
+    size_t n = strlen(s);
+    if (!length_ok(rs, field, n, maxlen, allow_empty, "bytes"))
+        return false;
     for (size_t i = 0; i < n; i++) {
         if ((unsigned char)s[i] < 0x20 && s[i] != '\t') {
             fail(rs, field, "not contain", "control characters");
@@ -153,16 +174,11 @@ static uint32_t utf8_next(const unsigned char *s, size_t *len)
 bool v_line_text(http_resp *rs, yajl_val obj, const char *key, const char *field, int flags,
                  size_t max_chars, bool allow_empty, const char **out)
 {
-    yajl_val v;
-    if (!lookup(rs, obj, key, field, flags, &v))
+    const char *s;
+    if (!lookup_str(rs, obj, key, field, flags, &s))
         return false;
-    if (!v)
+    if (!s)
         return true;
-    const char *s = json_str(v);
-    if (!s) {
-        fail(rs, field, "be", "a string");
-        return false;
-    }
     size_t n = strlen(s), chars = 0;
     if (!utf8_valid(s, n)) {
         fail(rs, field, "be", "valid UTF-8 text");
@@ -176,13 +192,8 @@ bool v_line_text(http_resp *rs, yajl_val obj, const char *key, const char *field
             return false;
         }
     }
-    if ((!allow_empty && chars == 0) || chars > max_chars) {
-        char what[64];
-        snprintf(what, sizeof what, "%s%zu characters", allow_empty ? "at most " : "1 to ",
-                 max_chars);
-        fail(rs, field, "be", what);
+    if (!length_ok(rs, field, chars, max_chars, allow_empty, "characters"))
         return false;
-    }
     *out = s;
     return true;
 }

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Builds the libFuzzer targets for the reply parser, the session machine and the
+# Builds the libFuzzer targets for the reply parser, the session machine, the IMAP
+# response parser (seeded with a real Dovecot transcript, fuzz_corpus/) and the
 # agent's wire parses (the streaming lease parser, the heartbeat and error answers) with
 # clang (address + undefined sanitizers) straight from the sources, and runs each for
 # a bounded time. Skipped only when clang or its fuzzer runtime is missing.
@@ -25,7 +26,14 @@ clang "${CFLAGS[@]}" -I"$SRC/agent/sched" -I"$SRC/agent/lease" -I"$SRC/agent/net
     "$SRC/common/json.c" "$SRC/common/config.c" "${COMMON[@]}" -lyajl -o "$WORK/fuzz_jobs" ||
     fail "building fuzz_jobs"
 
-mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3"
+# the IMAP response parser (agent/imap), its modified UTF-7 decoder and the session
+clang "${CFLAGS[@]}" -I"$SRC/agent/imap" "$HERE/fuzz_imap_resp.c" "$SRC/agent/imap"/*.c \
+    "$SRC/common/arena.c" "${COMMON[@]}" -o "$WORK/fuzz_imap" || fail "building fuzz_imap_resp"
+
+mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3" "$WORK/c4"
+for f in "$HERE"/fuzz_corpus/imap_*; do { printf '\x05'; cat "$f"; } >"$WORK/c4/$(basename "$f")"; done
+printf '\x00* 1 FETCH (UID 4 FLAGS (\\Seen) BODY[HEADER.FIELDS (MESSAGE-ID)] {20}\r\nMessage-ID: <a@b>\r\n\r\n)\r\n' >"$WORK/c4/seed1"
+printf '\x03* OK [COPYUID 17 3:5,9 10:13] Moved\r\n* LIST (\\Junk) "/" "Entw&APw-rfe"\r\n+ idling\r\nK1 NO [TRYCREATE] x\r\n' >"$WORK/c4/seed2"
 printf '{"lease_id":"L","ttl_s":60,"mailboxes":[{"id":1,"address":"a@b.test","display_name":"A","smtp":{"host":"h","port":25,"security":"starttls","username":"u","password":"p","ca_file":null},"sends":[{"id":2,"not_before_s":5,"to":"c@d.test","subject":"s","body":"b","message_id":"<m@b.test>"}]}],"x":[{}]}' >"$WORK/c3/seed1"
 printf '{"lease_id":null,"ttl_s":600,"mailboxes":[],"retry_after_s":7,"service":"stopped"}' >"$WORK/c3/seed2"
 printf '{"lease_id":"L","expires_at":"2026-01-01T00:00:00Z","ttl_s":60,"cancel":[3,4],"service":"running"}' >"$WORK/c3/seed3"
@@ -43,5 +51,8 @@ cd "$WORK"
 printf 'kw1="\\"mailboxes\\""\nkw2="\\"sends\\""\nkw3="\\"smtp\\""\nkw4="\\"security\\""\nkw5="\\"port\\""\nkw6="\\"id\\""\nkw7="\\"lease_id\\""\nkw8="\\"retry_after_s\\""\nkw9="\\"service\\""\nkw10="\\"cancel\\""\nkw11="null"\n' >jobs.dict
 "$WORK/fuzz_jobs" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 -dict=jobs.dict "$WORK/c3" \
     >jobs.log 2>&1 || fail "fuzz_jobs found a crash: $(tail -40 jobs.log)"
-grep -h "Done" reply.log session.log jobs.log || true
+printf 'kw1="FETCH"\nkw2="{5}\\x0d\\x0a"\nkw3="[COPYUID "\nkw4="BODY[HEADER.FIELDS (MESSAGE-ID)]"\nkw5="\\x0d\\x0a"\nkw6="* LIST ("\nkw7="NIL"\nkw8="{3+}\\x0d\\x0a"\n' >imap.dict
+"$WORK/fuzz_imap" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 -dict=imap.dict "$WORK/c4" \
+    >imap.log 2>&1 || fail "fuzz_imap_resp found a crash: $(tail -40 imap.log)"
+grep -h "Done" reply.log session.log jobs.log imap.log || true
 echo "PASS agent_fuzz"

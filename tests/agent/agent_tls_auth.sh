@@ -30,13 +30,18 @@ start_py "$HERE/aiosmtpd_server.py" --port "$P_TLS" --mode tls --cert good.pem -
 start_py "$HERE/aiosmtpd_server.py" --port "$P_WRONG" --mode starttls --cert wrong.pem --key wrong.key
 
 CA="$WORK/ca.pem"
+# a CA path naming a FIFO nobody writes to, and a device: loading either must fail at
+# once (regular files only, opened without blocking), never stall the agent
+mkfifo "$WORK/ca.fifo"
 make_jobs jobs.json \
     "1:127.0.0.1:$P_ST:starttls:anna1@acme.test:secret:$CA:2" \
     "2:localhost:$P_TLS:tls:anna2@acme.test:secret:$CA:2" \
     "3:127.0.0.1:$P_ST:starttls:anna3@acme.test:wrong-password:$CA:1" \
     "4:127.0.0.1:$P_WRONG:starttls:anna4@acme.test:secret:$CA:1" \
     "5:127.0.0.1:$P_ST:starttls:anna5@acme.test:secret:-:1" \
-    "6:127.0.0.1:$P_TLS:tls:anna6@acme.test:secret:$CA:1"
+    "6:127.0.0.1:$P_TLS:tls:anna6@acme.test:secret:$CA:1" \
+    "7:127.0.0.1:$P_ST:starttls:anna7@acme.test:secret:$WORK/ca.fifo:1" \
+    "8:127.0.0.1:$P_ST:starttls:anna8@acme.test:secret:/dev/zero:1"
 # the server checks user == --user: give each mailbox the right login. UTF-8
 # recipients (raw UTF-8 in the file): josé@exämple.test on the STARTTLS server, which
 # offers SMTPUTF8; 用户@例子.test on the implicit-TLS one, which does not.
@@ -66,6 +71,10 @@ grep '"send_id":3000,' res.jsonl | grep -q '"smtp_code":535' || fail "auth failu
 [ "$(status_of 4000)" = tls ] || fail "wrong-host certificate must be tls: $(grep '"send_id":4000,' res.jsonl)"
 grep '"send_id":4000,' res.jsonl | grep -qi 'hostname mismatch\|verif' || fail "tls detail: $(grep '"send_id":4000,' res.jsonl)"
 [ "$(status_of 5000)" = tls ] || fail "untrusted CA must be tls: $(grep '"send_id":5000,' res.jsonl)"
+for id in 7000 8000; do
+    grep "\"send_id\":$id," res.jsonl | grep -q '"status":"tls".*not a regular file' ||
+        fail "a CA path that is not a regular file must end tls at once: $(grep "\"send_id\":$id," res.jsonl)"
+done
 
 # byte-exact check of what the servers received
 $PY - st tl <<'PYEOF' || fail "received messages differ from what was sent"
