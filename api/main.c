@@ -3,8 +3,10 @@
  * writes a new secret key file. */
 #include "app.h"
 #include "auth.h"
+#include "config.h"
 #include "log.h"
 #include "migrate.h"
+#include "msgid.h"
 #include "routes.h"
 #include "server.h"
 #include "stats.h"
@@ -26,7 +28,8 @@ static void usage(FILE *f)
                "       kiln-api --version\n"
                "environment: KILN_DB (libpq conninfo), KILN_FCGI_SOCKET, KILN_THREADS,\n"
                "  KILN_SECRET_KEY_FILE, KILN_MAX_BODY, KILN_STATS_INTERVAL_S, KILN_LOG_LEVEL,\n"
-               "  KILN_LEASE_TTL_S, KILN_GLOBAL_MINUTE_CAP, KILN_GLOBAL_HOURLY_CAP\n");
+               "  KILN_LEASE_TTL_S, KILN_GLOBAL_MINUTE_CAP, KILN_GLOBAL_HOURLY_CAP,\n"
+               "  KILN_MESSAGE_KEY_ID, KILN_MESSAGE_KEY_IDS_ACCEPTED\n");
 }
 
 /* Loads the IANA zone names PostgreSQL knows, waiting for the database to come up. */
@@ -69,17 +72,29 @@ static int cmd_serve(app *a)
         log_error("%s", err);
         return 1;
     }
+    const char *kid = config_str("KILN_MESSAGE_KEY_ID", "1");
+    msgid_keyring *keys = msgid_keyring_new(
+        &a->key, kid, config_str("KILN_MESSAGE_KEY_IDS_ACCEPTED", ""), err, sizeof err);
+    if (!keys) {
+        log_error("%s", err);
+        return 1;
+    }
+    a->msgid_keys = keys;
     db *d = db_open(a->cfg.conninfo);
     int rc = load_timezones(a, d, 60);
     db_close(d);
-    if (rc != 0)
+    if (rc != 0) {
+        msgid_keyring_free(keys);
         return 1;
+    }
     a->stats = stats_create(a->cfg.conninfo, a->cfg.stats_interval_s);
     rc = server_run(a, &routes_api);
     stats_destroy(a->stats);
     for (size_t i = 0; i < a->ntimezones; i++)
         free(a->timezones[i]);
     free(a->timezones);
+    a->msgid_keys = NULL;
+    msgid_keyring_free(keys);
     return rc;
 }
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct stats;
+struct msgid_keyring;
 
 /* Additional data sealed with a mailbox's IMAP secret (secret_seal's aad), one per kind,
  * so a sealed IMAP secret never opens as the SMTP one (sealed without) nor a password as
@@ -36,6 +37,8 @@ typedef struct app_config {
 typedef struct app {
     app_config cfg;
     secret_key key;
+    /* Message-ID keys derived from key (lease/msgid.h), made by main.c; NULL until then */
+    const struct msgid_keyring *msgid_keys;
     char **timezones; /* sorted */
     size_t ntimezones;
     struct stats *stats;

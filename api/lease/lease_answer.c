@@ -28,6 +28,9 @@ const char *lease_answer_check_row(arena *a, const secret_key *key, const lease_
                                 "the stored %s is not valid UTF-8 text without NUL; "
                                 "change it, then resume the mailbox",
                                 texts[i].name);
+    if (!msgid_domain_ok(row->m.domain, strlen(row->m.domain)))
+        return "the address's domain cannot end a Message-ID (a DNS name is expected); "
+               "change the address, then resume the mailbox";
     buf sealed = BUF_INIT, secret = BUF_INIT;
     t->password = NULL;
     t->password_len = 0;
@@ -59,13 +62,12 @@ bool lease_answer_recipient_ok(const char *address, const char *display_name)
     return utf8_valid(address, strlen(address)) && utf8_valid(display_name, strlen(display_name));
 }
 
-const char *lease_answer_message_id(arena *a, int64_t send_id, const char *domain)
+const char *lease_answer_message_id(arena *a, const struct msgid_keyring *keys, int64_t send_id,
+                                    const char *domain)
 {
-    unsigned char rnd[8];
-    char hex[17];
-    random_bytes(rnd, sizeof rnd);
-    hex_encode(rnd, sizeof rnd, hex);
-    return arena_printf(a, "<%lld.%s@%s>", (long long)send_id, hex, domain);
+    char mid[MSGID_MAX];
+    int n = msgid_mint(keys, send_id, domain, mid);
+    return n < 0 ? NULL : arena_strndup(a, mid, (size_t)n);
 }
 
 void lease_answer_empty(http_resp *rs, int64_t ttl_s, int64_t retry_after_s, const char *service)

@@ -6,6 +6,7 @@
 
 #include "http.h"
 #include "lease_store.h"
+#include "msgid.h"
 #include "secret.h"
 
 /* What an answer carries of one eligible mailbox besides its slots. */
@@ -21,8 +22,10 @@ const char *lease_answer_check_row(arena *a, const secret_key *key, const lease_
                                    lease_text *t);
 /* Whether a recipient's address and display name can go into other mailboxes' slots. */
 bool lease_answer_recipient_ok(const char *address, const char *display_name);
-/* A fresh Message-ID of a send: <send_id.random@sender-domain>. */
-const char *lease_answer_message_id(arena *a, int64_t send_id, const char *domain);
+/* The Message-ID of a send: <send_id.KEY_ID MAC@sender-domain> (msgid.h); NULL when
+ * the domain cannot carry one (lease_answer_check_row leaves such rows out). */
+const char *lease_answer_message_id(arena *a, const struct msgid_keyring *keys, int64_t send_id,
+                                    const char *domain);
 
 /* An answer with no lease: come back in retry_after_s. */
 void lease_answer_empty(http_resp *rs, int64_t ttl_s, int64_t retry_after_s, const char *service);

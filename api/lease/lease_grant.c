@@ -189,7 +189,8 @@ static bool write_grant(grant *g, const char **lease_id)
         const char **mids = arena_alloc(a, (size_t)gr->nslots * sizeof *mids);
         gr->send_ids = send_ids + k;
         for (int s = 0; s < gr->nslots; s++)
-            mids[s] = lease_answer_message_id(a, send_ids[k + s], gr->r->m.domain);
+            mids[s] = lease_answer_message_id(a, g->rq->app->msgid_keys, send_ids[k + s],
+                                              gr->r->m.domain);
         gr->message_ids = mids;
         k += gr->nslots;
     }

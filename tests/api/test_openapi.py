@@ -421,6 +421,29 @@ def body_field_problems(root, doc):
     return problems
 
 
+def message_id_pin_problems(root, doc):
+    """The id-left pattern InboxEventFound pins for the agent must match every Message-ID
+    kiln mints (msgid.h: send id, '.', key id [0-9a-z], MSGID_MAC_HEX hex digits)."""
+    try:
+        with open(os.path.join(root, "api", "lease", "msgid.h"), encoding="utf-8") as f:
+            header = f.read()
+        desc = resolve(doc, "#/components/schemas/InboxEventFound")["description"]
+    except (OSError, KeyError) as e:
+        return [f"cannot read the pin: {e}"]
+    m = re.search(r"#define MSGID_MAC_HEX (\d+)", header)
+    pin = re.search(r"`(\^[^`]*\$)`", desc)
+    if not m or not pin:
+        return ["msgid.h has no MSGID_MAC_HEX or InboxEventFound no `^...$` id-left pattern"]
+    mac = int(m.group(1))
+    problems = []
+    for send_id in ("1", "12345", "9223372036854775807"):
+        for kid in "09az":
+            left = f"{send_id}.{kid}{'0f' * (mac // 2)}"
+            if not re.fullmatch(pin.group(1), left):
+                problems.append(f"pin {pin.group(1)} does not match the minted id-left {left}")
+    return problems
+
+
 def main():
     root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                            os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -506,6 +529,9 @@ def main():
     check("every $ref resolves", bad_refs)
     check("request members and limits match the handlers and common/wire.h",
           body_field_problems(root, doc))
+
+    check("the found events' Message-ID pin matches what api/lease/msgid.h mints",
+          message_id_pin_problems(root, doc))
 
     if failures:
         print(f"FAILED: {len(failures)} check(s): {', '.join(failures)}", file=sys.stderr)
