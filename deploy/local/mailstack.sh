@@ -159,6 +159,12 @@ service anvil {
 service auth-worker {
   user = $MAIL_USER
 }
+# Postfix checks a demo mailbox's SMTP AUTH against the same passwd-file.
+service auth {
+  unix_listener auth-postfix {
+    mode = 0666
+  }
+}
 CONF
 }
 
@@ -184,8 +190,11 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 alias_maps =
 alias_database =
 smtputf8_enable = yes
-# A demo mailbox AUTHs with its password: accept it (relay rights come from loopback).
-smtpd_sasl_auth_enable = no
+# A demo mailbox AUTHs with its own password, checked by Dovecot (same passwd-file).
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = $MAIL_DC/run/auth-postfix
+smtpd_sasl_security_options = noanonymous
 CONF
     cat >"$MAIL_PF/etc/master.cf" <<CONF
 127.0.0.1:$MAIL_MX_PORT inet n - n - - smtpd

@@ -5,7 +5,8 @@
 # Message-IDs (random MACs) go to two domains set to junk 40 % and 5 %; the shares found
 # in Junk over IMAP must be within 4.5 standard deviations of those; a message with
 # X-Kiln-Test-Junk: yes lands in Junk whatever its Message-ID; nothing is lost (every
-# message is in INBOX or Junk); mail_down stops both servers.
+# message is in INBOX or Junk); SMTP AUTH is checked against the mailboxes' passwords;
+# mail_down stops both servers.
 source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || skip "Postfix's master must start as root"
 need postfix doveadm
@@ -29,6 +30,13 @@ import imaplib, math, secrets, smtplib, sys, time
 mx, imap = int(sys.argv[1]), int(sys.argv[2])
 N = 300
 with smtplib.SMTP("127.0.0.1", mx, timeout=30) as s:
+    s.ehlo()
+    try:
+        s.login("anna@a.test", "wrong")
+        raise SystemExit("AUTH with a wrong password was accepted")
+    except smtplib.SMTPAuthenticationError:
+        pass
+    s.login("anna@a.test", "pw-a")
     for rcpt in ("anna@a.test", "bert@b.test"):
         for i in range(N):
             mid = "<%d.1%s@sender.test>" % (i + 1, secrets.token_hex(12))
