@@ -4,7 +4,8 @@
 # SMTP sink (Postfix's smtp-sink on 127.0.0.1:${KILN_SINK_PORT:-2525}) so nothing leaves
 # the machine, a real mail path (a Postfix instance delivering over LMTP into Dovecot,
 # deploy/local/mailstack.sh; needs root, else the demo uses the sink), demo users and
-# mailboxes, and one kiln-agent when the build has its lease loop. Idempotent: running it again restarts what is down and keeps the data.
+# mailboxes, and one kiln-agent when the build has its lease loop. Idempotent: running
+# it again restarts what is down and keeps the data.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
