@@ -12,6 +12,8 @@
 #   mail_user ADDRESS PASSWORD            an IMAP account (call before or after mail_up)
 #   mail_up / mail_down                   start / stop Dovecot then Postfix
 #   mail_count ADDRESS FOLDER             messages in a folder (doveadm)
+#   KILN_MAIL_IMAP_PROCESSES              Dovecot's imap process_limit (1000): one
+#                                         process per logged-in connection
 #
 # Why Postfix: it is the MTA the tests already use (smtp-sink/smtp-source), Debian ships
 # it, a second instance needs only its own config directory, and it speaks LMTP to
@@ -142,10 +144,13 @@ service imap-login {
     port = 0
   }
   chroot =
-  process_limit = 200
+  # High-performance login mode: a few long-lived login processes, not one per login.
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 1000
 }
 service imap {
-  process_limit = 1000
+  process_limit = ${KILN_MAIL_IMAP_PROCESSES:-1000}
 }
 service lmtp {
   inet_listener lmtp {
