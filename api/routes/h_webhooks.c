@@ -348,7 +348,7 @@ void h_webhooks_delete(http_req *rq, http_resp *rs)
 void h_webhooks_deliveries(http_req *rq, http_resp *rs)
 {
     int64_t limit, cursor;
-    if (!v_page(rq, rs, 50, 500, &limit, &cursor))
+    if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
         return;
     PGresult *e = endpoint_of_path(rq, rs);
     if (!e)
