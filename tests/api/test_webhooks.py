@@ -5,8 +5,8 @@ receiver answering 500 twice gets the event on the third attempt after backoff; 
 receiver never slows the API; tenants see and receive only their own; bad input on every
 field is a 400 naming it with nothing changed; the secret is shown once, sealed at rest and
 never logged; the delivery log and the metric tell what happened.
-  test_webhooks.py [part]   (part: signed, retry, hang, tenant, bad_input, secret; all
-                             when absent)
+  test_webhooks.py [part]   (part: signed, report_auth, retry, hang, tenant, bad_input,
+                             secret; all when absent)
 Run with KILN_WEBHOOK_BACKOFF_BASE_MS, KILN_WEBHOOK_POLL_MS and KILN_WEBHOOK_TIMEOUT_MS
 small (tests/api/CMakeLists.txt sets them)."""
 import glob
@@ -182,6 +182,41 @@ def part_signed():
         pause(mb3["id"], tok)
         wait_for(lambda: rcv.received("/ok/only"), "a pause at the re-subscribed endpoint")
         ok("test_event_filter_and_active_flag_choose_the_endpoints")
+    finally:
+        rcv.stop()
+
+
+def part_report_auth():
+    """An SMTP auth failure an agent reports puts the mailbox in error inside the report's
+    set-based statement: the trigger emits mailbox.error from that same transaction."""
+    sys.path.insert(0, os.path.join(SRC, "tests", "leasing"))
+    from leaselib import make_agent, lease, report, set_clock as lease_clock, utc
+    rcv = Receiver()
+    try:
+        lease_clock(utc(2026, 3, 4, 10, 0, 0))
+        plan = make_plan("p", ramp_start=6, ramp_step=0, daily_max=6, cooldown_min_s=60,
+                         cooldown_max_s=90)
+        users = [make_user("u%d" % i, plan["id"]) for i in range(2)]
+        boxes = [make_mailbox(u["id"], "m%d@d%d.test" % (j, u["id"]), timezone="UTC",
+                              window={"start_hour": 0, "end_hour": 24},
+                              warmup_start="2026-03-01") for u in users for j in range(2)]
+        tok = tenant_token(users[0]["id"])
+        wh = create_endpoint(rcv, "/ok/r", tok, events=["mailbox.error"])
+        agent = make_agent("host-a")
+        a = lease(agent)
+        mine = [m for m in a["mailboxes"] if m["id"] in (boxes[0]["id"], boxes[1]["id"])]
+        check(mine and mine[0]["sends"], "user 0's mailboxes were leased: %r" % a)
+        mb = mine[0]
+        report(agent, a["lease_id"], [{"send_id": mb["sends"][0]["id"], "status": "auth",
+                                       "smtp_code": 535, "detail": "535 5.7.8 bad credentials"}])
+        got = wait_for(lambda: rcv.received("/ok/r"), "mailbox.error from the report")
+        ev = got[0]["json"]
+        check(got[0]["problem"] is None and ev["type"] == "mailbox.error" and
+              ev["data"]["mailbox_id"] == mb["id"] and
+              ev["data"]["last_error"] == "535 5.7.8 bad credentials" and
+              ev["data"]["previous_state"] == "active", "mailbox.error: %r" % ev)
+        check(deliveries(wh["id"], tok)["items"][0]["event_type"] == "mailbox.error", "log")
+        ok("test_an_auth_failure_in_a_report_delivers_mailbox_error")
     finally:
         rcv.stop()
 
@@ -403,7 +438,7 @@ def part_secret():
         rcv.stop()
 
 
-PARTS = {"signed": part_signed, "retry": part_retry, "hang": part_hang, "tenant": part_tenant,
+PARTS = {"signed": part_signed, "report_auth": part_report_auth, "retry": part_retry, "hang": part_hang, "tenant": part_tenant,
          "bad_input": part_bad_input, "secret": part_secret}
 if len(sys.argv) > 1:
     PARTS[sys.argv[1]]()
