@@ -51,5 +51,6 @@ int64_t webhook_backoff_ms(int64_t attempts, int64_t base_ms, int64_t max_ms, do
         delay = max_ms;
     if (jitter < 0 || jitter >= 1)
         jitter = 0;
-    return delay / 2 + (int64_t)((double)(delay - delay / 2) * jitter);
+    int64_t half = delay / 2;
+    return half + (int64_t)((double)(delay - half) * jitter);
 }
