@@ -13,6 +13,7 @@
 #include "webhook_sign.h"
 #include "webhook_url.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,7 +251,7 @@ void h_webhooks_create(http_req *rq, http_resp *rs)
         return;
     }
     http_tx(rq, rs, create_body, &c, "webhook endpoints are busy, retry");
-    memset(secret, 0, sizeof secret);
+    OPENSSL_cleanse(secret, sizeof secret);
 }
 
 void h_webhooks_list(http_req *rq, http_resp *rs)

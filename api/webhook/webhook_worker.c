@@ -18,6 +18,7 @@
 #include "xalloc.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,7 +151,7 @@ static bool sign(const webhook_config *c, attempt *a, const char *secret_hex, ch
               webhook_signature(secret.data ? secret.data : "", secret.len, (int64_t)time(NULL),
                                 a->body, strlen(a->body), sig, siglen) == 0;
     if (secret.data)
-        memset(secret.data, 0, secret.len);
+        OPENSSL_cleanse(secret.data, secret.len);
     buf_free(&secret);
     buf_free(&sealed);
     if (!ok)
@@ -342,8 +343,10 @@ static void *worker_main(void *arg)
                 log_warn("webhooks: cannot prune old events: %s", db_message(d));
             arena_reset(ar);
         }
-        /* A full batch means more may be due: go again at once (unless stopping). */
-        if (!idle(w, n >= c->batch ? 0 : c->poll_ms))
+        /* A full batch means more may be due: go again at once (unless stopping); a
+         * database that is down is asked again in seconds, not at the poll rate. */
+        int64_t wait_ms = n >= c->batch ? 0 : n < 0 && c->poll_ms < 5000 ? 5000 : c->poll_ms;
+        if (!idle(w, wait_ms))
             break;
     }
     curl_multi_cleanup(multi);
