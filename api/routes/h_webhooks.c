@@ -20,9 +20,6 @@
 
 /* Endpoints one user may have. */
 #define WEBHOOK_MAX_ENDPOINTS 10
-/* Sealed with this additional data, so the secret opens as nothing else (and no mailbox
- * secret opens as it); webhook_worker.c opens with the same. */
-#define WEBHOOK_SECRET_AAD "kiln/webhook/secret"
 
 static const char *const WEBHOOK_CREATE_FIELDS[] = {"user_id", "url", "events", "active", NULL};
 static const char *const WEBHOOK_PATCH_FIELDS[] = {"url", "events", "active", NULL};

@@ -12,6 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Additional data an endpoint's secret is sealed with (secret_seal's aad), so it opens as
+ * nothing else and no other secret opens as it. */
+#define WEBHOOK_SECRET_AAD "kiln/webhook/secret"
+
 enum webhook_event {
     WEBHOOK_MAILBOX_PAUSED = 0,     /* mailboxes.state became 'paused' */
     WEBHOOK_MAILBOX_ERROR,          /* mailboxes.state became 'error' */

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pgarr.h"
 #include "rand.h"
+#include "webhook.h"
 #include "webhook_sign.h"
 #include "webhook_url.h"
 #include "xalloc.h"
@@ -25,8 +26,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Sealed endpoint secrets carry this additional data (h_webhooks.c seals with it). */
-#define WEBHOOK_SECRET_AAD "kiln/webhook/secret"
 /* How often a worker deletes old events, and how many per statement. */
 #define PRUNE_EVERY_MS 60000
 #define PRUNE_BATCH "1000"

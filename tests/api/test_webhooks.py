@@ -5,8 +5,8 @@ receiver answering 500 twice gets the event on the third attempt after backoff; 
 receiver never slows the API; tenants see and receive only their own; bad input on every
 field is a 400 naming it with nothing changed; the secret is shown once, sealed at rest and
 never logged; the delivery log and the metric tell what happened.
-  test_webhooks.py [part]   (part: signed, report_auth, retry, hang, tenant, bad_input,
-                             secret; all when absent)
+  test_webhooks.py [part]   (part: signed, report_auth, retry, hang, tls, tenant,
+                             bad_input, secret; all when absent)
 Run with KILN_WEBHOOK_BACKOFF_BASE_MS, KILN_WEBHOOK_POLL_MS and KILN_WEBHOOK_TIMEOUT_MS
 small (tests/api/CMakeLists.txt sets them)."""
 import glob
@@ -287,6 +287,46 @@ def part_hang():
         rcv.stop()
 
 
+def part_tls():
+    """TLS verification is on: a receiver whose certificate no trusted CA signed gets no
+    event (the attempt fails with a certificate error), though it serves TLS well to a
+    client that trusts its certificate."""
+    import ssl
+    import subprocess
+    import tempfile
+    tmp = tempfile.mkdtemp()
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    rcv = Receiver(tls=(cert, key))
+    try:
+        user, tok = setup("tls")
+        wh = create_endpoint(rcv, "/ok/t", tok)
+        check(wh["url"].startswith("https://"), "an https endpoint: %r" % wh)
+        ctx = ssl.create_default_context(cafile=cert)
+        try:
+            urllib.request.urlopen(urllib.request.Request(rcv.url("/ok/t"), data=b"{}",
+                                                          method="POST"), timeout=5,
+                                   context=ctx)
+        except urllib.error.HTTPError as e:
+            check(e.code == 400, "the receiver answers over TLS (400: unsigned): %r" % e.code)
+        check(len(rcv.received("/ok/t", None)) == 1, "the receiver's TLS works")
+        mb = make_mailbox(user["id"], "t@tls.test", token=tok)
+        pause(mb["id"], tok)
+        row = wait_for(lambda: [r for r in deliveries(wh["id"], tok)["items"]
+                                if r["last_error"]], "a failed TLS attempt")[0]
+        check(row["status"] in ("pending", "failed") and row["last_code"] is None and
+              "certificate" in row["last_error"].lower(),
+              "kiln refused the untrusted certificate: %r" % row)
+        check(len(rcv.received("/ok/t", None)) == 1, "no event reached the untrusted receiver")
+        ok("test_tls_verification_refuses_an_untrusted_receiver")
+    finally:
+        rcv.stop()
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def part_tenant():
     rcv = Receiver()
     try:
@@ -440,7 +480,7 @@ def part_secret():
         rcv.stop()
 
 
-PARTS = {"signed": part_signed, "report_auth": part_report_auth, "retry": part_retry, "hang": part_hang, "tenant": part_tenant,
+PARTS = {"signed": part_signed, "report_auth": part_report_auth, "retry": part_retry, "hang": part_hang, "tls": part_tls, "tenant": part_tenant,
          "bad_input": part_bad_input, "secret": part_secret}
 if len(sys.argv) > 1:
     PARTS[sys.argv[1]]()

@@ -36,7 +36,8 @@ def verify(secret, header, body, now=None, tolerance_s=TOLERANCE_S):
 
 
 class Receiver:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (certfile, keyfile) to serve HTTPS instead of HTTP."""
         self.secrets = {}     # path -> secret
         self.deliveries = []  # dicts: path, headers, body, json, status, at, problem
         self.seen_events = {}  # path -> set of event ids accepted
@@ -64,12 +65,19 @@ class Receiver:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+        return "%s://127.0.0.1:%d%s" % (self.scheme, self.port, path)
 
     def handle(self, path, headers, body):
         with self.lock:
