@@ -113,7 +113,7 @@ typedef struct imap_inbox_event {
     uint32_t uidvalidity;
     uint32_t uid; /* FOUND; ACTION: the (new) uid, 0 when not known */
     /* FOUND */
-    const char *message_id; /* NUL-terminated, with its angle brackets */
+    const char *message_id;   /* NUL-terminated, with its angle brackets */
     const char *const *flags; /* FOUND: the message's flags; ACTION (mark): confirmed */
     size_t nflags;
     const char *const *labels; /* X-GM-LABELS (as sent, modified UTF-7) where offered */
