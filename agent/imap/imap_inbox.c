@@ -523,6 +523,7 @@ static int on_continue(imap_inbox *ib)
         return ib_protocol_error(ib, "continuation no command asked for");
     ib->state = IMAP_IB_IDLING;
     ib->idle_since_ms = ib->now_ms;
+    ib->after_idle = IB_AFTER_REFRESH; /* what a server's own end of IDLE leads to */
     if (ib->stop_asked)
         return idle_end(ib, IB_AFTER_STOP);
     if (ib->wake_pending) {

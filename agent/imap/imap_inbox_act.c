@@ -425,6 +425,8 @@ int ib_act_tagged(imap_inbox *ib, const imap_resp *r)
                 return refused(ib, r, "");
             return report_next(ib, IMAP_ACT_GONE, "no such folder");
         }
+        if (!ib->sel_uidvalidity)
+            return ib_protocol_error(ib, "SELECT answered without UIDVALIDITY");
         {
             int ev = act_go(ib);
             return ev ? ev : ib_next(ib);

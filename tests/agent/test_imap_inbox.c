@@ -674,6 +674,29 @@ static void test_msgid_shape_and_bad_jobs(void **state)
     imap_inbox_free(ib);
 }
 
+/* The checker the dialogues and the fuzz target rely on must catch what it is for. */
+static void test_checker_catches_sequence_number_commands(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"K5 STORE 1 +FLAGS (\\Deleted)\r\n",
+                                      "K5 EXPUNGE\r\n",
+                                      "K5 UID EXPUNGE 1:*\r\n",
+                                      "K5 COPY 1 INBOX\r\n",
+                                      "K5 MOVE 1:3 Junk\r\n",
+                                      "K5 FETCH 1 (FLAGS)\r\n",
+                                      "K5 UID STORE * +FLAGS (\\Seen)\r\n",
+                                      "K1 LOGIN {4+}\r\nanna pw\r\nK2 EXPUNGE\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (!ib_check_client_bytes(bad[i], strlen(bad[i])))
+            fail_msg("not caught: %s", bad[i]);
+    static const char *const good[] = {
+        "K5 UID STORE 3 +FLAGS.SILENT (\\Deleted)\r\nK6 UID EXPUNGE 3\r\n",
+        "K1 LOGIN {11+}\r\nK2 EXPUNGE pw\r\nDONE\r\nK3 UID FETCH 5:* (UID)\r\n"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (ib_check_client_bytes(good[i], strlen(good[i])))
+            fail_msg("refused: %s", good[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -691,6 +714,7 @@ int main(void)
         cmocka_unit_test(test_idle_wake_done_refresh_and_stop),
         cmocka_unit_test(test_throttled_bye_and_alert),
         cmocka_unit_test(test_msgid_shape_and_bad_jobs),
+        cmocka_unit_test(test_checker_catches_sequence_number_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
