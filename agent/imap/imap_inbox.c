@@ -770,15 +770,15 @@ void imap_inbox_phase(const imap_inbox *ib, net_phase *out)
     out->upload = false;
     switch (ib->state) {
     case IMAP_IB_IDLING:
-        out->timeout_ms = ib->idle_refresh_ms + 60 * 1000;
+        out->timeout_ms = ib->idle_refresh_ms + (int64_t)60 * 1000;
         break;
     case IMAP_IB_FETCH:
     case IMAP_IB_ACT_MOVE:
     case IMAP_IB_ACT_COPY:
     case IMAP_IB_ACT_EXPUNGE:
-        out->timeout_ms = 120 * 1000;
+        out->timeout_ms = (int64_t)120 * 1000;
         break;
     default:
-        out->timeout_ms = 60 * 1000;
+        out->timeout_ms = (int64_t)60 * 1000;
     }
 }
