@@ -589,6 +589,42 @@ static void test_idle_wake_done_refresh_and_stop(void **state)
                   IMAP_OUT_OK);
 }
 
+/* Mail arriving between INBOX's check and IDLE (an EXISTS answering an action's
+ * command) wakes the owner as soon as IDLE starts; EXISTS and RECENT wake once. */
+static void test_mail_before_idle_wakes_at_once(void **state)
+{
+    (void)state;
+    static const imap_inbox_folder st[] = {{"INBOX", IMAP_ROLE_INBOX, 7, 6}};
+    static const imap_inbox_action prune3 = {
+        .id = 50, .kind = IMAP_ACT_PRUNE, .folder = "INBOX", .uidvalidity = 7, .uid = 3};
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP("IMAP4rev1 IDLE UIDPLUS", "K3 LIST \"\" \"*\"\r\n"),
+        {FEED, "* LIST () \"/\" INBOX\r\nK3 OK done\r\n", "K4 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "7") "K4 OK done\r\n", "K5 UID STORE 3 +FLAGS.SILENT (\\Deleted)\r\n",
+         0},
+        {FEED, "* 4 EXISTS\r\n* 1 RECENT\r\nK5 OK done\r\n", "K6 UID EXPUNGE 3\r\n", 0},
+        {FEED, "* 1 EXPUNGE\r\nK6 OK done\r\n", "K7 IDLE\r\n", 0},
+        {FEED, "+ idling\r\n* 4 EXISTS\r\n* 1 RECENT\r\n", NULL, 0},
+        {WAKE, NULL, "DONE\r\n", 0},
+        {FEED, "K7 OK Idle completed.\r\n", "K8 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "8") "K8 OK done\r\n", "K9 UID FETCH 7:* " FETCH_ITEMS, 0},
+        {FEED, "K9 OK done\r\n", "K10 IDLE\r\n", 0},
+        {STOP, NULL, NULL, 0},
+        {FEED, "+ idling\r\n", "DONE\r\n", 0},
+        {FEED, "K10 OK Idle completed.\r\n", "K11 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K11"), NULL, 0},
+    };
+    imap_inbox_job job = {
+        .folders = st, .nfolders = 1, .actions = &prune3, .nactions = 1, .want_idle = true};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  "login\nstate INBOX inbox 7 last=6\naction 50 done - other 0/0 ()\n"
+                  "wake INBOX\nstate INBOX inbox 7 last=7\n",
+                  IMAP_OUT_OK);
+}
+
 /* ---- throttling and errors ---- */
 
 static void test_throttled_bye_and_alert(void **state)
@@ -712,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_rediscovery_after_a_crash_and_following_a_move),
         cmocka_unit_test(test_file_creates_the_warmup_folder_utf7),
         cmocka_unit_test(test_idle_wake_done_refresh_and_stop),
+        cmocka_unit_test(test_mail_before_idle_wakes_at_once),
         cmocka_unit_test(test_throttled_bye_and_alert),
         cmocka_unit_test(test_msgid_shape_and_bad_jobs),
         cmocka_unit_test(test_checker_catches_sequence_number_commands),
