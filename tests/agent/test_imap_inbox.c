@@ -209,12 +209,21 @@ static void test_finds_kiln_mail_in_inbox_and_junk(void **state)
     expect_events(&res, find_events, IMAP_OUT_OK);
 }
 
-/* The same dialogue with every server text split at every byte (literals included). */
+/* The same dialogue with every server text cut in chunks of every size up to the
+ * longest (so every literal is split at every byte, and whole too). */
 static void test_find_dialogue_in_every_split(void **state)
 {
     (void)state;
     imap_inbox_job job = {.folders = dovecot_state, .nfolders = 2};
-    for (size_t split = 1; split <= 64; split++) {
+    size_t longest = 0;
+    buf text = BUF_INIT;
+    for (size_t i = 0; i < sizeof find_steps / sizeof find_steps[0]; i++) {
+        expand(find_steps[i].server, &text);
+        longest = text.len > longest ? text.len : longest;
+    }
+    buf_free(&text);
+    assert_true(longest > 300);
+    for (size_t split = 1; split <= longest; split++) {
         run_result res;
         RUN(&job, find_steps, split, &res);
         expect_events(&res, find_events, IMAP_OUT_OK);
