@@ -237,7 +237,7 @@ static int fetch_batch(imap_inbox *ib)
 {
     ib_folder *f = &ib->roles[ib->check_role];
     char set[32];
-    unsigned items = IMAP_FETCH_FLAGS;
+    unsigned items = IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE;
     size_t nfields = sizeof header_fields / sizeof header_fields[0];
     if (ib->fetch_probe) {
         /* never watched and no UIDNEXT: the highest UID is where to start */
@@ -335,6 +335,10 @@ static void on_found(imap_inbox *ib, const imap_resp *r)
         ev.in_reply_to = ib->hdr[2].data;
     if (ib_header_value(fe->body, fe->body_len, "Subject", 998, &ib->hdr[3]))
         ev.subject = ib->hdr[3].data;
+    char date[24];
+    const imap_node *d = imap_fetch_item(r, "INTERNALDATE");
+    if (d && d->type == IMAP_N_STRING && ib_internaldate_iso(d->s, d->len, date))
+        ev.internal_date = date;
     if (ib->nfound < IB_FOUND_MAX) {
         ib->found = xrealloc(ib->found, (ib->nfound + 1) * sizeof *ib->found);
         ib->found[ib->nfound++] = (ib_found){

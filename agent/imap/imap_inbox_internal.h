@@ -138,5 +138,8 @@ bool ib_msgid_token(const char *v, size_t n, buf *out);
 /* Collects the strings of a list node into v[0..max); returns how many. */
 size_t ib_node_strings(const imap_node *list, const char **v, size_t max);
 void ib_set_text(char *dst, size_t cap, const char *text, size_t n);
+/* INTERNALDATE ("dd-Mon-yyyy hh:mm:ss +zzzz", day space-padded or not) as ISO 8601
+ * UTC "yyyy-mm-ddThh:mm:ssZ" into out (NUL-terminated); false when malformed. */
+bool ib_internaldate_iso(const char *s, size_t n, char out[24]);
 
 #endif

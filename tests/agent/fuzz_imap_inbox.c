@@ -33,7 +33,8 @@ static void on_event(void *ctx, const imap_inbox_event *ev)
         if (!ev->folder || !ev->uid || !ev->message_id || ev->nflags > IMAP_INBOX_EV_FLAGS_MAX ||
             ev->nlabels > IMAP_INBOX_EV_FLAGS_MAX ||
             !imap_inbox_msgid_shape_ok(ev->message_id, strlen(ev->message_id)) ||
-            (ev->auth_results && strlen(ev->auth_results) > IMAP_INBOX_AUTHRES_MAX))
+            (ev->auth_results && strlen(ev->auth_results) > IMAP_INBOX_AUTHRES_MAX) ||
+            (ev->internal_date && strlen(ev->internal_date) != 20))
             abort();
         break;
     case IMAP_INBOX_EV_FOLDER_STATE:

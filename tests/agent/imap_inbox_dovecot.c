@@ -270,6 +270,7 @@ int main(int argc, char **argv)
     if (ua <= in1->last_uid || ub <= ua)
         die("new UIDs %u, %u not past %u", ua, ub, in1->last_uid);
     expect_line(&v2, "ar=mx.acme.test; spf=pass");
+    expect_line(&v2, " date=2"); /* INTERNALDATE, as ISO 8601 UTC */
     uint32_t v_in = state_of(&v2, "INBOX")->uidvalidity;
 
     /* 3: actions, then IDLE */

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "imap_inbox.h"
+#include "imap_inbox_internal.h" /* ib_internaldate_iso */
 #include "imap_inbox_test_util.h"
 
 #include <errno.h>
@@ -47,7 +48,7 @@ static const imap_session_params params = {
 #define NS_DOVECOT "* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL\r\n"
 #define LIST_SU "LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n"
 #define HDRS "(MESSAGE-ID IN-REPLY-TO AUTHENTICATION-RESULTS SUBJECT)"
-#define FETCH_ITEMS "(UID FLAGS BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
+#define FETCH_ITEMS "(UID FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
 #define SEC "BODY[HEADER.FIELDS " HDRS "]"
 #define SELECTED(v, next)                                                                          \
     "* 3 EXISTS\r\n* OK [UIDVALIDITY " v "] ok\r\n* OK [UIDNEXT " next "] ok\r\n"
@@ -171,7 +172,8 @@ static const step find_steps[] = {
     {FEED, "* FLAGS (\\Seen)\r\n" SELECTED("7", "7") "K5 OK [READ-WRITE] Select completed\r\n",
      "K6 UID FETCH 5:* " FETCH_ITEMS, 0},
     {FEED,
-     "* 2 FETCH (UID 5 FLAGS (\\Seen $Label1) " SEC " {{Message-ID: " ID1 "\r\n"
+     "* 2 FETCH (UID 5 FLAGS (\\Seen $Label1) INTERNALDATE \" 3-Dec-2026 21:30:05 -0300\" " SEC
+     " {{Message-ID: " ID1 "\r\n"
      "Subject: warm\r\n  regards\r\n"
      "Authentication-Results: mx.acme.test;\r\n\tspf=pass smtp.mailfrom=acme.test;\r\n"
      " dkim=pass header.d=acme.test\r\n"
@@ -193,7 +195,8 @@ static const step find_steps[] = {
 
 static const char *find_events =
     "login\n"
-    "found INBOX inbox 7/5 " ID1 " flags=[\\Seen,$Label1] ar=mx.acme.test; spf=pass "
+    "found INBOX inbox 7/5 " ID1
+    " flags=[\\Seen,$Label1] date=2026-12-04T00:30:05Z ar=mx.acme.test; spf=pass "
     "smtp.mailfrom=acme.test; dkim=pass header.d=acme.test irt=- subj=warm regards\n"
     "state INBOX inbox 7 last=6\n"
     "found INBOX.Junk junk 8/11 " ID2 " flags=[] ar=- irt=" ID1 " subj=-\n"
@@ -278,7 +281,7 @@ static void test_large_folder_is_fetched_in_batches(void **state)
 {
     (void)state;
     static const imap_inbox_folder st[] = {{"INBOX", IMAP_ROLE_INBOX, 7, 0}};
-#define GM_ITEMS "(UID FLAGS X-GM-LABELS BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
+#define GM_ITEMS "(UID FLAGS INTERNALDATE X-GM-LABELS BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
     static const step steps[] = {
         LOGIN_STEPS,
         CAPS_STEP("IMAP4rev1 X-GM-EXT-1", "K3 LIST \"\" \"*\"\r\n"),
@@ -719,6 +722,33 @@ static void test_msgid_shape_and_bad_jobs(void **state)
     imap_inbox_free(ib);
 }
 
+static void test_internaldate_to_utc(void **state)
+{
+    (void)state;
+    static const char *const ok[][2] = {
+        {"03-Dec-2026 03:00:00 +0000", "2026-12-03T03:00:00Z"},
+        {" 1-Jan-2027 00:30:00 +0100", "2026-12-31T23:30:00Z"},
+        {"29-feb-2024 23:59:59 -0130", "2024-03-01T01:29:59Z"},
+        {"31-Dec-1969 23:00:00 -0200", "1970-01-01T01:00:00Z"},
+    };
+    char out[24];
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        assert_true(ib_internaldate_iso(ok[i][0], strlen(ok[i][0]), out));
+        assert_string_equal(out, ok[i][1]);
+    }
+    static const char *const bad[] = {"03-Foo-2026 03:00:00 +0000",
+                                      "03-Dec-2026 03:00:00",
+                                      "32-Dec-2026 03:00:00 +0000",
+                                      "03-Dec-2026 24:00:00 +0000",
+                                      "03-Dec-2026 03:00:00 +0000x",
+                                      "03-Dec-26 03:00:00 +0000",
+                                      "",
+                                      "03-Dec-2026 03:00:00 *0000"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (ib_internaldate_iso(bad[i], strlen(bad[i]), out))
+            fail_msg("accepted %s as %s", bad[i], out);
+}
+
 /* The checker the dialogues and the fuzz target rely on must catch what it is for. */
 static void test_checker_catches_sequence_number_commands(void **state)
 {
@@ -761,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_throttled_bye_and_alert),
         cmocka_unit_test(test_msgid_shape_and_bad_jobs),
         cmocka_unit_test(test_checker_catches_sequence_number_commands),
+        cmocka_unit_test(test_internaldate_to_utc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
