@@ -546,6 +546,58 @@ static void test_file_creates_the_warmup_folder_utf7(void **state)
                   IMAP_OUT_OK);
 }
 
+/* Re-discovery on a server without MOVE: the original a crashed COPY left in Junk is
+ * deleted UID-exactly; a never-watched folder without UIDNEXT is probed with UID FETCH
+ * *; a refused CREATE fails the file action; a refused \Deleted after a COPY still
+ * counts the move (the target holds the message). */
+static void test_cleanup_probe_and_refusals(void **state)
+{
+    (void)state;
+    static const imap_inbox_folder st[] = {{"INBOX", IMAP_ROLE_INBOX, 7, 20}};
+    static const imap_inbox_action acts[] = {
+        {.id = 61,
+         .kind = IMAP_ACT_RESCUE,
+         .folder = "Junk",
+         .uidvalidity = 8,
+         .uid = 11,
+         .message_id = ID1},
+        {.id = 62, .kind = IMAP_ACT_FILE, .folder = "Junk", .uidvalidity = 8, .uid = 12},
+        {.id = 63, .kind = IMAP_ACT_RESCUE, .folder = "Junk", .uidvalidity = 8, .uid = 13},
+    };
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP("IMAP4rev1 UIDPLUS SPECIAL-USE", "K3 " LIST_SU),
+        {FEED, "* LIST () \"/\" INBOX\r\n* LIST (\\Junk) \"/\" Junk\r\nK3 OK done\r\n",
+         "K4 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "22") "K4 OK done\r\n", "K5 UID FETCH 21:* " FETCH_ITEMS, 0},
+        {FEED,
+         "* 3 FETCH (UID 21 FLAGS () " SEC " {{Message-ID: " ID1 "\r\n\r\n}})\r\nK5 OK done\r\n",
+         "K6 SELECT Junk\r\n", 0},
+        {FEED, "* OK [UIDVALIDITY 8] ok\r\nK6 OK done\r\n", "K7 UID FETCH * (UID)\r\n", 0},
+        {FEED, "* 4 FETCH (UID 13)\r\nK7 OK done\r\n",
+         "K8 UID STORE 11 +FLAGS.SILENT (\\Deleted)\r\n", 0},
+        {FEED, "K8 OK done\r\n", "K9 UID EXPUNGE 11\r\n", 0},
+        {FEED, "* 2 EXPUNGE\r\nK9 OK done\r\n", "K10 CREATE Warmup\r\n", 0},
+        {FEED, "K10 NO [OVERQUOTA] Quota exceeded\r\n", "K11 UID COPY 13 INBOX\r\n", 0},
+        {FEED, "K11 OK [COPYUID 7 13 22] done\r\n",
+         "K12 UID STORE 13 +FLAGS.SILENT (\\Deleted)\r\n", 0},
+        {FEED, "K12 NO Permission denied\r\n", "K13 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K13"), NULL, 0},
+    };
+    imap_inbox_job job = {.folders = st, .nfolders = 1, .actions = acts, .nactions = 3};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  "login\nfound INBOX inbox 7/21 " ID1 " flags=[] ar=- irt=- subj=-\n"
+                  "state INBOX inbox 7 last=21\nstate Junk junk 8 last=13\n"
+                  "action 61 done INBOX inbox 7/21 (found in the target by its Message-ID; the "
+                  "original deleted)\n"
+                  "action 62 failed - other 0/0 (CREATE of the warmup folder refused: Quota "
+                  "exceeded)\n"
+                  "action 63 done INBOX inbox 7/22 (the original could not be deleted)\n",
+                  IMAP_OUT_OK);
+}
+
 /* ---- IDLE ---- */
 
 static void test_idle_wake_done_refresh_and_stop(void **state)
@@ -786,6 +838,7 @@ int main(void)
         cmocka_unit_test(test_mark_prune_gone_and_stale),
         cmocka_unit_test(test_rediscovery_after_a_crash_and_following_a_move),
         cmocka_unit_test(test_file_creates_the_warmup_folder_utf7),
+        cmocka_unit_test(test_cleanup_probe_and_refusals),
         cmocka_unit_test(test_idle_wake_done_refresh_and_stop),
         cmocka_unit_test(test_mail_before_idle_wakes_at_once),
         cmocka_unit_test(test_throttled_bye_and_alert),
