@@ -107,7 +107,7 @@ void leasing_lease(lease_loop *lp, int64_t now)
     size_t max_sends = room < WIRE_MAX_LEASE_SENDS ? room : WIRE_MAX_LEASE_SENDS;
     size_t max_mb = max_sends < WIRE_MAX_LEASE_MAILBOXES ? max_sends : WIRE_MAX_LEASE_MAILBOXES;
     buf body = BUF_INIT;
-    wire_lease_request(&body, lp->cfg.name, max_mb, max_sends);
+    wire_lease_request(&body, lp->cfg.name, max_mb, max_sends, 0);
     control_resp resp;
     int64_t asked_ms = clock_mono_ms();
     int rc = control_post(lp->ctl, WIRE_PATH_LEASE, body.data, body.len, &resp, &lp->abort_http);
