@@ -22,6 +22,7 @@ void inbox_leases_init(inbox_leases *il, spool *sp, loop_stats *stats, const age
     il->cfg = cfg;
     il->abort = abort;
     i64map_init(&il->held);
+    i64map_init(&il->rejected);
     i64map_init(&il->lease_of);
     i64map_init(&il->actions_done);
     pthread_mutex_init(&il->mu, NULL);
@@ -78,6 +79,7 @@ void inbox_leases_free(inbox_leases *il)
         free(h);
     }
     i64map_free(&il->held);
+    i64map_free(&il->rejected);
     while (il->head)
         lease_remove(il, il->head);
     for (size_t i = 0; i < il->nq; i++)
@@ -194,6 +196,8 @@ static void grant_inbox(inbox_leases *il, inbox_lease *l, wire_inbox *w, int64_t
     narrow_actions(il, w, h ? h->w : NULL, got_ms);
     bool watch = true;
     if (!h) {
+        int64_t v;
+        i64map_del(&il->rejected, id, &v);
         h = xcalloc(1, sizeof *h);
         i64map_putp(&il->held, id, h);
         log_info("inbox %lld (%s): held under inbox lease %s, %s, %zu actions", (long long)id,

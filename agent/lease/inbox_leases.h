@@ -55,7 +55,8 @@ typedef struct queued_event {
 typedef struct inbox_leases {
     inbox_lease *head;
     size_t count;
-    i64map held; /* mailbox id -> held_inbox * (control thread) */
+    i64map held;     /* mailbox id -> held_inbox * (control thread) */
+    i64map rejected; /* mailbox id -> hash of the reason its entry was last set aside */
     const inbox_feed_engine *ops;
     void *engine; /* NULL: no engine linked (the inboxes are held, not watched) */
     bool stopping;
