@@ -17,7 +17,7 @@
 
 #define REPORT_BACKOFF_FIRST_MS 500
 #define REPORT_BACKOFF_MAX_MS 30000
-#define ACTION_ID_KEEP_MS (10 * 60 * 1000)
+#define ACTION_ID_KEEP_MS ((int64_t)10 * 60 * 1000)
 
 static void push(queued_event **q, size_t *n, size_t *cap, const queued_event *e)
 {

@@ -14,7 +14,7 @@
 #define HEADER_LEN 12u
 /* a payload's length bound: the send kinds take < 1 KiB, an inbox event up to the
  * size wire_inbox_event_json can write (its strings are bounded by the wire) */
-#define SPOOL_PAYLOAD_MAX (256u * 1024u)
+#define SPOOL_PAYLOAD_MAX ((size_t)256 * 1024)
 #define SPOOL_INBOX_VERSION 1
 
 /* A record as read back: r.type is every record's kind; the inbox kinds fill ev (and
