@@ -244,6 +244,14 @@ static void report_rejected(inbox_leases *il, const wire_inbox_part *part)
     }
 }
 
+static int64_t heartbeat_every_ms(const inbox_leases *il, const inbox_lease *l)
+{
+    int64_t s = l->heartbeat_s;
+    if (il->cfg->heartbeat_s > 0 && il->cfg->heartbeat_s < s)
+        s = il->cfg->heartbeat_s;
+    return s * 1000;
+}
+
 void inbox_leases_grant(inbox_leases *il, const wire_inbox_part *part, int64_t asked_ms,
                         int64_t got_ms)
 {
@@ -261,7 +269,7 @@ void inbox_leases_grant(inbox_leases *il, const wire_inbox_part *part, int64_t a
         r.type = SPOOL_INBOX_LEASE;
         snprintf(r.lease_id, sizeof r.lease_id, "%s", l->id);
         spool_append(il->sp, &r);
-        l->next_hb_ms = got_ms + part->heartbeat_s * 1000;
+        l->next_hb_ms = INT64_MAX;
     }
     if (l->gone) /* of the previous run, or ended: the answer gives it back */
         log_info("inbox lease %s: granted again", l->id);
@@ -269,8 +277,8 @@ void inbox_leases_grant(inbox_leases *il, const wire_inbox_part *part, int64_t a
     l->ttl_s = part->ttl_s;
     l->heartbeat_s = part->heartbeat_s;
     l->expires_ms = asked_ms + part->ttl_s * 1000;
-    if (l->next_hb_ms > got_ms + part->heartbeat_s * 1000)
-        l->next_hb_ms = got_ms + part->heartbeat_s * 1000;
+    if (l->next_hb_ms > got_ms + heartbeat_every_ms(il, l))
+        l->next_hb_ms = got_ms + heartbeat_every_ms(il, l);
     atomic_fetch_add(&il->stats->inbox_leases, 1);
     for (size_t i = 0; i < part->ninboxes; i++) {
         grant_inbox(il, l, part->inboxes[i], got_ms);
@@ -282,14 +290,6 @@ void inbox_leases_grant(inbox_leases *il, const wire_inbox_part *part, int64_t a
 }
 
 /* ---- heartbeat, expiry, release ---- */
-
-static int64_t heartbeat_every_ms(const inbox_leases *il, const inbox_lease *l)
-{
-    int64_t s = l->heartbeat_s;
-    if (il->cfg->heartbeat_s > 0 && il->cfg->heartbeat_s < s)
-        s = il->cfg->heartbeat_s;
-    return s * 1000;
-}
 
 static void heartbeat(inbox_leases *il, control *ctl, inbox_lease *l, int64_t now)
 {

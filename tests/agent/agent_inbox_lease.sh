@@ -11,6 +11,8 @@
 #     session event naming the field, heartbeats renew the inbox lease, a drop in a
 #     heartbeat answer unwatches that inbox, a later answer listing the same inboxes
 #     changes nothing, and SIGTERM stops the engine and releases the lease (exit 0).
+#  3. No engine linked: the inbox lease is held, renewed and released, only the bad
+#     entry reported.
 source "$(dirname "$0")/lib.sh"
 $PY -c 'import jsonschema, yaml' 2>/dev/null || skip "python3-jsonschema or python3-yaml missing"
 ENGINE="$KILN_BUILD_DIR/tests/agent/inbox_fake_engine"
@@ -128,4 +130,26 @@ grep -q "^unwatch 11$" two.engine || fail "inbox 11 not unwatched at shutdown"
 [ "$(grep -c "release $LID" calls2.log)" = 1 ] || fail "the inbox lease was not released once at SIGTERM: $(cat calls2.log)"
 [ "$(tail -1 calls2.log)" = "/api/agent/release $LID" ] || fail "the release was not the last call: $(tail -3 calls2.log)"
 if grep -q "release $LID" calls1.log; then fail "the first agent released the lease it held"; fi
-echo "ok: inbox lease granted, events durable across a crash and replayed as offered, one outcome per action, heartbeats, drop, release"
+
+# ---- 3: no engine linked (what kiln-agent run is until the inbox engine is wired) ----
+LID3=0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d
+sed "s/$LID/$LID3/" inbox.json >inbox3.json
+API=$(free_port)
+start_py "$HERE/fake_control.py" --port "$API" --lease-file lease.json --reports reports.jsonl \
+    --inbox-file inbox3.json --calls calls3.log --events events3.jsonl
+rm -rf spool && mkdir spool
+FAKE_ENGINE_NONE=1 run_agent three
+beats3() { [ -f calls3.log ] && [ "$(grep -c "heartbeat $LID3" calls3.log)" -ge 2 ]; }
+wait_for 15 beats3 || fail "no engine: the inbox lease was not renewed: $(cat calls3.log three.log)"
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID" || fail "agent run (no engine) exited $? after SIGTERM: $(tail -5 three.log)"
+grep -q "no inbox engine is linked" three.log || fail "no warning that nothing is watched"
+[ "$(grep -c "release $LID3" calls3.log)" = 1 ] || fail "no engine: the inbox lease was not released: $(cat calls3.log)"
+[ ! -s three.engine ] || fail "an engine was called: $(cat three.engine)"
+# only the set-aside entry is reported (nothing else is watched)
+$PY - <<'PYEOF' || fail "no engine: events $(cat events3.jsonl 2>/dev/null)"
+import json
+evs = [json.loads(l)["event"] for l in open("events3.jsonl")]
+assert evs and all(e["type"] == "session" and e["mailbox_id"] == 13 for e in evs), evs
+PYEOF
+echo "ok: inbox lease granted, events durable across a crash and replayed as offered, one outcome per action, heartbeats, drop, release; without an engine the lease is held, renewed and released"
