@@ -217,15 +217,31 @@ static void grant_inbox(inbox_leases *il, inbox_lease *l, wire_inbox *w, int64_t
         il->ops->watch(il->engine, &w->in);
 }
 
-/* An entry set aside: the control plane hears why, as a session event (protocol). */
+/* FNV-1a: tells one reason from another. */
+static int64_t reason_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (int64_t)(h >> 1);
+}
+
+/* An entry set aside: the control plane hears why, as a session event (protocol), once
+ * per reason (later answers list the same entry again). An entry without a mailbox id,
+ * or for an inbox held (whose last good entry stays in force), is only logged. */
 static void report_rejected(inbox_leases *il, const wire_inbox_part *part)
 {
     for (size_t i = 0; i < part->nrejected; i++) {
         const wire_inbox_rejected *r = &part->rejected[i];
+        int64_t h = reason_hash(r->reason), was = 0;
+        int64_t key = r->mailbox_id > 0 ? r->mailbox_id : 0;
+        if (i64map_get(&il->rejected, key, &was) && was == h)
+            continue;
+        i64map_put(&il->rejected, key, h);
         log_warn("inbox lease %s: inbox %lld not watched, its entry is invalid: %s", part->lease_id,
                  (long long)r->mailbox_id, r->reason);
         if (r->mailbox_id < 1 || held_get(il, r->mailbox_id))
-            continue; /* no id to report under; or held: the last good entry stays */
+            continue;
         char detail[256];
         snprintf(detail, sizeof detail, "invalid inbox lease entry: %s", r->reason);
         feed_event ev = {.type = FEED_EV_SESSION,
