@@ -1,6 +1,7 @@
 /* The wire module's lease document (see agent_wire.h): the lease answer, and the input of
  * `send --file`, read in one streamed pass straight into the scheduler's job structs.
- * The rest of the protocol (bodies, small answers) is in agent_wire.c. */
+ * The inbox members are skipped here, their place noted for agent_wire_inbox.c; the
+ * answer's classification and the rest of the protocol are in agent_wire.c. */
 #include "agent_wire.h"
 #include "agent_wire_int.h"
 
