@@ -137,7 +137,12 @@ typedef struct feed_event {
     const char *detail; /* ACTION, SESSION: NULL or free text (capped at 1000 bytes) */
 } feed_event;
 
-/* The loop's side, given to the engine at start: call it from any thread. 0 when the
+/* Events are spooled and reported in the order emitted: emit a folder's found events
+ * before the folder_state that covers them, so that a crash in between makes the next
+ * holder fetch them again rather than skip them; emit an action's outcome once the
+ * server confirmed it (the loop never makes one up for an action in flight).
+ *
+ * The loop's side, given to the engine at start: call it from any thread. 0 when the
  * event is taken (it is in the spool's buffer and will be reported), -1 when it is
  * refused: malformed (a field out of the wire's range), for an inbox the agent does not
  * hold, or a second outcome for one action id (an action is reported once). */
@@ -149,7 +154,9 @@ typedef struct inbox_feed_engine {
      * The engine's own knobs come from the environment. NULL with a reason in err. */
     void *(*start)(feed_emit_fn emit, void *emit_arg, char *err, size_t errlen);
     /* Watch this inbox from now on: a new one, or one watched already with changed
-     * access, poll class or new actions (replaces what the engine had for it). */
+     * access, poll class or new actions (replaces what the engine had for it, but its
+     * own folder state where that is newer: the folders here are the control plane's
+     * last word, which lags behind the engine's reports). */
     void (*watch)(void *engine, const feed_inbox *inbox);
     /* Stop watching (dropped by the control plane, or its lease is lost): no new
      * command to that inbox; a session under way logs out. */
