@@ -379,6 +379,55 @@ static void test_inbox_part_faults_leave_the_send_part_alone(void **state)
     assert_false(p.present);
 }
 
+/* Damaged answers (every truncation of one, random bytes flipped in another) never
+ * crash or leak under ASan, and what comes out holds together. */
+static void test_damaged_answers_are_read_safely(void **state)
+{
+    (void)state;
+    char *e1 = entry(1), *e2 = entry(2);
+    const char *entries[] = {e1, e2};
+    char *doc = answer_with(entries, 2);
+    size_t n = strlen(doc);
+    char *copy = malloc(n + 1);
+    for (size_t cut = 0; cut <= n; cut++) {
+        wire_lease_answer a;
+        wire_inbox_part p;
+        wire_lease_answer_parse(doc, cut, &a);
+        wire_inbox_part_parse(doc, cut, &a, &p);
+        if (cut < n)
+            assert_int_equal(p.ninboxes, 0); /* a truncated answer is not JSON: nothing */
+        wire_inbox_part_free(&p);
+    }
+    uint32_t x = 12345;
+    for (int round = 0; round < 4000; round++) {
+        memcpy(copy, doc, n + 1);
+        for (int k = 0; k < 1 + round % 3; k++) {
+            x = x * 1103515245u + 12345u;
+            size_t at = (x >> 8) % n;
+            x = x * 1103515245u + 12345u;
+            copy[at] = (char)(x >> 16);
+        }
+        wire_lease_answer a;
+        wire_inbox_part p;
+        wire_lease_answer_parse(copy, n, &a);
+        wire_inbox_part_parse(copy, n, &a, &p);
+        if (a.kind == WIRE_LEASE_WORK)
+            wire_lease_free(a.lease);
+        assert_true(p.ninboxes + p.nrejected <= 2 || p.error[0]);
+        for (size_t i = 0; i < p.ninboxes; i++) {
+            const feed_inbox *in = &p.inboxes[i]->in;
+            assert_true(in->port >= 1 && in->port <= 65535);
+            assert_true(in->mailbox_id >= 1);
+            assert_true(!in->password != !in->oauth_token);
+        }
+        wire_inbox_part_free(&p);
+    }
+    free(copy);
+    free(doc);
+    free(e1);
+    free(e2);
+}
+
 /* ---- events ---- */
 
 static const char *const found_flags[] = {"\\Seen", "$Junk"};
@@ -667,6 +716,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_more_inboxes_than_the_wire_allows_are_set_aside),
         cmocka_unit_test(test_duplicate_and_odd_entries),
         cmocka_unit_test(test_inbox_part_faults_leave_the_send_part_alone),
+        cmocka_unit_test(test_damaged_answers_are_read_safely),
         cmocka_unit_test(test_each_event_kind_is_written_as_the_wire_shape),
         cmocka_unit_test(test_malformed_events_are_refused),
         cmocka_unit_test(test_free_text_is_cut_and_cleaned),
