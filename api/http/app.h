@@ -32,6 +32,10 @@ typedef struct app_config {
     int64_t global_hourly_cap;
     int64_t recipient_daily_cap;
     int64_t pair_gap_days;
+    /* the inbox side (docs/design.md "Inbox leasing and placement") */
+    int64_t inbox_lease_ttl_s;
+    int64_t placement_deadline_s;
+    int64_t recipients_require_inbox; /* 0/1: recipients only among inboxes that are ok */
 } app_config;
 
 typedef struct app {
