@@ -324,11 +324,11 @@ static bool apply_outcomes(ireport *r)
         pgarr_str(&col[8], e->detail);
     }
     i64map_free(&first);
-    if (m == 0)
-        return true;
     const char *p[9];
     for (int c = 0; c < 9; c++)
         p[c] = pgarr_done(&col[c], a);
+    if (m == 0)
+        return true;
     inbox_outcome_batch b = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]};
     char *res = arena_alloc(a, (size_t)m);
     if (!inbox_store_outcomes(r->rq->db, a, &b, m, res))
@@ -371,10 +371,10 @@ static bool apply_folders(ireport *r)
         pgarr_i64(&v, e->uidvalidity);
         pgarr_i64(&last, e->last_uid);
     }
-    if (m == 0)
-        return true;
     inbox_folder_batch b = {pgarr_done(&mb, a), pgarr_done(&name, a), pgarr_done(&role, a),
                             pgarr_done(&v, a), pgarr_done(&last, a)};
+    if (m == 0)
+        return true;
     int changed = 0, refused = 0;
     if (!inbox_store_folders(r->rq->db, a, &b, m, &changed, &refused))
         return false;
@@ -411,8 +411,8 @@ static bool apply_sessions(ireport *r)
         pgarr_str(&det, r->ev[i].detail);
     }
     int changed = 0;
-    bool ok = m == 0 || inbox_store_sessions(r->rq->db, a, pgarr_done(&mb, a), pgarr_done(&st, a),
-                                             pgarr_done(&det, a), &changed);
+    const char *mbs = pgarr_done(&mb, a), *sts = pgarr_done(&st, a), *dets = pgarr_done(&det, a);
+    bool ok = m == 0 || inbox_store_sessions(r->rq->db, a, mbs, sts, dets, &changed);
     if (!ok) {
         i64map_free(&last);
         return false;
