@@ -73,7 +73,8 @@ enum db_tx inbox_grant(http_req *rq, http_resp *rs, void *ctx)
     /* The agent's share: the watchable inboxes spread over the agents that want some
      * (others counted over the last ttl); a holder above it gives back at heartbeat. */
     int64_t share = (watchable + others) / (others + 1);
-    int64_t want = (ir->max_inboxes < share ? ir->max_inboxes : share) - held;
+    int64_t room = share - held; /* max_inboxes is the agent's capacity left */
+    int64_t want = ir->max_inboxes < room ? ir->max_inboxes : room;
     int64_t *ids = NULL;
     int nids = 0;
     if (want > 0 && !inbox_store_pick(rq->db, a, want, &ids, &nids))
