@@ -379,7 +379,7 @@ static bool apply_folders(ireport *r)
     if (!inbox_store_folders(r->rq->db, a, &b, m, &changed, &refused))
         return false;
     for (int k = 0; k < m; k++)
-        r->verdict[ords[k]] = k < changed ? 'a' : k < changed + refused ? 'i' : 'd';
+        r->verdict[ords[k]] = (char)(k < changed ? 'a' : k < changed + refused ? 'i' : 'd');
     return true;
 }
 

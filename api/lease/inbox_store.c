@@ -535,7 +535,7 @@ bool inbox_store_outcomes(db *d, arena *a, const inbox_outcome_batch *b, int n, 
     if (!r || PQntuples(r) != n)
         return false;
     for (int i = 0; i < n; i++)
-        result[i] = col_bool(r, i, 1) ? 'a' : col_bool(r, i, 2) ? 'd' : 'i';
+        result[i] = (char)(col_bool(r, i, 1) ? 'a' : col_bool(r, i, 2) ? 'd' : 'i');
     return true;
 }
 
