@@ -331,10 +331,26 @@ def part_actions():
     other = [b["id"] for b in boxes if b["id"] != rc][0]
     r = report(a, lid, [dict(gone, mailbox_id=other), dict(gone, action_id=999999)])
     check(r == counts(0, 0, 2), "an action of another inbox / unknown is ignored: %r" % r)
+    # A move and a mark of one message reported in one batch: both land.
+    s2 = [s for s in sends if s[2] == rc and s[0] != sid] or [s for s in sends if s[2] != rc]
+    s2 = s2[0]
+    check(report(a, lid, [found(s2[2], s2[3], "Junk", "junk", 3, 9)]) == counts(1), "2nd find")
+    ids = [int(x) for x in psql("SELECT id FROM inbox_actions WHERE send_id = %d ORDER BY id"
+                                % s2[0])]
+    both = [{"type": "action", "mailbox_id": s2[2], "action_id": ids[0], "status": "done",
+             "folder": "INBOX", "uidvalidity": 7, "uid": 60},
+            {"type": "action", "mailbox_id": s2[2], "action_id": ids[1], "status": "done",
+             "flags": ["\\Seen", "\\Recent"]}]
+    check(report(a, lid, both) == counts(2), "rescue and mark in one batch")
+    row = psql("SELECT folder, role, uid, array_to_string(flags, ' ') FROM inbox_messages "
+               "WHERE send_id = %d" % s2[0])
+    check(row == ["INBOX|inbox|60|\\Seen \\Recent"], "moved and marked: %r" % row)
+    check(psql("SELECT folder, uid, status FROM inbox_actions WHERE id = %d" % ids[2]) ==
+          ["INBOX|60|pending"], "the file action follows the move")
     m = call("GET", "/metrics", token=ADMIN).raw
-    for line in ('kiln_actions_total{kind="rescue",status="done"} 1',
+    for line in ('kiln_actions_total{kind="rescue",status="done"} 2',
                  'kiln_actions_total{kind="file",status="gone"} 1',
-                 'kiln_actions_total{kind="rescue",status="issued"} 1'):
+                 'kiln_actions_total{kind="rescue",status="issued"} 2'):
         check(line in m, "%s in %s" % (line, [l for l in m.splitlines() if "actions" in l]))
     check(psql("SELECT status, outcome IS NULL FROM inbox_actions WHERE id = %d"
                % done["action_id"]) == ["done|t"], "the stored outcome")
