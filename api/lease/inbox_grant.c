@@ -68,10 +68,10 @@ enum db_tx inbox_grant(http_req *rq, http_resp *rs, void *ctx)
     ir->ok = false;
     if (!inbox_store_begin(rq->db, a, agent) ||
         !inbox_store_agent_lease(rq->db, a, agent, &lease_id, &held) ||
-        !inbox_store_counts(rq->db, a, agent, cfg->inbox_lease_ttl_s, &watchable, &others))
+        !inbox_store_counts(rq->db, a, agent, INBOX_WANT_WINDOW_S, &watchable, &others))
         return http_tx_fail(rq, rs);
-    /* The agent's share: the watchable inboxes spread over the agents that want some
-     * (others counted over the last ttl); a holder above it gives back at heartbeat. */
+    /* The agent's share: the watchable inboxes spread over the agents that want some;
+     * a holder above it gives back at heartbeat. */
     int64_t share = (watchable + others) / (others + 1);
     int64_t room = share - held; /* max_inboxes is the agent's capacity left */
     int64_t want = ir->max_inboxes < room ? ir->max_inboxes : room;

@@ -25,11 +25,16 @@ static const db_stmt Q_AGENT_LEASE = {
     "SELECT l.id::text AS lease_id, (SELECT count(*) FROM inbox_leasing il "
     "WHERE il.lease_id = l.id) AS held FROM leases l WHERE l.agent_id = $1 AND l.kind = 'inbox' "
     "AND l.ended_at IS NULL AND l.expires_at > kiln_now() ORDER BY l.created_at DESC LIMIT 1"};
+/* Other agents that want inboxes: those holding a live inbox lease, and those that asked
+ * within $2 seconds (twice the longest lease retry), so a dead agent stops counting once
+ * its lease expired and its inboxes went free. */
 static const db_stmt Q_COUNTS = {
     "inbox_counts",
     "SELECT (SELECT count(*) FROM mailboxes m JOIN users u ON u.id = m.user_id WHERE " WATCHABLE
-    ") AS watchable, (SELECT count(*) FROM agents WHERE id <> $1 AND inbox_wanted_at > "
-    "kiln_now() - make_interval(secs => $2)) AS others"};
+    ") AS watchable, (SELECT count(*) FROM agents a WHERE a.id <> $1 AND (a.inbox_wanted_at > "
+    "kiln_now() - make_interval(secs => $2) OR EXISTS (SELECT 1 FROM leases l WHERE l.agent_id "
+    "= a.id AND l.kind = 'inbox' AND l.ended_at IS NULL AND l.expires_at > kiln_now()))) "
+    "AS others"};
 static const db_stmt Q_PICK = {
     "inbox_pick",
     "SELECT coalesce(array_agg(mailbox_id ORDER BY mailbox_id), '{}') FROM (SELECT il.mailbox_id "
@@ -314,10 +319,10 @@ bool inbox_store_agent_lease(db *d, arena *a, int64_t agent_id, const char **lea
     return true;
 }
 
-bool inbox_store_counts(db *d, arena *a, int64_t agent_id, int64_t ttl_s, int64_t *watchable,
+bool inbox_store_counts(db *d, arena *a, int64_t agent_id, int64_t window_s, int64_t *watchable,
                         int64_t *others)
 {
-    const char *p[] = {db_i64_text(a, agent_id), db_i64_text(a, ttl_s)};
+    const char *p[] = {db_i64_text(a, agent_id), db_i64_text(a, window_s)};
     PGresult *r = db_exec(d, a, &Q_COUNTS, 2, p);
     if (!r || PQntuples(r) != 1)
         return false;
@@ -444,13 +449,14 @@ bool inbox_store_load(db *d, arena *a, const char *lease_id, int64_t horizon_s, 
 
 /* ---- renewal, release ------------------------------------------------------------------ */
 
-bool inbox_store_drop(db *d, arena *a, int64_t agent_id, const char *lease_id, int64_t ttl_s,
-                      int64_t **dropped, int *ndropped)
+bool inbox_store_drop(db *d, arena *a, int64_t agent_id, const char *lease_id, int64_t **dropped,
+                      int *ndropped)
 {
     const char *lp[] = {lease_id};
     int64_t watchable = 0, others = 0;
     PGresult *r = NULL;
-    if (!db_begin(d) || !inbox_store_counts(d, a, agent_id, ttl_s, &watchable, &others) ||
+    if (!db_begin(d) ||
+        !inbox_store_counts(d, a, agent_id, INBOX_WANT_WINDOW_S, &watchable, &others) ||
         !(r = db_exec(d, a, &Q_HELD_STATE, 1, lp)))
         return false;
     int n = PQntuples(r), kept = 0;

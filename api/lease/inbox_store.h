@@ -50,8 +50,10 @@ bool inbox_store_begin(db *d, arena *a, int64_t agent_id);
 /* The agent's live inbox lease (id NULL when none) and how many inboxes it holds. */
 bool inbox_store_agent_lease(db *d, arena *a, int64_t agent_id, const char **lease_id,
                              int64_t *held);
-/* Watchable inboxes and how many other agents want inboxes now (within ttl_s). */
-bool inbox_store_counts(db *d, arena *a, int64_t agent_id, int64_t ttl_s, int64_t *watchable,
+/* Watchable inboxes and how many other agents want inboxes now: holding a live inbox
+ * lease, or asked within window_s. */
+#define INBOX_WANT_WINDOW_S 600
+bool inbox_store_counts(db *d, arena *a, int64_t agent_id, int64_t window_s, int64_t *watchable,
                         int64_t *others);
 /* Picks and locks up to n free watchable inboxes (SKIP LOCKED); *ids in the arena. */
 bool inbox_store_pick(db *d, arena *a, int64_t n, int64_t **ids, int *nids);
@@ -68,8 +70,8 @@ bool inbox_store_load(db *d, arena *a, const char *lease_id, int64_t horizon_s, 
 /* Held inboxes of a lease that must go: no longer watchable, IMAP access changed, or
  * beyond share when others want inboxes (share 0: no limit). Frees them; *dropped in the
  * arena, ascending. Its own transaction. */
-bool inbox_store_drop(db *d, arena *a, int64_t agent_id, const char *lease_id, int64_t ttl_s,
-                      int64_t **dropped, int *ndropped);
+bool inbox_store_drop(db *d, arena *a, int64_t agent_id, const char *lease_id, int64_t **dropped,
+                      int *ndropped);
 /* Ends an inbox lease; *released = inboxes given back. */
 bool inbox_store_release(db *d, arena *a, const char *lease_id, int64_t *released);
 

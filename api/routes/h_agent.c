@@ -153,8 +153,8 @@ void h_agent_heartbeat(http_req *rq, http_resp *rs)
     /* An inbox lease: the inboxes to stop watching are given back now. */
     int64_t *dropped = NULL;
     int ndropped = 0;
-    if (info.inbox && !inbox_store_drop(rq->db, rq->pool, rq->auth.agent_id, lease_id,
-                                        rq->app->cfg.inbox_lease_ttl_s, &dropped, &ndropped)) {
+    if (info.inbox &&
+        !inbox_store_drop(rq->db, rq->pool, rq->auth.agent_id, lease_id, &dropped, &ndropped)) {
         http_db_error(rs, rq->db);
         db_rollback(rq->db);
         return;
