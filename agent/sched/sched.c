@@ -313,7 +313,6 @@ static void session_start(struct io_thread *t, struct work *w)
                            .subject = js->subject,
                            .body = js->body,
                            .message_id = js->message_id,
-                           .warmup_tag = e->cfg.warmup_tag,
                            .date_unix_s = now_s};
         smtp_net_add(&s->smtp, k, &mm, &t->msg_scratch);
     }

@@ -20,7 +20,6 @@ typedef struct smtp_message {
     const char *subject;
     const char *body;
     const char *message_id; /* "<...@...>"; NULL lets the builder make one */
-    const char *warmup_tag; /* value of X-Kiln-Warmup */
     int64_t date_unix_s;
 } smtp_message;
 

@@ -130,7 +130,6 @@ static void test_message_headers_and_body(void **state)
                       .subject = "Hi",
                       .body = "line1\nline2",
                       .message_id = "<m1@acme.test>",
-                      .warmup_tag = "w42",
                       .date_unix_s = 1764064800};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -142,7 +141,6 @@ static void test_message_headers_and_body(void **state)
                                 "MIME-Version: 1.0\r\n"
                                 "Content-Type: text/plain; charset=UTF-8\r\n"
                                 "Content-Transfer-Encoding: 7bit\r\n"
-                                "X-Kiln-Warmup: w42\r\n"
                                 "\r\n"
                                 "line1\r\nline2\r\n");
     buf_free(&b);
@@ -157,7 +155,6 @@ static void test_utf8_message_uses_qp_and_encoded_words(void **state)
                       .subject = "Grüße",
                       .body = "schön\n",
                       .message_id = NULL,
-                      .warmup_tag = "t",
                       .date_unix_s = 0};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -180,7 +177,6 @@ static void test_utf8_addresses_stay_raw_in_from_and_to(void **state)
                       .subject = "Hi",
                       .body = "hi\n",
                       .message_id = "<m1@acme.test>",
-                      .warmup_tag = "t",
                       .date_unix_s = 1764064800};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -192,7 +188,6 @@ static void test_utf8_addresses_stay_raw_in_from_and_to(void **state)
                                 "MIME-Version: 1.0\r\n"
                                 "Content-Type: text/plain; charset=UTF-8\r\n"
                                 "Content-Transfer-Encoding: 7bit\r\n"
-                                "X-Kiln-Warmup: t\r\n"
                                 "\r\n"
                                 "hi\r\n");
     buf_free(&b);
@@ -207,7 +202,6 @@ static void test_header_injection_is_neutralised(void **state)
                       .subject = "s\r\nBcc: victim@evil.test",
                       .body = "b",
                       .message_id = "<i@d>\r\nX: y",
-                      .warmup_tag = "t",
                       .date_unix_s = 0};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -233,21 +227,18 @@ static void assert_lines_fit(const buf *b)
 static void test_long_header_values_keep_lines_within_998_octets(void **state)
 {
     (void)state;
-    char name[2001], mid[1501], tag[1501];
+    char name[2001], mid[1501];
     memset(name, 'n', sizeof name - 1);
     name[sizeof name - 1] = '\0';
     mid[0] = '<';
     memset(mid + 1, 'm', sizeof mid - 2);
     mid[sizeof mid - 1] = '\0';
-    memset(tag, 't', sizeof tag - 1);
-    tag[sizeof tag - 1] = '\0';
     smtp_message m = {.from_addr = "a@b.test",
                       .from_name = name,
                       .to_addr = "c@d.test",
                       .subject = name,
                       .body = "b",
                       .message_id = mid,
-                      .warmup_tag = tag,
                       .date_unix_s = 0};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);

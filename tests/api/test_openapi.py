@@ -358,12 +358,17 @@ BODY_FIELDS = [
     ("api/routes/h_webhooks.c", None, "WEBHOOK_PATCH_FIELDS", "WebhookPatch"),
     ("api/routes/h_agent.c", "h_agent_lease", "fields", "LeaseRequest"),
     ("api/routes/h_agent.c", "h_agent_report", "fields", "ReportRequest"),
+    ("api/lease/inbox_events.c", None, "FOUND_FIELDS", "InboxEventFound"),
+    ("api/lease/inbox_events.c", None, "ACTION_FIELDS", "InboxEventAction"),
+    ("api/lease/inbox_events.c", None, "FOLDER_STATE_FIELDS", "InboxEventFolderState"),
+    ("api/lease/inbox_events.c", None, "SESSION_FIELDS", "InboxEventSession"),
 ]
 # (file, #define, schema, property, keyword)
 LIMITS = [
     ("common/wire.h", "WIRE_MAX_LEASE_MAILBOXES", "LeaseRequest", "max_mailboxes", "maximum"),
     ("common/wire.h", "WIRE_MAX_LEASE_SENDS", "LeaseRequest", "max_sends", "maximum"),
     ("common/wire.h", "WIRE_MAX_LEASE_INBOXES", "LeaseRequest", "max_inboxes", "maximum"),
+    ("api/lease/inbox_events.h", "INBOX_EVENTS_MAX", "ReportRequest", "inbox_events", "maxItems"),
     ("api/routes/h_mailboxes.c", "OAUTH_TOKEN_MAX_BYTES", "ImapCreate", "oauth_token",
      "maxLength"),
     ("api/routes/h_mailboxes.c", "OAUTH_TOKEN_MAX_BYTES", "ImapPatch", "oauth_token",
