@@ -11,7 +11,7 @@ PKGS=(
   postfix python3 python3-aiosmtpd python3-cryptography
   prometheus wrk curl openssl procps psmisc
   systemd dpkg-dev fakeroot binutils python3-yaml python3-seccomp
-  dovecot-imapd dovecot-lmtpd
+  dovecot-imapd dovecot-lmtpd dovecot-sieve
 )
 
 missing=()
