@@ -13,6 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *inbox_session_status_name(int status)
+{
+    return imap_net_status_name(status);
+}
+
+_Static_assert(INBOX_SESSION_OK == IMAP_NET_OK, "the ok status differs");
+
 void inbox_engine_config_defaults(inbox_engine_config *c)
 {
     memset(c, 0, sizeof *c);

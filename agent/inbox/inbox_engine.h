@@ -44,6 +44,12 @@ typedef struct inbox_event {
     int action_status; /* enum inbox_action_status */
 } inbox_event;
 
+/* A session event's status by its wire name: "ok", "auth", "tls", "connect",
+ * "throttled", "protocol". */
+const char *inbox_session_status_name(int status);
+/* Session statuses that mean a login went well. */
+#define INBOX_SESSION_OK 0
+
 typedef void (*inbox_event_fn)(void *arg, const inbox_event *ev);
 
 typedef struct inbox_engine_config {

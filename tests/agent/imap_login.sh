@@ -1,0 +1,60 @@
+#!/bin/bash
+# kiln-agent's IMAP connections against a real Dovecot with a CA and a certificate made
+# here (for the name localhost only): `inbox --file --once` logs in over implicit TLS
+# and over STARTTLS (session ok); a wrong password is `auth`; a server certificate for
+# another name (the address 127.0.0.1) and a CA the agent was not told to trust (the
+# system store) are `tls`; a port where nothing listens is `connect`; --once exits 3
+# when a login failed. `kiln-agent check` with KILN_AGENT_CHECK_IMAP_* logs in and out,
+# and names the failure for a wrong password.
+source "$(dirname "$0")/lib.sh"
+DOVECOT_TLS=1
+source "$HERE/dovecot_lib.sh"
+dovecot_user anna@acme.test s3cret
+dovecot_start
+cd "$WORK"
+dead=$(free_port)
+make_inboxes inboxes.json \
+    "1:localhost:$IMAPS_PORT:tls:anna@acme.test:s3cret:$DC_CA" \
+    "2:localhost:$IMAP_PORT:starttls:anna@acme.test:s3cret:$DC_CA" \
+    "3:localhost:$IMAPS_PORT:tls:anna@acme.test:wrong:$DC_CA" \
+    "4:127.0.0.1:$IMAPS_PORT:tls:anna@acme.test:s3cret:$DC_CA" \
+    "5:localhost:$IMAP_PORT:starttls:anna@acme.test:s3cret:-" \
+    "6:127.0.0.1:$dead:tls:anna@acme.test:s3cret:$DC_CA"
+rc=0
+timeout 50 "$AGENT" inbox --file inboxes.json --once >events.jsonl 2>err.log || rc=$?
+[ "$rc" = 3 ] || fail "inbox --once: exit $rc, expected 3 (a login failed): $(cat err.log)"
+status_of() { # mailbox id -> its session status
+    $PY -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["type"] == "session" and e["mailbox_id"] == int(sys.argv[2]): print(e["status"])' \
+        events.jsonl "$1"
+}
+expect() { # mbid status why
+    local got
+    got=$(status_of "$1")
+    [ "$got" = "$2" ] || fail "inbox $1 ($3): session '$got', expected '$2'; events: $(cat events.jsonl); log: $(cat err.log)"
+}
+expect 1 ok "implicit TLS"
+expect 2 ok "STARTTLS"
+expect 3 auth "wrong password"
+expect 4 tls "certificate for another name"
+expect 5 tls "CA not trusted"
+expect 6 connect "nothing listens"
+grep -q '"mailbox_id":3,"status":"auth","detail":"[^"]' events.jsonl ||
+    fail "the auth event names no detail: $(grep '"mailbox_id":3' events.jsonl)"
+! grep -q s3cret events.jsonl err.log || fail "a password appears in the output"
+
+# check: one login, then LOGOUT (Dovecot logs both)
+export KILN_API_URL=http://127.0.0.1:$dead KILN_AGENT_TOKEN=x KILN_AGENT_SPOOL_DIR=$WORK/spool
+export KILN_AGENT_CHECK_IMAP_HOST=localhost KILN_AGENT_CHECK_IMAP_PORT=$IMAPS_PORT
+export KILN_AGENT_CHECK_IMAP_USER=anna@acme.test KILN_AGENT_CHECK_IMAP_PASSWORD=s3cret
+export KILN_AGENT_CHECK_IMAP_CA_FILE=$DC_CA
+timeout 40 "$AGENT" check >check.out 2>&1 || true
+grep -q "^ok: *IMAP login to anna@acme.test@localhost:$IMAPS_PORT (tls) works" check.out ||
+    fail "check did not log in: $(cat check.out)"
+grep -q "Logged out" "$D/dovecot.log" || fail "Dovecot saw no LOGOUT: $(tail -5 "$D/dovecot.log")"
+KILN_AGENT_CHECK_IMAP_PASSWORD=nope timeout 40 "$AGENT" check >check2.out 2>&1 || true
+grep -q "^PROBLEM: IMAP login to .* failed: auth" check2.out ||
+    fail "check with a wrong password: $(cat check2.out)"
+echo "PASS imap_login"
