@@ -100,10 +100,11 @@ static void add_inbox(inbox_engine *e, inbox_spec *s)
             ib->next_spec = s;
             return;
         }
-        if (strcmp(ib->spec->host, s->host) != 0)
-            ib->srv = inbox_server_get(e, s->host);
+        ib->srv = inbox_server_get(e, s->host);
         inbox_spec_free(ib->spec);
         ib->spec = s;
+        ib->dest = (net_dest){.name = s->host, .port = s->port};
+        ib->added_ms = e->loop.now_ms;
         ib->last_status = -1;
         if (ib->state == IB_DONE && !e->stopping && !e->cfg.once)
             inbox_arm(e, ib, IB_WAIT, e->loop.now_ms);
@@ -116,6 +117,7 @@ static void add_inbox(inbox_engine *e, inbox_spec *s)
     inbox *ib = xcalloc(1, sizeof *ib);
     ib->engine = e;
     ib->spec = s;
+    ib->added_ms = e->loop.now_ms;
     ib->last_status = -1;
     ib->srv = inbox_server_get(e, s->host);
     ib->dest.name = s->host; /* borrowed: the spec outlives every connection */

@@ -48,6 +48,11 @@ typedef struct inbox {
     struct inbox_server *srv;
     net_dest dest;
     net_conn *conn;
+    int64_t added_ms;      /* when the spec was handed over: actions' not_before_s */
+    int64_t conn_start_ms; /* when the connection began */
+    bool stop_sent;        /* the session was told to log out */
+    bool recycle;          /* its IDLE connection ended for a full pass: reconnect now */
+    int64_t wakes_seen;    /* the connection's WAKEs counted in the metrics */
     imap_net net;
     struct inbox *wait_next; /* in its server's or the table's wait queue */
 } inbox;

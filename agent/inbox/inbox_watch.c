@@ -151,8 +151,61 @@ static inbox *queue_pop(inbox **head, inbox **tail)
     return ib;
 }
 
-static int on_ready(void *owner, imap_net *n, int64_t now_ms);
-static const imap_net_hooks hooks = {.ready = on_ready};
+static const imap_net_hooks hooks;
+
+_Static_assert((int)IMAP_ROLE_INBOX == (int)INBOX_ROLE_INBOX &&
+                   (int)IMAP_ROLE_JUNK == (int)INBOX_ROLE_JUNK &&
+                   (int)IMAP_ROLE_WARMUP == (int)INBOX_ROLE_WARMUP &&
+                   (int)IMAP_ROLE_OTHER == (int)INBOX_ROLE_OTHER,
+               "folder roles differ");
+_Static_assert((int)IMAP_ACT_DONE == (int)INBOX_AST_DONE &&
+                   (int)IMAP_ACT_GONE == (int)INBOX_AST_GONE &&
+                   (int)IMAP_ACT_STALE == (int)INBOX_AST_STALE &&
+                   (int)IMAP_ACT_REFUSED == (int)INBOX_AST_REFUSED &&
+                   (int)IMAP_ACT_FAILED == (int)INBOX_AST_FAILED,
+               "action outcomes differ");
+_Static_assert((int)IMAP_ACT_RESCUE == (int)INBOX_ACT_RESCUE &&
+                   (int)IMAP_ACT_MARK == (int)INBOX_ACT_MARK &&
+                   (int)IMAP_ACT_FILE == (int)INBOX_ACT_FILE &&
+                   (int)IMAP_ACT_PRUNE == (int)INBOX_ACT_PRUNE,
+               "action kinds differ");
+
+/* The inbox session's work from the spec: the folders' state, the actions still to do
+ * (each due not_before_s after the inbox was handed over), IDLE for the high class. */
+static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_params *p)
+{
+    inbox_spec *s = ib->spec;
+    imap_inbox_folder folders[16];
+    size_t nf = s->nfolders < 16 ? s->nfolders : 16;
+    for (size_t i = 0; i < nf; i++)
+        folders[i] = (imap_inbox_folder){.name = s->folders[i].name,
+                                         .role = s->folders[i].role,
+                                         .uidvalidity = s->folders[i].uidvalidity,
+                                         .last_uid = s->folders[i].last_uid};
+    imap_inbox_action *acts = xcalloc(s->nactions ? s->nactions : 1, sizeof *acts);
+    for (size_t i = 0; i < s->nactions; i++) {
+        const inbox_action *a = &s->actions[i];
+        acts[i] = (imap_inbox_action){.id = a->id,
+                                      .kind = a->kind,
+                                      .folder = a->folder,
+                                      .uidvalidity = a->uidvalidity,
+                                      .uid = a->uid,
+                                      .flags = (const char *const *)a->flags,
+                                      .nflags = a->nflags,
+                                      .not_before_ms = ib->added_ms + a->not_before_s * 1000};
+    }
+    imap_inbox_job job = {.folders = folders,
+                          .nfolders = nf,
+                          .actions = acts,
+                          .nactions = s->nactions,
+                          .warmup_folder = s->warmup_folder,
+                          .want_idle = e->cfg.idle && !e->cfg.once &&
+                                       s->poll_class == INBOX_POLL_HIGH,
+                          .idle_refresh_ms = e->cfg.idle_ms};
+    bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
+    free(acts);
+    return ok;
+}
 
 /* Room at the server and a free connection: the session starts. */
 static void start_session(inbox_engine *e, inbox *ib, net_conn *c)
@@ -167,8 +220,24 @@ static void start_session(inbox_engine *e, inbox *ib, net_conn *c)
                              .host = s->host,
                              .port = s->port,
                              .allow_plaintext_auth = s->allow_plaintext_auth};
-    imap_net_start(&ib->net, &p, e->timeout_ms, &hooks, ib);
+    if (e->cfg.login_only)
+        imap_net_start_login(&ib->net, &p, e->cfg.command_ms, &hooks, ib);
+    else if (!start_inbox_session(e, ib, &p)) {
+        /* the spec passed the wire's checks, so this is a bug or a limit of the
+         * session: say so once and leave the inbox */
+        host_limits_release(ib->srv->limits, true, e->loop.now_ms);
+        c->next_free = e->loop.free_conns; /* give the entry back untouched */
+        e->loop.free_conns = c;
+        log_error("inbox %lld: the IMAP session refused its work (folders, actions)",
+                  (long long)s->mailbox_id);
+        emit_session(e, ib, IMAP_NET_PROTOCOL, "the agent could not take this inbox's work");
+        finish_pass(e, ib);
+        inbox_enter(e, ib, IB_DONE);
+        return;
+    }
     ib->conn = c;
+    ib->conn_start_ms = e->loop.now_ms;
+    ib->stop_sent = ib->recycle = false;
     e->conns_active++;
     atomic_fetch_add(&e->polls, 1);
     atomic_fetch_add(&ib->srv->connects, 1);
@@ -232,6 +301,13 @@ static void begin(inbox_engine *e, inbox *ib)
     try_connect(e, ib);
 }
 
+/* A logged-in session is poked: its stepped hook takes the owner's step (stop, tick). */
+static void poke(inbox_engine *e, inbox *ib)
+{
+    if ((ib->state == IB_ACTIVE || ib->state == IB_IDLE) && ib->conn)
+        net_conn_resume(&e->loop, ib->conn, 0);
+}
+
 void inbox_fire(inbox_engine *e, inbox *ib)
 {
     if (!ib->timer_armed || ib->timer_ms > e->loop.now_ms)
@@ -239,6 +315,8 @@ void inbox_fire(inbox_engine *e, inbox *ib)
     ib->timer_armed = false;
     if (ib->state == IB_WAIT || ib->state == IB_BACKOFF)
         begin(e, ib);
+    else
+        poke(e, ib);
 }
 
 void inbox_retry_dns(inbox_engine *e)
@@ -273,18 +351,6 @@ void inbox_retry_waiting(inbox_engine *e)
         }
 }
 
-/* Logged in: the session reports ok, then does the inbox's work. */
-static int on_ready(void *owner, imap_net *n, int64_t now_ms)
-{
-    inbox *ib = owner;
-    inbox_engine *e = ib->engine;
-    (void)now_ms;
-    ib->attempts = 0;
-    inbox_enter(e, ib, IB_ACTIVE);
-    emit_session(e, ib, IMAP_NET_OK, NULL);
-    return imap_session_logout(&n->s);
-}
-
 /* What comes after a connection: the next poll, a backoff, or the end. */
 static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpected)
 {
@@ -292,6 +358,9 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
         inbox_spec_free(ib->spec);
         ib->spec = ib->next_spec;
         ib->next_spec = NULL;
+        ib->added_ms = e->loop.now_ms;
+        ib->srv = inbox_server_get(e, ib->spec->host);
+        ib->dest = (net_dest){.name = ib->spec->host, .port = ib->spec->port};
         ib->last_status = -1;
     }
     int64_t now = e->loop.now_ms;
@@ -303,7 +372,8 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
     finish_pass(e, ib);
     if (status == IMAP_NET_OK && !unexpected) {
         ib->attempts = 0;
-        inbox_arm(e, ib, IB_WAIT, now + poll_interval_ms(e, ib));
+        /* a recycled IDLE connection comes back at once for its full pass */
+        inbox_arm(e, ib, IB_WAIT, ib->recycle ? now : now + poll_interval_ms(e, ib));
         return;
     }
     if (ib->attempts < 30)
@@ -315,6 +385,144 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
         delay = poll_interval_ms(e, ib);
     inbox_arm(e, ib, IB_BACKOFF, now + delay);
 }
+
+/* ---- the session's hooks ---- */
+
+/* The spec keeps the folders' latest state: the next connection resumes from it. */
+static void remember_folder(inbox *ib, const imap_inbox_event *ev)
+{
+    inbox_spec *s = ib->spec;
+    for (size_t i = 0; i < s->nfolders; i++)
+        if (!strcmp(s->folders[i].name, ev->folder)) {
+            s->folders[i].role = ev->role;
+            s->folders[i].uidvalidity = ev->uidvalidity;
+            s->folders[i].last_uid = ev->last_uid;
+            return;
+        }
+    if (s->nfolders >= 16)
+        return;
+    s->folders = xrealloc(s->folders, (s->nfolders + 1) * sizeof *s->folders);
+    s->folders[s->nfolders++] = (inbox_folder){.name = xstrdup(ev->folder),
+                                               .role = ev->role,
+                                               .uidvalidity = ev->uidvalidity,
+                                               .last_uid = ev->last_uid};
+}
+
+/* An action reported is done with: the spec forgets it (its kind is returned). */
+static int forget_action(inbox *ib, int64_t id)
+{
+    inbox_spec *s = ib->spec;
+    for (size_t i = 0; i < s->nactions; i++) {
+        if (s->actions[i].id != id)
+            continue;
+        int kind = s->actions[i].kind;
+        free(s->actions[i].folder);
+        for (size_t k = 0; k < s->actions[i].nflags; k++)
+            free(s->actions[i].flags[k]);
+        memmove(&s->actions[i], &s->actions[i + 1], (s->nactions - i - 1) * sizeof *s->actions);
+        s->nactions--;
+        return kind;
+    }
+    return -1;
+}
+
+static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
+{
+    inbox *ib = owner;
+    inbox_engine *e = ib->engine;
+    (void)n;
+    int64_t mb = ib->spec->mailbox_id;
+    inbox_event out = {.mailbox_id = mb,
+                       .folder = ev->folder,
+                       .role = ev->role,
+                       .uidvalidity = ev->uidvalidity,
+                       .uid = ev->uid,
+                       .flags = ev->flags,
+                       .nflags = ev->nflags};
+    switch (ev->type) {
+    case IMAP_INBOX_EV_LOGGED_IN:
+        ib->attempts = 0;
+        inbox_enter(e, ib, IB_ACTIVE);
+        emit_session(e, ib, IMAP_NET_OK, NULL);
+        return;
+    case IMAP_INBOX_EV_FOUND:
+        if (ev->role >= 0 && ev->role < INBOX_ROLE_COUNT)
+            atomic_fetch_add(&e->found[ev->role], 1);
+        out.type = INBOX_EV_FOUND;
+        out.message_id = ev->message_id;
+        out.labels = ev->nlabels ? ev->labels : NULL;
+        out.nlabels = ev->nlabels;
+        out.authentication_results = ev->auth_results;
+        break;
+    case IMAP_INBOX_EV_FOLDER_STATE:
+        remember_folder(ib, ev);
+        out.type = INBOX_EV_FOLDER_STATE;
+        out.last_uid = ev->last_uid;
+        break;
+    case IMAP_INBOX_EV_ACTION: {
+        int kind = forget_action(ib, ev->action_id);
+        if (kind >= 0 && ev->status >= 0 && ev->status < INBOX_AST_COUNT)
+            atomic_fetch_add(&e->actions[kind][ev->status], 1);
+        out.type = INBOX_EV_ACTION;
+        out.action_id = ev->action_id;
+        out.action_status = ev->status;
+        out.detail = ev->detail && *ev->detail ? ev->detail : NULL;
+        if (!ev->folder || !ev->uid)
+            out.folder = NULL;
+        if (!ev->nflags)
+            out.flags = NULL;
+        break;
+    }
+    default:
+        return;
+    }
+    inbox_emit(e, &out);
+}
+
+/* Once per step: stop or tick when due, follow IDLE, arm the timer for the next tick
+ * (or the IDLE connection's recycling: a full pass over every folder each
+ * max(poll interval, 5 min)). */
+static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
+{
+    inbox *ib = owner;
+    inbox_engine *e = ib->engine;
+    int ev = 0;
+    if (!n->logged_in)
+        return 0;
+    if (ib->state == IB_CONNECTING)
+        inbox_enter(e, ib, IB_ACTIVE);
+    int64_t recycle_ms = poll_interval_ms(e, ib);
+    if (recycle_ms < 300000)
+        recycle_ms = 300000;
+    bool recycle = ib->state == IB_IDLE && now_ms >= ib->conn_start_ms + recycle_ms;
+    if (!ib->stop_sent && (e->stopping || ib->dropped || ib->next_spec || recycle)) {
+        ib->stop_sent = true;
+        ib->recycle = recycle || ib->next_spec;
+        ev |= imap_net_stop(n, now_ms);
+    } else if (now_ms >= imap_net_next_tick_ms(n)) {
+        ev |= imap_net_tick(n, now_ms);
+    }
+    if (n->wakes > ib->wakes_seen) {
+        atomic_fetch_add(&e->idle_wakes, (unsigned long long)(n->wakes - ib->wakes_seen));
+        ib->wakes_seen = n->wakes;
+    }
+    bool idling = imap_net_idling(n);
+    if (idling && ib->state == IB_ACTIVE)
+        inbox_enter(e, ib, IB_IDLE);
+    else if (!idling && ib->state == IB_IDLE)
+        inbox_enter(e, ib, IB_ACTIVE);
+    int64_t t = imap_net_next_tick_ms(n);
+    if (ib->state == IB_IDLE && !ib->stop_sent && ib->conn_start_ms + recycle_ms < t)
+        t = ib->conn_start_ms + recycle_ms;
+    if (t != INT64_MAX && (!ib->timer_armed || t != ib->timer_ms)) {
+        ib->timer_ms = t;
+        ib->timer_armed = true;
+        timer_heap_push(&e->timers, t, ib);
+    }
+    return ev;
+}
+
+static const imap_net_hooks hooks = {.event = on_event, .stepped = on_stepped};
 
 /* ---- net/'s owner ---- */
 
@@ -351,13 +559,15 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
         atomic_fetch_add(&ib->srv->failures, 1);
     }
     /* a session that logged in but did not end with its LOGOUT answered */
-    bool unexpected = n->logged_in && n->s.outcome != IMAP_OUT_OK;
+    bool unexpected = n->logged_in && !imap_net_clean_end(n);
     if (status != IMAP_NET_OK)
         emit_session(e, ib, status, detail);
     if (e->cfg.verbose || status != IMAP_NET_OK || unexpected)
         log_info("inbox %lld (%s): session %s%s%s", (long long)ib->spec->mailbox_id,
                  ib->spec->host, imap_net_status_name(status), *detail ? ": " : "", detail);
     imap_net_clear(n);
+    ib->timer_armed = false;
+    ib->wakes_seen = 0;
     schedule_after(e, ib, status, unexpected);
 }
 
@@ -388,7 +598,12 @@ void inbox_stop_one(inbox_engine *e, inbox *ib)
         e->dns_waiting--;
         inbox_enter(e, ib, IB_DONE);
         break;
-    default: /* queued ones end when their queue is next looked at */
+    case IB_ACTIVE:
+    case IB_IDLE:
+        poke(e, ib); /* LOGOUT after the command in flight (DONE first when idling) */
+        break;
+    default: /* queued ones end when their queue is next looked at; connecting ones
+                log out once logged in (on_stepped) */
         break;
     }
 }
