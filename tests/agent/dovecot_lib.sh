@@ -9,6 +9,8 @@
 #   DOVECOT_SIEVE=1                   a global Sieve script files mail with the header
 #                                     "X-Test-Junk: yes" into Junk (dovecot-sieve)
 #   DOVECOT_NO_MOVE=1                 the capability list after login lacks MOVE
+#   DOVECOT_RAWLOG=1                  what clients send after login is kept under
+#                                     $D/home/USER/rawlog (*.in files)
 #   dovecot_start / dovecot_stop / dovecot_restart
 #   deliver USER MESSAGE-ID [junk]    one message over LMTP
 # Ports: $IMAP_PORT (plain, STARTTLS when TLS), $IMAPS_PORT, $LMTP_PORT.
@@ -54,7 +56,7 @@ dc_make_certs() {
 dc_write_conf() {
     local ssl=no tls_conf="" imaps_port=0 lmtp_plugins="" sieve_conf="" caps=""
     if [ "${DOVECOT_TLS:-0}" = 1 ]; then
-        dc_make_certs
+        [ -f "$D/ca.pem" ] && DC_CA="$D/ca.pem" || dc_make_certs
         ssl=yes
         imaps_port=$IMAPS_PORT
         tls_conf="ssl_cert = <$D/server.pem
@@ -77,11 +79,21 @@ SIEVE
   sieve_before = $D/sieve/before.sieve
 }"
     fi
+    local imap_plugins=""
+    if [ "${DOVECOT_RAWLOG:-0}" = 1 ]; then
+        imap_plugins="  rawlog_dir = $D/home/%u/rawlog"
+        while IFS=: read -r u _; do mkdir -p "$D/home/$u/rawlog"; done <"$D/passwd"
+    fi
+    caps="protocol imap {
+$imap_plugins
+}"
     if [ "${DOVECOT_NO_MOVE:-0}" = 1 ]; then
         caps="protocol imap {
+$imap_plugins
   imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT THREAD=REFERENCES MULTIAPPEND UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY SPECIAL-USE
 }"
     fi
+    rm -f "$D/dovecot.conf"
     cat >"$D/dovecot.conf" <<CONF
 protocols = imap lmtp
 listen = 127.0.0.1
@@ -167,8 +179,9 @@ dovecot_stop() {
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 }
 
-dovecot_restart() {
+dovecot_restart() { # after changing DOVECOT_* settings, the configuration is written again
     dovecot_stop
+    dc_write_conf
     dovecot_start
 }
 
@@ -235,4 +248,18 @@ for spec in specs:
                 "actions": acts.get(mbid, [])})
 json.dump(res, open(out, "w"))
 PYEOF
+}
+
+# events FILE EXPR: the events of an `inbox --file` output (one JSON object a line) for
+# which the Python expression EXPR over e is true, one JSON line each
+events() {
+    $PY -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if eval(sys.argv[2]): print(json.dumps(e))' "$1" "$2"
+}
+
+# kiln_id N: a Message-ID of the shape kiln mints for send N
+kiln_id() {
+    printf '<%s.a%024x@acme.test>' "$1" "$1"
 }
