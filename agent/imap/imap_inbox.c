@@ -305,8 +305,9 @@ static void on_found(imap_inbox *ib, const imap_resp *r)
     int role = ib->check_role;
     ib_folder *f = &ib->roles[role];
     const imap_resp_fetch *fe = &r->fetch;
-    if (!fe->body || !ib_header_value(fe->body, fe->body_len, "Message-ID", 998, &ib->hdr[0]) ||
-        !ib_msgid_token(ib->hdr[0].data, ib->hdr[0].len, &ib->hdr[0]))
+    /* the value goes through hdr[1] (reused below), its <token> into hdr[0] */
+    if (!fe->body || !ib_header_value(fe->body, fe->body_len, "Message-ID", 998, &ib->hdr[1]) ||
+        !ib_msgid_token(ib->hdr[1].data, ib->hdr[1].len, &ib->hdr[0]))
         return;
     const char *id = ib->hdr[0].data;
     bool kiln = ib->is_kiln ? ib->is_kiln(ib->msgid_ctx, id, ib->hdr[0].len)

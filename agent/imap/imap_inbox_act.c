@@ -49,6 +49,8 @@ int ib_act_add(imap_inbox *ib, const imap_inbox_action *a)
     if (ib->nacts == ib->cap_acts) {
         ib->cap_acts = ib->cap_acts ? 2 * ib->cap_acts : 8;
         ib->acts = xrealloc(ib->acts, ib->cap_acts * sizeof *ib->acts);
+        for (size_t i = 0; i < ib->nacts; i++) /* a.flags points into the moved array */
+            ib->acts[i].a.flags = (const char *const *)ib->acts[i].flags;
     }
     ib_action *x = &ib->acts[ib->nacts++];
     memset(x, 0, sizeof *x);
