@@ -256,10 +256,24 @@ events() {
     $PY -c 'import json,sys
 for l in open(sys.argv[1]):
     e = json.loads(l)
-    if eval(sys.argv[2]): print(json.dumps(e))' "$1" "$2"
+    if eval(sys.argv[2]): print(json.dumps(e, separators=(",", ":")))' "$1" "$2"
 }
 
 # kiln_id N: a Message-ID of the shape kiln mints for send N
 kiln_id() {
     printf '<%s.a%024x@acme.test>' "$1" "$1"
+}
+
+# folders_of FILE MBID: the folder_state events of an `inbox --file` output as
+# INBOX_FOLDERS_JSON for that mailbox
+folders_of() {
+    $PY -c 'import json,sys
+fs = [json.loads(l) for l in open(sys.argv[1])]
+print(json.dumps({sys.argv[2]: [{"name": e["folder"], "role": e["role"], "uidvalidity": e["uidvalidity"],
+                  "last_uid": e["last_uid"]} for e in fs if e["type"] == "folder_state"]}))' "$1" "$2"
+}
+
+# field JSONLINE NAME: one member of a JSON object
+field() {
+    $PY -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
 }
