@@ -23,7 +23,7 @@ typedef struct wctx {
 
 static int fault(wctx *w, const char *field, const char *why)
 {
-    snprintf(w->err, w->errlen, "%s%s%s: %s", w->at, *field ? "." : "", field, why);
+    snprintf(w->err, w->errlen, "%s%s%s: %s", w->at, *field && w->at[0] ? "." : "", field, why);
     return -1;
 }
 

@@ -4,7 +4,7 @@
 # and over STARTTLS (session ok); a wrong password is `auth`; a server certificate for
 # another name (the address 127.0.0.1) and a CA the agent was not told to trust (the
 # system store) are `tls`; a port where nothing listens is `connect`; --once exits 3
-# when a login failed. `kiln-agent check` with KILN_AGENT_CHECK_IMAP_* logs in and out,
+# when a login failed, 2 for a bad file (naming the field). `kiln-agent check` with KILN_AGENT_CHECK_IMAP_* logs in and out,
 # and names the failure for a wrong password.
 source "$(dirname "$0")/lib.sh"
 DOVECOT_TLS=1
@@ -57,4 +57,13 @@ grep -q "Logged out" "$D/dovecot.log" || fail "Dovecot saw no LOGOUT: $(tail -5 
 KILN_AGENT_CHECK_IMAP_PASSWORD=nope timeout 40 "$AGENT" check >check2.out 2>&1 || true
 grep -q "^PROBLEM: IMAP login to .* failed: auth" check2.out ||
     fail "check with a wrong password: $(cat check2.out)"
+# a bad file is refused whole (exit 2), naming the field; nothing connects
+printf '[{"mailbox_id":1,"imap":{"host":"localhost","port":0,"security":"tls","username":"u","password":"p"},"poll_class":"low"}]' >bad.json
+rc=0
+"$AGENT" inbox --file bad.json --once >bad.out 2>bad.err || rc=$?
+[ "$rc" = 2 ] && grep -q "inboxes\[0\].imap.port" bad.err && [ ! -s bad.out ] ||
+    fail "a bad inbox file: exit $rc, $(cat bad.err bad.out)"
+rc=0
+"$AGENT" inbox --once >/dev/null 2>bad.err || rc=$?
+[ "$rc" = 2 ] || fail "inbox without --file: exit $rc"
 echo "PASS imap_login"
