@@ -340,7 +340,7 @@ static int inbox_options(int argc, char **argv, struct inbox_opts *o)
         if (!strcmp(a, "--file") && v)
             o->file = v;
         else if (!strcmp(a, "--duration"))
-            rc = flag_int(a, v, 1, 365 * 86400, &o->duration_s);
+            rc = flag_int(a, v, 1, 31536000, &o->duration_s);
         else if (!strcmp(a, "--metrics-port"))
             rc = flag_int(a, v, 0, 65535, &o->metrics_port);
         else if (!strcmp(a, "--metrics-addr"))
@@ -424,7 +424,7 @@ static int inbox_wait(inbox_engine *e, const struct inbox_opts *o, int64_t start
                     p.failures, (double)(now - start_ms) / 1000.0);
             next_progress = now + (int64_t)o->progress_s * 1000;
         }
-        struct timespec ts = {0, 50 * 1000000};
+        struct timespec ts = {0, 50000000L};
         nanosleep(&ts, NULL);
     }
     return rc;
@@ -441,8 +441,7 @@ static int cmd_inbox(int argc, char **argv)
     inbox_spec **specs = NULL;
     size_t n = 0;
     if (read_file(o.file, &data, err, sizeof err) < 0 ||
-        wire_inboxes_parse(data.data ? data.data : "", data.len, &specs, &n, err, sizeof err) <
-            0) {
+        wire_inboxes_parse(data.data ? data.data : "", data.len, &specs, &n, err, sizeof err) < 0) {
         fprintf(stderr, "kiln-agent: %s: %s\n", o.file, err);
         buf_free(&data);
         return 2;

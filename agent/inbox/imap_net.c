@@ -185,7 +185,8 @@ static void on_abort(void *sess, int fault, const char *detail, bool unsent, int
     n->ended = n->aborted = true;
     n->fault = fault;
     n->state_at_end = n->ib ? imap_inbox_state(n->ib) : n->s.state;
-    snprintf(n->detail, sizeof n->detail, "%s", detail ? detail : "connection closed by the server");
+    snprintf(n->detail, sizeof n->detail, "%s",
+             detail ? detail : "connection closed by the server");
     if (fault == NET_FAULT_EOF) {
         if (n->ib)
             imap_inbox_eof(n->ib);

@@ -28,13 +28,13 @@ void inbox_engine_config_defaults(inbox_engine_config *c)
     c->poll_ms[INBOX_POLL_LOW] = 900000;
     c->use_interval = true;
     c->idle = true;
-    c->idle_ms = 28 * 60000;
+    c->idle_ms = (int64_t)28 * 60000;
     c->max_conns = 10240;
     c->server_max_conns = 100;
     c->server_conns_per_min = 200;
     c->breaker_threshold = 5;
     c->backoff_base_ms = 2000;
-    c->backoff_max_ms = 15 * 60000;
+    c->backoff_max_ms = (int64_t)15 * 60000;
     c->throttle_pause_ms = 60000;
     c->connect_ms = 10000;
     c->tls_ms = 10000;
@@ -69,11 +69,10 @@ int inbox_engine_config_from_env(inbox_engine_config *c, char *err, size_t errle
         env_i64("KILN_AGENT_IMAP_SERVER_CONNS_PER_MIN", 1, 100000000, &rate, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_MAX_CONNS", 1, 1000000, &conns, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE", 0, 1, &idle, err, errlen) ||
-        env_i64("KILN_AGENT_IMAP_IDLE_MS", 1000, 29 * 60000, &c->idle_ms, err, errlen) ||
+        env_i64("KILN_AGENT_IMAP_IDLE_MS", 1000, (int64_t)29 * 60000, &c->idle_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_BACKOFF_BASE_MS", 1, day, &c->backoff_base_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_BACKOFF_MAX_MS", 1, day, &c->backoff_max_ms, err, errlen) ||
-        env_i64("KILN_AGENT_IMAP_THROTTLE_PAUSE_MS", 0, day, &c->throttle_pause_ms, err,
-                errlen) ||
+        env_i64("KILN_AGENT_IMAP_THROTTLE_PAUSE_MS", 0, day, &c->throttle_pause_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_TIMEOUT_CONNECT_MS", 1, day, &c->connect_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_TIMEOUT_TLS_MS", 1, day, &c->tls_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_TIMEOUT_GREETING_MS", 1, day, &c->greeting_ms, err, errlen) ||
@@ -112,7 +111,7 @@ static void add_inbox(inbox_engine *e, inbox_spec *s)
     }
     if (e->ninboxes == e->inbox_cap) {
         e->inbox_cap = e->inbox_cap ? 2 * e->inbox_cap : 64;
-        e->inboxes = xrealloc(e->inboxes, e->inbox_cap * sizeof *e->inboxes);
+        e->inboxes = xrealloc(e->inboxes, e->inbox_cap * sizeof(inbox *));
     }
     inbox *ib = xcalloc(1, sizeof *ib);
     ib->engine = e;
@@ -254,7 +253,7 @@ void inbox_engine_add(inbox_engine *e, inbox_spec *s)
     pthread_mutex_lock(&e->mu);
     if (e->nadd == e->add_cap) {
         e->add_cap = e->add_cap ? 2 * e->add_cap : 64;
-        e->add_q = xrealloc(e->add_q, e->add_cap * sizeof *e->add_q);
+        e->add_q = xrealloc(e->add_q, e->add_cap * sizeof(inbox_spec *));
     }
     e->add_q[e->nadd++] = s;
     pthread_mutex_unlock(&e->mu);

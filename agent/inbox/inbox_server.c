@@ -40,7 +40,11 @@ static void label_value(buf *out, const char *s)
 {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        buf_putc(out, c > 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '_');
+        bool plain = c > 0x20 && c < 0x7f && c != '"' && c != '\\';
+        char ch = '_';
+        if (plain)
+            ch = (char)c;
+        buf_putc(out, ch);
     }
 }
 

@@ -10,13 +10,29 @@
 #include <stdint.h>
 
 enum inbox_poll_class { INBOX_POLL_HIGH, INBOX_POLL_MEDIUM, INBOX_POLL_LOW, INBOX_POLL_COUNT };
-enum inbox_role { INBOX_ROLE_INBOX, INBOX_ROLE_JUNK, INBOX_ROLE_WARMUP, INBOX_ROLE_OTHER,
-                  INBOX_ROLE_COUNT };
-enum inbox_action_kind { INBOX_ACT_RESCUE, INBOX_ACT_MARK, INBOX_ACT_FILE, INBOX_ACT_PRUNE,
-                         INBOX_ACT_COUNT };
+enum inbox_role {
+    INBOX_ROLE_INBOX,
+    INBOX_ROLE_JUNK,
+    INBOX_ROLE_WARMUP,
+    INBOX_ROLE_OTHER,
+    INBOX_ROLE_COUNT
+};
+enum inbox_action_kind {
+    INBOX_ACT_RESCUE,
+    INBOX_ACT_MARK,
+    INBOX_ACT_FILE,
+    INBOX_ACT_PRUNE,
+    INBOX_ACT_COUNT
+};
 /* An action's outcome (InboxEventAction.status). */
-enum inbox_action_status { INBOX_AST_DONE, INBOX_AST_GONE, INBOX_AST_STALE, INBOX_AST_REFUSED,
-                           INBOX_AST_FAILED, INBOX_AST_COUNT };
+enum inbox_action_status {
+    INBOX_AST_DONE,
+    INBOX_AST_GONE,
+    INBOX_AST_STALE,
+    INBOX_AST_REFUSED,
+    INBOX_AST_FAILED,
+    INBOX_AST_COUNT
+};
 
 const char *inbox_poll_class_name(int c);
 const char *inbox_role_name(int role);

@@ -34,9 +34,6 @@ void inbox_enter(inbox_engine *e, inbox *ib, int state)
         break;
     case IB_RESOLVE:
     case IB_QUEUED:
-        ok = ib->state == IB_WAIT || ib->state == IB_BACKOFF || ib->state == IB_RESOLVE ||
-             ib->state == IB_QUEUED;
-        break;
     case IB_CONNECTING:
         ok = ib->state == IB_WAIT || ib->state == IB_BACKOFF || ib->state == IB_RESOLVE ||
              ib->state == IB_QUEUED;
@@ -199,8 +196,8 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
                           .actions = acts,
                           .nactions = s->nactions,
                           .warmup_folder = s->warmup_folder,
-                          .want_idle = e->cfg.idle && !e->cfg.once &&
-                                       s->poll_class == INBOX_POLL_HIGH,
+                          .want_idle =
+                              e->cfg.idle && !e->cfg.once && s->poll_class == INBOX_POLL_HIGH,
                           .idle_refresh_ms = e->cfg.idle_ms};
     bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
     free(acts);
@@ -242,8 +239,11 @@ static void start_session(inbox_engine *e, inbox *ib, net_conn *c)
     atomic_fetch_add(&e->polls, 1);
     atomic_fetch_add(&ib->srv->connects, 1);
     inbox_enter(e, ib, IB_CONNECTING);
-    net_conn_params cp = {
-        .dest = &ib->dest, .tls = ctx, .tls_err = tls_err, .ops = &imap_net_ops, .session = &ib->net};
+    net_conn_params cp = {.dest = &ib->dest,
+                          .tls = ctx,
+                          .tls_err = tls_err,
+                          .ops = &imap_net_ops,
+                          .session = &ib->net};
     net_conn_start(&e->loop, c, &cp);
 }
 
@@ -563,8 +563,8 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
     if (status != IMAP_NET_OK)
         emit_session(e, ib, status, detail);
     if (e->cfg.verbose || status != IMAP_NET_OK || unexpected)
-        log_info("inbox %lld (%s): session %s%s%s", (long long)ib->spec->mailbox_id,
-                 ib->spec->host, imap_net_status_name(status), *detail ? ": " : "", detail);
+        log_info("inbox %lld (%s): session %s%s%s", (long long)ib->spec->mailbox_id, ib->spec->host,
+                 imap_net_status_name(status), *detail ? ": " : "", detail);
     imap_net_clear(n);
     ib->timer_armed = false;
     ib->wakes_seen = 0;

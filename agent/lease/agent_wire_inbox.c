@@ -29,8 +29,8 @@ static int fault(wctx *w, const char *field, const char *why)
 
 /* A string without control characters, of [min, max] bytes; NULL allowed when nullable
  * (then *out stays NULL). Absent counts as null. */
-static int get_str(wctx *w, yajl_val obj, const char *key, size_t min, size_t max,
-                   bool nullable, char **out)
+static int get_str(wctx *w, yajl_val obj, const char *key, size_t min, size_t max, bool nullable,
+                   char **out)
 {
     yajl_val v = json_get(obj, key);
     *out = NULL;
@@ -55,8 +55,8 @@ static int get_str(wctx *w, yajl_val obj, const char *key, size_t min, size_t ma
     return 0;
 }
 
-static int get_int(wctx *w, yajl_val obj, const char *key, int64_t min, int64_t max,
-                   bool required, int64_t *out)
+static int get_int(wctx *w, yajl_val obj, const char *key, int64_t min, int64_t max, bool required,
+                   int64_t *out)
 {
     yajl_val v = json_get(obj, key);
     if (!v && !required)
@@ -87,7 +87,7 @@ static int get_enum(wctx *w, yajl_val obj, const char *key, int (*of_fn)(const c
 
 static int security_of(const char *s)
 {
-    return !strcmp(s, "plain") ? INBOX_SEC_PLAIN
+    return !strcmp(s, "plain")      ? INBOX_SEC_PLAIN
            : !strcmp(s, "starttls") ? INBOX_SEC_STARTTLS
            : !strcmp(s, "tls")      ? INBOX_SEC_TLS
                                     : -1;
@@ -182,8 +182,8 @@ static int parse_action(wctx *w, yajl_val a, inbox_action *d)
     d->uid = (uint32_t)uid;
     d->target = -1;
     yajl_val t = json_get(a, "target");
-    if (t && !YAJL_IS_NULL(t) && get_enum(w, a, "target", target_of, "inbox, warmup, null",
-                                          &d->target))
+    if (t && !YAJL_IS_NULL(t) &&
+        get_enum(w, a, "target", target_of, "inbox, warmup, null", &d->target))
         return -1;
     if ((d->kind == INBOX_ACT_RESCUE && d->target != INBOX_ROLE_INBOX) ||
         (d->kind == INBOX_ACT_FILE && d->target != INBOX_ROLE_WARMUP))
@@ -257,7 +257,7 @@ int wire_inboxes_parse(const char *data, size_t len, inbox_spec ***out, size_t *
         goto out;
     }
     size_t cnt = arr->u.array.len;
-    inbox_spec **v = xcalloc(cnt ? cnt : 1, sizeof *v);
+    inbox_spec **v = xcalloc(cnt ? cnt : 1, sizeof(inbox_spec *));
     for (size_t i = 0; i < cnt; i++) {
         v[i] = xcalloc(1, sizeof *v[i]);
         snprintf(w.at, sizeof w.at, "inboxes[%zu]", i);

@@ -134,7 +134,7 @@ static int check_imap(void)
     inbox_engine_add(e, s);
     int64_t until = clock_mono_ms() + CHECK_IMAP_MS;
     while (!inbox_engine_finished(e) && clock_mono_ms() < until) {
-        struct timespec ts = {0, 20 * 1000000};
+        struct timespec ts = {0, 20000000L};
         nanosleep(&ts, NULL);
     }
     inbox_engine_destroy(e); /* joins: o is final */

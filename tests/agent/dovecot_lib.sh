@@ -253,7 +253,8 @@ PYEOF
 # events FILE EXPR: the events of an `inbox --file` output (one JSON object a line) for
 # which the Python expression EXPR over e is true, one JSON line each
 events() {
-    $PY -c 'import json,sys
+    $PY -c 'import json,signal,sys
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a reader that stops early (grep -q)
 for l in open(sys.argv[1]):
     e = json.loads(l)
     if eval(sys.argv[2]): print(json.dumps(e, separators=(",", ":")))' "$1" "$2"

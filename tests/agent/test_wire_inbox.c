@@ -16,8 +16,8 @@
 #include <string.h>
 
 #define IMAP_OK                                                                                    \
-    "\"imap\":{\"host\":\"imap.acme.test\",\"port\":993,\"security\":\"tls\",\"username\":"       \
-    "\"anna@acme.test\",\"password\":\"pw\",\"oauth_token\":null,\"ca_file\":null,"               \
+    "\"imap\":{\"host\":\"imap.acme.test\",\"port\":993,\"security\":\"tls\",\"username\":"        \
+    "\"anna@acme.test\",\"password\":\"pw\",\"oauth_token\":null,\"ca_file\":null,"                \
     "\"allow_plaintext_auth\":false}"
 
 static void free_specs(inbox_spec **v, size_t n)
@@ -141,8 +141,9 @@ static void test_events_as_openapi_shapes(void **state)
                        .folder = "INBOX",
                        .uidvalidity = 3,
                        .uid = 10};
-    expect_json(&act, "{\"type\":\"action\",\"mailbox_id\":12,\"action_id\":5,\"status\":"
-                      "\"done\",\"folder\":\"INBOX\",\"uidvalidity\":3,\"uid\":10,\"detail\":null}");
+    expect_json(&act,
+                "{\"type\":\"action\",\"mailbox_id\":12,\"action_id\":5,\"status\":"
+                "\"done\",\"folder\":\"INBOX\",\"uidvalidity\":3,\"uid\":10,\"detail\":null}");
     inbox_event fs = {.type = INBOX_EV_FOLDER_STATE,
                       .mailbox_id = 12,
                       .folder = "INBOX",
