@@ -87,13 +87,56 @@ int inbox_engine_config_from_env(inbox_engine_config *c, char *err, size_t errle
 
 /* ---- the engine's thread ---- */
 
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* The same IMAP access: a session under way may go on with it. */
+static bool same_access(const inbox_spec *a, const inbox_spec *b)
+{
+    return a->port == b->port && a->security == b->security &&
+           a->allow_plaintext_auth == b->allow_plaintext_auth && same_str(a->host, b->host) &&
+           same_str(a->username, b->username) && same_str(a->password, b->password) &&
+           same_str(a->oauth_token, b->oauth_token) && same_str(a->ca_file, b->ca_file);
+}
+
+/* A later hand-over of an inbox with the same access (a lease answer listing it again):
+ * its poll class and the actions not yet known are taken (a running session gets them
+ * at once); the folders' state stays the engine's own, which is newer. */
+static void merge_inbox(inbox_engine *e, inbox *ib, inbox_spec *s)
+{
+    inbox_spec *cur = ib->next_spec ? ib->next_spec : ib->spec;
+    cur->poll_class = s->poll_class;
+    cur->poll_interval_s = s->poll_interval_s;
+    int64_t since_s = (e->loop.now_ms - ib->added_ms) / 1000;
+    for (size_t i = 0; i < s->nactions; i++) {
+        inbox_action *a = &s->actions[i];
+        if (inbox_knows_action(ib, a->id))
+            continue;
+        cur->actions = xrealloc(cur->actions, (cur->nactions + 1) * sizeof *cur->actions);
+        inbox_action *d = &cur->actions[cur->nactions++];
+        *d = *a;
+        d->not_before_s = a->not_before_s + since_s;
+        memset(a, 0, sizeof *a); /* moved: its strings belong to cur now */
+        inbox_offer_action(e, ib, d);
+    }
+    inbox_spec_free(s);
+}
+
 static void add_inbox(inbox_engine *e, inbox_spec *s)
 {
     for (size_t i = 0; i < e->ninboxes; i++) {
         inbox *ib = e->inboxes[i];
         if (ib->spec->mailbox_id != s->mailbox_id)
             continue;
+        bool was_dropped = ib->dropped;
         ib->dropped = false;
+        if (!was_dropped && ib->state != IB_DONE &&
+            same_access(ib->next_spec ? ib->next_spec : ib->spec, s)) {
+            merge_inbox(e, ib, s);
+            return;
+        }
         if (ib->conn) { /* the connection under way finishes with the old one */
             inbox_spec_free(ib->next_spec);
             ib->next_spec = s;
@@ -304,6 +347,7 @@ void inbox_engine_destroy(inbox_engine *e)
             imap_net_clear(&ib->net);
         inbox_spec_free(ib->spec);
         inbox_spec_free(ib->next_spec);
+        free(ib->done_ids);
         free(ib);
     }
     free(e->inboxes);

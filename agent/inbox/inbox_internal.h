@@ -53,6 +53,8 @@ typedef struct inbox {
     bool stop_sent;        /* the session was told to log out */
     bool recycle;          /* its IDLE connection ended for a full pass: reconnect now */
     int64_t wakes_seen;    /* the connection's WAKEs counted in the metrics */
+    int64_t *done_ids;     /* actions reported, the latest INBOX_DONE_IDS (a ring) */
+    size_t ndone, done_next;
     imap_net net;
     struct inbox *wait_next; /* in its server's or the table's wait queue */
 } inbox;
@@ -132,6 +134,12 @@ void inbox_retry_waiting(inbox_engine *e);
 void inbox_retry_dns(inbox_engine *e);
 void inbox_emit(inbox_engine *e, const inbox_event *ev);
 void inbox_stop_one(inbox_engine *e, inbox *ib);
+/* Whether the inbox has action id (to do, or reported). */
+bool inbox_knows_action(const inbox *ib, int64_t id);
+/* A new action of the spec: a logged-in session takes it at once. */
+void inbox_offer_action(inbox_engine *e, inbox *ib, const inbox_action *a);
+
+#define INBOX_DONE_IDS 1024
 extern const net_owner_ops inbox_owner_ops;
 
 #endif

@@ -149,6 +149,7 @@ static inbox *queue_pop(inbox **head, inbox **tail)
 }
 
 static const imap_net_hooks hooks;
+static void poke(inbox_engine *e, inbox *ib);
 
 _Static_assert((int)IMAP_ROLE_INBOX == (int)INBOX_ROLE_INBOX &&
                    (int)IMAP_ROLE_JUNK == (int)INBOX_ROLE_JUNK &&
@@ -408,9 +409,52 @@ static void remember_folder(inbox *ib, const imap_inbox_event *ev)
                                                .last_uid = ev->last_uid};
 }
 
+bool inbox_knows_action(const inbox *ib, int64_t id)
+{
+    const inbox_spec *specs[2] = {ib->spec, ib->next_spec};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; specs[k] && i < specs[k]->nactions; i++)
+            if (specs[k]->actions[i].id == id)
+                return true;
+    for (size_t i = 0; i < ib->ndone; i++)
+        if (ib->done_ids[i] == id)
+            return true;
+    return false;
+}
+
+static void remember_done(inbox *ib, int64_t id)
+{
+    if (!ib->done_ids)
+        ib->done_ids = xcalloc(INBOX_DONE_IDS, sizeof *ib->done_ids);
+    ib->done_ids[ib->done_next] = id;
+    ib->done_next = (ib->done_next + 1) % INBOX_DONE_IDS;
+    if (ib->ndone < INBOX_DONE_IDS)
+        ib->ndone++;
+}
+
+/* A logged-in session takes a new action now (imap_inbox_add_action); the poke lets its
+ * tick run when the action is due (an idle session ends IDLE for it). Otherwise the next
+ * connection has it from the spec. */
+void inbox_offer_action(inbox_engine *e, inbox *ib, const inbox_action *a)
+{
+    if (ib->next_spec || !ib->net.ib || (ib->state != IB_ACTIVE && ib->state != IB_IDLE))
+        return;
+    imap_inbox_action ia = {.id = a->id,
+                            .kind = a->kind,
+                            .folder = a->folder,
+                            .uidvalidity = a->uidvalidity,
+                            .uid = a->uid,
+                            .flags = (const char *const *)a->flags,
+                            .nflags = a->nflags,
+                            .not_before_ms = ib->added_ms + a->not_before_s * 1000};
+    if (imap_inbox_add_action(ib->net.ib, &ia) == 0)
+        poke(e, ib);
+}
+
 /* An action reported is done with: the spec forgets it (its kind is returned). */
 static int forget_action(inbox *ib, int64_t id)
 {
+    remember_done(ib, id);
     inbox_spec *s = ib->spec;
     for (size_t i = 0; i < s->nactions; i++) {
         if (s->actions[i].id != id)
