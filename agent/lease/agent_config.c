@@ -69,7 +69,7 @@ struct field_int {
 };
 
 #define NSTR 8
-#define NINT 14
+#define NINT 15
 
 static void fields(agent_config *c, struct field_str *s, struct field_int *i)
 {
@@ -88,6 +88,7 @@ static void fields(agent_config *c, struct field_str *s, struct field_int *i)
         {"KILN_AGENT_THREADS", &c->threads, 0, 1024},
         {"KILN_AGENT_METRICS_PORT", &c->metrics_port, 0, 65535},
         {"KILN_AGENT_MAX_OUTSTANDING", &c->max_outstanding, 0, 10000000},
+        {"KILN_AGENT_MAX_INBOXES", &c->max_inboxes, 0, 10000},
         {"KILN_AGENT_SESSION_S", &c->session_s, 1, 3600},
         {"KILN_AGENT_HEARTBEAT_S", &c->heartbeat_s, 0, 86400},
         {"KILN_AGENT_REPORT_BATCH", &c->report_batch, 1, 10000},
@@ -117,6 +118,7 @@ static void defaults(agent_config *c)
     c->threads = 0;
     c->metrics_port = 0;
     c->max_outstanding = 0;
+    c->max_inboxes = 0;
     c->session_s = 2;
     c->heartbeat_s = 0;
     c->report_batch = 500;

@@ -13,21 +13,22 @@
 #define AGENT_CONFIG_DEFAULT_PATH "/etc/kiln/agent.conf"
 
 typedef struct agent_config {
-    char api_url[512];      /* KILN_API_URL */
-    char token_file[1024];  /* KILN_AGENT_TOKEN_FILE */
-    char token[512];        /* read from token_file (whitespace trimmed) */
-    char ca_file[1024];     /* KILN_API_CA_FILE; empty = system store */
-    char name[101];         /* KILN_AGENT_NAME; default: host name */
-    char spool_dir[1024];   /* KILN_AGENT_SPOOL_DIR */
-    char log_level[16];     /* KILN_LOG_LEVEL */
-    char metrics_addr[64];  /* KILN_AGENT_METRICS_ADDR: IPv4/IPv6 literal, 127.0.0.1 */
-    int concurrency;        /* KILN_AGENT_CONCURRENCY: SMTP sessions at once */
-    int threads;            /* KILN_AGENT_THREADS: 0 = one per core */
-    int metrics_port;       /* KILN_AGENT_METRICS_PORT: 0 = off */
-    int max_outstanding;    /* KILN_AGENT_MAX_OUTSTANDING: slots held at once; 0 = auto */
-    int session_s;          /* KILN_AGENT_SESSION_S: expected seconds per SMTP session */
-    int heartbeat_s;        /* KILN_AGENT_HEARTBEAT_S: 0 = a third of the lease ttl */
-    int report_batch;       /* KILN_AGENT_REPORT_BATCH: results per report call */
+    char api_url[512];     /* KILN_API_URL */
+    char token_file[1024]; /* KILN_AGENT_TOKEN_FILE */
+    char token[512];       /* read from token_file (whitespace trimmed) */
+    char ca_file[1024];    /* KILN_API_CA_FILE; empty = system store */
+    char name[101];        /* KILN_AGENT_NAME; default: host name */
+    char spool_dir[1024];  /* KILN_AGENT_SPOOL_DIR */
+    char log_level[16];    /* KILN_LOG_LEVEL */
+    char metrics_addr[64]; /* KILN_AGENT_METRICS_ADDR: IPv4/IPv6 literal, 127.0.0.1 */
+    int concurrency;       /* KILN_AGENT_CONCURRENCY: SMTP sessions at once */
+    int threads;           /* KILN_AGENT_THREADS: 0 = one per core */
+    int metrics_port;      /* KILN_AGENT_METRICS_PORT: 0 = off */
+    int max_outstanding;   /* KILN_AGENT_MAX_OUTSTANDING: slots held at once; 0 = auto */
+    int max_inboxes;       /* KILN_AGENT_MAX_INBOXES: inboxes to watch; 0 = none (no inbox lease) */
+    int session_s;         /* KILN_AGENT_SESSION_S: expected seconds per SMTP session */
+    int heartbeat_s;       /* KILN_AGENT_HEARTBEAT_S: 0 = a third of the lease ttl */
+    int report_batch;      /* KILN_AGENT_REPORT_BATCH: results per report call */
     int report_interval_ms; /* KILN_AGENT_REPORT_INTERVAL_MS: oldest result waits at most */
     int lease_idle_max_s;   /* KILN_AGENT_LEASE_IDLE_MAX_S: cap on the server's retry_after_s */
     int drain_timeout_s;    /* KILN_AGENT_DRAIN_TIMEOUT_S: SIGTERM waits this for sessions */

@@ -13,13 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends)
+void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends,
+                        size_t max_inboxes)
 {
     yajl_gen g = json_gen_new(out);
     json_obj_open(g);
     json_kv_s(g, "agent", agent_name);
     json_kv_i(g, "max_mailboxes", (int64_t)max_mailboxes);
     json_kv_i(g, "max_sends", (int64_t)max_sends);
+    if (max_inboxes) /* absent: a control plane without inbox leases never sees it */
+        json_kv_i(g, "max_inboxes", (int64_t)max_inboxes);
     json_obj_close(g);
     json_gen_free(g);
 }

@@ -31,8 +31,10 @@
 
 /* ---- lease ---- */
 
-/* {"agent":..,"max_mailboxes":..,"max_sends":..} */
-void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends);
+/* {"agent":..,"max_mailboxes":..,"max_sends":..[,"max_inboxes":..]} (max_inboxes only
+ * when > 0) */
+void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends,
+                        size_t max_inboxes);
 
 /* A mailbox entry of the lease that failed validation. It is not sent: its slots go
  * back to the control plane as failed with reason, so one bad entry never holds up

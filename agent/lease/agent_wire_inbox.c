@@ -4,6 +4,7 @@
 #include "agent_wire_inbox.h"
 
 #include "json.h"
+#include "log.h"
 #include "xalloc.h"
 
 #include <stdio.h>
@@ -339,4 +340,95 @@ void wire_inbox_event_json(const inbox_event *ev, buf *out)
     }
     json_obj_close(g);
     json_gen_free(g);
+}
+
+void wire_inbox_lease_free(wire_inbox_lease *l)
+{
+    for (size_t i = 0; i < l->ninboxes; i++)
+        inbox_spec_free(l->inboxes[i]);
+    free(l->inboxes);
+    l->inboxes = NULL;
+    l->ninboxes = 0;
+}
+
+void wire_inbox_lease_parse(const char *data, size_t len, wire_inbox_lease *out)
+{
+    memset(out, 0, sizeof *out);
+    yajl_val doc = json_parse(data, len, out->error, sizeof out->error);
+    if (!doc)
+        return;
+    yajl_val il = json_get(doc, "inbox_lease");
+    const char *id = json_str(json_get(il, "lease_id"));
+    wctx w = {.err = out->error, .errlen = sizeof out->error};
+    if (!il || YAJL_IS_NULL(il)) {
+        out->error[0] = '\0';
+        goto done;
+    }
+    if (!id || !*id || strlen(id) >= sizeof out->lease_id ||
+        get_int(&w, il, "ttl_s", 1, 604800, true, &out->ttl_s) ||
+        get_int(&w, il, "heartbeat_s", 1, 86400, true, &out->heartbeat_s)) {
+        if (!out->error[0])
+            snprintf(out->error, sizeof out->error, "inbox_lease.lease_id: required");
+        goto done;
+    }
+    snprintf(out->lease_id, sizeof out->lease_id, "%s", id);
+    out->present = true;
+    yajl_val arr = json_get(doc, "inboxes");
+    size_t cnt = arr && YAJL_IS_ARRAY(arr) ? arr->u.array.len : 0;
+    if (cnt > INBOXES_MAX)
+        cnt = INBOXES_MAX;
+    out->inboxes = xcalloc(cnt ? cnt : 1, sizeof(inbox_spec *));
+    char why[256];
+    for (size_t i = 0; i < cnt; i++) {
+        inbox_spec *sp = xcalloc(1, sizeof *sp);
+        wctx iw = {.err = why, .errlen = sizeof why};
+        snprintf(iw.at, sizeof iw.at, "inboxes[%zu]", i);
+        if (parse_inbox(&iw, arr->u.array.values[i], sp) < 0) {
+            if (!out->nrejected++)
+                snprintf(out->error, sizeof out->error, "%s", why);
+            inbox_spec_free(sp);
+            continue;
+        }
+        out->inboxes[out->ninboxes++] = sp;
+    }
+done:
+    yajl_tree_free(doc);
+}
+
+int wire_inbox_heartbeat_parse(const char *data, size_t len, int64_t *ttl_s, int64_t **dropped,
+                               size_t *ndropped)
+{
+    char err[128];
+    *ttl_s = 0;
+    *dropped = NULL;
+    *ndropped = 0;
+    yajl_val doc = json_parse(data, len, err, sizeof err);
+    if (!doc)
+        return -1;
+    int64_t t;
+    if (json_int(json_get(doc, "ttl_s"), 1, 604800, &t))
+        *ttl_s = t;
+    yajl_val d = json_get(doc, "inboxes_dropped");
+    if (d && YAJL_IS_ARRAY(d) && d->u.array.len) {
+        *dropped = xcalloc(d->u.array.len, sizeof **dropped);
+        for (size_t i = 0; i < d->u.array.len; i++)
+            if (json_int(d->u.array.values[i], 1, INT64_MAX, &t))
+                (*dropped)[(*ndropped)++] = t;
+    }
+    yajl_tree_free(doc);
+    return 0;
+}
+
+void wire_inbox_report(buf *out, const char *lease_id, const char *events, size_t len)
+{
+    yajl_gen g = json_gen_new(out);
+    json_obj_open(g);
+    json_kv_s(g, "lease_id", lease_id);
+    json_obj_close(g);
+    json_gen_free(g);
+    /* the events are JSON already: spliced in before the closing brace */
+    out->len--;
+    buf_puts(out, ",\"inbox_events\":[");
+    buf_append(out, events, len);
+    buf_puts(out, "]}");
 }

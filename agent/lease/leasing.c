@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "log.h"
 #include "agent_wire.h"
+#include "inbox_lease.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +108,8 @@ void leasing_lease(lease_loop *lp, int64_t now)
     size_t max_sends = room < WIRE_MAX_LEASE_SENDS ? room : WIRE_MAX_LEASE_SENDS;
     size_t max_mb = max_sends < WIRE_MAX_LEASE_MAILBOXES ? max_sends : WIRE_MAX_LEASE_MAILBOXES;
     buf body = BUF_INIT;
-    wire_lease_request(&body, lp->cfg.name, max_mb, max_sends);
+    wire_lease_request(&body, lp->cfg.name, max_mb, max_sends,
+                       lp->inbox ? (size_t)lp->cfg.max_inboxes : 0);
     control_resp resp;
     int64_t asked_ms = clock_mono_ms();
     int rc = control_post(lp->ctl, WIRE_PATH_LEASE, body.data, body.len, &resp, &lp->abort_http);
@@ -126,6 +128,9 @@ void leasing_lease(lease_loop *lp, int64_t now)
     lp->lease_backoff_ms = 0;
     wire_lease_answer ans;
     wire_lease_answer_parse(resp.body.data ? resp.body.data : "", resp.body.len, &ans);
+    /* the inbox side rides on the same answer, whether it has sends or not */
+    if (lp->inbox && resp.body.data)
+        inbox_lease_answer(lp->inbox, resp.body.data, resp.body.len, got_ms);
     control_resp_free(&resp);
     if (ans.kind != WIRE_LEASE_WORK) {
         int64_t retry = ans.retry_after_s;

@@ -27,7 +27,8 @@ typedef struct lease_loop {
     int64_t next_lease_ms, lease_backoff_ms;
     int64_t last_ttl_s; /* of the last lease: sizes the capacity */
     bool draining;
-    volatile bool abort_http; /* set when a drain must not wait on retries */
+    struct inbox_lease *inbox; /* the inbox side (KILN_AGENT_MAX_INBOXES > 0), or NULL */
+    volatile bool abort_http;  /* set when a drain must not wait on retries */
 } lease_loop;
 
 /* POST /api/agent/lease when there is room, and hand what comes to the engine. */

@@ -17,6 +17,7 @@
 #include "control.h"
 #include "engine.h"
 #include "intents.h"
+#include "inbox_lease.h"
 #include "leasing.h"
 #include "log.h"
 #include "metrics_http.h"
@@ -51,7 +52,17 @@ struct agent {
     bool config_required;
     intents in;
     metrics_http *mh;
+    inbox_lease il; /* used when lp.inbox points at it */
 };
+
+/* /metrics: the loop's, then the inbox side's when it runs. */
+static void run_metrics(void *arg, buf *out)
+{
+    struct agent *a = arg;
+    loop_stats_metrics(&a->lp.stats, out);
+    if (a->lp.inbox)
+        inbox_lease_metrics(a->lp.inbox, out);
+}
 
 /* KILN_LOG_LEVEL of the configuration (checked when it was read); empty: as it is. */
 static void apply_log_level(const char *level)
@@ -211,9 +222,16 @@ static int start(struct agent *a)
         snprintf(err, sizeof err, "cannot start the spool thread");
         goto fail;
     }
+    if (lp->cfg.max_inboxes > 0) {
+        if (inbox_lease_start(&a->il, &lp->cfg, err, sizeof err) < 0) {
+            inbox_lease_free(&a->il);
+            goto fail;
+        }
+        lp->inbox = &a->il;
+    }
     if (lp->cfg.metrics_port > 0) {
-        a->mh = metrics_http_start(lp->e, lp->cfg.metrics_addr, lp->cfg.metrics_port,
-                                   loop_stats_metrics, &lp->stats, err, sizeof err);
+        a->mh = metrics_http_start(lp->e, lp->cfg.metrics_addr, lp->cfg.metrics_port, run_metrics,
+                                   a, err, sizeof err);
         if (!a->mh)
             log_warn("metrics: %s (continuing without them)", err);
     }
@@ -252,7 +270,8 @@ static void loop(struct agent *a)
             lp->abort_http = true; /* one try per call: the loop retries until the deadline */
         }
         if (lp->draining) {
-            if ((lp->leases.outstanding == 0 && lp->reports.n == 0 && lp->leases.count == 0) ||
+            if ((lp->leases.outstanding == 0 && lp->reports.n == 0 && lp->leases.count == 0 &&
+                 (!lp->inbox || inbox_lease_drained(lp->inbox))) ||
                 now >= drain_deadline)
                 break;
         } else if (now >= lp->next_lease_ms) {
@@ -265,6 +284,8 @@ static void loop(struct agent *a)
         now = clock_mono_ms();
         report_queue_flush(&lp->reports, lp->ctl, now, lp->draining);
         leasing_heartbeats(lp, now);
+        if (lp->inbox)
+            inbox_lease_tick(lp->inbox, lp->ctl, now, lp->draining);
         leasing_release_idle(lp, now, lp->draining && lp->leases.outstanding == 0);
         if (now >= next_compact) {
             spool_compact(lp->sp, (size_t)lp->cfg.spool_compact_kb * 1024);
@@ -299,6 +320,8 @@ int run_agent(const char *config_path, bool config_required)
     /* the intent thread may still hold go-aheads for the engine: stop it first */
     intents_stop(&a->in);
     metrics_http_stop(a->mh);
+    if (lp->inbox)
+        inbox_lease_free(lp->inbox);
     engine_destroy(lp->e);
     if (lp->sp) {
         spool_compact(lp->sp, (size_t)lp->cfg.spool_compact_kb * 1024);

@@ -4,7 +4,13 @@
 The first POST /api/agent/lease gets the bytes of --lease-file as they are (so a test
 can hand the agent a lease with invalid UTF-8 in one mailbox); later ones get the empty
 answer. Every result of POST /api/agent/report is appended to --reports as one JSON
-line; heartbeats renew, releases succeed. Prints READY when it listens."""
+line; heartbeats renew, releases succeed. Prints READY when it listens.
+
+With --inbox-file (a JSON list of LeaseInbox), every lease answer also carries an
+inbox lease ("inbox_lease": lease id "inbox-1", --inbox-heartbeat-s) and those
+inboxes, as the control plane lists the inboxes an agent holds again; each event of a
+report's inbox_events is appended to --inbox-reports, and every request's path and
+lease_id to --requests (one "PATH LEASE_ID" line each)."""
 import argparse
 import json
 import threading
@@ -14,6 +20,10 @@ p = argparse.ArgumentParser()
 p.add_argument("--port", type=int, required=True)
 p.add_argument("--lease-file", required=True)
 p.add_argument("--reports", required=True)
+p.add_argument("--inbox-file")
+p.add_argument("--inbox-reports")
+p.add_argument("--inbox-heartbeat-s", type=int, default=10)
+p.add_argument("--requests")
 args = p.parse_args()
 lock = threading.Lock()
 state = {"leased": False}
@@ -37,15 +47,43 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n)
+        if args.requests:
+            try:
+                lid = json.loads(body).get("lease_id")
+            except ValueError:
+                lid = None
+            with lock, open(args.requests, "a") as f:
+                f.write("%s %s\n" % (self.path, lid))
         if self.path == "/api/agent/lease":
             with lock:
                 first = not state["leased"]
                 state["leased"] = True
             if first:
-                self.answer(200, open(args.lease_file, "rb").read())
+                ans = open(args.lease_file, "rb").read()
             else:
-                self.answer(200, {"lease_id": None, "ttl_s": 60, "mailboxes": [],
-                                  "retry_after_s": 60, "service": "running"})
+                ans = {"lease_id": None, "ttl_s": 60, "mailboxes": [],
+                       "retry_after_s": 60, "service": "running"}
+            if args.inbox_file:
+                if not isinstance(ans, dict):
+                    ans = json.loads(ans)
+                ans["inbox_lease"] = {"lease_id": "inbox-1", "ttl_s": 1800,
+                                      "heartbeat_s": args.inbox_heartbeat_s}
+                ans["inboxes"] = json.load(open(args.inbox_file))
+                ans["retry_after_s"] = 1
+            self.answer(200, ans)
+        elif self.path == "/api/agent/report" and args.inbox_reports and b"inbox_events" in body:
+            req = json.loads(body)
+            with lock, open(args.inbox_reports, "a") as f:
+                for e in req["inbox_events"]:
+                    f.write(json.dumps(e, separators=(",", ":")) + "\n")
+            self.answer(200, {"lease_id": req["lease_id"], "applied": 0, "duplicates": 0,
+                              "rejected": 0, "results": [],
+                              "inbox_events": {"applied": len(req["inbox_events"]),
+                                               "duplicates": 0, "ignored": 0}})
+        elif self.path == "/api/agent/heartbeat" and args.inbox_file and b"inbox-1" in body:
+            self.answer(200, {"lease_id": "inbox-1", "expires_at": "2026-12-03T07:00:00Z",
+                              "ttl_s": 1800, "cancel": [], "inboxes_dropped": [],
+                              "service": "running"})
         elif self.path == "/api/agent/report":
             req = json.loads(body)
             with lock, open(args.reports, "a") as f:
