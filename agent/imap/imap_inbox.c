@@ -160,7 +160,7 @@ static void set_detail(imap_inbox *ib, const char *why, size_t n)
 }
 
 /* LOGOUT goes through imap_session (its LOGOUT state reads BYE and the tagged OK). */
-static int logout(imap_inbox *ib)
+int ib_logout(imap_inbox *ib)
 {
     ib->s.state = IMAP_S_READY;
     int ev = imap_session_logout(&ib->s);
@@ -175,7 +175,7 @@ int ib_finish(imap_inbox *ib, int outcome, const char *why, size_t n, bool do_lo
         set_detail(ib, why, n);
     }
     if (do_logout && ib->state != IMAP_IB_LOGOUT && ib->state != IMAP_IB_DONE)
-        return logout(ib);
+        return ib_logout(ib);
     ib->state = IMAP_IB_DONE;
     return IMAP_EV_DONE;
 }
@@ -225,6 +225,8 @@ static int end_folder(imap_inbox *ib)
 {
     ib_folder *f = &ib->roles[ib->check_role];
     f->known = true;
+    if (ib->check_role == IMAP_ROLE_INBOX)
+        ib->idle_new_mail = false; /* what came so far was fetched */
     emit_folder_state(ib, ib->check_role);
     ib->check_role++;
     return ib_next(ib);
@@ -235,7 +237,7 @@ static int fetch_batch(imap_inbox *ib)
 {
     ib_folder *f = &ib->roles[ib->check_role];
     char set[32];
-    unsigned items = IMAP_FETCH_FLAGS;
+    unsigned items = IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE;
     size_t nfields = sizeof header_fields / sizeof header_fields[0];
     if (ib->fetch_probe) {
         /* never watched and no UIDNEXT: the highest UID is where to start */
@@ -333,6 +335,10 @@ static void on_found(imap_inbox *ib, const imap_resp *r)
         ev.in_reply_to = ib->hdr[2].data;
     if (ib_header_value(fe->body, fe->body_len, "Subject", 998, &ib->hdr[3]))
         ev.subject = ib->hdr[3].data;
+    char date[24];
+    const imap_node *d = imap_fetch_item(r, "INTERNALDATE");
+    if (d && d->type == IMAP_N_STRING && ib_internaldate_iso(d->s, d->len, date))
+        ev.internal_date = date;
     if (ib->nfound < IB_FOUND_MAX) {
         ib->found = xrealloc(ib->found, (ib->nfound + 1) * sizeof *ib->found);
         ib->found[ib->nfound++] = (ib_found){
@@ -385,7 +391,7 @@ static int fetch_answered(imap_inbox *ib, const imap_resp *r)
 int ib_next(imap_inbox *ib)
 {
     if (ib->stop_asked)
-        return logout(ib);
+        return ib_logout(ib);
     if (ib->checking) {
         for (; ib->check_role < IMAP_ROLE_OTHER; ib->check_role++) {
             int role = ib->check_role;
@@ -402,10 +408,10 @@ int ib_next(imap_inbox *ib)
             return ib_send(ib, imap_cmd_idle(&ib->s.gen, &ib->s.cmd), IMAP_IB_IDLE_START);
         return ib_select(ib, "INBOX", IMAP_IB_IDLE_SELECT);
     }
-    return logout(ib);
+    return ib_logout(ib);
 }
 
-static int start_cycle(imap_inbox *ib, unsigned mask)
+int ib_start_cycle(imap_inbox *ib, unsigned mask)
 {
     ib->check_mask = mask;
     ib->check_role = 0;
@@ -432,7 +438,7 @@ static int on_ready(imap_inbox *ib)
     imap_inbox_event ev = {.type = IMAP_INBOX_EV_LOGGED_IN};
     ib_emit(ib, &ev);
     if (ib->stop_asked)
-        return logout(ib);
+        return ib_logout(ib);
     if (ib->s.caps & IMAP_CAP_NAMESPACE)
         return ib_send(ib, imap_cmd_namespace(&ib->s.gen, &ib->s.cmd), IMAP_IB_NAMESPACE);
     return list_cmd(ib);
@@ -473,63 +479,8 @@ static int list_answered(imap_inbox *ib, const imap_resp *r)
         int out = imap_refusal_outcome(r, IMAP_OUT_PROTOCOL);
         return ib_finish(ib, out, r->text, r->text_len, true);
     }
-    return start_cycle(ib,
-                       (1u << IMAP_ROLE_INBOX) | (1u << IMAP_ROLE_JUNK) | (1u << IMAP_ROLE_WARMUP));
-}
-
-/* ---- IDLE ---- */
-
-static int idle_end(imap_inbox *ib, int after)
-{
-    ib->after_idle = after;
-    imap_cmd_idle_done(&ib->s.out);
-    ib->state = IMAP_IB_IDLE_DONE;
-    return IMAP_EV_OUTPUT;
-}
-
-/* The IDLE's tagged answer (after our DONE, or the server ended it). */
-static int idle_answered(imap_inbox *ib, const imap_resp *r)
-{
-    if (r->status != IMAP_STATUS_OK) {
-        int out = imap_refusal_outcome(r, IMAP_OUT_NONE);
-        if (out)
-            return ib_finish(ib, out, r->text, r->text_len, true);
-        ib->want_idle = false; /* IDLE refused: poll instead */
-        return logout(ib);
-    }
-    bool new_mail = ib->idle_new_mail;
-    ib->idle_new_mail = false;
-    switch (ib->after_idle) {
-    case IB_AFTER_STOP:
-        return logout(ib);
-    case IB_AFTER_WAKE:
-        return start_cycle(ib, 1u << IMAP_ROLE_INBOX);
-    case IB_AFTER_ACTIONS:
-        return start_cycle(ib, new_mail ? 1u << IMAP_ROLE_INBOX : 0);
-    default: /* refresh: straight back to IDLE unless mail came meanwhile */
-        if (new_mail)
-            return start_cycle(ib, 1u << IMAP_ROLE_INBOX);
-        return ib_send(ib, imap_cmd_idle(&ib->s.gen, &ib->s.cmd), IMAP_IB_IDLE_START);
-    }
-}
-
-static int on_continue(imap_inbox *ib)
-{
-    if (ib->s.cmd_waiting) {
-        ib->s.cmd_waiting = imap_cmd_take(&ib->s.cmd, &ib->s.out) == IMAP_CMD_WAIT;
-        return IMAP_EV_OUTPUT;
-    }
-    if (ib->state != IMAP_IB_IDLE_START)
-        return ib_protocol_error(ib, "continuation no command asked for");
-    ib->state = IMAP_IB_IDLING;
-    ib->idle_since_ms = ib->now_ms;
-    if (ib->stop_asked)
-        return idle_end(ib, IB_AFTER_STOP);
-    if (ib->wake_pending) {
-        ib->wake_pending = false;
-        return idle_end(ib, IB_AFTER_WAKE);
-    }
-    return 0;
+    return ib_start_cycle(ib, (1u << IMAP_ROLE_INBOX) | (1u << IMAP_ROLE_JUNK) |
+                                  (1u << IMAP_ROLE_WARMUP));
 }
 
 /* ---- responses ---- */
@@ -568,7 +519,7 @@ static int on_tagged(imap_inbox *ib, const imap_resp *r)
     case IMAP_IB_IDLE_START:
     case IMAP_IB_IDLING:
     case IMAP_IB_IDLE_DONE:
-        return idle_answered(ib, r);
+        return ib_idle_answered(ib, r);
     default:
         if (ib->state >= IMAP_IB_ACT_CREATE && ib->state <= IMAP_IB_ACT_CONFIRM)
             return ib_act_tagged(ib, r);
@@ -591,6 +542,10 @@ static int on_untagged(imap_inbox *ib, const imap_resp *r)
         ib->sel_uidvalidity = r->code.number;
     if (selecting && r->code.code == IMAP_CODE_UIDNEXT)
         ib->sel_uidnext = r->code.number;
+    /* new mail in INBOX outside its SELECT: IDLE will start with a wake */
+    if (!selecting && r->data == IMAP_DATA_EXISTS && ib->selected &&
+        strcmp(ib->selected, "INBOX") == 0 && ib->state < IMAP_IB_IDLE_START)
+        ib->idle_new_mail = true;
     switch (ib->state) {
     case IMAP_IB_NAMESPACE:
         if (r->data == IMAP_DATA_NAMESPACE)
@@ -608,8 +563,9 @@ static int on_untagged(imap_inbox *ib, const imap_resp *r)
     case IMAP_IB_IDLING:
     case IMAP_IB_IDLE_DONE:
         if (r->data == IMAP_DATA_EXISTS || r->data == IMAP_DATA_RECENT) {
+            bool first = !ib->idle_new_mail; /* EXISTS and RECENT come together: one wake */
             ib->idle_new_mail = true;
-            if (ib->state == IMAP_IB_IDLING) {
+            if (ib->state == IMAP_IB_IDLING && first) {
                 imap_inbox_event ev = {
                     .type = IMAP_INBOX_EV_WAKE, .folder = "INBOX", .role = IMAP_ROLE_INBOX};
                 ib_emit(ib, &ev);
@@ -628,7 +584,7 @@ static int on_resp(imap_inbox *ib, const imap_resp *r)
     if (r->code.code == IMAP_CODE_ALERT)
         ib_set_text(ib->alert, sizeof ib->alert, r->text, r->text_len);
     if (r->kind == IMAP_RESP_CONTINUE)
-        return on_continue(ib);
+        return ib_on_continue(ib);
     if (r->kind == IMAP_RESP_TAGGED) {
         if (strcmp(r->tag, ib->s.cmd.tag) != 0)
             return ib_protocol_error(ib, "tagged answer for a command never sent");
@@ -700,50 +656,6 @@ int imap_inbox_tls_ready(imap_inbox *ib, int64_t now_ms)
     return ev;
 }
 
-int imap_inbox_tick(imap_inbox *ib, int64_t now_ms)
-{
-    ib->now_ms = now_ms;
-    if (ib->state != IMAP_IB_IDLING)
-        return 0;
-    if (now_ms - ib->idle_since_ms >= ib->idle_refresh_ms)
-        return idle_end(ib, IB_AFTER_REFRESH);
-    int64_t next;
-    if (ib_act_due(ib, now_ms, &next))
-        return idle_end(ib, IB_AFTER_ACTIONS);
-    return 0;
-}
-
-int64_t imap_inbox_next_tick_ms(const imap_inbox *ib)
-{
-    if (ib->state != IMAP_IB_IDLING)
-        return INT64_MAX;
-    int64_t next = ib->idle_since_ms + ib->idle_refresh_ms;
-    int64_t due = INT64_MAX;
-    ib_act_due(ib, INT64_MIN, &due);
-    return due < next ? due : next;
-}
-
-int imap_inbox_wake(imap_inbox *ib, int64_t now_ms)
-{
-    ib->now_ms = now_ms;
-    if (ib->state == IMAP_IB_IDLING)
-        return idle_end(ib, IB_AFTER_WAKE);
-    if (ib->state == IMAP_IB_IDLE_START)
-        ib->wake_pending = true; /* DONE as soon as the "+" comes */
-    return 0;
-}
-
-int imap_inbox_stop(imap_inbox *ib, int64_t now_ms)
-{
-    ib->now_ms = now_ms;
-    ib->stop_asked = true;
-    if (ib->state == IMAP_IB_IDLING)
-        return idle_end(ib, IB_AFTER_STOP);
-    if (ib->state == IMAP_IB_IDLE_DONE)
-        ib->after_idle = IB_AFTER_STOP;
-    return 0; /* the command in flight is answered first; ib_next then logs out */
-}
-
 int imap_inbox_add_action(imap_inbox *ib, const imap_inbox_action *a)
 {
     return ib_act_add(ib, a);
@@ -760,24 +672,4 @@ void imap_inbox_eof(imap_inbox *ib)
     }
     const char *why = "connection closed by the server";
     ib_finish(ib, IMAP_OUT_UNAVAILABLE, why, strlen(why), false);
-}
-
-void imap_inbox_phase(const imap_inbox *ib, net_phase *out)
-{
-    out->id = ib->state;
-    out->name = imap_inbox_state_name(ib->state);
-    out->upload = false;
-    switch (ib->state) {
-    case IMAP_IB_IDLING:
-        out->timeout_ms = ib->idle_refresh_ms + 60 * 1000;
-        break;
-    case IMAP_IB_FETCH:
-    case IMAP_IB_ACT_MOVE:
-    case IMAP_IB_ACT_COPY:
-    case IMAP_IB_ACT_EXPUNGE:
-        out->timeout_ms = 120 * 1000;
-        break;
-    default:
-        out->timeout_ms = 60 * 1000;
-    }
 }

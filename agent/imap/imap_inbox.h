@@ -118,9 +118,11 @@ typedef struct imap_inbox_event {
     size_t nflags;
     const char *const *labels; /* X-GM-LABELS (as sent, modified UTF-7) where offered */
     size_t nlabels;
-    const char *auth_results; /* topmost Authentication-Results, unfolded, capped; or NULL */
-    const char *in_reply_to;  /* NULL when absent */
-    const char *subject;      /* raw header value, unfolded; NULL when absent */
+    const char *auth_results;  /* topmost Authentication-Results, unfolded, capped; or NULL */
+    const char *in_reply_to;   /* NULL when absent */
+    const char *subject;       /* raw header value, unfolded; NULL when absent */
+    const char *internal_date; /* INTERNALDATE in ISO 8601 UTC ("2026-12-03T03:00:00Z"); NULL
+                                  when absent or malformed */
     /* FOLDER_STATE */
     uint32_t last_uid;
     bool resync;              /* UIDVALIDITY differed from the stored one: refetched */

@@ -425,6 +425,8 @@ int ib_act_tagged(imap_inbox *ib, const imap_resp *r)
                 return refused(ib, r, "");
             return report_next(ib, IMAP_ACT_GONE, "no such folder");
         }
+        if (!ib->sel_uidvalidity)
+            return ib_protocol_error(ib, "SELECT answered without UIDVALIDITY");
         {
             int ev = act_go(ib);
             return ev ? ev : ib_next(ib);
@@ -462,6 +464,10 @@ int ib_act_tagged(imap_inbox *ib, const imap_resp *r)
             return report_next(ib, ib->saw_expunge ? IMAP_ACT_DONE : IMAP_ACT_GONE,
                                ib->saw_expunge ? "" : "no message at that UID");
         }
+        if (ib->mode == IB_MODE_CLEANUP)
+            return report_next(ib, IMAP_ACT_DONE,
+                               ok ? "found in the target by its Message-ID; the original deleted"
+                                  : "found in the target by its Message-ID");
         return report_next(ib, IMAP_ACT_DONE, ok ? "" : "the original could not be expunged");
     case IMAP_IB_ACT_STORE:
         if (!ok)

@@ -1,6 +1,7 @@
 /* The inbox session's inside, shared by imap_inbox.c (login, LIST, the folder checks,
- * IDLE, the feed loop), imap_inbox_act.c (the actions) and imap_inbox_msg.c (headers,
- * Message-ID shape). Not part of the interface: only those three include it. */
+ * the feed loop), imap_inbox_idle.c (IDLE, tick/wake/stop), imap_inbox_act.c (the
+ * actions) and imap_inbox_msg.c (headers, Message-ID shape). Not part of the
+ * interface: only those four include it. */
 #ifndef KILN_IMAP_INBOX_INTERNAL_H
 #define KILN_IMAP_INBOX_INTERNAL_H
 
@@ -106,6 +107,15 @@ int ib_finish(imap_inbox *ib, int outcome, const char *why, size_t n, bool logou
 int ib_protocol_error(imap_inbox *ib, const char *why);
 void ib_emit(imap_inbox *ib, imap_inbox_event *ev);
 int ib_select(imap_inbox *ib, const char *name, int state);
+int ib_logout(imap_inbox *ib);
+/* A cycle: the checks of the roles in mask (bits 1 << enum imap_role), the due
+ * actions, then IDLE or LOGOUT. */
+int ib_start_cycle(imap_inbox *ib, unsigned mask);
+
+/* imap_inbox_idle.c: the "+" of a command (a literal's or IDLE's), the IDLE's tagged
+ * answer. */
+int ib_on_continue(imap_inbox *ib);
+int ib_idle_answered(imap_inbox *ib, const imap_resp *r);
 const char *ib_role_folder(imap_inbox *ib, int role);
 
 /* imap_inbox_act.c: the next due action's first command (0: none left that is due),
@@ -128,5 +138,8 @@ bool ib_msgid_token(const char *v, size_t n, buf *out);
 /* Collects the strings of a list node into v[0..max); returns how many. */
 size_t ib_node_strings(const imap_node *list, const char **v, size_t max);
 void ib_set_text(char *dst, size_t cap, const char *text, size_t n);
+/* INTERNALDATE ("dd-Mon-yyyy hh:mm:ss +zzzz", day space-padded or not) as ISO 8601
+ * UTC "yyyy-mm-ddThh:mm:ssZ" into out (NUL-terminated); false when malformed. */
+bool ib_internaldate_iso(const char *s, size_t n, char out[24]);
 
 #endif

@@ -1,10 +1,11 @@
 /* What the inbox session reads out of a fetched message (see imap_inbox_internal.h):
  * header fields of a BODY[HEADER.FIELDS (...)] block, unfolded and made printable; the
- * Message-ID token; the shape of a kiln Message-ID; the strings of a FLAGS or
- * X-GM-LABELS list. Nothing here trusts the server: every length is bounded. */
+ * Message-ID token; the shape of a kiln Message-ID; INTERNALDATE in ISO 8601; the strings of a
+ * FLAGS or X-GM-LABELS list. Nothing here trusts the server: every length is bounded. */
 #include "imap_inbox_internal.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 void ib_set_text(char *dst, size_t cap, const char *text, size_t n)
@@ -132,4 +133,91 @@ size_t ib_node_strings(const imap_node *list, const char **v, size_t max)
             strlen(n->s) == n->len)
             v[k++] = n->s;
     return k;
+}
+
+/* Days since 1970-01-01 of a civil date, and back (proleptic Gregorian; H. Hinnant's
+ * algorithms), so no time zone or locale of the process is involved. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+/* Reads exactly k digits at *p (< end) into *v. */
+static bool digits(const char **p, const char *end, int k, unsigned *v)
+{
+    *v = 0;
+    for (int i = 0; i < k; i++, (*p)++) {
+        if (*p >= end || **p < '0' || **p > '9')
+            return false;
+        *v = *v * 10 + (unsigned)(**p - '0');
+    }
+    return true;
+}
+
+static bool lit(const char **p, const char *end, char c)
+{
+    if (*p >= end || **p != c)
+        return false;
+    (*p)++;
+    return true;
+}
+
+bool ib_internaldate_iso(const char *s, size_t n, char out[24])
+{
+    static const char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
+    const char *p = s, *end = s + n;
+    unsigned day, mon = 0, year, hh, mm, ss, zh, zm;
+    if (p < end && *p == ' ')
+        p++;
+    if (!digits(&p, end, 1, &day))
+        return false;
+    if (p < end && *p >= '0' && *p <= '9')
+        day = day * 10 + (unsigned)(*p++ - '0');
+    if (!lit(&p, end, '-') || end - p < 3)
+        return false;
+    for (unsigned i = 0; i < 12 && !mon; i++)
+        if (tolower((unsigned char)p[0]) == months[3 * i] &&
+            tolower((unsigned char)p[1]) == months[3 * i + 1] &&
+            tolower((unsigned char)p[2]) == months[3 * i + 2])
+            mon = i + 1;
+    p += 3;
+    if (!mon || !lit(&p, end, '-') || !digits(&p, end, 4, &year) || !lit(&p, end, ' ') ||
+        !digits(&p, end, 2, &hh) || !lit(&p, end, ':') || !digits(&p, end, 2, &mm) ||
+        !lit(&p, end, ':') || !digits(&p, end, 2, &ss) || !lit(&p, end, ' ') || p >= end)
+        return false;
+    int sign = *p == '+' ? 1 : *p == '-' ? -1 : 0;
+    p++;
+    if (!sign || !digits(&p, end, 2, &zh) || !digits(&p, end, 2, &zm) || p != end)
+        return false;
+    if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 || zh > 23 || zm > 59)
+        return false;
+    int64_t t = days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss -
+                sign * (int64_t)(zh * 3600 + zm * 60);
+    int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400, y;
+    int64_t secs = t - days * 86400;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    if (y < 0 || y > 9999)
+        return false;
+    snprintf(out, 24, "%04d-%02u-%02uT%02u:%02u:%02uZ", (int)y, m, d, (unsigned)(secs / 3600),
+             (unsigned)(secs / 60 % 60), (unsigned)(secs % 60));
+    return true;
 }

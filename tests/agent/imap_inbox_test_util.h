@@ -37,6 +37,8 @@ static void ib_dump_event(void *ctx, const imap_inbox_event *ev)
         ib_dump_list(b, "flags", ev->flags, ev->nflags);
         if (ev->nlabels)
             ib_dump_list(b, "labels", ev->labels, ev->nlabels);
+        if (ev->internal_date)
+            buf_printf(b, " date=%s", ev->internal_date);
         buf_printf(b, " ar=%s irt=%s subj=%s\n", ev->auth_results ? ev->auth_results : "-",
                    ev->in_reply_to ? ev->in_reply_to : "-", ev->subject ? ev->subject : "-");
         return;

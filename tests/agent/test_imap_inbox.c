@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "imap_inbox.h"
+#include "imap_inbox_internal.h" /* ib_internaldate_iso */
 #include "imap_inbox_test_util.h"
 
 #include <errno.h>
@@ -47,7 +48,7 @@ static const imap_session_params params = {
 #define NS_DOVECOT "* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL\r\n"
 #define LIST_SU "LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n"
 #define HDRS "(MESSAGE-ID IN-REPLY-TO AUTHENTICATION-RESULTS SUBJECT)"
-#define FETCH_ITEMS "(UID FLAGS BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
+#define FETCH_ITEMS "(UID FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
 #define SEC "BODY[HEADER.FIELDS " HDRS "]"
 #define SELECTED(v, next)                                                                          \
     "* 3 EXISTS\r\n* OK [UIDVALIDITY " v "] ok\r\n* OK [UIDNEXT " next "] ok\r\n"
@@ -171,7 +172,8 @@ static const step find_steps[] = {
     {FEED, "* FLAGS (\\Seen)\r\n" SELECTED("7", "7") "K5 OK [READ-WRITE] Select completed\r\n",
      "K6 UID FETCH 5:* " FETCH_ITEMS, 0},
     {FEED,
-     "* 2 FETCH (UID 5 FLAGS (\\Seen $Label1) " SEC " {{Message-ID: " ID1 "\r\n"
+     "* 2 FETCH (UID 5 FLAGS (\\Seen $Label1) INTERNALDATE \" 3-Dec-2026 21:30:05 -0300\" " SEC
+     " {{Message-ID: " ID1 "\r\n"
      "Subject: warm\r\n  regards\r\n"
      "Authentication-Results: mx.acme.test;\r\n\tspf=pass smtp.mailfrom=acme.test;\r\n"
      " dkim=pass header.d=acme.test\r\n"
@@ -193,7 +195,8 @@ static const step find_steps[] = {
 
 static const char *find_events =
     "login\n"
-    "found INBOX inbox 7/5 " ID1 " flags=[\\Seen,$Label1] ar=mx.acme.test; spf=pass "
+    "found INBOX inbox 7/5 " ID1
+    " flags=[\\Seen,$Label1] date=2026-12-04T00:30:05Z ar=mx.acme.test; spf=pass "
     "smtp.mailfrom=acme.test; dkim=pass header.d=acme.test irt=- subj=warm regards\n"
     "state INBOX inbox 7 last=6\n"
     "found INBOX.Junk junk 8/11 " ID2 " flags=[] ar=- irt=" ID1 " subj=-\n"
@@ -209,12 +212,21 @@ static void test_finds_kiln_mail_in_inbox_and_junk(void **state)
     expect_events(&res, find_events, IMAP_OUT_OK);
 }
 
-/* The same dialogue with every server text split at every byte (literals included). */
+/* The same dialogue with every server text cut in chunks of every size up to the
+ * longest (so every literal is split at every byte, and whole too). */
 static void test_find_dialogue_in_every_split(void **state)
 {
     (void)state;
     imap_inbox_job job = {.folders = dovecot_state, .nfolders = 2};
-    for (size_t split = 1; split <= 64; split++) {
+    size_t longest = 0;
+    buf text = BUF_INIT;
+    for (size_t i = 0; i < sizeof find_steps / sizeof find_steps[0]; i++) {
+        expand(find_steps[i].server, &text);
+        longest = text.len > longest ? text.len : longest;
+    }
+    buf_free(&text);
+    assert_true(longest > 300);
+    for (size_t split = 1; split <= longest; split++) {
         run_result res;
         RUN(&job, find_steps, split, &res);
         expect_events(&res, find_events, IMAP_OUT_OK);
@@ -269,7 +281,7 @@ static void test_large_folder_is_fetched_in_batches(void **state)
 {
     (void)state;
     static const imap_inbox_folder st[] = {{"INBOX", IMAP_ROLE_INBOX, 7, 0}};
-#define GM_ITEMS "(UID FLAGS X-GM-LABELS BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
+#define GM_ITEMS "(UID FLAGS INTERNALDATE X-GM-LABELS BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
     static const step steps[] = {
         LOGIN_STEPS,
         CAPS_STEP("IMAP4rev1 X-GM-EXT-1", "K3 LIST \"\" \"*\"\r\n"),
@@ -534,6 +546,58 @@ static void test_file_creates_the_warmup_folder_utf7(void **state)
                   IMAP_OUT_OK);
 }
 
+/* Re-discovery on a server without MOVE: the original a crashed COPY left in Junk is
+ * deleted UID-exactly; a never-watched folder without UIDNEXT is probed with UID FETCH
+ * *; a refused CREATE fails the file action; a refused \Deleted after a COPY still
+ * counts the move (the target holds the message). */
+static void test_cleanup_probe_and_refusals(void **state)
+{
+    (void)state;
+    static const imap_inbox_folder st[] = {{"INBOX", IMAP_ROLE_INBOX, 7, 20}};
+    static const imap_inbox_action acts[] = {
+        {.id = 61,
+         .kind = IMAP_ACT_RESCUE,
+         .folder = "Junk",
+         .uidvalidity = 8,
+         .uid = 11,
+         .message_id = ID1},
+        {.id = 62, .kind = IMAP_ACT_FILE, .folder = "Junk", .uidvalidity = 8, .uid = 12},
+        {.id = 63, .kind = IMAP_ACT_RESCUE, .folder = "Junk", .uidvalidity = 8, .uid = 13},
+    };
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP("IMAP4rev1 UIDPLUS SPECIAL-USE", "K3 " LIST_SU),
+        {FEED, "* LIST () \"/\" INBOX\r\n* LIST (\\Junk) \"/\" Junk\r\nK3 OK done\r\n",
+         "K4 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "22") "K4 OK done\r\n", "K5 UID FETCH 21:* " FETCH_ITEMS, 0},
+        {FEED,
+         "* 3 FETCH (UID 21 FLAGS () " SEC " {{Message-ID: " ID1 "\r\n\r\n}})\r\nK5 OK done\r\n",
+         "K6 SELECT Junk\r\n", 0},
+        {FEED, "* OK [UIDVALIDITY 8] ok\r\nK6 OK done\r\n", "K7 UID FETCH * (UID)\r\n", 0},
+        {FEED, "* 4 FETCH (UID 13)\r\nK7 OK done\r\n",
+         "K8 UID STORE 11 +FLAGS.SILENT (\\Deleted)\r\n", 0},
+        {FEED, "K8 OK done\r\n", "K9 UID EXPUNGE 11\r\n", 0},
+        {FEED, "* 2 EXPUNGE\r\nK9 OK done\r\n", "K10 CREATE Warmup\r\n", 0},
+        {FEED, "K10 NO [OVERQUOTA] Quota exceeded\r\n", "K11 UID COPY 13 INBOX\r\n", 0},
+        {FEED, "K11 OK [COPYUID 7 13 22] done\r\n",
+         "K12 UID STORE 13 +FLAGS.SILENT (\\Deleted)\r\n", 0},
+        {FEED, "K12 NO Permission denied\r\n", "K13 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K13"), NULL, 0},
+    };
+    imap_inbox_job job = {.folders = st, .nfolders = 1, .actions = acts, .nactions = 3};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  "login\nfound INBOX inbox 7/21 " ID1 " flags=[] ar=- irt=- subj=-\n"
+                  "state INBOX inbox 7 last=21\nstate Junk junk 8 last=13\n"
+                  "action 61 done INBOX inbox 7/21 (found in the target by its Message-ID; the "
+                  "original deleted)\n"
+                  "action 62 failed - other 0/0 (CREATE of the warmup folder refused: Quota "
+                  "exceeded)\n"
+                  "action 63 done INBOX inbox 7/22 (the original could not be deleted)\n",
+                  IMAP_OUT_OK);
+}
+
 /* ---- IDLE ---- */
 
 static void test_idle_wake_done_refresh_and_stop(void **state)
@@ -586,6 +650,42 @@ static void test_idle_wake_done_refresh_and_stop(void **state)
                   "found INBOX inbox 7/8 " ID2 " flags=[] ar=- irt=- subj=-\n"
                   "state INBOX inbox 7 last=8\n"
                   "action 50 done - other 0/0 ()\n",
+                  IMAP_OUT_OK);
+}
+
+/* Mail arriving between INBOX's check and IDLE (an EXISTS answering an action's
+ * command) wakes the owner as soon as IDLE starts; EXISTS and RECENT wake once. */
+static void test_mail_before_idle_wakes_at_once(void **state)
+{
+    (void)state;
+    static const imap_inbox_folder st[] = {{"INBOX", IMAP_ROLE_INBOX, 7, 6}};
+    static const imap_inbox_action prune3 = {
+        .id = 50, .kind = IMAP_ACT_PRUNE, .folder = "INBOX", .uidvalidity = 7, .uid = 3};
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP("IMAP4rev1 IDLE UIDPLUS", "K3 LIST \"\" \"*\"\r\n"),
+        {FEED, "* LIST () \"/\" INBOX\r\nK3 OK done\r\n", "K4 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "7") "K4 OK done\r\n", "K5 UID STORE 3 +FLAGS.SILENT (\\Deleted)\r\n",
+         0},
+        {FEED, "* 4 EXISTS\r\n* 1 RECENT\r\nK5 OK done\r\n", "K6 UID EXPUNGE 3\r\n", 0},
+        {FEED, "* 1 EXPUNGE\r\nK6 OK done\r\n", "K7 IDLE\r\n", 0},
+        {FEED, "+ idling\r\n* 4 EXISTS\r\n* 1 RECENT\r\n", NULL, 0},
+        {WAKE, NULL, "DONE\r\n", 0},
+        {FEED, "K7 OK Idle completed.\r\n", "K8 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "8") "K8 OK done\r\n", "K9 UID FETCH 7:* " FETCH_ITEMS, 0},
+        {FEED, "K9 OK done\r\n", "K10 IDLE\r\n", 0},
+        {STOP, NULL, NULL, 0},
+        {FEED, "+ idling\r\n", "DONE\r\n", 0},
+        {FEED, "K10 OK Idle completed.\r\n", "K11 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K11"), NULL, 0},
+    };
+    imap_inbox_job job = {
+        .folders = st, .nfolders = 1, .actions = &prune3, .nactions = 1, .want_idle = true};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  "login\nstate INBOX inbox 7 last=6\naction 50 done - other 0/0 ()\n"
+                  "wake INBOX\nstate INBOX inbox 7 last=7\n",
                   IMAP_OUT_OK);
 }
 
@@ -674,6 +774,56 @@ static void test_msgid_shape_and_bad_jobs(void **state)
     imap_inbox_free(ib);
 }
 
+static void test_internaldate_to_utc(void **state)
+{
+    (void)state;
+    static const char *const ok[][2] = {
+        {"03-Dec-2026 03:00:00 +0000", "2026-12-03T03:00:00Z"},
+        {" 1-Jan-2027 00:30:00 +0100", "2026-12-31T23:30:00Z"},
+        {"29-feb-2024 23:59:59 -0130", "2024-03-01T01:29:59Z"},
+        {"31-Dec-1969 23:00:00 -0200", "1970-01-01T01:00:00Z"},
+    };
+    char out[24];
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        assert_true(ib_internaldate_iso(ok[i][0], strlen(ok[i][0]), out));
+        assert_string_equal(out, ok[i][1]);
+    }
+    static const char *const bad[] = {"03-Foo-2026 03:00:00 +0000",
+                                      "03-Dec-2026 03:00:00",
+                                      "32-Dec-2026 03:00:00 +0000",
+                                      "03-Dec-2026 24:00:00 +0000",
+                                      "03-Dec-2026 03:00:00 +0000x",
+                                      "03-Dec-26 03:00:00 +0000",
+                                      "",
+                                      "03-Dec-2026 03:00:00 *0000"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (ib_internaldate_iso(bad[i], strlen(bad[i]), out))
+            fail_msg("accepted %s as %s", bad[i], out);
+}
+
+/* The checker the dialogues and the fuzz target rely on must catch what it is for. */
+static void test_checker_catches_sequence_number_commands(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"K5 STORE 1 +FLAGS (\\Deleted)\r\n",
+                                      "K5 EXPUNGE\r\n",
+                                      "K5 UID EXPUNGE 1:*\r\n",
+                                      "K5 COPY 1 INBOX\r\n",
+                                      "K5 MOVE 1:3 Junk\r\n",
+                                      "K5 FETCH 1 (FLAGS)\r\n",
+                                      "K5 UID STORE * +FLAGS (\\Seen)\r\n",
+                                      "K1 LOGIN {4+}\r\nanna pw\r\nK2 EXPUNGE\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (!ib_check_client_bytes(bad[i], strlen(bad[i])))
+            fail_msg("not caught: %s", bad[i]);
+    static const char *const good[] = {
+        "K5 UID STORE 3 +FLAGS.SILENT (\\Deleted)\r\nK6 UID EXPUNGE 3\r\n",
+        "K1 LOGIN {11+}\r\nK2 EXPUNGE pw\r\nDONE\r\nK3 UID FETCH 5:* (UID)\r\n"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (ib_check_client_bytes(good[i], strlen(good[i])))
+            fail_msg("refused: %s", good[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -688,9 +838,13 @@ int main(void)
         cmocka_unit_test(test_mark_prune_gone_and_stale),
         cmocka_unit_test(test_rediscovery_after_a_crash_and_following_a_move),
         cmocka_unit_test(test_file_creates_the_warmup_folder_utf7),
+        cmocka_unit_test(test_cleanup_probe_and_refusals),
         cmocka_unit_test(test_idle_wake_done_refresh_and_stop),
+        cmocka_unit_test(test_mail_before_idle_wakes_at_once),
         cmocka_unit_test(test_throttled_bye_and_alert),
         cmocka_unit_test(test_msgid_shape_and_bad_jobs),
+        cmocka_unit_test(test_checker_catches_sequence_number_commands),
+        cmocka_unit_test(test_internaldate_to_utc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -139,8 +139,7 @@ static void test_refusals_and_their_outcomes(void **state)
                      IMAP_OUT_UNAVAILABLE);
     assert_int_equal(run_script(&plain_params, "* BYE Too many connections\r\n", ""),
                      IMAP_OUT_THROTTLED);
-    assert_int_equal(run_script(&plain_params, "* BYE going away\r\n", ""),
-                     IMAP_OUT_UNAVAILABLE);
+    assert_int_equal(run_script(&plain_params, "* BYE going away\r\n", ""), IMAP_OUT_UNAVAILABLE);
     assert_int_equal(run_script(&plain_params,
                                 "* OK [CAPABILITY IMAP4rev1] hi\r\n"
                                 "K1 NO [THROTTLED] slow down\r\nK2 OK bye\r\n",
