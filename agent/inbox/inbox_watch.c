@@ -497,6 +497,7 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
         out.labels = ev->nlabels ? ev->labels : NULL;
         out.nlabels = ev->nlabels;
         out.authentication_results = ev->auth_results;
+        out.internal_date = ev->internal_date;
         break;
     case IMAP_INBOX_EV_FOLDER_STATE:
         remember_folder(ib, ev);

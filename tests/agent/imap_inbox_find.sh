@@ -3,8 +3,8 @@
 # inbox reports only the folders' state (mail already there is not kiln's business);
 # then messages delivered over LMTP
 # land in INBOX, or in Junk by a Sieve rule on a header the test sets; the agent reports
-# a `found` event for each kiln Message-ID with its folder role (inbox, junk), UID and
-# Authentication-Results, nothing for a foreign Message-ID, and each folder's state.
+# a `found` event for each kiln Message-ID with its folder role (inbox, junk), UID,
+# Authentication-Results and INTERNALDATE, nothing for a foreign Message-ID, and each folder's state.
 # A second pass resumes from that state (no repeat) and applies the actions: `rescue`
 # moves the junked message to INBOX (UID MOVE; action `done` with its new UID, checked
 # by a separate IMAP read: in INBOX, gone from Junk), `mark` adds \Seen \Flagged and
@@ -43,6 +43,8 @@ jl=$(found ev1.jsonl "e['role']=='junk' and e['message_id']=='$J' and e['folder'
 [ -n "$jl" ] || fail "$J not found in Junk: $(cat ev1.jsonl)"
 echo "$jl" | grep -q '"authentication_results":"mx.acme.test; spf=pass' ||
     fail "no Authentication-Results in the found event: $jl"
+echo "$jl" | grep -qE '"internal_date":"20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z"' ||
+    fail "no INTERNALDATE in the found event: $jl"
 ! grep -q elsewhere.test ev1.jsonl || fail "a foreign Message-ID was reported: $(cat ev1.jsonl)"
 events ev1.jsonl "e['type']=='session' and e['status']=='ok'" | grep -q . || fail "no session ok"
 
