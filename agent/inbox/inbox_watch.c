@@ -276,7 +276,10 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
 /* Resolves the server's name (cache, or the resolver thread), then try_connect. */
 static void begin(inbox_engine *e, inbox *ib)
 {
-    if (e->stopping) {
+    if (e->stopping || ib->dropped) {
+        if (ib->state == IB_RESOLVE)
+            e->dns_waiting--;
+        finish_pass(e, ib);
         inbox_enter(e, ib, IB_DONE);
         return;
     }
@@ -334,7 +337,7 @@ void inbox_retry_waiting(inbox_engine *e)
     e->kick = false;
     while (e->slot_head && e->loop.free_conns) {
         inbox *ib = queue_pop(&e->slot_head, &e->slot_tail);
-        if (e->stopping) {
+        if (e->stopping || ib->dropped) {
             inbox_enter(e, ib, IB_DONE);
             continue;
         }
@@ -343,7 +346,7 @@ void inbox_retry_waiting(inbox_engine *e)
     for (inbox_server *s = e->servers; s; s = s->next)
         while (s->wait_head) {
             inbox *ib = queue_pop(&s->wait_head, &s->wait_tail);
-            if (e->stopping) {
+            if (e->stopping || ib->dropped) {
                 inbox_enter(e, ib, IB_DONE);
                 continue;
             }

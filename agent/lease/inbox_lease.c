@@ -23,7 +23,11 @@ static void on_event(void *arg, const inbox_event *ev)
     if (il->npending)
         buf_putc(&il->pending, ',');
     wire_inbox_event_json(ev, &il->pending);
-    il->npending++;
+    if (il->npending == il->ends_cap) {
+        il->ends_cap = il->ends_cap ? 2 * il->ends_cap : 256;
+        il->ends = xrealloc(il->ends, il->ends_cap * sizeof *il->ends);
+    }
+    il->ends[il->npending++] = il->pending.len;
     pthread_mutex_unlock(&il->mu);
 }
 
@@ -110,6 +114,16 @@ static void lease_lost(inbox_lease *il, const char *why)
         inbox_engine_drop(il->ie, il->mailboxes[i]);
     il->nmailboxes = 0;
     il->held = false;
+    /* the control plane takes no event for a lease it does not know */
+    pthread_mutex_lock(&il->mu);
+    size_t lost = il->npending + il->nsending;
+    buf_reset(&il->pending);
+    il->npending = 0;
+    pthread_mutex_unlock(&il->mu);
+    buf_reset(&il->sending);
+    il->nsending = 0;
+    if (lost)
+        log_warn("inbox lease %s: %zu unreported events dropped with it", il->lease_id, lost);
 }
 
 static void heartbeat(inbox_lease *il, control *ctl, int64_t now)
@@ -157,15 +171,23 @@ static void report(inbox_lease *il, control *ctl, int64_t now, bool force)
         bool due = n && (force || n >= (size_t)il->cfg->report_batch ||
                          now - il->first_pending_ms >= il->cfg->report_interval_ms);
         if (due) {
-            /* a whole buffer at most REPORT_MAX_EVENTS long (the engine rarely writes
-             * that many between two turns; more simply wait for the next report) */
-            buf tmp = il->sending;
-            il->sending = il->pending;
-            il->pending = tmp;
-            buf_reset(&il->pending);
-            il->nsending = n;
-            il->npending = 0;
-            il->first_pending_ms = 0;
+            /* the oldest events, at most a batch (and the wire's maximum) */
+            size_t k = n;
+            size_t cap = il->cfg->report_batch > 0 ? (size_t)il->cfg->report_batch : 1;
+            if (k > cap)
+                k = cap;
+            if (k > REPORT_MAX_EVENTS)
+                k = REPORT_MAX_EVENTS;
+            size_t cut = il->ends[k - 1];
+            buf_reset(&il->sending);
+            buf_append(&il->sending, il->pending.data, cut);
+            size_t rest = k < n ? cut + 1 : il->pending.len; /* the comma after it */
+            buf_consume(&il->pending, rest);
+            for (size_t i = k; i < n; i++)
+                il->ends[i - k] = il->ends[i] - rest;
+            il->nsending = k;
+            il->npending = n - k;
+            il->first_pending_ms = il->npending ? now : 0;
         }
         pthread_mutex_unlock(&il->mu);
     }
@@ -237,6 +259,7 @@ void inbox_lease_free(inbox_lease *il)
                  il->npending + il->nsending);
     buf_free(&il->pending);
     buf_free(&il->sending);
+    free(il->ends);
     free(il->mailboxes);
     pthread_mutex_destroy(&il->mu);
 }

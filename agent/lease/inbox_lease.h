@@ -27,6 +27,8 @@ typedef struct inbox_lease {
     pthread_mutex_t mu;
     buf pending;
     size_t npending;
+    size_t *ends; /* where each pending event ends in pending */
+    size_t ends_cap;
     /* the control thread's */
     bool held;
     char lease_id[65];

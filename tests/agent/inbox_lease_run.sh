@@ -2,7 +2,8 @@
 # kiln-agent run with inbox leases (KILN_AGENT_MAX_INBOXES) against a stand-in control
 # plane (fake_control.py: every lease answer carries inbox lease "inbox-1" listing one
 # high-class inbox, as the control plane lists held inboxes again) and a real Dovecot:
-# the session and folder_state events are reported as inbox_events, the inbox idles,
+# the session and folder_state events are reported as inbox_events (in batches of two:
+# every event arrives once, valid JSON, in order), the inbox idles,
 # a message delivered over LMTP comes back as a `found` event within seconds, the
 # answers listing the inbox again are merged without a new connection, the inbox lease
 # is renewed by heartbeat, and SIGTERM stops the engine, reports and releases inbox-1.
@@ -20,7 +21,7 @@ start_py "$HERE/fake_control.py" --port "$API" --lease-file lease.json --reports
 mkdir spool
 KILN_API_URL="http://127.0.0.1:$API" KILN_AGENT_TOKEN=test-token-0123456789abcdef \
     KILN_AGENT_SPOOL_DIR="$WORK/spool" KILN_AGENT_NAME=inb KILN_AGENT_THREADS=1 \
-    KILN_AGENT_MAX_INBOXES=10 KILN_AGENT_REPORT_INTERVAL_MS=100 KILN_AGENT_LEASE_IDLE_MAX_S=1 \
+    KILN_AGENT_MAX_INBOXES=10 KILN_AGENT_REPORT_INTERVAL_MS=100 KILN_AGENT_REPORT_BATCH=2 KILN_AGENT_LEASE_IDLE_MAX_S=1 \
     KILN_AGENT_METRICS_PORT=$MPORT "$AGENT" run >agent.log 2>&1 &
 AG=$!
 PIDS+=("$AG")
@@ -50,6 +51,13 @@ sleep 2 # two more lease answers listing the inbox again
     fail "the inbox listed again reconnected: $(metric kiln_agent_inbox_polls_total) connections"
 grep -q '^/api/agent/heartbeat inbox-1$' req.log || fail "the inbox lease was never renewed"
 [ "$(metric kiln_agent_inbox_events_reported_total)" -ge 4 ] || fail "events reported: $(metric kiln_agent_inbox_events_reported_total)"
+$PY - ir.jsonl <<'PYEOF' || fail "the reported events: $(cat ir.jsonl)"
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+assert ev[0]["type"] == "session", ev[0]
+keys = [json.dumps(e, sort_keys=True) for e in ev]
+assert len(keys) == len(set(keys)), "an event reported twice"
+PYEOF
 kill -TERM "$AG"
 rc=0
 for _ in $(seq 1 150); do kill -0 "$AG" 2>/dev/null || break; sleep 0.1; done
