@@ -104,7 +104,7 @@ info_log_path = $D/dovecot.log
 ssl = $ssl
 $tls_conf
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 default_internal_user = $DC_USER
 default_internal_group = $DC_GROUP
 default_login_user = $DC_USER

@@ -1,7 +1,7 @@
 #!/bin/bash
 # kiln-agent's IMAP connections against a real Dovecot with a CA and a certificate made
 # here (for the name localhost only): `inbox --file --once` logs in over implicit TLS
-# and over STARTTLS (session ok); a wrong password is `auth`; a server certificate for
+# and over STARTTLS, with a password and with an OAuth token (session ok); a wrong password is `auth`; a server certificate for
 # another name (the address 127.0.0.1) and a CA the agent was not told to trust (the
 # system store) are `tls`; a port where nothing listens is `connect`; --once exits 3
 # when a login failed, 2 for a bad file (naming the field). `kiln-agent check` with KILN_AGENT_CHECK_IMAP_* logs in and out,
@@ -10,6 +10,7 @@ source "$(dirname "$0")/lib.sh"
 DOVECOT_TLS=1
 source "$HERE/dovecot_lib.sh"
 dovecot_user anna@acme.test s3cret
+dovecot_user tok@acme.test ya29.kiln-test-token # XOAUTH2/OAUTHBEARER: the token is the password
 dovecot_start
 cd "$WORK"
 dead=$(free_port)
@@ -19,7 +20,15 @@ make_inboxes inboxes.json \
     "3:localhost:$IMAPS_PORT:tls:anna@acme.test:wrong:$DC_CA" \
     "4:127.0.0.1:$IMAPS_PORT:tls:anna@acme.test:s3cret:$DC_CA" \
     "5:localhost:$IMAP_PORT:starttls:anna@acme.test:s3cret:-" \
-    "6:127.0.0.1:$dead:tls:anna@acme.test:s3cret:$DC_CA"
+    "6:127.0.0.1:$dead:tls:anna@acme.test:s3cret:$DC_CA" \
+    "7:localhost:$IMAPS_PORT:tls:tok@acme.test:-:$DC_CA"
+# inbox 7 logs in with an OAuth token instead of a password
+$PY - inboxes.json <<'PYEOF'
+import json, sys
+v = json.load(open(sys.argv[1]))
+v[-1]["imap"]["oauth_token"] = "ya29.kiln-test-token"
+json.dump(v, open(sys.argv[1], "w"))
+PYEOF
 rc=0
 timeout 50 "$AGENT" inbox --file inboxes.json --once >events.jsonl 2>err.log || rc=$?
 [ "$rc" = 3 ] || fail "inbox --once: exit $rc, expected 3 (a login failed): $(cat err.log)"
@@ -41,6 +50,9 @@ expect 3 auth "wrong password"
 expect 4 tls "certificate for another name"
 expect 5 tls "CA not trusted"
 expect 6 connect "nothing listens"
+expect 7 ok "OAuth token (SASL)"
+grep -qE "user=<tok@acme.test>, method=(XOAUTH2|OAUTHBEARER)" "$D/dovecot.log" ||
+    fail "the token login did not use XOAUTH2/OAUTHBEARER: $(grep tok@ "$D/dovecot.log" | tail -2)"
 grep -q '"mailbox_id":3,"status":"auth","detail":"[^"]' events.jsonl ||
     fail "the auth event names no detail: $(grep '"mailbox_id":3' events.jsonl)"
 ! grep -q s3cret events.jsonl err.log || fail "a password appears in the output"
