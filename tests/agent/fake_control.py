@@ -24,9 +24,18 @@ p.add_argument("--inbox-file")
 p.add_argument("--inbox-reports")
 p.add_argument("--inbox-heartbeat-s", type=int, default=10)
 p.add_argument("--requests")
+p.add_argument("--drop-file", help="mailbox ids (one a line) to drop: in inboxes_dropped "
+               "of inbox heartbeats, left out of lease answers")
 args = p.parse_args()
 lock = threading.Lock()
 state = {"leased": False}
+
+
+def dropped():
+    try:
+        return {int(l) for l in open(args.drop_file) if l.strip()}
+    except (TypeError, OSError):
+        return set()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -68,7 +77,9 @@ class Handler(BaseHTTPRequestHandler):
                     ans = json.loads(ans)
                 ans["inbox_lease"] = {"lease_id": "inbox-1", "ttl_s": 1800,
                                       "heartbeat_s": args.inbox_heartbeat_s}
-                ans["inboxes"] = json.load(open(args.inbox_file))
+                gone = dropped()
+                ans["inboxes"] = [i for i in json.load(open(args.inbox_file))
+                                  if i.get("mailbox_id") not in gone]
                 ans["retry_after_s"] = 1
             self.answer(200, ans)
         elif self.path == "/api/agent/report" and args.inbox_reports and b"inbox_events" in body:
@@ -82,7 +93,7 @@ class Handler(BaseHTTPRequestHandler):
                                                "duplicates": 0, "ignored": 0}})
         elif self.path == "/api/agent/heartbeat" and args.inbox_file and b"inbox-1" in body:
             self.answer(200, {"lease_id": "inbox-1", "expires_at": "2026-12-03T07:00:00Z",
-                              "ttl_s": 1800, "cancel": [], "inboxes_dropped": [],
+                              "ttl_s": 1800, "cancel": [], "inboxes_dropped": sorted(dropped()),
                               "service": "running"})
         elif self.path == "/api/agent/report":
             req = json.loads(body)

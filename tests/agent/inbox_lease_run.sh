@@ -6,18 +6,22 @@
 # every event arrives once, valid JSON, in order), the inbox idles,
 # a message delivered over LMTP comes back as a `found` event within seconds, the
 # answers listing the inbox again are merged without a new connection, the inbox lease
-# is renewed by heartbeat, and SIGTERM stops the engine, reports and releases inbox-1.
+# is renewed by heartbeat, a bad inbox entry is set aside by name, an inbox the
+# heartbeat's inboxes_dropped names stops (its IDLE session logs out), and SIGTERM
+# stops the engine, reports and releases inbox-1.
 source "$(dirname "$0")/lib.sh"
 source "$HERE/dovecot_lib.sh"
 dovecot_user anna@acme.test s3cret
 dovecot_start
 cd "$WORK"
-make_inboxes inboxes.json "21:127.0.0.1:$IMAP_PORT:plain:anna@acme.test:s3cret:-:high"
+make_inboxes inboxes.json "21:127.0.0.1:$IMAP_PORT:plain:anna@acme.test:s3cret:-:high" \
+    "22:127.0.0.1:0:plain:anna@acme.test:s3cret:-:low"
 echo '{"lease_id":null,"ttl_s":60,"mailboxes":[],"retry_after_s":1,"service":"running"}' >lease.json
 API=$(free_port)
 MPORT=$(free_port)
 start_py "$HERE/fake_control.py" --port "$API" --lease-file lease.json --reports reports.jsonl \
-    --inbox-file inboxes.json --inbox-reports ir.jsonl --requests req.log --inbox-heartbeat-s 1
+    --inbox-file inboxes.json --inbox-reports ir.jsonl --requests req.log --inbox-heartbeat-s 1 \
+    --drop-file drop.txt
 mkdir spool
 KILN_API_URL="http://127.0.0.1:$API" KILN_AGENT_TOKEN=test-token-0123456789abcdef \
     KILN_AGENT_SPOOL_DIR="$WORK/spool" KILN_AGENT_NAME=inb KILN_AGENT_THREADS=1 \
@@ -51,6 +55,21 @@ sleep 2 # two more lease answers listing the inbox again
     fail "the inbox listed again reconnected: $(metric kiln_agent_inbox_polls_total) connections"
 grep -q '^/api/agent/heartbeat inbox-1$' req.log || fail "the inbox lease was never renewed"
 [ "$(metric kiln_agent_inbox_events_reported_total)" -ge 4 ] || fail "events reported: $(metric kiln_agent_inbox_events_reported_total)"
+grep -q "inbox entries set aside: inboxes\[1\].imap.port" agent.log ||
+    fail "the bad inbox entry was not set aside by name: $(grep -i inbox agent.log | tail -3)"
+! events ir.jsonl "e['mailbox_id']==22" | grep -q . || fail "events for the bad entry"
+# the control plane drops inbox 21 (heartbeat's inboxes_dropped): its IDLE connection
+# logs out and nothing of it runs any more
+echo 21 >drop.txt
+for _ in $(seq 1 100); do
+    [ "$(metric 'kiln_agent_inbox_sessions{state="done"}')" = 1 ] && break
+    sleep 0.1
+done
+[ "$(metric 'kiln_agent_inbox_sessions{state="done"}')" = 1 ] &&
+    [ "$(metric kiln_agent_inbox_idle_sessions)" = 0 ] ||
+    fail "inbox 21 still watched after inboxes_dropped: $(tail -3 agent.log)"
+grep -qE "imap\(anna@acme.test\).*Logged out" "$D/dovecot.log" ||
+    fail "the dropped inbox's IDLE session did not log out"
 $PY - ir.jsonl <<'PYEOF' || fail "the reported events: $(cat ir.jsonl)"
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1])]
@@ -64,5 +83,4 @@ for _ in $(seq 1 150); do kill -0 "$AG" 2>/dev/null || break; sleep 0.1; done
 wait "$AG" || rc=$?
 [ "$rc" = 0 ] || fail "run after SIGTERM: exit $rc ($(tail -5 agent.log))"
 grep -q '^/api/agent/release inbox-1$' req.log || fail "inbox-1 was not released: $(tail -5 agent.log)"
-grep -qE "imap\(anna@acme.test\).*Logged out" "$D/dovecot.log" || fail "the IDLE session did not log out"
 echo "PASS inbox_lease_run"
