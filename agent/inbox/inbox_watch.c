@@ -355,6 +355,19 @@ void inbox_retry_waiting(inbox_engine *e)
         }
 }
 
+/* When the first action not due yet comes due (INT64_MAX: none). Actions already due
+ * and still here were not taken by the last session: they wait for the next poll. */
+static int64_t next_action_due_ms(const inbox *ib, int64_t now)
+{
+    int64_t first = INT64_MAX;
+    for (size_t i = 0; i < ib->spec->nactions; i++) {
+        int64_t at = ib->added_ms + ib->spec->actions[i].not_before_s * 1000;
+        if (at > now && at < first)
+            first = at;
+    }
+    return first;
+}
+
 /* What comes after a connection: the next poll, a backoff, or the end. */
 static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpected)
 {
@@ -376,8 +389,11 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
     finish_pass(e, ib);
     if (status == IMAP_NET_OK && !unexpected) {
         ib->attempts = 0;
-        /* a recycled IDLE connection comes back at once for its full pass */
-        inbox_arm(e, ib, IB_WAIT, ib->recycle ? now : now + poll_interval_ms(e, ib));
+        /* a recycled IDLE connection comes back at once for its full pass; an action
+         * that comes due before the next poll brings it forward */
+        int64_t next = ib->recycle ? now : now + poll_interval_ms(e, ib);
+        int64_t due = next_action_due_ms(ib, now);
+        inbox_arm(e, ib, IB_WAIT, due < next ? due : next);
         return;
     }
     if (ib->attempts < 30)

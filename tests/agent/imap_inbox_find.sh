@@ -8,7 +8,8 @@
 # A second pass resumes from that state (no repeat) and applies the actions: `rescue`
 # moves the junked message to INBOX (UID MOVE; action `done` with its new UID, checked
 # by a separate IMAP read: in INBOX, gone from Junk), `mark` adds \Seen \Flagged and
-# reports the confirmed flags; an action on a stale UIDVALIDITY is `stale`. Dovecot's
+# reports the confirmed flags; an action on a stale UIDVALIDITY is `stale`; an action
+# due 3 s later brings the next poll forward. Dovecot's
 # rawlog shows only UID commands (no sequence-number STORE, no bare EXPUNGE).
 source "$(dirname "$0")/lib.sh"
 DOVECOT_SIEVE=1 DOVECOT_RAWLOG=1
@@ -79,4 +80,16 @@ in=$(cat "$D"/home/anna@acme.test/rawlog/*.in 2>/dev/null)
 [ -n "$in" ] || fail "no rawlog written"
 echo "$in" | grep -q "UID MOVE" || fail "no UID MOVE in the rawlog"
 ! echo "$in" | grep -iE '^[^ ]+ [^ ]+ (STORE|EXPUNGE|COPY|MOVE|FETCH) ' || fail "a sequence-number command (above)"
+# an action due 3 s after the hand-over brings the next poll forward (medium class:
+# otherwise 5 minutes away)
+export INBOX_FOLDERS_JSON=$(folders_of ev2.jsonl 7)
+export INBOX_ACTIONS_JSON="{\"7\": [{\"id\": 504, \"kind\": \"mark\", \"folder\": \"INBOX\",
+  \"uidvalidity\": $auv, \"uid\": $auid, \"flags\": [\"\\\\Answered\"], \"target\": null,
+  \"not_before_s\": 3}]}"
+make_inboxes in3.json "7:127.0.0.1:$IMAP_PORT:plain:anna@acme.test:s3cret:-"
+timeout 30 "$AGENT" inbox --file in3.json --duration 8 >ev3.jsonl 2>err3.log ||
+    fail "--duration 8: exit $? ($(cat err3.log))"
+events ev3.jsonl "e['type']=='action' and e['action_id']==504 and e['status']=='done'" | grep -q Answered ||
+    fail "an action due in 3 s was not done within 8 s: $(cat ev3.jsonl)"
+[ "$(events ev3.jsonl "e['type']=='session'" | wc -l)" = 1 ] || fail "session events: $(cat ev3.jsonl)"
 echo "PASS imap_inbox_find"
