@@ -193,11 +193,11 @@ bool ib_internaldate_iso(const char *s, size_t n, char out[24])
         day = day * 10 + (unsigned)(*p++ - '0');
     if (!lit(&p, end, '-') || end - p < 3)
         return false;
-    for (unsigned i = 0; i < 12 && !mon; i++)
+    for (size_t i = 0; i < 12 && !mon; i++)
         if (tolower((unsigned char)p[0]) == months[3 * i] &&
             tolower((unsigned char)p[1]) == months[3 * i + 1] &&
             tolower((unsigned char)p[2]) == months[3 * i + 2])
-            mon = i + 1;
+            mon = (unsigned)i + 1;
     p += 3;
     if (!mon || !lit(&p, end, '-') || !digits(&p, end, 4, &year) || !lit(&p, end, ' ') ||
         !digits(&p, end, 2, &hh) || !lit(&p, end, ':') || !digits(&p, end, 2, &mm) ||
@@ -209,8 +209,8 @@ bool ib_internaldate_iso(const char *s, size_t n, char out[24])
         return false;
     if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 || zh > 23 || zm > 59)
         return false;
-    int64_t t = days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss -
-                sign * (int64_t)(zh * 3600 + zm * 60);
+    int64_t t = days_from_civil(year, mon, day) * 86400 + (int64_t)hh * 3600 + (int64_t)mm * 60 +
+                ss - sign * ((int64_t)zh * 3600 + (int64_t)zm * 60);
     int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400, y;
     int64_t secs = t - days * 86400;
     unsigned m, d;

@@ -28,6 +28,7 @@ int app_config_load(app_config *cfg, char *err, size_t errlen)
         {"KILN_GLOBAL_HOURLY_CAP", 10000, 0, 1000000000, &cfg->global_hourly_cap},
         {"KILN_RECIPIENT_DAILY_CAP", 50, 1, 1000000, &cfg->recipient_daily_cap},
         {"KILN_PAIR_GAP_DAYS", 3, 0, 365, &cfg->pair_gap_days},
+        {"KILN_WEBHOOK_ALLOW_HTTP", 0, 0, 1, &cfg->webhook_allow_http},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (config_int(ints[i].name, ints[i].def, ints[i].min, ints[i].max, ints[i].out, err,

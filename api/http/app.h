@@ -32,6 +32,8 @@ typedef struct app_config {
     int64_t global_hourly_cap;
     int64_t recipient_daily_cap;
     int64_t pair_gap_days;
+    /* webhooks: KILN_WEBHOOK_ALLOW_HTTP=1 accepts http:// endpoint URLs to any host */
+    int64_t webhook_allow_http;
 } app_config;
 
 typedef struct app {

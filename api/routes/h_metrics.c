@@ -126,6 +126,14 @@ static void render_prometheus(http_resp *rs, const counter_set *c, const stats_s
     enum health_level h = stats_health(s, reasons, &nreasons, &completion, &failure);
     family(o, "kiln_health_status", "gauge", "0 healthy, 1 degraded, 2 critical.");
     buf_printf(o, "kiln_health_status %d\n", (int)h);
+    /* webhooks (issue 13): every delivery attempt once, by outcome (webhook_worker.c) */
+    family(o, "kiln_webhook_deliveries_total", "counter",
+           "Webhook delivery attempts by outcome: delivered (2xx), retrying (failed, will be "
+           "retried), failed (failed for good).");
+    static const char *const wh_status[] = {"delivered", "retrying", "failed"};
+    for (int i = 0; i < 3; i++)
+        buf_printf(o, "kiln_webhook_deliveries_total{status=\"%s\"} %lld\n", wh_status[i],
+                   counter(c, "webhook_deliveries", wh_status[i]));
 }
 
 void h_metrics_prometheus(http_req *rq, http_resp *rs)

@@ -354,6 +354,8 @@ BODY_FIELDS = [
     ("api/routes/h_mailboxes.c", None, "IMAP_MEMBERS", "ImapCreate"),
     ("api/routes/h_mailboxes.c", None, "IMAP_MEMBERS", "ImapPatch"),
     ("api/routes/h_mailboxes.c", "parse_mailbox", "window_fields", "WindowIn"),
+    ("api/routes/h_webhooks.c", None, "WEBHOOK_CREATE_FIELDS", "WebhookCreate"),
+    ("api/routes/h_webhooks.c", None, "WEBHOOK_PATCH_FIELDS", "WebhookPatch"),
     ("api/routes/h_agent.c", "h_agent_lease", "fields", "LeaseRequest"),
     ("api/routes/h_agent.c", "h_agent_report", "fields", "ReportRequest"),
 ]
@@ -368,6 +370,8 @@ LIMITS = [
      "maxLength"),
     ("api/routes/h_mailboxes.c", "DISPLAY_NAME_MAX_CHARS", "MailboxCreate", "display_name",
      "maxLength"),
+    ("api/webhook/webhook_url.h", "WEBHOOK_URL_MAX", "WebhookCreate", "url", "maxLength"),
+    ("api/webhook/webhook_url.h", "WEBHOOK_URL_MAX", "WebhookPatch", "url", "maxLength"),
 ]
 
 
