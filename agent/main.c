@@ -1,6 +1,7 @@
 /* kiln-agent entry point. `run` (the default) is the lease loop with the control plane
  * (lease/run.c); `check` tests the configuration in plain words; `send --file` runs one lease
- * file through the engine and prints one JSON result line per slot. */
+ * file through the engine and prints one JSON result line per slot; `inbox --file` watches
+ * the inboxes of a file and prints one JSON event per line. */
 #include "clock.h"
 #include "config.h"
 #include "engine.h"
@@ -10,6 +11,8 @@
 #include "run.h"
 #include "version.h"
 #include "agent_wire.h"
+#include "inbox_engine.h"
+#include "inbox_feed_imap.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -20,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define MAX_JOB_FILE (256u << 20)
 /* After SIGTERM/SIGINT, sessions under way get this long to finish (a second signal
@@ -42,12 +46,17 @@ static void usage(FILE *f)
             "       kiln-agent send --file JOBS.json [--concurrency N] [--threads N]\n"
             "                  [--metrics-port P] [--metrics-addr IP] [--host-max-conns N]\n"
             "                  [--host-conns-per-min N] [--helo NAME] [--progress-s N]\n"
+            "       kiln-agent inbox --file INBOXES.json [--once] [--duration S]\n"
+            "                  [--metrics-port P] [--metrics-addr IP] [--server-max-conns N]\n"
+            "                  [--server-conns-per-min N] [--progress-s N]\n"
             "       kiln-agent --version\n"
             "run: leases mailboxes from the control plane (KILN_API_URL), sends their slots,\n"
             "     reports the results; SIGTERM drains, SIGHUP reloads. Configuration: KEY=VALUE\n"
             "     lines in %s (or --config), KILN_* variables override them.\n"
             "check: verifies configuration, token, spool directory, reachability and io_uring.\n"
             "send: prints one JSON result line per send on stdout. Tuning variables: KILN_AGENT_*\n"
+            "inbox: watches the inboxes of the file (IMAP), prints one JSON event per line;\n"
+            "     --once: one pass over every inbox, then exit (3 when a login failed).\n"
             "(see docs/agent.md and docs/agent-run.md).\n",
             AGENT_CONFIG_DEFAULT_PATH);
 }
@@ -105,6 +114,58 @@ static int flag_ip(const char *name, const char *val, const char **out)
     return 0;
 }
 
+/* The flags send and inbox share: 1 taken, 0 not one of them, -1 bad (said). */
+static int common_flag(const char *a, const char *v, const char **file, int *metrics_port,
+                       const char **metrics_addr, int *progress_s)
+{
+    int rc = 1;
+    if (!strcmp(a, "--file") && v)
+        *file = v;
+    else if (!strcmp(a, "--metrics-port"))
+        rc = flag_int(a, v, 0, 65535, metrics_port);
+    else if (!strcmp(a, "--metrics-addr"))
+        rc = flag_ip(a, v, metrics_addr);
+    else if (!strcmp(a, "--progress-s"))
+        rc = flag_int(a, v, 1, 86400, progress_s);
+    else
+        return 0;
+    return rc < 0 ? -1 : 1;
+}
+
+/* The metrics endpoint of send and inbox, its address said on stderr. NULL with err. */
+static metrics_http *start_metrics(engine *e, metrics_http_extra_fn extra, void *arg,
+                                   const char *addr, int port, char *err, size_t errlen)
+{
+    metrics_http *mh = metrics_http_start(e, addr, port, extra, arg, err, errlen);
+    if (mh) {
+        bool v6 = strchr(addr, ':') != NULL;
+        fprintf(stderr, "kiln-agent: metrics on http://%s%s%s:%d/metrics\n", v6 ? "[" : "", addr,
+                v6 ? "]" : "", metrics_http_port(mh));
+    }
+    return mh;
+}
+
+/* SIGTERM and SIGINT held back while threads start (they inherit the mask)... */
+static void block_stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+/* ...then caught by this thread alone. */
+static void catch_stop_signals(const sigset_t *set)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_send_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    pthread_sigmask(SIG_UNBLOCK, set, NULL);
+}
+
 /* What `send` was asked for. */
 struct send_opts {
     const char *file;
@@ -126,23 +187,21 @@ static int send_options(int argc, char **argv, struct send_opts *o)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0;
-        if (!strcmp(a, "--file") && v)
-            o->file = v;
-        else if (!strcmp(a, "--concurrency"))
+        int rc = common_flag(a, v, &o->file, &o->metrics_port, &o->metrics_addr, &o->progress_s);
+        if (rc < 0)
+            return 2;
+        if (rc > 0) {
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--concurrency"))
             rc = flag_int(a, v, 1, 1000000, &o->cfg.concurrency);
         else if (!strcmp(a, "--threads"))
             rc = flag_int(a, v, 1, 1024, &o->cfg.threads);
-        else if (!strcmp(a, "--metrics-port"))
-            rc = flag_int(a, v, 0, 65535, &o->metrics_port);
-        else if (!strcmp(a, "--metrics-addr"))
-            rc = flag_ip(a, v, &o->metrics_addr);
         else if (!strcmp(a, "--host-max-conns"))
             rc = flag_int(a, v, 1, 1000000, &o->cfg.shaping.max_conns);
         else if (!strcmp(a, "--host-conns-per-min"))
             rc = flag_int(a, v, 1, 100000000, &o->cfg.shaping.conns_per_min);
-        else if (!strcmp(a, "--progress-s"))
-            rc = flag_int(a, v, 1, 86400, &o->progress_s);
         else if (!strcmp(a, "--helo") && v) {
             if (!engine_helo_name_ok(v)) {
                 fprintf(stderr,
@@ -247,10 +306,7 @@ static int cmd_send(int argc, char **argv)
     /* the engine's and the metrics' threads inherit a mask without SIGTERM/SIGINT:
      * the main thread alone takes them */
     sigset_t stop_sigs;
-    sigemptyset(&stop_sigs);
-    sigaddset(&stop_sigs, SIGTERM);
-    sigaddset(&stop_sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
+    block_stop_signals(&stop_sigs);
     engine *e = engine_create(&o.cfg, err, sizeof err);
     if (!e) {
         fprintf(stderr, "kiln-agent: %s\n", err);
@@ -259,16 +315,13 @@ static int cmd_send(int argc, char **argv)
     }
     metrics_http *mh = NULL;
     if (o.metrics_port >= 0) {
-        mh = metrics_http_start(e, o.metrics_addr, o.metrics_port, NULL, NULL, err, sizeof err);
+        mh = start_metrics(e, NULL, NULL, o.metrics_addr, o.metrics_port, err, sizeof err);
         if (!mh) {
             fprintf(stderr, "kiln-agent: %s\n", err);
             engine_destroy(e);
             wire_lease_free(lease);
             return 1;
         }
-        bool v6 = strchr(o.metrics_addr, ':') != NULL;
-        fprintf(stderr, "kiln-agent: metrics on http://%s%s%s:%d/metrics\n", v6 ? "[" : "",
-                o.metrics_addr, v6 ? "]" : "", metrics_http_port(mh));
     }
     size_t total = 0;
     int64_t start_ms = clock_mono_ms();
@@ -282,13 +335,7 @@ static int cmd_send(int argc, char **argv)
 
     /* SIGTERM/SIGINT: nothing new starts, the lines of what finishes are written, then
      * exit 128 + signal (no SA_RESTART: the flag is looked at every poll) */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_send_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL);
+    catch_stop_signals(&stop_sigs);
 
     size_t done = send_results(e, total, o.progress_s, start_ms, &rc);
     fflush(stdout);
@@ -297,6 +344,211 @@ static int cmd_send(int argc, char **argv)
                 total - done, total);
     metrics_http_stop(mh);
     engine_destroy(e);
+    return rc;
+}
+
+/* ---- inbox --file ---- */
+
+/* What `inbox` was asked for. */
+struct inbox_opts {
+    const char *file;
+    bool once;
+    int duration_s, metrics_port, progress_s;
+    const char *metrics_addr;
+    inbox_engine_config cfg;
+};
+
+static int inbox_options(int argc, char **argv, struct inbox_opts *o)
+{
+    char err[512];
+    *o = (struct inbox_opts){.metrics_port = -1, .progress_s = 30, .metrics_addr = "127.0.0.1"};
+    inbox_engine_config_defaults(&o->cfg);
+    if (inbox_engine_config_from_env(&o->cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "kiln-agent: %s\n", err);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--once")) {
+            o->once = true;
+            continue;
+        }
+        int rc = common_flag(a, v, &o->file, &o->metrics_port, &o->metrics_addr, &o->progress_s);
+        if (rc < 0)
+            return 2;
+        if (rc > 0) {
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--duration"))
+            rc = flag_int(a, v, 1, 31536000, &o->duration_s);
+        else if (!strcmp(a, "--server-max-conns"))
+            rc = flag_int(a, v, 1, 1000000, &o->cfg.server_max_conns);
+        else if (!strcmp(a, "--server-conns-per-min"))
+            rc = flag_int(a, v, 1, 100000000, &o->cfg.server_conns_per_min);
+        else {
+            fprintf(stderr, "kiln-agent: unknown or incomplete option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (rc < 0)
+            return 2;
+        i++;
+    }
+    if (!o->file) {
+        fprintf(stderr, "kiln-agent: inbox needs --file INBOXES.json\n");
+        usage(stderr);
+        return 2;
+    }
+    o->cfg.once = o->once;
+    return 0;
+}
+
+/* The event lines, written on the inbox engine's thread as they come, by the same
+ * serializer as the lease loop's reports (wire_inbox_event_json). */
+struct inbox_out {
+    buf line;
+    size_t events, failed_logins;
+};
+
+static void inbox_print_feed(struct inbox_out *o, const feed_event *fe)
+{
+    char err[256];
+    buf_reset(&o->line);
+    if (wire_inbox_event_json(fe, &o->line, err, sizeof err) < 0) {
+        fprintf(stderr, "kiln-agent: inbox %lld: an event left out: %s\n",
+                (long long)fe->mailbox_id, err);
+        return;
+    }
+    buf_putc(&o->line, '\n');
+    fwrite(o->line.data, 1, o->line.len, stdout);
+    fflush(stdout); /* a reader sees each event at once; a kill loses no line */
+    o->events++;
+    if (fe->type == FEED_EV_SESSION && fe->status != FEED_SES_OK)
+        o->failed_logins++;
+}
+
+static void inbox_print(void *arg, const inbox_event *ev)
+{
+    feed_event fe;
+    feed_event_from_inbox(ev, &fe);
+    inbox_print_feed(arg, &fe);
+}
+
+static void inbox_metrics_extra(void *arg, buf *out)
+{
+    inbox_engine_metrics(arg, out);
+}
+
+/* Waits for the end: --once's pass, --duration, or a signal (then a drain). */
+static int inbox_wait(inbox_engine *e, const struct inbox_opts *o, int64_t start_ms)
+{
+    int rc = 0;
+    int64_t next_progress = start_ms + (int64_t)o->progress_s * 1000;
+    int64_t end_ms = o->duration_s ? start_ms + (int64_t)o->duration_s * 1000 : INT64_MAX;
+    int64_t drain_until = 0;
+    while (!inbox_engine_finished(e)) {
+        int64_t now = clock_mono_ms();
+        if (send_signal && !drain_until) {
+            rc = 128 + send_signal;
+            drain_until = now + SEND_DRAIN_MS;
+            inbox_engine_stop(e, SEND_DRAIN_MS);
+            fprintf(stderr, "kiln-agent: %s: no new polls; waiting up to %d s for sessions\n",
+                    strsignal(send_signal), SEND_DRAIN_MS / 1000);
+        } else if (now >= end_ms && !drain_until) {
+            drain_until = now + SEND_DRAIN_MS;
+            inbox_engine_stop(e, SEND_DRAIN_MS);
+        }
+        if (drain_until && (now >= drain_until + 1000 || send_signals > 1))
+            break;
+        if (now >= next_progress) {
+            inbox_engine_progress p;
+            inbox_engine_progress_get(e, &p);
+            fprintf(stderr,
+                    "kiln-agent: %zu inboxes (%zu passes done), %zu polls, %zu in IDLE, %zu "
+                    "found, %zu actions, %zu failed logins after %.1f s\n",
+                    p.inboxes, p.passes_done, p.polls, p.idle_sessions, p.found, p.actions,
+                    p.failures, (double)(now - start_ms) / 1000.0);
+            next_progress = now + (int64_t)o->progress_s * 1000;
+        }
+        struct timespec ts = {0, 50000000L};
+        nanosleep(&ts, NULL);
+    }
+    return rc;
+}
+
+static int cmd_inbox(int argc, char **argv)
+{
+    struct inbox_opts o;
+    char err[512];
+    int rc = inbox_options(argc, argv, &o);
+    if (rc)
+        return rc;
+    buf data = BUF_INIT;
+    if (read_file(o.file, &data, err, sizeof err) < 0) {
+        fprintf(stderr, "kiln-agent: %s: %s\n", o.file, err);
+        return 2;
+    }
+    /* the lease loop's parser: a bad entry is set aside (named here, and a session event,
+     * protocol, on stdout when it has a mailbox id), the others are watched */
+    wire_inbox_part part;
+    wire_inbox_file_parse(data.data ? data.data : "", data.len, &part);
+    buf_free(&data);
+    for (size_t i = 0; i < part.nrejected; i++)
+        fprintf(stderr, "kiln-agent: %s: %s (entry set aside)\n", o.file, part.rejected[i].reason);
+    if (part.error[0] || part.ninboxes == 0) {
+        if (part.error[0])
+            fprintf(stderr, "kiln-agent: %s: %s\n", o.file, part.error);
+        else
+            fprintf(stderr, "kiln-agent: %s: no usable inbox\n", o.file);
+        wire_inbox_part_free(&part);
+        return 2;
+    }
+    size_t n = part.ninboxes;
+    inbox_spec **specs = xcalloc(n, sizeof *specs);
+    for (size_t i = 0; i < n; i++)
+        specs[i] = inbox_spec_from_feed(&part.inboxes[i]->in, 0);
+    run_raise_nofile();
+    if (o.cfg.max_conns < n + 16)
+        o.cfg.max_conns = (uint32_t)(n + 16);
+    sigset_t stop_sigs;
+    block_stop_signals(&stop_sigs);
+    struct inbox_out out = {.line = BUF_INIT};
+    inbox_engine *e = inbox_engine_create(&o.cfg, inbox_print, &out, err, sizeof err);
+    metrics_http *mh = NULL;
+    if (e && o.metrics_port >= 0) {
+        mh = start_metrics(NULL, inbox_metrics_extra, e, o.metrics_addr, o.metrics_port, err,
+                           sizeof err);
+    }
+    if (!e || (o.metrics_port >= 0 && !mh)) {
+        fprintf(stderr, "kiln-agent: %s\n", err);
+        inbox_engine_destroy(e);
+        for (size_t i = 0; i < n; i++)
+            inbox_spec_free(specs[i]);
+        free(specs);
+        wire_inbox_part_free(&part);
+        return 1;
+    }
+    for (size_t i = 0; i < part.nrejected; i++)
+        if (part.rejected[i].mailbox_id > 0)
+            inbox_print_feed(&out, &(feed_event){.type = FEED_EV_SESSION,
+                                                 .mailbox_id = part.rejected[i].mailbox_id,
+                                                 .status = FEED_SES_PROTOCOL,
+                                                 .detail = part.rejected[i].reason});
+    wire_inbox_part_free(&part);
+    for (size_t i = 0; i < n; i++)
+        inbox_engine_add(e, specs[i]);
+    free(specs);
+    catch_stop_signals(&stop_sigs);
+
+    rc = inbox_wait(e, &o, clock_mono_ms());
+    metrics_http_stop(mh);
+    inbox_engine_destroy(e); /* joins the engine's thread: no event line after this */
+    fflush(stdout);
+    if (!rc && o.once && out.failed_logins)
+        rc = 3;
+    buf_free(&out.line);
     return rc;
 }
 
@@ -319,7 +571,9 @@ static int cmd_run_or_check(int argc, char **argv, int first, bool check)
         usage(stderr);
         return 2;
     }
-    return check ? run_check(config, required) : run_agent(config, required);
+    /* the real inbox engine: it runs when KILN_AGENT_MAX_INBOXES > 0 (run.c) */
+    return check ? run_check(config, required)
+                 : run_agent_with(config, required, inbox_feed_imap_engine());
 }
 
 int main(int argc, char **argv)
@@ -335,6 +589,8 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && !strcmp(argv[1], "send"))
         return cmd_send(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "inbox"))
+        return cmd_inbox(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "check"))
         return cmd_run_or_check(argc, argv, 2, true);
     if (argc > 1 && !strcmp(argv[1], "run"))

@@ -176,6 +176,12 @@ typedef struct wire_inbox_part {
  * (out->error). */
 void wire_inbox_part_parse(const char *doc, size_t n, const wire_lease_answer *a,
                            wire_inbox_part *out);
+/* The inboxes of a file (`kiln-agent inbox --file`): a JSON array of LeaseInbox, or an
+ * object carrying one as "inboxes" (a lease answer; its inbox_lease is not needed). The
+ * entries are read as a lease answer's are (one bad entry set aside, the others kept);
+ * out->error when the document is not JSON or has no such array. An action's
+ * not_before_ms stays relative (not_before_s * 1000). */
+void wire_inbox_file_parse(const char *doc, size_t n, wire_inbox_part *out);
 void wire_inbox_part_free(wire_inbox_part *p);
 
 /* One InboxEvent object for a report. Checks the event against the wire's ranges first:

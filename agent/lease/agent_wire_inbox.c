@@ -249,6 +249,13 @@ static bool check_action(struct chk *c, yajl_val v, size_t i, feed_action *a)
     a->uidvalidity = (uint32_t)uv;
     a->uid = (uint32_t)uid;
     a->not_before_ms = nb * 1000;
+    snprintf(field, sizeof field, "actions[%zu].message_id", i);
+    if (json_get(v, "message_id") &&
+        !str_member(c, v, "message_id", field, FEED_MESSAGE_ID_MAX, true, &a->message_id))
+        return false;
+    if (a->message_id &&
+        (a->message_id[0] != '<' || a->message_id[strlen(a->message_id) - 1] != '>'))
+        return fault(c, field, "must be a Message-ID in angle brackets");
     return check_action_shape(c, v, i, a);
 }
 
@@ -598,6 +605,31 @@ void wire_inbox_part_parse(const char *doc, size_t n, const wire_lease_answer *a
             wire_inbox_free(out->inboxes[i]);
         out->ninboxes = 0;
     }
+}
+
+void wire_inbox_file_parse(const char *doc, size_t n, wire_inbox_part *out)
+{
+    memset(out, 0, sizeof *out);
+    out->present = true;
+    size_t i = 0;
+    while (i < n && (doc[i] == ' ' || doc[i] == '\t' || doc[i] == '\r' || doc[i] == '\n'))
+        i++;
+    if (i < n && doc[i] == '[') {
+        read_inboxes(doc, i, n - i, out);
+        return;
+    }
+    /* an object: a lease answer, whose inboxes are read as the lease loop reads them */
+    struct lease_doc d;
+    char err[192];
+    wire_lease_doc_parse(doc, n, &d, err, sizeof err);
+    if (!d.syntax_ok)
+        snprintf(out->error, sizeof out->error, "not JSON: %s", err);
+    else if (d.inbox_len[1] == 0)
+        snprintf(out->error, sizeof out->error,
+                 "must be an array of inboxes or an object with \"inboxes\"");
+    else
+        read_inboxes(doc, d.inbox_off[1], d.inbox_len[1], out);
+    wire_lease_free(d.l);
 }
 
 void wire_inbox_part_free(wire_inbox_part *p)

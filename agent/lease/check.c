@@ -1,18 +1,28 @@
 /* kiln-agent check (see run.h): the configuration, the spool directory, the control
- * plane's reachability and the token, and io_uring, each in one plain line. */
+ * plane's reachability and the token, io_uring, and (when KILN_AGENT_CHECK_IMAP_HOST is
+ * set) a login to one IMAP account, each in one plain line. */
 #include "run.h"
 
 #include "agent_config.h"
 #include "control.h"
 #include "engine.h"
 #include "agent_wire.h"
+#include "clock.h"
+#include "config.h"
+#include "inbox_engine.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+/* How long the IMAP login of check may take, all phases together. */
+#define CHECK_IMAP_MS 30000
 
 static void say(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(bool ok, const char *fmt, ...)
@@ -23,6 +33,121 @@ static void say(bool ok, const char *fmt, ...)
     vprintf(fmt, ap);
     printf("\n");
     va_end(ap);
+}
+
+/* The session event of check's one login. */
+struct imap_outcome {
+    bool seen;
+    int status;
+    char detail[256];
+};
+
+static void on_imap_event(void *arg, const inbox_event *ev)
+{
+    struct imap_outcome *o = arg;
+    if (ev->type != INBOX_EV_SESSION || o->seen)
+        return;
+    o->seen = true;
+    o->status = ev->status;
+    snprintf(o->detail, sizeof o->detail, "%s", ev->detail ? ev->detail : "");
+}
+
+static char *env_dup(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? xstrdup(v) : NULL;
+}
+
+/* The account of KILN_AGENT_CHECK_IMAP_*, or NULL with a reason in err (or none when
+ * no IMAP account is configured: err empty). */
+static inbox_spec *check_imap_spec(char *err, size_t errlen)
+{
+    err[0] = '\0';
+    const char *host = getenv("KILN_AGENT_CHECK_IMAP_HOST");
+    if (!host || !*host)
+        return NULL;
+    inbox_spec *s = xcalloc(1, sizeof *s);
+    s->mailbox_id = 1;
+    s->host = xstrdup(host);
+    s->username = env_dup("KILN_AGENT_CHECK_IMAP_USER");
+    s->password = env_dup("KILN_AGENT_CHECK_IMAP_PASSWORD");
+    s->oauth_token = env_dup("KILN_AGENT_CHECK_IMAP_OAUTH_TOKEN");
+    s->ca_file = env_dup("KILN_AGENT_CHECK_IMAP_CA_FILE");
+    s->poll_class = INBOX_POLL_LOW;
+    const char *sec = getenv("KILN_AGENT_CHECK_IMAP_SECURITY");
+    if (!sec || !*sec || !strcmp(sec, "tls"))
+        s->security = INBOX_SEC_TLS;
+    else if (!strcmp(sec, "starttls"))
+        s->security = INBOX_SEC_STARTTLS;
+    else if (!strcmp(sec, "plain"))
+        s->security = INBOX_SEC_PLAIN;
+    else
+        snprintf(err, errlen, "KILN_AGENT_CHECK_IMAP_SECURITY=%s: expected tls, starttls or plain",
+                 sec);
+    const char *port = getenv("KILN_AGENT_CHECK_IMAP_PORT");
+    int64_t p = s->security == INBOX_SEC_TLS ? 993 : 143;
+    if (!err[0] && port && *port && !parse_int(port, strlen(port), 1, 65535, &p))
+        snprintf(err, errlen, "KILN_AGENT_CHECK_IMAP_PORT=%s: expected a port (1-65535)", port);
+    s->port = (int)p;
+    const char *plain = getenv("KILN_AGENT_CHECK_IMAP_ALLOW_PLAINTEXT_AUTH");
+    s->allow_plaintext_auth = plain && !strcmp(plain, "1");
+    if (!err[0] && !s->username)
+        snprintf(err, errlen, "KILN_AGENT_CHECK_IMAP_USER is not set");
+    if (!err[0] && !s->password && !s->oauth_token)
+        snprintf(err, errlen,
+                 "neither KILN_AGENT_CHECK_IMAP_PASSWORD nor KILN_AGENT_CHECK_IMAP_OAUTH_TOKEN "
+                 "is set");
+    if (err[0]) {
+        inbox_spec_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Logs in to the configured IMAP account and out again. Returns the problems (0/1). */
+static int check_imap(void)
+{
+    char err[512];
+    inbox_spec *s = check_imap_spec(err, sizeof err);
+    if (!s) {
+        if (!err[0])
+            return 0;
+        say(false, "IMAP check: %s", err);
+        return 1;
+    }
+    char where[300];
+    snprintf(where, sizeof where, "%s@%s:%d (%s)", s->username, s->host, s->port,
+             s->security == INBOX_SEC_TLS        ? "tls"
+             : s->security == INBOX_SEC_STARTTLS ? "starttls"
+                                                 : "plain");
+    inbox_engine_config cfg;
+    inbox_engine_config_defaults(&cfg);
+    cfg.once = cfg.login_only = true;
+    cfg.max_conns = 4;
+    struct imap_outcome o = {0};
+    inbox_engine *e = inbox_engine_create(&cfg, on_imap_event, &o, err, sizeof err);
+    if (!e) {
+        inbox_spec_free(s);
+        say(false, "IMAP login to %s: the inbox engine cannot start: %s", where, err);
+        return 1;
+    }
+    inbox_engine_add(e, s);
+    int64_t until = clock_mono_ms() + CHECK_IMAP_MS;
+    while (!inbox_engine_finished(e) && clock_mono_ms() < until) {
+        struct timespec ts = {0, 20000000L};
+        nanosleep(&ts, NULL);
+    }
+    inbox_engine_destroy(e); /* joins: o is final */
+    if (o.seen && o.status == INBOX_SESSION_OK) {
+        say(true, "IMAP login to %s works (logged in and out)", where);
+        return 0;
+    }
+    if (!o.seen)
+        say(false, "IMAP login to %s: no answer within %d s", where, CHECK_IMAP_MS / 1000);
+    else
+        say(false, "IMAP login to %s failed: %s%s%s", where, inbox_session_status_name(o.status),
+            o.detail[0] ? ": " : "", o.detail);
+    return 1;
 }
 
 int run_check(const char *config_path, bool config_required)
@@ -109,6 +234,7 @@ int run_check(const char *config_path, bool config_required)
             problems++;
         }
     }
+    problems += check_imap();
     if (!problems)
         printf("kiln-agent check: all good\n");
     return problems ? 1 : 0;

@@ -82,6 +82,9 @@ typedef struct feed_action {
     const char *flags[FEED_ACTION_FLAGS_MAX]; /* mark: the flags to add (1..8); else none */
     size_t nflags;
     int target; /* FEED_ROLE_INBOX (rescue), FEED_ROLE_WARMUP (file), -1 (mark, prune) */
+    /* NULL, or the message's Message-ID with its angle brackets (InboxAction.message_id):
+     * a move whose outcome was lost is then recognised in the target folder, not repeated */
+    const char *message_id;
     /* not before this time on CLOCK_MONOTONIC in ms (the clock of clock_mono_ms): the
      * answer's not_before_s counted from when the lease answer came */
     int64_t not_before_ms;

@@ -47,7 +47,8 @@ static void serve_one(metrics_http *m, int fd)
     buf body = BUF_INIT, resp = BUF_INIT;
     bool is_get = got >= 4 && !memcmp(req, "GET ", 4);
     if (is_get) {
-        engine_metrics(m->e, &body);
+        if (m->e)
+            engine_metrics(m->e, &body);
         if (m->extra)
             m->extra(m->extra_arg, &body);
     } else

@@ -14,7 +14,8 @@ typedef struct metrics_http metrics_http;
 /* Binds addr:port. addr is an IPv4 or IPv6 literal (127.0.0.1, 0.0.0.0, ::1, ::; "::"
  * also answers IPv4); port 0 picks one (metrics_http_port tells which). NULL with a
  * reason in err when the address is not a literal or cannot be bound. */
-/* After the engine's metrics, extra (when not NULL) appends its own, on the metrics
+/* e may be NULL (kiln-agent inbox: no SMTP engine, extra alone). After the engine's
+ * metrics, extra (when not NULL) appends its own, on the metrics
  * thread: it must only read state that is safe to read from there. */
 typedef void (*metrics_http_extra_fn)(void *arg, buf *out);
 metrics_http *metrics_http_start(engine *e, const char *addr, int port, metrics_http_extra_fn extra,

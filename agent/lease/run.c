@@ -213,6 +213,12 @@ static int start(struct agent *a)
         snprintf(err, sizeof err, "cannot start the spool thread");
         goto fail;
     }
+    /* an engine runs only when inboxes are asked for (a previous run's inbox leases are
+     * still released without one) */
+    if (lp->cfg.max_inboxes == 0)
+        a->inbox_ops = NULL;
+    else if (a->inbox_ops)
+        log_info("inbox engine: up to %d inboxes watched", lp->cfg.max_inboxes);
     if (inbox_leases_start(&lp->inboxes, a->inbox_ops, err, sizeof err) < 0)
         goto fail;
     if (a->inbox_ops) {

@@ -97,3 +97,19 @@ uint64_t host_limits_release(host_limits *h, bool host_ok, int64_t now_ms)
     pthread_mutex_unlock(&h->mu);
     return waiters;
 }
+
+void host_limits_pause(host_limits *h, int64_t until_ms)
+{
+    pthread_mutex_lock(&h->mu);
+    host_shaper_pause(&h->shaper, until_ms);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void host_limits_look(host_limits *h, int64_t now_ms, host_limits_view *out)
+{
+    pthread_mutex_lock(&h->mu);
+    out->active = h->shaper.active;
+    out->breaker = h->shaper.breaker;
+    out->paused = now_ms < h->shaper.paused_until_ms;
+    pthread_mutex_unlock(&h->mu);
+}

@@ -27,5 +27,15 @@ int64_t host_limits_acquire(host_limits *h, int thread_id, int64_t now_ms);
 /* A connection ended; returns the threads that waited for room (bit thread id % 64),
  * whose marks are cleared. */
 uint64_t host_limits_release(host_limits *h, bool host_ok, int64_t now_ms);
+/* No new connection to the destination before until_ms (host_shaper_pause). */
+void host_limits_pause(host_limits *h, int64_t until_ms);
+
+/* A destination's limits as its metrics show them (any thread). */
+typedef struct host_limits_view {
+    int active;  /* connections counted now */
+    int breaker; /* enum breaker_state */
+    bool paused; /* host_limits_pause holds new connections back now */
+} host_limits_view;
+void host_limits_look(host_limits *h, int64_t now_ms, host_limits_view *out);
 
 #endif

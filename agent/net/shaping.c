@@ -23,10 +23,19 @@ void host_shaper_init(host_shaper *h, const shaping_cfg *c, int64_t now_ms)
     h->open_until_ms = 0;
     h->cooldown_ms = c->breaker_cooldown_ms;
     h->probe_in_flight = false;
+    h->paused_until_ms = 0;
+}
+
+void host_shaper_pause(host_shaper *h, int64_t until_ms)
+{
+    if (until_ms > h->paused_until_ms)
+        h->paused_until_ms = until_ms;
 }
 
 int64_t host_shaper_acquire(host_shaper *h, const shaping_cfg *c, int64_t now_ms)
 {
+    if (now_ms < h->paused_until_ms)
+        return h->paused_until_ms - now_ms;
     if (h->breaker == BREAKER_OPEN) {
         if (now_ms < h->open_until_ms)
             return h->open_until_ms - now_ms;

@@ -32,6 +32,7 @@ typedef struct host_shaper {
     int64_t open_until_ms;
     int64_t cooldown_ms;
     bool probe_in_flight;
+    int64_t paused_until_ms; /* the host asked us to slow down ([THROTTLED], BYE) */
 } host_shaper;
 
 /* Defaults of the legacy notes: 100 connections, 200 connects/min per host. */
@@ -46,6 +47,10 @@ int64_t host_shaper_acquire(host_shaper *h, const shaping_cfg *c, int64_t now_ms
 /* A connection ended. host_ok is false when the host itself failed (refused, timed
  * out, dropped, 4xx/5xx greeting), not when it merely rejected a message. */
 void host_shaper_release(host_shaper *h, const shaping_cfg *c, bool host_ok, int64_t now_ms);
+
+/* The host asked for less (IMAP [THROTTLED], a BYE at login): no new connection
+ * starts before until_ms (a later pause extends it, an earlier one changes nothing). */
+void host_shaper_pause(host_shaper *h, int64_t until_ms);
 
 /* Delay before retry number attempt (1-based): base * 2^(attempt-1), capped, then
  * scaled by jitter in [0.8, 1.2) taken from jitter01 in [0, 1). */

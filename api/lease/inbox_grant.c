@@ -178,6 +178,8 @@ static void write_actions(yajl_gen g, const inbox_held *h, int64_t mailbox_id, i
         json_key(g, "target");
         json_s(g, x->target);
         json_kv_i(g, "not_before_s", x->not_before_s);
+        if (x->message_id && *x->message_id) /* lets the agent recognise a move done before */
+            json_kv_s(g, "message_id", x->message_id);
         json_obj_close(g);
     }
     json_arr_close(g);

@@ -83,7 +83,8 @@ static const db_stmt Q_DUE = {
     "SELECT * FROM (SELECT DISTINCT ON (a.mailbox_id, a.send_id) a.mailbox_id, a.id, "
     "a.kind::text AS kind, a.folder, a.uidvalidity, a.uid, array_to_string(a.flags, ' ') AS "
     "flags, a.target::text AS target, least(604800, greatest(0, ceil(extract(epoch FROM "
-    "a.not_before - k.now))))::bigint AS not_before_s FROM inbox_actions a "
+    "a.not_before - k.now))))::bigint AS not_before_s, s.message_id FROM inbox_actions a "
+    "LEFT JOIN sends s ON s.id = a.send_id "
     "CROSS JOIN (SELECT kiln_now() AS now) k WHERE a.mailbox_id = ANY ($1::bigint[]) "
     "AND a.status = 'pending' ORDER BY a.mailbox_id, a.send_id, a.id) x "
     "WHERE x.not_before_s <= $2 ORDER BY x.mailbox_id, x.not_before_s, x.id"};
@@ -406,11 +407,11 @@ static void read_folders(const PGresult *r, inbox_held *out, arena *a)
 
 static void read_actions(const PGresult *r, inbox_held *out, arena *a)
 {
-    static const char *const names[] = {"mailbox_id", "id",          "kind",
-                                        "folder",     "uidvalidity", "uid",
-                                        "flags",      "target",      "not_before_s"};
-    int c[9];
-    db_columns(r, names, c, 9);
+    static const char *const names[] = {"mailbox_id",   "id",        "kind",  "folder",
+                                        "uidvalidity",  "uid",       "flags", "target",
+                                        "not_before_s", "message_id"};
+    int c[10];
+    db_columns(r, names, c, 10);
     out->nactions = PQntuples(r);
     out->actions = arena_calloc(a, (size_t)(out->nactions + 1) * sizeof *out->actions);
     for (int i = 0; i < out->nactions; i++) {
@@ -424,6 +425,7 @@ static void read_actions(const PGresult *r, inbox_held *out, arena *a)
         x->flags = PQgetvalue(r, i, c[6]);
         x->target = PQgetisnull(r, i, c[7]) ? NULL : PQgetvalue(r, i, c[7]);
         x->not_before_s = db_i64(r, i, c[8]);
+        x->message_id = PQgetisnull(r, i, c[9]) ? NULL : PQgetvalue(r, i, c[9]);
     }
 }
 

@@ -30,6 +30,7 @@ typedef struct inbox_action_row {
     int64_t mailbox_id, id;
     const char *kind, *folder, *flags, *target; /* flags: space separated; target or NULL */
     int64_t uidvalidity, uid, not_before_s;
+    const char *message_id; /* the send's Message-ID (<...>), or NULL */
 } inbox_action_row;
 
 /* What the agent holds after a grant. */

@@ -14,7 +14,8 @@ checked against api/openapi.yaml (--schema-root; a failure answers 400 and is wr
 to --schema-errors), their bodies appended to --attempts, and, once accepted, their
 events to --events (one {"lease_id":..,"event":..} per line). --fail-inbox-reports N
 answers 503 to the first N of them. --drop-at-heartbeat K:ID answers the K-th heartbeat
-of the inbox lease with inboxes_dropped [ID]. --calls logs "<path> <lease_id or
+of the inbox lease with inboxes_dropped [ID]; --drop-file names a file of mailbox ids (one
+a line, read at each call) dropped the same way once it lists them. --calls logs "<path> <lease_id or
 max_inboxes>" per call."""
 import argparse
 import json
@@ -35,6 +36,7 @@ p.add_argument("--schema-root")
 p.add_argument("--schema-errors")
 p.add_argument("--fail-inbox-reports", type=int, default=0)
 p.add_argument("--drop-at-heartbeat")
+p.add_argument("--drop-file")
 args = p.parse_args()
 lock = threading.Lock()
 state = {"leased": False, "inbox_reports": 0, "heartbeats": 0, "released": False,
@@ -46,6 +48,14 @@ if args.schema_root:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from openapi_schema import Schemas
     schemas = Schemas(args.schema_root)
+
+
+def drop_file():
+    """The mailbox ids --drop-file lists now (a test writes it when it wants a drop)."""
+    try:
+        return {int(x) for x in open(args.drop_file).read().split()}
+    except (OSError, TypeError, ValueError):
+        return set()
 
 
 def append(path, line):
@@ -74,7 +84,7 @@ class Handler(BaseHTTPRequestHandler):
             first = not state["leased"]
             state["leased"] = True
             want_inboxes = inbox and req.get("max_inboxes", 0) > 0 and not state["released"]
-            dropped = set(state["dropped"])
+            dropped = set(state["dropped"]) | drop_file()
         append(args.calls, "/api/agent/lease max_inboxes=%s" % req.get("max_inboxes"))
         if first and not want_inboxes:
             return self.answer(200, open(args.lease_file, "rb").read())
@@ -135,6 +145,9 @@ class Handler(BaseHTTPRequestHandler):
                     if state["heartbeats"] == k:
                         ans["inboxes_dropped"] = [mid]
                         state["dropped"].add(mid)
+                new = sorted(drop_file() - state["dropped"])
+                ans["inboxes_dropped"] += new
+                state["dropped"].update(new)
         self.answer(200, ans)
 
     def do_POST(self):

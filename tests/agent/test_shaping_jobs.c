@@ -91,6 +91,24 @@ static void test_breaker_opens_probes_and_closes(void **state)
     assert_int_equal(host_shaper_acquire(&h, &c, 6000), SHAPER_GO);
 }
 
+/* a host that asked for less ([THROTTLED]): nothing starts before the pause ends, a
+ * shorter pause does not cut a longer one, and the pause ends by itself */
+static void test_pause_holds_new_connections(void **state)
+{
+    (void)state;
+    shaping_cfg c;
+    shaping_cfg_defaults(&c);
+    c.conns_per_min = 1000000;
+    host_shaper h;
+    host_shaper_init(&h, &c, 0);
+    host_shaper_pause(&h, 5000);
+    host_shaper_pause(&h, 2000);
+    assert_int_equal(host_shaper_acquire(&h, &c, 1000), 4000);
+    assert_int_equal(h.active, 0);
+    assert_int_equal(host_shaper_acquire(&h, &c, 5000), SHAPER_GO);
+    assert_int_equal(h.breaker, BREAKER_CLOSED);
+}
+
 static const char *GOOD =
     "{\"lease_id\":\"L1\",\"ttl_s\":600,\"mailboxes\":[{\"id\":12,\"address\":\"anna@acme.test\","
     "\"display_name\":\"Anna\",\"smtp\":{\"host\":\"127.0.0.1\",\"port\":2525,\"security\":"
@@ -384,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_concurrency_cap_and_connect_rate),
         cmocka_unit_test(test_backoff_doubles_and_is_capped),
         cmocka_unit_test(test_breaker_opens_probes_and_closes),
+        cmocka_unit_test(test_pause_holds_new_connections),
         cmocka_unit_test(test_lease_json_parses),
         cmocka_unit_test(test_bad_lease_json_is_rejected_with_the_field_named),
         cmocka_unit_test(test_lease_json_order_unknown_keys_and_growth),

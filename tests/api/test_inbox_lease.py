@@ -305,6 +305,9 @@ def part_actions():
           acts[0]["uid"] == 8 and acts[0]["uidvalidity"] == 3 and acts[0]["target"] == "inbox" and
           acts[0]["flags"] == [] and acts[0]["not_before_s"] == 0,
           "the message's first action: rescue from junk: %r" % acts)
+    check(acts[0].get("message_id") == mid and
+          psql("SELECT message_id FROM sends WHERE id = %d" % sid) == [mid],
+          "the action names the send's Message-ID (a lost move is recognised): %r" % acts)
     check(psql("SELECT string_agg(kind::text, ',' ORDER BY id) FROM inbox_actions "
                "WHERE send_id = %d" % sid) == ["rescue,mark,file"],
           "the built-in policy: rescue, mark, file")
@@ -317,6 +320,7 @@ def part_actions():
     check(len(acts) == 1 and acts[0]["kind"] == "mark" and acts[0]["flags"] == ["\\Seen"] and
           acts[0]["folder"] == "INBOX" and acts[0]["uid"] == 51 and acts[0]["target"] is None,
           "the next action follows the message to its new UID: %r" % acts)
+    check(acts[0].get("message_id") == mid, "every action names the Message-ID: %r" % acts)
     check(report(a, lid, [found(rc, mid, "INBOX", "inbox", 7, 51)]) == counts(0, 1),
           "the moved message found at its new UID is a duplicate")
     mark = {"type": "action", "mailbox_id": rc, "action_id": acts[0]["id"], "status": "done",

@@ -1,0 +1,145 @@
+/* The inbox engine's insides, shared by its files (not part of its interface):
+ * inbox_engine.c runs the thread, the commands and the metrics; inbox_watch.c is one
+ * inbox's life (schedule, resolve, shaping, connect, session, next poll);
+ * inbox_server.c is the table of IMAP servers. */
+#ifndef KILN_INBOX_INTERNAL_H
+#define KILN_INBOX_INTERNAL_H
+
+#include "conn.h"
+#include "host_limits.h"
+#include "imap_net.h"
+#include "inbox_engine.h"
+#include "loop.h"
+#include "resolver.h"
+#include "shaping.h"
+#include "timer_heap.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* An inbox's life; every change goes through inbox_enter (inbox_watch.c). */
+enum inbox_state {
+    IB_WAIT,       /* until its next poll (timer) */
+    IB_BACKOFF,    /* after a failure, until its retry (timer) */
+    IB_RESOLVE,    /* its server's name is being resolved */
+    IB_QUEUED,     /* waiting for room: the server's cap or the connection table */
+    IB_CONNECTING, /* connected or connecting, not logged in yet */
+    IB_ACTIVE,     /* logged in, working */
+    IB_IDLE,       /* logged in, in IDLE */
+    IB_DONE,       /* nothing more (its pass ended under --once, dropped, stopped) */
+    IB_STATE_COUNT
+};
+const char *inbox_state_name(int state);
+
+struct inbox_server;
+
+/* One watched inbox; owned by the engine's thread (its table), freed at destroy. */
+typedef struct inbox {
+    struct inbox_engine *engine;
+    inbox_spec *spec;
+    inbox_spec *next_spec; /* a replacement that waits for the connection to end */
+    int state;
+    int64_t timer_ms;
+    bool timer_armed;
+    bool pass_done; /* its first pass ended (--once, progress) */
+    bool dropped;
+    int attempts;    /* consecutive failures, for the backoff */
+    int last_status; /* enum imap_net_status last reported, -1 none */
+    struct inbox_server *srv;
+    net_dest dest;
+    net_conn *conn;
+    int64_t added_ms;      /* when the spec was handed over: actions' not_before_s */
+    int64_t conn_start_ms; /* when the connection began */
+    bool stop_sent;        /* the session was told to log out */
+    bool recycle;          /* its IDLE connection ended for a full pass: reconnect now */
+    int64_t wakes_seen;    /* the connection's WAKEs counted in the metrics */
+    int64_t *done_ids;     /* actions reported, the latest INBOX_DONE_IDS (a ring) */
+    size_t ndone, done_next;
+    imap_net net;
+    struct inbox *wait_next; /* in its server's or the table's wait queue */
+} inbox;
+
+/* An IMAP server (by host name): its shared limits and who waits for room there. */
+typedef struct inbox_server {
+    char *host;
+    host_limits *limits;
+    inbox *wait_head, *wait_tail;
+    atomic_ullong connects, throttles, failures;
+    struct inbox_server *next;
+} inbox_server;
+
+#define CTX_MAX 8
+
+struct inbox_engine {
+    inbox_engine_config cfg;
+    shaping_cfg shaping;
+    int64_t timeout_ms[IMAP_S_COUNT];
+    inbox_event_fn fn;
+    void *fn_arg;
+    net_loop loop;
+    resolver *res;
+    host_table *hosts;
+    pthread_t thread;
+    bool thread_started;
+
+    /* commands from other threads, under mu */
+    pthread_mutex_t mu;
+    inbox_spec **add_q;
+    size_t nadd, add_cap;
+    int64_t *drop_q;
+    size_t ndrop, drop_cap;
+    bool stop_req;
+    int64_t drain_ms;
+    atomic_bool hard_stop;
+    atomic_bool finished;
+
+    /* the engine thread's own */
+    inbox **inboxes;
+    size_t ninboxes, inbox_cap;
+    timer_heap timers;
+    inbox *slot_head, *slot_tail; /* waiting for a free connection */
+    bool kick;                    /* room may have appeared: look at the wait queues */
+    size_t dns_waiting;
+    size_t conns_active;
+    bool stopping;
+    int64_t drain_until_ms;
+    struct {
+        char *ca_file;
+        tls_ctx *ctx;
+        char err[200];
+    } ctxs[CTX_MAX];
+    size_t nctxs;
+
+    /* servers: added by the engine thread, read by the metrics thread, under srv_mu */
+    pthread_mutex_t srv_mu;
+    inbox_server *servers;
+
+    /* metrics (written by the engine thread, read anywhere) */
+    atomic_size_t by_state[IB_STATE_COUNT];
+    atomic_size_t ninboxes_seen, passes_done;
+    atomic_ullong polls, found[INBOX_ROLE_COUNT], actions[INBOX_ACT_COUNT][INBOX_AST_COUNT];
+    atomic_ullong sessions[IMAP_NET_STATUS_COUNT], idle_wakes;
+};
+
+/* inbox_server.c */
+inbox_server *inbox_server_get(inbox_engine *e, const char *host);
+void inbox_server_free_all(inbox_engine *e);
+void inbox_server_metrics(inbox_engine *e, buf *out);
+
+/* inbox_watch.c */
+void inbox_enter(inbox_engine *e, inbox *ib, int state);
+void inbox_arm(inbox_engine *e, inbox *ib, int state, int64_t at_ms);
+void inbox_fire(inbox_engine *e, inbox *ib);
+void inbox_retry_waiting(inbox_engine *e);
+void inbox_retry_dns(inbox_engine *e);
+void inbox_emit(inbox_engine *e, const inbox_event *ev);
+void inbox_stop_one(inbox_engine *e, inbox *ib);
+/* Whether the inbox has action id (to do, or reported). */
+bool inbox_knows_action(const inbox *ib, int64_t id);
+/* A new action of the spec: a logged-in session takes it at once. */
+void inbox_offer_action(inbox_engine *e, inbox *ib, const inbox_action *a);
+
+#define INBOX_DONE_IDS 1024
+extern const net_owner_ops inbox_owner_ops;
+
+#endif
