@@ -70,6 +70,7 @@ int inbox_engine_config_from_env(inbox_engine_config *c, char *err, size_t errle
         env_i64("KILN_AGENT_IMAP_MAX_CONNS", 1, 1000000, &conns, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE", 0, 1, &idle, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE_MS", 1000, (int64_t)29 * 60000, &c->idle_ms, err, errlen) ||
+        env_i64("KILN_AGENT_IMAP_POLL_MAX_MS", 0, day, &c->poll_max_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_BACKOFF_BASE_MS", 1, day, &c->backoff_base_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_BACKOFF_MAX_MS", 1, day, &c->backoff_max_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_THROTTLE_PAUSE_MS", 0, day, &c->throttle_pause_ms, err, errlen) ||

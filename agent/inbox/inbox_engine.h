@@ -54,12 +54,13 @@ typedef void (*inbox_event_fn)(void *arg, const inbox_event *ev);
 
 typedef struct inbox_engine_config {
     int64_t poll_ms[INBOX_POLL_COUNT]; /* default 60 s, 300 s, 900 s */
-    bool use_interval;  /* an inbox's poll_interval_s wins over poll_ms (default true) */
-    bool once;          /* one pass over every inbox, then the engine ends */
-    bool login_only;    /* log in and out, nothing else (kiln-agent check) */
-    bool idle;          /* IDLE for the high class where offered (default true) */
-    int64_t idle_ms;    /* IDLE is re-issued after this (default 28 min; RFC 2177: < 29) */
-    uint32_t max_conns; /* the loop's connection table (default 10,240) */
+    bool use_interval;   /* an inbox's poll_interval_s wins over poll_ms (default true) */
+    int64_t poll_max_ms; /* 0: none; else no poll interval is longer (tests, demos) */
+    bool once;           /* one pass over every inbox, then the engine ends */
+    bool login_only;     /* log in and out, nothing else (kiln-agent check) */
+    bool idle;           /* IDLE for the high class where offered (default true) */
+    int64_t idle_ms;     /* IDLE is re-issued after this (default 28 min; RFC 2177: < 29) */
+    uint32_t max_conns;  /* the loop's connection table (default 10,240) */
     /* per IMAP server */
     int server_max_conns;      /* default 100 */
     int server_conns_per_min;  /* default 200 */

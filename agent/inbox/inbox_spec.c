@@ -62,6 +62,15 @@ static void free_secret(char *s)
     free(s);
 }
 
+void inbox_action_clear(inbox_action *a)
+{
+    free(a->folder);
+    free(a->message_id);
+    for (size_t k = 0; k < a->nflags; k++)
+        free(a->flags[k]);
+    memset(a, 0, sizeof *a);
+}
+
 void inbox_spec_free(inbox_spec *s)
 {
     if (!s)
@@ -77,10 +86,7 @@ void inbox_spec_free(inbox_spec *s)
         free(s->folders[i].name);
     free(s->folders);
     for (size_t i = 0; i < s->nactions; i++) {
-        free(s->actions[i].folder);
-        free(s->actions[i].message_id);
-        for (size_t k = 0; k < s->actions[i].nflags; k++)
-            free(s->actions[i].flags[k]);
+        inbox_action_clear(&s->actions[i]);
     }
     free(s->actions);
     free(s);

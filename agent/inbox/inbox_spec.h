@@ -88,6 +88,8 @@ typedef struct inbox_spec {
     size_t nactions;
 } inbox_spec;
 
+/* Frees what one action holds and zeroes it. */
+void inbox_action_clear(inbox_action *a);
 /* Frees the spec and everything it holds (NULL is fine). Secrets are wiped first. */
 void inbox_spec_free(inbox_spec *s);
 

@@ -101,10 +101,11 @@ static void finish_pass(inbox_engine *e, inbox *ib)
 
 static int64_t poll_interval_ms(const inbox_engine *e, const inbox *ib)
 {
-    if (e->cfg.use_interval && ib->spec->poll_interval_s > 0)
-        return ib->spec->poll_interval_s * 1000;
     int c = ib->spec->poll_class;
-    return e->cfg.poll_ms[c >= 0 && c < INBOX_POLL_COUNT ? c : INBOX_POLL_MEDIUM];
+    int64_t ms = e->cfg.use_interval && ib->spec->poll_interval_s > 0
+                     ? ib->spec->poll_interval_s * 1000
+                     : e->cfg.poll_ms[c >= 0 && c < INBOX_POLL_COUNT ? c : INBOX_POLL_MEDIUM];
+    return e->cfg.poll_max_ms > 0 && ms > e->cfg.poll_max_ms ? e->cfg.poll_max_ms : ms;
 }
 
 static tls_ctx *ctx_for(inbox_engine *e, const char *ca_file, const char **err)
@@ -479,9 +480,7 @@ static int forget_action(inbox *ib, int64_t id)
         if (s->actions[i].id != id)
             continue;
         int kind = s->actions[i].kind;
-        free(s->actions[i].folder);
-        for (size_t k = 0; k < s->actions[i].nflags; k++)
-            free(s->actions[i].flags[k]);
+        inbox_action_clear(&s->actions[i]);
         memmove(&s->actions[i], &s->actions[i + 1], (s->nactions - i - 1) * sizeof *s->actions);
         s->nactions--;
         return kind;
