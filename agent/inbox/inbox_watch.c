@@ -555,7 +555,7 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
     if (ib->state == IB_CONNECTING)
         inbox_enter(e, ib, IB_ACTIVE);
     int64_t recycle_ms = poll_interval_ms(e, ib);
-    if (recycle_ms < 300000)
+    if (recycle_ms < 300000 && !e->cfg.poll_max_ms) /* POLL_MAX_MS: the demo's quick passes */
         recycle_ms = 300000;
     bool recycle = ib->state == IB_IDLE && now_ms >= ib->conn_start_ms + recycle_ms;
     if (!ib->stop_sent && (e->stopping || ib->dropped || ib->next_spec || recycle)) {

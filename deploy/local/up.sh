@@ -113,8 +113,14 @@ if "$agent" run --help >/dev/null 2>&1; then
             chmod 600 "$var/agent.token"
         fi
         mkdir -p "$var/agent-spool"
+        # with the real mail path the agent also watches the demo inboxes (inbox leases):
+        # a pass over INBOX and Junk every 20 s so the loop shows within a minute or two
+        inboxes=0
+        [ $mail_ok = 1 ] && inboxes=${KILN_AGENT_MAX_INBOXES:-100}
         KILN_API_URL=$STACK_URL KILN_AGENT_TOKEN_FILE=$var/agent.token \
             KILN_AGENT_SPOOL_DIR=$var/agent-spool KILN_AGENT_NAME=local-agent \
+            KILN_AGENT_MAX_INBOXES=$inboxes \
+            KILN_AGENT_IMAP_POLL_MAX_MS=${KILN_AGENT_IMAP_POLL_MAX_MS:-20000} \
             "$agent" run >>"$var/log/kiln-agent.log" 2>&1 &
         echo $! >"$var/run/kiln-agent.pid"
     fi
@@ -137,5 +143,8 @@ if [ $mail_ok = 1 ]; then
     cat <<MSG
   warmup mail is delivered for real (var/log/postfix.log, var/log/dovecot.log); look inside:
   doveadm -c var/mail/dc/dovecot.conf mailbox status -u user1@acme.test messages INBOX Junk
+  the agent watches those inboxes: found mail becomes placements, junked mail is rescued
+  curl -s -H "Authorization: Bearer \$TOKEN" $STACK_URL/metrics | grep -E '^kiln_(placement|actions)_total'
+  curl -s -H "Authorization: Bearer \$TOKEN" $STACK_URL/api/mailboxes/1   (its "inbox": ok)
 MSG
 fi
