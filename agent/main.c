@@ -506,7 +506,8 @@ static int cmd_inbox(int argc, char **argv)
         return 2;
     }
     size_t n = part.ninboxes;
-    inbox_spec **specs = xcalloc(n, sizeof *specs);
+    /* an array of pointers: sizeof a pointer is meant */
+    inbox_spec **specs = xcalloc(n, sizeof *specs); // NOLINT(bugprone-sizeof-expression)
     for (size_t i = 0; i < n; i++)
         specs[i] = inbox_spec_from_feed(&part.inboxes[i]->in, 0);
     run_raise_nofile();
