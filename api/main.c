@@ -161,18 +161,7 @@ static int cmd_token(app *a, int argc, char **argv)
 /* Seeds with the key kiln-api serves with, so the secrets open in a lease. */
 static int cmd_seed(app *a, int argc, char **argv)
 {
-    char err[512];
-    const char *keyfile = getenv("KILN_SECRET_KEY_FILE");
-    if (!keyfile || !*keyfile) {
-        fprintf(stderr, "kiln-api seed: KILN_SECRET_KEY_FILE is not set: the secrets need "
-                        "the server key\n");
-        return 2;
-    }
-    if (secret_key_load(keyfile, &a->key, err, sizeof err) != 0) {
-        fprintf(stderr, "kiln-api seed: %s\n", err);
-        return 1;
-    }
-    return seed_main(a->cfg.conninfo, &a->key, argc, argv);
+    return seed_main(a->cfg.conninfo, getenv("KILN_SECRET_KEY_FILE"), argc, argv);
 }
 
 int main(int argc, char **argv)

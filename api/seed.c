@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "secret.h"
 #include "xalloc.h"
 
 #include <libpq-fe.h>
@@ -79,14 +80,14 @@ static int seed_parse(int argc, char **argv, seed_opts *o)
     *o = (seed_opts){.count = 1000000, .name = "seed", .smtp_host = "127.0.0.1", .smtp_port = 2525};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        bool takes_value = strcmp(a, "--dry-run") != 0;
-        const char *v = takes_value && i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true;
-        if (!takes_value)
+        if (!strcmp(a, "--dry-run")) {
             o->dry_run = true;
-        else if (!v)
-            ok = false;
-        else if (!strcmp(a, "--count"))
+            continue;
+        }
+        /* Every other option takes a value; a missing value or an unknown option fails. */
+        const char *v = i + 1 < argc ? argv[++i] : "";
+        bool ok = false;
+        if (!strcmp(a, "--count"))
             ok = seed_long(v, 1, 100000000, &o->count);
         else if (!strcmp(a, "--users"))
             ok = seed_long(v, 1, 10000000, &o->users);
@@ -96,14 +97,11 @@ static int seed_parse(int argc, char **argv, seed_opts *o)
             ok = seed_plain((o->smtp_host = v), ".:", 253);
         else if (!strcmp(a, "--smtp-port"))
             ok = seed_long(v, 1, 65535, &o->smtp_port);
-        else
-            ok = false;
         if (!ok) {
-            fprintf(stderr, "kiln-api seed: bad argument '%s'%s%s\n", a, v ? " " : "", v ? v : "");
+            fprintf(stderr, "kiln-api seed: bad argument '%s' '%s'\n", a, v);
             seed_usage(stderr);
             return 2;
         }
-        i += takes_value;
     }
     if (!o->users)
         o->users = o->count / 100 > 0 ? o->count / 100 : 1;
@@ -219,7 +217,7 @@ static bool seed_mailbox_row(buf *row, const secret_key *k, const seed_opts *o, 
     /* user_id, address, display_name, smtp_host, smtp_port, smtp_security, smtp_username,
      * smtp_secret (bytea: its backslash doubled for COPY's text format), plaintext auth,
      * timezone, window, warmup_start, active_since (kiln_now() read once: as a column
-     * default it is a query of kiln_clock per row, half the COPY's time) */
+     * default it is a query of kiln_clock per row) */
     buf_printf(row, "%lld\t%s\tM %ld\t%s\t%ld\tplain\t%s\t\\\\x%s\tt\t%s\t0\t24\t%s\t%s\n",
                (long long)ids[u], address, n, o->smtp_host, o->smtp_port, address, hex,
                seed_zones[u % SEED_ZONES], days[u % SEED_WARMUP_DAYS], now);
@@ -314,12 +312,24 @@ static bool seed_key_check(const secret_key *k)
     return ok;
 }
 
-int seed_main(const char *conninfo, const secret_key *key, int argc, char **argv)
+int seed_main(const char *conninfo, const char *keyfile, int argc, char **argv)
 {
     seed_opts o;
     int rc = seed_parse(argc, argv, &o);
     if (rc != 0)
         return rc;
+    if (!keyfile || !*keyfile) {
+        fprintf(stderr, "kiln-api seed: KILN_SECRET_KEY_FILE is not set: the secrets are "
+                        "sealed under the server key\n");
+        return 2;
+    }
+    secret_key keybuf;
+    const secret_key *key = &keybuf;
+    char err[512];
+    if (secret_key_load(keyfile, &keybuf, err, sizeof err) != 0) {
+        fprintf(stderr, "kiln-api seed: %s\n", err);
+        return 1;
+    }
     if (!seed_key_check(key))
         return 1;
     PGconn *c = PQconnectdb(conninfo);

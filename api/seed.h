@@ -4,11 +4,10 @@
 #ifndef KILN_SEED_H
 #define KILN_SEED_H
 
-#include "secret.h"
-
-/* Runs the subcommand with its arguments (after "seed"). conninfo: libpq's; key: the
- * server key kiln-api serves with. Returns the process exit status (0, 1 failure,
- * 2 usage, 3 refused: the batch exists). */
-int seed_main(const char *conninfo, const secret_key *key, int argc, char **argv);
+/* Runs the subcommand with its arguments (after "seed"). conninfo: libpq's; keyfile:
+ * the server key kiln-api serves with (KILN_SECRET_KEY_FILE; NULL or "" is a usage
+ * error). Returns the process exit status (0, 1 failure, 2 usage, 3 refused: the batch
+ * exists). */
+int seed_main(const char *conninfo, const char *keyfile, int argc, char **argv);
 
 #endif

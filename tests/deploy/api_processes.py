@@ -71,7 +71,8 @@ for u in users:
 tokens = [make_agent("proc-agent-%d" % i) for i in range(AGENTS)]
 
 lock = threading.Lock()
-stats = {"requests": 0, "first_failures": 0, "final_failures": [], "leases": 0}
+stats = {"requests": 0, "first_failures": 0, "final_failures": [], "leases": 0,
+         "first_failed": {"/api/agent/lease": 0, "/api/agent/report": 0}}
 handed = {}     # send id -> lease id, for every send a lease answer handed out
 reported = set()
 errors = []
@@ -92,6 +93,7 @@ def once_retried(path, body, token):
         with lock:
             if attempt == 1:
                 stats["first_failures"] += 1
+                stats["first_failed"][path] += 1
         time.sleep(0.1)
     with lock:
         stats["final_failures"].append("%s: %r" % (path, last))
@@ -156,10 +158,15 @@ check(not stats["final_failures"],
       "%d agent requests failed even after one retry (of %d; first attempts failed: %d): %s"
       % (len(stats["final_failures"]), stats["requests"], stats["first_failures"],
          stats["final_failures"][:3]))
+# nginx replays a report that died with its process (idempotent by send id), never a
+# lease: a report's first attempt never reaches the caller as a failure.
+check(stats["first_failed"]["/api/agent/report"] == 0,
+      "%d reports failed at their first attempt: nginx should have replayed them on another "
+      "process (fastcgi_next_upstream non_idempotent)" % stats["first_failed"]["/api/agent/report"])
 ok("%d agent requests, %d leases, %d sends over %.0f s; kiln-api pid %d killed with SIGKILL at "
-   "%.0f s; %d first attempts failed, none after one retry"
+   "%.0f s; first attempts failed: %d leases, 0 reports; none after one retry"
    % (stats["requests"], stats["leases"], len(handed), time.time() - t0, killed, KILL_AT_S,
-      stats["first_failures"]))
+      stats["first_failed"]["/api/agent/lease"]))
 
 # Every send handed out was reported, and each is `sent` once: the database's sent rows
 # are exactly the reported ones (a lease whose answer was lost with the killed process
