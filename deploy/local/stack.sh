@@ -169,7 +169,9 @@ stack_api_start() {
     sock=$(stack_api_file "$n" sock)
     pidf=$(stack_api_file "$n" pid)
     log=$(stack_api_file "$n" log)
-    rm -f "$pidf"
+    # A socket file left by a killed process would pass the wait below before the new
+    # process listens (stack_api_down ran first: nobody serves on it).
+    rm -f "$pidf" "$sock"
     if [ "${STACK_API_RESTART:-0}" = 1 ]; then
         stack_api_supervise "$n" </dev/null >>"$log" 2>&1 &
         echo $! >"$(stack_api_file "$n" loop)"

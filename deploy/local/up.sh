@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make up`: the whole local stack under var/ with embedded defaults — a private
-# PostgreSQL cluster, kiln-api behind nginx on 127.0.0.1:${KILN_HTTP_PORT:-8080}, a local
-# SMTP sink (Postfix's smtp-sink on 127.0.0.1:${KILN_SINK_PORT:-2525}) so nothing leaves
-# the machine, a real mail path (a Postfix instance delivering over LMTP into Dovecot,
+# PostgreSQL cluster, ${KILN_API_PROCESSES:-2} kiln-api processes (each under its restart
+# loop) behind nginx on 127.0.0.1:${KILN_HTTP_PORT:-8080}, a local SMTP sink (Postfix's
+# smtp-sink on 127.0.0.1:${KILN_SINK_PORT:-2525}) so nothing leaves the machine, a real
+# mail path (a Postfix instance delivering over LMTP into Dovecot,
 # deploy/local/mailstack.sh; needs root, else the demo uses the sink), demo users and
 # mailboxes, and one kiln-agent when the build has its lease loop. Idempotent: running
 # it again restarts what is down and keeps the data.
