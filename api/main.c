@@ -8,6 +8,7 @@
 #include "migrate.h"
 #include "msgid.h"
 #include "routes.h"
+#include "seed.h"
 #include "server.h"
 #include "stats.h"
 #include "version.h"
@@ -26,6 +27,8 @@ static void usage(FILE *f)
                "       kiln-api migrate                  apply pending schema migrations\n"
                "       kiln-api token create --scope admin|metrics|tenant [--user-id N]\n"
                "       kiln-api keygen FILE              write a new AES-256 key (mode 0600)\n"
+               "       kiln-api seed [--count N] [--users U] [--name NAME] [--dry-run] ...\n"
+               "                                         mailboxes for scale runs (COPY)\n"
                "       kiln-api --version\n"
                "environment: KILN_DB (libpq conninfo), KILN_FCGI_SOCKET, KILN_THREADS,\n"
                "  KILN_SECRET_KEY_FILE, KILN_MAX_BODY, KILN_STATS_INTERVAL_S, KILN_LOG_LEVEL,\n"
@@ -155,6 +158,12 @@ static int cmd_token(app *a, int argc, char **argv)
     return id < 0 ? 1 : 0;
 }
 
+/* Seeds with the key kiln-api serves with, so the secrets open in a lease. */
+static int cmd_seed(app *a, int argc, char **argv)
+{
+    return seed_main(a->cfg.conninfo, getenv("KILN_SECRET_KEY_FILE"), argc, argv);
+}
+
 int main(int argc, char **argv)
 {
     log_init("kiln-api");
@@ -189,6 +198,8 @@ int main(int argc, char **argv)
         return cmd_serve(&a);
     if (!strcmp(cmd, "migrate"))
         return cmd_migrate(&a);
+    if (!strcmp(cmd, "seed"))
+        return cmd_seed(&a, argc - 2, argv + 2);
     if (!strcmp(cmd, "token") && argc > 2 && !strcmp(argv[2], "create"))
         return cmd_token(&a, argc - 3, argv + 3);
     fprintf(stderr, "kiln-api: unknown command '%s'\n", cmd);
