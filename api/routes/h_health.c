@@ -15,7 +15,7 @@ static const db_stmt Q_HEALTH = {
     "health_get",
     "SELECT m.id AS mailbox_id, h.score, coalesce(h.band::text, 'new') AS band, "
     "coalesce(h.reason, 'nothing to judge yet') AS reason, "
-    "kiln_iso(coalesce(h.band_since, m.created_at)) AS band_since, "
+    "kiln_iso(coalesce(h.band_since, m.active_since)) AS band_since, "
     "kiln_iso(h.judged_at) AS judged_at, "
     "CASE WHEN m.quarantine_until > kiln_now() THEN kiln_iso(m.quarantine_until) END "
     "  AS quarantine_until "
