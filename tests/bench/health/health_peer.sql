@@ -1,0 +1,19 @@
+-- pgbench script: the two statements GET /api/mailboxes/{id}/health runs (api/routes/
+-- h_health.c: Q_HEALTH and Q_HEALTH_WINDOWS, same SQL) for a random mailbox, straight
+-- into PostgreSQL: no HTTP, no FastCGI, no JSON. The peer the endpoint is compared with.
+\set id random(:first, :last)
+SELECT m.id AS mailbox_id, h.score, coalesce(h.band::text, 'new') AS band,
+       coalesce(h.reason, 'nothing to judge yet') AS reason,
+       kiln_iso(coalesce(h.band_since, m.active_since)) AS band_since,
+       kiln_iso(h.judged_at) AS judged_at,
+       CASE WHEN m.quarantine_until > kiln_now() THEN kiln_iso(m.quarantine_until) END AS quarantine_until
+FROM mailboxes m LEFT JOIN mailbox_health h ON h.mailbox_id = m.id
+WHERE m.id = :id AND m.deleted_at IS NULL AND (0::bigint = 0 OR m.user_id = 0);
+SELECT w.days, pv.provider::text, coalesce(sum(d.inbox), 0), coalesce(sum(d.junk), 0),
+       coalesce(sum(d.other), 0), coalesce(sum(d.missing), 0)
+FROM (VALUES (1), (7), (30)) w(days)
+CROSS JOIN unnest(enum_range(NULL::mail_provider)) pv(provider)
+CROSS JOIN (SELECT (kiln_now() AT TIME ZONE 'UTC')::date AS today) t
+LEFT JOIN placement_days d ON d.mailbox_id = :id AND d.provider = pv.provider
+  AND d.day > t.today - w.days AND d.day <= t.today
+GROUP BY w.days, pv.provider ORDER BY w.days, pv.provider;
