@@ -46,8 +46,7 @@ static const db_stmt Q_STATS = {
     "(SELECT state = 'running' FROM service) "
     "FROM mailbox_today"};
 
-const char *const stats_band_names[STATS_BANDS] = {"new", "good", "watch", "quarantine",
-                                                   "pause"};
+const char *const stats_band_names[STATS_BANDS] = {"new", "good", "watch", "quarantine", "pause"};
 const char *const stats_provider_names[STATS_PROVIDERS] = {"gmail", "outlook", "yahoo", "other"};
 
 /* Live mailboxes per band (those without a mailbox_health row are 'new'). */

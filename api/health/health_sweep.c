@@ -120,8 +120,7 @@ static int act(db *d, arena *a, const health_config *cfg, const judged *j)
     snprintf(payload, sizeof payload,
              "{\"old_band\":\"%s\",\"new_band\":\"%s\",\"score\":%s,\"reason\":\"%s\","
              "\"quarantine_until\":%s}",
-             health_band_name(j->previous), health_band_name(j->band), score, j->res.reason,
-             until);
+             health_band_name(j->previous), health_band_name(j->band), score, j->res.reason, until);
     return webhook_emit(d, a, j->user_id, WEBHOOK_MAILBOX_HEALTH_CHANGED, j->id, payload);
 }
 

@@ -35,8 +35,8 @@ static int health_config_load(health_thresholds *t, char *err, size_t errlen)
         }
         *shares[i].out = d;
     }
-    if (config_int("KILN_HEALTH_MIN_DELIVERIES", t->min_deliveries, 1, 1000000,
-                   &t->min_deliveries, err, errlen) != 0)
+    if (config_int("KILN_HEALTH_MIN_DELIVERIES", t->min_deliveries, 1, 1000000, &t->min_deliveries,
+                   err, errlen) != 0)
         return -1;
     const char *bad = NULL;
     if (!health_thresholds_valid(t, &bad)) {

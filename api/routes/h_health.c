@@ -22,18 +22,22 @@ static const db_stmt Q_HEALTH = {
     "FROM mailboxes m LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
     "WHERE m.id = $1 AND m.deleted_at IS NULL AND ($2::bigint = 0 OR m.user_id = $2)"};
 
-/* Placement counts over the last 1, 7 and 30 UTC days (today included), per provider in
- * the enum's order, zeros included: 12 rows from at most 120 rollup rows. */
+/* Placement counts over the last 1, 7 and 30 UTC days (today included), per provider:
+ * one index range scan of placement_days' key (at most 30 days x 4 providers rows).
+ * Columns: provider, then inbox/junk/other/missing for 1, 7 and 30 days. */
+#define WINDOW_SUMS(n)                                                                             \
+    "coalesce(sum(inbox) FILTER (WHERE day > t.today - " #n "), 0), "                              \
+    "coalesce(sum(junk) FILTER (WHERE day > t.today - " #n "), 0), "                               \
+    "coalesce(sum(other) FILTER (WHERE day > t.today - " #n "), 0), "                              \
+    "coalesce(sum(missing) FILTER (WHERE day > t.today - " #n "), 0)"
 static const db_stmt Q_HEALTH_WINDOWS = {
     "health_windows",
-    "SELECT w.days, pv.provider::text, coalesce(sum(d.inbox), 0), coalesce(sum(d.junk), 0), "
-    "  coalesce(sum(d.other), 0), coalesce(sum(d.missing), 0) "
-    "FROM (VALUES (1), (7), (30)) w(days) "
-    "CROSS JOIN unnest(enum_range(NULL::mail_provider)) pv(provider) "
-    "CROSS JOIN (SELECT (kiln_now() AT TIME ZONE 'UTC')::date AS today) t "
-    "LEFT JOIN placement_days d ON d.mailbox_id = $1 AND d.provider = pv.provider "
-    "  AND d.day > t.today - w.days AND d.day <= t.today "
-    "GROUP BY w.days, pv.provider ORDER BY w.days, pv.provider"};
+    "SELECT d.provider::text, " WINDOW_SUMS(1) ", " WINDOW_SUMS(7) ", " WINDOW_SUMS(
+        30) " "
+            "FROM (SELECT (kiln_now() AT TIME ZONE 'UTC')::date AS today) t "
+            "JOIN placement_days d ON d.mailbox_id = $1 AND d.day > t.today - 30 AND d.day <= "
+            "t.today "
+            "GROUP BY d.provider"};
 
 static const db_stmt Q_OWNED = {"placement_owner",
                                 "SELECT 1 FROM mailboxes WHERE id = $1 AND deleted_at IS NULL "
@@ -49,6 +53,8 @@ static const db_stmt Q_PLACEMENTS = {
     "ORDER BY send_id DESC LIMIT $3"};
 
 static const char *const FOLDERS[] = {"inbox", "junk", "other", "missing"};
+static const char *const PROVIDERS[] = {"gmail", "outlook", "yahoo", "other"};
+static const int WINDOW_DAYS[] = {1, 7, 30};
 
 bool health_fetch(http_req *rq, http_resp *rs, int64_t id, health_rows *out)
 {
@@ -69,15 +75,16 @@ static void counts_json(yajl_gen g, const int64_t *c)
         json_kv_i(g, FOLDERS[k], c[k]);
 }
 
-/* One window: totals and by_provider, from its 4 rows starting at row. */
-static void window_json(yajl_gen g, const PGresult *w, int row)
+/* Window w (0, 1, 2: 1, 7, 30 days): totals and by_provider. c[provider][w][folder]
+ * holds the counts (zeros for a provider with no row). */
+static void window_json(yajl_gen g, int64_t c[4][3][4], int w)
 {
     int64_t total[4] = {0};
-    for (int i = row; i < row + 4; i++)
+    for (int p = 0; p < 4; p++)
         for (int k = 0; k < 4; k++)
-            total[k] += strtoll(PQgetvalue(w, i, 2 + k), NULL, 10);
+            total[k] += c[p][w][k];
     json_obj_open(g);
-    json_kv_i(g, "days", strtoll(PQgetvalue(w, row, 0), NULL, 10));
+    json_kv_i(g, "days", WINDOW_DAYS[w]);
     counts_json(g, total);
     int64_t placed = total[0] + total[1] + total[2] + total[3];
     json_key(g, "inbox_rate");
@@ -87,13 +94,10 @@ static void window_json(yajl_gen g, const PGresult *w, int row)
         json_null(g);
     json_key(g, "by_provider");
     json_obj_open(g);
-    for (int i = row; i < row + 4; i++) {
-        int64_t c[4];
-        for (int k = 0; k < 4; k++)
-            c[k] = strtoll(PQgetvalue(w, i, 2 + k), NULL, 10);
-        json_key(g, PQgetvalue(w, i, 1));
+    for (int p = 0; p < 4; p++) {
+        json_key(g, PROVIDERS[p]);
         json_obj_open(g);
-        counts_json(g, c);
+        counts_json(g, c[p][w]);
         json_obj_close(g);
     }
     json_obj_close(g);
@@ -102,12 +106,22 @@ static void window_json(yajl_gen g, const PGresult *w, int row)
 
 void health_write(yajl_gen g, const health_rows *h)
 {
+    int64_t c[4][3][4];
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < PQntuples(h->windows); i++) {
+        int p = 0;
+        while (p < 3 && strcmp(PROVIDERS[p], PQgetvalue(h->windows, i, 0)) != 0)
+            p++;
+        for (int w = 0; w < 3; w++)
+            for (int k = 0; k < 4; k++)
+                c[p][w][k] = strtoll(PQgetvalue(h->windows, i, 1 + w * 4 + k), NULL, 10);
+    }
     json_obj_open(g);
     pgjson_members(g, h->head, 0, 0, PQnfields(h->head));
     json_key(g, "placement");
     json_arr_open(g);
-    for (int row = 0; row + 4 <= PQntuples(h->windows); row += 4)
-        window_json(g, h->windows, row);
+    for (int w = 0; w < 3; w++)
+        window_json(g, c, w);
     json_arr_close(g);
     json_obj_close(g);
 }

@@ -9,11 +9,13 @@ SELECT m.id AS mailbox_id, h.score, coalesce(h.band::text, 'new') AS band,
        CASE WHEN m.quarantine_until > kiln_now() THEN kiln_iso(m.quarantine_until) END AS quarantine_until
 FROM mailboxes m LEFT JOIN mailbox_health h ON h.mailbox_id = m.id
 WHERE m.id = :id AND m.deleted_at IS NULL AND (0::bigint = 0 OR m.user_id = 0);
-SELECT w.days, pv.provider::text, coalesce(sum(d.inbox), 0), coalesce(sum(d.junk), 0),
-       coalesce(sum(d.other), 0), coalesce(sum(d.missing), 0)
-FROM (VALUES (1), (7), (30)) w(days)
-CROSS JOIN unnest(enum_range(NULL::mail_provider)) pv(provider)
-CROSS JOIN (SELECT (kiln_now() AT TIME ZONE 'UTC')::date AS today) t
-LEFT JOIN placement_days d ON d.mailbox_id = :id AND d.provider = pv.provider
-  AND d.day > t.today - w.days AND d.day <= t.today
-GROUP BY w.days, pv.provider ORDER BY w.days, pv.provider;
+SELECT d.provider::text,
+       coalesce(sum(inbox) FILTER (WHERE day > t.today - 1), 0), coalesce(sum(junk) FILTER (WHERE day > t.today - 1), 0),
+       coalesce(sum(other) FILTER (WHERE day > t.today - 1), 0), coalesce(sum(missing) FILTER (WHERE day > t.today - 1), 0),
+       coalesce(sum(inbox) FILTER (WHERE day > t.today - 7), 0), coalesce(sum(junk) FILTER (WHERE day > t.today - 7), 0),
+       coalesce(sum(other) FILTER (WHERE day > t.today - 7), 0), coalesce(sum(missing) FILTER (WHERE day > t.today - 7), 0),
+       coalesce(sum(inbox) FILTER (WHERE day > t.today - 30), 0), coalesce(sum(junk) FILTER (WHERE day > t.today - 30), 0),
+       coalesce(sum(other) FILTER (WHERE day > t.today - 30), 0), coalesce(sum(missing) FILTER (WHERE day > t.today - 30), 0)
+FROM (SELECT (kiln_now() AT TIME ZONE 'UTC')::date AS today) t
+JOIN placement_days d ON d.mailbox_id = :id AND d.day > t.today - 30 AND d.day <= t.today
+GROUP BY d.provider;
