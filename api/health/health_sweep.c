@@ -13,10 +13,11 @@
  * scans to the few mailboxes outside 'good'). */
 static const db_stmt Q_MARK_STALE = {
     "health_mark_stale",
-    "UPDATE mailbox_health h SET dirty = true FROM mailboxes m "
+    "UPDATE mailbox_health h SET dirty = true "
+    "FROM (SELECT kiln_now() AS now OFFSET 0) c, mailboxes m "
     "WHERE m.id = h.mailbox_id AND NOT h.dirty AND h.band IN ('watch', 'quarantine', 'pause') "
-    "AND ((h.band = 'quarantine' AND m.quarantine_until <= kiln_now()) "
-    "  OR h.judged_at < kiln_now() - interval '1 day')"};
+    "AND ((h.band = 'quarantine' AND m.quarantine_until <= c.now) "
+    "  OR h.judged_at < c.now - interval '1 day')"};
 
 /* The batch: the 7-day sums of each dirty mailbox. The window's first day is the later
  * of 6 days before today and the day the mailbox became active (UTC days for the
@@ -26,13 +27,14 @@ static const db_stmt Q_BATCH = {
     "WITH b AS (SELECT mailbox_id FROM mailbox_health WHERE dirty ORDER BY mailbox_id "
     "  LIMIT $1 FOR UPDATE SKIP LOCKED) "
     "SELECT m.id, m.user_id, h.band, "
-    "  coalesce(m.quarantine_until > kiln_now(), false), m.state = 'active', "
+    "  coalesce(m.quarantine_until > c.now, false), m.state = 'active', "
     "  coalesce(pd.inbox, 0), coalesce(pd.junk, 0), coalesce(pd.other, 0), "
     "  coalesce(pd.missing, 0), coalesce(md.sent, 0), coalesce(md.failed, 0) "
     "FROM b JOIN mailbox_health h ON h.mailbox_id = b.mailbox_id "
     "JOIN mailboxes m ON m.id = b.mailbox_id "
-    "CROSS JOIN LATERAL (SELECT greatest(kiln_now() - interval '6 days', m.active_since) AS ws, "
-    "  kiln_now() AS now) w "
+    "CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) c " /* once per statement */
+    "CROSS JOIN LATERAL (SELECT greatest(c.now - interval '6 days', m.active_since) AS ws, "
+    "  c.now AS now) w "
     "LEFT JOIN LATERAL (SELECT sum(inbox) AS inbox, sum(junk) AS junk, sum(other) AS other, "
     "  sum(missing) AS missing FROM placement_days d WHERE d.mailbox_id = m.id "
     "  AND d.day >= (w.ws AT TIME ZONE 'UTC')::date "

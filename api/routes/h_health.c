@@ -10,34 +10,34 @@
 #include <string.h>
 
 /* The judged state; a mailbox never judged reads as 'new'. quarantine_until: only while
- * the quarantine holds. */
+ * the quarantine holds. The last column (today's UTC date, not shown) is the windows'
+ * parameter: kiln_now() (a SQL function reading kiln_clock) costs more than the rest of
+ * the statement, so it runs once per request. */
 static const db_stmt Q_HEALTH = {
     "health_get",
     "SELECT m.id AS mailbox_id, h.score, coalesce(h.band::text, 'new') AS band, "
     "coalesce(h.reason, 'nothing to judge yet') AS reason, "
     "kiln_iso(coalesce(h.band_since, m.active_since)) AS band_since, "
     "kiln_iso(h.judged_at) AS judged_at, "
-    "CASE WHEN m.quarantine_until > kiln_now() THEN kiln_iso(m.quarantine_until) END "
-    "  AS quarantine_until "
-    "FROM mailboxes m LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
+    "CASE WHEN m.quarantine_until > c.now THEN kiln_iso(m.quarantine_until) END "
+    "  AS quarantine_until, (c.now AT TIME ZONE 'UTC')::date::text AS today "
+    "FROM (SELECT kiln_now() AS now OFFSET 0) c CROSS JOIN mailboxes m "
+    "LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
     "WHERE m.id = $1 AND m.deleted_at IS NULL AND ($2::bigint = 0 OR m.user_id = $2)"};
 
 /* Placement counts over the last 1, 7 and 30 UTC days (today included), per provider:
  * one index range scan of placement_days' key (at most 30 days x 4 providers rows).
  * Columns: provider, then inbox/junk/other/missing for 1, 7 and 30 days. */
 #define WINDOW_SUMS(n)                                                                             \
-    "coalesce(sum(inbox) FILTER (WHERE day > t.today - " #n "), 0), "                              \
-    "coalesce(sum(junk) FILTER (WHERE day > t.today - " #n "), 0), "                               \
-    "coalesce(sum(other) FILTER (WHERE day > t.today - " #n "), 0), "                              \
-    "coalesce(sum(missing) FILTER (WHERE day > t.today - " #n "), 0)"
+    "coalesce(sum(inbox) FILTER (WHERE day > $2::date - " #n "), 0), "                             \
+    "coalesce(sum(junk) FILTER (WHERE day > $2::date - " #n "), 0), "                              \
+    "coalesce(sum(other) FILTER (WHERE day > $2::date - " #n "), 0), "                             \
+    "coalesce(sum(missing) FILTER (WHERE day > $2::date - " #n "), 0)"
+#define WINDOW_COLS WINDOW_SUMS(1) ", " WINDOW_SUMS(7) ", " WINDOW_SUMS(30)
 static const db_stmt Q_HEALTH_WINDOWS = {
     "health_windows",
-    "SELECT d.provider::text, " WINDOW_SUMS(1) ", " WINDOW_SUMS(7) ", " WINDOW_SUMS(
-        30) " "
-            "FROM (SELECT (kiln_now() AT TIME ZONE 'UTC')::date AS today) t "
-            "JOIN placement_days d ON d.mailbox_id = $1 AND d.day > t.today - 30 AND d.day <= "
-            "t.today "
-            "GROUP BY d.provider"};
+    "SELECT provider::text, " WINDOW_COLS " FROM placement_days "
+    "WHERE mailbox_id = $1 AND day > $2::date - 30 AND day <= $2::date GROUP BY provider"};
 
 static const db_stmt Q_OWNED = {"placement_owner",
                                 "SELECT 1 FROM mailboxes WHERE id = $1 AND deleted_at IS NULL "
@@ -65,7 +65,8 @@ bool health_fetch(http_req *rq, http_resp *rs, int64_t id, health_rows *out)
     out->windows = NULL;
     if (PQntuples(out->head) == 0)
         return true;
-    out->windows = http_exec(rq, rs, &Q_HEALTH_WINDOWS, 1, p);
+    const char *w[] = {p[0], PQgetvalue(out->head, 0, PQnfields(out->head) - 1)};
+    out->windows = http_exec(rq, rs, &Q_HEALTH_WINDOWS, 2, w);
     return out->windows != NULL;
 }
 
@@ -117,7 +118,7 @@ void health_write(yajl_gen g, const health_rows *h)
                 c[p][w][k] = strtoll(PQgetvalue(h->windows, i, 1 + w * 4 + k), NULL, 10);
     }
     json_obj_open(g);
-    pgjson_members(g, h->head, 0, 0, PQnfields(h->head));
+    pgjson_members(g, h->head, 0, 0, PQnfields(h->head) - 1); /* all but today */
     json_key(g, "placement");
     json_arr_open(g);
     for (int w = 0; w < 3; w++)

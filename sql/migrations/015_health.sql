@@ -116,6 +116,20 @@ CREATE TRIGGER mailbox_days_bounce_ins AFTER INSERT ON mailbox_days FOR EACH ROW
 CREATE TRIGGER mailbox_days_bounce_upd AFTER UPDATE OF failed ON mailbox_days FOR EACH ROW
     WHEN (NEW.failed > OLD.failed) EXECUTE FUNCTION kiln_health_bounced();
 
+-- A mailbox turning active again (resumed after a pause) is judged afresh: its window
+-- restarts at active_since (014), so a health pause does not outlive the resume.
+CREATE FUNCTION kiln_health_resumed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO mailbox_health AS h (mailbox_id) VALUES (NEW.id)
+    ON CONFLICT (mailbox_id) DO UPDATE SET dirty = true WHERE NOT h.dirty;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER mailboxes_health_resumed AFTER UPDATE OF state ON mailboxes FOR EACH ROW
+    WHEN (OLD.state IS DISTINCT FROM 'active' AND NEW.state = 'active')
+    EXECUTE FUNCTION kiln_health_resumed();
+
 -- Backfill: the rollups of placements recorded before this migration.
 INSERT INTO placement_days (mailbox_id, day, provider, inbox, junk, other, missing)
 SELECT mailbox_id, (decided_at AT TIME ZONE 'UTC')::date, provider,

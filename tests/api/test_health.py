@@ -220,6 +220,14 @@ def part_bands():
         check('kiln_mailboxes_by_health{band="pause"} 1' in metrics and
               'kiln_inbox_rate{provider="' in metrics, "metrics: health bands and inbox rate")
         ok("test_bands_move_watch_quarantine_pause_with_webhooks_and_pause_stops_leasing")
+        # The customer resumes it: judged afresh from the resume (nothing since), leased.
+        expect(call("POST", "/api/mailboxes/%d/resume" % s0, token=w.tokens[0]), 200, "resume")
+        h = w.judged(0, lambda h: h["band"] != "pause", "judged afresh after the resume")
+        check(h["band"] == "new", "a resumed mailbox starts a new window: %r" % h)
+        w.at("2026-03-08T20:00:00Z")
+        la = w.lease()
+        check(any(m["id"] == s0 for m in la["mailboxes"]), "the resumed mailbox is leased again")
+        ok("test_a_resumed_mailbox_is_judged_from_its_resume")
     finally:
         rcv.stop()
         reset_clock()
