@@ -42,7 +42,19 @@ CREATE TABLE mailbox_health (
     reason     text NOT NULL DEFAULT 'nothing to judge yet',
     judged_at  timestamptz,
     band_since timestamptz NOT NULL DEFAULT kiln_now(),
-    dirty      boolean NOT NULL DEFAULT true
+    dirty      boolean NOT NULL DEFAULT true,
+    -- What the rollups of the day the mailbox became active again held at that moment
+    -- (set on resume): the judge subtracts it, so mail from before a resume never counts
+    -- after it although the rollups are per day. base_day: UTC (placement_days);
+    -- base_local_day: the mailbox's local day (mailbox_days).
+    base_day       date,
+    base_inbox     integer NOT NULL DEFAULT 0,
+    base_junk      integer NOT NULL DEFAULT 0,
+    base_other     integer NOT NULL DEFAULT 0,
+    base_missing   integer NOT NULL DEFAULT 0,
+    base_local_day date,
+    base_sent      integer NOT NULL DEFAULT 0,
+    base_failed    integer NOT NULL DEFAULT 0
 ) WITH (fillfactor = 70);
 CREATE INDEX mailbox_health_dirty_idx ON mailbox_health (mailbox_id) WHERE dirty;
 CREATE INDEX mailbox_health_band_idx ON mailbox_health (band);
@@ -116,13 +128,28 @@ CREATE TRIGGER mailbox_days_bounce_ins AFTER INSERT ON mailbox_days FOR EACH ROW
 CREATE TRIGGER mailbox_days_bounce_upd AFTER UPDATE OF failed ON mailbox_days FOR EACH ROW
     WHEN (NEW.failed > OLD.failed) EXECUTE FUNCTION kiln_health_bounced();
 
--- A mailbox turning active again (resumed after a pause) is judged afresh: its window
--- restarts at active_since (014), so a health pause does not outlive the resume.
+-- A mailbox turning active again (resumed after a pause) is judged afresh from that
+-- moment (its window starts at active_since, 014): the day's counts so far become its
+-- baseline, so a health pause does not outlive the resume.
 CREATE FUNCTION kiln_health_resumed() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    now_ts timestamptz := kiln_now();
+    utc_day date := (now_ts AT TIME ZONE 'UTC')::date;
+    local_day date := (now_ts AT TIME ZONE NEW.timezone)::date;
 BEGIN
-    INSERT INTO mailbox_health AS h (mailbox_id) VALUES (NEW.id)
-    ON CONFLICT (mailbox_id) DO UPDATE SET dirty = true WHERE NOT h.dirty;
+    INSERT INTO mailbox_health AS h (mailbox_id, base_day, base_inbox, base_junk, base_other,
+                                     base_missing, base_local_day, base_sent, base_failed)
+    SELECT NEW.id, utc_day, coalesce(sum(p.inbox), 0), coalesce(sum(p.junk), 0),
+           coalesce(sum(p.other), 0), coalesce(sum(p.missing), 0), local_day,
+           coalesce((SELECT d.sent FROM mailbox_days d WHERE d.mailbox_id = NEW.id AND d.day = local_day), 0),
+           coalesce((SELECT d.failed FROM mailbox_days d WHERE d.mailbox_id = NEW.id AND d.day = local_day), 0)
+    FROM placement_days p WHERE p.mailbox_id = NEW.id AND p.day = utc_day
+    ON CONFLICT (mailbox_id) DO UPDATE
+        SET dirty = true, base_day = excluded.base_day, base_inbox = excluded.base_inbox,
+            base_junk = excluded.base_junk, base_other = excluded.base_other,
+            base_missing = excluded.base_missing, base_local_day = excluded.base_local_day,
+            base_sent = excluded.base_sent, base_failed = excluded.base_failed;
     RETURN NULL;
 END
 $$;
