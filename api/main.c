@@ -4,6 +4,7 @@
 #include "app.h"
 #include "auth.h"
 #include "config.h"
+#include "health_sweep.h"
 #include "log.h"
 #include "migrate.h"
 #include "msgid.h"
@@ -38,6 +39,12 @@ static void usage(FILE *f)
 }
 
 /* Loads the IANA zone names PostgreSQL knows, waiting for the database to come up. */
+/* The stats refresher's job: judge the mailboxes whose health rollups changed. */
+static void judge_health(db *d, arena *a, void *ctx)
+{
+    health_sweep(d, a, ctx);
+}
+
 static int load_timezones(app *a, db *d, int64_t wait_s)
 {
     for (int64_t waited = 0;; waited += 2) {
@@ -102,6 +109,8 @@ static int cmd_serve(app *a)
     /* Before server_run's threads start: the worker runs curl_global_init. */
     webhook_worker *hooks = webhook_worker_start(&wc);
     a->stats = stats_create(a->cfg.conninfo, a->cfg.stats_interval_s);
+    health_config hc = {a->cfg.health, a->cfg.health_quarantine_days, a->cfg.health_batch};
+    stats_set_job(a->stats, judge_health, &hc);
     rc = hooks ? server_run(a, &routes_api) : 1;
     webhook_worker_stop(hooks);
     stats_destroy(a->stats);
