@@ -4,10 +4,12 @@
 #include "app.h"
 #include "auth.h"
 #include "config.h"
+#include "health_sweep.h"
 #include "log.h"
 #include "migrate.h"
 #include "msgid.h"
 #include "routes.h"
+#include "seed.h"
 #include "server.h"
 #include "stats.h"
 #include "version.h"
@@ -26,6 +28,8 @@ static void usage(FILE *f)
                "       kiln-api migrate                  apply pending schema migrations\n"
                "       kiln-api token create --scope admin|metrics|tenant [--user-id N]\n"
                "       kiln-api keygen FILE              write a new AES-256 key (mode 0600)\n"
+               "       kiln-api seed [--count N] [--users U] [--name NAME] [--dry-run] ...\n"
+               "                                         mailboxes for scale runs (COPY)\n"
                "       kiln-api --version\n"
                "environment: KILN_DB (libpq conninfo), KILN_FCGI_SOCKET, KILN_THREADS,\n"
                "  KILN_SECRET_KEY_FILE, KILN_MAX_BODY, KILN_STATS_INTERVAL_S, KILN_LOG_LEVEL,\n"
@@ -35,6 +39,12 @@ static void usage(FILE *f)
 }
 
 /* Loads the IANA zone names PostgreSQL knows, waiting for the database to come up. */
+/* The stats refresher's job: judge the mailboxes whose health rollups changed. */
+static void judge_health(db *d, arena *a, void *ctx)
+{
+    health_sweep(d, a, ctx);
+}
+
 static int load_timezones(app *a, db *d, int64_t wait_s)
 {
     for (int64_t waited = 0;; waited += 2) {
@@ -99,6 +109,8 @@ static int cmd_serve(app *a)
     /* Before server_run's threads start: the worker runs curl_global_init. */
     webhook_worker *hooks = webhook_worker_start(&wc);
     a->stats = stats_create(a->cfg.conninfo, a->cfg.stats_interval_s);
+    health_config hc = {a->cfg.health, a->cfg.health_quarantine_days, a->cfg.health_batch};
+    stats_set_job(a->stats, judge_health, &hc);
     rc = hooks ? server_run(a, &routes_api) : 1;
     webhook_worker_stop(hooks);
     stats_destroy(a->stats);
@@ -155,6 +167,12 @@ static int cmd_token(app *a, int argc, char **argv)
     return id < 0 ? 1 : 0;
 }
 
+/* Seeds with the key kiln-api serves with, so the secrets open in a lease. */
+static int cmd_seed(app *a, int argc, char **argv)
+{
+    return seed_main(a->cfg.conninfo, getenv("KILN_SECRET_KEY_FILE"), argc, argv);
+}
+
 int main(int argc, char **argv)
 {
     log_init("kiln-api");
@@ -189,6 +207,8 @@ int main(int argc, char **argv)
         return cmd_serve(&a);
     if (!strcmp(cmd, "migrate"))
         return cmd_migrate(&a);
+    if (!strcmp(cmd, "seed"))
+        return cmd_seed(&a, argc - 2, argv + 2);
     if (!strcmp(cmd, "token") && argc > 2 && !strcmp(argv[2], "create"))
         return cmd_token(&a, argc - 3, argv + 3);
     fprintf(stderr, "kiln-api: unknown command '%s'\n", cmd);

@@ -217,7 +217,12 @@ bool ib_internaldate_iso(const char *s, size_t n, char out[24])
     civil_from_days(days, &y, &m, &d);
     if (y < 0 || y > 9999)
         return false;
-    snprintf(out, 24, "%04d-%02u-%02uT%02u:%02u:%02uZ", (int)y, m, d, (unsigned)(secs / 3600),
-             (unsigned)(secs / 60 % 60), (unsigned)(secs % 60));
+    /* Through a roomy buffer: the compiler cannot see that every field fits its width. */
+    char iso[64];
+    int len = snprintf(iso, sizeof iso, "%04d-%02u-%02uT%02u:%02u:%02uZ", (int)y, m, d,
+                       (unsigned)(secs / 3600), (unsigned)(secs / 60 % 60), (unsigned)(secs % 60));
+    if (len != 20)
+        return false;
+    memcpy(out, iso, 21);
     return true;
 }

@@ -20,6 +20,8 @@ struct stats {
     bool running;
     bool started;
     pthread_t thread;
+    stats_job job;
+    void *job_ctx;
 };
 
 static const db_stmt Q_STATS = {
@@ -43,6 +45,53 @@ static const db_stmt Q_STATS = {
     "(SELECT count(*) FROM leases WHERE ended_at IS NULL AND expires_at > kiln_now()), "
     "(SELECT state = 'running' FROM service) "
     "FROM mailbox_today"};
+
+const char *const stats_band_names[STATS_BANDS] = {"new", "good", "watch", "quarantine", "pause"};
+const char *const stats_provider_names[STATS_PROVIDERS] = {"gmail", "outlook", "yahoo", "other"};
+
+/* Live mailboxes per band (those without a mailbox_health row are 'new'). */
+static const db_stmt Q_STATS_BANDS = {
+    "stats_bands", "SELECT coalesce(h.band::text, 'new'), count(*) FROM mailboxes m "
+                   "LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
+                   "WHERE m.deleted_at IS NULL GROUP BY 1"};
+/* The pool's last 7 UTC days: at most 7 x 4 x 16 counter rows. */
+static const db_stmt Q_STATS_POOL = {
+    "stats_pool",
+    "SELECT provider::text, sum(inbox + junk + other + missing), sum(inbox), sum(junk) "
+    "FROM placement_pool_days WHERE day >= (kiln_now() AT TIME ZONE 'UTC')::date - 6 "
+    "AND day <= (kiln_now() AT TIME ZONE 'UTC')::date GROUP BY 1"};
+
+static int name_index(const char *const *names, int n, const char *v)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], v))
+            return i;
+    return -1;
+}
+
+static bool stats_compute_health(db *d, arena *a, stats_snapshot *out)
+{
+    PGresult *r = db_exec(d, a, &Q_STATS_BANDS, 0, NULL);
+    if (!r)
+        return false;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int b = name_index(stats_band_names, STATS_BANDS, PQgetvalue(r, i, 0));
+        if (b >= 0)
+            out->by_band[b] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    }
+    r = db_exec(d, a, &Q_STATS_POOL, 0, NULL);
+    if (!r)
+        return false;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int p = name_index(stats_provider_names, STATS_PROVIDERS, PQgetvalue(r, i, 0));
+        if (p < 0)
+            continue;
+        out->placed_7d[p] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        out->inbox_7d[p] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        out->junk_7d[p] = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    }
+    return true;
+}
 
 /* Expiry with no agent calling: the refresher also ends leases past their deadline. */
 static const db_stmt Q_SWEEP_EXPIRED = {"stats_sweep_expired", "SELECT kiln_sweep_expired(100)"};
@@ -69,6 +118,8 @@ bool stats_compute(db *d, arena *a, stats_snapshot *out)
     for (int i = 0; i < 14; i++)
         *f[i] = strtoll(PQgetvalue(r, 0, i), NULL, 10);
     out->service_running = PQgetvalue(r, 0, 14)[0] == 't';
+    if (!stats_compute_health(d, a, out))
+        return false;
     out->computed_at_ms = clock_wall_ms();
     return true;
 }
@@ -96,6 +147,10 @@ static void *refresher(void *arg)
         memset(&snap, 0, sizeof snap);
         if (!db_exec(d, a, &Q_SWEEP_EXPIRED, 0, NULL))
             log_warn("stats: expiry sweep failed: %s", db_message(d));
+        if (s->job) {
+            s->job(d, a, s->job_ctx);
+            arena_reset(a);
+        }
         int64_t t0 = clock_mono_ms();
         bool ok = stats_compute(d, a, &snap);
         int64_t took_ms = clock_mono_ms() - t0;
@@ -121,6 +176,12 @@ static void *refresher(void *arg)
     arena_destroy(a);
     db_close(d);
     return NULL;
+}
+
+void stats_set_job(stats *s, stats_job job, void *ctx)
+{
+    s->job = job;
+    s->job_ctx = ctx;
 }
 
 int stats_start(stats *s)

@@ -10,6 +10,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define STATS_BANDS 5
+#define STATS_PROVIDERS 4
+extern const char *const stats_band_names[STATS_BANDS];
+extern const char *const stats_provider_names[STATS_PROVIDERS];
+
 typedef struct stats_snapshot {
     int64_t computed_at_ms; /* wall clock; 0 = never */
     int64_t mailboxes_active, mailboxes_paused, mailboxes_error, mailboxes_disabled;
@@ -17,11 +22,20 @@ typedef struct stats_snapshot {
     int64_t behind, met, queue_depth;
     int64_t agents_active, leases_active;
     bool service_running;
+    /* Mailbox health (015): live mailboxes per band (new, good, watch, quarantine,
+     * pause) and the pool's placements over the last 7 UTC days per recipient provider
+     * (gmail, outlook, yahoo, other) from placement_pool_days. */
+    int64_t by_band[STATS_BANDS];
+    int64_t placed_7d[STATS_PROVIDERS], inbox_7d[STATS_PROVIDERS], junk_7d[STATS_PROVIDERS];
 } stats_snapshot;
 
 typedef struct stats stats;
 
 stats *stats_create(const char *conninfo, int64_t interval_s);
+/* A job the refresher runs before each snapshot on its own connection (the health
+ * judge: api/health/health_sweep.h); set before stats_start. */
+typedef void (*stats_job)(db *d, arena *a, void *ctx);
+void stats_set_job(stats *s, stats_job job, void *ctx);
 /* Starts the refresh thread. */
 int stats_start(stats *s);
 void stats_stop(stats *s);

@@ -8,6 +8,50 @@
 #include <string.h>
 #include <unistd.h>
 
+/* KILN_HEALTH_* thresholds over health_thresholds_default, checked together. */
+static int health_config_load(health_thresholds *t, char *err, size_t errlen)
+{
+    health_thresholds_default(t);
+    struct {
+        const char *name, *field;
+        double *out;
+    } shares[] = {
+        {"KILN_HEALTH_WATCH_JUNK", "watch_junk", &t->watch_junk},
+        {"KILN_HEALTH_QUARANTINE_JUNK", "quarantine_junk", &t->quarantine_junk},
+        {"KILN_HEALTH_QUARANTINE_BOUNCE", "quarantine_bounce", &t->quarantine_bounce},
+        {"KILN_HEALTH_PAUSE_JUNK", "pause_junk", &t->pause_junk},
+        {"KILN_HEALTH_HYSTERESIS", "hysteresis", &t->hysteresis},
+        {"KILN_HEALTH_CONFIDENCE_Z", "confidence_z", &t->confidence_z},
+    };
+    for (size_t i = 0; i < sizeof shares / sizeof shares[0]; i++) {
+        const char *v = getenv(shares[i].name);
+        if (!v)
+            continue;
+        char *end = NULL;
+        double d = strtod(v, &end);
+        if (!*v || !end || *end) {
+            snprintf(err, errlen, "%s=%s: expected a number", shares[i].name, v);
+            return -1;
+        }
+        *shares[i].out = d;
+    }
+    if (config_int("KILN_HEALTH_MIN_DELIVERIES", t->min_deliveries, 1, 1000000, &t->min_deliveries,
+                   err, errlen) != 0)
+        return -1;
+    const char *bad = NULL;
+    if (!health_thresholds_valid(t, &bad)) {
+        for (size_t i = 0; i < sizeof shares / sizeof shares[0]; i++)
+            if (!strcmp(shares[i].field, bad))
+                bad = shares[i].name;
+        snprintf(err, errlen,
+                 "%s: the health thresholds must be shares in [0, 1] with watch <= quarantine "
+                 "<= pause junk and hysteresis below watch (z in (0, 5])",
+                 bad);
+        return -1;
+    }
+    return 0;
+}
+
 int app_config_load(app_config *cfg, char *err, size_t errlen)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -32,11 +76,15 @@ int app_config_load(app_config *cfg, char *err, size_t errlen)
         {"KILN_INBOX_LEASE_TTL_S", 1800, 60, 86400, &cfg->inbox_lease_ttl_s},
         {"KILN_PLACEMENT_DEADLINE_S", 86400, 60, 2592000, &cfg->placement_deadline_s},
         {"KILN_RECIPIENTS_REQUIRE_INBOX", 0, 0, 1, &cfg->recipients_require_inbox},
+        {"KILN_HEALTH_QUARANTINE_DAYS", 3, 1, 365, &cfg->health_quarantine_days},
+        {"KILN_HEALTH_BATCH", 500, 1, 100000, &cfg->health_batch},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (config_int(ints[i].name, ints[i].def, ints[i].min, ints[i].max, ints[i].out, err,
                        errlen) != 0)
             return -1;
+    if (health_config_load(&cfg->health, err, errlen) != 0)
+        return -1;
     /* KILN_FCGI_SOCKET_MODE is octal, like chmod's argument. */
     const char *mode = config_str("KILN_FCGI_SOCKET_MODE", "0660");
     char *end = NULL;

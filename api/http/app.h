@@ -3,6 +3,7 @@
 #ifndef KILN_APP_H
 #define KILN_APP_H
 
+#include "health.h"
 #include "secret.h"
 
 #include <pthread.h>
@@ -38,6 +39,10 @@ typedef struct app_config {
     int64_t inbox_lease_ttl_s;
     int64_t placement_deadline_s;
     int64_t recipients_require_inbox; /* 0/1: recipients only among inboxes that are ok */
+    /* mailbox health (docs/design.md "Mailbox health"): KILN_HEALTH_* */
+    health_thresholds health;
+    int64_t health_quarantine_days;
+    int64_t health_batch;
 } app_config;
 
 typedef struct app {

@@ -107,6 +107,38 @@ static void render_inbox(buf *o, const counter_set *c)
         }
 }
 
+/* Mailbox health (015): bands, and the pool's 7-day placement shares per provider,
+ * from the snapshot (the refresher reads placement_pool_days, never a scrape). */
+static void render_health(buf *o, const stats_snapshot *s)
+{
+    family(o, "kiln_mailboxes_by_health", "gauge",
+           "Live mailboxes by health band (new: never judged).");
+    for (int b = 0; b < STATS_BANDS; b++)
+        buf_printf(o, "kiln_mailboxes_by_health{band=\"%s\"} %lld\n", stats_band_names[b],
+                   (long long)s->by_band[b]);
+    family(o, "kiln_placements_7d", "gauge",
+           "Placements decided over the last 7 UTC days across the pool, by recipient "
+           "provider.");
+    for (int p = 0; p < STATS_PROVIDERS; p++)
+        buf_printf(o, "kiln_placements_7d{provider=\"%s\"} %lld\n", stats_provider_names[p],
+                   (long long)s->placed_7d[p]);
+    /* The shares only for providers with placements: an absent series, not a 0, when
+     * nothing was placed (an alert on a collapse must not fire on an idle provider). */
+    family(o, "kiln_inbox_rate", "gauge",
+           "Share of the last 7 UTC days' placements found in the inbox, by recipient "
+           "provider.");
+    for (int p = 0; p < STATS_PROVIDERS; p++)
+        if (s->placed_7d[p] > 0)
+            buf_printf(o, "kiln_inbox_rate{provider=\"%s\"} %.6f\n", stats_provider_names[p],
+                       (double)s->inbox_7d[p] / (double)s->placed_7d[p]);
+    family(o, "kiln_junk_rate", "gauge",
+           "Share of the last 7 UTC days' placements found in junk, by recipient provider.");
+    for (int p = 0; p < STATS_PROVIDERS; p++)
+        if (s->placed_7d[p] > 0)
+            buf_printf(o, "kiln_junk_rate{provider=\"%s\"} %.6f\n", stats_provider_names[p],
+                       (double)s->junk_7d[p] / (double)s->placed_7d[p]);
+}
+
 static void render_prometheus(http_resp *rs, const counter_set *c, const stats_snapshot *s)
 {
     buf *o = &rs->body;
@@ -176,6 +208,7 @@ static void render_prometheus(http_resp *rs, const counter_set *c, const stats_s
         buf_printf(o, "kiln_webhook_deliveries_total{status=\"%s\"} %lld\n", wh_status[i],
                    counter(c, "webhook_deliveries", wh_status[i]));
     render_inbox(o, c);
+    render_health(o, s);
 }
 
 void h_metrics_prometheus(http_req *rq, http_resp *rs)

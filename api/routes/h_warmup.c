@@ -142,6 +142,9 @@ void h_warmup_mailbox(http_req *rq, http_resp *rs)
     PGresult *days = http_exec(rq, rs, &Q_MAILBOX_DAYS, 1, p);
     if (!days)
         return;
+    health_rows h;
+    if (!health_fetch(rq, rs, id, &h))
+        return;
     yajl_gen g = http_json(rs, 200);
     json_obj_open(g);
     json_key(g, "today");
@@ -151,6 +154,12 @@ void h_warmup_mailbox(http_req *rq, http_resp *rs)
     for (int i = 0; i < PQntuples(days); i++)
         pgjson_row(g, days, i);
     json_arr_close(g);
+    /* Placement and health (issue 13): the object of GET /api/mailboxes/{id}/health. */
+    json_key(g, "health");
+    if (PQntuples(h.head) == 1)
+        health_write(g, &h);
+    else
+        json_null(g);
     json_obj_close(g);
     json_gen_free(g);
 }

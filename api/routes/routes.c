@@ -30,6 +30,8 @@ static const route routes[] = {
     {"DELETE", "/api/mailboxes/{}", TENANT_OR_ADMIN, h_mailboxes_delete},
     {"POST", "/api/mailboxes/{}/pause", TENANT_OR_ADMIN, h_mailboxes_pause},
     {"POST", "/api/mailboxes/{}/resume", TENANT_OR_ADMIN, h_mailboxes_resume},
+    {"GET", "/api/mailboxes/{}/health", TENANT_OR_ADMIN, h_mailboxes_health},
+    {"GET", "/api/mailboxes/{}/placement", TENANT_OR_ADMIN, h_mailboxes_placement},
     {"POST", "/api/agents", SCOPE_ADMIN, h_agents_create},
     {"GET", "/api/agents", SCOPE_ADMIN, h_agents_list},
     {"POST", "/api/tokens", SCOPE_ADMIN, h_tokens_create},

@@ -31,6 +31,18 @@ void h_mailboxes_delete(http_req *rq, http_resp *rs);
 void h_mailboxes_pause(http_req *rq, http_resp *rs);
 void h_mailboxes_resume(http_req *rq, http_resp *rs);
 
+/* h_health.c: mailbox health and placement */
+void h_mailboxes_health(http_req *rq, http_resp *rs);
+void h_mailboxes_placement(http_req *rq, http_resp *rs);
+/* The health object (GET /api/mailboxes/{id}/health), also in /api/warmup/mailbox:
+ * health_fetch runs the queries (false: answered with an error; head has no row: no
+ * such mailbox for this token), health_write writes the object. */
+typedef struct health_rows {
+    PGresult *head, *windows;
+} health_rows;
+bool health_fetch(http_req *rq, http_resp *rs, int64_t id, health_rows *out);
+void health_write(yajl_gen g, const health_rows *h);
+
 /* h_webhooks.c: webhook endpoints and their delivery log */
 void h_webhooks_create(http_req *rq, http_resp *rs);
 void h_webhooks_list(http_req *rq, http_resp *rs);

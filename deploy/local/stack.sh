@@ -4,8 +4,14 @@
 #
 #   stack_init VAR_DIR BUILD_DIR [HTTP_PORT]   set paths (HTTP_PORT default: a free one)
 #   stack_pg_up / stack_pg_down                 the PostgreSQL cluster (initdb on first use)
-#   stack_api_up / stack_api_down               kiln-api serve (after migrate); with
-#                                               STACK_API_RESTART=1 under a restart loop
+#   stack_api_up / stack_api_down               kiln-api serve (after migrate): N processes
+#                                               (KILN_API_PROCESSES, default 1), each with
+#                                               its own socket, pid file and log; with
+#                                               STACK_API_RESTART=1 each under its own loop
+#   stack_api_file N KIND                       a process's file (sock, pid, loop, log,
+#                                               restarts): process 1 keeps the plain names
+#                                               (run/api.sock, run/kiln-api.pid, ...),
+#                                               process N the -N ones (run/api-2.sock, ...)
 #   stack_nginx_up / stack_nginx_down
 #   stack_up / stack_down                       all of the above
 #   stack_psql ARGS...                          psql on the kiln database
@@ -32,6 +38,13 @@ stack_init() {
     STACK_PGDATA=$STACK_VAR/pg/data
     STACK_PGSOCK=$STACK_VAR/pg/run
     STACK_API_SOCK=$STACK_VAR/run/api.sock
+    # How many kiln-api processes serve behind nginx's upstream (docs/operations.md);
+    # a sourced stack.env keeps the count of the running stack.
+    STACK_API_PROCESSES=${KILN_API_PROCESSES:-${STACK_API_PROCESSES:-1}}
+    case "$STACK_API_PROCESSES" in
+    [1-9] | [1-9][0-9]) ;;
+    *) echo "stack: KILN_API_PROCESSES must be 1..99, got '$STACK_API_PROCESSES'" >&2; return 1 ;;
+    esac
     STACK_URL=http://127.0.0.1:$STACK_HTTP_PORT
     export KILN_DB="host=$STACK_PGSOCK port=$STACK_PG_PORT dbname=kiln user=postgres connect_timeout=5"
     export KILN_FCGI_SOCKET=$STACK_API_SOCK
@@ -39,8 +52,24 @@ stack_init() {
     export KILN_SECRET_KEY_FILE=$STACK_VAR/secret.key
     export KILN_SQL_DIR=$STACK_SRC/sql
     # Remember the ports so later commands (make down, a second shell) find the stack.
-    printf 'STACK_HTTP_PORT=%s\nSTACK_PG_PORT=%s\n' "$STACK_HTTP_PORT" "$STACK_PG_PORT" \
-        >"$STACK_VAR/stack.env"
+    printf 'STACK_HTTP_PORT=%s\nSTACK_PG_PORT=%s\nSTACK_API_PROCESSES=%s\n' \
+        "$STACK_HTTP_PORT" "$STACK_PG_PORT" "$STACK_API_PROCESSES" >"$STACK_VAR/stack.env"
+}
+
+# stack_api_file N KIND: the path of kiln-api process N's socket, pid file, restart-loop
+# pid file, log or restart log. Process 1 keeps the names of the one-process stack, so
+# tests and tools that read run/kiln-api.pid or log/kiln-api.log see process 1.
+stack_api_file() {
+    local sfx=""
+    [ "$1" -eq 1 ] || sfx=-$1
+    case "$2" in
+    sock) echo "$STACK_VAR/run/api$sfx.sock" ;;
+    pid) echo "$STACK_VAR/run/kiln-api$sfx.pid" ;;
+    loop) echo "$STACK_VAR/run/kiln-api$sfx-supervisor.pid" ;;
+    log) echo "$STACK_VAR/log/kiln-api$sfx.log" ;;
+    restarts) echo "$STACK_VAR/log/kiln-api$sfx-restarts.log" ;;
+    *) echo "stack_api_file: unknown kind $2" >&2; return 1 ;;
+    esac
 }
 
 # Runs a command as the unprivileged owner of the cluster (postgres refuses root).
@@ -99,20 +128,23 @@ stack_psql() {
         -U postgres -d kiln "$@"
 }
 
-# kiln-api's restart loop (STACK_API_RESTART=1, as `make up` runs it): starts kiln-api,
-# keeps its pid in run/kiln-api.pid, and when it exits without being asked to (a crash,
-# a kill) logs the exit to log/kiln-api-restarts.log and starts it again, waiting 1 s,
-# then longer (up to 30 s) while it keeps dying within 10 s of its start. TERM/INT stop
-# kiln-api and the loop. Runs in the background with its pid in run/kiln-api-supervisor.pid.
+# kiln-api's restart loop for process N (STACK_API_RESTART=1, as `make up` runs it):
+# starts kiln-api on its own socket, keeps its pid in its pid file, and when it exits
+# without being asked to (a crash, a kill) logs the exit to its restart log and starts it
+# again, waiting 1 s, then longer (up to 30 s) while it keeps dying within 10 s of its
+# start. TERM/INT stop kiln-api and the loop. Each process has its own loop, so one
+# process crashing never restarts (or delays) another.
 stack_api_supervise() {
     set +e
-    local child="" stopping=0 rc started delay=1
+    local n=$1 child="" stopping=0 rc started delay=1 pidf log
+    pidf=$(stack_api_file "$n" pid)
+    log=$(stack_api_file "$n" log)
     trap 'stopping=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' TERM INT
     while [ "$stopping" -eq 0 ]; do
         started=$(date +%s)
-        "$STACK_BUILD/api/kiln-api" serve >>"$STACK_VAR/log/kiln-api.log" 2>&1 &
+        KILN_FCGI_SOCKET=$(stack_api_file "$n" sock) "$STACK_BUILD/api/kiln-api" serve >>"$log" 2>&1 &
         child=$!
-        echo "$child" >"$STACK_VAR/run/kiln-api.pid"
+        echo "$child" >"$pidf"
         # wait returns early when a trapped signal arrives; keep waiting for the exit.
         while :; do
             wait "$child"
@@ -123,37 +155,49 @@ stack_api_supervise() {
         if [ $(($(date +%s) - started)) -ge 10 ]; then delay=1; fi
         printf '%s kiln-api (pid %s) exited with status %s; restarting in %s s\n' \
             "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$child" "$rc" "$delay" |
-            tee -a "$STACK_VAR/log/kiln-api.log" >>"$STACK_VAR/log/kiln-api-restarts.log"
+            tee -a "$log" >>"$(stack_api_file "$n" restarts)"
         sleep "$delay" &
         wait $!
         delay=$((delay * 2 > 30 ? 30 : delay * 2))
     done
-    rm -f "$STACK_VAR/run/kiln-api.pid"
+    rm -f "$pidf"
+}
+
+# Starts process N (plain or under its loop) and waits for its socket.
+stack_api_start() {
+    local n=$1 sock pidf log i
+    sock=$(stack_api_file "$n" sock)
+    pidf=$(stack_api_file "$n" pid)
+    log=$(stack_api_file "$n" log)
+    # A socket file left by a killed process would pass the wait below before the new
+    # process listens (stack_api_down ran first: nobody serves on it).
+    rm -f "$pidf" "$sock"
+    if [ "${STACK_API_RESTART:-0}" = 1 ]; then
+        stack_api_supervise "$n" </dev/null >>"$log" 2>&1 &
+        echo $! >"$(stack_api_file "$n" loop)"
+        for i in $(seq 1 50); do [ -s "$pidf" ] && break; sleep 0.1; done
+    else
+        KILN_FCGI_SOCKET=$sock "$STACK_BUILD/api/kiln-api" serve >>"$log" 2>&1 &
+        echo $! >"$pidf"
+    fi
+    for i in $(seq 1 100); do
+        [ -S "$sock" ] && return 0
+        kill -0 "$(cat "$pidf" 2>/dev/null)" 2>/dev/null ||
+            { tail -20 "$log" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "stack: kiln-api process $n did not open $sock" >&2
+    return 1
 }
 
 stack_api_up() {
     [ -s "$KILN_SECRET_KEY_FILE" ] || "$STACK_BUILD/api/kiln-api" keygen "$KILN_SECRET_KEY_FILE"
     "$STACK_BUILD/api/kiln-api" migrate >>"$STACK_VAR/log/kiln-api.log" 2>&1 ||
         { tail -20 "$STACK_VAR/log/kiln-api.log" >&2; return 1; }
-    rm -f "$STACK_VAR/run/kiln-api.pid"
-    if [ "${STACK_API_RESTART:-0}" = 1 ]; then
-        stack_api_supervise </dev/null >>"$STACK_VAR/log/kiln-api.log" 2>&1 &
-        echo $! >"$STACK_VAR/run/kiln-api-supervisor.pid"
-        local i
-        for i in $(seq 1 50); do [ -s "$STACK_VAR/run/kiln-api.pid" ] && break; sleep 0.1; done
-    else
-        "$STACK_BUILD/api/kiln-api" serve >>"$STACK_VAR/log/kiln-api.log" 2>&1 &
-        echo $! >"$STACK_VAR/run/kiln-api.pid"
-    fi
-    local i
-    for i in $(seq 1 100); do
-        [ -S "$STACK_API_SOCK" ] && return 0
-        kill -0 "$(cat "$STACK_VAR/run/kiln-api.pid" 2>/dev/null)" 2>/dev/null ||
-            { tail -20 "$STACK_VAR/log/kiln-api.log" >&2; return 1; }
-        sleep 0.1
+    local n
+    for n in $(seq 1 "$STACK_API_PROCESSES"); do
+        stack_api_start "$n" || return 1
     done
-    echo "stack: kiln-api did not open $STACK_API_SOCK" >&2
-    return 1
 }
 
 stack_kill_pidfile() {
@@ -168,10 +212,17 @@ stack_kill_pidfile() {
     rm -f "$f"
 }
 
-# The restart loop first (so it does not start kiln-api again), then kiln-api.
+# Every process that has a pid file (whatever KILN_API_PROCESSES is now): its restart
+# loop first (so it does not start kiln-api again), then kiln-api.
 stack_api_down() {
-    stack_kill_pidfile "$STACK_VAR/run/kiln-api-supervisor.pid" "${1:-TERM}"
-    stack_kill_pidfile "$STACK_VAR/run/kiln-api.pid" "${1:-TERM}"
+    local f
+    for f in "$STACK_VAR"/run/kiln-api*-supervisor.pid; do
+        [ -e "$f" ] && stack_kill_pidfile "$f" "${1:-TERM}"
+    done
+    for f in "$STACK_VAR"/run/kiln-api*.pid; do
+        [ -e "$f" ] && stack_kill_pidfile "$f" "${1:-TERM}"
+    done
+    return 0
 }
 
 stack_nginx_up() {
@@ -181,7 +232,12 @@ stack_nginx_up() {
         user_line="user nobody nogroup;"
         chown -R nobody:nogroup "$STACK_VAR/nginx"
     fi
-    sed -e "s|@VAR@|$STACK_VAR|g" -e "s|@SOCKET@|$STACK_API_SOCK|g" \
+    # One upstream server per kiln-api process, failure settings as in nginx/kiln.conf.
+    local servers="" n
+    for n in $(seq 1 "$STACK_API_PROCESSES"); do
+        servers="$servers server unix:$(stack_api_file "$n" sock) max_fails=3 fail_timeout=5s;"
+    done
+    sed -e "s|@VAR@|$STACK_VAR|g" -e "s|@SERVERS@|$servers|g" \
         -e "s|@PORT@|$STACK_HTTP_PORT|g" -e "s|@USER_LINE@|$user_line|" \
         "$STACK_SRC/nginx/local.conf.in" >"$STACK_VAR/nginx/nginx.conf"
     nginx -e "$STACK_VAR/log/nginx-error.log" -c "$STACK_VAR/nginx/nginx.conf" ||

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make up`: the whole local stack under var/ with embedded defaults — a private
-# PostgreSQL cluster, kiln-api behind nginx on 127.0.0.1:${KILN_HTTP_PORT:-8080}, a local
-# SMTP sink (Postfix's smtp-sink on 127.0.0.1:${KILN_SINK_PORT:-2525}) so nothing leaves
-# the machine, a real mail path (a Postfix instance delivering over LMTP into Dovecot,
+# PostgreSQL cluster, ${KILN_API_PROCESSES:-2} kiln-api processes (each under its restart
+# loop) behind nginx on 127.0.0.1:${KILN_HTTP_PORT:-8080}, a local SMTP sink (Postfix's
+# smtp-sink on 127.0.0.1:${KILN_SINK_PORT:-2525}) so nothing leaves the machine, a real
+# mail path (a Postfix instance delivering over LMTP into Dovecot,
 # deploy/local/mailstack.sh; needs root, else the demo uses the sink), demo users and
 # mailboxes, and one kiln-agent when the build has its lease loop. Idempotent: running
 # it again restarts what is down and keeps the data.
@@ -23,20 +24,31 @@ if curl -s -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null &&
     echo "up: port $port is taken by something else; set KILN_HTTP_PORT" >&2
     exit 1
 fi
+# Two kiln-api processes by default, as the production site runs two instances: nginx
+# spreads requests over both, and a crash of one is invisible to the demo's agent (nginx
+# moves to the other while its loop restarts it). KILN_API_PROCESSES=1 for one.
+export KILN_API_PROCESSES=${KILN_API_PROCESSES:-2}
 stack_init "$var" "$build" "$port"
 
 step() { printf '==> %s\n' "$*"; }
 step "PostgreSQL (var/pg, socket in var/pg/run)"
 [ -f "$STACK_PGDATA/postmaster.pid" ] && stack_as_pg "$(stack_pg_bin)/pg_ctl" -D "$STACK_PGDATA" status >/dev/null 2>&1 ||
     stack_pg_up
-step "kiln-api (migrations, FastCGI on var/run/api.sock, restarted if it dies)"
-# Under the restart loop of stack.sh: a crash is logged to var/log/kiln-api-restarts.log
-# and kiln-api comes back; `make down` stops the loop first.
+step "kiln-api x $KILN_API_PROCESSES (migrations, FastCGI on var/run/api[-N].sock, each restarted if it dies)"
+# Each under its own restart loop of stack.sh: a crash is logged to
+# var/log/kiln-api[-N]-restarts.log and that process comes back; `make down` stops the
+# loops first.
 export STACK_API_RESTART=${STACK_API_RESTART:-1}
-if ! { [ -f "$var/run/kiln-api-supervisor.pid" ] &&
-    kill -0 "$(cat "$var/run/kiln-api-supervisor.pid")" 2>/dev/null; }; then
-    stack_api_down # an unsupervised kiln-api from an older run, if any
+api_running=1
+for n in $(seq 1 "$KILN_API_PROCESSES"); do
+    f=$(stack_api_file "$n" loop)
+    { [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; } || api_running=0
+done
+if [ $api_running = 0 ]; then
+    stack_api_down # unsupervised or fewer processes from an older run, if any
     stack_api_up
+    # nginx's upstream lists the sockets: reload it when it runs with another count.
+    stack_nginx_down
 fi
 step "nginx on $STACK_URL"
 if ! { [ -f "$var/run/nginx.pid" ] && kill -0 "$(cat "$var/run/nginx.pid")" 2>/dev/null; }; then
@@ -131,7 +143,8 @@ fi
 cat <<MSG
 
 kiln is up at $STACK_URL  (logs in var/log/, stop with: make down)
-  kiln-api is restarted if it dies (each restart in var/log/kiln-api-restarts.log)
+  $KILN_API_PROCESSES kiln-api process(es) behind nginx, each restarted if it dies
+  (logs var/log/kiln-api[-N].log, restarts in var/log/kiln-api[-N]-restarts.log)
   admin token: var/admin.token
   TOKEN=\$(cat var/admin.token)
   curl -H "Authorization: Bearer \$TOKEN" $STACK_URL/api/warmup/quota?status=behind

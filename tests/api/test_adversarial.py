@@ -377,7 +377,9 @@ ROUTES = [("GET", "/healthz", "admin"), ("GET", "/metrics", "admin"),
           ("GET", "/api/mailboxes/{}", "tenant"), ("PATCH", "/api/mailboxes/{}", "tenant"),
           ("DELETE", "/api/mailboxes/{}", "tenant"),
           ("POST", "/api/mailboxes/{}/pause", "tenant"),
-          ("POST", "/api/mailboxes/{}/resume", "tenant"), ("POST", "/api/agents", "admin"),
+          ("POST", "/api/mailboxes/{}/resume", "tenant"),
+          ("GET", "/api/mailboxes/{}/health", "tenant"),
+          ("GET", "/api/mailboxes/{}/placement", "tenant"), ("POST", "/api/agents", "admin"),
           ("GET", "/api/agents", "admin"), ("POST", "/api/tokens", "admin"),
           ("POST", "/api/agent/lease", "agent"), ("POST", "/api/agent/report", "agent"),
           ("POST", "/api/agent/heartbeat", "agent"), ("POST", "/api/agent/release", "agent")]
@@ -391,7 +393,8 @@ NUMERIC_QUERIES = {"limit": ["1e400", "-0", "0", "9223372036854775808",
                               "abc"],
                    "id": ["1e400", "-0", "0", "9223372036854775808", "99999999999999999999"],
                    "user_id": ["1e400", "-0", "9223372036854775808", "abc"]}
-LISTS = {"/api/plans", "/api/users", "/api/mailboxes", "/api/agents"}
+LISTS = {"/api/plans", "/api/users", "/api/mailboxes", "/api/agents",
+         "/api/mailboxes/{}/placement"}
 
 before = dump()
 for method, route, tok in ROUTES:

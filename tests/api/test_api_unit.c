@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "app.h"
 #include "http.h"
 #include "routes.h"
 #include "stats.h"
@@ -226,10 +227,36 @@ static void test_histogram_buckets(void **state)
                      SEND_LATENCY_BUCKETS);
 }
 
+/* KILN_HEALTH_*: the defaults, one override, and a bad value named in the error. */
+static void test_health_thresholds_from_the_environment(void **state)
+{
+    (void)state;
+    app_config cfg;
+    char err[256];
+    assert_int_equal(app_config_load(&cfg, err, sizeof err), 0);
+    assert_true(cfg.health.watch_junk == 0.10 && cfg.health.pause_junk == 0.40);
+    assert_int_equal(cfg.health_quarantine_days, 3);
+    setenv("KILN_HEALTH_WATCH_JUNK", "0.15", 1);
+    assert_int_equal(app_config_load(&cfg, err, sizeof err), 0);
+    assert_true(cfg.health.watch_junk == 0.15);
+    setenv("KILN_HEALTH_WATCH_JUNK", "0.5", 1); /* above the quarantine threshold */
+    assert_int_equal(app_config_load(&cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "KILN_HEALTH_QUARANTINE_JUNK"));
+    setenv("KILN_HEALTH_WATCH_JUNK", "ten", 1);
+    assert_int_equal(app_config_load(&cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "KILN_HEALTH_WATCH_JUNK"));
+    unsetenv("KILN_HEALTH_WATCH_JUNK");
+    setenv("KILN_HEALTH_QUARANTINE_DAYS", "0", 1);
+    assert_int_equal(app_config_load(&cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "KILN_HEALTH_QUARANTINE_DAYS"));
+    unsetenv("KILN_HEALTH_QUARANTINE_DAYS");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_email_accepts_dot_atoms_and_rejects_the_rest),
+        cmocka_unit_test(test_health_thresholds_from_the_environment),
         cmocka_unit_test(test_valid_host_takes_names_and_ip_literals),
         cmocka_unit_test_setup_teardown(test_v_int_names_the_field_and_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_unknown_fields, setup, teardown),

@@ -43,7 +43,9 @@ for k in ("title", "uid", "panels", "schemaVersion", "templating"):
     assert k in d, f"dashboard has no {k}"
 titles = [p["title"] for p in d["panels"]]
 need = ["Sends per minute by status", "Quota completion", "Queue depth", "Agents",
-        "Send errors by class", "Lease request latency", "Agent report backlog"]
+        "Send errors by class", "Lease request latency", "Agent report backlog",
+        "Inbox rate by provider (7 days)", "Junk share by provider (7 days)",
+        "Mailboxes by health band"]
 for t in need:
     assert t in titles, f"panel '{t}' missing (have {titles})"
 ids = [p["id"] for p in d["panels"]]
@@ -62,6 +64,7 @@ exported = {"kiln_sends_total", "kiln_send_errors_total", "kiln_mailboxes", "kil
             "kiln_quota_completion_ratio", "kiln_queue_depth", "kiln_agents_active", "kiln_leases_active",
             "kiln_sends_in_flight", "kiln_service_running", "kiln_health_status",
             "kiln_send_latency_seconds_bucket", "kiln_lease_request_duration_seconds_bucket",
+            "kiln_mailboxes_by_health", "kiln_inbox_rate", "kiln_junk_rate", "kiln_placements_7d",
             # kiln-agent's own (docs/agent-run.md#metrics)
             "kiln_agent_results_unreported", "kiln_agent_report_failures_total",
             "kiln_agent_sessions_active", "kiln_agent_slots_outstanding"}
