@@ -53,7 +53,7 @@ void wire_lease_free(wire_lease *l)
  * the parse goes on; the entry is set aside when it ends. Strings are checked for
  * UTF-8 one by one, so a bad byte in one password spoils one mailbox, not the lease. */
 
-enum pctx { P_TOP, P_LEASE, P_MAILBOXES, P_MAILBOX, P_SMTP, P_SENDS, P_SEND, P_DONE };
+enum pctx { P_TOP, P_LEASE, P_MAILBOXES, P_MAILBOX, P_SMTP, P_SENDS, P_SEND, P_REFS, P_DONE };
 
 enum pkey {
     K_NONE,
@@ -79,6 +79,8 @@ enum pkey {
     K_SUBJECT,
     K_BODY,
     K_MESSAGE_ID,
+    K_IN_REPLY_TO,
+    K_REFERENCES,
     K_RETRY_AFTER, /* lenient: a value of another type is ignored, never a fault */
     K_SERVICE,     /* lenient */
 };
@@ -120,6 +122,8 @@ static const struct keyname keys[] = {
     KEY(P_SEND, "subject", K_SUBJECT),
     KEY(P_SEND, "body", K_BODY),
     KEY(P_SEND, "message_id", K_MESSAGE_ID),
+    KEY(P_SEND, "in_reply_to", K_IN_REPLY_TO),
+    KEY(P_SEND, "references", K_REFERENCES),
 };
 
 /* fields seen in the object being parsed */
@@ -160,7 +164,7 @@ static void where(const struct parse *p, enum pctx ctx, char *out, size_t outlen
     size_t mi = p->mb_count ? p->mb_count - 1 : 0;
     if (ctx == P_SMTP)
         snprintf(out, outlen, "mailboxes[%zu].smtp", mi);
-    else if (ctx == P_SEND || ctx == P_SENDS)
+    else if (ctx == P_SEND || ctx == P_SENDS || ctx == P_REFS)
         snprintf(out, outlen, "mailboxes[%zu].sends[%zu]", mi,
                  p->m && p->m->nsends ? p->m->nsends - 1 : 0);
     else if (ctx == P_MAILBOX)
@@ -300,6 +304,8 @@ static int wrong_type(struct parse *p, const char *what)
                  p->m->nsends);
         return mailbox_bad(p, msg);
     }
+    if (ctx == P_REFS)
+        return fail(p, "references", "must be an array of msg-id strings");
     return fail(p, key_name(ctx, p->key), what);
 }
 
@@ -332,6 +338,8 @@ static const char *int_rule(enum pkey k)
         return "must be a positive integer";
     case K_ALLOW_PLAINTEXT_AUTH:
         return "must be true, false or null";
+    case K_REFERENCES:
+        return "must be an array of msg-id strings or null";
     default:
         return "must be a string or null";
     }
@@ -428,12 +436,40 @@ static int on_null(void *ctx)
     case K_CA_FILE:
     case K_ALLOW_PLAINTEXT_AUTH:
     case K_MESSAGE_ID:
+    case K_IN_REPLY_TO:
+    case K_REFERENCES:
     case K_NOT_BEFORE:
         p->key = K_NONE; /* null is the default these already hold */
         return 1;
     default:
         return on_other(p);
     }
+}
+
+#define MSGID_RULE "must be a msg-id <left@right> of at most 250 bytes"
+
+static void references_free(job_send *js)
+{
+    for (size_t i = 0; i < js->nreferences; i++)
+        free(js->references[i]);
+    free(js->references);
+    js->references = NULL;
+    js->nreferences = 0;
+}
+
+/* One element of a send's "references": a msg-id, at most JOBS_REFERENCES_MAX of them
+ * (a bad one sets the mailbox entry aside, as any bad field of a slot does). */
+static int add_reference(struct parse *p, const unsigned char *s, size_t n)
+{
+    job_send *js = p->s;
+    if (js->nreferences == JOBS_REFERENCES_MAX)
+        return fail(p, "references", "more than 20 msg-ids");
+    if (memchr(s, 0, n) || !jobs_msgid_ok((const char *)s, n))
+        return fail(p, "references", MSGID_RULE);
+    if (!js->references)
+        js->references = xcalloc(JOBS_REFERENCES_MAX, sizeof *js->references);
+    js->references[js->nreferences++] = xstrndup((const char *)s, n);
+    return 1;
 }
 
 /* Replaces *slot with a copy of the string (duplicate keys: the last one counts). */
@@ -454,6 +490,8 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         return 1;
     enum pkey k = p->key;
     enum pctx c = top(p);
+    if (c == P_REFS)
+        return add_reference(p, s, n);
     if (k == K_RETRY_AFTER || k == K_SERVICE) {
         p->key = K_NONE;
         if (k == K_SERVICE && !memchr(s, 0, n) && utf8_valid((const char *)s, n)) {
@@ -463,7 +501,8 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         return 1;
     }
     if (k == K_NONE || k == K_TTL || k == K_ID || k == K_PORT || k == K_NOT_BEFORE ||
-        k == K_MAILBOXES || k == K_SMTP || k == K_SENDS || k == K_ALLOW_PLAINTEXT_AUTH)
+        k == K_MAILBOXES || k == K_SMTP || k == K_SENDS || k == K_ALLOW_PLAINTEXT_AUTH ||
+        k == K_REFERENCES)
         return wrong_type(p, int_rule(k));
     if (memchr(s, 0, n))
         return fail(p, key_name(c, k), "contains a NUL character");
@@ -535,6 +574,11 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         if (!printable_ascii(js->message_id) || n > 900 || js->message_id[0] != '<' ||
             !strchr(js->message_id, '>'))
             return fail(p, "message_id", "must look like <id@domain>");
+        return 1;
+    case K_IN_REPLY_TO:
+        set_str(&js->in_reply_to, s, n, false);
+        if (!jobs_msgid_ok(js->in_reply_to, n))
+            return fail(p, "in_reply_to", MSGID_RULE);
         return 1;
     default:
         return wrong_type(p, "must be a string or null");
@@ -625,6 +669,10 @@ static int on_start_array(void *ctx)
         p->mb_seen |= SEEN_SENDS;
         return push(p, P_SENDS);
     }
+    if (top(p) == P_SEND && p->key == K_REFERENCES) {
+        references_free(p->s); /* a duplicate key: the last one counts */
+        return push(p, P_REFS);
+    }
     return wrong_container(p, int_rule(p->key));
 }
 
@@ -649,6 +697,9 @@ static int end_object(struct parse *p)
             return missing(p, "subject", "a string");
         if (!s->body)
             return missing(p, "body", "a string");
+        if ((s->in_reply_to != NULL) != (s->nreferences > 0))
+            return fail(p, s->in_reply_to ? "references" : "in_reply_to",
+                        "a reply carries both in_reply_to and references");
         return 1;
     }
     case P_SMTP: {

@@ -1,8 +1,15 @@
-/* The scheduler's job structs (see jobs.h): address check and freeing. */
+/* The scheduler's job structs (see jobs.h): address and msg-id checks, freeing. */
 #include "jobs.h"
+
+#include "smtp_message.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+int jobs_msgid_ok(const char *s, size_t n)
+{
+    return smtp_msgid_ok(s, n);
+}
 
 int jobs_address_ok(const char *s)
 {
@@ -31,6 +38,10 @@ void job_mailbox_free(job_mailbox *m)
         free(s->subject);
         free(s->body);
         free(s->message_id);
+        free(s->in_reply_to);
+        for (size_t r = 0; r < s->nreferences; r++)
+            free(s->references[r]);
+        free(s->references);
     }
     free(m->sends);
     free(m->address);
