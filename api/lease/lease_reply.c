@@ -178,8 +178,10 @@ void lease_reply_assign(arena *a, lease_replies *rs, lease_pool *pool, int64_t r
             bool same = rp->candidate == sl->candidate;
             if (!same && to->received + to->assigned >= recipient_daily_cap)
                 continue;
-            if (!gr->replies)
-                gr->replies = arena_calloc(a, (size_t)gr->nslots * sizeof *gr->replies);
+            if (!gr->replies) /* an array of pointers: sizeof a pointer is meant */
+                gr->replies =
+                    arena_calloc(a, (size_t)gr->nslots *
+                                        sizeof *gr->replies); // NOLINT(bugprone-sizeof-expression)
             if (!same) {
                 pool->cands[sl->candidate].assigned--;
                 to->assigned++;
