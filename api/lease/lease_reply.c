@@ -5,6 +5,7 @@
 #include "i64map.h"
 #include "pgarr.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* A reply that found no slot for this long after its due time is not sent any more: a
@@ -34,15 +35,8 @@ static const db_stmt Q_RECIPIENTS = {
     "WHERE m.id = ANY ($1::bigint[]) AND m.state = 'active' AND m.deleted_at IS NULL "
     "AND u.state = 'active'"};
 
-bool lease_reply_schedule(db *d, arena *a, int64_t parent_send_id, int64_t due_s, int64_t *reply_id)
-{
-    const char *p[] = {db_i64_text(a, parent_send_id), db_i64_text(a, due_s)};
-    PGresult *r = db_exec(d, a, &Q_SCHEDULE, 2, p);
-    if (!r || PQntuples(r) != 1)
-        return false;
-    *reply_id = db_i64(r, 0, 0);
-    return true;
-}
+static const db_stmt Q_ENGAGE_INPUTS = {
+    "reply_engage_inputs", "SELECT * FROM kiln_engage_inputs($1::bigint[], to_timestamp($2))"};
 
 static const char *ids_literal(arena *a, const int64_t *v, size_t n)
 {
@@ -51,6 +45,87 @@ static const char *ids_literal(arena *a, const int64_t *v, size_t n)
     for (size_t i = 0; i < n; i++)
         pgarr_i64(&arr, v[i]);
     return pgarr_done(&arr, a);
+}
+
+/* Reads up to max integers of a PostgreSQL array literal ("{1,-2,3}"); returns how many. */
+static size_t int_array(const char *s, int64_t *out, size_t max)
+{
+    size_t n = 0;
+    if (*s == '{')
+        s++;
+    while (*s && *s != '}' && n < max) {
+        char *end = NULL;
+        long long v = strtoll(s, &end, 10);
+        if (end == s)
+            break;
+        out[n++] = v;
+        s = end;
+        if (*s == ',')
+            s++;
+    }
+    return n;
+}
+
+static void read_engage_input(const PGresult *r, int i, const int *c, lease_engage_input *in)
+{
+    engage_params *p = &in->params;
+    in->send_id = db_i64(r, i, c[0]);
+    in->recipient_id = db_i64(r, i, c[1]);
+    p->open_rate = strtod(PQgetvalue(r, i, c[2]), NULL);
+    p->important_rate = strtod(PQgetvalue(r, i, c[3]), NULL);
+    p->rescue_rate = strtod(PQgetvalue(r, i, c[4]), NULL);
+    p->reply_rate = strtod(PQgetvalue(r, i, c[5]), NULL);
+    p->untouched_rate = strtod(PQgetvalue(r, i, c[6]), NULL);
+    p->dwell_median_s = (int32_t)db_i64(r, i, c[7]) * 60;
+    p->dwell_max_s = (int32_t)db_i64(r, i, c[8]) * 60;
+    p->quiet_start_min = (int32_t)db_i64(r, i, c[9]) * 60;
+    p->quiet_end_min = (int32_t)db_i64(r, i, c[10]) * 60;
+    p->retention_days = (int32_t)db_i64(r, i, c[11]);
+    p->max_reply_depth = (int32_t)db_i64(r, i, c[12]);
+    in->reply_depth = (int32_t)db_i64(r, i, c[13]);
+    int64_t from[ENGAGE_TZ_MAX_SPANS], off[ENGAGE_TZ_MAX_SPANS];
+    size_t nf = int_array(PQgetvalue(r, i, c[14]), from, ENGAGE_TZ_MAX_SPANS);
+    size_t no = int_array(PQgetvalue(r, i, c[15]), off, ENGAGE_TZ_MAX_SPANS);
+    in->tz.n = nf < no ? nf : no;
+    for (size_t k = 0; k < in->tz.n; k++)
+        in->tz.spans[k] = (engage_tz_span){from[k], (int32_t)off[k]};
+}
+
+bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
+                               int64_t from_s, lease_engage_input **out, size_t *n)
+{
+    static const char *const names[] = {
+        "send_id",         "recipient_id",     "open_rate",      "important_rate",
+        "rescue_rate",     "reply_rate",       "untouched_rate", "dwell_median_min",
+        "dwell_max_min",   "quiet_start_hour", "quiet_end_hour", "retention_days",
+        "max_reply_depth", "reply_depth",      "tz_from_s",      "tz_offset_s"};
+    *out = NULL;
+    *n = 0;
+    if (nsends == 0)
+        return true;
+    const char *p[] = {ids_literal(a, send_ids, nsends), db_i64_text(a, from_s)};
+    PGresult *r = db_exec(d, a, &Q_ENGAGE_INPUTS, 2, p);
+    if (!r)
+        return false;
+    int c[16];
+    *n = (size_t)PQntuples(r);
+    *out = arena_calloc(a, (*n + 1) * sizeof **out);
+    if (*n == 0)
+        return true;
+    db_columns(r, names, c, 16);
+    for (size_t i = 0; i < *n; i++)
+        read_engage_input(r, (int)i, c, &(*out)[i]);
+    return true;
+}
+
+bool lease_reply_schedule(db *d, arena *a, int64_t parent_send_id, int64_t due_s, int64_t *reply_id)
+{
+    const char *p[] = {db_i64_text(a, parent_send_id), db_i64_text(a, due_s)};
+    PGresult *r = db_exec(d, a, &Q_SCHEDULE, 2, p);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    *reply_id = db_i64(r, 0, 0);
+    return true;
 }
 
 static void read_due(const PGresult *r, lease_replies *out, arena *a)

@@ -7,6 +7,7 @@
 #define KILN_LEASE_REPLY_H
 
 #include "db.h"
+#include "engage.h"
 #include "lease_store.h"
 
 #include <stdbool.h>
@@ -18,6 +19,22 @@
  * already answered: one reply per received message). Runs in the caller's transaction. */
 bool lease_reply_schedule(db *d, arena *a, int64_t parent_send_id, int64_t due_s,
                           int64_t *reply_id);
+
+/* What the engagement policy (engage_plan_for_found) needs beside a found event, for one
+ * received send: its recipient's plan, that mailbox's time zone spans from the found
+ * time, and the send's reply depth. */
+typedef struct lease_engage_input {
+    int64_t send_id, recipient_id;
+    engage_params params;
+    engage_tz tz;
+    int32_t reply_depth;
+} lease_engage_input;
+
+/* Loads the inputs of received sends (kiln_engage_inputs, migration 012; the zone spans
+ * from from_s over 96 hours): *out gets one entry per known send with a recipient, in
+ * the order of send_ids, *n how many; in arena a. */
+bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
+                               int64_t from_s, lease_engage_input **out, size_t *n);
 
 /* A pending reply as a grant sees it; strings point into a result the arena owns. */
 typedef struct lease_reply {

@@ -95,3 +95,38 @@ LANGUAGE sql STABLE AS $$
     WHERE prev IS NULL OR prev <> off
     ORDER BY t
 $$;
+
+-- What the engagement policy (api/engage) needs beside a found event, for received sends:
+-- the recipient's plan's engagement members, the send's reply depth, and the recipient's
+-- time zone spans from from_ts over 96 hours (a dwell, the quiet hours, a reply's dwell:
+-- everything the policy schedules but the prune falls inside), computed once per zone.
+-- Rows in the order of send_ids; unknown sends (or without a recipient) are left out.
+CREATE FUNCTION kiln_engage_inputs(send_ids bigint[], from_ts timestamptz)
+RETURNS TABLE (send_id bigint, recipient_id bigint, open_rate real, important_rate real,
+               rescue_rate real, reply_rate real, untouched_rate real,
+               dwell_median_min integer, dwell_max_min integer, quiet_start_hour integer,
+               quiet_end_hour integer, retention_days integer, max_reply_depth integer,
+               reply_depth smallint, tz_from_s bigint[], tz_offset_s integer[])
+LANGUAGE sql STABLE AS $$
+    WITH r AS (
+        SELECT x.ord, s.id, s.recipient_id, s.reply_depth, m.timezone, p.open_rate,
+               p.important_rate, p.rescue_rate, p.reply_rate, p.untouched_rate,
+               p.dwell_median_min, p.dwell_max_min, p.quiet_start_hour, p.quiet_end_hour,
+               p.retention_days, p.max_reply_depth
+        FROM unnest(send_ids) WITH ORDINALITY AS x (id, ord)
+        JOIN sends s ON s.id = x.id
+        JOIN mailboxes m ON m.id = s.recipient_id
+        JOIN users u ON u.id = m.user_id
+        JOIN plans p ON p.id = u.plan_id),
+    z AS (
+        SELECT d.tz, array_agg(sp.from_s ORDER BY sp.from_s) AS f,
+               array_agg(sp.offset_s ORDER BY sp.from_s) AS o
+        FROM (SELECT DISTINCT timezone AS tz FROM r) d
+        CROSS JOIN LATERAL kiln_tz_spans(d.tz, from_ts, 96) sp
+        GROUP BY d.tz)
+    SELECT r.id, r.recipient_id, r.open_rate, r.important_rate, r.rescue_rate, r.reply_rate,
+           r.untouched_rate, r.dwell_median_min, r.dwell_max_min, r.quiet_start_hour,
+           r.quiet_end_hour, r.retention_days, r.max_reply_depth, r.reply_depth, z.f, z.o
+    FROM r JOIN z ON z.tz = r.timezone
+    ORDER BY r.ord
+$$;

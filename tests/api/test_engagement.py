@@ -1,8 +1,11 @@
 """The engagement plan and replies (issue 13), one part per CTest (test_engagement.py PART,
 each against its own stack): the plan's engagement members (defaults, round trip, 400
 naming the field with nothing created), replies leased as ordinary sends with their
-threading and under the plan's daily cap, and the time zone spans the policy reads."""
+threading and under the plan's daily cap, the inbox side's sequence for a found message
+(inputs from the database, the policy, the reply; engage_found_client), and the time zone
+spans the policy reads."""
 import os
+import subprocess
 import sys
 import time
 
@@ -167,6 +170,88 @@ def part_reply_lease():
     ok("test_references_are_capped_at_20_keeping_the_first")
 
 
+def found_client(send_id, folder, seed, found_s):
+    exe = os.path.join(os.environ.get("KILN_BUILD_DIR", "build"), "tests", "api",
+                       "engage_found_client")
+    out = subprocess.run([exe, str(send_id), folder, str(seed), str(found_s)],
+                         capture_output=True, text=True, timeout=30)
+    check(out.returncode == 0, "engage_found_client: exit %d: %s" % (out.returncode, out.stderr))
+    return out.stdout.splitlines()
+
+
+def fields(line):
+    return dict(kv.split("=", 1) for kv in line.split()[1:])
+
+
+def part_found_to_reply():
+    """The inbox side's sequence for one found message: the plan's inputs read from the
+    database, the policy, the reply scheduled, and the reply leased the next local day."""
+    plan = make_plan("always-reply", ramp_start=1, ramp_step=0, daily_max=1, reply_rate=1.0,
+                     untouched_rate=0.0, open_rate=0.8, important_rate=0.1,
+                     dwell_median_min=20, dwell_max_min=300)
+    ua = make_user("sender-org", plan["id"])
+    ub = make_user("ny-org", plan["id"])
+    a = leasable(ua["id"], "alice@a.test")
+    b = make_mailbox(ub["id"], "bob@b.test", timezone="America/New_York",
+                     window={"start_hour": 0, "end_hour": 24}, warmup_start="2026-03-01")
+    tok = make_agent("host-a")
+    set_clock(utc(2026, 3, 7, 10, 0))  # 05:00 in New York: quiet hours
+    day1 = lease_all(tok)
+    for ans in day1:
+        report(tok, ans["lease_id"], [sent(s["id"]) for s in all_sends(ans)])
+    parent = [s for ans in day1 for s in slot_of(ans, a["id"])][0]
+    found_s = int(utc(2026, 3, 7, 10, 0).timestamp())
+
+    lines = found_client(parent["id"], "junk", 7, found_s)
+    inputs = fields(lines[0])
+    want = {"recipient": str(b["id"]), "open": "0.8000", "important": "0.1000",
+            "rescue": "1.0000", "reply": "1.0000", "untouched": "0.0000",
+            "dwell": "1200/18000", "quiet": "1380-420", "retention": "30", "max_depth": "2",
+            "depth": "0"}
+    for k, v in want.items():
+        check(inputs.get(k) == v, "input %s: want %r, got %r (%s)" % (k, v, inputs.get(k),
+                                                                      lines[0]))
+    spans = [tuple(int(x) for x in sp.split(":")) for sp in inputs["spans"].split(",")]
+    check(len(spans) == 2 and spans[0][1] == -18000 and spans[1] == (1772953200, -14400),
+          "New York's spans across the 2026-03-08 switch: %r" % spans)
+    ok("test_the_policy_inputs_come_from_the_recipients_plan_and_zone")
+
+    plan_line = fields(lines[1])
+    check(plan_line["untouched"] == "0" and plan_line["reply"] == "1"
+          and plan_line["reply_depth"] == "1", "plan: %s" % lines[1])
+    actions = [l.split() for l in lines if l.startswith("action ")]
+    kinds = [x[1] for x in actions]
+    check(kinds[0] == "rescue" and "file" in kinds and kinds[-1] == "prune",
+          "junk mail: rescue first, filed, pruned: %r" % kinds)
+    for x in actions + [["reply", "at=" + plan_line["reply_at"]]]:
+        if x[1] == "prune":
+            continue
+        at = int(x[2 if x[0] == "action" else 1].split("=")[1])
+        local = psql("SELECT extract(hour FROM to_timestamp(%d) AT TIME ZONE "
+                     "'America/New_York')::int" % at)[0]
+        check(7 <= int(local) < 23, "%s due at %s local hour %s: in the quiet hours"
+              % (x[1], at, local))
+    scheduled = [l for l in lines if l.startswith("scheduled ")]
+    check(len(scheduled) == 1 and int(scheduled[0].split()[1]) > 0, "reply scheduled: %r"
+          % lines)
+    due = int(psql("SELECT extract(epoch FROM due_at)::bigint FROM pending_replies")[0])
+    check(due == int(plan_line["reply_at"]), "the reply is due when the policy said")
+    again = found_client(parent["id"], "junk", 7, found_s)
+    check(again[:-1] == lines[:-1] and again[-1] == "scheduled 0",
+          "a re-reported message gets the same plan and no second reply: %r" % again)
+    ok("test_a_found_message_gets_its_plan_outside_the_quiet_hours_and_one_reply")
+
+    set_clock(utc(2026, 3, 8, 16, 0))  # noon in New York, bob's next local day
+    day2 = lease_all(tok)
+    bob = [s for ans in day2 for s in slot_of(ans, b["id"])]
+    check(len(bob) == 1 and bob[0]["to"] == "alice@a.test"
+          and bob[0].get("in_reply_to") == parent["message_id"]
+          and bob[0].get("references") == [parent["message_id"]]
+          and bob[0]["subject"] == "Re: " + parent["subject"],
+          "the scheduled reply is leased as bob's send: %r" % bob)
+    ok("test_the_scheduled_reply_is_leased_the_next_local_day")
+
+
 def part_tz_spans():
     # New York springs forward on 2026-03-08 at 07:00 UTC (02:00 EST -> 03:00 EDT).
     rows = psql("SELECT from_s, offset_s FROM kiln_tz_spans('America/New_York', "
@@ -179,7 +264,8 @@ def part_tz_spans():
     ok("test_tz_spans_find_the_dst_switch_to_the_second")
 
 
-PARTS = {"plans": part_plans, "reply_lease": part_reply_lease, "tz_spans": part_tz_spans}
+PARTS = {"plans": part_plans, "reply_lease": part_reply_lease,
+         "found_to_reply": part_found_to_reply, "tz_spans": part_tz_spans}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in PARTS:
