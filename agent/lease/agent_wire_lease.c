@@ -4,6 +4,7 @@
 #include "agent_wire.h"
 
 #include "json.h"
+#include "wire.h"
 #include "xalloc.h"
 
 #include <yajl/yajl_parse.h>
@@ -457,17 +458,17 @@ static void references_free(job_send *js)
     js->nreferences = 0;
 }
 
-/* One element of a send's "references": a msg-id, at most JOBS_REFERENCES_MAX of them
+/* One element of a send's "references": a msg-id, at most WIRE_MAX_REFERENCES of them
  * (a bad one sets the mailbox entry aside, as any bad field of a slot does). */
 static int add_reference(struct parse *p, const unsigned char *s, size_t n)
 {
     job_send *js = p->s;
-    if (js->nreferences == JOBS_REFERENCES_MAX)
+    if (js->nreferences == WIRE_MAX_REFERENCES)
         return fail(p, "references", "more than 20 msg-ids");
-    if (memchr(s, 0, n) || !jobs_msgid_ok((const char *)s, n))
+    if (memchr(s, 0, n) || !wire_msgid_ok((const char *)s, n))
         return fail(p, "references", MSGID_RULE);
     if (!js->references)
-        js->references = xcalloc(JOBS_REFERENCES_MAX, sizeof *js->references);
+        js->references = xcalloc(WIRE_MAX_REFERENCES, sizeof *js->references);
     js->references[js->nreferences++] = xstrndup((const char *)s, n);
     return 1;
 }
@@ -577,7 +578,7 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         return 1;
     case K_IN_REPLY_TO:
         set_str(&js->in_reply_to, s, n, false);
-        if (!jobs_msgid_ok(js->in_reply_to, n))
+        if (!wire_msgid_ok(js->in_reply_to, n))
             return fail(p, "in_reply_to", MSGID_RULE);
         return 1;
     default:

@@ -1,15 +1,8 @@
-/* The scheduler's job structs (see jobs.h): address and msg-id checks, freeing. */
+/* The scheduler's job structs (see jobs.h): address check and freeing. */
 #include "jobs.h"
-
-#include "smtp_message.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-int jobs_msgid_ok(const char *s, size_t n)
-{
-    return smtp_msgid_ok(s, n);
-}
 
 int jobs_address_ok(const char *s)
 {

@@ -17,14 +17,12 @@ typedef struct job_send {
     char *subject;
     char *body;
     char *message_id; /* NULL: the builder makes one */
-    /* A reply's threading, NULL / 0 otherwise: validated msg-ids (jobs_msgid_ok), at
-     * most JOBS_REFERENCES_MAX references, oldest first. */
+    /* A reply's threading, NULL / 0 otherwise: validated msg-ids (wire_msgid_ok), at
+     * most WIRE_MAX_REFERENCES references, oldest first. */
     char *in_reply_to;
     char **references;
     size_t nreferences;
 } job_send;
-
-#define JOBS_REFERENCES_MAX 20
 
 /* One mailbox with its slots. Owned by whoever holds the pointer: the lease until
  * handed to engine_submit, then the engine, which frees it with job_mailbox_free. */
@@ -49,8 +47,5 @@ void job_mailbox_free(job_mailbox *m);
 /* A mail address we are willing to put in an envelope: local@domain, printable,
  * no spaces, angle brackets or quotes, at most 254 bytes. */
 int jobs_address_ok(const char *s);
-/* An RFC 5322 msg-id the message builder will write (smtp_msgid_ok): "<left@right>",
- * at most 250 bytes. */
-int jobs_msgid_ok(const char *s, size_t n);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "rand.h"
+#include "wire.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -215,63 +216,21 @@ static void put_crlf_text(const char *s, size_t n, buf *out)
     }
 }
 
-static bool is_atext(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
-}
-
-/* dot-atom-text: 1*atext *("." 1*atext) */
-static bool dot_atom_ok(const char *s, size_t n)
-{
-    if (n == 0 || s[0] == '.' || s[n - 1] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '.' ? s[i + 1] == '.' : !is_atext((unsigned char)s[i]))
-            return false;
-    }
-    return true;
-}
-
-bool smtp_msgid_ok(const char *s, size_t n)
-{
-    if (!s || n < 5 || n > SMTP_MSGID_MAX || s[0] != '<' || s[n - 1] != '>')
-        return false;
-    const char *in = s + 1;
-    size_t len = n - 2;
-    const char *at = memchr(in, '@', len);
-    if (!at)
-        return false;
-    size_t left = (size_t)(at - in), right = len - left - 1;
-    if (!dot_atom_ok(in, left))
-        return false;
-    const char *r = at + 1;
-    if (right >= 2 && r[0] == '[' && r[right - 1] == ']') {
-        for (size_t i = 1; i + 1 < right; i++) { /* dtext: %d33-90 / %d94-126 */
-            unsigned char c = (unsigned char)r[i];
-            if (c < 33 || c > 126 || (c >= 91 && c <= 93))
-                return false;
-        }
-        return true;
-    }
-    return dot_atom_ok(r, right);
-}
-
 /* In-Reply-To and References of a reply: only msg-ids are written (anything else is
  * dropped), References folded before 78 columns, one msg-id per line at worst, so no
- * line passes 998 (a msg-id is at most SMTP_MSGID_MAX). */
+ * line passes 998 (a msg-id is at most WIRE_MSGID_MAX). */
 static void put_threading(const smtp_message *m, buf *out)
 {
-    if (m->in_reply_to && smtp_msgid_ok(m->in_reply_to, strlen(m->in_reply_to))) {
+    if (m->in_reply_to && wire_msgid_ok(m->in_reply_to, strlen(m->in_reply_to))) {
         buf_puts(out, "In-Reply-To: ");
         buf_puts(out, m->in_reply_to);
         buf_puts(out, "\r\n");
     }
     size_t col = 0, written = 0;
-    for (size_t i = 0; m->references && i < m->nreferences && written < SMTP_REFERENCES_MAX; i++) {
+    for (size_t i = 0; m->references && i < m->nreferences && written < WIRE_MAX_REFERENCES; i++) {
         const char *id = m->references[i];
         size_t n = id ? strlen(id) : 0;
-        if (!smtp_msgid_ok(id, n))
+        if (!wire_msgid_ok(id, n))
             continue;
         if (written == 0) {
             buf_puts(out, "References:");

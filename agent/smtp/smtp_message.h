@@ -7,7 +7,6 @@
 
 #include "buf.h"
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,22 +21,14 @@ typedef struct smtp_message {
     const char *body;
     const char *message_id; /* "<...@...>"; NULL lets the builder make one */
     /* A reply's threading (RFC 5322 3.6.4), NULL / 0 for fresh mail: In-Reply-To and
-     * the References msg-ids oldest first. A value that is not a msg-id is dropped. */
+     * the References msg-ids oldest first. A value that is not a msg-id
+     * (wire_msgid_ok) is dropped, and References past WIRE_MAX_REFERENCES. */
     const char *in_reply_to;
     const char *const *references;
     size_t nreferences;
     const char *warmup_tag; /* value of X-Kiln-Warmup */
     int64_t date_unix_s;
 } smtp_message;
-
-/* The longest msg-id the builder writes (the control plane's wire limit), and the most
- * References it writes. */
-#define SMTP_MSGID_MAX 250
-#define SMTP_REFERENCES_MAX 20
-
-/* Whether s[0..n) is an RFC 5322 msg-id: "<" dot-atom-text "@" (dot-atom-text |
- * "[" dtext* "]") ">", at most SMTP_MSGID_MAX bytes (no obsolete forms, no CFWS). */
-bool smtp_msgid_ok(const char *s, size_t n);
 
 /* Appends the message (headers, blank line, body) with CRLF line ends to out. */
 void smtp_message_build(const smtp_message *m, buf *out);

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "smtp_message.h"
+#include "wire.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -280,22 +281,22 @@ static void test_msgid_syntax(void **state)
                                       "<a@b@c>",   "<a@b\r\nX: y>", "<\"q\"@b>", "<a@b..c>",
                                       "<a@[b[c]>", "<a(c)@b>",      "",          "<>"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-        if (!smtp_msgid_ok(good[i], strlen(good[i])))
+        if (!wire_msgid_ok(good[i], strlen(good[i])))
             fail_msg("msg-id %s: expected valid", good[i]);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        if (smtp_msgid_ok(bad[i], strlen(bad[i])))
+        if (wire_msgid_ok(bad[i], strlen(bad[i])))
             fail_msg("msg-id [%s]: expected invalid", bad[i]);
-    char long_id[SMTP_MSGID_MAX + 2]; /* one byte over the limit, otherwise valid */
-    memset(long_id, 'a', SMTP_MSGID_MAX + 1);
+    char long_id[WIRE_MSGID_MAX + 2]; /* one byte over the limit, otherwise valid */
+    memset(long_id, 'a', WIRE_MSGID_MAX + 1);
     long_id[0] = '<';
-    memcpy(long_id + SMTP_MSGID_MAX + 1 - 5, "@b.c>", 5);
-    long_id[SMTP_MSGID_MAX + 1] = '\0';
-    assert_false(smtp_msgid_ok(long_id, strlen(long_id)));
-    memset(long_id, 'a', SMTP_MSGID_MAX); /* the same shape at exactly the limit */
+    memcpy(long_id + WIRE_MSGID_MAX + 1 - 5, "@b.c>", 5);
+    long_id[WIRE_MSGID_MAX + 1] = '\0';
+    assert_false(wire_msgid_ok(long_id, strlen(long_id)));
+    memset(long_id, 'a', WIRE_MSGID_MAX); /* the same shape at exactly the limit */
     long_id[0] = '<';
-    memcpy(long_id + SMTP_MSGID_MAX - 5, "@b.c>", 5);
-    long_id[SMTP_MSGID_MAX] = '\0';
-    assert_true(smtp_msgid_ok(long_id, strlen(long_id)));
+    memcpy(long_id + WIRE_MSGID_MAX - 5, "@b.c>", 5);
+    long_id[WIRE_MSGID_MAX] = '\0';
+    assert_true(wire_msgid_ok(long_id, strlen(long_id)));
 }
 
 /* The header named name with its folded continuation lines, into out. */
@@ -416,11 +417,11 @@ static void test_reply_headers_drop_what_is_not_a_msg_id(void **state)
     buf_free(&b);
 
     /* an id of the maximum length is written on a line of its own, within 998 */
-    char longest[SMTP_MSGID_MAX + 1];
-    memset(longest, 'l', SMTP_MSGID_MAX);
+    char longest[WIRE_MSGID_MAX + 1];
+    memset(longest, 'l', WIRE_MSGID_MAX);
     longest[0] = '<';
-    memcpy(longest + SMTP_MSGID_MAX - 5, "@b.c>", 5);
-    longest[SMTP_MSGID_MAX] = '\0';
+    memcpy(longest + WIRE_MSGID_MAX - 5, "@b.c>", 5);
+    longest[WIRE_MSGID_MAX] = '\0';
     const char *two[] = {"<s@x.test>", longest};
     m.references = two;
     m.nreferences = 2;
@@ -428,7 +429,7 @@ static void test_reply_headers_drop_what_is_not_a_msg_id(void **state)
     buf_reset(&b);
     smtp_message_build(&m, &b);
     assert_lines_fit(&b);
-    char want[SMTP_MSGID_MAX + 40];
+    char want[WIRE_MSGID_MAX + 40];
     snprintf(want, sizeof want, "References: <s@x.test>\r\n %s\r\n", longest);
     assert_non_null(strstr(b.data, want));
     buf_free(&b);

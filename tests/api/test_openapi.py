@@ -363,6 +363,8 @@ LIMITS = [
     ("common/wire.h", "WIRE_MAX_LEASE_MAILBOXES", "LeaseRequest", "max_mailboxes", "maximum"),
     ("common/wire.h", "WIRE_MAX_LEASE_SENDS", "LeaseRequest", "max_sends", "maximum"),
     ("common/wire.h", "WIRE_MAX_LEASE_INBOXES", "LeaseRequest", "max_inboxes", "maximum"),
+    ("common/wire.h", "WIRE_MSGID_MAX", "LeaseSend", "in_reply_to", "maxLength"),
+    ("common/wire.h", "WIRE_MAX_REFERENCES", "LeaseSend", "references", "maxItems"),
     ("api/routes/h_mailboxes.c", "OAUTH_TOKEN_MAX_BYTES", "ImapCreate", "oauth_token",
      "maxLength"),
     ("api/routes/h_mailboxes.c", "OAUTH_TOKEN_MAX_BYTES", "ImapPatch", "oauth_token",
