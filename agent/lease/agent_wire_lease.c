@@ -9,6 +9,8 @@
 
 #include <yajl/yajl_parse.h>
 
+#include <errno.h>
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,20 +31,6 @@ static int printable_ascii(const char *s)
         if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
             return 0;
     return 1;
-}
-
-void wire_lease_free(wire_lease *l)
-{
-    if (!l)
-        return;
-    for (size_t i = 0; i < l->nmailboxes; i++)
-        job_mailbox_free(l->mailboxes[i]);
-    free(l->mailboxes);
-    for (size_t i = 0; i < l->nrejected; i++)
-        free(l->rejected[i].send_ids);
-    free(l->rejected);
-    free(l->lease_id);
-    free(l);
 }
 
 /* ---- streaming parse ----
@@ -449,28 +437,12 @@ static int on_null(void *ctx)
 
 #define MSGID_RULE "must be a msg-id <left@right> of at most 250 bytes"
 
-static void references_free(job_send *js)
-{
-    for (size_t i = 0; i < js->nreferences; i++)
-        free(js->references[i]);
-    free(js->references);
-    js->references = NULL;
-    js->nreferences = 0;
-}
-
-/* One element of a send's "references": a msg-id, at most WIRE_MAX_REFERENCES of them
- * (a bad one sets the mailbox entry aside, as any bad field of a slot does). */
+/* One element of a send's "references" (a bad one sets the mailbox entry aside, as any
+ * bad field of a slot does). */
 static int add_reference(struct parse *p, const unsigned char *s, size_t n)
 {
-    job_send *js = p->s;
-    if (js->nreferences == WIRE_MAX_REFERENCES)
-        return fail(p, "references", "more than 20 msg-ids");
-    if (memchr(s, 0, n) || !wire_msgid_ok((const char *)s, n))
-        return fail(p, "references", MSGID_RULE);
-    if (!js->references)
-        js->references = xcalloc(WIRE_MAX_REFERENCES, sizeof *js->references);
-    js->references[js->nreferences++] = xstrndup((const char *)s, n);
-    return 1;
+    int rc = job_send_add_reference(p->s, (const char *)s, n);
+    return rc == 0 ? 1 : fail(p, "references", rc == -E2BIG ? "more than 20 msg-ids" : MSGID_RULE);
 }
 
 /* Replaces *slot with a copy of the string (duplicate keys: the last one counts). */
@@ -671,7 +643,7 @@ static int on_start_array(void *ctx)
         return push(p, P_SENDS);
     }
     if (top(p) == P_SEND && p->key == K_REFERENCES) {
-        references_free(p->s); /* a duplicate key: the last one counts */
+        job_send_clear_references(p->s); /* a duplicate key: the last one counts */
         return push(p, P_REFS);
     }
     return wrong_container(p, int_rule(p->key));
