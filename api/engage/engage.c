@@ -101,6 +101,16 @@ const char *engage_kind_name(engage_kind k)
     return "?";
 }
 
+size_t engage_flag_names(unsigned flags, const char *out[2])
+{
+    size_t n = 0;
+    if (flags & ENGAGE_FLAG_SEEN)
+        out[n++] = "\\Seen";
+    if (flags & ENGAGE_FLAG_FLAGGED)
+        out[n++] = "\\Flagged";
+    return n;
+}
+
 static int32_t offset_at(const engage_tz *tz, int64_t t)
 {
     if (!tz || tz->n == 0)

@@ -119,6 +119,9 @@ int engage_plan_for_found(const engage_params *p, const engage_found *f, engage_
 
 /* The wire name of a kind: "rescue", "mark", "file", "prune". */
 const char *engage_kind_name(engage_kind k);
+/* The IMAP flags of a mark's ENGAGE_FLAG_* bits into out ("\\Seen", "\\Flagged", static
+ * strings, in that order); returns how many (at most 2). */
+size_t engage_flag_names(unsigned flags, const char *out[2]);
 /* The recipient-local minute of the day (0..1439) at t. */
 int32_t engage_local_minute(const engage_tz *tz, int64_t t);
 /* Whether t falls in the quiet time [quiet_start_min, quiet_end_min) local. */

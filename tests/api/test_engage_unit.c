@@ -416,6 +416,13 @@ static void test_bad_parameters_are_refused(void **state)
     f.reply_depth = -1;
     assert_int_equal(engage_plan_for_found(&good, &f, &r, &o), -EINVAL);
     assert_string_equal(engage_kind_name(ENGAGE_FILE), "file");
+    const char *names[2];
+    assert_int_equal(engage_flag_names(ENGAGE_FLAG_SEEN | ENGAGE_FLAG_FLAGGED, names), 2);
+    assert_string_equal(names[0], "\\Seen");
+    assert_string_equal(names[1], "\\Flagged");
+    assert_int_equal(engage_flag_names(ENGAGE_FLAG_FLAGGED, names), 1);
+    assert_string_equal(names[0], "\\Flagged");
+    assert_int_equal(engage_flag_names(0, names), 0);
 }
 
 int main(void)
