@@ -11,6 +11,7 @@
 #include "server.h"
 #include "stats.h"
 #include "version.h"
+#include "webhook_worker.h"
 #include "xalloc.h"
 
 #include <stdbool.h>
@@ -29,7 +30,8 @@ static void usage(FILE *f)
                "environment: KILN_DB (libpq conninfo), KILN_FCGI_SOCKET, KILN_THREADS,\n"
                "  KILN_SECRET_KEY_FILE, KILN_MAX_BODY, KILN_STATS_INTERVAL_S, KILN_LOG_LEVEL,\n"
                "  KILN_LEASE_TTL_S, KILN_GLOBAL_MINUTE_CAP, KILN_GLOBAL_HOURLY_CAP,\n"
-               "  KILN_MESSAGE_KEY_ID, KILN_MESSAGE_KEY_IDS_ACCEPTED\n");
+               "  KILN_MESSAGE_KEY_ID, KILN_MESSAGE_KEY_IDS_ACCEPTED, KILN_WEBHOOK_* (see\n"
+               "  docs/webhooks.md)\n");
 }
 
 /* Loads the IANA zone names PostgreSQL knows, waiting for the database to come up. */
@@ -80,6 +82,13 @@ static int cmd_serve(app *a)
         return 1;
     }
     a->msgid_keys = keys;
+    webhook_config wc = {
+        .conninfo = a->cfg.conninfo, .key = &a->key, .allow_http = a->cfg.webhook_allow_http != 0};
+    if (webhook_config_load(&wc, err, sizeof err) != 0) {
+        log_error("%s", err);
+        msgid_keyring_free(keys);
+        return 1;
+    }
     db *d = db_open(a->cfg.conninfo);
     int rc = load_timezones(a, d, 60);
     db_close(d);
@@ -87,8 +96,11 @@ static int cmd_serve(app *a)
         msgid_keyring_free(keys);
         return 1;
     }
+    /* Before server_run's threads start: the worker runs curl_global_init. */
+    webhook_worker *hooks = webhook_worker_start(&wc);
     a->stats = stats_create(a->cfg.conninfo, a->cfg.stats_interval_s);
-    rc = server_run(a, &routes_api);
+    rc = hooks ? server_run(a, &routes_api) : 1;
+    webhook_worker_stop(hooks);
     stats_destroy(a->stats);
     for (size_t i = 0; i < a->ntimezones; i++)
         free(a->timezones[i]);

@@ -73,7 +73,7 @@ set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
     "${KILN_DEB_EXTRA_agent};${CMAKE_BINARY_DIR}/deb/agent/conffiles")
 
 set(CPACK_DEBIAN_API_PACKAGE_NAME kiln-api)
-set(CPACK_DEBIAN_API_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_API_PACKAGE_DEPENDS "adduser, ca-certificates")
 set(CPACK_DEBIAN_API_PACKAGE_RECOMMENDS "nginx-light | nginx, postgresql-client")
 set(CPACK_DEBIAN_API_PACKAGE_SUGGESTS "postgresql (>= 15), prometheus")
 set(CPACK_DEBIAN_API_DESCRIPTION "kiln email warmup control plane (FastCGI)

@@ -356,6 +356,8 @@ int imap_cmd_uid_fetch(imap_cmdgen *g, imap_cmd *c, const char *set, unsigned it
     buf_puts(&c->bytes, " (UID");
     if (items & IMAP_FETCH_FLAGS)
         buf_puts(&c->bytes, " FLAGS");
+    if (items & IMAP_FETCH_INTERNALDATE)
+        buf_puts(&c->bytes, " INTERNALDATE");
     if (items & IMAP_FETCH_GM_LABELS)
         buf_puts(&c->bytes, " X-GM-LABELS");
     if (nfields) {

@@ -77,8 +77,9 @@ int imap_cmd_create(imap_cmdgen *g, imap_cmd *c, const char *mbox, size_t len);
 enum imap_fetch_item {
     IMAP_FETCH_FLAGS = 1u << 0,
     IMAP_FETCH_GM_LABELS = 1u << 1, /* X-GM-LABELS, where X-GM-EXT-1 is offered */
+    IMAP_FETCH_INTERNALDATE = 1u << 2,
 };
-/* UID FETCH set (UID [FLAGS] [X-GM-LABELS] [BODY.PEEK[HEADER.FIELDS (f...)]]): the
+/* UID FETCH set (UID [FLAGS] [INTERNALDATE] [X-GM-LABELS] [BODY.PEEK[HEADER.FIELDS (f...)]]): the
  * header section only when nfields > 0. set is a uid set ("5:*", imap_uidset_build). */
 int imap_cmd_uid_fetch(imap_cmdgen *g, imap_cmd *c, const char *set, unsigned items,
                        const char *const *fields, size_t nfields);

@@ -6,6 +6,7 @@
  * STARTTLS and after login (what a server offers before either is not to be trusted). */
 #include "imap_session.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,7 +16,7 @@ static const char *const state_names[IMAP_S_COUNT] = {
 };
 
 static const char *const outcome_names[IMAP_OUT_COUNT] = {
-    "none", "ok", "auth", "tls", "unavailable", "protocol",
+    "none", "ok", "auth", "tls", "unavailable", "protocol", "throttled",
 };
 
 const char *imap_state_name(int state)
@@ -140,10 +141,43 @@ static int after_capability(imap_session *s)
     return IMAP_EV_OUTPUT;
 }
 
-/* A refusal's outcome: temporary ([UNAVAILABLE], [THROTTLED]) or the given one. */
-static int refusal(const imap_resp *r, int otherwise)
+/* Lowercase needles; Outlook's churn errors end a session it just accepted. */
+static const char *const throttle_words[] = {
+    "throttl",
+    "too many connections",
+    "too many simultaneous",
+    "user is authenticated but not connected",
+    "server unavailable. 15",
+    "connection is closed. 13",
+    "connection is closed. 14",
+};
+
+static bool contains_ci(const char *text, size_t n, const char *needle)
 {
-    if (r->code.code == IMAP_CODE_UNAVAILABLE || r->code.code == IMAP_CODE_THROTTLED)
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++) {
+        size_t j = 0;
+        while (j < k && (char)tolower((unsigned char)text[i + j]) == needle[j])
+            j++;
+        if (j == k)
+            return true;
+    }
+    return false;
+}
+
+bool imap_text_is_throttle(const char *text, size_t n)
+{
+    for (size_t i = 0; text && i < sizeof throttle_words / sizeof throttle_words[0]; i++)
+        if (contains_ci(text, n, throttle_words[i]))
+            return true;
+    return false;
+}
+
+int imap_refusal_outcome(const imap_resp *r, int otherwise)
+{
+    if (r->code.code == IMAP_CODE_THROTTLED || imap_text_is_throttle(r->text, r->text_len))
+        return IMAP_OUT_THROTTLED;
+    if (r->code.code == IMAP_CODE_UNAVAILABLE)
         return IMAP_OUT_UNAVAILABLE;
     return otherwise;
 }
@@ -168,7 +202,7 @@ static int on_tagged(imap_session *s, const imap_resp *r)
     case IMAP_S_AUTH:
         if (!ok) {
             set_detail(s, r->text, r->text_len);
-            return finish(s, refusal(r, IMAP_OUT_AUTH), NULL, true);
+            return finish(s, imap_refusal_outcome(r, IMAP_OUT_AUTH), NULL, true);
         }
         /* a list in the login's OK counts; the one before login does not */
         s->caps_fresh = r->caps != 0;
@@ -196,7 +230,7 @@ static int on_greeting(imap_session *s, const imap_resp *r)
         return protocol_error(s, "no greeting");
     if (r->status == IMAP_STATUS_BYE) {
         set_detail(s, r->text, r->text_len);
-        return finish(s, IMAP_OUT_UNAVAILABLE, NULL, false);
+        return finish(s, imap_refusal_outcome(r, IMAP_OUT_UNAVAILABLE), NULL, false);
     }
     s->caps = r->caps;
     if (r->status == IMAP_STATUS_PREAUTH) {
@@ -245,7 +279,7 @@ static int on_resp(imap_session *s, const imap_resp *r)
         if (s->state == IMAP_S_LOGOUT)
             return 0; /* the tagged OK follows */
         set_detail(s, r->text, r->text_len);
-        return finish(s, IMAP_OUT_UNAVAILABLE, NULL, false);
+        return finish(s, imap_refusal_outcome(r, IMAP_OUT_UNAVAILABLE), NULL, false);
     }
     if (r->data == IMAP_DATA_CAPABILITY) {
         s->caps = r->caps;
@@ -254,27 +288,41 @@ static int on_resp(imap_session *s, const imap_resp *r)
     return 0;
 }
 
-int imap_session_feed(imap_session *s, const char *data, size_t n)
+static int feed(imap_session *s, const char *data, size_t n, size_t *consumed, bool to_ready)
 {
     int ev = 0;
     size_t off = 0;
-    while (off < n && s->state != IMAP_S_DONE) {
+    while (off < n && s->state != IMAP_S_DONE && !(to_ready && s->state == IMAP_S_READY)) {
         if (s->state == IMAP_S_TLS_WAIT)
             break; /* RFC 3501 §6.2.1: nothing sent in plaintext after the OK counts */
         size_t used = 0;
         const imap_resp *r = NULL;
         int rc = imap_resp_feed(&s->parser, data + off, n - off, &used, &r);
         off += used;
-        if (rc == IMAP_RESP_ERROR)
+        if (rc == IMAP_RESP_ERROR) {
+            *consumed = n;
             return protocol_error(s, s->parser.error);
+        }
         if (rc == IMAP_RESP_NEED_MORE)
             break;
         ev |= on_resp(s, r);
         imap_resp_release(&s->parser);
     }
+    *consumed = off;
     if (s->state == IMAP_S_DONE)
         ev = (ev & IMAP_EV_OUTPUT) | IMAP_EV_DONE;
     return ev;
+}
+
+int imap_session_feed(imap_session *s, const char *data, size_t n)
+{
+    size_t consumed;
+    return feed(s, data, n, &consumed, false);
+}
+
+int imap_session_feed_to_ready(imap_session *s, const char *data, size_t n, size_t *consumed)
+{
+    return feed(s, data, n, consumed, true);
 }
 
 int imap_session_tls_ready(imap_session *s)

@@ -37,8 +37,10 @@ enum imap_outcome {
     IMAP_OUT_OK,          /* logged in (and out) as asked */
     IMAP_OUT_AUTH,        /* credentials refused, or no way to send them safely */
     IMAP_OUT_TLS,         /* STARTTLS required and not offered or refused */
-    IMAP_OUT_UNAVAILABLE, /* BYE, [UNAVAILABLE], [THROTTLED]: back off, try later */
+    IMAP_OUT_UNAVAILABLE, /* BYE, [UNAVAILABLE], connection closed: try later */
     IMAP_OUT_PROTOCOL,    /* the server broke the protocol */
+    IMAP_OUT_THROTTLED,   /* [THROTTLED], a BYE or NO saying so, Outlook's churn errors:
+                             back off (longer) rather than retry hot */
     IMAP_OUT_COUNT
 };
 const char *imap_outcome_name(int outcome);
@@ -85,6 +87,17 @@ void imap_session_init(imap_session *s, const imap_session_params *p);
 void imap_session_clear(imap_session *s);
 /* Feeds received plaintext; returns a mask of imap_event. */
 int imap_session_feed(imap_session *s, const char *data, size_t n);
+/* As imap_session_feed, but returns as soon as the session reaches IMAP_S_READY, with
+ * *consumed the bytes used: what follows is for whoever works from READY (imap_inbox). */
+int imap_session_feed_to_ready(imap_session *s, const char *data, size_t n, size_t *consumed);
+/* The outcome a refusal (NO, BAD, BYE) r means: IMAP_OUT_THROTTLED for [THROTTLED] or
+ * throttling words in its text (imap_text_is_throttle), IMAP_OUT_UNAVAILABLE for
+ * [UNAVAILABLE], otherwise otherwise. */
+int imap_refusal_outcome(const imap_resp *r, int otherwise);
+/* Whether a server's text says it throttles: "throttl", "too many connections",
+ * Outlook's connection churn ("User is authenticated but not connected", "Server
+ * Unavailable. 15", "Connection is closed. 13"/"14"). Case-insensitive. */
+bool imap_text_is_throttle(const char *text, size_t n);
 /* The TLS handshake finished after STARTTLS: capabilities are asked for again. */
 int imap_session_tls_ready(imap_session *s);
 /* From IMAP_S_READY: sends LOGOUT (outcome OK once answered). */

@@ -3,6 +3,7 @@
  * result line and the report body. The lease document has its own file,
  * agent_wire_lease.c. */
 #include "agent_wire.h"
+#include "agent_wire_int.h"
 
 #include "config.h"
 #include "json.h"
@@ -13,15 +14,64 @@
 #include <stdlib.h>
 #include <string.h>
 
-void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends)
+void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends,
+                        size_t max_inboxes)
 {
     yajl_gen g = json_gen_new(out);
     json_obj_open(g);
     json_kv_s(g, "agent", agent_name);
     json_kv_i(g, "max_mailboxes", (int64_t)max_mailboxes);
     json_kv_i(g, "max_sends", (int64_t)max_sends);
+    json_kv_i(g, "max_inboxes", (int64_t)max_inboxes);
     json_obj_close(g);
     json_gen_free(g);
+}
+
+/* ---- the lease answer (the document is read by agent_wire_lease.c) ---- */
+
+int wire_lease_parse(const char *data, size_t n, wire_lease **out, char *err, size_t errlen)
+{
+    struct lease_doc d;
+    *out = NULL;
+    wire_lease_doc_parse(data, n, &d, err, errlen);
+    if (!d.syntax_ok || d.fault) {
+        wire_lease_free(d.l);
+        return -1;
+    }
+    *out = d.l;
+    return 0;
+}
+
+void wire_lease_answer_parse(const char *data, size_t n, wire_lease_answer *out)
+{
+    struct lease_doc d;
+    memset(out, 0, sizeof *out);
+    wire_lease_doc_parse(data, n, &d, out->error, sizeof out->error);
+    wire_lease *l = d.l;
+    bool ok = d.syntax_ok && !d.fault;
+    if (d.syntax_ok) {
+        out->inbox_lease_off = d.inbox_off[0];
+        out->inbox_lease_len = d.inbox_len[0];
+        out->inboxes_off = d.inbox_off[1];
+        out->inboxes_len = d.inbox_len[1];
+    }
+    if (ok && l->lease_id && l->lease_id[0] && (l->nmailboxes || l->nrejected)) {
+        out->kind = WIRE_LEASE_WORK;
+        out->lease = l;
+        return;
+    }
+    if (d.syntax_ok && d.lease_id_seen && (d.lease_id_null || ok)) {
+        out->kind = WIRE_LEASE_EMPTY;
+        out->retry_after_s = l->retry_after_s;
+        out->has_service = l->has_service;
+        memcpy(out->service, l->service, sizeof out->service);
+    } else {
+        out->kind = WIRE_LEASE_UNUSABLE;
+        out->inbox_lease_len = out->inboxes_len = 0;
+        if (!out->error[0])
+            snprintf(out->error, sizeof out->error, "lease_id: missing");
+    }
+    wire_lease_free(l);
 }
 
 /* ---- heartbeat and release ---- */
@@ -33,6 +83,20 @@ void wire_lease_id_body(buf *out, const char *lease_id)
     json_kv_s(g, "lease_id", lease_id);
     json_obj_close(g);
     json_gen_free(g);
+}
+
+/* The positive integers of an array member (others skipped); NULL when none. */
+static int64_t *id_list(yajl_val t, const char *key, size_t *n)
+{
+    yajl_val a = json_get(t, key);
+    *n = 0;
+    if (!a || !YAJL_IS_ARRAY(a) || a->u.array.len == 0)
+        return NULL;
+    int64_t *ids = xcalloc(a->u.array.len, sizeof *ids);
+    for (size_t i = 0; i < a->u.array.len; i++)
+        if (json_int(a->u.array.values[i], 1, INT64_MAX, &ids[*n]))
+            (*n)++;
+    return ids;
 }
 
 /* A string member copied into a fixed array (truncated); false when absent. */
@@ -54,14 +118,8 @@ int wire_heartbeat_parse(const char *data, size_t n, wire_heartbeat *out)
     if (json_int(json_get(t, "ttl_s"), 1, (int64_t)7 * 86400, &ttl_s))
         out->ttl_s = ttl_s;
     out->has_service = copy_str(t, "service", out->service, sizeof out->service);
-    yajl_val cancel = json_get(t, "cancel");
-    if (cancel && YAJL_IS_ARRAY(cancel) && cancel->u.array.len > 0) {
-        size_t len = cancel->u.array.len;
-        out->cancel = xcalloc(len, sizeof *out->cancel);
-        for (size_t i = 0; i < len; i++)
-            if (json_int(cancel->u.array.values[i], 1, INT64_MAX, &out->cancel[out->ncancel]))
-                out->ncancel++;
-    }
+    out->cancel = id_list(t, "cancel", &out->ncancel);
+    out->inboxes_dropped = id_list(t, "inboxes_dropped", &out->ninboxes_dropped);
     yajl_tree_free(t);
     return 0;
 }
@@ -69,8 +127,9 @@ int wire_heartbeat_parse(const char *data, size_t n, wire_heartbeat *out)
 void wire_heartbeat_free(wire_heartbeat *hb)
 {
     free(hb->cancel);
-    hb->cancel = NULL;
-    hb->ncancel = 0;
+    free(hb->inboxes_dropped);
+    hb->cancel = hb->inboxes_dropped = NULL;
+    hb->ncancel = hb->ninboxes_dropped = 0;
 }
 
 /* ---- results and reports ---- */

@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "engine.h"
+#include "inbox_feed.h"
 #include "jobs.h"
 #include "spool.h"
 #include "wire.h"
@@ -21,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
 
 /* The control plane's endpoints (POST with a JSON body, but /healthz). */
 #define WIRE_PATH_LEASE "/api/agent/lease"
@@ -31,8 +33,9 @@
 
 /* ---- lease ---- */
 
-/* {"agent":..,"max_mailboxes":..,"max_sends":..} */
-void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends);
+/* {"agent":..,"max_mailboxes":..,"max_sends":..,"max_inboxes":..} */
+void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends,
+                        size_t max_inboxes);
 
 /* A mailbox entry of the lease that failed validation. It is not sent: its slots go
  * back to the control plane as failed with reason, so one bad entry never holds up
@@ -79,6 +82,9 @@ typedef struct wire_lease_answer {
     bool has_service;
     char service[24]; /* EMPTY: "running" or "stopped" when given */
     char error[256];  /* UNUSABLE: why */
+    /* WORK and EMPTY: where the answer's inbox_lease and inboxes values are in the
+     * document (len 0: absent), for wire_inbox_part_parse; nothing is allocated */
+    size_t inbox_lease_off, inbox_lease_len, inboxes_off, inboxes_len;
 } wire_lease_answer;
 
 /* One pass over the answer. An answer whose lease_id is null is EMPTY even when other
@@ -97,7 +103,9 @@ typedef struct wire_heartbeat {
     int64_t *cancel; /* slot ids the agent must not send */
     size_t ncancel;
     bool has_service;
-    char service[24]; /* "running" or "stopped" when given */
+    char service[24];         /* "running" or "stopped" when given */
+    int64_t *inboxes_dropped; /* an inbox lease's: mailbox ids to stop watching */
+    size_t ninboxes_dropped;
 } wire_heartbeat;
 
 /* 0, or -1 when the answer is not JSON (then out is empty: nothing renewed, nothing
@@ -127,6 +135,76 @@ void wire_report_end(wire_report *w);
 /* A report refused with 404 unknown_send names the result in its field
  * ("results[12].send_id"): true with that index, false for any other refusal. */
 bool wire_report_unknown_send(const char *code, const char *field, size_t *index);
+
+/* ---- the inbox side (agent_wire_inbox.c; openapi InboxLease, LeaseInbox, InboxEvent) ---- */
+
+/* One inbox of a lease answer, validated member by member (inbox_feed.h says what a
+ * feed_inbox guarantees). Its strings live in tree; an action's not_before_ms is still
+ * relative here (not_before_s * 1000): the lease loop adds when the answer came. */
+typedef struct wire_inbox {
+    feed_inbox in;
+    feed_folder *folders;
+    feed_action *actions;
+    yajl_val tree; /* the entry's parse tree: owns every string */
+} wire_inbox;
+void wire_inbox_free(wire_inbox *w); /* wipes the secrets first; NULL is fine */
+
+/* An inbox entry set aside: reported as a session event, status protocol. */
+typedef struct wire_inbox_rejected {
+    int64_t mailbox_id; /* 0 when the entry had no usable id (then only logged) */
+    char reason[192];   /* "inboxes[2].imap.port: must be an integer in [1, 65535]" */
+} wire_inbox_rejected;
+
+/* The inbox part of a lease answer. Owned by the caller (wire_inbox_part_free). */
+typedef struct wire_inbox_part {
+    bool present;    /* the answer had inbox_lease or inboxes */
+    char error[256]; /* not empty: the part is unusable (bad inbox_lease, inboxes not an
+                      * array, one without the other): nothing of it may be watched */
+    char lease_id[37];
+    int64_t ttl_s;       /* [60, 86400] */
+    int64_t heartbeat_s; /* [10, 3600] */
+    wire_inbox **inboxes;
+    size_t ninboxes;
+    wire_inbox_rejected *rejected; /* in document order */
+    size_t nrejected;
+} wire_inbox_part;
+
+/* Reads the inbox part of the lease answer doc (a was filled by wire_lease_answer_parse
+ * from the same bytes). A fault inside one entry (a bad, missing or mistyped member,
+ * invalid UTF-8, a NUL, a duplicate mailbox_id, an entry past WIRE_MAX_LEASE_INBOXES)
+ * sets that entry aside; a fault of inbox_lease or of the array itself fails the part
+ * (out->error). */
+void wire_inbox_part_parse(const char *doc, size_t n, const wire_lease_answer *a,
+                           wire_inbox_part *out);
+void wire_inbox_part_free(wire_inbox_part *p);
+
+/* One InboxEvent object for a report. Checks the event against the wire's ranges first:
+ * -1 with the reason when it is malformed (out unchanged). Free text (detail,
+ * authentication_results) is cut to its maximum on a UTF-8 boundary. */
+int wire_inbox_event_json(const feed_event *ev, buf *out, char *err, size_t errlen);
+/* A report body {"lease_id":..,"inbox_events":[..]} from events written by
+ * wire_inbox_event_json. */
+void wire_inbox_report(buf *out, const char *lease_id, const char *const *events,
+                       const size_t *lens, size_t n);
+
+/* The inbox_events counts of a report's 200 answer. */
+typedef struct wire_inbox_counts {
+    bool present;
+    int64_t applied, duplicates, ignored;
+} wire_inbox_counts;
+/* 0, or -1 when the answer is not JSON. */
+int wire_inbox_report_answer_parse(const char *data, size_t n, wire_inbox_counts *out);
+/* A report refused with 400 naming one event ("inbox_events[3].folder"): true with its
+ * index. */
+bool wire_report_bad_inbox_event(const char *field, size_t *index);
+
+/* Wire names of the enums ("high", "junk", "rescue", "done", "auth", "tls"...). */
+extern const char *const wire_poll_class_names[FEED_POLL_COUNT];
+extern const char *const wire_role_names[FEED_ROLE_COUNT];
+extern const char *const wire_security_names[FEED_SEC_COUNT];
+extern const char *const wire_action_kind_names[FEED_ACT_COUNT];
+extern const char *const wire_action_status_names[FEED_AST_COUNT];
+extern const char *const wire_session_status_names[FEED_SES_COUNT];
 
 /* ---- errors ---- */
 

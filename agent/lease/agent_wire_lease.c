@@ -1,7 +1,9 @@
 /* The wire module's lease document (see agent_wire.h): the lease answer, and the input of
  * `send --file`, read in one streamed pass straight into the scheduler's job structs.
- * The rest of the protocol (bodies, small answers) is in agent_wire.c. */
+ * The inbox members are skipped here, their place noted for agent_wire_inbox.c; the
+ * answer's classification and the rest of the protocol are in agent_wire.c. */
 #include "agent_wire.h"
+#include "agent_wire_int.h"
 
 #include "json.h"
 #include "wire.h"
@@ -15,23 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int no_controls(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 && *s != '\t')
-            return 0;
-    return 1;
-}
-
-/* A header value that needs no encoding in any transaction (the Message-ID). */
-static int printable_ascii(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
-            return 0;
-    return 1;
-}
 
 /* ---- streaming parse ----
  * A lease can be tens of megabytes (100,000 slots). It is parsed with yajl's event
@@ -138,6 +123,10 @@ struct parse {
     bool lease_fault;    /* a lease-level field failed (err says which); parsing goes on */
     bool lease_id_seen;  /* "lease_id" came, */
     bool lease_id_null;  /* and its last value was null */
+    yajl_handle h;
+    int capture;        /* 1 + index of the inbox member whose value is being skipped */
+    size_t capture_off; /* where its value starts (after the key) */
+    size_t inbox_off[2], inbox_len[2]; /* inbox_lease, inboxes: left for agent_wire_inbox.c */
     char *err;
     size_t errlen;
 };
@@ -269,6 +258,28 @@ static bool skipping(const struct parse *p)
     return p->skip > 0 || p->key == K_UNKNOWN;
 }
 
+/* The lease's inbox members are skipped here and read by agent_wire_inbox.c: their
+ * value's place in the document is noted when the value ends. */
+static void capture_end(struct parse *p)
+{
+    if (p->capture && p->skip == 0) {
+        size_t end = yajl_get_bytes_consumed(p->h);
+        p->inbox_off[p->capture - 1] = p->capture_off;
+        p->inbox_len[p->capture - 1] = end > p->capture_off ? end - p->capture_off : 0;
+        p->capture = 0;
+    }
+}
+
+/* skipping() for a scalar value, which ends where it is read. */
+static bool skipped_scalar(struct parse *p)
+{
+    if (!skipping(p))
+        return false;
+    if (p->key == K_UNKNOWN)
+        capture_end(p);
+    return true;
+}
+
 /* A lenient key (retry_after_s, service) whose value has another type than the one
  * read: the value is passed over like an unknown key's. */
 static void lenient_other(struct parse *p)
@@ -337,7 +348,7 @@ static const char *int_rule(enum pkey k)
 static int on_integer(void *ctx, long long v)
 {
     struct parse *p = ctx;
-    if (skipping(p))
+    if (skipped_scalar(p))
         return 1;
     enum pkey k = p->key;
     p->key = K_NONE;
@@ -385,7 +396,7 @@ static int on_integer(void *ctx, long long v)
 static int on_other(struct parse *p)
 {
     lenient_other(p);
-    if (skipping(p))
+    if (skipped_scalar(p))
         return 1;
     enum pkey k = p->key;
     return wrong_type(p, int_rule(k));
@@ -411,7 +422,7 @@ static int on_boolean(void *ctx, int v)
 static int on_null(void *ctx)
 {
     struct parse *p = ctx;
-    if (skipping(p))
+    if (skipped_scalar(p))
         return 1;
     switch (p->key) {
     case K_LEASE_ID:
@@ -445,21 +456,10 @@ static int add_reference(struct parse *p, const unsigned char *s, size_t n)
     return rc == 0 ? 1 : fail(p, "references", rc == -E2BIG ? "more than 20 msg-ids" : MSGID_RULE);
 }
 
-/* Replaces *slot with a copy of the string (duplicate keys: the last one counts). */
-static void set_str(char **slot, const unsigned char *s, size_t n, bool secret)
-{
-    if (*slot) {
-        if (secret)
-            memset(*slot, 0, strlen(*slot));
-        free(*slot);
-    }
-    *slot = xstrndup((const char *)s, n);
-}
-
 static int on_string(void *ctx, const unsigned char *s, size_t n)
 {
     struct parse *p = ctx;
-    if (skipping(p))
+    if (skipped_scalar(p))
         return 1;
     enum pkey k = p->key;
     enum pctx c = top(p);
@@ -486,21 +486,21 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
     job_send *js = p->s;
     switch (k) {
     case K_LEASE_ID:
-        set_str(&p->l->lease_id, s, n, false);
+        wire_set_str(&p->l->lease_id, s, n, false);
         p->lease_id_null = false;
         return 1;
     case K_ADDRESS:
-        set_str(&m->address, s, n, false);
+        wire_set_str(&m->address, s, n, false);
         if (!jobs_address_ok(m->address))
             return fail(p, "address", "not a usable mail address");
         return 1;
     case K_DISPLAY_NAME:
-        set_str(&m->display_name, s, n, false);
-        if (!no_controls(m->display_name))
+        wire_set_str(&m->display_name, s, n, false);
+        if (!wire_no_controls(m->display_name))
             return fail(p, "display_name", "control characters");
         return 1;
     case K_HOST:
-        set_str(&m->host, s, n, false);
+        wire_set_str(&m->host, s, n, false);
         if (!m->host[0] || strlen(m->host) > 253 || strpbrk(m->host, " \t\r\n/"))
             return fail(p, "host", "not a host name or address");
         return 1;
@@ -521,35 +521,35 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         char **slot = k == K_USERNAME   ? &m->username
                       : k == K_PASSWORD ? &m->password
                                         : &m->oauth_token;
-        set_str(slot, s, n, k != K_USERNAME);
-        if (!no_controls(*slot))
+        wire_set_str(slot, s, n, k != K_USERNAME);
+        if (!wire_no_controls(*slot))
             return fail(p, NULL, "credentials contain control characters");
         return 1;
     }
     case K_CA_FILE:
-        set_str(&m->ca_file, s, n, false);
+        wire_set_str(&m->ca_file, s, n, false);
         return 1;
     case K_TO:
-        set_str(&js->to, s, n, false);
+        wire_set_str(&js->to, s, n, false);
         if (!jobs_address_ok(js->to))
             return fail(p, "to", "not a usable mail address");
         return 1;
     case K_SUBJECT:
-        set_str(&js->subject, s, n, false);
-        if (!no_controls(js->subject) || n > 900)
+        wire_set_str(&js->subject, s, n, false);
+        if (!wire_no_controls(js->subject) || n > 900)
             return fail(p, "subject", "control characters or longer than 900 bytes");
         return 1;
     case K_BODY:
-        set_str(&js->body, s, n, false);
+        wire_set_str(&js->body, s, n, false);
         return 1;
     case K_MESSAGE_ID:
-        set_str(&js->message_id, s, n, false);
-        if (!printable_ascii(js->message_id) || n > 900 || js->message_id[0] != '<' ||
+        wire_set_str(&js->message_id, s, n, false);
+        if (!wire_printable_ascii(js->message_id) || n > 900 || js->message_id[0] != '<' ||
             !strchr(js->message_id, '>'))
             return fail(p, "message_id", "must look like <id@domain>");
         return 1;
     case K_IN_REPLY_TO:
-        set_str(&js->in_reply_to, s, n, false);
+        wire_set_str(&js->in_reply_to, s, n, false);
         if (!wire_msgid_ok(js->in_reply_to, n))
             return fail(p, "in_reply_to", MSGID_RULE);
         return 1;
@@ -557,6 +557,8 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         return wrong_type(p, "must be a string or null");
     }
 }
+
+static const char *const inbox_keys[2] = {"inbox_lease", "inboxes"};
 
 static int on_map_key(void *ctx, const unsigned char *s, size_t n)
 {
@@ -572,6 +574,13 @@ static int on_map_key(void *ctx, const unsigned char *s, size_t n)
         }
     if (p->key == K_LEASE_ID)
         p->lease_id_seen = true;
+    p->capture = 0;
+    if (c == P_LEASE && p->key == K_UNKNOWN)
+        for (int i = 0; i < 2; i++)
+            if (n == strlen(inbox_keys[i]) && !memcmp(s, inbox_keys[i], n)) {
+                p->capture = i + 1;
+                p->capture_off = yajl_get_bytes_consumed(p->h);
+            }
     return 1;
 }
 
@@ -711,6 +720,7 @@ static int on_end(void *ctx)
     struct parse *p = ctx;
     if (p->skip > 0) {
         p->skip--;
+        capture_end(p);
         if (!p->skip)
             p->key = K_NONE;
         return 1;
@@ -739,15 +749,7 @@ static const yajl_callbacks parse_callbacks = {
     .yajl_end_array = on_end,
 };
 
-/* What one pass over a lease document found. */
-struct lease_doc {
-    wire_lease *l;  /* never NULL; the caller frees it */
-    bool syntax_ok; /* JSON, an object at the top, read to its end */
-    bool fault;     /* a lease-level field failed (err says which) */
-    bool lease_id_seen, lease_id_null;
-};
-
-static void parse_doc(const char *data, size_t n, struct lease_doc *d, char *err, size_t errlen)
+void wire_lease_doc_parse(const char *data, size_t n, struct lease_doc *d, char *err, size_t errlen)
 {
     if (errlen)
         err[0] = '\0';
@@ -757,6 +759,7 @@ static void parse_doc(const char *data, size_t n, struct lease_doc *d, char *err
     p.l->ttl_s = 600;
     p.l->retry_after_s = 5;
     yajl_handle h = yajl_alloc(&parse_callbacks, NULL, &p);
+    p.h = h;
     /* each string is checked in on_string: a bad byte rejects its mailbox only */
     yajl_config(h, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(h, (const unsigned char *)data, n);
@@ -775,46 +778,13 @@ static void parse_doc(const char *data, size_t n, struct lease_doc *d, char *err
         snprintf(err, errlen, "malformed JSON");
     else if (st == yajl_status_ok && p.stack[0] != P_DONE)
         snprintf(err, errlen, "top level: must be an object");
-    *d = (struct lease_doc){p.l, st == yajl_status_ok && p.stack[0] == P_DONE, p.lease_fault,
-                            p.lease_id_seen, p.lease_id_null};
+    *d = (struct lease_doc){p.l,
+                            st == yajl_status_ok && p.stack[0] == P_DONE,
+                            p.lease_fault,
+                            p.lease_id_seen,
+                            p.lease_id_null,
+                            {p.inbox_off[0], p.inbox_off[1]},
+                            {p.inbox_len[0], p.inbox_len[1]}};
     if (!p.l->mailboxes) /* an empty array still gets a (one-entry) table */
         p.l->mailboxes = xcalloc(1, sizeof *p.l->mailboxes); // NOLINT(bugprone-sizeof-expression)
-}
-
-int wire_lease_parse(const char *data, size_t n, wire_lease **out, char *err, size_t errlen)
-{
-    struct lease_doc d;
-    *out = NULL;
-    parse_doc(data, n, &d, err, errlen);
-    if (!d.syntax_ok || d.fault) {
-        wire_lease_free(d.l);
-        return -1;
-    }
-    *out = d.l;
-    return 0;
-}
-
-void wire_lease_answer_parse(const char *data, size_t n, wire_lease_answer *out)
-{
-    struct lease_doc d;
-    memset(out, 0, sizeof *out);
-    parse_doc(data, n, &d, out->error, sizeof out->error);
-    wire_lease *l = d.l;
-    bool ok = d.syntax_ok && !d.fault;
-    if (ok && l->lease_id && l->lease_id[0] && (l->nmailboxes || l->nrejected)) {
-        out->kind = WIRE_LEASE_WORK;
-        out->lease = l;
-        return;
-    }
-    if (d.syntax_ok && d.lease_id_seen && (d.lease_id_null || ok)) {
-        out->kind = WIRE_LEASE_EMPTY;
-        out->retry_after_s = l->retry_after_s;
-        out->has_service = l->has_service;
-        memcpy(out->service, l->service, sizeof out->service);
-    } else {
-        out->kind = WIRE_LEASE_UNUSABLE;
-        if (!out->error[0])
-            snprintf(out->error, sizeof out->error, "lease_id: missing");
-    }
-    wire_lease_free(l);
 }

@@ -100,14 +100,16 @@ void leasing_lease(lease_loop *lp, int64_t now)
     size_t cap = capacity(lp);
     size_t room = cap > lp->leases.outstanding ? cap - lp->leases.outstanding : 0;
     size_t min_room = cap / 20 > 0 ? cap / 20 : 1;
-    if (room < min_room) {
+    size_t max_inboxes = inbox_leases_room(&lp->inboxes);
+    if (room < min_room && max_inboxes == 0) {
         lp->next_lease_ms = now + 250;
         return;
     }
-    size_t max_sends = room < WIRE_MAX_LEASE_SENDS ? room : WIRE_MAX_LEASE_SENDS;
+    /* the request's minimum is one slot: asked for inboxes only, one slot more is fine */
+    size_t max_sends = room < 1 ? 1 : room < WIRE_MAX_LEASE_SENDS ? room : WIRE_MAX_LEASE_SENDS;
     size_t max_mb = max_sends < WIRE_MAX_LEASE_MAILBOXES ? max_sends : WIRE_MAX_LEASE_MAILBOXES;
     buf body = BUF_INIT;
-    wire_lease_request(&body, lp->cfg.name, max_mb, max_sends);
+    wire_lease_request(&body, lp->cfg.name, max_mb, max_sends, max_inboxes);
     control_resp resp;
     int64_t asked_ms = clock_mono_ms();
     int rc = control_post(lp->ctl, WIRE_PATH_LEASE, body.data, body.len, &resp, &lp->abort_http);
@@ -125,8 +127,13 @@ void leasing_lease(lease_loop *lp, int64_t now)
     }
     lp->lease_backoff_ms = 0;
     wire_lease_answer ans;
-    wire_lease_answer_parse(resp.body.data ? resp.body.data : "", resp.body.len, &ans);
+    const char *doc = resp.body.data ? resp.body.data : "";
+    wire_lease_answer_parse(doc, resp.body.len, &ans);
+    wire_inbox_part part;
+    wire_inbox_part_parse(doc, resp.body.len, &ans, &part);
     control_resp_free(&resp);
+    inbox_leases_grant(&lp->inboxes, &part, asked_ms, got_ms);
+    wire_inbox_part_free(&part);
     if (ans.kind != WIRE_LEASE_WORK) {
         int64_t retry = ans.retry_after_s;
         if (ans.kind == WIRE_LEASE_EMPTY) {
@@ -146,7 +153,8 @@ void leasing_lease(lease_loop *lp, int64_t now)
         return;
     }
     grant(lp, ans.lease, asked_ms, got_ms);
-    lp->next_lease_ms = got_ms + 50;
+    /* full of slots (asked for inboxes only): not again at once */
+    lp->next_lease_ms = got_ms + (room < min_room ? 5000 : 50);
 }
 
 static void lease_gone(lease_loop *lp, lease *l, const char *why)

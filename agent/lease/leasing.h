@@ -8,6 +8,7 @@
 #include "agent_config.h"
 #include "control.h"
 #include "engine.h"
+#include "inbox_leases.h"
 #include "lease_table.h"
 #include "loop_stats.h"
 #include "report_queue.h"
@@ -23,6 +24,7 @@ typedef struct lease_loop {
     spool *sp;
     lease_table leases;
     report_queue reports;
+    inbox_leases inboxes; /* the inbox side: its leases, the engine's events */
     loop_stats stats;
     int64_t next_lease_ms, lease_backoff_ms;
     int64_t last_ttl_s; /* of the last lease: sizes the capacity */

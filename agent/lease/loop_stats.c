@@ -6,6 +6,39 @@ static void metric(buf *out, const char *name, const char *type, const char *hel
     buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
+/* The lease loop's inbox side (docs/agent-run.md, "Inbox leases"). */
+static void inbox_metrics(loop_stats *m, buf *out)
+{
+    metric(out, "kiln_agent_inbox_leases_total", "counter",
+           "Inbox lease answers taken (a new lease or the same one listed again).",
+           (double)atomic_load(&m->inbox_leases));
+    metric(out, "kiln_agent_inbox_events_total", "counter",
+           "Inbox events taken into the spool (found, action, folder_state, session).",
+           (double)atomic_load(&m->inbox_events));
+    metric(out, "kiln_agent_inbox_events_refused_total", "counter",
+           "Inbox events refused: malformed, for an inbox not held, or a second outcome of "
+           "one action.",
+           (double)atomic_load(&m->inbox_events_refused));
+    metric(out, "kiln_agent_inbox_events_reported_total", "counter",
+           "Inbox events the control plane accepted.", (double)atomic_load(&m->inbox_reported));
+    metric(out, "kiln_agent_inbox_events_dropped_total", "counter",
+           "Inbox events the control plane refused for good.",
+           (double)atomic_load(&m->inbox_dropped));
+    metric(out, "kiln_agent_inbox_report_failures_total", "counter",
+           "Inbox event reports that failed and were kept in the spool.",
+           (double)atomic_load(&m->inbox_report_failures));
+    metric(out, "kiln_agent_inbox_heartbeat_failures_total", "counter",
+           "Inbox lease heartbeats without an answer.",
+           (double)atomic_load(&m->inbox_heartbeat_failures));
+    metric(out, "kiln_agent_inbox_leases_held", "gauge", "Inbox leases this agent holds now.",
+           (double)atomic_load(&m->inbox_leases_held));
+    metric(out, "kiln_agent_inboxes_held", "gauge", "Inboxes held (watched when an engine runs).",
+           (double)atomic_load(&m->inboxes_held));
+    metric(out, "kiln_agent_inbox_events_unreported", "gauge",
+           "Inbox events in the spool not yet accepted by the control plane.",
+           (double)atomic_load(&m->inbox_unreported));
+}
+
 void loop_stats_metrics(void *arg, buf *out)
 {
     loop_stats *m = arg;
@@ -47,4 +80,7 @@ void loop_stats_metrics(void *arg, buf *out)
            (double)atomic_load(&m->last_report_unix_ms) / 1000.0);
     metric(out, "kiln_agent_draining", "gauge", "1 while a SIGTERM drain is under way.",
            atomic_load(&m->draining) ? 1 : 0);
+    inbox_metrics(m, out);
+    if (m->inbox_metrics && m->inbox_engine)
+        m->inbox_metrics(m->inbox_engine, out);
 }

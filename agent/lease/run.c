@@ -51,6 +51,7 @@ struct agent {
     bool config_required;
     intents in;
     metrics_http *mh;
+    const inbox_feed_engine *inbox_ops; /* NULL: no inbox engine linked */
 };
 
 /* KILN_LOG_LEVEL of the configuration (checked when it was read); empty: as it is. */
@@ -201,6 +202,7 @@ static int start(struct agent *a)
         goto fail;
     lp->stats.sp = lp->sp;
     report_queue_init(&lp->reports, lp->sp, &lp->stats, &lp->cfg, &lp->abort_http);
+    lp->inboxes.sp = lp->sp;
     lp->ctl = control_for(&lp->cfg, err, sizeof err);
     if (!lp->ctl)
         goto fail;
@@ -211,6 +213,16 @@ static int start(struct agent *a)
         snprintf(err, sizeof err, "cannot start the spool thread");
         goto fail;
     }
+    if (inbox_leases_start(&lp->inboxes, a->inbox_ops, err, sizeof err) < 0)
+        goto fail;
+    if (a->inbox_ops) {
+        lp->stats.inbox_metrics = a->inbox_ops->metrics;
+        lp->stats.inbox_engine = lp->inboxes.engine;
+    } else if (lp->cfg.max_inboxes > 0) {
+        log_warn("KILN_AGENT_MAX_INBOXES=%d but no inbox engine is linked: inbox leases are "
+                 "held, renewed and released, their inboxes not watched",
+                 lp->cfg.max_inboxes);
+    }
     if (lp->cfg.metrics_port > 0) {
         a->mh = metrics_http_start(lp->e, lp->cfg.metrics_addr, lp->cfg.metrics_port,
                                    loop_stats_metrics, &lp->stats, err, sizeof err);
@@ -218,6 +230,7 @@ static int start(struct agent *a)
             log_warn("metrics: %s (continuing without them)", err);
     }
     leasing_replay(lp, &rep);
+    inbox_leases_replay(&lp->inboxes, &rep);
     spool_replay_free(&rep);
     log_info("kiln-agent %s running as '%s' against %s (concurrency %d, spool %s)", kiln_version(),
              lp->cfg.name, lp->cfg.api_url, lp->cfg.concurrency, lp->cfg.spool_dir);
@@ -249,10 +262,12 @@ static void loop(struct agent *a)
                      "report)",
                      lp->leases.outstanding, lp->reports.n);
             engine_cancel_all(lp->e);
+            inbox_leases_stop(&lp->inboxes, (int64_t)lp->cfg.drain_timeout_s * 1000 / 2);
             lp->abort_http = true; /* one try per call: the loop retries until the deadline */
         }
         if (lp->draining) {
-            if ((lp->leases.outstanding == 0 && lp->reports.n == 0 && lp->leases.count == 0) ||
+            if ((lp->leases.outstanding == 0 && lp->reports.n == 0 && lp->leases.count == 0 &&
+                 inbox_leases_idle(&lp->inboxes)) ||
                 now >= drain_deadline)
                 break;
         } else if (now >= lp->next_lease_ms) {
@@ -264,10 +279,14 @@ static void loop(struct agent *a)
         collect_results(lp, res, wait < 1 ? 1 : wait);
         now = clock_mono_ms();
         report_queue_flush(&lp->reports, lp->ctl, now, lp->draining);
+        inbox_reports_flush(&lp->inboxes, lp->ctl, now, lp->draining);
         leasing_heartbeats(lp, now);
+        inbox_leases_heartbeats(&lp->inboxes, lp->ctl, now);
         leasing_release_idle(lp, now, lp->draining && lp->leases.outstanding == 0);
+        inbox_leases_release(&lp->inboxes, lp->ctl, now, lp->draining);
         if (now >= next_compact) {
             spool_compact(lp->sp, (size_t)lp->cfg.spool_compact_kb * 1024);
+            inbox_reports_prune(&lp->inboxes, now);
             next_compact = now + COMPACT_EVERY_MS;
         }
         publish_gauges(lp);
@@ -281,11 +300,19 @@ static void loop(struct agent *a)
 
 int run_agent(const char *config_path, bool config_required)
 {
+    return run_agent_with(config_path, config_required, NULL);
+}
+
+int run_agent_with(const char *config_path, bool config_required,
+                   const inbox_feed_engine *inbox_engine)
+{
     struct agent *a = xcalloc(1, sizeof *a);
     lease_loop *lp = &a->lp;
     a->config_path = config_path;
     a->config_required = config_required;
+    a->inbox_ops = inbox_engine;
     lease_table_init(&lp->leases);
+    inbox_leases_init(&lp->inboxes, NULL, &lp->stats, &lp->cfg, &lp->abort_http);
     intents_init(&a->in, &lp->leases, &lp->cfg);
     int exit_code = start(a);
     if (exit_code == 0) {
@@ -294,11 +321,17 @@ int run_agent(const char *config_path, bool config_required)
             log_warn("drain timed out: %zu slots in flight, %zu results kept in the spool for "
                      "the next start, %zu leases left to expire",
                      lp->leases.outstanding, lp->reports.n, lp->leases.count);
+        if (!inbox_leases_idle(&lp->inboxes))
+            log_warn("drain timed out: %zu inbox events kept in the spool for the next start, "
+                     "%zu inbox leases left to expire",
+                     lp->inboxes.nq + lp->inboxes.nin, lp->inboxes.count);
         log_progress(lp);
     }
     /* the intent thread may still hold go-aheads for the engine: stop it first */
     intents_stop(&a->in);
     metrics_http_stop(a->mh);
+    /* the inbox engine emits into the spool: gone before the spool closes */
+    inbox_leases_free(&lp->inboxes);
     engine_destroy(lp->e);
     if (lp->sp) {
         spool_compact(lp->sp, (size_t)lp->cfg.spool_compact_kb * 1024);

@@ -1,12 +1,9 @@
-/* The report spool (see spool.h). File format, little-endian:
- *   record  = magic u32 "KSP1" | payload length u32 | CRC-32 of the payload u32 | payload
- *   payload = type u8 | lease id (u8 len + bytes) | send id i64 | mailbox id i64 |
- *             status (u8 len + bytes) | smtp code i32 | enhanced (u8 len + bytes) |
- *             detail (u8 len + bytes) | latency ms i64 | attempts i32
- * Replay reads every record it can verify; a bad record is skipped by scanning for the
- * next magic whose CRC holds, and whatever follows the last good record (a torn write)
- * is cut off so that new records never land after garbage. */
+/* The report spool (see spool.h; the record format is in spool_codec.c). Replay reads every record
+ * it can verify; a bad record is skipped by scanning for the next magic whose CRC holds, and
+ * whatever follows the last good record (a torn write) is cut off so that new records never land
+ * after garbage. */
 #include "spool.h"
+#include "spool_codec.h"
 
 #include "buf.h"
 #include "i64map.h"
@@ -25,10 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SPOOL_MAGIC 0x3150534bu /* "KSP1" read as little-endian u32 */
-#define HEADER_LEN 12u
-#define PAYLOAD_MAX 1024u
-
 enum send_state { ST_EMPTY = 0, ST_INTENT, ST_OUTCOME, ST_ACKED };
 
 /* send id -> state; acknowledged entries stay until compaction rebuilds the map with
@@ -36,6 +29,12 @@ enum send_state { ST_EMPTY = 0, ST_INTENT, ST_OUTCOME, ST_ACKED };
 struct state_map {
     i64map m;
     size_t live; /* entries in ST_INTENT or ST_OUTCOME */
+};
+
+/* Lease ids granted and not released. */
+struct lease_set {
+    char (*ids)[SPOOL_LEASE_ID_MAX + 1];
+    size_t n, cap;
 };
 
 struct spool {
@@ -49,186 +48,11 @@ struct spool {
     uint64_t flushing_seq;
     _Atomic uint64_t durable_seq;
     size_t file_bytes;
-    struct state_map map;
-    char (*leases)[SPOOL_LEASE_ID_MAX + 1];
-    size_t nleases, leases_cap;
+    struct state_map map;       /* send id -> state */
+    struct state_map inbox_map; /* inbox event key -> state (ST_OUTCOME: not acknowledged) */
+    uint64_t last_inbox_key;
+    struct lease_set leases, inbox_leases;
 };
-
-/* ---- CRC-32 ---- */
-
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[i] = c;
-    }
-}
-
-uint32_t spool_crc32(uint32_t crc, const void *data, size_t n)
-{
-    pthread_once(&crc_once, crc_init);
-    const unsigned char *p = data;
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++)
-        crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-    return ~crc;
-}
-
-/* ---- encoding ---- */
-
-static void put_u32(buf *b, uint32_t v)
-{
-    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 24)};
-    buf_append(b, x, 4);
-}
-
-static void put_u64(buf *b, uint64_t v)
-{
-    put_u32(b, (uint32_t)v);
-    put_u32(b, (uint32_t)(v >> 32));
-}
-
-static void put_str(buf *b, const char *s, size_t max)
-{
-    size_t n = strnlen(s, max);
-    buf_putc(b, (char)(unsigned char)n);
-    buf_append(b, s, n);
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void encode(buf *out, const spool_record *r)
-{
-    buf payload = BUF_INIT;
-    buf_putc(&payload, (char)r->type);
-    put_str(&payload, r->lease_id, SPOOL_LEASE_ID_MAX);
-    put_u64(&payload, (uint64_t)r->send_id);
-    put_u64(&payload, (uint64_t)r->mailbox_id);
-    put_str(&payload, r->status, sizeof r->status - 1);
-    put_u32(&payload, (uint32_t)r->smtp_code);
-    put_str(&payload, r->enhanced, sizeof r->enhanced - 1);
-    put_str(&payload, r->detail, sizeof r->detail - 1);
-    put_u64(&payload, (uint64_t)r->latency_ms);
-    put_u32(&payload, (uint32_t)r->attempts);
-    put_u32(out, SPOOL_MAGIC);
-    put_u32(out, (uint32_t)payload.len);
-    put_u32(out, spool_crc32(0, payload.data, payload.len));
-    buf_append(out, payload.data, payload.len);
-    buf_free(&payload);
-}
-
-struct reader {
-    const unsigned char *p;
-    size_t n, off;
-    bool bad;
-};
-
-static const unsigned char *take(struct reader *rd, size_t k)
-{
-    if (rd->bad || rd->n - rd->off < k) {
-        rd->bad = true;
-        return NULL;
-    }
-    const unsigned char *p = rd->p + rd->off;
-    rd->off += k;
-    return p;
-}
-
-static uint64_t take_u64(struct reader *rd)
-{
-    const unsigned char *p = take(rd, 8);
-    return p ? (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32 : 0;
-}
-
-static uint32_t take_u32(struct reader *rd)
-{
-    const unsigned char *p = take(rd, 4);
-    return p ? get_u32(p) : 0;
-}
-
-static void take_str(struct reader *rd, char *out, size_t outlen)
-{
-    const unsigned char *lp = take(rd, 1);
-    size_t n = lp ? *lp : 0;
-    const unsigned char *s = take(rd, n);
-    if (!s || n >= outlen) {
-        rd->bad = true;
-        out[0] = '\0';
-        return;
-    }
-    memcpy(out, s, n);
-    out[n] = '\0';
-}
-
-static bool decode(const unsigned char *p, size_t n, spool_record *r)
-{
-    struct reader rd = {p, n, 0, false};
-    memset(r, 0, sizeof *r);
-    const unsigned char *t = take(&rd, 1);
-    r->type = t ? *t : 0;
-    take_str(&rd, r->lease_id, sizeof r->lease_id);
-    r->send_id = (int64_t)take_u64(&rd);
-    r->mailbox_id = (int64_t)take_u64(&rd);
-    take_str(&rd, r->status, sizeof r->status);
-    r->smtp_code = (int)take_u32(&rd);
-    take_str(&rd, r->enhanced, sizeof r->enhanced);
-    take_str(&rd, r->detail, sizeof r->detail);
-    r->latency_ms = (int64_t)take_u64(&rd);
-    r->attempts = (int)take_u32(&rd);
-    return !rd.bad && rd.off == n && r->type >= SPOOL_LEASE && r->type <= SPOOL_RELEASED;
-}
-
-/* A verified record at data[off]? Sets its total length. */
-static bool record_at(const unsigned char *data, size_t n, size_t off, spool_record *r, size_t *len)
-{
-    if (n - off < HEADER_LEN || get_u32(data + off) != SPOOL_MAGIC)
-        return false;
-    uint32_t plen = get_u32(data + off + 4);
-    if (plen == 0 || plen > PAYLOAD_MAX || n - off - HEADER_LEN < plen)
-        return false;
-    if (spool_crc32(0, data + off + HEADER_LEN, plen) != get_u32(data + off + 8))
-        return false;
-    if (!decode(data + off + HEADER_LEN, plen, r))
-        return false;
-    *len = HEADER_LEN + plen;
-    return true;
-}
-
-typedef void (*record_fn)(void *arg, const spool_record *r, const unsigned char *raw, size_t len);
-
-/* Calls fn for every good record; returns the end of the last good one. */
-static size_t scan(const unsigned char *data, size_t n, record_fn fn, void *arg, size_t *good,
-                   size_t *bad)
-{
-    size_t off = 0, end = 0;
-    bool in_bad = false;
-    while (off < n) {
-        spool_record r;
-        size_t len;
-        if (record_at(data, n, off, &r, &len)) {
-            if (in_bad)
-                (*bad)++;
-            in_bad = false;
-            fn(arg, &r, data + off, len);
-            (*good)++;
-            off += len;
-            end = off;
-            continue;
-        }
-        in_bad = true;
-        off++; /* resynchronise on the next magic whose CRC holds */
-    }
-    return end;
-}
 
 /* ---- state map ---- */
 
@@ -261,36 +85,77 @@ static void map_free(struct state_map *m)
     m->live = 0;
 }
 
-static ssize_t lease_find(const spool *sp, const char *id)
+static ssize_t lease_find(const struct lease_set *ls, const char *id)
 {
-    for (size_t i = 0; i < sp->nleases; i++)
-        if (!strcmp(sp->leases[i], id))
+    for (size_t i = 0; i < ls->n; i++)
+        if (!strcmp(ls->ids[i], id))
             return (ssize_t)i;
     return -1;
 }
 
-/* Applies a record to the live state; the caller holds mu (or is alone). */
-static void apply(spool *sp, const spool_record *r)
+static void lease_add(struct lease_set *ls, const char *id)
 {
+    if (lease_find(ls, id) >= 0)
+        return;
+    if (ls->n == ls->cap) {
+        ls->cap = ls->cap ? ls->cap * 2 : 16;
+        ls->ids = xrealloc(ls->ids, ls->cap * sizeof *ls->ids);
+    }
+    snprintf(ls->ids[ls->n++], SPOOL_LEASE_ID_MAX + 1, "%s", id);
+}
+
+static void lease_del(struct lease_set *ls, const char *id)
+{
+    ssize_t i = lease_find(ls, id);
+    if (i >= 0)
+        memcpy(ls->ids[i], ls->ids[--ls->n], sizeof ls->ids[0]);
+}
+
+/* A copy of the set for a replay. */
+static void lease_copy(const struct lease_set *ls, char (**out)[SPOOL_LEASE_ID_MAX + 1], size_t *n)
+{
+    if (!ls->n)
+        return;
+    *out = xcalloc(ls->n, sizeof **out);
+    memcpy(*out, ls->ids, ls->n * sizeof **out);
+    *n = ls->n;
+}
+
+/* An inbox record: an event is live (ST_OUTCOME) until its ack. Keys are the spool's
+ * own, so an ack never meets a send id. */
+static void apply_inbox(spool *sp, const spool_any *a)
+{
+    int64_t key = (int64_t)a->ev.key;
+    if (a->ev.key > sp->last_inbox_key)
+        sp->last_inbox_key = a->ev.key;
+    if (a->r.type == SPOOL_INBOX_ACK)
+        map_set(&sp->inbox_map, key, ST_ACKED);
+    else if (map_get(&sp->inbox_map, key) != ST_ACKED)
+        map_set(&sp->inbox_map, key, ST_OUTCOME);
+}
+
+/* Applies a record to the live state; the caller holds mu (or is alone). */
+static void apply(spool *sp, const spool_any *a)
+{
+    const spool_record *r = &a->r;
+    if (r->type == SPOOL_INBOX_EVENT || r->type == SPOOL_INBOX_ACK) {
+        apply_inbox(sp, a);
+        return;
+    }
     uint8_t st = r->type == SPOOL_INTENT || r->type == SPOOL_OUTCOME || r->type == SPOOL_ACK
                      ? map_get(&sp->map, r->send_id)
                      : ST_EMPTY;
     switch (r->type) {
     case SPOOL_LEASE:
-        if (lease_find(sp, r->lease_id) < 0) {
-            if (sp->nleases == sp->leases_cap) {
-                sp->leases_cap = sp->leases_cap ? sp->leases_cap * 2 : 16;
-                sp->leases = xrealloc(sp->leases, sp->leases_cap * sizeof *sp->leases);
-            }
-            snprintf(sp->leases[sp->nleases++], SPOOL_LEASE_ID_MAX + 1, "%s", r->lease_id);
-        }
+        lease_add(&sp->leases, r->lease_id);
         break;
-    case SPOOL_RELEASED: {
-        ssize_t i = lease_find(sp, r->lease_id);
-        if (i >= 0)
-            memcpy(sp->leases[i], sp->leases[--sp->nleases], sizeof sp->leases[0]);
+    case SPOOL_INBOX_LEASE:
+        lease_add(&sp->inbox_leases, r->lease_id);
         break;
-    }
+    case SPOOL_RELEASED:
+        lease_del(&sp->leases, r->lease_id);
+        lease_del(&sp->inbox_leases, r->lease_id);
+        break;
     case SPOOL_INTENT:
         if (st == ST_EMPTY || st == ST_INTENT)
             map_set(&sp->map, r->send_id, ST_INTENT);
@@ -308,11 +173,16 @@ static void apply(spool *sp, const spool_record *r)
 }
 
 /* Should this record survive a compaction? */
-static bool record_live(const spool *sp, const spool_record *r)
+static bool record_live(const spool *sp, const spool_any *a)
 {
+    const spool_record *r = &a->r;
     switch (r->type) {
     case SPOOL_LEASE:
-        return lease_find(sp, r->lease_id) >= 0;
+        return lease_find(&sp->leases, r->lease_id) >= 0;
+    case SPOOL_INBOX_LEASE:
+        return lease_find(&sp->inbox_leases, r->lease_id) >= 0;
+    case SPOOL_INBOX_EVENT:
+        return map_get(&sp->inbox_map, (int64_t)a->ev.key) == ST_OUTCOME;
     case SPOOL_INTENT:
         return map_get(&sp->map, r->send_id) == ST_INTENT;
     case SPOOL_OUTCOME:
@@ -369,14 +239,32 @@ struct replay_ctx {
     spool *sp;
     spool_record *all;
     size_t n, cap;
+    spool_inbox_event *events; /* every inbox event read, json copied */
+    size_t nevents, events_cap;
 };
 
-static void replay_collect(void *arg, const spool_record *r, const unsigned char *raw, size_t len)
+static void collect_inbox_event(struct replay_ctx *c, const spool_inbox_event *e)
+{
+    if (c->nevents == c->events_cap) {
+        c->events_cap = c->events_cap ? c->events_cap * 2 : 64;
+        c->events = xrealloc(c->events, c->events_cap * sizeof *c->events);
+    }
+    spool_inbox_event *o = &c->events[c->nevents++];
+    *o = *e;
+    o->json = xmalloc(e->json_len + 1);
+    memcpy(o->json, e->json, e->json_len);
+    o->json[e->json_len] = '\0';
+}
+
+static void replay_collect(void *arg, const spool_any *a, const unsigned char *raw, size_t len)
 {
     (void)raw;
     (void)len;
     struct replay_ctx *c = arg;
-    apply(c->sp, r);
+    const spool_record *r = &a->r;
+    apply(c->sp, a);
+    if (r->type == SPOOL_INBOX_EVENT)
+        collect_inbox_event(c, &a->ev);
     if (r->type != SPOOL_INTENT && r->type != SPOOL_OUTCOME)
         return;
     if (c->n == c->cap) {
@@ -421,11 +309,22 @@ static void replay_result(spool *sp, struct replay_ctx *c, spool_replay *rep)
         rep->pending[i] = rep->pending[j - 1];
         rep->pending[j - 1] = t;
     }
-    if (sp->nleases) {
-        rep->leases = xcalloc(sp->nleases, sizeof *rep->leases);
-        memcpy(rep->leases, sp->leases, sp->nleases * sizeof *rep->leases);
-        rep->nleases = sp->nleases;
+    lease_copy(&sp->leases, &rep->leases, &rep->nleases);
+    lease_copy(&sp->inbox_leases, &rep->inbox_leases, &rep->ninbox_leases);
+    /* inbox events: each key is written once, so the file's order is the order to
+     * report them in; those acknowledged stay behind */
+    for (size_t i = 0; i < c->nevents; i++) {
+        spool_inbox_event *e = &c->events[i];
+        if (map_get(&sp->inbox_map, (int64_t)e->key) != ST_OUTCOME) {
+            free(e->json);
+            continue;
+        }
+        rep->inbox_pending = rep->inbox_pending ? rep->inbox_pending : c->events;
+        c->events[rep->ninbox_pending++] = *e;
     }
+    if (!rep->ninbox_pending)
+        free(c->events);
+    c->events = NULL;
 }
 
 spool *spool_open(const char *dir, spool_replay *rep, char *err, size_t errlen)
@@ -445,7 +344,7 @@ spool *spool_open(const char *dir, spool_replay *rep, char *err, size_t errlen)
     pthread_mutex_init(&sp->mu, NULL);
     pthread_mutex_init(&sp->flush_mu, NULL);
     buf data = BUF_INIT;
-    struct replay_ctx c = {sp, NULL, 0, 0};
+    struct replay_ctx c = {sp, NULL, 0, 0, NULL, 0, 0};
 
     sp->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (sp->lock_fd < 0) {
@@ -464,8 +363,8 @@ spool *spool_open(const char *dir, spool_replay *rep, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open %s: %s", sp->path, strerror(errno));
         goto fail;
     }
-    size_t end = scan((const unsigned char *)data.data, data.len, replay_collect, &c, &rep->records,
-                      &rep->bad_records);
+    size_t end = spool_scan((const unsigned char *)data.data, data.len, replay_collect, &c,
+                            &rep->records, &rep->bad_records);
     if (end < data.len) {
         rep->torn_bytes = data.len - end;
         if (ftruncate(sp->fd, (off_t)end) < 0 || fdatasync(sp->fd) < 0) {
@@ -481,6 +380,9 @@ spool *spool_open(const char *dir, spool_replay *rep, char *err, size_t errlen)
     return sp;
 fail:
     free(c.all);
+    for (size_t i = 0; i < c.nevents; i++)
+        free(c.events[i].json);
+    free(c.events);
     buf_free(&data);
     spool_close(sp);
     spool_replay_free(rep);
@@ -489,12 +391,49 @@ fail:
 
 uint64_t spool_append(spool *sp, const spool_record *r)
 {
+    spool_any a;
+    memset(&a.ev, 0, sizeof a.ev);
+    a.r = *r;
     pthread_mutex_lock(&sp->mu);
-    encode(&sp->pending, r);
-    apply(sp, r);
+    spool_encode(&sp->pending, r);
+    apply(sp, &a);
     uint64_t seq = ++sp->seq;
     pthread_mutex_unlock(&sp->mu);
     return seq;
+}
+
+/* An inbox record: encoded and applied under mu, so keys follow the file's order. */
+static uint64_t append_inbox(spool *sp, int type, spool_inbox_event *e)
+{
+    spool_any a;
+    memset(&a, 0, sizeof a);
+    a.r.type = type;
+    pthread_mutex_lock(&sp->mu);
+    if (type == SPOOL_INBOX_EVENT)
+        e->key = sp->last_inbox_key + 1;
+    a.ev = *e;
+    spool_encode_inbox(&sp->pending, type, e);
+    apply(sp, &a);
+    uint64_t seq = ++sp->seq;
+    pthread_mutex_unlock(&sp->mu);
+    return seq;
+}
+
+uint64_t spool_append_inbox_event(spool *sp, spool_inbox_event *e)
+{
+    /* type, version, lease id, key, mailbox, action, length: well under 128 bytes */
+    if (e->json_len + 128 > SPOOL_PAYLOAD_MAX)
+        return 0;
+    return append_inbox(sp, SPOOL_INBOX_EVENT, e);
+}
+
+uint64_t spool_append_inbox_ack(spool *sp, const char *lease_id, uint64_t key)
+{
+    spool_inbox_event e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.lease_id, sizeof e.lease_id, "%s", lease_id);
+    e.key = key;
+    return append_inbox(sp, SPOOL_INBOX_ACK, &e);
 }
 
 uint64_t spool_last_seq(spool *sp)
@@ -561,7 +500,7 @@ struct compact_ctx {
     buf out;
 };
 
-static void compact_keep(void *arg, const spool_record *r, const unsigned char *raw, size_t len)
+static void compact_keep(void *arg, const spool_any *r, const unsigned char *raw, size_t len)
 {
     struct compact_ctx *c = arg;
     if (record_live(c->sp, r))
@@ -593,7 +532,7 @@ int spool_compact(spool *sp, size_t threshold_bytes)
         rc = -1;
         goto out;
     }
-    size_t live = sp->map.live + sp->nleases;
+    size_t live = sp->map.live + sp->inbox_map.live + sp->leases.n + sp->inbox_leases.n;
     if (sp->file_bytes == 0)
         goto out;
     if (live == 0) {
@@ -604,6 +543,7 @@ int spool_compact(spool *sp, size_t threshold_bytes)
         }
         sp->file_bytes = 0;
         map_rebuild(&sp->map);
+        map_rebuild(&sp->inbox_map);
         rc = 1;
         goto out;
     }
@@ -616,7 +556,7 @@ int spool_compact(spool *sp, size_t threshold_bytes)
     int tfd = -1;
     if (read_all(sp->fd, &data) < 0)
         goto io_fail;
-    scan((const unsigned char *)data.data, data.len, compact_keep, &c, &good, &bad);
+    spool_scan((const unsigned char *)data.data, data.len, compact_keep, &c, &good, &bad);
     tfd = open(sp->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (tfd < 0 || write_all(tfd, c.out.data ? c.out.data : "", c.out.len) < 0 ||
         fdatasync(tfd) < 0 || rename(sp->tmp_path, sp->path) < 0 || fsync_dir(sp->dir) < 0)
@@ -632,6 +572,7 @@ int spool_compact(spool *sp, size_t threshold_bytes)
              live);
     sp->file_bytes = c.out.len;
     map_rebuild(&sp->map);
+    map_rebuild(&sp->inbox_map);
     rc = 1;
     buf_free(&data);
     buf_free(&c.out);
@@ -661,7 +602,7 @@ size_t spool_file_bytes(spool *sp)
 size_t spool_live_records(spool *sp)
 {
     pthread_mutex_lock(&sp->mu);
-    size_t n = sp->map.live + sp->nleases;
+    size_t n = sp->map.live + sp->inbox_map.live + sp->leases.n + sp->inbox_leases.n;
     pthread_mutex_unlock(&sp->mu);
     return n;
 }
@@ -681,7 +622,9 @@ void spool_close(spool *sp)
     buf_free(&sp->pending);
     buf_free(&sp->flushing);
     map_free(&sp->map);
-    free(sp->leases);
+    map_free(&sp->inbox_map);
+    free(sp->leases.ids);
+    free(sp->inbox_leases.ids);
     pthread_mutex_destroy(&sp->mu);
     pthread_mutex_destroy(&sp->flush_mu);
     free(sp);
@@ -691,5 +634,9 @@ void spool_replay_free(spool_replay *rep)
 {
     free(rep->pending);
     free(rep->leases);
+    for (size_t i = 0; i < rep->ninbox_pending; i++)
+        free(rep->inbox_pending[i].json);
+    free(rep->inbox_pending);
+    free(rep->inbox_leases);
     memset(rep, 0, sizeof *rep);
 }

@@ -1,5 +1,6 @@
 /* The report spool: an append-only local file of what the agent leased, which slots it
- * was about to send (intent, durable before DATA) and their outcomes, so nothing is
+ * was about to send (intent, durable before DATA) and their outcomes, and what it saw
+ * and did in the inboxes it watches (inbox events), so nothing is
  * lost or sent twice when the agent dies or the control plane is away. Records carry
  * a CRC; a torn or corrupt record is skipped on replay, never fatal. Acknowledged
  * records are trimmed by compaction (rewrite + rename). Thread-safe: appends go to a
@@ -18,6 +19,10 @@ enum spool_type {
     SPOOL_OUTCOME,   /* send_id's final result, not yet acknowledged */
     SPOOL_ACK,       /* the control plane has send_id's result (or refused it for good) */
     SPOOL_RELEASED,  /* lease_id is over: released, expired or unknown to the server */
+    /* the inbox side (the record format says how these are laid out) */
+    SPOOL_INBOX_LEASE, /* an inbox lease was granted (lease_id); RELEASED ends it too */
+    SPOOL_INBOX_EVENT, /* an inbox event to report, as its JSON, under a key */
+    SPOOL_INBOX_ACK,   /* the control plane has the event of that key (or refused it) */
 };
 
 #define SPOOL_LEASE_ID_MAX 64
@@ -36,6 +41,18 @@ typedef struct spool_record {
     int attempts;
 } spool_record;
 
+/* An inbox event as kept in the spool: the InboxEvent object exactly as it is reported,
+ * so a replay after a crash sends the same bytes again (the control plane is idempotent
+ * per event, by action id for an outcome) and never makes up an outcome. */
+typedef struct spool_inbox_event {
+    char lease_id[SPOOL_LEASE_ID_MAX + 1];
+    uint64_t key;       /* the spool's number for the event, unique in the file */
+    int64_t mailbox_id; /* the inbox */
+    int64_t action_id;  /* an action outcome's id, else 0 */
+    char *json;         /* in a replay: owned by it; to append: the caller's */
+    size_t json_len;
+} spool_inbox_event;
+
 /* What a replay found that was never acknowledged. Owned by the caller
  * (spool_replay_free). */
 typedef struct spool_replay {
@@ -43,6 +60,10 @@ typedef struct spool_replay {
     size_t npending;
     char (*leases)[SPOOL_LEASE_ID_MAX + 1]; /* granted and never marked released */
     size_t nleases;
+    spool_inbox_event *inbox_pending; /* inbox events without an ack, oldest first */
+    size_t ninbox_pending;
+    char (*inbox_leases)[SPOOL_LEASE_ID_MAX + 1]; /* inbox leases never marked released */
+    size_t ninbox_leases;
     size_t records;     /* good records read */
     size_t bad_records; /* CRC mismatch or malformed, skipped */
     size_t torn_bytes;  /* bytes of an incomplete last record, cut off */
@@ -53,6 +74,12 @@ typedef struct spool_replay {
 spool *spool_open(const char *dir, spool_replay *rep, char *err, size_t errlen);
 /* Buffers a record in memory; returns its sequence number (for spool_sync). */
 uint64_t spool_append(spool *sp, const spool_record *r);
+/* Buffers an inbox event (lease_id, mailbox_id, action_id, json; e->key is ignored) and
+ * sets its key in e->key; returns its sequence number. An event larger than the record
+ * bound (256 KiB) is refused: 0, nothing appended. */
+uint64_t spool_append_inbox_event(spool *sp, spool_inbox_event *e);
+/* The control plane has the event of key (under lease_id). */
+uint64_t spool_append_inbox_ack(spool *sp, const char *lease_id, uint64_t key);
 /* Makes every record up to seq durable (write + fdatasync), batching what other
  * threads appended meanwhile. 0, or -1 with errno-style failure logged. */
 int spool_sync(spool *sp, uint64_t seq);

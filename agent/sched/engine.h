@@ -39,7 +39,6 @@ typedef struct engine_config {
     int64_t result_linger_ms; /* engine_poll_results gathers a batch this long (0: none) */
     shaping_cfg shaping;      /* per host, all threads together */
     char helo_name[256];
-    char warmup_tag[64];
     engine_intent_fn intent_fn; /* NULL: sessions start at once */
     void *intent_arg;
 } engine_config;

@@ -30,7 +30,6 @@ void engine_config_defaults(engine_config *c)
     c->result_linger_ms = 10;
     shaping_cfg_defaults(&c->shaping);
     snprintf(c->helo_name, sizeof c->helo_name, "localhost");
-    snprintf(c->warmup_tag, sizeof c->warmup_tag, "1");
 }
 
 static int env_ms(const char *name, int64_t *v, char *err, size_t errlen)
@@ -92,9 +91,6 @@ int engine_config_from_env(engine_config *c, char *err, size_t errlen)
         }
         snprintf(c->helo_name, sizeof c->helo_name, "%s", helo);
     }
-    const char *tag = config_str("KILN_AGENT_WARMUP_TAG", NULL);
-    if (tag)
-        snprintf(c->warmup_tag, sizeof c->warmup_tag, "%s", tag);
     return 0;
 }
 

@@ -316,7 +316,6 @@ static void session_start(struct io_thread *t, struct work *w)
                            .in_reply_to = js->in_reply_to,
                            .references = (const char *const *)js->references,
                            .nreferences = js->nreferences,
-                           .warmup_tag = e->cfg.warmup_tag,
                            .date_unix_s = now_s};
         smtp_net_add(&s->smtp, k, &mm, &t->msg_scratch);
     }

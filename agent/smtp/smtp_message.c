@@ -153,8 +153,6 @@ void smtp_date(int64_t unix_s, char *out, size_t outlen)
 #define HEADER_LINE_MAX 998
 /* Longest Message-ID kept as given: "Message-ID: " and it stay well inside a line. */
 #define MESSAGE_ID_MAX 900
-/* Longest X-Kiln-Warmup value kept. */
-#define WARMUP_TAG_MAX 64
 
 /* Display name: a quoted-string when ASCII and the From line fits, encoded words
  * (folded, so any length fits) otherwise. addr_len is what follows on the line. */
@@ -303,12 +301,9 @@ void smtp_message_build(const smtp_message *m, buf *out)
     bool qp = body_needs_qp(body, blen);
     buf_puts(out, qp ? "Content-Transfer-Encoding: quoted-printable\r\n"
                      : "Content-Transfer-Encoding: 7bit\r\n");
-    buf_puts(out, "X-Kiln-Warmup: ");
-    size_t tag_at = out->len;
-    strip_crlf(m->warmup_tag ? m->warmup_tag : "1", out);
-    if (out->len - tag_at > WARMUP_TAG_MAX)
-        out->len = tag_at + WARMUP_TAG_MAX;
-    buf_puts(out, "\r\n\r\n");
+    /* No constant marker header (a fixed header is a fingerprint filters learn): the
+     * inbox side recognises kiln's mail by its Message-ID (api/lease/msgid.h). */
+    buf_puts(out, "\r\n");
     if (qp)
         smtp_qp_encode(body, blen, out);
     else

@@ -26,7 +26,6 @@ typedef struct smtp_message {
     const char *in_reply_to;
     const char *const *references;
     size_t nreferences;
-    const char *warmup_tag; /* value of X-Kiln-Warmup */
     int64_t date_unix_s;
 } smtp_message;
 

@@ -28,6 +28,10 @@ int app_config_load(app_config *cfg, char *err, size_t errlen)
         {"KILN_GLOBAL_HOURLY_CAP", 10000, 0, 1000000000, &cfg->global_hourly_cap},
         {"KILN_RECIPIENT_DAILY_CAP", 50, 1, 1000000, &cfg->recipient_daily_cap},
         {"KILN_PAIR_GAP_DAYS", 3, 0, 365, &cfg->pair_gap_days},
+        {"KILN_WEBHOOK_ALLOW_HTTP", 0, 0, 1, &cfg->webhook_allow_http},
+        {"KILN_INBOX_LEASE_TTL_S", 1800, 60, 86400, &cfg->inbox_lease_ttl_s},
+        {"KILN_PLACEMENT_DEADLINE_S", 86400, 60, 2592000, &cfg->placement_deadline_s},
+        {"KILN_RECIPIENTS_REQUIRE_INBOX", 0, 0, 1, &cfg->recipients_require_inbox},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (config_int(ints[i].name, ints[i].def, ints[i].min, ints[i].max, ints[i].out, err,

@@ -32,6 +32,12 @@ typedef struct app_config {
     int64_t global_hourly_cap;
     int64_t recipient_daily_cap;
     int64_t pair_gap_days;
+    /* webhooks: KILN_WEBHOOK_ALLOW_HTTP=1 accepts http:// endpoint URLs to any host */
+    int64_t webhook_allow_http;
+    /* the inbox side (docs/design.md "Inbox leasing and placement") */
+    int64_t inbox_lease_ttl_s;
+    int64_t placement_deadline_s;
+    int64_t recipients_require_inbox; /* 0/1: recipients only among inboxes that are ok */
 } app_config;
 
 typedef struct app {

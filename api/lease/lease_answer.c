@@ -72,7 +72,8 @@ const char *lease_answer_message_id(arena *a, const struct msgid_keyring *keys, 
     return n < 0 ? NULL : arena_strndup(a, mid, (size_t)n);
 }
 
-void lease_answer_empty(http_resp *rs, int64_t ttl_s, int64_t retry_after_s, const char *service)
+void lease_answer_empty(arena *a, const secret_key *key, http_resp *rs, int64_t ttl_s,
+                        int64_t retry_after_s, const char *service, const inbox_request *inbox)
 {
     yajl_gen g = http_json(rs, 200);
     json_obj_open(g);
@@ -83,6 +84,7 @@ void lease_answer_empty(http_resp *rs, int64_t ttl_s, int64_t retry_after_s, con
     json_arr_close(g);
     json_kv_i(g, "retry_after_s", retry_after_s);
     json_kv_s(g, "service", service);
+    inbox_answer_members(a, key, g, inbox);
     json_obj_close(g);
     json_gen_free(g);
 }
@@ -228,6 +230,7 @@ void lease_answer_write(arena *a, http_resp *rs, const lease_answer *ans)
     }
     json_arr_close(g);
     json_kv_s(g, "service", "running");
+    inbox_answer_members(a, ans->key, g, ans->inbox);
     json_obj_close(g);
     json_gen_free(g);
 }

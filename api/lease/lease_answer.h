@@ -5,6 +5,7 @@
 #define KILN_LEASE_ANSWER_H
 
 #include "http.h"
+#include "inbox_grant.h"
 #include "lease_store.h"
 #include "msgid.h"
 #include "secret.h"
@@ -32,8 +33,10 @@ const char *lease_answer_message_id(arena *a, const struct msgid_keyring *keys, 
  * (a reply quotes it); the body is rendered with the same choice in the answer. */
 void lease_answer_compose(arena *a, const lease_pool *pool, lease_granted *gr);
 
-/* An answer with no lease: come back in retry_after_s. */
-void lease_answer_empty(http_resp *rs, int64_t ttl_s, int64_t retry_after_s, const char *service);
+/* An answer with no send lease: come back in retry_after_s. The inbox members (inbox
+ * may be NULL) are written with key's opened IMAP secrets. */
+void lease_answer_empty(arena *a, const secret_key *key, http_resp *rs, int64_t ttl_s,
+                        int64_t retry_after_s, const char *service, const inbox_request *inbox);
 
 typedef struct lease_answer {
     const char *lease_id;
@@ -42,6 +45,8 @@ typedef struct lease_answer {
     int ngranted;
     const lease_text *texts; /* by row */
     const lease_pool *pool;
+    const secret_key *key;      /* opens the inboxes' IMAP secrets */
+    const inbox_request *inbox; /* the inbox part, or NULL */
 } lease_answer;
 /* The granted lease, with subjects and bodies rendered in arena a. */
 void lease_answer_write(arena *a, http_resp *rs, const lease_answer *ans);

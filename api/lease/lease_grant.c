@@ -107,7 +107,7 @@ static bool load(grant *g, lease_bucket_delta **buckets, size_t *nbuckets)
     if (ncand_want > 20000)
         ncand_want = 20000;
     if (!lease_store_load_pool(g->rq->db, a, senders, n, cfg->pair_gap_days, ncand_want,
-                               &g->pool) ||
+                               cfg->recipients_require_inbox != 0, &g->pool) ||
         !lease_reply_load(g->rq->db, a, senders, n, g->ttl_s, &g->pool, &g->replies) ||
         !lease_store_lock_caps(g->rq->db, a, users, n, g->ttl_s + 3600, &g->pool, buckets,
                                nbuckets))
@@ -213,7 +213,8 @@ static enum db_tx answer_empty(grant *g, http_resp *rs, int64_t retry_after_s)
     if (!lease_store_push_due(g->rq->db, g->rq->pool, &g->push) || !db_commit(g->rq->db))
         return http_tx_fail(g->rq, rs);
     count_duration(g);
-    lease_answer_empty(rs, g->ttl_s, retry_after_s, "running");
+    lease_answer_empty(g->rq->pool, &g->rq->app->key, rs, g->ttl_s, retry_after_s, "running",
+                       g->req->inbox);
     return DB_TX_OK;
 }
 
@@ -227,7 +228,7 @@ enum db_tx lease_grant(http_req *rq, http_resp *rs, void *ctx)
     if (!running) {
         if (!db_commit(rq->db))
             return http_tx_fail(rq, rs);
-        lease_answer_empty(rs, g.ttl_s, 60, "stopped");
+        lease_answer_empty(rq->pool, &rq->app->key, rs, g.ttl_s, 60, "stopped", g.req->inbox);
         return DB_TX_OK;
     }
     if (!lease_store_pick(rq->db, rq->pool, g.req->max_mailboxes, g.ttl_s, &g.rows, &npicked))
@@ -253,7 +254,8 @@ enum db_tx lease_grant(http_req *rq, http_resp *rs, void *ctx)
     count_duration(&g);
     if (!db_commit(rq->db))
         return http_tx_fail(rq, rs);
-    lease_answer ans = {lease_id, g.ttl_s, g.now_s, g.granted, g.ngranted, g.texts, &g.pool};
+    lease_answer ans = {lease_id, g.ttl_s, g.now_s,       g.granted,   g.ngranted,
+                        g.texts,  &g.pool, &rq->app->key, g.req->inbox};
     lease_answer_write(rq->pool, rs, &ans);
     return DB_TX_OK;
 }

@@ -5,12 +5,14 @@
 #define KILN_LEASE_GRANT_H
 
 #include "http.h"
+#include "inbox_grant.h"
 
 #include <stdint.h>
 
 typedef struct lease_request {
     int64_t max_mailboxes, max_sends;
     int64_t started_us; /* clock_mono_us() at the request's start, for the duration metric */
+    const inbox_request *inbox; /* the inbox part, done first (NULL: not asked for) */
 } lease_request;
 
 /* One attempt of a lease call (an http_tx body; ctx is a lease_request). */

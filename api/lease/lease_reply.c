@@ -17,6 +17,13 @@
 static const db_stmt Q_SCHEDULE = {
     "reply_schedule", "SELECT coalesce(kiln_schedule_reply($1::bigint, to_timestamp($2)), 0)"};
 
+/* Many at once, in the given order (one report's replies). */
+static const db_stmt Q_SCHEDULE_MANY = {
+    "reply_schedule_many",
+    "SELECT count(*) FILTER (WHERE r IS NOT NULL) FROM (SELECT kiln_schedule_reply(x.p, "
+    "to_timestamp(x.d)) AS r FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY "
+    "AS x (p, d, ord) ORDER BY x.ord) s"};
+
 static const db_stmt Q_DUE = {
     "reply_due",
     "SELECT pr.id, pr.mailbox_id, extract(epoch FROM pr.due_at)::bigint AS due_s, "
@@ -125,6 +132,20 @@ bool lease_reply_schedule(db *d, arena *a, int64_t parent_send_id, int64_t due_s
     if (!r || PQntuples(r) != 1)
         return false;
     *reply_id = db_i64(r, 0, 0);
+    return true;
+}
+
+bool lease_reply_schedule_many(db *d, arena *a, const int64_t *parent_send_ids,
+                               const int64_t *due_s, size_t n, int *scheduled)
+{
+    *scheduled = 0;
+    if (n == 0)
+        return true;
+    const char *p[] = {ids_literal(a, parent_send_ids, n), ids_literal(a, due_s, n)};
+    PGresult *r = db_exec(d, a, &Q_SCHEDULE_MANY, 2, p);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    *scheduled = (int)db_i64(r, 0, 0);
     return true;
 }
 

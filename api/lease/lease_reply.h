@@ -20,6 +20,11 @@
 bool lease_reply_schedule(db *d, arena *a, int64_t parent_send_id, int64_t due_s,
                           int64_t *reply_id);
 
+/* The same for n received sends at once (one statement, in order); *scheduled gets how
+ * many were scheduled (the others: unknown, no Message-ID, or answered already). */
+bool lease_reply_schedule_many(db *d, arena *a, const int64_t *parent_send_ids,
+                               const int64_t *due_s, size_t n, int *scheduled);
+
 /* What the engagement policy (engage_plan_for_found) needs beside a found event, for one
  * received send: its recipient's plan, that mailbox's time zone spans from the found
  * time, and the send's reply depth. */

@@ -105,7 +105,9 @@ static const db_stmt Q_PAIRS = {
     "m.display_name, c.day::text AS day FROM mailboxes m JOIN users u ON u.id = m.user_id "        \
     "CROSS JOIN (SELECT kiln_now() AS now) k "                                                     \
     "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
-    "WHERE m.state = 'active' AND m.deleted_at IS NULL AND u.state = 'active' "
+    "WHERE m.state = 'active' AND m.deleted_at IS NULL AND u.state = 'active' "                    \
+    "AND (NOT $2::bool OR m.inbox = 'ok') "
+/* $2: KILN_RECIPIENTS_REQUIRE_INBOX (only inboxes that are watched and ok receive). */
 static const db_stmt Q_CANDIDATES = {
     "agent_candidates",
     "WITH b AS (SELECT floor(random() * (coalesce(max(id), 0) + 1))::bigint AS s FROM mailboxes) "
@@ -178,8 +180,8 @@ static const db_stmt Q_DURATION = {
 
 static const db_stmt Q_LEASE_GET = {
     "agent_lease_get",
-    "SELECT agent_id, ended_at IS NOT NULL AS ended, expires_at <= kiln_now() AS expired, ttl_s "
-    "FROM leases "
+    "SELECT agent_id, ended_at IS NOT NULL AS ended, expires_at <= kiln_now() AS expired, ttl_s, "
+    "kind = 'inbox' AS inbox FROM leases "
     "WHERE id = $1::uuid"};
 
 /* Which of the reported ids belong to this lease (the fence). */
@@ -470,7 +472,8 @@ static void read_candidates(arena *a, const PGresult *r, size_t n, lease_pool *p
 }
 
 bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders,
-                           int64_t pair_gap_days, int64_t ncand_want, lease_pool *pool)
+                           int64_t pair_gap_days, int64_t ncand_want, bool require_inbox,
+                           lease_pool *pool)
 {
     memset(pool, 0, sizeof *pool);
     if (pair_gap_days > 0) {
@@ -488,8 +491,8 @@ bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders
             pool->pairs[i].recipient = db_i64(pr, (int)i, c[1]);
         }
     }
-    const char *cp[] = {db_i64_text(a, ncand_want)};
-    PGresult *cr = db_exec(d, a, &Q_CANDIDATES, 1, cp);
+    const char *cp[] = {db_i64_text(a, ncand_want), require_inbox ? "true" : "false"};
+    PGresult *cr = db_exec(d, a, &Q_CANDIDATES, 2, cp);
     PGresult *tr = cr ? db_exec(d, a, &Q_TEMPLATES, 0, NULL) : NULL;
     PGresult *topr = tr ? db_exec(d, a, &Q_TOPICS, 0, NULL) : NULL;
     if (!topr)
@@ -653,13 +656,14 @@ bool lease_store_get(db *d, arena *a, const char *lease_id, lease_info *out)
     memset(out, 0, sizeof *out);
     if (PQntuples(r) != 1)
         return true;
-    static const char *const names[] = {"agent_id", "ended", "expired"};
-    int c[3];
-    db_columns(r, names, c, 3);
+    static const char *const names[] = {"agent_id", "ended", "expired", "inbox"};
+    int c[4];
+    db_columns(r, names, c, 4);
     out->found = true;
     out->agent_id = db_i64(r, 0, c[0]);
     out->ended = col_bool(r, 0, c[1]);
     out->expired = col_bool(r, 0, c[2]);
+    out->inbox = col_bool(r, 0, c[3]);
     return true;
 }
 

@@ -87,9 +87,11 @@ bool lease_store_set_error(db *d, arena *a, const int64_t *ids, const char *cons
 /* Moves picked mailboxes that got nothing to their next due time. */
 bool lease_store_push_due(db *d, arena *a, const lease_push *p);
 /* Reads the pool for these senders: pairs (when pair_gap_days > 0), up to ncand_want
- * candidates, templates and topics. Before the cap lock. */
+ * candidates (only mailboxes whose inbox is ok when require_inbox), templates and
+ * topics. Before the cap lock. */
 bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders,
-                           int64_t pair_gap_days, int64_t ncand_want, lease_pool *pool);
+                           int64_t pair_gap_days, int64_t ncand_want, bool require_inbox,
+                           lease_pool *pool);
 /* Takes the cap lock (held to commit), reads the cap buckets of these users from the
  * hour's start to horizon_s ahead, and the candidates' inbound counts of their day
  * into pool->cands[].received. */
@@ -111,6 +113,7 @@ typedef struct lease_info {
     bool found;
     int64_t agent_id;
     bool ended, expired;
+    bool inbox; /* an inbox lease (inbox_store.h) */
 } lease_info;
 bool lease_store_get(db *d, arena *a, const char *lease_id, lease_info *out);
 

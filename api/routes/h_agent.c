@@ -4,6 +4,9 @@
  * docs/leasing.md. */
 #include "app.h"
 #include "clock.h"
+#include "inbox_grant.h"
+#include "inbox_report.h"
+#include "inbox_store.h"
 #include "lease_grant.h"
 #include "lease_report.h"
 #include "lease_store.h"
@@ -75,30 +78,53 @@ void h_agent_lease(http_req *rq, http_resp *rs)
     static const char *const fields[] = {"agent", "max_mailboxes", "max_sends", "max_inboxes",
                                          NULL};
     lease_request req = {.max_mailboxes = 200, .max_sends = 2000, .started_us = clock_mono_us()};
+    inbox_request inbox = {.max_inboxes = 0};
     yajl_val b = http_json_body(rq, rs);
     const char *agent = NULL;
-    /* Validated so an agent with an IMAP engine may ask already; no inbox is granted yet. */
-    int64_t max_inboxes = 0;
     if (!b || !v_known_fields(rs, b, fields, "") ||
         !v_str(rs, b, "agent", "agent", 0, 100, false, &agent) ||
         !v_int(rs, b, "max_mailboxes", "max_mailboxes", 0, 1, WIRE_MAX_LEASE_MAILBOXES,
                &req.max_mailboxes) ||
         !v_int(rs, b, "max_sends", "max_sends", 0, 1, WIRE_MAX_LEASE_SENDS, &req.max_sends) ||
-        !v_int(rs, b, "max_inboxes", "max_inboxes", 0, 0, WIRE_MAX_LEASE_INBOXES, &max_inboxes))
+        !v_int(rs, b, "max_inboxes", "max_inboxes", 0, 0, WIRE_MAX_LEASE_INBOXES,
+               &inbox.max_inboxes))
         return;
+    /* The inbox part first, in its own transaction (an independent lease); the send
+     * grant renders both. */
+    if (inbox.max_inboxes > 0) {
+        http_tx(rq, rs, inbox_grant, &inbox, "inbox lease conflicted with concurrent work; retry");
+        if (!inbox.ok)
+            return;
+        req.inbox = &inbox;
+    }
     http_tx(rq, rs, lease_grant, &req, "lease conflicted with concurrent work; retry");
 }
 
 void h_agent_report(http_req *rq, http_resp *rs)
 {
-    static const char *const fields[] = {"lease_id", "results", NULL};
+    static const char *const fields[] = {"lease_id", "results", "inbox_events", NULL};
     yajl_val b = http_json_body(rq, rs);
     const char *lease_id = NULL;
     if (!b || !v_known_fields(rs, b, fields, "") || !(lease_id = lease_id_of(rs, b)))
         return;
+    yajl_val events = json_get(b, "inbox_events");
+    lease_info info;
+    if (events) {
+        /* A send lease reports results, an inbox lease inbox_events: one or the other. */
+        if (json_get(b, "results")) {
+            http_error(rs, 400, "invalid_field",
+                       "a report carries 'results' or 'inbox_events', not both", "inbox_events");
+            return;
+        }
+        inbox_event *ev = NULL;
+        int n = 0;
+        if (!inbox_events_parse(rq, rs, events, &ev, &n) || !lease_owned(rq, rs, lease_id, &info))
+            return;
+        inbox_report_apply(rq, rs, lease_id, ev, n);
+        return;
+    }
     lease_result *res = NULL;
     int n = 0;
-    lease_info info;
     if (!lease_report_parse(rq, rs, json_get(b, "results"), &res, &n) ||
         !lease_owned(rq, rs, lease_id, &info))
         return;
@@ -124,6 +150,15 @@ void h_agent_heartbeat(http_req *rq, http_resp *rs)
                    "lease_id");
         return;
     }
+    /* An inbox lease: the inboxes to stop watching are given back now. */
+    int64_t *dropped = NULL;
+    int ndropped = 0;
+    if (info.inbox &&
+        !inbox_store_drop(rq->db, rq->pool, rq->auth.agent_id, lease_id, &dropped, &ndropped)) {
+        http_db_error(rs, rq->db);
+        db_rollback(rq->db);
+        return;
+    }
     yajl_gen g = http_json(rs, 200);
     json_obj_open(g);
     json_kv_s(g, "lease_id", lease_id);
@@ -134,6 +169,13 @@ void h_agent_heartbeat(http_req *rq, http_resp *rs)
     for (int i = 0; i < rn.ncancel; i++)
         json_i(g, rn.cancel[i]);
     json_arr_close(g);
+    if (info.inbox) {
+        json_key(g, "inboxes_dropped");
+        json_arr_open(g);
+        for (int i = 0; i < ndropped; i++)
+            json_i(g, dropped[i]);
+        json_arr_close(g);
+    }
     json_kv_s(g, "service", rn.service);
     json_obj_close(g);
     json_gen_free(g);
@@ -146,7 +188,10 @@ void h_agent_release(http_req *rq, http_resp *rs)
     if (!lease_id || !lease_owned(rq, rs, lease_id, &info))
         return;
     int64_t released = 0;
-    if (!info.ended && !lease_store_release(rq->db, rq->pool, lease_id, &released)) {
+    bool ok = info.ended   ? true
+              : info.inbox ? inbox_store_release(rq->db, rq->pool, lease_id, &released)
+                           : lease_store_release(rq->db, rq->pool, lease_id, &released);
+    if (!ok) {
         http_db_error(rs, rq->db);
         db_rollback(rq->db);
         return;

@@ -7,11 +7,17 @@
 #include "stats.h"
 #include "wire.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const db_stmt Q_COUNTERS = {
     "metrics_counters", "SELECT name, label, sum(value)::bigint FROM counters GROUP BY 1, 2"};
+
+/* Live inbox leases (issue 13): a count over the partial index of live leases. */
+static const db_stmt Q_INBOX_LEASES = {
+    "metrics_inbox_leases", "SELECT count(*) FROM leases WHERE kind = 'inbox' AND ended_at IS NULL "
+                            "AND expires_at > kiln_now()"};
 
 /* kiln_sends_total{status} counts every status of wire.h; kiln_send_errors_total{class}
  * the reportable ones that are not "sent". */
@@ -19,6 +25,7 @@ static const db_stmt Q_COUNTERS = {
 
 typedef struct counter_set {
     const PGresult *r;
+    long long inbox_leases;
 } counter_set;
 
 static long long counter(const counter_set *c, const char *name, const char *label)
@@ -58,12 +65,46 @@ static void histogram(buf *o, const counter_set *c, const char *metric, const ch
 static bool load(http_req *rq, http_resp *rs, counter_set *c, stats_snapshot *s)
 {
     PGresult *r = db_exec(rq->db, rq->pool, &Q_COUNTERS, 0, NULL);
-    if (!r || !stats_get(rq->app->stats, rq->db, rq->pool, s)) {
+    PGresult *il = r ? db_exec(rq->db, rq->pool, &Q_INBOX_LEASES, 0, NULL) : NULL;
+    if (!il || !stats_get(rq->app->stats, rq->db, rq->pool, s)) {
         http_db_error(rs, rq->db);
         return false;
     }
     c->r = r;
+    c->inbox_leases = strtoll(PQgetvalue(il, 0, 0), NULL, 10);
     return true;
+}
+
+/* The inbox side's families: inbox leases, placements by recipient provider and
+ * folder, actions by kind and status (counters labelled "a:b", 011_inbox.sql). */
+static void render_inbox(buf *o, const counter_set *c)
+{
+    static const char *const providers[] = {"gmail", "outlook", "yahoo", "other"};
+    static const char *const folders[] = {"inbox", "junk", "other", "missing"};
+    static const char *const kinds[] = {"rescue", "mark", "file", "prune"};
+    static const char *const statuses[] = {"issued",  "done",   "gone",     "stale",
+                                           "refused", "failed", "cancelled"};
+    char label[64];
+    family(o, "kiln_inbox_leases_active", "gauge", "Live inbox leases (one per watching agent).");
+    buf_printf(o, "kiln_inbox_leases_active %lld\n", c->inbox_leases);
+    family(o, "kiln_placement_total", "counter",
+           "Sends by where they landed (first find, or missing after the deadline), by the "
+           "recipient's provider.");
+    for (size_t p = 0; p < 4; p++)
+        for (size_t f = 0; f < 4; f++) {
+            snprintf(label, sizeof label, "%s:%s", providers[p], folders[f]);
+            buf_printf(o, "kiln_placement_total{provider=\"%s\",folder=\"%s\"} %lld\n",
+                       providers[p], folders[f], counter(c, "placement", label));
+        }
+    family(o, "kiln_actions_total", "counter",
+           "Inbox actions by kind: issued, then by reported outcome (cancelled: after an "
+           "earlier action of the message found it gone).");
+    for (size_t k = 0; k < 4; k++)
+        for (size_t st = 0; st < sizeof statuses / sizeof statuses[0]; st++) {
+            snprintf(label, sizeof label, "%s:%s", kinds[k], statuses[st]);
+            buf_printf(o, "kiln_actions_total{kind=\"%s\",status=\"%s\"} %lld\n", kinds[k],
+                       statuses[st], counter(c, "actions", label));
+        }
 }
 
 static void render_prometheus(http_resp *rs, const counter_set *c, const stats_snapshot *s)
@@ -126,6 +167,15 @@ static void render_prometheus(http_resp *rs, const counter_set *c, const stats_s
     enum health_level h = stats_health(s, reasons, &nreasons, &completion, &failure);
     family(o, "kiln_health_status", "gauge", "0 healthy, 1 degraded, 2 critical.");
     buf_printf(o, "kiln_health_status %d\n", (int)h);
+    /* webhooks (issue 13): every delivery attempt once, by outcome (webhook_worker.c) */
+    family(o, "kiln_webhook_deliveries_total", "counter",
+           "Webhook delivery attempts by outcome: delivered (2xx), retrying (failed, will be "
+           "retried), failed (failed for good).");
+    static const char *const wh_status[] = {"delivered", "retrying", "failed"};
+    for (int i = 0; i < 3; i++)
+        buf_printf(o, "kiln_webhook_deliveries_total{status=\"%s\"} %lld\n", wh_status[i],
+                   counter(c, "webhook_deliveries", wh_status[i]));
+    render_inbox(o, c);
 }
 
 void h_metrics_prometheus(http_req *rq, http_resp *rs)

@@ -31,6 +31,14 @@ void h_mailboxes_delete(http_req *rq, http_resp *rs);
 void h_mailboxes_pause(http_req *rq, http_resp *rs);
 void h_mailboxes_resume(http_req *rq, http_resp *rs);
 
+/* h_webhooks.c: webhook endpoints and their delivery log */
+void h_webhooks_create(http_req *rq, http_resp *rs);
+void h_webhooks_list(http_req *rq, http_resp *rs);
+void h_webhooks_get(http_req *rq, http_resp *rs);
+void h_webhooks_patch(http_req *rq, http_resp *rs);
+void h_webhooks_delete(http_req *rq, http_resp *rs);
+void h_webhooks_deliveries(http_req *rq, http_resp *rs);
+
 /* h_warmup.c: the legacy /api/warmup paths and health */
 void h_warmup_quota(http_req *rq, http_resp *rs);
 void h_warmup_mailbox(http_req *rq, http_resp *rs);

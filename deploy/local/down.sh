@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make down`: stops everything `make up` started (agent, sink, nginx, kiln-api and its
+# `make down`: stops everything `make up` started (agent, sink, Postfix and Dovecot, nginx, kiln-api and its
 # restart loop, PostgreSQL). Data stays in var/ for the next `make up`; `rm -rf var` forgets it.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,5 +12,11 @@ port=$(sed -n 's/^STACK_HTTP_PORT=//p' "$var/stack.env")
 stack_init "$var" "${1:-$src/build}" "$port" 2>/dev/null || stack_init "$var" "$src" "$port"
 stack_kill_pidfile "$var/run/kiln-agent.pid" TERM
 stack_kill_pidfile "$var/run/smtp-sink.pid" TERM
+if [ -d "$var/mail" ]; then
+    # shellcheck source=mailstack.sh
+    source "$src/deploy/local/mailstack.sh"
+    mail_init "$var"
+    mail_down
+fi
 stack_down
 echo "kiln stopped (data kept in var/)"

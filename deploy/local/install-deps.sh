@@ -11,7 +11,7 @@ PKGS=(
   postfix python3 python3-aiosmtpd python3-cryptography
   prometheus wrk curl openssl procps psmisc
   systemd dpkg-dev fakeroot binutils python3-yaml python3-seccomp
-  dovecot-imapd dovecot-lmtpd
+  dovecot-imapd dovecot-lmtpd dovecot-sieve python3-jsonschema
 )
 
 missing=()
@@ -34,7 +34,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-# Postfix is only used for its smtp-sink/smtp-source tools: never configure or start its daemon.
+# Postfix: its smtp-sink/smtp-source tools, and a private instance under var/ (mailstack.sh);
+# the system instance is never configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 # Keep package scripts from starting system services (nginx, postgresql, postfix) on install.
 policy=/usr/sbin/policy-rc.d

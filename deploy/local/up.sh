@@ -2,8 +2,10 @@
 # `make up`: the whole local stack under var/ with embedded defaults — a private
 # PostgreSQL cluster, kiln-api behind nginx on 127.0.0.1:${KILN_HTTP_PORT:-8080}, a local
 # SMTP sink (Postfix's smtp-sink on 127.0.0.1:${KILN_SINK_PORT:-2525}) so nothing leaves
-# the machine, demo users and mailboxes, and one kiln-agent when the build has its lease
-# loop. Idempotent: running it again restarts what is down and keeps the data.
+# the machine, a real mail path (a Postfix instance delivering over LMTP into Dovecot,
+# deploy/local/mailstack.sh; needs root, else the demo uses the sink), demo users and
+# mailboxes, and one kiln-agent when the build has its lease loop. Idempotent: running
+# it again restarts what is down and keeps the data.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -51,7 +53,27 @@ if ! { [ -f "$var/run/smtp-sink.pid" ] && kill -0 "$(cat "$var/run/smtp-sink.pid
     echo $! >"$var/run/smtp-sink.pid"
 fi
 
-step "demo data (plan 'demo', 3 users, 30 mailboxes on the sink)"
+step "mail: Postfix on 127.0.0.1:${KILN_MX_PORT:-2526} -> LMTP -> Dovecot IMAP on 127.0.0.1:${KILN_IMAP_PORT:-1143}"
+# The demo's recipient side (deploy/local/mailstack.sh): three "providers" whose Sieve
+# "filter" junks 40 %, 5 % and 15 % of warmup mail. Postfix's master needs root; without
+# it the demo sends into the SMTP sink and has no inboxes to watch.
+# shellcheck source=mailstack.sh
+source "$src/deploy/local/mailstack.sh"
+mail_init "$var"
+mail_domain acme.test 40
+mail_domain globex.test 5
+mail_domain initech.test 15
+for name in acme globex initech; do
+    for i in $(seq 1 10); do mail_user "user$i@$name.test" "demo-password-$i"; done
+done
+mail_ok=0
+if mail_up; then
+    mail_ok=1
+else
+    echo "    (no real delivery: the demo sends into the SMTP sink; see var/log/postfix.log)"
+fi
+
+step "demo data (plan 'demo', 3 users, 30 mailboxes)"
 api() { curl -s -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
 if ! api "$STACK_URL/api/plans" | grep -q '"name":"demo"'; then
     api -d '{"name":"demo","ramp_start":10,"ramp_step":5,"daily_max":40,"cooldown_min_s":5,
@@ -64,10 +86,17 @@ if ! api "$STACK_URL/api/plans" | grep -q '"name":"demo"'; then
         uid=$(api -d "{\"name\":\"$name\",\"plan_id\":$plan_id,\"timezone\":\"$tz\"}" \
             "$STACK_URL/api/users" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
         for i in $(seq 1 10); do
-            api -d "{\"user_id\":$uid,\"address\":\"user$i@$name.test\",\"display_name\":\"User $i\",
-                     \"smtp\":{\"host\":\"127.0.0.1\",\"port\":$sink_port,\"security\":\"plain\",
-                     \"username\":\"user$i@$name.test\",\"password\":\"demo-password-$i\",
-                     \"allow_plaintext_auth\":true},
+            addr=user$i@$name.test pw=demo-password-$i
+            if [ $mail_ok = 1 ]; then
+                access="\"smtp\":{\"host\":\"127.0.0.1\",\"port\":$MAIL_MX_PORT,\"security\":\"plain\",
+                         \"username\":\"$addr\",\"password\":\"$pw\",\"allow_plaintext_auth\":true},
+                        \"imap\":{\"host\":\"127.0.0.1\",\"port\":$MAIL_IMAP_PORT,\"security\":\"plain\",
+                         \"username\":\"$addr\",\"password\":\"$pw\",\"allow_plaintext_auth\":true}"
+            else
+                access="\"smtp\":{\"host\":\"127.0.0.1\",\"port\":$sink_port,\"security\":\"plain\",
+                         \"username\":\"$addr\",\"password\":\"$pw\",\"allow_plaintext_auth\":true}"
+            fi
+            api -d "{\"user_id\":$uid,\"address\":\"$addr\",\"display_name\":\"User $i\",$access,
                      \"window\":{\"start_hour\":0,\"end_hour\":24}}" \
                 "$STACK_URL/api/mailboxes" >/dev/null
         done
@@ -104,3 +133,9 @@ kiln is up at $STACK_URL  (logs in var/log/, stop with: make down)
   curl -H "Authorization: Bearer \$TOKEN" $STACK_URL/api/warmup/control
   curl -H "Authorization: Bearer \$TOKEN" -d '{"action":"stop"}' $STACK_URL/api/warmup/control
 MSG
+if [ $mail_ok = 1 ]; then
+    cat <<MSG
+  warmup mail is delivered for real (var/log/postfix.log, var/log/dovecot.log); look inside:
+  doveadm -c var/mail/dc/dovecot.conf mailbox status -u user1@acme.test messages INBOX Junk
+MSG
+fi

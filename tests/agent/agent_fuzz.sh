@@ -27,11 +27,20 @@ clang "${CFLAGS[@]}" -I"$SRC/agent/sched" -I"$SRC/agent/lease" -I"$SRC/agent/net
     fail "building fuzz_jobs"
 
 # the IMAP response parser (agent/imap), its modified UTF-7 decoder and the session
-clang "${CFLAGS[@]}" -I"$SRC/agent/imap" "$HERE/fuzz_imap_resp.c" "$SRC/agent/imap"/*.c \
-    "$SRC/common/arena.c" "${COMMON[@]}" -o "$WORK/fuzz_imap" || fail "building fuzz_imap_resp"
+clang "${CFLAGS[@]}" -I"$SRC/agent/imap" -I"$SRC/agent/net/iface" "$HERE/fuzz_imap_resp.c" \
+    "$SRC/agent/imap"/*.c "$SRC/common/arena.c" "${COMMON[@]}" -o "$WORK/fuzz_imap" ||
+    fail "building fuzz_imap_resp"
+# the inbox session (agent/imap/imap_inbox*): no crash, no command on a sequence number
+clang "${CFLAGS[@]}" -I"$SRC/agent/imap" -I"$SRC/agent/net/iface" "$HERE/fuzz_imap_inbox.c" \
+    "$SRC/agent/imap"/*.c "$SRC/common/arena.c" "${COMMON[@]}" -o "$WORK/fuzz_inbox" ||
+    fail "building fuzz_imap_inbox"
 
-mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3" "$WORK/c4"
+mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3" "$WORK/c4" "$WORK/c5"
 for f in "$HERE"/fuzz_corpus/imap_*; do { printf '\x05'; cat "$f"; } >"$WORK/c4/$(basename "$f")"; done
+# inbox seeds: chunk size byte, then mode (1 stored folders, 2 IDLE, 4 wake, 8 tick, 16 stop)
+for f in "$HERE"/fuzz_corpus/inbox_*; do
+    for m in 03 0f 1e; do { printf "\\x1e\\x$m"; cat "$f"; } >"$WORK/c5/$(basename "$f")_$m"; done
+done
 printf '\x00* 1 FETCH (UID 4 FLAGS (\\Seen) BODY[HEADER.FIELDS (MESSAGE-ID)] {20}\r\nMessage-ID: <a@b>\r\n\r\n)\r\n' >"$WORK/c4/seed1"
 printf '\x03* OK [COPYUID 17 3:5,9 10:13] Moved\r\n* LIST (\\Junk) "/" "Entw&APw-rfe"\r\n+ idling\r\nK1 NO [TRYCREATE] x\r\n' >"$WORK/c4/seed2"
 printf '{"lease_id":"L","ttl_s":60,"mailboxes":[{"id":1,"address":"a@b.test","display_name":"A","smtp":{"host":"h","port":25,"security":"starttls","username":"u","password":"p","ca_file":null},"sends":[{"id":2,"not_before_s":5,"to":"c@d.test","subject":"s","body":"b","message_id":"<m@b.test>"}]}],"x":[{}]}' >"$WORK/c3/seed1"
@@ -55,5 +64,8 @@ printf 'kw1="\\"mailboxes\\""\nkw2="\\"sends\\""\nkw3="\\"smtp\\""\nkw4="\\"secu
 printf 'kw1="FETCH"\nkw2="{5}\\x0d\\x0a"\nkw3="[COPYUID "\nkw4="BODY[HEADER.FIELDS (MESSAGE-ID)]"\nkw5="\\x0d\\x0a"\nkw6="* LIST ("\nkw7="NIL"\nkw8="{3+}\\x0d\\x0a"\n' >imap.dict
 "$WORK/fuzz_imap" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 -dict=imap.dict "$WORK/c4" \
     >imap.log 2>&1 || fail "fuzz_imap_resp found a crash: $(tail -40 imap.log)"
-grep -h "Done" reply.log session.log jobs.log imap.log || true
+printf 'kw1="UID "\nkw2="[COPYUID "\nkw3="+ idling\\x0d\\x0a"\nkw4="EXISTS\\x0d\\x0a"\nkw5="* LIST (\\\\Junk) "\nkw6="[UIDVALIDITY "\nkw7="[UIDNEXT "\nkw8="{3}\\x0d\\x0a"\nkw9="Message-ID: <1.a0123456789abcdef@a.b>"\nkw10="EXPUNGE\\x0d\\x0a"\n' >inbox.dict
+"$WORK/fuzz_inbox" -max_total_time="$FUZZ_S" -max_len=8192 -rss_limit_mb=1024 -dict=inbox.dict "$WORK/c5" \
+    >inbox.log 2>&1 || fail "fuzz_imap_inbox found a crash: $(tail -40 inbox.log)"
+grep -h "Done" reply.log session.log jobs.log imap.log inbox.log || true
 echo "PASS agent_fuzz"

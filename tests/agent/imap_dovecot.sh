@@ -4,13 +4,16 @@
 # passwd-file user and IMAP/LMTP on 127.0.0.1 high ports; three messages go in over
 # LMTP; imap_dovecot_client drives CAPABILITY, LOGIN, CAPABILITY, LIST RETURN
 # (SPECIAL-USE), SELECT, UID FETCH of Message-IDs, CREATE of a non-ASCII folder, UID
-# MOVE with COPYUID and LOGOUT through imap_cmd/imap_resp and checks the outcome.
+# MOVE with COPYUID and LOGOUT through imap_cmd/imap_resp and checks the outcome; then
+# imap_inbox_dovecot runs the inbox session (imap_inbox) against the same server.
 # KILN_IMAP_TRANSCRIPT=path keeps what the server sent (the fuzz corpus seed).
 source "$(dirname "$0")/lib.sh"
 [ -x /usr/sbin/dovecot ] || skip "dovecot not installed (dovecot-imapd, dovecot-lmtpd)"
 [ -x /usr/lib/dovecot/lmtp ] || skip "dovecot-lmtpd not installed"
 CLIENT="${KILN_BUILD_DIR:?}/tests/agent/imap_dovecot_client"
 [ -x "$CLIENT" ] || fail "$CLIENT not built"
+INBOX_DRIVER="${KILN_BUILD_DIR:?}/tests/agent/imap_inbox_dovecot"
+[ -x "$INBOX_DRIVER" ] || fail "$INBOX_DRIVER not built"
 
 D="$WORK/dc" # short: Dovecot's unix sockets live under it
 mkdir -p "$D/run" "$D/state" "$D/mail" "$D/home"
@@ -113,4 +116,10 @@ PYEOF
 "$CLIENT" "$imap_port" anna@acme.test "s3cret pw" "$WORK/transcript" "${ids[2]}" "${ids[0]}" "${ids[1]}" ||
     fail "IMAP client against Dovecot (log: $(tail -20 "$D/dovecot.log"))"
 [ -n "${KILN_IMAP_TRANSCRIPT:-}" ] && cp "$WORK/transcript" "$KILN_IMAP_TRANSCRIPT"
+
+# the inbox session (imap_inbox) on the same server: never watched, new mail found,
+# file / mark / gone / stale, IDLE woken by an LMTP delivery, re-discovery after a crash
+"$INBOX_DRIVER" "$imap_port" "$lmtp_port" anna@acme.test "s3cret pw" >"$WORK/inbox.log" 2>&1 ||
+    fail "inbox session against Dovecot: $(tail -40 "$WORK/inbox.log") (log: $(tail -5 "$D/dovecot.log"))"
+[ -n "${KILN_VERBOSE:-}" ] && cat "$WORK/inbox.log"
 echo "PASS imap_dovecot"

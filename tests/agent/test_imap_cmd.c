@@ -214,8 +214,9 @@ static void test_mailbox_and_message_commands(void **state)
                "K8 UID FETCH 4392:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID "
                "AUTHENTICATION-RESULTS)])\r\n",
                1);
-    imap_cmd_uid_fetch(&g, &c, "7,9", IMAP_FETCH_FLAGS | IMAP_FETCH_GM_LABELS, NULL, 0);
-    assert_cmd(&c, "K9 UID FETCH 7,9 (UID FLAGS X-GM-LABELS)\r\n", 1);
+    imap_cmd_uid_fetch(&g, &c, "7,9",
+                       IMAP_FETCH_FLAGS | IMAP_FETCH_INTERNALDATE | IMAP_FETCH_GM_LABELS, NULL, 0);
+    assert_cmd(&c, "K9 UID FETCH 7,9 (UID FLAGS INTERNALDATE X-GM-LABELS)\r\n", 1);
     imap_cmd_uid_search_from(&g, &c, 4392);
     assert_cmd(&c, "K10 UID SEARCH UID 4392:*\r\n", 1);
     imap_cmd_uid_move(&g, &c, "3:5,9", "INBOX", 5);

@@ -138,7 +138,19 @@ static void test_refusals_and_their_outcomes(void **state)
                                 NULL),
                      IMAP_OUT_UNAVAILABLE);
     assert_int_equal(run_script(&plain_params, "* BYE Too many connections\r\n", ""),
-                     IMAP_OUT_UNAVAILABLE);
+                     IMAP_OUT_THROTTLED);
+    assert_int_equal(run_script(&plain_params, "* BYE going away\r\n", ""), IMAP_OUT_UNAVAILABLE);
+    assert_int_equal(run_script(&plain_params,
+                                "* OK [CAPABILITY IMAP4rev1] hi\r\n"
+                                "K1 NO [THROTTLED] slow down\r\nK2 OK bye\r\n",
+                                NULL),
+                     IMAP_OUT_THROTTLED);
+    /* Outlook's churn: a login accepted, then refused */
+    assert_int_equal(run_script(&plain_params,
+                                "* OK [CAPABILITY IMAP4rev1] hi\r\n"
+                                "K1 NO User is authenticated but not connected.\r\nK2 OK bye\r\n",
+                                NULL),
+                     IMAP_OUT_THROTTLED);
     assert_int_equal(run_script(&plain_params,
                                 "* OK [CAPABILITY IMAP4rev1] hi\r\n* BYE shutting down\r\n",
                                 "K1 LOGIN anna@acme.test s3cret\r\n"),

@@ -132,7 +132,6 @@ static void test_message_headers_and_body(void **state)
                       .subject = "Hi",
                       .body = "line1\nline2",
                       .message_id = "<m1@acme.test>",
-                      .warmup_tag = "w42",
                       .date_unix_s = 1764064800};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -144,7 +143,6 @@ static void test_message_headers_and_body(void **state)
                                 "MIME-Version: 1.0\r\n"
                                 "Content-Type: text/plain; charset=UTF-8\r\n"
                                 "Content-Transfer-Encoding: 7bit\r\n"
-                                "X-Kiln-Warmup: w42\r\n"
                                 "\r\n"
                                 "line1\r\nline2\r\n");
     buf_free(&b);
@@ -159,7 +157,6 @@ static void test_utf8_message_uses_qp_and_encoded_words(void **state)
                       .subject = "Grüße",
                       .body = "schön\n",
                       .message_id = NULL,
-                      .warmup_tag = "t",
                       .date_unix_s = 0};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -182,7 +179,6 @@ static void test_utf8_addresses_stay_raw_in_from_and_to(void **state)
                       .subject = "Hi",
                       .body = "hi\n",
                       .message_id = "<m1@acme.test>",
-                      .warmup_tag = "t",
                       .date_unix_s = 1764064800};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -194,7 +190,6 @@ static void test_utf8_addresses_stay_raw_in_from_and_to(void **state)
                                 "MIME-Version: 1.0\r\n"
                                 "Content-Type: text/plain; charset=UTF-8\r\n"
                                 "Content-Transfer-Encoding: 7bit\r\n"
-                                "X-Kiln-Warmup: t\r\n"
                                 "\r\n"
                                 "hi\r\n");
     buf_free(&b);
@@ -209,7 +204,6 @@ static void test_header_injection_is_neutralised(void **state)
                       .subject = "s\r\nBcc: victim@evil.test",
                       .body = "b",
                       .message_id = "<i@d>\r\nX: y",
-                      .warmup_tag = "t",
                       .date_unix_s = 0};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -235,21 +229,18 @@ static void assert_lines_fit(const buf *b)
 static void test_long_header_values_keep_lines_within_998_octets(void **state)
 {
     (void)state;
-    char name[2001], mid[1501], tag[1501];
+    char name[2001], mid[1501];
     memset(name, 'n', sizeof name - 1);
     name[sizeof name - 1] = '\0';
     mid[0] = '<';
     memset(mid + 1, 'm', sizeof mid - 2);
     mid[sizeof mid - 1] = '\0';
-    memset(tag, 't', sizeof tag - 1);
-    tag[sizeof tag - 1] = '\0';
     smtp_message m = {.from_addr = "a@b.test",
                       .from_name = name,
                       .to_addr = "c@d.test",
                       .subject = name,
                       .body = "b",
                       .message_id = mid,
-                      .warmup_tag = tag,
                       .date_unix_s = 0};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -330,7 +321,6 @@ static void test_reply_headers_in_reply_to_and_references(void **state)
                       .in_reply_to = refs[2],
                       .references = refs,
                       .nreferences = 3,
-                      .warmup_tag = "w",
                       .date_unix_s = 1764064800};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);
@@ -379,7 +369,6 @@ static void test_reply_headers_drop_what_is_not_a_msg_id(void **state)
                       .in_reply_to = "<x@y>\r\nBcc: evil@x.test",
                       .references = refs,
                       .nreferences = 5,
-                      .warmup_tag = "w",
                       .date_unix_s = 0};
     buf b = BUF_INIT;
     smtp_message_build(&m, &b);

@@ -1,6 +1,8 @@
 /* Unit tests of the report spool: append and replay, an intent without an outcome comes
  * back as "unknown", a torn last record and a CRC mismatch are skipped, acknowledged
- * records are trimmed, a second opener is refused, and the CRC is zlib's. */
+ * records are trimmed, a second opener is refused, and the CRC is zlib's; inbox events
+ * (their own record kinds) survive a crash byte for byte, mixed with send results, and
+ * are trimmed once acknowledged. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -284,6 +286,182 @@ static void test_long_fields_are_truncated_not_overflowed(void **state)
     spool_close(sp);
 }
 
+/* ---- inbox events ---- */
+
+static uint64_t append_event(spool *sp, const char *lease, int64_t mailbox, int64_t action,
+                             const char *json)
+{
+    spool_inbox_event e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.lease_id, sizeof e.lease_id, "%s", lease);
+    e.mailbox_id = mailbox;
+    e.action_id = action;
+    e.json = (char *)json;
+    e.json_len = strlen(json);
+    assert_true(spool_sync(sp, spool_append_inbox_event(sp, &e)) == 0);
+    return e.key;
+}
+
+static const char ev_found[] = "{\"type\":\"found\",\"mailbox_id\":11,\"message_id\":\"<1.a@b>\"}";
+static const char ev_action[] = "{\"type\":\"action\",\"mailbox_id\":11,\"action_id\":501,"
+                                "\"status\":\"done\",\"detail\":null}";
+
+static void test_inbox_events_replay_byte_for_byte_mixed_with_sends(void **state)
+{
+    (void)state;
+    spool_replay rep;
+    spool *sp = open_ok(&rep);
+    spool_record il = rec(SPOOL_INBOX_LEASE, "IL1", 0, NULL);
+    append_sync(sp, il);
+    append_sync(sp, rec(SPOOL_LEASE, "L1", 0, NULL));
+    uint64_t k1 = append_event(sp, "IL1", 11, 0, ev_found);
+    append_sync(sp, rec(SPOOL_OUTCOME, "L1", 101, "sent"));
+    uint64_t k2 = append_event(sp, "IL1", 11, 501, ev_action);
+    uint64_t k3 = append_event(sp, "IL1", 12, 0, ev_found);
+    assert_true(k1 < k2 && k2 < k3);
+    assert_int_equal(spool_sync(sp, spool_append_inbox_ack(sp, "IL1", k3)), 0);
+    assert_int_equal(spool_live_records(sp), 2 + 1 + 2); /* leases, outcome, 2 events */
+    spool_close(sp);
+
+    sp = open_ok(&rep);
+    assert_int_equal(rep.bad_records, 0);
+    assert_int_equal(rep.npending, 1);
+    assert_int_equal(rep.pending[0].send_id, 101);
+    assert_int_equal(rep.nleases, 1);
+    assert_string_equal(rep.leases[0], "L1");
+    assert_int_equal(rep.ninbox_leases, 1);
+    assert_string_equal(rep.inbox_leases[0], "IL1");
+    assert_int_equal(rep.ninbox_pending, 2);
+    assert_int_equal(rep.inbox_pending[0].key, k1);
+    assert_string_equal(rep.inbox_pending[0].json, ev_found);
+    assert_int_equal(rep.inbox_pending[0].json_len, strlen(ev_found));
+    assert_int_equal(rep.inbox_pending[0].mailbox_id, 11);
+    assert_int_equal(rep.inbox_pending[1].key, k2);
+    assert_int_equal(rep.inbox_pending[1].action_id, 501);
+    assert_string_equal(rep.inbox_pending[1].json, ev_action);
+    assert_string_equal(rep.inbox_pending[1].lease_id, "IL1");
+    spool_replay_free(&rep);
+    /* keys go on after the replay: a new event never takes an old one's */
+    uint64_t k4 = append_event(sp, "IL1", 11, 0, ev_found);
+    assert_true(k4 > k3);
+    spool_close(sp);
+}
+
+static void test_inbox_event_torn_by_a_crash_is_cut_the_others_kept(void **state)
+{
+    (void)state;
+    spool_replay rep;
+    spool *sp = open_ok(&rep);
+    append_event(sp, "IL1", 11, 0, ev_found);
+    off_t first_end = file_size();
+    append_event(sp, "IL1", 11, 501, ev_action);
+    spool_close(sp);
+    /* a crash in the middle of the second record's write */
+    char p[512];
+    snprintf(p, sizeof p, "%s/results.spool", dir);
+    off_t full = file_size();
+    assert_int_equal(truncate(p, first_end + (full - first_end) / 2), 0);
+
+    sp = open_ok(&rep);
+    assert_int_equal(rep.ninbox_pending, 1);
+    assert_string_equal(rep.inbox_pending[0].json, ev_found);
+    assert_true(rep.torn_bytes > 0);
+    assert_int_equal(file_size(), first_end);
+    spool_replay_free(&rep);
+    /* the action's outcome was never durable: it is not made up; a new append lands
+     * after the cut and replays */
+    append_event(sp, "IL1", 11, 501, ev_action);
+    spool_close(sp);
+    sp = open_ok(&rep);
+    assert_int_equal(rep.ninbox_pending, 2);
+    assert_string_equal(rep.inbox_pending[1].json, ev_action);
+    assert_int_equal(rep.torn_bytes, 0);
+    spool_replay_free(&rep);
+    spool_close(sp);
+}
+
+static void test_acknowledged_inbox_events_are_trimmed(void **state)
+{
+    (void)state;
+    spool_replay rep;
+    spool *sp = open_ok(&rep);
+    for (int i = 0; i < 200; i++) {
+        uint64_t k = append_event(sp, "IL2", 11, 0, ev_found);
+        spool_append_inbox_ack(sp, "IL2", k);
+    }
+    assert_int_equal(spool_sync(sp, spool_last_seq(sp)), 0);
+    assert_int_equal(spool_live_records(sp), 0);
+    assert_int_equal(spool_compact(sp, 1 << 20), 1);
+    assert_int_equal(file_size(), 0);
+    /* mostly acknowledged: rewritten with the live ones, which replay as they were */
+    append_sync(sp, rec(SPOOL_INBOX_LEASE, "IL3", 0, NULL));
+    uint64_t keep = append_event(sp, "IL3", 12, 7, ev_action);
+    for (int i = 0; i < 300; i++) {
+        uint64_t k = append_event(sp, "IL3", 11, 0, ev_found);
+        spool_append_inbox_ack(sp, "IL3", k);
+    }
+    assert_int_equal(spool_sync(sp, spool_last_seq(sp)), 0);
+    size_t before = spool_file_bytes(sp);
+    assert_int_equal(spool_compact(sp, 4096), 1);
+    assert_true(spool_file_bytes(sp) < before / 20);
+    assert_int_equal(spool_live_records(sp), 2);
+    spool_close(sp);
+    sp = open_ok(&rep);
+    assert_int_equal(rep.ninbox_pending, 1);
+    assert_int_equal(rep.inbox_pending[0].key, keep);
+    assert_string_equal(rep.inbox_pending[0].json, ev_action);
+    assert_int_equal(rep.ninbox_leases, 1);
+    spool_replay_free(&rep);
+    /* released: the inbox lease is not replayed */
+    append_sync(sp, rec(SPOOL_RELEASED, "IL3", 0, NULL));
+    spool_close(sp);
+    sp = open_ok(&rep);
+    assert_int_equal(rep.ninbox_leases, 0);
+    spool_replay_free(&rep);
+    spool_close(sp);
+}
+
+/* An inbox record of a version this spool does not know is skipped like a corrupt one
+ * (what an older agent does with a newer spool), and a too large event is refused. */
+static void test_unknown_inbox_version_is_skipped_and_oversize_refused(void **state)
+{
+    (void)state;
+    spool_replay rep;
+    spool *sp = open_ok(&rep);
+    append_event(sp, "IL1", 11, 0, ev_found);
+    off_t first_end = file_size();
+    append_event(sp, "IL1", 12, 0, ev_found);
+    spool_close(sp);
+    /* the second record's version byte (header 12, type 1) becomes 2, its CRC fixed up */
+    char p[512];
+    snprintf(p, sizeof p, "%s/results.spool", dir);
+    int fd = open(p, O_RDWR);
+    unsigned char hdr[12], payload[512];
+    assert_int_equal(pread(fd, hdr, 12, first_end), 12);
+    size_t plen = hdr[4] | hdr[5] << 8;
+    assert_true(plen < sizeof payload);
+    assert_int_equal(pread(fd, payload, plen, first_end + 12), (ssize_t)plen);
+    payload[1] = 2;
+    uint32_t crc = spool_crc32(0, payload, plen);
+    unsigned char c4[4] = {(unsigned char)crc, (unsigned char)(crc >> 8),
+                           (unsigned char)(crc >> 16), (unsigned char)(crc >> 24)};
+    assert_int_equal(pwrite(fd, c4, 4, first_end + 8), 4);
+    assert_int_equal(pwrite(fd, payload, plen, first_end + 12), (ssize_t)plen);
+    close(fd);
+    sp = open_ok(&rep);
+    assert_int_equal(rep.ninbox_pending, 1);
+    assert_int_equal(rep.inbox_pending[0].mailbox_id, 11);
+    spool_replay_free(&rep);
+
+    spool_inbox_event e;
+    memset(&e, 0, sizeof e);
+    e.json_len = 300 * 1024;
+    e.json = calloc(1, e.json_len);
+    assert_int_equal(spool_append_inbox_event(sp, &e), 0);
+    free(e.json);
+    spool_close(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +477,14 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_long_fields_are_truncated_not_overflowed, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_inbox_events_replay_byte_for_byte_mixed_with_sends,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inbox_event_torn_by_a_crash_is_cut_the_others_kept,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acknowledged_inbox_events_are_trimmed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_inbox_version_is_skipped_and_oversize_refused,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

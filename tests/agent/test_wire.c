@@ -239,8 +239,9 @@ static void test_request_bodies(void **state)
 {
     (void)state;
     buf b = BUF_INIT;
-    wire_lease_request(&b, "host-a", 200, 2000);
-    assert_string_equal(b.data, "{\"agent\":\"host-a\",\"max_mailboxes\":200,\"max_sends\":2000}");
+    wire_lease_request(&b, "host-a", 200, 2000, 500);
+    assert_string_equal(b.data, "{\"agent\":\"host-a\",\"max_mailboxes\":200,\"max_sends\":2000,"
+                                "\"max_inboxes\":500}");
     buf_reset(&b);
     wire_lease_id_body(&b, "L\"1");
     assert_string_equal(b.data, "{\"lease_id\":\"L\\\"1\"}");

@@ -20,9 +20,10 @@ ok("test_control_start_stop_trigger")
 
 plan = make_plan("p", ramp_start=10, ramp_step=0, daily_max=10)
 u = make_user("u", plan["id"])
-set_clock("2026-12-02T12:00:00Z")  # Wednesday noon UTC: half of a 0-24 window elapsed
+set_clock("2026-12-01T12:00:00Z")  # registered the day before (judged from then on)
 mbs = [make_mailbox(u["id"], "m%d@x.test" % i, timezone="UTC", warmup_start="2026-12-01",
                     window={"start_hour": 0, "end_hour": 24}) for i in range(4)]
+set_clock("2026-12-02T12:00:00Z")  # Wednesday noon UTC: half of a 0-24 window elapsed
 # Two mailboxes on schedule (5 of 10 due by noon), one far behind, one paused.
 psql("INSERT INTO mailbox_days (mailbox_id, day, sent, failed) VALUES "
      "(%d,'2026-12-02',5,0),(%d,'2026-12-02',5,0),(%d,'2026-12-02',0,0)"

@@ -223,8 +223,10 @@ def part_sealing():
     check(mid in got and boxes[1]["id"] in got, "both mailboxes leased: %r" % lease)
     check(got[mid] is None, "a sealed IMAP secret opened as an SMTP secret: %r" % got[mid])
     check(got[boxes[1]["id"]] == same, "the SMTP secret opens: %r" % got)
-    check("inboxes" not in lease and "inbox_lease" not in lease,
-          "no inbox is granted yet: %r" % sorted(lease))
+    imap_got = {i["mailbox_id"]: i["imap"]["password"] for i in lease.get("inboxes", [])}
+    check(imap_got == {mid: same, boxes[1]["id"]: same},
+          "the IMAP secrets open (with their own additional data) in the inbox lease: %r"
+          % imap_got)
     expect_error(call("POST", "/api/agent/lease", {"max_inboxes": 10001}, token=agent), 400,
                  "invalid_field", "max_inboxes", "max_inboxes over the limit")
     reset_clock()

@@ -355,8 +355,14 @@ BODY_FIELDS = [
     ("api/routes/h_mailboxes.c", None, "IMAP_MEMBERS", "ImapPatch"),
     ("api/routes/h_mailboxes.c", "parse_mailbox", "window_fields", "WindowIn"),
     ("api/routes/h_registry.c", "h_plans_create", "fields", "PlanCreate"),
+    ("api/routes/h_webhooks.c", None, "WEBHOOK_CREATE_FIELDS", "WebhookCreate"),
+    ("api/routes/h_webhooks.c", None, "WEBHOOK_PATCH_FIELDS", "WebhookPatch"),
     ("api/routes/h_agent.c", "h_agent_lease", "fields", "LeaseRequest"),
     ("api/routes/h_agent.c", "h_agent_report", "fields", "ReportRequest"),
+    ("api/lease/inbox_events.c", None, "FOUND_FIELDS", "InboxEventFound"),
+    ("api/lease/inbox_events.c", None, "ACTION_FIELDS", "InboxEventAction"),
+    ("api/lease/inbox_events.c", None, "FOLDER_STATE_FIELDS", "InboxEventFolderState"),
+    ("api/lease/inbox_events.c", None, "SESSION_FIELDS", "InboxEventSession"),
 ]
 # (file, #define, schema, property, keyword)
 LIMITS = [
@@ -365,12 +371,15 @@ LIMITS = [
     ("common/wire.h", "WIRE_MAX_LEASE_INBOXES", "LeaseRequest", "max_inboxes", "maximum"),
     ("common/wire.h", "WIRE_MSGID_MAX", "LeaseSend", "in_reply_to", "maxLength"),
     ("common/wire.h", "WIRE_MAX_REFERENCES", "LeaseSend", "references", "maxItems"),
+    ("api/lease/inbox_events.h", "INBOX_EVENTS_MAX", "ReportRequest", "inbox_events", "maxItems"),
     ("api/routes/h_mailboxes.c", "OAUTH_TOKEN_MAX_BYTES", "ImapCreate", "oauth_token",
      "maxLength"),
     ("api/routes/h_mailboxes.c", "OAUTH_TOKEN_MAX_BYTES", "ImapPatch", "oauth_token",
      "maxLength"),
     ("api/routes/h_mailboxes.c", "DISPLAY_NAME_MAX_CHARS", "MailboxCreate", "display_name",
      "maxLength"),
+    ("api/webhook/webhook_url.h", "WEBHOOK_URL_MAX", "WebhookCreate", "url", "maxLength"),
+    ("api/webhook/webhook_url.h", "WEBHOOK_URL_MAX", "WebhookPatch", "url", "maxLength"),
 ]
 
 

@@ -9,7 +9,7 @@ w = make_user("w", weekdays["id"])
 
 # Wednesday 2026-12-02 10:30 UTC. Kiritimati is UTC+14 (already Thursday 00:30),
 # Pago Pago UTC-11 (still Tuesday 23:30).
-set_clock("2026-12-02T10:30:00Z")
+set_clock("2026-12-01T09:00:00Z")  # registered the day before: judged over the whole window
 full = {"start_hour": 0, "end_hour": 24}
 m_utc = make_mailbox(u["id"], "utc@x.test", timezone="UTC", warmup_start="2026-11-25", window=full)
 m_kir = make_mailbox(u["id"], "kir@x.test", timezone="Pacific/Kiritimati", warmup_start="2026-11-25", window=full)
@@ -17,6 +17,7 @@ m_pago = make_mailbox(u["id"], "pago@x.test", timezone="Pacific/Pago_Pago", warm
 m_cap = make_mailbox(u["id"], "cap@x.test", timezone="UTC", warmup_start="2026-01-01")
 m_over = make_mailbox(u["id"], "over@x.test", timezone="UTC", warmup_start="2026-11-25", daily_target=99)
 m_future = make_mailbox(u["id"], "future@x.test", timezone="UTC", warmup_start="2026-12-10")
+set_clock("2026-12-02T10:30:00Z")
 
 
 def today(mb):
@@ -44,6 +45,30 @@ set_clock("2026-12-02T16:00:00Z")
 t = today(m_win)
 check(t["due_now"] == 19 // 2, "half the window elapsed, half the target due: %r" % t)
 ok("test_due_by_now_follows_the_window")
+
+# Registered this afternoon: judged from then, not from the window's opening.
+set_clock("2026-12-02T16:00:00Z")
+m_new = make_mailbox(u["id"], "new@x.test", timezone="UTC", warmup_start="2026-11-25",
+                     window={"start_hour": 12, "end_hour": 20})
+t = today(m_new)
+check(t["due_now"] == 0 and not t["behind_schedule"], "nothing due the moment it appears: %r" % t)
+set_clock("2026-12-02T18:00:00Z")  # half of 16:00-20:00
+t = today(m_new)
+check(t["due_now"] == 19 // 2 and t["behind_schedule"], "due from its activation: %r" % t)
+check(today(m_win)["due_now"] == int(19 * 6 / 8), "older mailboxes still from the window's start")
+set_clock("2026-12-02T21:00:00Z")
+m_late = make_mailbox(u["id"], "late@x.test", timezone="UTC", warmup_start="2026-11-25",
+                      window={"start_hour": 12, "end_hour": 20})
+check(today(m_late)["due_now"] == 0, "registered after the window closed: nothing due today")
+# Paused and resumed at 18:00 the next day: judged from the resume.
+set_clock("2026-12-03T14:00:00Z")
+expect(admin("POST", "/api/mailboxes/%d/pause" % m_win["id"]), 200, "pause")
+set_clock("2026-12-03T18:00:00Z")
+expect(admin("POST", "/api/mailboxes/%d/resume" % m_win["id"]), 200, "resume")
+set_clock("2026-12-03T19:00:00Z")
+t = today(m_win)
+check(t["due_now"] == int(t["target"] * 1 / 2), "resumed at 18:00, half of 18-20 due at 19: %r" % t)
+ok("test_a_mailbox_is_judged_from_when_it_became_active")
 
 # Weekday-only plan: Saturday 2026-12-05 in Berlin is 0, Friday is 10; Kiritimati's
 # Saturday begins while UTC is still Friday.

@@ -2,13 +2,13 @@
 # `make bench`: every benchmark, each measuring kiln beside its peer in the same run and
 # printing the ratio. Loopback only. Figures go to docs/benchmarks.md by hand, with the
 # date and machine, because the machines are noisy and only same-run ratios compare.
-#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e ...]   (default: all)
+#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox ...]   (default: all)
 set -uo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 shift || true
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(api leasing agent e2e)
+[ ${#suites[@]} -gt 0 ] || suites=(api leasing agent e2e inbox)
 rc=0
 for s in "${suites[@]}"; do
     echo
@@ -18,7 +18,8 @@ for s in "${suites[@]}"; do
     leasing) KILN_BUILD_DIR=$build bash "$src/tests/bench/leasing/run.sh" || rc=1 ;;
     agent) bash "$src/tests/bench/agent/run.sh" "$build" || rc=1 ;;
     e2e) KILN_BUILD_DIR=$build bash "$src/tests/bench/e2e/run.sh" || rc=1 ;;
-    *) echo "unknown suite $s (api, leasing, agent, e2e)" >&2; rc=2 ;;
+    inbox) /usr/bin/python3 "$src/tests/bench/inbox/bench.py" "$build" || rc=1 ;;
+    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox)" >&2; rc=2 ;;
     esac
 done
 exit $rc

@@ -1,0 +1,594 @@
+/* Inbox leasing statements (see inbox_store.h). Rules: docs/design.md "Inbox leasing
+ * and placement"; tables: sql/migrations/011_inbox.sql. */
+#include "inbox_store.h"
+
+#include "pgarr.h"
+#include "rand.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SWEEP_BATCH "100"
+
+/* An inbox an agent may watch: IMAP access, the mailbox and its user active, the inbox
+ * not in error (a refused login waits for the access to change). */
+#define WATCHABLE                                                                                  \
+    "m.imap_host IS NOT NULL AND m.deleted_at IS NULL AND m.state = 'active' "                     \
+    "AND u.state = 'active' AND m.inbox <> 'error' "
+
+static const db_stmt Q_BEGIN_SWEEP = {"inbox_sweep", "SELECT kiln_sweep_expired(" SWEEP_BATCH ")"};
+static const db_stmt Q_WANTED = {
+    "inbox_wanted", "UPDATE agents SET last_seen_at = kiln_now(), inbox_wanted_at = kiln_now() "
+                    "WHERE id = $1"};
+static const db_stmt Q_AGENT_LEASE = {
+    "inbox_agent_lease",
+    "SELECT l.id::text AS lease_id, (SELECT count(*) FROM inbox_leasing il "
+    "WHERE il.lease_id = l.id) AS held FROM leases l WHERE l.agent_id = $1 AND l.kind = 'inbox' "
+    "AND l.ended_at IS NULL AND l.expires_at > kiln_now() ORDER BY l.created_at DESC LIMIT 1"};
+/* Other agents that want inboxes: those holding a live inbox lease, and those that asked
+ * within $2 seconds (twice the longest lease retry), so a dead agent stops counting once
+ * its lease expired and its inboxes went free. */
+static const db_stmt Q_COUNTS = {
+    "inbox_counts",
+    "SELECT (SELECT count(*) FROM mailboxes m JOIN users u ON u.id = m.user_id WHERE " WATCHABLE
+    ") AS watchable, (SELECT count(*) FROM agents a WHERE a.id <> $1 AND (a.inbox_wanted_at > "
+    "kiln_now() - make_interval(secs => $2) OR EXISTS (SELECT 1 FROM leases l WHERE l.agent_id "
+    "= a.id AND l.kind = 'inbox' AND l.ended_at IS NULL AND l.expires_at > kiln_now()))) "
+    "AS others"};
+static const db_stmt Q_PICK = {
+    "inbox_pick",
+    "SELECT coalesce(array_agg(mailbox_id ORDER BY mailbox_id), '{}') FROM (SELECT il.mailbox_id "
+    "FROM inbox_leasing il JOIN mailboxes m ON m.id = il.mailbox_id JOIN users u ON u.id = "
+    "m.user_id WHERE il.lease_id IS NULL AND " WATCHABLE
+    "ORDER BY il.mailbox_id LIMIT $1 FOR UPDATE OF il SKIP LOCKED) x"};
+static const db_stmt Q_NEW_LEASE = {"inbox_new_lease",
+                                    "INSERT INTO leases (agent_id, expires_at, ttl_s, kind) VALUES "
+                                    "($1, kiln_now() + make_interval(secs => $2), $2, 'inbox') "
+                                    "RETURNING id::text"};
+static const db_stmt Q_EXTEND = {
+    "inbox_extend", "UPDATE leases SET expires_at = kiln_now() + make_interval(secs => ttl_s) "
+                    "WHERE id = $1::uuid AND ended_at IS NULL"};
+static const db_stmt Q_ASSIGN = {
+    "inbox_assign",
+    "UPDATE inbox_leasing il SET lease_id = $1::uuid, imap_gen = m.imap_gen, "
+    "leased_at = kiln_now() FROM mailboxes m WHERE il.mailbox_id = ANY ($2::bigint[]) "
+    "AND m.id = il.mailbox_id AND il.lease_id IS NULL"};
+
+/* Expected arrivals: sends to the inbox not yet placed, from two hours back (sent, not
+ * found yet) to one hour ahead (high) or six (medium). */
+#define EXPECTED(ahead)                                                                            \
+    "EXISTS (SELECT 1 FROM sends s WHERE s.recipient_id = m.id AND s.scheduled_at BETWEEN "        \
+    "k.now - interval '2 hours' AND k.now + interval '" ahead "' AND s.status IN ('leased', "      \
+    "'sent', 'unknown') AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id))"
+static const db_stmt Q_HELD = {
+    "inbox_held",
+    "SELECT il.mailbox_id, m.address, m.imap_host, m.imap_port, m.imap_security::text AS "
+    "security, m.imap_username, m.imap_auth::text AS auth, encode(m.imap_secret, 'hex') AS "
+    "secret_hex, m.imap_allow_plaintext_auth, CASE WHEN " EXPECTED(
+        "1 hour") " THEN 'high' "
+                  "WHEN " EXPECTED(
+                      "6 hours") " THEN 'medium' ELSE 'low' END AS poll_class "
+                                 "FROM inbox_leasing il JOIN mailboxes m ON m.id = il.mailbox_id "
+                                 "JOIN users u ON u.id = m.user_id CROSS JOIN (SELECT kiln_now() "
+                                 "AS now) k "
+                                 "WHERE il.lease_id = $1::uuid AND il.imap_gen = m.imap_gen "
+                                 "AND " WATCHABLE "ORDER BY il.mailbox_id"};
+static const db_stmt Q_FOLDERS = {
+    "inbox_folders", "SELECT mailbox_id, name, role::text AS role, uidvalidity, last_uid "
+                     "FROM inbox_folders WHERE mailbox_id = ANY ($1::bigint[]) "
+                     "ORDER BY mailbox_id, name"};
+/* Per message its first pending action (the next follows the message's new place). */
+static const db_stmt Q_DUE = {
+    "inbox_due",
+    "SELECT * FROM (SELECT DISTINCT ON (a.mailbox_id, a.send_id) a.mailbox_id, a.id, "
+    "a.kind::text AS kind, a.folder, a.uidvalidity, a.uid, array_to_string(a.flags, ' ') AS "
+    "flags, a.target::text AS target, least(604800, greatest(0, ceil(extract(epoch FROM "
+    "a.not_before - k.now))))::bigint AS not_before_s FROM inbox_actions a "
+    "CROSS JOIN (SELECT kiln_now() AS now) k WHERE a.mailbox_id = ANY ($1::bigint[]) "
+    "AND a.status = 'pending' ORDER BY a.mailbox_id, a.send_id, a.id) x "
+    "WHERE x.not_before_s <= $2 ORDER BY x.mailbox_id, x.not_before_s, x.id"};
+
+static const db_stmt Q_HELD_STATE = {
+    "inbox_held_state",
+    "SELECT il.mailbox_id, (il.imap_gen = m.imap_gen AND " WATCHABLE ") AS keep "
+    "FROM inbox_leasing il JOIN mailboxes m ON m.id = il.mailbox_id "
+    "JOIN users u ON u.id = m.user_id WHERE il.lease_id = $1::uuid "
+    "ORDER BY il.mailbox_id FOR UPDATE OF il"};
+static const db_stmt Q_FREE = {"inbox_free",
+                               "UPDATE inbox_leasing SET lease_id = NULL WHERE lease_id = $1::uuid "
+                               "AND mailbox_id = ANY ($2::bigint[])"};
+static const db_stmt Q_HELD_COUNT = {
+    "inbox_held_count", "SELECT count(*) FROM inbox_leasing WHERE lease_id = $1::uuid"};
+static const db_stmt Q_END = {"inbox_end", "SELECT kiln_end_leases(ARRAY[$1::uuid], 'cancelled')"};
+
+static const db_stmt Q_LEASE_INBOXES = {
+    "inbox_lease_inboxes",
+    "SELECT il.mailbox_id, m.imap_host FROM inbox_leasing il JOIN mailboxes m ON m.id = "
+    "il.mailbox_id WHERE il.lease_id = $1::uuid AND il.mailbox_id = ANY ($2::bigint[])"};
+static const db_stmt Q_SENDS = {
+    "inbox_sends", "SELECT id, mailbox_id, recipient_id FROM sends WHERE id = ANY ($1::bigint[])"};
+
+/* New sightings (the caller removed in-batch duplicates): the ords whose key was new. */
+static const db_stmt Q_SIGHT = {
+    "inbox_sight",
+    "WITH x AS (SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::bigint[], "
+    "  $5::bigint[], $6::bigint[]) AS x (ord, mb, f, v, u, s)), "
+    "ins AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id) "
+    "  SELECT mb, f, v, u, s FROM x ORDER BY mb, f, v, u ON CONFLICT DO NOTHING "
+    "  RETURNING mailbox_id, folder, uidvalidity, uid) "
+    "SELECT x.ord FROM x JOIN ins ON ins.mailbox_id = x.mb AND ins.folder = x.f "
+    "AND ins.uidvalidity = x.v AND ins.uid = x.u ORDER BY x.ord"};
+
+/* The messages' current place (a later find moves it) and the first placements; a find
+ * after missing fills folder and found_at only. Counters in the same statement. */
+static const db_stmt Q_MESSAGES = {
+    "inbox_messages",
+    "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::folder_role[], "
+    "  $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::placement_folder[], $10::text[], "
+    "  $11::mail_provider[], $12::auth_verdict[], $13::auth_verdict[], $14::auth_verdict[]) AS "
+    "  x (mb, sid, f, role, v, u, flags, sender, pl, ff, prov, spf, dkim, dmarc)), "
+    "msg AS (INSERT INTO inbox_messages AS im (mailbox_id, send_id, folder, role, uidvalidity, "
+    "  uid, flags) SELECT mb, sid, f, role, v, u, flags::text[] FROM x ORDER BY mb, sid "
+    "  ON CONFLICT (mailbox_id, send_id) DO UPDATE SET folder = excluded.folder, "
+    "  role = excluded.role, uidvalidity = excluded.uidvalidity, uid = excluded.uid, "
+    "  flags = excluded.flags, moved_at = kiln_now() RETURNING im.send_id, (xmax = 0) AS created), "
+    "pl AS (INSERT INTO placements AS p (send_id, mailbox_id, recipient_id, placement, folder, "
+    "  found_at, provider, spf, dkim, dmarc) SELECT sid, sender, mb, pl, ff, kiln_now(), prov, "
+    "  spf, dkim, dmarc FROM x ORDER BY sid ON CONFLICT (send_id) DO UPDATE SET "
+    "  folder = excluded.folder, found_at = excluded.found_at "
+    "  WHERE p.placement = 'missing' AND p.found_at IS NULL "
+    "  RETURNING p.provider, p.placement, (xmax = 0) AS inserted), "
+    "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'placement', "
+    "  provider::text || ':' || placement::text, $15::smallint, count(*) FROM pl WHERE inserted "
+    "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
+    "  SET value = counters.value + excluded.value) "
+    "SELECT send_id FROM msg WHERE created ORDER BY send_id"};
+
+static const db_stmt Q_ADD_ACTIONS = {
+    "inbox_add_actions",
+    "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::inbox_action_kind[], "
+    "  $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::folder_role[], $9::bigint[]) "
+    "  WITH ORDINALITY AS x (mb, sid, kind, f, v, u, flags, target, nb, ord)), "
+    "ins AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
+    "  flags, target, not_before) SELECT mb, sid, kind, f, v, u, flags::text[], target, "
+    "  to_timestamp(nb) FROM x ORDER BY ord RETURNING kind) "
+    "INSERT INTO counters (name, label, shard, value) SELECT 'actions', kind::text || ':issued', "
+    "  $10::smallint, count(*) FROM ins GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) "
+    "  DO UPDATE SET value = counters.value + excluded.value"};
+
+/* Outcomes: the first counts (only pending actions change). A move that was done moves
+ * the message and the later pending actions of the message (chain); gone, stale and a
+ * done prune cancel them. */
+static const db_stmt Q_OUTCOMES = {
+    "inbox_outcomes",
+    "WITH r AS (SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], "
+    "  $4::inbox_action_status[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], "
+    "  $9::text[]) AS r (ord, mb, id, status, f, v, u, flags, detail)), "
+    "upd AS (UPDATE inbox_actions a SET status = r.status, outcome = r.detail, "
+    "  reported_at = kiln_now() FROM r WHERE a.id = r.id AND a.mailbox_id = r.mb "
+    "  AND a.status = 'pending' RETURNING a.id, a.mailbox_id, a.send_id, a.kind, a.target, "
+    "  a.status, r.f, r.v, r.u, r.flags), "
+    "ev AS (SELECT DISTINCT ON (mailbox_id, send_id) mailbox_id, send_id, target, "
+    "  (status IN ('gone', 'stale') OR kind = 'prune') AS stop, f, v, u FROM upd "
+    "  WHERE status IN ('gone', 'stale') OR (status = 'done' AND (kind = 'prune' OR "
+    "  (kind IN ('rescue', 'file') AND f IS NOT NULL AND v IS NOT NULL AND u IS NOT NULL))) "
+    "  ORDER BY mailbox_id, send_id, id DESC), "
+    "chain AS (UPDATE inbox_actions a SET "
+    "  status = CASE WHEN ev.stop THEN 'cancelled'::inbox_action_status ELSE a.status END, "
+    "  folder = CASE WHEN ev.stop THEN a.folder ELSE ev.f END, "
+    "  uidvalidity = CASE WHEN ev.stop THEN a.uidvalidity ELSE ev.v END, "
+    "  uid = CASE WHEN ev.stop THEN a.uid ELSE ev.u END FROM ev "
+    "  WHERE a.mailbox_id = ev.mailbox_id AND a.send_id = ev.send_id AND a.status = 'pending' "
+    "  AND a.id NOT IN (SELECT id FROM r) RETURNING a.kind, a.status), "
+    /* One update per message (a row updated twice in a statement keeps one change):
+     * its new place after a move and its flags after a mark. */
+    "msg AS (UPDATE inbox_messages m SET folder = coalesce(x.f, m.folder), "
+    "  role = coalesce(x.target, m.role), uidvalidity = coalesce(x.v, m.uidvalidity), "
+    "  uid = coalesce(x.u, m.uid), flags = coalesce(x.flags::text[], m.flags), "
+    "  moved_at = CASE WHEN x.f IS NULL THEN m.moved_at ELSE kiln_now() END "
+    "  FROM (SELECT coalesce(e.mailbox_id, k.mailbox_id) AS mailbox_id, "
+    "    coalesce(e.send_id, k.send_id) AS send_id, e.f, e.target, e.v, e.u, k.flags "
+    "    FROM (SELECT * FROM ev WHERE NOT stop) e FULL JOIN (SELECT DISTINCT ON "
+    "    (mailbox_id, send_id) mailbox_id, send_id, flags FROM upd WHERE kind = 'mark' AND "
+    "    status = 'done' AND flags IS NOT NULL ORDER BY mailbox_id, send_id, id DESC) k "
+    "    ON k.mailbox_id = e.mailbox_id AND k.send_id = e.send_id) x "
+    "  WHERE m.mailbox_id = x.mailbox_id AND m.send_id = x.send_id), "
+    "st AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id) "
+    "  SELECT mailbox_id, f, v, u, send_id FROM ev WHERE NOT stop ORDER BY 1, 2, 3, 4 "
+    "  ON CONFLICT DO NOTHING), "
+    "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'actions', "
+    "  kind::text || ':' || status::text, $10::smallint, count(*) FROM (SELECT kind, status "
+    "  FROM upd UNION ALL SELECT kind, status FROM chain WHERE status = 'cancelled') c "
+    "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
+    "  SET value = counters.value + excluded.value) "
+    "SELECT r.ord, (u.id IS NOT NULL) AS applied, EXISTS (SELECT 1 FROM inbox_actions a "
+    "  WHERE a.id = r.id AND a.mailbox_id = r.mb) AS known FROM r LEFT JOIN upd u ON u.id = r.id "
+    "ORDER BY r.ord"};
+
+/* Folder states, forward only: a row changes when its last_uid grows or its uidvalidity
+ * differs (a resync: the new state replaces the old). A new folder beyond 16 per mailbox
+ * is refused. */
+#define FOLDERS_MAX "16"
+static const db_stmt Q_FOLDER_STATE = {
+    "inbox_folder_state",
+    "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::folder_role[], $4::bigint[], "
+    "  $5::bigint[]) AS x (mb, name, role, v, last)), "
+    "ok AS (SELECT x.* FROM x WHERE EXISTS (SELECT 1 FROM inbox_folders f WHERE f.mailbox_id = "
+    "  x.mb AND f.name = x.name) OR (SELECT count(*) FROM inbox_folders f WHERE f.mailbox_id = "
+    "  x.mb) < " FOLDERS_MAX "), "
+    "up AS (INSERT INTO inbox_folders AS f (mailbox_id, name, role, uidvalidity, last_uid) "
+    "  SELECT mb, name, role, v, last FROM ok ORDER BY mb, name ON CONFLICT (mailbox_id, name) "
+    "  DO UPDATE SET role = excluded.role, uidvalidity = excluded.uidvalidity, "
+    "  last_uid = excluded.last_uid, updated_at = kiln_now() "
+    "  WHERE f.uidvalidity <> excluded.uidvalidity OR excluded.last_uid > f.last_uid "
+    "  RETURNING 1) "
+    "SELECT (SELECT count(*) FROM up) AS changed, "
+    "(SELECT count(*) FROM x) - (SELECT count(*) FROM ok) AS refused"};
+
+static const db_stmt Q_SESSIONS = {
+    "inbox_sessions",
+    "UPDATE mailboxes m SET inbox = CASE WHEN x.st = 'ok' THEN 'ok'::inbox_state "
+    "  ELSE 'error'::inbox_state END, "
+    "inbox_error = CASE WHEN x.st = 'ok' THEN NULL ELSE coalesce(x.detail, x.st || ' failed') END, "
+    "inbox_error_at = CASE WHEN x.st = 'ok' THEN NULL ELSE kiln_now() END "
+    "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS x (mb, st, detail) "
+    "WHERE m.id = x.mb AND x.st IN ('ok', 'auth', 'tls') AND (CASE WHEN x.st = 'ok' "
+    "  THEN m.inbox <> 'ok' ELSE m.inbox <> 'error' OR m.inbox_error IS DISTINCT FROM "
+    "  coalesce(x.detail, x.st || ' failed') END) RETURNING m.id"};
+
+/* The missing sweep: sends after the watermark, in id order. judged: its time plus the
+ * deadline has passed and it is final; missing: sent, not placed, to an inbox that is
+ * watched (IMAP, inbox ok). */
+static const db_stmt Q_SWEEP_LOAD = {
+    "inbox_sweep_load",
+    "WITH w AS (SELECT last_send_id FROM placement_sweep FOR UPDATE SKIP LOCKED) "
+    "SELECT s.id, s.mailbox_id, coalesce(s.recipient_id, 0) AS recipient_id, "
+    "(s.scheduled_at <= kiln_now() - make_interval(secs => $1) AND s.status <> 'leased') "
+    "  AS judged, "
+    "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' AND NOT "
+    "  EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id)) AS missing, rm.imap_host "
+    "FROM w JOIN sends s ON s.id > w.last_send_id LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
+    "ORDER BY s.id LIMIT $2"};
+static const db_stmt Q_SWEEP_WRITE = {
+    "inbox_sweep_write",
+    "WITH pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, provider) "
+    "  SELECT s, mb, rc, 'missing', prov FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], "
+    "  $4::mail_provider[]) AS x (s, mb, rc, prov) ORDER BY s ON CONFLICT DO NOTHING "
+    "  RETURNING provider), "
+    "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'placement', "
+    "  provider::text || ':missing', $6::smallint, count(*) FROM pl GROUP BY 2 ORDER BY 2 "
+    "  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value) "
+    "UPDATE placement_sweep SET last_send_id = greatest(last_send_id, $5)"};
+
+static const char *shard(arena *a)
+{
+    return db_i64_text(a, random_range(0, 15));
+}
+
+static bool col_bool(const PGresult *r, int row, int col)
+{
+    return PQgetvalue(r, row, col)[0] == 't';
+}
+
+static const char *ids_literal(arena *a, const int64_t *v, int n)
+{
+    pgarr arr;
+    pgarr_open(&arr);
+    for (int i = 0; i < n; i++)
+        pgarr_i64(&arr, v[i]);
+    return pgarr_done(&arr, a);
+}
+
+/* Parses an int8[] literal ("{1,2}") into the arena. */
+static int64_t *parse_ids(arena *a, const char *lit, int *n)
+{
+    int cap = 1;
+    for (const char *p = lit; *p; p++)
+        cap += *p == ',';
+    int64_t *out = arena_alloc(a, (size_t)cap * sizeof *out);
+    *n = 0;
+    for (const char *p = lit; *p;) {
+        if (*p >= '0' && *p <= '9') {
+            char *end = NULL;
+            out[(*n)++] = strtoll(p, &end, 10);
+            p = end;
+        } else {
+            p++;
+        }
+    }
+    return out;
+}
+
+/* ---- grant ---------------------------------------------------------------------------- */
+
+bool inbox_store_begin(db *d, arena *a, int64_t agent_id)
+{
+    const char *p[] = {db_i64_text(a, agent_id)};
+    return db_begin(d) && db_exec(d, a, &Q_BEGIN_SWEEP, 0, NULL) && db_exec(d, a, &Q_WANTED, 1, p);
+}
+
+bool inbox_store_agent_lease(db *d, arena *a, int64_t agent_id, const char **lease_id,
+                             int64_t *held)
+{
+    const char *p[] = {db_i64_text(a, agent_id)};
+    PGresult *r = db_exec(d, a, &Q_AGENT_LEASE, 1, p);
+    if (!r)
+        return false;
+    *lease_id = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : NULL;
+    *held = PQntuples(r) == 1 ? db_i64(r, 0, 1) : 0;
+    return true;
+}
+
+bool inbox_store_counts(db *d, arena *a, int64_t agent_id, int64_t window_s, int64_t *watchable,
+                        int64_t *others)
+{
+    const char *p[] = {db_i64_text(a, agent_id), db_i64_text(a, window_s)};
+    PGresult *r = db_exec(d, a, &Q_COUNTS, 2, p);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    *watchable = db_i64(r, 0, 0);
+    *others = db_i64(r, 0, 1);
+    return true;
+}
+
+bool inbox_store_pick(db *d, arena *a, int64_t n, int64_t **ids, int *nids)
+{
+    const char *p[] = {db_i64_text(a, n)};
+    PGresult *r = db_exec(d, a, &Q_PICK, 1, p);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    *ids = parse_ids(a, PQgetvalue(r, 0, 0), nids);
+    return true;
+}
+
+bool inbox_store_new_lease(db *d, arena *a, int64_t agent_id, int64_t ttl_s, const char **lease_id)
+{
+    const char *p[] = {db_i64_text(a, agent_id), db_i64_text(a, ttl_s)};
+    PGresult *r = db_exec(d, a, &Q_NEW_LEASE, 2, p);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    *lease_id = PQgetvalue(r, 0, 0);
+    return true;
+}
+
+bool inbox_store_extend(db *d, arena *a, const char *lease_id)
+{
+    const char *p[] = {lease_id};
+    return db_exec(d, a, &Q_EXTEND, 1, p) != NULL;
+}
+
+bool inbox_store_assign(db *d, arena *a, const char *lease_id, const int64_t *ids, int n)
+{
+    if (n == 0)
+        return true;
+    const char *p[] = {lease_id, ids_literal(a, ids, n)};
+    return db_exec(d, a, &Q_ASSIGN, 2, p) != NULL;
+}
+
+static void read_rows(const PGresult *r, inbox_held *out, arena *a)
+{
+    static const char *const names[] = {"mailbox_id", "address",    "imap_host",
+                                        "imap_port",  "security",   "imap_username",
+                                        "auth",       "secret_hex", "imap_allow_plaintext_auth",
+                                        "poll_class"};
+    int c[10];
+    db_columns(r, names, c, 10);
+    out->nrows = PQntuples(r);
+    out->rows = arena_calloc(a, (size_t)(out->nrows + 1) * sizeof *out->rows);
+    for (int i = 0; i < out->nrows; i++) {
+        inbox_row *w = &out->rows[i];
+        w->mailbox_id = db_i64(r, i, c[0]);
+        w->address = PQgetvalue(r, i, c[1]);
+        w->host = PQgetvalue(r, i, c[2]);
+        w->port = db_i64(r, i, c[3]);
+        w->security = PQgetvalue(r, i, c[4]);
+        w->username = PQgetvalue(r, i, c[5]);
+        w->auth = PQgetvalue(r, i, c[6]);
+        w->secret_hex = PQgetvalue(r, i, c[7]);
+        w->allow_plaintext_auth = col_bool(r, i, c[8]);
+        w->poll_class = PQgetvalue(r, i, c[9]);
+    }
+}
+
+static void read_folders(const PGresult *r, inbox_held *out, arena *a)
+{
+    out->nfolders = PQntuples(r);
+    out->folders = arena_calloc(a, (size_t)(out->nfolders + 1) * sizeof *out->folders);
+    for (int i = 0; i < out->nfolders; i++) {
+        inbox_folder_row *f = &out->folders[i];
+        f->mailbox_id = db_i64(r, i, 0);
+        f->name = PQgetvalue(r, i, 1);
+        f->role = PQgetvalue(r, i, 2);
+        f->uidvalidity = db_i64(r, i, 3);
+        f->last_uid = db_i64(r, i, 4);
+    }
+}
+
+static void read_actions(const PGresult *r, inbox_held *out, arena *a)
+{
+    static const char *const names[] = {"mailbox_id", "id",          "kind",
+                                        "folder",     "uidvalidity", "uid",
+                                        "flags",      "target",      "not_before_s"};
+    int c[9];
+    db_columns(r, names, c, 9);
+    out->nactions = PQntuples(r);
+    out->actions = arena_calloc(a, (size_t)(out->nactions + 1) * sizeof *out->actions);
+    for (int i = 0; i < out->nactions; i++) {
+        inbox_action_row *x = &out->actions[i];
+        x->mailbox_id = db_i64(r, i, c[0]);
+        x->id = db_i64(r, i, c[1]);
+        x->kind = PQgetvalue(r, i, c[2]);
+        x->folder = PQgetvalue(r, i, c[3]);
+        x->uidvalidity = db_i64(r, i, c[4]);
+        x->uid = db_i64(r, i, c[5]);
+        x->flags = PQgetvalue(r, i, c[6]);
+        x->target = PQgetisnull(r, i, c[7]) ? NULL : PQgetvalue(r, i, c[7]);
+        x->not_before_s = db_i64(r, i, c[8]);
+    }
+}
+
+bool inbox_store_load(db *d, arena *a, const char *lease_id, int64_t horizon_s, inbox_held *out)
+{
+    const char *p[] = {lease_id};
+    PGresult *r = db_exec(d, a, &Q_HELD, 1, p);
+    if (!r)
+        return false;
+    read_rows(r, out, a);
+    int64_t *ids = arena_alloc(a, (size_t)(out->nrows + 1) * sizeof *ids);
+    for (int i = 0; i < out->nrows; i++)
+        ids[i] = out->rows[i].mailbox_id;
+    const char *fp[] = {ids_literal(a, ids, out->nrows), db_i64_text(a, horizon_s)};
+    PGresult *fr = db_exec(d, a, &Q_FOLDERS, 1, fp);
+    PGresult *ar = fr ? db_exec(d, a, &Q_DUE, 2, fp) : NULL;
+    if (!ar)
+        return false;
+    read_folders(fr, out, a);
+    read_actions(ar, out, a);
+    return true;
+}
+
+/* ---- renewal, release ------------------------------------------------------------------ */
+
+bool inbox_store_drop(db *d, arena *a, int64_t agent_id, const char *lease_id, int64_t **dropped,
+                      int *ndropped)
+{
+    const char *lp[] = {lease_id};
+    int64_t watchable = 0, others = 0;
+    PGresult *r = NULL;
+    if (!db_begin(d) ||
+        !inbox_store_counts(d, a, agent_id, INBOX_WANT_WINDOW_S, &watchable, &others) ||
+        !(r = db_exec(d, a, &Q_HELD_STATE, 1, lp)))
+        return false;
+    int n = PQntuples(r), kept = 0;
+    int64_t share = others > 0 ? (watchable + others) / (others + 1) : 0;
+    *dropped = arena_alloc(a, (size_t)(n + 1) * sizeof **dropped);
+    *ndropped = 0;
+    for (int i = 0; i < n; i++) {
+        bool keep = col_bool(r, i, 1);
+        if (keep && (share == 0 || kept < share)) {
+            kept++;
+            continue;
+        }
+        (*dropped)[(*ndropped)++] = db_i64(r, i, 0);
+    }
+    const char *fp[] = {lease_id, ids_literal(a, *dropped, *ndropped)};
+    if (*ndropped > 0 && !db_exec(d, a, &Q_FREE, 2, fp))
+        return false;
+    return db_commit(d);
+}
+
+bool inbox_store_release(db *d, arena *a, const char *lease_id, int64_t *released)
+{
+    const char *p[] = {lease_id};
+    PGresult *r = NULL;
+    if (!db_begin(d) || !(r = db_exec(d, a, &Q_HELD_COUNT, 1, p)) || !db_exec(d, a, &Q_END, 1, p) ||
+        !db_commit(d))
+        return false;
+    *released = db_i64(r, 0, 0);
+    return true;
+}
+
+/* ---- reports ---------------------------------------------------------------------------- */
+
+bool inbox_store_lease_inboxes(db *d, arena *a, const char *lease_id, const char *ids,
+                               PGresult **out)
+{
+    const char *p[] = {lease_id, ids};
+    return (*out = db_exec(d, a, &Q_LEASE_INBOXES, 2, p)) != NULL;
+}
+
+bool inbox_store_sends(db *d, arena *a, const char *ids, PGresult **out)
+{
+    const char *p[] = {ids};
+    return (*out = db_exec(d, a, &Q_SENDS, 1, p)) != NULL;
+}
+
+bool inbox_store_sight(db *d, arena *a, const inbox_found_batch *b, int64_t **fresh, int *nfresh)
+{
+    const char *p[] = {b->ord, b->mailbox_id, b->folder, b->uidvalidity, b->uid, b->send_id};
+    PGresult *r = db_exec(d, a, &Q_SIGHT, 6, p);
+    if (!r)
+        return false;
+    *nfresh = PQntuples(r);
+    *fresh = arena_alloc(a, (size_t)(*nfresh + 1) * sizeof **fresh);
+    for (int i = 0; i < *nfresh; i++)
+        (*fresh)[i] = db_i64(r, i, 0);
+    return true;
+}
+
+bool inbox_store_messages(db *d, arena *a, const inbox_message_batch *b, int64_t **created,
+                          int *ncreated)
+{
+    const char *p[] = {b->mailbox_id, b->send_id, b->folder,    b->role,      b->uidvalidity,
+                       b->uid,        b->flags,   b->sender_id, b->placement, b->first_folder,
+                       b->provider,   b->spf,     b->dkim,      b->dmarc,     shard(a)};
+    PGresult *r = db_exec(d, a, &Q_MESSAGES, 15, p);
+    if (!r)
+        return false;
+    *ncreated = PQntuples(r);
+    *created = arena_alloc(a, (size_t)(*ncreated + 1) * sizeof **created);
+    for (int i = 0; i < *ncreated; i++)
+        (*created)[i] = db_i64(r, i, 0);
+    return true;
+}
+
+bool inbox_store_add_actions(db *d, arena *a, const inbox_action_batch *b)
+{
+    const char *p[] = {b->mailbox_id, b->send_id, b->kind,   b->folder,       b->uidvalidity,
+                       b->uid,        b->flags,   b->target, b->not_before_s, shard(a)};
+    return db_exec(d, a, &Q_ADD_ACTIONS, 10, p) != NULL;
+}
+
+bool inbox_store_outcomes(db *d, arena *a, const inbox_outcome_batch *b, int n, char *result)
+{
+    const char *p[] = {b->ord,         b->mailbox_id, b->action_id, b->status, b->folder,
+                       b->uidvalidity, b->uid,        b->flags,     b->detail, shard(a)};
+    PGresult *r = db_exec(d, a, &Q_OUTCOMES, 10, p);
+    if (!r || PQntuples(r) != n)
+        return false;
+    for (int i = 0; i < n; i++)
+        result[i] = (char)(col_bool(r, i, 1) ? 'a' : col_bool(r, i, 2) ? 'd' : 'i');
+    return true;
+}
+
+bool inbox_store_folders(db *d, arena *a, const inbox_folder_batch *b, int n, int *changed,
+                         int *refused)
+{
+    (void)n;
+    const char *p[] = {b->mailbox_id, b->name, b->role, b->uidvalidity, b->last_uid};
+    PGresult *r = db_exec(d, a, &Q_FOLDER_STATE, 5, p);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    *changed = (int)db_i64(r, 0, 0);
+    *refused = (int)db_i64(r, 0, 1);
+    return true;
+}
+
+bool inbox_store_sessions(db *d, arena *a, const char *mailbox_ids, const char *status,
+                          const char *detail, int *changed)
+{
+    const char *p[] = {mailbox_ids, status, detail};
+    PGresult *r = db_exec(d, a, &Q_SESSIONS, 3, p);
+    if (!r)
+        return false;
+    *changed = PQntuples(r);
+    return true;
+}
+
+bool inbox_store_sweep_load(db *d, arena *a, int64_t deadline_s, int64_t limit, bool *locked,
+                            PGresult **out)
+{
+    const char *p[] = {db_i64_text(a, deadline_s), db_i64_text(a, limit)};
+    *locked = false;
+    if (!(*out = db_exec(d, a, &Q_SWEEP_LOAD, 2, p)))
+        return false;
+    *locked = PQntuples(*out) > 0;
+    return true;
+}
+
+bool inbox_store_sweep_write(db *d, arena *a, const inbox_missing_batch *b, int64_t last_id)
+{
+    const char *p[] = {
+        b->send_id, b->sender_id, b->recipient_id, b->provider, db_i64_text(a, last_id), shard(a)};
+    return db_exec(d, a, &Q_SWEEP_WRITE, 6, p) != NULL;
+}

@@ -1,0 +1,518 @@
+"""The inbox side's control plane (issue 13) through nginx: inbox leases (handed out
+once to concurrent leasers, spread across agents, moved to another agent when the holder
+dies, folder state resumed), found events (Message-ID MAC verified, idempotent,
+placement with provider and Authentication-Results), actions (leased, reported once, not
+leased again), session outcomes, the missing sweep, the recipients switch, and bad input.
+  test_inbox_lease.py [part]   (part: handout, expiry, found, actions, missing,
+                                recipients, bad_input; all when absent)"""
+import sys
+import threading
+from kiln_test import *
+
+HOSTS = ["imap.gmail.com", "outlook.office365.com", "imap.mail.yahoo.com", "mail.example.test"]
+
+
+RUN = [0]  # parts share one stack when run together: names get the part's number
+
+
+def agent(name):
+    name = "%s-%d" % (name, RUN[0])
+    return expect(admin("POST", "/api/agents", {"name": name}), 201, "agent " + name)["token"]
+
+
+def lease(token, what="lease", **kw):
+    body = {"max_mailboxes": 50, "max_sends": 200}
+    body.update(kw)
+    return expect(call("POST", "/api/agent/lease", body, token=token), 200, what)
+
+
+def report(token, lease_id, events, what="report"):
+    return expect(call("POST", "/api/agent/report", {"lease_id": lease_id,
+                                                     "inbox_events": events}, token=token),
+                  200, what)["inbox_events"]
+
+
+def heartbeat(token, lease_id, what="heartbeat"):
+    return expect(call("POST", "/api/agent/heartbeat", {"lease_id": lease_id}, token=token),
+                  200, what)
+
+
+def world(n, with_imap=None):
+    """n mailboxes in n tenants and domains, all able to send now; the first with_imap
+    (default all) have IMAP access on HOSTS in turn. Returns the mailboxes."""
+    RUN[0] += 1
+    r = RUN[0]
+    set_clock("2026-03-04T10:00:00Z")  # a Wednesday
+    # Parts run together share the stack: what earlier parts made stops taking part.
+    psql("UPDATE mailboxes SET state = 'disabled'")
+    psql("UPDATE leases SET ended_at = kiln_now() WHERE ended_at IS NULL")
+    psql("UPDATE agents SET inbox_wanted_at = NULL")
+    psql("TRUNCATE placements, inbox_sightings, inbox_messages, inbox_actions, inbox_folders")
+    psql("DELETE FROM counters WHERE name IN ('placement', 'actions')")
+    psql("UPDATE placement_sweep SET last_send_id = (SELECT coalesce(max(id), 0) FROM sends)")
+    plan = make_plan("p%d" % r, ramp_start=6, ramp_step=0, daily_max=6, cooldown_min_s=60,
+                     cooldown_max_s=90)
+    boxes = []
+    for i in range(n):
+        u = make_user("t%d-%d" % (r, i), plan["id"])
+        kw = {}
+        if with_imap is None or i < with_imap:
+            kw["imap"] = {"host": HOSTS[i % len(HOSTS)], "port": 993, "password": "imap-%d" % i}
+        boxes.append(make_mailbox(u["id"], "box%d@d%d-%d.test" % (i, r, i), timezone="UTC",
+                                  window={"start_hour": 0, "end_hour": 24},
+                                  warmup_start="2026-03-01", **kw))
+    return boxes
+
+
+def counts(a=0, d=0, i=0):
+    return {"applied": a, "duplicates": d, "ignored": i}
+
+
+def found(mb, mid, folder="INBOX", role="inbox", v=7, uid=1, flags=(), ar=None):
+    e = {"type": "found", "mailbox_id": mb, "message_id": mid, "folder": folder, "role": role,
+         "uidvalidity": v, "uid": uid, "flags": list(flags)}
+    if ar is not None:
+        e["authentication_results"] = ar
+    return e
+
+
+def sends_to(answer, boxes):
+    """[(send_id, sender_id, recipient_id, message_id)] of a send lease answer."""
+    by_addr = {b["address"]: b["id"] for b in boxes}
+    return [(s["id"], m["id"], by_addr[s["to"]], s["message_id"])
+            for m in answer["mailboxes"] for s in m["sends"]]
+
+
+def report_sent(token, answer):
+    res = [{"send_id": s["id"], "status": "sent"} for m in answer["mailboxes"] for s in m["sends"]]
+    expect(call("POST", "/api/agent/report", {"lease_id": answer["lease_id"], "results": res},
+                token=token), 200, "report sends")
+
+
+def part_handout():
+    boxes = world(12, with_imap=10)
+    psql("UPDATE mailboxes SET state = 'paused' WHERE id = %d" % boxes[9]["id"])
+    watchable = {b["id"] for b in boxes[:9]}
+    tokens = [agent("a"), agent("b")]
+    got = [None, None]
+
+    def run(k):
+        got[k] = lease(tokens[k], "concurrent lease %d" % k, max_inboxes=100, max_mailboxes=1,
+                       max_sends=1)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    sets = [{i["mailbox_id"] for i in (g or {}).get("inboxes", [])} for g in got]
+    check(not (sets[0] & sets[1]), "an inbox went to both concurrent leasers: %r" % sets)
+    check(sets[0] | sets[1] == watchable,
+          "the watchable inboxes (IMAP, active) are all handed out once: %r vs %r"
+          % (sets, watchable))
+    for g in got:
+        if g.get("inboxes"):
+            il = g["inbox_lease"]
+            check(il["ttl_s"] == 1800 and il["heartbeat_s"] == 600 and il["lease_id"] != g.get(
+                "lease_id"), "inbox lease shape: %r" % il)
+            i = g["inboxes"][0]
+            check(set(i) == {"mailbox_id", "address", "imap", "poll_class", "poll_interval_s",
+                             "warmup_folder", "folders", "actions"}, "LeaseInbox members: %r" % i)
+            check(i["imap"]["password"] == "imap-%d" % [b["id"] for b in boxes].index(
+                i["mailbox_id"]) and i["imap"]["oauth_token"] is None and
+                i["imap"]["ca_file"] is None, "the opened IMAP access: %r" % i["imap"])
+            check(i["folders"] == [] and i["actions"] == [] and i["warmup_folder"] == "kiln",
+                  "a never watched inbox: %r" % i)
+        else:
+            check("inbox_lease" not in g, "inbox_lease without inboxes: %r" % sorted(g))
+    ok("test_inbox_lease_handed_out_once_to_concurrent_leasers")
+
+    # Sequentially: a first agent takes everything; a second one makes the first give
+    # back the excess at its heartbeat, and takes it at its next lease.
+    for k in range(2):
+        for g in got:
+            if g.get("inbox_lease"):
+                call("POST", "/api/agent/release", {"lease_id": g["inbox_lease"]["lease_id"]},
+                     token=tokens[k])
+    psql("UPDATE agents SET inbox_wanted_at = NULL")
+    c = agent("c")
+    first = lease(c, "c alone", max_inboxes=100)
+    check(len(first["inboxes"]) == 9, "one agent alone takes all 9: %d" % len(first["inboxes"]))
+    again = lease(c, "c again", max_inboxes=100)
+    check(again["inbox_lease"]["lease_id"] == first["inbox_lease"]["lease_id"] and
+          [i["mailbox_id"] for i in again["inboxes"]] == [i["mailbox_id"] for i in first["inboxes"]],
+          "a later lease lists the held inboxes again under the same lease id")
+    d = agent("d")
+    dl = lease(d, "d while c holds all", max_inboxes=100)
+    check("inboxes" not in dl, "nothing free for d yet: %r" % dl.get("inboxes"))
+    hb = heartbeat(c, first["inbox_lease"]["lease_id"])
+    check(len(hb["inboxes_dropped"]) == 4 and hb["cancel"] == [],
+          "c keeps its share (5 of 9) and drops 4: %r" % hb)
+    dl = lease(d, "d after the drop", max_inboxes=100)
+    check(sorted(i["mailbox_id"] for i in dl["inboxes"]) == sorted(hb["inboxes_dropped"]),
+          "d takes what c dropped: %r" % dl.get("inboxes"))
+    hb = heartbeat(c, first["inbox_lease"]["lease_id"])
+    check(hb["inboxes_dropped"] == [], "a second heartbeat drops nothing: %r" % hb)
+    ok("test_inbox_leases_spread_across_agents")
+
+    # Paused, IMAP changed: dropped at the heartbeat; release gives the rest back.
+    held = [i["mailbox_id"] for i in lease(c, "c", max_inboxes=100)["inboxes"]]
+    psql("UPDATE mailboxes SET state = 'paused' WHERE id = %d" % held[0])
+    expect(admin("PATCH", "/api/mailboxes/%d" % held[1], {"imap": {"port": 143}}), 200, "patch")
+    hb = heartbeat(c, first["inbox_lease"]["lease_id"])
+    check(sorted(hb["inboxes_dropped"]) == sorted(held[:2]),
+          "paused and changed inboxes dropped: %r vs %r" % (hb, held[:2]))
+    rel = expect(call("POST", "/api/agent/release", {"lease_id": first["inbox_lease"]["lease_id"]},
+                      token=c), 200, "release")
+    check(rel["released"] == len(held) - 2 and not rel["already_ended"],
+          "release counts the inboxes given back: %r" % rel)
+    check(psql("SELECT count(*) FROM inbox_leasing WHERE lease_id = '%s'"
+               % first["inbox_lease"]["lease_id"]) == ["0"], "released inboxes are free")
+    m = call("GET", "/metrics", token=ADMIN).raw
+    check("kiln_inbox_leases_active 1" in m, "one inbox lease (d's) is active: %s" %
+          [l for l in m.splitlines() if "inbox" in l])
+    reset_clock()
+    ok("test_inboxes_dropped_at_heartbeat_and_released")
+
+
+def part_expiry():
+    boxes = world(3)
+    a, b = agent("a"), agent("b")
+    la = lease(a, "a", max_inboxes=10)
+    lid = la["inbox_lease"]["lease_id"]
+    mb = la["inboxes"][0]["mailbox_id"]
+    ev = [{"type": "folder_state", "mailbox_id": mb, "folder": "INBOX", "role": "inbox",
+           "uidvalidity": 9, "last_uid": 40},
+          {"type": "folder_state", "mailbox_id": mb, "folder": "Junk", "role": "junk",
+           "uidvalidity": 3, "last_uid": 5}]
+    check(report(a, lid, ev) == counts(2), "folder states applied")
+    check(report(a, lid, ev) == counts(0, 2), "the same states again are duplicates")
+    back = dict(ev[0], last_uid=30)
+    check(report(a, lid, [back]) == counts(0, 1), "a folder state never goes back")
+    lb = lease(b, "b while a holds them", max_inboxes=10)
+    check("inboxes" not in lb, "b gets nothing while a's lease lives: %r" % lb.get("inboxes"))
+    # a dies: no heartbeat for longer than the ttl.
+    set_clock("2026-03-04T10:31:00Z")
+    lb = lease(b, "b after a's lease expired", max_inboxes=10)
+    check(sorted(i["mailbox_id"] for i in lb["inboxes"]) == sorted(x["id"] for x in boxes),
+          "the inboxes moved to b: %r" % lb.get("inboxes"))
+    folders = [i for i in lb["inboxes"] if i["mailbox_id"] == mb][0]["folders"]
+    check(folders == [{"name": "INBOX", "role": "inbox", "uidvalidity": 9, "last_uid": 40},
+                      {"name": "Junk", "role": "junk", "uidvalidity": 3, "last_uid": 5}],
+          "b resumes from a's folder state: %r" % folders)
+    expect_error(call("POST", "/api/agent/heartbeat", {"lease_id": lid}, token=a), 409,
+                 "lease_expired", "lease_id", "a's heartbeat after expiry")
+    check(report(a, lid, ev) == counts(0, 0, 2), "a's late events are ignored")
+    lidb = lb["inbox_lease"]["lease_id"]
+    reset = dict(ev[0], uidvalidity=10, last_uid=2)
+    check(report(b, lidb, [reset]) == counts(1), "a new uidvalidity resets the folder")
+    check(psql("SELECT uidvalidity, last_uid FROM inbox_folders WHERE mailbox_id = %d AND "
+               "name = 'INBOX'" % mb) == ["10|2"], "the reset state is stored")
+    reset_clock()
+    ok("test_inbox_moves_after_agent_death_and_folder_state_resumes")
+
+
+def setup_found():
+    """Three mailboxes with IMAP; one send lease reported sent; agent's inbox lease."""
+    boxes = world(4)
+    a = agent("a")
+    la = lease(a, "lease", max_inboxes=10)
+    sends = sends_to(la, boxes)
+    check(len(sends) >= 4, "the lease has sends: %r" % la)
+    report_sent(a, la)
+    return boxes, a, la, sends
+
+
+def part_found():
+    boxes, a, la, sends = setup_found()
+    lid = la["inbox_lease"]["lease_id"]
+    sid, sender, rc, mid = sends[0]
+    bad = mid[:-2] + ("0" if mid[-2] != "0" else "1") + mid[-1]
+    r = report(a, lid, [found(rc, bad), found(rc, "<%d.0%s@x.test>" % (sid, "0" * 24)),
+                        found(rc, "<nothing-of-kiln@x.test>")])
+    check(r == counts(0, 0, 3), "bad MACs are ignored: %r" % r)
+    other = [s for s in sends if s[2] != rc][0]
+    r = report(a, lid, [found(rc, other[3])])
+    check(r == counts(0, 0, 1), "a send to another inbox found here is ignored: %r" % r)
+    check(psql("SELECT count(*) FROM placements") == ["0"] and
+          psql("SELECT count(*) FROM inbox_sightings") == ["0"], "ignored events stored nothing")
+    ok("test_found_events_with_a_bad_mac_are_ignored")
+
+    ar = ("mx.google.com; dkim=pass header.i=@d0.test header.s=s1; spf=softfail "
+          "(google.com: domain of transitioning x) smtp.mailfrom=x@d0.test; "
+          "dmarc=none (p=NONE) header.from=d0.test")
+    ev = found(rc, mid, "[Gmail]/Spam", "junk", 11, 5, ["\\Recent"], ar)
+    r = report(a, lid, [ev, ev])
+    check(r == counts(1, 1), "a repeat in the same batch is a duplicate: %r" % r)
+    check(report(a, lid, [ev]) == counts(0, 1), "the same find again is a duplicate")
+    row = psql("SELECT placement, folder, provider, spf, dkim, dmarc, mailbox_id, recipient_id "
+               "FROM placements WHERE send_id = %d" % sid)
+    want_prov = ["gmail", "outlook", "yahoo", "other"][[b["id"] for b in boxes].index(rc) % 4]
+    check(row == ["junk|[Gmail]/Spam|%s|fail|pass|none|%d|%d" % (want_prov, sender, rc)],
+          "placement with provider and auth results: %r" % row)
+    # Found again in INBOX (rescued by someone), then the junk find replayed: the
+    # placement stays junk, the message is where it was found last.
+    inbox = found(rc, mid, "INBOX", "inbox", 7, 90)
+    check(report(a, lid, [inbox]) == counts(1), "a find in another folder is applied")
+    check(report(a, lid, [ev, inbox]) == counts(0, 2), "replayed out of order: duplicates")
+    check(psql("SELECT placement FROM placements WHERE send_id = %d" % sid) == ["junk"],
+          "the first placement stays")
+    check(psql("SELECT folder, uid FROM inbox_messages WHERE send_id = %d" % sid) == ["INBOX|90"],
+          "the message is where it was found last")
+    m = call("GET", "/metrics", token=ADMIN).raw
+    check('kiln_placement_total{provider="%s",folder="junk"} 1' % want_prov in m,
+          "placement metric: %s" % [l for l in m.splitlines() if "placement" in l])
+    ok("test_found_events_are_idempotent_and_record_placement_once")
+
+    # Several sends found in one batch, each once.
+    evs = [found(s[2], s[3], "INBOX", "inbox", 7, 100 + k, ["\\Seen"]) for k, s in
+           enumerate(sends[1:4])]
+    r = report(a, lid, list(reversed(evs)) + evs)
+    check(r == counts(3, 3), "a batch of finds, each once: %r" % r)
+    check(psql("SELECT count(*) FROM placements WHERE placement = 'inbox'") == ["3"],
+          "three inbox placements")
+    # Session outcomes.
+    ses = [{"type": "session", "mailbox_id": rc, "status": "ok"}]
+    check(report(a, lid, ses) == counts(1), "session ok applied")
+    check(psql("SELECT inbox FROM mailboxes WHERE id = %d" % rc) == ["ok"], "inbox ok")
+    check(report(a, lid, ses + [{"type": "session", "mailbox_id": rc, "status": "connect",
+                                 "detail": "timeout"}]) == counts(0, 2),
+          "transient outcomes change nothing")
+    check(psql("SELECT inbox FROM mailboxes WHERE id = %d" % rc) == ["ok"], "still ok")
+    r = report(a, lid, [{"type": "session", "mailbox_id": rc, "status": "auth",
+                         "detail": "LOGIN failed"}])
+    check(r == counts(1), "auth applied: %r" % r)
+    g = expect(admin("GET", "/api/mailboxes/%d" % rc), 200, "get")
+    check(g["inbox"] == "error" and g["inbox_error"] == "LOGIN failed" and g["inbox_error_at"],
+          "auth puts the inbox in error: %r" % g)
+    hb = heartbeat(a, lid)
+    check(rc in hb["inboxes_dropped"], "an inbox in error is dropped: %r" % hb)
+    ok("test_session_auth_puts_the_inbox_in_error")
+
+
+def part_actions():
+    boxes, a, la, sends = setup_found()
+    lid = la["inbox_lease"]["lease_id"]
+    sid, sender, rc, mid = sends[0]
+    check(report(a, lid, [found(rc, mid, "Junk", "junk", 3, 8)]) == counts(1), "find in junk")
+
+    def actions_of(mb):
+        ans = lease(a, "lease for actions", max_inboxes=10)
+        return [i for i in ans["inboxes"] if i["mailbox_id"] == mb][0]["actions"]
+
+    acts = actions_of(rc)
+    check(len(acts) == 1 and acts[0]["kind"] == "rescue" and acts[0]["folder"] == "Junk" and
+          acts[0]["uid"] == 8 and acts[0]["uidvalidity"] == 3 and acts[0]["target"] == "inbox" and
+          acts[0]["flags"] == [] and acts[0]["not_before_s"] == 0,
+          "the message's first action: rescue from junk: %r" % acts)
+    check(psql("SELECT string_agg(kind::text, ',' ORDER BY id) FROM inbox_actions "
+               "WHERE send_id = %d" % sid) == ["rescue,mark,file"],
+          "the built-in policy: rescue, mark, file")
+    done = {"type": "action", "mailbox_id": rc, "action_id": acts[0]["id"], "status": "done",
+            "folder": "INBOX", "uidvalidity": 7, "uid": 51}
+    check(report(a, lid, [done, done]) == counts(1, 1), "outcome applied once")
+    check(report(a, lid, [dict(done, status="failed")]) == counts(0, 1),
+          "a later outcome of the same action is a duplicate (the first counts)")
+    acts = actions_of(rc)
+    check(len(acts) == 1 and acts[0]["kind"] == "mark" and acts[0]["flags"] == ["\\Seen"] and
+          acts[0]["folder"] == "INBOX" and acts[0]["uid"] == 51 and acts[0]["target"] is None,
+          "the next action follows the message to its new UID: %r" % acts)
+    check(report(a, lid, [found(rc, mid, "INBOX", "inbox", 7, 51)]) == counts(0, 1),
+          "the moved message found at its new UID is a duplicate")
+    mark = {"type": "action", "mailbox_id": rc, "action_id": acts[0]["id"], "status": "done",
+            "flags": ["\\Seen"]}
+    check(report(a, lid, [mark]) == counts(1), "mark done")
+    acts = actions_of(rc)
+    check(len(acts) == 1 and acts[0]["kind"] == "file" and acts[0]["target"] == "warmup" and
+          1700 <= acts[0]["not_before_s"] <= 1800, "file after the dwell: %r" % acts)
+    gone = {"type": "action", "mailbox_id": rc, "action_id": acts[0]["id"], "status": "gone"}
+    check(report(a, lid, [gone]) == counts(1), "gone applied")
+    check(actions_of(rc) == [], "no action is leased again once reported")
+    other = [b["id"] for b in boxes if b["id"] != rc][0]
+    r = report(a, lid, [dict(gone, mailbox_id=other), dict(gone, action_id=999999)])
+    check(r == counts(0, 0, 2), "an action of another inbox / unknown is ignored: %r" % r)
+    # A move and a mark of one message reported in one batch: both land.
+    s2 = [s for s in sends if s[2] == rc and s[0] != sid] or [s for s in sends if s[2] != rc]
+    s2 = s2[0]
+    check(report(a, lid, [found(s2[2], s2[3], "Junk", "junk", 3, 9)]) == counts(1), "2nd find")
+    ids = [int(x) for x in psql("SELECT id FROM inbox_actions WHERE send_id = %d ORDER BY id"
+                                % s2[0])]
+    both = [{"type": "action", "mailbox_id": s2[2], "action_id": ids[0], "status": "done",
+             "folder": "INBOX", "uidvalidity": 7, "uid": 60},
+            {"type": "action", "mailbox_id": s2[2], "action_id": ids[1], "status": "done",
+             "flags": ["\\Seen", "\\Recent"]}]
+    check(report(a, lid, both) == counts(2), "rescue and mark in one batch")
+    row = psql("SELECT folder, role, uid, array_to_string(flags, ' ') FROM inbox_messages "
+               "WHERE send_id = %d" % s2[0])
+    check(row == ["INBOX|inbox|60|\\Seen \\Recent"], "moved and marked: %r" % row)
+    check(psql("SELECT folder, uid, status FROM inbox_actions WHERE id = %d" % ids[2]) ==
+          ["INBOX|60|pending"], "the file action follows the move")
+    m = call("GET", "/metrics", token=ADMIN).raw
+    for line in ('kiln_actions_total{kind="rescue",status="done"} 2',
+                 'kiln_actions_total{kind="file",status="gone"} 1',
+                 'kiln_actions_total{kind="rescue",status="issued"} 2'):
+        check(line in m, "%s in %s" % (line, [l for l in m.splitlines() if "actions" in l]))
+    check(psql("SELECT status, outcome IS NULL FROM inbox_actions WHERE id = %d"
+               % done["action_id"]) == ["done|t"], "the stored outcome")
+    reset_clock()
+    ok("test_actions_leased_reported_once_and_not_leased_again")
+
+
+def part_missing():
+    boxes, a, la, sends = setup_found()
+    lid = la["inbox_lease"]["lease_id"]
+    rcs = sorted({s[2] for s in sends})
+    check(report(a, lid, [{"type": "session", "mailbox_id": r, "status": "ok"} for r in rcs])
+          == counts(len(rcs)), "sessions ok")
+    sid, _, rc, mid = sends[0]
+    check(report(a, lid, [found(rc, mid)]) == counts(1), "one send found")
+    classes = {i["mailbox_id"]: i["poll_class"] for i in lease(a, "l", max_inboxes=10)["inboxes"]}
+    expected = {s[2] for s in sends if s[0] != sid}
+    check(all(classes[r] == "high" for r in expected),
+          "inboxes expecting mail poll high: %r (expecting %r)" % (classes, expected))
+    check(all(c == "low" for r, c in classes.items() if r not in expected),
+          "others poll low: %r" % classes)
+    set_clock("2026-03-05T09:00:00Z")
+    lease(a, "before the deadline", max_inboxes=10)
+    check(psql("SELECT count(*) FROM placements WHERE placement = 'missing'") == ["0"],
+          "nothing is missing before the deadline")
+    set_clock("2026-03-05T10:30:00Z")
+    lease(a, "after the deadline", max_inboxes=10)
+    n = len(sends) - 1
+    check(psql("SELECT count(*) FROM placements WHERE placement = 'missing'") == [str(n)],
+          "the %d sends not found are missing" % n)
+    check(psql("SELECT placement FROM placements WHERE send_id = %d" % sid) == ["inbox"],
+          "the found send keeps its placement")
+    late = sends[1]
+    lid = lease(a, "l", max_inboxes=10)["inbox_lease"]["lease_id"]
+    check(report(a, lid, [found(late[2], late[3], "Junk", "junk", 1, 3)]) == counts(1),
+          "a late find is applied")
+    check(psql("SELECT placement, folder FROM placements WHERE send_id = %d" % late[0])
+          == ["missing|Junk"], "a late find leaves the placement missing, records the folder")
+    m = call("GET", "/metrics", token=ADMIN).raw
+    check(sum(int(l.rsplit(" ", 1)[1]) for l in m.splitlines()
+              if l.startswith("kiln_placement_total") and 'folder="missing"' in l) == n,
+          "missing counted once each")
+    reset_clock()
+    ok("test_sends_not_found_within_the_deadline_become_missing")
+
+
+def part_recipients():
+    boxes = world(4)
+    a = agent("a")
+    la = lease(a, "lease")
+    check(len(sends_to(la, boxes)) > 0, "with the switch off, inboxes not ok still receive")
+    reset_clock()
+    ok("test_recipients_switch_off_by_default")
+
+
+def part_recipients_on():
+    boxes = world(4)
+    ok_id = boxes[2]["id"]
+    psql("UPDATE mailboxes SET inbox = 'ok' WHERE id = %d" % ok_id)
+    a = agent("a")
+    la = lease(a, "lease")
+    rcs = {s[2] for s in sends_to(la, boxes)}
+    check(rcs == {ok_id}, "with KILN_RECIPIENTS_REQUIRE_INBOX=1 only the ok inbox receives: %r"
+          % rcs)
+    reset_clock()
+    ok("test_recipients_require_inbox_switch")
+
+
+def part_bad_input():
+    boxes, a, la, sends = setup_found()
+    lid = la["inbox_lease"]["lease_id"]
+    sid, sender, rc, mid = sends[0]
+    report(a, lid, [found(rc, mid, "Junk", "junk", 3, 8)])
+    snap = psql("SELECT (SELECT count(*) FROM inbox_sightings), (SELECT count(*) FROM "
+                "inbox_actions WHERE status = 'pending'), (SELECT count(*) FROM inbox_folders), "
+                "(SELECT inbox FROM mailboxes WHERE id = %d)" % rc)
+    fnd = found(rc, sends[1][3] if sends[1][2] == rc else mid, "INBOX", "inbox", 1, 2)
+    act = {"type": "action", "mailbox_id": rc, "action_id": 1, "status": "done"}
+    fst = {"type": "folder_state", "mailbox_id": rc, "folder": "INBOX", "role": "inbox",
+           "uidvalidity": 1, "last_uid": 3}
+    ses = {"type": "session", "mailbox_id": rc, "status": "ok"}
+    big = 4294967296
+    cases = [("type", None, "missing_field"), ("type", "mail", "invalid_field"),
+             ("mailbox_id", 0, "invalid_field"), ("mailbox_id", "1", "invalid_field"),
+             ("mailbox_id", None, "missing_field"), ("extra", 1, "unknown_field")]
+    per = {
+        "found": (fnd, [("message_id", "", "invalid_field"), ("message_id", "<>", "invalid_field"),
+                        ("message_id", "x" * 999, "invalid_field"), ("message_id", 5, "invalid_field"),
+                        ("message_id", None, "missing_field"),
+                        ("folder", "", "invalid_field"), ("folder", "a\nb", "invalid_field"),
+                        ("folder", "x" * 1001, "invalid_field"), ("folder", None, "missing_field"),
+                        ("role", "spam", "invalid_field"), ("role", None, "missing_field"),
+                        ("uidvalidity", 0, "invalid_field"), ("uidvalidity", big, "invalid_field"),
+                        ("uid", 0, "invalid_field"), ("uid", -1, "invalid_field"),
+                        ("uid", None, "missing_field"), ("flags", "x", "invalid_field"),
+                        ("flags", None, "missing_field"), ("flags", ["x"] * 65, "invalid_field"),
+                        ("flags", [""], "invalid_field", "flags[0]"), ("flags", [1], "invalid_field", "flags[0]"),
+                        ("labels", "x", "invalid_field"), ("labels", ["y" * 257], "invalid_field", "labels[0]"),
+                        ("authentication_results", 1, "invalid_field"),
+                        ("authentication_results", "x" * 4001, "invalid_field"),
+                        ("internal_date", "yesterday", "invalid_field"),
+                        ("internal_date", 1, "invalid_field")]),
+        "action": (act, [("action_id", 0, "invalid_field"), ("action_id", None, "missing_field"),
+                         ("status", "ok", "invalid_field"), ("status", None, "missing_field"),
+                         ("folder", "", "invalid_field"), ("uidvalidity", 0, "invalid_field"),
+                         ("uid", big, "invalid_field"), ("flags", [True], "invalid_field", "flags[0]"),
+                         ("detail", "x" * 1001, "invalid_field"), ("detail", 3, "invalid_field")]),
+        "folder_state": (fst, [("folder", "", "invalid_field"), ("folder", None, "missing_field"),
+                               ("role", "x", "invalid_field"), ("uidvalidity", 0, "invalid_field"),
+                               ("last_uid", -1, "invalid_field"), ("last_uid", big, "invalid_field"),
+                               ("last_uid", None, "missing_field")]),
+        "session": (ses, [("status", "bye", "invalid_field"), ("status", None, "missing_field"),
+                          ("detail", "x" * 1001, "invalid_field"), ("detail", [], "invalid_field")]),
+    }
+    n = 0
+    for kind, (base, own) in per.items():
+        for case in cases + own:
+            key, val, code = case[:3]
+            name = case[3] if len(case) > 3 else key
+            e = dict(base)
+            if val is None and code == "missing_field":
+                e.pop(key, None)
+            else:
+                e[key] = val
+            for pos in (0, 1):
+                evs = [ses, e] if pos else [e]
+                r = call("POST", "/api/agent/report", {"lease_id": lid, "inbox_events": evs},
+                         token=a)
+                expect_error(r, 400, code, "inbox_events[%d].%s" % (pos, name),
+                             "%s %s=%r" % (kind, key, val))
+                n += 1
+    for val in ([], "x", [1], [None], {}, [ses] * 10001):
+        expect_error(call("POST", "/api/agent/report", {"lease_id": lid, "inbox_events": val},
+                          token=a), 400, "invalid_field",
+                     "inbox_events[0]" if val in ([1], [None]) else "inbox_events",
+                     "inbox_events=%r" % (val if len(val) < 5 else "10001 events"))
+        n += 1
+    expect_error(call("POST", "/api/agent/report", {"lease_id": lid, "inbox_events": [ses],
+                                                    "results": [{"send_id": 1, "status": "sent"}]},
+                      token=a), 400, "invalid_field", "inbox_events", "both members")
+    expect_error(call("POST", "/api/agent/lease", {"max_inboxes": -1}, token=a), 400,
+                 "invalid_field", "max_inboxes", "max_inboxes -1")
+    expect_error(call("POST", "/api/agent/lease", {"max_inboxes": "5"}, token=a), 400,
+                 "invalid_field", "max_inboxes", "max_inboxes '5'")
+    other = agent("other")
+    expect_error(call("POST", "/api/agent/report", {"lease_id": lid, "inbox_events": [ses]},
+                      token=other), 403, "foreign_lease", "lease_id", "another agent's lease")
+    n += 5
+    after = psql("SELECT (SELECT count(*) FROM inbox_sightings), (SELECT count(*) FROM "
+                 "inbox_actions WHERE status = 'pending'), (SELECT count(*) FROM inbox_folders), "
+                 "(SELECT inbox FROM mailboxes WHERE id = %d)" % rc)
+    check(after == snap, "bad input changed something: %r -> %r" % (snap, after))
+    reset_clock()
+    ok("test_bad_inbox_input_is_a_400_naming_the_field_and_changes_nothing (%d requests)" % n)
+
+
+PARTS = {"handout": part_handout, "expiry": part_expiry, "found": part_found,
+         "actions": part_actions, "missing": part_missing, "recipients": part_recipients,
+         "recipients_on": part_recipients_on, "bad_input": part_bad_input}
+if len(sys.argv) > 1:
+    PARTS[sys.argv[1]]()
+else:
+    for name, f in PARTS.items():
+        if name != "recipients_on":
+            f()

@@ -1,0 +1,243 @@
+#!/usr/bin/python3
+"""`make bench BENCH=inbox` (issue 12): kiln-agent's inbox engine beside imapflow on one
+local Dovecot with the legacy load: N accounts (default 10,000) on the legacy polling mix
+(5 % high at 1 min with IDLE, 70 % medium at 5 min, 25 % low at 15 min: about 2,067
+visits a minute at 10,000), each account holding a few warmup messages in INBOX and
+Junk, new mail arriving during the run. Each client runs alone for the same window; the
+CPU of the client and of Dovecot is read from /proc over the steady part of the window
+(after the first-visit spread), with the client's peak RSS. Prints one line per client
+and the ratios (CPU per visit, RSS).
+  bench.py BUILD_DIR [ACCOUNTS] [DURATION_S]
+Env: KILN_BENCH_INBOX_ACCOUNTS, KILN_BENCH_INBOX_DURATION_S, KILN_BENCH_MAX_CONNS (100)."""
+import json
+import os
+import random
+import secrets
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def sh(script, env=None):
+    return subprocess.run(["bash", "-c", script], env=env, check=True, capture_output=True, text=True).stdout
+
+
+def proc_cpu_s(pids):
+    """CPU seconds of pids, each with its reaped children (cutime, cstime), so the sum
+    over a process tree only grows while children come and go."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICK
+
+
+def tree(root):
+    """root and its descendants."""
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open("/proc/%d/task/%d/children" % (p, p)) as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def dovecot_pids():
+    """Dovecot's master and its children (every Dovecot process of this run)."""
+    try:
+        with open(os.path.join(WORK, "mail", "dc", "run", "master.pid")) as f:
+            return tree(int(f.read().strip()))
+    except (OSError, ValueError):
+        return []
+
+
+def rss_mb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def seed_maildirs(users, per_user, junk_every):
+    """per_user warmup messages per account written straight into Dovecot's Maildirs
+    (INBOX, and every junk_every-th into Junk): seeding, not measured, and 100x faster
+    than LMTP. Dovecot indexes them at the first SELECT."""
+    root = os.path.join(WORK, "mail", "dc", "mail")
+    n = 0
+    for u in users:
+        local, domain = u.split("@")
+        base = os.path.join(root, domain, local)
+        for k in range(per_user):
+            folder = os.path.join(base, ".Junk") if k % junk_every == junk_every - 1 else base
+            for sub in ("cur", "new", "tmp"):
+                os.makedirs(os.path.join(folder, sub), exist_ok=True)
+            mid = "<%d.1%s@sender.test>" % (random.randint(1, 10**12), secrets.token_hex(12))
+            with open(os.path.join(folder, "new", "%d.K%dP%d.bench" % (1764000000 + n, k, os.getpid())), "w") as f:
+                f.write("From: s@sender.test\r\nTo: %s\r\nSubject: warmup %d\r\nMessage-ID: %s\r\n"
+                        "Authentication-Results: mx.test; spf=pass; dkim=pass\r\n\r\nhello\r\n" % (u, k, mid))
+            n += 1
+    return n
+
+
+def deliver(lmtp_port, users, per_user, junk_every):
+    """per_user warmup messages to each user over LMTP (one recipient per transaction:
+    smtplib does not read LMTP's per-recipient replies); every junk_every-th goes to
+    Junk (the Sieve rule's test header)."""
+    n = 0
+    with smtplib.LMTP("127.0.0.1", lmtp_port) as l:
+        for k in range(per_user):
+            for rcpt in users:
+                rcpts = [rcpt]
+                junk = "X-Kiln-Test-Junk: yes\r\n" if (k % junk_every == junk_every - 1) else ""
+                mid = "<%d.1%s@sender.test>" % (random.randint(1, 10**12), secrets.token_hex(12))
+                l.sendmail("s@sender.test", rcpts,
+                           "From: s@sender.test\r\nTo: undisclosed\r\nSubject: warmup %d\r\nMessage-ID: %s\r\n"
+                           "Authentication-Results: mx.test; spf=pass; dkim=pass\r\n%s\r\nhello\r\n" % (k, mid, junk))
+                n += len(rcpts)
+    return n
+
+
+def trickle(lmtp_port, users, rate, stop):
+    """New warmup mail during a run: rate messages a second to users picked by a fixed
+    seed (the same sequence for every client), until stop is set."""
+    rng = random.Random(7)
+    sent = 0
+    with smtplib.LMTP("127.0.0.1", lmtp_port) as l:
+        t0 = time.monotonic()
+        while not stop.is_set():
+            u = users[rng.randrange(len(users))]
+            mid = "<%d.1%s@sender.test>" % (rng.randint(1, 10**12), "%024x" % rng.getrandbits(96))
+            l.sendmail("s@sender.test", [u], "From: s@sender.test\r\nTo: %s\r\nSubject: new\r\nMessage-ID: %s\r\n"
+                       "Authentication-Results: mx.test; spf=pass; dkim=pass\r\n\r\nhello\r\n" % (u, mid))
+            sent += 1
+            ahead = t0 + sent / rate - time.monotonic()
+            if ahead > 0:
+                stop.wait(ahead)
+    return sent
+
+
+def run_client(name, cmd, duration, warm_s, lmtp_port, users, rate):
+    """Runs cmd for duration seconds with new mail trickling in; returns CPU (client,
+    dovecot) over the window after warm_s and the client's peak RSS."""
+    import threading
+    stop = threading.Event()
+    tr = threading.Thread(target=trickle, args=(lmtp_port, users, rate, stop), daemon=True)
+    tr.start()
+    p = subprocess.Popen(cmd, stdout=open(os.path.join(WORK, name + ".out"), "w"),
+                         stderr=open(os.path.join(WORK, name + ".err"), "w"))
+    t0 = time.monotonic()
+    time.sleep(warm_s)
+    c0, d0, w0 = proc_cpu_s(tree(p.pid)), proc_cpu_s(dovecot_pids()), time.monotonic()
+    peak = 0.0
+    while time.monotonic() - t0 < duration - 1 and p.poll() is None:
+        peak = max(peak, rss_mb(tree(p.pid)))
+        time.sleep(1)
+    c1, d1, w1 = proc_cpu_s(tree(p.pid)), proc_cpu_s(dovecot_pids()), time.monotonic()
+    stop.set()
+    tr.join(timeout=10)
+    try:
+        p.wait(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    return {"cpu_s": c1 - c0, "dovecot_cpu_s": d1 - d0, "window_s": w1 - w0, "rss_mb": peak, "rc": p.returncode}
+
+
+def main():
+    global WORK
+    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(SRC, "build"))
+    accounts = int(sys.argv[2] if len(sys.argv) > 2 else os.environ.get("KILN_BENCH_INBOX_ACCOUNTS", 10000))
+    duration = int(sys.argv[3] if len(sys.argv) > 3 else os.environ.get("KILN_BENCH_INBOX_DURATION_S", 150))
+    agent = os.path.join(build, "agent", "kiln-agent")
+    WORK = tempfile.mkdtemp(prefix="kiln-bench-inbox.")
+    os.chmod(WORK, 0o755)
+    ports = {"KILN_IMAP_PORT": str(free_port()), "KILN_LMTP_PORT": str(free_port()), "KILN_MX_PORT": str(free_port())}
+    env = dict(os.environ, **ports, KILN_MAIL_IMAP_PROCESSES=str(max(1000, accounts // 10 + 300)))
+    users = ["u%05d@bench.test" % i for i in range(accounts)]
+    setup = ("set -e; source %s/deploy/local/mailstack.sh; mail_init %s; mail_domain bench.test 0; "
+             "cat %s/users >>\"$MAIL_DC/passwd\"; mail_dovecot_up" % (SRC, WORK, WORK))
+    with open(os.path.join(WORK, "users"), "w") as f:
+        f.write("".join("%s:{PLAIN}pw::::::\n" % u for u in users))
+    t = time.monotonic()
+    sh(setup, env)
+    n = seed_maildirs(users, 3, 3)
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", "nobody:nogroup", os.path.join(WORK, "mail", "dc", "mail")], check=True)
+    print("setup: Dovecot with %d accounts, %d messages delivered in %.0f s" % (accounts, n, time.monotonic() - t))
+    classes = ["high"] * (accounts * 5 // 100) + ["medium"] * (accounts * 70 // 100)
+    classes += ["low"] * (accounts - len(classes))
+    random.Random(1).shuffle(classes)
+    inboxes = [{"mailbox_id": i + 1, "poll_class": c, "folders": [], "actions": [],
+                "imap": {"host": "127.0.0.1", "port": int(ports["KILN_IMAP_PORT"]), "security": "plain",
+                         "username": u, "password": "pw", "allow_plaintext_auth": True}}
+               for i, (u, c) in enumerate(zip(users, classes))]
+    with open(os.path.join(WORK, "inboxes.json"), "w") as f:
+        json.dump({"inboxes": inboxes}, f)
+    expected = (classes.count("high") + classes.count("medium") / 5 + classes.count("low") / 15)
+    print("mix: %d high (IDLE), %d medium, %d low: %.0f visits/min expected"
+          % (classes.count("high"), classes.count("medium"), classes.count("low"), expected))
+    warm = min(60, duration // 3)
+    results = {}
+    node_dir = HERE
+    if not os.path.isdir(os.path.join(node_dir, "node_modules", "imapflow")):
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=node_dir, capture_output=True)
+    clients = []
+    if os.access(agent, os.X_OK) and subprocess.run([agent, "inbox", "--help"], capture_output=True).returncode == 0:
+        clients.append(("kiln-agent", [agent, "inbox", "--file", os.path.join(WORK, "inboxes.json"),
+                                       "--duration", str(duration)]))
+    else:
+        print("kiln-agent has no `inbox` command in this build: only the peer runs")
+    if os.path.isdir(os.path.join(node_dir, "node_modules", "imapflow")):
+        clients.append(("imapflow", ["node", os.path.join(HERE, "imapflow_poll.js"),
+                                     os.path.join(WORK, "inboxes.json"), str(duration),
+                                     os.path.join(WORK, "imapflow.stats")]))
+    for name, cmd in clients:
+        results[name] = run_client(name, cmd, duration, warm, int(ports["KILN_LMTP_PORT"]), users,
+                                   max(1.0, accounts / 1000.0))
+        r = results[name]
+        share = 100.0 * r["cpu_s"] / r["window_s"]
+        print("%-10s CPU %.2f s over %.0f s (%.1f %% of one core), peak RSS %.0f MB; Dovecot %.2f s (%.1f %%); rc %s"
+              % (name, r["cpu_s"], r["window_s"], share, r["rss_mb"], r["dovecot_cpu_s"],
+                 100.0 * r["dovecot_cpu_s"] / r["window_s"], r["rc"]))
+    if os.path.exists(os.path.join(WORK, "imapflow.stats")):
+        print("imapflow stats:", open(os.path.join(WORK, "imapflow.stats")).read())
+    if "kiln-agent" in results and "imapflow" in results:
+        k, p = results["kiln-agent"], results["imapflow"]
+        print("ratio: imapflow uses %.1fx kiln-agent's CPU over the same window and mix; RSS %.1fx"
+              % (p["cpu_s"] / max(k["cpu_s"], 1e-3), p["rss_mb"] / max(k["rss_mb"], 1e-3)))
+    sh("source %s/deploy/local/mailstack.sh; mail_init %s; mail_down" % (SRC, WORK), env)
+    if os.environ.get("KILN_BENCH_KEEP") != "1":
+        subprocess.run(["rm", "-rf", WORK])
+
+
+if __name__ == "__main__":
+    main()
