@@ -105,8 +105,14 @@ bool inbox_actions_for_found(db *d, arena *a, const inbox_found *found, int n,
         engage_rng r;
         engage_rng_seed(&r, (uint64_t)f->send_id);
         engage_out o;
-        if (engage_plan_for_found(in ? &in->params : &fallback, &ef, &r, &o) != 0)
-            continue; /* out of range (the plans handler and 012's checks prevent it) */
+        if (engage_plan_for_found(in ? &in->params : &fallback, &ef, &r, &o) != 0) {
+            /* A stored plan out of range (the plans handler and 012's checks prevent
+             * it): the defaults, the same way as a send without inputs. */
+            engage_rng_seed(&r, (uint64_t)f->send_id);
+            ef.tz = &utc;
+            if (engage_plan_for_found(&fallback, &ef, &r, &o) != 0)
+                continue;
+        }
         out->nactions[k] = inbox_policy_rows(f, &o, out->actions[k]);
         if (o.reply && f->role != ROLE_WARMUP) {
             parents[nreplies] = f->send_id;

@@ -53,10 +53,10 @@ typedef struct inbox_policy_out {
 /* Plans found[0..n) (one report, one transaction): kiln_engage_inputs for all of them in
  * one query (the recipient's plan, its zone, the send's reply depth), engage_plan_for_found
  * seeded with engage_rng_seed(send id), the rows (inbox_policy_rows) and, for the plans
- * that answer, the replies (lease_reply_schedule_many, one statement). A send without
- * inputs (no plan row: it cannot happen for a verified send, but the seam does not
- * trust it) is planned with engage_params_default() in UTC at depth 0: that is the only
- * fallback. Runs in the caller's transaction. */
+ * that answer, the replies (lease_reply_schedule_many, one statement). The only
+ * fallback: a send without inputs (no plan row; a verified send always has one) or with
+ * a stored plan out of range is planned with engage_params_default() in UTC at depth
+ * 0. Runs in the caller's transaction. */
 bool inbox_actions_for_found(db *d, arena *a, const inbox_found *found, int n,
                              inbox_policy_out *out);
 
