@@ -192,7 +192,7 @@ static bool add_actions(ireport *r, const int64_t *created, int ncreated, const 
 {
     arena *a = r->rq->pool;
     inbox_found *found = arena_alloc(a, (size_t)(ncreated + 1) * sizeof *found);
-    const inbox_event **where = arena_alloc(a, (size_t)(ncreated + 1) * sizeof *where);
+    int *where = arena_alloc(a, (size_t)(ncreated + 1) * sizeof *where); /* event index */
     int nfound = 0;
     for (int k = 0; k < ncreated; k++) {
         int64_t m = 0, srow = 0;
@@ -200,7 +200,7 @@ static bool add_actions(ireport *r, const int64_t *created, int ncreated, const 
             continue;
         const inbox_event *e = &r->ev[seen[m].last];
         i64map_get(&r->sends, created[k], &srow);
-        where[nfound] = e;
+        where[nfound] = seen[m].last;
         found[nfound++] = (inbox_found){.mailbox_id = e->mailbox_id,
                                         .sender_id = db_i64(r->send_rows, (int)srow, 1),
                                         .send_id = created[k],
@@ -217,7 +217,7 @@ static bool add_actions(ireport *r, const int64_t *created, int ncreated, const 
         pgarr_open(&col[c]);
     int total = 0;
     for (int k = 0; k < nfound; k++) {
-        const inbox_event *e = where[k];
+        const inbox_event *e = &r->ev[where[k]];
         for (int i = 0; i < plan.nactions[k]; i++, total++) {
             const inbox_action_spec *sp = &plan.actions[k][i];
             pgarr_i64(&col[0], e->mailbox_id);
