@@ -1,10 +1,11 @@
 /* The control-plane protocol's shared vocabulary (api/openapi.yaml, DESIGN.md "Wire
- * shapes"): the send statuses and the lease limits. kiln-api validates with these and
- * kiln-agent asks within them, so both sides read the one list; the test
- * wire_contract checks it against api/openapi.yaml. */
+ * shapes"): the send statuses, the lease limits and a reply's msg-ids. kiln-api validates with
+ * these and kiln-agent asks within them, so both sides read the one list; the test wire_contract
+ * checks it against api/openapi.yaml. */
 #ifndef KILN_WIRE_H
 #define KILN_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* A slot's status as stored and counted. The first WIRE_REPORTABLE are what an agent
@@ -34,5 +35,13 @@ int wire_status_parse(const char *s, size_t n);
 #define WIRE_MAX_LEASE_SENDS 10000
 /* ... and at most this many inboxes (max_inboxes; the inbox side, issues 12 and 13). */
 #define WIRE_MAX_LEASE_INBOXES 10000
+
+/* A reply slot's in_reply_to and references (LeaseSend): msg-ids of at most
+ * WIRE_MSGID_MAX bytes, at most WIRE_MAX_REFERENCES of them. */
+#define WIRE_MSGID_MAX 250
+#define WIRE_MAX_REFERENCES 20
+/* Whether s[0..n) is an RFC 5322 msg-id: "<" dot-atom-text "@" (dot-atom-text |
+ * "[" dtext* "]") ">", at most WIRE_MSGID_MAX bytes (no obsolete forms, no CFWS). */
+bool wire_msgid_ok(const char *s, size_t n);
 
 #endif

@@ -244,3 +244,17 @@ void wire_error_parse(const char *data, size_t n, wire_error *out)
     if (t)
         yajl_tree_free(t);
 }
+
+void wire_lease_free(wire_lease *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->nmailboxes; i++)
+        job_mailbox_free(l->mailboxes[i]);
+    free(l->mailboxes);
+    for (size_t i = 0; i < l->nrejected; i++)
+        free(l->rejected[i].send_ids);
+    free(l->rejected);
+    free(l->lease_id);
+    free(l);
+}

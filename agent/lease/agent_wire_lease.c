@@ -6,45 +6,17 @@
 #include "agent_wire_int.h"
 
 #include "json.h"
+#include "wire.h"
 #include "xalloc.h"
 
 #include <yajl/yajl_parse.h>
+
+#include <errno.h>
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int no_controls(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 && *s != '\t')
-            return 0;
-    return 1;
-}
-
-/* A header value that needs no encoding in any transaction (the Message-ID). */
-static int printable_ascii(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
-            return 0;
-    return 1;
-}
-
-void wire_lease_free(wire_lease *l)
-{
-    if (!l)
-        return;
-    for (size_t i = 0; i < l->nmailboxes; i++)
-        job_mailbox_free(l->mailboxes[i]);
-    free(l->mailboxes);
-    for (size_t i = 0; i < l->nrejected; i++)
-        free(l->rejected[i].send_ids);
-    free(l->rejected);
-    free(l->lease_id);
-    free(l);
-}
 
 /* ---- streaming parse ----
  * A lease can be tens of megabytes (100,000 slots). It is parsed with yajl's event
@@ -55,7 +27,7 @@ void wire_lease_free(wire_lease *l)
  * the parse goes on; the entry is set aside when it ends. Strings are checked for
  * UTF-8 one by one, so a bad byte in one password spoils one mailbox, not the lease. */
 
-enum pctx { P_TOP, P_LEASE, P_MAILBOXES, P_MAILBOX, P_SMTP, P_SENDS, P_SEND, P_DONE };
+enum pctx { P_TOP, P_LEASE, P_MAILBOXES, P_MAILBOX, P_SMTP, P_SENDS, P_SEND, P_REFS, P_DONE };
 
 enum pkey {
     K_NONE,
@@ -81,6 +53,8 @@ enum pkey {
     K_SUBJECT,
     K_BODY,
     K_MESSAGE_ID,
+    K_IN_REPLY_TO,
+    K_REFERENCES,
     K_RETRY_AFTER, /* lenient: a value of another type is ignored, never a fault */
     K_SERVICE,     /* lenient */
 };
@@ -122,6 +96,8 @@ static const struct keyname keys[] = {
     KEY(P_SEND, "subject", K_SUBJECT),
     KEY(P_SEND, "body", K_BODY),
     KEY(P_SEND, "message_id", K_MESSAGE_ID),
+    KEY(P_SEND, "in_reply_to", K_IN_REPLY_TO),
+    KEY(P_SEND, "references", K_REFERENCES),
 };
 
 /* fields seen in the object being parsed */
@@ -166,7 +142,7 @@ static void where(const struct parse *p, enum pctx ctx, char *out, size_t outlen
     size_t mi = p->mb_count ? p->mb_count - 1 : 0;
     if (ctx == P_SMTP)
         snprintf(out, outlen, "mailboxes[%zu].smtp", mi);
-    else if (ctx == P_SEND || ctx == P_SENDS)
+    else if (ctx == P_SEND || ctx == P_SENDS || ctx == P_REFS)
         snprintf(out, outlen, "mailboxes[%zu].sends[%zu]", mi,
                  p->m && p->m->nsends ? p->m->nsends - 1 : 0);
     else if (ctx == P_MAILBOX)
@@ -328,6 +304,8 @@ static int wrong_type(struct parse *p, const char *what)
                  p->m->nsends);
         return mailbox_bad(p, msg);
     }
+    if (ctx == P_REFS)
+        return fail(p, "references", "must be an array of msg-id strings");
     return fail(p, key_name(ctx, p->key), what);
 }
 
@@ -360,6 +338,8 @@ static const char *int_rule(enum pkey k)
         return "must be a positive integer";
     case K_ALLOW_PLAINTEXT_AUTH:
         return "must be true, false or null";
+    case K_REFERENCES:
+        return "must be an array of msg-id strings or null";
     default:
         return "must be a string or null";
     }
@@ -456,6 +436,8 @@ static int on_null(void *ctx)
     case K_CA_FILE:
     case K_ALLOW_PLAINTEXT_AUTH:
     case K_MESSAGE_ID:
+    case K_IN_REPLY_TO:
+    case K_REFERENCES:
     case K_NOT_BEFORE:
         p->key = K_NONE; /* null is the default these already hold */
         return 1;
@@ -464,15 +446,14 @@ static int on_null(void *ctx)
     }
 }
 
-/* Replaces *slot with a copy of the string (duplicate keys: the last one counts). */
-static void set_str(char **slot, const unsigned char *s, size_t n, bool secret)
+#define MSGID_RULE "must be a msg-id <left@right> of at most 250 bytes"
+
+/* One element of a send's "references" (a bad one sets the mailbox entry aside, as any
+ * bad field of a slot does). */
+static int add_reference(struct parse *p, const unsigned char *s, size_t n)
 {
-    if (*slot) {
-        if (secret)
-            memset(*slot, 0, strlen(*slot));
-        free(*slot);
-    }
-    *slot = xstrndup((const char *)s, n);
+    int rc = job_send_add_reference(p->s, (const char *)s, n);
+    return rc == 0 ? 1 : fail(p, "references", rc == -E2BIG ? "more than 20 msg-ids" : MSGID_RULE);
 }
 
 static int on_string(void *ctx, const unsigned char *s, size_t n)
@@ -482,6 +463,8 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         return 1;
     enum pkey k = p->key;
     enum pctx c = top(p);
+    if (c == P_REFS)
+        return add_reference(p, s, n);
     if (k == K_RETRY_AFTER || k == K_SERVICE) {
         p->key = K_NONE;
         if (k == K_SERVICE && !memchr(s, 0, n) && utf8_valid((const char *)s, n)) {
@@ -491,7 +474,8 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         return 1;
     }
     if (k == K_NONE || k == K_TTL || k == K_ID || k == K_PORT || k == K_NOT_BEFORE ||
-        k == K_MAILBOXES || k == K_SMTP || k == K_SENDS || k == K_ALLOW_PLAINTEXT_AUTH)
+        k == K_MAILBOXES || k == K_SMTP || k == K_SENDS || k == K_ALLOW_PLAINTEXT_AUTH ||
+        k == K_REFERENCES)
         return wrong_type(p, int_rule(k));
     if (memchr(s, 0, n))
         return fail(p, key_name(c, k), "contains a NUL character");
@@ -502,21 +486,21 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
     job_send *js = p->s;
     switch (k) {
     case K_LEASE_ID:
-        set_str(&p->l->lease_id, s, n, false);
+        wire_set_str(&p->l->lease_id, s, n, false);
         p->lease_id_null = false;
         return 1;
     case K_ADDRESS:
-        set_str(&m->address, s, n, false);
+        wire_set_str(&m->address, s, n, false);
         if (!jobs_address_ok(m->address))
             return fail(p, "address", "not a usable mail address");
         return 1;
     case K_DISPLAY_NAME:
-        set_str(&m->display_name, s, n, false);
-        if (!no_controls(m->display_name))
+        wire_set_str(&m->display_name, s, n, false);
+        if (!wire_no_controls(m->display_name))
             return fail(p, "display_name", "control characters");
         return 1;
     case K_HOST:
-        set_str(&m->host, s, n, false);
+        wire_set_str(&m->host, s, n, false);
         if (!m->host[0] || strlen(m->host) > 253 || strpbrk(m->host, " \t\r\n/"))
             return fail(p, "host", "not a host name or address");
         return 1;
@@ -537,32 +521,37 @@ static int on_string(void *ctx, const unsigned char *s, size_t n)
         char **slot = k == K_USERNAME   ? &m->username
                       : k == K_PASSWORD ? &m->password
                                         : &m->oauth_token;
-        set_str(slot, s, n, k != K_USERNAME);
-        if (!no_controls(*slot))
+        wire_set_str(slot, s, n, k != K_USERNAME);
+        if (!wire_no_controls(*slot))
             return fail(p, NULL, "credentials contain control characters");
         return 1;
     }
     case K_CA_FILE:
-        set_str(&m->ca_file, s, n, false);
+        wire_set_str(&m->ca_file, s, n, false);
         return 1;
     case K_TO:
-        set_str(&js->to, s, n, false);
+        wire_set_str(&js->to, s, n, false);
         if (!jobs_address_ok(js->to))
             return fail(p, "to", "not a usable mail address");
         return 1;
     case K_SUBJECT:
-        set_str(&js->subject, s, n, false);
-        if (!no_controls(js->subject) || n > 900)
+        wire_set_str(&js->subject, s, n, false);
+        if (!wire_no_controls(js->subject) || n > 900)
             return fail(p, "subject", "control characters or longer than 900 bytes");
         return 1;
     case K_BODY:
-        set_str(&js->body, s, n, false);
+        wire_set_str(&js->body, s, n, false);
         return 1;
     case K_MESSAGE_ID:
-        set_str(&js->message_id, s, n, false);
-        if (!printable_ascii(js->message_id) || n > 900 || js->message_id[0] != '<' ||
+        wire_set_str(&js->message_id, s, n, false);
+        if (!wire_printable_ascii(js->message_id) || n > 900 || js->message_id[0] != '<' ||
             !strchr(js->message_id, '>'))
             return fail(p, "message_id", "must look like <id@domain>");
+        return 1;
+    case K_IN_REPLY_TO:
+        wire_set_str(&js->in_reply_to, s, n, false);
+        if (!wire_msgid_ok(js->in_reply_to, n))
+            return fail(p, "in_reply_to", MSGID_RULE);
         return 1;
     default:
         return wrong_type(p, "must be a string or null");
@@ -662,6 +651,10 @@ static int on_start_array(void *ctx)
         p->mb_seen |= SEEN_SENDS;
         return push(p, P_SENDS);
     }
+    if (top(p) == P_SEND && p->key == K_REFERENCES) {
+        job_send_clear_references(p->s); /* a duplicate key: the last one counts */
+        return push(p, P_REFS);
+    }
     return wrong_container(p, int_rule(p->key));
 }
 
@@ -686,6 +679,9 @@ static int end_object(struct parse *p)
             return missing(p, "subject", "a string");
         if (!s->body)
             return missing(p, "body", "a string");
+        if ((s->in_reply_to != NULL) != (s->nreferences > 0))
+            return fail(p, s->in_reply_to ? "references" : "in_reply_to",
+                        "a reply carries both in_reply_to and references");
         return 1;
     }
     case P_SMTP: {

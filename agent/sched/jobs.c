@@ -1,6 +1,10 @@
-/* The scheduler's job structs (see jobs.h): address check and freeing. */
+/* The scheduler's job structs (see jobs.h): address check, a slot's references, freeing. */
 #include "jobs.h"
 
+#include "wire.h"
+#include "xalloc.h"
+
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +25,27 @@ int jobs_address_ok(const char *s)
     return 1;
 }
 
+int job_send_add_reference(job_send *js, const char *s, size_t n)
+{
+    if (js->nreferences == WIRE_MAX_REFERENCES)
+        return -E2BIG;
+    if (memchr(s, 0, n) || !wire_msgid_ok(s, n))
+        return -EINVAL;
+    if (!js->references)
+        js->references = xcalloc(WIRE_MAX_REFERENCES, sizeof *js->references);
+    js->references[js->nreferences++] = xstrndup(s, n);
+    return 0;
+}
+
+void job_send_clear_references(job_send *js)
+{
+    for (size_t i = 0; i < js->nreferences; i++)
+        free(js->references[i]);
+    free(js->references);
+    js->references = NULL;
+    js->nreferences = 0;
+}
+
 void job_mailbox_free(job_mailbox *m)
 {
     if (!m)
@@ -31,6 +56,8 @@ void job_mailbox_free(job_mailbox *m)
         free(s->subject);
         free(s->body);
         free(s->message_id);
+        free(s->in_reply_to);
+        job_send_clear_references(s);
     }
     free(m->sends);
     free(m->address);

@@ -17,6 +17,11 @@ typedef struct job_send {
     char *subject;
     char *body;
     char *message_id; /* NULL: the builder makes one */
+    /* A reply's threading, NULL / 0 otherwise: validated msg-ids (wire_msgid_ok), at
+     * most WIRE_MAX_REFERENCES references, oldest first. */
+    char *in_reply_to;
+    char **references;
+    size_t nreferences;
 } job_send;
 
 /* One mailbox with its slots. Owned by whoever holds the pointer: the lease until
@@ -37,6 +42,11 @@ typedef struct job_mailbox {
     size_t nsends;
 } job_mailbox;
 
+/* Appends a copy of s[0..n) to js's references: 0, -E2BIG past WIRE_MAX_REFERENCES,
+ * -EINVAL when it is not a msg-id (wire_msgid_ok). */
+int job_send_add_reference(job_send *js, const char *s, size_t n);
+/* Frees js's references (a duplicate "references" key starts them again). */
+void job_send_clear_references(job_send *js);
 /* Frees the mailbox, its slots and its strings (secrets wiped first). NULL is fine. */
 void job_mailbox_free(job_mailbox *m);
 /* A mail address we are willing to put in an envelope: local@domain, printable,

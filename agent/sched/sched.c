@@ -313,6 +313,9 @@ static void session_start(struct io_thread *t, struct work *w)
                            .subject = js->subject,
                            .body = js->body,
                            .message_id = js->message_id,
+                           .in_reply_to = js->in_reply_to,
+                           .references = (const char *const *)js->references,
+                           .nreferences = js->nreferences,
                            .date_unix_s = now_s};
         smtp_net_add(&s->smtp, k, &mm, &t->msg_scratch);
     }

@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "rand.h"
+#include "wire.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -213,6 +214,39 @@ static void put_crlf_text(const char *s, size_t n, buf *out)
     }
 }
 
+/* In-Reply-To and References of a reply: only msg-ids are written (anything else is
+ * dropped), References folded before 78 columns, one msg-id per line at worst, so no
+ * line passes 998 (a msg-id is at most WIRE_MSGID_MAX). */
+static void put_threading(const smtp_message *m, buf *out)
+{
+    if (m->in_reply_to && wire_msgid_ok(m->in_reply_to, strlen(m->in_reply_to))) {
+        buf_puts(out, "In-Reply-To: ");
+        buf_puts(out, m->in_reply_to);
+        buf_puts(out, "\r\n");
+    }
+    size_t col = 0, written = 0;
+    for (size_t i = 0; m->references && i < m->nreferences && written < WIRE_MAX_REFERENCES; i++) {
+        const char *id = m->references[i];
+        size_t n = id ? strlen(id) : 0;
+        if (!wire_msgid_ok(id, n))
+            continue;
+        if (written == 0) {
+            buf_puts(out, "References:");
+            col = 11;
+        }
+        if (written > 0 && col + 1 + n > 78) {
+            buf_puts(out, "\r\n");
+            col = 0;
+        }
+        buf_putc(out, ' ');
+        buf_append(out, id, n);
+        col += 1 + n;
+        written++;
+    }
+    if (written)
+        buf_puts(out, "\r\n");
+}
+
 void smtp_message_build(const smtp_message *m, buf *out)
 {
     /* most messages of a busy thread share their second: format it once */
@@ -245,6 +279,7 @@ void smtp_message_build(const smtp_message *m, buf *out)
     }
     buf_free(&mid);
     buf_puts(out, "\r\n");
+    put_threading(m, out);
 
     buf_puts(out, "From: ");
     if (m->from_name && m->from_name[0]) {

@@ -20,6 +20,12 @@ typedef struct smtp_message {
     const char *subject;
     const char *body;
     const char *message_id; /* "<...@...>"; NULL lets the builder make one */
+    /* A reply's threading (RFC 5322 3.6.4), NULL / 0 for fresh mail: In-Reply-To and
+     * the References msg-ids oldest first. A value that is not a msg-id
+     * (wire_msgid_ok) is dropped, and References past WIRE_MAX_REFERENCES. */
+    const char *in_reply_to;
+    const char *const *references;
+    size_t nreferences;
     int64_t date_unix_s;
 } smtp_message;
 

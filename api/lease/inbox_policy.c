@@ -1,5 +1,7 @@
-/* The built-in engagement policy (see inbox_policy.h). */
+/* The engagement policy behind the inbox side (see inbox_policy.h). */
 #include "inbox_policy.h"
+
+#include "lease_reply.h"
 
 #include <string.h>
 
@@ -15,17 +17,107 @@ const char *inbox_action_kind_name(enum inbox_action_kind k)
     return names[k];
 }
 
-int inbox_actions_for_found(const inbox_found *f, inbox_action_spec *out)
+engage_folder inbox_policy_folder(enum inbox_role r)
+{
+    return r == ROLE_INBOX  ? ENGAGE_FOLDER_INBOX
+           : r == ROLE_JUNK ? ENGAGE_FOLDER_JUNK
+                            : ENGAGE_FOLDER_OTHER;
+}
+
+int inbox_policy_rows(const inbox_found *f, const engage_out *o, inbox_action_spec *out)
 {
     int n = 0;
-    if (f->role == ROLE_WARMUP) /* filed already (a previous holder's find) */
-        return 0;
-    if (f->role == ROLE_JUNK)
-        out[n++] = (inbox_action_spec){.kind = ACTION_RESCUE, .target = ROLE_INBOX};
-    if (!f->seen)
-        out[n++] = (inbox_action_spec){
-            .kind = ACTION_MARK, .flags = {"\\Seen"}, .nflags = 1, .target = -1};
-    out[n++] = (inbox_action_spec){
-        .kind = ACTION_FILE, .target = ROLE_WARMUP, .delay_s = INBOX_POLICY_DWELL_S};
+    for (size_t i = 0; i < o->nactions && n < INBOX_POLICY_MAX_ACTIONS; i++) {
+        const engage_action *x = &o->actions[i];
+        if (f->role == ROLE_WARMUP && x->kind != ENGAGE_PRUNE)
+            continue;
+        inbox_action_spec s = {.target = -1, .not_before_s = x->at_s};
+        switch (x->kind) {
+        case ENGAGE_RESCUE:
+            s.kind = ACTION_RESCUE;
+            s.target = ROLE_INBOX;
+            break;
+        case ENGAGE_MARK: {
+            unsigned want = x->flags & ~((f->seen ? ENGAGE_FLAG_SEEN : 0u) |
+                                         (f->flagged ? ENGAGE_FLAG_FLAGGED : 0u));
+            const char *names[2];
+            size_t nf = engage_flag_names(want, names);
+            if (nf == 0)
+                continue;
+            s.kind = ACTION_MARK;
+            for (size_t k = 0; k < nf; k++)
+                s.flags[s.nflags++] = names[k];
+            break;
+        }
+        case ENGAGE_FILE:
+            s.kind = ACTION_FILE;
+            s.target = ROLE_WARMUP;
+            break;
+        case ENGAGE_PRUNE:
+            s.kind = ACTION_PRUNE;
+            break;
+        default:
+            continue;
+        }
+        out[n++] = s;
+    }
     return n;
+}
+
+/* The inputs of found[k], or NULL: ins is in the order of the send ids asked for, with
+ * the unknown ones left out. */
+static const lease_engage_input *input_of(const lease_engage_input *ins, size_t nins, size_t *next,
+                                          int64_t send_id)
+{
+    if (*next < nins && ins[*next].send_id == send_id)
+        return &ins[(*next)++];
+    return NULL;
+}
+
+bool inbox_actions_for_found(db *d, arena *a, const inbox_found *found, int n,
+                             inbox_policy_out *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t m = n > 0 ? (size_t)n : 0;
+    out->nactions = arena_calloc(a, (m + 1) * sizeof *out->nactions);
+    out->actions = arena_calloc(a, (m + 1) * sizeof *out->actions);
+    if (n <= 0)
+        return true;
+    int64_t *ids = arena_alloc(a, m * sizeof *ids);
+    for (size_t k = 0; k < m; k++)
+        ids[k] = found[k].send_id;
+    /* One report is one moment: every find of it is planned from the report's time. */
+    lease_engage_input *ins = NULL;
+    size_t nins = 0, next = 0;
+    if (!lease_reply_engage_inputs(d, a, ids, m, found[0].now_s, &ins, &nins))
+        return false;
+    int64_t *parents = arena_alloc(a, m * sizeof *parents);
+    int64_t *dues = arena_alloc(a, m * sizeof *dues);
+    size_t nreplies = 0;
+    for (size_t k = 0; k < m; k++) {
+        const inbox_found *f = &found[k];
+        const lease_engage_input *in = input_of(ins, nins, &next, f->send_id);
+        engage_params fallback;
+        engage_params_default(&fallback);
+        engage_tz utc = {0};
+        engage_found ef = {inbox_policy_folder(f->role), f->now_s, in ? &in->tz : &utc,
+                           in ? in->reply_depth : 0};
+        engage_rng r;
+        engage_rng_seed(&r, (uint64_t)f->send_id);
+        engage_out o;
+        if (engage_plan_for_found(in ? &in->params : &fallback, &ef, &r, &o) != 0) {
+            /* A stored plan out of range (the plans handler and 012's checks prevent
+             * it): the defaults, the same way as a send without inputs. */
+            engage_rng_seed(&r, (uint64_t)f->send_id);
+            ef.tz = &utc;
+            if (engage_plan_for_found(&fallback, &ef, &r, &o) != 0)
+                continue;
+        }
+        out->nactions[k] = inbox_policy_rows(f, &o, out->actions[k]);
+        if (o.reply && f->role != ROLE_WARMUP) {
+            parents[nreplies] = f->send_id;
+            dues[nreplies++] = o.reply_at_s;
+        }
+    }
+    return lease_reply_schedule_many(d, a, parents, dues, nreplies, &out->replies);
 }

@@ -185,42 +185,50 @@ typedef struct msg_seen {
     int first, last;
 } msg_seen;
 
-/* The policy's actions (inbox_actions_for_found) for messages seen for the first time,
- * addressed where each message is now. */
+/* The policy's actions and replies (inbox_actions_for_found, once for the whole report)
+ * for messages seen for the first time, addressed where each message is now. */
 static bool add_actions(ireport *r, const int64_t *created, int ncreated, const i64map *msgs,
                         const msg_seen *seen, int64_t now_s)
 {
     arena *a = r->rq->pool;
+    inbox_found *found = arena_alloc(a, (size_t)(ncreated + 1) * sizeof *found);
+    int *where = arena_alloc(a, (size_t)(ncreated + 1) * sizeof *where); /* event index */
+    int nfound = 0;
+    for (int k = 0; k < ncreated; k++) {
+        int64_t m = 0, srow = 0;
+        if (!i64map_get(msgs, created[k], &m))
+            continue;
+        const inbox_event *e = &r->ev[seen[m].last];
+        i64map_get(&r->sends, created[k], &srow);
+        where[nfound] = seen[m].last;
+        found[nfound++] = (inbox_found){.mailbox_id = e->mailbox_id,
+                                        .sender_id = db_i64(r->send_rows, (int)srow, 1),
+                                        .send_id = created[k],
+                                        .role = role_of(e->role),
+                                        .seen = has_flag(e, "\\Seen"),
+                                        .flagged = has_flag(e, "\\Flagged"),
+                                        .now_s = now_s};
+    }
+    inbox_policy_out plan;
+    if (!inbox_actions_for_found(r->rq->db, a, found, nfound, &plan))
+        return false;
     pgarr col[9];
     for (int c = 0; c < 9; c++)
         pgarr_open(&col[c]);
     int total = 0;
-    for (int k = 0; k < ncreated; k++) {
-        int64_t m = 0;
-        if (!i64map_get(msgs, created[k], &m))
-            continue;
-        const inbox_event *e = &r->ev[seen[m].last];
-        int64_t srow = 0;
-        i64map_get(&r->sends, created[k], &srow);
-        inbox_found f = {.mailbox_id = e->mailbox_id,
-                         .sender_id = db_i64(r->send_rows, (int)srow, 1),
-                         .send_id = created[k],
-                         .role = role_of(e->role),
-                         .seen = has_flag(e, "\\Seen"),
-                         .flagged = has_flag(e, "\\Flagged"),
-                         .now_s = now_s};
-        inbox_action_spec spec[INBOX_POLICY_MAX_ACTIONS];
-        int ns = inbox_actions_for_found(&f, spec);
-        for (int i = 0; i < ns; i++, total++) {
+    for (int k = 0; k < nfound; k++) {
+        const inbox_event *e = &r->ev[where[k]];
+        for (int i = 0; i < plan.nactions[k]; i++, total++) {
+            const inbox_action_spec *sp = &plan.actions[k][i];
             pgarr_i64(&col[0], e->mailbox_id);
-            pgarr_i64(&col[1], created[k]);
-            pgarr_str(&col[2], inbox_action_kind_name(spec[i].kind));
+            pgarr_i64(&col[1], found[k].send_id);
+            pgarr_str(&col[2], inbox_action_kind_name(sp->kind));
             pgarr_str(&col[3], e->folder);
             pgarr_i64(&col[4], e->uidvalidity);
             pgarr_i64(&col[5], e->uid);
-            pgarr_str(&col[6], flags_literal(a, spec[i].flags, spec[i].nflags));
-            pgarr_str(&col[7], spec[i].target < 0 ? NULL : inbox_role_name(spec[i].target));
-            pgarr_i64(&col[8], spec[i].delay_s);
+            pgarr_str(&col[6], flags_literal(a, sp->flags, sp->nflags));
+            pgarr_str(&col[7], sp->target < 0 ? NULL : inbox_role_name(sp->target));
+            pgarr_i64(&col[8], sp->not_before_s);
         }
     }
     const char *p[9];

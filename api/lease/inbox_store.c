@@ -149,10 +149,10 @@ static const db_stmt Q_ADD_ACTIONS = {
     "inbox_add_actions",
     "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::inbox_action_kind[], "
     "  $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::folder_role[], $9::bigint[]) "
-    "  WITH ORDINALITY AS x (mb, sid, kind, f, v, u, flags, target, delay, ord)), "
+    "  WITH ORDINALITY AS x (mb, sid, kind, f, v, u, flags, target, nb, ord)), "
     "ins AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
     "  flags, target, not_before) SELECT mb, sid, kind, f, v, u, flags::text[], target, "
-    "  kiln_now() + make_interval(secs => delay) FROM x ORDER BY ord RETURNING kind) "
+    "  to_timestamp(nb) FROM x ORDER BY ord RETURNING kind) "
     "INSERT INTO counters (name, label, shard, value) SELECT 'actions', kind::text || ':issued', "
     "  $10::smallint, count(*) FROM ins GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) "
     "  DO UPDATE SET value = counters.value + excluded.value"};
@@ -536,8 +536,8 @@ bool inbox_store_messages(db *d, arena *a, const inbox_message_batch *b, int64_t
 
 bool inbox_store_add_actions(db *d, arena *a, const inbox_action_batch *b)
 {
-    const char *p[] = {b->mailbox_id, b->send_id, b->kind,   b->folder,  b->uidvalidity,
-                       b->uid,        b->flags,   b->target, b->delay_s, shard(a)};
+    const char *p[] = {b->mailbox_id, b->send_id, b->kind,   b->folder,       b->uidvalidity,
+                       b->uid,        b->flags,   b->target, b->not_before_s, shard(a)};
     return db_exec(d, a, &Q_ADD_ACTIONS, 10, p) != NULL;
 }
 

@@ -103,7 +103,8 @@ bool inbox_store_messages(db *d, arena *a, const inbox_message_batch *b, int64_t
                           int *ncreated);
 
 typedef struct inbox_action_batch {
-    const char *mailbox_id, *send_id, *kind, *folder, *uidvalidity, *uid, *flags, *target, *delay_s;
+    const char *mailbox_id, *send_id, *kind, *folder, *uidvalidity, *uid, *flags, *target,
+        *not_before_s;
 } inbox_action_batch;
 bool inbox_store_add_actions(db *d, arena *a, const inbox_action_batch *b);
 

@@ -4,6 +4,8 @@
  * So what an answer emits is checked first, and one bad mailbox is left out instead. */
 #include "lease_answer.h"
 
+#include "lease_reply.h"
+
 #include "codec.h"
 #include "json.h"
 #include "log.h"
@@ -140,6 +142,46 @@ static void write_smtp(yajl_gen g, const lease_row *row, const lease_text *text)
     json_obj_close(g);
 }
 
+void lease_answer_compose(arena *a, const lease_pool *pool, lease_granted *gr)
+{
+    const lease_row *row = gr->r;
+    size_t n = (size_t)(gr->nslots > 0 ? gr->nslots : 1);
+    gr->subjects = arena_alloc(a, n * sizeof *gr->subjects);
+    gr->templates = arena_alloc(a, n * sizeof *gr->templates);
+    gr->topics = arena_alloc(a, n * sizeof *gr->topics);
+    const char *from = first_name(a, row->display_name, row->address);
+    for (int s = 0; s < gr->nslots; s++) {
+        int ci = gr->slots[s].candidate;
+        int ti = pool->ntemplates ? (int)random_range(0, pool->ntemplates - 1) : -1;
+        const char *topic = pool->ntopics ? pool->topics[random_range(0, pool->ntopics - 1)] : "";
+        gr->templates[s] = ti;
+        gr->topics[s] = topic;
+        if (gr->replies && gr->replies[s]) {
+            gr->subjects[s] = gr->replies[s]->subject;
+            continue;
+        }
+        const char *to = first_name(a, pool->display_name[ci], pool->address[ci]);
+        gr->subjects[s] =
+            ti >= 0 ? render(a, pool->subjects[ti], from, to, row->weekday, topic) : "Hello";
+    }
+}
+
+/* A reply's threading: In-Reply-To and the References msg-ids (stored space separated). */
+static void write_threading(yajl_gen g, const lease_reply *rp)
+{
+    json_kv_s(g, "in_reply_to", rp->in_reply_to);
+    json_key(g, "references");
+    json_arr_open(g);
+    for (const char *p = rp->thread_refs; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n)
+            json_str_n(g, p, n);
+        p += n;
+        p += strspn(p, " ");
+    }
+    json_arr_close(g);
+}
+
 static void write_sends(arena *a, yajl_gen g, const lease_answer *ans, const lease_granted *gr)
 {
     const lease_pool *pool = ans->pool;
@@ -151,19 +193,18 @@ static void write_sends(arena *a, yajl_gen g, const lease_answer *ans, const lea
         const lease_slot *sl = &gr->slots[s];
         int ci = sl->candidate;
         const char *to = first_name(a, pool->display_name[ci], pool->address[ci]);
-        const char *topic = pool->ntopics ? pool->topics[random_range(0, pool->ntopics - 1)] : "";
-        int ti = pool->ntemplates ? (int)random_range(0, pool->ntemplates - 1) : -1;
-        const char *subj =
-            ti >= 0 ? render(a, pool->subjects[ti], from, to, row->weekday, topic) : "Hello";
+        int ti = gr->templates[s];
         const char *body =
-            ti >= 0 ? render(a, pool->bodies[ti], from, to, row->weekday, topic) : "Hello";
+            ti >= 0 ? render(a, pool->bodies[ti], from, to, row->weekday, gr->topics[s]) : "Hello";
         json_obj_open(g);
         json_kv_i(g, "id", gr->send_ids[s]);
         json_kv_i(g, "not_before_s", sl->at_s > ans->now_s ? sl->at_s - ans->now_s : 0);
         json_kv_s(g, "to", pool->address[ci]);
-        json_kv_s(g, "subject", subj);
+        json_kv_s(g, "subject", gr->subjects[s]);
         json_kv_s(g, "body", body);
         json_kv_s(g, "message_id", gr->message_ids[s]);
+        if (gr->replies && gr->replies[s])
+            write_threading(g, gr->replies[s]);
         json_obj_close(g);
     }
     json_arr_close(g);

@@ -1,6 +1,6 @@
 /* What a lease answer carries, and the answer itself (DESIGN.md "Wire shapes"): each
  * mailbox's opened SMTP secret, checked to be text the agent can read; Message-IDs;
- * subjects and bodies rendered from the templates; the JSON. */
+ * subjects and bodies rendered from the templates; a reply's threading; the JSON. */
 #ifndef KILN_LEASE_ANSWER_H
 #define KILN_LEASE_ANSWER_H
 
@@ -27,6 +27,11 @@ bool lease_answer_recipient_ok(const char *address, const char *display_name);
  * the domain cannot carry one (lease_answer_check_row leaves such rows out). */
 const char *lease_answer_message_id(arena *a, const struct msgid_keyring *keys, int64_t send_id,
                                     const char *domain);
+
+/* Chooses each slot's template and topic and renders its subject (a reply slot keeps its
+ * "Re:" subject) into gr, before the grant is written: the subject is stored on the send
+ * (a reply quotes it); the body is rendered with the same choice in the answer. */
+void lease_answer_compose(arena *a, const lease_pool *pool, lease_granted *gr);
 
 /* An answer with no send lease: come back in retry_after_s. The inbox members (inbox
  * may be NULL) are written with key's opened IMAP secrets. */

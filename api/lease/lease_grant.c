@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "lease_answer.h"
 #include "lease_plan.h"
+#include "lease_reply.h"
 #include "lease_store.h"
 #include "log.h"
 
@@ -22,6 +23,7 @@ typedef struct grant {
     lease_text *texts;
     lease_push push;
     lease_pool pool;
+    lease_replies replies; /* the senders' replies due within the horizon */
     lease_plan *plan;
     lease_granted *granted;
     int ngranted;
@@ -106,6 +108,7 @@ static bool load(grant *g, lease_bucket_delta **buckets, size_t *nbuckets)
         ncand_want = 20000;
     if (!lease_store_load_pool(g->rq->db, a, senders, n, cfg->pair_gap_days, ncand_want,
                                cfg->recipients_require_inbox != 0, &g->pool) ||
+        !lease_reply_load(g->rq->db, a, senders, n, g->ttl_s, &g->pool, &g->replies) ||
         !lease_store_lock_caps(g->rq->db, a, users, n, g->ttl_s + 3600, &g->pool, buckets,
                                nbuckets))
         return false;
@@ -163,6 +166,8 @@ static void plan_rows(grant *g)
         if (wake > 0 && (g->wake_min_s == 0 || wake < g->wake_min_s))
             g->wake_min_s = wake;
         if (gr->nslots > 0) {
+            /* Due replies take planned slots over: caps, window and cooldown as planned. */
+            lease_reply_assign(a, &g->replies, &g->pool, g->rq->app->cfg.recipient_daily_cap, gr);
             g->total += gr->nslots;
             g->ngranted++;
         } else {
@@ -173,9 +178,9 @@ static void plan_rows(grant *g)
     }
 }
 
-/* The new lease's send ids and Message-IDs, then the batched write; subjects and
- * bodies are only in the answer, so they are rendered after the commit, outside the
- * cap lock. */
+/* The new lease's send ids, Message-IDs and subjects (stored: a reply quotes them), then
+ * the batched write; bodies are only in the answer, so they are rendered after the
+ * commit, outside the cap lock. */
 static bool write_grant(grant *g, const char **lease_id)
 {
     arena *a = g->rq->pool;
@@ -192,6 +197,7 @@ static bool write_grant(grant *g, const char **lease_id)
             mids[s] = lease_answer_message_id(a, g->rq->app->msgid_keys, send_ids[k + s],
                                               gr->r->m.domain);
         gr->message_ids = mids;
+        lease_answer_compose(a, &g->pool, gr);
         k += gr->nslots;
     }
     size_t maxd = (size_t)g->total * 4 + 4;

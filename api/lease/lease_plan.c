@@ -181,8 +181,11 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
     int64_t t = p->lim.now_s;
     if (m->next_at_s > t)
         t = m->next_at_s;
-    if (m->last_send_s > 0 && m->last_send_s + cooldown(m) > t)
-        t = m->last_send_s + cooldown(m);
+    /* One draw: drawing again for the assignment could give a shorter cooldown than
+     * the one compared and move t back before next_at (a gap under cooldown_min_s). */
+    int64_t after_last = m->last_send_s > 0 ? m->last_send_s + cooldown(m) : 0;
+    if (after_last > t)
+        t = after_last;
     /* next_at is the cooldown bound only (last granted slot + cooldown): pacing is
      * recomputed at every grant, so a trigger can lift it; storing the paced time
      * here would make the next grant wait for it even after a trigger. */

@@ -2,6 +2,7 @@
  * rules", docs/leasing.md; why each statement has its shape: docs/design.md. */
 #include "lease_store.h"
 
+#include "lease_reply.h"
 #include "log.h"
 #include "pgarr.h"
 #include "rand.h"
@@ -130,15 +131,23 @@ static const db_stmt Q_NEW_LEASE = {
     "SELECT (SELECT id::text FROM l) AS lease_id, nextval('sends_id_seq') AS send_id "
     "FROM generate_series(1, $3)"};
 
-/* All writes of a grant in one statement: sends, the mailboxes' leasing rows, today's
+/* All writes of a grant in one statement: sends (with their subject, and a reply's
+ * threading), the replies they carry, the mailboxes' leasing rows, today's
  * in_flight, the recipients' inbound counters (mailbox_inbound), the cap buckets. Upserts are
  * ordered by key so concurrent transactions lock rows in one order. */
 static const db_stmt Q_GRANT = {
     "agent_grant",
     "WITH s AS (INSERT INTO sends (id, mailbox_id, recipient_id, lease_id, day, scheduled_at, "
-    "  message_id) SELECT x.id, x.mb, x.rc, $1::uuid, x.day, to_timestamp(x.at), x.mid "
+    "  message_id, subject, in_reply_to, thread_refs, reply_depth) "
+    "  SELECT x.id, x.mb, x.rc, $1::uuid, x.day, to_timestamp(x.at), x.mid, x.subj, "
+    "  pr.in_reply_to, pr.thread_refs, coalesce(pr.reply_depth, 0) "
     "  FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::date[], $6::bigint[], "
-    "  $7::text[]) AS x (id, mb, rc, day, at, mid)), "
+    "  $7::text[], $18::text[], $19::bigint[]) AS x (id, mb, rc, day, at, mid, subj, rid) "
+    "  LEFT JOIN pending_replies pr ON pr.id = x.rid), "
+    /* A reply given a slot is bound to it (lease_reply.h). */
+    "rp AS (UPDATE pending_replies pr SET send_id = x.id "
+    "  FROM unnest($2::bigint[], $19::bigint[]) AS x (id, rid) "
+    "  WHERE pr.id = x.rid AND pr.send_id IS NULL), "
     "ml AS (UPDATE mailbox_leasing ml SET lease_id = $1::uuid, pending = x.n, "
     "  next_at = to_timestamp(x.nx), leased_at = kiln_now() "
     "  FROM unnest($8::bigint[], $9::int[], $10::bigint[]) AS x (mb, n, nx) "
@@ -550,12 +559,13 @@ bool lease_store_new_lease(db *d, arena *a, int64_t agent_id, int64_t ttl_s, int
     return true;
 }
 
-/* The grant's array parameters: $2..$7 per slot, $8..$10 per mailbox. */
+/* The grant's array parameters: $2..$7 per slot, $8..$10 per mailbox, then $18 (subject)
+ * and $19 (the reply a slot carries, or NULL) per slot into p[9], p[10]. */
 static void grant_slot_arrays(arena *a, const lease_granted *g, int ng, const lease_pool *pool,
                               const char **p)
 {
-    pgarr id, mb, rc, day, at, mid, ml_mb, ml_n, ml_next;
-    pgarr *all[] = {&id, &mb, &rc, &day, &at, &mid, &ml_mb, &ml_n, &ml_next};
+    pgarr id, mb, rc, day, at, mid, ml_mb, ml_n, ml_next, subj, rid;
+    pgarr *all[] = {&id, &mb, &rc, &day, &at, &mid, &ml_mb, &ml_n, &ml_next, &subj, &rid};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         pgarr_open(all[i]);
     for (int gi = 0; gi < ng; gi++) {
@@ -567,6 +577,11 @@ static void grant_slot_arrays(arena *a, const lease_granted *g, int ng, const le
             pgarr_str(&day, gr->r->day);
             pgarr_i64(&at, gr->slots[s].at_s);
             pgarr_str(&mid, gr->message_ids[s]);
+            pgarr_str(&subj, gr->subjects[s]);
+            if (gr->replies && gr->replies[s])
+                pgarr_i64(&rid, gr->replies[s]->id);
+            else
+                pgarr_null(&rid);
         }
         pgarr_i64(&ml_mb, gr->r->m.id);
         pgarr_i64(&ml_n, gr->nslots);
@@ -579,9 +594,11 @@ static void grant_slot_arrays(arena *a, const lease_granted *g, int ng, const le
 bool lease_store_grant(db *d, arena *a, const char *lease_id, const lease_granted *g, int ng,
                        const lease_pool *pool, const lease_bucket_delta *deltas, size_t nd)
 {
-    const char *p[17];
+    const char *p[19];
     p[0] = lease_id;
     grant_slot_arrays(a, g, ng, pool, p + 1);
+    p[17] = p[10]; /* $18, $19: see grant_slot_arrays */
+    p[18] = p[11];
     pgarr rmb, rday, rn;
     pgarr_open(&rmb);
     pgarr_open(&rday);
@@ -611,7 +628,7 @@ bool lease_store_grant(db *d, arena *a, const char *lease_id, const lease_grante
     p[14] = pgarr_done(&bw, a);
     p[15] = pgarr_done(&ba, a);
     p[16] = pgarr_done(&bn, a);
-    return db_exec(d, a, &Q_GRANT, 17, p) != NULL;
+    return db_exec(d, a, &Q_GRANT, 19, p) != NULL;
 }
 
 void lease_store_count_duration(db *d, arena *a, double seconds)

@@ -65,6 +65,14 @@ typedef struct lease_granted {
     int64_t next_at_s;        /* cooldown bound after the last slot */
     const int64_t *send_ids;  /* nslots, from lease_store_new_lease */
     const char **message_ids; /* nslots */
+    /* nslots each, from lease_answer_compose before the write: the subject (stored on
+     * the send, a reply quotes it), the template (-1: none) and topic of the body. */
+    const char **subjects;
+    int *templates;
+    const char **topics;
+    /* nslots, NULL when the lease has no reply for this mailbox: the pending reply a
+     * slot carries (lease_reply.h), NULL for a fresh send. */
+    const struct lease_reply **replies;
 } lease_granted;
 
 /* Begins the lease transaction: sweeps expired leases, marks the agent seen, now and

@@ -2,6 +2,7 @@
  * a tenant token reads plans and only its own user. */
 #include "app.h"
 #include "auth.h"
+#include "engage.h"
 #include "routes.h"
 #include "pgjson.h"
 #include "validate.h"
@@ -13,14 +14,22 @@
 #define PLAN_COLS                                                                                  \
     "id, name, ramp_start, ramp_step, daily_max, cooldown_min_s, cooldown_max_s, "                 \
     "round(reply_rate::numeric, 4)::float8 AS reply_rate, weekdays_only, user_hourly_cap, "        \
-    "user_minute_cap, "                                                                            \
-    "max_mailboxes, kiln_iso(created_at) AS created_at"
+    "user_minute_cap, max_mailboxes, "                                                             \
+    "round(open_rate::numeric, 4)::float8 AS open_rate, "                                          \
+    "round(important_rate::numeric, 4)::float8 AS important_rate, "                                \
+    "round(rescue_rate::numeric, 4)::float8 AS rescue_rate, "                                      \
+    "round(untouched_rate::numeric, 4)::float8 AS untouched_rate, dwell_median_min, "              \
+    "dwell_max_min, quiet_start_hour, quiet_end_hour, retention_days, max_reply_depth, "           \
+    "kiln_iso(created_at) AS created_at"
 
 static const db_stmt Q_PLAN_INSERT = {
     "plan_insert",
     "INSERT INTO plans (name, ramp_start, ramp_step, daily_max, cooldown_min_s, cooldown_max_s, "
-    "reply_rate, weekdays_only, user_hourly_cap, user_minute_cap, max_mailboxes) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING " PLAN_COLS};
+    "reply_rate, weekdays_only, user_hourly_cap, user_minute_cap, max_mailboxes, open_rate, "
+    "important_rate, rescue_rate, untouched_rate, dwell_median_min, dwell_max_min, "
+    "quiet_start_hour, quiet_end_hour, retention_days, max_reply_depth) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
+    "$19, $20, $21) RETURNING " PLAN_COLS};
 static const db_stmt Q_PLAN_LIST = {"plan_list", "SELECT " PLAN_COLS
                                                  " FROM plans WHERE id > $1 ORDER BY id LIMIT $2"};
 static const db_stmt Q_PLAN_GET = {"plan_get", "SELECT " PLAN_COLS " FROM plans WHERE id = $1"};
@@ -78,20 +87,72 @@ static void respond_page(http_resp *rs, const PGresult *r, int64_t limit)
     json_gen_free(g);
 }
 
+/* The engagement plan's members (docs/design.md "Engagement plan"); defaults from
+ * api/engage/engage.h, the same as migration 012's column defaults. */
+typedef struct plan_engagement {
+    double open, important, rescue, untouched;
+    int64_t dwell_median_min, dwell_max_min, quiet_start, quiet_end, retention_days, depth;
+} plan_engagement;
+
+static bool parse_engagement(http_resp *rs, yajl_val b, plan_engagement *e)
+{
+    *e = (plan_engagement){ENGAGE_DEFAULT_OPEN_RATE,        ENGAGE_DEFAULT_IMPORTANT_RATE,
+                           ENGAGE_DEFAULT_RESCUE_RATE,      ENGAGE_DEFAULT_UNTOUCHED_RATE,
+                           ENGAGE_DEFAULT_DWELL_MEDIAN_MIN, ENGAGE_DEFAULT_DWELL_MAX_MIN,
+                           ENGAGE_DEFAULT_QUIET_START_HOUR, ENGAGE_DEFAULT_QUIET_END_HOUR,
+                           ENGAGE_DEFAULT_RETENTION_DAYS,   ENGAGE_DEFAULT_MAX_REPLY_DEPTH};
+    if (!v_number(rs, b, "open_rate", "open_rate", 0, 0, 1, &e->open) ||
+        !v_number(rs, b, "important_rate", "important_rate", 0, 0, 0.5, &e->important) ||
+        !v_number(rs, b, "rescue_rate", "rescue_rate", 0, 0, 1, &e->rescue) ||
+        !v_number(rs, b, "untouched_rate", "untouched_rate", 0, 0, 0.5, &e->untouched) ||
+        !v_int(rs, b, "dwell_median_min", "dwell_median_min", 0, 1, 720, &e->dwell_median_min) ||
+        !v_int(rs, b, "dwell_max_min", "dwell_max_min", 0, 1, 1440, &e->dwell_max_min) ||
+        !v_int(rs, b, "quiet_start_hour", "quiet_start_hour", 0, 0, 23, &e->quiet_start) ||
+        !v_int(rs, b, "quiet_end_hour", "quiet_end_hour", 0, 0, 23, &e->quiet_end) ||
+        !v_int(rs, b, "retention_days", "retention_days", 0, 3, 365, &e->retention_days) ||
+        !v_int(rs, b, "max_reply_depth", "max_reply_depth", 0, 0, 5, &e->depth))
+        return false;
+    if (e->dwell_max_min < e->dwell_median_min) {
+        http_error(rs, 400, "invalid_field", "dwell_max_min must be >= dwell_median_min",
+                   "dwell_max_min");
+        return false;
+    }
+    return true;
+}
+
 void h_plans_create(http_req *rq, http_resp *rs)
 {
-    static const char *const fields[] = {
-        "name",           "ramp_start", "ramp_step",     "daily_max",       "cooldown_min_s",
-        "cooldown_max_s", "reply_rate", "weekdays_only", "user_hourly_cap", "user_minute_cap",
-        "max_mailboxes",  NULL};
+    static const char *const fields[] = {"name",
+                                         "ramp_start",
+                                         "ramp_step",
+                                         "daily_max",
+                                         "cooldown_min_s",
+                                         "cooldown_max_s",
+                                         "reply_rate",
+                                         "weekdays_only",
+                                         "user_hourly_cap",
+                                         "user_minute_cap",
+                                         "max_mailboxes",
+                                         "open_rate",
+                                         "important_rate",
+                                         "rescue_rate",
+                                         "untouched_rate",
+                                         "dwell_median_min",
+                                         "dwell_max_min",
+                                         "quiet_start_hour",
+                                         "quiet_end_hour",
+                                         "retention_days",
+                                         "max_reply_depth",
+                                         NULL};
     yajl_val b = http_json_body(rq, rs);
     if (!b || !v_known_fields(rs, b, fields, ""))
         return;
     const char *name = NULL;
     int64_t ramp_start = 0, ramp_step = 0, daily_max = 0, cmin = 120, cmax = 300, hourly = 500,
             minute = 20, maxmb = 100;
-    double reply = 0.3;
+    double reply = ENGAGE_DEFAULT_REPLY_RATE;
     bool weekdays = false;
+    plan_engagement e;
     if (!v_str(rs, b, "name", "name", V_REQUIRED, 100, false, &name) ||
         !v_int(rs, b, "ramp_start", "ramp_start", V_REQUIRED, 0, 10000, &ramp_start) ||
         !v_int(rs, b, "ramp_step", "ramp_step", V_REQUIRED, 0, 10000, &ramp_step) ||
@@ -102,7 +163,8 @@ void h_plans_create(http_req *rq, http_resp *rs)
         !v_bool(rs, b, "weekdays_only", "weekdays_only", 0, &weekdays) ||
         !v_int(rs, b, "user_hourly_cap", "user_hourly_cap", 0, 0, 10000000, &hourly) ||
         !v_int(rs, b, "user_minute_cap", "user_minute_cap", 0, 0, 1000000, &minute) ||
-        !v_int(rs, b, "max_mailboxes", "max_mailboxes", 0, 0, 1000000, &maxmb))
+        !v_int(rs, b, "max_mailboxes", "max_mailboxes", 0, 0, 1000000, &maxmb) ||
+        !parse_engagement(rs, b, &e))
         return;
     if (cmax < cmin) {
         http_error(rs, 422, "invalid_field", "cooldown_max_s must be >= cooldown_min_s",
@@ -119,8 +181,18 @@ void h_plans_create(http_req *rq, http_resp *rs)
                        weekdays ? "true" : "false",
                        http_i64(rq, hourly),
                        http_i64(rq, minute),
-                       http_i64(rq, maxmb)};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_INSERT, 11, p);
+                       http_i64(rq, maxmb),
+                       arena_printf(rq->pool, "%.6f", e.open),
+                       arena_printf(rq->pool, "%.6f", e.important),
+                       arena_printf(rq->pool, "%.6f", e.rescue),
+                       arena_printf(rq->pool, "%.6f", e.untouched),
+                       http_i64(rq, e.dwell_median_min),
+                       http_i64(rq, e.dwell_max_min),
+                       http_i64(rq, e.quiet_start),
+                       http_i64(rq, e.quiet_end),
+                       http_i64(rq, e.retention_days),
+                       http_i64(rq, e.depth)};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_INSERT, 21, p);
     if (!r) {
         if (db_last_error(rq->db) == DB_CONSTRAINT && !strcmp(db_sqlstate(rq->db), "23505"))
             http_error(rs, 409, "conflict", "a plan with this name already exists", "name");

@@ -47,6 +47,7 @@ printf '{"lease_id":"L","ttl_s":60,"mailboxes":[{"id":1,"address":"a@b.test","di
 printf '{"lease_id":null,"ttl_s":600,"mailboxes":[],"retry_after_s":7,"service":"stopped"}' >"$WORK/c3/seed2"
 printf '{"lease_id":"L","expires_at":"2026-01-01T00:00:00Z","ttl_s":60,"cancel":[3,4],"service":"running"}' >"$WORK/c3/seed3"
 printf '{"error":{"code":"unknown_send","field":"results[1].send_id","message":"m"}}' >"$WORK/c3/seed4"
+printf '{"lease_id":"L","ttl_s":60,"mailboxes":[{"id":1,"address":"a@b.test","smtp":{"host":"h","port":25,"security":"plain"},"sends":[{"id":2,"to":"c@d.test","subject":"Re: s","body":"b","in_reply_to":"<1.1ab@x.test>","references":["<0.1cd@y.test>","<1.1ab@x.test>"]}]}]}' >"$WORK/c3/seed5"
 printf '\x05250-mx\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n' >"$WORK/c1/seed1"
 printf '\x03220 mx\r\n250 2.0.0 ok\r\n' >"$WORK/c1/seed2"
 printf '\x05\x07220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n220 go\r\n250 PIPELINING\r\n235 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n' >"$WORK/c2/seed1"
@@ -57,7 +58,7 @@ cd "$WORK"
     fail "fuzz_smtp_reply found a crash: $(tail -40 reply.log)"
 "$WORK/fuzz_session" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 "$WORK/c2" >session.log 2>&1 ||
     fail "fuzz_smtp_session found a crash: $(tail -40 session.log)"
-printf 'kw1="\\"mailboxes\\""\nkw2="\\"sends\\""\nkw3="\\"smtp\\""\nkw4="\\"security\\""\nkw5="\\"port\\""\nkw6="\\"id\\""\nkw7="\\"lease_id\\""\nkw8="\\"retry_after_s\\""\nkw9="\\"service\\""\nkw10="\\"cancel\\""\nkw11="null"\n' >jobs.dict
+printf 'kw1="\\"mailboxes\\""\nkw2="\\"sends\\""\nkw3="\\"smtp\\""\nkw4="\\"security\\""\nkw5="\\"port\\""\nkw6="\\"id\\""\nkw7="\\"lease_id\\""\nkw8="\\"retry_after_s\\""\nkw9="\\"service\\""\nkw10="\\"cancel\\""\nkw11="null"\nkw12="\\"in_reply_to\\""\nkw13="\\"references\\""\nkw14="<a@[b]>"\n' >jobs.dict
 "$WORK/fuzz_jobs" -max_total_time="$FUZZ_S" -max_len=4096 -rss_limit_mb=1024 -dict=jobs.dict "$WORK/c3" \
     >jobs.log 2>&1 || fail "fuzz_jobs found a crash: $(tail -40 jobs.log)"
 printf 'kw1="FETCH"\nkw2="{5}\\x0d\\x0a"\nkw3="[COPYUID "\nkw4="BODY[HEADER.FIELDS (MESSAGE-ID)]"\nkw5="\\x0d\\x0a"\nkw6="* LIST ("\nkw7="NIL"\nkw8="{3+}\\x0d\\x0a"\n' >imap.dict

@@ -1,6 +1,7 @@
 /* Unit tests for the message builder: dot-stuffing and CRLF normalization, RFC 2047
  * header encoding, quoted-printable bodies, raw UTF-8 addresses (RFC 6532),
- * header-injection guards. */
+ * header-injection guards, a reply's In-Reply-To and References (valid msg-ids only,
+ * folded at 78). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <cmocka.h>
 
 #include "smtp_message.h"
+#include "wire.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -260,6 +262,168 @@ static void test_long_header_values_keep_lines_within_998_octets(void **state)
     buf_free(&b);
 }
 
+static void test_msgid_syntax(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"<a@b>", "<12.1abc@acme.test>", "<x.y+z@[127.0.0.1]>",
+                                       "<!#$%&'*+-/=?^_`{|}~@d.e>", "<a@[]>"};
+    static const char *const bad[] = {"a@b",       "<a@b",          "<@b>",      "<a@>",
+                                      "<a.@b>",    "<.a@b>",        "<a..b@c>",  "<a b@c>",
+                                      "<a@b@c>",   "<a@b\r\nX: y>", "<\"q\"@b>", "<a@b..c>",
+                                      "<a@[b[c]>", "<a(c)@b>",      "",          "<>"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (!wire_msgid_ok(good[i], strlen(good[i])))
+            fail_msg("msg-id %s: expected valid", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (wire_msgid_ok(bad[i], strlen(bad[i])))
+            fail_msg("msg-id [%s]: expected invalid", bad[i]);
+    char long_id[WIRE_MSGID_MAX + 2]; /* one byte over the limit, otherwise valid */
+    memset(long_id, 'a', WIRE_MSGID_MAX + 1);
+    long_id[0] = '<';
+    memcpy(long_id + WIRE_MSGID_MAX + 1 - 5, "@b.c>", 5);
+    long_id[WIRE_MSGID_MAX + 1] = '\0';
+    assert_false(wire_msgid_ok(long_id, strlen(long_id)));
+    memset(long_id, 'a', WIRE_MSGID_MAX); /* the same shape at exactly the limit */
+    long_id[0] = '<';
+    memcpy(long_id + WIRE_MSGID_MAX - 5, "@b.c>", 5);
+    long_id[WIRE_MSGID_MAX] = '\0';
+    assert_true(wire_msgid_ok(long_id, strlen(long_id)));
+}
+
+/* The header named name with its folded continuation lines, into out. */
+static const char *header_value(const char *msg, const char *name, char *out, size_t outlen)
+{
+    const char *h = strstr(msg, name);
+    if (!h)
+        return NULL;
+    const char *end = strstr(h, "\r\n");
+    while (end && (end[2] == ' ' || end[2] == '\t'))
+        end = strstr(end + 2, "\r\n");
+    size_t n = (size_t)(end - h);
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, h, n);
+    out[n] = '\0';
+    return out;
+}
+
+static void test_reply_headers_in_reply_to_and_references(void **state)
+{
+    (void)state;
+    const char *refs[] = {"<1.1aaaaaaaaaaaaaaaaaaaaaaaa@acme.test>",
+                          "<2.1bbbbbbbbbbbbbbbbbbbbbbbb@other.test>",
+                          "<3.1cccccccccccccccccccccccc@acme.test>"};
+    smtp_message m = {.from_addr = "anna@acme.test",
+                      .to_addr = "bob@other.test",
+                      .subject = "Re: Hi",
+                      .body = "b",
+                      .message_id = "<m2@acme.test>",
+                      .in_reply_to = refs[2],
+                      .references = refs,
+                      .nreferences = 3,
+                      .date_unix_s = 1764064800};
+    buf b = BUF_INIT;
+    smtp_message_build(&m, &b);
+    assert_lines_fit(&b);
+    assert_non_null(strstr(b.data, "Message-ID: <m2@acme.test>\r\n"
+                                   "In-Reply-To: <3.1cccccccccccccccccccccccc@acme.test>\r\n"
+                                   "References: <1.1aaaaaaaaaaaaaaaaaaaaaaaa@acme.test>\r\n"
+                                   " <2.1bbbbbbbbbbbbbbbbbbbbbbbb@other.test>\r\n"
+                                   " <3.1cccccccccccccccccccccccc@acme.test>\r\n"
+                                   "From: "));
+    /* every line of the headers fits 78 columns here (each id is short enough) */
+    for (const char *l = b.data; l && *l && strncmp(l, "\r\n", 2);) {
+        const char *e = strstr(l, "\r\n");
+        if ((size_t)(e - l) > 78)
+            fail_msg("header line longer than 78: %.*s", (int)(e - l), l);
+        l = e + 2;
+    }
+    buf_free(&b);
+
+    /* short ids share a line, the fold comes before column 78 */
+    const char *shorts[] = {"<a1@x.test>", "<a2@x.test>", "<a3@x.test>", "<a4@x.test>",
+                            "<a5@x.test>", "<a6@x.test>", "<a7@x.test>"};
+    m.references = shorts;
+    m.nreferences = 7;
+    m.in_reply_to = shorts[6];
+    buf_reset(&b);
+    smtp_message_build(&m, &b);
+    char v[512];
+    assert_non_null(header_value(b.data, "References:", v, sizeof v));
+    /* 11 + 5 x 12 = 71 columns; a sixth id would end at 83 */
+    assert_string_equal(v, "References: <a1@x.test> <a2@x.test> <a3@x.test> <a4@x.test> "
+                           "<a5@x.test>\r\n <a6@x.test> <a7@x.test>");
+    buf_free(&b);
+}
+
+static void test_reply_headers_drop_what_is_not_a_msg_id(void **state)
+{
+    (void)state;
+    const char *refs[] = {"<ok1@x.test>", "not-an-id", "<a@b>\r\nBcc: evil@x.test", "<ok2@x.test>",
+                          NULL};
+    smtp_message m = {.from_addr = "anna@acme.test",
+                      .to_addr = "bob@other.test",
+                      .subject = "Re: Hi",
+                      .body = "b",
+                      .message_id = "<m3@acme.test>",
+                      .in_reply_to = "<x@y>\r\nBcc: evil@x.test",
+                      .references = refs,
+                      .nreferences = 5,
+                      .date_unix_s = 0};
+    buf b = BUF_INIT;
+    smtp_message_build(&m, &b);
+    assert_null(strstr(b.data, "In-Reply-To:"));
+    assert_null(strstr(b.data, "Bcc"));
+    assert_null(strstr(b.data, "not-an-id"));
+    assert_non_null(strstr(b.data, "References: <ok1@x.test> <ok2@x.test>\r\n"));
+    buf_free(&b);
+
+    /* no threading at all: neither header */
+    const char *only_bad[] = {"junk"};
+    m.in_reply_to = NULL;
+    m.references = only_bad;
+    m.nreferences = 1;
+    buf_reset(&b);
+    smtp_message_build(&m, &b);
+    assert_null(strstr(b.data, "References:"));
+    assert_null(strstr(b.data, "In-Reply-To:"));
+    buf_free(&b);
+
+    /* more than 20 references: the first 20 valid ones are written */
+    char ids[25][24];
+    const char *many[25];
+    for (int i = 0; i < 25; i++) {
+        snprintf(ids[i], sizeof ids[i], "<r%d@x.test>", i);
+        many[i] = ids[i];
+    }
+    m.references = many;
+    m.nreferences = 25;
+    buf_reset(&b);
+    smtp_message_build(&m, &b);
+    assert_lines_fit(&b);
+    assert_non_null(strstr(b.data, "<r19@x.test>"));
+    assert_null(strstr(b.data, "<r20@x.test>"));
+    buf_free(&b);
+
+    /* an id of the maximum length is written on a line of its own, within 998 */
+    char longest[WIRE_MSGID_MAX + 1];
+    memset(longest, 'l', WIRE_MSGID_MAX);
+    longest[0] = '<';
+    memcpy(longest + WIRE_MSGID_MAX - 5, "@b.c>", 5);
+    longest[WIRE_MSGID_MAX] = '\0';
+    const char *two[] = {"<s@x.test>", longest};
+    m.references = two;
+    m.nreferences = 2;
+    m.in_reply_to = longest;
+    buf_reset(&b);
+    smtp_message_build(&m, &b);
+    assert_lines_fit(&b);
+    char want[WIRE_MSGID_MAX + 40];
+    snprintf(want, sizeof want, "References: <s@x.test>\r\n %s\r\n", longest);
+    assert_non_null(strstr(b.data, want));
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +435,9 @@ int main(void)
         cmocka_unit_test(test_utf8_addresses_stay_raw_in_from_and_to),
         cmocka_unit_test(test_header_injection_is_neutralised),
         cmocka_unit_test(test_long_header_values_keep_lines_within_998_octets),
+        cmocka_unit_test(test_msgid_syntax),
+        cmocka_unit_test(test_reply_headers_in_reply_to_and_references),
+        cmocka_unit_test(test_reply_headers_drop_what_is_not_a_msg_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* Unit tests for the agent's wire module (agent/lease/agent_wire.c) beyond the lease document
  * itself (test_shaping_jobs.c): the lease answer read in one pass (work, the empty
  * answer with retry_after_s/service, unusable), the heartbeat and error answers, and
- * every request body byte for byte. */
+ * every request body byte for byte; a reply slot's in_reply_to and references (msg-ids,
+ * at most 20; a bad one sets that mailbox entry aside, the rest of the lease stands). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -101,6 +102,87 @@ static void test_lease_field_fault_keeps_the_first_reason(void **state)
     assert_int_equal(wire_lease_parse(json, strlen(json), &l, err, sizeof err), -1);
     assert_null(l);
     assert_non_null(strstr(err, "ttl_s"));
+}
+
+/* A lease of two mailboxes: entry 1 carries the reply slot built from send_extra, entry 2
+ * is a plain one that must survive whatever entry 1 holds. */
+static wire_lease *reply_lease(const char *send_extra)
+{
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"lease_id\":\"L\",\"ttl_s\":60,\"mailboxes\":["
+             "{\"id\":1,\"address\":\"a@b.test\",\"smtp\":{\"host\":\"h\",\"port\":25,"
+             "\"security\":\"plain\"},\"sends\":[{\"id\":2,\"to\":\"c@d.test\","
+             "\"subject\":\"Re: s\",\"body\":\"b\"%s}]},"
+             "{\"id\":3,\"address\":\"e@f.test\",\"smtp\":{\"host\":\"h\",\"port\":25,"
+             "\"security\":\"plain\"},\"sends\":[{\"id\":4,\"to\":\"c@d.test\","
+             "\"subject\":\"s\",\"body\":\"b\"}]}]}",
+             send_extra);
+    wire_lease *l = NULL;
+    char err[256] = "";
+    if (wire_lease_parse(json, strlen(json), &l, err, sizeof err) != 0)
+        fail_msg("lease with [%s] refused whole: %s", send_extra, err);
+    return l;
+}
+
+static void test_reply_slot_threading_is_parsed(void **state)
+{
+    (void)state;
+    wire_lease *l = reply_lease(",\"in_reply_to\":\"<2.1ab@x.test>\",\"references\":["
+                                "\"<1.1cd@y.test>\",\"<2.1ab@x.test>\"]");
+    assert_int_equal(l->nmailboxes, 2);
+    assert_int_equal(l->nrejected, 0);
+    const job_send *js = &l->mailboxes[0]->sends[0];
+    assert_string_equal(js->in_reply_to, "<2.1ab@x.test>");
+    assert_int_equal(js->nreferences, 2);
+    assert_string_equal(js->references[0], "<1.1cd@y.test>");
+    assert_string_equal(js->references[1], "<2.1ab@x.test>");
+    assert_null(l->mailboxes[1]->sends[0].in_reply_to);
+    wire_lease_free(l);
+    /* null is no threading */
+    l = reply_lease(",\"in_reply_to\":null,\"references\":null");
+    assert_int_equal(l->nmailboxes, 2);
+    assert_null(l->mailboxes[0]->sends[0].in_reply_to);
+    assert_int_equal(l->mailboxes[0]->sends[0].nreferences, 0);
+    wire_lease_free(l);
+}
+
+static void test_bad_reply_threading_sets_the_entry_aside(void **state)
+{
+    (void)state;
+    char twenty_one[2048] = ",\"in_reply_to\":\"<r0@x.test>\",\"references\":[";
+    for (int i = 0; i < 21; i++) {
+        char one[32];
+        snprintf(one, sizeof one, "%s\"<r%d@x.test>\"", i ? "," : "", i);
+        strncat(twenty_one, one, sizeof twenty_one - strlen(twenty_one) - 1);
+    }
+    strncat(twenty_one, "]", sizeof twenty_one - strlen(twenty_one) - 1);
+    const struct {
+        const char *extra, *reason;
+    } cases[] = {
+        {",\"in_reply_to\":\"no-brackets@x\",\"references\":[\"<a@b>\"]", "in_reply_to"},
+        {",\"in_reply_to\":\"<a@b>\\r\\nBcc: e@x\",\"references\":[\"<a@b>\"]", "in_reply_to"},
+        {",\"in_reply_to\":\"<a@b>\",\"references\":[\"<a@b>\",\"<bad id@b>\"]", "references"},
+        {",\"in_reply_to\":\"<a@b>\",\"references\":[\"<a@b>\",7]", "references"},
+        {",\"in_reply_to\":\"<a@b>\",\"references\":\"<a@b>\"", "references"},
+        {",\"in_reply_to\":\"<a@b>\",\"references\":[{\"x\":1}]", "references"},
+        {",\"references\":[\"<a@b>\"]", "in_reply_to"},
+        {",\"in_reply_to\":\"<a@b>\"", "references"},
+        {twenty_one, "more than 20"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        wire_lease *l = reply_lease(cases[i].extra);
+        if (l->nrejected != 1 || l->nmailboxes != 1 || l->mailboxes[0]->id != 3)
+            fail_msg("[%s]: expected entry 1 set aside and entry 3 kept, got %zu kept, %zu "
+                     "rejected",
+                     cases[i].extra, l->nmailboxes, l->nrejected);
+        if (!strstr(l->rejected[0].reason, cases[i].reason))
+            fail_msg("[%s]: reason [%s] should name %s", cases[i].extra, l->rejected[0].reason,
+                     cases[i].reason);
+        assert_int_equal(l->rejected[0].mailbox_id, 1);
+        assert_int_equal(l->rejected[0].nsend_ids, 1); /* its slot is reported back */
+        wire_lease_free(l);
+    }
 }
 
 static void test_heartbeat_answer(void **state)
@@ -212,6 +294,8 @@ int main(void)
         cmocka_unit_test(test_empty_lease_answer_is_read_in_one_pass),
         cmocka_unit_test(test_unusable_lease_answers_say_why),
         cmocka_unit_test(test_lease_field_fault_keeps_the_first_reason),
+        cmocka_unit_test(test_reply_slot_threading_is_parsed),
+        cmocka_unit_test(test_bad_reply_threading_sets_the_entry_aside),
         cmocka_unit_test(test_heartbeat_answer),
         cmocka_unit_test(test_error_answer_and_unknown_send),
         cmocka_unit_test(test_request_bodies),

@@ -3,8 +3,12 @@ once to concurrent leasers, spread across agents, moved to another agent when th
 dies, folder state resumed), found events (Message-ID MAC verified, idempotent,
 placement with provider and Authentication-Results), actions (leased, reported once, not
 leased again), session outcomes, the missing sweep, the recipients switch, and bad input.
-  test_inbox_lease.py [part]   (part: handout, expiry, found, actions, missing,
-                                recipients, bad_input; all when absent)"""
+  test_inbox_lease.py [part]   (part: handout, expiry, found, actions, engage, retention,
+                                missing, recipients, bad_input; all when absent)
+The engage and retention parts drive the engagement policy behind the found events:
+actions in order, timed by the plan in the recipient's zone, replies leased as sends,
+prunes after retention_days."""
+import datetime
 import sys
 import threading
 from kiln_test import *
@@ -37,9 +41,10 @@ def heartbeat(token, lease_id, what="heartbeat"):
                   200, what)
 
 
-def world(n, with_imap=None):
+def world(n, with_imap=None, **plan_kw):
     """n mailboxes in n tenants and domains, all able to send now; the first with_imap
-    (default all) have IMAP access on HOSTS in turn. Returns the mailboxes."""
+    (default all) have IMAP access on HOSTS in turn; plan_kw: the plan's members beside
+    the pacing below. Returns the mailboxes."""
     RUN[0] += 1
     r = RUN[0]
     set_clock("2026-03-04T10:00:00Z")  # a Wednesday
@@ -50,8 +55,9 @@ def world(n, with_imap=None):
     psql("TRUNCATE placements, inbox_sightings, inbox_messages, inbox_actions, inbox_folders")
     psql("DELETE FROM counters WHERE name IN ('placement', 'actions')")
     psql("UPDATE placement_sweep SET last_send_id = (SELECT coalesce(max(id), 0) FROM sends)")
-    plan = make_plan("p%d" % r, ramp_start=6, ramp_step=0, daily_max=6, cooldown_min_s=60,
-                     cooldown_max_s=90)
+    members = dict(ramp_start=6, ramp_step=0, daily_max=6, cooldown_min_s=60, cooldown_max_s=90)
+    members.update(plan_kw)
+    plan = make_plan("p%d" % r, **members)
     boxes = []
     for i in range(n):
         u = make_user("t%d-%d" % (r, i), plan["id"])
@@ -212,9 +218,9 @@ def part_expiry():
     ok("test_inbox_moves_after_agent_death_and_folder_state_resumes")
 
 
-def setup_found():
-    """Three mailboxes with IMAP; one send lease reported sent; agent's inbox lease."""
-    boxes = world(4)
+def setup_found(**plan_kw):
+    """Four mailboxes with IMAP; one send lease reported sent; agent's inbox lease."""
+    boxes = world(4, **plan_kw)
     a = agent("a")
     la = lease(a, "lease", max_inboxes=10)
     sends = sends_to(la, boxes)
@@ -290,8 +296,14 @@ def part_found():
     ok("test_session_auth_puts_the_inbox_in_error")
 
 
+# An engagement plan without chance: every junk find rescued, every find read and
+# filed, never left alone or flagged; the dwell exactly 60 s (median and cap 1 min).
+CERTAIN = dict(untouched_rate=0, rescue_rate=1, open_rate=1, important_rate=0, reply_rate=0,
+               dwell_median_min=1, dwell_max_min=1)
+
+
 def part_actions():
-    boxes, a, la, sends = setup_found()
+    boxes, a, la, sends = setup_found(**CERTAIN)
     lid = la["inbox_lease"]["lease_id"]
     sid, sender, rc, mid = sends[0]
     check(report(a, lid, [found(rc, mid, "Junk", "junk", 3, 8)]) == counts(1), "find in junk")
@@ -303,14 +315,14 @@ def part_actions():
     acts = actions_of(rc)
     check(len(acts) == 1 and acts[0]["kind"] == "rescue" and acts[0]["folder"] == "Junk" and
           acts[0]["uid"] == 8 and acts[0]["uidvalidity"] == 3 and acts[0]["target"] == "inbox" and
-          acts[0]["flags"] == [] and acts[0]["not_before_s"] == 0,
-          "the message's first action: rescue from junk: %r" % acts)
+          acts[0]["flags"] == [] and 50 <= acts[0]["not_before_s"] <= 61,
+          "the message's first action: rescue from junk after the 60 s dwell: %r" % acts)
     check(acts[0].get("message_id") == mid and
           psql("SELECT message_id FROM sends WHERE id = %d" % sid) == [mid],
           "the action names the send's Message-ID (a lost move is recognised): %r" % acts)
     check(psql("SELECT string_agg(kind::text, ',' ORDER BY id) FROM inbox_actions "
-               "WHERE send_id = %d" % sid) == ["rescue,mark,file"],
-          "the built-in policy: rescue, mark, file")
+               "WHERE send_id = %d" % sid) == ["rescue,mark,file,prune"],
+          "the engagement plan: rescue, mark, file, prune")
     done = {"type": "action", "mailbox_id": rc, "action_id": acts[0]["id"], "status": "done",
             "folder": "INBOX", "uidvalidity": 7, "uid": 51}
     check(report(a, lid, [done, done]) == counts(1, 1), "outcome applied once")
@@ -328,7 +340,7 @@ def part_actions():
     check(report(a, lid, [mark]) == counts(1), "mark done")
     acts = actions_of(rc)
     check(len(acts) == 1 and acts[0]["kind"] == "file" and acts[0]["target"] == "warmup" and
-          1700 <= acts[0]["not_before_s"] <= 1800, "file after the dwell: %r" % acts)
+          60 <= acts[0]["not_before_s"] <= 660, "file 1 to 10 min after reading: %r" % acts)
     gone = {"type": "action", "mailbox_id": rc, "action_id": acts[0]["id"], "status": "gone"}
     check(report(a, lid, [gone]) == counts(1), "gone applied")
     check(actions_of(rc) == [], "no action is leased again once reported")
@@ -360,6 +372,185 @@ def part_actions():
                % done["action_id"]) == ["done|t"], "the stored outcome")
     reset_clock()
     ok("test_actions_leased_reported_once_and_not_leased_again")
+
+# Every find engaged with certainty and answered; the dwell random within 1 to 60 min.
+ENGAGED = dict(CERTAIN, reply_rate=1, dwell_median_min=20, dwell_max_min=60, ramp_start=60,
+               daily_max=60)
+NY = "America/New_York"
+
+
+def now_s():
+    return int(psql("SELECT ceil(extract(epoch FROM kiln_now()))::bigint")[0])
+
+
+def iso(epoch):
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def planned(send_id, tz):
+    """[(kind, not_before epoch, local HH:MI in tz, flags)] of a send's actions."""
+    rows = psql("SELECT kind, ceil(extract(epoch FROM not_before))::bigint, "
+                "to_char(not_before AT TIME ZONE '%s', 'HH24:MI'), array_to_string(flags, ' ') "
+                "FROM inbox_actions WHERE send_id = %d ORDER BY id" % (tz, send_id))
+    return [(k, int(e), hm, f) for k, e, hm, f in (r.split("|") for r in rows)]
+
+
+def awake(hm):
+    """Outside the plan's quiet hours (23:00 to 07:00 local)."""
+    return "07:00" <= hm < "23:00"
+
+
+class Holder:
+    """The agent holding the inboxes: each lease call's answers are kept (a reply can go
+    out in any of them) and its inbox lease id followed (it expires across clock jumps)."""
+
+    def __init__(self, token):
+        self.token, self.answers, self.lid = token, [], None
+
+    def actions(self, mb, what):
+        ans = lease(self.token, what, max_inboxes=10)
+        self.answers.append(ans)
+        self.lid = ans["inbox_lease"]["lease_id"]
+        return [i for i in ans["inboxes"] if i["mailbox_id"] == mb][0]["actions"]
+
+    def done(self, mb, act, **place):
+        ev = dict({"type": "action", "mailbox_id": mb, "action_id": act["id"], "status": "done"},
+                  **place)
+        check(report(self.token, self.lid, [ev]) == counts(1), "%s done" % act["kind"])
+
+
+def part_engage():
+    """A find goes through the engagement plan: junk rescued, read, filed, in that order,
+    not before the dwell and never in the recipient's quiet hours; the recipient answers
+    with a reply leased as a send with its threading; a duplicate find adds nothing."""
+    boxes, a, la, sends = setup_found(**ENGAGED)
+    ids = ",".join(str(b["id"]) for b in boxes)
+    # 10:00 UTC is 05:00 in New York (EST): the recipients are asleep until 07:00.
+    psql("UPDATE mailboxes SET timezone = '%s' WHERE id IN (%s)" % (NY, ids))
+    sid, sender, rc, mid = sends[0]
+    t0 = now_s()
+    h = Holder(a)
+    h.lid = la["inbox_lease"]["lease_id"]
+    check(report(a, h.lid, [found(rc, mid, "Junk", "junk", 3, 8)]) == counts(1), "find in junk")
+    acts = planned(sid, NY)
+    check([x[0] for x in acts] == ["rescue", "mark", "file", "prune"] and acts[1][3] == "\\Seen",
+          "rescue, mark \\Seen, file, prune: %r" % acts)
+    for kind, at, hm, _ in acts[:3]:
+        check(at >= t0 + 60 and awake(hm),
+              "%s at %s local: after the dwell, outside the quiet hours: %r" % (kind, hm, acts))
+    check(acts[0][1] == acts[1][1] <= acts[2][1] - 60,
+          "read when rescued, filed a minute or more later: %r" % acts)
+    check(abs(acts[3][1] - (t0 + 30 * 86400)) <= 2, "prune after 30 days (the default): %r"
+          % acts)
+    reply = psql("SELECT mailbox_id, recipient_id, in_reply_to, ceil(extract(epoch FROM "
+                 "due_at))::bigint, to_char(due_at AT TIME ZONE '%s', 'HH24:MI') FROM "
+                 "pending_replies WHERE parent_send_id = %d" % (NY, sid))
+    check(len(reply) == 1, "one reply scheduled: %r" % reply)
+    rmb, rto, irt, due, due_hm = reply[0].split("|")
+    check((int(rmb), int(rto), irt) == (rc, sender, mid) and int(due) >= acts[0][1] and
+          awake(due_hm), "the recipient answers the sender, after reading, awake: %r" % reply)
+    ok("test_a_find_is_planned_by_the_engagement_policy")
+
+    check(report(a, h.lid, [found(rc, mid, "Junk", "junk", 3, 8)]) == counts(0, 1),
+          "the same find again is a duplicate")
+    check(planned(sid, NY) == acts and psql(
+        "SELECT count(*) FROM pending_replies WHERE parent_send_id = %d" % sid) == ["1"],
+        "a duplicate find adds no action and no reply")
+    ok("test_a_duplicate_find_creates_no_second_actions_or_reply")
+
+    check(h.actions(rc, "asleep") == [], "nothing is due before the recipient wakes")
+    set_clock(iso(acts[0][1]))
+    got = h.actions(rc, "at the rescue time")
+    check(len(got) == 1 and got[0]["kind"] == "rescue" and got[0]["not_before_s"] <= 1 and
+          got[0]["folder"] == "Junk" and got[0]["uid"] == 8, "rescue first: %r" % got)
+    h.done(rc, got[0], folder="INBOX", uidvalidity=7, uid=51)
+    got = h.actions(rc, "after the rescue")
+    check(len(got) == 1 and got[0]["kind"] == "mark" and got[0]["flags"] == ["\\Seen"] and
+          got[0]["uid"] == 51, "then mark \\Seen where it was moved: %r" % got)
+    h.done(rc, got[0], flags=["\\Seen"])
+    got = h.actions(rc, "after the mark")
+    check(len(got) == 1 and got[0]["kind"] == "file" and got[0]["target"] == "warmup" and
+          got[0]["not_before_s"] >= 59, "then file, not yet due: %r" % got)
+    set_clock(iso(acts[2][1]))
+    got = h.actions(rc, "at the file time")
+    check(len(got) == 1 and got[0]["kind"] == "file" and got[0]["not_before_s"] <= 1,
+          "file due: %r" % got)
+    h.done(rc, got[0], folder="kiln", uidvalidity=1, uid=1)
+    check(h.actions(rc, "filed") == [], "nothing more until the prune")
+    ok("test_actions_leased_rescue_then_mark_then_file_not_before_their_time")
+
+    # The reply goes out through the normal send lease of the replying mailbox.
+    # Its slot is one the planner gives the mailbox as to any send: due by now, paced.
+    t = max(int(due), acts[2][1]) + 700
+    for _ in range(12):
+        rid = psql("SELECT coalesce(send_id, 0) FROM pending_replies WHERE parent_send_id = %d"
+                   % sid)[0]
+        if rid != "0":
+            break
+        set_clock(iso(t))
+        h.actions(rc, "lease for the reply")
+        t += 1200
+    out = [(m["id"], s) for ans in h.answers for m in ans["mailboxes"] for s in m["sends"]
+           if str(s["id"]) == rid]
+    check(len(out) == 1, "the reply (send %s) was leased once: %r; pending: %r" % (
+        rid, out, psql("SELECT * FROM pending_replies WHERE parent_send_id = %d" % sid)))
+    by_id = {b["id"]: b["address"] for b in boxes}
+    frm, s = out[0]
+    check(frm == rc and s["to"] == by_id[sender] and s["subject"].startswith("Re: ") and
+          s["in_reply_to"] == mid and s["references"] == [mid],
+          "the reply: from the recipient to the sender, threaded: %r" % s)
+    ok("test_a_reply_is_leased_with_its_threading")
+
+    # reply_rate 0: read and filed, no answer.
+    psql("UPDATE plans SET reply_rate = 0 WHERE id = (SELECT u.plan_id FROM users u JOIN "
+         "mailboxes m ON m.user_id = u.id WHERE m.id = %d)" % rc)
+    s2 = [x for x in sends if x[0] != sid][0]
+    lid = h.lid
+    check(report(a, lid, [found(s2[2], s2[3], "INBOX", "inbox", 7, 70)]) == counts(1),
+          "an inbox find")
+    acts2 = planned(s2[0], NY)
+    check([x[0] for x in acts2] == ["mark", "file", "prune"] and
+          all(awake(x[2]) for x in acts2[:2]), "read and filed, awake: %r" % acts2)
+    check(psql("SELECT count(*) FROM pending_replies WHERE parent_send_id = %d" % s2[0]) == ["0"],
+          "reply_rate 0: no reply")
+    reset_clock()
+    ok("test_reply_rate_zero_schedules_no_reply")
+
+
+def part_retention():
+    """A message filed to the warmup folder is pruned after the plan's retention_days."""
+    boxes, a, la, sends = setup_found(**dict(CERTAIN, retention_days=3))
+    sid, sender, rc, mid = sends[0]
+    t0 = now_s()
+    h = Holder(a)
+    h.lid = la["inbox_lease"]["lease_id"]
+    check(report(a, h.lid, [found(rc, mid, "INBOX", "inbox", 7, 5)]) == counts(1), "find")
+    acts = planned(sid, "UTC")
+    check([x[0] for x in acts] == ["mark", "file", "prune"] and
+          abs(acts[2][1] - (t0 + 3 * 86400)) <= 2, "pruned 3 days after the find: %r" % acts)
+    set_clock(iso(acts[1][1]))
+    got = h.actions(rc, "mark")
+    h.done(rc, got[0], flags=["\\Seen"])
+    got = h.actions(rc, "file")
+    check(got[0]["kind"] == "file", "file: %r" % got)
+    h.done(rc, got[0], folder="kiln", uidvalidity=1, uid=1)
+    set_clock(iso(acts[2][1] - 3600))
+    check(h.actions(rc, "an hour before the retention") == [], "not pruned before its time")
+    set_clock(iso(acts[2][1]))
+    got = h.actions(rc, "at the retention")
+    check(len(got) == 1 and got[0]["kind"] == "prune" and got[0]["folder"] == "kiln" and
+          got[0]["uidvalidity"] == 1 and got[0]["uid"] == 1 and got[0]["target"] is None and
+          got[0]["not_before_s"] <= 1, "the prune, UID-exact in the warmup folder: %r" % got)
+    h.done(rc, got[0])
+    check(h.actions(rc, "pruned") == [], "nothing after the prune")
+    check(psql("SELECT string_agg(status::text, ',' ORDER BY id) FROM inbox_actions "
+               "WHERE send_id = %d" % sid) == ["done,done,done"], "all three done")
+    m = call("GET", "/metrics", token=ADMIN).raw
+    check('kiln_actions_total{kind="prune",status="done"} 1' in m,
+          "prune metric: %s" % [l for l in m.splitlines() if "prune" in l])
+    reset_clock()
+    ok("test_filed_messages_are_pruned_after_retention_days")
 
 
 def part_missing():
@@ -513,7 +704,8 @@ def part_bad_input():
 
 PARTS = {"handout": part_handout, "expiry": part_expiry, "found": part_found,
          "actions": part_actions, "missing": part_missing, "recipients": part_recipients,
-         "recipients_on": part_recipients_on, "bad_input": part_bad_input}
+         "recipients_on": part_recipients_on, "bad_input": part_bad_input,
+         "engage": part_engage, "retention": part_retention}
 if len(sys.argv) > 1:
     PARTS[sys.argv[1]]()
 else:

@@ -1,6 +1,6 @@
 /* The inbox side's pure parts (api/lease/inbox_classify.h, inbox_policy.h): the
- * recipient provider from its IMAP host, Authentication-Results verdicts, and the
- * built-in policy behind inbox_actions_for_found. */
+ * recipient provider from its IMAP host, Authentication-Results verdicts, and the rows
+ * an engagement plan becomes (inbox_policy_rows, the pure part of the policy seam). */
 #include "inbox_classify.h"
 #include "inbox_policy.h"
 
@@ -81,30 +81,59 @@ static void test_authentication_results_verdicts(void **state)
     assert_int_equal(inbox_auth_parse(raw, 8).spf, VERDICT_NONE);
 }
 
-static void test_builtin_policy_rescues_marks_and_files(void **state)
+/* A plan as engage_plan_for_found gives it for a rescued, read message. */
+static engage_out rescued_plan(void)
+{
+    engage_out o = {.nactions = 4};
+    o.actions[0] = (engage_action){ENGAGE_RESCUE, 5000, 0};
+    o.actions[1] = (engage_action){ENGAGE_MARK, 5000, ENGAGE_FLAG_SEEN | ENGAGE_FLAG_FLAGGED};
+    o.actions[2] = (engage_action){ENGAGE_FILE, 5300, 0};
+    o.actions[3] = (engage_action){ENGAGE_PRUNE, 1000 + 30 * 86400, 0};
+    return o;
+}
+
+static void test_policy_rows_follow_the_engagement_plan(void **state)
 {
     (void)state;
     inbox_action_spec out[INBOX_POLICY_MAX_ACTIONS];
     inbox_found f = {.mailbox_id = 1, .send_id = 9, .role = ROLE_JUNK, .now_s = 1000};
-    int n = inbox_actions_for_found(&f, out);
-    assert_int_equal(n, 3);
+    engage_out o = rescued_plan();
+    int n = inbox_policy_rows(&f, &o, out);
+    assert_int_equal(n, 4);
     assert_int_equal(out[0].kind, ACTION_RESCUE);
     assert_int_equal(out[0].target, ROLE_INBOX);
-    assert_int_equal(out[0].delay_s, 0);
+    assert_int_equal(out[0].not_before_s, 5000);
     assert_int_equal(out[1].kind, ACTION_MARK);
-    assert_int_equal(out[1].nflags, 1);
+    assert_int_equal(out[1].nflags, 2);
     assert_string_equal(out[1].flags[0], "\\Seen");
+    assert_string_equal(out[1].flags[1], "\\Flagged");
     assert_int_equal(out[1].target, -1);
     assert_int_equal(out[2].kind, ACTION_FILE);
     assert_int_equal(out[2].target, ROLE_WARMUP);
-    assert_int_equal(out[2].delay_s, INBOX_POLICY_DWELL_S);
-    f.role = ROLE_INBOX;
+    assert_int_equal(out[2].not_before_s, 5300);
+    assert_int_equal(out[3].kind, ACTION_PRUNE);
+    assert_int_equal(out[3].target, -1);
+    assert_int_equal(out[3].not_before_s, 1000 + 30 * 86400);
+    /* flags it has already are not set again; a mark with none left is dropped */
+    f.flagged = true;
+    n = inbox_policy_rows(&f, &o, out);
+    assert_int_equal(n, 4);
+    assert_int_equal(out[1].nflags, 1);
+    assert_string_equal(out[1].flags[0], "\\Seen");
     f.seen = true;
-    n = inbox_actions_for_found(&f, out);
-    assert_int_equal(n, 1);
-    assert_int_equal(out[0].kind, ACTION_FILE);
+    n = inbox_policy_rows(&f, &o, out);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[1].kind, ACTION_FILE);
+    /* found filed already: only the prune */
     f.role = ROLE_WARMUP;
-    assert_int_equal(inbox_actions_for_found(&f, out), 0);
+    n = inbox_policy_rows(&f, &o, out);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].kind, ACTION_PRUNE);
+    /* untouched: nothing */
+    engage_out none = {.untouched = true};
+    assert_int_equal(inbox_policy_rows(&f, &none, out), 0);
+    assert_int_equal(inbox_policy_folder(ROLE_WARMUP), ENGAGE_FOLDER_OTHER);
+    assert_int_equal(inbox_policy_folder(ROLE_JUNK), ENGAGE_FOLDER_JUNK);
     assert_string_equal(inbox_action_kind_name(ACTION_PRUNE), "prune");
     assert_string_equal(inbox_role_name(ROLE_OTHER), "other");
 }
@@ -114,7 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_provider_from_imap_host),
         cmocka_unit_test(test_authentication_results_verdicts),
-        cmocka_unit_test(test_builtin_policy_rescues_marks_and_files),
+        cmocka_unit_test(test_policy_rows_follow_the_engagement_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

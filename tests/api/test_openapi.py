@@ -354,6 +354,7 @@ BODY_FIELDS = [
     ("api/routes/h_mailboxes.c", None, "IMAP_MEMBERS", "ImapCreate"),
     ("api/routes/h_mailboxes.c", None, "IMAP_MEMBERS", "ImapPatch"),
     ("api/routes/h_mailboxes.c", "parse_mailbox", "window_fields", "WindowIn"),
+    ("api/routes/h_registry.c", "h_plans_create", "fields", "PlanCreate"),
     ("api/routes/h_webhooks.c", None, "WEBHOOK_CREATE_FIELDS", "WebhookCreate"),
     ("api/routes/h_webhooks.c", None, "WEBHOOK_PATCH_FIELDS", "WebhookPatch"),
     ("api/routes/h_agent.c", "h_agent_lease", "fields", "LeaseRequest"),
@@ -368,6 +369,8 @@ LIMITS = [
     ("common/wire.h", "WIRE_MAX_LEASE_MAILBOXES", "LeaseRequest", "max_mailboxes", "maximum"),
     ("common/wire.h", "WIRE_MAX_LEASE_SENDS", "LeaseRequest", "max_sends", "maximum"),
     ("common/wire.h", "WIRE_MAX_LEASE_INBOXES", "LeaseRequest", "max_inboxes", "maximum"),
+    ("common/wire.h", "WIRE_MSGID_MAX", "LeaseSend", "in_reply_to", "maxLength"),
+    ("common/wire.h", "WIRE_MAX_REFERENCES", "LeaseSend", "references", "maxItems"),
     ("api/lease/inbox_events.h", "INBOX_EVENTS_MAX", "ReportRequest", "inbox_events", "maxItems"),
     ("api/routes/h_mailboxes.c", "OAUTH_TOKEN_MAX_BYTES", "ImapCreate", "oauth_token",
      "maxLength"),
@@ -392,6 +395,51 @@ def c_string_list(root, rel, function, array):
     if not m:
         raise ValueError(f"{rel}: no array {array}[]" + (f" in {function}" if function else ""))
     return STRING_LIT.findall(m.group(1))
+
+
+# PlanCreate member -> the engage.h #define of its default (the SQL column has its name)
+ENGAGEMENT_DEFAULTS = {
+    "open_rate": "ENGAGE_DEFAULT_OPEN_RATE",
+    "important_rate": "ENGAGE_DEFAULT_IMPORTANT_RATE",
+    "rescue_rate": "ENGAGE_DEFAULT_RESCUE_RATE",
+    "reply_rate": "ENGAGE_DEFAULT_REPLY_RATE",
+    "untouched_rate": "ENGAGE_DEFAULT_UNTOUCHED_RATE",
+    "dwell_median_min": "ENGAGE_DEFAULT_DWELL_MEDIAN_MIN",
+    "dwell_max_min": "ENGAGE_DEFAULT_DWELL_MAX_MIN",
+    "quiet_start_hour": "ENGAGE_DEFAULT_QUIET_START_HOUR",
+    "quiet_end_hour": "ENGAGE_DEFAULT_QUIET_END_HOUR",
+    "retention_days": "ENGAGE_DEFAULT_RETENTION_DAYS",
+    "max_reply_depth": "ENGAGE_DEFAULT_MAX_REPLY_DEPTH",
+}
+
+
+def engagement_default_problems(root, doc):
+    """The engagement plan's defaults are written three times (spec, C, SQL): one check."""
+    problems = []
+    schemas = doc["components"]["schemas"]
+    create = deref(doc, schemas["PlanCreate"]).get("properties", {})
+    header = open(os.path.join(root, "api/engage/engage.h"), encoding="utf-8").read()
+    sql = ""
+    for path in sorted(glob.glob(os.path.join(root, "sql/migrations/*.sql"))):
+        sql += open(path, encoding="utf-8").read()
+    for member, define in ENGAGEMENT_DEFAULTS.items():
+        spec = create.get(member, {}).get("default")
+        m = re.search(r"^#define\s+" + define + r"\s+([0-9.]+)\s*$", header, re.M)
+        col = re.search(r"\b" + member + r"\s+(?:real|integer)\s+NOT NULL DEFAULT ([0-9.]+)",
+                        sql)
+        if not m:
+            problems.append(f"api/engage/engage.h: no #define {define}")
+            continue
+        if spec is None or float(spec) != float(m.group(1)):
+            problems.append(f"PlanCreate.{member}.default is {spec!r}, engage.h {define} "
+                            f"is {m.group(1)}")
+        if not col or float(col.group(1)) != float(m.group(1)):
+            problems.append(f"the SQL default of plans.{member} is "
+                            f"{col.group(1) if col else None}, engage.h says {m.group(1)}")
+    answer = set(deref(doc, schemas["Plan"]).get("required", []))
+    if set(create) - answer:
+        problems.append(f"Plan does not answer {sorted(set(create) - answer)}")
+    return problems
 
 
 def body_field_problems(root, doc):
@@ -538,6 +586,10 @@ def main():
     check("every $ref resolves", bad_refs)
     check("request members and limits match the handlers and common/wire.h",
           body_field_problems(root, doc))
+
+    check("the engagement plan's defaults agree in the spec, api/engage/engage.h and "
+          "migration 012, and a Plan answers every PlanCreate member",
+          engagement_default_problems(root, doc))
 
     check("the found events' Message-ID pin matches what api/lease/msgid.h mints",
           message_id_pin_problems(root, doc))

@@ -1,0 +1,291 @@
+/* Replies as sends (see lease_reply.h): scheduling through kiln_schedule_reply, loading
+ * what is due for the picked senders, and giving it planned slots. */
+#include "lease_reply.h"
+
+#include "i64map.h"
+#include "pgarr.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A reply that found no slot for this long after its due time is not sent any more: a
+ * days-late answer reads as odd, and the slot is better used for fresh mail. */
+#define REPLY_TTL "3 days"
+/* Replies loaded per grant at most (they take slots, so a few per mailbox is plenty). */
+#define REPLY_LOAD_MAX 5000
+
+static const db_stmt Q_SCHEDULE = {
+    "reply_schedule", "SELECT coalesce(kiln_schedule_reply($1::bigint, to_timestamp($2)), 0)"};
+
+/* Many at once, in the given order (one report's replies). */
+static const db_stmt Q_SCHEDULE_MANY = {
+    "reply_schedule_many",
+    "SELECT count(*) FILTER (WHERE r IS NOT NULL) FROM (SELECT kiln_schedule_reply(x.p, "
+    "to_timestamp(x.d)) AS r FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY "
+    "AS x (p, d, ord) ORDER BY x.ord) s"};
+
+static const db_stmt Q_DUE = {
+    "reply_due",
+    "SELECT pr.id, pr.mailbox_id, extract(epoch FROM pr.due_at)::bigint AS due_s, "
+    "pr.recipient_id, pr.subject, pr.in_reply_to, pr.thread_refs FROM pending_replies pr "
+    "WHERE pr.mailbox_id = ANY ($1::bigint[]) AND pr.send_id IS NULL "
+    "AND pr.due_at <= kiln_now() + make_interval(secs => $2) "
+    "AND pr.due_at > kiln_now() - interval '" REPLY_TTL "' "
+    "ORDER BY pr.mailbox_id, pr.due_at, pr.id LIMIT $3"};
+
+/* The recipients, with the candidate pool's columns and filter (lease_store.c). */
+static const db_stmt Q_RECIPIENTS = {
+    "reply_recipients",
+    "SELECT m.id, m.user_id, lower(split_part(m.address, '@', 2)) AS domain, m.address, "
+    "m.display_name, (kiln_now() AT TIME ZONE m.timezone)::date::text AS day "
+    "FROM mailboxes m JOIN users u ON u.id = m.user_id "
+    "WHERE m.id = ANY ($1::bigint[]) AND m.state = 'active' AND m.deleted_at IS NULL "
+    "AND u.state = 'active'"};
+
+static const db_stmt Q_ENGAGE_INPUTS = {
+    "reply_engage_inputs", "SELECT * FROM kiln_engage_inputs($1::bigint[], to_timestamp($2))"};
+
+static const char *ids_literal(arena *a, const int64_t *v, size_t n)
+{
+    pgarr arr;
+    pgarr_open(&arr);
+    for (size_t i = 0; i < n; i++)
+        pgarr_i64(&arr, v[i]);
+    return pgarr_done(&arr, a);
+}
+
+/* Reads up to max integers of a PostgreSQL array literal ("{1,-2,3}"); returns how many. */
+static size_t int_array(const char *s, int64_t *out, size_t max)
+{
+    size_t n = 0;
+    if (*s == '{')
+        s++;
+    while (*s && *s != '}' && n < max) {
+        char *end = NULL;
+        long long v = strtoll(s, &end, 10);
+        if (end == s)
+            break;
+        out[n++] = v;
+        s = end;
+        if (*s == ',')
+            s++;
+    }
+    return n;
+}
+
+static void read_engage_input(const PGresult *r, int i, const int *c, lease_engage_input *in)
+{
+    engage_params *p = &in->params;
+    in->send_id = db_i64(r, i, c[0]);
+    in->recipient_id = db_i64(r, i, c[1]);
+    p->open_rate = strtod(PQgetvalue(r, i, c[2]), NULL);
+    p->important_rate = strtod(PQgetvalue(r, i, c[3]), NULL);
+    p->rescue_rate = strtod(PQgetvalue(r, i, c[4]), NULL);
+    p->reply_rate = strtod(PQgetvalue(r, i, c[5]), NULL);
+    p->untouched_rate = strtod(PQgetvalue(r, i, c[6]), NULL);
+    p->dwell_median_s = (int32_t)db_i64(r, i, c[7]) * 60;
+    p->dwell_max_s = (int32_t)db_i64(r, i, c[8]) * 60;
+    p->quiet_start_min = (int32_t)db_i64(r, i, c[9]) * 60;
+    p->quiet_end_min = (int32_t)db_i64(r, i, c[10]) * 60;
+    p->retention_days = (int32_t)db_i64(r, i, c[11]);
+    p->max_reply_depth = (int32_t)db_i64(r, i, c[12]);
+    in->reply_depth = (int32_t)db_i64(r, i, c[13]);
+    int64_t from[ENGAGE_TZ_MAX_SPANS], off[ENGAGE_TZ_MAX_SPANS];
+    size_t nf = int_array(PQgetvalue(r, i, c[14]), from, ENGAGE_TZ_MAX_SPANS);
+    size_t no = int_array(PQgetvalue(r, i, c[15]), off, ENGAGE_TZ_MAX_SPANS);
+    in->tz.n = nf < no ? nf : no;
+    for (size_t k = 0; k < in->tz.n; k++)
+        in->tz.spans[k] = (engage_tz_span){from[k], (int32_t)off[k]};
+}
+
+bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
+                               int64_t from_s, lease_engage_input **out, size_t *n)
+{
+    static const char *const names[] = {
+        "send_id",         "recipient_id",     "open_rate",      "important_rate",
+        "rescue_rate",     "reply_rate",       "untouched_rate", "dwell_median_min",
+        "dwell_max_min",   "quiet_start_hour", "quiet_end_hour", "retention_days",
+        "max_reply_depth", "reply_depth",      "tz_from_s",      "tz_offset_s"};
+    *out = NULL;
+    *n = 0;
+    if (nsends == 0)
+        return true;
+    const char *p[] = {ids_literal(a, send_ids, nsends), db_i64_text(a, from_s)};
+    PGresult *r = db_exec(d, a, &Q_ENGAGE_INPUTS, 2, p);
+    if (!r)
+        return false;
+    int c[16];
+    *n = (size_t)PQntuples(r);
+    *out = arena_calloc(a, (*n + 1) * sizeof **out);
+    if (*n == 0)
+        return true;
+    db_columns(r, names, c, 16);
+    for (size_t i = 0; i < *n; i++)
+        read_engage_input(r, (int)i, c, &(*out)[i]);
+    return true;
+}
+
+bool lease_reply_schedule(db *d, arena *a, int64_t parent_send_id, int64_t due_s, int64_t *reply_id)
+{
+    const char *p[] = {db_i64_text(a, parent_send_id), db_i64_text(a, due_s)};
+    PGresult *r = db_exec(d, a, &Q_SCHEDULE, 2, p);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    *reply_id = db_i64(r, 0, 0);
+    return true;
+}
+
+bool lease_reply_schedule_many(db *d, arena *a, const int64_t *parent_send_ids,
+                               const int64_t *due_s, size_t n, int *scheduled)
+{
+    *scheduled = 0;
+    if (n == 0)
+        return true;
+    const char *p[] = {ids_literal(a, parent_send_ids, n), ids_literal(a, due_s, n)};
+    PGresult *r = db_exec(d, a, &Q_SCHEDULE_MANY, 2, p);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    *scheduled = (int)db_i64(r, 0, 0);
+    return true;
+}
+
+static void read_due(const PGresult *r, lease_replies *out, arena *a)
+{
+    static const char *const names[] = {"id",      "mailbox_id",  "due_s",      "recipient_id",
+                                        "subject", "in_reply_to", "thread_refs"};
+    int c[7];
+    db_columns(r, names, c, 7);
+    out->n = (size_t)PQntuples(r);
+    out->v = arena_calloc(a, (out->n + 1) * sizeof *out->v);
+    for (size_t i = 0; i < out->n; i++) {
+        lease_reply *rp = &out->v[i];
+        int row = (int)i;
+        rp->id = db_i64(r, row, c[0]);
+        rp->mailbox_id = db_i64(r, row, c[1]);
+        rp->due_s = db_i64(r, row, c[2]);
+        rp->recipient_id = db_i64(r, row, c[3]);
+        rp->subject = PQgetvalue(r, row, c[4]);
+        rp->in_reply_to = PQgetvalue(r, row, c[5]);
+        rp->thread_refs = PQgetvalue(r, row, c[6]);
+        rp->candidate = -1;
+    }
+}
+
+/* Grows the pool's per-candidate arrays by extra (they are arena arrays of ncand + 1). */
+static void pool_grow(arena *a, lease_pool *pool, size_t extra)
+{
+    size_t n = pool->ncand, cap = n + extra + 1;
+    lease_candidate *cands = arena_calloc(a, cap * sizeof *cands);
+    const char **address = arena_alloc(a, cap * sizeof *address);
+    const char **display = arena_alloc(a, cap * sizeof *display);
+    const char **day = arena_alloc(a, cap * sizeof *day);
+    if (n) {
+        memcpy(cands, pool->cands, n * sizeof *cands);
+        memcpy(address, pool->address, n * sizeof *address);
+        memcpy(display, pool->display_name, n * sizeof *display);
+        memcpy(day, pool->day, n * sizeof *day);
+    }
+    pool->cands = cands;
+    pool->address = address;
+    pool->display_name = display;
+    pool->day = day;
+}
+
+/* Points each reply at its recipient's candidate index when the recipient is sendable
+ * (a row of rr, the recipients query), appending recipients the pool lacks. */
+static void attach_recipients(arena *a, const PGresult *rr, lease_pool *pool, lease_replies *out)
+{
+    static const char *const names[] = {"id",      "user_id",      "domain",
+                                        "address", "display_name", "day"};
+    int c[6];
+    int nr = PQntuples(rr);
+    if (nr == 0)
+        return;
+    db_columns(rr, names, c, 6);
+    pool_grow(a, pool, (size_t)nr);
+    i64map at, sendable;
+    i64map_init(&at);
+    i64map_init(&sendable);
+    for (size_t i = 0; i < pool->ncand; i++)
+        i64map_put(&at, pool->cands[i].id, (int64_t)i);
+    for (int i = 0; i < nr; i++) {
+        int64_t id = db_i64(rr, i, c[0]), k;
+        if (!i64map_get(&at, id, &k)) {
+            k = (int64_t)pool->ncand++;
+            pool->cands[k] = (lease_candidate){
+                .id = id, .user_id = db_i64(rr, i, c[1]), .domain = PQgetvalue(rr, i, c[2])};
+            pool->address[k] = PQgetvalue(rr, i, c[3]);
+            pool->display_name[k] = PQgetvalue(rr, i, c[4]);
+            pool->day[k] = PQgetvalue(rr, i, c[5]);
+            i64map_put(&at, id, k);
+        }
+        i64map_put(&sendable, id, k);
+    }
+    for (size_t i = 0; i < out->n; i++) {
+        int64_t k;
+        if (i64map_get(&sendable, out->v[i].recipient_id, &k))
+            out->v[i].candidate = (int)k;
+    }
+    i64map_free(&at);
+    i64map_free(&sendable);
+}
+
+bool lease_reply_load(db *d, arena *a, const int64_t *senders, int nsenders, int64_t horizon_s,
+                      lease_pool *pool, lease_replies *out)
+{
+    memset(out, 0, sizeof *out);
+    if (nsenders <= 0)
+        return true;
+    const char *p[] = {ids_literal(a, senders, (size_t)nsenders), db_i64_text(a, horizon_s),
+                       db_i64_text(a, REPLY_LOAD_MAX)};
+    PGresult *r = db_exec(d, a, &Q_DUE, 3, p);
+    if (!r)
+        return false;
+    read_due(r, out, a);
+    if (out->n == 0)
+        return true;
+    int64_t *rc = arena_alloc(a, out->n * sizeof *rc);
+    for (size_t i = 0; i < out->n; i++)
+        rc[i] = out->v[i].recipient_id;
+    const char *rp[] = {ids_literal(a, rc, out->n)};
+    PGresult *rr = db_exec(d, a, &Q_RECIPIENTS, 1, rp);
+    if (!rr)
+        return false;
+    attach_recipients(a, rr, pool, out);
+    return true;
+}
+
+void lease_reply_assign(arena *a, lease_replies *rs, lease_pool *pool, int64_t recipient_daily_cap,
+                        lease_granted *gr)
+{
+    int64_t mb = gr->r->m.id;
+    size_t lo = 0;
+    while (lo < rs->n && rs->v[lo].mailbox_id != mb)
+        lo++;
+    if (lo == rs->n || gr->nslots <= 0)
+        return;
+    for (int s = 0; s < gr->nslots; s++) {
+        lease_slot *sl = &gr->slots[s];
+        for (size_t i = lo; i < rs->n && rs->v[i].mailbox_id == mb; i++) {
+            lease_reply *rp = &rs->v[i];
+            if (rp->taken || rp->candidate < 0 || rp->due_s > sl->at_s)
+                continue;
+            lease_candidate *to = &pool->cands[rp->candidate];
+            bool same = rp->candidate == sl->candidate;
+            if (!same && to->received + to->assigned >= recipient_daily_cap)
+                continue;
+            if (!gr->replies) /* an array of pointers: sizeof a pointer is meant */
+                gr->replies =
+                    arena_calloc(a, (size_t)gr->nslots *
+                                        sizeof *gr->replies); // NOLINT(bugprone-sizeof-expression)
+            if (!same) {
+                pool->cands[sl->candidate].assigned--;
+                to->assigned++;
+                sl->candidate = rp->candidate;
+            }
+            rp->taken = true;
+            gr->replies[s] = rp;
+            break;
+        }
+    }
+}

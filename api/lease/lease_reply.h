@@ -1,0 +1,75 @@
+/* Replies as sends (issue 13): a reply waits in pending_replies with a due time until a
+ * grant gives it a slot of the replying mailbox, the first at or after its due time that
+ * the mailbox's caps, window, pacing and cooldown allow (lease_plan plans the slots as
+ * for any send; a due reply then takes one over, with its own recipient and threading).
+ * Rules: docs/design.md "Engagement plan"; the SQL: 012_engagement.sql. */
+#ifndef KILN_LEASE_REPLY_H
+#define KILN_LEASE_REPLY_H
+
+#include "db.h"
+#include "engage.h"
+#include "lease_store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Schedules the reply to the received send parent_send_id, from its recipient back to its
+ * sender, due at due_s (epoch seconds; the engagement plan's reply_at_s). *reply_id gets
+ * the pending reply's id, 0 when none was scheduled (unknown parent, no Message-ID, or
+ * already answered: one reply per received message). Runs in the caller's transaction. */
+bool lease_reply_schedule(db *d, arena *a, int64_t parent_send_id, int64_t due_s,
+                          int64_t *reply_id);
+
+/* The same for n received sends at once (one statement, in order); *scheduled gets how
+ * many were scheduled (the others: unknown, no Message-ID, or answered already). */
+bool lease_reply_schedule_many(db *d, arena *a, const int64_t *parent_send_ids,
+                               const int64_t *due_s, size_t n, int *scheduled);
+
+/* What the engagement policy (engage_plan_for_found) needs beside a found event, for one
+ * received send: its recipient's plan, that mailbox's time zone spans from the found
+ * time, and the send's reply depth. */
+typedef struct lease_engage_input {
+    int64_t send_id, recipient_id;
+    engage_params params;
+    engage_tz tz;
+    int32_t reply_depth;
+} lease_engage_input;
+
+/* Loads the inputs of received sends (kiln_engage_inputs, migration 012; the zone spans
+ * from from_s over 96 hours): *out gets one entry per known send with a recipient, in
+ * the order of send_ids, *n how many; in arena a. */
+bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
+                               int64_t from_s, lease_engage_input **out, size_t *n);
+
+/* A pending reply as a grant sees it; strings point into a result the arena owns. */
+typedef struct lease_reply {
+    int64_t id;
+    int64_t mailbox_id; /* the replying mailbox */
+    int64_t due_s;
+    int64_t recipient_id;
+    int candidate;           /* its recipient's index in the pool; -1: not sendable now */
+    const char *subject;     /* "Re: ..." */
+    const char *in_reply_to; /* <msg-id> */
+    const char *thread_refs; /* msg-ids oldest first, space separated */
+    bool taken;              /* given a slot by this grant */
+} lease_reply;
+
+typedef struct lease_replies {
+    lease_reply *v; /* by mailbox_id, then due time */
+    size_t n;
+} lease_replies;
+
+/* Loads the pending replies of these (locked) senders due within horizon_s, and appends
+ * their recipients to the pool's candidates when not there yet (only active mailboxes of
+ * active users, as the pool holds). Call after lease_store_load_pool and before
+ * lease_store_lock_caps, which reads every candidate's inbound count. */
+bool lease_reply_load(db *d, arena *a, const int64_t *senders, int nsenders, int64_t horizon_s,
+                      lease_pool *pool, lease_replies *out);
+
+/* Gives gr's planned slots, in time order, to gr's due replies (due_s <= the slot's time,
+ * recipient under recipient_daily_cap): the slot's recipient becomes the reply's and
+ * gr->replies[slot] points at it. Pure. */
+void lease_reply_assign(arena *a, lease_replies *rs, lease_pool *pool, int64_t recipient_daily_cap,
+                        lease_granted *gr);
+
+#endif
