@@ -162,6 +162,7 @@ def run_client(name, cmd, duration, warm_s, lmtp_port, users, rate):
         peak = max(peak, rss_mb(tree(p.pid)))
         time.sleep(1)
     c1, d1, w1 = proc_cpu_s(tree(p.pid)), proc_cpu_s(dovecot_pids()), time.monotonic()
+    total = proc_cpu_s(tree(p.pid))  # from the start: the whole run's visits
     stop.set()
     tr.join(timeout=10)
     try:
@@ -169,7 +170,8 @@ def run_client(name, cmd, duration, warm_s, lmtp_port, users, rate):
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
-    return {"cpu_s": c1 - c0, "dovecot_cpu_s": d1 - d0, "window_s": w1 - w0, "rss_mb": peak, "rc": p.returncode}
+    return {"cpu_s": c1 - c0, "dovecot_cpu_s": d1 - d0, "window_s": w1 - w0, "rss_mb": peak,
+            "total_cpu_s": total, "rc": p.returncode}
 
 
 def main():
@@ -196,12 +198,15 @@ def main():
     classes = ["high"] * (accounts * 5 // 100) + ["medium"] * (accounts * 70 // 100)
     classes += ["low"] * (accounts - len(classes))
     random.Random(1).shuffle(classes)
-    inboxes = [{"mailbox_id": i + 1, "poll_class": c, "folders": [], "actions": [],
+    period = {"high": 60, "medium": 300, "low": 900}
+    inboxes = [{"mailbox_id": i + 1, "address": u, "poll_class": c, "poll_interval_s": period[c],
+                "warmup_folder": "kiln", "folders": [], "actions": [],
                 "imap": {"host": "127.0.0.1", "port": int(ports["KILN_IMAP_PORT"]), "security": "plain",
-                         "username": u, "password": "pw", "allow_plaintext_auth": True}}
+                         "username": u, "password": "pw", "oauth_token": None, "ca_file": None,
+                         "allow_plaintext_auth": True}}
                for i, (u, c) in enumerate(zip(users, classes))]
     with open(os.path.join(WORK, "inboxes.json"), "w") as f:
-        json.dump({"inboxes": inboxes}, f)
+        json.dump(inboxes, f)
     expected = (classes.count("high") + classes.count("medium") / 5 + classes.count("low") / 15)
     print("mix: %d high (IDLE), %d medium, %d low: %.0f visits/min expected"
           % (classes.count("high"), classes.count("medium"), classes.count("low"), expected))
@@ -211,9 +216,14 @@ def main():
     if not os.path.isdir(os.path.join(node_dir, "node_modules", "imapflow")):
         subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=node_dir, capture_output=True)
     clients = []
-    if os.access(agent, os.X_OK) and subprocess.run([agent, "inbox", "--help"], capture_output=True).returncode == 0:
+    usage = subprocess.run([agent, "inbox"], capture_output=True, text=True).stderr if os.access(agent, os.X_OK) else ""
+    conns = os.environ.get("KILN_BENCH_MAX_CONNS", "100")
+    if "inbox --file" in usage:
+        # The same per-server connection cap as the peer; no connect-rate cap (the legacy
+        # 200/min is per provider; this one local server stands for all of them).
         clients.append(("kiln-agent", [agent, "inbox", "--file", os.path.join(WORK, "inboxes.json"),
-                                       "--duration", str(duration)]))
+                                       "--duration", str(duration), "--server-max-conns", conns,
+                                       "--server-conns-per-min", "1000000"]))
     else:
         print("kiln-agent has no `inbox` command in this build: only the peer runs")
     if os.path.isdir(os.path.join(node_dir, "node_modules", "imapflow")):
@@ -228,11 +238,33 @@ def main():
         print("%-10s CPU %.2f s over %.0f s (%.1f %% of one core), peak RSS %.0f MB; Dovecot %.2f s (%.1f %%); rc %s"
               % (name, r["cpu_s"], r["window_s"], share, r["rss_mb"], r["dovecot_cpu_s"],
                  100.0 * r["dovecot_cpu_s"] / r["window_s"], r["rc"]))
+    visits = {}
     if os.path.exists(os.path.join(WORK, "imapflow.stats")):
-        print("imapflow stats:", open(os.path.join(WORK, "imapflow.stats")).read())
+        st = json.load(open(os.path.join(WORK, "imapflow.stats")))
+        visits["imapflow"] = st["visits"]
+        print("imapflow stats:", json.dumps(st))
+    if os.path.exists(os.path.join(WORK, "kiln-agent.out")):
+        n = found = 0
+        for line in open(os.path.join(WORK, "kiln-agent.out")):
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            n += e.get("type") == "folder_state" and e.get("role") == "inbox"
+            found += e.get("type") == "found"
+        visits["kiln-agent"] = n
+        print("kiln-agent: %d visits (INBOX checks), %d found" % (n, found))
+    for name, r in results.items():
+        if visits.get(name):
+            print("%-10s %.0f us CPU per visit over the whole run (%.2f s, %d visits)"
+                  % (name, 1e6 * r["total_cpu_s"] / visits[name], r["total_cpu_s"], visits[name]))
+    if visits.get("kiln-agent") and visits.get("imapflow"):
+        k = results["kiln-agent"]["total_cpu_s"] / visits["kiln-agent"]
+        p = results["imapflow"]["total_cpu_s"] / visits["imapflow"]
+        print("ratio: imapflow uses %.1fx kiln-agent's CPU per visit" % (p / max(k, 1e-9)))
     if "kiln-agent" in results and "imapflow" in results:
         k, p = results["kiln-agent"], results["imapflow"]
-        print("ratio: imapflow uses %.1fx kiln-agent's CPU over the same window and mix; RSS %.1fx"
+        print("window: imapflow uses %.1fx kiln-agent's CPU over the same window and mix; RSS %.1fx"
               % (p["cpu_s"] / max(k["cpu_s"], 1e-3), p["rss_mb"] / max(k["rss_mb"], 1e-3)))
     sh("source %s/deploy/local/mailstack.sh; mail_init %s; mail_down" % (SRC, WORK), env)
     if os.environ.get("KILN_BENCH_KEEP") != "1":

@@ -3,8 +3,9 @@
 // visit as a kiln inbox session — login, LIST (SPECIAL-USE), then per folder (INBOX and
 // the \Junk folder) SELECT and UID FETCH of what is new (flags and the Message-ID,
 // Authentication-Results, In-Reply-To and Subject headers), then LOGOUT — on the legacy
-// polling mix: each inbox's first visit at a random offset within its period, then one
-// per period (high 1 min, medium 5, low 15); the high class keeps an IDLE connection on
+// polling mix: each inbox's first visit at once (as kiln-agent's engine does; with
+// KILN_BENCH_SPREAD=1 at a random offset within its period), then one per period (high
+// 1 min, medium 5, low 15); the high class keeps an IDLE connection on
 // INBOX instead and fetches when the server says EXISTS. At most KILN_BENCH_MAX_CONNS
 // polling connections at once (the legacy per-server cap, raised for one local server).
 //   node imapflow_poll.js INBOXES.json DURATION_S STATS.json
@@ -23,8 +24,10 @@ if (!inboxFile || !durationArg || !statsFile) {
 const durationMs = Number(durationArg) * 1000;
 const periodMs = { high: 60000, medium: 300000, low: 900000 };
 const maxConns = Number(process.env.KILN_BENCH_MAX_CONNS || 100);
+const spread = process.env.KILN_BENCH_SPREAD === '1';
 const headers = ['message-id', 'authentication-results', 'in-reply-to', 'subject'];
-const inboxes = JSON.parse(fs.readFileSync(inboxFile, 'utf8')).inboxes;
+const parsed = JSON.parse(fs.readFileSync(inboxFile, 'utf8'));
+const inboxes = Array.isArray(parsed) ? parsed : parsed.inboxes;
 const stats = { visits: 0, found: 0, errors: 0, idle_sessions: 0, wakes: 0, queued_max: 0 };
 const lastUid = new Map(); // "mailbox_id/folder" -> last UID seen
 let open = 0;
@@ -98,7 +101,7 @@ function release() {
 
 async function poller(ib) {
     const period = periodMs[ib.poll_class] || periodMs.medium;
-    await new Promise((r) => setTimeout(r, Math.random() * period));
+    if (spread) await new Promise((r) => setTimeout(r, Math.random() * period));
     while (!stopping) {
         const started = Date.now();
         await slot();
@@ -111,7 +114,7 @@ async function poller(ib) {
 }
 
 async function idler(ib) {
-    await new Promise((r) => setTimeout(r, Math.random() * periodMs.high));
+    if (spread) await new Promise((r) => setTimeout(r, Math.random() * periodMs.high));
     let backoff = 1000;
     while (!stopping) {
         const c = client(ib);
