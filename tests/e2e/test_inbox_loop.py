@@ -87,7 +87,7 @@ def holdings():
     out = {}
     for addr in BOXES:
         c = imap(addr)
-        for folder in ("INBOX", "Junk"):
+        for folder in ("INBOX", "Junk", "kiln"):
             typ, n = c.select(folder, readonly=True)
             if typ != "OK" or int(n[0]) == 0:
                 continue
@@ -107,9 +107,13 @@ def holdings():
 # The control plane: stopped while the inboxes are first watched (an inbox never watched
 # reports only what arrives from then on), then started.
 control("stop")
+# The engagement plan made prompt and certain for a test: every message read, every junked
+# one rescued, a dwell of one minute, no quiet hours, no untouched share, no replies.
 plan = make_plan("loop", ramp_start=3, ramp_step=1, daily_max=10, cooldown_min_s=1,
                  cooldown_max_s=2, user_hourly_cap=100000, user_minute_cap=10000,
-                 max_mailboxes=1000)
+                 max_mailboxes=1000, open_rate=1.0, important_rate=0.0, rescue_rate=1.0,
+                 untouched_rate=0.0, reply_rate=0.0, dwell_median_min=1, dwell_max_min=1,
+                 quiet_start_hour=0, quiet_end_hour=0)
 ids = {}
 for d in DOMAINS:
     u = make_user("owner-" + d.split(".")[0], plan["id"], "UTC")
@@ -175,12 +179,13 @@ def counts():
 
 def settled():
     sent, placed, junk, rescued, marked = counts()
-    # the built-in policy: rescue what is in Junk, then mark every message \Seen
+    # the plan: rescue what is in Junk, then mark every message \Seen (filing to the kiln
+    # folder follows 1-10 min later: a message may be in INBOX or already filed)
     return sent >= len(BOXES) * 3 and placed == sent and junk > 0 and rescued == junk and \
         marked == placed
 
 
-wait("every send placed, every junked one rescued and marked", settled, 110)
+wait("every send placed, every junked one rescued and marked", settled, 200)
 trig.stop()
 sent, placed, junk, rescued, marked = counts()
 print("ok - %d sent, %d placed (%d junk), %d rescued, %d marked (%.0f s)"
@@ -202,15 +207,15 @@ for row in rows:
     check(provider == "other", "send %s: provider %s" % (sid, provider))
     check(addr == rcpt, "send %s: found for %s, delivered to %s" % (sid, rcpt, addr))
     if placement == "inbox":
-        check(folder == "INBOX" and now_in == "INBOX", "send %s: inbox placement, Dovecot: %s"
-              % (sid, now_in))
+        check(folder == "INBOX" and now_in in ("INBOX", "kiln"),
+              "send %s: inbox placement, Dovecot: %s" % (sid, now_in))
         check(acts.startswith("mark:done") and "\\Seen" in flags,
               "send %s: actions %s, flags in Dovecot %s" % (sid, acts, flags))
     else:
         check(placement == "junk" and folder == "Junk", "send %s: placement %s in %s"
               % (sid, placement, folder))
         check(acts.startswith("rescue:done,mark:done"), "send %s: actions %s" % (sid, acts))
-        check(now_in == "INBOX" and "\\Seen" in flags,
+        check(now_in in ("INBOX", "kiln") and "\\Seen" in flags,
               "send %s: rescued and marked, but Dovecot has it in %s with %s" % (sid, now_in, flags))
     junk_left += now_in == "Junk"
 check(len(rows) == sent, "%d placements for %d sends" % (len(rows), sent))
