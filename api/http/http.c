@@ -1,5 +1,6 @@
 /* Request/response helpers shared by all handlers (see http.h). */
 #include "http.h"
+#include "validate.h"
 
 #include "codec.h"
 
@@ -258,4 +259,21 @@ enum db_tx http_tx_fail(http_req *rq, http_resp *rs)
     if (db_last_error(rq->db) != DB_CONFLICT)
         http_db_error(rs, rq->db);
     return db_tx_abort(rq->db);
+}
+
+void http_delete_owned(http_req *rq, http_resp *rs, const db_stmt *st, const char *missing)
+{
+    int64_t id;
+    if (!v_path_id(rq, rs, 0, &id))
+        return;
+    const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
+    PGresult *r = http_exec(rq, rs, st, 2, p);
+    if (!r)
+        return;
+    if (PQntuples(r) == 0) {
+        http_error(rs, 404, "not_found", missing, NULL);
+        return;
+    }
+    rs->status = 204;
+    rs->content_type = NULL;
 }

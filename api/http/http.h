@@ -81,6 +81,10 @@ PGresult *http_exec(http_req *rq, http_resp *rs, const db_stmt *st, int n,
                     const char *const *params);
 /* Decimal text of v, arena-owned (for statement parameters). */
 const char *http_i64(http_req *rq, int64_t v);
+/* DELETE /api/<things>/{id} of a tenant-owned row: st takes ($1 id, $2 tenant or 0) and
+ * returns a row when it deleted one. 204, or 404 not_found with missing as the message
+ * (a bad id is answered by v_path_id). */
+void http_delete_owned(http_req *rq, http_resp *rs, const db_stmt *st, const char *missing);
 
 /* A handler's transaction: db_begin to db_commit, filling rs. */
 typedef enum db_tx (*http_tx_body)(http_req *rq, http_resp *rs, void *ctx);

@@ -648,17 +648,5 @@ void h_mailboxes_patch(http_req *rq, http_resp *rs)
 
 void h_mailboxes_delete(http_req *rq, http_resp *rs)
 {
-    int64_t id;
-    if (!v_path_id(rq, rs, 0, &id))
-        return;
-    const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
-    PGresult *r = http_exec(rq, rs, &Q_MB_DELETE, 2, p);
-    if (!r)
-        return;
-    if (PQntuples(r) == 0) {
-        http_error(rs, 404, "not_found", "no such mailbox", NULL);
-        return;
-    }
-    rs->status = 204;
-    rs->content_type = NULL;
+    http_delete_owned(rq, rs, &Q_MB_DELETE, "no such mailbox");
 }
