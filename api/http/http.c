@@ -1,5 +1,7 @@
 /* Request/response helpers shared by all handlers (see http.h). */
 #include "http.h"
+#include "app.h"
+#include "secret.h"
 #include "validate.h"
 
 #include "codec.h"
@@ -276,4 +278,19 @@ void http_delete_owned(http_req *rq, http_resp *rs, const db_stmt *st, const cha
     }
     rs->status = 204;
     rs->content_type = NULL;
+}
+
+const char *http_seal_secret(http_req *rq, const char *secret, const char *aad)
+{
+    buf sealed = BUF_INIT;
+    if (secret_seal(&rq->app->key, secret, strlen(secret), aad, &sealed) != 0) {
+        buf_free(&sealed);
+        return NULL;
+    }
+    char *hex = arena_alloc(rq->pool, sealed.len * 2 + 3);
+    hex[0] = '\\';
+    hex[1] = 'x';
+    hex_encode((unsigned char *)sealed.data, sealed.len, hex + 2);
+    buf_free(&sealed);
+    return hex;
 }

@@ -81,6 +81,9 @@ PGresult *http_exec(http_req *rq, http_resp *rs, const db_stmt *st, int n,
                     const char *const *params);
 /* Decimal text of v, arena-owned (for statement parameters). */
 const char *http_i64(http_req *rq, int64_t v);
+/* Seals secret under the server key with additional data aad (NULL: none); returns the
+ * bytea hex literal for a statement parameter (arena-owned), NULL on failure. */
+const char *http_seal_secret(http_req *rq, const char *secret, const char *aad);
 /* DELETE /api/<things>/{id} of a tenant-owned row: st takes ($1 id, $2 tenant or 0) and
  * returns a row when it deleted one. 204, or 404 not_found with missing as the message
  * (a bad id is answered by v_path_id). */

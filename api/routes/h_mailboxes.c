@@ -3,7 +3,6 @@
  * tenant's mailbox is a 404), pause/resume and soft deletion (history is kept). */
 #include "app.h"
 #include "config.h"
-#include "codec.h"
 #include "routes.h"
 #include "pgjson.h"
 #include "validate.h"
@@ -361,23 +360,6 @@ static bool parse_mailbox(http_req *rq, http_resp *rs, yajl_val b, bool create, 
     return true;
 }
 
-/* Seals a secret under the server key with additional data aad (NULL for the SMTP
- * secret); returns the bytea hex literal for a parameter, NULL on failure. */
-static const char *seal_secret(http_req *rq, const char *secret, const char *aad)
-{
-    buf sealed = BUF_INIT;
-    if (secret_seal(&rq->app->key, secret, strlen(secret), aad, &sealed) != 0) {
-        buf_free(&sealed);
-        return NULL;
-    }
-    char *hex = arena_alloc(rq->pool, sealed.len * 2 + 3);
-    hex[0] = '\\';
-    hex[1] = 'x';
-    hex_encode((unsigned char *)sealed.data, sealed.len, hex + 2);
-    buf_free(&sealed);
-    return hex;
-}
-
 /* The sealed secrets of a create or patch (NULL where none was given). */
 typedef struct sealed_secrets {
     const char *smtp, *imap, *imap_auth;
@@ -387,14 +369,14 @@ typedef struct sealed_secrets {
 static bool seal_secrets(http_req *rq, http_resp *rs, const mailbox_input *in, sealed_secrets *s)
 {
     memset(s, 0, sizeof *s);
-    if (in->smtp.password && !(s->smtp = seal_secret(rq, in->smtp.password, NULL)))
+    if (in->smtp.password && !(s->smtp = http_seal_secret(rq, in->smtp.password, NULL)))
         goto fail;
     if (in->imap.password) {
         s->imap_auth = "password";
-        s->imap = seal_secret(rq, in->imap.password, IMAP_SECRET_AAD_PASSWORD);
+        s->imap = http_seal_secret(rq, in->imap.password, IMAP_SECRET_AAD_PASSWORD);
     } else if (in->imap.oauth_token) {
         s->imap_auth = "oauth_token";
-        s->imap = seal_secret(rq, in->imap.oauth_token, IMAP_SECRET_AAD_OAUTH_TOKEN);
+        s->imap = http_seal_secret(rq, in->imap.oauth_token, IMAP_SECRET_AAD_OAUTH_TOKEN);
     }
     if (s->imap_auth && !s->imap)
         goto fail;

@@ -4,7 +4,6 @@
  * emitted elsewhere (api/webhook/webhook.h, the trigger of migration 013) and delivered
  * by the worker (webhook_worker.c); docs/webhooks.md. */
 #include "app.h"
-#include "codec.h"
 #include "config.h"
 #include "pgjson.h"
 #include "routes.h"
@@ -158,22 +157,6 @@ static bool parse_webhook(http_req *rq, http_resp *rs, yajl_val b, bool create, 
     return true;
 }
 
-/* Seals secret for the database (bytea hex literal, arena-owned) or NULL. */
-static const char *seal(http_req *rq, const char *secret)
-{
-    buf sealed = BUF_INIT;
-    if (secret_seal(&rq->app->key, secret, strlen(secret), WEBHOOK_SECRET_AAD, &sealed) != 0) {
-        buf_free(&sealed);
-        return NULL;
-    }
-    char *hex = arena_alloc(rq->pool, sealed.len * 2 + 3);
-    hex[0] = '\\';
-    hex[1] = 'x';
-    hex_encode((unsigned char *)sealed.data, sealed.len, hex + 2);
-    buf_free(&sealed);
-    return hex;
-}
-
 /* The user a create is for: the tenant's own, or user_id (required) for an admin. */
 static bool create_user(http_req *rq, http_resp *rs, yajl_val b, int64_t *user_id)
 {
@@ -242,7 +225,7 @@ void h_webhooks_create(http_req *rq, http_resp *rs)
     char secret[WEBHOOK_SECRET_LEN + 1];
     webhook_secret_new(secret);
     c.secret = secret;
-    c.sealed = seal(rq, secret);
+    c.sealed = http_seal_secret(rq, secret, WEBHOOK_SECRET_AAD);
     if (!c.sealed) {
         http_error(rs, 500, "internal", "could not encrypt the secret", NULL);
         return;
