@@ -53,13 +53,13 @@ def proc_cpu_s(pids):
 
 def tree(root):
     """root and its descendants."""
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
+    out, pending = [], [root]
+    while pending:
+        p = pending.pop()
         out.append(p)
         try:
             with open("/proc/%d/task/%d/children" % (p, p)) as f:
-                todo.extend(int(c) for c in f.read().split())
+                pending.extend(int(c) for c in f.read().split())
         except OSError:
             pass
     return out
