@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Inbox event ingestion benchmark (issue 13), kiln beside its peer in one run: agents
+# report found events through nginx (POST /api/agent/report, inbox_events: MAC verified,
+# idempotent by sighting, placement and rollups recorded, the engagement policy's actions
+# planned) with 100,000 mailboxes seeded by `kiln-api seed` (COPY), beside pgbench
+# inserting the same rows into the same tables (peer.sql): what the database alone costs.
+# Prints events/s of both, the ratio, and whether kiln reaches 20,000 events/s.
+# Usage: run.sh BUILD_DIR   (an optimized build: make bench passes build/)
+# Env: KILN_BENCH_INGEST_EVENTS (200000 per side), KILN_BENCH_INGEST_BATCH (events per
+#      report, 500), KILN_BENCH_CONNS (agents = connections = pgbench clients, 8),
+#      KILN_BENCH_MAILBOXES (100000).
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../../.." && pwd)
+build=$(cd "${1:-$src/build}" && pwd)
+here=$src/tests/bench/ingest
+n=${KILN_BENCH_INGEST_EVENTS:-200000}
+batch=${KILN_BENCH_INGEST_BATCH:-500}
+conns=${KILN_BENCH_CONNS:-8}
+boxes=${KILN_BENCH_MAILBOXES:-100000}
+var=$(mktemp -d /tmp/kiln-bench-ingest.XXXXXX)
+chmod 755 "$var"
+source "$src/deploy/local/stack.sh"
+cleanup() {
+    stack_down >/dev/null 2>&1 || true
+    rm -rf "$var"
+}
+trap cleanup EXIT
+export KILN_THREADS=${KILN_THREADS:-8} KILN_LOG_LEVEL=warn
+stack_init "$var" "$build"
+stack_up
+token=$(stack_admin_token)
+echo "== seeding $boxes mailboxes (kiln-api seed), $conns agents with an inbox lease each, 2 x $n sends"
+t0=$SECONDS
+"$build/api/kiln-api" seed --count "$boxes" --users "$((boxes / 100))" --name ingest 2>"$var/seed.err" ||
+    { cat "$var/seed.err" >&2; exit 1; }
+: >"$var/tokens"
+for ((k = 0; k < conns; k++)); do
+    t=$(curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+        -d "{\"name\":\"ingest-$k\"}" "$STACK_URL/api/agents" |
+        /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    echo "$k|$t" >>"$var/tokens"
+done
+read -r kiln_first peer_first < <(stack_psql -v agents="$conns" -v n="$n" -tA -F ' ' \
+    -f "$here/setup.sql" | tail -1)
+stack_psql -tAc "SELECT id FROM sends ORDER BY id" |
+    /usr/bin/python3 "$here/driver.py" mint "$KILN_SECRET_KEY_FILE" >"$var/msgids"
+stack_psql >/dev/null <<SQL
+CREATE TEMP TABLE m (id bigint, message_id text);
+\\copy m FROM '$var/msgids' WITH (DELIMITER '|')
+UPDATE sends s SET message_id = m.message_id FROM m WHERE m.id = s.id;
+VACUUM ANALYZE sends;
+SQL
+stack_psql -tA -F '|' -c "SELECT substr(a.name, 8), l.id FROM agents a JOIN leases l ON
+    l.agent_id = a.id AND l.kind = 'inbox' WHERE a.name LIKE 'ingest-%'" |
+    join -t '|' <(sort "$var/tokens") <(sort -) >"$var/agents"
+stack_psql -tA -F '|' -c "SELECT id, recipient_id FROM sends WHERE id >= $kiln_first
+    AND id < $peer_first ORDER BY id" >"$var/sends"
+echo "   ready in $((SECONDS - t0)) s: $(stack_psql -tAc "SELECT count(*) FROM mailboxes") mailboxes," \
+    "$(stack_psql -tAc "SELECT count(*) FROM sends") sends"
+
+# One kiln run, then the peer: each writes its own half of the sends' placements.
+stack_psql -c "CHECKPOINT" >/dev/null
+load0=$(cut -d' ' -f1 /proc/loadavg)
+read -r events secs eps reports p50 p99 applied dups ignored < <(/usr/bin/python3 "$here/driver.py" \
+    "$STACK_URL" "$KILN_SECRET_KEY_FILE" "$var/sends" "$var/agents" "$batch")
+load1=$(cut -d' ' -f1 /proc/loadavg)
+[ "$applied" -eq "$events" ] || { echo "kiln applied $applied of $events events (dup $dups, ignored $ignored)" >&2; exit 1; }
+# What one event wrote (the peer writes as much): actions and replies per find.
+read -r acts replies < <(stack_psql -tA -F ' ' -c "SELECT (SELECT count(*) FROM inbox_actions),
+    (SELECT count(*) FROM pending_replies)")
+stack_psql -c "CHECKPOINT" >/dev/null
+stack_psql -c "CREATE SEQUENCE bench_peer_batch" >/dev/null
+mkdir -p "$var/pgb" && chmod 777 "$var/pgb"
+per_client=$(((n / batch + conns - 1) / conns))
+load2=$(cut -d' ' -f1 /proc/loadavg)
+(cd "$var/pgb" && stack_as_pg "$(stack_pg_bin)/pgbench" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" \
+    -U postgres -n -M prepared -c "$conns" -j 2 -t "$per_client" -D first="$peer_first" \
+    -D batch="$batch" -D last="$((peer_first + n))" -D acts_per_1000="$((acts * 1000 / events))" \
+    -D replies_per_1000="$((replies * 1000 / events))" \
+    -f "$here/peer.sql" kiln >"$var/pgb/out" 2>&1) || { head -5 "$var/pgb/out" >&2; exit 1; }
+load3=$(cut -d' ' -f1 /proc/loadavg)
+peer_rows=$(stack_psql -tAc "SELECT count(*) FROM placements WHERE send_id >= $peer_first")
+peer_secs=$(awk '/^latency average/ {l=$4} /^number of transactions actually/ {t=$NF} END {}
+    /initial connection time/ {} END {}' "$var/pgb/out"; true)
+peer_tps=$(awk '/^tps/ {print $3; exit}' "$var/pgb/out")
+peer_eps=$(awk -v t="$peer_tps" -v b="$batch" 'BEGIN {printf "%.0f", t * b}')
+printf '\n%-58s %10s %8s %9s %9s\n' "($conns agents, $batch events a report)" "events/s" "seconds" "p50 ms" "p99 ms"
+printf '%-58s %10s %8s %9s %9s\n' "kiln POST /api/agent/report (inbox_events) via nginx" "$eps" "$secs" "$p50" "$p99"
+printf '%-58s %10s %8s\n' "  peer: pgbench, the same rows into the same tables" "$peer_eps" \
+    "$(awk -v e="$peer_rows" -v r="$peer_eps" 'BEGIN {printf "%.3f", e / r}')"
+echo
+echo "rows per event: actions $(awk -v a="$acts" -v e="$events" 'BEGIN {printf "%.2f", a / e}')," \
+    "replies $(awk -v a="$replies" -v e="$events" 'BEGIN {printf "%.3f", a / e}'); peer placements $peer_rows"
+echo "load average: $load0 -> $load1 (kiln), $load2 -> $load3 (peer)"
+echo "events/s kiln / pgbench: $(awk -v a="$eps" -v b="$peer_eps" 'BEGIN {printf "%.2f", a / b}')"
+if [ "$eps" -ge 20000 ]; then
+    echo "goal >= 20,000 events/s: met ($eps)"
+else
+    echo "goal >= 20,000 events/s: MISSED ($eps)"
+    exit 1
+fi
