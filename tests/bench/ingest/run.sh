@@ -21,6 +21,11 @@ var=$(mktemp -d /tmp/kiln-bench-ingest.XXXXXX)
 chmod 755 "$var"
 source "$src/deploy/local/stack.sh"
 cleanup() {
+    if [ -n "${KILN_BENCH_HOLD:-}" ]; then # profiling: keep the stack until the file goes
+        echo "holding the stack in $var (source $var/stack.env); rm $var/hold to end"
+        touch "$var/hold"
+        while [ -e "$var/hold" ]; do sleep 5; done
+    fi
     stack_down >/dev/null 2>&1 || true
     rm -rf "$var"
 }
