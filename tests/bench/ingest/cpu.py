@@ -7,7 +7,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "inbox"))
-from bench import proc_cpu_s, tree  # noqa: E402
+from bench import proc_cpu_s, tree  # noqa: E402  (tests/bench/inbox/bench.py)
 
 
 def server_cpu_s(roots):
