@@ -18,8 +18,8 @@ static const db_stmt Q_SCHEDULE = {
     "reply_schedule", "SELECT coalesce(kiln_schedule_reply($1::bigint, to_timestamp($2)), 0)"};
 
 /* Many at once, in the given order (one report's replies): one statement (017). */
-static const db_stmt Q_SCHEDULE_MANY = {
-    "reply_schedule_many", "SELECT kiln_schedule_replies($1::bigint[], $2::bigint[])"};
+static const db_stmt Q_SCHEDULE_MANY = {"reply_schedule_many",
+                                        "SELECT kiln_schedule_replies($1::bigint[], $2::bigint[])"};
 
 static const db_stmt Q_DUE = {
     "reply_due",
