@@ -17,6 +17,7 @@ the same per-job figures: the floor a Postgres-backed queue pays per job on this
 Run by tests/bench/scale/run.sh under tests/lib/with_stack.sh. Not part of `make test`."""
 import datetime
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -238,13 +239,13 @@ pgb = subprocess.Popen(
      '-n -c "$3" -j "$3" -T "$4" -f "$5" kiln',
      os.environ["KILN_SOURCE_DIR"], VAR, BUILD, clients, str(peer_s + 600),
      os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer.sql")],
-    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 time.sleep(5)
 q0, prow0, pwal0, pc0, pt0 = peer_snapshot()
 time.sleep(peer_s)
 q1, prow1, pwal1, pc1, pt1 = peer_snapshot()
 alive = pgb.poll() is None
-pgb.terminate()  # its window is measured; its end-of-run summary is not needed
+os.killpg(pgb.pid, signal.SIGTERM)  # its window is measured; its summary is not needed
 out = pgb.communicate()[0]
 done = q1 - q0
 check(alive and done > 0, "the peer's pgbench ended early:\n" + out)
