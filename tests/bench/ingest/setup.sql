@@ -25,7 +25,7 @@ ANALYZE ids;
 SELECT count(*) AS m FROM ids \gset
 INSERT INTO sends (mailbox_id, recipient_id, day, scheduled_at, status, reported_at)
 SELECT s.id, r.id, current_date, kiln_now() - interval '1 hour', 'sent', kiln_now()
-FROM generate_series(0, 2 * :n - 1) i
+FROM generate_series(0::bigint, 2 * :n - 1) i
 JOIN ids r ON r.k = (i * 7919) % :m
 JOIN ids s ON s.k = (i * 7919 + :m / 2) % :m
 ORDER BY i;
