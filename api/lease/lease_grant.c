@@ -109,7 +109,7 @@ static bool load(grant *g, lease_bucket_delta **buckets, size_t *nbuckets)
     if (!lease_store_load_pool(g->rq->db, a, senders, n, cfg->pair_gap_days, ncand_want,
                                cfg->recipients_require_inbox != 0, &g->pool) ||
         !lease_reply_load(g->rq->db, a, senders, n, g->ttl_s, &g->pool, &g->replies) ||
-        !lease_store_lock_caps(g->rq->db, a, users, n, g->ttl_s + 3600, &g->pool, buckets,
+        !lease_store_lock_caps(g->rq->db, a, users, n, g->now_s, g->ttl_s + 3600, &g->pool, buckets,
                                nbuckets))
         return false;
     /* A recipient's address and display name go into other mailboxes' slots (to,

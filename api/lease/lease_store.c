@@ -87,11 +87,15 @@ static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due(
 
 static const db_stmt Q_CAP_LOCK = {"agent_cap_lock",
                                    "SELECT pg_advisory_xact_lock(" CAP_LOCK_KEY ")"};
+/* The buckets a plan from $2 (the grant's now, floored to its hour) to $3 can touch. The
+ * bounds come from the grant's one now: kiln_now() read here again can be later (the
+ * test clock moves between statements), and a bound an hour on would leave the buckets
+ * the plan fills unread, so they would be granted past their caps. */
 static const db_stmt Q_BUCKETS = {
     "agent_buckets",
     "SELECT user_id, width_s, extract(epoch FROM at)::bigint AS at_s, n FROM slot_buckets "
     "WHERE (user_id = 0 OR user_id = ANY ($1::bigint[])) "
-    "AND at >= date_trunc('hour', kiln_now()) AND at <= kiln_now() + make_interval(secs => $2)"};
+    "AND at >= to_timestamp($2) AND at <= to_timestamp($3)"};
 static const db_stmt Q_PAIRS = {
     "agent_pairs",
     "SELECT mailbox_id, recipient_id FROM sends WHERE mailbox_id = ANY ($1::bigint[]) "
@@ -507,13 +511,15 @@ bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders
     return true;
 }
 
-bool lease_store_lock_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t horizon_s,
-                           lease_pool *pool, lease_bucket_delta **buckets, size_t *nbuckets)
+bool lease_store_lock_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t now_s,
+                           int64_t horizon_s, lease_pool *pool, lease_bucket_delta **buckets,
+                           size_t *nbuckets)
 {
     if (!db_exec(d, a, &Q_CAP_LOCK, 0, NULL))
         return false;
-    const char *bp[] = {ids_literal(a, users, nusers), db_i64_text(a, horizon_s)};
-    PGresult *br = db_exec(d, a, &Q_BUCKETS, 2, bp);
+    const char *bp[] = {ids_literal(a, users, nusers), db_i64_text(a, now_s - now_s % 3600),
+                        db_i64_text(a, now_s + horizon_s)};
+    PGresult *br = db_exec(d, a, &Q_BUCKETS, 3, bp);
     pgarr ids, days;
     pgarr_open(&ids);
     pgarr_open(&days);

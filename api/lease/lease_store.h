@@ -93,10 +93,11 @@ bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders
                            int64_t pair_gap_days, int64_t ncand_want, bool require_inbox,
                            lease_pool *pool);
 /* Takes the cap lock (held to commit), reads the cap buckets of these users from the
- * hour's start to horizon_s ahead, and the candidates' inbound counts of their day
- * into pool->cands[].received. */
-bool lease_store_lock_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t horizon_s,
-                           lease_pool *pool, lease_bucket_delta **buckets, size_t *nbuckets);
+ * start of now_s's hour to horizon_s after now_s, and the candidates' inbound counts of
+ * their day into pool->cands[].received. */
+bool lease_store_lock_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t now_s,
+                           int64_t horizon_s, lease_pool *pool, lease_bucket_delta **buckets,
+                           size_t *nbuckets);
 /* A new lease of the agent and total fresh send ids. */
 bool lease_store_new_lease(db *d, arena *a, int64_t agent_id, int64_t ttl_s, int64_t total,
                            const char **lease_id, int64_t **send_ids);

@@ -105,10 +105,9 @@ LIVE = "s.status NOT IN ('cancelled', 'expired')"
 def worst(group, join="", cap_expr=None):
     """Largest count over the groups, and how many groups are over cap_expr."""
     over = "0" if cap_expr is None else "count(*) FILTER (WHERE n > cap)"
-    row = psql("""SELECT coalesce(max(n), 0), %s FROM (SELECT %s, count(*) n%s FROM sends s %s
-                  WHERE %s GROUP BY 1, 2%s) x"""
-               % (over, group, ", " + cap_expr + " AS cap" if cap_expr else "", join, LIVE,
-                  ", 3" if cap_expr else ""))[0].split("|")
+    row = psql("""SELECT coalesce(max(n), 0), %s FROM (SELECT %s, %s AS cap, count(*) n
+                  FROM sends s %s WHERE %s GROUP BY 1, 2, 3) x"""
+               % (over, group, cap_expr or "0", join, LIVE))[0].split("|")
     return int(row[0]), int(row[1])
 
 
