@@ -1,6 +1,6 @@
 """test_32_leasers_never_exceed_a_cap: 32 concurrent leasers (KILN_THREADS=32, so 32
 transactions grant at once) run lease -> report loops through nginx against 32 users of
-two plans with tight caps, while the test clock jumps 25 minutes every 0.3 s (so grants
+two plans with tight caps, while the test clock jumps 25 minutes every 0.5 s (so grants
 straddle minute and hour boundaries, and leases expire under the leasers).
 
 Asserted from the `sends` table (every slot not expired or cancelled, by minute and hour
@@ -17,7 +17,7 @@ from kiln_test import call, check, expect, admin, make_plan, make_user, make_mai
 GLOBAL_MINUTE, GLOBAL_HOUR, RECIPIENT_DAY = 24, 150, 8  # see CMakeLists.txt
 PLANS = {"capa": (2, 12), "capb": (3, 20)}               # user minute, user hour
 LEASERS, USERS, PER_USER = 32, 32, 8
-RUN_S, STEP_S, STEP_MIN = 14.0, 0.3, 25                  # 46 steps: under a day
+STEPS, STEP_S, STEP_MIN, MAX_S = 16, 0.5, 25, 100.0     # 16 steps: under a day
 
 start = utc(2026, 3, 4, 0, 0, 0)
 set_clock(start)
@@ -65,7 +65,7 @@ def leaser(token):
                 stats["leases" if sends else "empty"] += 1
             check(not dup, "sends handed out twice: %r" % sorted(dup)[:5])
             if not sends:
-                time.sleep(0.02)
+                time.sleep(0.1)
                 continue
             rr = call("POST", "/api/agent/report", {"lease_id": r.json["lease_id"],
                                                     "results": [sent(s["id"]) for s in sends]},
@@ -83,7 +83,7 @@ for t in threads:
 go.wait()
 t0 = time.time()
 step = 0
-while time.time() - t0 < RUN_S and step < 55:
+while step < STEPS and time.time() - t0 < MAX_S:  # steps, not seconds: the box may be slow
     time.sleep(STEP_S)
     step += 1
     set_clock(start + datetime.timedelta(minutes=STEP_MIN * step))
@@ -92,10 +92,11 @@ for t in threads:
     t.join(90)
 check(not any(t.is_alive() for t in threads), "leaser threads did not finish")
 check(not errors, "leasers failed: %r" % errors[:5])
-check(len(handed) > 500, "the run handed out work (%d sends)" % len(handed))
+summary = ("%d leasers: %d leases (%d empty answers), %d sends over %d clock steps of %d min"
+           % (LEASERS, stats["leases"], stats["empty"], len(handed), step, STEP_MIN))
+check(len(handed) > 300, "the run handed out too little work to test the caps: " + summary)
 invariants()
-ok("%d leasers: %d leases (%d empty answers), %d sends over %d clock steps of %d min"
-   % (LEASERS, stats["leases"], stats["empty"], len(handed), step, STEP_MIN))
+ok(summary)
 
 # The caps as docs/leasing.md defines them: slots per minute / hour of scheduled time
 # (floor of the epoch second, UTC), every slot that may go out (not expired/cancelled).
