@@ -93,22 +93,24 @@ static const db_stmt Q_BUCKETS = {
     "WHERE (user_id = 0 OR user_id = ANY ($1::bigint[])) "
     "AND at >= to_timestamp($2) AND at <= to_timestamp($3)"};
 /* A plan again after a reservation fell short (another grant took the room meanwhile):
- * every bucket the plan can touch, made to exist, then locked in the reservation's key
- * order (users, then global), so this plan's counts hold to commit. */
+ * every bucket the plan can touch (the hours from $2, the minutes from $4's, to $3),
+ * made to exist, then locked in the reservation's key order (users, then global), so
+ * this plan's counts hold to commit. */
 static const db_stmt Q_BUCKETS_ENSURE = {
     "agent_buckets_ensure",
     "INSERT INTO slot_buckets (user_id, width_s, at, n) "
     "SELECT u.u, w.w, to_timestamp(t), 0 "
     "FROM (SELECT DISTINCT unnest($1::bigint[] || 0::bigint) AS u) u "
     "CROSS JOIN (VALUES (60), (3600)) w (w) "
-    "CROSS JOIN LATERAL generate_series($2::bigint / w.w * w.w, $3::bigint, w.w) t "
+    "CROSS JOIN LATERAL generate_series(CASE w.w WHEN 60 THEN $4::bigint / 60 * 60 "
+    "  ELSE $2::bigint END, $3::bigint, w.w) t "
     "ORDER BY u.u = 0, u.u, w.w, t ON CONFLICT DO NOTHING"};
 static const db_stmt Q_BUCKETS_LOCK = {
     "agent_buckets_lock",
     "SELECT user_id, width_s, extract(epoch FROM at)::bigint AS at_s, n FROM slot_buckets "
     "WHERE (user_id = 0 OR user_id = ANY ($1::bigint[])) "
-    "AND at >= to_timestamp($2) AND at <= to_timestamp($3) "
-    "ORDER BY user_id = 0, user_id, width_s, at FOR UPDATE"};
+    "AND at >= to_timestamp(CASE width_s WHEN 60 THEN $4::bigint / 60 * 60 ELSE $2 END) "
+    "AND at <= to_timestamp($3) ORDER BY user_id = 0, user_id, width_s, at FOR UPDATE"};
 static const db_stmt Q_PAIRS = {
     "agent_pairs",
     "SELECT mailbox_id, recipient_id FROM sends WHERE mailbox_id = ANY ($1::bigint[]) "
@@ -542,10 +544,10 @@ bool lease_store_load_caps(db *d, arena *a, const int64_t *users, int nusers, in
                            lease_bucket_delta **buckets, size_t *nbuckets)
 {
     const char *bp[] = {ids_literal(a, users, nusers), db_i64_text(a, now_s - now_s % 3600),
-                        db_i64_text(a, now_s + horizon_s)};
-    if (lock && !db_exec(d, a, &Q_BUCKETS_ENSURE, 3, bp))
+                        db_i64_text(a, now_s + horizon_s), db_i64_text(a, now_s)};
+    if (lock && !db_exec(d, a, &Q_BUCKETS_ENSURE, 4, bp))
         return false;
-    PGresult *br = db_exec(d, a, lock ? &Q_BUCKETS_LOCK : &Q_BUCKETS, 3, bp);
+    PGresult *br = lock ? db_exec(d, a, &Q_BUCKETS_LOCK, 4, bp) : db_exec(d, a, &Q_BUCKETS, 3, bp);
     if (!br) /* a deadlock here is retried: nothing may run on the failed transaction */
         return false;
     pgarr ids, days;
