@@ -191,6 +191,17 @@ void db_rollback(db *d)
     d->in_tx = false;
 }
 
+/* One savepoint name: a caller needs one level (lease_grant.c plans again from it). */
+bool db_savepoint(db *d)
+{
+    return simple(d, "SAVEPOINT kiln_sp");
+}
+
+bool db_rollback_to_savepoint(db *d)
+{
+    return simple(d, "ROLLBACK TO SAVEPOINT kiln_sp");
+}
+
 bool db_in_tx(const db *d)
 {
     return d->in_tx;

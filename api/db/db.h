@@ -40,6 +40,10 @@ bool db_begin(db *d);
 bool db_commit(db *d);
 void db_rollback(db *d);
 bool db_in_tx(const db *d);
+/* Inside a transaction: marks a point (one, reused) and returns to it, undoing what ran
+ * since and releasing the row locks taken since. */
+bool db_savepoint(db *d);
+bool db_rollback_to_savepoint(db *d);
 /* Runs a script with no parameters (migrations only). */
 bool db_exec_script(db *d, const char *sql);
 enum db_error db_last_error(const db *d);

@@ -1,6 +1,7 @@
 /* A lease call (see lease_grant.h): picks eligible mailboxes (FOR UPDATE SKIP LOCKED),
- * plans their slots with lease_plan under the cap lock and writes everything in a few
- * batched statements. Rules: DESIGN.md "Leasing rules", docs/leasing.md. */
+ * plans their slots with lease_plan from unlocked cap counts, writes everything in a few
+ * batched statements and reserves the counters last, planning again when a competitor
+ * took the room. Rules: DESIGN.md "Leasing rules", docs/leasing.md ("Caps"). */
 #include "lease_grant.h"
 
 #include "app.h"
@@ -13,6 +14,11 @@
 
 #include <math.h>
 
+/* Plans per call: a reservation falls short only when another grant took the same
+ * room since the counts were read (then the next plan locks its buckets first); after
+ * this many the call answers empty (retry in 1 s). */
+#define CAP_ATTEMPTS 4
+
 /* One attempt's state, from the pick to the answer; everything lives in the arena. */
 typedef struct grant {
     http_req *rq;
@@ -24,16 +30,21 @@ typedef struct grant {
     lease_push push;
     lease_pool pool;
     lease_replies replies; /* the senders' replies due within the horizon */
+    int64_t *users;        /* the planned senders' users (repeats allowed) */
+    int nusers;
     lease_plan *plan;
     lease_granted *granted;
     int ngranted;
     int64_t total, wake_min_s;
 } grant;
 
+/* After the commit, on its own (autocommit): the counter rows are shared by every
+ * lease call, so they are never held with a grant's rows, and a failure costs a sample. */
 static void count_duration(grant *g)
 {
     double s = (double)(clock_mono_us() - g->req->started_us) / 1e6;
-    lease_store_count_duration(g->rq->db, g->rq->pool, s);
+    if (!lease_store_count_duration(g->rq->db, g->rq->pool, s))
+        log_warn("lease duration counter: %s", db_message(g->rq->db));
 }
 
 static void push(grant *g, int64_t mailbox_id, double due_s)
@@ -87,36 +98,49 @@ static bool check_texts(grant *g)
 }
 
 /* Pair history (the senders are locked by this transaction, so nobody adds to it),
- * recipient candidates and content: read before the cap lock, in parallel with other
- * leasers. Twice the slots is enough spread (each candidate takes several inbound per
- * day). Then, under the cap lock to commit, the buckets and the inbound counts. */
-static bool load(grant *g, lease_bucket_delta **buckets, size_t *nbuckets)
+ * recipient candidates and content, read once per call. Twice the slots is enough
+ * spread (each candidate takes several inbound per day). */
+static bool load_pool(grant *g)
 {
     const app_config *cfg = &g->rq->app->cfg;
     arena *a = g->rq->pool;
     int64_t *senders = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *senders);
-    int64_t *users = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *users);
+    g->users = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *g->users);
     int n = 0;
     for (int i = 0; i < g->nrows; i++) {
         if (g->texts[i].left_out)
             continue;
         senders[n] = g->rows[i].m.id;
-        users[n++] = g->rows[i].m.user_id;
+        g->users[n++] = g->rows[i].m.user_id;
     }
+    g->nusers = n;
     int64_t ncand_want = g->req->max_sends * 2 < 200 ? 200 : g->req->max_sends * 2;
     if (ncand_want > 20000)
         ncand_want = 20000;
-    if (!lease_store_load_pool(g->rq->db, a, senders, n, cfg->pair_gap_days, ncand_want,
-                               cfg->recipients_require_inbox != 0, &g->pool) ||
-        !lease_reply_load(g->rq->db, a, senders, n, g->ttl_s, &g->pool, &g->replies) ||
-        !lease_store_lock_caps(g->rq->db, a, users, n, g->ttl_s + 3600, &g->pool, buckets,
-                               nbuckets))
+    return lease_store_load_pool(g->rq->db, a, senders, n, cfg->pair_gap_days, ncand_want,
+                                 cfg->recipients_require_inbox != 0, &g->pool) &&
+           lease_reply_load(g->rq->db, a, senders, n, g->ttl_s, &g->pool, &g->replies);
+}
+
+/* The counts a plan starts from, read at each attempt: the cap buckets and the
+ * candidates' inbound. The first attempt reads them unlocked (the reservation checks
+ * them); a later one, after a competitor took the room, locks the buckets it can touch,
+ * so it cannot lose them again (only a recipient's count can still have moved). */
+static bool load_caps(grant *g, bool lock, lease_bucket_delta **buckets, size_t *nbuckets)
+{
+    const app_config *cfg = &g->rq->app->cfg;
+    if (!lease_store_load_caps(g->rq->db, g->rq->pool, g->users, g->nusers, g->now_s, g->ttl_s,
+                               lock, &g->pool, buckets, nbuckets))
         return false;
     /* A recipient's address and display name go into other mailboxes' slots (to,
      * greetings): one that cannot be emitted is never picked (treated as full). */
-    for (size_t i = 0; i < g->pool.ncand; i++)
+    for (size_t i = 0; i < g->pool.ncand; i++) {
+        g->pool.cands[i].assigned = 0;
         if (!lease_answer_recipient_ok(g->pool.address[i], g->pool.display_name[i]))
             g->pool.cands[i].received = cfg->recipient_daily_cap;
+    }
+    for (size_t i = 0; i < g->replies.n; i++)
+        g->replies.v[i].taken = false;
     return true;
 }
 
@@ -178,10 +202,10 @@ static void plan_rows(grant *g)
     }
 }
 
-/* The new lease's send ids, Message-IDs and subjects (stored: a reply quotes them), then
- * the batched write; bodies are only in the answer, so they are rendered after the
- * commit, outside the cap lock. */
-static bool write_grant(grant *g, const char **lease_id)
+/* The new lease's send ids, Message-IDs and subjects (stored: a reply quotes them), the
+ * batched write, then the counters (*reserved false: a cap would pass, plan again);
+ * bodies are only in the answer, so they are rendered after the commit. */
+static bool write_grant(grant *g, const char **lease_id, bool *reserved)
 {
     arena *a = g->rq->pool;
     int64_t *send_ids = NULL;
@@ -203,8 +227,9 @@ static bool write_grant(grant *g, const char **lease_id)
     size_t maxd = (size_t)g->total * 4 + 4;
     lease_bucket_delta *deltas = arena_alloc(a, maxd * sizeof *deltas);
     size_t nd = lease_plan_deltas(g->plan, deltas, maxd);
-    return lease_store_grant(g->rq->db, a, *lease_id, g->granted, g->ngranted, &g->pool, deltas,
-                             nd);
+    return lease_store_grant(g->rq->db, a, *lease_id, g->granted, g->ngranted, &g->pool) &&
+           lease_store_reserve_caps(g->rq->db, a, &g->pool, g->rq->app->cfg.recipient_daily_cap,
+                                    deltas, nd, reserved);
 }
 
 /* Commits a call that grants nothing and answers when to come back. */
@@ -237,23 +262,41 @@ enum db_tx lease_grant(http_req *rq, http_resp *rs, void *ctx)
     if (g.nrows == 0)
         return answer_empty(&g, rs, npicked > 0 ? 1 : 30);
 
-    lease_bucket_delta *buckets = NULL;
-    size_t nbuckets = 0;
-    if (!check_texts(&g) || !load(&g, &buckets, &nbuckets))
+    if (!check_texts(&g) || !load_pool(&g) || !db_savepoint(rq->db))
         return http_tx_fail(rq, rs);
-    plan_init(&g, buckets, nbuckets);
-    plan_rows(&g);
-    if (g.total == 0) {
-        /* Locked rows are let go by the commit; nothing was written. */
-        int64_t retry = g.wake_min_s > g.now_s ? g.wake_min_s - g.now_s : 30;
-        return answer_empty(&g, rs, retry < 1 ? 1 : retry > 300 ? 300 : retry);
-    }
     const char *lease_id = NULL;
-    if (!lease_store_push_due(rq->db, rq->pool, &g.push) || !write_grant(&g, &lease_id))
-        return http_tx_fail(rq, rs);
-    count_duration(&g);
+    int npush = g.push.n; /* the picked rows that got nothing before any plan */
+    for (int attempt = 0;; attempt++) {
+        lease_bucket_delta *buckets = NULL;
+        size_t nbuckets = 0;
+        g.push.n = npush;
+        if (!load_caps(&g, attempt > 0, &buckets, &nbuckets))
+            return http_tx_fail(rq, rs);
+        plan_init(&g, buckets, nbuckets);
+        plan_rows(&g);
+        if (g.total == 0) {
+            /* Locked rows are let go by the commit; nothing was written. */
+            int64_t retry = g.wake_min_s > g.now_s ? g.wake_min_s - g.now_s : 30;
+            return answer_empty(&g, rs, retry < 1 ? 1 : retry > 300 ? 300 : retry);
+        }
+        bool reserved = false;
+        if (!lease_store_push_due(rq->db, rq->pool, &g.push) ||
+            !write_grant(&g, &lease_id, &reserved))
+            return http_tx_fail(rq, rs);
+        if (reserved)
+            break;
+        /* Another grant took room this plan counted on: undo the write (and let go of
+         * the counter rows) and plan again from the counts as they are now. */
+        if (!db_rollback_to_savepoint(rq->db))
+            return http_tx_fail(rq, rs);
+        if (attempt + 1 == CAP_ATTEMPTS) {
+            g.push.n = npush;
+            return answer_empty(&g, rs, 1);
+        }
+    }
     if (!db_commit(rq->db))
         return http_tx_fail(rq, rs);
+    count_duration(&g);
     lease_answer ans = {lease_id, g.ttl_s, g.now_s,       g.granted,   g.ngranted,
                         g.texts,  &g.pool, &rq->app->key, g.req->inbox};
     lease_answer_write(rq->pool, rs, &ans);

@@ -1,6 +1,7 @@
 /* POST /api/agent/lease as one transaction, in the order a send slot is born:
  * lease_store loads the picked mailboxes and the pool, lease_plan plans their slots
- * under the cap lock, lease_store writes the grant, lease_answer renders the answer. */
+ * from unlocked cap counts, lease_store writes the grant and reserves the counters, lease_answer
+ * renders the answer. */
 #ifndef KILN_LEASE_GRANT_H
 #define KILN_LEASE_GRANT_H
 

@@ -11,6 +11,7 @@
 typedef struct slot3 {
     int64_t a, b, c;
     int64_t n, added;
+    int64_t cap; /* buckets: the cap the added slots were planned under */
     bool used;
 } slot3;
 
@@ -108,13 +109,14 @@ static bool bucket_has_room(lease_plan *p, int64_t user, int64_t width, int64_t 
     return s->n < cap;
 }
 
-static bool bucket_bump(lease_plan *p, int64_t user, int64_t width, int64_t t)
+static bool bucket_bump(lease_plan *p, int64_t user, int64_t width, int64_t t, int64_t cap)
 {
     slot3 *s = table_get(&p->buckets, user, width, floor_to(t, width), true);
     if (!s)
         return false;
     s->n++;
     s->added++;
+    s->cap = cap;
     return true;
 }
 
@@ -217,8 +219,10 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
         int c = pick_recipient(p, m, &cursor, last_domain);
         if (c < 0)
             break;
-        if (!bucket_bump(p, 0, 60, at) || !bucket_bump(p, 0, 3600, at) ||
-            !bucket_bump(p, m->user_id, 60, at) || !bucket_bump(p, m->user_id, 3600, at))
+        if (!bucket_bump(p, 0, 60, at, p->lim.global_minute_cap) ||
+            !bucket_bump(p, 0, 3600, at, p->lim.global_hour_cap) ||
+            !bucket_bump(p, m->user_id, 60, at, m->user_minute_cap) ||
+            !bucket_bump(p, m->user_id, 3600, at, m->user_hour_cap))
             break;
         p->cand[c].assigned++;
         last_domain = p->cand[c].domain;
@@ -245,6 +249,7 @@ size_t lease_plan_deltas(const lease_plan *p, lease_bucket_delta *out, size_t ma
         out[n].width_s = s->b;
         out[n].at_s = s->c;
         out[n].n = s->added;
+        out[n].cap = s->cap;
         n++;
     }
     return n;

@@ -47,12 +47,14 @@ typedef struct lease_slot {
     int candidate; /* index into the candidates */
 } lease_slot;
 
-/* A cap bucket this lease added slots to. */
+/* A cap bucket: as loaded, its count n; as a delta, the slots this lease added and the
+ * cap they were planned under (the store reserves them against it, lease_store.h). */
 typedef struct lease_bucket_delta {
     int64_t user_id; /* 0 = global */
     int64_t width_s; /* 60 or 3600 */
     int64_t at_s;
     int64_t n;
+    int64_t cap; /* deltas only */
 } lease_bucket_delta;
 
 typedef struct lease_plan lease_plan;

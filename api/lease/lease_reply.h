@@ -62,7 +62,7 @@ typedef struct lease_replies {
 /* Loads the pending replies of these (locked) senders due within horizon_s, and appends
  * their recipients to the pool's candidates when not there yet (only active mailboxes of
  * active users, as the pool holds). Call after lease_store_load_pool and before
- * lease_store_lock_caps, which reads every candidate's inbound count. */
+ * lease_store_load_caps, which reads every candidate's inbound count. */
 bool lease_reply_load(db *d, arena *a, const int64_t *senders, int nsenders, int64_t horizon_s,
                       lease_pool *pool, lease_replies *out);
 

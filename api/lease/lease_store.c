@@ -14,8 +14,6 @@
 #include <string.h>
 
 #define SWEEP_BATCH 100
-/* Any constant both sides agree on: the one lock that serialises cap accounting. */
-#define CAP_LOCK_KEY "7305428"
 
 static const db_stmt Q_SWEEP = {"agent_sweep", "SELECT kiln_sweep_expired($1)"};
 static const db_stmt Q_SEEN = {"agent_seen",
@@ -85,13 +83,34 @@ static const db_stmt Q_PUSH = {"agent_push",
 /* Mailboxes a report returned to the pool get their next due time. */
 static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due($1::bigint[])"};
 
-static const db_stmt Q_CAP_LOCK = {"agent_cap_lock",
-                                   "SELECT pg_advisory_xact_lock(" CAP_LOCK_KEY ")"};
+/* The buckets a plan from $2 (the grant's now, floored to its hour) to $3 can touch. The
+ * bounds come from the grant's one now: kiln_now() read here again can be later (the
+ * test clock moves between statements), and a bound an hour on would leave the buckets
+ * the plan fills unread, so they would be granted past their caps. */
 static const db_stmt Q_BUCKETS = {
     "agent_buckets",
     "SELECT user_id, width_s, extract(epoch FROM at)::bigint AS at_s, n FROM slot_buckets "
     "WHERE (user_id = 0 OR user_id = ANY ($1::bigint[])) "
-    "AND at >= date_trunc('hour', kiln_now()) AND at <= kiln_now() + make_interval(secs => $2)"};
+    "AND at >= to_timestamp($2) AND at <= to_timestamp($3)"};
+/* A plan again after a reservation fell short (another grant took the room meanwhile):
+ * every bucket the plan can touch (the hours from $2, the minutes from $4's, to $3),
+ * made to exist, then locked in the reservation's key order (users, then global), so
+ * this plan's counts hold to commit. */
+static const db_stmt Q_BUCKETS_ENSURE = {
+    "agent_buckets_ensure",
+    "INSERT INTO slot_buckets (user_id, width_s, at, n) "
+    "SELECT u.u, w.w, to_timestamp(t), 0 "
+    "FROM (SELECT DISTINCT unnest($1::bigint[] || 0::bigint) AS u) u "
+    "CROSS JOIN (VALUES (60), (3600)) w (w) "
+    "CROSS JOIN LATERAL generate_series(CASE w.w WHEN 60 THEN $4::bigint / 60 * 60 "
+    "  ELSE $2::bigint END, $3::bigint, w.w) t "
+    "ORDER BY u.u = 0, u.u, w.w, t ON CONFLICT DO NOTHING"};
+static const db_stmt Q_BUCKETS_LOCK = {
+    "agent_buckets_lock",
+    "SELECT user_id, width_s, extract(epoch FROM at)::bigint AS at_s, n FROM slot_buckets "
+    "WHERE (user_id = 0 OR user_id = ANY ($1::bigint[])) "
+    "AND at >= to_timestamp(CASE width_s WHEN 60 THEN $4::bigint / 60 * 60 ELSE $2 END) "
+    "AND at <= to_timestamp($3) ORDER BY user_id = 0, user_id, width_s, at FOR UPDATE"};
 static const db_stmt Q_PAIRS = {
     "agent_pairs",
     "SELECT mailbox_id, recipient_id FROM sends WHERE mailbox_id = ANY ($1::bigint[]) "
@@ -113,8 +132,8 @@ static const db_stmt Q_CANDIDATES = {
     "WITH b AS (SELECT floor(random() * (coalesce(max(id), 0) + 1))::bigint AS s FROM mailboxes) "
     "(" CANDIDATE_SELECT "AND m.id >= (SELECT s FROM b) ORDER BY m.id LIMIT $1) UNION ALL "
     "(" CANDIDATE_SELECT "AND m.id < (SELECT s FROM b) ORDER BY m.id LIMIT $1)"};
-/* The candidates' inbound counts on their local day, in candidate order. Read under
- * the cap lock: only grants write mailbox_inbound, and only under that lock. */
+/* The candidates' inbound counts on their local day, in candidate order: the plan's
+ * view, unlocked (Q_RESERVE checks the counts the grant adds to). */
 static const db_stmt Q_INBOUND = {
     "agent_inbound",
     "SELECT coalesce(i.received, 0) FROM unnest($1::bigint[], $2::date[]) WITH ORDINALITY "
@@ -131,10 +150,10 @@ static const db_stmt Q_NEW_LEASE = {
     "SELECT (SELECT id::text FROM l) AS lease_id, nextval('sends_id_seq') AS send_id "
     "FROM generate_series(1, $3)"};
 
-/* All writes of a grant in one statement: sends (with their subject, and a reply's
- * threading), the replies they carry, the mailboxes' leasing rows, today's
- * in_flight, the recipients' inbound counters (mailbox_inbound), the cap buckets. Upserts are
- * ordered by key so concurrent transactions lock rows in one order. */
+/* The writes of a grant but its counters in one statement: sends (with their subject,
+ * and a reply's threading), the replies they carry, the mailboxes' leasing rows and
+ * today's in_flight; all rows of the grant's locked senders, so no other grant waits on
+ * them. Upserts are ordered by key so concurrent transactions lock rows in one order. */
 static const db_stmt Q_GRANT = {
     "agent_grant",
     "WITH s AS (INSERT INTO sends (id, mailbox_id, recipient_id, lease_id, day, scheduled_at, "
@@ -142,11 +161,11 @@ static const db_stmt Q_GRANT = {
     "  SELECT x.id, x.mb, x.rc, $1::uuid, x.day, to_timestamp(x.at), x.mid, x.subj, "
     "  pr.in_reply_to, pr.thread_refs, coalesce(pr.reply_depth, 0) "
     "  FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::date[], $6::bigint[], "
-    "  $7::text[], $18::text[], $19::bigint[]) AS x (id, mb, rc, day, at, mid, subj, rid) "
+    "  $7::text[], $11::text[], $12::bigint[]) AS x (id, mb, rc, day, at, mid, subj, rid) "
     "  LEFT JOIN pending_replies pr ON pr.id = x.rid), "
     /* A reply given a slot is bound to it (lease_reply.h). */
     "rp AS (UPDATE pending_replies pr SET send_id = x.id "
-    "  FROM unnest($2::bigint[], $19::bigint[]) AS x (id, rid) "
+    "  FROM unnest($2::bigint[], $12::bigint[]) AS x (id, rid) "
     "  WHERE pr.id = x.rid AND pr.send_id IS NULL), "
     "ml AS (UPDATE mailbox_leasing ml SET lease_id = $1::uuid, pending = x.n, "
     "  next_at = to_timestamp(x.nx), leased_at = kiln_now() "
@@ -156,16 +175,29 @@ static const db_stmt Q_GRANT = {
     "  SELECT mb, day, count(*)::int FROM unnest($3::bigint[], $5::date[]) AS a (mb, day) "
     "  GROUP BY 1, 2 ORDER BY 1, 2 "
     "  ON CONFLICT (mailbox_id, day) DO UPDATE SET "
-    "  in_flight = mailbox_days.in_flight + excluded.in_flight), "
-    "ib AS (INSERT INTO mailbox_inbound (mailbox_id, day, received) "
-    "  SELECT mb, day, n FROM unnest($11::bigint[], $12::date[], $13::int[]) AS b (mb, day, n) "
-    "  ORDER BY 1, 2 ON CONFLICT (mailbox_id, day) DO UPDATE SET "
-    "  received = mailbox_inbound.received + excluded.received), "
-    "bk AS (INSERT INTO slot_buckets (user_id, width_s, at, n) "
-    "  SELECT u, w, to_timestamp(a), n FROM unnest($14::bigint[], $15::int[], $16::bigint[], "
-    "  $17::int[]) AS x (u, w, a, n) ORDER BY 2, 1, 3 "
-    "  ON CONFLICT (width_s, user_id, at) DO UPDATE SET n = slot_buckets.n + excluded.n) "
+    "  in_flight = mailbox_days.in_flight + excluded.in_flight) "
     "SELECT 1"};
+
+/* The grant's counters, last before commit (docs/leasing.md "Caps"): each row the plan
+ * filled moves only while it stays within its cap; a row another grant holds makes this
+ * one wait for its commit and re-check against the committed count, so the caps are
+ * exact with no lock around planning. Key order, the same in every grant (recipients,
+ * then users' buckets, then the global buckets everyone shares, held shortest): no
+ * deadlock between grants. The counts returned fall short when a cap would be passed;
+ * the caller then rolls back to its savepoint and plans again. */
+static const db_stmt Q_RESERVE = {
+    "agent_reserve",
+    "WITH bk AS (INSERT INTO slot_buckets (user_id, width_s, at, n, cap) "
+    "  SELECT u, w, to_timestamp(a), n, c FROM unnest($5::bigint[], $6::int[], $7::bigint[], "
+    "  $8::int[], $9::int[]) AS x (u, w, a, n, c) WHERE n <= c ORDER BY u = 0, u, w, a "
+    "  ON CONFLICT (width_s, user_id, at) DO UPDATE SET n = slot_buckets.n + excluded.n, "
+    "  cap = excluded.cap WHERE slot_buckets.n + excluded.n <= excluded.cap RETURNING 1), "
+    "ib AS (INSERT INTO mailbox_inbound (mailbox_id, day, received) "
+    "  SELECT mb, day, n FROM unnest($1::bigint[], $2::date[], $3::int[]) AS b (mb, day, n) "
+    "  WHERE n <= $4 ORDER BY 1, 2 ON CONFLICT (mailbox_id, day) DO UPDATE SET "
+    "  received = mailbox_inbound.received + excluded.received "
+    "  WHERE mailbox_inbound.received + excluded.received <= $4 RETURNING 1) "
+    "SELECT (SELECT count(*) FROM bk) AS buckets, (SELECT count(*) FROM ib) AS inbound"};
 
 static const db_stmt Q_BUCKET_TRIM = {
     "agent_bucket_trim",
@@ -507,13 +539,17 @@ bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders
     return true;
 }
 
-bool lease_store_lock_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t horizon_s,
-                           lease_pool *pool, lease_bucket_delta **buckets, size_t *nbuckets)
+bool lease_store_load_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t now_s,
+                           int64_t horizon_s, bool lock, lease_pool *pool,
+                           lease_bucket_delta **buckets, size_t *nbuckets)
 {
-    if (!db_exec(d, a, &Q_CAP_LOCK, 0, NULL))
+    const char *bp[] = {ids_literal(a, users, nusers), db_i64_text(a, now_s - now_s % 3600),
+                        db_i64_text(a, now_s + horizon_s), db_i64_text(a, now_s)};
+    if (lock && !db_exec(d, a, &Q_BUCKETS_ENSURE, 4, bp))
         return false;
-    const char *bp[] = {ids_literal(a, users, nusers), db_i64_text(a, horizon_s)};
-    PGresult *br = db_exec(d, a, &Q_BUCKETS, 2, bp);
+    PGresult *br = lock ? db_exec(d, a, &Q_BUCKETS_LOCK, 4, bp) : db_exec(d, a, &Q_BUCKETS, 3, bp);
+    if (!br) /* a deadlock here is retried: nothing may run on the failed transaction */
+        return false;
     pgarr ids, days;
     pgarr_open(&ids);
     pgarr_open(&days);
@@ -559,8 +595,8 @@ bool lease_store_new_lease(db *d, arena *a, int64_t agent_id, int64_t ttl_s, int
     return true;
 }
 
-/* The grant's array parameters: $2..$7 per slot, $8..$10 per mailbox, then $18 (subject)
- * and $19 (the reply a slot carries, or NULL) per slot into p[9], p[10]. */
+/* The grant's array parameters: $2..$7 per slot, $8..$10 per mailbox, then $11 (subject)
+ * and $12 (the reply a slot carries, or NULL) per slot. */
 static void grant_slot_arrays(arena *a, const lease_granted *g, int ng, const lease_pool *pool,
                               const char **p)
 {
@@ -592,46 +628,53 @@ static void grant_slot_arrays(arena *a, const lease_granted *g, int ng, const le
 }
 
 bool lease_store_grant(db *d, arena *a, const char *lease_id, const lease_granted *g, int ng,
-                       const lease_pool *pool, const lease_bucket_delta *deltas, size_t nd)
+                       const lease_pool *pool)
 {
-    const char *p[19];
+    const char *p[12];
     p[0] = lease_id;
-    grant_slot_arrays(a, g, ng, pool, p + 1);
-    p[17] = p[10]; /* $18, $19: see grant_slot_arrays */
-    p[18] = p[11];
-    pgarr rmb, rday, rn;
-    pgarr_open(&rmb);
-    pgarr_open(&rday);
-    pgarr_open(&rn);
+    grant_slot_arrays(a, g, ng, pool, p + 1); /* $2..$12 */
+    return db_exec(d, a, &Q_GRANT, 12, p) != NULL;
+}
+
+bool lease_store_reserve_caps(db *d, arena *a, const lease_pool *pool, int64_t recipient_daily_cap,
+                              const lease_bucket_delta *deltas, size_t nd, bool *reserved)
+{
+    pgarr rmb, rday, rn, bu, bw, ba, bn, bc;
+    pgarr *all[] = {&rmb, &rday, &rn, &bu, &bw, &ba, &bn, &bc};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        pgarr_open(all[i]);
+    int64_t ninbound = 0;
     for (size_t i = 0; i < pool->ncand; i++) {
         if (pool->cands[i].assigned == 0)
             continue;
         pgarr_i64(&rmb, pool->cands[i].id);
         pgarr_str(&rday, pool->day[i]);
         pgarr_i64(&rn, pool->cands[i].assigned);
+        ninbound++;
     }
-    p[10] = pgarr_done(&rmb, a);
-    p[11] = pgarr_done(&rday, a);
-    p[12] = pgarr_done(&rn, a);
-    pgarr bu, bw, ba, bn;
-    pgarr_open(&bu);
-    pgarr_open(&bw);
-    pgarr_open(&ba);
-    pgarr_open(&bn);
     for (size_t i = 0; i < nd; i++) {
         pgarr_i64(&bu, deltas[i].user_id);
         pgarr_i64(&bw, deltas[i].width_s);
         pgarr_i64(&ba, deltas[i].at_s);
         pgarr_i64(&bn, deltas[i].n);
+        pgarr_i64(&bc, deltas[i].cap);
     }
-    p[13] = pgarr_done(&bu, a);
-    p[14] = pgarr_done(&bw, a);
-    p[15] = pgarr_done(&ba, a);
-    p[16] = pgarr_done(&bn, a);
-    return db_exec(d, a, &Q_GRANT, 19, p) != NULL;
+    const char *p[] = {pgarr_done(&rmb, a), pgarr_done(&rday, a),
+                       pgarr_done(&rn, a),  db_i64_text(a, recipient_daily_cap),
+                       pgarr_done(&bu, a),  pgarr_done(&bw, a),
+                       pgarr_done(&ba, a),  pgarr_done(&bn, a),
+                       pgarr_done(&bc, a)};
+    PGresult *r = db_exec(d, a, &Q_RESERVE, 9, p);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    static const char *const names[] = {"inbound", "buckets"};
+    int c[2];
+    db_columns(r, names, c, 2);
+    *reserved = db_i64(r, 0, c[0]) == ninbound && db_i64(r, 0, c[1]) == (int64_t)nd;
+    return true;
 }
 
-void lease_store_count_duration(db *d, arena *a, double seconds)
+bool lease_store_count_duration(db *d, arena *a, double seconds)
 {
     int b = histogram_bucket(lease_duration_buckets, LEASE_DURATION_BUCKETS, seconds);
     char label[32];
@@ -641,8 +684,7 @@ void lease_store_count_duration(db *d, arena *a, double seconds)
         snprintf(label, sizeof label, "+Inf");
     const char *p[] = {label, db_i64_text(a, (int64_t)(seconds * 1e6)),
                        db_i64_text(a, random_range(0, 15))};
-    if (!db_exec(d, a, &Q_DURATION, 3, p))
-        log_warn("lease duration counter: %s", db_message(d));
+    return db_exec(d, a, &Q_DURATION, 3, p) != NULL;
 }
 
 /* ---- report, heartbeat, release ----------------------------------------------------- */

@@ -43,7 +43,7 @@ typedef struct lease_pair {
 /* What a lease may hand out besides the senders: recipient candidates (a window of the
  * pool from a random id), the recent sender -> recipient pairs, and message content. */
 typedef struct lease_pool {
-    lease_candidate *cands;    /* the planner's input; received is set under the cap lock */
+    lease_candidate *cands;    /* the planner's input; received from lease_store_load_caps */
     const char **address;      /* per candidate */
     const char **display_name; /* per candidate */
     const char **day;          /* per candidate: its local day */
@@ -88,25 +88,34 @@ bool lease_store_set_error(db *d, arena *a, const int64_t *ids, const char *cons
 bool lease_store_push_due(db *d, arena *a, const lease_push *p);
 /* Reads the pool for these senders: pairs (when pair_gap_days > 0), up to ncand_want
  * candidates (only mailboxes whose inbox is ok when require_inbox), templates and
- * topics. Before the cap lock. */
+ * topics. */
 bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders,
                            int64_t pair_gap_days, int64_t ncand_want, bool require_inbox,
                            lease_pool *pool);
-/* Takes the cap lock (held to commit), reads the cap buckets of these users from the
- * hour's start to horizon_s ahead, and the candidates' inbound counts of their day
- * into pool->cands[].received. */
-bool lease_store_lock_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t horizon_s,
-                           lease_pool *pool, lease_bucket_delta **buckets, size_t *nbuckets);
+/* Reads the cap buckets of these users and the global ones from the start of now_s's
+ * hour to horizon_s after now_s, and the candidates' inbound counts of their day into
+ * pool->cands[].received: the plan's view, which lease_store_reserve_caps checks. With
+ * lock, every such bucket is created when missing and locked to commit (a plan again
+ * after a reservation fell short: its bucket counts then cannot move under it). */
+bool lease_store_load_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t now_s,
+                           int64_t horizon_s, bool lock, lease_pool *pool,
+                           lease_bucket_delta **buckets, size_t *nbuckets);
 /* A new lease of the agent and total fresh send ids. */
 bool lease_store_new_lease(db *d, arena *a, int64_t agent_id, int64_t ttl_s, int64_t total,
                            const char **lease_id, int64_t **send_ids);
-/* Writes a grant in one statement: sends, leasing rows, in_flight, the recipients'
- * inbound counts, the cap buckets. */
+/* Writes a grant in one statement: sends, leasing rows, in_flight. */
 bool lease_store_grant(db *d, arena *a, const char *lease_id, const lease_granted *g, int ng,
-                       const lease_pool *pool, const lease_bucket_delta *deltas, size_t nd);
-/* Counts a lease call's duration (kiln_lease_request_duration_seconds); a failure is
- * logged, not fatal. */
-void lease_store_count_duration(db *d, arena *a, double seconds);
+                       const lease_pool *pool);
+/* Adds the grant to its counters, each only within its cap: the recipients' inbound
+ * (pool->cands[].assigned, under recipient_daily_cap) and the cap buckets (deltas, each
+ * under its own cap), buckets first (users', then global), then recipients. *reserved is false when
+ * one would pass its cap: nothing is settled then and the caller rolls back (to its savepoint) and
+ * plans again. The rows stay locked to commit: call it last. */
+bool lease_store_reserve_caps(db *d, arena *a, const lease_pool *pool, int64_t recipient_daily_cap,
+                              const lease_bucket_delta *deltas, size_t nd, bool *reserved);
+/* Counts a lease call's duration (kiln_lease_request_duration_seconds); false when the
+ * statement failed. Run it outside the grant's transaction (lease_grant.c). */
+bool lease_store_count_duration(db *d, arena *a, double seconds);
 
 /* A lease as the agent endpoints check it. */
 typedef struct lease_info {

@@ -271,7 +271,7 @@ static void test_recipient_inbound_cap_and_pair_gap_are_respected(void **state)
     assert_int_equal(lease_plan_mailbox(p, &m, 8, out, &next_at, &wake), 0);
 }
 
-static void test_deltas_add_up_to_the_slots_granted(void **state)
+static void test_deltas_add_up_to_the_slots_granted_under_their_caps(void **state)
 {
     fixture *f = *state;
     lease_plan *p = plan(f);
@@ -289,6 +289,11 @@ static void test_deltas_add_up_to_the_slots_granted(void **state)
         assert_true(d[i].width_s == 60 || d[i].width_s == 3600);
         assert_int_equal(d[i].at_s % d[i].width_s, 0);
         sum[d[i].user_id != 0][d[i].width_s == 3600] += d[i].n;
+        /* Each delta carries the cap it was planned under: the store reserves it so. */
+        int64_t cap = d[i].user_id == 0
+                          ? (d[i].width_s == 60 ? f->lim.global_minute_cap : f->lim.global_hour_cap)
+                          : (d[i].width_s == 60 ? m.user_minute_cap : m.user_hour_cap);
+        assert_int_equal(d[i].cap, cap);
     }
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 2; j++)
@@ -327,7 +332,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_recipient_inbound_cap_and_pair_gap_are_respected,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deltas_add_up_to_the_slots_granted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deltas_add_up_to_the_slots_granted_under_their_caps,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_candidates_means_no_slots, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

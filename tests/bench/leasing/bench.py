@@ -1,8 +1,11 @@
-"""Drives the lease -> report cycle with N concurrent leasers and prints the figures."""
+"""Drives the lease -> report cycle with N concurrent leasers and prints the figures,
+each level beside its peer on the same PostgreSQL: pgbench running a bare FOR UPDATE
+SKIP LOCKED claim-100-and-complete loop (queue_peer.sql) with as many clients."""
 import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -12,6 +15,8 @@ sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "lib"))
 from kiln_test import URL, admin, expect, make_plan, make_user, make_mailbox, psql  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
+PEER_SECONDS = int(os.environ.get("BENCH_PEER_SECONDS", "10"))
+PEER_JOBS = 1000000
 USERS, PER_USER = 1000, 100
 
 plan = make_plan("bench", ramp_start=30, ramp_step=0, daily_max=30, cooldown_min_s=0,
@@ -135,9 +140,41 @@ def level(conc):
              100.0 * cpu / el, 100.0 * cpu / el / (os.cpu_count() or 1)), flush=True)
     if profile:
         pg_profile_summary(log_at)
+    return total / el
+
+
+def peer(conc):
+    """The bare queue at conc clients over PEER_JOBS fresh rows; jobs per second."""
+    psql("DROP TABLE IF EXISTS bench_queue")
+    psql("""CREATE TABLE bench_queue (id bigint PRIMARY KEY, state smallint NOT NULL DEFAULT 0,
+            owner int, payload text) WITH (fillfactor = 70)""")
+    psql("INSERT INTO bench_queue (id, payload) SELECT g, 'job ' || g FROM generate_series(1, %d) g"
+         % PEER_JOBS)
+    psql("CREATE INDEX bench_queue_todo ON bench_queue (id) WHERE state = 0")
+    psql("CREATE INDEX bench_queue_owner ON bench_queue (owner) WHERE state = 1")
+    psql("VACUUM ANALYZE bench_queue")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "queue_peer.sql")
+    out = subprocess.run(
+        ["bash", "-c", 'source "$0/deploy/local/stack.sh"; source "$1/stack.env"; '
+         'stack_init "$1" "$2" "$STACK_HTTP_PORT" >/dev/null; '
+         'stack_as_pg "$(stack_pg_bin)/pgbench" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" '
+         '-U postgres -n -c "$3" -j "$4" -T "$5" -f "$6" kiln',
+         os.environ["KILN_SOURCE_DIR"], os.environ["KILN_STACK_VAR"],
+         os.environ["KILN_BUILD_DIR"], str(conc), str(min(conc, 2)), str(PEER_SECONDS), script],
+        check=True, capture_output=True, text=True).stdout
+    tps = float(re.search(r"^tps = ([0-9.]+)", out, re.M).group(1))
+    left = int(psql("SELECT count(*) FROM bench_queue WHERE state = 0")[0])
+    rate = tps * 100
+    print("peer clients=%d jobs/s=%.0f (pgbench tps %.0f x 100 jobs)%s" % (
+        conc, rate, tps, "" if left else " QUEUE EMPTIED: rate is a lower bound"), flush=True)
+    psql("DROP TABLE bench_queue")
+    return rate
 
 
 for c in [int(x) for x in os.environ.get("BENCH_LEVELS", "1 8 32").split()]:
-    level(c)
+    kiln = level(c)
+    if os.environ.get("BENCH_PEER", "1") == "1":
+        p = peer(c)
+        print("leasers=%d kiln/peer = %.2f" % (c, kiln / p if p else 0), flush=True)
 print("dead tuples by table:", psql("""SELECT string_agg(relname || '=' || n_dead_tup, ' '
       ORDER BY n_dead_tup DESC) FROM pg_stat_user_tables WHERE n_dead_tup > 0"""))
