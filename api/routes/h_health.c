@@ -27,12 +27,19 @@ static const db_stmt Q_HEALTH = {
 
 /* Placement counts over the last 1, 7 and 30 UTC days (today included), per provider:
  * one index range scan of placement_days' key (at most 30 days x 4 providers rows).
- * Columns: provider, then inbox/junk/other/missing for 1, 7 and 30 days. */
-#define WINDOW_SUMS(n)                                                                             \
-    "coalesce(sum(inbox) FILTER (WHERE day > $2::date - " #n "), 0), "                             \
-    "coalesce(sum(junk) FILTER (WHERE day > $2::date - " #n "), 0), "                              \
-    "coalesce(sum(other) FILTER (WHERE day > $2::date - " #n "), 0), "                             \
-    "coalesce(sum(missing) FILTER (WHERE day > $2::date - " #n "), 0)"
+ * Columns: provider, then for 1, 7 and 30 days the NCOUNTS counts of COUNTS. */
+#define WINDOW_SUM(col, n) "coalesce(sum(" col ") FILTER (WHERE day > $2::date - " #n "), 0)"
+#define WINDOW_SUMS(n)                                                                                              \
+    WINDOW_SUM("inbox", n)                                                                                          \
+    ", " WINDOW_SUM("junk", n) ", " WINDOW_SUM("other", n) ", " WINDOW_SUM(                                         \
+        "missing",                                                                                                  \
+        n) ", " WINDOW_SUM("auth_seen",                                                                             \
+                           n) ", " WINDOW_SUM("auth_failed",                                                        \
+                                              n) ", " WINDOW_SUM("spf_fail",                                        \
+                                                                 n) ", " WINDOW_SUM("dkim_fail",                    \
+                                                                                    n) ","                          \
+                                                                                       " " WINDOW_SUM("dmarc_fail", \
+                                                                                                      n)
 #define WINDOW_COLS WINDOW_SUMS(1) ", " WINDOW_SUMS(7) ", " WINDOW_SUMS(30)
 static const db_stmt Q_HEALTH_WINDOWS = {
     "health_windows",
@@ -52,7 +59,12 @@ static const db_stmt Q_PLACEMENTS = {
     "WHERE mailbox_id = $1 AND ($2::bigint = 0 OR send_id < $2) "
     "ORDER BY send_id DESC LIMIT $3"};
 
-static const char *const FOLDERS[] = {"inbox", "junk", "other", "missing"};
+/* The placements' folders, then what the Authentication-Results of the found ones said
+ * (016): the window's "authentication" object. */
+static const char *const COUNTS[] = {"inbox",  "junk",     "other",     "missing",   "seen",
+                                     "failed", "spf_fail", "dkim_fail", "dmarc_fail"};
+#define NFOLDERS 4
+#define NCOUNTS 9
 static const char *const PROVIDERS[] = {"gmail", "outlook", "yahoo", "other"};
 static const int WINDOW_DAYS[] = {1, 7, 30};
 
@@ -70,23 +82,37 @@ bool health_fetch(http_req *rq, http_resp *rs, int64_t id, health_rows *out)
     return out->windows != NULL;
 }
 
-static void counts_json(yajl_gen g, const int64_t *c)
+static void counts_json(yajl_gen g, const int64_t *c, int from, int to)
 {
-    for (int k = 0; k < 4; k++)
-        json_kv_i(g, FOLDERS[k], c[k]);
+    for (int k = from; k < to; k++)
+        json_kv_i(g, COUNTS[k], c[k]);
 }
 
-/* Window w (0, 1, 2: 1, 7, 30 days): totals and by_provider. c[provider][w][folder]
- * holds the counts (zeros for a provider with no row). */
-static void window_json(yajl_gen g, int64_t c[4][3][4], int w)
+/* The window's Authentication-Results tallies (all providers) and their fail share. */
+static void auth_json(yajl_gen g, const int64_t *total)
 {
-    int64_t total[4] = {0};
+    json_key(g, "authentication");
+    json_obj_open(g);
+    counts_json(g, total, NFOLDERS, NCOUNTS);
+    json_key(g, "fail_share");
+    if (total[NFOLDERS] > 0)
+        json_d(g, (double)total[NFOLDERS + 1] / (double)total[NFOLDERS]);
+    else
+        json_null(g);
+    json_obj_close(g);
+}
+
+/* Window w (0, 1, 2: 1, 7, 30 days): totals and by_provider. c[provider][w][count]
+ * holds the counts (zeros for a provider with no row). */
+static void window_json(yajl_gen g, int64_t c[4][3][NCOUNTS], int w)
+{
+    int64_t total[NCOUNTS] = {0};
     for (int p = 0; p < 4; p++)
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < NCOUNTS; k++)
             total[k] += c[p][w][k];
     json_obj_open(g);
     json_kv_i(g, "days", WINDOW_DAYS[w]);
-    counts_json(g, total);
+    counts_json(g, total, 0, NFOLDERS);
     int64_t placed = total[0] + total[1] + total[2] + total[3];
     json_key(g, "inbox_rate");
     if (placed > 0)
@@ -98,24 +124,25 @@ static void window_json(yajl_gen g, int64_t c[4][3][4], int w)
     for (int p = 0; p < 4; p++) {
         json_key(g, PROVIDERS[p]);
         json_obj_open(g);
-        counts_json(g, c[p][w]);
+        counts_json(g, c[p][w], 0, NFOLDERS);
         json_obj_close(g);
     }
     json_obj_close(g);
+    auth_json(g, total);
     json_obj_close(g);
 }
 
 void health_write(yajl_gen g, const health_rows *h)
 {
-    int64_t c[4][3][4];
+    int64_t c[4][3][NCOUNTS];
     memset(c, 0, sizeof c);
     for (int i = 0; i < PQntuples(h->windows); i++) {
         int p = 0;
         while (p < 3 && strcmp(PROVIDERS[p], PQgetvalue(h->windows, i, 0)) != 0)
             p++;
         for (int w = 0; w < 3; w++)
-            for (int k = 0; k < 4; k++)
-                c[p][w][k] = strtoll(PQgetvalue(h->windows, i, 1 + w * 4 + k), NULL, 10);
+            for (int k = 0; k < NCOUNTS; k++)
+                c[p][w][k] = strtoll(PQgetvalue(h->windows, i, 1 + w * NCOUNTS + k), NULL, 10);
     }
     json_obj_open(g);
     pgjson_members(g, h->head, 0, 0, PQnfields(h->head) - 1); /* all but today */
