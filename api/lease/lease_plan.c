@@ -40,6 +40,7 @@ struct lease_plan {
     table3 buckets;
     table3 pairs;
     table3 mix;
+    table3 sender_at; /* candidate id -> its index, for a sender that is also a candidate */
     size_t slot_hint;
     arena *a; /* the plan's arena (the mix table is sized again when placements load) */
     lease_candidate *cand;
@@ -101,7 +102,11 @@ lease_plan *lease_plan_new(arena *a, const lease_limits *lim, size_t bucket_hint
     p->cand = candidates;
     p->ncand = ncandidates;
     size_t known = 0, per[LEASE_PROVIDERS] = {0};
+    table_init(a, &p->sender_at, ncandidates);
     for (size_t i = 0; i < ncandidates; i++) {
+        slot3 *at = table_get(&p->sender_at, candidates[i].id, 0, 0, true);
+        if (at)
+            at->n = (int64_t)i;
         int pv = candidates[i].provider;
         if (pv > 0 && pv < LEASE_PROVIDERS) {
             per[pv]++;
@@ -323,6 +328,10 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
             !bucket_bump(p, m->user_id, 60, at) || !bucket_bump(p, m->user_id, 3600, at))
             break;
         p->cand[c].assigned++;
+        /* The sender's own ledger moves with its slot, as the grant will write it. */
+        slot3 *self = table_get(&p->sender_at, m->id, 0, 0, false);
+        if (self)
+            p->cand[self->n].sent_7d++;
         int pv = p->cand[c].provider;
         if (pv > 0 && pv < LEASE_PROVIDERS) {
             mix_add(p, m->id, pv, MIX_PLACED, 1);

@@ -3,15 +3,17 @@
 -- and docs/design.md "Mailbox health" (the score, api/health/health.c).
 
 -- The ledger of a mailbox over its last 7 local days (today and the 6 before), from the
--- counters the lease path already keeps, so it costs no write: sent from mailbox_days
--- (reported sent or unknown, by the sender's local day, written by reports), received
--- from mailbox_inbound (slots addressed to it, by its local day, written by grants under
--- the cap lock). Two index range scans of at most 7 rows each; a table function of one
--- SELECT, so PostgreSQL inlines it into the candidate query (no call per row).
+-- counters the lease path already keeps, so it costs no write. Both sides count a slot
+-- when it is granted, so a day's sends and receipts are compared alike: sent from
+-- mailbox_days (sent + in_flight: its slots granted, less those that failed or were given
+-- back; by its local day), received from mailbox_inbound (slots addressed to it, by its
+-- local day, written by grants under the cap lock). Two index range scans of at most 7
+-- rows each; a table function of one SELECT, so PostgreSQL inlines it into the candidate
+-- query (no call per row).
 CREATE FUNCTION kiln_ledger_7d(mb bigint, today date)
 RETURNS TABLE (sent_7d bigint, received_7d bigint)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT (SELECT coalesce(sum(d.sent), 0)::bigint FROM mailbox_days d
+    SELECT (SELECT coalesce(sum(d.sent + d.in_flight), 0)::bigint FROM mailbox_days d
             WHERE d.mailbox_id = mb AND d.day BETWEEN today - 6 AND today),
            (SELECT coalesce(sum(i.received), 0)::bigint FROM mailbox_inbound i
             WHERE i.mailbox_id = mb AND i.day BETWEEN today - 6 AND today)
