@@ -29,17 +29,20 @@ static const db_stmt Q_HEALTH = {
  * one index range scan of placement_days' key (at most 30 days x 4 providers rows).
  * Columns: provider, then for 1, 7 and 30 days the NCOUNTS counts of COUNTS. */
 #define WINDOW_SUM(col, n) "coalesce(sum(" col ") FILTER (WHERE day > $2::date - " #n "), 0)"
-#define WINDOW_SUMS(n)                                                                                              \
-    WINDOW_SUM("inbox", n)                                                                                          \
-    ", " WINDOW_SUM("junk", n) ", " WINDOW_SUM("other", n) ", " WINDOW_SUM(                                         \
-        "missing",                                                                                                  \
-        n) ", " WINDOW_SUM("auth_seen",                                                                             \
-                           n) ", " WINDOW_SUM("auth_failed",                                                        \
-                                              n) ", " WINDOW_SUM("spf_fail",                                        \
-                                                                 n) ", " WINDOW_SUM("dkim_fail",                    \
-                                                                                    n) ","                          \
-                                                                                       " " WINDOW_SUM("dmarc_fail", \
-                                                                                                      n)
+#define WINDOW_SUMS(n)                                                                                 \
+    WINDOW_SUM("inbox", n)                                                                             \
+    ", " WINDOW_SUM("junk", n) ", " WINDOW_SUM("other", n) ", " WINDOW_SUM(                            \
+        "missing",                                                                                     \
+        n) ", " WINDOW_SUM("auth_seen",                                                                \
+                           n) ", " WINDOW_SUM("auth_failed",                                           \
+                                              n) ", " WINDOW_SUM("spf_fail",                           \
+                                                                 n) ", " WINDOW_SUM("dkim_fail",       \
+                                                                                    n) ","             \
+                                                                                       " " WINDOW_SUM( \
+                                                                                           "dmarc"     \
+                                                                                           "_fai"      \
+                                                                                           "l",        \
+                                                                                           n)
 #define WINDOW_COLS WINDOW_SUMS(1) ", " WINDOW_SUMS(7) ", " WINDOW_SUMS(30)
 static const db_stmt Q_HEALTH_WINDOWS = {
     "health_windows",
