@@ -179,10 +179,7 @@ static void mailbox_json(yajl_gen g, const PGresult *r, int i)
     pgjson_value(g, r, i, 27);
     json_key(g, "reciprocity");
     json_obj_open(g);
-    json_key(g, "sent_7d");
-    pgjson_value(g, r, i, 28);
-    json_key(g, "received_7d");
-    pgjson_value(g, r, i, 29);
+    pgjson_members(g, r, i, 28, 30); /* sent_7d, received_7d */
     json_obj_close(g);
     json_key(g, "timezone");
     pgjson_value(g, r, i, 8);

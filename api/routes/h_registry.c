@@ -146,6 +146,33 @@ static bool parse_engagement(http_resp *rs, yajl_val b, plan_engagement *e)
     return true;
 }
 
+/* NAN / -1 mark a member the PATCH does not carry (every valid value is a share in
+ * [0, 1] or a count >= 0): its parameter is NULL and the stored value stays. */
+static const char *plan_share(http_req *rq, double v)
+{
+    return isnan(v) ? NULL : arena_printf(rq->pool, "%.6f", v);
+}
+
+static const char *plan_count(http_req *rq, int64_t v)
+{
+    return v < 0 ? NULL : http_i64(rq, v);
+}
+
+/* The ten engagement parameters in Q_PLAN_INSERT's and Q_PLAN_PATCH's order. */
+static void engagement_params(http_req *rq, const plan_engagement *e, const char **out)
+{
+    out[0] = plan_share(rq, e->open);
+    out[1] = plan_share(rq, e->important);
+    out[2] = plan_share(rq, e->rescue);
+    out[3] = plan_share(rq, e->untouched);
+    out[4] = plan_count(rq, e->dwell_median_min);
+    out[5] = plan_count(rq, e->dwell_max_min);
+    out[6] = plan_count(rq, e->quiet_start);
+    out[7] = plan_count(rq, e->quiet_end);
+    out[8] = plan_count(rq, e->retention_days);
+    out[9] = plan_count(rq, e->depth);
+}
+
 void h_plans_create(http_req *rq, http_resp *rs)
 {
     static const char *const fields[] = {"name",
@@ -208,16 +235,17 @@ void h_plans_create(http_req *rq, http_resp *rs)
                        http_i64(rq, hourly),
                        http_i64(rq, minute),
                        http_i64(rq, maxmb),
-                       arena_printf(rq->pool, "%.6f", e.open),
-                       arena_printf(rq->pool, "%.6f", e.important),
-                       arena_printf(rq->pool, "%.6f", e.rescue),
-                       arena_printf(rq->pool, "%.6f", e.untouched),
-                       http_i64(rq, e.dwell_median_min),
-                       http_i64(rq, e.dwell_max_min),
-                       http_i64(rq, e.quiet_start),
-                       http_i64(rq, e.quiet_end),
-                       http_i64(rq, e.retention_days),
-                       http_i64(rq, e.depth)};
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL};
+    engagement_params(rq, &e, p + 11);
     PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_INSERT, 21, p);
     if (!r) {
         if (db_last_error(rq->db) == DB_CONSTRAINT && !strcmp(db_sqlstate(rq->db), "23505"))
@@ -257,18 +285,6 @@ void h_plans_get(http_req *rq, http_resp *rs)
     respond_one(rs, r, 200);
 }
 
-/* NAN / -1 mark a member the PATCH does not carry (every valid value is a share in
- * [0, 1] or a count >= 0): its parameter is NULL and the stored value stays. */
-static const char *patch_share(http_req *rq, double v)
-{
-    return isnan(v) ? NULL : arena_printf(rq->pool, "%.6f", v);
-}
-
-static const char *patch_count(http_req *rq, int64_t v)
-{
-    return v < 0 ? NULL : http_i64(rq, v);
-}
-
 void h_plans_patch(http_req *rq, http_resp *rs)
 {
     static const char *const fields[] = {"reply_rate",     "open_rate",        "important_rate",
@@ -290,18 +306,8 @@ void h_plans_patch(http_req *rq, http_resp *rs)
         dwell_order_error(rs);
         return;
     }
-    const char *p[] = {http_i64(rq, id),
-                       patch_share(rq, reply),
-                       patch_share(rq, e.open),
-                       patch_share(rq, e.important),
-                       patch_share(rq, e.rescue),
-                       patch_share(rq, e.untouched),
-                       patch_count(rq, e.dwell_median_min),
-                       patch_count(rq, e.dwell_max_min),
-                       patch_count(rq, e.quiet_start),
-                       patch_count(rq, e.quiet_end),
-                       patch_count(rq, e.retention_days),
-                       patch_count(rq, e.depth)};
+    const char *p[12] = {http_i64(rq, id), plan_share(rq, reply)};
+    engagement_params(rq, &e, p + 2);
     PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_PATCH, 12, p);
     if (!r) {
         /* One member against the stored other: the dwell order (plans_dwell_order). */

@@ -1,5 +1,5 @@
 """Reciprocity and pairing (issue 13) through nginx, on the test clock: recipients come
-from other tenants only, and over a simulated week every mailbox receives about what it
+from other tenants only, and over 4 simulated days every mailbox receives about what it
 sends (the 7-day ledger in the mailbox GET), although the mailboxes send very different
 amounts; a sender whose mail lands in junk at one provider gets fewer recipients there
 than a sender that lands in the inbox. Also PATCH /api/plans/{id} for the engagement
@@ -13,7 +13,7 @@ from kiln_test import *
 # Tenants and the daily target of each of their mailboxes: the senders of one tenant
 # can only reach the others, and the targets differ eightfold.
 TENANTS = [[16, 4, 8], [12, 2, 6], [10, 14], [3, 9, 5, 7]]
-DAYS = ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06"]
+DAYS = ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
 HOSTS = ["imap.gmail.com", "outlook.office365.com", "imap.mail.yahoo.com", "mail.example.test"]
 
 
@@ -21,9 +21,9 @@ def agent():
     return expect(admin("POST", "/api/agents", {"name": "a"}), 201, "agent")["token"]
 
 
-# When the agent leases on each simulated day: every two hours, as pacing spreads a
+# When the agent leases on each simulated day: every three hours, as pacing spreads a
 # mailbox's target over its window, and once more before the window closes.
-STEPS = ["%02d:00" % h for h in range(1, 24, 2)] + ["23:50"]
+STEPS = ["%02d:00" % h for h in range(2, 24, 3)] + ["23:50"]
 
 
 def run_day(tok, day, by_addr, log):
@@ -81,14 +81,15 @@ def part_balance():
         check(g["received_7d"] == sum(1 for _, r in log if r == b["id"]),
               "received_7d counts the slots addressed to it: %r" % g)
     gaps = {b["id"]: got[b["id"]]["received_7d"] - got[b["id"]]["sent_7d"] for b in boxes}
-    # A uniform choice would give each about the mean (~ 48 over the week): the mailbox
-    # sending 10 would receive ~ 38 more than it sent, the one sending 80 ~ 32 fewer.
+    # A uniform choice would give each about the mean (8 a day, 32 over the run): the
+    # mailbox sending 2 a day would receive ~ 24 more than it sent, the one sending 16 ~ 32
+    # fewer (measured with the lag term removed: off by up to 33 over 5 days).
     # The choice by lag keeps every mailbox within a few messages (measured: 1).
     worst = max(abs(v) for v in gaps.values())
     print("# received - sent over %d days, by target: %s" % (
         len(DAYS), sorted((target[i], gaps[i]) for i in gaps)))
     check(worst <= 3, "every mailbox receives within 3 of what it sent: %r" % gaps)
-    ok("test_every_mailbox_receives_about_what_it_sends_over_a_simulated_week")
+    ok("test_every_mailbox_receives_about_what_it_sends_over_simulated_days")
     reset_clock()
 
 
