@@ -305,6 +305,16 @@ static void test_no_candidates_means_no_slots(void **state)
     assert_int_equal(lease_plan_mailbox(plan(f), &m, 4, out, &next_at, &wake), 0);
 }
 
+/* Plans mailbox m of user uid (id uid too) with this target, up to max slots. */
+static int plan_for(lease_plan *p, int64_t uid, int64_t target, lease_slot *out, int max)
+{
+    lease_mailbox m = mailbox();
+    m.id = m.user_id = uid;
+    m.target = target;
+    int64_t next_at, wake;
+    return lease_plan_mailbox(p, &m, max, out, &next_at, &wake);
+}
+
 /* Reciprocity (docs/leasing.md): the candidate whose received lags its sent most wins,
  * domain alternation still holds. */
 static void test_the_recipient_whose_receipts_lag_its_sends_most_is_chosen(void **state)
@@ -314,16 +324,14 @@ static void test_the_recipient_whose_receipts_lag_its_sends_most_is_chosen(void 
     f->cand[1].sent_7d = 5;
     f->cand[0].received_7d = 3; /* received more than it sent: last */
     lease_plan *p = plan(f);
-    lease_mailbox m = mailbox();
-    m.target = 6;
     lease_slot out[8];
-    int64_t next_at, wake;
-    int n = lease_plan_mailbox(p, &m, 8, out, &next_at, &wake);
+    int n = plan_for(p, 1, 6, out, 8);
     assert_int_equal(n, 6);
     assert_int_equal(out[0].candidate, 2);
     for (int i = 0; i < n; i++)
         assert_int_equal(out[i].candidate, i % 2 == 0 ? 2 : 1);
     assert_int_equal(f->cand[0].assigned, 0);
+    lease_mailbox m = mailbox();
     assert_true(lease_plan_score(p, &m, &f->cand[2]) > lease_plan_score(p, &m, &f->cand[0]));
 }
 
@@ -341,20 +349,13 @@ static void test_a_provider_where_the_sender_lands_in_junk_is_avoided(void **sta
     lease_plan *p = plan(f);
     const lease_placement pl[] = {{1, 1, 20, 20}, {1, 2, 20, 0}, {7, 2, 20, 20}};
     lease_plan_load_placements(p, pl, 3);
-    lease_mailbox m = mailbox();
-    m.target = 6;
     lease_slot out[8];
-    int64_t next_at, wake;
-    int n = lease_plan_mailbox(p, &m, 8, out, &next_at, &wake);
+    int n = plan_for(p, 1, 6, out, 8);
     assert_int_equal(n, 6);
     for (int i = 0; i < n; i++)
         assert_int_equal(f->cand[out[i].candidate].provider, 2);
     /* Another sender (7) lands in junk at outlook, not gmail: the other way round. */
-    lease_mailbox o = mailbox();
-    o.id = 7;
-    o.user_id = 2;
-    o.target = 2;
-    n = lease_plan_mailbox(p, &o, 8, out, &next_at, &wake);
+    n = plan_for(p, 7, 2, out, 8);
     assert_int_equal(n, 2);
     for (int i = 0; i < n; i++)
         assert_int_equal(f->cand[out[i].candidate].provider, 1);
@@ -367,11 +368,8 @@ static void test_a_sender_reaches_the_provider_it_reached_least(void **state)
     lease_plan *p = plan(f);
     const lease_placement pl[] = {{1, 1, 30, 0}}; /* all its mail so far went to gmail */
     lease_plan_load_placements(p, pl, 1);
-    lease_mailbox m = mailbox();
-    m.target = 1;
     lease_slot out[2];
-    int64_t next_at, wake;
-    assert_int_equal(lease_plan_mailbox(p, &m, 2, out, &next_at, &wake), 1);
+    assert_int_equal(plan_for(p, 1, 1, out, 2), 1);
     assert_int_equal(f->cand[out[0].candidate].provider, 2);
 }
 
@@ -383,12 +381,8 @@ static void test_a_senders_own_ledger_moves_with_its_slots(void **state)
     f->cand[3].id = 1; /* the sender itself (user 1 is not 13: only the id matters) */
     f->cand[3].user_id = 1;
     lease_plan *p = plan(f);
-    lease_mailbox m = mailbox();
-    m.target = 4;
     lease_slot out[8];
-    int64_t next_at, wake;
-    int n = lease_plan_mailbox(p, &m, 8, out, &next_at, &wake);
-    assert_int_equal(n, 4);
+    assert_int_equal(plan_for(p, 1, 4, out, 8), 4);
     assert_int_equal(f->cand[3].sent_7d, 4);
     assert_int_equal(f->cand[3].assigned, 0); /* never its own recipient */
 }
