@@ -1,18 +1,19 @@
 /* Mailbox health: the score (a Wilson lower bound of the not-junk share, less bounce,
- * complaint and auth-failure penalties) and the band with hysteresis. See health.h. */
+ * complaint and authentication-failure penalties) and the band with hysteresis. See health.h. */
 #include "health.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
 
-/* Score penalties: a 5 % bounce share costs 20 points, a 1 % complaint share 10, each
- * refused login 2 (at most 20): a mailbox that bounces or cannot log in is not healthy
- * whatever its inbox share says. */
+/* Score penalties: a 5 % bounce share costs 20 points, a 1 % complaint share 10, and
+ * authentication failures (spf, dkim or dmarc fail in the recipient's
+ * Authentication-Results) up to 40 points at the lower bound of their share (like the
+ * inbox share: 3 fails of 3 cost 18, 30 of 30 cost 36): mail that bounces or fails
+ * authentication is not healthy whatever its inbox share says. */
 #define HEALTH_BOUNCE_WEIGHT 400.0
 #define HEALTH_COMPLAINT_WEIGHT 1000.0
-#define HEALTH_AUTH_POINTS 2.0
-#define HEALTH_AUTH_POINTS_MAX 20.0
+#define HEALTH_AUTH_WEIGHT 40.0
 
 static const char *const band_names[] = {"new", "good", "watch", "quarantine", "pause"};
 
@@ -118,6 +119,8 @@ void health_judge(const health_counts *c, const health_thresholds *t, health_ban
     out->bounce_share = share(c->bounced, attempts);
     out->inbox_lower =
         health_wilson_lower((double)(c->inbox + c->other), (double)placed, t->confidence_z);
+    out->auth_fail_lower =
+        health_wilson_lower((double)c->auth_failed, (double)c->auth_seen, t->confidence_z);
 
     const char *reason = NULL;
     health_band band = band_for(c, t, out->junk_share, out->bounce_share, 0.0, &reason);
@@ -141,8 +144,7 @@ void health_judge(const health_counts *c, const health_thresholds *t, health_ban
     double score = 100.0 * out->inbox_lower;
     score -= HEALTH_BOUNCE_WEIGHT * out->bounce_share;
     score -= HEALTH_COMPLAINT_WEIGHT * share(c->complaints, placed);
-    double auth = HEALTH_AUTH_POINTS * (double)c->auth_failures;
-    score -= auth > HEALTH_AUTH_POINTS_MAX ? HEALTH_AUTH_POINTS_MAX : auth;
+    score -= HEALTH_AUTH_WEIGHT * out->auth_fail_lower;
     if (score < 0.0)
         score = 0.0;
     out->score = (int)lround(score > 100.0 ? 100.0 : score);

@@ -17,14 +17,20 @@
 /* What happened to a mailbox's warmup mail over the judged window (7 days, or since the
  * mailbox became active when that is later). Placements: where its sends were found. */
 typedef struct health_counts {
-    int64_t inbox;         /* found in INBOX */
-    int64_t junk;          /* found in the \Junk folder */
-    int64_t other;         /* found in another folder (a user rule): not junk */
-    int64_t missing;       /* not found within the placement deadline */
-    int64_t sent;          /* sends that ended sent (the base of the bounce share) */
-    int64_t bounced;       /* sends that ended failed (hard bounce) */
-    int64_t auth_failures; /* SMTP or IMAP logins refused */
-    int64_t complaints;    /* spam complaints, if a provider ever reports one */
+    int64_t inbox;   /* found in INBOX */
+    int64_t junk;    /* found in the \Junk folder */
+    int64_t other;   /* found in another folder (a user rule): not junk */
+    int64_t missing; /* not found within the placement deadline */
+    int64_t sent;    /* sends that ended sent (the base of the bounce share) */
+    int64_t bounced; /* sends that ended failed (hard bounce) */
+    /* Placements whose Authentication-Results (as the recipient's provider wrote it)
+     * gave any spf/dkim/dmarc verdict, and those with at least one fail. */
+    int64_t auth_seen;
+    int64_t auth_failed;
+    /* Spam complaints. Always 0 today: kiln's recipients are the pool's own mailboxes,
+     * which never report spam (a move to junk is a junk placement), and no feedback loop
+     * (ARF) reaches kiln. Kept as an input for the day one does. */
+    int64_t complaints;
 } health_counts;
 
 /* Ordered: a higher band is worse. */
@@ -48,12 +54,13 @@ typedef struct health_thresholds {
 } health_thresholds;
 
 typedef struct health_result {
-    int score;           /* 0..100, or -1 when there is nothing to judge (band NEW) */
-    health_band band;    /* after hysteresis against the previous band */
-    double inbox_lower;  /* Wilson lower bound of the not-junk share of placements */
-    double junk_share;   /* junk / placements (0 when none) */
-    double bounce_share; /* bounced / (sent + bounced) (0 when none) */
-    const char *reason;  /* static text: which threshold set the band */
+    int score;              /* 0..100, or -1 when there is nothing to judge (band NEW) */
+    health_band band;       /* after hysteresis against the previous band */
+    double inbox_lower;     /* Wilson lower bound of the not-junk share of placements */
+    double junk_share;      /* junk / placements (0 when none) */
+    double bounce_share;    /* bounced / (sent + bounced) (0 when none) */
+    double auth_fail_lower; /* Wilson lower bound of auth_failed / auth_seen (0 when none) */
+    const char *reason;     /* static text: which threshold set the band */
 } health_result;
 
 void health_thresholds_default(health_thresholds *t);

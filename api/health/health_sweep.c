@@ -36,6 +36,9 @@ static const db_stmt Q_BATCH = {
     "  coalesce(md.sent, 0) - CASE WHEN h.base_local_day >= w.local_day THEN h.base_sent "
     "    ELSE 0 END, "
     "  coalesce(md.failed, 0) - CASE WHEN h.base_local_day >= w.local_day THEN h.base_failed "
+    "    ELSE 0 END, "
+    "  coalesce(pd.auth_seen, 0) - CASE WHEN h.base_day >= w.day THEN h.base_auth_seen ELSE 0 END, "
+    "  coalesce(pd.auth_failed, 0) - CASE WHEN h.base_day >= w.day THEN h.base_auth_failed "
     "    ELSE 0 END "
     "FROM b JOIN mailbox_health h ON h.mailbox_id = b.mailbox_id "
     "JOIN mailboxes m ON m.id = b.mailbox_id "
@@ -44,7 +47,8 @@ static const db_stmt Q_BATCH = {
     "CROSS JOIN LATERAL (SELECT (s.ws AT TIME ZONE 'UTC')::date AS day, "
     "  (s.ws AT TIME ZONE m.timezone)::date AS local_day) w "
     "LEFT JOIN LATERAL (SELECT sum(inbox) AS inbox, sum(junk) AS junk, sum(other) AS other, "
-    "  sum(missing) AS missing FROM placement_days d WHERE d.mailbox_id = m.id "
+    "  sum(missing) AS missing, sum(auth_seen) AS auth_seen, sum(auth_failed) AS auth_failed "
+    "  FROM placement_days d WHERE d.mailbox_id = m.id "
     "  AND d.day >= w.day AND d.day <= (c.now AT TIME ZONE 'UTC')::date) pd ON true "
     "LEFT JOIN LATERAL (SELECT sum(sent) AS sent, sum(failed) AS failed FROM mailbox_days d "
     "  WHERE d.mailbox_id = m.id AND d.day >= w.local_day "
@@ -89,7 +93,9 @@ static void judge_row(const PGresult *r, int i, const health_config *cfg, judged
                        .other = db_i64(r, i, 7),
                        .missing = db_i64(r, i, 8),
                        .sent = db_i64(r, i, 9),
-                       .bounced = db_i64(r, i, 10)};
+                       .bounced = db_i64(r, i, 10),
+                       .auth_seen = db_i64(r, i, 11),
+                       .auth_failed = db_i64(r, i, 12)};
     /* An expired quarantine is judged afresh (no hysteresis holding it): still at the
      * threshold means a new quarantine. */
     health_band prev = j->previous == HEALTH_QUARANTINE && !j->held ? HEALTH_WATCH : j->previous;

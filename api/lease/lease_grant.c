@@ -163,6 +163,7 @@ static void plan_init(grant *g, const lease_bucket_delta *buckets, size_t nbucke
                                buckets[i].n);
     for (size_t i = 0; i < g->pool.npairs; i++)
         lease_plan_load_pair(g->plan, g->pool.pairs[i].sender, g->pool.pairs[i].recipient);
+    lease_plan_load_placements(g->plan, g->pool.placements, g->pool.nplacements);
 }
 
 /* Plans each usable row, furthest behind first, until max_sends. */

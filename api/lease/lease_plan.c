@@ -21,12 +21,32 @@ typedef struct table3 {
     size_t count;
 } table3;
 
+/* Recipient choice (docs/leasing.md "Reciprocity"): candidates looked at per slot (from
+ * the cursor; the pool is a random window, so the best of these is the best of a random
+ * sample), the junk penalty at a provider where all of a sender's mail went to junk,
+ * the prior that keeps a few placements from counting as a verdict, and the weight of
+ * the provider mix. Units: messages of lag. */
+#define PICK_SCAN 256
+#define JUNK_WEIGHT 8.0
+#define JUNK_PRIOR 4.0
+#define MIX_WEIGHT 4.0
+
+/* Keys of the mix table, per sender: (sender, provider, MIX_DECIDED) placements at the
+ * provider and (.., MIX_JUNK) those in junk, over 7 days; (.., MIX_PLACED) the same
+ * placements plus this lease's slots there; (sender, 0, MIX_TOTAL) MIX_PLACED's sum. */
+enum { MIX_DECIDED = 0, MIX_JUNK = 1, MIX_PLACED = 2, MIX_TOTAL = 3 };
+
 struct lease_plan {
     lease_limits lim;
     table3 buckets;
     table3 pairs;
+    table3 mix;
+    table3 sender_at; /* candidate id -> its index, for a sender that is also a candidate */
+    size_t slot_hint;
+    arena *a; /* the plan's arena (the mix table is sized again when placements load) */
     lease_candidate *cand;
     size_t ncand;
+    double pool_share[LEASE_PROVIDERS]; /* each provider's share of the known candidates */
 };
 
 static void table_init(arena *a, table3 *t, size_t hint)
@@ -77,8 +97,25 @@ lease_plan *lease_plan_new(arena *a, const lease_limits *lim, size_t bucket_hint
     p->lim = *lim;
     table_init(a, &p->buckets, bucket_hint);
     table_init(a, &p->pairs, pair_hint);
+    p->slot_hint = pair_hint;
+    table_init(a, &p->mix, 2 * pair_hint);
+    p->a = a;
     p->cand = candidates;
     p->ncand = ncandidates;
+    size_t known = 0, per[LEASE_PROVIDERS] = {0};
+    table_init(a, &p->sender_at, ncandidates);
+    for (size_t i = 0; i < ncandidates; i++) {
+        slot3 *at = table_get(&p->sender_at, candidates[i].id, 0, 0, true);
+        if (at)
+            at->n = (int64_t)i;
+        int pv = candidates[i].provider;
+        if (pv > 0 && pv < LEASE_PROVIDERS) {
+            per[pv]++;
+            known++;
+        }
+    }
+    for (int pv = 1; pv < LEASE_PROVIDERS; pv++)
+        p->pool_share[pv] = known ? (double)per[pv] / (double)known : 0.0;
     return p;
 }
 
@@ -93,6 +130,59 @@ void lease_plan_load_bucket(lease_plan *p, int64_t user_id, int64_t width_s, int
 void lease_plan_load_pair(lease_plan *p, int64_t sender, int64_t recipient)
 {
     table_get(&p->pairs, sender, recipient, 0, true);
+}
+
+static void mix_add(lease_plan *p, int64_t sender, int provider, int kind, int64_t n)
+{
+    slot3 *s = table_get(&p->mix, sender, provider, kind, true);
+    if (s) /* a full table loses the count: the choice then weighs it less, no more */
+        s->n += n;
+}
+
+static int64_t mix_get(lease_plan *p, int64_t sender, int provider, int kind)
+{
+    slot3 *s = table_get(&p->mix, sender, provider, kind, false);
+    return s ? s->n : 0;
+}
+
+void lease_plan_load_placements(lease_plan *p, const lease_placement *rows, size_t n)
+{
+    table_init(p->a, &p->mix, 4 * n + 2 * p->slot_hint);
+    for (size_t i = 0; i < n; i++) {
+        const lease_placement *r = &rows[i];
+        if (r->provider <= 0 || r->provider >= LEASE_PROVIDERS || r->decided <= 0)
+            continue;
+        mix_add(p, r->sender, r->provider, MIX_DECIDED, r->decided);
+        mix_add(p, r->sender, r->provider, MIX_PLACED, r->decided);
+        mix_add(p, r->sender, r->provider, MIX_JUNK, r->junk);
+        mix_add(p, r->sender, 0, MIX_TOTAL, r->decided);
+    }
+}
+
+/* What choosing a recipient at provider pv costs sender m, in messages of lag: the junk
+ * share there (with a prior of JUNK_PRIOR clean placements) times JUNK_WEIGHT, and how far
+ * m's share of mail there is over the provider's share of the pool times MIX_WEIGHT. */
+static double provider_penalty(lease_plan *p, const lease_mailbox *m, int pv)
+{
+    if (pv <= 0 || pv >= LEASE_PROVIDERS)
+        return 0.0;
+    double decided = (double)mix_get(p, m->id, pv, MIX_DECIDED);
+    double junk = (double)mix_get(p, m->id, pv, MIX_JUNK);
+    double placed = (double)mix_get(p, m->id, pv, MIX_PLACED);
+    double total = (double)mix_get(p, m->id, 0, MIX_TOTAL);
+    double junk_share = junk / (decided + JUNK_PRIOR);
+    double over = placed / (total + 1.0) - p->pool_share[pv];
+    return JUNK_WEIGHT * junk_share + MIX_WEIGHT * over;
+}
+
+static double lag(const lease_candidate *c)
+{
+    return (double)(c->sent_7d - c->received_7d - c->assigned);
+}
+
+double lease_plan_score(lease_plan *p, const lease_mailbox *m, const lease_candidate *c)
+{
+    return lag(c) - provider_penalty(p, m, c->provider);
 }
 
 static int64_t floor_to(int64_t t, int64_t w)
@@ -145,16 +235,24 @@ static int64_t cooldown(const lease_mailbox *m)
     return random_range(m->cooldown_min_s, m->cooldown_max_s);
 }
 
-/* Picks a recipient for a slot of m: another user's mailbox under its inbound cap,
- * not paired with m within the gap, and on a different domain than the previous
- * recipient when any such candidate exists. Returns the index or -1. */
+/* Picks a recipient for a slot of m. Rules (hard): another user's mailbox, under its
+ * inbound cap, not paired with m within the gap, and on a different domain than the
+ * previous recipient when any such candidate exists. Preference among those: the highest
+ * lease_plan_score of the first PICK_SCAN from the cursor, the first on a tie (the cursor
+ * starts at random, so ties spread). Returns the index or -1. */
 static int pick_recipient(lease_plan *p, const lease_mailbox *m, size_t *cursor,
                           const char *last_domain)
 {
     if (p->ncand == 0)
         return -1;
+    double penalty[LEASE_PROVIDERS];
+    for (int pv = 0; pv < LEASE_PROVIDERS; pv++)
+        penalty[pv] = provider_penalty(p, m, pv);
     for (int pass = 0; pass < 2; pass++) {
-        for (size_t k = 0; k < p->ncand; k++) {
+        int best = -1;
+        double best_score = 0.0;
+        size_t allowed = 0;
+        for (size_t k = 0; k < p->ncand && allowed < PICK_SCAN; k++) {
             size_t i = (*cursor + k) % p->ncand;
             lease_candidate *c = &p->cand[i];
             if (c->user_id == m->user_id || c->id == m->id)
@@ -163,10 +261,19 @@ static int pick_recipient(lease_plan *p, const lease_mailbox *m, size_t *cursor,
                 continue;
             if (pass == 0 && last_domain && !strcmp(c->domain, last_domain))
                 continue;
+            allowed++;
+            int pv = c->provider > 0 && c->provider < LEASE_PROVIDERS ? c->provider : 0;
+            double score = lag(c) - penalty[pv];
+            if (best >= 0 && score <= best_score)
+                continue;
             if (table_get(&p->pairs, m->id, c->id, 0, false))
                 continue;
-            *cursor = i + 1;
-            return (int)i;
+            best = (int)i;
+            best_score = score;
+        }
+        if (best >= 0) {
+            *cursor = (size_t)best + 1;
+            return best;
         }
     }
     return -1;
@@ -225,6 +332,15 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
             !bucket_bump(p, m->user_id, 3600, at, m->user_hour_cap))
             break;
         p->cand[c].assigned++;
+        /* The sender's own ledger moves with its slot, as the grant will write it. */
+        slot3 *self = table_get(&p->sender_at, m->id, 0, 0, false);
+        if (self)
+            p->cand[self->n].sent_7d++;
+        int pv = p->cand[c].provider;
+        if (pv > 0 && pv < LEASE_PROVIDERS) {
+            mix_add(p, m->id, pv, MIX_PLACED, 1);
+            mix_add(p, m->id, 0, MIX_TOTAL, 1);
+        }
         last_domain = p->cand[c].domain;
         if (p->lim.pair_check)
             table_get(&p->pairs, m->id, p->cand[c].id, 0, true);

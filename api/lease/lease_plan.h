@@ -34,13 +34,29 @@ typedef struct lease_mailbox {
     bool triggered; /* a trigger since its last grant: pacing is lifted once */
 } lease_mailbox;
 
-/* A possible recipient; received counts its inbound slots on its local day. */
+/* Recipient providers: inbox_classify's enum inbox_provider + 1 (gmail 1, outlook 2,
+ * yahoo 3, other 4); 0: not known (a reply's recipient added to the pool), which takes
+ * no provider term in the choice. */
+#define LEASE_PROVIDERS 5
+
+/* A possible recipient; received counts its inbound slots on its local day. The ledger
+ * (sent_7d, received_7d: its last 7 local days, docs/leasing.md "Reciprocity") and the
+ * provider only weigh the choice; the rules above them are hard. */
 typedef struct lease_candidate {
     int64_t id, user_id;
     const char *domain;
     int64_t received;
     int64_t assigned; /* slots given to it by this lease (output) */
+    int64_t sent_7d, received_7d;
+    int provider; /* 0..LEASE_PROVIDERS - 1 */
 } lease_candidate;
+
+/* Where one sender's mail to one provider landed over the last 7 days (placement_days). */
+typedef struct lease_placement {
+    int64_t sender;
+    int provider; /* 1..LEASE_PROVIDERS - 1 */
+    int64_t decided, junk;
+} lease_placement;
 
 typedef struct lease_slot {
     int64_t at_s;
@@ -68,6 +84,13 @@ void lease_plan_load_bucket(lease_plan *p, int64_t user_id, int64_t width_s, int
                             int64_t n);
 /* Loads a sender -> recipient pair seen within the pair gap. */
 void lease_plan_load_pair(lease_plan *p, int64_t sender, int64_t recipient);
+/* Loads where the senders' mail landed by provider; before any lease_plan_mailbox. */
+void lease_plan_load_placements(lease_plan *p, const lease_placement *rows, size_t n);
+/* The preference among the candidates the rules allow (higher is chosen): how far the
+ * candidate's received lags what it sent (7 days, with this lease's slots), less a
+ * penalty for the provider where the sender lands in junk, less one for a provider the
+ * sender already reaches more than its share of the pool. docs/leasing.md. */
+double lease_plan_score(lease_plan *p, const lease_mailbox *m, const lease_candidate *c);
 /* Plans up to max_slots slots for m into out; returns how many. *next_at_s gets the
  * earliest time of the slot after them (last slot + cooldown); *wake_s, when nothing
  * could be planned inside the horizon, the earliest time worth asking again (0 = no

@@ -2,6 +2,7 @@
  * rules", docs/leasing.md; why each statement has its shape: docs/design.md. */
 #include "lease_store.h"
 
+#include "lease_pairing.h"
 #include "lease_reply.h"
 #include "log.h"
 #include "pgarr.h"
@@ -118,10 +119,13 @@ static const db_stmt Q_PAIRS = {
     "AND status <> 'cancelled' AND recipient_id IS NOT NULL"};
 
 /* Recipient candidates: a window of the pool starting at a random id (wrapping), so
- * successive leases spread over all of it without sorting it. */
+ * successive leases spread over all of it without sorting it; with each its IMAP host
+ * (its provider) and its 7-day ledger (016_reciprocity.sql, inlined: two short index
+ * scans per candidate, no history). */
 #define CANDIDATE_SELECT                                                                           \
     "SELECT m.id, m.user_id, lower(split_part(m.address, '@', 2)) AS domain, m.address, "          \
-    "m.display_name, c.day::text AS day FROM mailboxes m JOIN users u ON u.id = m.user_id "        \
+    "m.display_name, c.day::text AS day, c.day AS local_day, m.imap_host "                         \
+    "FROM mailboxes m JOIN users u ON u.id = m.user_id "                                           \
     "CROSS JOIN (SELECT kiln_now() AS now) k "                                                     \
     "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
     "WHERE m.state = 'active' AND m.deleted_at IS NULL AND u.state = 'active' "                    \
@@ -129,9 +133,11 @@ static const db_stmt Q_PAIRS = {
 /* $2: KILN_RECIPIENTS_REQUIRE_INBOX (only inboxes that are watched and ok receive). */
 static const db_stmt Q_CANDIDATES = {
     "agent_candidates",
-    "WITH b AS (SELECT floor(random() * (coalesce(max(id), 0) + 1))::bigint AS s FROM mailboxes) "
-    "(" CANDIDATE_SELECT "AND m.id >= (SELECT s FROM b) ORDER BY m.id LIMIT $1) UNION ALL "
-    "(" CANDIDATE_SELECT "AND m.id < (SELECT s FROM b) ORDER BY m.id LIMIT $1)"};
+    "WITH b AS (SELECT floor(random() * (coalesce(max(id), 0) + 1))::bigint AS s FROM mailboxes), "
+    "w AS ((" CANDIDATE_SELECT "AND m.id >= (SELECT s FROM b) ORDER BY m.id LIMIT $1) UNION ALL "
+    "(" CANDIDATE_SELECT "AND m.id < (SELECT s FROM b) ORDER BY m.id LIMIT $1) LIMIT $1) "
+    "SELECT w.*, l.sent_7d, l.received_7d FROM w "
+    "CROSS JOIN LATERAL kiln_ledger_7d(w.id, w.local_day) l"};
 /* The candidates' inbound counts on their local day, in candidate order: the plan's
  * view, unlocked (Q_RESERVE checks the counts the grant adds to). */
 static const db_stmt Q_INBOUND = {
@@ -484,10 +490,10 @@ static const char **column_strings(arena *a, const PGresult *r, int col)
 
 static void read_candidates(arena *a, const PGresult *r, size_t n, lease_pool *pool)
 {
-    static const char *const names[] = {"id",      "user_id",      "domain",
-                                        "address", "display_name", "day"};
-    int c[6];
-    db_columns(r, names, c, 6);
+    static const char *const names[] = {"id",  "user_id",   "domain",  "address",    "display_name",
+                                        "day", "imap_host", "sent_7d", "received_7d"};
+    int c[9];
+    db_columns(r, names, c, 9);
     pool->cands = arena_calloc(a, (n + 1) * sizeof *pool->cands);
     pool->address = arena_alloc(a, (n + 1) * sizeof *pool->address);
     pool->display_name = arena_alloc(a, (n + 1) * sizeof *pool->display_name);
@@ -499,6 +505,10 @@ static void read_candidates(arena *a, const PGresult *r, size_t n, lease_pool *p
         pool->address[i] = PQgetvalue(r, (int)i, c[3]);
         pool->display_name[i] = PQgetvalue(r, (int)i, c[4]);
         pool->day[i] = PQgetvalue(r, (int)i, c[5]);
+        pool->cands[i].provider = lease_pairing_provider(
+            PQgetisnull(r, (int)i, c[6]) ? NULL : PQgetvalue(r, (int)i, c[6]));
+        pool->cands[i].sent_7d = db_i64(r, (int)i, c[7]);
+        pool->cands[i].received_7d = db_i64(r, (int)i, c[8]);
     }
     pool->ncand = n;
 }
@@ -523,6 +533,8 @@ bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders
             pool->pairs[i].recipient = db_i64(pr, (int)i, c[1]);
         }
     }
+    if (!lease_pairing_load(d, a, senders, nsenders, pool))
+        return false;
     const char *cp[] = {db_i64_text(a, ncand_want), require_inbox ? "true" : "false"};
     PGresult *cr = db_exec(d, a, &Q_CANDIDATES, 2, cp);
     PGresult *tr = cr ? db_exec(d, a, &Q_TEMPLATES, 0, NULL) : NULL;

@@ -41,7 +41,8 @@ typedef struct lease_pair {
 } lease_pair;
 
 /* What a lease may hand out besides the senders: recipient candidates (a window of the
- * pool from a random id), the recent sender -> recipient pairs, and message content. */
+ * pool from a random id), the recent sender -> recipient pairs, where the senders' mail
+ * landed by provider (lease_pairing.h), and message content. */
 typedef struct lease_pool {
     lease_candidate *cands;    /* the planner's input; received from lease_store_load_caps */
     const char **address;      /* per candidate */
@@ -50,6 +51,8 @@ typedef struct lease_pool {
     size_t ncand;
     lease_pair *pairs;
     size_t npairs;
+    lease_placement *placements; /* the senders' 7-day placements by provider */
+    size_t nplacements;
     const char **subjects, **bodies; /* templates, in id order */
     int ntemplates;
     const char **topics;
@@ -86,9 +89,9 @@ bool lease_store_pick(db *d, arena *a, int64_t max_mailboxes, int64_t ttl_s, lea
 bool lease_store_set_error(db *d, arena *a, const int64_t *ids, const char *const *why, int n);
 /* Moves picked mailboxes that got nothing to their next due time. */
 bool lease_store_push_due(db *d, arena *a, const lease_push *p);
-/* Reads the pool for these senders: pairs (when pair_gap_days > 0), up to ncand_want
- * candidates (only mailboxes whose inbox is ok when require_inbox), templates and
- * topics. */
+/* Reads the pool for these senders: pairs (when pair_gap_days > 0), their placements by
+ * provider, up to ncand_want candidates with their ledger and provider (only mailboxes
+ * whose inbox is ok when require_inbox), templates and topics. */
 bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders,
                            int64_t pair_gap_days, int64_t ncand_want, bool require_inbox,
                            lease_pool *pool);

@@ -10,19 +10,27 @@
 #include <string.h>
 
 /* One statement: the judged state (a mailbox never judged reads as 'new';
- * quarantine_until only while the quarantine holds), then the placement counts over the
- * last 1, 7 and 30 UTC days (today included) from one index range scan of placement_days'
- * key (at most 30 days x 4 providers rows), as 48 columns: per provider
- * (PROVIDERS' order), per window (1, 7, 30 days), inbox/junk/other/missing. kiln_now() (a
- * SQL function reading kiln_clock) costs more than the rest, so it runs once. */
+ * quarantine_until only while the quarantine holds), then the counts over the last 1, 7
+ * and 30 UTC days (today included) from one index range scan of placement_days' key (at
+ * most 30 days x 4 providers rows), as 4 x 3 x NCOUNTS columns: per provider (PROVIDERS'
+ * order), per window (1, 7, 30 days), the COUNTS (the placements' folders, then what the
+ * Authentication-Results of the found ones said, 016). kiln_now() (a SQL function
+ * reading kiln_clock) costs more than the rest, so it runs once. */
 #define HEALTH_HEAD_COLS 7
 #define SUM_OF(col, prov, n)                                                                       \
     "coalesce(sum(" col ") FILTER (WHERE provider = '" prov "' AND day > c.today - " #n "), 0)"
 #define SUMS(prov, n)                                                                              \
     SUM_OF("inbox", prov, n)                                                                       \
-    ", " SUM_OF("junk", prov, n) ", " SUM_OF("other", prov, n) ", " SUM_OF("missing", prov, n)
+    ", " SUM_OF("junk", prov, n) ", " SUM_OF("other", prov, n) ", " SUM_OF(                        \
+        "missing", prov,                                                                           \
+        n) ", " SUM_OF("auth_seen", prov,                                                          \
+                       n) ", " SUM_OF("auth_failed", prov,                                         \
+                                      n) ", " SUM_OF("spf_fail", prov,                             \
+                                                     n) ", " SUM_OF("dkim_fail", prov,             \
+                                                                    n) ", " SUM_OF("dmarc_fail",   \
+                                                                                   prov, n)
 #define PROVIDER_SUMS(prov) SUMS(prov, 1) ", " SUMS(prov, 7) ", " SUMS(prov, 30)
-#define COUNTS                                                                                     \
+#define WINDOW_COUNTS                                                                              \
     "SELECT " PROVIDER_SUMS("gmail") ", " PROVIDER_SUMS("outlook") ", " PROVIDER_SUMS(             \
         "yahoo") ", " PROVIDER_SUMS("other") " FROM placement_days WHERE mailbox_id = m.id "       \
                                              "AND day > c.today - 30 AND day <= c.today"
@@ -36,7 +44,7 @@ static const db_stmt Q_HEALTH = {
     "  AS quarantine_until, w.* "
     "FROM (SELECT now, (now AT TIME ZONE 'UTC')::date AS today FROM (SELECT kiln_now() AS now "
     "OFFSET 0) c0) c CROSS JOIN mailboxes m LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
-    "CROSS JOIN LATERAL (" COUNTS ") w "
+    "CROSS JOIN LATERAL (" WINDOW_COUNTS ") w "
     "WHERE m.id = $1 AND m.deleted_at IS NULL AND ($2::bigint = 0 OR m.user_id = $2)"};
 
 static const db_stmt Q_OWNED = {"placement_owner",
@@ -52,7 +60,10 @@ static const db_stmt Q_PLACEMENTS = {
     "WHERE mailbox_id = $1 AND ($2::bigint = 0 OR send_id < $2) "
     "ORDER BY send_id DESC LIMIT $3"};
 
-static const char *const FOLDERS[] = {"inbox", "junk", "other", "missing"};
+static const char *const COUNTS[] = {"inbox",  "junk",     "other",     "missing",   "seen",
+                                     "failed", "spf_fail", "dkim_fail", "dmarc_fail"};
+#define NFOLDERS 4
+#define NCOUNTS 9
 static const char *const PROVIDERS[] = {"gmail", "outlook", "yahoo", "other"};
 static const int WINDOW_DAYS[] = {1, 7, 30};
 
@@ -63,23 +74,37 @@ bool health_fetch(http_req *rq, http_resp *rs, int64_t id, health_rows *out)
     return out->head != NULL;
 }
 
-static void counts_json(yajl_gen g, const int64_t *c)
+static void counts_json(yajl_gen g, const int64_t *c, int from, int to)
 {
-    for (int k = 0; k < 4; k++)
-        json_kv_i(g, FOLDERS[k], c[k]);
+    for (int k = from; k < to; k++)
+        json_kv_i(g, COUNTS[k], c[k]);
 }
 
-/* Window w (0, 1, 2: 1, 7, 30 days): totals and by_provider. c[provider][w][folder]
- * holds the counts (zeros for a provider with no row). */
-static void window_json(yajl_gen g, int64_t c[4][3][4], int w)
+/* The window's Authentication-Results tallies (all providers) and their fail share. */
+static void auth_json(yajl_gen g, const int64_t *total)
 {
-    int64_t total[4] = {0};
+    json_key(g, "authentication");
+    json_obj_open(g);
+    counts_json(g, total, NFOLDERS, NCOUNTS);
+    json_key(g, "fail_share");
+    if (total[NFOLDERS] > 0)
+        json_d(g, (double)total[NFOLDERS + 1] / (double)total[NFOLDERS]);
+    else
+        json_null(g);
+    json_obj_close(g);
+}
+
+/* Window w (0, 1, 2: 1, 7, 30 days): totals and by_provider. c[provider][w][count]
+ * holds the counts (zeros for a provider with no row). */
+static void window_json(yajl_gen g, int64_t c[4][3][NCOUNTS], int w)
+{
+    int64_t total[NCOUNTS] = {0};
     for (int p = 0; p < 4; p++)
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < NCOUNTS; k++)
             total[k] += c[p][w][k];
     json_obj_open(g);
     json_kv_i(g, "days", WINDOW_DAYS[w]);
-    counts_json(g, total);
+    counts_json(g, total, 0, NFOLDERS);
     int64_t placed = total[0] + total[1] + total[2] + total[3];
     json_key(g, "inbox_rate");
     if (placed > 0)
@@ -91,20 +116,21 @@ static void window_json(yajl_gen g, int64_t c[4][3][4], int w)
     for (int p = 0; p < 4; p++) {
         json_key(g, PROVIDERS[p]);
         json_obj_open(g);
-        counts_json(g, c[p][w]);
+        counts_json(g, c[p][w], 0, NFOLDERS);
         json_obj_close(g);
     }
     json_obj_close(g);
+    auth_json(g, total);
     json_obj_close(g);
 }
 
 void health_write(yajl_gen g, const health_rows *h)
 {
-    int64_t c[4][3][4];
+    int64_t c[4][3][NCOUNTS];
     for (int p = 0; p < 4; p++)
         for (int w = 0; w < 3; w++)
-            for (int k = 0; k < 4; k++)
-                c[p][w][k] = db_i64(h->head, 0, HEALTH_HEAD_COLS + (p * 3 + w) * 4 + k);
+            for (int k = 0; k < NCOUNTS; k++)
+                c[p][w][k] = db_i64(h->head, 0, HEALTH_HEAD_COLS + (p * 3 + w) * NCOUNTS + k);
     json_obj_open(g);
     pgjson_members(g, h->head, 0, 0, HEALTH_HEAD_COLS);
     json_key(g, "placement");

@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The reciprocity ledger over the mailbox's last 7 local days (016). */
+#define LEDGER_DAY "(kiln_now() AT TIME ZONE m.timezone)::date"
+#define LEDGER_COL(member) "(SELECT l." member " FROM kiln_ledger_7d(m.id, " LEDGER_DAY ") l)"
+#define LEDGER_COLS LEDGER_COL("sent_7d") ", " LEDGER_COL("received_7d")
 #define MB_COLS                                                                                    \
     "m.id, m.user_id, m.address, m.display_name, m.smtp_host, m.smtp_port, "                       \
     "m.smtp_security::text, m.smtp_username, m.timezone, m.window_start_hour, "                    \
@@ -19,7 +23,7 @@
     "kiln_iso(m.last_error_at), m.warmup_start::text, kiln_iso(m.created_at), "                    \
     "kiln_iso(m.updated_at), m.smtp_allow_plaintext_auth, m.imap_host, m.imap_port, "              \
     "m.imap_security::text, m.imap_username, m.imap_auth::text, m.imap_allow_plaintext_auth, "     \
-    "m.inbox::text, m.inbox_error, kiln_iso(m.inbox_error_at)"
+    "m.inbox::text, m.inbox_error, kiln_iso(m.inbox_error_at), " LEDGER_COLS
 
 /* The plan cap: creates for one user go one at a time behind the user's row lock, and
  * the count is a statement of its own, after the lock. At READ COMMITTED each statement
@@ -173,6 +177,10 @@ static void mailbox_json(yajl_gen g, const PGresult *r, int i)
     pgjson_value(g, r, i, 26);
     json_key(g, "inbox_error_at");
     pgjson_value(g, r, i, 27);
+    json_key(g, "reciprocity");
+    json_obj_open(g);
+    pgjson_members(g, r, i, 28, 30); /* sent_7d, received_7d */
+    json_obj_close(g);
     json_key(g, "timezone");
     pgjson_value(g, r, i, 8);
     json_key(g, "window");

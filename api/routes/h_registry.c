@@ -7,6 +7,7 @@
 #include "pgjson.h"
 #include "validate.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,20 @@ static const db_stmt Q_PLAN_INSERT = {
 static const db_stmt Q_PLAN_LIST = {"plan_list", "SELECT " PLAN_COLS
                                                  " FROM plans WHERE id > $1 ORDER BY id LIMIT $2"};
 static const db_stmt Q_PLAN_GET = {"plan_get", "SELECT " PLAN_COLS " FROM plans WHERE id = $1"};
+/* A PATCH of the engagement members: NULL keeps the stored value. */
+static const db_stmt Q_PLAN_PATCH = {
+    "plan_patch",
+    "UPDATE plans SET reply_rate = coalesce($2::real, reply_rate), "
+    "open_rate = coalesce($3::real, open_rate), "
+    "important_rate = coalesce($4::real, important_rate), "
+    "rescue_rate = coalesce($5::real, rescue_rate), "
+    "untouched_rate = coalesce($6::real, untouched_rate), "
+    "dwell_median_min = coalesce($7::int, dwell_median_min), "
+    "dwell_max_min = coalesce($8::int, dwell_max_min), "
+    "quiet_start_hour = coalesce($9::int, quiet_start_hour), "
+    "quiet_end_hour = coalesce($10::int, quiet_end_hour), "
+    "retention_days = coalesce($11::int, retention_days), "
+    "max_reply_depth = coalesce($12::int, max_reply_depth) WHERE id = $1 RETURNING " PLAN_COLS};
 
 #define USER_COLS                                                                                  \
     "u.id, u.name, u.plan_id, u.timezone, u.state::text AS state, "                                \
@@ -94,6 +109,27 @@ typedef struct plan_engagement {
     int64_t dwell_median_min, dwell_max_min, quiet_start, quiet_end, retention_days, depth;
 } plan_engagement;
 
+/* Validates the engagement members present in b into e; absent ones keep their value. */
+static bool engagement_fields(http_resp *rs, yajl_val b, plan_engagement *e)
+{
+    return v_number(rs, b, "open_rate", "open_rate", 0, 0, 1, &e->open) &&
+           v_number(rs, b, "important_rate", "important_rate", 0, 0, 0.5, &e->important) &&
+           v_number(rs, b, "rescue_rate", "rescue_rate", 0, 0, 1, &e->rescue) &&
+           v_number(rs, b, "untouched_rate", "untouched_rate", 0, 0, 0.5, &e->untouched) &&
+           v_int(rs, b, "dwell_median_min", "dwell_median_min", 0, 1, 720, &e->dwell_median_min) &&
+           v_int(rs, b, "dwell_max_min", "dwell_max_min", 0, 1, 1440, &e->dwell_max_min) &&
+           v_int(rs, b, "quiet_start_hour", "quiet_start_hour", 0, 0, 23, &e->quiet_start) &&
+           v_int(rs, b, "quiet_end_hour", "quiet_end_hour", 0, 0, 23, &e->quiet_end) &&
+           v_int(rs, b, "retention_days", "retention_days", 0, 3, 365, &e->retention_days) &&
+           v_int(rs, b, "max_reply_depth", "max_reply_depth", 0, 0, 5, &e->depth);
+}
+
+static void dwell_order_error(http_resp *rs)
+{
+    http_error(rs, 400, "invalid_field", "dwell_max_min must be >= dwell_median_min",
+               "dwell_max_min");
+}
+
 static bool parse_engagement(http_resp *rs, yajl_val b, plan_engagement *e)
 {
     *e = (plan_engagement){ENGAGE_DEFAULT_OPEN_RATE,        ENGAGE_DEFAULT_IMPORTANT_RATE,
@@ -101,23 +137,40 @@ static bool parse_engagement(http_resp *rs, yajl_val b, plan_engagement *e)
                            ENGAGE_DEFAULT_DWELL_MEDIAN_MIN, ENGAGE_DEFAULT_DWELL_MAX_MIN,
                            ENGAGE_DEFAULT_QUIET_START_HOUR, ENGAGE_DEFAULT_QUIET_END_HOUR,
                            ENGAGE_DEFAULT_RETENTION_DAYS,   ENGAGE_DEFAULT_MAX_REPLY_DEPTH};
-    if (!v_number(rs, b, "open_rate", "open_rate", 0, 0, 1, &e->open) ||
-        !v_number(rs, b, "important_rate", "important_rate", 0, 0, 0.5, &e->important) ||
-        !v_number(rs, b, "rescue_rate", "rescue_rate", 0, 0, 1, &e->rescue) ||
-        !v_number(rs, b, "untouched_rate", "untouched_rate", 0, 0, 0.5, &e->untouched) ||
-        !v_int(rs, b, "dwell_median_min", "dwell_median_min", 0, 1, 720, &e->dwell_median_min) ||
-        !v_int(rs, b, "dwell_max_min", "dwell_max_min", 0, 1, 1440, &e->dwell_max_min) ||
-        !v_int(rs, b, "quiet_start_hour", "quiet_start_hour", 0, 0, 23, &e->quiet_start) ||
-        !v_int(rs, b, "quiet_end_hour", "quiet_end_hour", 0, 0, 23, &e->quiet_end) ||
-        !v_int(rs, b, "retention_days", "retention_days", 0, 3, 365, &e->retention_days) ||
-        !v_int(rs, b, "max_reply_depth", "max_reply_depth", 0, 0, 5, &e->depth))
+    if (!engagement_fields(rs, b, e))
         return false;
     if (e->dwell_max_min < e->dwell_median_min) {
-        http_error(rs, 400, "invalid_field", "dwell_max_min must be >= dwell_median_min",
-                   "dwell_max_min");
+        dwell_order_error(rs);
         return false;
     }
     return true;
+}
+
+/* NAN / -1 mark a member the PATCH does not carry (every valid value is a share in
+ * [0, 1] or a count >= 0): its parameter is NULL and the stored value stays. */
+static const char *plan_share(http_req *rq, double v)
+{
+    return isnan(v) ? NULL : arena_printf(rq->pool, "%.6f", v);
+}
+
+static const char *plan_count(http_req *rq, int64_t v)
+{
+    return v < 0 ? NULL : http_i64(rq, v);
+}
+
+/* The ten engagement parameters in Q_PLAN_INSERT's and Q_PLAN_PATCH's order. */
+static void engagement_params(http_req *rq, const plan_engagement *e, const char **out)
+{
+    out[0] = plan_share(rq, e->open);
+    out[1] = plan_share(rq, e->important);
+    out[2] = plan_share(rq, e->rescue);
+    out[3] = plan_share(rq, e->untouched);
+    out[4] = plan_count(rq, e->dwell_median_min);
+    out[5] = plan_count(rq, e->dwell_max_min);
+    out[6] = plan_count(rq, e->quiet_start);
+    out[7] = plan_count(rq, e->quiet_end);
+    out[8] = plan_count(rq, e->retention_days);
+    out[9] = plan_count(rq, e->depth);
 }
 
 void h_plans_create(http_req *rq, http_resp *rs)
@@ -182,16 +235,17 @@ void h_plans_create(http_req *rq, http_resp *rs)
                        http_i64(rq, hourly),
                        http_i64(rq, minute),
                        http_i64(rq, maxmb),
-                       arena_printf(rq->pool, "%.6f", e.open),
-                       arena_printf(rq->pool, "%.6f", e.important),
-                       arena_printf(rq->pool, "%.6f", e.rescue),
-                       arena_printf(rq->pool, "%.6f", e.untouched),
-                       http_i64(rq, e.dwell_median_min),
-                       http_i64(rq, e.dwell_max_min),
-                       http_i64(rq, e.quiet_start),
-                       http_i64(rq, e.quiet_end),
-                       http_i64(rq, e.retention_days),
-                       http_i64(rq, e.depth)};
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL,
+                       NULL};
+    engagement_params(rq, &e, p + 11);
     PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_INSERT, 21, p);
     if (!r) {
         if (db_last_error(rq->db) == DB_CONSTRAINT && !strcmp(db_sqlstate(rq->db), "23505"))
@@ -224,6 +278,45 @@ void h_plans_get(http_req *rq, http_resp *rs)
     PGresult *r = http_exec(rq, rs, &Q_PLAN_GET, 1, p);
     if (!r)
         return;
+    if (PQntuples(r) == 0) {
+        http_error(rs, 404, "not_found", "no such plan", NULL);
+        return;
+    }
+    respond_one(rs, r, 200);
+}
+
+void h_plans_patch(http_req *rq, http_resp *rs)
+{
+    static const char *const fields[] = {"reply_rate",     "open_rate",        "important_rate",
+                                         "rescue_rate",    "untouched_rate",   "dwell_median_min",
+                                         "dwell_max_min",  "quiet_start_hour", "quiet_end_hour",
+                                         "retention_days", "max_reply_depth",  NULL};
+    int64_t id;
+    if (!v_path_id(rq, rs, 0, &id))
+        return;
+    yajl_val b = http_json_body(rq, rs);
+    if (!b || !v_known_fields(rs, b, fields, ""))
+        return;
+    double reply = NAN;
+    plan_engagement e = {NAN, NAN, NAN, NAN, -1, -1, -1, -1, -1, -1};
+    if (!v_number(rs, b, "reply_rate", "reply_rate", 0, 0, 1, &reply) ||
+        !engagement_fields(rs, b, &e))
+        return;
+    if (e.dwell_median_min >= 0 && e.dwell_max_min >= 0 && e.dwell_max_min < e.dwell_median_min) {
+        dwell_order_error(rs);
+        return;
+    }
+    const char *p[12] = {http_i64(rq, id), plan_share(rq, reply)};
+    engagement_params(rq, &e, p + 2);
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_PLAN_PATCH, 12, p);
+    if (!r) {
+        /* One member against the stored other: the dwell order (plans_dwell_order). */
+        if (db_last_error(rq->db) == DB_CONSTRAINT && !strcmp(db_sqlstate(rq->db), "23514"))
+            dwell_order_error(rs);
+        else
+            http_db_error(rs, rq->db);
+        return;
+    }
     if (PQntuples(r) == 0) {
         http_error(rs, 404, "not_found", "no such plan", NULL);
         return;

@@ -20,6 +20,7 @@ static const route routes[] = {
     {"POST", "/api/plans", SCOPE_ADMIN, h_plans_create},
     {"GET", "/api/plans", TENANT_OR_ADMIN, h_plans_list},
     {"GET", "/api/plans/{}", TENANT_OR_ADMIN, h_plans_get},
+    {"PATCH", "/api/plans/{}", SCOPE_ADMIN, h_plans_patch},
     {"POST", "/api/users", SCOPE_ADMIN, h_users_create},
     {"GET", "/api/users", TENANT_OR_ADMIN, h_users_list},
     {"GET", "/api/users/{}", TENANT_OR_ADMIN, h_users_get},

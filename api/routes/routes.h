@@ -13,6 +13,7 @@ extern const route_table routes_api;
 void h_plans_create(http_req *rq, http_resp *rs);
 void h_plans_list(http_req *rq, http_resp *rs);
 void h_plans_get(http_req *rq, http_resp *rs);
+void h_plans_patch(http_req *rq, http_resp *rs);
 void h_users_create(http_req *rq, http_resp *rs);
 void h_users_list(http_req *rq, http_resp *rs);
 void h_users_get(http_req *rq, http_resp *rs);

@@ -63,9 +63,11 @@ class World:
                    200, "report sends")
         return la
 
-    def find(self, sender, inbox=0, junk=0, other=0):
+    def find(self, sender, inbox=0, junk=0, other=0,
+             auth="mx.test; spf=pass smtp.mailfrom=x; dkim=pass; dmarc=pass"):
         """Reports found events for the sender's oldest unfound sends: inbox in INBOX,
-        then junk in Junk, then other in a user folder."""
+        then junk in Junk, then other in a user folder; auth is the
+        Authentication-Results header the recipient's provider wrote on each."""
         want = inbox + junk + other
         check(len(self.pool[sender]) >= want,
               "sender %d has %d unfound sends, %d wanted" % (sender, len(self.pool[sender]), want))
@@ -77,8 +79,7 @@ class World:
                             ("Junk", "junk") if k < inbox + junk else ("Receipts", "other"))
             evs.append({"type": "found", "mailbox_id": rc, "message_id": mid, "folder": folder,
                         "role": role, "uidvalidity": 7, "uid": UID[0], "flags": [],
-                        "authentication_results":
-                            "mx.test; spf=pass smtp.mailfrom=x; dkim=pass; dmarc=fail"})
+                        "authentication_results": auth})
         if not evs:
             return
         r = expect(call("POST", "/api/agent/report", {"lease_id": self.inbox_lease,
@@ -159,7 +160,7 @@ def part_score():
     check(ids == sorted(ids, reverse=True), "newest first: %r" % ids)
     it = items[0]
     check(set(it) == {"send_id", "provider", "placement", "folder", "found_at", "decided_at",
-                      "spf", "dkim", "dmarc"} and it["spf"] == "pass" and it["dmarc"] == "fail"
+                      "spf", "dkim", "dmarc"} and it["spf"] == "pass" and it["dmarc"] == "pass"
           and it["decided_at"].startswith("2026-03-03"), "a placement: %r" % it)
     check(sorted(x["placement"] for x in items) == ["inbox"] * 4 + ["junk"], "placements")
     legacy = w.today(0)
@@ -313,8 +314,38 @@ def part_tenant():
     reset_clock()
 
 
+def part_auth():
+    """Authentication failures the recipients' providers saw lower the score (016): at
+    the Wilson lower bound of their share, up to 40 points; a header with no verdict
+    takes nothing."""
+    w = World(4)
+    w.lease()
+    s0, s1, s2 = (w.boxes[i]["id"] for i in range(3))
+    w.find(s0, inbox=6)
+    w.find(s1, inbox=6, auth="mx.test; spf=pass smtp.mailfrom=x; dkim=fail; dmarc=fail")
+    w.find(s2, inbox=6, auth="mx.test; none")
+    hs = [w.judged(i, lambda h: h["band"] != "new", "judged %d" % i) for i in range(3)]
+    check(hs[0]["score"] == 61 and hs[2]["score"] == 61,
+          "6 of 6 in the inbox with authentication passing (or not reported) scores 61: %r"
+          % [h["score"] for h in hs])
+    check(hs[1]["score"] == 37,
+          "6 of 6 in the inbox failing dkim/dmarc loses 40 x the lower bound (24): %r" % hs[1])
+    a0, a1, a2 = (window(h, 7)["authentication"] for h in hs)
+    check(a0 == {"seen": 6, "failed": 0, "spf_fail": 0, "dkim_fail": 0, "dmarc_fail": 0,
+                 "fail_share": 0.0}, "passing: %r" % a0)
+    check(a1 == {"seen": 6, "failed": 6, "spf_fail": 0, "dkim_fail": 6, "dmarc_fail": 6,
+                 "fail_share": 1.0}, "failing: %r" % a1)
+    check(a2["seen"] == 0 and a2["fail_share"] is None, "no verdict: %r" % a2)
+    page = expect(call("GET", "/api/mailboxes/%d/placement?limit=1" % s1, token=w.tokens[1]),
+                  200, "placement")
+    check(page["items"][0]["dkim"] == "fail" and page["items"][0]["spf"] == "pass",
+          "the placement keeps the verdicts: %r" % page["items"][0])
+    ok("test_authentication_failures_lower_the_score")
+    reset_clock()
+
+
 PARTS = {"score": part_score, "bands": part_bands, "quarantine": part_quarantine,
-         "bad_input": part_bad_input, "tenant": part_tenant}
+         "bad_input": part_bad_input, "tenant": part_tenant, "auth": part_auth}
 if len(sys.argv) > 1:
     PARTS[sys.argv[1]]()
 else:

@@ -120,11 +120,22 @@ static void test_penalties_lower_the_score(void **state)
     int clean = judge(300, 0, 0, 300, 0, HEALTH_NEW).score;
     int bouncing = judge(300, 0, 0, 285, 15, HEALTH_NEW).score;
     assert_int_equal(clean - bouncing, 20);
-    health_counts c = {.inbox = 300, .sent = 300, .auth_failures = 100};
+    /* Authentication failures cost up to 40 points at the lower bound of their share:
+     * 3 of 3 cost 17.5 (a few fails are not yet a verdict), 30 of 30 cost 35.5, none 0
+     * (clean is 98.7 before rounding). */
+    health_counts c = {.inbox = 300, .sent = 300, .auth_seen = 3, .auth_failed = 3};
     health_result r;
     health_judge(&c, &T, HEALTH_NEW, &r);
-    assert_int_equal(r.score, clean - 20); /* capped at 20 points */
-    c.auth_failures = 0;
+    assert_int_equal(r.score, clean - 18);
+    c.auth_seen = c.auth_failed = 30;
+    health_judge(&c, &T, HEALTH_NEW, &r);
+    assert_int_equal(r.score, clean - 36);
+    c.auth_failed = 0;
+    health_judge(&c, &T, HEALTH_NEW, &r);
+    assert_int_equal(r.score, clean);
+    c.auth_seen = 0; /* no verdict seen: nothing known, nothing taken */
+    health_judge(&c, &T, HEALTH_NEW, &r);
+    assert_int_equal(r.score, clean);
     c.complaints = 300;
     health_judge(&c, &T, HEALTH_NEW, &r);
     assert_int_equal(r.score, 0);

@@ -310,6 +310,88 @@ static void test_no_candidates_means_no_slots(void **state)
     assert_int_equal(lease_plan_mailbox(plan(f), &m, 4, out, &next_at, &wake), 0);
 }
 
+/* Plans mailbox m of user uid (id uid too) with this target, up to max slots. */
+static int plan_for(lease_plan *p, int64_t uid, int64_t target, lease_slot *out, int max)
+{
+    lease_mailbox m = mailbox();
+    m.id = m.user_id = uid;
+    m.target = target;
+    int64_t next_at, wake;
+    return lease_plan_mailbox(p, &m, max, out, &next_at, &wake);
+}
+
+/* Reciprocity (docs/leasing.md): the candidate whose received lags its sent most wins,
+ * domain alternation still holds. */
+static void test_the_recipient_whose_receipts_lag_its_sends_most_is_chosen(void **state)
+{
+    fixture *f = *state;
+    f->cand[2].sent_7d = 10;
+    f->cand[1].sent_7d = 5;
+    f->cand[0].received_7d = 3; /* received more than it sent: last */
+    lease_plan *p = plan(f);
+    lease_slot out[8];
+    int n = plan_for(p, 1, 6, out, 8);
+    assert_int_equal(n, 6);
+    assert_int_equal(out[0].candidate, 2);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(out[i].candidate, i % 2 == 0 ? 2 : 1);
+    assert_int_equal(f->cand[0].assigned, 0);
+    lease_mailbox m = mailbox();
+    assert_true(lease_plan_score(p, &m, &f->cand[2]) > lease_plan_score(p, &m, &f->cand[0]));
+}
+
+/* Candidates 0, 1 at gmail (1), 2, 3 at outlook (2). */
+static void two_providers(fixture *f)
+{
+    for (int i = 0; i < 4; i++)
+        f->cand[i].provider = i < 2 ? 1 : 2;
+}
+
+static void test_a_provider_where_the_sender_lands_in_junk_is_avoided(void **state)
+{
+    fixture *f = *state;
+    two_providers(f);
+    lease_plan *p = plan(f);
+    const lease_placement pl[] = {{1, 1, 20, 20}, {1, 2, 20, 0}, {7, 2, 20, 20}};
+    lease_plan_load_placements(p, pl, 3);
+    lease_slot out[8];
+    int n = plan_for(p, 1, 6, out, 8);
+    assert_int_equal(n, 6);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(f->cand[out[i].candidate].provider, 2);
+    /* Another sender (7) lands in junk at outlook, not gmail: the other way round. */
+    n = plan_for(p, 7, 2, out, 8);
+    assert_int_equal(n, 2);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(f->cand[out[i].candidate].provider, 1);
+}
+
+static void test_a_sender_reaches_the_provider_it_reached_least(void **state)
+{
+    fixture *f = *state;
+    two_providers(f);
+    lease_plan *p = plan(f);
+    const lease_placement pl[] = {{1, 1, 30, 0}}; /* all its mail so far went to gmail */
+    lease_plan_load_placements(p, pl, 1);
+    lease_slot out[2];
+    assert_int_equal(plan_for(p, 1, 1, out, 2), 1);
+    assert_int_equal(f->cand[out[0].candidate].provider, 2);
+}
+
+/* A sender that is also a candidate: its sent_7d moves with each slot it is given, so the
+ * senders planned after it in the same lease see its lag grow. */
+static void test_a_senders_own_ledger_moves_with_its_slots(void **state)
+{
+    fixture *f = *state;
+    f->cand[3].id = 1; /* the sender itself (user 1 is not 13: only the id matters) */
+    f->cand[3].user_id = 1;
+    lease_plan *p = plan(f);
+    lease_slot out[8];
+    assert_int_equal(plan_for(p, 1, 4, out, 8), 4);
+    assert_int_equal(f->cand[3].sent_7d, 4);
+    assert_int_equal(f->cand[3].assigned, 0); /* never its own recipient */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +417,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deltas_add_up_to_the_slots_granted_under_their_caps,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_candidates_means_no_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_the_recipient_whose_receipts_lag_its_sends_most_is_chosen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_provider_where_the_sender_lands_in_junk_is_avoided,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_sender_reaches_the_provider_it_reached_least, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_senders_own_ledger_moves_with_its_slots, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
