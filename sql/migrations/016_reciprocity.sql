@@ -29,43 +29,7 @@ ALTER TABLE placement_days ADD COLUMN auth_seen   integer NOT NULL DEFAULT 0,
                            ADD COLUMN dkim_fail   integer NOT NULL DEFAULT 0,
                            ADD COLUMN dmarc_fail  integer NOT NULL DEFAULT 0;
 
-CREATE OR REPLACE FUNCTION kiln_placements_rollup() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO placement_days AS d (mailbox_id, day, provider, inbox, junk, other, missing,
-                                     auth_seen, auth_failed, spf_fail, dkim_fail, dmarc_fail)
-    SELECT mailbox_id, (decided_at AT TIME ZONE 'UTC')::date, provider,
-           count(*) FILTER (WHERE placement = 'inbox'), count(*) FILTER (WHERE placement = 'junk'),
-           count(*) FILTER (WHERE placement = 'other'),
-           count(*) FILTER (WHERE placement = 'missing'),
-           count(*) FILTER (WHERE spf <> 'none' OR dkim <> 'none' OR dmarc <> 'none'),
-           count(*) FILTER (WHERE spf = 'fail' OR dkim = 'fail' OR dmarc = 'fail'),
-           count(*) FILTER (WHERE spf = 'fail'), count(*) FILTER (WHERE dkim = 'fail'),
-           count(*) FILTER (WHERE dmarc = 'fail')
-    FROM new_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (mailbox_id, day, provider) DO UPDATE
-        SET inbox = d.inbox + excluded.inbox, junk = d.junk + excluded.junk,
-            other = d.other + excluded.other, missing = d.missing + excluded.missing,
-            auth_seen = d.auth_seen + excluded.auth_seen,
-            auth_failed = d.auth_failed + excluded.auth_failed,
-            spf_fail = d.spf_fail + excluded.spf_fail, dkim_fail = d.dkim_fail + excluded.dkim_fail,
-            dmarc_fail = d.dmarc_fail + excluded.dmarc_fail;
-    INSERT INTO placement_pool_days AS d (day, provider, shard, inbox, junk, other, missing)
-    SELECT (decided_at AT TIME ZONE 'UTC')::date, provider, mailbox_id % 16,
-           count(*) FILTER (WHERE placement = 'inbox'), count(*) FILTER (WHERE placement = 'junk'),
-           count(*) FILTER (WHERE placement = 'other'),
-           count(*) FILTER (WHERE placement = 'missing')
-    FROM new_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (day, provider, shard) DO UPDATE
-        SET inbox = d.inbox + excluded.inbox, junk = d.junk + excluded.junk,
-            other = d.other + excluded.other, missing = d.missing + excluded.missing;
-    INSERT INTO mailbox_health AS h (mailbox_id)
-    SELECT DISTINCT mailbox_id FROM new_rows n WHERE EXISTS (SELECT 1 FROM mailboxes m WHERE m.id = n.mailbox_id)
-    ORDER BY 1
-    ON CONFLICT (mailbox_id) DO UPDATE SET dirty = true WHERE NOT h.dirty;
-    RETURN NULL;
-END
-$$;
+-- The rollup trigger that fills them is kiln_placements_rollup, as 017 redefines it.
 
 -- A resume's baseline (015) holds the authentication counts too.
 ALTER TABLE mailbox_health ADD COLUMN base_auth_seen   integer NOT NULL DEFAULT 0,

@@ -45,19 +45,29 @@ $$;
 -- of senders) locked all 16 shards of each (day, provider) row until it committed, and
 -- concurrent reports queued behind each other. Sharded by the writing backend instead:
 -- a report touches one shard per (day, provider) and concurrent reports (one backend
--- each) rarely share it. Readers sum the shards, as before. Otherwise as in 015.
+-- each) rarely share it. Readers sum the shards, as before. Otherwise as in 015, with
+-- 016's authentication counts.
 CREATE OR REPLACE FUNCTION kiln_placements_rollup() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO placement_days AS d (mailbox_id, day, provider, inbox, junk, other, missing)
+    INSERT INTO placement_days AS d (mailbox_id, day, provider, inbox, junk, other, missing,
+                                     auth_seen, auth_failed, spf_fail, dkim_fail, dmarc_fail)
     SELECT mailbox_id, (decided_at AT TIME ZONE 'UTC')::date, provider,
            count(*) FILTER (WHERE placement = 'inbox'), count(*) FILTER (WHERE placement = 'junk'),
            count(*) FILTER (WHERE placement = 'other'),
-           count(*) FILTER (WHERE placement = 'missing')
+           count(*) FILTER (WHERE placement = 'missing'),
+           count(*) FILTER (WHERE spf <> 'none' OR dkim <> 'none' OR dmarc <> 'none'),
+           count(*) FILTER (WHERE spf = 'fail' OR dkim = 'fail' OR dmarc = 'fail'),
+           count(*) FILTER (WHERE spf = 'fail'), count(*) FILTER (WHERE dkim = 'fail'),
+           count(*) FILTER (WHERE dmarc = 'fail')
     FROM new_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (mailbox_id, day, provider) DO UPDATE
         SET inbox = d.inbox + excluded.inbox, junk = d.junk + excluded.junk,
-            other = d.other + excluded.other, missing = d.missing + excluded.missing;
+            other = d.other + excluded.other, missing = d.missing + excluded.missing,
+            auth_seen = d.auth_seen + excluded.auth_seen,
+            auth_failed = d.auth_failed + excluded.auth_failed,
+            spf_fail = d.spf_fail + excluded.spf_fail, dkim_fail = d.dkim_fail + excluded.dkim_fail,
+            dmarc_fail = d.dmarc_fail + excluded.dmarc_fail;
     INSERT INTO placement_pool_days AS d (day, provider, shard, inbox, junk, other, missing)
     SELECT (decided_at AT TIME ZONE 'UTC')::date, provider, pg_backend_pid() % 16,
            count(*) FILTER (WHERE placement = 'inbox'), count(*) FILTER (WHERE placement = 'junk'),
