@@ -59,7 +59,8 @@ static const db_stmt Q_ASSIGN = {
 #define EXPECTED(ahead)                                                                            \
     "EXISTS (SELECT 1 FROM sends s WHERE s.recipient_id = m.id AND s.scheduled_at BETWEEN "        \
     "k.now - interval '2 hours' AND k.now + interval '" ahead "' AND s.status IN ('leased', "      \
-    "'sent', 'unknown') AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id))"
+    "'sent', 'unknown') AND s.id >= kiln_sends_since(2) "                                          \
+    "AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id))"
 static const db_stmt Q_HELD = {
     "inbox_held",
     "SELECT il.mailbox_id, m.address, m.imap_host, m.imap_port, m.imap_security::text AS "
