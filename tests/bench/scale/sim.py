@@ -11,9 +11,13 @@ after a warm-up:
     sampled while the load runs;
   - the order of service: a backlog served furthest-behind first leaves no mailbox two
     sends ahead of another (the histogram of today's sends per mailbox).
+Peer, same PostgreSQL, same run, after kiln's window: the bare queue (peer.sql in pgbench,
+claim 100 with FOR UPDATE SKIP LOCKED and complete, over N rows in due order), with
+the same per-job figures: the floor a Postgres-backed queue pays per job on this box.
 Run by tests/bench/scale/run.sh under tests/lib/with_stack.sh. Not part of `make test`."""
 import datetime
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -204,3 +208,53 @@ print("order of service: spread %d sends between the least and the most served m
       % (hi - lo, os.environ.get("KILN_LEASE_TTL_S", "?")))
 for a in agents:
     a.term(timeout=120)
+kiln = {"rate": rate, "rows": (rows1 - rows0) / sends, "wal": (wal1 - wal0) / sends,
+        "pg_us": 1e6 * (c1["postgresql"] - c0["postgresql"]) / sends}
+
+# ---- the peer: the bare queue over the same number of rows ----
+psql("""CREATE TABLE peer_q (id bigint PRIMARY KEY, due timestamptz NOT NULL,
+          status smallint NOT NULL DEFAULT 0, owner int, done_at timestamptz)
+        WITH (fillfactor = 70)""")
+psql("""INSERT INTO peer_q (id, due) SELECT g, now() - random() * interval '12 hours'
+        FROM generate_series(1, %d) g""" % n)
+psql("CREATE INDEX peer_q_due ON peer_q (due) WHERE status = 0")
+psql("CREATE INDEX peer_q_owner ON peer_q (owner) WHERE status = 1")
+psql("VACUUM ANALYZE peer_q")
+clients = os.environ.get("BENCH_PEER_CLIENTS", "2")
+peer_s = int(min(SECONDS, 60))
+
+
+def peer_snapshot():
+    """Jobs done, rows, WAL, PostgreSQL CPU, time: taken while pgbench runs, since a
+    backend's CPU is lost from /proc once its connection ends."""
+    done = int(psql("SELECT count(*) FROM peer_q WHERE status = 2")[0])
+    _, rows, wal = counts()
+    return done, rows, wal, cpu()["postgresql"], time.time()
+
+
+pgb = subprocess.Popen(
+    ["bash", "-c", 'source "$0/deploy/local/stack.sh"; source "$1/stack.env"; '
+     'STACK_PG_PORT=$STACK_PG_PORT stack_init "$1" "$2" "$STACK_HTTP_PORT" >/dev/null; '
+     'stack_as_pg "$(stack_pg_bin)/pgbench" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" -U postgres '
+     '-n -c "$3" -j "$3" -T "$4" -f "$5" kiln',
+     os.environ["KILN_SOURCE_DIR"], VAR, BUILD, clients, str(peer_s + 600),
+     os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer.sql")],
+    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+time.sleep(5)
+q0, prow0, pwal0, pc0, pt0 = peer_snapshot()
+time.sleep(peer_s)
+q1, prow1, pwal1, pc1, pt1 = peer_snapshot()
+alive = pgb.poll() is None
+os.killpg(pgb.pid, signal.SIGTERM)  # its window is measured; its summary is not needed
+out = pgb.communicate()[0]
+done = q1 - q0
+check(alive and done > 0, "the peer's pgbench ended early:\n" + out)
+prate = done / (pt1 - pt0)
+peer = {"rate": prate, "rows": (prow1 - prow0) / done, "wal": (pwal1 - pwal0) / done,
+        "pg_us": 1e6 * (pc1 - pc0) / done}
+print("peer: bare SKIP LOCKED queue over %d rows (pgbench, %s clients, batches of 100): "
+      "%.0f jobs/s" % (n, clients, prate))
+print("%-26s %12s %12s %12s" % ("per send / per job", "kiln", "bare queue", "kiln/queue"))
+for k, label in (("rate", "rate (/s)"), ("rows", "rows written"), ("wal", "WAL bytes"),
+                 ("pg_us", "PostgreSQL CPU (us)")):
+    print("%-26s %12.1f %12.1f %11.2fx" % (label, kiln[k], peer[k], kiln[k] / peer[k]))
