@@ -14,7 +14,8 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "leasing"))
 import kiln_test  # noqa: E402
-from kiln_test import *  # noqa: E402,F401,F403
+from kiln_test import (SRC, admin, check, expect, fail, make_mailbox, make_user, ok,  # noqa: E402
+                       psql, stack_bash, wait_for)
 from leaselib import make_agent, lease, report, sent, all_sends  # noqa: E402
 
 AGENT_TOKEN = "kiln-old-agent-token-0123456789abcdef"

@@ -7,8 +7,8 @@ ran on every table whose dead rows reached its trigger (threshold + scale x live
 import datetime
 import threading
 import time
-from leaselib import make_agent, set_clock, lease, report, sent, all_sends, utc, invariants
-from kiln_test import admin, check, expect, make_mailbox, make_plan, make_user, psql, ok
+from leaselib import make_agent, make_pool, set_clock, lease, report, sent, all_sends, utc, invariants
+from kiln_test import check, make_plan, psql, ok
 
 BUSY_S = 100
 LEASERS = 4
@@ -25,12 +25,7 @@ start = utc(2026, 3, 4, 8, 0, 0)
 set_clock(start)
 plan = make_plan("busy", ramp_start=1000, ramp_step=0, daily_max=1000, cooldown_min_s=30,
                  cooldown_max_s=60, user_minute_cap=10000, user_hourly_cap=100000)
-users = [make_user("v%d" % i, plan["id"]) for i in range(6)]
-for u in users:
-    for j in range(20):
-        make_mailbox(u["id"], "x%d@v%d.test" % (j, u["id"]), timezone="UTC",
-                     window={"start_hour": 0, "end_hour": 24}, warmup_start="2026-03-01")
-expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
+make_pool(plan["id"], "v", 6, 20)
 tokens = [make_agent("busy-%d" % i) for i in range(LEASERS)]
 
 

@@ -6,10 +6,5 @@
 #   tests/bench/history/run.sh [seconds-per-level]   (KILN_BUILD_DIR: a build dir)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-src=$(cd "$here/../../.." && pwd)
-export KILN_SOURCE_DIR=$src KILN_BUILD_DIR=${KILN_BUILD_DIR:-$src/build}
-export KILN_GLOBAL_MINUTE_CAP=100000000 KILN_GLOBAL_HOURLY_CAP=1000000000
-export KILN_RECIPIENT_DAILY_CAP=1000000 KILN_PAIR_GAP_DAYS=3 KILN_STATS_INTERVAL_S=30
-export BENCH_SECONDS=${1:-20} BENCH_USERS=${BENCH_USERS:-100}
-export BENCH_HISTORY_DAYS=${BENCH_HISTORY_DAYS:-30}
-exec bash "$src/tests/lib/with_stack.sh" "$src/tests/bench/leasing/bench.py"
+export BENCH_USERS=${BENCH_USERS:-100} BENCH_HISTORY_DAYS=${BENCH_HISTORY_DAYS:-30}
+exec bash "$here/../leasing/run.sh" "$@"
