@@ -249,8 +249,10 @@ static const db_stmt Q_SWEEP_LOAD = {
     "  AS judged, "
     "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' AND NOT "
     "  EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id)) AS missing, rm.imap_host "
-    "FROM w JOIN sends s ON s.id > w.last_send_id LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
-    "ORDER BY s.id LIMIT $2"};
+    "FROM sends s LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
+    /* A scalar bound, not a join: the day partitions below it are pruned and each is
+     * read in id order from the bound (a join read every partition whole). */
+    "WHERE s.id > (SELECT last_send_id FROM w) ORDER BY s.id LIMIT $2"};
 static const db_stmt Q_SWEEP_WRITE = {
     "inbox_sweep_write",
     "WITH pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, provider) "

@@ -203,6 +203,9 @@ static const db_stmt Q_REPORT_APPLY = {
     "prev AS (SELECT s.id, s.status AS old, r.status, r.code, r.enh, r.detail, r.latency, r.lb "
     "  FROM sends s JOIN r ON r.id = s.id "
     "  WHERE s.lease_id = $1::uuid AND s.status IN ('leased', 'expired', 'cancelled') "
+    /* The ids' range: only their day partitions are read (the lease_id probe alone
+     * would visit every day's index). */
+    "  AND s.id BETWEEN (SELECT min(id) FROM r) AND (SELECT max(id) FROM r) "
     "  ORDER BY s.id FOR UPDATE OF s), "
     "upd AS (UPDATE sends s SET status = p.status, smtp_code = p.code, enhanced_code = p.enh, "
     "  detail = p.detail, latency_ms = p.latency, reported_at = kiln_now() "
