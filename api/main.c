@@ -3,10 +3,12 @@
  * writes a new secret key file. */
 #include "app.h"
 #include "auth.h"
+#include "clock.h"
 #include "config.h"
 #include "health_sweep.h"
 #include "log.h"
 #include "migrate.h"
+#include "retention.h"
 #include "msgid.h"
 #include "routes.h"
 #include "seed.h"
@@ -35,14 +37,22 @@ static void usage(FILE *f)
                "  KILN_SECRET_KEY_FILE, KILN_MAX_BODY, KILN_STATS_INTERVAL_S, KILN_LOG_LEVEL,\n"
                "  KILN_LEASE_TTL_S, KILN_GLOBAL_MINUTE_CAP, KILN_GLOBAL_HOURLY_CAP,\n"
                "  KILN_MESSAGE_KEY_ID, KILN_MESSAGE_KEY_IDS_ACCEPTED, KILN_WEBHOOK_* (see\n"
-               "  docs/webhooks.md)\n");
+               "  docs/webhooks.md), KILN_SENDS_RETENTION_DAYS, KILN_SENDS_ROTATE_S\n");
 }
 
 /* Loads the IANA zone names PostgreSQL knows, waiting for the database to come up. */
-/* The stats refresher's job: judge the mailboxes whose health rollups changed. */
-static void judge_health(db *d, arena *a, void *ctx)
+/* The stats refresher's job: judge the mailboxes whose health rollups changed, and
+ * rotate the sends history's day partitions when due. */
+typedef struct background_jobs {
+    health_config health;
+    retention sends;
+} background_jobs;
+
+static void run_background_jobs(db *d, arena *a, void *ctx)
 {
-    health_sweep(d, a, ctx);
+    background_jobs *jobs = ctx;
+    health_sweep(d, a, &jobs->health);
+    retention_tick(&jobs->sends, d, a, clock_mono_ms());
 }
 
 static int load_timezones(app *a, db *d, int64_t wait_s)
@@ -109,8 +119,10 @@ static int cmd_serve(app *a)
     /* Before server_run's threads start: the worker runs curl_global_init. */
     webhook_worker *hooks = webhook_worker_start(&wc);
     a->stats = stats_create(a->cfg.conninfo, a->cfg.stats_interval_s);
-    health_config hc = {a->cfg.health, a->cfg.health_quarantine_days, a->cfg.health_batch};
-    stats_set_job(a->stats, judge_health, &hc);
+    background_jobs jobs = {
+        .health = {a->cfg.health, a->cfg.health_quarantine_days, a->cfg.health_batch},
+        .sends = {.keep_days = a->cfg.sends_retention_days, .every_s = a->cfg.sends_rotate_s}};
+    stats_set_job(a->stats, run_background_jobs, &jobs);
     rc = hooks ? server_run(a, &routes_api) : 1;
     webhook_worker_stop(hooks);
     stats_destroy(a->stats);

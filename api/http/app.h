@@ -43,6 +43,9 @@ typedef struct app_config {
     health_thresholds health;
     int64_t health_quarantine_days;
     int64_t health_batch;
+    /* the sends history (docs/operations.md "Retention"): day partitions kept, rotation */
+    int64_t sends_retention_days;
+    int64_t sends_rotate_s;
 } app_config;
 
 typedef struct app {

@@ -59,7 +59,8 @@ static const db_stmt Q_ASSIGN = {
 #define EXPECTED(ahead)                                                                            \
     "EXISTS (SELECT 1 FROM sends s WHERE s.recipient_id = m.id AND s.scheduled_at BETWEEN "        \
     "k.now - interval '2 hours' AND k.now + interval '" ahead "' AND s.status IN ('leased', "      \
-    "'sent', 'unknown') AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id))"
+    "'sent', 'unknown') AND s.id >= kiln_sends_since(2) "                                          \
+    "AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id))"
 static const db_stmt Q_HELD = {
     "inbox_held",
     "SELECT il.mailbox_id, m.address, m.imap_host, m.imap_port, m.imap_security::text AS "
@@ -252,8 +253,10 @@ static const db_stmt Q_SWEEP_LOAD = {
     "  AS judged, "
     "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' AND NOT "
     "  EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id)) AS missing, rm.imap_host "
-    "FROM w JOIN sends s ON s.id > w.last_send_id LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
-    "ORDER BY s.id LIMIT $2"};
+    "FROM sends s LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
+    /* A scalar bound, not a join: the day partitions below it are pruned and each is
+     * read in id order from the bound (a join read every partition whole). */
+    "WHERE s.id > (SELECT last_send_id FROM w) ORDER BY s.id LIMIT $2"};
 static const db_stmt Q_SWEEP_WRITE = {
     "inbox_sweep_write",
     "WITH pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, provider) "

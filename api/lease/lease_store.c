@@ -116,7 +116,8 @@ static const db_stmt Q_PAIRS = {
     "agent_pairs",
     "SELECT mailbox_id, recipient_id FROM sends WHERE mailbox_id = ANY ($1::bigint[]) "
     "AND scheduled_at > kiln_now() - make_interval(days => $2::int) "
-    "AND status <> 'cancelled' AND recipient_id IS NOT NULL"};
+    "AND status <> 'cancelled' AND recipient_id IS NOT NULL "
+    "AND id >= kiln_sends_since($2::int + 1)"};
 
 /* Recipient candidates: a window of the pool starting at a random id (wrapping), so
  * successive leases spread over all of it without sorting it; with each its IMAP host
@@ -149,12 +150,13 @@ static const db_stmt Q_TEMPLATES = {"agent_templates",
                                     "SELECT subject, body FROM message_templates ORDER BY id"};
 static const db_stmt Q_TOPICS = {"agent_topics", "SELECT topic FROM message_topics ORDER BY id"};
 
+/* Send ids carry their UTC day: the day partition of sends they go to (020, 021). */
 static const db_stmt Q_NEW_LEASE = {
     "agent_new_lease",
     "WITH l AS (INSERT INTO leases (agent_id, expires_at, ttl_s) "
     "VALUES ($1, kiln_now() + make_interval(secs => $2), $2) RETURNING id) "
-    "SELECT (SELECT id::text FROM l) AS lease_id, nextval('sends_id_seq') AS send_id "
-    "FROM generate_series(1, $3)"};
+    "SELECT (SELECT id::text FROM l) AS lease_id, kiln_send_id() AS send_id FROM "
+    "generate_series(1, $3)"};
 
 /* The writes of a grant but its counters in one statement: sends (with their subject,
  * and a reply's threading), the replies they carry, the mailboxes' leasing rows and
@@ -239,6 +241,9 @@ static const db_stmt Q_REPORT_APPLY = {
     "prev AS (SELECT s.id, s.status AS old, r.status, r.code, r.enh, r.detail, r.latency, r.lb "
     "  FROM sends s JOIN r ON r.id = s.id "
     "  WHERE s.lease_id = $1::uuid AND s.status IN ('leased', 'expired', 'cancelled') "
+    /* The ids' range: only their day partitions are read (the lease_id probe alone
+     * would visit every day's index). */
+    "  AND s.id BETWEEN (SELECT min(id) FROM r) AND (SELECT max(id) FROM r) "
     "  ORDER BY s.id FOR UPDATE OF s), "
     "upd AS (UPDATE sends s SET status = p.status, smtp_code = p.code, enhanced_code = p.enh, "
     "  detail = p.detail, latency_ms = p.latency, reported_at = kiln_now() "

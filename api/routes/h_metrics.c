@@ -155,6 +155,13 @@ static void render_prometheus(http_resp *rs, const counter_set *c, const stats_s
     for (int cl = FIRST_ERROR_CLASS; cl < WIRE_REPORTABLE; cl++)
         buf_printf(o, "kiln_send_errors_total{class=\"%s\"} %lld\n", wire_status_names[cl],
                    counter(c, "send_errors", wire_status_names[cl]));
+    family(o, "kiln_sends_partitions_total", "counter",
+           "Day partitions of the sends history created ahead and dropped after the "
+           "retention (KILN_SENDS_RETENTION_DAYS).");
+    buf_printf(o, "kiln_sends_partitions_total{action=\"created\"} %lld\n",
+               counter(c, "sends_partitions", "created"));
+    buf_printf(o, "kiln_sends_partitions_total{action=\"dropped\"} %lld\n",
+               counter(c, "sends_partitions", "dropped"));
     family(o, "kiln_mailboxes", "gauge", "Registered mailboxes by state.");
     buf_printf(o, "kiln_mailboxes{state=\"active\"} %lld\n", (long long)s->mailboxes_active);
     buf_printf(o, "kiln_mailboxes{state=\"paused\"} %lld\n", (long long)s->mailboxes_paused);

@@ -15,7 +15,6 @@ from kiln_test import *
 
 PASSWORD = "imap-Pa55word-unique-marker"
 TOKEN = "ya29.unique-oauth-TOKEN-marker_~+/=="
-BUILD = os.environ.get("KILN_BUILD_DIR", "build")
 
 
 def imap(**kw):
@@ -254,17 +253,6 @@ def part_tenant():
     lst = expect(call("GET", "/api/mailboxes", token=tb), 200, "b's list")
     check(lst["items"] == [], "tenant b sees none of a's mailboxes: %r" % lst)
     ok("test_imap_access_is_tenant_isolated")
-
-
-def stack_bash(script, *args):
-    """Runs script with the stack's environment (stack.sh functions, KILN_DB, ...)."""
-    cmd = ["bash", "-c", 'source "$0/deploy/local/stack.sh"; source "$1/stack.env"; '
-           'STACK_PG_PORT=$STACK_PG_PORT stack_init "$1" "$2" "$STACK_HTTP_PORT" >/dev/null; '
-           'shift 2; ' + script, SRC, VAR, BUILD] + list(args)
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        fail("%s: exit %d: %s %s" % (script[:60], out.returncode, out.stdout, out.stderr))
-    return [l for l in out.stdout.splitlines() if l]
 
 
 def part_upgrade():

@@ -2,8 +2,8 @@
 # `make bench`: every benchmark, each measuring kiln beside its peer in the same run and
 # printing the ratio. Loopback only. Figures go to docs/benchmarks.md by hand, with the
 # date and machine, because the machines are noisy and only same-run ratios compare.
-#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|health|ingest|seed|scale ...]
-#   (default: all but seed and scale, which write a million mailboxes: ask for them)
+#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|health|ingest|seed|scale|history ...]
+#   (default: all but seed, scale and history, which write millions of rows: ask for them)
 set -uo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -24,7 +24,8 @@ for s in "${suites[@]}"; do
     ingest) bash "$src/tests/bench/ingest/run.sh" "$build" || rc=1 ;;
     seed) bash "$src/tests/bench/seed/run.sh" "$build" || rc=1 ;;
     scale) bash "$src/tests/bench/scale/run.sh" "$build" || rc=1 ;;
-    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, health, ingest, seed, scale)" >&2; rc=2 ;;
+    history) KILN_BUILD_DIR=$build bash "$src/tests/bench/history/run.sh" || rc=1 ;;
+    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, health, ingest, seed, scale, history)" >&2; rc=2 ;;
     esac
 done
 exit $rc

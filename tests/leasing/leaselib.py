@@ -12,6 +12,19 @@ def make_agent(name):
     return j["token"]
 
 
+def make_pool(plan_id, prefix, users, per_user):
+    """users tenants of per_user mailboxes each, due all day (UTC, 0-24) under the test
+    clock of 2026-03-04, then a trigger. Through the API: straight into the table would
+    skip secret sealing."""
+    from kiln_test import make_mailbox, make_user
+    for i in range(users):
+        u = make_user("%s%d" % (prefix, i), plan_id)
+        for j in range(per_user):
+            make_mailbox(u["id"], "x%d@%s%d.test" % (j, prefix, u["id"]), timezone="UTC",
+                         window={"start_hour": 0, "end_hour": 24}, warmup_start="2026-03-01")
+    expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
+
+
 def set_clock(ts):
     """Moves kiln_now() to the given aware datetime."""
     psql("UPDATE kiln_clock SET offset_s = extract(epoch FROM '%s'::timestamptz - now())"

@@ -2,8 +2,9 @@
 and per-user caps never exceeded for any minute or hour (caps set low on purpose)."""
 import datetime
 import threading
-from leaselib import make_agent, set_clock, lease, report, sent, all_sends, utc, invariants
-from kiln_test import admin, check, expect, make_plan, make_user, psql, ok
+from leaselib import make_agent, make_pool, set_clock, lease, report, sent, all_sends, utc
+from leaselib import invariants
+from kiln_test import check, make_plan, psql, ok
 from kiln_test import URL  # noqa: F401  (the stack under test)
 
 GLOBAL_MINUTE, GLOBAL_HOUR, USER_MINUTE, USER_HOUR = 20, 150, 4, 30  # see CMakeLists.txt
@@ -11,14 +12,7 @@ start = utc(2026, 3, 4, 9, 0, 0)
 set_clock(start)
 plan = make_plan("tight", ramp_start=20, ramp_step=0, daily_max=20, cooldown_min_s=30,
                  cooldown_max_s=60, user_minute_cap=USER_MINUTE, user_hourly_cap=USER_HOUR)
-users = [make_user("c%d" % i, plan["id"]) for i in range(12)]
-# Mailboxes straight into the table would skip secret sealing; the API is quick enough.
-from kiln_test import make_mailbox  # noqa: E402
-for u in users:
-    for j in range(15):
-        make_mailbox(u["id"], "x%d@c%d.test" % (j, u["id"]), timezone="UTC",
-                     window={"start_hour": 0, "end_hour": 24}, warmup_start="2026-03-01")
-expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
+make_pool(plan["id"], "c", 12, 15)
 tokens = [make_agent("hammer-%d" % i) for i in range(8)]
 
 granted = []

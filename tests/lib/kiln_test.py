@@ -11,6 +11,7 @@ URL = os.environ.get("KILN_URL", "http://127.0.0.1:8080")
 ADMIN = os.environ.get("KILN_ADMIN_TOKEN", "")
 SRC = os.environ.get("KILN_SOURCE_DIR", ".")
 VAR = os.environ.get("KILN_STACK_VAR", "")
+BUILD = os.environ.get("KILN_BUILD_DIR", "build")
 
 
 class Resp:
@@ -83,6 +84,17 @@ def psql(sql, *args):
            'shift 3; stack_psql -tA "$@"',
            SRC, VAR, os.environ.get("KILN_BUILD_DIR", "build"), "x", "-c", sql]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return [l for l in out.stdout.splitlines() if l]
+
+
+def stack_bash(script, *args):
+    """Runs script with the stack's environment (stack.sh functions, KILN_DB, ...)."""
+    cmd = ["bash", "-c", 'source "$0/deploy/local/stack.sh"; source "$1/stack.env"; '
+           'STACK_PG_PORT=$STACK_PG_PORT stack_init "$1" "$2" "$STACK_HTTP_PORT" >/dev/null; '
+           'shift 2; ' + script, SRC, VAR, BUILD] + list(args)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        fail("%s: exit %d: %s %s" % (script[:60], out.returncode, out.stdout, out.stderr))
     return [l for l in out.stdout.splitlines() if l]
 
 

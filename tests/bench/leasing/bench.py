@@ -17,7 +17,10 @@ from kiln_test import URL, admin, expect, make_plan, make_user, make_mailbox, ps
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
 PEER_SECONDS = int(os.environ.get("BENCH_PEER_SECONDS", "10"))
 PEER_JOBS = 1000000
-USERS, PER_USER = 1000, 100
+USERS, PER_USER = int(os.environ.get("BENCH_USERS", "1000")), 100
+# BENCH_HISTORY_DAYS=N (the history suite): measure at 8 leasers, fill N past days of
+# sends (every mailbox x 30 a day, one partition per day), measure again, time a drop.
+HISTORY_DAYS = int(os.environ.get("BENCH_HISTORY_DAYS", "0"))
 
 plan = make_plan("bench", ramp_start=30, ramp_step=0, daily_max=30, cooldown_min_s=0,
                  cooldown_max_s=0, user_hourly_cap=10000000, user_minute_cap=1000000,
@@ -171,10 +174,47 @@ def peer(conc):
     return rate
 
 
-for c in [int(x) for x in os.environ.get("BENCH_LEVELS", "1 8 32").split()]:
-    kiln = level(c)
-    if os.environ.get("BENCH_PEER", "1") == "1":
-        p = peer(c)
-        print("leasers=%d kiln/peer = %.2f" % (c, kiln / p if p else 0), flush=True)
+def fill_history(days):
+    """days past UTC days of sends, each 30 per mailbox, as the grant writes them."""
+    t0 = time.time()
+    for d in range(1, days + 1):
+        psql("""SELECT kiln_sends_partition(current_date - %d);
+                INSERT INTO sends (id, mailbox_id, recipient_id, lease_id, day, scheduled_at,
+                  status, smtp_code, latency_ms, message_id, created_at, reported_at)
+                SELECT kiln_sends_day_id(current_date - %d) + row_number() OVER (), m.id,
+                  1 + (m.id * 7919 + k) %% %d, gen_random_uuid(), current_date - %d, ts,
+                  'sent', 250, 40, '<h' || m.id || '.' || k || '@bench.test>', ts, ts
+                FROM mailboxes m CROSS JOIN generate_series(1, 30) k
+                CROSS JOIN LATERAL (SELECT (current_date - %d) + make_interval(
+                  mins => (k * 31 + m.id) %% 1440) AS ts) t"""
+             % (d, d, n, d, d))
+    psql("VACUUM ANALYZE sends")
+    rows = int(psql("SELECT count(*) FROM sends")[0])
+    print("history: %d rows in %d day partitions, filled in %.0fs" % (rows, days,
+                                                                   time.time() - t0), flush=True)
+
+
+def timed_psql(sql):
+    t = time.time()
+    out = psql(sql)
+    return time.time() - t, out
+
+
+if HISTORY_DAYS:
+    day1 = level(8)
+    fill_history(HISTORY_DAYS)
+    dayn = level(8)
+    base, _ = timed_psql("SELECT 1")
+    took, out = timed_psql("SELECT dropped FROM kiln_sends_rotate(%d, 3)" % (HISTORY_DAYS - 1))
+    print("history: 8 leasers day 1 %.0f sends/s, day %d %.0f sends/s (%.2fx; goal >= 0.90x); "
+          "dropping the oldest day partition (%s dropped) took %.2fs (goal < 1s)"
+          % (day1, HISTORY_DAYS + 1, dayn, dayn / max(day1, 1), out[0] if out else "none",
+             took - base), flush=True)
+else:
+    for c in [int(x) for x in os.environ.get("BENCH_LEVELS", "1 8 32").split()]:
+        kiln = level(c)
+        if os.environ.get("BENCH_PEER", "1") == "1":
+            p = peer(c)
+            print("leasers=%d kiln/peer = %.2f" % (c, kiln / p if p else 0), flush=True)
 print("dead tuples by table:", psql("""SELECT string_agg(relname || '=' || n_dead_tup, ' '
       ORDER BY n_dead_tup DESC) FROM pg_stat_user_tables WHERE n_dead_tup > 0"""))
