@@ -104,7 +104,8 @@ static const db_stmt Q_END = {"inbox_end", "SELECT kiln_end_leases(ARRAY[$1::uui
 
 static const db_stmt Q_LEASE_INBOXES = {
     "inbox_lease_inboxes",
-    "SELECT il.mailbox_id, m.imap_host FROM inbox_leasing il JOIN mailboxes m ON m.id = "
+    "SELECT il.mailbox_id, m.imap_host, m.address FROM inbox_leasing il JOIN mailboxes m ON "
+    "m.id = "
     "il.mailbox_id WHERE il.lease_id = $1::uuid AND il.mailbox_id = ANY ($2::bigint[])"};
 static const db_stmt Q_SENDS = {
     "inbox_sends", "SELECT id, mailbox_id, recipient_id FROM sends WHERE id = ANY ($1::bigint[])"};
@@ -247,7 +248,8 @@ static const db_stmt Q_SWEEP_LOAD = {
     "(s.scheduled_at <= kiln_now() - make_interval(secs => $1) AND s.status <> 'leased') "
     "  AS judged, "
     "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' AND NOT "
-    "  EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id)) AS missing, rm.imap_host "
+    "  EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id)) AS missing, rm.imap_host, "
+    "rm.address "
     "FROM w JOIN sends s ON s.id > w.last_send_id LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
     "ORDER BY s.id LIMIT $2"};
 static const db_stmt Q_SWEEP_WRITE = {
