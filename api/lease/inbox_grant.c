@@ -91,7 +91,8 @@ enum db_tx inbox_grant(http_req *rq, http_resp *rs, void *ctx)
         return http_tx_fail(rq, rs);
     ir->held.lease_id = ir->held.nrows > 0 ? lease_id : NULL;
     ir->held.ttl_s = cfg->inbox_lease_ttl_s;
-    ir->heartbeat_s = cfg->inbox_lease_ttl_s / 3;
+    /* a third of the TTL, at most hourly (InboxLease.heartbeat_s: 10..3600) */
+    ir->heartbeat_s = cfg->inbox_lease_ttl_s / 3 < 3600 ? cfg->inbox_lease_ttl_s / 3 : 3600;
     ir->ok = true;
     return DB_TX_OK;
 }

@@ -9,6 +9,8 @@
 #                                         KILN_IMAP_PORT 1143, KILN_LMTP_PORT 2424)
 #   mail_domain DOMAIN JUNK_PERCENT       a recipient domain and the share its "filter"
 #                                         junks (0-100; call before mail_up)
+#   mail_sender ADDRESS JUNK_PERCENT      a sender whose mail every domain junks at this
+#                                         share (a poor reputation; before mail_up)
 #   mail_user ADDRESS PASSWORD            an IMAP account (call before or after mail_up)
 #   mail_up / mail_down                   start / stop Dovecot then Postfix
 #   mail_count ADDRESS FOLDER             messages in a folder (doveadm)
@@ -28,6 +30,7 @@
 
 MAIL_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MAIL_DOMAINS=()
+MAIL_SENDERS=()
 
 mail_init() {
     MAIL_VAR=$(mkdir -p "$1/mail" && cd "$1/mail" && pwd)
@@ -54,6 +57,13 @@ mail_domain() {
     MAIL_DOMAINS+=("$1:$2")
 }
 
+mail_sender() {
+    case $2 in '' | *[!0-9]*) echo "mail_sender: junk share must be 0-100, got '$2'" >&2; return 2 ;; esac
+    [ "$2" -le 100 ] || { echo "mail_sender: junk share must be 0-100, got '$2'" >&2; return 2; }
+    case $1 in *'"'* | *'\\'* | *:*) echo "mail_sender: bad address '$1'" >&2; return 2 ;; esac
+    MAIL_SENDERS+=("$1:$2")
+}
+
 mail_user() {
     local addr=$1 pw=$2
     case $addr$pw in *:* | *$'\n'*) echo "mail_user: ':' or newline in '$addr'" >&2; return 2 ;; esac
@@ -78,6 +88,15 @@ mail_sieve() {
     {
         echo 'require ["fileinto", "mailbox", "envelope", "regex"];'
         echo 'if header :is "X-Kiln-Test-Junk" "yes" { fileinto :create "Junk"; stop; }'
+        for d in "${MAIL_SENDERS[@]}"; do
+            share=${d##*:}
+            [ "$share" -gt 0 ] || continue
+            re=$(mail_mac_regex $(((share * 256 + 50) / 100)))
+            printf 'if allof (envelope :is "from" "%s",\n' "${d%:*}"
+            printf '          header :regex "Message-ID" "^<[0-9]+\\\\.[0-9a-z]%s[0-9a-f]{22}@") {\n' "$re"
+            echo '    fileinto :create "Junk"; stop;'
+            echo '}'
+        done
         for d in "${MAIL_DOMAINS[@]}"; do
             share=${d##*:}
             [ "$share" -gt 0 ] || continue

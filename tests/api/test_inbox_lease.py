@@ -702,13 +702,41 @@ def part_bad_input():
     ok("test_bad_inbox_input_is_a_400_naming_the_field_and_changes_nothing (%d requests)" % n)
 
 
+def part_operator():
+    """Run with KILN_PROVIDER_MAP=mail.example.test=outlook,d1-0.test=yahoo,
+    imap.mail.yahoo.com=other and KILN_INBOX_LEASE_TTL_S=86400 (tests/api/CMakeLists.txt)."""
+    boxes, a, la, sends = setup_found()
+    il = la["inbox_lease"]
+    check(il["ttl_s"] == 86400 and il["heartbeat_s"] == 3600,
+          "a day-long inbox lease renews hourly (heartbeat_s at most 3600): %r" % il)
+    ok("test_long_inbox_lease_heartbeat_within_the_contract")
+    # box0 imap.gmail.com at d1-0.test: the domain's entry wins over the built-in host
+    # rule; box1 outlook.office365.com: built-in; box2 imap.mail.yahoo.com: the map's
+    # host entry wins; box3 mail.example.test (other by the built-ins): the map.
+    want = ["yahoo", "outlook", "other", "outlook"]
+    ids = [b["id"] for b in boxes]
+    evs, seen = [], set()
+    for sid, sender, rc, mid in sends:
+        if rc not in seen:
+            seen.add(rc)
+            evs.append(found(rc, mid, "INBOX", "inbox", 7, 1 + len(evs)))
+    check(len(evs) == 4, "sends to every recipient: %r" % sends)
+    check(report(a, il["lease_id"], evs) == counts(4), "four finds applied")
+    rows = psql("SELECT recipient_id, provider FROM placements ORDER BY 1")
+    got = dict((int(r.split("|")[0]), r.split("|")[1]) for r in rows)
+    check(got == dict(zip(ids, want)), "providers by the operator's map: %r, want %r"
+          % (got, dict(zip(ids, want))))
+    reset_clock()
+    ok("test_provider_map_classifies_by_imap_host_then_address_domain")
+
+
 PARTS = {"handout": part_handout, "expiry": part_expiry, "found": part_found,
          "actions": part_actions, "missing": part_missing, "recipients": part_recipients,
          "recipients_on": part_recipients_on, "bad_input": part_bad_input,
-         "engage": part_engage, "retention": part_retention}
+         "engage": part_engage, "retention": part_retention, "operator": part_operator}
 if len(sys.argv) > 1:
     PARTS[sys.argv[1]]()
 else:
     for name, f in PARTS.items():
-        if name != "recipients_on":
+        if name not in ("recipients_on", "operator"):
             f()
