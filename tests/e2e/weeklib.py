@@ -224,20 +224,23 @@ class Week:
         for day in range(days):
             date = "%s-%02d" % (DAY0[:7], int(DAY0[8:]) + day)
             set_clock(date + "T09:00:00Z")
+            t_day = elapsed()
             if on_day:
                 on_day(day, "morning")
             self.wait("day %d: every target sent and placed" % day,
                       lambda: self.short()[:2] == [0, 0], 240)
             sent = int(psql("SELECT count(*) FROM sends WHERE status = 'sent'")[0])
             set_clock(date + "T21:00:00Z")
+            t_eve = elapsed()
             if on_day:
                 on_day(day, "evening")
             self.wait("day %d: every action due done" % day, lambda: self.short() == [0, 0, 0], 240)
             bands = dict(r.split("|") for r in psql(
                 "SELECT band, count(*) FROM mailbox_health GROUP BY 1"))
             self.bands.append(bands)
-            ok("day %d: %d sent in all, every one placed, every action due done; bands %r "
-               "(%.0f s)" % (day, sent, bands, elapsed()))
+            ok("day %d: %d sent in all, every one placed (%.0f s), every action due done "
+               "(%.0f s); bands %r (%.0f s in)" % (day, sent, t_eve - t_day, elapsed() - t_eve,
+                                                   bands, elapsed()))
         self.trig.stop()
         control("stop")
         for a in self.agents:
@@ -249,8 +252,8 @@ class Week:
     def deliveries(self):
         """[(address, message_id, folder)] of every LMTP delivery, from Dovecot's log."""
         out = []
-        pat = re.compile(r"lmtp\(([^)]+)\).*msgid=(<[^>]+>): (?:stored mail into mailbox|"
-                         r"saved mail to) '([^']+)'")
+        pat = re.compile(r"lmtp\(([^)]+)\).*msgid=(<[^>]+>): (?:[a-z ]+action: )?"
+                         r"(?:stored mail into mailbox|saved mail to) '([^']+)'")
         with open(os.path.join(self.maildir, "log", "dovecot.log"), errors="replace") as f:
             for line in f:
                 m = pat.search(line)
