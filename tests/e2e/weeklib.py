@@ -32,10 +32,11 @@ T0 = time.monotonic()
 DOMAINS = {"p1.test": 15, "p2.test": 5, "p3.test": 0}
 PROVIDERS = {"p1.test": "gmail", "p2.test": "outlook", "p3.test": "yahoo"}
 # The worst sender: every domain junks this share of its mail besides its own share.
-WORST_SHARE = 50
-# Health thresholds of the test's kiln-api (CMakeLists.txt): judged from 10 placements;
-# pause only at 95 % junk so the worst sender (50 %) is quarantined, not paused.
-MIN_DELIVERIES, WATCH, QUARANTINE, PAUSE, HYST = 10, 0.10, 0.20, 0.95, 0.02
+WORST_SHARE = 40
+# Health thresholds of the test's kiln-api (CMakeLists.txt): judged from 6 placements (a
+# sender places about 9 in the week); pause only at 95 % junk so the worst sender (40 %)
+# is quarantined, not paused.
+MIN_DELIVERIES, WATCH, QUARANTINE, PAUSE, HYST = 6, 0.10, 0.20, 0.95, 0.02
 REPLY_RATE = 0.3
 DAY0 = "2026-06-01"  # a Monday
 FOLDER_OF = {"INBOX": "inbox", "Junk": "junk"}
@@ -92,7 +93,7 @@ class Week:
         script = ('source "$0/deploy/local/mailstack.sh"; mail_init "$1"; '
                   + " ".join("mail_domain %s %d;" % kv for kv in DOMAINS.items())
                   + "mail_sender %s %d; " % (self.worst, WORST_SHARE) + "; ".join(cmds))
-        env = dict(os.environ, KILN_MAIL_IMAP_PROCESSES="2000",
+        env = dict(os.environ, KILN_MAIL_IMAP_PROCESSES="2000", KILN_MAIL_IMAP_CLIENTS="25",
                    **{k: str(v) for k, v in self.ports.items()})
         return subprocess.run(["bash", "-c", script, SRC, self.maildir], capture_output=True,
                               text=True, env=env)
@@ -131,7 +132,7 @@ class Week:
                    dwell_max_min=60, quiet_start_hour=0, quiet_end_hour=0, retention_days=30,
                    cooldown_min_s=1, cooldown_max_s=2, user_hourly_cap=1000000,
                    user_minute_cap=100000, max_mailboxes=100000)
-        plan = make_plan(self.name, ramp_start=1, ramp_step=1, daily_max=2, **eng)
+        plan = make_plan(self.name, ramp_start=1, ramp_step=0, daily_max=1, **eng)
         hot = make_plan(self.name + "-worst", ramp_start=3, ramp_step=1, daily_max=6, **eng)
         users = {d: make_user("owner-" + d.split(".")[0], plan["id"], "UTC") for d in DOMAINS}
         worst_user = make_user("owner-worst", hot["id"], "UTC")
@@ -152,7 +153,8 @@ class Week:
         ok("%d mailboxes registered on %s (%.0f s)" % (len(self.ids), ", ".join(DOMAINS), elapsed()))
 
     def agent_env(self):
-        return {"KILN_AGENT_MAX_INBOXES": "1000", "KILN_AGENT_IMAP_IDLE": "1",
+        # each agent takes its half at once (no rebalancing churn at the start)
+        return {"KILN_AGENT_MAX_INBOXES": str((self.n + 1) // 2 + 5), "KILN_AGENT_IMAP_IDLE": "1",
                 "KILN_AGENT_IMAP_POLL_MAX_MS": "20000",
                 "KILN_AGENT_IMAP_BACKOFF_BASE_MS": "500", "KILN_AGENT_IMAP_BACKOFF_MAX_MS": "5000",
                 "KILN_AGENT_IMAP_SERVER_MAX_CONNS": "2000",
@@ -216,7 +218,7 @@ class Week:
         self.mail_up()
         self.register()
         self.start_agents()
-        self.wait("every inbox watched", self.watched, 120)
+        self.wait("every inbox watched", self.watched, 300)
         ok("every inbox watched by 2 agents (%.0f s)" % elapsed())
         control("start")
         self.trig = Triggerer(every=2.0)
@@ -228,13 +230,13 @@ class Week:
             if on_day:
                 on_day(day, "morning")
             self.wait("day %d: every target sent and placed" % day,
-                      lambda: self.short()[:2] == [0, 0], 240)
+                      lambda: self.short()[:2] == [0, 0], 420)
             sent = int(psql("SELECT count(*) FROM sends WHERE status = 'sent'")[0])
             set_clock(date + "T21:00:00Z")
             t_eve = elapsed()
             if on_day:
                 on_day(day, "evening")
-            self.wait("day %d: every action due done" % day, lambda: self.short() == [0, 0, 0], 240)
+            self.wait("day %d: every action due done" % day, lambda: self.short() == [0, 0, 0], 420)
             bands = dict(r.split("|") for r in psql(
                 "SELECT band, count(*) FROM mailbox_health GROUP BY 1"))
             self.bands.append(bands)
