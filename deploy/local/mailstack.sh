@@ -216,6 +216,10 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 alias_maps =
 alias_database =
 smtputf8_enable = yes
+# Dovecot restarted (tests, make up): deferred mail goes again within seconds, not minutes.
+queue_run_delay = 5s
+minimal_backoff_time = 5s
+maximal_backoff_time = 30s
 # A demo mailbox AUTHs with its own password, checked by Dovecot (same passwd-file).
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
