@@ -15,8 +15,8 @@
 #   mail_up / mail_down                   start / stop Dovecot then Postfix
 #   mail_count ADDRESS FOLDER             messages in a folder (doveadm)
 #   KILN_MAIL_IMAP_PROCESSES              Dovecot's imap process_limit (1000)
-#   KILN_MAIL_IMAP_CLIENTS                connections per imap process (1); more: fewer
-#                                         forks when hundreds of inboxes log in at once
+#   KILN_MAIL_IMAP_PREFORK                imap processes kept ready (0): hundreds of
+#                                         inboxes logging in at once wait for no fork
 #
 # Why Postfix: it is the MTA the tests already use (smtp-sink/smtp-source), Debian ships
 # it, a second instance needs only its own config directory, and it speaks LMTP to
@@ -171,7 +171,7 @@ service imap-login {
 }
 service imap {
   process_limit = ${KILN_MAIL_IMAP_PROCESSES:-1000}
-  client_limit = ${KILN_MAIL_IMAP_CLIENTS:-1}
+  process_min_avail = ${KILN_MAIL_IMAP_PREFORK:-0}
 }
 service lmtp {
   inet_listener lmtp {

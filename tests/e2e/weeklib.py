@@ -93,7 +93,7 @@ class Week:
         script = ('source "$0/deploy/local/mailstack.sh"; mail_init "$1"; '
                   + " ".join("mail_domain %s %d;" % kv for kv in DOMAINS.items())
                   + "mail_sender %s %d; " % (self.worst, WORST_SHARE) + "; ".join(cmds))
-        env = dict(os.environ, KILN_MAIL_IMAP_PROCESSES="2000", KILN_MAIL_IMAP_CLIENTS="25",
+        env = dict(os.environ, KILN_MAIL_IMAP_PROCESSES="2000", KILN_MAIL_IMAP_PREFORK="64",
                    **{k: str(v) for k, v in self.ports.items()})
         return subprocess.run(["bash", "-c", script, SRC, self.maildir], capture_output=True,
                               text=True, env=env)
@@ -118,8 +118,8 @@ class Week:
             shutil.rmtree(self.maildir, ignore_errors=True)
 
     def dovecot_restart(self):
-        r = self.mail('kill "$(cat "$MAIL_DC/run/master.pid")"; '
-                      'for i in $(seq 1 100); do [ -f "$MAIL_DC/run/master.pid" ] || break; '
+        r = self.mail('pid=$(cat "$MAIL_DC/run/master.pid"); kill "$pid"; '
+                      'for i in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; '
                       'sleep 0.1; done; mail_dovecot_up')
         check(r.returncode == 0, "Dovecot did not come back: " + r.stderr[-500:])
 
@@ -158,7 +158,8 @@ class Week:
                 "KILN_AGENT_IMAP_POLL_MAX_MS": "20000",
                 "KILN_AGENT_IMAP_BACKOFF_BASE_MS": "500", "KILN_AGENT_IMAP_BACKOFF_MAX_MS": "5000",
                 "KILN_AGENT_IMAP_SERVER_MAX_CONNS": "2000",
-                "KILN_AGENT_IMAP_SERVER_CONNS_PER_MIN": "100000",
+                # 20 logins a second: a login storm of 510 makes Dovecot's handoff time out
+                "KILN_AGENT_IMAP_SERVER_CONNS_PER_MIN": "1200",
                 "KILN_AGENT_IMAP_THROTTLE_PAUSE_MS": "5000",
                 "KILN_AGENT_MAX_OUTSTANDING": "600"}
 
