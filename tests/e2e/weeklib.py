@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import Agent, Triggerer, admin, check, control, expect, free_port, make_plan, make_user, psql  # noqa: E402,F401
+from e2elib import Agent, Triggerer, need_mail_stack, admin, check, control, expect, free_port, make_plan, make_user, psql  # noqa: E402,F401
 from kiln_test import ok, set_clock  # noqa: E402
 
 SRC = os.environ.get("KILN_SOURCE_DIR", ".")
@@ -44,22 +44,6 @@ FOLDER_OF = {"INBOX": "inbox", "Junk": "junk"}
 
 def elapsed():
     return time.monotonic() - T0
-
-
-def skip(why):
-    print("SKIP: " + why)
-    sys.exit(77)
-
-
-def need_mail_stack():
-    if os.geteuid() != 0:
-        skip("Postfix's master must start as root")
-    for tool in ("postfix", "doveadm"):
-        if not shutil.which(tool):
-            skip(tool + " is not installed")
-    if not os.path.exists("/usr/lib/dovecot/lmtp") or \
-            not os.path.exists("/usr/lib/dovecot/modules/lib90_sieve_plugin.so"):
-        skip("dovecot-lmtpd or dovecot-sieve is not installed")
 
 
 class Week:
