@@ -2,8 +2,8 @@
 # `make bench`: every benchmark, each measuring kiln beside its peer in the same run and
 # printing the ratio. Loopback only. Figures go to docs/benchmarks.md by hand, with the
 # date and machine, because the machines are noisy and only same-run ratios compare.
-#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|health|seed ...]
-#   (default: all but seed, which writes a million mailboxes: ask for it)
+#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|health|seed|scale ...]
+#   (default: all but seed and scale, which write a million mailboxes: ask for them)
 set -uo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -22,7 +22,8 @@ for s in "${suites[@]}"; do
     inbox) /usr/bin/python3 "$src/tests/bench/inbox/bench.py" "$build" || rc=1 ;;
     health) bash "$src/tests/bench/health/run.sh" "$build" || rc=1 ;;
     seed) bash "$src/tests/bench/seed/run.sh" "$build" || rc=1 ;;
-    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, health, seed)" >&2; rc=2 ;;
+    scale) bash "$src/tests/bench/scale/run.sh" "$build" || rc=1 ;;
+    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, health, seed, scale)" >&2; rc=2 ;;
     esac
 done
 exit $rc
