@@ -1,5 +1,5 @@
 """The compressed week of test_week.py under faults (issue 14), with the same assertions
-(tests/e2e/weeklib.py), E2E_WEEK_FAULTS_MAILBOXES (default 240) mailboxes:
+(tests/e2e/weeklib.py), E2E_WEEK_FAULTS_MAILBOXES (default 120) mailboxes:
   - one mailbox is registered with a wrong IMAP password: it must end `inbox: error`
     while every other inbox is watched and the week goes on (it is never a recipient:
     KILN_RECIPIENTS_REQUIRE_INBOX=1);
@@ -91,7 +91,7 @@ class ThrottleProxy:
                         pass
 
 
-N = int(os.environ.get("E2E_WEEK_FAULTS_MAILBOXES", "240"))
+N = int(os.environ.get("E2E_WEEK_FAULTS_MAILBOXES", "120"))
 BAD = "box2@p1.test"
 week = Week(N, name="faults", bad_password=BAD)
 proxy = ThrottleProxy(week.ports["KILN_IMAP_PORT"])
