@@ -2,7 +2,7 @@
 #   make up      install packages, build, start the whole local stack under var/
 #   make down    stop the local stack
 #   make test    install packages, build with ASan/UBSan, run every test (CTest)
-#   make bench   install packages, build optimized, run the benchmarks (BENCH="api leasing agent e2e inbox health")
+#   make bench   install packages, build optimized, run the benchmarks (BENCH="api leasing agent e2e inbox health ingest")
 #   make build   optimized build only (build/)
 
 BUILD      ?= build

@@ -9,10 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The judged state; a mailbox never judged reads as 'new'. quarantine_until: only while
- * the quarantine holds. The last column (today's UTC date, not shown) is the windows'
- * parameter: kiln_now() (a SQL function reading kiln_clock) costs more than the rest of
- * the statement, so it runs once per request. */
+/* One statement: the judged state (a mailbox never judged reads as 'new';
+ * quarantine_until only while the quarantine holds), then the placement counts over the
+ * last 1, 7 and 30 UTC days (today included) from one index range scan of placement_days'
+ * key (at most 30 days x 4 providers rows), as 48 columns: per provider
+ * (PROVIDERS' order), per window (1, 7, 30 days), inbox/junk/other/missing. kiln_now() (a
+ * SQL function reading kiln_clock) costs more than the rest, so it runs once. */
+#define HEALTH_HEAD_COLS 7
+#define SUM_OF(col, prov, n)                                                                       \
+    "coalesce(sum(" col ") FILTER (WHERE provider = '" prov "' AND day > c.today - " #n "), 0)"
+#define SUMS(prov, n)                                                                              \
+    SUM_OF("inbox", prov, n)                                                                       \
+    ", " SUM_OF("junk", prov, n) ", " SUM_OF("other", prov, n) ", " SUM_OF("missing", prov, n)
+#define PROVIDER_SUMS(prov) SUMS(prov, 1) ", " SUMS(prov, 7) ", " SUMS(prov, 30)
+#define COUNTS                                                                                     \
+    "SELECT " PROVIDER_SUMS("gmail") ", " PROVIDER_SUMS("outlook") ", " PROVIDER_SUMS(             \
+        "yahoo") ", " PROVIDER_SUMS("other") " FROM placement_days WHERE mailbox_id = m.id "       \
+                                             "AND day > c.today - 30 AND day <= c.today"
 static const db_stmt Q_HEALTH = {
     "health_get",
     "SELECT m.id AS mailbox_id, h.score, coalesce(h.band::text, 'new') AS band, "
@@ -20,24 +33,11 @@ static const db_stmt Q_HEALTH = {
     "kiln_iso(coalesce(h.band_since, m.active_since)) AS band_since, "
     "kiln_iso(h.judged_at) AS judged_at, "
     "CASE WHEN m.quarantine_until > c.now THEN kiln_iso(m.quarantine_until) END "
-    "  AS quarantine_until, (c.now AT TIME ZONE 'UTC')::date::text AS today "
-    "FROM (SELECT kiln_now() AS now OFFSET 0) c CROSS JOIN mailboxes m "
-    "LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
+    "  AS quarantine_until, w.* "
+    "FROM (SELECT now, (now AT TIME ZONE 'UTC')::date AS today FROM (SELECT kiln_now() AS now "
+    "OFFSET 0) c0) c CROSS JOIN mailboxes m LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
+    "CROSS JOIN LATERAL (" COUNTS ") w "
     "WHERE m.id = $1 AND m.deleted_at IS NULL AND ($2::bigint = 0 OR m.user_id = $2)"};
-
-/* Placement counts over the last 1, 7 and 30 UTC days (today included), per provider:
- * one index range scan of placement_days' key (at most 30 days x 4 providers rows).
- * Columns: provider, then inbox/junk/other/missing for 1, 7 and 30 days. */
-#define WINDOW_SUMS(n)                                                                             \
-    "coalesce(sum(inbox) FILTER (WHERE day > $2::date - " #n "), 0), "                             \
-    "coalesce(sum(junk) FILTER (WHERE day > $2::date - " #n "), 0), "                              \
-    "coalesce(sum(other) FILTER (WHERE day > $2::date - " #n "), 0), "                             \
-    "coalesce(sum(missing) FILTER (WHERE day > $2::date - " #n "), 0)"
-#define WINDOW_COLS WINDOW_SUMS(1) ", " WINDOW_SUMS(7) ", " WINDOW_SUMS(30)
-static const db_stmt Q_HEALTH_WINDOWS = {
-    "health_windows",
-    "SELECT provider::text, " WINDOW_COLS " FROM placement_days "
-    "WHERE mailbox_id = $1 AND day > $2::date - 30 AND day <= $2::date GROUP BY provider"};
 
 static const db_stmt Q_OWNED = {"placement_owner",
                                 "SELECT 1 FROM mailboxes WHERE id = $1 AND deleted_at IS NULL "
@@ -60,14 +60,7 @@ bool health_fetch(http_req *rq, http_resp *rs, int64_t id, health_rows *out)
 {
     const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
     out->head = http_exec(rq, rs, &Q_HEALTH, 2, p);
-    if (!out->head)
-        return false;
-    out->windows = NULL;
-    if (PQntuples(out->head) == 0)
-        return true;
-    const char *w[] = {p[0], PQgetvalue(out->head, 0, PQnfields(out->head) - 1)};
-    out->windows = http_exec(rq, rs, &Q_HEALTH_WINDOWS, 2, w);
-    return out->windows != NULL;
+    return out->head != NULL;
 }
 
 static void counts_json(yajl_gen g, const int64_t *c)
@@ -108,17 +101,12 @@ static void window_json(yajl_gen g, int64_t c[4][3][4], int w)
 void health_write(yajl_gen g, const health_rows *h)
 {
     int64_t c[4][3][4];
-    memset(c, 0, sizeof c);
-    for (int i = 0; i < PQntuples(h->windows); i++) {
-        int p = 0;
-        while (p < 3 && strcmp(PROVIDERS[p], PQgetvalue(h->windows, i, 0)) != 0)
-            p++;
+    for (int p = 0; p < 4; p++)
         for (int w = 0; w < 3; w++)
             for (int k = 0; k < 4; k++)
-                c[p][w][k] = strtoll(PQgetvalue(h->windows, i, 1 + w * 4 + k), NULL, 10);
-    }
+                c[p][w][k] = db_i64(h->head, 0, HEALTH_HEAD_COLS + (p * 3 + w) * 4 + k);
     json_obj_open(g);
-    pgjson_members(g, h->head, 0, 0, PQnfields(h->head) - 1); /* all but today */
+    pgjson_members(g, h->head, 0, 0, HEALTH_HEAD_COLS);
     json_key(g, "placement");
     json_arr_open(g);
     for (int w = 0; w < 3; w++)

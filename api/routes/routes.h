@@ -38,7 +38,7 @@ void h_mailboxes_placement(http_req *rq, http_resp *rs);
  * health_fetch runs the queries (false: answered with an error; head has no row: no
  * such mailbox for this token), health_write writes the object. */
 typedef struct health_rows {
-    PGresult *head, *windows;
+    PGresult *head; /* one row: the state, then the counts */
 } health_rows;
 bool health_fetch(http_req *rq, http_resp *rs, int64_t id, health_rows *out);
 void health_write(yajl_gen g, const health_rows *h);

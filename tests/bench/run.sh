@@ -2,14 +2,14 @@
 # `make bench`: every benchmark, each measuring kiln beside its peer in the same run and
 # printing the ratio. Loopback only. Figures go to docs/benchmarks.md by hand, with the
 # date and machine, because the machines are noisy and only same-run ratios compare.
-#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|health|seed|scale ...]
+#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|health|ingest|seed|scale ...]
 #   (default: all but seed and scale, which write a million mailboxes: ask for them)
 set -uo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 shift || true
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(api leasing agent e2e inbox health)
+[ ${#suites[@]} -gt 0 ] || suites=(api leasing agent e2e inbox health ingest)
 rc=0
 for s in "${suites[@]}"; do
     echo
@@ -21,9 +21,10 @@ for s in "${suites[@]}"; do
     e2e) KILN_BUILD_DIR=$build bash "$src/tests/bench/e2e/run.sh" || rc=1 ;;
     inbox) /usr/bin/python3 "$src/tests/bench/inbox/bench.py" "$build" || rc=1 ;;
     health) bash "$src/tests/bench/health/run.sh" "$build" || rc=1 ;;
+    ingest) bash "$src/tests/bench/ingest/run.sh" "$build" || rc=1 ;;
     seed) bash "$src/tests/bench/seed/run.sh" "$build" || rc=1 ;;
     scale) bash "$src/tests/bench/scale/run.sh" "$build" || rc=1 ;;
-    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, health, seed, scale)" >&2; rc=2 ;;
+    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, health, ingest, seed, scale)" >&2; rc=2 ;;
     esac
 done
 exit $rc

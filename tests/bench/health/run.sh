@@ -3,7 +3,7 @@
 # GET /api/mailboxes/{id}/health for random mailboxes through nginx with 100,000
 # mailboxes and 30 days of placement rollups (tests/bench/health/seed.sql), p50/p99 under
 # wrk, beside
-#  - pgbench running the endpoint's own two statements straight into PostgreSQL
+#  - pgbench running the endpoint's own statement straight into PostgreSQL
 #    (health_peer.sql): what the database alone costs;
 #  - wrk against GET /healthz through the same nginx and kiln-api: the HTTP floor.
 # Prints the p99 ratios and whether p99 < 20 ms (the goal of issue 13).

@@ -1,0 +1,45 @@
+-- pgbench script, the peer of tests/bench/ingest/run.sh. One transaction writes what one
+-- report of "batch" found events writes in kiln (api/lease/inbox_report.c), straight
+-- into PostgreSQL (no HTTP, no JSON, no MAC check, no policy, no idempotency reads). The
+-- same rows into the same tables: the sightings, the messages, the placements (whose
+-- trigger updates the rollups), the placement counters, the actions (as many per event
+-- as kiln planned in the same run, "acts_per_1000") with their counters, and the replies
+-- (the same share, "replies_per_1000", through kiln_schedule_reply as kiln does). Each
+-- transaction takes the next "batch" sends of the peer's half (a sequence numbers them);
+-- role and flags follow the send id as in driver.py. No pgbench variables in comments:
+-- pgbench would bind them as parameters of the next statement.
+SELECT nextval('bench_peer_batch') - 1 AS b \gset
+\set lo :first + :b * :batch
+\set hi :lo + :batch
+WITH x AS (
+  SELECT s.id, s.mailbox_id AS sender, s.recipient_id AS mb,
+         CASE WHEN s.id % 20 < 3 THEN 'junk' WHEN s.id % 20 = 3 THEN 'other' ELSE 'inbox' END AS role,
+         CASE WHEN s.id % 20 < 3 THEN 'Junk' WHEN s.id % 20 = 3 THEN 'Archive' ELSE 'INBOX' END AS folder,
+         CASE WHEN s.id % 3 = 0 THEN '{\\Seen}' ELSE '{}' END::text[] AS flags,
+         (enum_range(NULL::mail_provider))[1 + s.recipient_id % 4] AS provider
+  FROM sends s WHERE s.id >= :lo::bigint AND s.id < :hi::bigint AND s.id < :last::bigint),
+si AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id)
+  SELECT mb, folder, 1, id, id FROM x ORDER BY mb, folder, id),
+im AS (INSERT INTO inbox_messages (mailbox_id, send_id, folder, role, uidvalidity, uid, flags)
+  SELECT mb, id, folder, role::folder_role, 1, id, flags FROM x ORDER BY mb, id),
+pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, folder, found_at,
+                               provider, spf, dkim, dmarc)
+  SELECT id, sender, mb, role::placement_folder, folder, kiln_now(), provider, 'pass', 'pass',
+         'pass' FROM x ORDER BY id RETURNING provider, placement),
+pc AS (INSERT INTO counters (name, label, shard, value)
+  SELECT 'placement', provider::text || ':' || placement::text, (:b::bigint % 16)::smallint, count(*)
+  FROM pl GROUP BY 2 ORDER BY 2
+  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value),
+ac AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, flags,
+                                  target, not_before)
+  SELECT mb, id, (ARRAY['mark', 'file', 'prune', 'rescue']::inbox_action_kind[])[g], folder, 1,
+         id, CASE WHEN g = 1 THEN '{\\Seen}' ELSE '{}' END::text[],
+         CASE g WHEN 2 THEN 'warmup' WHEN 4 THEN 'inbox' END::folder_role,
+         kiln_now() + g * interval '1 hour'
+  FROM x CROSS JOIN generate_series(1, 4) g
+  WHERE g * 1000 <= :acts_per_1000::int + (id * 7) % 1000 ORDER BY id, g RETURNING kind),
+acn AS (INSERT INTO counters (name, label, shard, value)
+  SELECT 'actions', kind::text || ':' || 'issued', (:b::bigint % 16)::smallint, count(*) FROM ac GROUP BY 2
+  ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value)
+SELECT count(kiln_schedule_reply(id, kiln_now() + interval '2 hours')) FROM x
+WHERE id % 1000 < :replies_per_1000::int;

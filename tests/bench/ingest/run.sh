@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Inbox event ingestion benchmark (issue 13), kiln beside its peer in one run: agents
+# report found events through nginx (POST /api/agent/report, inbox_events: MAC verified,
+# idempotent by sighting, placement and rollups recorded, the engagement policy's actions
+# planned) with 100,000 mailboxes seeded by `kiln-api seed` (COPY), beside pgbench
+# inserting the same rows into the same tables (peer.sql): what the database alone costs.
+# Prints events/s of both, the ratio, and whether kiln reaches 20,000 events/s.
+# Usage: run.sh BUILD_DIR   (an optimized build: make bench passes build/)
+# Env: KILN_BENCH_INGEST_EVENTS (200000 per side), KILN_BENCH_INGEST_BATCH (events per
+#      report, 500), KILN_BENCH_CONNS (agents = connections = pgbench clients, 8),
+#      KILN_BENCH_MAILBOXES (100000).
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../../.." && pwd)
+build=$(cd "${1:-$src/build}" && pwd)
+here=$src/tests/bench/ingest
+n=${KILN_BENCH_INGEST_EVENTS:-200000}
+batch=${KILN_BENCH_INGEST_BATCH:-500}
+conns=${KILN_BENCH_CONNS:-8}
+boxes=${KILN_BENCH_MAILBOXES:-100000}
+var=$(mktemp -d /tmp/kiln-bench-ingest.XXXXXX)
+chmod 755 "$var"
+source "$src/deploy/local/stack.sh"
+cleanup() {
+    if [ -n "${KILN_BENCH_HOLD:-}" ]; then # profiling: keep the stack until the file goes
+        echo "holding the stack in $var (source $var/stack.env); rm $var/hold to end"
+        touch "$var/hold"
+        while [ -e "$var/hold" ]; do sleep 5; done
+    fi
+    stack_down >/dev/null 2>&1 || true
+    rm -rf "$var"
+}
+trap cleanup EXIT
+export KILN_THREADS=${KILN_THREADS:-8} KILN_LOG_LEVEL=warn
+stack_init "$var" "$build"
+# pg_stat_statements: where the database's time goes, printed per statement below.
+stack_pg_up
+echo "shared_preload_libraries = 'pg_stat_statements'" >>"$STACK_PGDATA/postgresql.conf"
+stack_pg_down
+stack_pg_up
+stack_psql -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+stack_api_up
+stack_nginx_up
+token=$(stack_admin_token)
+echo "== seeding $boxes mailboxes (kiln-api seed), $conns agents with an inbox lease each, 2 x $n sends"
+t0=$SECONDS
+"$build/api/kiln-api" seed --count "$boxes" --users "$((boxes / 100))" --name ingest 2>"$var/seed.err" ||
+    { cat "$var/seed.err" >&2; exit 1; }
+: >"$var/tokens"
+for ((k = 0; k < conns; k++)); do
+    t=$(curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+        -d "{\"name\":\"ingest-$k\"}" "$STACK_URL/api/agents" |
+        /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    echo "$k|$t" >>"$var/tokens"
+done
+read -r kiln_first peer_first < <(stack_psql -v agents="$conns" -v n="$n" -tA -F ' ' \
+    -f "$here/setup.sql" | tail -1)
+stack_psql -tAc "SELECT id FROM sends ORDER BY id" |
+    /usr/bin/python3 "$here/driver.py" mint "$KILN_SECRET_KEY_FILE" >"$var/msgids"
+stack_psql >/dev/null <<SQL
+CREATE TEMP TABLE m (id bigint, message_id text);
+\\copy m FROM '$var/msgids' WITH (DELIMITER '|')
+UPDATE sends s SET message_id = m.message_id FROM m WHERE m.id = s.id;
+VACUUM ANALYZE sends;
+SQL
+stack_psql -tA -F '|' -c "SELECT substr(a.name, 8), l.id FROM agents a JOIN leases l ON
+    l.agent_id = a.id AND l.kind = 'inbox' WHERE a.name LIKE 'ingest-%'" |
+    join -t '|' <(sort "$var/tokens") <(sort -) >"$var/agents"
+stack_psql -tA -F '|' -c "SELECT id, recipient_id FROM sends WHERE id >= $kiln_first
+    AND id < $peer_first ORDER BY id" >"$var/sends"
+echo "   ready in $((SECONDS - t0)) s: $(stack_psql -tAc "SELECT count(*) FROM mailboxes") mailboxes," \
+    "$(stack_psql -tAc "SELECT count(*) FROM sends") sends"
+
+# One kiln run, then the peer: each writes its own half of the sends' placements.
+stack_psql -c "CHECKPOINT" >/dev/null
+stack_psql -c "SELECT pg_stat_statements_reset()" >/dev/null
+pg_root=$(head -1 "$STACK_PGDATA/postmaster.pid")
+cpu() { /usr/bin/python3 "$here/cpu.py" "$@"; }
+api_root=$(cat "$(stack_api_file 1 pid)")
+nginx_root=$(cat "$var/run/nginx.pid")
+read -r pg0 api0 ngx0 < <(echo "$(cpu "$pg_root") $(cpu "$api_root") $(cpu "$nginx_root")")
+load0=$(cut -d' ' -f1 /proc/loadavg)
+read -r events secs eps reports p50 p99 applied dups ignored < <(/usr/bin/python3 "$here/driver.py" \
+    "$STACK_URL" "$KILN_SECRET_KEY_FILE" "$var/sends" "$var/agents" "$batch")
+load1=$(cut -d' ' -f1 /proc/loadavg)
+read -r pg1 api1 ngx1 < <(echo "$(cpu "$pg_root") $(cpu "$api_root") $(cpu "$nginx_root")")
+# The database's time per statement over kiln's run, per event.
+stack_psql -tA -F '|' -c "SELECT round((total_exec_time * 1000 / $n)::numeric, 1), calls,
+    left(regexp_replace(query, '\s+', ' ', 'g'), 70) FROM pg_stat_statements
+    WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 10" >"$var/statements"
+[ "$applied" -eq "$events" ] || { echo "kiln applied $applied of $events events (dup $dups, ignored $ignored)" >&2; exit 1; }
+# What one event wrote (the peer writes as much): actions and replies per find.
+read -r acts replies < <(stack_psql -tA -F ' ' -c "SELECT (SELECT count(*) FROM inbox_actions),
+    (SELECT count(*) FROM pending_replies)")
+stack_psql -c "CHECKPOINT" >/dev/null
+stack_psql -c "CREATE SEQUENCE bench_peer_batch" >/dev/null
+mkdir -p "$var/pgb" && chmod 777 "$var/pgb"
+per_client=$(((n / batch + conns - 1) / conns))
+load2=$(cut -d' ' -f1 /proc/loadavg)
+pg2=$(cpu "$pg_root")
+(cd "$var/pgb" && stack_as_pg "$(stack_pg_bin)/pgbench" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" \
+    -U postgres -n -M prepared -c "$conns" -j 2 -t "$per_client" -D first="$peer_first" \
+    -D batch="$batch" -D last="$((peer_first + n))" -D acts_per_1000="$((acts * 1000 / events))" \
+    -D replies_per_1000="$((replies * 1000 / events))" \
+    -f "$here/peer.sql" kiln >"$var/pgb/out" 2>&1) || { head -5 "$var/pgb/out" >&2; exit 1; }
+load3=$(cut -d' ' -f1 /proc/loadavg)
+pg3=$(cpu "$pg_root")
+peer_rows=$(stack_psql -tAc "SELECT count(*) FROM placements WHERE send_id >= $peer_first")
+peer_tps=$(awk '/^tps/ {print $3; exit}' "$var/pgb/out")
+peer_eps=$(awk -v t="$peer_tps" -v b="$batch" 'BEGIN {printf "%.0f", t * b}')
+sum3() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN {print a + b + c}'; }
+us() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.0f", (b - a) * 1e6 / n}'; }
+printf '\n%-54s %9s %8s %8s %8s %9s\n' "($conns agents, $batch events a report)" "events/s" "p50 ms" \
+    "p99 ms" "pg us/ev" "all us/ev"
+printf '%-54s %9s %8s %8s %8s %9s\n' "kiln POST /api/agent/report (inbox_events) via nginx" "$eps" \
+    "$p50" "$p99" "$(us "$pg0" "$pg1" "$events")" \
+    "$(us "$(sum3 "$pg0" "$api0" "$ngx0")" "$(sum3 "$pg1" "$api1" "$ngx1")" "$events")"
+printf '%-54s %9s %8s %8s %8s %9s\n' "  peer: pgbench, the same rows into the same tables" "$peer_eps" \
+    "" "" "$(us "$pg2" "$pg3" "$peer_rows")" "$(us "$pg2" "$pg3" "$peer_rows")"
+echo "(us/ev: CPU microseconds per event of PostgreSQL, and of PostgreSQL + kiln-api + nginx;"
+echo " kiln-api alone: $(us "$api0" "$api1" "$events") us/ev. The box's 2 cores give at most"
+echo " 2,000,000 / (all us/ev) events/s whatever its load.)"
+echo
+echo "PostgreSQL time per event over kiln's run, by statement (us/event, calls):"
+sed 's/^/  /' "$var/statements"
+echo
+echo "rows per event: actions $(awk -v a="$acts" -v e="$events" 'BEGIN {printf "%.2f", a / e}')," \
+    "replies $(awk -v a="$replies" -v e="$events" 'BEGIN {printf "%.3f", a / e}'); peer placements $peer_rows"
+echo "load average: $load0 -> $load1 (kiln), $load2 -> $load3 (peer)"
+echo "events/s kiln / pgbench: $(awk -v a="$eps" -v b="$peer_eps" 'BEGIN {printf "%.2f", a / b}')"
+if [ "$eps" -ge 20000 ]; then
+    echo "goal >= 20,000 events/s: met ($eps)"
+else
+    echo "goal >= 20,000 events/s: MISSED ($eps)"
+    exit 1
+fi
