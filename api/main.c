@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "config.h"
 #include "health_sweep.h"
+#include "inbox_classify.h"
 #include "log.h"
 #include "migrate.h"
 #include "retention.h"
@@ -102,6 +103,13 @@ static int cmd_serve(app *a)
         return 1;
     }
     a->msgid_keys = keys;
+    static inbox_provider_map providers;
+    if (!inbox_provider_map_parse(getenv("KILN_PROVIDER_MAP"), &providers, err, sizeof err)) {
+        log_error("%s", err);
+        msgid_keyring_free(keys);
+        return 1;
+    }
+    a->providers = &providers;
     webhook_config wc = {
         .conninfo = a->cfg.conninfo, .key = &a->key, .allow_http = a->cfg.webhook_allow_http != 0};
     if (webhook_config_load(&wc, err, sizeof err) != 0) {

@@ -185,8 +185,10 @@ int imap_inbox_wake(imap_inbox *ib, int64_t now_ms);
 /* Ends the session as soon as the command in flight is answered (DONE when idling),
  * with LOGOUT. */
 int imap_inbox_stop(imap_inbox *ib, int64_t now_ms);
-/* Adds an action (a later lease answer): copied; done in turn when due. Returns 0,
- * -EEXIST for an id the session already has, -EINVAL for a malformed one. */
+/* Adds an action (a later lease answer): copied; done in turn when due. Returns 0 (also
+ * for an id the session has, not finished, whose due time it moves earlier to
+ * not_before_ms), -EEXIST for an id the session already has otherwise, -EINVAL for a
+ * malformed one. */
 int imap_inbox_add_action(imap_inbox *ib, const imap_inbox_action *a);
 /* The server closed the connection. */
 void imap_inbox_eof(imap_inbox *ib);

@@ -43,9 +43,15 @@ int ib_act_add(imap_inbox *ib, const imap_inbox_action *a)
     for (size_t i = 0; i < a->nflags; i++)
         if (!a->flags[i] || !*a->flags[i])
             return -EINVAL;
-    for (size_t i = 0; i < ib->nacts; i++)
-        if (ib->acts[i].a.id == a->id)
+    for (size_t i = 0; i < ib->nacts; i++) {
+        if (ib->acts[i].a.id != a->id)
+            continue;
+        /* Known: only an earlier due time is taken (the control plane moved it). */
+        if (ib->acts[i].finished || a->not_before_ms >= ib->acts[i].a.not_before_ms)
             return -EEXIST;
+        ib->acts[i].a.not_before_ms = a->not_before_ms;
+        return 0;
+    }
     if (ib->nacts == ib->cap_acts) {
         ib->cap_acts = ib->cap_acts ? 2 * ib->cap_acts : 8;
         ib->acts = xrealloc(ib->acts, ib->cap_acts * sizeof *ib->acts);

@@ -102,9 +102,18 @@ static bool same_access(const inbox_spec *a, const inbox_spec *b)
            same_str(a->oauth_token, b->oauth_token) && same_str(a->ca_file, b->ca_file);
 }
 
+static inbox_action *spec_action(inbox_spec *s, int64_t id)
+{
+    for (size_t i = 0; i < s->nactions; i++)
+        if (s->actions[i].id == id)
+            return &s->actions[i];
+    return NULL;
+}
+
 /* A later hand-over of an inbox with the same access (a lease answer listing it again):
  * its poll class and the actions not yet known are taken (a running session gets them
- * at once); the folders' state stays the engine's own, which is newer. */
+ * at once), a known action's earlier due time too; the folders' state stays the
+ * engine's own, which is newer. */
 static void merge_inbox(inbox_engine *e, inbox *ib, inbox_spec *s)
 {
     inbox_spec *cur = ib->next_spec ? ib->next_spec : ib->spec;
@@ -113,8 +122,15 @@ static void merge_inbox(inbox_engine *e, inbox *ib, inbox_spec *s)
     int64_t since_s = (e->loop.now_ms - ib->added_ms) / 1000;
     for (size_t i = 0; i < s->nactions; i++) {
         inbox_action *a = &s->actions[i];
-        if (inbox_knows_action(ib, a->id))
+        if (inbox_knows_action(ib, a->id)) {
+            inbox_action *k = spec_action(cur, a->id);
+            if (k && a->not_before_s + since_s < k->not_before_s) {
+                /* due earlier than it was (the test clock moved, or the plan changed) */
+                k->not_before_s = a->not_before_s + since_s;
+                inbox_offer_action(e, ib, k);
+            }
             continue;
+        }
         cur->actions = xrealloc(cur->actions, (cur->nactions + 1) * sizeof *cur->actions);
         inbox_action *d = &cur->actions[cur->nactions++];
         *d = *a;

@@ -151,6 +151,10 @@ static bool str_eq(const char *a, const char *b)
     return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
+/* A known action due this much earlier than the engine has it is handed over again (a
+ * later answer's not_before_s is rounded up to seconds: smaller moves are that). */
+#define DUE_EARLIER_MS 2000
+
 /* Would the engine watch `now` differently from `was`? (Folder state is not compared:
  * the engine's own is newer than the control plane's.) */
 static bool inbox_changed(const feed_inbox *was, const feed_inbox *now)
@@ -163,7 +167,8 @@ static bool inbox_changed(const feed_inbox *was, const feed_inbox *now)
         !str_eq(was->warmup_folder, now->warmup_folder) || was->nactions != now->nactions)
         return true;
     for (size_t i = 0; i < now->nactions; i++)
-        if (was->actions[i].id != now->actions[i].id)
+        if (was->actions[i].id != now->actions[i].id ||
+            now->actions[i].not_before_ms + DUE_EARLIER_MS < was->actions[i].not_before_ms)
             return true;
     return false;
 }

@@ -13,6 +13,7 @@
 
 struct stats;
 struct msgid_keyring;
+struct inbox_provider_map;
 
 /* Additional data sealed with a mailbox's IMAP secret (secret_seal's aad), one per kind,
  * so a sealed IMAP secret never opens as the SMTP one (sealed without) nor a password as
@@ -53,6 +54,8 @@ typedef struct app {
     secret_key key;
     /* Message-ID keys derived from key (lease/msgid.h), made by main.c; NULL until then */
     const struct msgid_keyring *msgid_keys;
+    /* KILN_PROVIDER_MAP parsed (lease/inbox_classify.h), made by main.c; NULL: built-ins */
+    const struct inbox_provider_map *providers;
     char **timezones; /* sorted */
     size_t ntimezones;
     struct stats *stats;

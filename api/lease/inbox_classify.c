@@ -2,6 +2,7 @@
 #include "inbox_classify.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -47,10 +48,114 @@ enum inbox_provider inbox_provider_of_host(const char *imap_host)
     return yahoo_co(imap_host, n) ? PROVIDER_YAHOO : PROVIDER_OTHER;
 }
 
+static const char *const provider_names[] = {"gmail", "outlook", "yahoo", "other"};
+
 const char *inbox_provider_name(enum inbox_provider p)
 {
-    static const char *const names[] = {"gmail", "outlook", "yahoo", "other"};
-    return names[p];
+    return provider_names[p];
+}
+
+bool inbox_provider_parse(const char *name, size_t len, enum inbox_provider *out)
+{
+    for (size_t i = 0; i < sizeof provider_names / sizeof provider_names[0]; i++) {
+        if (len == strlen(provider_names[i]) && strncmp(name, provider_names[i], len) == 0) {
+            *out = (enum inbox_provider)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool host_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == ':';
+}
+
+/* One "key=provider" entry of len bytes at e (entry k, 1-based, for messages). */
+static bool map_entry(const char *e, size_t len, size_t k, inbox_provider_map *out, char *err,
+                      size_t errlen)
+{
+    const char *eq = memchr(e, '=', len);
+    size_t klen = eq ? (size_t)(eq - e) : 0;
+    if (!eq || klen == 0 || klen > INBOX_PROVIDER_KEY_MAX) {
+        snprintf(err, errlen, "KILN_PROVIDER_MAP entry %zu: expected host-or-domain=provider", k);
+        return false;
+    }
+    for (size_t i = 0; i < klen; i++) {
+        if (!host_char(e[i])) {
+            snprintf(err, errlen, "KILN_PROVIDER_MAP entry %zu: '%.*s' is not a host or domain", k,
+                     (int)klen, e);
+            return false;
+        }
+    }
+    enum inbox_provider p;
+    if (!inbox_provider_parse(eq + 1, len - klen - 1, &p)) {
+        snprintf(err, errlen,
+                 "KILN_PROVIDER_MAP entry %zu: provider must be gmail, outlook, yahoo or other", k);
+        return false;
+    }
+    if (out->n == INBOX_PROVIDER_MAP_MAX) {
+        snprintf(err, errlen, "KILN_PROVIDER_MAP: more than %d entries", INBOX_PROVIDER_MAP_MAX);
+        return false;
+    }
+    while (klen > 1 && e[klen - 1] == '.')
+        klen--;
+    memcpy(out->rule[out->n].key, e, klen);
+    out->rule[out->n].key[klen] = '\0';
+    out->rule[out->n].provider = p;
+    out->n++;
+    return true;
+}
+
+bool inbox_provider_map_parse(const char *spec, inbox_provider_map *out, char *err, size_t errlen)
+{
+    out->n = 0;
+    size_t k = 0;
+    while (spec && *spec) {
+        while (*spec == ' ' || *spec == ',')
+            spec++;
+        if (!*spec)
+            break;
+        size_t len = strcspn(spec, ",");
+        while (len > 0 && spec[len - 1] == ' ')
+            len--;
+        if (!map_entry(spec, len, ++k, out, err, errlen))
+            return false;
+        spec += len;
+        while (*spec == ' ')
+            spec++;
+    }
+    return true;
+}
+
+/* The map's provider for name (trailing dots ignored); false if no key matches. */
+static bool map_lookup(const inbox_provider_map *m, const char *name, enum inbox_provider *out)
+{
+    if (!m || !name)
+        return false;
+    size_t n = strlen(name);
+    while (n > 0 && name[n - 1] == '.')
+        n--;
+    for (size_t i = 0; n > 0 && i < m->n; i++) {
+        if (host_in(name, n, m->rule[i].key)) {
+            *out = m->rule[i].provider;
+            return true;
+        }
+    }
+    return false;
+}
+
+enum inbox_provider inbox_provider_of(const inbox_provider_map *m, const char *imap_host,
+                                      const char *address)
+{
+    enum inbox_provider p;
+    if (map_lookup(m, imap_host, &p))
+        return p;
+    const char *at = address ? strrchr(address, '@') : NULL;
+    if (at && map_lookup(m, at + 1, &p))
+        return p;
+    return inbox_provider_of_host(imap_host);
 }
 
 const char *inbox_verdict_name(enum inbox_verdict v)

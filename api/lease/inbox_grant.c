@@ -31,10 +31,10 @@ static bool sweep_missing(http_req *rq)
         return false;
     if (!locked)
         return true;
-    static const char *const names[] = {"id",     "mailbox_id", "recipient_id",
-                                        "judged", "missing",    "imap_host"};
-    int c[6];
-    db_columns(r, names, c, 6);
+    static const char *const names[] = {"id",      "mailbox_id", "recipient_id", "judged",
+                                        "missing", "imap_host",  "address"};
+    int c[7];
+    db_columns(r, names, c, 7);
     pgarr sid, mb, rc, prov;
     pgarr_open(&sid);
     pgarr_open(&mb);
@@ -50,7 +50,8 @@ static bool sweep_missing(http_req *rq)
         pgarr_i64(&sid, last);
         pgarr_i64(&mb, db_i64(r, i, c[1]));
         pgarr_i64(&rc, db_i64(r, i, c[2]));
-        pgarr_str(&prov, inbox_provider_name(inbox_provider_of_host(PQgetvalue(r, i, c[5]))));
+        pgarr_str(&prov, inbox_provider_name(inbox_provider_of(
+                             rq->app->providers, PQgetvalue(r, i, c[5]), PQgetvalue(r, i, c[6]))));
     }
     inbox_missing_batch b = {pgarr_done(&sid, a), pgarr_done(&mb, a), pgarr_done(&rc, a),
                              pgarr_done(&prov, a)};
@@ -90,7 +91,8 @@ enum db_tx inbox_grant(http_req *rq, http_resp *rs, void *ctx)
         return http_tx_fail(rq, rs);
     ir->held.lease_id = ir->held.nrows > 0 ? lease_id : NULL;
     ir->held.ttl_s = cfg->inbox_lease_ttl_s;
-    ir->heartbeat_s = cfg->inbox_lease_ttl_s / 3;
+    /* a third of the TTL, at most hourly (InboxLease.heartbeat_s: 10..3600) */
+    ir->heartbeat_s = cfg->inbox_lease_ttl_s / 3 < 3600 ? cfg->inbox_lease_ttl_s / 3 : 3600;
     ir->ok = true;
     return DB_TX_OK;
 }

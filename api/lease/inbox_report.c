@@ -21,7 +21,7 @@ typedef struct ireport {
     int n;
     char *verdict;       /* per event: 'a', 'd', 'i' */
     i64map inboxes;      /* mailbox id -> row in hosts (the lease's inboxes among the events) */
-    PGresult *hosts;     /* mailbox_id, imap_host */
+    PGresult *hosts;     /* mailbox_id, imap_host, address */
     int64_t *send_id;    /* per found event, from its Message-ID (-1: none) */
     i64map sends;        /* send id -> row in send_rows */
     PGresult *send_rows; /* id, mailbox_id, recipient_id */
@@ -277,8 +277,9 @@ static bool record_messages(ireport *r, const int *fresh, int nfresh, int64_t no
         pgarr_i64(&col[7], db_i64(r->send_rows, (int)srow, 1));
         pgarr_str(&col[8], fr == ROLE_WARMUP ? "other" : first->role);
         pgarr_str(&col[9], first->folder);
-        pgarr_str(&col[10],
-                  inbox_provider_name(inbox_provider_of_host(PQgetvalue(r->hosts, (int)hrow, 1))));
+        pgarr_str(&col[10], inbox_provider_name(inbox_provider_of(
+                                r->rq->app->providers, PQgetvalue(r->hosts, (int)hrow, 1),
+                                PQgetvalue(r->hosts, (int)hrow, 2))));
         pgarr_str(&col[11], inbox_verdict_name(au.spf));
         pgarr_str(&col[12], inbox_verdict_name(au.dkim));
         pgarr_str(&col[13], inbox_verdict_name(au.dmarc));

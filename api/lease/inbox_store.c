@@ -78,7 +78,9 @@ static const db_stmt Q_FOLDERS = {
     "inbox_folders", "SELECT mailbox_id, name, role::text AS role, uidvalidity, last_uid "
                      "FROM inbox_folders WHERE mailbox_id = ANY ($1::bigint[]) "
                      "ORDER BY mailbox_id, name"};
-/* Per message its first pending action (the next follows the message's new place). */
+/* Per message its first pending action, by due time, kind (rescue, mark, file, prune)
+ * and id (the next follows the message's new place; an action issued again keeps its
+ * place in the order). */
 static const db_stmt Q_DUE = {
     "inbox_due",
     "SELECT * FROM (SELECT DISTINCT ON (a.mailbox_id, a.send_id) a.mailbox_id, a.id, "
@@ -87,7 +89,7 @@ static const db_stmt Q_DUE = {
     "a.not_before - k.now))))::bigint AS not_before_s, s.message_id FROM inbox_actions a "
     "LEFT JOIN sends s ON s.id = a.send_id "
     "CROSS JOIN (SELECT kiln_now() AS now) k WHERE a.mailbox_id = ANY ($1::bigint[]) "
-    "AND a.status = 'pending' ORDER BY a.mailbox_id, a.send_id, a.id) x "
+    "AND a.status = 'pending' ORDER BY a.mailbox_id, a.send_id, a.not_before, a.kind, a.id) x "
     "WHERE x.not_before_s <= $2 ORDER BY x.mailbox_id, x.not_before_s, x.id"};
 
 static const db_stmt Q_HELD_STATE = {
@@ -108,9 +110,9 @@ static const db_stmt Q_END = {"inbox_end", "SELECT kiln_end_leases(ARRAY[$1::uui
  * thousands) to intersect it with the few hundred the report names. */
 static const db_stmt Q_LEASE_INBOXES = {
     "inbox_lease_inboxes",
-    "SELECT il.mailbox_id, m.imap_host FROM (SELECT mailbox_id, lease_id FROM inbox_leasing "
-    "WHERE mailbox_id = ANY ($2::bigint[]) OFFSET 0) il JOIN mailboxes m ON m.id = "
-    "il.mailbox_id WHERE il.lease_id = $1::uuid"};
+    "SELECT il.mailbox_id, m.imap_host, m.address FROM (SELECT mailbox_id, lease_id FROM "
+    "inbox_leasing WHERE mailbox_id = ANY ($2::bigint[]) OFFSET 0) il JOIN mailboxes m ON "
+    "m.id = il.mailbox_id WHERE il.lease_id = $1::uuid"};
 static const db_stmt Q_SENDS = {
     "inbox_sends", "SELECT id, mailbox_id, recipient_id FROM sends WHERE id = ANY ($1::bigint[])"};
 
@@ -164,7 +166,9 @@ static const db_stmt Q_ADD_ACTIONS = {
 
 /* Outcomes: the first counts (only pending actions change). A move that was done moves
  * the message and the later pending actions of the message (chain); gone, stale and a
- * done prune cancel them. */
+ * done prune cancel them, except a stale action whose message was found again in the
+ * same folder under another UIDVALIDITY (the folder was rebuilt): the chain follows it
+ * there and the action is issued again (again: a new id, due when it was). */
 static const db_stmt Q_OUTCOMES = {
     "inbox_outcomes",
     "WITH r AS (SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], "
@@ -173,10 +177,23 @@ static const db_stmt Q_OUTCOMES = {
     "upd AS (UPDATE inbox_actions a SET status = r.status, outcome = r.detail, "
     "  reported_at = kiln_now() FROM r WHERE a.id = r.id AND a.mailbox_id = r.mb "
     "  AND a.status = 'pending' RETURNING a.id, a.mailbox_id, a.send_id, a.kind, a.target, "
-    "  a.status, r.f, r.v, r.u, r.flags), "
+    "  a.status, a.folder AS af, a.uidvalidity AS av, a.flags AS aflags, a.not_before, r.f, "
+    "  r.v, r.u, r.flags), "
+    "upd2 AS (SELECT u.id, u.mailbox_id, u.send_id, u.kind, u.status, u.aflags, u.not_before, "
+    "  CASE WHEN moved THEN NULL ELSE u.target END AS target, "
+    "  CASE WHEN moved THEN m.folder ELSE u.f END AS f, "
+    "  CASE WHEN moved THEN m.uidvalidity ELSE u.v END AS v, "
+    "  CASE WHEN moved THEN m.uid ELSE u.u END AS u, moved, u.af "
+    "  FROM upd u LEFT JOIN inbox_messages m ON m.mailbox_id = u.mailbox_id "
+    "  AND m.send_id = u.send_id CROSS JOIN LATERAL (SELECT coalesce(u.status = 'stale' "
+    "  AND m.folder = u.af AND m.uidvalidity <> u.av, false) AS moved) z), "
+    "again AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
+    "  flags, target, not_before) SELECT a.mailbox_id, a.send_id, a.kind, a.folder, u.v, u.u, "
+    "  a.flags, a.target, a.not_before FROM upd2 u JOIN inbox_actions a ON a.id = u.id "
+    "  WHERE u.moved ORDER BY u.id RETURNING kind), "
     "ev AS (SELECT DISTINCT ON (mailbox_id, send_id) mailbox_id, send_id, target, "
-    "  (status IN ('gone', 'stale') OR kind = 'prune') AS stop, f, v, u FROM upd "
-    "  WHERE status IN ('gone', 'stale') OR (status = 'done' AND (kind = 'prune' OR "
+    "  ((status IN ('gone', 'stale') AND NOT moved) OR kind = 'prune') AS stop, f, v, u "
+    "  FROM upd2 WHERE status IN ('gone', 'stale') OR (status = 'done' AND (kind = 'prune' OR "
     "  (kind IN ('rescue', 'file') AND f IS NOT NULL AND v IS NOT NULL AND u IS NOT NULL))) "
     "  ORDER BY mailbox_id, send_id, id DESC), "
     "chain AS (UPDATE inbox_actions a SET "
@@ -203,8 +220,9 @@ static const db_stmt Q_OUTCOMES = {
     "  SELECT mailbox_id, f, v, u, send_id FROM ev WHERE NOT stop ORDER BY 1, 2, 3, 4 "
     "  ON CONFLICT DO NOTHING), "
     "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'actions', "
-    "  kind::text || ':' || status::text, $10::smallint, count(*) FROM (SELECT kind, status "
-    "  FROM upd UNION ALL SELECT kind, status FROM chain WHERE status = 'cancelled') c "
+    "  kind::text || ':' || status, $10::smallint, count(*) FROM (SELECT kind, status::text "
+    "  FROM upd UNION ALL SELECT kind, status::text FROM chain WHERE status = 'cancelled' "
+    "  UNION ALL SELECT kind, 'issued' FROM again) c "
     "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
     "  SET value = counters.value + excluded.value) "
     "SELECT r.ord, (u.id IS NOT NULL) AS applied, EXISTS (SELECT 1 FROM inbox_actions a "
@@ -252,8 +270,8 @@ static const db_stmt Q_SWEEP_LOAD = {
     "(s.scheduled_at <= kiln_now() - make_interval(secs => $1) AND s.status <> 'leased') "
     "  AS judged, "
     "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' AND NOT "
-    "  EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id)) AS missing, rm.imap_host "
-    "FROM sends s LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
+    "  EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id)) AS missing, rm.imap_host, "
+    "rm.address FROM sends s LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
     /* A scalar bound, not a join: the day partitions below it are pruned and each is
      * read in id order from the bound (a join read every partition whole). */
     "WHERE s.id > (SELECT last_send_id FROM w) ORDER BY s.id LIMIT $2"};

@@ -135,7 +135,7 @@ typedef struct inbox_missing_batch {
 /* The next batch of at most limit sends after the sweep's watermark, locked (SKIP
  * LOCKED: *locked false when another sweeper holds it). Columns: id, mailbox_id,
  * recipient_id, judged (scheduled before now - deadline_s and final), missing (sent,
- * unplaced, to a watched inbox), imap_host. */
+ * unplaced, to a watched inbox), imap_host, address (the recipient's). */
 bool inbox_store_sweep_load(db *d, arena *a, int64_t deadline_s, int64_t limit, bool *locked,
                             PGresult **out);
 bool inbox_store_sweep_write(db *d, arena *a, const inbox_missing_batch *b, int64_t last_id);

@@ -9,13 +9,16 @@
 #                                         KILN_IMAP_PORT 1143, KILN_LMTP_PORT 2424)
 #   mail_domain DOMAIN JUNK_PERCENT       a recipient domain and the share its "filter"
 #                                         junks (0-100; call before mail_up)
+#   mail_sender ADDRESS JUNK_PERCENT      a sender whose mail every domain junks at this
+#                                         share (a poor reputation; before mail_up)
 #   mail_user ADDRESS PASSWORD            an IMAP account (call before or after mail_up)
 #   mail_users FILE                       many at once: FILE has "ADDRESS PASSWORD" lines
 #                                         (benchmarks: 10,000 accounts in one pass)
 #   mail_up / mail_down                   start / stop Dovecot then Postfix
 #   mail_count ADDRESS FOLDER             messages in a folder (doveadm)
-#   KILN_MAIL_IMAP_PROCESSES              Dovecot's imap process_limit (1000): one
-#                                         process per logged-in connection
+#   KILN_MAIL_IMAP_PROCESSES              Dovecot's imap process_limit (1000)
+#   KILN_MAIL_IMAP_PREFORK                imap processes kept ready (0): hundreds of
+#                                         inboxes logging in at once wait for no fork
 #
 # Why Postfix: it is the MTA the tests already use (smtp-sink/smtp-source), Debian ships
 # it, a second instance needs only its own config directory, and it speaks LMTP to
@@ -30,6 +33,7 @@
 
 MAIL_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MAIL_DOMAINS=()
+MAIL_SENDERS=()
 
 mail_init() {
     MAIL_VAR=$(mkdir -p "$1/mail" && cd "$1/mail" && pwd)
@@ -54,6 +58,13 @@ mail_domain() {
     case $2 in '' | *[!0-9]*) echo "mail_domain: junk share must be 0-100, got '$2'" >&2; return 2 ;; esac
     [ "$2" -le 100 ] || { echo "mail_domain: junk share must be 0-100, got '$2'" >&2; return 2; }
     MAIL_DOMAINS+=("$1:$2")
+}
+
+mail_sender() {
+    case $2 in '' | *[!0-9]*) echo "mail_sender: junk share must be 0-100, got '$2'" >&2; return 2 ;; esac
+    [ "$2" -le 100 ] || { echo "mail_sender: junk share must be 0-100, got '$2'" >&2; return 2; }
+    case $1 in *'"'* | *'\\'* | *:*) echo "mail_sender: bad address '$1'" >&2; return 2 ;; esac
+    MAIL_SENDERS+=("$1:$2")
 }
 
 mail_user() {
@@ -89,6 +100,15 @@ mail_sieve() {
     {
         echo 'require ["fileinto", "mailbox", "envelope", "regex"];'
         echo 'if header :is "X-Kiln-Test-Junk" "yes" { fileinto :create "Junk"; stop; }'
+        for d in "${MAIL_SENDERS[@]}"; do
+            share=${d##*:}
+            [ "$share" -gt 0 ] || continue
+            re=$(mail_mac_regex $(((share * 256 + 50) / 100)))
+            printf 'if allof (envelope :is "from" "%s",\n' "${d%:*}"
+            printf '          header :regex "Message-ID" "^<[0-9]+\\\\.[0-9a-z]%s[0-9a-f]{22}@") {\n' "$re"
+            echo '    fileinto :create "Junk"; stop;'
+            echo '}'
+        done
         for d in "${MAIL_DOMAINS[@]}"; do
             share=${d##*:}
             [ "$share" -gt 0 ] || continue
@@ -162,6 +182,7 @@ service imap-login {
 }
 service imap {
   process_limit = ${KILN_MAIL_IMAP_PROCESSES:-1000}
+  process_min_avail = ${KILN_MAIL_IMAP_PREFORK:-0}
 }
 service lmtp {
   inet_listener lmtp {
@@ -206,6 +227,10 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 alias_maps =
 alias_database =
 smtputf8_enable = yes
+# Dovecot restarted (tests, make up): deferred mail goes again within seconds, not minutes.
+queue_run_delay = 5s
+minimal_backoff_time = 5s
+maximal_backoff_time = 30s
 # A demo mailbox AUTHs with its own password, checked by Dovecot (same passwd-file).
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot

@@ -28,6 +28,10 @@ fi
 # spreads requests over both, and a crash of one is invisible to the demo's agent (nginx
 # moves to the other while its loop restarts it). KILN_API_PROCESSES=1 for one.
 export KILN_API_PROCESSES=${KILN_API_PROCESSES:-2}
+# The demo's three "providers" share one Dovecot on 127.0.0.1: the operator's provider map
+# says which is which, so placement and health by provider mean something
+# (docs/operations.md "Recipient providers").
+export KILN_PROVIDER_MAP=${KILN_PROVIDER_MAP:-acme.test=gmail,globex.test=outlook,initech.test=yahoo}
 stack_init "$var" "$build" "$port"
 
 step() { printf '==> %s\n' "$*"; }

@@ -771,6 +771,19 @@ static void test_msgid_shape_and_bad_jobs(void **state)
     assert_int_equal(imap_inbox_add_action(ib, &rescue11), 0);
     assert_int_equal(imap_inbox_add_action(ib, &rescue11), -EEXIST);
     assert_int_equal(imap_inbox_next_tick_ms(ib), INT64_MAX);
+    /* A known action handed again due earlier (the control plane's clock moved) takes
+     * the earlier time; a later or equal one changes nothing. */
+    imap_inbox_action later = rescue11;
+    later.id = 32;
+    later.not_before_ms = 600000;
+    assert_int_equal(imap_inbox_add_action(ib, &later), 0);
+    later.not_before_ms = 900000;
+    assert_int_equal(imap_inbox_add_action(ib, &later), -EEXIST);
+    later.not_before_ms = 1000;
+    assert_int_equal(imap_inbox_add_action(ib, &later), 0);
+    assert_int_equal(imap_inbox_add_action(ib, &later), -EEXIST);
+    assert_int_equal(ib->acts[1].a.id, 32);
+    assert_int_equal(ib->acts[1].a.not_before_ms, 1000);
     imap_inbox_free(ib);
 }
 

@@ -119,6 +119,8 @@ static int teardown(void **state)
     return 0;
 }
 
+static int grant_not_before_s; /* every action's not_before_s in grant()'s answer */
+
 /* An answer with inbox 7 (host, actions as given: "501,502") and inbox 8. */
 static void grant(const char *host, const char *actions, int64_t asked_ms)
 {
@@ -129,8 +131,8 @@ static void grant(const char *host, const char *actions, int64_t asked_ms)
         used += (size_t)snprintf(acts + used, sizeof acts - used,
                                  "%s{\"id\":%ld,\"kind\":\"prune\",\"folder\":\"INBOX\","
                                  "\"uidvalidity\":1,\"uid\":%ld,\"flags\":[],\"target\":null,"
-                                 "\"not_before_s\":0}",
-                                 used ? "," : "", id, id);
+                                 "\"not_before_s\":%d}",
+                                 used ? "," : "", id, id, grant_not_before_s);
         if (*p == ',')
             p++;
     }
@@ -205,6 +207,27 @@ static void test_grant_merge_and_one_outcome_per_action(void **state)
     expect_calls(moved, 1);
 }
 
+/* A later answer giving a known action an earlier due time (the control plane's clock
+ * moved, as the test clock does) hands the inbox over again; the same due time asked a
+ * second later (rounding) does not. */
+static void test_an_action_due_earlier_is_handed_over_again(void **state)
+{
+    (void)state;
+    int64_t now = clock_mono_ms();
+    grant_not_before_s = 1200;
+    grant("imap.acme.test", "601", now);
+    const char *first[] = {"watch 7 [601] imap.acme.test", "watch 8 [] imap.other.test"};
+    expect_calls(first, 2);
+    grant_not_before_s = 1199;
+    grant("imap.acme.test", "601", now + 1000);
+    expect_calls(NULL, 0);
+    grant_not_before_s = 0;
+    grant("imap.acme.test", "601", now + 2000);
+    const char *due[] = {"watch 7 [601] imap.acme.test"};
+    expect_calls(due, 1);
+    grant_not_before_s = 0;
+}
+
 static void test_a_lease_not_renewed_within_its_ttl_unwatches_its_inboxes(void **state)
 {
     (void)state;
@@ -239,6 +262,8 @@ static void test_a_lease_not_renewed_within_its_ttl_unwatches_its_inboxes(void *
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_an_action_due_earlier_is_handed_over_again, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_grant_merge_and_one_outcome_per_action, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

@@ -373,6 +373,41 @@ def part_actions():
     reset_clock()
     ok("test_actions_leased_reported_once_and_not_leased_again")
 
+def part_uidvalidity():
+    """A folder rebuilt under a new UIDVALIDITY while actions wait (issue 14's week): the
+    agent finds the message again there and reports the old action stale; the action is
+    issued again at the new address and the rest of the chain follows, nothing cancelled."""
+    boxes, a, la, sends = setup_found(**CERTAIN)
+    lid = la["inbox_lease"]["lease_id"]
+    sid, sender, rc, mid = sends[0]
+    check(report(a, lid, [found(rc, mid, "Junk", "junk", 3, 8)]) == counts(1), "find in junk")
+    first = [int(x) for x in psql("SELECT id FROM inbox_actions WHERE send_id = %d ORDER BY id"
+                                  % sid)]
+    stale = {"type": "action", "mailbox_id": rc, "action_id": first[0], "status": "stale"}
+    check(report(a, lid, [found(rc, mid, "Junk", "junk", 99, 2), stale]) == counts(2),
+          "the find at the new UIDVALIDITY and the stale rescue applied")
+    rows = psql("SELECT kind, status, folder, uidvalidity, uid FROM inbox_actions WHERE "
+                "send_id = %d ORDER BY id" % sid)
+    check(rows == ["rescue|stale|Junk|3|8", "mark|pending|Junk|99|2", "file|pending|Junk|99|2",
+                   "prune|pending|Junk|99|2", "rescue|pending|Junk|99|2"],
+          "re-issued at the new address, the chain follows: %r" % rows)
+    ans = lease(a, "lease for actions", max_inboxes=10)
+    acts = [i for i in ans["inboxes"] if i["mailbox_id"] == rc][0]["actions"]
+    check(len(acts) == 1 and acts[0]["kind"] == "rescue" and acts[0]["uidvalidity"] == 99 and
+          acts[0]["id"] not in first, "the rescue comes first again, as a new action: %r" % acts)
+    # A stale action whose message was not found again cancels the chain, as before.
+    s2 = [s for s in sends if s[0] != sid][0]
+    check(report(a, lid, [found(s2[2], s2[3], "INBOX", "inbox", 5, 4)]) == counts(1), "find")
+    ids = [int(x) for x in psql("SELECT id FROM inbox_actions WHERE send_id = %d ORDER BY id"
+                                % s2[0])]
+    check(report(a, lid, [dict(stale, mailbox_id=s2[2], action_id=ids[0])]) == counts(1), "stale")
+    check(psql("SELECT string_agg(status::text, ',' ORDER BY id) FROM inbox_actions WHERE "
+               "send_id = %d" % s2[0]) == ["stale,cancelled,cancelled"],
+          "not found again: the chain is cancelled")
+    reset_clock()
+    ok("test_a_rebuilt_folder_keeps_the_actions_of_its_messages")
+
+
 # Every find engaged with certainty and answered; the dwell random within 1 to 60 min.
 ENGAGED = dict(CERTAIN, reply_rate=1, dwell_median_min=20, dwell_max_min=60, ramp_start=60,
                daily_max=60)
@@ -702,13 +737,41 @@ def part_bad_input():
     ok("test_bad_inbox_input_is_a_400_naming_the_field_and_changes_nothing (%d requests)" % n)
 
 
+def part_operator():
+    """Run with KILN_PROVIDER_MAP=mail.example.test=outlook,d1-0.test=yahoo,
+    imap.mail.yahoo.com=other and KILN_INBOX_LEASE_TTL_S=86400 (tests/api/CMakeLists.txt)."""
+    boxes, a, la, sends = setup_found()
+    il = la["inbox_lease"]
+    check(il["ttl_s"] == 86400 and il["heartbeat_s"] == 3600,
+          "a day-long inbox lease renews hourly (heartbeat_s at most 3600): %r" % il)
+    ok("test_long_inbox_lease_heartbeat_within_the_contract")
+    # box0 imap.gmail.com at d1-0.test: the domain's entry wins over the built-in host
+    # rule; box1 outlook.office365.com: built-in; box2 imap.mail.yahoo.com: the map's
+    # host entry wins; box3 mail.example.test (other by the built-ins): the map.
+    want = ["yahoo", "outlook", "other", "outlook"]
+    ids = [b["id"] for b in boxes]
+    evs, seen = [], set()
+    for sid, sender, rc, mid in sends:
+        if rc not in seen:
+            seen.add(rc)
+            evs.append(found(rc, mid, "INBOX", "inbox", 7, 1 + len(evs)))
+    check(len(evs) == 4, "sends to every recipient: %r" % sends)
+    check(report(a, il["lease_id"], evs) == counts(4), "four finds applied")
+    rows = psql("SELECT recipient_id, provider FROM placements ORDER BY 1")
+    got = dict((int(r.split("|")[0]), r.split("|")[1]) for r in rows)
+    check(got == dict(zip(ids, want)), "providers by the operator's map: %r, want %r"
+          % (got, dict(zip(ids, want))))
+    reset_clock()
+    ok("test_provider_map_classifies_by_imap_host_then_address_domain")
+
+
 PARTS = {"handout": part_handout, "expiry": part_expiry, "found": part_found,
-         "actions": part_actions, "missing": part_missing, "recipients": part_recipients,
+         "actions": part_actions, "uidvalidity": part_uidvalidity, "missing": part_missing, "recipients": part_recipients,
          "recipients_on": part_recipients_on, "bad_input": part_bad_input,
-         "engage": part_engage, "retention": part_retention}
+         "engage": part_engage, "retention": part_retention, "operator": part_operator}
 if len(sys.argv) > 1:
     PARTS[sys.argv[1]]()
 else:
     for name, f in PARTS.items():
-        if name != "recipients_on":
+        if name not in ("recipients_on", "operator"):
             f()

@@ -42,6 +42,58 @@ static void test_provider_from_imap_host(void **state)
     }
 }
 
+/* KILN_PROVIDER_MAP: a key matches the IMAP host, then the address's domain, before
+ * the built-in host rules; bad entries are refused naming the entry. */
+static void test_provider_map(void **state)
+{
+    (void)state;
+    inbox_provider_map m;
+    char err[256];
+    assert_true(inbox_provider_map_parse(
+        " a.test=gmail, mail.corp.example=outlook,,c.test.=yahoo,imap.gmail.com=other ", &m, err,
+        sizeof err));
+    assert_int_equal(m.n, 4);
+    struct {
+        const char *host, *address;
+        enum inbox_provider want;
+    } cases[] = {
+        {"127.0.0.1", "box1@a.test", PROVIDER_GMAIL},
+        {"127.0.0.1", "box1@sub.A.TEST", PROVIDER_GMAIL},
+        {"127.0.0.1", "box1@xa.test", PROVIDER_OTHER},
+        {"127.0.0.1", "box1@c.test", PROVIDER_YAHOO},
+        {"mail.corp.example", "x@y.test", PROVIDER_OUTLOOK},
+        {"imap.mail.corp.example.", "x@a.test", PROVIDER_OUTLOOK}, /* host first */
+        {"imap.gmail.com", "x@b.test", PROVIDER_OTHER},            /* the map wins */
+        {"imap.mail.yahoo.com", "x@b.test", PROVIDER_YAHOO},       /* built-in rules stay */
+        {"127.0.0.1", "no-at-sign", PROVIDER_OTHER},
+        {"", NULL, PROVIDER_OTHER},
+        {NULL, "x@a.test", PROVIDER_GMAIL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        enum inbox_provider got = inbox_provider_of(&m, cases[i].host, cases[i].address);
+        if (got != cases[i].want)
+            fail_msg("%s / %s: expected %s, got %s", cases[i].host ? cases[i].host : "(null)",
+                     cases[i].address ? cases[i].address : "(null)",
+                     inbox_provider_name(cases[i].want), inbox_provider_name(got));
+    }
+    assert_int_equal(inbox_provider_of(NULL, "127.0.0.1", "x@a.test"), PROVIDER_OTHER);
+    assert_true(inbox_provider_map_parse(NULL, &m, err, sizeof err) && m.n == 0);
+    assert_true(inbox_provider_map_parse("", &m, err, sizeof err) && m.n == 0);
+    const char *bad[] = {"a.test",
+                         "=gmail",
+                         "a.test=hotmail",
+                         "a test=gmail",
+                         "x=gmail,a/b=yahoo",
+                         "a.test=gmail,b.test="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        if (inbox_provider_map_parse(bad[i], &m, err, sizeof err))
+            fail_msg("'%s' was accepted", bad[i]);
+        assert_non_null(strstr(err, "KILN_PROVIDER_MAP entry"));
+    }
+    assert_non_null(strstr(err, "entry 2"));
+}
+
 static inbox_auth parse(const char *s)
 {
     return inbox_auth_parse(s, s ? strlen(s) : 0);
@@ -142,6 +194,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_provider_from_imap_host),
+        cmocka_unit_test(test_provider_map),
         cmocka_unit_test(test_authentication_results_verdicts),
         cmocka_unit_test(test_policy_rows_follow_the_engagement_plan),
     };

@@ -41,6 +41,23 @@ atexit.register(_cleanup)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
 
 
+def need_mail_stack():
+    """Exits 77 (skipped) unless deploy/local/mailstack.sh can run here."""
+    import shutil
+    why = None
+    if os.geteuid() != 0:
+        why = "Postfix's master must start as root"
+    for tool in ("postfix", "doveadm"):
+        if not why and not shutil.which(tool):
+            why = tool + " is not installed"
+    if not why and (not os.path.exists("/usr/lib/dovecot/lmtp") or
+                    not os.path.exists("/usr/lib/dovecot/modules/lib90_sieve_plugin.so")):
+        why = "dovecot-lmtpd or dovecot-sieve is not installed"
+    if why:
+        print("SKIP: " + why)
+        sys.exit(77)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -21,25 +21,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import Agent, Triggerer, admin, check, control, expect, free_port, make_plan, make_user, psql  # noqa: E402
+from e2elib import Agent, Triggerer, need_mail_stack, admin, check, control, expect, free_port, make_plan, make_user, psql  # noqa: E402
 
 SRC = os.environ.get("KILN_SOURCE_DIR", ".")
 T0 = time.monotonic()
 
 
-def skip(why):
-    print("SKIP: " + why)
-    sys.exit(77)
-
-
-if os.geteuid() != 0:
-    skip("Postfix's master must start as root")
-for tool in ("postfix", "doveadm"):
-    if not shutil.which(tool):
-        skip(tool + " is not installed")
-if not os.path.exists("/usr/lib/dovecot/lmtp") or \
-        not os.path.exists("/usr/lib/dovecot/modules/lib90_sieve_plugin.so"):
-    skip("dovecot-lmtpd or dovecot-sieve is not installed")
+need_mail_stack()
 
 MAILDIR = tempfile.mkdtemp(prefix="kiln-loop.")
 os.chmod(MAILDIR, 0o755)  # Dovecot runs as nobody under root
