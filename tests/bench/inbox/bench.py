@@ -8,7 +8,9 @@ CPU of the client and of Dovecot is read from /proc over the steady part of the 
 (after the first-visit spread), with the client's peak RSS. Prints one line per client
 and the ratios (CPU per visit, RSS).
   bench.py BUILD_DIR [ACCOUNTS] [DURATION_S]
-Env: KILN_BENCH_INBOX_ACCOUNTS, KILN_BENCH_INBOX_DURATION_S, KILN_BENCH_MAX_CONNS (100)."""
+Env: KILN_BENCH_INBOX_ACCOUNTS, KILN_BENCH_INBOX_DURATION_S, KILN_BENCH_MAX_CONNS (100),
+KILN_BENCH_CLIENTS (kiln-agent,imapflow: which run), KILN_BENCH_PERF (a perf.data path:
+perf record -g of kiln-agent over the window), KILN_BENCH_KEEP=1 (keep the work dir)."""
 import json
 import os
 import random
@@ -157,12 +159,20 @@ def run_client(name, cmd, duration, warm_s, lmtp_port, users, rate):
     t0 = time.monotonic()
     time.sleep(warm_s)
     c0, d0, w0 = proc_cpu_s(tree(p.pid)), proc_cpu_s(dovecot_pids()), time.monotonic()
+    perf = None
+    if os.environ.get("KILN_BENCH_PERF") and name == "kiln-agent":
+        # a profile of the steady window (perf record -g), for finding kiln's own waste
+        perf = subprocess.Popen(["perf", "record", "-g", "-o", os.environ["KILN_BENCH_PERF"],
+                                 "-p", str(p.pid), "--", "sleep", str(max(1, duration - warm_s - 2))],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0.0
     while time.monotonic() - t0 < duration - 1 and p.poll() is None:
         peak = max(peak, rss_mb(tree(p.pid)))
         time.sleep(1)
     c1, d1, w1 = proc_cpu_s(tree(p.pid)), proc_cpu_s(dovecot_pids()), time.monotonic()
     total = proc_cpu_s(tree(p.pid))  # from the start: the whole run's visits
+    if perf:
+        perf.wait(timeout=30)
     stop.set()
     tr.join(timeout=10)
     try:
@@ -230,6 +240,9 @@ def main():
         clients.append(("imapflow", ["node", os.path.join(HERE, "imapflow_poll.js"),
                                      os.path.join(WORK, "inboxes.json"), str(duration),
                                      os.path.join(WORK, "imapflow.stats")]))
+    only = os.environ.get("KILN_BENCH_CLIENTS")
+    if only:
+        clients = [c for c in clients if c[0] in only.split(",")]
     for name, cmd in clients:
         results[name] = run_client(name, cmd, duration, warm, int(ports["KILN_LMTP_PORT"]), users,
                                    max(1.0, accounts / 1000.0))
