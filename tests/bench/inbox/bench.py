@@ -171,6 +171,7 @@ def run_client(name, cmd, duration, warm_s, lmtp_port, users, rate):
         time.sleep(1)
     c1, d1, w1 = proc_cpu_s(tree(p.pid)), proc_cpu_s(dovecot_pids()), time.monotonic()
     total = proc_cpu_s(tree(p.pid))  # from the start: the whole run's visits
+    load = os.getloadavg()[1]  # the 5-minute load average at the window's end
     if perf:
         perf.wait(timeout=30)
     stop.set()
@@ -181,7 +182,7 @@ def run_client(name, cmd, duration, warm_s, lmtp_port, users, rate):
         p.kill()
         p.wait()
     return {"cpu_s": c1 - c0, "dovecot_cpu_s": d1 - d0, "window_s": w1 - w0, "rss_mb": peak,
-            "total_cpu_s": total, "rc": p.returncode}
+            "total_cpu_s": total, "rc": p.returncode, "load": load}
 
 
 def main():
@@ -229,10 +230,13 @@ def main():
     usage = subprocess.run([agent, "inbox"], capture_output=True, text=True).stderr if os.access(agent, os.X_OK) else ""
     conns = os.environ.get("KILN_BENCH_MAX_CONNS", "100")
     if "inbox --file" in usage:
-        # The same per-server connection cap as the peer; no connect-rate cap (the legacy
+        # The same per-server cap on polling connections as the peer (whose IDLE
+        # connections are outside its cap, while kiln's cap counts every connection: so
+        # kiln's is the peer's plus the IDLE class); no connect-rate cap (the legacy
         # 200/min is per provider; this one local server stands for all of them).
+        kiln_conns = str(int(conns) + classes.count("high"))
         clients.append(("kiln-agent", [agent, "inbox", "--file", os.path.join(WORK, "inboxes.json"),
-                                       "--duration", str(duration), "--server-max-conns", conns,
+                                       "--duration", str(duration), "--server-max-conns", kiln_conns,
                                        "--server-conns-per-min", "1000000"]))
     else:
         print("kiln-agent has no `inbox` command in this build: only the peer runs")
@@ -248,9 +252,10 @@ def main():
                                    max(1.0, accounts / 1000.0))
         r = results[name]
         share = 100.0 * r["cpu_s"] / r["window_s"]
-        print("%-10s CPU %.2f s over %.0f s (%.1f %% of one core), peak RSS %.0f MB; Dovecot %.2f s (%.1f %%); rc %s"
+        print("%-10s CPU %.2f s over %.0f s (%.1f %% of one core), peak RSS %.0f MB; Dovecot %.2f s (%.1f %%); "
+              "load %.1f; rc %s"
               % (name, r["cpu_s"], r["window_s"], share, r["rss_mb"], r["dovecot_cpu_s"],
-                 100.0 * r["dovecot_cpu_s"] / r["window_s"], r["rc"]))
+                 100.0 * r["dovecot_cpu_s"] / r["window_s"], r["load"], r["rc"]))
     visits = {}
     if os.path.exists(os.path.join(WORK, "imapflow.stats")):
         st = json.load(open(os.path.join(WORK, "imapflow.stats")))
