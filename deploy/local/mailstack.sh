@@ -14,6 +14,9 @@
 #   mail_count ADDRESS FOLDER             messages in a folder (doveadm)
 #   KILN_MAIL_IMAP_PROCESSES              Dovecot's imap process_limit (1000): one
 #                                         process per logged-in connection
+#   KILN_MAIL_DOVECOT_EXTRA               text appended to dovecot.conf (a later section
+#                                         of the same name overrides: benchmarks raise
+#                                         service imap's client_limit there)
 #
 # Why Postfix: it is the MTA the tests already use (smtp-sink/smtp-source), Debian ships
 # it, a second instance needs only its own config directory, and it speaks LMTP to
@@ -171,6 +174,7 @@ service auth {
   }
 }
 CONF
+    [ -z "${KILN_MAIL_DOVECOT_EXTRA:-}" ] || printf '%s\n' "$KILN_MAIL_DOVECOT_EXTRA" >>"$MAIL_DC/dovecot.conf"
 }
 
 mail_postfix_conf() {

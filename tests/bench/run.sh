@@ -2,8 +2,9 @@
 # `make bench`: every benchmark, each measuring kiln beside its peer in the same run and
 # printing the ratio. Loopback only. Figures go to docs/benchmarks.md by hand, with the
 # date and machine, because the machines are noisy and only same-run ratios compare.
-#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|health|seed ...]
-#   (default: all but seed, which writes a million mailboxes: ask for it)
+#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|inbox-poll|inbox-idle|health|seed ...]
+#   (default: all but seed, which writes a million mailboxes: ask for it; inbox is
+#   inbox-poll, the legacy polling mix, then inbox-idle, 10,000 IDLE connections)
 set -uo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -19,10 +20,15 @@ for s in "${suites[@]}"; do
     leasing) KILN_BUILD_DIR=$build bash "$src/tests/bench/leasing/run.sh" || rc=1 ;;
     agent) bash "$src/tests/bench/agent/run.sh" "$build" || rc=1 ;;
     e2e) KILN_BUILD_DIR=$build bash "$src/tests/bench/e2e/run.sh" || rc=1 ;;
-    inbox) /usr/bin/python3 "$src/tests/bench/inbox/bench.py" "$build" || rc=1 ;;
+    inbox)
+        /usr/bin/python3 "$src/tests/bench/inbox/bench.py" "$build" || rc=1
+        /usr/bin/python3 "$src/tests/bench/inbox/idle.py" "$build" || rc=1
+        ;;
+    inbox-poll) /usr/bin/python3 "$src/tests/bench/inbox/bench.py" "$build" || rc=1 ;;
+    inbox-idle) /usr/bin/python3 "$src/tests/bench/inbox/idle.py" "$build" || rc=1 ;;
     health) bash "$src/tests/bench/health/run.sh" "$build" || rc=1 ;;
     seed) bash "$src/tests/bench/seed/run.sh" "$build" || rc=1 ;;
-    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, health, seed)" >&2; rc=2 ;;
+    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, inbox-poll, inbox-idle, health, seed)" >&2; rc=2 ;;
     esac
 done
 exit $rc

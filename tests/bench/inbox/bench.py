@@ -189,7 +189,7 @@ def main():
     global WORK
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(SRC, "build"))
     accounts = int(sys.argv[2] if len(sys.argv) > 2 else os.environ.get("KILN_BENCH_INBOX_ACCOUNTS", 10000))
-    duration = int(sys.argv[3] if len(sys.argv) > 3 else os.environ.get("KILN_BENCH_INBOX_DURATION_S", 150))
+    duration = int(sys.argv[3] if len(sys.argv) > 3 else os.environ.get("KILN_BENCH_INBOX_DURATION_S", 450))
     agent = os.path.join(build, "agent", "kiln-agent")
     WORK = tempfile.mkdtemp(prefix="kiln-bench-inbox.")
     os.chmod(WORK, 0o755)

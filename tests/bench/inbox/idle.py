@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""`make bench BENCH=inbox-idle` (issue 12): N concurrent IDLE connections on one local
+Dovecot (default 10,000; the goal: kiln-agent's RSS <= 200 MB). Every account is of the
+high class, so kiln-agent's `inbox --file` logs in, checks INBOX and Junk, and stays in
+IDLE on INBOX; the peer (imapflow, the same idler as in bench.py) does the same in the
+same run, after kiln-agent. Each client is sampled every 2 s (its IDLE sessions, its
+RSS) until all N are in IDLE and have been held for HOLD_S, or its deadline; then it is
+stopped (SIGTERM: kiln-agent ends IDLE and logs out). Prints per client the sessions
+held, the RSS at the peak, the bytes per connection ((RSS at the peak - RSS before the
+first login) / sessions), and Dovecot's memory (PSS over its processes) beside it.
+
+Dovecot's process model: with `service imap { client_limit = 1 }` (the default, and
+mailstack's) every logged-in connection is a process of a few MB; here the bench's own
+Dovecot config (KILN_MAIL_DOVECOT_EXTRA, not the stack's defaults) puts
+KILN_BENCH_IDLE_PER_PROC connections in each imap process (default 50) and raises
+process_limit to match.
+  idle.py BUILD_DIR [SESSIONS] [HOLD_S]
+Env: KILN_BENCH_CLIENTS (kiln-agent,imapflow), KILN_BENCH_IDLE_DEADLINE_S (per client,
+default 420), KILN_BENCH_KEEP=1."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench  # noqa: E402  (the inbox bench's helpers: ports, /proc, seeding)
+
+SRC = bench.SRC
+
+
+def pss_mb(pids):
+    """Proportional set size: shared pages split between the processes that map them."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def kiln_idle(port):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            m = re.search(rb"^kiln_agent_inbox_idle_sessions (\d+)", r.read(), re.M)
+            return int(m.group(1)) if m else 0
+    except OSError:
+        return None
+
+
+def imapflow_idle(err_path):
+    """The last progress line of imapflow_poll.js: '..., N idle, ...' (every 10 s)."""
+    try:
+        with open(err_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(err_path) - 4096))
+            found = re.findall(rb"(\d+) idle", f.read())
+            return int(found[-1]) if found else 0
+    except OSError:
+        return None
+
+
+def run_idle(name, cmd, count, want, hold_s, deadline_s):
+    out = open(os.path.join(WORK, name + ".out"), "w")
+    err = open(os.path.join(WORK, name + ".err"), "w")
+    p = subprocess.Popen(cmd, stdout=out, stderr=err)
+    t0 = time.monotonic()
+    base = None
+    peak = {"sessions": 0, "rss_mb": 0.0, "at_s": 0.0}
+    held_since = None
+    while time.monotonic() - t0 < deadline_s and p.poll() is None:
+        time.sleep(2)
+        n = count()
+        rss = bench.rss_mb(bench.tree(p.pid))
+        if n is None:
+            continue
+        if base is None or n == 0:
+            base = rss  # started, nothing logged in yet: the client's own floor
+        if n >= peak["sessions"]:
+            peak = {"sessions": n, "rss_mb": rss, "at_s": time.monotonic() - t0,
+                    "dovecot_pss_mb": pss_mb(bench.dovecot_pids()),
+                    "dovecot_procs": len(bench.dovecot_pids()), "load": os.getloadavg()[1]}
+        if n >= want:
+            held_since = held_since or time.monotonic()
+            if time.monotonic() - held_since >= hold_s:
+                peak["rss_end_mb"] = rss
+                break
+    cpu = bench.proc_cpu_s(bench.tree(p.pid))
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    peak.update(base_mb=base or 0.0, cpu_s=cpu, rc=p.returncode, held=held_since is not None)
+    return peak
+
+
+def main():
+    global WORK
+    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(SRC, "build"))
+    sessions = int(sys.argv[2] if len(sys.argv) > 2 else os.environ.get("KILN_BENCH_IDLE_SESSIONS", 10000))
+    hold = int(sys.argv[3] if len(sys.argv) > 3 else 30)
+    deadline = int(os.environ.get("KILN_BENCH_IDLE_DEADLINE_S", 420))
+    per = int(os.environ.get("KILN_BENCH_IDLE_PER_PROC", 50))
+    agent = os.path.join(build, "agent", "kiln-agent")
+    WORK = bench.WORK = tempfile.mkdtemp(prefix="kiln-bench-idle.")
+    os.chmod(WORK, 0o755)
+    ports = {"KILN_IMAP_PORT": str(bench.free_port()), "KILN_LMTP_PORT": str(bench.free_port()),
+             "KILN_MX_PORT": str(bench.free_port())}
+    procs = sessions // per + 100
+    extra = ("service imap {\n  client_limit = %d\n  process_limit = %d\n}\n"
+             "service imap-login {\n  process_limit = 200\n}\n"
+             "service anvil {\n  client_limit = %d\n}\n"
+             "service auth {\n  client_limit = %d\n}\n" % (per, procs, procs + 2000, procs + 2000))
+    env = dict(os.environ, **ports, KILN_MAIL_IMAP_PROCESSES=str(procs), KILN_MAIL_DOVECOT_EXTRA=extra)
+    users = ["i%05d@idle.test" % i for i in range(sessions)]
+    with open(os.path.join(WORK, "users"), "w") as f:
+        f.write("".join("%s:{PLAIN}pw::::::\n" % u for u in users))
+    t = time.monotonic()
+    bench.sh("set -e; source %s/deploy/local/mailstack.sh; mail_init %s; mail_domain idle.test 0; "
+             "cat %s/users >>\"$MAIL_DC/passwd\"; mail_dovecot_up" % (SRC, WORK, WORK), env)
+    bench.seed_maildirs(users, 2, 2)
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", "nobody:nogroup", os.path.join(WORK, "mail", "dc", "mail")], check=True)
+    print("setup: Dovecot with %d accounts (imap: %d connections a process, %d processes) in %.0f s"
+          % (sessions, per, procs, time.monotonic() - t))
+    inboxes = [{"mailbox_id": i + 1, "address": u, "poll_class": "high", "poll_interval_s": 60,
+                "warmup_folder": "kiln", "folders": [], "actions": [],
+                "imap": {"host": "127.0.0.1", "port": int(ports["KILN_IMAP_PORT"]), "security": "plain",
+                         "username": u, "password": "pw", "oauth_token": None, "ca_file": None,
+                         "allow_plaintext_auth": True}}
+               for i, u in enumerate(users)]
+    with open(os.path.join(WORK, "inboxes.json"), "w") as f:
+        json.dump(inboxes, f)
+    clients = []
+    mport = bench.free_port()
+    if os.access(agent, os.X_OK):
+        # every connection of one server: the cap is the sessions (the legacy 100 is per
+        # provider; holding N IDLE connections on one server needs N)
+        clients.append(("kiln-agent", [agent, "inbox", "--file", os.path.join(WORK, "inboxes.json"),
+                                       "--duration", str(deadline + 60), "--metrics-port", str(mport),
+                                       "--server-max-conns", str(sessions + 16),
+                                       "--server-conns-per-min", "1000000"],
+                        lambda: kiln_idle(mport)))
+    if not os.path.isdir(os.path.join(HERE, "node_modules", "imapflow")):
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True)
+    if os.path.isdir(os.path.join(HERE, "node_modules", "imapflow")):
+        clients.append(("imapflow", ["node", os.path.join(HERE, "imapflow_poll.js"),
+                                     os.path.join(WORK, "inboxes.json"), str(deadline + 60),
+                                     os.path.join(WORK, "imapflow.stats")],
+                        lambda: imapflow_idle(os.path.join(WORK, "imapflow.err"))))
+    only = os.environ.get("KILN_BENCH_CLIENTS")
+    if only:
+        clients = [c for c in clients if c[0] in only.split(",")]
+    results = {}
+    for name, cmd, count in clients:
+        r = results[name] = run_idle(name, cmd, count, sessions, hold, deadline)
+        per_conn = (r["rss_mb"] - r["base_mb"]) * 1048576 / max(r["sessions"], 1)
+        r["per_conn_b"] = per_conn
+        print("%-10s %d of %d in IDLE%s after %.0f s: RSS %.1f MB (%.1f MB before the first login; "
+              "%.1f KB per connection); CPU %.1f s; Dovecot PSS %.0f MB over %d processes "
+              "(%.1f KB per connection); load %.1f; rc %s"
+              % (name, r["sessions"], sessions, " (held %d s)" % hold if r["held"] else " (not all)",
+                 r["at_s"], r["rss_mb"], r["base_mb"], per_conn / 1024, r["cpu_s"],
+                 r.get("dovecot_pss_mb", 0), r.get("dovecot_procs", 0),
+                 r.get("dovecot_pss_mb", 0) * 1024 / max(r["sessions"], 1), r.get("load", 0), r["rc"]))
+    k = results.get("kiln-agent")
+    if k and k["sessions"] < sessions:
+        print("kiln-agent held %d: at %d sessions its RSS would be %.0f MB (%.0f MB + %.1f KB each)"
+              % (k["sessions"], sessions, k["base_mb"] + k["per_conn_b"] * sessions / 1048576,
+                 k["base_mb"], k["per_conn_b"] / 1024))
+    if k and "imapflow" in results:
+        p = results["imapflow"]
+        print("ratio: imapflow's RSS is %.1fx kiln-agent's (%.1f KB vs %.1f KB per connection)"
+              % (p["rss_mb"] / max(k["rss_mb"], 1e-3), p["per_conn_b"] / 1024, k["per_conn_b"] / 1024))
+    bench.sh("source %s/deploy/local/mailstack.sh; mail_init %s; mail_down" % (SRC, WORK), env)
+    if os.environ.get("KILN_BENCH_KEEP") != "1":
+        subprocess.run(["rm", "-rf", WORK])
+
+
+if __name__ == "__main__":
+    main()
