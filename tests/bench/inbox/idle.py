@@ -118,7 +118,8 @@ def main():
     ports = {"KILN_IMAP_PORT": str(bench.free_port()), "KILN_LMTP_PORT": str(bench.free_port()),
              "KILN_MX_PORT": str(bench.free_port())}
     procs = sessions // per + 100
-    extra = ("service imap {\n  client_limit = %d\n  process_limit = %d\n}\n"
+    # service_count = 0: a process keeps serving (the default 1 ends it after one client)
+    extra = ("service imap {\n  client_limit = %d\n  process_limit = %d\n  service_count = 0\n}\n"
              "service imap-login {\n  process_limit = 200\n}\n"
              "service anvil {\n  client_limit = %d\n}\n"
              "service auth {\n  client_limit = %d\n}\n" % (per, procs, procs + 2000, procs + 2000))
@@ -129,7 +130,7 @@ def main():
     t = time.monotonic()
     bench.sh("set -e; source %s/deploy/local/mailstack.sh; mail_init %s; mail_domain idle.test 0; "
              "cat %s/users >>\"$MAIL_DC/passwd\"; mail_dovecot_up" % (SRC, WORK, WORK), env)
-    bench.seed_maildirs(users, 2, 2)
+    bench.seed_maildirs(users, 1, 2)  # one message in INBOX: the first SELECT indexes little
     if os.getuid() == 0:
         subprocess.run(["chown", "-R", "nobody:nogroup", os.path.join(WORK, "mail", "dc", "mail")], check=True)
     print("setup: Dovecot with %d accounts (imap: %d connections a process, %d processes) in %.0f s"
@@ -146,16 +147,19 @@ def main():
     mport = bench.free_port()
     if os.access(agent, os.X_OK):
         # every connection of one server: the cap is the sessions (the legacy 100 is per
-        # provider; holding N IDLE connections on one server needs N)
+        # provider; holding N IDLE connections on one server needs N), the logins spread
+        # over a minute (Dovecot's login and auth processes queue a burst of 10,000)
         clients.append(("kiln-agent", [agent, "inbox", "--file", os.path.join(WORK, "inboxes.json"),
                                        "--duration", str(deadline + 60), "--metrics-port", str(mport),
                                        "--server-max-conns", str(sessions + 16),
-                                       "--server-conns-per-min", "1000000"],
+                                       "--server-conns-per-min", str(sessions)],
                         lambda: kiln_idle(mport)))
     if not os.path.isdir(os.path.join(HERE, "node_modules", "imapflow")):
         subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True)
     if os.path.isdir(os.path.join(HERE, "node_modules", "imapflow")):
-        clients.append(("imapflow", ["node", os.path.join(HERE, "imapflow_poll.js"),
+        # KILN_BENCH_SPREAD: its idlers start at random within a minute, as kiln-agent's
+        # connect rate (SESSIONS a minute) spreads its logins
+        clients.append(("imapflow", ["env", "KILN_BENCH_SPREAD=1", "node", os.path.join(HERE, "imapflow_poll.js"),
                                      os.path.join(WORK, "inboxes.json"), str(deadline + 60),
                                      os.path.join(WORK, "imapflow.stats")],
                         lambda: imapflow_idle(os.path.join(WORK, "imapflow.err"))))
