@@ -49,23 +49,46 @@ def pss_mb(pids):
 
 
 def kiln_idle(port):
+    """(IDLE sessions, connections open: connecting, logged in or idling)."""
     try:
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
-            m = re.search(rb"^kiln_agent_inbox_idle_sessions (\d+)", r.read(), re.M)
-            return int(m.group(1)) if m else 0
+            text = r.read()
     except OSError:
         return None
+    state = dict((k.decode(), int(v)) for k, v in
+                 re.findall(rb'^kiln_agent_inbox_sessions\{state="(\w+)"\} (\d+)', text, re.M))
+    return state.get("idle", 0), state.get("connecting", 0) + state.get("active", 0) + state.get("idle", 0)
 
 
 def imapflow_idle(err_path):
-    """The last progress line of imapflow_poll.js: '..., N idle, ...' (every 10 s)."""
+    """The last progress line of imapflow_poll.js: '..., N idle, ...' (every 10 s); the
+    connections it has open are not counted there: its idlers are taken as all open."""
     try:
         with open(err_path, "rb") as f:
             f.seek(max(0, os.path.getsize(err_path) - 4096))
             found = re.findall(rb"(\d+) idle", f.read())
-            return int(found[-1]) if found else 0
+            n = int(found[-1]) if found else 0
+            return n, n
     except OSError:
         return None
+
+
+def floor_mb(cmd):
+    """The client's RSS with the inboxes loaded and at most one connection (kiln-agent
+    with --server-max-conns 1), after 10 s: what the connections' bytes are measured
+    from."""
+    cmd = list(cmd)
+    cmd[cmd.index("--server-max-conns") + 1] = "1"
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(10)
+    rss = bench.rss_mb(bench.tree(p.pid))
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    return rss
 
 
 def run_idle(name, cmd, count, want, hold_s, deadline_s):
@@ -73,19 +96,20 @@ def run_idle(name, cmd, count, want, hold_s, deadline_s):
     err = open(os.path.join(WORK, name + ".err"), "w")
     p = subprocess.Popen(cmd, stdout=out, stderr=err)
     t0 = time.monotonic()
-    base = None
-    peak = {"sessions": 0, "rss_mb": 0.0, "at_s": 0.0}
+    peak = {"sessions": 0, "open": 0, "rss_mb": 0.0, "at_s": 0.0}
     held_since = None
     while time.monotonic() - t0 < deadline_s and p.poll() is None:
         time.sleep(2)
-        n = count()
+        got = count()
         rss = bench.rss_mb(bench.tree(p.pid))
-        if n is None:
+        if got is None:
             continue
-        if base is None or n == 0:
-            base = rss  # started, nothing logged in yet: the client's own floor
+        n, nopen = got
+        peak["max_rss_mb"] = max(peak.get("max_rss_mb", 0.0), rss)
+        peak["max_open"] = max(peak.get("max_open", 0), nopen)
         if n >= peak["sessions"]:
-            peak = {"sessions": n, "rss_mb": rss, "at_s": time.monotonic() - t0,
+            peak = {"sessions": n, "open": nopen, "rss_mb": rss, "at_s": time.monotonic() - t0,
+                    "max_rss_mb": peak["max_rss_mb"], "max_open": peak["max_open"],
                     "dovecot_pss_mb": pss_mb(bench.dovecot_pids()),
                     "dovecot_procs": len(bench.dovecot_pids()), "load": os.getloadavg()[1]}
         if n >= want:
@@ -101,7 +125,7 @@ def run_idle(name, cmd, count, want, hold_s, deadline_s):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-    peak.update(base_mb=base or 0.0, cpu_s=cpu, rc=p.returncode, held=held_since is not None)
+    peak.update(cpu_s=cpu, rc=p.returncode, held=held_since is not None)
     return peak
 
 
@@ -168,19 +192,24 @@ def main():
         clients = [c for c in clients if c[0] in only.split(",")]
     results = {}
     for name, cmd, count in clients:
+        base = floor_mb(cmd) if "--server-max-conns" in cmd else 0.0
         r = results[name] = run_idle(name, cmd, count, sessions, hold, deadline)
-        per_conn = (r["rss_mb"] - r["base_mb"]) * 1048576 / max(r["sessions"], 1)
+        r["base_mb"] = base
+        # bytes per open connection (an IDLE session or one on its way there: each holds
+        # its session's memory from the connect on), over the floor
+        per_conn = (r["rss_mb"] - base) * 1048576 / max(r["open"], 1)
         r["per_conn_b"] = per_conn
-        print("%-10s %d of %d in IDLE%s after %.0f s: RSS %.1f MB (%.1f MB before the first login; "
-              "%.1f KB per connection); CPU %.1f s; Dovecot PSS %.0f MB over %d processes "
-              "(%.1f KB per connection); load %.1f; rc %s"
+        print("%-10s %d of %d in IDLE%s after %.0f s, %d connections open: RSS %.1f MB (floor %.1f MB "
+              "with the inboxes loaded; %.1f KB per open connection); most connections open %d, "
+              "highest RSS %.1f MB; CPU %.1f s; Dovecot PSS %.0f MB over %d processes (%.1f KB per "
+              "IDLE session); load %.1f; rc %s"
               % (name, r["sessions"], sessions, " (held %d s)" % hold if r["held"] else " (not all)",
-                 r["at_s"], r["rss_mb"], r["base_mb"], per_conn / 1024, r["cpu_s"],
-                 r.get("dovecot_pss_mb", 0), r.get("dovecot_procs", 0),
+                 r["at_s"], r["open"], r["rss_mb"], base, per_conn / 1024, r["max_open"],
+                 r["max_rss_mb"], r["cpu_s"], r.get("dovecot_pss_mb", 0), r.get("dovecot_procs", 0),
                  r.get("dovecot_pss_mb", 0) * 1024 / max(r["sessions"], 1), r.get("load", 0), r["rc"]))
     k = results.get("kiln-agent")
     if k and k["sessions"] < sessions:
-        print("kiln-agent held %d: at %d sessions its RSS would be %.0f MB (%.0f MB + %.1f KB each)"
+        print("kiln-agent held %d in IDLE: at %d its RSS would be %.0f MB (floor %.0f MB + %.1f KB each)"
               % (k["sessions"], sessions, k["base_mb"] + k["per_conn_b"] * sessions / 1048576,
                  k["base_mb"], k["per_conn_b"] / 1024))
     if k and "imapflow" in results:
