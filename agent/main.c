@@ -16,6 +16,7 @@
 #include "xalloc.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -558,6 +559,9 @@ static int cmd_inbox(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         inbox_engine_add(e, specs[i]);
     free(specs);
+    /* the parse's tree is gone: its pages go back to the system (10,000 inboxes: the
+     * RSS floor falls by tens of MB that the connections would otherwise sit on) */
+    malloc_trim(0);
     catch_stop_signals(&stop_sigs);
 
     rc = inbox_wait(e, &o, &stop_sigs, clock_mono_ms());
