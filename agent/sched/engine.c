@@ -213,6 +213,11 @@ engine *engine_create(const engine_config *cfg, char *err, size_t errlen)
         return NULL;
     engine *e = xcalloc(1, sizeof *e);
     e->cfg = *cfg;
+    if (cfg->dry_run_ms >= 0)
+        fprintf(stderr,
+                "kiln-agent: DRY RUN (KILN_AGENT_DRY_RUN_MS=%lld): no mail is sent; every due "
+                "slot is reported sent after %lld ms. For simulations only.\n",
+                (long long)cfg->dry_run_ms, (long long)cfg->dry_run_ms);
     int n = cfg->threads;
     if (n <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);

@@ -39,6 +39,11 @@ typedef struct engine_config {
     int64_t result_linger_ms; /* engine_poll_results gathers a batch this long (0: none) */
     shaping_cfg shaping;      /* per host, all threads together */
     char helo_name[256];
+    /* SIMULATION ONLY (KILN_AGENT_DRY_RUN_MS; -1, the default: off). When >= 0 no
+     * connection is ever opened: each slot, when due, ends "sent" this many ms later
+     * with the detail "dry run: ..." so nothing can mistake it for a delivery. For the
+     * control plane's scale simulation (issue 15), never for real mailboxes. */
+    int64_t dry_run_ms;
     engine_intent_fn intent_fn; /* NULL: sessions start at once */
     void *intent_arg;
 } engine_config;

@@ -28,6 +28,7 @@ void engine_config_defaults(engine_config *c)
     c->data_block_timeout_ms = 180000; /* data block: 3 min */
     c->dns_ttl_ms = 300000;
     c->result_linger_ms = 10;
+    c->dry_run_ms = -1;
     shaping_cfg_defaults(&c->shaping);
     snprintf(c->helo_name, sizeof c->helo_name, "localhost");
 }
@@ -74,6 +75,9 @@ int engine_config_from_env(engine_config *c, char *err, size_t errlen)
         env_ms("KILN_AGENT_TIMEOUT_DATA_BLOCK_MS", &c->data_block_timeout_ms, err, errlen) ||
         env_ms("KILN_AGENT_TIMEOUT_QUIT_MS", &c->state_timeout_ms[SMTP_S_QUIT], err, errlen) ||
         env_ms("KILN_AGENT_DNS_TTL_MS", &c->dns_ttl_ms, err, errlen))
+        return -1;
+    if (config_int("KILN_AGENT_DRY_RUN_MS", c->dry_run_ms, 0, 600000, &c->dry_run_ms, err, errlen) <
+        0)
         return -1;
     c->state_timeout_ms[SMTP_S_GREETING] = greeting;
     int cmd_states[] = {SMTP_S_EHLO, SMTP_S_HELO,      SMTP_S_STARTTLS,

@@ -137,4 +137,10 @@ void engine_metrics(engine *e, buf *out)
                "kiln_agent_send_latency_seconds_sum %.3f\n"
                "kiln_agent_send_latency_seconds_count %lld\n",
                cum, (double)atomic_load(&e->m_lat_sum_ms) / 1000.0, cum);
+    buf_printf(out,
+               "# HELP kiln_agent_dry_run 1 when this agent simulates sends "
+               "(KILN_AGENT_DRY_RUN_MS): its sent results were never delivered.\n"
+               "# TYPE kiln_agent_dry_run gauge\n"
+               "kiln_agent_dry_run %d\n",
+               e->cfg.dry_run_ms >= 0);
 }

@@ -451,9 +451,39 @@ static void work_schedule(struct io_thread *t, struct work *w)
     timer_heap_push(&t->works, w->due_ms < limit ? w->due_ms : limit, w);
 }
 
+/* Simulation (engine dry_run_ms >= 0): a due work would have started its session now;
+ * instead its slots end "sent" dry_run_ms later, never touching the network. */
+static bool work_dry_run(struct io_thread *t, struct work *w)
+{
+    int64_t ms = t->e->cfg.dry_run_ms;
+    if (ms < 0)
+        return false;
+    if (!w->dry_run) {
+        if (work_filter(t, w, NULL) == 0) /* cancelled slots end as they would at a start */
+            return true;
+        w->dry_run = true;
+        w->due_ms = t->net.now_ms + ms;
+        timer_heap_push(&t->works, w->due_ms, w);
+        return true;
+    }
+    struct mbox *done = NULL;
+    for (size_t k = 0; k < w->n; k++)
+        if (slot_final(t, w, k, SMTP_ST_SENT, 250, "2.0.0",
+                       "dry run: simulated, no SMTP session was opened", ms))
+            done = w->mb;
+    work_free(w);
+    if (done)
+        mbox_free(done);
+    return true;
+}
+
 /* A work's wake time came: it is due, or its lease ends before it is. */
 static void work_due(struct io_thread *t, struct work *w)
 {
+    if (w->dry_run) {
+        work_dry_run(t, w);
+        return;
+    }
     int64_t limit = mbox_start_limit(t, w->mb);
     if (w->due_ms >= limit && t->net.now_ms >= limit) {
         work_final_all(t, w, SMTP_ST_DEFERRED,
@@ -469,7 +499,8 @@ static void work_due(struct io_thread *t, struct work *w)
         work_final_all(t, w, SMTP_ST_DEFERRED, "not sent: lease deadline reached");
         return;
     }
-    host_enqueue(t, w);
+    if (!work_dry_run(t, w))
+        host_enqueue(t, w);
 }
 
 /* Starts what may start; returns the earliest time something blocked may go. */

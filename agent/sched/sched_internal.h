@@ -52,6 +52,7 @@ struct work {
     size_t n;
     int attempt;
     int64_t due_ms;
+    bool dry_run;      /* simulation: due_ms is when it ends "sent" (engine dry_run_ms) */
     struct work *next; /* host wait queue */
 };
 

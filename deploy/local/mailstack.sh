@@ -10,6 +10,8 @@
 #   mail_domain DOMAIN JUNK_PERCENT       a recipient domain and the share its "filter"
 #                                         junks (0-100; call before mail_up)
 #   mail_user ADDRESS PASSWORD            an IMAP account (call before or after mail_up)
+#   mail_users FILE                       many at once: FILE has "ADDRESS PASSWORD" lines
+#                                         (benchmarks: 10,000 accounts in one pass)
 #   mail_up / mail_down                   start / stop Dovecot then Postfix
 #   mail_count ADDRESS FOLDER             messages in a folder (doveadm)
 #   KILN_MAIL_IMAP_PROCESSES              Dovecot's imap process_limit (1000): one
@@ -62,6 +64,15 @@ mail_user() {
     case $addr$pw in *:* | *$'\n'*) echo "mail_user: ':' or newline in '$addr'" >&2; return 2 ;; esac
     grep -q "^$addr:" "$MAIL_DC/passwd" 2>/dev/null && return 0
     printf '%s:{PLAIN}%s::::::\n' "$addr" "$pw" >>"$MAIL_DC/passwd"
+}
+
+mail_users() {
+    awk -v out="$MAIL_DC/passwd" '
+        FILENAME == out { have[substr($0, 1, index($0, ":") - 1)] = 1; next }
+        NF != 2 || $0 ~ /:/ { printf "mail_users: bad line %d: %s\n", FNR, $0 > "/dev/stderr"; bad = 1; exit 2 }
+        !($1 in have) { have[$1] = 1; add[++n] = $1 ":{PLAIN}" $2 "::::::" }
+        END { if (!bad) for (i = 1; i <= n; i++) print add[i] >> out }
+    ' "$MAIL_DC/passwd" "$1"
 }
 
 # A POSIX ERE matching the two-hex-digit prefixes below threshold (0..256).

@@ -5,7 +5,10 @@
 #  - SIGTERM cancels what has not started, loses no line already decided, and exits
 #    128 + 15 within the drain bound;
 #  - --helo and KILN_AGENT_HELO_NAME take only a domain name or an address literal
-#    (no CR/LF, no spaces); good ones reach the server's EHLO as given.
+#    (no CR/LF, no spaces); good ones reach the server's EHLO as given;
+#  - KILN_AGENT_DRY_RUN_MS (the scale simulation's sender, issue 15) reports every slot
+#    sent after the latency, labelled, and never opens a connection; a bad value is
+#    refused.
 source "$(dirname "$0")/lib.sh"
 cd "$WORK"
 FAST=$(free_port)
@@ -72,4 +75,24 @@ for good in "mail.example.com" "localhost" "[127.0.0.1]" "[IPv6:::1]" "x-1.b2.te
     grep -q '"status":"sent"' out || fail "--helo '$good': $(cat out)"
     grep -qxF "EHLO $good" fast.log || fail "--helo '$good': the server saw $(grep EHLO fast.log)"
 done
-echo "ok: send --file writes lines as they come, drains on SIGTERM, checks --helo"
+# 4. dry run: three slots at the fast server, none reaches it; each line says sent and
+# dry run; the latency is honoured; bad values are refused
+: >fast.log
+make_jobs dry.json "5:127.0.0.1:$FAST:plain:-:-:-:3"
+t0=$(now_ms)
+KILN_AGENT_DRY_RUN_MS=400 timeout 20 "$AGENT" send --file dry.json >out 2>err || fail "dry run: exit $? ($(cat err))"
+elapsed=$(($(now_ms) - t0))
+[ "$(grep -c '"status":"sent"' out)" = 3 ] || fail "dry run: $(cat out)"
+[ "$(grep -c 'dry run: simulated' out)" = 3 ] || fail "dry run lines not labelled: $(cat out)"
+[ "$elapsed" -ge 400 ] || fail "dry run took $elapsed ms, under its 400 ms latency"
+grep -q "DRY RUN" err || fail "no dry-run banner: $(cat err)"
+[ -s fast.log ] && fail "dry run reached the server: $(cat fast.log)"
+for bad in -1 abc 600001 "1 0"; do
+    set +e
+    KILN_AGENT_DRY_RUN_MS="$bad" "$AGENT" send --file dry.json >out 2>err
+    rc=$?
+    set -e
+    [ "$rc" = 2 ] && grep -q KILN_AGENT_DRY_RUN_MS err || fail "KILN_AGENT_DRY_RUN_MS='$bad': exit $rc, $(cat err)"
+    [ -s out ] && fail "KILN_AGENT_DRY_RUN_MS='$bad': printed results"
+done
+echo "ok: send --file writes lines as they come, drains on SIGTERM, checks --helo; dry run sends nothing"

@@ -2,9 +2,9 @@
 # `make bench`: every benchmark, each measuring kiln beside its peer in the same run and
 # printing the ratio. Loopback only. Figures go to docs/benchmarks.md by hand, with the
 # date and machine, because the machines are noisy and only same-run ratios compare.
-#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|inbox-poll|inbox-idle|health|seed ...]
-#   (default: all but seed, which writes a million mailboxes: ask for it; inbox is
-#   inbox-poll, the legacy polling mix, then inbox-idle, 10,000 IDLE connections)
+#   tests/bench/run.sh BUILD_DIR [api|leasing|agent|e2e|inbox|inbox-poll|inbox-idle|health|seed|scale ...]
+#   (default: all but seed and scale, which write a million mailboxes: ask for them;
+#   inbox is inbox-poll, the legacy polling mix, then inbox-idle, 10,000 IDLE connections)
 set -uo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -28,7 +28,8 @@ for s in "${suites[@]}"; do
     inbox-idle) /usr/bin/python3 "$src/tests/bench/inbox/idle.py" "$build" || rc=1 ;;
     health) bash "$src/tests/bench/health/run.sh" "$build" || rc=1 ;;
     seed) bash "$src/tests/bench/seed/run.sh" "$build" || rc=1 ;;
-    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, inbox-poll, inbox-idle, health, seed)" >&2; rc=2 ;;
+    scale) bash "$src/tests/bench/scale/run.sh" "$build" || rc=1 ;;
+    *) echo "unknown suite $s (api, leasing, agent, e2e, inbox, inbox-poll, inbox-idle, health, seed, scale)" >&2; rc=2 ;;
     esac
 done
 exit $rc
