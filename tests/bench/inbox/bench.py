@@ -76,17 +76,23 @@ def dovecot_pids():
         return []
 
 
-def rss_mb(pids):
+def proc_kb_mb(pids, name, key):
+    """The sum of one kB figure of /proc/PID/name (key "VmRSS:" of status, "Pss:" of
+    smaps_rollup) over pids, in MB."""
     total = 0
     for pid in pids:
         try:
-            with open("/proc/%d/status" % pid) as f:
+            with open("/proc/%d/%s" % (pid, name)) as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(key):
                         total += int(line.split()[1])
         except OSError:
             pass
     return total / 1024
+
+
+def rss_mb(pids):
+    return proc_kb_mb(pids, "status", "VmRSS:")
 
 
 def seed_maildirs(users, per_user, junk_every):

@@ -36,16 +36,19 @@ SRC = bench.SRC
 
 def pss_mb(pids):
     """Proportional set size: shared pages split between the processes that map them."""
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/smaps_rollup" % pid) as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+    return bench.proc_kb_mb(pids, "smaps_rollup", "Pss:")
+
+
+def stop(p, wait_s):
+    """SIGTERM (kiln-agent ends IDLE and logs out), then a kill after wait_s."""
+    if p.poll() is not None:
+        return
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
 
 
 def kiln_idle(port):
@@ -82,12 +85,7 @@ def floor_mb(cmd):
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(10)
     rss = bench.rss_mb(bench.tree(p.pid))
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+    stop(p, 30)
     return rss
 
 
@@ -118,13 +116,7 @@ def run_idle(name, cmd, count, want, hold_s, deadline_s):
                 peak["rss_end_mb"] = rss
                 break
     cpu = bench.proc_cpu_s(bench.tree(p.pid))
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    stop(p, 60)
     peak.update(cpu_s=cpu, rc=p.returncode, held=held_since is not None)
     return peak
 
