@@ -188,8 +188,9 @@ def main():
         r = results[name] = run_idle(name, cmd, count, sessions, hold, deadline)
         r["base_mb"] = base
         # bytes per open connection (an IDLE session or one on its way there: each holds
-        # its session's memory from the connect on), over the floor
-        per_conn = (r["rss_mb"] - base) * 1048576 / max(r["open"], 1)
+        # its session's memory from the connect on): the highest RSS over the floor, per
+        # connection at the most open at once (freed memory is not given back at once)
+        per_conn = (r["max_rss_mb"] - base) * 1048576 / max(r["max_open"], 1)
         r["per_conn_b"] = per_conn
         print("%-10s %d of %d in IDLE%s after %.0f s, %d connections open: RSS %.1f MB (floor %.1f MB "
               "with the inboxes loaded; %.1f KB per open connection); most connections open %d, "
