@@ -52,6 +52,7 @@ imap_inbox *imap_inbox_new(const imap_session_params *p, const imap_inbox_job *j
     ib->is_kiln = job->is_kiln_msgid;
     ib->msgid_ctx = job->msgid_ctx;
     ib->want_idle = job->want_idle;
+    ib->trust_stored = job->trust_stored_roles;
     ib->idle_refresh_ms =
         job->idle_refresh_ms > 0 ? job->idle_refresh_ms : IMAP_INBOX_IDLE_REFRESH_MS;
     ib->warmup_utf8 = xstrdup(warmup);
@@ -433,15 +434,62 @@ static int list_cmd(imap_inbox *ib)
     return ib_send(ib, imap_cmd_list(&ib->s.gen, &ib->s.cmd, su), IMAP_IB_LIST);
 }
 
+#define ALL_ROLES ((1u << IMAP_ROLE_INBOX) | (1u << IMAP_ROLE_JUNK) | (1u << IMAP_ROLE_WARMUP))
+
+static const imap_inbox_folder *stored_role(const imap_inbox *ib, int role)
+{
+    for (size_t i = 0; i < ib->nstored; i++)
+        if (ib->stored[i].role == role)
+            return &ib->stored[i];
+    return NULL;
+}
+
+/* Under trust_stored_roles: the roles from the stored state when it has INBOX and the
+ * junk folder (a LIST found them before) and no move to a warmup folder it lacks is
+ * pending. True when taken (no NAMESPACE/LIST this visit). */
+static bool roles_from_store(imap_inbox *ib)
+{
+    const imap_inbox_folder *in = stored_role(ib, IMAP_ROLE_INBOX);
+    const imap_inbox_folder *junk = stored_role(ib, IMAP_ROLE_JUNK);
+    const imap_inbox_folder *warm = stored_role(ib, IMAP_ROLE_WARMUP);
+    if (!ib->trust_stored || !in || !junk || strcmp(in->name, "INBOX") != 0 ||
+        strcmp(junk->name, "INBOX") == 0)
+        return false;
+    for (size_t i = 0; !warm && i < ib->nacts; i++)
+        if (!ib->acts[i].finished && ib->acts[i].a.kind == IMAP_ACT_FILE)
+            return false;
+    ib->roles[IMAP_ROLE_JUNK].name = xstrdup(junk->name);
+    if (warm)
+        ib->roles[IMAP_ROLE_WARMUP].name = xstrdup(warm->name);
+    ib->from_store = true;
+    return true;
+}
+
+int ib_relist(imap_inbox *ib, int why)
+{
+    ib->relist = why;
+    if (why == IB_RELIST_CYCLE) {
+        /* the stored names are not trusted any more: LIST says what is there */
+        for (int r = IMAP_ROLE_JUNK; r < IMAP_ROLE_OTHER; r++) {
+            free(ib->roles[r].name);
+            ib->roles[r] = (ib_folder){0};
+        }
+    }
+    ib->from_store = false;
+    if (ib->s.caps & IMAP_CAP_NAMESPACE)
+        return ib_send(ib, imap_cmd_namespace(&ib->s.gen, &ib->s.cmd), IMAP_IB_NAMESPACE);
+    return list_cmd(ib);
+}
+
 static int on_ready(imap_inbox *ib)
 {
     imap_inbox_event ev = {.type = IMAP_INBOX_EV_LOGGED_IN};
     ib_emit(ib, &ev);
     if (ib->stop_asked)
         return ib_logout(ib);
-    if (ib->s.caps & IMAP_CAP_NAMESPACE)
-        return ib_send(ib, imap_cmd_namespace(&ib->s.gen, &ib->s.cmd), IMAP_IB_NAMESPACE);
-    return list_cmd(ib);
+    if (roles_from_store(ib))
+        return ib_start_cycle(ib, ALL_ROLES);
+    return ib_relist(ib, IB_RELIST_NONE);
 }
 
 /* * NAMESPACE (("INBOX." ".")) NIL NIL: the first personal namespace's prefix. */
@@ -479,8 +527,11 @@ static int list_answered(imap_inbox *ib, const imap_resp *r)
         int out = imap_refusal_outcome(r, IMAP_OUT_PROTOCOL);
         return ib_finish(ib, out, r->text, r->text_len, true);
     }
-    return ib_start_cycle(ib, (1u << IMAP_ROLE_INBOX) | (1u << IMAP_ROLE_JUNK) |
-                                  (1u << IMAP_ROLE_WARMUP));
+    int why = ib->relist;
+    ib->relist = IB_RELIST_NONE;
+    if (why == IB_RELIST_RESUME)
+        return ib_next(ib); /* the action that needed the warmup folder's name */
+    return ib_start_cycle(ib, ALL_ROLES);
 }
 
 /* ---- responses ---- */
@@ -504,6 +555,8 @@ static int on_tagged(imap_inbox *ib, const imap_resp *r)
             int out = imap_refusal_outcome(r, IMAP_OUT_NONE);
             if (out)
                 return ib_finish(ib, out, r->text, r->text_len, true);
+            if (ib->from_store) /* a stored name that is gone: LIST, then check again */
+                return ib_relist(ib, IB_RELIST_CYCLE);
             ib->check_role++; /* the folder went away since LIST */
             return ib_next(ib);
         }

@@ -1,6 +1,7 @@
 /* IMAP inbox session, sans-I/O: one visit to one watched inbox on top of imap_session's
  * login. After login: NAMESPACE (when offered), LIST "" * RETURN (SPECIAL-USE) to find
- * the roles (INBOX, the \Junk folder, kiln's warmup folder under the personal prefix),
+ * the roles (INBOX, the \Junk folder, kiln's warmup folder under the personal prefix;
+ * or, with trust_stored_roles, the roles of the stored state and no NAMESPACE/LIST),
  * then per folder SELECT + UIDVALIDITY check + UID FETCH of what is new (in UID batches),
  * then the due actions in order (rescue, mark, file, prune; UID-exact, never by sequence
  * number), then IDLE on INBOX when asked and offered, else LOGOUT. Server bytes go in
@@ -83,6 +84,11 @@ typedef struct imap_inbox_job {
     bool (*is_kiln_msgid)(void *ctx, const char *id, size_t len);
     void *msgid_ctx;
     int64_t idle_refresh_ms; /* 0: IMAP_INBOX_IDLE_REFRESH_MS (servers drop at 30 min) */
+    /* When the stored folders name INBOX and the \Junk folder (an earlier visit's LIST
+     * found them), take the roles from them and send no NAMESPACE/LIST: two round trips
+     * less per poll. A stored folder SELECT no longer finds, or a move to a warmup folder
+     * the state does not name, lists after all. */
+    bool trust_stored_roles;
 } imap_inbox_job;
 
 /* Action outcomes, named as on the wire (openapi InboxEventAction.status). */

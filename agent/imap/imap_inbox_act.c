@@ -278,6 +278,8 @@ static int act_start(imap_inbox *ib)
     buf_reset(&ib->confirmed);
     ib->target_role = target_role(a->kind);
     ib->target = ib->target_role >= 0 ? ib->roles[ib->target_role].name : NULL;
+    if (!ib->target && ib->target_role == IMAP_ROLE_WARMUP && !ib->warmup_wire)
+        return ib_relist(ib, IB_RELIST_RESUME); /* roles were stored: the prefix is unknown */
     if (a->kind == IMAP_ACT_MARK) {
         ib->mode = IB_MODE_MARK;
         return act_select(ib);

@@ -39,6 +39,11 @@ typedef struct ib_moved {
     uint32_t from_uidvalidity, from_uid, to_uidvalidity, to_uid;
 } ib_moved;
 
+/* Why a session that took its roles from the stored state lists after all: a move to
+ * the warmup folder it does not know (then the action resumes), or a stored folder that
+ * SELECT no longer finds (then the folder checks start over with the listed roles). */
+enum ib_relist { IB_RELIST_NONE, IB_RELIST_RESUME, IB_RELIST_CYCLE };
+
 /* What ends an IDLE leads to. */
 enum ib_after_idle { IB_AFTER_REFRESH, IB_AFTER_WAKE, IB_AFTER_ACTIONS, IB_AFTER_STOP };
 
@@ -56,6 +61,9 @@ struct imap_inbox {
     bool (*is_kiln)(void *ctx, const char *id, size_t len);
     void *msgid_ctx;
     bool want_idle, stop_asked;
+    /* the job's trust_stored_roles: roles from the stored state, no NAMESPACE/LIST */
+    bool trust_stored, from_store;
+    int relist; /* enum ib_relist: a NAMESPACE/LIST under way after from_store */
     int64_t now_ms, idle_refresh_ms, idle_since_ms;
 
     /* namespace and roles */
@@ -111,6 +119,8 @@ int ib_logout(imap_inbox *ib);
 /* A cycle: the checks of the roles in mask (bits 1 << enum imap_role), the due
  * actions, then IDLE or LOGOUT. */
 int ib_start_cycle(imap_inbox *ib, unsigned mask);
+/* NAMESPACE (when offered) and LIST now, then what `why` (enum ib_relist) says. */
+int ib_relist(imap_inbox *ib, int why);
 
 /* imap_inbox_idle.c: the "+" of a command (a literal's or IDLE's), the IDLE's tagged
  * answer. */

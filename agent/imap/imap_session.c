@@ -204,8 +204,14 @@ static int on_tagged(imap_session *s, const imap_resp *r)
             set_detail(s, r->text, r->text_len);
             return finish(s, imap_refusal_outcome(r, IMAP_OUT_AUTH), NULL, true);
         }
-        /* a list in the login's OK counts; the one before login does not */
-        s->caps_fresh = r->caps != 0;
+        /* a list in the login's OK is the one after login (Dovecot sends it): no
+         * CAPABILITY round trip; without one, ask (the list before login does not count) */
+        if (r->caps) {
+            s->gen.caps = s->caps;
+            s->state = IMAP_S_READY;
+            return IMAP_EV_READY;
+        }
+        s->caps_fresh = false;
         imap_cmd_capability(&s->gen, &s->cmd);
         return send_cmd(s, 0, IMAP_S_CAPABILITY2);
     case IMAP_S_CAPABILITY2:

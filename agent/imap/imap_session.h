@@ -1,5 +1,6 @@
 /* IMAP client session, sans-I/O: the connection's way to a logged-in state (greeting,
- * CAPABILITY, STARTTLS, LOGIN or AUTHENTICATE, CAPABILITY again) and LOGOUT. Server
+ * CAPABILITY, STARTTLS, LOGIN or AUTHENTICATE, CAPABILITY again unless the login's OK
+ * carried the list) and LOGOUT. Server
  * bytes go in through imap_session_feed, commands come out in the session's output
  * buffer, and the return value tells the caller what to do. This is the skeleton the
  * inbox work (SELECT, FETCH, IDLE, MOVE: issue 12) will extend from IMAP_S_READY. */

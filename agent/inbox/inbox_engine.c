@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 const char *inbox_session_status_name(int status)
 {
@@ -238,6 +240,13 @@ static bool all_passes_done(inbox_engine *e)
     return true;
 }
 
+/* The thread's end, seen by inbox_engine_finished and through done_fd. */
+static void set_finished(inbox_engine *e)
+{
+    atomic_store(&e->finished, true);
+    net_wake(e->done_fd);
+}
+
 static void *engine_main(void *arg)
 {
     inbox_engine *e = arg;
@@ -245,7 +254,7 @@ static void *engine_main(void *arg)
     bool fast;
     if (net_loop_start(&e->loop, &fast, err, sizeof err) < 0) {
         log_error("inbox engine: %s", err);
-        atomic_store(&e->finished, true);
+        set_finished(e);
         return NULL;
     }
     bool has_work = false;
@@ -263,7 +272,7 @@ static void *engine_main(void *arg)
             break;
         net_loop_wait(&e->loop, timer_heap_next_ms(&e->timers));
     }
-    atomic_store(&e->finished, true);
+    set_finished(e);
     return NULL;
 }
 
@@ -273,6 +282,12 @@ inbox_engine *inbox_engine_create(const inbox_engine_config *cfg, inbox_event_fn
     if (net_ring_probe(err, errlen) < 0)
         return NULL;
     inbox_engine *e = xcalloc(1, sizeof *e);
+    e->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->done_fd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        free(e);
+        return NULL;
+    }
     e->cfg = *cfg;
     e->fn = fn;
     e->fn_arg = arg;
@@ -293,6 +308,7 @@ inbox_engine *inbox_engine_create(const inbox_engine_config *cfg, inbox_event_fn
         net_loop_destroy(&e->loop);
         pthread_mutex_destroy(&e->mu);
         pthread_mutex_destroy(&e->srv_mu);
+        close(e->done_fd);
         free(e);
         return NULL;
     }
@@ -348,6 +364,11 @@ bool inbox_engine_finished(inbox_engine *e)
     return atomic_load(&e->finished);
 }
 
+int inbox_engine_done_fd(const inbox_engine *e)
+{
+    return e->done_fd;
+}
+
 void inbox_engine_destroy(inbox_engine *e)
 {
     if (!e)
@@ -382,6 +403,8 @@ void inbox_engine_destroy(inbox_engine *e)
     resolver_destroy(e->res);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->srv_mu);
+    if (e->done_fd >= 0)
+        close(e->done_fd);
     free(e);
 }
 

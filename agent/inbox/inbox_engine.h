@@ -91,6 +91,9 @@ void inbox_engine_drop(inbox_engine *e, int64_t mailbox_id);
 void inbox_engine_stop(inbox_engine *e, int64_t drain_ms);
 /* The engine's thread has ended (once: every inbox had its pass; or stopped). */
 bool inbox_engine_finished(inbox_engine *e);
+/* A descriptor that becomes readable when the engine's thread ends: a waiter sleeps in
+ * poll() on it instead of polling inbox_engine_finished (never read or close it). */
+int inbox_engine_done_fd(const inbox_engine *e);
 /* Joins the thread (stopping it at once if still running) and frees everything. */
 void inbox_engine_destroy(inbox_engine *e);
 

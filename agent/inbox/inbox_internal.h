@@ -92,6 +92,7 @@ struct inbox_engine {
     int64_t drain_ms;
     atomic_bool hard_stop;
     atomic_bool finished;
+    int done_fd; /* an eventfd written when the thread ends (inbox_engine_done_fd) */
 
     /* the engine thread's own */
     inbox **inboxes;

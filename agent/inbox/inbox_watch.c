@@ -207,7 +207,8 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
                           .warmup_folder = s->warmup_folder,
                           .want_idle =
                               e->cfg.idle && !e->cfg.once && s->poll_class == INBOX_POLL_HIGH,
-                          .idle_refresh_ms = e->cfg.idle_ms};
+                          .idle_refresh_ms = e->cfg.idle_ms,
+                          .trust_stored_roles = true};
     bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
     free(acts);
     return ok;

@@ -19,6 +19,9 @@
 #   KILN_MAIL_IMAP_PROCESSES              Dovecot's imap process_limit (1000)
 #   KILN_MAIL_IMAP_PREFORK                imap processes kept ready (0): hundreds of
 #                                         inboxes logging in at once wait for no fork
+#   KILN_MAIL_DOVECOT_EXTRA               text appended to dovecot.conf (a later section
+#                                         of the same name overrides: benchmarks raise
+#                                         service imap's client_limit there)
 #
 # Why Postfix: it is the MTA the tests already use (smtp-sink/smtp-source), Debian ships
 # it, a second instance needs only its own config directory, and it speaks LMTP to
@@ -203,6 +206,7 @@ service auth {
   }
 }
 CONF
+    [ -z "${KILN_MAIL_DOVECOT_EXTRA:-}" ] || printf '%s\n' "$KILN_MAIL_DOVECOT_EXTRA" >>"$MAIL_DC/dovecot.conf"
 }
 
 mail_postfix_conf() {

@@ -212,6 +212,51 @@ static void test_finds_kiln_mail_in_inbox_and_junk(void **state)
     expect_events(&res, find_events, IMAP_OUT_OK);
 }
 
+/* trust_stored_roles: the stored state names INBOX and the junk folder, so the visit
+ * goes straight to the folder checks (no NAMESPACE, no LIST); nothing new in either. */
+static void test_stored_roles_skip_namespace_and_list(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP(CAPS_ALL, "K3 SELECT INBOX\r\n"),
+        {FEED, SELECTED("7", "5") "K3 OK done\r\n", "K4 SELECT INBOX.Junk\r\n", 0},
+        {FEED, SELECTED("8", "11") "K4 OK done\r\n", "K5 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K5"), NULL, 0},
+    };
+    imap_inbox_job job = {.folders = dovecot_state, .nfolders = 2, .trust_stored_roles = true};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res, "login\nstate INBOX inbox 7 last=4\nstate INBOX.Junk junk 8 last=10\n",
+                  IMAP_OUT_OK);
+}
+
+/* A stored junk folder that SELECT no longer finds (renamed): NAMESPACE and LIST after
+ * all, then the checks start over with the folder LIST marks \Junk now. */
+static void test_stored_junk_gone_lists_again(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP(CAPS_ALL, "K3 SELECT INBOX\r\n"),
+        {FEED, SELECTED("7", "5") "K3 OK done\r\n", "K4 SELECT INBOX.Junk\r\n", 0},
+        {FEED, "K4 NO Mailbox doesn't exist: INBOX.Junk\r\n", "K5 NAMESPACE\r\n", 0},
+        {FEED, NS_DOVECOT "K5 OK done\r\n", "K6 " LIST_SU, 0},
+        {FEED, "* LIST () \".\" INBOX\r\n* LIST (\\Junk) \".\" INBOX.Spam\r\nK6 OK done\r\n",
+         "K7 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "5") "K7 OK done\r\n", "K8 SELECT INBOX.Spam\r\n", 0},
+        {FEED, SELECTED("9", "5") "K8 OK done\r\n", "K9 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K9"), NULL, 0},
+    };
+    imap_inbox_job job = {.folders = dovecot_state, .nfolders = 2, .trust_stored_roles = true};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  "login\nstate INBOX inbox 7 last=4\nstate INBOX inbox 7 last=4\n"
+                  "state INBOX.Spam junk 9 last=4\n",
+                  IMAP_OUT_OK);
+}
+
 /* The same dialogue with every server text cut in chunks of every size up to the
  * longest (so every literal is split at every byte, and whole too). */
 static void test_find_dialogue_in_every_split(void **state)
@@ -842,6 +887,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finds_kiln_mail_in_inbox_and_junk),
         cmocka_unit_test(test_find_dialogue_in_every_split),
+        cmocka_unit_test(test_stored_roles_skip_namespace_and_list),
+        cmocka_unit_test(test_stored_junk_gone_lists_again),
         cmocka_unit_test(test_uidvalidity_change_resyncs_the_folder),
         cmocka_unit_test(test_never_watched_and_no_special_use),
         cmocka_unit_test(test_large_folder_is_fetched_in_batches),

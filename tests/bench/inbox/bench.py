@@ -8,7 +8,9 @@ CPU of the client and of Dovecot is read from /proc over the steady part of the 
 (after the first-visit spread), with the client's peak RSS. Prints one line per client
 and the ratios (CPU per visit, RSS).
   bench.py BUILD_DIR [ACCOUNTS] [DURATION_S]
-Env: KILN_BENCH_INBOX_ACCOUNTS, KILN_BENCH_INBOX_DURATION_S, KILN_BENCH_MAX_CONNS (100)."""
+Env: KILN_BENCH_INBOX_ACCOUNTS, KILN_BENCH_INBOX_DURATION_S, KILN_BENCH_MAX_CONNS (100),
+KILN_BENCH_CLIENTS (kiln-agent,imapflow: which run), KILN_BENCH_PERF (a perf.data path:
+perf record -g of kiln-agent over the window), KILN_BENCH_KEEP=1 (keep the work dir)."""
 import json
 import os
 import random
@@ -74,17 +76,23 @@ def dovecot_pids():
         return []
 
 
-def rss_mb(pids):
+def proc_kb_mb(pids, name, key):
+    """The sum of one kB figure of /proc/PID/name (key "VmRSS:" of status, "Pss:" of
+    smaps_rollup) over pids, in MB."""
     total = 0
     for pid in pids:
         try:
-            with open("/proc/%d/status" % pid) as f:
+            with open("/proc/%d/%s" % (pid, name)) as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(key):
                         total += int(line.split()[1])
         except OSError:
             pass
     return total / 1024
+
+
+def rss_mb(pids):
+    return proc_kb_mb(pids, "status", "VmRSS:")
 
 
 def seed_maildirs(users, per_user, junk_every):
@@ -157,12 +165,21 @@ def run_client(name, cmd, duration, warm_s, lmtp_port, users, rate):
     t0 = time.monotonic()
     time.sleep(warm_s)
     c0, d0, w0 = proc_cpu_s(tree(p.pid)), proc_cpu_s(dovecot_pids()), time.monotonic()
+    perf = None
+    if os.environ.get("KILN_BENCH_PERF") and name == "kiln-agent":
+        # a profile of the steady window (perf record -g), for finding kiln's own waste
+        perf = subprocess.Popen(["perf", "record", "-g", "-o", os.environ["KILN_BENCH_PERF"],
+                                 "-p", str(p.pid), "--", "sleep", str(max(1, duration - warm_s - 2))],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0.0
     while time.monotonic() - t0 < duration - 1 and p.poll() is None:
         peak = max(peak, rss_mb(tree(p.pid)))
         time.sleep(1)
     c1, d1, w1 = proc_cpu_s(tree(p.pid)), proc_cpu_s(dovecot_pids()), time.monotonic()
     total = proc_cpu_s(tree(p.pid))  # from the start: the whole run's visits
+    load = os.getloadavg()[1]  # the 5-minute load average at the window's end
+    if perf:
+        perf.wait(timeout=30)
     stop.set()
     tr.join(timeout=10)
     try:
@@ -171,14 +188,14 @@ def run_client(name, cmd, duration, warm_s, lmtp_port, users, rate):
         p.kill()
         p.wait()
     return {"cpu_s": c1 - c0, "dovecot_cpu_s": d1 - d0, "window_s": w1 - w0, "rss_mb": peak,
-            "total_cpu_s": total, "rc": p.returncode}
+            "total_cpu_s": total, "rc": p.returncode, "load": load}
 
 
 def main():
     global WORK
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(SRC, "build"))
     accounts = int(sys.argv[2] if len(sys.argv) > 2 else os.environ.get("KILN_BENCH_INBOX_ACCOUNTS", 10000))
-    duration = int(sys.argv[3] if len(sys.argv) > 3 else os.environ.get("KILN_BENCH_INBOX_DURATION_S", 150))
+    duration = int(sys.argv[3] if len(sys.argv) > 3 else os.environ.get("KILN_BENCH_INBOX_DURATION_S", 450))
     agent = os.path.join(build, "agent", "kiln-agent")
     WORK = tempfile.mkdtemp(prefix="kiln-bench-inbox.")
     os.chmod(WORK, 0o755)
@@ -219,10 +236,13 @@ def main():
     usage = subprocess.run([agent, "inbox"], capture_output=True, text=True).stderr if os.access(agent, os.X_OK) else ""
     conns = os.environ.get("KILN_BENCH_MAX_CONNS", "100")
     if "inbox --file" in usage:
-        # The same per-server connection cap as the peer; no connect-rate cap (the legacy
+        # The same per-server cap on polling connections as the peer (whose IDLE
+        # connections are outside its cap, while kiln's cap counts every connection: so
+        # kiln's is the peer's plus the IDLE class); no connect-rate cap (the legacy
         # 200/min is per provider; this one local server stands for all of them).
+        kiln_conns = str(int(conns) + classes.count("high"))
         clients.append(("kiln-agent", [agent, "inbox", "--file", os.path.join(WORK, "inboxes.json"),
-                                       "--duration", str(duration), "--server-max-conns", conns,
+                                       "--duration", str(duration), "--server-max-conns", kiln_conns,
                                        "--server-conns-per-min", "1000000"]))
     else:
         print("kiln-agent has no `inbox` command in this build: only the peer runs")
@@ -230,14 +250,18 @@ def main():
         clients.append(("imapflow", ["node", os.path.join(HERE, "imapflow_poll.js"),
                                      os.path.join(WORK, "inboxes.json"), str(duration),
                                      os.path.join(WORK, "imapflow.stats")]))
+    only = os.environ.get("KILN_BENCH_CLIENTS")
+    if only:
+        clients = [c for c in clients if c[0] in only.split(",")]
     for name, cmd in clients:
         results[name] = run_client(name, cmd, duration, warm, int(ports["KILN_LMTP_PORT"]), users,
                                    max(1.0, accounts / 1000.0))
         r = results[name]
         share = 100.0 * r["cpu_s"] / r["window_s"]
-        print("%-10s CPU %.2f s over %.0f s (%.1f %% of one core), peak RSS %.0f MB; Dovecot %.2f s (%.1f %%); rc %s"
+        print("%-10s CPU %.2f s over %.0f s (%.1f %% of one core), peak RSS %.0f MB; Dovecot %.2f s (%.1f %%); "
+              "load %.1f; rc %s"
               % (name, r["cpu_s"], r["window_s"], share, r["rss_mb"], r["dovecot_cpu_s"],
-                 100.0 * r["dovecot_cpu_s"] / r["window_s"], r["rc"]))
+                 100.0 * r["dovecot_cpu_s"] / r["window_s"], r["load"], r["rc"]))
     visits = {}
     if os.path.exists(os.path.join(WORK, "imapflow.stats")):
         st = json.load(open(os.path.join(WORK, "imapflow.stats")))
