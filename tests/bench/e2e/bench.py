@@ -9,11 +9,11 @@ sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "lib"))
 sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "e2e"))
 from e2elib import PROCS, Agent, Triggerer, free_port  # noqa: E402
 from kiln_test import admin, expect, make_mailbox, make_plan, make_user, psql, set_clock  # noqa: E402
+from proc_cpu import cpu_of, tree_cpu  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
 WARMUP = float(os.environ.get("BENCH_WARMUP_S", "20"))
 USERS, PER_USER = 1000, 100
-HZ = os.sysconf("SC_CLK_TCK")
 
 port = free_port()
 sink = subprocess.Popen(["/usr/sbin/smtp-sink", "-u", "nobody", "127.0.0.1:%d" % port, "4096"]
@@ -59,28 +59,6 @@ def sent():
                     "AND label = 'sent'")[0])
 
 
-def cpu_of(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / HZ  # utime + stime
-    except OSError:
-        return 0.0
-
-
-def children(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
-                        out.append(int(d))
-            except OSError:
-                pass
-    return out
-
-
 var = os.environ["KILN_STACK_VAR"]
 api_pid = int(open(os.path.join(var, "run", "kiln-api.pid")).read())
 pg_pid = int(open(os.path.join(var, "pg", "data", "postmaster.pid")).readline())
@@ -88,11 +66,10 @@ nginx_pid = int(open(os.path.join(var, "run", "nginx.pid")).read())
 
 
 def cpu():
-    """CPU seconds so far: agent, kiln-api, PostgreSQL (all backends), nginx, sink.
-    Exited backends are not counted; kiln-api keeps its connections, so few exit."""
+    """CPU seconds so far: agent, kiln-api, PostgreSQL and nginx (their process trees,
+    exited backends and workers included), sink."""
     return {"agent": cpu_of(agent.p.pid), "kiln-api": cpu_of(api_pid),
-            "postgresql": cpu_of(pg_pid) + sum(cpu_of(p) for p in children(pg_pid)),
-            "nginx": cpu_of(nginx_pid) + sum(cpu_of(p) for p in children(nginx_pid)),
+            "postgresql": tree_cpu(pg_pid), "nginx": tree_cpu(nginx_pid),
             "smtp-sink": cpu_of(sink.pid)}
 
 

@@ -21,11 +21,11 @@ sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "lib"))
 sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "e2e"))
 from e2elib import Agent, Triggerer, control, free_port  # noqa: E402
 from kiln_test import admin, check, expect, make_plan, make_user, psql  # noqa: E402
+from proc_cpu import pidfile, tree_cpu  # noqa: E402
 
 N = int(os.environ.get("BENCH_LOOP_MAILBOXES", "10000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "120"))
 WARMUP = float(os.environ.get("BENCH_WARMUP_S", "60"))
-HZ = os.sysconf("SC_CLK_TCK")
 SRC = os.environ["KILN_SOURCE_DIR"]
 DOMAINS = {"gm.test": 40, "ol.test": 15, "yh.test": 5}
 PER_USER = int(os.environ.get("BENCH_LOOP_PER_USER", "100"))
@@ -136,34 +136,6 @@ while time.time() < deadline:
 print("inboxes watched: %d of %d ok after %.0f s" % (ok, N, time.time() - t0), flush=True)
 control("start")
 trig = Triggerer(2.0)
-
-
-def tree_cpu(root):
-    """CPU seconds of a process tree: the root's own and its reaped children's, plus
-    every live descendant's (its reaped children included)."""
-    kids, stat = {}, {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(d)
-        stat[pid] = sum(int(x) for x in fields[11:15]) / HZ  # utime stime cutime cstime
-        kids.setdefault(int(fields[1]), []).append(pid)
-    total, todo = 0.0, [root]
-    while todo:
-        p = todo.pop()
-        total += stat.get(p, 0.0)
-        todo.extend(kids.get(p, []))
-    return total
-
-
-def pidfile(path):
-    with open(path) as f:
-        return int(f.readline())
 
 
 VAR = os.environ["KILN_STACK_VAR"]

@@ -27,13 +27,13 @@ sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "lib"))
 sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "e2e"))
 from e2elib import Agent  # noqa: E402
 from kiln_test import call, check, psql, set_clock  # noqa: E402
+from proc_cpu import cpu_of, pidfile, tree_cpu  # noqa: E402
 
 N = int(os.environ.get("BENCH_MAILBOXES", "1000000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "120"))
 WARMUP = float(os.environ.get("BENCH_WARMUP_S", "20"))
 AGENTS = int(os.environ.get("BENCH_AGENTS", "2"))
 DRY_MS = os.environ.get("BENCH_DRY_RUN_MS", "20")
-HZ = os.sysconf("SC_CLK_TCK")
 VAR = os.environ["KILN_STACK_VAR"]
 BUILD = os.environ["KILN_BUILD_DIR"]
 TOKEN = os.environ["KILN_ADMIN_TOKEN"]
@@ -66,33 +66,6 @@ agents = [Agent("sim%d" % i, {"KILN_AGENT_DRY_RUN_MS": DRY_MS,
           for i in range(AGENTS)]
 
 
-def cpu_of(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / HZ
-    except OSError:
-        return 0.0
-
-
-def children(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
-                        out.append(int(d))
-            except OSError:
-                pass
-    return out
-
-
-def pidfile(path):
-    with open(path) as f:
-        return int(f.readline())
-
-
 run = os.path.join(VAR, "run")
 api_pids = [pidfile(os.path.join(run, f)) for f in os.listdir(run)
             if f.startswith("kiln-api") and f.endswith(".pid") and "supervisor" not in f]
@@ -101,10 +74,8 @@ nginx_pid = pidfile(os.path.join(run, "nginx.pid"))
 
 
 def cpu():
-    return {"postgresql": cpu_of(pg_pid) + sum(cpu_of(p) for p in children(pg_pid)),
-            "kiln-api": sum(cpu_of(p) for p in api_pids),
-            "agents": sum(cpu_of(a.p.pid) for a in agents),
-            "nginx": cpu_of(nginx_pid) + sum(cpu_of(p) for p in children(nginx_pid))}
+    return {"postgresql": tree_cpu(pg_pid), "kiln-api": sum(cpu_of(p) for p in api_pids),
+            "agents": sum(cpu_of(a.p.pid) for a in agents), "nginx": tree_cpu(nginx_pid)}
 
 
 def counts():
@@ -225,8 +196,8 @@ peer_s = int(min(SECONDS, 60))
 
 
 def peer_snapshot():
-    """Jobs done, rows, WAL, PostgreSQL CPU, time: taken while pgbench runs, since a
-    backend's CPU is lost from /proc once its connection ends."""
+    """Jobs done, rows, WAL, PostgreSQL CPU, time: taken while pgbench runs (its end
+    would count its connections' teardown too)."""
     done = int(psql("SELECT count(*) FROM peer_q WHERE status = 2")[0])
     _, rows, wal = counts()
     return done, rows, wal, cpu()["postgresql"], time.time()
@@ -248,7 +219,9 @@ alive = pgb.poll() is None
 os.killpg(pgb.pid, signal.SIGTERM)  # its window is measured; its summary is not needed
 out = pgb.communicate()[0]
 done = q1 - q0
-check(alive and done > 0, "the peer's pgbench ended early:\n" + out)
+check(alive, "the peer's pgbench ended early:\n" + out)
+check(done > 0, "the peer's queue of %d jobs emptied before its window (BENCH_MAILBOXES too "
+      "small for a measurement)" % n)
 prate = done / (pt1 - pt0)
 peer = {"rate": prate, "rows": (prow1 - prow0) / done, "wal": (pwal1 - pwal0) / done,
         "pg_us": 1e6 * (pc1 - pc0) / done}
