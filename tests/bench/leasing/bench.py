@@ -153,7 +153,7 @@ def peer(conc):
             owner int, payload text) WITH (fillfactor = 70)""")
     psql("INSERT INTO bench_queue (id, payload) SELECT g, 'job ' || g FROM generate_series(1, %d) g"
          % PEER_JOBS)
-    psql("CREATE INDEX bench_queue_todo ON bench_queue (id) WHERE state = 0")
+    psql("CREATE INDEX bench_queue_ready ON bench_queue (id) WHERE state = 0")
     psql("CREATE INDEX bench_queue_owner ON bench_queue (owner) WHERE state = 1")
     psql("VACUUM ANALYZE bench_queue")
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "queue_peer.sql")
