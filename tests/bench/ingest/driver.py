@@ -46,10 +46,15 @@ def role_of(send_id):
     return ("junk", "Junk") if r < 3 else ("other", "Archive") if r == 3 else ("inbox", "INBOX")
 
 
+def uid_of(send_id):
+    """A UID from the send id (ids carry their day above bit 36, 020): the same in peer.sql."""
+    return send_id % 4294967295 + 1
+
+
 def event(key, send_id, mailbox_id):
     role, folder = role_of(send_id)
     return {"type": "found", "mailbox_id": mailbox_id, "message_id": message_id(key, send_id),
-            "folder": folder, "role": role, "uidvalidity": 1, "uid": send_id,
+            "folder": folder, "role": role, "uidvalidity": 1, "uid": uid_of(send_id),
             "flags": ["\\Seen"] if send_id % 3 == 0 else [],
             "authentication_results": "mx.example.test; spf=pass smtp.mailfrom=%s; "
                                       "dkim=pass header.d=%s; dmarc=pass" % (DOMAIN, DOMAIN)}

@@ -16,12 +16,13 @@ WITH x AS (
          CASE WHEN s.id % 20 < 3 THEN 'junk' WHEN s.id % 20 = 3 THEN 'other' ELSE 'inbox' END AS role,
          CASE WHEN s.id % 20 < 3 THEN 'Junk' WHEN s.id % 20 = 3 THEN 'Archive' ELSE 'INBOX' END AS folder,
          CASE WHEN s.id % 3 = 0 THEN '{\\Seen}' ELSE '{}' END::text[] AS flags,
-         (enum_range(NULL::mail_provider))[1 + s.recipient_id % 4] AS provider
+         (enum_range(NULL::mail_provider))[1 + s.recipient_id % 4] AS provider,
+         s.id % 4294967295 + 1 AS uid
   FROM sends s WHERE s.id >= :lo::bigint AND s.id < :hi::bigint AND s.id < :last::bigint),
 si AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id)
-  SELECT mb, folder, 1, id, id FROM x ORDER BY mb, folder, id),
+  SELECT mb, folder, 1, uid, id FROM x ORDER BY mb, folder, id),
 im AS (INSERT INTO inbox_messages (mailbox_id, send_id, folder, role, uidvalidity, uid, flags)
-  SELECT mb, id, folder, role::folder_role, 1, id, flags FROM x ORDER BY mb, id),
+  SELECT mb, id, folder, role::folder_role, 1, uid, flags FROM x ORDER BY mb, id),
 pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, folder, found_at,
                                provider, spf, dkim, dmarc)
   SELECT id, sender, mb, role::placement_folder, folder, kiln_now(), provider, 'pass', 'pass',
@@ -33,7 +34,7 @@ pc AS (INSERT INTO counters (name, label, shard, value)
 ac AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, flags,
                                   target, not_before)
   SELECT mb, id, (ARRAY['mark', 'file', 'prune', 'rescue']::inbox_action_kind[])[g], folder, 1,
-         id, CASE WHEN g = 1 THEN '{\\Seen}' ELSE '{}' END::text[],
+         uid, CASE WHEN g = 1 THEN '{\\Seen}' ELSE '{}' END::text[],
          CASE g WHEN 2 THEN 'warmup' WHEN 4 THEN 'inbox' END::folder_role,
          kiln_now() + g * interval '1 hour'
   FROM x CROSS JOIN generate_series(1, 4) g
