@@ -263,19 +263,24 @@ enum db_tx http_tx_fail(http_req *rq, http_resp *rs)
     return db_tx_abort(rq->db);
 }
 
-void http_delete_owned(http_req *rq, http_resp *rs, const db_stmt *st, const char *missing)
+PGresult *http_exec_owned(http_req *rq, http_resp *rs, const db_stmt *st, const char *missing)
 {
     int64_t id;
     if (!v_path_id(rq, rs, 0, &id))
-        return;
+        return NULL;
     const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
     PGresult *r = http_exec(rq, rs, st, 2, p);
-    if (!r)
-        return;
-    if (PQntuples(r) == 0) {
+    if (r && PQntuples(r) == 0) {
         http_error(rs, 404, "not_found", missing, NULL);
-        return;
+        return NULL;
     }
+    return r;
+}
+
+void http_delete_owned(http_req *rq, http_resp *rs, const db_stmt *st, const char *missing)
+{
+    if (!http_exec_owned(rq, rs, st, missing))
+        return;
     rs->status = 204;
     rs->content_type = NULL;
 }

@@ -84,6 +84,9 @@ const char *http_i64(http_req *rq, int64_t v);
 /* Seals secret under the server key with additional data aad (NULL: none); returns the
  * bytea hex literal for a statement parameter (arena-owned), NULL on failure. */
 const char *http_seal_secret(http_req *rq, const char *secret, const char *aad);
+/* Runs st with ($1 the path's id, $2 the tenant, 0 for admins): its result, or NULL when
+ * answered already (bad id, database error, or 404 with `missing` when no row). */
+PGresult *http_exec_owned(http_req *rq, http_resp *rs, const db_stmt *st, const char *missing);
 /* DELETE /api/<things>/{id} of a tenant-owned row: st takes ($1 id, $2 tenant or 0) and
  * returns a row when it deleted one. 204, or 404 not_found with missing as the message
  * (a bad id is answered by v_path_id). */

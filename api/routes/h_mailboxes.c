@@ -562,18 +562,9 @@ void h_mailboxes_list(http_req *rq, http_resp *rs)
 /* Runs a statement keyed by (path id, tenant) that returns MB_COLS; 404 when none. */
 static void mailbox_by_id(http_req *rq, http_resp *rs, const db_stmt *st)
 {
-    int64_t id;
-    if (!v_path_id(rq, rs, 0, &id))
-        return;
-    const char *p[] = {http_i64(rq, id), http_i64(rq, http_tenant(rq))};
-    PGresult *r = http_exec(rq, rs, st, 2, p);
-    if (!r)
-        return;
-    if (PQntuples(r) == 0) {
-        http_error(rs, 404, "not_found", "no such mailbox", NULL);
-        return;
-    }
-    respond_mailbox(rs, r, 200);
+    PGresult *r = http_exec_owned(rq, rs, st, "no such mailbox");
+    if (r)
+        respond_mailbox(rs, r, 200);
 }
 
 void h_mailboxes_get(http_req *rq, http_resp *rs)
