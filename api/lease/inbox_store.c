@@ -152,23 +152,31 @@ static const db_stmt Q_MESSAGES = {
     "  SET value = counters.value + excluded.value) "
     "SELECT send_id FROM msg WHERE created ORDER BY send_id"};
 
+/* A message's plan is one row: its first action, the rest (kind, flags, target, due) in
+ * rest, issued one at a time as outcomes come (Q_OUTCOMES): actions never reached (a
+ * message gone, pruned) are never written. The caller lists each message's actions
+ * consecutively, in plan order. */
 static const db_stmt Q_ADD_ACTIONS = {
     "inbox_add_actions",
     "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::inbox_action_kind[], "
     "  $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::folder_role[], $9::bigint[]) "
     "  WITH ORDINALITY AS x (mb, sid, kind, f, v, u, flags, target, nb, ord)), "
+    "g AS (SELECT min(ord) AS first, jsonb_agg(jsonb_build_object('kind', kind, 'flags', "
+    "  flags::text[], 'target', target, 'nb', nb) ORDER BY ord) AS plan FROM x GROUP BY mb, sid), "
     "ins AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
-    "  flags, target, not_before) SELECT mb, sid, kind, f, v, u, flags::text[], target, "
-    "  to_timestamp(nb) FROM x ORDER BY ord RETURNING kind) "
+    "  flags, target, not_before, rest) SELECT x.mb, x.sid, x.kind, x.f, x.v, x.u, "
+    "  x.flags::text[], x.target, to_timestamp(x.nb), nullif(g.plan - 0, '[]') "
+    "  FROM g JOIN x ON x.ord = g.first ORDER BY x.ord RETURNING kind) "
     "INSERT INTO counters (name, label, shard, value) SELECT 'actions', kind::text || ':issued', "
     "  $10::smallint, count(*) FROM ins GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) "
     "  DO UPDATE SET value = counters.value + excluded.value"};
 
-/* Outcomes: the first counts (only pending actions change). A move that was done moves
- * the message and the later pending actions of the message (chain); gone, stale and a
- * done prune cancel them, except a stale action whose message was found again in the
- * same folder under another UIDVALIDITY (the folder was rebuilt): the chain follows it
- * there and the action is issued again (again: a new id, due when it was). */
+/* Outcomes: the first counts (only pending actions change). An outcome that goes on
+ * (done but a prune, refused, failed) issues the next action of the plan (next, from
+ * rest), where the message is now: after a move that was done, at the reported place.
+ * Gone, stale and a done prune end the plan (the rest is never issued), except a stale action whose
+ * message was found again in the same folder under another UIDVALIDITY (the folder was rebuilt):
+ * the chain follows it there and the action is issued again (again: a new id, due when it was). */
 static const db_stmt Q_OUTCOMES = {
     "inbox_outcomes",
     "WITH r AS (SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], "
@@ -177,8 +185,8 @@ static const db_stmt Q_OUTCOMES = {
     "upd AS (UPDATE inbox_actions a SET status = r.status, outcome = r.detail, "
     "  reported_at = kiln_now() FROM r WHERE a.id = r.id AND a.mailbox_id = r.mb "
     "  AND a.status = 'pending' RETURNING a.id, a.mailbox_id, a.send_id, a.kind, a.target, "
-    "  a.status, a.folder AS af, a.uidvalidity AS av, a.flags AS aflags, a.not_before, r.f, "
-    "  r.v, r.u, r.flags), "
+    "  a.status, a.folder AS af, a.uidvalidity AS av, a.uid AS au, a.flags AS aflags, "
+    "  a.not_before, a.rest, r.f, r.v, r.u, r.flags), "
     "upd2 AS (SELECT u.id, u.mailbox_id, u.send_id, u.kind, u.status, u.aflags, u.not_before, "
     "  CASE WHEN moved THEN NULL ELSE u.target END AS target, "
     "  CASE WHEN moved THEN m.folder ELSE u.f END AS f, "
@@ -188,9 +196,20 @@ static const db_stmt Q_OUTCOMES = {
     "  AND m.send_id = u.send_id CROSS JOIN LATERAL (SELECT coalesce(u.status = 'stale' "
     "  AND m.folder = u.af AND m.uidvalidity <> u.av, false) AS moved) z), "
     "again AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
-    "  flags, target, not_before) SELECT a.mailbox_id, a.send_id, a.kind, a.folder, u.v, u.u, "
-    "  a.flags, a.target, a.not_before FROM upd2 u JOIN inbox_actions a ON a.id = u.id "
-    "  WHERE u.moved ORDER BY u.id RETURNING kind), "
+    "  flags, target, not_before, rest) SELECT a.mailbox_id, a.send_id, a.kind, a.folder, u.v, "
+    "  u.u, a.flags, a.target, a.not_before, a.rest FROM upd2 u JOIN inbox_actions a "
+    "  ON a.id = u.id WHERE u.moved ORDER BY u.id RETURNING kind), "
+    "next AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
+    "  flags, target, not_before, rest) SELECT u.mailbox_id, u.send_id, "
+    "  (u.rest->0->>'kind')::inbox_action_kind, CASE WHEN z.mv THEN u.f ELSE u.af END, "
+    "  CASE WHEN z.mv THEN u.v ELSE u.av END, CASE WHEN z.mv THEN u.u ELSE u.au END, "
+    "  ARRAY(SELECT jsonb_array_elements_text(u.rest->0->'flags')), "
+    "  (u.rest->0->>'target')::folder_role, to_timestamp((u.rest->0->>'nb')::bigint), "
+    "  nullif(u.rest - 0, '[]') FROM upd u CROSS JOIN LATERAL (SELECT u.status = 'done' "
+    "  AND u.kind IN ('rescue', 'file') AND u.f IS NOT NULL AND u.v IS NOT NULL "
+    "  AND u.u IS NOT NULL AS mv) z WHERE jsonb_array_length(u.rest) > 0 "
+    "  AND (u.status IN ('refused', 'failed') OR (u.status = 'done' AND u.kind <> 'prune')) "
+    "  ORDER BY u.id RETURNING kind), "
     "ev AS (SELECT DISTINCT ON (mailbox_id, send_id) mailbox_id, send_id, target, "
     "  ((status IN ('gone', 'stale') AND NOT moved) OR kind = 'prune') AS stop, f, v, u "
     "  FROM upd2 WHERE status IN ('gone', 'stale') OR (status = 'done' AND (kind = 'prune' OR "
@@ -222,7 +241,7 @@ static const db_stmt Q_OUTCOMES = {
     "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'actions', "
     "  kind::text || ':' || status, $10::smallint, count(*) FROM (SELECT kind, status::text "
     "  FROM upd UNION ALL SELECT kind, status::text FROM chain WHERE status = 'cancelled' "
-    "  UNION ALL SELECT kind, 'issued' FROM again) c "
+    "  UNION ALL SELECT kind, 'issued' FROM again UNION ALL SELECT kind, 'issued' FROM next) c "
     "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
     "  SET value = counters.value + excluded.value) "
     "SELECT r.ord, (u.id IS NOT NULL) AS applied, EXISTS (SELECT 1 FROM inbox_actions a "

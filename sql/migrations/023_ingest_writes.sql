@@ -80,3 +80,27 @@ LANGUAGE sql VOLATILE AS $$
         RETURNING mailbox_ids)
     SELECT coalesce(array_agg(DISTINCT m ORDER BY m), '{}') FROM q, unnest(q.mailbox_ids) m
 $$;
+
+-- A message's engagement plan in one row (2.66 rows a find before): the first action,
+-- and in rest the ones after it, [{kind, flags, target, nb (due, epoch seconds)}, ...]
+-- (NULL: none). The lease answers served only a message's first pending action anyway;
+-- an outcome that goes on (done but a prune, refused, failed) issues the next one from
+-- rest where the message is then (inbox_store.c, Q_OUTCOMES); gone, stale and a done
+-- prune end the plan, so actions never reached are never written. Rows of the plan
+-- issued before 023 (a row per action) are still followed and cancelled as before.
+ALTER TABLE inbox_actions ADD COLUMN rest jsonb
+    CHECK (rest IS NULL OR (jsonb_typeof(rest) = 'array' AND jsonb_array_length(rest) <= 8));
+
+-- Every action of the plans, issued or still to come (operators, tests): the issued
+-- rows (step 0), then for each pending one the actions after it (step 1, 2, ...;
+-- status 'planned', id the pending action's).
+CREATE VIEW inbox_action_plan AS
+SELECT a.id, 0::bigint AS step, a.mailbox_id, a.send_id, a.kind, a.flags, a.target,
+       a.not_before, a.status::text AS status
+FROM inbox_actions a
+UNION ALL
+SELECT a.id, p.step, a.mailbox_id, a.send_id, (p.e->>'kind')::inbox_action_kind,
+       ARRAY(SELECT jsonb_array_elements_text(p.e->'flags')), (p.e->>'target')::folder_role,
+       to_timestamp((p.e->>'nb')::bigint), 'planned'
+FROM inbox_actions a CROSS JOIN LATERAL jsonb_array_elements(a.rest) WITH ORDINALITY AS p (e, step)
+WHERE a.status = 'pending';

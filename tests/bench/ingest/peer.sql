@@ -32,13 +32,17 @@ pc AS (INSERT INTO counters (name, label, shard, value)
   FROM pl GROUP BY 2 ORDER BY 2
   ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value),
 ac AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, flags,
-                                  target, not_before)
-  SELECT mb, id, (ARRAY['mark', 'file', 'prune', 'rescue']::inbox_action_kind[])[g], folder, 1,
-         uid, CASE WHEN g = 1 THEN '{\\Seen}' ELSE '{}' END::text[],
-         CASE g WHEN 2 THEN 'warmup' WHEN 4 THEN 'inbox' END::folder_role,
-         kiln_now() + g * interval '1 hour'
-  FROM x CROSS JOIN generate_series(1, 4) g
-  WHERE g * 1000 <= :acts_per_1000::int + (id * 7) % 1000 ORDER BY id, g RETURNING kind),
+                                  target, not_before, rest)
+  SELECT mb, id, (ARRAY['mark', 'file', 'prune', 'rescue']::inbox_action_kind[])[1 + id % 4],
+         folder, 1, uid, CASE WHEN id % 4 = 0 THEN '{\\Seen}' ELSE '{}' END::text[],
+         CASE id % 4 WHEN 1 THEN 'warmup' WHEN 3 THEN 'inbox' END::folder_role,
+         kiln_now() + interval '1 hour',
+         (SELECT jsonb_agg(jsonb_build_object('kind', (ARRAY['file', 'prune', 'mark'])[g],
+                                              'flags', '[]'::jsonb,
+                                              'target', CASE g WHEN 1 THEN 'warmup' END,
+                                              'nb', 1800000000 + g * 3600) ORDER BY g)
+          FROM generate_series(1, 3) g WHERE g * 1000 <= :rest_per_1000::int + (id * 13) % 1000)
+  FROM x WHERE (id * 7) % 1000 < :acts_per_1000::int ORDER BY id RETURNING kind),
 acn AS (INSERT INTO counters (name, label, shard, value)
   SELECT 'actions', kind::text || ':' || 'issued', (:b::bigint % 16)::smallint, count(*) FROM ac GROUP BY 2
   ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value)

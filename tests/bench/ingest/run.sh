@@ -109,7 +109,8 @@ stack_psql -tA -F '|' -c "SELECT round((total_exec_time * 1000 / $n)::numeric, 1
     WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 10" >"$var/statements"
 [ "$applied" -eq "$events" ] || { echo "kiln applied $applied of $events events (dup $dups, ignored $ignored)" >&2; exit 1; }
 # What one event wrote (the peer writes as much): actions and replies per find.
-read -r acts replies < <(stack_psql -tA -F ' ' -c "SELECT (SELECT count(*) FROM inbox_actions),
+read -r acts rest replies < <(stack_psql -tA -F ' ' -c "SELECT (SELECT count(*) FROM inbox_actions),
+    (SELECT coalesce(sum(jsonb_array_length(rest)), 0) FROM inbox_actions),
     (SELECT count(*) FROM pending_replies)")
 stack_psql -c "CHECKPOINT" >/dev/null
 stack_psql -c "CREATE SEQUENCE bench_peer_batch" >/dev/null
@@ -121,6 +122,7 @@ pg2=$(cpu "$pg_root")
 (cd "$var/pgb" && stack_as_pg "$(stack_pg_bin)/pgbench" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" \
     -U postgres -n -M prepared -c "$conns" -j 2 -t "$per_client" -D first="$peer_first" \
     -D batch="$batch" -D last="$((peer_first + n))" -D acts_per_1000="$((acts * 1000 / events))" \
+    -D rest_per_1000="$((rest * 1000 / (acts > 0 ? acts : 1)))" \
     -D replies_per_1000="$((replies * 1000 / events))" \
     -f "$here/peer.sql" kiln >"$var/pgb/out" 2>&1) || { head -5 "$var/pgb/out" >&2; exit 1; }
 load3=$(cut -d' ' -f1 /proc/loadavg)
@@ -145,7 +147,8 @@ echo
 echo "PostgreSQL time per event over kiln's run, by statement (us/event, calls):"
 sed 's/^/  /' "$var/statements"
 echo
-echo "rows per event: actions $(awk -v a="$acts" -v e="$events" 'BEGIN {printf "%.2f", a / e}')," \
+echo "rows per event: actions $(awk -v a="$acts" -v e="$events" 'BEGIN {printf "%.2f", a / e}')" \
+    "(planned after them, in rest: $(awk -v a="$rest" -v e="$events" 'BEGIN {printf "%.2f", a / e}'))," \
     "replies $(awk -v a="$replies" -v e="$events" 'BEGIN {printf "%.3f", a / e}'); peer placements $peer_rows"
 echo
 echo "rows written per event by table (kiln | peer): inserted+updated+deleted, (HOT updates), indexes"
