@@ -82,8 +82,8 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 
 -- A message's engagement plan in one row (2.66 rows a find before): the first action,
--- and in rest the ones after it, [{kind, flags, target, nb (due, epoch seconds)}, ...]
--- (NULL: none). The lease answers served only a message's first pending action anyway;
+-- and in rest the ones after it, [{"k": kind, "f": flags (none: absent), "t": target
+-- (none: absent), "at": due, epoch seconds}, ...] (NULL: none). The lease answers served only a message's first pending action anyway;
 -- an outcome that goes on (done but a prune, refused, failed) issues the next one from
 -- rest where the message is then (inbox_store.c, Q_OUTCOMES); gone, stale and a done
 -- prune end the plan, so actions never reached are never written. Rows of the plan
@@ -99,8 +99,8 @@ SELECT a.id, 0::bigint AS step, a.mailbox_id, a.send_id, a.kind, a.flags, a.targ
        a.not_before, a.status::text AS status
 FROM inbox_actions a
 UNION ALL
-SELECT a.id, p.step, a.mailbox_id, a.send_id, (p.e->>'kind')::inbox_action_kind,
-       ARRAY(SELECT jsonb_array_elements_text(p.e->'flags')), (p.e->>'target')::folder_role,
-       to_timestamp((p.e->>'nb')::bigint), 'planned'
+SELECT a.id, p.step, a.mailbox_id, a.send_id, (p.e->>'k')::inbox_action_kind,
+       ARRAY(SELECT jsonb_array_elements_text(p.e->'f')), (p.e->>'t')::folder_role,
+       to_timestamp((p.e->>'at')::bigint), 'planned'
 FROM inbox_actions a CROSS JOIN LATERAL jsonb_array_elements(a.rest) WITH ORDINALITY AS p (e, step)
 WHERE a.status = 'pending';

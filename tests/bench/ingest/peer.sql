@@ -37,10 +37,9 @@ ac AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity
          folder, 1, uid, CASE WHEN id % 4 = 0 THEN '{\\Seen}' ELSE '{}' END::text[],
          CASE id % 4 WHEN 1 THEN 'warmup' WHEN 3 THEN 'inbox' END::folder_role,
          kiln_now() + interval '1 hour',
-         (SELECT jsonb_agg(jsonb_build_object('kind', (ARRAY['file', 'prune', 'mark'])[g],
-                                              'flags', '[]'::jsonb,
-                                              'target', CASE g WHEN 1 THEN 'warmup' END,
-                                              'nb', 1800000000 + g * 3600) ORDER BY g)
+         (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                     'k', (ARRAY['file', 'prune', 'mark'])[g], 't', CASE g WHEN 1 THEN 'warmup' END,
+                     'at', 1800000000 + g * 3600)) ORDER BY g)
           FROM generate_series(1, 3) g WHERE g * 1000 <= :rest_per_1000::int + (id * 13) % 1000)
   FROM x WHERE (id * 7) % 1000 < :acts_per_1000::int ORDER BY id RETURNING kind),
 acn AS (INSERT INTO counters (name, label, shard, value)
