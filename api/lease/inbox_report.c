@@ -469,6 +469,15 @@ static void write_answer(http_resp *rs, const ireport *r)
 static const db_stmt Q_NOW_S = {"inbox_now_s",
                                 "SELECT ceil(extract(epoch FROM kiln_now()))::bigint"};
 
+/* A concurrent report inserted the same new message or placement first (Q_SIGHT and
+ * Q_MESSAGES insert them plainly): the retry finds them known. */
+static bool lost_race(db *d)
+{
+    const char *c = db_constraint(d);
+    return db_last_error(d) == DB_CONSTRAINT && !strcmp(db_sqlstate(d), "23505") &&
+           (!strcmp(c, "inbox_messages_pkey") || !strcmp(c, "placements_pkey"));
+}
+
 static enum db_tx report_tx(http_req *rq, http_resp *rs, void *ctx)
 {
     ireport *r = ctx;
@@ -481,7 +490,7 @@ static enum db_tx report_tx(http_req *rq, http_resp *rs, void *ctx)
         !load_inboxes(r) || !verify_found(r) || !sight(r, &fresh, &nfresh) ||
         !record_messages(r, fresh, nfresh, db_i64(now, 0, 0)) || !apply_outcomes(r) ||
         !apply_folders(r) || !apply_sessions(r) || !db_commit(rq->db))
-        return http_tx_fail(rq, rs);
+        return lost_race(rq->db) ? (db_rollback(rq->db), DB_TX_RETRY) : http_tx_fail(rq, rs);
     write_answer(rs, r);
     return DB_TX_OK;
 }

@@ -116,41 +116,65 @@ static const db_stmt Q_LEASE_INBOXES = {
 static const db_stmt Q_SENDS = {
     "inbox_sends", "SELECT id, mailbox_id, recipient_id FROM sends WHERE id = ANY ($1::bigint[])"};
 
-/* New sightings (the caller removed in-batch duplicates): the ords whose key was new. */
+/* New finds (the caller removed in-batch repeats of a key): the ords whose key is
+ * neither a sighting nor its message's current place (inbox_messages). A message's
+ * current place is not a sighting too (023): only the places it left are, written when
+ * it leaves them. A first find (no message yet) is decided by the message's insert
+ * (Q_MESSAGES, a plain INSERT: a concurrent report of the same find fails on
+ * inbox_messages_pkey and is retried, then finds it known); of a message found at
+ * several places in one report, the places before its last become sightings. A known
+ * message found elsewhere (moved): the place it leaves and the new one become
+ * sightings, and the new one's insert decides. */
 static const db_stmt Q_SIGHT = {
     "inbox_sight",
     "WITH x AS (SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::bigint[], "
     "  $5::bigint[], $6::bigint[]) AS x (ord, mb, f, v, u, s)), "
+    "y AS (SELECT x.*, m.send_id IS NOT NULL AS known, m.folder AS mf, m.uidvalidity AS mv, "
+    "  m.uid AS mu, row_number() OVER (PARTITION BY x.mb, x.s ORDER BY x.ord DESC) AS nth "
+    "  FROM x LEFT JOIN inbox_messages m ON m.mailbox_id = x.mb AND m.send_id = x.s "
+    "  WHERE NOT EXISTS (SELECT 1 FROM inbox_sightings t WHERE t.mailbox_id = x.mb "
+    "  AND t.folder = x.f AND t.uidvalidity = x.v AND t.uid = x.u) AND (m.send_id IS NULL OR "
+    "  (m.folder, m.uidvalidity, m.uid) <> (x.f, x.v, x.u))), "
+    "gone_from AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id) "
+    "  SELECT mb, f, v, u, s FROM (SELECT DISTINCT mb, mf AS f, mv AS v, mu AS u, s FROM y "
+    "  WHERE known UNION SELECT mb, f, v, u, s FROM y WHERE NOT known AND nth > 1) o "
+    "  ORDER BY mb, f, v, u ON CONFLICT DO NOTHING), "
     "ins AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id) "
-    "  SELECT mb, f, v, u, s FROM x ORDER BY mb, f, v, u ON CONFLICT DO NOTHING "
+    "  SELECT mb, f, v, u, s FROM y WHERE known ORDER BY mb, f, v, u ON CONFLICT DO NOTHING "
     "  RETURNING mailbox_id, folder, uidvalidity, uid) "
-    "SELECT x.ord FROM x JOIN ins ON ins.mailbox_id = x.mb AND ins.folder = x.f "
-    "AND ins.uidvalidity = x.v AND ins.uid = x.u ORDER BY x.ord"};
+    "SELECT ord FROM (SELECT y.ord FROM y WHERE NOT y.known UNION ALL SELECT y.ord FROM y "
+    "JOIN ins ON ins.mailbox_id = y.mb AND ins.folder = y.f AND ins.uidvalidity = y.v "
+    "AND ins.uid = y.u) z ORDER BY ord"};
 
-/* The messages' current place (a later find moves it) and the first placements; a find
- * after missing fills folder and found_at only. Counters in the same statement. */
+/* The messages' current place (a later find moves it: an update) and new messages (a
+ * plain insert: see Q_SIGHT), the first placements (a plain insert; a find after
+ * missing fills folder and found_at only; the missing sweep inserting the same send
+ * meanwhile fails the insert on placements_pkey, retried). Counters in the same
+ * statement. Returns the sends whose message is new. */
 static const db_stmt Q_MESSAGES = {
     "inbox_messages",
     "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::folder_role[], "
     "  $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::placement_folder[], $10::text[], "
     "  $11::mail_provider[], $12::auth_verdict[], $13::auth_verdict[], $14::auth_verdict[]) AS "
     "  x (mb, sid, f, role, v, u, flags, sender, pl, ff, prov, spf, dkim, dmarc)), "
-    "msg AS (INSERT INTO inbox_messages AS im (mailbox_id, send_id, folder, role, uidvalidity, "
-    "  uid, flags) SELECT mb, sid, f, role, v, u, flags::text[] FROM x ORDER BY mb, sid "
-    "  ON CONFLICT (mailbox_id, send_id) DO UPDATE SET folder = excluded.folder, "
-    "  role = excluded.role, uidvalidity = excluded.uidvalidity, uid = excluded.uid, "
-    "  flags = excluded.flags, moved_at = kiln_now() RETURNING im.send_id, (xmax = 0) AS created), "
-    "pl AS (INSERT INTO placements AS p (send_id, mailbox_id, recipient_id, placement, folder, "
+    "moved AS (UPDATE inbox_messages im SET folder = x.f, role = x.role, uidvalidity = x.v, "
+    "  uid = x.u, flags = x.flags::text[], moved_at = kiln_now() FROM x "
+    "  WHERE im.mailbox_id = x.mb AND im.send_id = x.sid), "
+    "msg AS (INSERT INTO inbox_messages (mailbox_id, send_id, folder, role, uidvalidity, uid, "
+    "  flags) SELECT mb, sid, f, role, v, u, flags::text[] FROM x WHERE NOT EXISTS (SELECT 1 "
+    "  FROM inbox_messages im WHERE im.mailbox_id = x.mb AND im.send_id = x.sid) "
+    "  ORDER BY mb, sid RETURNING send_id), "
+    "late AS (UPDATE placements p SET folder = x.ff, found_at = kiln_now() FROM x "
+    "  WHERE p.send_id = x.sid AND p.placement = 'missing' AND p.found_at IS NULL), "
+    "pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, folder, "
     "  found_at, provider, spf, dkim, dmarc) SELECT sid, sender, mb, pl, ff, kiln_now(), prov, "
-    "  spf, dkim, dmarc FROM x ORDER BY sid ON CONFLICT (send_id) DO UPDATE SET "
-    "  folder = excluded.folder, found_at = excluded.found_at "
-    "  WHERE p.placement = 'missing' AND p.found_at IS NULL "
-    "  RETURNING p.provider, p.placement, (xmax = 0) AS inserted), "
+    "  spf, dkim, dmarc FROM x WHERE NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = "
+    "  x.sid) ORDER BY sid RETURNING provider, placement), "
     "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'placement', "
-    "  provider::text || ':' || placement::text, $15::smallint, count(*) FROM pl WHERE inserted "
+    "  provider::text || ':' || placement::text, $15::smallint, count(*) FROM pl "
     "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
     "  SET value = counters.value + excluded.value) "
-    "SELECT send_id FROM msg WHERE created ORDER BY send_id"};
+    "SELECT send_id FROM msg ORDER BY send_id"};
 
 /* A message's plan is one row: its first action, the rest (kind, flags, target, due) in
  * rest, issued one at a time as outcomes come (Q_OUTCOMES): actions never reached (a
@@ -236,9 +260,13 @@ static const db_stmt Q_OUTCOMES = {
     "    status = 'done' AND flags IS NOT NULL ORDER BY mailbox_id, send_id, id DESC) k "
     "    ON k.mailbox_id = e.mailbox_id AND k.send_id = e.send_id) x "
     "  WHERE m.mailbox_id = x.mailbox_id AND m.send_id = x.send_id), "
+    /* The place a moved message leaves becomes a sighting (its new one is its current
+     * place: a find there is a duplicate, see Q_SIGHT). */
     "st AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id) "
-    "  SELECT mailbox_id, f, v, u, send_id FROM ev WHERE NOT stop ORDER BY 1, 2, 3, 4 "
-    "  ON CONFLICT DO NOTHING), "
+    "  SELECT m.mailbox_id, m.folder, m.uidvalidity, m.uid, m.send_id FROM ev JOIN "
+    "  inbox_messages m ON m.mailbox_id = ev.mailbox_id AND m.send_id = ev.send_id "
+    "  WHERE NOT ev.stop AND ev.f IS NOT NULL AND (m.folder, m.uidvalidity, m.uid) IS DISTINCT "
+    "  FROM (ev.f, ev.v, ev.u) ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING), "
     "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'actions', "
     "  kind::text || ':' || status, $10::smallint, count(*) FROM (SELECT kind, status::text "
     "  FROM upd UNION ALL SELECT kind, status::text FROM chain WHERE status = 'cancelled' "
