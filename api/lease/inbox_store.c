@@ -142,27 +142,28 @@ static const db_stmt Q_SIGHT = {
     "ins AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id) "
     "  SELECT mb, f, v, u, s FROM y WHERE known ORDER BY mb, f, v, u ON CONFLICT DO NOTHING "
     "  RETURNING mailbox_id, folder, uidvalidity, uid) "
-    "SELECT ord FROM (SELECT y.ord FROM y WHERE NOT y.known UNION ALL SELECT y.ord FROM y "
-    "JOIN ins ON ins.mailbox_id = y.mb AND ins.folder = y.f AND ins.uidvalidity = y.v "
-    "AND ins.uid = y.u) z ORDER BY ord"};
+    "SELECT ord, known FROM (SELECT y.ord, false AS known FROM y WHERE NOT y.known UNION ALL "
+    "SELECT y.ord, true FROM y JOIN ins ON ins.mailbox_id = y.mb AND ins.folder = y.f "
+    "AND ins.uidvalidity = y.v AND ins.uid = y.u) z ORDER BY ord"};
 
 /* The messages' current place (a later find moves it: an update) and new messages (a
- * plain insert: see Q_SIGHT), the first placements (a plain insert; a find after
- * missing fills folder and found_at only; the missing sweep inserting the same send
- * meanwhile fails the insert on placements_pkey, retried). Counters in the same
+ * plain insert of those Q_SIGHT found unknown: a report that committed the same message
+ * since fails it on inbox_messages_pkey, and the retry finds it known), the first placements (a
+ * plain insert; a find after missing fills folder and found_at only; the missing sweep inserting
+ * the same send meanwhile fails the insert on placements_pkey, retried). Counters in the same
  * statement. Returns the sends whose message is new. */
 static const db_stmt Q_MESSAGES = {
     "inbox_messages",
     "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::folder_role[], "
     "  $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::placement_folder[], $10::text[], "
-    "  $11::mail_provider[], $12::auth_verdict[], $13::auth_verdict[], $14::auth_verdict[]) AS "
-    "  x (mb, sid, f, role, v, u, flags, sender, pl, ff, prov, spf, dkim, dmarc)), "
+    "  $11::mail_provider[], $12::auth_verdict[], $13::auth_verdict[], $14::auth_verdict[], "
+    "  $16::boolean[]) AS x (mb, sid, f, role, v, u, flags, sender, pl, ff, prov, spf, dkim, "
+    "  dmarc, known)), "
     "moved AS (UPDATE inbox_messages im SET folder = x.f, role = x.role, uidvalidity = x.v, "
     "  uid = x.u, flags = x.flags::text[], moved_at = kiln_now() FROM x "
-    "  WHERE im.mailbox_id = x.mb AND im.send_id = x.sid), "
+    "  WHERE x.known AND im.mailbox_id = x.mb AND im.send_id = x.sid), "
     "msg AS (INSERT INTO inbox_messages (mailbox_id, send_id, folder, role, uidvalidity, uid, "
-    "  flags) SELECT mb, sid, f, role, v, u, flags::text[] FROM x WHERE NOT EXISTS (SELECT 1 "
-    "  FROM inbox_messages im WHERE im.mailbox_id = x.mb AND im.send_id = x.sid) "
+    "  flags) SELECT mb, sid, f, role, v, u, flags::text[] FROM x WHERE NOT x.known "
     "  ORDER BY mb, sid RETURNING send_id), "
     "late AS (UPDATE placements p SET folder = x.ff, found_at = kiln_now() FROM x "
     "  WHERE p.send_id = x.sid AND p.placement = 'missing' AND p.found_at IS NULL), "
@@ -578,7 +579,8 @@ bool inbox_store_sends(db *d, arena *a, const char *ids, PGresult **out)
     return (*out = db_exec(d, a, &Q_SENDS, 1, p)) != NULL;
 }
 
-bool inbox_store_sight(db *d, arena *a, const inbox_found_batch *b, int64_t **fresh, int *nfresh)
+bool inbox_store_sight(db *d, arena *a, const inbox_found_batch *b, int64_t **fresh, bool **known,
+                       int *nfresh)
 {
     const char *p[] = {b->ord, b->mailbox_id, b->folder, b->uidvalidity, b->uid, b->send_id};
     PGresult *r = db_exec(d, a, &Q_SIGHT, 6, p);
@@ -586,18 +588,22 @@ bool inbox_store_sight(db *d, arena *a, const inbox_found_batch *b, int64_t **fr
         return false;
     *nfresh = PQntuples(r);
     *fresh = arena_alloc(a, (size_t)(*nfresh + 1) * sizeof **fresh);
-    for (int i = 0; i < *nfresh; i++)
+    *known = arena_alloc(a, (size_t)(*nfresh + 1) * sizeof **known);
+    for (int i = 0; i < *nfresh; i++) {
         (*fresh)[i] = db_i64(r, i, 0);
+        (*known)[i] = col_bool(r, i, 1);
+    }
     return true;
 }
 
 bool inbox_store_messages(db *d, arena *a, const inbox_message_batch *b, int64_t **created,
                           int *ncreated)
 {
-    const char *p[] = {b->mailbox_id, b->send_id, b->folder,    b->role,      b->uidvalidity,
-                       b->uid,        b->flags,   b->sender_id, b->placement, b->first_folder,
-                       b->provider,   b->spf,     b->dkim,      b->dmarc,     shard(a)};
-    PGresult *r = db_exec(d, a, &Q_MESSAGES, 15, p);
+    const char *p[] = {b->mailbox_id,  b->send_id,      b->folder,   b->role,
+                       b->uidvalidity, b->uid,          b->flags,    b->sender_id,
+                       b->placement,   b->first_folder, b->provider, b->spf,
+                       b->dkim,        b->dmarc,        shard(a),    b->known};
+    PGresult *r = db_exec(d, a, &Q_MESSAGES, 16, p);
     if (!r)
         return false;
     *ncreated = PQntuples(r);

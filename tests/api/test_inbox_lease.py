@@ -270,19 +270,23 @@ def part_found():
           "placement metric: %s" % [l for l in m.splitlines() if "placement" in l])
     ok("test_found_events_are_idempotent_and_record_placement_once")
 
-    # The same first finds reported at once on four connections (an agent's retry racing
+    # The same first finds reported at once on eight connections (an agent's retry racing
     # its first attempt): applied once each; the losers' message inserts fail on the key
     # and are retried, then find them known (023).
     race = [found(s[2], s[3], "INBOX", "inbox", 7, 200 + k) for k, s in enumerate(sends[1:4])]
-    got = []
-    racers = [threading.Thread(target=lambda: got.append(report(a, lid, race)))
-              for _ in range(4)]
+    got, go = [], threading.Barrier(8)
+
+    def racer():
+        go.wait()
+        got.append(report(a, lid, race))
+
+    racers = [threading.Thread(target=racer) for _ in range(8)]
     for t in racers:
         t.start()
     for t in racers:
         t.join()
-    check(len(got) == 4 and sum(r["applied"] for r in got) == 3 and
-          sum(r["duplicates"] for r in got) == 9, "racing reports, each find once: %r" % got)
+    check(len(got) == 8 and sum(r["applied"] for r in got) == 3 and
+          sum(r["duplicates"] for r in got) == 21, "racing reports, each find once: %r" % got)
     ids = ",".join(str(s[0]) for s in sends[1:4])
     check(psql("SELECT (SELECT count(*) FROM inbox_messages WHERE send_id IN (%s)), (SELECT "
                "count(*) FROM placements WHERE send_id IN (%s))" % (ids, ids)) == ["3|3"],
