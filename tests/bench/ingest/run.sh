@@ -4,7 +4,9 @@
 # idempotent by sighting, placement and rollups recorded, the engagement policy's actions
 # planned) with 100,000 mailboxes seeded by `kiln-api seed` (COPY), beside pgbench
 # inserting the same rows into the same tables (peer.sql): what the database alone costs.
-# Prints events/s of both, the ratio, and whether kiln reaches 20,000 events/s.
+# Prints events/s of both, the ratio, whether kiln reaches 20,000 events/s, and what each
+# side wrote per event: rows and index entries by table (writes.py), WAL bytes, and
+# kiln's WAL by relation and record kind (pg_waldump, walrel.py).
 # Usage: run.sh BUILD_DIR   (an optimized build: make bench passes build/)
 # Env: KILN_BENCH_INGEST_EVENTS (200000 per side), KILN_BENCH_INGEST_BATCH (events per
 #      report, 500), KILN_BENCH_CONNS (agents = connections = pgbench clients, 8),
