@@ -33,6 +33,7 @@ void inbox_engine_config_defaults(inbox_engine_config *c)
     c->idle_ms = (int64_t)28 * 60000;
     c->max_conns = 10240;
     c->server_max_conns = 100;
+    c->idle_share_pct = 50;
     c->server_conns_per_min = 200;
     c->breaker_threshold = 5;
     c->backoff_base_ms = 2000;
@@ -65,12 +66,13 @@ static int env_i64(const char *name, int64_t min, int64_t max, int64_t *out, cha
 int inbox_engine_config_from_env(inbox_engine_config *c, char *err, size_t errlen)
 {
     int64_t cap = c->server_max_conns, rate = c->server_conns_per_min, conns = c->max_conns;
-    int64_t idle = c->idle;
+    int64_t idle = c->idle, share = c->idle_share_pct;
     const int64_t day = 86400000;
     if (env_i64("KILN_AGENT_IMAP_SERVER_MAX_CONNS", 1, 1000000, &cap, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_SERVER_CONNS_PER_MIN", 1, 100000000, &rate, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_MAX_CONNS", 1, 1000000, &conns, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE", 0, 1, &idle, err, errlen) ||
+        env_i64("KILN_AGENT_IMAP_IDLE_SHARE", 1, 100, &share, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE_MS", 1000, (int64_t)29 * 60000, &c->idle_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_POLL_MAX_MS", 0, day, &c->poll_max_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_BACKOFF_BASE_MS", 1, day, &c->backoff_base_ms, err, errlen) ||
@@ -85,6 +87,7 @@ int inbox_engine_config_from_env(inbox_engine_config *c, char *err, size_t errle
     c->server_conns_per_min = (int)rate;
     c->max_conns = (uint32_t)conns;
     c->idle = idle != 0;
+    c->idle_share_pct = (int)share;
     return 0;
 }
 

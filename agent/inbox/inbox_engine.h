@@ -63,6 +63,7 @@ typedef struct inbox_engine_config {
     uint32_t max_conns;  /* the loop's connection table (default 10,240) */
     /* per IMAP server */
     int server_max_conns;      /* default 100 */
+    int idle_share_pct;        /* IDLE holds at most this % of them (default 50) */
     int server_conns_per_min;  /* default 200 */
     int breaker_threshold;     /* default 5 consecutive failures */
     int64_t backoff_base_ms;   /* per account: first retry delay (default 2 s) */

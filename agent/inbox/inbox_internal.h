@@ -52,6 +52,7 @@ typedef struct inbox {
     int64_t conn_start_ms; /* when the connection began */
     bool stop_sent;        /* the session was told to log out */
     bool recycle;          /* its IDLE connection ended for a full pass: reconnect now */
+    bool idler;            /* its session may IDLE: counted in srv->idlers */
     int64_t wakes_seen;    /* the connection's WAKEs counted in the metrics */
     int64_t *done_ids;     /* actions reported, the latest INBOX_DONE_IDS (a ring) */
     size_t ndone, done_next;
@@ -64,6 +65,7 @@ typedef struct inbox_server {
     char *host;
     host_limits *limits;
     inbox *wait_head, *wait_tail;
+    int idlers; /* sessions that may IDLE: at most KILN_AGENT_IMAP_IDLE_SHARE of the cap */
     atomic_ullong connects, throttles, failures;
     struct inbox_server *next;
 } inbox_server;
