@@ -208,7 +208,8 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
                           .want_idle =
                               e->cfg.idle && !e->cfg.once && s->poll_class == INBOX_POLL_HIGH,
                           .idle_refresh_ms = e->cfg.idle_ms,
-                          .trust_stored_roles = true};
+                          .trust_stored_roles = true,
+                          .pipeline = true};
     bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
     free(acts);
     return ok;
