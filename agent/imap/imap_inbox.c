@@ -427,6 +427,12 @@ int ib_start_cycle(imap_inbox *ib, unsigned mask)
     ib->check_mask = mask;
     ib->check_role = 0;
     ib->checking = mask != 0;
+    /* STATUS sent behind the LOGIN: its answers come first (a stop logs out after) */
+    if (ib->st_early) {
+        ib_status_start(ib);
+        if (ib->st_pending)
+            return 0;
+    }
     ib->st_have = 0;
     /* STATUS only while nothing is selected (not on the selected folder: RFC 9051) */
     if (ib->pipeline && mask && !ib->selected && !ib->stop_asked) {
@@ -515,9 +521,9 @@ static int on_ready(imap_inbox *ib)
 {
     imap_inbox_event ev = {.type = IMAP_INBOX_EV_LOGGED_IN};
     ib_emit(ib, &ev);
-    if (ib->stop_asked)
-        return ib_logout(ib);
-    if (roles_from_store(ib))
+    if (ib->stop_asked && !ib->st_early)
+        return ib_logout(ib); /* (pipelined STATUS answers are read first, then LOGOUT) */
+    if (ib->from_store || roles_from_store(ib))
         return ib_start_cycle(ib, ALL_ROLES);
     return ib_relist(ib, IB_RELIST_NONE);
 }
@@ -721,6 +727,12 @@ int imap_inbox_feed(imap_inbox *ib, const char *data, size_t n, int64_t now_ms)
             ev |= sev & (IMAP_EV_OUTPUT | IMAP_EV_STARTTLS);
             if (ib->s.state == IMAP_S_DONE)
                 return login_over(ib, ev);
+            if (ib->state == IMAP_IB_LOGIN && ib->s.state == IMAP_S_AUTH && !ib->login_piped) {
+                ib->login_piped = true; /* the LOGIN just went out */
+                if (ib->pipeline && ib->s.auth_mech < 0 && !ib->s.cmd_waiting && !ib->stop_asked &&
+                    roles_from_store(ib))
+                    ib_status_behind_login(ib, ALL_ROLES);
+            }
             if (ib->state == IMAP_IB_LOGIN && ib->s.state == IMAP_S_READY) {
                 ev |= on_ready(ib);
                 continue;

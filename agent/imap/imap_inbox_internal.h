@@ -90,6 +90,7 @@ struct imap_inbox {
     uint32_t old_uidvalidity;
     /* STATUS of the roles (imap_inbox_status.c): bits 1 << role */
     unsigned st_pending, st_have;
+    bool st_early, login_piped; /* STATUS sent behind the LOGIN; that was decided */
     char st_tag[IMAP_ROLE_OTHER][16];
     uint32_t st_uidnext[IMAP_ROLE_OTHER], st_uidvalidity[IMAP_ROLE_OTHER];
 
@@ -148,6 +149,7 @@ bool ib_move_target_pending(const imap_inbox *ib, int role);
 /* imap_inbox_status.c: the pipelined STATUS of the cycle's folders (0: none sent), its
  * answers, and whether a role's answer settles its check (stored: its stored state) */
 int ib_status_start(imap_inbox *ib);
+void ib_status_behind_login(imap_inbox *ib, unsigned mask);
 void ib_status_untagged(imap_inbox *ib, const imap_resp *r);
 int ib_status_tagged(imap_inbox *ib, const imap_resp *r);
 bool ib_status_settles(imap_inbox *ib, int role, const imap_inbox_folder *stored);

@@ -4,7 +4,8 @@
  * nothing new (same UIDVALIDITY, UIDNEXT not past the last UID seen; or never watched and
  * no move into it pending) is settled without SELECT or FETCH. Any other folder, or one
  * whose STATUS was refused, goes the SELECT way (imap_inbox.c). RFC 3501 §6.3.10 / RFC
- * 9051 §6.3.11: STATUS is not used on the selected folder, and nothing is selected here. */
+ * 9051 §6.3.11: STATUS is not used on the selected folder, and nothing is selected here.
+ * With the roles from the stored state the STATUS commands go out behind the LOGIN. */
 #include "imap_inbox_internal.h"
 
 #include <strings.h>
@@ -12,30 +13,61 @@
 
 #define ROLE_BIT(r) (1u << (r))
 
-/* Sends STATUS for every role in the cycle's mask that has a folder name; returns
- * IMAP_EV_OUTPUT when one went out (state IMAP_IB_STATUS), else 0. A name that would
- * need a synchronising literal is left to SELECT (a pipeline cannot wait for "+"). */
-int ib_status_start(imap_inbox *ib)
+/* Builds STATUS for every role in the cycle's mask that has a folder name into c and
+ * takes it into the output; a name that would need a synchronising literal is left to
+ * SELECT (a pipeline cannot wait for "+"). Sets st_pending. */
+static void status_send(imap_inbox *ib, imap_cmd *c)
 {
     ib->st_pending = ib->st_have = 0;
     for (int role = 0; role < IMAP_ROLE_OTHER; role++) {
         const char *name = ib->roles[role].name;
         if (!(ib->check_mask & ROLE_BIT(role)) || !name)
             continue;
-        imap_cmd *c = &ib->s.cmd;
         if (imap_cmd_status(&ib->s.gen, c, name, strlen(name)) < 0)
             continue;
         if (c->nstops)
             continue; /* never taken: the next command built replaces it */
         imap_cmd_take(c, &ib->s.out);
-        ib->s.cmd_waiting = false;
         memcpy(ib->st_tag[role], c->tag, sizeof ib->st_tag[role]);
         ib->st_pending |= ROLE_BIT(role);
     }
+}
+
+/* The cycle's STATUS commands (IMAP_EV_OUTPUT, state IMAP_IB_STATUS), or 0 when none
+ * went out; when they went out behind the LOGIN already, the state only. */
+int ib_status_start(imap_inbox *ib)
+{
+    if (ib->st_early) {
+        ib->st_early = false;
+        if (!ib->st_pending)
+            return 0;
+        ib->state = IMAP_IB_STATUS; /* nothing to send: the answers are on their way */
+        return 0;
+    }
+    status_send(ib, &ib->s.cmd);
+    ib->s.cmd_waiting = false;
     if (!ib->st_pending)
         return 0;
     ib->state = IMAP_IB_STATUS;
     return IMAP_EV_OUTPUT;
+}
+
+/* Right after the LOGIN went out, when the roles come from the stored state: a
+ * CAPABILITY (answered instead of the one a login OK without a list would ask for)
+ * and the STATUS of every folder to check go out behind it in the same write, so a
+ * visit with nothing new is greeting, LOGIN+STATUS, LOGOUT. Not behind AUTHENTICATE or
+ * a LOGIN that waits for "+". */
+void ib_status_behind_login(imap_inbox *ib, unsigned mask)
+{
+    imap_cmd c;
+    imap_cmd_init(&c);
+    imap_cmd_capability(&ib->s.gen, &c);
+    imap_cmd_take(&c, &ib->s.out);
+    memcpy(ib->s.cap_tag, c.tag, sizeof ib->s.cap_tag);
+    ib->check_mask = mask;
+    status_send(ib, &c);
+    ib->st_early = true;
+    imap_cmd_free(&c);
 }
 
 static bool same_folder(const char *role_name, const char *name, size_t len)
@@ -69,6 +101,10 @@ void ib_status_untagged(imap_inbox *ib, const imap_resp *r)
  * refusal that ends the visit, and once all are answered the checks (ib_next). */
 int ib_status_tagged(imap_inbox *ib, const imap_resp *r)
 {
+    if (ib->s.cap_tag[0] && strcmp(r->tag, ib->s.cap_tag) == 0) {
+        ib->s.cap_tag[0] = '\0'; /* the pipelined CAPABILITY (its list came untagged) */
+        return 0;
+    }
     int role = 0;
     while (role < IMAP_ROLE_OTHER &&
            (!(ib->st_pending & ROLE_BIT(role)) || strcmp(r->tag, ib->st_tag[role]) != 0))

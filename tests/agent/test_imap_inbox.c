@@ -738,15 +738,25 @@ static void test_mail_before_idle_wakes_at_once(void **state)
 
 #define STATUS_ITEMS " (UIDNEXT UIDVALIDITY)\r\n"
 
-/* A repeat visit: STATUS of both stored folders in one write; INBOX has nothing new
- * (no SELECT), Junk has (SELECT, FETCH); "inbox" in any case answers for INBOX. */
+/* A repeat visit (roles from the stored state): a CAPABILITY and the STATUS of both
+ * folders go out behind the LOGIN in one write. INBOX has nothing new (no SELECT), Junk
+ * has (SELECT, FETCH); "inbox" in any case answers for INBOX. The login OK without a
+ * list waits for the pipelined CAPABILITY's answer; with a list (Dovecot) the session
+ * is ready at once and that answer is read as any other. A refused login ends `auth`
+ * (the connection closes on the answers to the pipelined commands). */
+#define PIPED_LOGIN                                                                                \
+    "K1 LOGIN anna s3cret\r\nK2 CAPABILITY\r\nK3 STATUS INBOX" STATUS_ITEMS                        \
+    "K4 STATUS INBOX.Junk" STATUS_ITEMS
 static void test_pipeline_status_skips_unchanged_folders(void **state)
 {
     (void)state;
     static const step steps[] = {
-        LOGIN_STEPS,
-        CAPS_STEP(CAPS_ALL, "K3 STATUS INBOX" STATUS_ITEMS "K4 STATUS INBOX.Junk" STATUS_ITEMS),
-        {FEED, "* STATUS inbox (UIDNEXT 5 UIDVALIDITY 7)\r\nK3 OK done\r\n", NULL, 0},
+        {FEED, GREETING, PIPED_LOGIN, 0},
+        {FEED, "K1 OK Logged in\r\n", NULL, 0},
+        {FEED,
+         "* CAPABILITY " CAPS_ALL "\r\nK2 OK done\r\n"
+         "* STATUS inbox (UIDNEXT 5 UIDVALIDITY 7)\r\nK3 OK done\r\n",
+         NULL, 0},
         {FEED, "* STATUS INBOX.Junk (MESSAGES 3 UIDNEXT 12 UIDVALIDITY 8)\r\nK4 OK done\r\n",
          "K5 SELECT INBOX.Junk\r\n", 0},
         {FEED, SELECTED("8", "12") "K5 OK done\r\n", "K6 UID FETCH 11:* " FETCH_ITEMS, 0},
@@ -754,6 +764,22 @@ static void test_pipeline_status_skips_unchanged_folders(void **state)
          "* 3 FETCH (UID 11 FLAGS () " SEC " {{Message-ID: " ID2 "\r\n\r\n}})\r\nK6 OK done\r\n",
          "K7 LOGOUT\r\n", 0},
         {FEED, BYE_OK("K7"), NULL, 0},
+    };
+    static const step dovecot[] = {
+        {FEED, GREETING, PIPED_LOGIN, 0},
+        {FEED,
+         "K1 OK [CAPABILITY " CAPS_ALL "] Logged in\r\n* CAPABILITY " CAPS_ALL
+         "\r\nK2 OK done\r\n* STATUS INBOX (UIDNEXT 5 UIDVALIDITY 7)\r\nK3 OK done\r\n"
+         "* STATUS INBOX.Junk (UIDNEXT 11 UIDVALIDITY 8)\r\nK4 OK done\r\n",
+         "K5 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K5"), NULL, 0},
+    };
+    static const step refused[] = {
+        {FEED, GREETING, PIPED_LOGIN, 0},
+        {FEED,
+         "K1 NO [AUTHENTICATIONFAILED] bad\r\n* CAPABILITY IMAP4rev1\r\nK2 OK done\r\n"
+         "K3 BAD not logged in\r\nK4 BAD not logged in\r\n",
+         NULL, 0}, /* the LOGOUT queued at the NO is dropped: answers it never asked for */
     };
     imap_inbox_job job = {
         .folders = dovecot_state, .nfolders = 2, .trust_stored_roles = true, .pipeline = true};
@@ -765,6 +791,11 @@ static void test_pipeline_status_skips_unchanged_folders(void **state)
                       "found INBOX.Junk junk 8/11 " ID2 " flags=[] ar=- irt=- subj=-\n"
                       "state INBOX.Junk junk 8 last=11\n",
                       IMAP_OUT_OK);
+        RUN(&job, dovecot, split, &res);
+        expect_events(&res, "login\nstate INBOX inbox 7 last=4\nstate INBOX.Junk junk 8 last=10\n",
+                      IMAP_OUT_OK);
+        RUN(&job, refused, split, &res);
+        expect_events(&res, "", IMAP_OUT_AUTH);
     }
 }
 
@@ -838,8 +869,9 @@ static void test_pipeline_idle_and_throttle(void **state)
                   IMAP_OUT_OK);
 
     static const step throttled[] = {
-        LOGIN_STEPS,
-        CAPS_STEP(CAPS_ALL, "K3 STATUS INBOX" STATUS_ITEMS "K4 STATUS INBOX.Junk" STATUS_ITEMS),
+        {FEED, GREETING, PIPED_LOGIN, 0},
+        {FEED, "K1 OK [CAPABILITY " CAPS_ALL "] ok\r\n* CAPABILITY IMAP4rev1\r\nK2 OK done\r\n",
+         NULL, 0},
         {FEED, "K3 NO [THROTTLED] slow down\r\n", "K5 LOGOUT\r\n", 0},
         {FEED, "K4 NO [THROTTLED] slow down\r\n" BYE_OK("K5"), NULL, 0},
     };
