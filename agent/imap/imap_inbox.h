@@ -91,8 +91,9 @@ typedef struct imap_inbox_job {
     bool trust_stored_roles;
     /* Fewer round trips (RFC 3501 §5.5 pipelining): NAMESPACE and LIST go out together,
      * and a visit's first checks start with one STATUS (UIDNEXT UIDVALIDITY) per folder,
-     * all in one write; a folder whose STATUS shows nothing new is not selected. A
-     * repeat visit with no new mail is greeting, LOGIN, STATUS x2, LOGOUT. */
+     * all in one write (behind the LOGIN, with a CAPABILITY, when the roles come from the
+     * stored state); a folder whose STATUS shows nothing new is not selected. A repeat
+     * visit with no new mail is greeting, LOGIN+CAPABILITY+STATUS x2, LOGOUT. */
     bool pipeline;
 } imap_inbox_job;
 
