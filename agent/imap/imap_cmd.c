@@ -339,6 +339,15 @@ int imap_cmd_select(imap_cmdgen *g, imap_cmd *c, const char *mbox, size_t len, b
     return finish(g, c);
 }
 
+int imap_cmd_status(imap_cmdgen *g, imap_cmd *c, const char *mbox, size_t len)
+{
+    begin(g, c, "STATUS");
+    if (!mbox || put_string(g, c, mbox, len, AS_ATOM_OK) < 0)
+        return refuse(c);
+    buf_puts(&c->bytes, " (UIDNEXT UIDVALIDITY)");
+    return finish(g, c);
+}
+
 int imap_cmd_create(imap_cmdgen *g, imap_cmd *c, const char *mbox, size_t len)
 {
     begin(g, c, "CREATE");

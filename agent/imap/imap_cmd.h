@@ -73,6 +73,9 @@ int imap_cmd_list(imap_cmdgen *g, imap_cmd *c, bool special_use);
 /* SELECT, or EXAMINE when read_only. */
 int imap_cmd_select(imap_cmdgen *g, imap_cmd *c, const char *mbox, size_t len, bool read_only);
 int imap_cmd_create(imap_cmdgen *g, imap_cmd *c, const char *mbox, size_t len);
+/* STATUS mbox (UIDNEXT UIDVALIDITY): what a folder check needs to know that nothing is
+ * new without selecting the folder. */
+int imap_cmd_status(imap_cmdgen *g, imap_cmd *c, const char *mbox, size_t len);
 
 enum imap_fetch_item {
     IMAP_FETCH_FLAGS = 1u << 0,

@@ -16,10 +16,10 @@
 static const char *const role_names[IMAP_ROLE_COUNT] = {"inbox", "junk", "warmup", "other"};
 
 static const char *const state_names[IMAP_IB_COUNT] = {
-    "login",       "namespace",  "list",        "select",      "fetch",
-    "act_create",  "act_select", "act_move",    "act_copy",    "act_delete",
-    "act_expunge", "act_store",  "act_confirm", "idle_select", "idle_start",
-    "idling",      "idle_done",  "logout",      "done",
+    "login",      "namespace",   "list",       "status",      "select",
+    "fetch",      "act_create",  "act_select", "act_move",    "act_copy",
+    "act_delete", "act_expunge", "act_store",  "act_confirm", "idle_select",
+    "idle_start", "idling",      "idle_done",  "logout",      "done",
 };
 
 static const char *const header_fields[] = {"MESSAGE-ID", "IN-REPLY-TO", "AUTHENTICATION-RESULTS",
@@ -53,6 +53,7 @@ imap_inbox *imap_inbox_new(const imap_session_params *p, const imap_inbox_job *j
     ib->msgid_ctx = job->msgid_ctx;
     ib->want_idle = job->want_idle;
     ib->trust_stored = job->trust_stored_roles;
+    ib->pipeline = job->pipeline;
     ib->idle_refresh_ms =
         job->idle_refresh_ms > 0 ? job->idle_refresh_ms : IMAP_INBOX_IDLE_REFRESH_MS;
     ib->warmup_utf8 = xstrdup(warmup);
@@ -396,8 +397,17 @@ int ib_next(imap_inbox *ib)
     if (ib->checking) {
         for (; ib->check_role < IMAP_ROLE_OTHER; ib->check_role++) {
             int role = ib->check_role;
-            if ((ib->check_mask & (1u << role)) && ib->roles[role].name)
-                return ib_select(ib, ib->roles[role].name, IMAP_IB_SELECT);
+            ib_folder *f = &ib->roles[role];
+            if (!(ib->check_mask & (1u << role)) || !f->name)
+                continue;
+            if (ib_status_settles(ib, role, f->known ? NULL : stored_state(ib, f->name))) {
+                if (role == IMAP_ROLE_INBOX)
+                    ib->idle_new_mail = false;
+                ib->resync = false;
+                emit_folder_state(ib, role); /* nothing new: no SELECT */
+                continue;
+            }
+            return ib_select(ib, f->name, IMAP_IB_SELECT);
         }
         ib->checking = false;
     }
@@ -417,19 +427,37 @@ int ib_start_cycle(imap_inbox *ib, unsigned mask)
     ib->check_mask = mask;
     ib->check_role = 0;
     ib->checking = mask != 0;
+    /* STATUS sent behind the LOGIN: its answers come first (a stop logs out after) */
+    if (ib->st_early) {
+        ib_status_start(ib);
+        if (ib->st_pending)
+            return 0;
+    }
+    ib->st_have = 0;
+    /* STATUS only while nothing is selected (not on the selected folder: RFC 9051) */
+    if (ib->pipeline && mask && !ib->selected && !ib->stop_asked) {
+        int ev = ib_status_start(ib);
+        if (ev)
+            return ev;
+    }
     return ib_next(ib);
 }
 
 /* ---- login, NAMESPACE, LIST ---- */
 
-static int list_cmd(imap_inbox *ib)
+/* The warmup folder's wire name: the personal prefix, then the name in modified UTF-7. */
+static void set_warmup_wire(imap_inbox *ib)
 {
-    /* the warmup folder's wire name: the personal prefix, then the name in modified UTF-7 */
     buf name = BUF_INIT;
     buf_puts(&name, ib->prefix);
     imap_utf7_encode(ib->warmup_utf8, strlen(ib->warmup_utf8), &name);
     free(ib->warmup_wire);
     ib->warmup_wire = buf_steal(&name);
+}
+
+static int list_cmd(imap_inbox *ib)
+{
+    set_warmup_wire(ib);
     bool su = ib->s.caps & IMAP_CAP_SPECIAL_USE;
     return ib_send(ib, imap_cmd_list(&ib->s.gen, &ib->s.cmd, su), IMAP_IB_LIST);
 }
@@ -476,18 +504,26 @@ int ib_relist(imap_inbox *ib, int why)
         }
     }
     ib->from_store = false;
-    if (ib->s.caps & IMAP_CAP_NAMESPACE)
-        return ib_send(ib, imap_cmd_namespace(&ib->s.gen, &ib->s.cmd), IMAP_IB_NAMESPACE);
-    return list_cmd(ib);
+    if (!(ib->s.caps & IMAP_CAP_NAMESPACE))
+        return list_cmd(ib);
+    int ev = ib_send(ib, imap_cmd_namespace(&ib->s.gen, &ib->s.cmd), IMAP_IB_NAMESPACE);
+    if (ev <= 0 || !ib->pipeline)
+        return ev;
+    /* LIST behind it in the same write; the warmup name is set again once NAMESPACE
+     * has said the prefix, before LIST's answers come */
+    memcpy(ib->ns_tag, ib->s.cmd.tag, sizeof ib->ns_tag);
+    ev = list_cmd(ib);
+    ib->state = IMAP_IB_NAMESPACE;
+    return ev;
 }
 
 static int on_ready(imap_inbox *ib)
 {
     imap_inbox_event ev = {.type = IMAP_INBOX_EV_LOGGED_IN};
     ib_emit(ib, &ev);
-    if (ib->stop_asked)
-        return ib_logout(ib);
-    if (roles_from_store(ib))
+    if (ib->stop_asked && !ib->st_early)
+        return ib_logout(ib); /* (pipelined STATUS answers are read first, then LOGOUT) */
+    if (ib->from_store || roles_from_store(ib))
         return ib_start_cycle(ib, ALL_ROLES);
     return ib_relist(ib, IB_RELIST_NONE);
 }
@@ -547,7 +583,13 @@ static int on_tagged(imap_inbox *ib, const imap_resp *r)
     }
     switch (ib->state) {
     case IMAP_IB_NAMESPACE:
-        return list_cmd(ib); /* a refused NAMESPACE leaves the prefix empty */
+        /* a refused NAMESPACE leaves the prefix empty */
+        if (!ib->ns_tag[0])
+            return list_cmd(ib);
+        ib->ns_tag[0] = '\0';
+        set_warmup_wire(ib);
+        ib->state = IMAP_IB_LIST; /* LIST went out behind it */
+        return 0;
     case IMAP_IB_LIST:
         return list_answered(ib, r);
     case IMAP_IB_SELECT:
@@ -568,6 +610,10 @@ static int on_tagged(imap_inbox *ib, const imap_resp *r)
             int out = imap_refusal_outcome(r, IMAP_OUT_NONE);
             return ib_finish(ib, out ? out : IMAP_OUT_PROTOCOL, r->text, r->text_len, true);
         }
+        if (ib->roles[IMAP_ROLE_INBOX].known && ib->sel_uidnext &&
+            ib->sel_uidvalidity == ib->roles[IMAP_ROLE_INBOX].uidvalidity &&
+            ib->sel_uidnext - 1 > ib->roles[IMAP_ROLE_INBOX].last_uid)
+            ib->idle_new_mail = true; /* mail came after INBOX's check: IDLE wakes at once */
         return ib_send(ib, imap_cmd_idle(&ib->s.gen, &ib->s.cmd), IMAP_IB_IDLE_START);
     case IMAP_IB_IDLE_START:
     case IMAP_IB_IDLING:
@@ -608,6 +654,9 @@ static int on_untagged(imap_inbox *ib, const imap_resp *r)
         if (r->data == IMAP_DATA_LIST)
             on_list(ib, r);
         return 0;
+    case IMAP_IB_STATUS:
+        ib_status_untagged(ib, r);
+        return 0;
     case IMAP_IB_FETCH:
         if (r->data == IMAP_DATA_FETCH)
             on_fetch(ib, r);
@@ -639,7 +688,11 @@ static int on_resp(imap_inbox *ib, const imap_resp *r)
     if (r->kind == IMAP_RESP_CONTINUE)
         return ib_on_continue(ib);
     if (r->kind == IMAP_RESP_TAGGED) {
-        if (strcmp(r->tag, ib->s.cmd.tag) != 0)
+        if (ib->state == IMAP_IB_STATUS)
+            return ib_status_tagged(ib, r);
+        const char *tag =
+            ib->state == IMAP_IB_NAMESPACE && ib->ns_tag[0] ? ib->ns_tag : ib->s.cmd.tag;
+        if (strcmp(r->tag, tag) != 0)
             return ib_protocol_error(ib, "tagged answer for a command never sent");
         if (r->caps)
             ib->s.caps = ib->s.gen.caps = r->caps;
@@ -674,6 +727,12 @@ int imap_inbox_feed(imap_inbox *ib, const char *data, size_t n, int64_t now_ms)
             ev |= sev & (IMAP_EV_OUTPUT | IMAP_EV_STARTTLS);
             if (ib->s.state == IMAP_S_DONE)
                 return login_over(ib, ev);
+            if (ib->state == IMAP_IB_LOGIN && ib->s.state == IMAP_S_AUTH && !ib->login_piped) {
+                ib->login_piped = true; /* the LOGIN just went out */
+                if (ib->pipeline && ib->s.auth_mech < 0 && !ib->s.cmd_waiting && !ib->stop_asked &&
+                    roles_from_store(ib))
+                    ib_status_behind_login(ib, ALL_ROLES);
+            }
             if (ib->state == IMAP_IB_LOGIN && ib->s.state == IMAP_S_READY) {
                 ev |= on_ready(ib);
                 continue;

@@ -89,6 +89,12 @@ typedef struct imap_inbox_job {
      * less per poll. A stored folder SELECT no longer finds, or a move to a warmup folder
      * the state does not name, lists after all. */
     bool trust_stored_roles;
+    /* Fewer round trips (RFC 3501 §5.5 pipelining): NAMESPACE and LIST go out together,
+     * and a visit's first checks start with one STATUS (UIDNEXT UIDVALIDITY) per folder,
+     * all in one write (behind the LOGIN, with a CAPABILITY, when the roles come from the
+     * stored state); a folder whose STATUS shows nothing new is not selected. A repeat
+     * visit with no new mail is greeting, LOGIN+CAPABILITY+STATUS x2, LOGOUT. */
+    bool pipeline;
 } imap_inbox_job;
 
 /* Action outcomes, named as on the wire (openapi InboxEventAction.status). */
@@ -146,6 +152,7 @@ enum imap_inbox_state {
     IMAP_IB_LOGIN,       /* imap_session walks to IMAP_S_READY */
     IMAP_IB_NAMESPACE,   /* NAMESPACE sent */
     IMAP_IB_LIST,        /* LIST sent */
+    IMAP_IB_STATUS,      /* STATUS of the folders to check sent (job.pipeline) */
     IMAP_IB_SELECT,      /* SELECT of a folder to check */
     IMAP_IB_FETCH,       /* UID FETCH of new mail (one batch) */
     IMAP_IB_ACT_CREATE,  /* CREATE of the warmup folder for an action */

@@ -1,7 +1,7 @@
 /* The inbox session's inside, shared by imap_inbox.c (login, LIST, the folder checks,
  * the feed loop), imap_inbox_idle.c (IDLE, tick/wake/stop), imap_inbox_act.c (the
- * actions) and imap_inbox_msg.c (headers, Message-ID shape). Not part of the
- * interface: only those four include it. */
+ * actions), imap_inbox_status.c (the pipelined STATUS checks) and imap_inbox_msg.c
+ * (headers, Message-ID shape). Not part of the interface: only those five include it. */
 #ifndef KILN_IMAP_INBOX_INTERNAL_H
 #define KILN_IMAP_INBOX_INTERNAL_H
 
@@ -64,6 +64,9 @@ struct imap_inbox {
     /* the job's trust_stored_roles: roles from the stored state, no NAMESPACE/LIST */
     bool trust_stored, from_store;
     int relist; /* enum ib_relist: a NAMESPACE/LIST under way after from_store */
+    /* the job's pipeline: NAMESPACE and LIST in one write, STATUS before SELECT */
+    bool pipeline;
+    char ns_tag[16]; /* the NAMESPACE's tag while LIST is out behind it; "" none */
     int64_t now_ms, idle_refresh_ms, idle_since_ms;
 
     /* namespace and roles */
@@ -85,6 +88,11 @@ struct imap_inbox {
     uint32_t fetch_floor, fetch_from, fetch_to, fetch_max;
     bool fetch_final, fetch_done, fetch_probe, resync;
     uint32_t old_uidvalidity;
+    /* STATUS of the roles (imap_inbox_status.c): bits 1 << role */
+    unsigned st_pending, st_have;
+    bool st_early, login_piped; /* STATUS sent behind the LOGIN; that was decided */
+    char st_tag[IMAP_ROLE_OTHER][16];
+    uint32_t st_uidnext[IMAP_ROLE_OTHER], st_uidvalidity[IMAP_ROLE_OTHER];
 
     /* actions */
     ib_action *acts;
@@ -137,6 +145,14 @@ bool ib_act_due(const imap_inbox *ib, int64_t now_ms, int64_t *next_ms);
 int ib_act_add(imap_inbox *ib, const imap_inbox_action *a);
 void ib_act_free_all(imap_inbox *ib);
 bool ib_move_target_pending(const imap_inbox *ib, int role);
+
+/* imap_inbox_status.c: the pipelined STATUS of the cycle's folders (0: none sent), its
+ * answers, and whether a role's answer settles its check (stored: its stored state) */
+int ib_status_start(imap_inbox *ib);
+void ib_status_behind_login(imap_inbox *ib, unsigned mask);
+void ib_status_untagged(imap_inbox *ib, const imap_resp *r);
+int ib_status_tagged(imap_inbox *ib, const imap_resp *r);
+bool ib_status_settles(imap_inbox *ib, int role, const imap_inbox_folder *stored);
 
 /* imap_inbox_msg.c */
 /* The first header field name's value in a header block: unfolded, whitespace

@@ -212,6 +212,12 @@ static int on_tagged(imap_session *s, const imap_resp *r)
             return IMAP_EV_READY;
         }
         s->caps_fresh = false;
+        if (s->cap_tag[0]) { /* already on its way behind the LOGIN */
+            memcpy(s->cmd.tag, s->cap_tag, sizeof s->cmd.tag);
+            s->cap_tag[0] = '\0';
+            s->state = IMAP_S_CAPABILITY2;
+            return 0;
+        }
         imap_cmd_capability(&s->gen, &s->cmd);
         return send_cmd(s, 0, IMAP_S_CAPABILITY2);
     case IMAP_S_CAPABILITY2:

@@ -78,6 +78,9 @@ typedef struct imap_session {
     int auth_mech;    /* enum imap_sasl, or -1 for LOGIN */
     unsigned caps;    /* enum imap_cap: the latest list the server gave */
     bool caps_fresh;  /* a list came since the last CAPABILITY was due */
+    /* The tag of a CAPABILITY the caller pipelined behind LOGIN (imap_inbox), "" none:
+     * a login OK without a list waits for that one's answer instead of asking again. */
+    char cap_tag[16];
     imap_resp_parser parser;
     imap_cmdgen gen;
     imap_cmd cmd; /* the command in flight */

@@ -220,7 +220,8 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
                           .warmup_folder = s->warmup_folder,
                           .want_idle = may_idle(e, ib),
                           .idle_refresh_ms = e->cfg.idle_ms,
-                          .trust_stored_roles = true};
+                          .trust_stored_roles = true,
+                          .pipeline = true};
     bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
     free(acts);
     if (ok && job.want_idle) {

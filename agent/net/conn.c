@@ -358,8 +358,10 @@ static void conn_connect(net_loop *l, net_conn *c)
 net_conn *net_conn_take(net_loop *l)
 {
     net_conn *c = l->free_conns;
-    if (c)
+    if (c) {
         l->free_conns = c->next_free;
+        net_loop_fresh_conn(l);
+    }
     return c;
 }
 

@@ -21,13 +21,10 @@ int net_loop_init(net_loop *l, uint32_t nconns, const net_timeouts *to, const ne
     l->owner_ops = ops;
     l->owner = owner;
     l->nconns = nconns;
+    /* the table's pages stay untouched until an entry is first handed out (an inbox
+     * engine's 10,240 entries are 23 MB): the free list holds one fresh entry ahead */
     l->conns = xcalloc(nconns, sizeof *l->conns);
-    for (uint32_t k = nconns; k-- > 0;) {
-        l->conns[k].idx = k;
-        l->conns[k].fd = -1;
-        l->conns[k].next_free = l->free_conns;
-        l->free_conns = &l->conns[k];
-    }
+    net_loop_fresh_conn(l);
     l->now_ms = clock_mono_ms();
     l->efd = eventfd(0, EFD_CLOEXEC);
     if (l->efd < 0) {
@@ -35,6 +32,17 @@ int net_loop_init(net_loop *l, uint32_t nconns, const net_timeouts *to, const ne
         return -1;
     }
     return 0;
+}
+
+void net_loop_fresh_conn(net_loop *l)
+{
+    if (l->free_conns || l->nfresh >= l->nconns)
+        return;
+    net_conn *c = &l->conns[l->nfresh];
+    c->idx = l->nfresh++;
+    c->fd = -1;
+    c->next_free = NULL;
+    l->free_conns = c;
 }
 
 static void post_eventfd_read(net_loop *l)
@@ -109,7 +117,7 @@ void net_loop_wait(net_loop *l, int64_t wake_ms)
 void net_loop_destroy(net_loop *l)
 {
     if (l->conns)
-        for (uint32_t i = 0; i < l->nconns; i++)
+        for (uint32_t i = 0; i < l->nfresh; i++)
             net_conn_dispose(&l->conns[i]);
     if (l->ring_up)
         io_uring_queue_exit(&l->ring);

@@ -42,8 +42,9 @@ typedef struct net_loop {
     int efd;
     uint64_t efd_val;
     struct net_conn *conns;
-    struct net_conn *free_conns;
+    struct net_conn *free_conns; /* never empty while an entry is left (fresh or reused) */
     uint32_t nconns;
+    uint32_t nfresh; /* entries handed out at least once: conns[0..nfresh) */
     bool ring_up;
     int64_t now_ms;
     net_timeouts timeouts;
@@ -56,6 +57,9 @@ typedef struct net_loop {
 /* On the creating thread: the eventfd and the connection table. -1 with err. */
 int net_loop_init(net_loop *l, uint32_t nconns, const net_timeouts *to, const net_owner_ops *ops,
                   void *owner, char *err, size_t errlen);
+/* Puts the next never-used table entry on the free list when the list is empty (the
+ * table is touched only as far as it is used; net_conn_take calls it). */
+void net_loop_fresh_conn(net_loop *l);
 /* On the loop's own thread: the ring and the eventfd's first read. */
 int net_loop_start(net_loop *l, bool *fast, char *err, size_t errlen);
 /* The loop's clock, read once per turn. */

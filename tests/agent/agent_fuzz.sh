@@ -37,9 +37,10 @@ clang "${CFLAGS[@]}" -I"$SRC/agent/imap" -I"$SRC/agent/net/iface" "$HERE/fuzz_im
 
 mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3" "$WORK/c4" "$WORK/c5"
 for f in "$HERE"/fuzz_corpus/imap_*; do { printf '\x05'; cat "$f"; } >"$WORK/c4/$(basename "$f")"; done
-# inbox seeds: chunk size byte, then mode (1 stored folders, 2 IDLE, 4 wake, 8 tick, 16 stop)
+# inbox seeds: chunk size byte, then mode (1 stored folders, 2 IDLE, 4 wake, 8 tick, 16 stop,
+# 32 roles from the stored folders, 64 pipelined checks)
 for f in "$HERE"/fuzz_corpus/inbox_*; do
-    for m in 03 0f 1e; do { printf "\\x1e\\x$m"; cat "$f"; } >"$WORK/c5/$(basename "$f")_$m"; done
+    for m in 03 0f 1e 61 47; do { printf "\\x1e\\x$m"; cat "$f"; } >"$WORK/c5/$(basename "$f")_$m"; done
 done
 printf '\x00* 1 FETCH (UID 4 FLAGS (\\Seen) BODY[HEADER.FIELDS (MESSAGE-ID)] {20}\r\nMessage-ID: <a@b>\r\n\r\n)\r\n' >"$WORK/c4/seed1"
 printf '\x03* OK [COPYUID 17 3:5,9 10:13] Moved\r\n* LIST (\\Junk) "/" "Entw&APw-rfe"\r\n+ idling\r\nK1 NO [TRYCREATE] x\r\n' >"$WORK/c4/seed2"

@@ -112,7 +112,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                           .actions = actions,
                           .nactions = sizeof actions / sizeof actions[0],
                           .want_idle = mode & 2,
-                          .idle_refresh_ms = 1000};
+                          .idle_refresh_ms = 1000,
+                          .trust_stored_roles = mode & 32,
+                          .pipeline = mode & 64};
     seen ev_seen = {0};
     imap_inbox *ib = imap_inbox_new(&p, &job, on_event, &ev_seen);
     if (!ib)

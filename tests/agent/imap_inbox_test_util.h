@@ -76,9 +76,9 @@ static const char *ib_check_command(const char *p, const char *end)
     if (!sp)
         return NULL;
     p = sp + 1;
-    static const char *const plain[] = {"CAPABILITY", "NOOP", "STARTTLS",    "NAMESPACE", "LOGOUT",
-                                        "LOGIN",      "ID",   "LIST",        "SELECT",    "EXAMINE",
-                                        "CREATE",     "IDLE", "AUTHENTICATE"};
+    static const char *const plain[] = {
+        "CAPABILITY", "NOOP",   "STARTTLS", "NAMESPACE", "LOGOUT", "LOGIN",        "ID",
+        "LIST",       "SELECT", "EXAMINE",  "CREATE",    "IDLE",   "AUTHENTICATE", "STATUS"};
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
         if (ib_word_is(p, end, plain[i]))
             return NULL;

@@ -734,6 +734,153 @@ static void test_mail_before_idle_wakes_at_once(void **state)
                   IMAP_OUT_OK);
 }
 
+/* ---- pipelining (job.pipeline) ---- */
+
+#define STATUS_ITEMS " (UIDNEXT UIDVALIDITY)\r\n"
+
+/* A repeat visit (roles from the stored state): a CAPABILITY and the STATUS of both
+ * folders go out behind the LOGIN in one write. INBOX has nothing new (no SELECT), Junk
+ * has (SELECT, FETCH); "inbox" in any case answers for INBOX. The login OK without a
+ * list waits for the pipelined CAPABILITY's answer; with a list (Dovecot) the session
+ * is ready at once and that answer is read as any other. A refused login ends `auth`
+ * (the connection closes on the answers to the pipelined commands). */
+#define PIPED_LOGIN                                                                                \
+    "K1 LOGIN anna s3cret\r\nK2 CAPABILITY\r\nK3 STATUS INBOX" STATUS_ITEMS                        \
+    "K4 STATUS INBOX.Junk" STATUS_ITEMS
+static void test_pipeline_status_skips_unchanged_folders(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        {FEED, GREETING, PIPED_LOGIN, 0},
+        {FEED, "K1 OK Logged in\r\n", NULL, 0},
+        {FEED,
+         "* CAPABILITY " CAPS_ALL "\r\nK2 OK done\r\n"
+         "* STATUS inbox (UIDNEXT 5 UIDVALIDITY 7)\r\nK3 OK done\r\n",
+         NULL, 0},
+        {FEED, "* STATUS INBOX.Junk (MESSAGES 3 UIDNEXT 12 UIDVALIDITY 8)\r\nK4 OK done\r\n",
+         "K5 SELECT INBOX.Junk\r\n", 0},
+        {FEED, SELECTED("8", "12") "K5 OK done\r\n", "K6 UID FETCH 11:* " FETCH_ITEMS, 0},
+        {FEED,
+         "* 3 FETCH (UID 11 FLAGS () " SEC " {{Message-ID: " ID2 "\r\n\r\n}})\r\nK6 OK done\r\n",
+         "K7 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K7"), NULL, 0},
+    };
+    static const step dovecot[] = {
+        {FEED, GREETING, PIPED_LOGIN, 0},
+        {FEED,
+         "K1 OK [CAPABILITY " CAPS_ALL "] Logged in\r\n* CAPABILITY " CAPS_ALL
+         "\r\nK2 OK done\r\n* STATUS INBOX (UIDNEXT 5 UIDVALIDITY 7)\r\nK3 OK done\r\n"
+         "* STATUS INBOX.Junk (UIDNEXT 11 UIDVALIDITY 8)\r\nK4 OK done\r\n",
+         "K5 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K5"), NULL, 0},
+    };
+    static const step refused[] = {
+        {FEED, GREETING, PIPED_LOGIN, 0},
+        {FEED,
+         "K1 NO [AUTHENTICATIONFAILED] bad\r\n* CAPABILITY IMAP4rev1\r\nK2 OK done\r\n"
+         "K3 BAD not logged in\r\nK4 BAD not logged in\r\n",
+         NULL, 0}, /* the LOGOUT queued at the NO is dropped: answers it never asked for */
+    };
+    imap_inbox_job job = {
+        .folders = dovecot_state, .nfolders = 2, .trust_stored_roles = true, .pipeline = true};
+    for (size_t split = 0; split < 40; split += 7) {
+        run_result res;
+        RUN(&job, steps, split, &res);
+        expect_events(&res,
+                      "login\nstate INBOX inbox 7 last=4\n"
+                      "found INBOX.Junk junk 8/11 " ID2 " flags=[] ar=- irt=- subj=-\n"
+                      "state INBOX.Junk junk 8 last=11\n",
+                      IMAP_OUT_OK);
+        RUN(&job, dovecot, split, &res);
+        expect_events(&res, "login\nstate INBOX inbox 7 last=4\nstate INBOX.Junk junk 8 last=10\n",
+                      IMAP_OUT_OK);
+        RUN(&job, refused, split, &res);
+        expect_events(&res, "", IMAP_OUT_AUTH);
+    }
+}
+
+/* A first visit: NAMESPACE and LIST in one write, then STATUS of the three roles; the
+ * never-watched folders start at UIDNEXT - 1 without SELECT; answers out of order, a
+ * STATUS refused for the warmup folder (SELECT then says why), and a recreated Junk
+ * (other UIDVALIDITY than stored) goes the SELECT way and resyncs. */
+static void test_pipeline_first_visit(void **state)
+{
+    (void)state;
+    static const imap_inbox_folder junk_only[] = {{"INBOX.Junk", IMAP_ROLE_JUNK, 8, 10}};
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP(CAPS_ALL, "K3 NAMESPACE\r\nK4 " LIST_SU),
+        {FEED,
+         NS_DOVECOT "K3 OK done\r\n* LIST () \".\" INBOX\r\n* LIST (\\Junk) \".\" INBOX.Junk\r\n"
+                    "* LIST () \".\" INBOX.Warmup\r\nK4 OK done\r\n",
+         "K5 STATUS INBOX" STATUS_ITEMS "K6 STATUS INBOX.Junk" STATUS_ITEMS
+         "K7 STATUS INBOX.Warmup" STATUS_ITEMS,
+         0},
+        {FEED,
+         "* STATUS INBOX.Junk (UIDNEXT 3 UIDVALIDITY 9)\r\nK6 OK done\r\n"
+         "K7 NO [SERVERBUG] try later\r\n"
+         "* STATUS INBOX (UIDNEXT 40 UIDVALIDITY 7)\r\nK5 OK done\r\n",
+         "K8 SELECT INBOX.Junk\r\n", 0},
+        {FEED, SELECTED("9", "3") "K8 OK done\r\n", "K9 UID FETCH 1:* " FETCH_ITEMS, 0},
+        {FEED, "K9 OK done\r\n", "K10 SELECT INBOX.Warmup\r\n", 0},
+        {FEED, SELECTED("3", "6") "K10 OK done\r\n", "K11 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K11"), NULL, 0},
+    };
+    imap_inbox_job job = {.folders = junk_only, .nfolders = 1, .pipeline = true};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  "login\nstate INBOX inbox 7 last=39\n"
+                  "state INBOX.Junk junk 9 last=2 resync from 8\n"
+                  "state INBOX.Warmup warmup 3 last=5\n",
+                  IMAP_OUT_OK);
+}
+
+/* IDLE after STATUS: INBOX is selected for IDLE; mail that came between its STATUS and
+ * that SELECT (UIDNEXT moved) wakes the owner as soon as IDLE starts; a cycle after
+ * IDLE (INBOX selected) uses SELECT, never STATUS. A STATUS answered THROTTLED ends the
+ * visit. */
+static void test_pipeline_idle_and_throttle(void **state)
+{
+    (void)state;
+    static const imap_inbox_folder st[] = {{"INBOX", IMAP_ROLE_INBOX, 7, 6}};
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP("IMAP4rev1 IDLE UIDPLUS", "K3 LIST \"\" \"*\"\r\n"),
+        {FEED, "* LIST () \"/\" INBOX\r\nK3 OK done\r\n", "K4 STATUS INBOX" STATUS_ITEMS, 0},
+        {FEED, "* STATUS INBOX (UIDNEXT 7 UIDVALIDITY 7)\r\nK4 OK done\r\n", "K5 SELECT INBOX\r\n",
+         0},
+        {FEED, SELECTED("7", "8") "K5 OK done\r\n", "K6 IDLE\r\n", 0},
+        {FEED, "+ idling\r\n", NULL, 0},
+        {WAKE, NULL, "DONE\r\n", 0},
+        {FEED, "K6 OK Idle completed.\r\n", "K7 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "8") "K7 OK done\r\n", "K8 UID FETCH 7:* " FETCH_ITEMS, 0},
+        {FEED, "K8 OK done\r\n", "K9 IDLE\r\n", 0},
+        {STOP, NULL, NULL, 0},
+        {FEED, "+ idling\r\n", "DONE\r\n", 0},
+        {FEED, "K9 OK Idle completed.\r\n", "K10 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K10"), NULL, 0},
+    };
+    imap_inbox_job job = {.folders = st, .nfolders = 1, .want_idle = true, .pipeline = true};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  "login\nstate INBOX inbox 7 last=6\nwake INBOX\nstate INBOX inbox 7 last=7\n",
+                  IMAP_OUT_OK);
+
+    static const step throttled[] = {
+        {FEED, GREETING, PIPED_LOGIN, 0},
+        {FEED, "K1 OK [CAPABILITY " CAPS_ALL "] ok\r\n* CAPABILITY IMAP4rev1\r\nK2 OK done\r\n",
+         NULL, 0},
+        {FEED, "K3 NO [THROTTLED] slow down\r\n", "K5 LOGOUT\r\n", 0},
+        {FEED, "K4 NO [THROTTLED] slow down\r\n" BYE_OK("K5"), NULL, 0},
+    };
+    imap_inbox_job tjob = {
+        .folders = dovecot_state, .nfolders = 2, .trust_stored_roles = true, .pipeline = true};
+    RUN(&tjob, throttled, 0, &res);
+    expect_events(&res, "login\n", IMAP_OUT_THROTTLED);
+}
+
 /* ---- throttling and errors ---- */
 
 static void test_throttled_bye_and_alert(void **state)
@@ -901,6 +1048,9 @@ int main(void)
         cmocka_unit_test(test_cleanup_probe_and_refusals),
         cmocka_unit_test(test_idle_wake_done_refresh_and_stop),
         cmocka_unit_test(test_mail_before_idle_wakes_at_once),
+        cmocka_unit_test(test_pipeline_status_skips_unchanged_folders),
+        cmocka_unit_test(test_pipeline_first_visit),
+        cmocka_unit_test(test_pipeline_idle_and_throttle),
         cmocka_unit_test(test_throttled_bye_and_alert),
         cmocka_unit_test(test_msgid_shape_and_bad_jobs),
         cmocka_unit_test(test_checker_catches_sequence_number_commands),
