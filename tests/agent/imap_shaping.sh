@@ -16,8 +16,8 @@ cd "$WORK"
 specs=()
 for i in $(seq 1 16); do specs+=("$i:127.0.0.1:$IMAP_PORT:plain:anna@acme.test:s3cret:-:high"); done
 make_inboxes in.json "${specs[@]}"
-run() { # cap: 3 s of watching
-    timeout 40 "$AGENT" inbox --file in.json --duration 3 --server-max-conns "$1" \
+run() { # cap: 3 s of watching (every session may IDLE: the share is imap_idle_share's)
+    KILN_AGENT_IMAP_IDLE_SHARE=100 timeout 40 "$AGENT" inbox --file in.json --duration 3 --server-max-conns "$1" \
         --server-conns-per-min 60000 >"ev$1.jsonl" 2>"err$1.log" || fail "cap $1: exit $?"
 }
 count() { # cap status
