@@ -61,6 +61,32 @@ static bool parse_result(http_req *rq, http_resp *rs, yajl_val o, size_t i, leas
                    &r->latency_ms, &r->has_latency);
 }
 
+typedef struct id_at {
+    int64_t id;
+    size_t at;
+} id_at;
+
+static int cmp_id_at(const void *a, const void *b)
+{
+    const id_at *x = a, *y = b;
+    if (x->id != y->id)
+        return (x->id > y->id) - (x->id < y->id);
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+/* Marks each repeat of a send id after its first place in the batch (sorted, not
+ * pairwise: a batch of 10,000 would be 50 M comparisons). */
+static void mark_repeats(arena *a, lease_result *res, size_t len)
+{
+    id_at *v = arena_alloc(a, len * sizeof *v);
+    for (size_t i = 0; i < len; i++)
+        v[i] = (id_at){res[i].send_id, i};
+    qsort(v, len, sizeof *v, cmp_id_at);
+    for (size_t i = 1; i < len; i++)
+        if (v[i].id == v[i - 1].id)
+            res[v[i].at].dup_in_batch = true;
+}
+
 bool lease_report_parse(http_req *rq, http_resp *rs, yajl_val arr, lease_result **out, int *n)
 {
     if (!arr || !YAJL_IS_ARRAY(arr)) {
@@ -78,10 +104,8 @@ bool lease_report_parse(http_req *rq, http_resp *rs, yajl_val arr, lease_result 
         lease_result *r = &res[i];
         if (!parse_result(rq, rs, arr->u.array.values[i], i, r))
             return false;
-        for (size_t j = 0; j < i; j++)
-            if (res[j].send_id == r->send_id)
-                r->dup_in_batch = true;
     }
+    mark_repeats(rq->pool, res, len);
     *out = res;
     *n = (int)len;
     return true;

@@ -155,13 +155,15 @@ static const db_stmt Q_TEMPLATES = {"agent_templates",
                                     "SELECT subject, body FROM message_templates ORDER BY id"};
 static const db_stmt Q_TOPICS = {"agent_topics", "SELECT topic FROM message_topics ORDER BY id"};
 
-/* Send ids carry their UTC day: the day partition of sends they go to (020, 021). */
+/* Send ids carry their UTC day: the day partition of sends they go to (020, 021). The
+ * lease keeps their range (022: a lease's slots are read by it, no index on lease_id). */
 static const db_stmt Q_NEW_LEASE = {
     "agent_new_lease",
-    "WITH l AS (INSERT INTO leases (agent_id, expires_at, ttl_s) "
-    "VALUES ($1, kiln_now() + make_interval(secs => $2), $2) RETURNING id) "
-    "SELECT (SELECT id::text FROM l) AS lease_id, kiln_send_id() AS send_id FROM "
-    "generate_series(1, $3)"};
+    "WITH ids AS (SELECT kiln_send_id() AS id FROM generate_series(1, $3::int)), "
+    "l AS (INSERT INTO leases (agent_id, expires_at, ttl_s, send_id_min, send_id_max) "
+    "SELECT $1::bigint, kiln_now() + make_interval(secs => $2::int), $2::int, min(id), max(id) "
+    "FROM ids RETURNING id) "
+    "SELECT (SELECT id::text FROM l) AS lease_id, ids.id AS send_id FROM ids ORDER BY ids.id"};
 
 /* The writes of a grant but its counters in one statement: sends (with their subject,
  * and a reply's threading), the replies they carry, the mailboxes' leasing rows and
@@ -227,12 +229,14 @@ static const db_stmt Q_RENEW = {
     "agent_renew",
     "UPDATE leases SET expires_at = kiln_now() + make_interval(secs => ttl_s) "
     "WHERE id = $1::uuid AND ended_at IS NULL RETURNING kiln_iso(expires_at) AS expires_at, ttl_s"};
-/* Slots the agent must drop: service stopped, mailbox or its user not active. */
+/* Slots the agent must drop: service stopped, mailbox or its user not active (the
+ * lease's slots by its ids' range, kiln_lease_slots of 022). */
 static const db_stmt Q_TO_CANCEL = {
     "agent_to_cancel",
-    "SELECT s.id FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id "
+    "SELECT s.id FROM unnest(kiln_lease_slots(ARRAY[$1::uuid])) AS x (id) "
+    "JOIN sends s ON s.id = x.id JOIN mailboxes m ON m.id = s.mailbox_id "
     "JOIN users u ON u.id = m.user_id CROSS JOIN service sv "
-    "WHERE s.lease_id = $1::uuid AND s.status = 'leased' AND (sv.state <> 'running' "
+    "WHERE s.status = 'leased' AND (sv.state <> 'running' "
     "OR m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active') ORDER BY s.id"};
 static const db_stmt Q_FINISH = {"agent_finish",
                                  "SELECT kiln_finish_slots($1::bigint[], 'cancelled')"};
