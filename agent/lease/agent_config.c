@@ -69,7 +69,7 @@ struct field_int {
 };
 
 #define NSTR 8
-#define NINT 15
+#define NINT 16
 
 static void fields(agent_config *c, struct field_str *s, struct field_int *i)
 {
@@ -99,6 +99,7 @@ static void fields(agent_config *c, struct field_str *s, struct field_int *i)
         {"KILN_AGENT_SPOOL_COMPACT_KB", &c->spool_compact_kb, 16, 16777216},
         {"KILN_AGENT_INTENT_BATCH_US", &c->intent_batch_us, 0, 1000000},
         {"KILN_AGENT_MAX_INBOXES", &c->max_inboxes, 0, 1000000},
+        {"KILN_AGENT_INBOX_REFRESH_S", &c->inbox_refresh_s, 1, 3600},
     };
     memcpy(s, ss, sizeof ss);
     memcpy(i, ii, sizeof ii);
@@ -128,7 +129,8 @@ static void defaults(agent_config *c)
     c->http_attempts = 4;
     c->spool_compact_kb = 8192;
     c->intent_batch_us = 500;
-    c->max_inboxes = 0; /* no inbox leases until an inbox engine is wired in */
+    c->max_inboxes = 0; /* no inbox leases unless asked */
+    c->inbox_refresh_s = 10;
 }
 
 /* Sets one key; 0, 1 when the key is not ours, -1 on a bad value. */

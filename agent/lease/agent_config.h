@@ -36,6 +36,7 @@ typedef struct agent_config {
     int spool_compact_kb;   /* KILN_AGENT_SPOOL_COMPACT_KB: rewrite threshold */
     int intent_batch_us;    /* KILN_AGENT_INTENT_BATCH_US: gather intents this long */
     int max_inboxes;        /* KILN_AGENT_MAX_INBOXES: inboxes watched at once; 0 = none */
+    int inbox_refresh_s;    /* KILN_AGENT_INBOX_REFRESH_S: held inboxes' actions asked anew */
 } agent_config;
 
 /* A lookup of KEY in the environment (getenv, or a table in tests). */

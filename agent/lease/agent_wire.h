@@ -33,9 +33,10 @@
 
 /* ---- lease ---- */
 
-/* {"agent":..,"max_mailboxes":..,"max_sends":..,"max_inboxes":..} */
+/* {"agent":..,"max_mailboxes":..,"max_sends":..,"max_inboxes":..[,"inboxes_held":..]}
+ * (inboxes_held only when > 0: the answer lists the held inboxes again) */
 void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends,
-                        size_t max_inboxes);
+                        size_t max_inboxes, size_t inboxes_held);
 
 /* A mailbox entry of the lease that failed validation. It is not sent: its slots go
  * back to the control plane as failed with reason, so one bad entry never holds up

@@ -102,6 +102,11 @@ size_t inbox_leases_room(const inbox_leases *il)
     return max - held < WIRE_MAX_LEASE_INBOXES ? max - held : WIRE_MAX_LEASE_INBOXES;
 }
 
+size_t inbox_leases_held(const inbox_leases *il)
+{
+    return il->stopping ? 0 : i64map_count(&il->held);
+}
+
 static held_inbox *held_get(inbox_leases *il, int64_t mailbox_id)
 {
     if (mailbox_id == INT64_MIN)

@@ -86,6 +86,8 @@ void inbox_leases_free(inbox_leases *il);
 /* max_inboxes for a lease request: KILN_AGENT_MAX_INBOXES less the inboxes held (0
  * while stopping). */
 size_t inbox_leases_room(const inbox_leases *il);
+/* Inboxes watched now (0 while stopping). */
+size_t inbox_leases_held(const inbox_leases *il);
 /* A lease answer's inbox part: a new lease or the same one again; inboxes added, changed
  * (access, poll class, warmup folder, new actions) or kept; entries set aside reported as
  * session events (protocol). asked_ms/got_ms: when the request left and the answer came. */

@@ -101,7 +101,16 @@ void leasing_lease(lease_loop *lp, int64_t now)
     size_t room = cap > lp->leases.outstanding ? cap - lp->leases.outstanding : 0;
     size_t min_room = cap / 20 > 0 ? cap / 20 : 1;
     size_t max_inboxes = inbox_leases_room(&lp->inboxes);
-    if (room < min_room && max_inboxes == 0) {
+    /* The inbox part of the answer lists the held inboxes with the actions due since the
+     * last one. An agent with room asks for it in every request anyway; one at its
+     * KILN_AGENT_MAX_INBOXES says how many it holds, every KILN_AGENT_INBOX_REFRESH_S,
+     * or the actions of inboxes it already watches would never reach it. */
+    size_t held = 0;
+    if (max_inboxes > 0 || now >= lp->next_inbox_ms) {
+        held = inbox_leases_held(&lp->inboxes);
+        lp->next_inbox_ms = now + (int64_t)lp->cfg.inbox_refresh_s * 1000;
+    }
+    if (room < min_room && max_inboxes == 0 && held == 0) {
         lp->next_lease_ms = now + 250;
         return;
     }
@@ -109,7 +118,8 @@ void leasing_lease(lease_loop *lp, int64_t now)
     size_t max_sends = room < 1 ? 1 : room < WIRE_MAX_LEASE_SENDS ? room : WIRE_MAX_LEASE_SENDS;
     size_t max_mb = max_sends < WIRE_MAX_LEASE_MAILBOXES ? max_sends : WIRE_MAX_LEASE_MAILBOXES;
     buf body = BUF_INIT;
-    wire_lease_request(&body, lp->cfg.name, max_mb, max_sends, max_inboxes);
+    wire_lease_request(&body, lp->cfg.name, max_mb, max_sends, max_inboxes,
+                       max_inboxes > 0 ? 0 : held);
     control_resp resp;
     int64_t asked_ms = clock_mono_ms();
     int rc = control_post(lp->ctl, WIRE_PATH_LEASE, body.data, body.len, &resp, &lp->abort_http);

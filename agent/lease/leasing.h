@@ -27,7 +27,8 @@ typedef struct lease_loop {
     inbox_leases inboxes; /* the inbox side: its leases, the engine's events */
     loop_stats stats;
     int64_t next_lease_ms, lease_backoff_ms;
-    int64_t last_ttl_s; /* of the last lease: sizes the capacity */
+    int64_t next_inbox_ms; /* held inboxes are listed again (new actions) from then on */
+    int64_t last_ttl_s;    /* of the last lease: sizes the capacity */
     bool draining;
     volatile bool abort_http; /* set when a drain must not wait on retries */
 } lease_loop;

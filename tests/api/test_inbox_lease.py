@@ -148,6 +148,15 @@ def part_handout():
     check(again["inbox_lease"]["lease_id"] == first["inbox_lease"]["lease_id"] and
           [i["mailbox_id"] for i in again["inboxes"]] == [i["mailbox_id"] for i in first["inboxes"]],
           "a later lease lists the held inboxes again under the same lease id")
+    # At its capacity an agent asks for no more inboxes: without inboxes_held the answer
+    # has no inbox part; with it the held ones come again (their new actions), none added.
+    full = lease(c, "c full", max_inboxes=0)
+    check("inboxes" not in full and "inbox_lease" not in full,
+          "max_inboxes 0 alone: no inbox part: %r" % sorted(full))
+    full = lease(c, "c full, holding 9", max_inboxes=0, inboxes_held=9)
+    check(full["inbox_lease"]["lease_id"] == first["inbox_lease"]["lease_id"] and
+          [i["mailbox_id"] for i in full["inboxes"]] == [i["mailbox_id"] for i in first["inboxes"]],
+          "inboxes_held lists the held inboxes again: %r" % full.get("inboxes"))
     d = agent("d")
     dl = lease(d, "d while c holds all", max_inboxes=100)
     check("inboxes" not in dl, "nothing free for d yet: %r" % dl.get("inboxes"))
@@ -725,6 +734,10 @@ def part_bad_input():
                  "invalid_field", "max_inboxes", "max_inboxes -1")
     expect_error(call("POST", "/api/agent/lease", {"max_inboxes": "5"}, token=a), 400,
                  "invalid_field", "max_inboxes", "max_inboxes '5'")
+    for val in (-1, 1000001, "3", 1.5):
+        expect_error(call("POST", "/api/agent/lease", {"inboxes_held": val}, token=a), 400,
+                     "invalid_field", "inboxes_held", "inboxes_held %r" % (val,))
+        n += 1
     other = agent("other")
     expect_error(call("POST", "/api/agent/report", {"lease_id": lid, "inbox_events": [ses]},
                       token=other), 403, "foreign_lease", "lease_id", "another agent's lease")

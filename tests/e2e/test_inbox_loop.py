@@ -117,7 +117,11 @@ for d in DOMAINS:
                 "daily_target": 3}
         ids[addr] = expect(admin("POST", "/api/mailboxes", body), 201, "mailbox " + addr)["id"]
 
-agent = Agent("loop", env={"KILN_AGENT_MAX_INBOXES": "100", "KILN_AGENT_IMAP_IDLE": "0",
+# Exactly as many inboxes as there are: the agent reaches its capacity and asks for none
+# more (max_inboxes 0), and must still get the actions of the inboxes it holds
+# (inboxes_held, every KILN_AGENT_INBOX_REFRESH_S).
+agent = Agent("loop", env={"KILN_AGENT_MAX_INBOXES": str(len(BOXES)),
+                           "KILN_AGENT_INBOX_REFRESH_S": "2", "KILN_AGENT_IMAP_IDLE": "0",
                            "KILN_AGENT_IMAP_POLL_MAX_MS": "3000",
                            "KILN_AGENT_IMAP_BACKOFF_BASE_MS": "500",
                            "KILN_AGENT_IMAP_BACKOFF_MAX_MS": "5000"})
