@@ -35,58 +35,46 @@ static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due(
 /* What upd (the slots the report moved, with their status before it: old) feeds, in
  * the same statement: the senders' day counts, their leasing rows (freed when nothing
  * is pending), last send and an authentication failure on the mailbox, the counters.
- * kiln_now() in a scalar subquery: once per statement, not per row. */
-#define REPORT_ACCOUNT                                                                                \
-    "dd AS (INSERT INTO mailbox_days (mailbox_id, day, sent, failed, in_flight) "                     \
-    "  SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent', 'unknown')), "               \
-    "  count(*) FILTER (WHERE status IN ('failed', 'auth', 'tls')), "                                 \
-    "  -count(*) FILTER (WHERE old = 'leased') FROM upd GROUP BY 1, 2 ORDER BY 1, 2 "                 \
-    "  ON CONFLICT (mailbox_id, day) DO UPDATE SET sent = mailbox_days.sent + excluded.sent, "        \
-    "  failed = mailbox_days.failed + excluded.failed, "                                              \
-    "  in_flight = greatest(mailbox_days.in_flight + excluded.in_flight, 0)), "                       \
-    "ml AS (UPDATE mailbox_leasing ml SET pending = greatest(ml.pending - x.n, 0), "                  \
-    "  lease_id = CASE WHEN ml.pending - x.n <= 0 THEN NULL ELSE ml.lease_id END "                    \
-    "  FROM (SELECT mailbox_id, count(*)::int AS n FROM upd WHERE old = 'leased' GROUP BY 1) x "      \
-    "  WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id = $1::uuid "                                \
-    "  RETURNING ml.mailbox_id, ml.lease_id IS NULL AS freed), "                                      \
-    "mb AS (UPDATE mailboxes m SET "                                                                  \
-    "  last_send_at = CASE WHEN x.last IS NULL THEN m.last_send_at "                                  \
-    "    ELSE greatest(coalesce(m.last_send_at, x.last), x.last) END, "                               \
-    "  state = CASE WHEN x.auth AND m.state = 'active' THEN 'error'::mailbox_state "                  \
-    "    ELSE m.state END, "                                                                          \
-    "  last_error = CASE WHEN x.auth THEN x.detail ELSE m.last_error END, "                           \
-    "  last_error_at = CASE WHEN x.auth THEN (SELECT kiln_now()) ELSE m.last_error_at END "           \
-    "  FROM (SELECT mailbox_id, max(least(scheduled_at, (SELECT kiln_now()))) "                       \
-    "    FILTER (WHERE status IN ('sent', 'unknown')) AS last, bool_or(status = 'auth') AS auth, "    \
-    "    max(coalesce(detail, 'authentication failed')) FILTER (WHERE status = 'auth') AS detail "    \
-    "    FROM upd GROUP BY 1) x "                                                                     \
-    "  WHERE m.id = x.mailbox_id AND (x.last IS NOT NULL OR x.auth)), "                               \
-    "cnt AS (INSERT INTO counters (name, label, shard, value) "                                       \
-    "  SELECT name, label, $8::smallint, sum(v) FROM ("                                               \
-    "    SELECT 'sends' AS name, status::text AS label, 1::bigint AS v FROM upd " /* A slot given     \
-                                                                                   * back             \
-                                                                                   * (expired,        \
-                                                                                   * cancelled)       \
-                                                                                   * and then         \
-                                                                                   * reported         \
-                                                                                   * moves from       \
-                                                                                   * that count to                                                                                                   \
-                                                                                   * its reported     \
-                                                                                   * status:          \
-                                                                                   * kiln_sends_total \
-                                                                                   * counts each      \
-                                                                                   * slot once, by    \
-                                                                                   * final status.    \
-                                                                                   */                 \
-    "    UNION ALL SELECT 'sends', old::text, -1 FROM upd WHERE old IN ('expired', 'cancelled') "     \
-    "    UNION ALL SELECT 'send_errors', status::text, 1 FROM upd "                                   \
-    "      WHERE status IN ('deferred', 'failed', 'auth', 'tls', 'unknown') "                         \
-    "    UNION ALL SELECT 'send_latency_bucket', lb, 1 FROM upd WHERE latency_ms IS NOT NULL "        \
-    "    UNION ALL SELECT 'send_latency_sum_us', '', latency_ms::bigint * 1000 FROM upd "             \
-    "      WHERE latency_ms IS NOT NULL) c "                                                          \
-    "  GROUP BY 1, 2 ORDER BY 1, 2 "                                                                  \
-    "  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value) "      \
-    "SELECT id, (SELECT coalesce(array_agg(mailbox_id), '{}') FROM ml WHERE freed) AS freed "         \
+ * kiln_now() in a scalar subquery: once per statement, not per row. A slot given back
+ * (expired, cancelled) and then reported moves from that count to its reported status:
+ * kiln_sends_total counts each slot once, by final status. */
+#define REPORT_ACCOUNT                                                                             \
+    "dd AS (INSERT INTO mailbox_days (mailbox_id, day, sent, failed, in_flight) "                  \
+    "  SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent', 'unknown')), "            \
+    "  count(*) FILTER (WHERE status IN ('failed', 'auth', 'tls')), "                              \
+    "  -count(*) FILTER (WHERE old = 'leased') FROM upd GROUP BY 1, 2 ORDER BY 1, 2 "              \
+    "  ON CONFLICT (mailbox_id, day) DO UPDATE SET sent = mailbox_days.sent + excluded.sent, "     \
+    "  failed = mailbox_days.failed + excluded.failed, "                                           \
+    "  in_flight = greatest(mailbox_days.in_flight + excluded.in_flight, 0)), "                    \
+    "ml AS (UPDATE mailbox_leasing ml SET pending = greatest(ml.pending - x.n, 0), "               \
+    "  lease_id = CASE WHEN ml.pending - x.n <= 0 THEN NULL ELSE ml.lease_id END "                 \
+    "  FROM (SELECT mailbox_id, count(*)::int AS n FROM upd WHERE old = 'leased' GROUP BY 1) x "   \
+    "  WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id = $1::uuid "                             \
+    "  RETURNING ml.mailbox_id, ml.lease_id IS NULL AS freed), "                                   \
+    "mb AS (UPDATE mailboxes m SET "                                                               \
+    "  last_send_at = CASE WHEN x.last IS NULL THEN m.last_send_at "                               \
+    "    ELSE greatest(coalesce(m.last_send_at, x.last), x.last) END, "                            \
+    "  state = CASE WHEN x.auth AND m.state = 'active' THEN 'error'::mailbox_state "               \
+    "    ELSE m.state END, "                                                                       \
+    "  last_error = CASE WHEN x.auth THEN x.detail ELSE m.last_error END, "                        \
+    "  last_error_at = CASE WHEN x.auth THEN (SELECT kiln_now()) ELSE m.last_error_at END "        \
+    "  FROM (SELECT mailbox_id, max(least(scheduled_at, (SELECT kiln_now()))) "                    \
+    "    FILTER (WHERE status IN ('sent', 'unknown')) AS last, bool_or(status = 'auth') AS auth, " \
+    "    max(coalesce(detail, 'authentication failed')) FILTER (WHERE status = 'auth') AS detail " \
+    "    FROM upd GROUP BY 1) x "                                                                  \
+    "  WHERE m.id = x.mailbox_id AND (x.last IS NOT NULL OR x.auth)), "                            \
+    "cnt AS (INSERT INTO counters (name, label, shard, value) "                                    \
+    "  SELECT name, label, $8::smallint, sum(v) FROM ("                                            \
+    "    SELECT 'sends' AS name, status::text AS label, 1::bigint AS v FROM upd "                  \
+    "    UNION ALL SELECT 'sends', old::text, -1 FROM upd WHERE old IN ('expired', 'cancelled') "  \
+    "    UNION ALL SELECT 'send_errors', status::text, 1 FROM upd "                                \
+    "      WHERE status IN ('deferred', 'failed', 'auth', 'tls', 'unknown') "                      \
+    "    UNION ALL SELECT 'send_latency_bucket', lb, 1 FROM upd WHERE latency_ms IS NOT NULL "     \
+    "    UNION ALL SELECT 'send_latency_sum_us', '', latency_ms::bigint * 1000 FROM upd "          \
+    "      WHERE latency_ms IS NOT NULL) c "                                                       \
+    "  GROUP BY 1, 2 ORDER BY 1, 2 "                                                               \
+    "  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value) "   \
+    "SELECT id, (SELECT coalesce(array_agg(mailbox_id), '{}') FROM ml WHERE freed) AS freed "      \
     "FROM upd"
 
 /* The common case, no row lock of its own: the slots of this lease still leased move
