@@ -177,7 +177,7 @@ static int cmd_token(app *a, int argc, char **argv)
     db *d = db_open(a->cfg.conninfo);
     arena *ar = arena_create(1024);
     char token[80];
-    int64_t id = auth_token_create(d, ar, scope, user_id, 0, token, sizeof token);
+    int64_t id = auth_token_create(d, ar, scope, user_id, 0, a->cfg.pool, token, sizeof token);
     if (id < 0)
         fprintf(stderr, "kiln-api: cannot create token: %s\n", db_message(d));
     else

@@ -19,14 +19,21 @@ static const db_stmt Q_MARK_STALE = {
     "AND ((h.band = 'quarantine' AND m.quarantine_until <= c.now) "
     "  OR h.judged_at < c.now - interval '1 day')"};
 
-/* The batch: the 7-day sums of each dirty mailbox. The window's first day is the later
+/* The senders the placements trigger queued (023: one health_queue row per placing
+ * statement), popped in this pass's transaction: at least cfg->batch of them, whole
+ * rows. They are judged beside the dirty rows without being marked dirty first. */
+static const db_stmt Q_POP = {"health_pop", "SELECT kiln_health_pop($1::int)"};
+
+/* The batch: the 7-day sums of each dirty or queued mailbox (a queued one may have no
+ * mailbox_health row yet: 'new', no baseline). The window's first day is the later
  * of 6 days before today and the day the mailbox became active (UTC days for the
  * placement rollups, the mailbox's local days for mailbox_days). */
 static const db_stmt Q_BATCH = {
     "health_batch",
-    "WITH b AS (SELECT mailbox_id FROM mailbox_health WHERE dirty ORDER BY mailbox_id "
-    "  LIMIT $1 FOR UPDATE SKIP LOCKED) "
-    "SELECT m.id, m.user_id, h.band, "
+    "WITH d AS (SELECT mailbox_id FROM mailbox_health WHERE dirty ORDER BY mailbox_id "
+    "  LIMIT $1 FOR UPDATE SKIP LOCKED), "
+    "b AS (SELECT mailbox_id FROM d UNION SELECT unnest($2::bigint[])) "
+    "SELECT m.id, m.user_id, coalesce(h.band, 'new'), "
     "  coalesce(m.quarantine_until > c.now, false), m.state = 'active', "
     /* less the baseline of a resume day still in the window (015: mailbox_health.base_*) */
     "  coalesce(pd.inbox, 0) - CASE WHEN h.base_day >= w.day THEN h.base_inbox ELSE 0 END, "
@@ -40,8 +47,8 @@ static const db_stmt Q_BATCH = {
     "  coalesce(pd.auth_seen, 0) - CASE WHEN h.base_day >= w.day THEN h.base_auth_seen ELSE 0 END, "
     "  coalesce(pd.auth_failed, 0) - CASE WHEN h.base_day >= w.day THEN h.base_auth_failed "
     "    ELSE 0 END "
-    "FROM b JOIN mailbox_health h ON h.mailbox_id = b.mailbox_id "
-    "JOIN mailboxes m ON m.id = b.mailbox_id "
+    "FROM b JOIN mailboxes m ON m.id = b.mailbox_id "
+    "LEFT JOIN mailbox_health h ON h.mailbox_id = b.mailbox_id "
     "CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) c " /* once per statement */
     "CROSS JOIN LATERAL (SELECT greatest(c.now - interval '6 days', m.active_since) AS ws) s "
     "CROSS JOIN LATERAL (SELECT (s.ws AT TIME ZONE 'UTC')::date AS day, "
@@ -57,9 +64,11 @@ static const db_stmt Q_BATCH = {
 
 static const db_stmt Q_SAVE = {
     "health_save",
-    "UPDATE mailbox_health SET band_since = CASE WHEN band <> $2::health_band THEN kiln_now() "
-    "  ELSE band_since END, band = $2::health_band, score = $3::smallint, reason = $4, "
-    "  judged_at = kiln_now(), dirty = false WHERE mailbox_id = $1"};
+    "INSERT INTO mailbox_health AS h (mailbox_id, band, score, reason, judged_at, dirty) "
+    "VALUES ($1, $2::health_band, $3::smallint, $4, kiln_now(), false) "
+    "ON CONFLICT (mailbox_id) DO UPDATE SET band_since = CASE WHEN h.band <> excluded.band "
+    "  THEN kiln_now() ELSE h.band_since END, band = excluded.band, score = excluded.score, "
+    "  reason = excluded.reason, judged_at = excluded.judged_at, dirty = false"};
 
 static const db_stmt Q_QUARANTINE = {
     "health_quarantine",
@@ -152,8 +161,12 @@ int health_sweep(db *d, arena *a, const health_config *cfg)
         goto fail;
     if (!db_exec(d, a, &Q_MARK_STALE, 0, NULL))
         goto fail;
-    const char *p[] = {db_i64_text(a, cfg->batch)};
-    PGresult *r = db_exec(d, a, &Q_BATCH, 1, p);
+    const char *p[] = {db_i64_text(a, cfg->batch), NULL};
+    PGresult *q = db_exec(d, a, &Q_POP, 1, p);
+    if (!q)
+        goto fail;
+    p[1] = PQgetvalue(q, 0, 0);
+    PGresult *r = db_exec(d, a, &Q_BATCH, 2, p);
     if (!r)
         goto fail;
     int n = PQntuples(r);

@@ -1,5 +1,6 @@
 /* The mailbox health judge (docs/design.md "Mailbox health"): picks a bounded batch of
- * mailboxes whose rollups changed (mailbox_health.dirty, set by 015's triggers), sums
+ * mailboxes whose rollups changed (senders queued by the placements trigger, 023, and
+ * mailbox_health.dirty, set by 015's bounce trigger, resumes and stale bands), sums
  * their last 7 days (from when each became active, if later) from placement_days and
  * mailbox_days, judges them with health_judge and acts on a band change: the
  * mailbox.health_changed webhook, quarantine (mailboxes.quarantine_from/_until, which

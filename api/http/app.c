@@ -80,6 +80,7 @@ int app_config_load(app_config *cfg, char *err, size_t errlen)
         {"KILN_HEALTH_BATCH", 500, 1, 100000, &cfg->health_batch},
         {"KILN_SENDS_RETENTION_DAYS", 90, 1, 3650, &cfg->sends_retention_days},
         {"KILN_SENDS_ROTATE_S", 600, 1, 86400, &cfg->sends_rotate_s},
+        {"KILN_POOL", 1, 1, 999999999, &cfg->pool},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (config_int(ints[i].name, ints[i].def, ints[i].min, ints[i].max, ints[i].out, err,

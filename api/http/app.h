@@ -47,6 +47,9 @@ typedef struct app_config {
     /* the sends history (docs/operations.md "Retention"): day partitions kept, rotation */
     int64_t sends_retention_days;
     int64_t sends_rotate_s;
+    /* KILN_POOL: this cell's pool (docs/scale.md "Past one primary: pools"): new tenants
+     * join it, and the cell's own tokens (admin, metrics, agent) carry it for routing */
+    int64_t pool;
 } app_config;
 
 typedef struct app {

@@ -19,6 +19,12 @@ static const db_stmt Q_TOKEN_INSERT = {
     "INSERT INTO tokens (scope, user_id, agent_id, hash) "
     "VALUES ($1::token_scope, nullif($2::bigint, 0), nullif($3::bigint, 0), $4) RETURNING id"};
 
+/* A tenant's token carries its user's pool (which can move to another cell with it); the
+ * cell's own tokens carry the cell's pool. A missing user keeps the cell's pool and the
+ * insert below reports it. */
+static const db_stmt Q_TOKEN_POOL = {
+    "auth_token_pool", "SELECT coalesce((SELECT pool_id FROM users WHERE id = $1), $2)"};
+
 int auth_resolve(http_req *rq)
 {
     const char *h = rq->authorization;
@@ -61,13 +67,24 @@ int auth_resolve(http_req *rq)
 }
 
 int64_t auth_token_create(db *d, arena *a, const char *scope, int64_t user_id, int64_t agent_id,
-                          char *out, size_t outlen)
+                          int64_t cell_pool, char *out, size_t outlen)
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char uid[24], aid[24], cp[24];
+    snprintf(uid, sizeof uid, "%lld", (long long)user_id);
+    snprintf(aid, sizeof aid, "%lld", (long long)agent_id);
+    snprintf(cp, sizeof cp, "%lld", (long long)cell_pool);
+    const char *pp[] = {uid, cp};
+    PGresult *pr = db_exec(d, a, &Q_TOKEN_POOL, 2, pp);
+    if (!pr || PQntuples(pr) != 1)
+        return -1;
+    long long pool = strtoll(PQgetvalue(pr, 0, 0), NULL, 10);
     unsigned char raw[32];
     char tok[64];
     random_bytes(raw, sizeof raw);
-    size_t n = (size_t)snprintf(tok, sizeof tok, "kiln_");
+    /* Pool 1 keeps the original "kiln_" (every token minted before pools is pool 1's). */
+    size_t n = pool > 1 ? (size_t)snprintf(tok, sizeof tok, "kiln%lld_", pool)
+                        : (size_t)snprintf(tok, sizeof tok, "kiln_");
     /* base64url of the 256 random bits: 43 characters, no padding */
     uint32_t acc = 0;
     int bits = 0;
@@ -82,10 +99,8 @@ int64_t auth_token_create(db *d, arena *a, const char *scope, int64_t user_id, i
     if (bits > 0)
         tok[n++] = b64[(acc << (6 - bits)) & 63];
     tok[n] = '\0';
-    char hash[65], uid[24], aid[24];
+    char hash[65];
     sha256_hex(tok, n, hash);
-    snprintf(uid, sizeof uid, "%lld", (long long)user_id);
-    snprintf(aid, sizeof aid, "%lld", (long long)agent_id);
     const char *params[] = {scope, uid, aid, hash};
     PGresult *r = db_exec(d, a, &Q_TOKEN_INSERT, 4, params);
     if (!r || PQntuples(r) != 1)

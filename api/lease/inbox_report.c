@@ -23,6 +23,7 @@ typedef struct ireport {
     i64map inboxes;      /* mailbox id -> row in hosts (the lease's inboxes among the events) */
     PGresult *hosts;     /* mailbox_id, imap_host, address */
     int64_t *send_id;    /* per found event, from its Message-ID (-1: none) */
+    bool *known;         /* per fresh found event: its message was known (moved) */
     i64map sends;        /* send id -> row in send_rows */
     PGresult *send_rows; /* id, mailbox_id, recipient_id */
 } ireport;
@@ -169,12 +170,15 @@ static bool sight(ireport *r, int **fresh_ord, int *nfresh)
     inbox_found_batch b = {pgarr_done(&ord, a), pgarr_done(&mb, a), pgarr_done(&f, a),
                            pgarr_done(&v, a),   pgarr_done(&u, a),  pgarr_done(&s, a)};
     int64_t *fresh = NULL;
-    if (!inbox_store_sight(r->rq->db, a, &b, &fresh, nfresh))
+    bool *known = NULL;
+    if (!inbox_store_sight(r->rq->db, a, &b, &fresh, &known, nfresh))
         return false;
     *fresh_ord = arena_alloc(a, (size_t)(*nfresh + 1) * sizeof **fresh_ord);
+    r->known = arena_calloc(a, (size_t)r->n * sizeof *r->known);
     for (int k = 0; k < *nfresh; k++) {
         (*fresh_ord)[k] = (int)fresh[k];
         r->verdict[fresh[k]] = 'a';
+        r->known[fresh[k]] = known[k];
     }
     return true;
 }
@@ -256,8 +260,8 @@ static bool record_messages(ireport *r, const int *fresh, int nfresh, int64_t no
         else
             seen[*slot].last = fresh[k];
     }
-    pgarr col[14];
-    for (int c = 0; c < 14; c++)
+    pgarr col[15];
+    for (int c = 0; c < 15; c++)
         pgarr_open(&col[c]);
     for (int m = 0; m < nmsg; m++) {
         const inbox_event *first = &r->ev[seen[m].first], *now = &r->ev[seen[m].last];
@@ -283,12 +287,13 @@ static bool record_messages(ireport *r, const int *fresh, int nfresh, int64_t no
         pgarr_str(&col[11], inbox_verdict_name(au.spf));
         pgarr_str(&col[12], inbox_verdict_name(au.dkim));
         pgarr_str(&col[13], inbox_verdict_name(au.dmarc));
+        pgarr_str(&col[14], r->known[seen[m].first] ? "t" : "f");
     }
-    const char *p[14];
-    for (int c = 0; c < 14; c++)
+    const char *p[15];
+    for (int c = 0; c < 15; c++)
         p[c] = pgarr_done(&col[c], a);
-    inbox_message_batch b = {p[0], p[1], p[2], p[3],  p[4],  p[5],  p[6],
-                             p[7], p[8], p[9], p[10], p[11], p[12], p[13]};
+    inbox_message_batch b = {p[0], p[1], p[2],  p[3],  p[4],  p[5],  p[6], p[7],
+                             p[8], p[9], p[10], p[11], p[12], p[13], p[14]};
     int64_t *created = NULL;
     int ncreated = 0;
     bool ok = inbox_store_messages(r->rq->db, a, &b, &created, &ncreated) &&
@@ -469,6 +474,15 @@ static void write_answer(http_resp *rs, const ireport *r)
 static const db_stmt Q_NOW_S = {"inbox_now_s",
                                 "SELECT ceil(extract(epoch FROM kiln_now()))::bigint"};
 
+/* A concurrent report inserted the same new message or placement first (Q_SIGHT and
+ * Q_MESSAGES insert them plainly): the retry finds them known. */
+static bool lost_race(db *d)
+{
+    const char *c = db_constraint(d);
+    return db_last_error(d) == DB_CONSTRAINT && !strcmp(db_sqlstate(d), "23505") &&
+           (!strcmp(c, "inbox_messages_pkey") || !strcmp(c, "placements_pkey"));
+}
+
 static enum db_tx report_tx(http_req *rq, http_resp *rs, void *ctx)
 {
     ireport *r = ctx;
@@ -481,7 +495,7 @@ static enum db_tx report_tx(http_req *rq, http_resp *rs, void *ctx)
         !load_inboxes(r) || !verify_found(r) || !sight(r, &fresh, &nfresh) ||
         !record_messages(r, fresh, nfresh, db_i64(now, 0, 0)) || !apply_outcomes(r) ||
         !apply_folders(r) || !apply_sessions(r) || !db_commit(rq->db))
-        return http_tx_fail(rq, rs);
+        return lost_race(rq->db) ? (db_rollback(rq->db), DB_TX_RETRY) : http_tx_fail(rq, rs);
     write_answer(rs, r);
     return DB_TX_OK;
 }

@@ -116,59 +116,93 @@ static const db_stmt Q_LEASE_INBOXES = {
 static const db_stmt Q_SENDS = {
     "inbox_sends", "SELECT id, mailbox_id, recipient_id FROM sends WHERE id = ANY ($1::bigint[])"};
 
-/* New sightings (the caller removed in-batch duplicates): the ords whose key was new. */
+/* New finds (the caller removed in-batch repeats of a key): the ords whose key is
+ * neither a sighting nor its message's current place (inbox_messages). A message's
+ * current place is not a sighting too (023): only the places it left are, written when
+ * it leaves them. A first find (no message yet) is decided by the message's insert
+ * (Q_MESSAGES, a plain INSERT: a concurrent report of the same find fails on
+ * inbox_messages_pkey and is retried, then finds it known); of a message found at
+ * several places in one report, the places before its last become sightings. A known
+ * message found elsewhere (moved): the place it leaves and the new one become
+ * sightings, and the new one's insert decides. */
 static const db_stmt Q_SIGHT = {
     "inbox_sight",
     "WITH x AS (SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::bigint[], "
     "  $5::bigint[], $6::bigint[]) AS x (ord, mb, f, v, u, s)), "
+    "y AS (SELECT x.*, m.send_id IS NOT NULL AS known, m.folder AS mf, m.uidvalidity AS mv, "
+    "  m.uid AS mu, row_number() OVER (PARTITION BY x.mb, x.s ORDER BY x.ord DESC) AS nth "
+    "  FROM x LEFT JOIN inbox_messages m ON m.mailbox_id = x.mb AND m.send_id = x.s "
+    "  WHERE NOT EXISTS (SELECT 1 FROM inbox_sightings t WHERE t.mailbox_id = x.mb "
+    "  AND t.folder = x.f AND t.uidvalidity = x.v AND t.uid = x.u) AND (m.send_id IS NULL OR "
+    "  (m.folder, m.uidvalidity, m.uid) <> (x.f, x.v, x.u))), "
+    "gone_from AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id) "
+    "  SELECT mb, f, v, u, s FROM (SELECT DISTINCT mb, mf AS f, mv AS v, mu AS u, s FROM y "
+    "  WHERE known UNION SELECT mb, f, v, u, s FROM y WHERE NOT known AND nth > 1) o "
+    "  ORDER BY mb, f, v, u ON CONFLICT DO NOTHING), "
     "ins AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id) "
-    "  SELECT mb, f, v, u, s FROM x ORDER BY mb, f, v, u ON CONFLICT DO NOTHING "
+    "  SELECT mb, f, v, u, s FROM y WHERE known ORDER BY mb, f, v, u ON CONFLICT DO NOTHING "
     "  RETURNING mailbox_id, folder, uidvalidity, uid) "
-    "SELECT x.ord FROM x JOIN ins ON ins.mailbox_id = x.mb AND ins.folder = x.f "
-    "AND ins.uidvalidity = x.v AND ins.uid = x.u ORDER BY x.ord"};
+    "SELECT ord, known FROM (SELECT y.ord, false AS known FROM y WHERE NOT y.known UNION ALL "
+    "SELECT y.ord, true FROM y JOIN ins ON ins.mailbox_id = y.mb AND ins.folder = y.f "
+    "AND ins.uidvalidity = y.v AND ins.uid = y.u) z ORDER BY ord"};
 
-/* The messages' current place (a later find moves it) and the first placements; a find
- * after missing fills folder and found_at only. Counters in the same statement. */
+/* The messages' current place (a later find moves it: an update) and new messages (a
+ * plain insert of those Q_SIGHT found unknown: a report that committed the same message
+ * since fails it on inbox_messages_pkey, and the retry finds it known), the first placements (a
+ * plain insert; a find after missing fills folder and found_at only; the missing sweep inserting
+ * the same send meanwhile fails the insert on placements_pkey, retried). Counters in the same
+ * statement. Returns the sends whose message is new. */
 static const db_stmt Q_MESSAGES = {
     "inbox_messages",
     "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::folder_role[], "
     "  $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::placement_folder[], $10::text[], "
-    "  $11::mail_provider[], $12::auth_verdict[], $13::auth_verdict[], $14::auth_verdict[]) AS "
-    "  x (mb, sid, f, role, v, u, flags, sender, pl, ff, prov, spf, dkim, dmarc)), "
-    "msg AS (INSERT INTO inbox_messages AS im (mailbox_id, send_id, folder, role, uidvalidity, "
-    "  uid, flags) SELECT mb, sid, f, role, v, u, flags::text[] FROM x ORDER BY mb, sid "
-    "  ON CONFLICT (mailbox_id, send_id) DO UPDATE SET folder = excluded.folder, "
-    "  role = excluded.role, uidvalidity = excluded.uidvalidity, uid = excluded.uid, "
-    "  flags = excluded.flags, moved_at = kiln_now() RETURNING im.send_id, (xmax = 0) AS created), "
-    "pl AS (INSERT INTO placements AS p (send_id, mailbox_id, recipient_id, placement, folder, "
+    "  $11::mail_provider[], $12::auth_verdict[], $13::auth_verdict[], $14::auth_verdict[], "
+    "  $16::boolean[]) AS x (mb, sid, f, role, v, u, flags, sender, pl, ff, prov, spf, dkim, "
+    "  dmarc, known)), "
+    "moved AS (UPDATE inbox_messages im SET folder = x.f, role = x.role, uidvalidity = x.v, "
+    "  uid = x.u, flags = x.flags::text[], moved_at = kiln_now() FROM x "
+    "  WHERE x.known AND im.mailbox_id = x.mb AND im.send_id = x.sid), "
+    "msg AS (INSERT INTO inbox_messages (mailbox_id, send_id, folder, role, uidvalidity, uid, "
+    "  flags) SELECT mb, sid, f, role, v, u, flags::text[] FROM x WHERE NOT x.known "
+    "  ORDER BY mb, sid RETURNING send_id), "
+    "late AS (UPDATE placements p SET folder = x.ff, found_at = kiln_now() FROM x "
+    "  WHERE p.send_id = x.sid AND p.placement = 'missing' AND p.found_at IS NULL), "
+    "pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, folder, "
     "  found_at, provider, spf, dkim, dmarc) SELECT sid, sender, mb, pl, ff, kiln_now(), prov, "
-    "  spf, dkim, dmarc FROM x ORDER BY sid ON CONFLICT (send_id) DO UPDATE SET "
-    "  folder = excluded.folder, found_at = excluded.found_at "
-    "  WHERE p.placement = 'missing' AND p.found_at IS NULL "
-    "  RETURNING p.provider, p.placement, (xmax = 0) AS inserted), "
+    "  spf, dkim, dmarc FROM x WHERE NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = "
+    "  x.sid) ORDER BY sid RETURNING provider, placement), "
     "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'placement', "
-    "  provider::text || ':' || placement::text, $15::smallint, count(*) FROM pl WHERE inserted "
+    "  provider::text || ':' || placement::text, $15::smallint, count(*) FROM pl "
     "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
     "  SET value = counters.value + excluded.value) "
-    "SELECT send_id FROM msg WHERE created ORDER BY send_id"};
+    "SELECT send_id FROM msg ORDER BY send_id"};
 
+/* A message's plan is one row: its first action, the rest (kind, flags, target, due) in
+ * rest, issued one at a time as outcomes come (Q_OUTCOMES): actions never reached (a
+ * message gone, pruned) are never written. The caller lists each message's actions
+ * consecutively, in plan order. */
 static const db_stmt Q_ADD_ACTIONS = {
     "inbox_add_actions",
     "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::inbox_action_kind[], "
     "  $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::folder_role[], $9::bigint[]) "
     "  WITH ORDINALITY AS x (mb, sid, kind, f, v, u, flags, target, nb, ord)), "
+    "g AS (SELECT min(ord) AS first, jsonb_agg(jsonb_strip_nulls(jsonb_build_object('k', kind, "
+    "  'f', nullif(flags::text[], '{}'), 't', target, 'at', nb)) ORDER BY ord) AS plan "
+    "  FROM x GROUP BY mb, sid), "
     "ins AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
-    "  flags, target, not_before) SELECT mb, sid, kind, f, v, u, flags::text[], target, "
-    "  to_timestamp(nb) FROM x ORDER BY ord RETURNING kind) "
+    "  flags, target, not_before, rest) SELECT x.mb, x.sid, x.kind, x.f, x.v, x.u, "
+    "  x.flags::text[], x.target, to_timestamp(x.nb), nullif(g.plan - 0, '[]') "
+    "  FROM g JOIN x ON x.ord = g.first ORDER BY x.ord RETURNING kind) "
     "INSERT INTO counters (name, label, shard, value) SELECT 'actions', kind::text || ':issued', "
     "  $10::smallint, count(*) FROM ins GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) "
     "  DO UPDATE SET value = counters.value + excluded.value"};
 
-/* Outcomes: the first counts (only pending actions change). A move that was done moves
- * the message and the later pending actions of the message (chain); gone, stale and a
- * done prune cancel them, except a stale action whose message was found again in the
- * same folder under another UIDVALIDITY (the folder was rebuilt): the chain follows it
- * there and the action is issued again (again: a new id, due when it was). */
+/* Outcomes: the first counts (only pending actions change). An outcome that goes on
+ * (done but a prune, refused, failed) issues the next action of the plan (next, from
+ * rest), where the message is now: after a move that was done, at the reported place.
+ * Gone, stale and a done prune end the plan (the rest is never issued), except a stale action whose
+ * message was found again in the same folder under another UIDVALIDITY (the folder was rebuilt):
+ * the chain follows it there and the action is issued again (again: a new id, due when it was). */
 static const db_stmt Q_OUTCOMES = {
     "inbox_outcomes",
     "WITH r AS (SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], "
@@ -177,8 +211,8 @@ static const db_stmt Q_OUTCOMES = {
     "upd AS (UPDATE inbox_actions a SET status = r.status, outcome = r.detail, "
     "  reported_at = kiln_now() FROM r WHERE a.id = r.id AND a.mailbox_id = r.mb "
     "  AND a.status = 'pending' RETURNING a.id, a.mailbox_id, a.send_id, a.kind, a.target, "
-    "  a.status, a.folder AS af, a.uidvalidity AS av, a.flags AS aflags, a.not_before, r.f, "
-    "  r.v, r.u, r.flags), "
+    "  a.status, a.folder AS af, a.uidvalidity AS av, a.uid AS au, a.flags AS aflags, "
+    "  a.not_before, a.rest, r.f, r.v, r.u, r.flags), "
     "upd2 AS (SELECT u.id, u.mailbox_id, u.send_id, u.kind, u.status, u.aflags, u.not_before, "
     "  CASE WHEN moved THEN NULL ELSE u.target END AS target, "
     "  CASE WHEN moved THEN m.folder ELSE u.f END AS f, "
@@ -188,9 +222,20 @@ static const db_stmt Q_OUTCOMES = {
     "  AND m.send_id = u.send_id CROSS JOIN LATERAL (SELECT coalesce(u.status = 'stale' "
     "  AND m.folder = u.af AND m.uidvalidity <> u.av, false) AS moved) z), "
     "again AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
-    "  flags, target, not_before) SELECT a.mailbox_id, a.send_id, a.kind, a.folder, u.v, u.u, "
-    "  a.flags, a.target, a.not_before FROM upd2 u JOIN inbox_actions a ON a.id = u.id "
-    "  WHERE u.moved ORDER BY u.id RETURNING kind), "
+    "  flags, target, not_before, rest) SELECT a.mailbox_id, a.send_id, a.kind, a.folder, u.v, "
+    "  u.u, a.flags, a.target, a.not_before, a.rest FROM upd2 u JOIN inbox_actions a "
+    "  ON a.id = u.id WHERE u.moved ORDER BY u.id RETURNING kind), "
+    "next AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
+    "  flags, target, not_before, rest) SELECT u.mailbox_id, u.send_id, "
+    "  (u.rest->0->>'k')::inbox_action_kind, CASE WHEN z.mv THEN u.f ELSE u.af END, "
+    "  CASE WHEN z.mv THEN u.v ELSE u.av END, CASE WHEN z.mv THEN u.u ELSE u.au END, "
+    "  ARRAY(SELECT jsonb_array_elements_text(u.rest->0->'f')), "
+    "  (u.rest->0->>'t')::folder_role, to_timestamp((u.rest->0->>'at')::bigint), "
+    "  nullif(u.rest - 0, '[]') FROM upd u CROSS JOIN LATERAL (SELECT u.status = 'done' "
+    "  AND u.kind IN ('rescue', 'file') AND u.f IS NOT NULL AND u.v IS NOT NULL "
+    "  AND u.u IS NOT NULL AS mv) z WHERE jsonb_array_length(u.rest) > 0 "
+    "  AND (u.status IN ('refused', 'failed') OR (u.status = 'done' AND u.kind <> 'prune')) "
+    "  ORDER BY u.id RETURNING kind), "
     "ev AS (SELECT DISTINCT ON (mailbox_id, send_id) mailbox_id, send_id, target, "
     "  ((status IN ('gone', 'stale') AND NOT moved) OR kind = 'prune') AS stop, f, v, u "
     "  FROM upd2 WHERE status IN ('gone', 'stale') OR (status = 'done' AND (kind = 'prune' OR "
@@ -216,13 +261,17 @@ static const db_stmt Q_OUTCOMES = {
     "    status = 'done' AND flags IS NOT NULL ORDER BY mailbox_id, send_id, id DESC) k "
     "    ON k.mailbox_id = e.mailbox_id AND k.send_id = e.send_id) x "
     "  WHERE m.mailbox_id = x.mailbox_id AND m.send_id = x.send_id), "
+    /* The place a moved message leaves becomes a sighting (its new one is its current
+     * place: a find there is a duplicate, see Q_SIGHT). */
     "st AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id) "
-    "  SELECT mailbox_id, f, v, u, send_id FROM ev WHERE NOT stop ORDER BY 1, 2, 3, 4 "
-    "  ON CONFLICT DO NOTHING), "
+    "  SELECT m.mailbox_id, m.folder, m.uidvalidity, m.uid, m.send_id FROM ev JOIN "
+    "  inbox_messages m ON m.mailbox_id = ev.mailbox_id AND m.send_id = ev.send_id "
+    "  WHERE NOT ev.stop AND ev.f IS NOT NULL AND (m.folder, m.uidvalidity, m.uid) IS DISTINCT "
+    "  FROM (ev.f, ev.v, ev.u) ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING), "
     "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'actions', "
     "  kind::text || ':' || status, $10::smallint, count(*) FROM (SELECT kind, status::text "
     "  FROM upd UNION ALL SELECT kind, status::text FROM chain WHERE status = 'cancelled' "
-    "  UNION ALL SELECT kind, 'issued' FROM again) c "
+    "  UNION ALL SELECT kind, 'issued' FROM again UNION ALL SELECT kind, 'issued' FROM next) c "
     "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
     "  SET value = counters.value + excluded.value) "
     "SELECT r.ord, (u.id IS NOT NULL) AS applied, EXISTS (SELECT 1 FROM inbox_actions a "
@@ -530,7 +579,8 @@ bool inbox_store_sends(db *d, arena *a, const char *ids, PGresult **out)
     return (*out = db_exec(d, a, &Q_SENDS, 1, p)) != NULL;
 }
 
-bool inbox_store_sight(db *d, arena *a, const inbox_found_batch *b, int64_t **fresh, int *nfresh)
+bool inbox_store_sight(db *d, arena *a, const inbox_found_batch *b, int64_t **fresh, bool **known,
+                       int *nfresh)
 {
     const char *p[] = {b->ord, b->mailbox_id, b->folder, b->uidvalidity, b->uid, b->send_id};
     PGresult *r = db_exec(d, a, &Q_SIGHT, 6, p);
@@ -538,18 +588,22 @@ bool inbox_store_sight(db *d, arena *a, const inbox_found_batch *b, int64_t **fr
         return false;
     *nfresh = PQntuples(r);
     *fresh = arena_alloc(a, (size_t)(*nfresh + 1) * sizeof **fresh);
-    for (int i = 0; i < *nfresh; i++)
+    *known = arena_alloc(a, (size_t)(*nfresh + 1) * sizeof **known);
+    for (int i = 0; i < *nfresh; i++) {
         (*fresh)[i] = db_i64(r, i, 0);
+        (*known)[i] = col_bool(r, i, 1);
+    }
     return true;
 }
 
 bool inbox_store_messages(db *d, arena *a, const inbox_message_batch *b, int64_t **created,
                           int *ncreated)
 {
-    const char *p[] = {b->mailbox_id, b->send_id, b->folder,    b->role,      b->uidvalidity,
-                       b->uid,        b->flags,   b->sender_id, b->placement, b->first_folder,
-                       b->provider,   b->spf,     b->dkim,      b->dmarc,     shard(a)};
-    PGresult *r = db_exec(d, a, &Q_MESSAGES, 15, p);
+    const char *p[] = {b->mailbox_id,  b->send_id,      b->folder,   b->role,
+                       b->uidvalidity, b->uid,          b->flags,    b->sender_id,
+                       b->placement,   b->first_folder, b->provider, b->spf,
+                       b->dkim,        b->dmarc,        shard(a),    b->known};
+    PGresult *r = db_exec(d, a, &Q_MESSAGES, 16, p);
     if (!r)
         return false;
     *ncreated = PQntuples(r);

@@ -88,17 +88,20 @@ bool inbox_store_sends(db *d, arena *a, const char *ids, PGresult **out);
 typedef struct inbox_found_batch {
     const char *ord, *mailbox_id, *folder, *uidvalidity, *uid, *send_id;
 } inbox_found_batch;
-/* Records sightings; *fresh gets the ords that were new (ascending). */
-bool inbox_store_sight(db *d, arena *a, const inbox_found_batch *b, int64_t **fresh, int *nfresh);
+/* Decides which finds are new (Q_SIGHT in inbox_store.c); *fresh gets their ords
+ * (ascending), (*known)[i] whether fresh[i]'s message was known (a move) or is new. */
+bool inbox_store_sight(db *d, arena *a, const inbox_found_batch *b, int64_t **fresh, bool **known,
+                       int *nfresh);
 
 /* New messages and placements: one element per message (deduplicated by the caller). */
 typedef struct inbox_message_batch {
     const char *mailbox_id, *send_id, *folder, *role, *uidvalidity, *uid, *flags;
     /* placements: per message, the first find's folder */
     const char *sender_id, *placement, *first_folder, *provider, *spf, *dkim, *dmarc;
+    const char *known; /* per message, as inbox_store_sight said: moved (t) or new (f) */
 } inbox_message_batch;
-/* Upserts the messages' locations and records first placements; *created gets the
- * send ids of messages seen for the first time. */
+/* Moves the known messages, inserts the new ones and records first placements; *created
+ * gets the send ids of messages seen for the first time. */
 bool inbox_store_messages(db *d, arena *a, const inbox_message_batch *b, int64_t **created,
                           int *ncreated);
 

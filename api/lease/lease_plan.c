@@ -273,7 +273,8 @@ static int64_t cooldown(lease_plan *p, const lease_mailbox *m)
     return lease_rng_range(&p->rng, m->cooldown_min_s, m->cooldown_max_s);
 }
 
-/* Picks a recipient for a slot of m. Rules (hard): another user's mailbox, under its
+/* Picks a recipient for a slot of m. Rules (hard): a mailbox of m's pool (pools never
+ * exchange mail: docs/scale.md), another user's mailbox, under its
  * inbound cap, not paired with m within the gap, and on a different domain than the
  * previous recipient when any such candidate exists. Preference among those: the highest
  * lease_plan_score of the first PICK_SCAN from the cursor, the first on a tie (the cursor
@@ -292,7 +293,7 @@ static int pick_recipient(lease_plan *p, const lease_mailbox *m, size_t *cursor,
         for (size_t k = 0; k < p->ncand && allowed < PICK_SCAN; k++) {
             size_t i = (*cursor + k) % p->ncand;
             lease_candidate *c = &p->cand[i];
-            if (c->user_id == m->user_id || c->id == m->id)
+            if (c->pool_id != m->pool_id || c->user_id == m->user_id || c->id == m->id)
                 continue;
             if (c->received + c->assigned >= p->lim.recipient_daily_cap)
                 continue;

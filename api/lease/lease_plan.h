@@ -24,6 +24,7 @@ typedef struct lease_limits {
 /* One eligible mailbox as the eligibility query returned it. */
 typedef struct lease_mailbox {
     int64_t id, user_id;
+    int64_t pool_id; /* its warmup pool: recipients come from this pool only (024) */
     const char *domain;
     int64_t window_start_s, window_end_s; /* today's window, epoch seconds */
     int64_t next_at_s;                    /* 0 = none */
@@ -44,6 +45,7 @@ typedef struct lease_mailbox {
  * provider only weigh the choice; the rules above them are hard. */
 typedef struct lease_candidate {
     int64_t id, user_id;
+    int64_t pool_id; /* a slot of a sender of another pool never goes to it */
     const char *domain;
     int64_t received;
     int64_t assigned; /* slots given to it by this lease (output) */

@@ -33,8 +33,8 @@ static const db_stmt Q_DUE = {
 /* The recipients, with the candidate pool's columns and filter (lease_store.c). */
 static const db_stmt Q_RECIPIENTS = {
     "reply_recipients",
-    "SELECT m.id, m.user_id, lower(split_part(m.address, '@', 2)) AS domain, m.address, "
-    "m.display_name, (kiln_now() AT TIME ZONE m.timezone)::date::text AS day "
+    "SELECT m.id, m.user_id, m.pool_id, lower(split_part(m.address, '@', 2)) AS domain, "
+    "m.address, m.display_name, (kiln_now() AT TIME ZONE m.timezone)::date::text AS day "
     "FROM mailboxes m JOIN users u ON u.id = m.user_id "
     "WHERE m.id = ANY ($1::bigint[]) AND m.state = 'active' AND m.deleted_at IS NULL "
     "AND u.state = 'active'"};
@@ -192,13 +192,13 @@ static void pool_grow(arena *a, lease_pool *pool, size_t extra)
  * (a row of rr, the recipients query), appending recipients the pool lacks. */
 static void attach_recipients(arena *a, const PGresult *rr, lease_pool *pool, lease_replies *out)
 {
-    static const char *const names[] = {"id",      "user_id",      "domain",
-                                        "address", "display_name", "day"};
-    int c[6];
+    static const char *const names[] = {"id",           "user_id", "domain", "address",
+                                        "display_name", "day",     "pool_id"};
+    int c[7];
     int nr = PQntuples(rr);
     if (nr == 0)
         return;
-    db_columns(rr, names, c, 6);
+    db_columns(rr, names, c, 7);
     pool_grow(a, pool, (size_t)nr);
     i64map at, sendable;
     i64map_init(&at);
@@ -209,8 +209,10 @@ static void attach_recipients(arena *a, const PGresult *rr, lease_pool *pool, le
         int64_t id = db_i64(rr, i, c[0]), k;
         if (!i64map_get(&at, id, &k)) {
             k = (int64_t)pool->ncand++;
-            pool->cands[k] = (lease_candidate){
-                .id = id, .user_id = db_i64(rr, i, c[1]), .domain = PQgetvalue(rr, i, c[2])};
+            pool->cands[k] = (lease_candidate){.id = id,
+                                               .user_id = db_i64(rr, i, c[1]),
+                                               .pool_id = db_i64(rr, i, c[6]),
+                                               .domain = PQgetvalue(rr, i, c[2])};
             pool->address[k] = PQgetvalue(rr, i, c[3]);
             pool->display_name[k] = PQgetvalue(rr, i, c[4]);
             pool->day[k] = PQgetvalue(rr, i, c[5]);

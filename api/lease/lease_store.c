@@ -38,8 +38,8 @@ static const db_stmt Q_PICK = {
  * window is still open; furthest behind (sent/target, then longest idle) first. */
 static const db_stmt Q_DETAILS = {
     "agent_details",
-    "SELECT ml.mailbox_id, m.user_id, m.address, m.display_name, m.smtp_host, m.smtp_port, "
-    "m.smtp_security::text AS smtp_security, m.smtp_username, "
+    "SELECT ml.mailbox_id, m.user_id, m.pool_id, m.address, m.display_name, m.smtp_host, "
+    "m.smtp_port, m.smtp_security::text AS smtp_security, m.smtp_username, "
     "encode(m.smtp_secret, 'hex') AS secret_hex, g.day::text AS day, g.target, g.done, "
     "extract(epoch FROM (g.day + make_interval(hours => m.window_start_hour)) "
     "  AT TIME ZONE m.timezone)::bigint AS window_start_s, "
@@ -123,14 +123,18 @@ static const db_stmt Q_PAIRS = {
  * mailbox_inbound, its inbound count today (the first plan's view: no Q_INBOUND). now
  * is read once (OFFSET 0: kiln_now() per row cost more than the rest of the row). */
 #define CANDIDATE_SELECT                                                                           \
-    "SELECT m.id, m.user_id, lower(split_part(m.address, '@', 2)) AS domain, m.address, "          \
-    "m.display_name, c.day::text AS day, c.day AS local_day, m.imap_host "                         \
+    "SELECT m.id, m.user_id, m.pool_id, lower(split_part(m.address, '@', 2)) AS domain, "          \
+    "m.address, m.display_name, c.day::text AS day, c.day AS local_day, m.imap_host "              \
     "FROM mailboxes m JOIN users u ON u.id = m.user_id "                                           \
     "CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "                                            \
     "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
     "WHERE m.state = 'active' AND m.deleted_at IS NULL AND u.state = 'active' "                    \
-    "AND (NOT $2::bool OR m.inbox = 'ok') "
-/* $2: KILN_RECIPIENTS_REQUIRE_INBOX (only inboxes that are watched and ok receive). */
+    "AND (NOT $2::bool OR m.inbox = 'ok') "                                                        \
+    "AND m.pool_id = ANY ((SELECT array_agg(DISTINCT pool_id) FROM mailboxes "                     \
+    "WHERE id = ANY ($3::bigint[]))::int[]) "
+/* $2: KILN_RECIPIENTS_REQUIRE_INBOX (only inboxes that are watched and ok receive); $3:
+ * the senders, whose pools the candidates come from (the planner keeps each slot in its
+ * sender's pool, lease_plan.c). */
 static const db_stmt Q_CANDIDATES = {
     "agent_candidates",
     "WITH b AS (SELECT floor(random() * (coalesce(max(id), 0) + 1))::bigint AS s FROM mailboxes), "
@@ -247,6 +251,7 @@ static const db_stmt Q_RELEASE = {"agent_release",
 enum detail_col {
     D_MAILBOX_ID,
     D_USER_ID,
+    D_POOL_ID,
     D_ADDRESS,
     D_DISPLAY_NAME,
     D_SMTP_HOST,
@@ -275,6 +280,7 @@ enum detail_col {
 static const char *const DETAIL_COLS[D_NCOLS] = {
     [D_MAILBOX_ID] = "mailbox_id",
     [D_USER_ID] = "user_id",
+    [D_POOL_ID] = "pool_id",
     [D_ADDRESS] = "address",
     [D_DISPLAY_NAME] = "display_name",
     [D_SMTP_HOST] = "smtp_host",
@@ -316,6 +322,7 @@ static void read_detail(const PGresult *r, int i, const int *c, lease_row *row)
     lease_mailbox *m = &row->m;
     m->id = db_i64(r, i, c[D_MAILBOX_ID]);
     m->user_id = db_i64(r, i, c[D_USER_ID]);
+    m->pool_id = db_i64(r, i, c[D_POOL_ID]);
     row->address = PQgetvalue(r, i, c[D_ADDRESS]);
     m->domain = domain_of(row->address);
     m->target = db_i64(r, i, c[D_TARGET]);
@@ -432,11 +439,11 @@ static const char **column_strings(arena *a, const PGresult *r, int col)
 
 static void read_candidates(arena *a, const PGresult *r, size_t n, lease_pool *pool)
 {
-    static const char *const names[] = {"id",           "user_id", "domain",    "address",
-                                        "display_name", "day",     "imap_host", "sent_7d",
-                                        "received_7d",  "received"};
-    int c[10];
-    db_columns(r, names, c, 10);
+    static const char *const names[] = {"id",           "user_id",  "domain",    "address",
+                                        "display_name", "day",      "imap_host", "sent_7d",
+                                        "received_7d",  "received", "pool_id"};
+    int c[11];
+    db_columns(r, names, c, 11);
     pool->cands = arena_calloc(a, (n + 1) * sizeof *pool->cands);
     pool->address = arena_alloc(a, (n + 1) * sizeof *pool->address);
     pool->display_name = arena_alloc(a, (n + 1) * sizeof *pool->display_name);
@@ -454,6 +461,7 @@ static void read_candidates(arena *a, const PGresult *r, size_t n, lease_pool *p
         pool->cands[i].sent_7d = db_i64(r, (int)i, c[7]);
         pool->cands[i].received_7d = db_i64(r, (int)i, c[8]);
         pool->inbound[i] = db_i64(r, (int)i, c[9]);
+        pool->cands[i].pool_id = db_i64(r, (int)i, c[10]);
     }
     pool->ncand = n;
     pool->ninbound = n;
@@ -481,8 +489,9 @@ bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders
     }
     if (!lease_pairing_load(d, a, senders, nsenders, pool))
         return false;
-    const char *cp[] = {db_i64_text(a, ncand_want), require_inbox ? "true" : "false"};
-    PGresult *cr = db_exec(d, a, &Q_CANDIDATES, 2, cp);
+    const char *cp[] = {db_i64_text(a, ncand_want), require_inbox ? "true" : "false",
+                        ids_literal(a, senders, nsenders)};
+    PGresult *cr = db_exec(d, a, &Q_CANDIDATES, 3, cp);
     PGresult *tr = cr ? db_exec(d, a, &Q_TEMPLATES, 0, NULL) : NULL;
     PGresult *topr = tr ? db_exec(d, a, &Q_TOPICS, 0, NULL) : NULL;
     if (!topr)

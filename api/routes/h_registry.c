@@ -50,13 +50,13 @@ static const db_stmt Q_PLAN_PATCH = {
     "max_reply_depth = coalesce($12::int, max_reply_depth) WHERE id = $1 RETURNING " PLAN_COLS};
 
 #define USER_COLS                                                                                  \
-    "u.id, u.name, u.plan_id, u.timezone, u.state::text AS state, "                                \
+    "u.id, u.name, u.plan_id, u.timezone, u.state::text AS state, u.pool_id AS pool, "             \
     "(SELECT count(*) FROM mailboxes m WHERE m.user_id = u.id AND m.deleted_at IS NULL) "          \
     "AS mailboxes, kiln_iso(u.created_at) AS created_at"
 
 static const db_stmt Q_USER_INSERT = {
-    "user_insert", "WITH u AS (INSERT INTO users (name, plan_id, timezone) VALUES ($1, $2, $3) "
-                   "RETURNING *) SELECT " USER_COLS " FROM u"};
+    "user_insert", "WITH u AS (INSERT INTO users (name, plan_id, timezone, pool_id) "
+                   "VALUES ($1, $2, $3, $4) RETURNING *) SELECT " USER_COLS " FROM u"};
 static const db_stmt Q_USER_LIST = {
     "user_list", "SELECT " USER_COLS " FROM users u WHERE u.id > $1 AND ($3::bigint = 0 OR "
                  "u.id = $3) ORDER BY u.id LIMIT $2"};
@@ -346,8 +346,10 @@ void h_users_create(http_req *rq, http_resp *rs)
         http_error(rs, 422, "invalid_reference", "no plan with this id", "plan_id");
         return;
     }
-    const char *p[] = {name, pid[0], tz};
-    PGresult *r = db_exec(rq->db, rq->pool, &Q_USER_INSERT, 3, p);
+    /* A tenant joins this cell's pool: the admin picks the cell by the admin token it
+     * calls with (docs/scale.md "Past one primary: pools"). */
+    const char *p[] = {name, pid[0], tz, http_i64(rq, rq->app->cfg.pool)};
+    PGresult *r = db_exec(rq->db, rq->pool, &Q_USER_INSERT, 4, p);
     if (!r) {
         if (db_last_error(rq->db) == DB_CONSTRAINT && !strcmp(db_sqlstate(rq->db), "23505"))
             http_error(rs, 409, "conflict", "a user with this name already exists", "name");
@@ -403,7 +405,9 @@ void h_agents_create(http_req *rq, http_resp *rs)
     PGresult *r = db_exec(rq->db, rq->pool, &Q_AGENT_INSERT, 1, p);
     char token[80];
     int64_t agent_id = r ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-    if (!r || auth_token_create(rq->db, rq->pool, "agent", 0, agent_id, token, sizeof token) < 0 ||
+    if (!r ||
+        auth_token_create(rq->db, rq->pool, "agent", 0, agent_id, rq->app->cfg.pool, token,
+                          sizeof token) < 0 ||
         !db_commit(rq->db)) {
         bool dup = db_last_error(rq->db) == DB_CONSTRAINT && !strcmp(db_sqlstate(rq->db), "23505");
         db_rollback(rq->db);
@@ -463,7 +467,8 @@ void h_tokens_create(http_req *rq, http_resp *rs)
         }
     }
     char token[80];
-    int64_t id = auth_token_create(rq->db, rq->pool, scope, user_id, 0, token, sizeof token);
+    int64_t id = auth_token_create(rq->db, rq->pool, scope, user_id, 0, rq->app->cfg.pool, token,
+                                   sizeof token);
     if (id < 0) {
         http_db_error(rs, rq->db);
         return;

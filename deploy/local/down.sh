@@ -7,8 +7,10 @@ var=$src/var
 [ -f "$var/stack.env" ] || { echo "down: nothing to stop (no var/stack.env)"; exit 0; }
 # shellcheck source=stack.sh
 source "$src/deploy/local/stack.sh"
-STACK_PG_PORT=$(sed -n 's/^STACK_PG_PORT=//p' "$var/stack.env")
-port=$(sed -n 's/^STACK_HTTP_PORT=//p' "$var/stack.env")
+# The ports and the cells of the running stack.
+# shellcheck source=/dev/null
+source "$var/stack.env"
+port=$STACK_HTTP_PORT
 stack_init "$var" "${1:-$src/build}" "$port" 2>/dev/null || stack_init "$var" "$src" "$port"
 stack_kill_pidfile "$var/run/kiln-agent.pid" TERM
 stack_kill_pidfile "$var/run/smtp-sink.pid" TERM

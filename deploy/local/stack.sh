@@ -13,9 +13,17 @@
 #                                               (run/api.sock, run/kiln-api.pid, ...),
 #                                               process N the -N ones (run/api-2.sock, ...)
 #   stack_nginx_up / stack_nginx_down
-#   stack_up / stack_down                       all of the above
+#   stack_up / stack_down                       all of the above, for every cell
 #   stack_psql ARGS...                          psql on the kiln database
 #   stack_admin_token                           prints the admin token (creates it once)
+#   stack_cell N                                points the functions above (but nginx) at
+#                                               cell N
+#
+# Cells (KILN_CELLS, default 1; docs/scale.md "Past one primary: pools"): a cell is one
+# PostgreSQL cluster and its kiln-api processes, serving pool N (KILN_POOL=N). Cell 1
+# lives in VAR_DIR itself, as the one-cell stack always did; cell N in VAR_DIR/cell-N/
+# (its own pg/, run/, log/, secret key and admin token). One nginx in front routes each
+# request to its token's cell. stack_init leaves cell 1 current.
 
 STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
@@ -34,10 +42,8 @@ stack_init() {
     STACK_BUILD=$(cd "$2" && pwd)
     STACK_HTTP_PORT=${3:-$(stack_free_port)}
     STACK_PG_PORT=${STACK_PG_PORT:-$(stack_free_port)}
+    STACK_PG_PORT_1=$STACK_PG_PORT
     mkdir -p "$STACK_VAR"/{run,log,pg,nginx}
-    STACK_PGDATA=$STACK_VAR/pg/data
-    STACK_PGSOCK=$STACK_VAR/pg/run
-    STACK_API_SOCK=$STACK_VAR/run/api.sock
     # How many kiln-api processes serve behind nginx's upstream (docs/operations.md);
     # a sourced stack.env keeps the count of the running stack.
     STACK_API_PROCESSES=${KILN_API_PROCESSES:-${STACK_API_PROCESSES:-1}}
@@ -45,29 +51,64 @@ stack_init() {
     [1-9] | [1-9][0-9]) ;;
     *) echo "stack: KILN_API_PROCESSES must be 1..99, got '$STACK_API_PROCESSES'" >&2; return 1 ;;
     esac
+    STACK_CELLS=${KILN_CELLS:-${STACK_CELLS:-1}}
+    case "$STACK_CELLS" in
+    [1-9]) ;;
+    *) echo "stack: KILN_CELLS must be 1..9, got '$STACK_CELLS'" >&2; return 1 ;;
+    esac
+    local n port
+    for n in $(seq 2 "$STACK_CELLS"); do
+        port=STACK_PG_PORT_$n
+        printf -v "$port" '%s' "${!port:-$(stack_free_port)}"
+        mkdir -p "$STACK_VAR/cell-$n"/{run,log,pg}
+    done
     STACK_URL=http://127.0.0.1:$STACK_HTTP_PORT
-    export KILN_DB="host=$STACK_PGSOCK port=$STACK_PG_PORT dbname=kiln user=postgres connect_timeout=5"
-    export KILN_FCGI_SOCKET=$STACK_API_SOCK
     export KILN_FCGI_SOCKET_MODE=0666
-    export KILN_SECRET_KEY_FILE=$STACK_VAR/secret.key
     export KILN_SQL_DIR=$STACK_SRC/sql
     # Remember the ports so later commands (make down, a second shell) find the stack.
-    printf 'STACK_HTTP_PORT=%s\nSTACK_PG_PORT=%s\nSTACK_API_PROCESSES=%s\n' \
-        "$STACK_HTTP_PORT" "$STACK_PG_PORT" "$STACK_API_PROCESSES" >"$STACK_VAR/stack.env"
+    {
+        printf 'STACK_HTTP_PORT=%s\nSTACK_PG_PORT=%s\nSTACK_API_PROCESSES=%s\nSTACK_CELLS=%s\n' \
+            "$STACK_HTTP_PORT" "$STACK_PG_PORT" "$STACK_API_PROCESSES" "$STACK_CELLS"
+        for n in $(seq 2 "$STACK_CELLS"); do
+            port=STACK_PG_PORT_$n
+            printf '%s=%s\n' "$port" "${!port}"
+        done
+    } >"$STACK_VAR/stack.env"
+    stack_cell 1
 }
 
-# stack_api_file N KIND: the path of kiln-api process N's socket, pid file, restart-loop
-# pid file, log or restart log. Process 1 keeps the names of the one-process stack, so
-# tests and tools that read run/kiln-api.pid or log/kiln-api.log see process 1.
+# stack_cell N: makes cell N current for the PostgreSQL and kiln-api functions (its
+# directory, cluster, port, sockets, KILN_DB, KILN_POOL=N).
+stack_cell() {
+    local port=STACK_PG_PORT_$1
+    [ "$1" -ge 1 ] && [ "$1" -le "$STACK_CELLS" ] && [ -n "${!port}" ] ||
+        { echo "stack: no cell $1 (KILN_CELLS=$STACK_CELLS)" >&2; return 1; }
+    STACK_CELL=$1
+    STACK_CELL_VAR=$STACK_VAR
+    [ "$1" -eq 1 ] || STACK_CELL_VAR=$STACK_VAR/cell-$1
+    STACK_PG_PORT=${!port}
+    STACK_PGDATA=$STACK_CELL_VAR/pg/data
+    STACK_PGSOCK=$STACK_CELL_VAR/pg/run
+    STACK_API_SOCK=$STACK_CELL_VAR/run/api.sock
+    export KILN_DB="host=$STACK_PGSOCK port=$STACK_PG_PORT dbname=kiln user=postgres connect_timeout=5"
+    export KILN_FCGI_SOCKET=$STACK_API_SOCK
+    export KILN_SECRET_KEY_FILE=$STACK_CELL_VAR/secret.key
+    export KILN_POOL=$1
+}
+
+# stack_api_file N KIND: the path of the current cell's kiln-api process N's socket, pid
+# file, restart-loop pid file, log or restart log. Process 1 keeps the names of the
+# one-process stack, so tests and tools that read run/kiln-api.pid or log/kiln-api.log
+# see process 1.
 stack_api_file() {
     local sfx=""
     [ "$1" -eq 1 ] || sfx=-$1
     case "$2" in
-    sock) echo "$STACK_VAR/run/api$sfx.sock" ;;
-    pid) echo "$STACK_VAR/run/kiln-api$sfx.pid" ;;
-    loop) echo "$STACK_VAR/run/kiln-api$sfx-supervisor.pid" ;;
-    log) echo "$STACK_VAR/log/kiln-api$sfx.log" ;;
-    restarts) echo "$STACK_VAR/log/kiln-api$sfx-restarts.log" ;;
+    sock) echo "$STACK_CELL_VAR/run/api$sfx.sock" ;;
+    pid) echo "$STACK_CELL_VAR/run/kiln-api$sfx.pid" ;;
+    loop) echo "$STACK_CELL_VAR/run/kiln-api$sfx-supervisor.pid" ;;
+    log) echo "$STACK_CELL_VAR/log/kiln-api$sfx.log" ;;
+    restarts) echo "$STACK_CELL_VAR/log/kiln-api$sfx-restarts.log" ;;
     *) echo "stack_api_file: unknown kind $2" >&2; return 1 ;;
     esac
 }
@@ -86,18 +127,29 @@ stack_pg_bin() {
     for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && echo "$d"; done | sort -V | tail -1
 }
 
+# initdb into DIR. A cluster without fsync (the tests') need not sync after initdb either.
+stack_pg_initdb() {
+    local nosync=""
+    [ "${STACK_PG_FSYNC:-on}" = on ] || nosync=--no-sync
+    stack_as_pg "$(stack_pg_bin)/initdb" -D "$1" -U postgres --auth=trust -E UTF8 \
+        --locale=C.UTF-8 $nosync >"$STACK_VAR/log/initdb.log" 2>&1 ||
+        { cat "$STACK_VAR/log/initdb.log" >&2; return 1; }
+}
+
 stack_pg_up() {
     local bin; bin=$(stack_pg_bin)
     [ -n "$bin" ] || { echo "stack: PostgreSQL server binaries not found" >&2; return 1; }
     mkdir -p "$STACK_PGSOCK"
-    touch "$STACK_VAR/log/postgresql.log"
+    touch "$STACK_CELL_VAR/log/postgresql.log"
     if [ "$(id -u)" -eq 0 ]; then
-        chown postgres "$STACK_VAR/pg" "$STACK_PGSOCK" "$STACK_VAR/log/postgresql.log"
+        chown postgres "$STACK_CELL_VAR/pg" "$STACK_PGSOCK" "$STACK_CELL_VAR/log/postgresql.log"
     fi
     if [ ! -s "$STACK_PGDATA/PG_VERSION" ]; then
-        stack_as_pg "$bin/initdb" -D "$STACK_PGDATA" -U postgres --auth=trust -E UTF8 \
-            --locale=C.UTF-8 >"$STACK_VAR/log/initdb.log" 2>&1 ||
-            { cat "$STACK_VAR/log/initdb.log" >&2; return 1; }
+        if [ -s "${STACK_PG_TEMPLATE:-/nonexistent}/PG_VERSION" ]; then
+            stack_as_pg cp -a "$STACK_PG_TEMPLATE" "$STACK_PGDATA" || return 1
+        else
+            stack_pg_initdb "$STACK_PGDATA" || return 1
+        fi
         cat >>"$STACK_PGDATA/postgresql.conf" <<CONF
 listen_addresses = ''
 unix_socket_directories = '$STACK_PGSOCK'
@@ -108,9 +160,9 @@ fsync = ${STACK_PG_FSYNC:-on}
 log_min_duration_statement = 1000
 CONF
     fi
-    stack_as_pg "$bin/pg_ctl" -D "$STACK_PGDATA" -l "$STACK_VAR/log/postgresql.log" \
+    stack_as_pg "$bin/pg_ctl" -D "$STACK_PGDATA" -l "$STACK_CELL_VAR/log/postgresql.log" \
         -o "-p $STACK_PG_PORT -k $STACK_PGSOCK" -w -t 60 start >/dev/null ||
-        { tail -20 "$STACK_VAR/log/postgresql.log" >&2; return 1; }
+        { tail -20 "$STACK_CELL_VAR/log/postgresql.log" >&2; return 1; }
     if ! stack_as_pg "$bin/psql" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" -U postgres -d postgres \
         -tAc "SELECT 1 FROM pg_database WHERE datname='kiln'" | grep -q 1; then
         stack_as_pg "$bin/createdb" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" -U postgres kiln
@@ -192,8 +244,8 @@ stack_api_start() {
 
 stack_api_up() {
     [ -s "$KILN_SECRET_KEY_FILE" ] || "$STACK_BUILD/api/kiln-api" keygen "$KILN_SECRET_KEY_FILE"
-    "$STACK_BUILD/api/kiln-api" migrate >>"$STACK_VAR/log/kiln-api.log" 2>&1 ||
-        { tail -20 "$STACK_VAR/log/kiln-api.log" >&2; return 1; }
+    "$STACK_BUILD/api/kiln-api" migrate >>"$STACK_CELL_VAR/log/kiln-api.log" 2>&1 ||
+        { tail -20 "$STACK_CELL_VAR/log/kiln-api.log" >&2; return 1; }
     local n
     for n in $(seq 1 "$STACK_API_PROCESSES"); do
         stack_api_start "$n" || return 1
@@ -216,10 +268,10 @@ stack_kill_pidfile() {
 # loop first (so it does not start kiln-api again), then kiln-api.
 stack_api_down() {
     local f
-    for f in "$STACK_VAR"/run/kiln-api*-supervisor.pid; do
+    for f in "$STACK_CELL_VAR"/run/kiln-api*-supervisor.pid; do
         [ -e "$f" ] && stack_kill_pidfile "$f" "${1:-TERM}"
     done
-    for f in "$STACK_VAR"/run/kiln-api*.pid; do
+    for f in "$STACK_CELL_VAR"/run/kiln-api*.pid; do
         [ -e "$f" ] && stack_kill_pidfile "$f" "${1:-TERM}"
     done
     return 0
@@ -232,12 +284,22 @@ stack_nginx_up() {
         user_line="user nobody nogroup;"
         chown -R nobody:nogroup "$STACK_VAR/nginx"
     fi
-    # One upstream server per kiln-api process, failure settings as in nginx/kiln.conf.
-    local servers="" n
-    for n in $(seq 1 "$STACK_API_PROCESSES"); do
-        servers="$servers server unix:$(stack_api_file "$n" sock) max_fails=3 fail_timeout=5s;"
+    # One upstream per cell, one server in it per kiln-api process (failure settings as
+    # in nginx/kiln.conf), and the pool -> cell map: cell N serves pool N.
+    local upstreams="" pools="" cell n name
+    for cell in $(seq 1 "$STACK_CELLS"); do
+        stack_cell "$cell"
+        name=kiln_api
+        [ "$cell" -eq 1 ] || name=kiln_api_$cell
+        upstreams="$upstreams upstream $name {"
+        for n in $(seq 1 "$STACK_API_PROCESSES"); do
+            upstreams="$upstreams server unix:$(stack_api_file "$n" sock) max_fails=3 fail_timeout=5s;"
+        done
+        upstreams="$upstreams }"
+        pools="$pools $cell $name;"
     done
-    sed -e "s|@VAR@|$STACK_VAR|g" -e "s|@SERVERS@|$servers|g" \
+    stack_cell 1
+    sed -e "s|@VAR@|$STACK_VAR|g" -e "s|@UPSTREAMS@|$upstreams|g" -e "s|@POOL_MAP@|$pools|g" \
         -e "s|@PORT@|$STACK_HTTP_PORT|g" -e "s|@USER_LINE@|$user_line|" \
         "$STACK_SRC/nginx/local.conf.in" >"$STACK_VAR/nginx/nginx.conf"
     nginx -e "$STACK_VAR/log/nginx-error.log" -c "$STACK_VAR/nginx/nginx.conf" ||
@@ -256,19 +318,38 @@ stack_nginx_down() {
 }
 
 stack_admin_token() {
-    if [ ! -s "$STACK_VAR/admin.token" ]; then
-        (umask 077 && "$STACK_BUILD/api/kiln-api" token create --scope admin >"$STACK_VAR/admin.token.tmp") &&
-            mv "$STACK_VAR/admin.token.tmp" "$STACK_VAR/admin.token"
+    if [ ! -s "$STACK_CELL_VAR/admin.token" ]; then
+        (umask 077 && "$STACK_BUILD/api/kiln-api" token create --scope admin >"$STACK_CELL_VAR/admin.token.tmp") &&
+            mv "$STACK_CELL_VAR/admin.token.tmp" "$STACK_CELL_VAR/admin.token"
     fi
-    cat "$STACK_VAR/admin.token"
+    cat "$STACK_CELL_VAR/admin.token"
 }
 
+# Cells 2..N come up in the background while cell 1 does; new clusters are copies of one
+# initdb (STACK_PG_TEMPLATE: initdb is most of a cell's start).
 stack_up() {
-    stack_pg_up && stack_api_up && stack_nginx_up
+    local cell pids="" failed=0 pid
+    if [ "$STACK_CELLS" -gt 1 ] && [ ! -s "$STACK_VAR/pg/data/PG_VERSION" ]; then
+        STACK_PG_TEMPLATE=$STACK_VAR/pg/template
+        [ "$(id -u)" -ne 0 ] || chown postgres "$STACK_VAR/pg"
+        [ -s "$STACK_PG_TEMPLATE/PG_VERSION" ] || stack_pg_initdb "$STACK_PG_TEMPLATE" || return 1
+    fi
+    for cell in $(seq 2 "$STACK_CELLS"); do
+        (stack_cell "$cell" && stack_pg_up && stack_api_up) &
+        pids="$pids $!"
+    done
+    stack_cell 1 && stack_pg_up && stack_api_up || failed=1
+    for pid in $pids; do wait "$pid" || failed=1; done
+    [ -z "${STACK_PG_TEMPLATE:-}" ] || rm -rf "$STACK_PG_TEMPLATE"
+    unset STACK_PG_TEMPLATE
+    [ "$failed" -eq 0 ] && stack_nginx_up
 }
 
 stack_down() {
     stack_nginx_down
-    stack_api_down
-    stack_pg_down
+    local cell
+    for cell in $(seq "$STACK_CELLS" -1 1); do
+        stack_cell "$cell" && stack_api_down "$@" && stack_pg_down
+    done
+    stack_cell 1
 }

@@ -16,8 +16,9 @@ sink_port=${KILN_SINK_PORT:-2525}
 # shellcheck source=stack.sh
 source "$src/deploy/local/stack.sh"
 if [ -f "$var/stack.env" ]; then
-    # Reuse the PostgreSQL port of the existing cluster.
+    # Reuse the PostgreSQL port of the existing cluster (and of every cell's).
     STACK_PG_PORT=$(sed -n 's/^STACK_PG_PORT=//p' "$var/stack.env")
+    eval "$(grep -E '^STACK_PG_PORT_[0-9]=[0-9]+$' "$var/stack.env" || true)"
 fi
 if curl -s -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null &&
     ! [ -f "$var/run/nginx.pid" ]; then
@@ -35,25 +36,31 @@ export KILN_PROVIDER_MAP=${KILN_PROVIDER_MAP:-acme.test=gmail,globex.test=outloo
 stack_init "$var" "$build" "$port"
 
 step() { printf '==> %s\n' "$*"; }
-step "PostgreSQL (var/pg, socket in var/pg/run)"
-[ -f "$STACK_PGDATA/postmaster.pid" ] && stack_as_pg "$(stack_pg_bin)/pg_ctl" -D "$STACK_PGDATA" status >/dev/null 2>&1 ||
-    stack_pg_up
-step "kiln-api x $KILN_API_PROCESSES (migrations, FastCGI on var/run/api[-N].sock, each restarted if it dies)"
 # Each under its own restart loop of stack.sh: a crash is logged to
 # var/log/kiln-api[-N]-restarts.log and that process comes back; `make down` stops the
 # loops first.
 export STACK_API_RESTART=${STACK_API_RESTART:-1}
-api_running=1
-for n in $(seq 1 "$KILN_API_PROCESSES"); do
-    f=$(stack_api_file "$n" loop)
-    { [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; } || api_running=0
+# KILN_CELLS=N (default 1) runs N cells, each its own PostgreSQL and kiln-api processes
+# serving pool N; cell 1 in var/, cell N in var/cell-N/ (docs/scale.md).
+for cell in $(seq 1 "$STACK_CELLS"); do
+    stack_cell "$cell"
+    step "cell $cell (pool $cell): PostgreSQL (${STACK_CELL_VAR#"$src/"}/pg, socket in ${STACK_CELL_VAR#"$src/"}/pg/run)"
+    [ -f "$STACK_PGDATA/postmaster.pid" ] && stack_as_pg "$(stack_pg_bin)/pg_ctl" -D "$STACK_PGDATA" status >/dev/null 2>&1 ||
+        stack_pg_up
+    step "cell $cell: kiln-api x $KILN_API_PROCESSES (migrations, FastCGI on ${STACK_CELL_VAR#"$src/"}/run/api[-N].sock, each restarted if it dies)"
+    api_running=1
+    for n in $(seq 1 "$KILN_API_PROCESSES"); do
+        f=$(stack_api_file "$n" loop)
+        { [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; } || api_running=0
+    done
+    if [ $api_running = 0 ]; then
+        stack_api_down # unsupervised or fewer processes from an older run, if any
+        stack_api_up
+        # nginx's upstream lists the sockets: reload it when it runs with another count.
+        stack_nginx_down
+    fi
 done
-if [ $api_running = 0 ]; then
-    stack_api_down # unsupervised or fewer processes from an older run, if any
-    stack_api_up
-    # nginx's upstream lists the sockets: reload it when it runs with another count.
-    stack_nginx_down
-fi
+stack_cell 1
 step "nginx on $STACK_URL"
 if ! { [ -f "$var/run/nginx.pid" ] && kill -0 "$(cat "$var/run/nginx.pid")" 2>/dev/null; }; then
     stack_nginx_up

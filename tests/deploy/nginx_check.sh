@@ -21,6 +21,8 @@ expect 'limit_req zone=kiln_agent_token' 'rate limit on agent endpoints'
 expect 'limit_req zone=kiln_write' 'rate limit on write endpoints'
 expect 'log_format kiln_json escape=json' 'JSON access log'
 expect 'deny all;' '/metrics restricted to the scrape network'
+expect 'map \$kiln_token_pool \$kiln_cell' 'cells: the pool -> upstream map'
+expect 'fastcgi_pass \$kiln_cell;' 'requests go to the cell of the token pool'
 if grep -nE '^[^#]*(fastcgi_keep_conn|keepalive [0-9])' "$conf"; then
     fail "nginx/kiln.conf keeps FastCGI connections: libfcgi's threaded accept breaks with them"
 fi

@@ -54,6 +54,11 @@ got=$(c -o "$T/body" -w '%{http_code}' --interface 127.0.0.3 -H "Authorization: 
     fail "GET /metrics from 127.0.0.3 (outside the scrape network): expected a JSON 403, got $got: $(cat "$T/body")"
 ok "/metrics answers the scrape network and refuses others with a JSON 403"
 
+got=$(c -o "$T/body" -w '%{http_code}' -H "Authorization: Bearer kiln7_$(printf 'A%.0s' $(seq 43))" "$base/api/plans")
+[ "$got" = 401 ] && grep -q '"code":"unauthorized"' "$T/body" ||
+    fail "a token of a pool no cell serves (kiln7_): expected nginx's JSON 401, got $got: $(cat "$T/body")"
+ok "a token naming a pool no cell serves gets a JSON 401 from nginx"
+
 head -c 2000000 /dev/zero | tr '\0' 'x' >"$T/big"
 got=$(c -o "$T/body" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
     -H "Authorization: Bearer $KILN_ADMIN_TOKEN" --data-binary "@$T/big" "$base/api/users")

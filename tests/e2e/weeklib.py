@@ -417,7 +417,7 @@ class Week:
         replies = int(psql("SELECT count(*) FROM pending_replies")[0])
         bad = psql("""SELECT pr.parent_send_id FROM pending_replies pr JOIN sends s ON
             s.id = pr.parent_send_id WHERE s.reply_depth > 0 OR NOT EXISTS (SELECT 1 FROM
-            inbox_actions a WHERE a.send_id = s.id AND a.kind = 'file')""")
+            inbox_action_plan a WHERE a.send_id = s.id AND a.kind = 'file')""")
         check(not bad, "replies scheduled to untouched mail or to replies: %r" % bad[:5])
         sd = math.sqrt(touched * REPLY_RATE * (1 - REPLY_RATE))
         check(abs(replies - touched * REPLY_RATE) <= 4.5 * sd,

@@ -1,9 +1,12 @@
 -- pgbench script, the peer of tests/bench/ingest/run.sh. One transaction writes what one
 -- report of "batch" found events writes in kiln (api/lease/inbox_report.c), straight
 -- into PostgreSQL (no HTTP, no JSON, no MAC check, no policy, no idempotency reads). The
--- same rows into the same tables: the sightings, the messages, the placements (whose
--- trigger updates the rollups), the placement counters, the actions (as many per event
--- as kiln planned in the same run, "acts_per_1000") with their counters, and the replies
+-- same rows into the same tables: the messages (a first find is no sighting since 023),
+-- the placements (whose trigger updates the rollups and queues the senders' health), the
+-- placement counters, the actions (one row per planned message, the rest of its plan in
+-- the row's rest: as many rows per event as kiln wrote in the same run, "acts_per_1000",
+-- and as many planned actions in rest per row, "rest_per_1000") with their counters, and
+-- the replies
 -- (the same share, "replies_per_1000", through kiln_schedule_reply as kiln does). Each
 -- transaction takes the next "batch" sends of the peer's half (a sequence numbers them);
 -- role and flags follow the send id as in driver.py. No pgbench variables in comments:
@@ -19,8 +22,6 @@ WITH x AS (
          (enum_range(NULL::mail_provider))[1 + s.recipient_id % 4] AS provider,
          s.id % 4294967295 + 1 AS uid
   FROM sends s WHERE s.id >= :lo::bigint AND s.id < :hi::bigint AND s.id < :last::bigint),
-si AS (INSERT INTO inbox_sightings (mailbox_id, folder, uidvalidity, uid, send_id)
-  SELECT mb, folder, 1, uid, id FROM x ORDER BY mb, folder, id),
 im AS (INSERT INTO inbox_messages (mailbox_id, send_id, folder, role, uidvalidity, uid, flags)
   SELECT mb, id, folder, role::folder_role, 1, uid, flags FROM x ORDER BY mb, id),
 pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, folder, found_at,
@@ -32,13 +33,16 @@ pc AS (INSERT INTO counters (name, label, shard, value)
   FROM pl GROUP BY 2 ORDER BY 2
   ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value),
 ac AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, flags,
-                                  target, not_before)
-  SELECT mb, id, (ARRAY['mark', 'file', 'prune', 'rescue']::inbox_action_kind[])[g], folder, 1,
-         uid, CASE WHEN g = 1 THEN '{\\Seen}' ELSE '{}' END::text[],
-         CASE g WHEN 2 THEN 'warmup' WHEN 4 THEN 'inbox' END::folder_role,
-         kiln_now() + g * interval '1 hour'
-  FROM x CROSS JOIN generate_series(1, 4) g
-  WHERE g * 1000 <= :acts_per_1000::int + (id * 7) % 1000 ORDER BY id, g RETURNING kind),
+                                  target, not_before, rest)
+  SELECT mb, id, (ARRAY['mark', 'file', 'prune', 'rescue']::inbox_action_kind[])[1 + id % 4],
+         folder, 1, uid, CASE WHEN id % 4 = 0 THEN '{\\Seen}' ELSE '{}' END::text[],
+         CASE id % 4 WHEN 1 THEN 'warmup' WHEN 3 THEN 'inbox' END::folder_role,
+         kiln_now() + interval '1 hour',
+         (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                     'k', (ARRAY['file', 'prune', 'mark'])[g], 't', CASE g WHEN 1 THEN 'warmup' END,
+                     'at', 1800000000 + g * 3600)) ORDER BY g)
+          FROM generate_series(1, 3) g WHERE g * 1000 <= :rest_per_1000::int + (id * 13) % 1000)
+  FROM x WHERE (id * 7) % 1000 < :acts_per_1000::int ORDER BY id RETURNING kind),
 acn AS (INSERT INTO counters (name, label, shard, value)
   SELECT 'actions', kind::text || ':' || 'issued', (:b::bigint % 16)::smallint, count(*) FROM ac GROUP BY 2
   ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value)

@@ -4,7 +4,9 @@
 # idempotent by sighting, placement and rollups recorded, the engagement policy's actions
 # planned) with 100,000 mailboxes seeded by `kiln-api seed` (COPY), beside pgbench
 # inserting the same rows into the same tables (peer.sql): what the database alone costs.
-# Prints events/s of both, the ratio, and whether kiln reaches 20,000 events/s.
+# Prints events/s of both, the ratio, whether kiln reaches 20,000 events/s, and what each
+# side wrote per event: rows and index entries by table (writes.py), WAL bytes, and
+# kiln's WAL by relation and record kind (pg_waldump, walrel.py).
 # Usage: run.sh BUILD_DIR   (an optimized build: make bench passes build/)
 # Env: KILN_BENCH_INGEST_EVENTS (200000 per side), KILN_BENCH_INGEST_BATCH (events per
 #      report, 500), KILN_BENCH_CONNS (agents = connections = pgbench clients, 8),
@@ -70,9 +72,21 @@ stack_psql -tA -F '|' -c "SELECT id, recipient_id FROM sends WHERE id >= $kiln_f
 echo "   ready in $((SECONDS - t0)) s: $(stack_psql -tAc "SELECT count(*) FROM mailboxes") mailboxes," \
     "$(stack_psql -tAc "SELECT count(*) FROM sends") sends"
 
+# What a run wrote: per table the rows inserted, updated and deleted, how many of the
+# updates were HOT (no index entry), and its index count; and the WAL position. Backends
+# report their table counts when idle for 10 s (PostgreSQL 15), hence the pause.
+writes() {
+    sleep 11
+    stack_psql -tA -F ' ' -c "SELECT t.relname, t.n_tup_ins, t.n_tup_upd, t.n_tup_del,
+        t.n_tup_hot_upd, (SELECT count(*) FROM pg_index i WHERE i.indrelid = t.relid)
+        FROM pg_stat_user_tables t ORDER BY 1" >"$1"
+    stack_psql -tAc "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn" >>"$1"
+}
+
 # One kiln run, then the peer: each writes its own half of the sends' placements.
 stack_psql -c "CHECKPOINT" >/dev/null
 stack_psql -c "SELECT pg_stat_statements_reset()" >/dev/null
+writes "$var/w0"
 pg_root=$(head -1 "$STACK_PGDATA/postmaster.pid")
 cpu() { /usr/bin/python3 "$here/cpu.py" "$@"; }
 api_root=$(cat "$(stack_api_file 1 pid)")
@@ -83,16 +97,26 @@ read -r events secs eps reports p50 p99 applied dups ignored < <(/usr/bin/python
     "$STACK_URL" "$KILN_SECRET_KEY_FILE" "$var/sends" "$var/agents" "$batch")
 load1=$(cut -d' ' -f1 /proc/loadavg)
 read -r pg1 api1 ngx1 < <(echo "$(cpu "$pg_root") $(cpu "$api_root") $(cpu "$nginx_root")")
+writes "$var/w1"
+# Where kiln's WAL went, by relation (its segments are still there: no checkpoint since).
+stack_psql -tA -F '|' -c "SELECT relfilenode, relname FROM pg_class WHERE relfilenode <> 0" \
+    >"$var/relnames"
+stack_as_pg "$(stack_pg_bin)/pg_waldump" -p "$STACK_PGDATA/pg_wal" -s "$(tail -1 "$var/w0" |
+    /usr/bin/python3 -c 'import sys; n = int(sys.stdin.read()); print("%X/%X" % (n >> 32, n & 0xffffffff))')" \
+    -e "$(tail -1 "$var/w1" | /usr/bin/python3 -c 'import sys; n = int(sys.stdin.read()); print("%X/%X" % (n >> 32, n & 0xffffffff))')" \
+    2>/dev/null | /usr/bin/python3 "$here/walrel.py" "$var/relnames" "$events" >"$var/walrel" || true
 # The database's time per statement over kiln's run, per event.
 stack_psql -tA -F '|' -c "SELECT round((total_exec_time * 1000 / $n)::numeric, 1), calls,
     left(regexp_replace(query, '\s+', ' ', 'g'), 70) FROM pg_stat_statements
     WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 10" >"$var/statements"
 [ "$applied" -eq "$events" ] || { echo "kiln applied $applied of $events events (dup $dups, ignored $ignored)" >&2; exit 1; }
 # What one event wrote (the peer writes as much): actions and replies per find.
-read -r acts replies < <(stack_psql -tA -F ' ' -c "SELECT (SELECT count(*) FROM inbox_actions),
+read -r acts rest replies < <(stack_psql -tA -F ' ' -c "SELECT (SELECT count(*) FROM inbox_actions),
+    (SELECT coalesce(sum(jsonb_array_length(rest)), 0) FROM inbox_actions),
     (SELECT count(*) FROM pending_replies)")
 stack_psql -c "CHECKPOINT" >/dev/null
 stack_psql -c "CREATE SEQUENCE bench_peer_batch" >/dev/null
+writes "$var/w2"
 mkdir -p "$var/pgb" && chmod 777 "$var/pgb"
 per_client=$(((n / batch + conns - 1) / conns))
 load2=$(cut -d' ' -f1 /proc/loadavg)
@@ -100,10 +124,12 @@ pg2=$(cpu "$pg_root")
 (cd "$var/pgb" && stack_as_pg "$(stack_pg_bin)/pgbench" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" \
     -U postgres -n -M prepared -c "$conns" -j 2 -t "$per_client" -D first="$peer_first" \
     -D batch="$batch" -D last="$((peer_first + n))" -D acts_per_1000="$((acts * 1000 / events))" \
+    -D rest_per_1000="$((rest * 1000 / (acts > 0 ? acts : 1)))" \
     -D replies_per_1000="$((replies * 1000 / events))" \
     -f "$here/peer.sql" kiln >"$var/pgb/out" 2>&1) || { head -5 "$var/pgb/out" >&2; exit 1; }
 load3=$(cut -d' ' -f1 /proc/loadavg)
 pg3=$(cpu "$pg_root")
+writes "$var/w3"
 peer_rows=$(stack_psql -tAc "SELECT count(*) FROM placements WHERE send_id >= $peer_first")
 peer_tps=$(awk '/^tps/ {print $3; exit}' "$var/pgb/out")
 peer_eps=$(awk -v t="$peer_tps" -v b="$batch" 'BEGIN {printf "%.0f", t * b}')
@@ -123,8 +149,13 @@ echo
 echo "PostgreSQL time per event over kiln's run, by statement (us/event, calls):"
 sed 's/^/  /' "$var/statements"
 echo
-echo "rows per event: actions $(awk -v a="$acts" -v e="$events" 'BEGIN {printf "%.2f", a / e}')," \
+echo "rows per event: actions $(awk -v a="$acts" -v e="$events" 'BEGIN {printf "%.2f", a / e}')" \
+    "(planned after them, in rest: $(awk -v a="$rest" -v e="$events" 'BEGIN {printf "%.2f", a / e}'))," \
     "replies $(awk -v a="$replies" -v e="$events" 'BEGIN {printf "%.3f", a / e}'); peer placements $peer_rows"
+echo
+echo "rows written per event by table (kiln | peer): inserted+updated+deleted, (HOT updates), indexes"
+/usr/bin/python3 "$here/writes.py" "$var/w0" "$var/w1" "$events" "$var/w2" "$var/w3" "$peer_rows"
+cat "$var/walrel"
 echo "load average: $load0 -> $load1 (kiln), $load2 -> $load3 (peer)"
 echo "events/s kiln / pgbench: $(awk -v a="$eps" -v b="$peer_eps" 'BEGIN {printf "%.2f", a / b}')"
 if [ "$eps" -ge 20000 ]; then
