@@ -9,7 +9,6 @@
 #include "codec.h"
 #include "json.h"
 #include "log.h"
-#include "rand.h"
 
 #include <string.h>
 
@@ -150,10 +149,13 @@ void lease_answer_compose(arena *a, const lease_pool *pool, lease_granted *gr)
     gr->templates = arena_alloc(a, n * sizeof *gr->templates);
     gr->topics = arena_alloc(a, n * sizeof *gr->topics);
     const char *from = first_name(a, row->display_name, row->address);
+    lease_rng rng;
+    lease_rng_seed(&rng);
     for (int s = 0; s < gr->nslots; s++) {
         int ci = gr->slots[s].candidate;
-        int ti = pool->ntemplates ? (int)random_range(0, pool->ntemplates - 1) : -1;
-        const char *topic = pool->ntopics ? pool->topics[random_range(0, pool->ntopics - 1)] : "";
+        int ti = pool->ntemplates ? (int)lease_rng_range(&rng, 0, pool->ntemplates - 1) : -1;
+        const char *topic =
+            pool->ntopics ? pool->topics[lease_rng_range(&rng, 0, pool->ntopics - 1)] : "";
         gr->templates[s] = ti;
         gr->topics[s] = topic;
         if (gr->replies && gr->replies[s]) {

@@ -45,9 +45,44 @@ struct lease_plan {
     size_t slot_hint;
     arena *a; /* the plan's arena (the mix table is sized again when placements load) */
     lease_candidate *cand;
+    uint64_t *domain_h; /* per candidate: a hash of its domain (strcmp only on a match) */
     size_t ncand;
     double pool_share[LEASE_PROVIDERS]; /* each provider's share of the known candidates */
+    lease_rng rng;
 };
+
+void lease_rng_seed(lease_rng *r)
+{
+    random_bytes(&r->s, sizeof r->s);
+}
+
+static uint64_t rng_next(lease_rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+int64_t lease_rng_range(lease_rng *r, int64_t lo, int64_t hi)
+{
+    if (hi <= lo)
+        return lo;
+    uint64_t span = (uint64_t)(hi - lo) + 1, x, limit = UINT64_MAX - UINT64_MAX % span;
+    do
+        x = rng_next(r);
+    while (x >= limit);
+    return lo + (int64_t)(x % span);
+}
+
+/* FNV-1a of a NUL-terminated string. */
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
 
 static void table_init(arena *a, table3 *t, size_t hint)
 {
@@ -102,9 +137,12 @@ lease_plan *lease_plan_new(arena *a, const lease_limits *lim, size_t bucket_hint
     p->a = a;
     p->cand = candidates;
     p->ncand = ncandidates;
+    lease_rng_seed(&p->rng);
     size_t known = 0, per[LEASE_PROVIDERS] = {0};
     table_init(a, &p->sender_at, ncandidates);
+    p->domain_h = arena_alloc(a, (ncandidates + 1) * sizeof *p->domain_h);
     for (size_t i = 0; i < ncandidates; i++) {
+        p->domain_h[i] = str_hash(candidates[i].domain ? candidates[i].domain : "");
         slot3 *at = table_get(&p->sender_at, candidates[i].id, 0, 0, true);
         if (at)
             at->n = (int64_t)i;
@@ -230,9 +268,9 @@ static int64_t fit_caps(lease_plan *p, const lease_mailbox *m, int64_t t, int64_
     return limit + 1;
 }
 
-static int64_t cooldown(const lease_mailbox *m)
+static int64_t cooldown(lease_plan *p, const lease_mailbox *m)
 {
-    return random_range(m->cooldown_min_s, m->cooldown_max_s);
+    return lease_rng_range(&p->rng, m->cooldown_min_s, m->cooldown_max_s);
 }
 
 /* Picks a recipient for a slot of m. Rules (hard): a mailbox of m's pool (pools never
@@ -241,8 +279,7 @@ static int64_t cooldown(const lease_mailbox *m)
  * previous recipient when any such candidate exists. Preference among those: the highest
  * lease_plan_score of the first PICK_SCAN from the cursor, the first on a tie (the cursor
  * starts at random, so ties spread). Returns the index or -1. */
-static int pick_recipient(lease_plan *p, const lease_mailbox *m, size_t *cursor,
-                          const char *last_domain)
+static int pick_recipient(lease_plan *p, const lease_mailbox *m, size_t *cursor, int last)
 {
     if (p->ncand == 0)
         return -1;
@@ -260,7 +297,8 @@ static int pick_recipient(lease_plan *p, const lease_mailbox *m, size_t *cursor,
                 continue;
             if (c->received + c->assigned >= p->lim.recipient_daily_cap)
                 continue;
-            if (pass == 0 && last_domain && !strcmp(c->domain, last_domain))
+            if (pass == 0 && last >= 0 && p->domain_h[i] == p->domain_h[last] &&
+                !strcmp(c->domain, p->cand[last].domain))
                 continue;
             allowed++;
             int pv = c->provider > 0 && c->provider < LEASE_PROVIDERS ? c->provider : 0;
@@ -293,7 +331,7 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
         t = m->next_at_s;
     /* One draw: drawing again for the assignment could give a shorter cooldown than
      * the one compared and move t back before next_at (a gap under cooldown_min_s). */
-    int64_t after_last = m->last_send_s > 0 ? m->last_send_s + cooldown(m) : 0;
+    int64_t after_last = m->last_send_s > 0 ? m->last_send_s + cooldown(p, m) : 0;
     if (after_last > t)
         t = after_last;
     /* next_at is the cooldown bound only (last granted slot + cooldown): pacing is
@@ -302,8 +340,8 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
     int64_t next = t;
     int64_t remaining = m->target - m->done;
     int64_t window_len = m->window_end_s - m->window_start_s;
-    size_t cursor = p->ncand ? (size_t)random_range(0, (int64_t)p->ncand - 1) : 0;
-    const char *last_domain = NULL;
+    size_t cursor = p->ncand ? (size_t)lease_rng_range(&p->rng, 0, (int64_t)p->ncand - 1) : 0;
+    int last = -1; /* the previous slot's recipient */
     for (int64_t i = 0; i < remaining && n < max_slots; i++) {
         /* Pacing: the k-th send of the day is due k/target of the way through the
          * window, so the quota spreads over the day; behind mailboxes catch up at
@@ -324,7 +362,7 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
                 *wake_s = at <= m->window_end_s ? (t > p->lim.now_s ? t : at) : 0;
             break;
         }
-        int c = pick_recipient(p, m, &cursor, last_domain);
+        int c = pick_recipient(p, m, &cursor, last);
         if (c < 0)
             break;
         if (!bucket_bump(p, 0, 60, at, p->lim.global_minute_cap) ||
@@ -342,13 +380,13 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
             mix_add(p, m->id, pv, MIX_PLACED, 1);
             mix_add(p, m->id, 0, MIX_TOTAL, 1);
         }
-        last_domain = p->cand[c].domain;
+        last = c;
         if (p->lim.pair_check)
             table_get(&p->pairs, m->id, p->cand[c].id, 0, true);
         out[n].at_s = at;
         out[n].candidate = c;
         n++;
-        t = at + cooldown(m);
+        t = at + cooldown(p, m);
         next = t;
     }
     *next_at_s = next;

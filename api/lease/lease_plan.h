@@ -75,6 +75,16 @@ typedef struct lease_bucket_delta {
     int64_t cap; /* deltas only */
 } lease_bucket_delta;
 
+/* Draws for jitter and variety (cooldowns, the recipient cursor, templates, topics):
+ * splitmix64 seeded once from the CSPRNG, so a lease makes one RAND_bytes call where it
+ * made several per slot (each takes OpenSSL's locks and a getpid). Not for secrets. */
+typedef struct lease_rng {
+    uint64_t s;
+} lease_rng;
+void lease_rng_seed(lease_rng *r);
+/* Uniform in [lo, hi]; lo when hi <= lo. */
+int64_t lease_rng_range(lease_rng *r, int64_t lo, int64_t hi);
+
 typedef struct lease_plan lease_plan;
 
 /* Everything lives in arena a and is freed with it. bucket_hint and pair_hint size

@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MAX_REPORT_RESULTS 10000
 
@@ -60,6 +61,32 @@ static bool parse_result(http_req *rq, http_resp *rs, yajl_val o, size_t i, leas
                    &r->latency_ms, &r->has_latency);
 }
 
+typedef struct id_at {
+    int64_t id;
+    size_t at;
+} id_at;
+
+static int cmp_id_at(const void *a, const void *b)
+{
+    const id_at *x = a, *y = b;
+    if (x->id != y->id)
+        return (x->id > y->id) - (x->id < y->id);
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+/* Marks each repeat of a send id after its first place in the batch (sorted, not
+ * pairwise: a batch of 10,000 would be 50 M comparisons). */
+static void mark_repeats(arena *a, lease_result *res, size_t len)
+{
+    id_at *v = arena_alloc(a, len * sizeof *v);
+    for (size_t i = 0; i < len; i++)
+        v[i] = (id_at){res[i].send_id, i};
+    qsort(v, len, sizeof *v, cmp_id_at);
+    for (size_t i = 1; i < len; i++)
+        if (v[i].id == v[i - 1].id)
+            res[v[i].at].dup_in_batch = true;
+}
+
 bool lease_report_parse(http_req *rq, http_resp *rs, yajl_val arr, lease_result **out, int *n)
 {
     if (!arr || !YAJL_IS_ARRAY(arr)) {
@@ -77,10 +104,8 @@ bool lease_report_parse(http_req *rq, http_resp *rs, yajl_val arr, lease_result 
         lease_result *r = &res[i];
         if (!parse_result(rq, rs, arr->u.array.values[i], i, r))
             return false;
-        for (size_t j = 0; j < i; j++)
-            if (res[j].send_id == r->send_id)
-                r->dup_in_batch = true;
     }
+    mark_repeats(rq->pool, res, len);
     *out = res;
     *n = (int)len;
     return true;
@@ -117,6 +142,7 @@ typedef struct report {
     int n;
     const char *fence;        /* every reported id, in order */
     lease_report_batch batch; /* the results without in-batch duplicates */
+    int nbatch;
 } report;
 
 /* The batch's array literals, built once for every attempt. */
@@ -133,6 +159,7 @@ static void report_batch(arena *a, report *rp)
         pgarr_i64(&fence, r->send_id);
         if (r->dup_in_batch)
             continue;
+        rp->nbatch++;
         pgarr_i64(&ids, r->send_id);
         pgarr_str(&st, r->status);
         if (r->has_code)
@@ -182,27 +209,54 @@ static void write_answer(http_resp *rs, const report *rp, int64_t *applied, int 
     json_gen_free(g);
 }
 
+/* The fence: every reported id must be of this lease, or nothing is applied (404). */
+static bool fence_ok(http_req *rq, http_resp *rs, const report *rp, enum db_tx *out)
+{
+    int foreign = -1;
+    if (!lease_store_report_fence(rq->db, rq->pool, rp->lease_id, rp->fence, rp->n, &foreign)) {
+        *out = http_tx_fail(rq, rs);
+        return false;
+    }
+    if (foreign < 0)
+        return true;
+    db_rollback(rq->db);
+    char msg[160];
+    snprintf(msg, sizeof msg, "send %lld is not part of this lease; nothing was applied",
+             (long long)rp->res[foreign].send_id);
+    http_error(rs, 404, "unknown_send", msg,
+               arena_printf(rq->pool, "results[%d].send_id", foreign));
+    *out = DB_TX_FAILED;
+    return false;
+}
+
+/* One statement when every result is a slot still leased (the common case: its ids are
+ * then all of this lease, so the fence is proven); otherwise the fence over every id,
+ * then the locked form for the rest (duplicates, slots given back meanwhile). */
 static enum db_tx report_tx(http_req *rq, http_resp *rs, void *ctx)
 {
     const report *rp = ctx;
-    int foreign = -1;
-    if (!db_begin(rq->db) ||
-        !lease_store_report_fence(rq->db, rq->pool, rp->lease_id, rp->fence, rp->n, &foreign))
+    int64_t *applied = NULL, *more = NULL;
+    int napplied = 0, nmore = 0;
+    enum db_tx out = DB_TX_OK;
+    if (!db_begin(rq->db) || !lease_store_report_apply(rq->db, rq->pool, rp->lease_id, &rp->batch,
+                                                       false, &applied, &napplied))
         return http_tx_fail(rq, rs);
-    if (foreign >= 0) {
-        db_rollback(rq->db);
-        char msg[160];
-        snprintf(msg, sizeof msg, "send %lld is not part of this lease; nothing was applied",
-                 (long long)rp->res[foreign].send_id);
-        http_error(rs, 404, "unknown_send", msg,
-                   arena_printf(rq->pool, "results[%d].send_id", foreign));
-        return DB_TX_FAILED;
+    if (napplied < rp->nbatch) {
+        if (!fence_ok(rq, rs, rp, &out))
+            return out;
+        if (!lease_store_report_apply(rq->db, rq->pool, rp->lease_id, &rp->batch, true, &more,
+                                      &nmore))
+            return http_tx_fail(rq, rs);
+        if (nmore > 0) {
+            int64_t *all = arena_alloc(rq->pool, (size_t)(napplied + nmore) * sizeof *all);
+            if (napplied > 0)
+                memcpy(all, applied, (size_t)napplied * sizeof *all);
+            memcpy(all + napplied, more, (size_t)nmore * sizeof *all);
+            applied = all;
+            napplied += nmore;
+        }
     }
-    int64_t *applied = NULL;
-    int napplied = 0;
-    if (!lease_store_report_apply(rq->db, rq->pool, rp->lease_id, &rp->batch, &applied,
-                                  &napplied) ||
-        !db_commit(rq->db))
+    if (!db_commit(rq->db))
         return http_tx_fail(rq, rs);
     write_answer(rs, rp, applied, napplied);
     return DB_TX_OK;

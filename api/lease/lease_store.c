@@ -53,7 +53,7 @@ static const db_stmt Q_DETAILS = {
     "m.smtp_allow_plaintext_auth "
     "FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id "
     "JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id CROSS JOIN service s "
-    "CROSS JOIN (SELECT kiln_now() AS now) k "
+    "CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "
     "CROSS JOIN LATERAL (SELECT k.now AT TIME ZONE m.timezone AS lts) t "
     "LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = t.lts::date "
     "CROSS JOIN LATERAL (SELECT t.lts::date AS day, kiln_mailbox_target(m, p, t.lts::date) "
@@ -80,9 +80,6 @@ static const db_stmt Q_PUSH = {"agent_push",
                                "UPDATE mailbox_leasing ml SET due_at = to_timestamp(x.due) "
                                "FROM unnest($1::bigint[], $2::float8[]) AS x (mb, due) "
                                "WHERE ml.mailbox_id = x.mb AND ml.lease_id IS NULL"};
-
-/* Mailboxes a report returned to the pool get their next due time. */
-static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due($1::bigint[])"};
 
 /* The buckets a plan from $2 (the grant's now, floored to its hour) to $3 can touch. The
  * bounds come from the grant's one now: kiln_now() read here again can be later (the
@@ -121,13 +118,15 @@ static const db_stmt Q_PAIRS = {
 
 /* Recipient candidates: a window of the pool starting at a random id (wrapping), so
  * successive leases spread over all of it without sorting it; with each its IMAP host
- * (its provider) and its 7-day ledger (016_reciprocity.sql, inlined: two short index
- * scans per candidate, no history). */
+ * (its provider), its 7-day ledger (kiln_ledger_7d of 016_reciprocity.sql, spelled out
+ * here: two short index scans per candidate, no history) and, from the same scan of
+ * mailbox_inbound, its inbound count today (the first plan's view: no Q_INBOUND). now
+ * is read once (OFFSET 0: kiln_now() per row cost more than the rest of the row). */
 #define CANDIDATE_SELECT                                                                           \
     "SELECT m.id, m.user_id, m.pool_id, lower(split_part(m.address, '@', 2)) AS domain, "          \
     "m.address, m.display_name, c.day::text AS day, c.day AS local_day, m.imap_host "              \
     "FROM mailboxes m JOIN users u ON u.id = m.user_id "                                           \
-    "CROSS JOIN (SELECT kiln_now() AS now) k "                                                     \
+    "CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "                                            \
     "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
     "WHERE m.state = 'active' AND m.deleted_at IS NULL AND u.state = 'active' "                    \
     "AND (NOT $2::bool OR m.inbox = 'ok') "                                                        \
@@ -141,10 +140,16 @@ static const db_stmt Q_CANDIDATES = {
     "WITH b AS (SELECT floor(random() * (coalesce(max(id), 0) + 1))::bigint AS s FROM mailboxes), "
     "w AS ((" CANDIDATE_SELECT "AND m.id >= (SELECT s FROM b) ORDER BY m.id LIMIT $1) UNION ALL "
     "(" CANDIDATE_SELECT "AND m.id < (SELECT s FROM b) ORDER BY m.id LIMIT $1) LIMIT $1) "
-    "SELECT w.*, l.sent_7d, l.received_7d FROM w "
-    "CROSS JOIN LATERAL kiln_ledger_7d(w.id, w.local_day) l"};
+    "SELECT w.*, (SELECT coalesce(sum(d.sent + d.in_flight), 0)::bigint FROM mailbox_days d "
+    "  WHERE d.mailbox_id = w.id AND d.day BETWEEN w.local_day - 6 AND w.local_day) AS sent_7d, "
+    "i.received_7d, i.received FROM w CROSS JOIN LATERAL (SELECT "
+    "  coalesce(sum(i.received), 0)::bigint AS received_7d, "
+    "  coalesce(sum(i.received) FILTER (WHERE i.day = w.local_day), 0)::bigint AS received "
+    "  FROM mailbox_inbound i WHERE i.mailbox_id = w.id "
+    "  AND i.day BETWEEN w.local_day - 6 AND w.local_day) i"};
 /* The candidates' inbound counts on their local day, in candidate order: the plan's
- * view, unlocked (Q_RESERVE checks the counts the grant adds to). */
+ * view, unlocked (Q_RESERVE checks the counts the grant adds to). Read again for a plan
+ * after a reservation fell short, or when replies added candidates to the pool. */
 static const db_stmt Q_INBOUND = {
     "agent_inbound",
     "SELECT coalesce(i.received, 0) FROM unnest($1::bigint[], $2::date[]) WITH ORDINALITY "
@@ -154,13 +159,15 @@ static const db_stmt Q_TEMPLATES = {"agent_templates",
                                     "SELECT subject, body FROM message_templates ORDER BY id"};
 static const db_stmt Q_TOPICS = {"agent_topics", "SELECT topic FROM message_topics ORDER BY id"};
 
-/* Send ids carry their UTC day: the day partition of sends they go to (020, 021). */
+/* Send ids carry their UTC day: the day partition of sends they go to (020, 021). The
+ * lease keeps their range (022: a lease's slots are read by it, no index on lease_id). */
 static const db_stmt Q_NEW_LEASE = {
     "agent_new_lease",
-    "WITH l AS (INSERT INTO leases (agent_id, expires_at, ttl_s) "
-    "VALUES ($1, kiln_now() + make_interval(secs => $2), $2) RETURNING id) "
-    "SELECT (SELECT id::text FROM l) AS lease_id, kiln_send_id() AS send_id FROM "
-    "generate_series(1, $3)"};
+    "WITH ids AS (SELECT kiln_send_id() AS id FROM generate_series(1, $3::int)), "
+    "l AS (INSERT INTO leases (agent_id, expires_at, ttl_s, send_id_min, send_id_max) "
+    "SELECT $1::bigint, kiln_now() + make_interval(secs => $2::int), $2::int, min(id), max(id) "
+    "FROM ids RETURNING id) "
+    "SELECT (SELECT id::text FROM l) AS lease_id, ids.id AS send_id FROM ids ORDER BY ids.id"};
 
 /* The writes of a grant but its counters in one statement: sends (with their subject,
  * and a reply's threading), the replies they carry, the mailboxes' leasing rows and
@@ -180,7 +187,7 @@ static const db_stmt Q_GRANT = {
     "  FROM unnest($2::bigint[], $12::bigint[]) AS x (id, rid) "
     "  WHERE pr.id = x.rid AND pr.send_id IS NULL), "
     "ml AS (UPDATE mailbox_leasing ml SET lease_id = $1::uuid, pending = x.n, "
-    "  next_at = to_timestamp(x.nx), leased_at = kiln_now() "
+    "  next_at = to_timestamp(x.nx), leased_at = (SELECT kiln_now()) "
     "  FROM unnest($8::bigint[], $9::int[], $10::bigint[]) AS x (mb, n, nx) "
     "  WHERE ml.mailbox_id = x.mb), "
     "dd AS (INSERT INTO mailbox_days (mailbox_id, day, in_flight) "
@@ -222,88 +229,18 @@ static const db_stmt Q_DURATION = {
     "('lease_duration_bucket', $1, $3, 1), ('lease_duration_sum_us', '', $3, $2) "
     "ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value"};
 
-static const db_stmt Q_LEASE_GET = {
-    "agent_lease_get",
-    "SELECT agent_id, ended_at IS NOT NULL AS ended, expires_at <= kiln_now() AS expired, ttl_s, "
-    "kind = 'inbox' AS inbox FROM leases "
-    "WHERE id = $1::uuid"};
-
-/* Which of the reported ids belong to this lease (the fence). */
-static const db_stmt Q_REPORT_FENCE = {
-    "agent_report_fence",
-    "SELECT x.ord, (s.lease_id IS NOT DISTINCT FROM $1::uuid) AS ours FROM unnest($2::bigint[]) "
-    "WITH ORDINALITY AS x (id, ord) LEFT JOIN sends s ON s.id = x.id ORDER BY x.ord"};
-
-/* Applies reports: only slots of this lease still open (leased, or expired/cancelled
- * when the mail went out anyway) change; the previous status comes from the locked
- * row, so a concurrent sweep or duplicate is accounted once. Counters and quota move
- * in the same statement. */
-static const db_stmt Q_REPORT_APPLY = {
-    "agent_report_apply",
-    "WITH r AS (SELECT * FROM unnest($2::bigint[], $3::send_status[], $4::int[], $5::text[], "
-    "  $6::text[], $7::int[], $9::text[]) AS r (id, status, code, enh, detail, latency, lb)), "
-    "prev AS (SELECT s.id, s.status AS old, r.status, r.code, r.enh, r.detail, r.latency, r.lb "
-    "  FROM sends s JOIN r ON r.id = s.id "
-    "  WHERE s.lease_id = $1::uuid AND s.status IN ('leased', 'expired', 'cancelled') "
-    /* The ids' range: only their day partitions are read (the lease_id probe alone
-     * would visit every day's index). */
-    "  AND s.id BETWEEN (SELECT min(id) FROM r) AND (SELECT max(id) FROM r) "
-    "  ORDER BY s.id FOR UPDATE OF s), "
-    "upd AS (UPDATE sends s SET status = p.status, smtp_code = p.code, enhanced_code = p.enh, "
-    "  detail = p.detail, latency_ms = p.latency, reported_at = kiln_now() "
-    "  FROM prev p WHERE s.id = p.id "
-    "  RETURNING s.id, s.mailbox_id, s.day, s.status, p.old, s.scheduled_at, s.latency_ms, "
-    "  s.detail, p.lb), "
-    "dd AS (INSERT INTO mailbox_days (mailbox_id, day, sent, failed, in_flight) "
-    "  SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent', 'unknown')), "
-    "  count(*) FILTER (WHERE status IN ('failed', 'auth', 'tls')), "
-    "  -count(*) FILTER (WHERE old = 'leased') FROM upd GROUP BY 1, 2 ORDER BY 1, 2 "
-    "  ON CONFLICT (mailbox_id, day) DO UPDATE SET sent = mailbox_days.sent + excluded.sent, "
-    "  failed = mailbox_days.failed + excluded.failed, "
-    "  in_flight = greatest(mailbox_days.in_flight + excluded.in_flight, 0)), "
-    "ml AS (UPDATE mailbox_leasing ml SET pending = greatest(ml.pending - x.n, 0), "
-    "  lease_id = CASE WHEN ml.pending - x.n <= 0 THEN NULL ELSE ml.lease_id END "
-    "  FROM (SELECT mailbox_id, count(*)::int AS n FROM upd WHERE old = 'leased' GROUP BY 1) x "
-    "  WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id = $1::uuid "
-    "  RETURNING ml.mailbox_id, ml.lease_id IS NULL AS freed), "
-    "mb AS (UPDATE mailboxes m SET "
-    "  last_send_at = CASE WHEN x.last IS NULL THEN m.last_send_at "
-    "    ELSE greatest(coalesce(m.last_send_at, x.last), x.last) END, "
-    "  state = CASE WHEN x.auth AND m.state = 'active' THEN 'error'::mailbox_state "
-    "    ELSE m.state END, "
-    "  last_error = CASE WHEN x.auth THEN x.detail ELSE m.last_error END, "
-    "  last_error_at = CASE WHEN x.auth THEN kiln_now() ELSE m.last_error_at END "
-    "  FROM (SELECT mailbox_id, max(least(scheduled_at, kiln_now())) "
-    "    FILTER (WHERE status IN ('sent', 'unknown')) AS last, bool_or(status = 'auth') AS auth, "
-    "    max(coalesce(detail, 'authentication failed')) FILTER (WHERE status = 'auth') AS detail "
-    "    FROM upd GROUP BY 1) x "
-    "  WHERE m.id = x.mailbox_id AND (x.last IS NOT NULL OR x.auth)), "
-    "cnt AS (INSERT INTO counters (name, label, shard, value) "
-    "  SELECT name, label, $8::smallint, sum(v) FROM ("
-    "    SELECT 'sends' AS name, status::text AS label, 1::bigint AS v FROM upd "
-    /* A slot given back (expired, cancelled) and then reported moves from that count
-     * to its reported status: kiln_sends_total counts each slot once, by final status. */
-    "    UNION ALL SELECT 'sends', old::text, -1 FROM upd WHERE old IN ('expired', 'cancelled') "
-    "    UNION ALL SELECT 'send_errors', status::text, 1 FROM upd "
-    "      WHERE status IN ('deferred', 'failed', 'auth', 'tls', 'unknown') "
-    "    UNION ALL SELECT 'send_latency_bucket', lb, 1 FROM upd WHERE latency_ms IS NOT NULL "
-    "    UNION ALL SELECT 'send_latency_sum_us', '', latency_ms::bigint * 1000 FROM upd "
-    "      WHERE latency_ms IS NOT NULL) c "
-    "  GROUP BY 1, 2 ORDER BY 1, 2 "
-    "  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value) "
-    "SELECT id, (SELECT coalesce(array_agg(mailbox_id), '{}') FROM ml WHERE freed) AS freed "
-    "FROM upd"};
-
 static const db_stmt Q_RENEW = {
     "agent_renew",
     "UPDATE leases SET expires_at = kiln_now() + make_interval(secs => ttl_s) "
     "WHERE id = $1::uuid AND ended_at IS NULL RETURNING kiln_iso(expires_at) AS expires_at, ttl_s"};
-/* Slots the agent must drop: service stopped, mailbox or its user not active. */
+/* Slots the agent must drop: service stopped, mailbox or its user not active (the
+ * lease's slots by its ids' range, kiln_lease_slots of 022). */
 static const db_stmt Q_TO_CANCEL = {
     "agent_to_cancel",
-    "SELECT s.id FROM sends s JOIN mailboxes m ON m.id = s.mailbox_id "
+    "SELECT s.id FROM unnest(kiln_lease_slots(ARRAY[$1::uuid])) AS x (id) "
+    "JOIN sends s ON s.id = x.id JOIN mailboxes m ON m.id = s.mailbox_id "
     "JOIN users u ON u.id = m.user_id CROSS JOIN service sv "
-    "WHERE s.lease_id = $1::uuid AND s.status = 'leased' AND (sv.state <> 'running' "
+    "WHERE s.status = 'leased' AND (sv.state <> 'running' "
     "OR m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active') ORDER BY s.id"};
 static const db_stmt Q_FINISH = {"agent_finish",
                                  "SELECT kiln_finish_slots($1::bigint[], 'cancelled')"};
@@ -502,15 +439,16 @@ static const char **column_strings(arena *a, const PGresult *r, int col)
 
 static void read_candidates(arena *a, const PGresult *r, size_t n, lease_pool *pool)
 {
-    static const char *const names[] = {"id",           "user_id", "domain",    "address",
-                                        "display_name", "day",     "imap_host", "sent_7d",
-                                        "received_7d",  "pool_id"};
-    int c[10];
-    db_columns(r, names, c, 10);
+    static const char *const names[] = {"id",           "user_id",  "domain",    "address",
+                                        "display_name", "day",      "imap_host", "sent_7d",
+                                        "received_7d",  "received", "pool_id"};
+    int c[11];
+    db_columns(r, names, c, 11);
     pool->cands = arena_calloc(a, (n + 1) * sizeof *pool->cands);
     pool->address = arena_alloc(a, (n + 1) * sizeof *pool->address);
     pool->display_name = arena_alloc(a, (n + 1) * sizeof *pool->display_name);
     pool->day = arena_alloc(a, (n + 1) * sizeof *pool->day);
+    pool->inbound = arena_alloc(a, (n + 1) * sizeof *pool->inbound);
     for (size_t i = 0; i < n; i++) {
         pool->cands[i].id = db_i64(r, (int)i, c[0]);
         pool->cands[i].user_id = db_i64(r, (int)i, c[1]);
@@ -522,9 +460,11 @@ static void read_candidates(arena *a, const PGresult *r, size_t n, lease_pool *p
             PQgetisnull(r, (int)i, c[6]) ? NULL : PQgetvalue(r, (int)i, c[6]));
         pool->cands[i].sent_7d = db_i64(r, (int)i, c[7]);
         pool->cands[i].received_7d = db_i64(r, (int)i, c[8]);
-        pool->cands[i].pool_id = db_i64(r, (int)i, c[9]);
+        pool->inbound[i] = db_i64(r, (int)i, c[9]);
+        pool->cands[i].pool_id = db_i64(r, (int)i, c[10]);
     }
     pool->ncand = n;
+    pool->ninbound = n;
 }
 
 bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders,
@@ -566,6 +506,25 @@ bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders
     return true;
 }
 
+/* pool->cands[].received from mailbox_inbound now (Q_INBOUND). */
+static bool load_inbound(db *d, arena *a, lease_pool *pool)
+{
+    pgarr ids, days;
+    pgarr_open(&ids);
+    pgarr_open(&days);
+    for (size_t i = 0; i < pool->ncand; i++) {
+        pgarr_i64(&ids, pool->cands[i].id);
+        pgarr_str(&days, pool->day[i]);
+    }
+    const char *ip[] = {pgarr_done(&ids, a), pgarr_done(&days, a)};
+    PGresult *ir = db_exec(d, a, &Q_INBOUND, 2, ip);
+    if (!ir || (size_t)PQntuples(ir) < pool->ncand)
+        return false;
+    for (size_t i = 0; i < pool->ncand; i++)
+        pool->cands[i].received = db_i64(ir, (int)i, 0);
+    return true;
+}
+
 bool lease_store_load_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t now_s,
                            int64_t horizon_s, bool lock, lease_pool *pool,
                            lease_bucket_delta **buckets, size_t *nbuckets)
@@ -577,19 +536,14 @@ bool lease_store_load_caps(db *d, arena *a, const int64_t *users, int nusers, in
     PGresult *br = lock ? db_exec(d, a, &Q_BUCKETS_LOCK, 4, bp) : db_exec(d, a, &Q_BUCKETS, 3, bp);
     if (!br) /* a deadlock here is retried: nothing may run on the failed transaction */
         return false;
-    pgarr ids, days;
-    pgarr_open(&ids);
-    pgarr_open(&days);
-    for (size_t i = 0; i < pool->ncand; i++) {
-        pgarr_i64(&ids, pool->cands[i].id);
-        pgarr_str(&days, pool->day[i]);
-    }
-    const char *ip[] = {pgarr_done(&ids, a), pgarr_done(&days, a)};
-    PGresult *ir = db_exec(d, a, &Q_INBOUND, 2, ip);
-    if (!br || !ir || (size_t)PQntuples(ir) < pool->ncand)
+    /* The first plan counts on the inbound read with the candidates (when replies added
+     * none); a plan again, after a competitor took room, reads it afresh. */
+    if (!lock && pool->ninbound == pool->ncand) {
+        for (size_t i = 0; i < pool->ncand; i++)
+            pool->cands[i].received = pool->inbound[i];
+    } else if (!load_inbound(d, a, pool)) {
         return false;
-    for (size_t i = 0; i < pool->ncand; i++)
-        pool->cands[i].received = db_i64(ir, (int)i, 0);
+    }
     static const char *const names[] = {"user_id", "width_s", "at_s", "n"};
     int c[4];
     db_columns(br, names, c, 4);
@@ -715,72 +669,6 @@ bool lease_store_count_duration(db *d, arena *a, double seconds)
 }
 
 /* ---- report, heartbeat, release ----------------------------------------------------- */
-
-bool lease_store_get(db *d, arena *a, const char *lease_id, lease_info *out)
-{
-    const char *p[] = {lease_id};
-    PGresult *r = db_exec(d, a, &Q_LEASE_GET, 1, p);
-    if (!r)
-        return false;
-    memset(out, 0, sizeof *out);
-    if (PQntuples(r) != 1)
-        return true;
-    static const char *const names[] = {"agent_id", "ended", "expired", "inbox"};
-    int c[4];
-    db_columns(r, names, c, 4);
-    out->found = true;
-    out->agent_id = db_i64(r, 0, c[0]);
-    out->ended = col_bool(r, 0, c[1]);
-    out->expired = col_bool(r, 0, c[2]);
-    out->inbox = col_bool(r, 0, c[3]);
-    return true;
-}
-
-bool lease_store_report_fence(db *d, arena *a, const char *lease_id, const char *ids, int n,
-                              int *foreign)
-{
-    const char *p[] = {lease_id, ids};
-    PGresult *r = db_exec(d, a, &Q_REPORT_FENCE, 2, p);
-    if (!r)
-        return false;
-    int ours = PQfnumber(r, "ours");
-    *foreign = -1;
-    for (int i = 0; i < PQntuples(r) && i < n; i++) {
-        if (!col_bool(r, i, ours)) {
-            *foreign = i;
-            break;
-        }
-    }
-    return true;
-}
-
-bool lease_store_report_apply(db *d, arena *a, const char *lease_id, const lease_report_batch *b,
-                              int64_t **applied, int *napplied)
-{
-    const char *p[] = {
-        lease_id,        b->ids,    b->status,     b->smtp_code,
-        b->enhanced,     b->detail, b->latency_ms, db_i64_text(a, random_range(0, 15)),
-        b->latency_label};
-    PGresult *r = db_exec(d, a, &Q_REPORT_APPLY, 9, p);
-    if (!r)
-        return false;
-    static const char *const names[] = {"id", "freed"};
-    int c[2];
-    *napplied = PQntuples(r);
-    *applied = arena_alloc(a, (size_t)(*napplied + 1) * sizeof **applied);
-    if (*napplied == 0)
-        return true;
-    db_columns(r, names, c, 2);
-    for (int i = 0; i < *napplied; i++)
-        (*applied)[i] = db_i64(r, i, c[0]);
-    const char *freed = PQgetvalue(r, 0, c[1]);
-    if (strcmp(freed, "{}") != 0) {
-        const char *fp[] = {freed};
-        if (!db_exec(d, a, &Q_REFRESH, 1, fp))
-            return false;
-    }
-    return true;
-}
 
 bool lease_store_renew(db *d, arena *a, int64_t agent_id, const char *lease_id, lease_renewal *out)
 {

@@ -49,6 +49,10 @@ typedef struct lease_pool {
     const char **display_name; /* per candidate */
     const char **day;          /* per candidate: its local day */
     size_t ncand;
+    /* The first ninbound candidates' inbound today as the candidate query read it: the
+     * first plan's view (a plan again, or a pool that replies grew, reads it afresh). */
+    int64_t *inbound;
+    size_t ninbound;
     lease_pair *pairs;
     size_t npairs;
     lease_placement *placements; /* the senders' 7-day placements by provider */
@@ -97,7 +101,8 @@ bool lease_store_load_pool(db *d, arena *a, const int64_t *senders, int nsenders
                            lease_pool *pool);
 /* Reads the cap buckets of these users and the global ones from the start of now_s's
  * hour to horizon_s after now_s, and the candidates' inbound counts of their day into
- * pool->cands[].received: the plan's view, which lease_store_reserve_caps checks. With
+ * pool->cands[].received (without lock, those the candidate query read, when it read
+ * them all): the plan's view, which lease_store_reserve_caps checks. With
  * lock, every such bucket is created when missing and locked to commit (a plan again
  * after a reservation fell short: its bucket counts then cannot move under it). */
 bool lease_store_load_caps(db *d, arena *a, const int64_t *users, int nusers, int64_t now_s,
@@ -137,10 +142,14 @@ typedef struct lease_report_batch {
  * that is not part of lease_id, or -1. */
 bool lease_store_report_fence(db *d, arena *a, const char *lease_id, const char *ids, int n,
                               int *foreign);
-/* Applies a report batch (only slots of this lease still open change) and refreshes the
- * due time of mailboxes it returned to the pool; *applied gets the ids that changed. */
+/* Applies a report batch and refreshes the due time of mailboxes it returned to the
+ * pool; *applied gets the ids that changed. Without locked, only slots of this lease
+ * still leased change (no row lock but the update's: the common case, one statement);
+ * with locked, every slot of it still open (leased, expired, cancelled), the previous
+ * status read under a row lock. A batch the first leaves short (a duplicate, a slot
+ * given back meanwhile) goes through the second, which then applies only the rest. */
 bool lease_store_report_apply(db *d, arena *a, const char *lease_id, const lease_report_batch *b,
-                              int64_t **applied, int *napplied);
+                              bool locked, int64_t **applied, int *napplied);
 
 /* A heartbeat: sweep, seen, renewal, and the slots the agent must drop (cancelled
  * here). renewed is false when the lease had ended; the transaction is committed. */

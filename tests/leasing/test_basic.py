@@ -115,3 +115,25 @@ check(e["mailboxes"] == [] and e["service"] == "stopped", "no lease while stoppe
 expect(admin("POST", "/api/warmup/control", {"action": "start"}), 200, "start")
 invariants()
 ok("a stopped service leases nothing and cancels live slots")
+
+# A lease without its slots' id range (one a kiln-api of before migration 022 made while
+# the new one was deployed): heartbeat and release still find its slots (kiln_lease_slots
+# through the mailboxes' leasing rows), so none stays leased.
+set_clock(utc(2026, 3, 4, 11, 0, 0))
+f = lease(tok)
+check(f["lease_id"] and all_sends(f), "a lease to strip of its range: %r" % f)
+psql("UPDATE leases SET send_id_min = NULL, send_id_max = NULL WHERE id = '%s'" % f["lease_id"])
+expect(admin("POST", "/api/warmup/control", {"action": "stop"}), 200, "stop")
+h = expect(call("POST", "/api/agent/heartbeat", {"lease_id": f["lease_id"]}, token=tok), 200, "")
+check(sorted(h["cancel"]) == sorted(s["id"] for s in all_sends(f)),
+      "stop cancels every slot of a lease with no range: %r" % h)
+expect(admin("POST", "/api/warmup/control", {"action": "start"}), 200, "start")
+g = lease(tok)
+check(g["lease_id"] and all_sends(g), "a second lease to strip: %r" % g)
+psql("UPDATE leases SET send_id_min = NULL, send_id_max = NULL WHERE id = '%s'" % g["lease_id"])
+rel = expect(call("POST", "/api/agent/release", {"lease_id": g["lease_id"]}, token=tok), 200, "")
+check(rel["released"] == len(all_sends(g)), "release gives back all %d: %r"
+      % (len(all_sends(g)), rel))
+check(psql("SELECT count(*) FROM sends WHERE status = 'leased'") == ["0"], "no slot left leased")
+invariants()
+ok("leases made before 022 (no id range) still end and cancel exactly")

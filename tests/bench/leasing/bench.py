@@ -1,9 +1,12 @@
 """Drives the lease -> report cycle with N concurrent leasers and prints the figures,
-each level beside its peer on the same PostgreSQL: pgbench running a bare FOR UPDATE
-SKIP LOCKED claim-100-and-complete loop (queue_peer.sql) with as many clients."""
+each level beside its peers on the same PostgreSQL: pgbench running a bare FOR UPDATE
+SKIP LOCKED claim-100-and-complete loop (queue_peer.sql) with as many clients, and
+graphile-worker in its batched mode (graphile_peer.js; npm-installed at bench time under
+the build dir, skipped with a message when that fails; BENCH_GRAPHILE=0 skips it)."""
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -13,10 +16,13 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "lib"))
 from kiln_test import URL, admin, expect, make_plan, make_user, make_mailbox, psql  # noqa: E402
+from proc_cpu import pidfile, tree_cpu  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
 PEER_SECONDS = int(os.environ.get("BENCH_PEER_SECONDS", "10"))
 PEER_JOBS = 1000000
+GRAPHILE_VERSION = "0.17.3"
+GRAPHILE_JOBS = int(os.environ.get("BENCH_GRAPHILE_JOBS", "600000"))
 USERS, PER_USER = int(os.environ.get("BENCH_USERS", "1000")), 100
 # BENCH_HISTORY_DAYS=N (the history suite): measure at 8 leasers, fill N past days of
 # sends (every mailbox x 30 a day, one partition per day), measure again, time a drop.
@@ -52,6 +58,22 @@ def post(path, body, token):
     req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.loads(r.read())
+
+
+def server_cpu():
+    """CPU seconds so far of the server side: PostgreSQL (the postmaster's tree), kiln-api,
+    nginx. Per send it does not depend on the box's load the way a rate does."""
+    var = os.environ["KILN_STACK_VAR"]
+    roots = {"pg": os.path.join(var, "pg", "data", "postmaster.pid"),
+             "api": os.path.join(var, "run", "kiln-api.pid"),
+             "nginx": os.path.join(var, "run", "nginx.pid")}
+    out = {}
+    for k, f in roots.items():
+        try:
+            out[k] = tree_cpu(pidfile(f))
+        except (OSError, ValueError):
+            out[k] = 0.0
+    return out
 
 
 def pg_writes():
@@ -115,6 +137,7 @@ def level(conc):
     if profile:
         pg_profile(True)
     cpu0 = time.process_time()
+    srv0 = server_cpu()
     start = time.time()
     th = [threading.Thread(target=worker, args=(i,)) for i in range(conc)]
     for t in th:
@@ -123,6 +146,7 @@ def level(conc):
         t.join()
     el = time.time() - start
     cpu = time.process_time() - cpu0
+    srv1 = server_cpu()
     if profile:
         pg_profile(False)
     time.sleep(1)  # let the stats collector catch up
@@ -141,6 +165,9 @@ def level(conc):
              statistics.median(rlat) * 1000 if rlat else 0, rp99 * 1000,
              len(lat), (w1[0] - w0[0]) / max(total, 1), w1[1] - w0[1], w1[2],
              100.0 * cpu / el, 100.0 * cpu / el / (os.cpu_count() or 1)), flush=True)
+    per = {k: 1e6 * (srv1[k] - srv0[k]) / max(total, 1) for k in srv1}
+    print("leasers=%d cpu_us_per_send: postgres=%.0f kiln-api=%.0f nginx=%.0f"
+          % (conc, per["pg"], per["api"], per["nginx"]), flush=True)
     if profile:
         pg_profile_summary(log_at)
     return total / el
@@ -157,6 +184,7 @@ def peer(conc):
     psql("CREATE INDEX bench_queue_owner ON bench_queue (owner) WHERE state = 1")
     psql("VACUUM ANALYZE bench_queue")
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "queue_peer.sql")
+    pg0 = server_cpu()["pg"]
     out = subprocess.run(
         ["bash", "-c", 'source "$0/deploy/local/stack.sh"; source "$1/stack.env"; '
          'stack_init "$1" "$2" "$STACK_HTTP_PORT" >/dev/null; '
@@ -165,13 +193,72 @@ def peer(conc):
          os.environ["KILN_SOURCE_DIR"], os.environ["KILN_STACK_VAR"],
          os.environ["KILN_BUILD_DIR"], str(conc), str(min(conc, 2)), str(PEER_SECONDS), script],
         check=True, capture_output=True, text=True).stdout
+    pg1 = server_cpu()["pg"]
     tps = float(re.search(r"^tps = ([0-9.]+)", out, re.M).group(1))
+    jobs = int(re.search(r"^number of transactions actually processed: ([0-9]+)", out,
+                         re.M).group(1)) * 100
     left = int(psql("SELECT count(*) FROM bench_queue WHERE state = 0")[0])
     rate = tps * 100
-    print("peer clients=%d jobs/s=%.0f (pgbench tps %.0f x 100 jobs)%s" % (
-        conc, rate, tps, "" if left else " QUEUE EMPTIED: rate is a lower bound"), flush=True)
+    print("peer clients=%d jobs/s=%.0f (pgbench tps %.0f x 100 jobs) postgres_cpu_us_per_job=%.0f%s"
+          % (conc, rate, tps, 1e6 * (pg1 - pg0) / max(jobs, 1),
+             "" if left else " QUEUE EMPTIED: rate is a lower bound"), flush=True)
     psql("DROP TABLE bench_queue")
     return rate
+
+
+def graphile_install():
+    """graphile-worker under the build dir (npm, once); its node_modules, or None."""
+    if os.environ.get("BENCH_GRAPHILE", "1") != "1":
+        return None
+    cache = os.path.join(os.environ["KILN_BUILD_DIR"], "bench-cache", "graphile-worker")
+    mods = os.path.join(cache, "node_modules")
+    if os.path.isfile(os.path.join(mods, "graphile-worker", "package.json")):
+        return mods
+    why = None
+    if not shutil.which("node") or not shutil.which("npm"):
+        why = "node or npm is not installed"
+    else:
+        os.makedirs(cache, exist_ok=True)
+        try:
+            r = subprocess.run(["npm", "install", "--prefix", cache, "--no-audit", "--no-fund",
+                                "--no-save", "graphile-worker@" + GRAPHILE_VERSION],
+                               capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                why = "npm install failed: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+        except subprocess.TimeoutExpired:
+            why = "npm install took over 300 s"
+    if why or not os.path.isdir(os.path.join(mods, "graphile-worker")):
+        print("peer graphile-worker: SKIPPED (%s)" % (why or "not installed"), flush=True)
+        return None
+    return mods
+
+
+def graphile_peer(conc, mods):
+    """graphile-worker, batched, in a database of its own on the bench's PostgreSQL:
+    min(conc, 4) worker processes of 24 concurrent jobs (its perf test runs 4); jobs/s."""
+    procs = min(conc, 4)
+    psql("DROP DATABASE IF EXISTS graphile_bench WITH (FORCE)")
+    psql("CREATE DATABASE graphile_bench")
+    var = os.environ["KILN_STACK_VAR"]
+    port = [l.split("=", 1)[1] for l in open(os.path.join(var, "stack.env"))
+            if l.startswith("STACK_PG_PORT=")][0].strip()
+    env = dict(os.environ, NODE_PATH=mods, GW_PGHOST=os.path.join(var, "pg", "run"),
+               GW_PGPORT=port, GW_PGDATABASE="graphile_bench")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graphile_peer.js")
+    r = subprocess.run(["node", script, "bench", str(procs), str(GRAPHILE_JOBS),
+                        str(PEER_SECONDS)], env=env, capture_output=True, text=True, timeout=600)
+    psql("DROP DATABASE IF EXISTS graphile_bench WITH (FORCE)")
+    if r.returncode != 0:
+        print("peer graphile-worker: FAILED (%s)" % (r.stderr.strip().splitlines() or ["?"])[-1],
+              flush=True)
+        return 0
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    print("peer graphile-worker %s processes=%d x %d concurrent, local queue 500, batched "
+          "completes: jobs/s=%.0f%s" % (GRAPHILE_VERSION, procs, res["concurrency"],
+                                       res["jobs_per_s"],
+                                       " QUEUE EMPTIED: rate is a lower bound"
+                                       if res["emptied"] else ""), flush=True)
+    return res["jobs_per_s"]
 
 
 def fill_history(days):
@@ -211,10 +298,15 @@ if HISTORY_DAYS:
           % (day1, HISTORY_DAYS + 1, dayn, dayn / max(day1, 1), out[0] if out else "none",
              took - base), flush=True)
 else:
+    gw = graphile_install() if os.environ.get("BENCH_PEER", "1") == "1" else None
     for c in [int(x) for x in os.environ.get("BENCH_LEVELS", "1 8 32").split()]:
         kiln = level(c)
         if os.environ.get("BENCH_PEER", "1") == "1":
             p = peer(c)
-            print("leasers=%d kiln/peer = %.2f" % (c, kiln / p if p else 0), flush=True)
+            g = graphile_peer(c, gw) if gw else 0
+            print("leasers=%d kiln/peer = %.2f%s (load average %s)"
+                  % (c, kiln / p if p else 0,
+                     " kiln/graphile-worker = %.2f" % (kiln / g) if g else "",
+                     " ".join("%.2f" % x for x in os.getloadavg())), flush=True)
 print("dead tuples by table:", psql("""SELECT string_agg(relname || '=' || n_dead_tup, ' '
       ORDER BY n_dead_tup DESC) FROM pg_stat_user_tables WHERE n_dead_tup > 0"""))

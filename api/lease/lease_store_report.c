@@ -1,0 +1,172 @@
+/* A report's statements (see lease_store.h): the lease it names, the fence and the
+ * apply, with its counters and quota in the same statement. Rules: docs/leasing.md
+ * "Report"; why the apply has two forms: docs/design.md "Reports without row locks". */
+#include "lease_store.h"
+
+#include "rand.h"
+
+#include <string.h>
+
+static const db_stmt Q_LEASE_GET = {
+    "agent_lease_get",
+    "SELECT agent_id, ended_at IS NOT NULL AS ended, expires_at <= kiln_now() AS expired, ttl_s, "
+    "kind = 'inbox' AS inbox FROM leases "
+    "WHERE id = $1::uuid"};
+
+/* Which of the reported ids belong to this lease (the fence). */
+static const db_stmt Q_REPORT_FENCE = {
+    "agent_report_fence",
+    "SELECT x.ord, (s.lease_id IS NOT DISTINCT FROM $1::uuid) AS ours FROM unnest($2::bigint[]) "
+    "WITH ORDINALITY AS x (id, ord) LEFT JOIN sends s ON s.id = x.id ORDER BY x.ord"};
+
+/* Mailboxes a report returned to the pool get their next due time. */
+static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due($1::bigint[])"};
+
+/* The results, one row each ($9: the latency histogram label, picked in C). */
+#define REPORT_ROWS                                                                                \
+    "WITH r AS (SELECT * FROM unnest($2::bigint[], $3::send_status[], $4::int[], $5::text[], "     \
+    "  $6::text[], $7::int[], $9::text[]) AS r (id, status, code, enh, detail, latency, lb)), "
+/* The ids' range: only their day partitions are read (the lease_id probe alone would
+ * visit every day's index). */
+#define REPORT_RANGE "AND s.id BETWEEN (SELECT min(id) FROM r) AND (SELECT max(id) FROM r) "
+#define REPORT_SET(x)                                                                              \
+    "status = " x ".status, smtp_code = " x ".code, enhanced_code = " x ".enh, detail = " x        \
+    ".detail, latency_ms = " x ".latency, reported_at = (SELECT kiln_now()) "
+/* What upd (the slots the report moved, with their status before it: old) feeds, in
+ * the same statement: the senders' day counts, their leasing rows (freed when nothing
+ * is pending), last send and an authentication failure on the mailbox, the counters.
+ * kiln_now() in a scalar subquery: once per statement, not per row. A slot given back
+ * (expired, cancelled) and then reported moves from that count to its reported status:
+ * kiln_sends_total counts each slot once, by final status. */
+#define REPORT_ACCOUNT                                                                             \
+    "dd AS (INSERT INTO mailbox_days (mailbox_id, day, sent, failed, in_flight) "                  \
+    "  SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent', 'unknown')), "            \
+    "  count(*) FILTER (WHERE status IN ('failed', 'auth', 'tls')), "                              \
+    "  -count(*) FILTER (WHERE old = 'leased') FROM upd GROUP BY 1, 2 ORDER BY 1, 2 "              \
+    "  ON CONFLICT (mailbox_id, day) DO UPDATE SET sent = mailbox_days.sent + excluded.sent, "     \
+    "  failed = mailbox_days.failed + excluded.failed, "                                           \
+    "  in_flight = greatest(mailbox_days.in_flight + excluded.in_flight, 0)), "                    \
+    "ml AS (UPDATE mailbox_leasing ml SET pending = greatest(ml.pending - x.n, 0), "               \
+    "  lease_id = CASE WHEN ml.pending - x.n <= 0 THEN NULL ELSE ml.lease_id END "                 \
+    "  FROM (SELECT mailbox_id, count(*)::int AS n FROM upd WHERE old = 'leased' GROUP BY 1) x "   \
+    "  WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id = $1::uuid "                             \
+    "  RETURNING ml.mailbox_id, ml.lease_id IS NULL AS freed), "                                   \
+    "mb AS (UPDATE mailboxes m SET "                                                               \
+    "  last_send_at = CASE WHEN x.last IS NULL THEN m.last_send_at "                               \
+    "    ELSE greatest(coalesce(m.last_send_at, x.last), x.last) END, "                            \
+    "  state = CASE WHEN x.auth AND m.state = 'active' THEN 'error'::mailbox_state "               \
+    "    ELSE m.state END, "                                                                       \
+    "  last_error = CASE WHEN x.auth THEN x.detail ELSE m.last_error END, "                        \
+    "  last_error_at = CASE WHEN x.auth THEN (SELECT kiln_now()) ELSE m.last_error_at END "        \
+    "  FROM (SELECT mailbox_id, max(least(scheduled_at, (SELECT kiln_now()))) "                    \
+    "    FILTER (WHERE status IN ('sent', 'unknown')) AS last, bool_or(status = 'auth') AS auth, " \
+    "    max(coalesce(detail, 'authentication failed')) FILTER (WHERE status = 'auth') AS detail " \
+    "    FROM upd GROUP BY 1) x "                                                                  \
+    "  WHERE m.id = x.mailbox_id AND (x.last IS NOT NULL OR x.auth)), "                            \
+    "cnt AS (INSERT INTO counters (name, label, shard, value) "                                    \
+    "  SELECT name, label, $8::smallint, sum(v) FROM ("                                            \
+    "    SELECT 'sends' AS name, status::text AS label, 1::bigint AS v FROM upd "                  \
+    "    UNION ALL SELECT 'sends', old::text, -1 FROM upd WHERE old IN ('expired', 'cancelled') "  \
+    "    UNION ALL SELECT 'send_errors', status::text, 1 FROM upd "                                \
+    "      WHERE status IN ('deferred', 'failed', 'auth', 'tls', 'unknown') "                      \
+    "    UNION ALL SELECT 'send_latency_bucket', lb, 1 FROM upd WHERE latency_ms IS NOT NULL "     \
+    "    UNION ALL SELECT 'send_latency_sum_us', '', latency_ms::bigint * 1000 FROM upd "          \
+    "      WHERE latency_ms IS NOT NULL) c "                                                       \
+    "  GROUP BY 1, 2 ORDER BY 1, 2 "                                                               \
+    "  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value) "   \
+    "SELECT id, (SELECT coalesce(array_agg(mailbox_id), '{}') FROM ml WHERE freed) AS freed "      \
+    "FROM upd"
+
+/* The common case, no row lock of its own: the slots of this lease still leased move
+ * to their reported status in one UPDATE, whose WHERE PostgreSQL checks again on the
+ * newest version of a row another transaction changed meanwhile (a sweep, a duplicate
+ * report), so such a row is skipped here and old is 'leased' for every row it moves.
+ * A batch this leaves short goes through Q_REPORT_LOCKED (lease_report.c). */
+static const db_stmt Q_REPORT_LEASED = {
+    "agent_report_leased",
+    REPORT_ROWS "upd AS (UPDATE sends s SET " REPORT_SET(
+        "r") "FROM r "
+             "  WHERE s.id = r.id AND s.lease_id = $1::uuid AND s.status = 'leased' " REPORT_RANGE
+             "  RETURNING s.id, s.mailbox_id, s.day, s.status, 'leased'::send_status AS old, "
+             "  s.scheduled_at, s.latency_ms, s.detail, r.lb), " REPORT_ACCOUNT};
+
+/* Every open slot of this lease (leased, or expired/cancelled when the mail went out
+ * anyway); the previous status comes from the locked row (ids in order), so a
+ * concurrent sweep or duplicate is accounted once. Slots a first pass applied already
+ * are final and not open: running it after Q_REPORT_LEASED applies the rest only. */
+static const db_stmt Q_REPORT_LOCKED = {
+    "agent_report_locked", REPORT_ROWS
+    "prev AS (SELECT s.id, s.status AS old, r.status, r.code, r.enh, r.detail, r.latency, r.lb "
+    "  FROM sends s JOIN r ON r.id = s.id "
+    "  WHERE s.lease_id = $1::uuid AND s.status IN ('leased', 'expired', 'cancelled') " REPORT_RANGE
+    "  ORDER BY s.id FOR UPDATE OF s), "
+    "upd AS (UPDATE sends s SET " REPORT_SET("p") "FROM prev p WHERE s.id = p.id "
+                                                  "  RETURNING s.id, s.mailbox_id, s.day, "
+                                                  "s.status, p.old, s.scheduled_at, s.latency_ms, "
+                                                  "  s.detail, p.lb), " REPORT_ACCOUNT};
+
+bool lease_store_get(db *d, arena *a, const char *lease_id, lease_info *out)
+{
+    const char *p[] = {lease_id};
+    PGresult *r = db_exec(d, a, &Q_LEASE_GET, 1, p);
+    if (!r)
+        return false;
+    memset(out, 0, sizeof *out);
+    if (PQntuples(r) != 1)
+        return true;
+    static const char *const names[] = {"agent_id", "ended", "expired", "inbox"};
+    int c[4];
+    db_columns(r, names, c, 4);
+    out->found = true;
+    out->agent_id = db_i64(r, 0, c[0]);
+    out->ended = PQgetvalue(r, 0, c[1])[0] == 't';
+    out->expired = PQgetvalue(r, 0, c[2])[0] == 't';
+    out->inbox = PQgetvalue(r, 0, c[3])[0] == 't';
+    return true;
+}
+
+bool lease_store_report_fence(db *d, arena *a, const char *lease_id, const char *ids, int n,
+                              int *foreign)
+{
+    const char *p[] = {lease_id, ids};
+    PGresult *r = db_exec(d, a, &Q_REPORT_FENCE, 2, p);
+    if (!r)
+        return false;
+    int ours = PQfnumber(r, "ours");
+    *foreign = -1;
+    for (int i = 0; i < PQntuples(r) && i < n; i++) {
+        if (PQgetvalue(r, i, ours)[0] != 't') {
+            *foreign = i;
+            break;
+        }
+    }
+    return true;
+}
+
+bool lease_store_report_apply(db *d, arena *a, const char *lease_id, const lease_report_batch *b,
+                              bool locked, int64_t **applied, int *napplied)
+{
+    const char *p[] = {
+        lease_id,        b->ids,    b->status,     b->smtp_code,
+        b->enhanced,     b->detail, b->latency_ms, db_i64_text(a, random_range(0, 15)),
+        b->latency_label};
+    PGresult *r = db_exec(d, a, locked ? &Q_REPORT_LOCKED : &Q_REPORT_LEASED, 9, p);
+    if (!r)
+        return false;
+    static const char *const names[] = {"id", "freed"};
+    int c[2];
+    *napplied = PQntuples(r);
+    *applied = arena_alloc(a, (size_t)(*napplied + 1) * sizeof **applied);
+    if (*napplied == 0)
+        return true;
+    db_columns(r, names, c, 2);
+    for (int i = 0; i < *napplied; i++)
+        (*applied)[i] = db_i64(r, i, c[0]);
+    const char *freed = PQgetvalue(r, 0, c[1]);
+    if (strcmp(freed, "{}") != 0) {
+        const char *fp[] = {freed};
+        if (!db_exec(d, a, &Q_REFRESH, 1, fp))
+            return false;
+    }
+    return true;
+}
