@@ -251,6 +251,18 @@ json.dump(res, open(out, "w"))
 PYEOF
 }
 
+# metrics_port LOG: the port a `kiln-agent inbox --metrics-port 0` printed on stderr
+# (LOG), waiting up to 5 s; fails (1) when none came
+metrics_port() {
+    local p i
+    for i in $(seq 1 100); do
+        p=$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics|\1|p' "$1")
+        [ -n "$p" ] && { echo "$p"; return 0; }
+        sleep 0.05
+    done
+    return 1
+}
+
 # events FILE EXPR: the events of an `inbox --file` output (one JSON object a line) for
 # which the Python expression EXPR over e is true, one JSON line each
 events() {

@@ -16,13 +16,7 @@ KILN_AGENT_IMAP_BACKOFF_BASE_MS=500 "$AGENT" inbox --file in.json --duration 55 
     --metrics-port 0 --progress-s 1 >ev.jsonl 2>err.log &
 AG=$!
 PIDS+=($AG)
-mport=""
-for _ in $(seq 1 100); do
-    mport=$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics|\1|p' err.log)
-    [ -n "$mport" ] && break
-    sleep 0.05
-done
-[ -n "$mport" ] || fail "no metrics port: $(cat err.log)"
+mport=$(metrics_port err.log) || fail "no metrics port: $(cat err.log)"
 metric() { # name{labels} -> value
     $PY - "$mport" "$1" <<'PYEOF'
 import sys, urllib.request

@@ -18,13 +18,7 @@ KILN_AGENT_IMAP_SERVER_MAX_CONNS=4 KILN_AGENT_IMAP_POLL_MAX_MS=1000 \
     "$AGENT" inbox --file in.json --duration 40 --metrics-port 0 >ev.jsonl 2>err.log &
 AG=$!
 PIDS+=($AG)
-mport=""
-for _ in $(seq 1 100); do
-    mport=$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics|\1|p' err.log)
-    [ -n "$mport" ] && break
-    sleep 0.05
-done
-[ -n "$mport" ] || fail "no metrics port: $(cat err.log)"
+mport=$(metrics_port err.log) || fail "no metrics port: $(cat err.log)"
 $PY - "$mport" "$LMTP_PORT" <<'PYEOF' || fail "$(tail -5 err.log)"
 import json, smtplib, sys, time, urllib.request
 mport, lmtp_port = int(sys.argv[1]), int(sys.argv[2])
