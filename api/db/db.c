@@ -15,6 +15,11 @@ struct db {
     const db_stmt *prepared[MAX_PREPARED];
     int nprepared;
     bool in_tx;
+    /* The first error of the open transaction: PostgreSQL answers a COMMIT after it with
+     * "ROLLBACK" and PGRES_COMMAND_OK, so db_commit reports this one instead. */
+    enum db_error tx_error;
+    char tx_sqlstate[6];
+    char tx_message[256];
     enum db_error last;
     char sqlstate[6];
     char message[512];
@@ -111,6 +116,11 @@ static void classify(db *d, PGresult *r)
     else if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01")))
         e = DB_CONFLICT;
     set_error(d, e, state, msg);
+    if (d->in_tx && d->tx_error == DB_OK) {
+        d->tx_error = e;
+        snprintf(d->tx_sqlstate, sizeof d->tx_sqlstate, "%s", d->sqlstate);
+        snprintf(d->tx_message, sizeof d->tx_message, "%.255s", d->message);
+    }
     if (e == DB_OTHER || e == DB_UNAVAILABLE)
         log_error("database error %s: %s", d->sqlstate, d->message);
 }
@@ -171,13 +181,42 @@ bool db_begin(db *d)
     if (!simple(d, "BEGIN"))
         return false;
     d->in_tx = true;
+    d->tx_error = DB_OK;
     return true;
+}
+
+/* A COMMIT that did not commit, as an error: the transaction had failed (PostgreSQL
+ * rolls it back and answers "ROLLBACK", PGRES_COMMAND_OK), or the connection is not the
+ * one the transaction ran on (a reconnect would commit an empty transaction). */
+static bool commit_lost(db *d, const char *why)
+{
+    enum db_error e = d->tx_error != DB_OK ? d->tx_error : DB_OTHER;
+    char msg[400];
+    snprintf(msg, sizeof msg, "COMMIT did not commit: %s%s%s", why, d->tx_error ? ": " : "",
+             d->tx_error ? d->tx_message : "");
+    set_error(d, e, d->tx_error ? d->tx_sqlstate : "25P02", msg);
+    log_error("database error %s: %s", d->sqlstate, d->message);
+    return false;
 }
 
 bool db_commit(db *d)
 {
-    bool ok = simple(d, "COMMIT");
+    bool was_in_tx = d->in_tx;
     d->in_tx = false;
+    if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
+        set_error(d, DB_UNAVAILABLE, "08006", "connection lost before COMMIT");
+        return false;
+    }
+    PGTransactionStatusType ts = PQtransactionStatus(d->conn);
+    if (was_in_tx && ts == PQTRANS_IDLE)
+        return commit_lost(d, "no transaction open on this connection");
+    PGresult *r = PQexec(d->conn, "COMMIT");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        classify(d, r);
+    else if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        ok = commit_lost(d, "the transaction had failed and was rolled back");
+    PQclear(r);
     return ok;
 }
 
@@ -199,7 +238,11 @@ bool db_savepoint(db *d)
 
 bool db_rollback_to_savepoint(db *d)
 {
-    return simple(d, "ROLLBACK TO SAVEPOINT kiln_sp");
+    if (!simple(d, "ROLLBACK TO SAVEPOINT kiln_sp"))
+        return false;
+    /* an error since the savepoint is undone with it (one before it failed SAVEPOINT) */
+    d->tx_error = DB_OK;
+    return true;
 }
 
 bool db_in_tx(const db *d)

@@ -35,7 +35,10 @@ bool db_ensure(db *d);
 /* Runs a prepared statement. Returns a result whose PQclear is registered on the
  * arena, or NULL on error (see db_last_error / db_sqlstate / db_message). */
 PGresult *db_exec(db *d, arena *a, const db_stmt *st, int nparams, const char *const *params);
-/* Transaction control; return false on failure. db_rollback is safe to call anytime. */
+/* Transaction control; return false on failure. db_rollback is safe to call anytime.
+ * db_commit is true only when PostgreSQL committed: a COMMIT it answers with "ROLLBACK"
+ * (a statement of the transaction had failed) is false with that statement's error
+ * class (DB_CONFLICT stays retryable), and so is a COMMIT after the connection dropped. */
 bool db_begin(db *d);
 bool db_commit(db *d);
 void db_rollback(db *d);
