@@ -242,8 +242,10 @@ static const db_stmt Q_TO_CANCEL = {
     "JOIN users u ON u.id = m.user_id CROSS JOIN service sv "
     "WHERE s.status = 'leased' AND (sv.state <> 'running' "
     "OR m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active') ORDER BY s.id"};
+/* The agent may not see this cancel in time (a lost answer, a slot already started) and
+ * send the slot: its cap shares stay taken (false; migration 027). */
 static const db_stmt Q_FINISH = {"agent_finish",
-                                 "SELECT kiln_finish_slots($1::bigint[], 'cancelled')"};
+                                 "SELECT kiln_finish_slots($1::bigint[], 'cancelled', false)"};
 static const db_stmt Q_RELEASE = {"agent_release",
                                   "SELECT kiln_end_leases(ARRAY[$1::uuid], 'cancelled')"};
 /* ---- rows by name ---------------------------------------------------------------- */
