@@ -15,7 +15,7 @@
 #include <string.h>
 
 void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends,
-                        size_t max_inboxes, size_t inboxes_held)
+                        size_t max_inboxes, size_t inboxes_held, int64_t inbox_cursor)
 {
     yajl_gen g = json_gen_new(out);
     json_obj_open(g);
@@ -25,6 +25,8 @@ void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, 
     json_kv_i(g, "max_inboxes", (int64_t)max_inboxes);
     if (inboxes_held > 0)
         json_kv_i(g, "inboxes_held", (int64_t)inboxes_held);
+    if (inbox_cursor > 0)
+        json_kv_i(g, "inbox_cursor", inbox_cursor);
     json_obj_close(g);
     json_gen_free(g);
 }

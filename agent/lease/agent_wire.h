@@ -33,10 +33,11 @@
 
 /* ---- lease ---- */
 
-/* {"agent":..,"max_mailboxes":..,"max_sends":..,"max_inboxes":..[,"inboxes_held":..]}
- * (inboxes_held only when > 0: the answer lists the held inboxes again) */
+/* {"agent":..,"max_mailboxes":..,"max_sends":..,"max_inboxes":..[,"inboxes_held":..]
+ * [,"inbox_cursor":..]} (inboxes_held only when > 0: the answer lists the held inboxes
+ * again; inbox_cursor only when > 0: the inboxes held come as updates, only what is new) */
 void wire_lease_request(buf *out, const char *agent_name, size_t max_mailboxes, size_t max_sends,
-                        size_t max_inboxes, size_t inboxes_held);
+                        size_t max_inboxes, size_t inboxes_held, int64_t inbox_cursor);
 
 /* A mailbox entry of the lease that failed validation. It is not sent: its slots go
  * back to the control plane as failed with reason, so one bad entry never holds up
@@ -147,7 +148,14 @@ typedef struct wire_inbox {
     feed_folder *folders;
     feed_action *actions;
     yajl_val tree; /* the entry's parse tree: owns every string */
+    /* An update (LeaseInboxUpdate, "known": true): only mailbox_id, poll class and
+     * interval, actions; the rest comes from the held entry (wire_inbox_take_access). */
+    bool known;
+    yajl_val access_tree; /* after wire_inbox_take_access: owns the adopted strings */
 } wire_inbox;
+/* Moves the access, address, warmup folder and folders of `from` (a full entry, or one
+ * that took them) into the update `to`; `from` keeps its actions and is freed as usual. */
+void wire_inbox_take_access(wire_inbox *to, wire_inbox *from);
 void wire_inbox_free(wire_inbox *w); /* wipes the secrets first; NULL is fine */
 
 /* An inbox entry set aside: reported as a session event, status protocol. */
@@ -164,6 +172,7 @@ typedef struct wire_inbox_part {
     char lease_id[37];
     int64_t ttl_s;       /* [60, 86400] */
     int64_t heartbeat_s; /* [10, 3600] */
+    int64_t cursor;      /* inbox_lease.cursor, for the next request; 0: none */
     wire_inbox **inboxes;
     size_t ninboxes;
     wire_inbox_rejected *rejected; /* in document order */

@@ -259,6 +259,39 @@ static bool check_action(struct chk *c, yajl_val v, size_t i, feed_action *a)
     return check_action_shape(c, v, i, a);
 }
 
+/* The actions array of an entry, checked into w. */
+static bool check_actions(struct chk *c, yajl_val actions, wire_inbox *w)
+{
+    feed_inbox *in = &w->in;
+    w->actions = xcalloc(actions->u.array.len + 1, sizeof *w->actions);
+    for (size_t i = 0; i < actions->u.array.len; i++) {
+        feed_action *a = &w->actions[in->nactions++];
+        if (!check_action(c, actions->u.array.values[i], i, a))
+            return false;
+        for (size_t k = 0; k + 1 < in->nactions; k++)
+            if (w->actions[k].id == a->id) {
+                char field[48];
+                snprintf(field, sizeof field, "actions[%zu].id", i);
+                return fault(c, field, "appears twice");
+            }
+    }
+    in->actions = w->actions;
+    return true;
+}
+
+/* An update of a held inbox (LeaseInboxUpdate): poll class, interval, due actions. */
+static bool check_update(struct chk *c, yajl_val t, wire_inbox *w)
+{
+    feed_inbox *in = &w->in;
+    w->known = true;
+    if (!enum_member(c, t, "poll_class", "poll_class", wire_poll_class_names, FEED_POLL_COUNT,
+                     &in->poll_class) ||
+        !int_member(c, t, "poll_interval_s", "poll_interval_s", 30, 3600, &in->poll_interval_s))
+        return false;
+    yajl_val actions = array_member(c, t, "actions", "actions", FEED_ACTIONS_MAX);
+    return actions && check_actions(c, actions, w);
+}
+
 /* Checks one entry's tree into w (its arrays allocated); false with c's reason. */
 static bool check_inbox(struct chk *c, yajl_val t, wire_inbox *w)
 {
@@ -268,8 +301,14 @@ static bool check_inbox(struct chk *c, yajl_val t, wire_inbox *w)
         c->bad = true;
         return false;
     }
-    if (!int_member(c, t, "mailbox_id", "mailbox_id", 1, INT64_MAX, &in->mailbox_id) ||
-        !str_member(c, t, "address", "address", 254, false, &in->address))
+    if (!int_member(c, t, "mailbox_id", "mailbox_id", 1, INT64_MAX, &in->mailbox_id))
+        return false;
+    yajl_val known = json_get(t, "known");
+    if (known && !YAJL_IS_TRUE(known))
+        return fault(c, "known", "must be true when present");
+    if (known)
+        return check_update(c, t, w);
+    if (!str_member(c, t, "address", "address", 254, false, &in->address))
         return false;
     if (!jobs_address_ok(in->address))
         return fault(c, "address", "not a usable mail address");
@@ -288,21 +327,8 @@ static bool check_inbox(struct chk *c, yajl_val t, wire_inbox *w)
     for (size_t i = 0; i < folders->u.array.len; i++)
         if (!check_folder(c, folders->u.array.values[i], i, &w->folders[in->nfolders++]))
             return false;
-    w->actions = xcalloc(actions->u.array.len + 1, sizeof *w->actions);
-    for (size_t i = 0; i < actions->u.array.len; i++) {
-        feed_action *a = &w->actions[in->nactions++];
-        if (!check_action(c, actions->u.array.values[i], i, a))
-            return false;
-        for (size_t k = 0; k + 1 < in->nactions; k++)
-            if (w->actions[k].id == a->id) {
-                char field[48];
-                snprintf(field, sizeof field, "actions[%zu].id", i);
-                return fault(c, field, "appears twice");
-            }
-    }
     in->folders = w->folders;
-    in->actions = w->actions;
-    return true;
+    return check_actions(c, actions, w);
 }
 
 static void wipe(const char *s)
@@ -321,7 +347,37 @@ void wire_inbox_free(wire_inbox *w)
     free(w->actions);
     if (w->tree)
         yajl_tree_free(w->tree);
+    if (w->access_tree)
+        yajl_tree_free(w->access_tree);
     free(w);
+}
+
+void wire_inbox_take_access(wire_inbox *to, wire_inbox *from)
+{
+    feed_inbox *t = &to->in, *f = &from->in;
+    t->address = f->address;
+    t->host = f->host;
+    t->port = f->port;
+    t->security = f->security;
+    t->username = f->username;
+    t->password = f->password;
+    t->oauth_token = f->oauth_token;
+    t->ca_file = f->ca_file;
+    t->allow_plaintext_auth = f->allow_plaintext_auth;
+    t->warmup_folder = f->warmup_folder;
+    t->folders = f->folders;
+    t->nfolders = f->nfolders;
+    to->folders = from->folders;
+    /* the strings live in from's full entry's tree (or the one it took them with) */
+    to->access_tree = from->known ? from->access_tree : from->tree;
+    if (from->known)
+        from->access_tree = NULL;
+    else
+        from->tree = NULL; /* from's actions' strings go with it: not used after this */
+    from->folders = NULL;
+    f->password = f->oauth_token = NULL; /* wiped when `to` is freed */
+    f->folders = NULL;
+    f->nfolders = 0;
 }
 
 /* ---- splitting the inboxes array into entries ---- */
@@ -507,6 +563,8 @@ static bool read_inbox_lease(const char *doc, size_t off, size_t len, wire_inbox
     else if (!json_int(json_get(t, "heartbeat_s"), 10, 3600, &p->heartbeat_s))
         snprintf(p->error, sizeof p->error,
                  "inbox_lease.heartbeat_s: must be an integer in [10, 3600]");
+    else if (json_get(t, "cursor") && !json_int(json_get(t, "cursor"), 1, INT64_MAX, &p->cursor))
+        snprintf(p->error, sizeof p->error, "inbox_lease.cursor: must be a positive integer");
     else {
         snprintf(p->lease_id, sizeof p->lease_id, "%s", id);
         ok = true;
@@ -607,6 +665,8 @@ void wire_inbox_part_parse(const char *doc, size_t n, const wire_lease_answer *a
     }
 }
 
+static void reject_updates(wire_inbox_part *out);
+
 void wire_inbox_file_parse(const char *doc, size_t n, wire_inbox_part *out)
 {
     memset(out, 0, sizeof *out);
@@ -616,6 +676,7 @@ void wire_inbox_file_parse(const char *doc, size_t n, wire_inbox_part *out)
         i++;
     if (i < n && doc[i] == '[') {
         read_inboxes(doc, i, n - i, out);
+        reject_updates(out);
         return;
     }
     /* an object: a lease answer, whose inboxes are read as the lease loop reads them */
@@ -630,6 +691,23 @@ void wire_inbox_file_parse(const char *doc, size_t n, wire_inbox_part *out)
     else
         read_inboxes(doc, d.inbox_off[1], d.inbox_len[1], out);
     wire_lease_free(d.l);
+    reject_updates(out);
+}
+
+/* An update needs the entry it updates: a file has none. */
+static void reject_updates(wire_inbox_part *out)
+{
+    size_t k = 0, rcap = out->nrejected;
+    for (size_t i = 0; i < out->ninboxes; i++) {
+        if (!out->inboxes[i]->known) {
+            out->inboxes[k++] = out->inboxes[i];
+            continue;
+        }
+        reject(out, &rcap, out->inboxes[i]->in.mailbox_id,
+               "an update (\"known\": true) of an inbox not held: needs its full entry");
+        wire_inbox_free(out->inboxes[i]);
+    }
+    out->ninboxes = k;
 }
 
 void wire_inbox_part_free(wire_inbox_part *p)

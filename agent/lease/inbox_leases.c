@@ -147,6 +147,7 @@ static void lease_end(inbox_leases *il, inbox_lease *l, const char *why)
     if (!l->gone)
         log_warn("inbox lease %s: %s; its inboxes are no longer watched", l->id, why);
     l->gone = true;
+    il->cursor = 0;
 }
 
 /* ---- grant and merge ---- */
@@ -203,6 +204,15 @@ static void grant_inbox(inbox_leases *il, inbox_lease *l, wire_inbox *w, int64_t
 {
     int64_t id = w->in.mailbox_id;
     held_inbox *h = held_get(il, id);
+    if (w->known && !h) {
+        int64_t v;
+        log_info("inbox %lld: an update of an inbox not held; the next answer lists all in full",
+                 (long long)id);
+        if (!i64map_get(&il->rejected, id, &v)) /* one set aside stays so: no full answers */
+            il->cursor_lost = true;
+        wire_inbox_free(w);
+        return;
+    }
     narrow_actions(il, w, h ? h->w : NULL, got_ms);
     bool watch = true;
     if (!h) {
@@ -213,7 +223,10 @@ static void grant_inbox(inbox_leases *il, inbox_lease *l, wire_inbox *w, int64_t
         log_info("inbox %lld (%s): held under inbox lease %s, %s, %zu actions", (long long)id,
                  w->in.address, l->id, wire_poll_class_names[w->in.poll_class], w->in.nactions);
     } else {
-        watch = inbox_changed(&h->w->in, &w->in) || h->lease != l;
+        feed_inbox was = h->w->in; /* its strings stay where they are: taken, not copied */
+        if (w->known)
+            wire_inbox_take_access(w, h->w);
+        watch = inbox_changed(&was, &w->in) || h->lease != l;
         h->lease->ninboxes--;
         wire_inbox_free(h->w);
     }
@@ -306,10 +319,12 @@ void inbox_leases_grant(inbox_leases *il, const wire_inbox_part *part, int64_t a
     if (l->next_hb_ms > got_ms + heartbeat_every_ms(il, l))
         l->next_hb_ms = got_ms + heartbeat_every_ms(il, l);
     atomic_fetch_add(&il->stats->inbox_leases, 1);
+    il->cursor_lost = false;
     for (size_t i = 0; i < part->ninboxes; i++) {
         grant_inbox(il, l, part->inboxes[i], got_ms);
         part->inboxes[i] = NULL;
     }
+    il->cursor = il->cursor_lost ? 0 : part->cursor;
     report_rejected(il, part);
     log_info("inbox lease %s: %zu inboxes in the answer, %zu set aside, %zu held, ttl %lld s",
              l->id, part->ninboxes, part->nrejected, l->ninboxes, (long long)l->ttl_s);

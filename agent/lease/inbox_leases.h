@@ -60,6 +60,12 @@ typedef struct inbox_leases {
     const inbox_feed_engine *ops;
     void *engine; /* NULL: no engine linked (the inboxes are held, not watched) */
     bool stopping;
+    /* inbox_lease.cursor of the last answer merged (sent as inbox_cursor: the held
+     * inboxes then come as updates); 0 after anything that may leave it short of an
+     * inbox the control plane counts as ours (a lease ended here, an update for an
+     * inbox not held): the next answer lists every inbox in full */
+    int64_t cursor;
+    bool cursor_lost;
     spool *sp;
     loop_stats *stats;
     const agent_config *cfg;

@@ -119,7 +119,7 @@ void leasing_lease(lease_loop *lp, int64_t now)
     size_t max_mb = max_sends < WIRE_MAX_LEASE_MAILBOXES ? max_sends : WIRE_MAX_LEASE_MAILBOXES;
     buf body = BUF_INIT;
     wire_lease_request(&body, lp->cfg.name, max_mb, max_sends, max_inboxes,
-                       max_inboxes > 0 ? 0 : held);
+                       max_inboxes > 0 ? 0 : held, lp->inboxes.cursor);
     control_resp resp;
     int64_t asked_ms = clock_mono_ms();
     int rc = control_post(lp->ctl, WIRE_PATH_LEASE, body.data, body.len, &resp, &lp->abort_http);

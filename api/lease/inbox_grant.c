@@ -9,7 +9,9 @@
 #include "json.h"
 #include "log.h"
 #include "pgarr.h"
+#include "wire.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Sends judged per lease call by the missing sweep. */
@@ -58,6 +60,37 @@ static bool sweep_missing(http_req *rq)
     return last == 0 || inbox_store_sweep_write(rq->db, a, &b, last);
 }
 
+/* Which held inboxes the answer lists (see inbox_grant.h): without a cursor all of
+ * them; with one, the fresh, those with due actions and those whose poll class the agent
+ * may lack, at most WIRE_MAX_LEASE_INBOXES (fresh first: an update left out comes in a
+ * later answer, its actions still pending and its class not recorded). The classes
+ * listed are recorded as carried. */
+static bool decide_listing(http_req *rq, inbox_held *h)
+{
+    int listed = 0, ak = 0;
+    for (int i = 0; i < h->nrows; i++)
+        listed += h->rows[i].fresh;
+    pgarr ids, classes;
+    pgarr_open(&ids);
+    pgarr_open(&classes);
+    bool any = false;
+    for (int i = 0; i < h->nrows; i++) {
+        inbox_row *row = &h->rows[i];
+        for (; ak < h->nactions && h->actions[ak].mailbox_id < row->mailbox_id; ak++)
+            ;
+        bool due = ak < h->nactions && h->actions[ak].mailbox_id == row->mailbox_id;
+        if (h->delta && !row->fresh)
+            row->listed = (due || row->class_news) && listed++ < WIRE_MAX_LEASE_INBOXES;
+        if (row->listed && !row->class_recorded) {
+            pgarr_i64(&ids, row->mailbox_id);
+            pgarr_str(&classes, row->poll_class);
+            any = true;
+        }
+    }
+    const char *idl = pgarr_done(&ids, rq->pool), *cl = pgarr_done(&classes, rq->pool);
+    return !any || inbox_store_class_sent(rq->db, rq->pool, idl, cl);
+}
+
 enum db_tx inbox_grant(http_req *rq, http_resp *rs, void *ctx)
 {
     inbox_request *ir = ctx;
@@ -83,9 +116,11 @@ enum db_tx inbox_grant(http_req *rq, http_resp *rs, void *ctx)
     if (!lease_id && nids > 0 &&
         !inbox_store_new_lease(rq->db, a, agent, cfg->inbox_lease_ttl_s, &lease_id))
         return http_tx_fail(rq, rs);
-    if (lease_id && (!inbox_store_extend(rq->db, a, lease_id) ||
-                     !inbox_store_assign(rq->db, a, lease_id, ids, nids) ||
-                     !inbox_store_load(rq->db, a, lease_id, cfg->inbox_lease_ttl_s, &ir->held)))
+    if (lease_id &&
+        (!inbox_store_extend(rq->db, a, lease_id) ||
+         !inbox_store_assign(rq->db, a, lease_id, ids, nids) ||
+         !inbox_store_load(rq->db, a, lease_id, cfg->inbox_lease_ttl_s, ir->cursor, &ir->held) ||
+         !decide_listing(rq, &ir->held)))
         return http_tx_fail(rq, rs);
     if (!sweep_missing(rq) || !db_commit(rq->db))
         return http_tx_fail(rq, rs);
@@ -187,6 +222,18 @@ static void write_actions(yajl_gen g, const inbox_held *h, int64_t mailbox_id, i
     json_arr_close(g);
 }
 
+/* An inbox the agent holds: what may have changed, no access (LeaseInboxUpdate). */
+static void write_update(yajl_gen g, const inbox_held *h, const inbox_row *row, int *ak)
+{
+    json_obj_open(g);
+    json_kv_i(g, "mailbox_id", row->mailbox_id);
+    json_kv_b(g, "known", true);
+    json_kv_s(g, "poll_class", row->poll_class);
+    json_kv_i(g, "poll_interval_s", poll_interval_s(row->poll_class));
+    write_actions(g, h, row->mailbox_id, ak);
+    json_obj_close(g);
+}
+
 void inbox_answer_members(arena *a, const secret_key *key, yajl_gen g, const inbox_request *r)
 {
     if (!r || !r->ok || !r->held.lease_id)
@@ -197,12 +244,22 @@ void inbox_answer_members(arena *a, const secret_key *key, yajl_gen g, const inb
     json_kv_s(g, "lease_id", h->lease_id);
     json_kv_i(g, "ttl_s", h->ttl_s);
     json_kv_i(g, "heartbeat_s", r->heartbeat_s);
+    json_kv_i(g, "cursor", strtoll(h->cursor, NULL, 10));
     json_obj_close(g);
     json_key(g, "inboxes");
     json_arr_open(g);
     int fk = 0, ak = 0;
     for (int i = 0; i < h->nrows; i++) {
         const inbox_row *row = &h->rows[i];
+        if (!row->listed || (h->delta && !row->fresh)) {
+            for (; fk < h->nfolders && h->folders[fk].mailbox_id == row->mailbox_id; fk++)
+                ;
+            if (row->listed)
+                write_update(g, h, row, &ak);
+            for (; ak < h->nactions && h->actions[ak].mailbox_id == row->mailbox_id; ak++)
+                ;
+            continue;
+        }
         json_obj_open(g);
         json_kv_i(g, "mailbox_id", row->mailbox_id);
         json_kv_s(g, "address", row->address);

@@ -13,8 +13,9 @@
 
 typedef struct inbox_request {
     int64_t max_inboxes;
-    bool ok;         /* set when the transaction committed */
-    inbox_held held; /* what the answer carries; lease_id NULL: nothing held */
+    const char *cursor; /* the request's inbox_cursor as decimal text, or NULL */
+    bool ok;            /* set when the transaction committed */
+    inbox_held held;    /* what the answer carries; lease_id NULL: nothing held */
     int64_t heartbeat_s;
 } inbox_request;
 
@@ -23,7 +24,9 @@ enum db_tx inbox_grant(http_req *rq, http_resp *rs, void *ctx);
 
 /* Writes "inbox_lease" and "inboxes" into an open answer object when r holds inboxes;
  * opens the IMAP secrets (a secret that does not open, or is not text, goes out as null
- * password and token: the agent's login fails and reports it). r may be NULL. */
+ * password and token: the agent's login fails and reports it). With a request cursor,
+ * only the listed inboxes: fresh ones in full, the others as updates (`known`: poll
+ * class and due actions, no access). r may be NULL. */
 void inbox_answer_members(arena *a, const secret_key *key, yajl_gen g, const inbox_request *r);
 
 #endif

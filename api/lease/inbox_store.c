@@ -49,10 +49,10 @@ static const db_stmt Q_EXTEND = {
     "inbox_extend", "UPDATE leases SET expires_at = kiln_now() + make_interval(secs => ttl_s) "
                     "WHERE id = $1::uuid AND ended_at IS NULL"};
 static const db_stmt Q_ASSIGN = {
-    "inbox_assign",
-    "UPDATE inbox_leasing il SET lease_id = $1::uuid, imap_gen = m.imap_gen, "
-    "leased_at = kiln_now() FROM mailboxes m WHERE il.mailbox_id = ANY ($2::bigint[]) "
-    "AND m.id = il.mailbox_id AND il.lease_id IS NULL"};
+    "inbox_assign", "UPDATE inbox_leasing il SET lease_id = $1::uuid, imap_gen = m.imap_gen, "
+                    "leased_at = kiln_now(), assigned_at = now() FROM mailboxes m "
+                    "WHERE il.mailbox_id = ANY ($2::bigint[]) "
+                    "AND m.id = il.mailbox_id AND il.lease_id IS NULL"};
 
 /* Expected arrivals: sends to the inbox not yet placed, from two hours back (sent, not
  * found yet) to one hour ahead (high) or six (medium). */
@@ -61,6 +61,15 @@ static const db_stmt Q_ASSIGN = {
     "k.now - interval '2 hours' AND k.now + interval '" ahead "' AND s.status IN ('leased', "      \
     "'sent', 'unknown') AND s.id >= kiln_sends_since(2) "                                          \
     "AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id))"
+/* What the agent's last merged answer ($2: its inbox_cursor, microseconds of that
+ * answer's now(); NULL: none) lacks: fresh, an inbox given to it since (carried in full);
+ * class_after, a poll class some answer carried since (the agent may not have it). */
+#define US(t) "(extract(epoch FROM " t ") * 1000000)::bigint"
+#define HELD_NEWS                                                                                  \
+    "($2::bigint IS NULL OR il.assigned_at IS NULL OR " US(                                        \
+        "il.assigned_at") " > $2) AS fresh, "                                                      \
+                          "coalesce(il.poll_class_sent, '') AS class_sent, "                       \
+                          "coalesce(" US("il.poll_class_sent_at") " > $2, false) AS class_after "
 static const db_stmt Q_HELD = {
     "inbox_held",
     "SELECT il.mailbox_id, m.address, m.imap_host, m.imap_port, m.imap_security::text AS "
@@ -68,12 +77,19 @@ static const db_stmt Q_HELD = {
     "secret_hex, m.imap_allow_plaintext_auth, CASE WHEN " EXPECTED(
         "1 hour") " THEN 'high' "
                   "WHEN " EXPECTED(
-                      "6 hours") " THEN 'medium' ELSE 'low' END AS poll_class "
+                      "6 hours") " THEN 'medium' ELSE 'low' END AS poll_class, " HELD_NEWS
                                  "FROM inbox_leasing il JOIN mailboxes m ON m.id = il.mailbox_id "
                                  "JOIN users u ON u.id = m.user_id CROSS JOIN (SELECT kiln_now() "
                                  "AS now) k "
                                  "WHERE il.lease_id = $1::uuid AND il.imap_gen = m.imap_gen "
                                  "AND " WATCHABLE "ORDER BY il.mailbox_id"};
+/* The cursor of this answer: its transaction's now() (an inbox assigned in it is at it). */
+static const db_stmt Q_CURSOR = {"inbox_cursor", "SELECT " US("now()")};
+/* The poll classes an answer carries, where they differ from the last carried. */
+static const db_stmt Q_CLASS_SENT = {
+    "inbox_class_sent",
+    "UPDATE inbox_leasing il SET poll_class_sent = x.c, poll_class_sent_at = now() "
+    "FROM unnest($1::bigint[], $2::text[]) AS x (id, c) WHERE il.mailbox_id = x.id"};
 static const db_stmt Q_FOLDERS = {
     "inbox_folders", "SELECT mailbox_id, name, role::text AS role, uidvalidity, last_uid "
                      "FROM inbox_folders WHERE mailbox_id = ANY ($1::bigint[]) "
@@ -445,9 +461,10 @@ static void read_rows(const PGresult *r, inbox_held *out, arena *a)
     static const char *const names[] = {"mailbox_id", "address",    "imap_host",
                                         "imap_port",  "security",   "imap_username",
                                         "auth",       "secret_hex", "imap_allow_plaintext_auth",
-                                        "poll_class"};
-    int c[10];
-    db_columns(r, names, c, 10);
+                                        "poll_class", "fresh",      "class_sent",
+                                        "class_after"};
+    int c[13];
+    db_columns(r, names, c, 13);
     out->nrows = PQntuples(r);
     out->rows = arena_calloc(a, (size_t)(out->nrows + 1) * sizeof *out->rows);
     for (int i = 0; i < out->nrows; i++) {
@@ -462,6 +479,10 @@ static void read_rows(const PGresult *r, inbox_held *out, arena *a)
         w->secret_hex = PQgetvalue(r, i, c[7]);
         w->allow_plaintext_auth = col_bool(r, i, c[8]);
         w->poll_class = PQgetvalue(r, i, c[9]);
+        w->fresh = col_bool(r, i, c[10]);
+        w->class_news = col_bool(r, i, c[12]) || strcmp(w->poll_class, PQgetvalue(r, i, c[11]));
+        w->class_recorded = !strcmp(w->poll_class, PQgetvalue(r, i, c[11]));
+        w->listed = true;
     }
 }
 
@@ -503,12 +524,16 @@ static void read_actions(const PGresult *r, inbox_held *out, arena *a)
     }
 }
 
-bool inbox_store_load(db *d, arena *a, const char *lease_id, int64_t horizon_s, inbox_held *out)
+bool inbox_store_load(db *d, arena *a, const char *lease_id, int64_t horizon_s, const char *cursor,
+                      inbox_held *out)
 {
-    const char *p[] = {lease_id};
-    PGresult *r = db_exec(d, a, &Q_HELD, 1, p);
-    if (!r)
+    const char *p[] = {lease_id, cursor};
+    PGresult *r = db_exec(d, a, &Q_HELD, 2, p);
+    PGresult *cr = r ? db_exec(d, a, &Q_CURSOR, 0, NULL) : NULL;
+    if (!cr)
         return false;
+    out->cursor = PQgetvalue(cr, 0, 0);
+    out->delta = cursor != NULL;
     read_rows(r, out, a);
     int64_t *ids = arena_alloc(a, (size_t)(out->nrows + 1) * sizeof *ids);
     for (int i = 0; i < out->nrows; i++)
@@ -521,6 +546,12 @@ bool inbox_store_load(db *d, arena *a, const char *lease_id, int64_t horizon_s, 
     read_folders(fr, out, a);
     read_actions(ar, out, a);
     return true;
+}
+
+bool inbox_store_class_sent(db *d, arena *a, const char *ids, const char *classes)
+{
+    const char *p[] = {ids, classes};
+    return db_exec(d, a, &Q_CLASS_SENT, 2, p) != NULL;
 }
 
 /* ---- renewal, release ------------------------------------------------------------------ */

@@ -18,6 +18,10 @@ typedef struct inbox_row {
     int64_t port;
     bool allow_plaintext_auth;
     const char *poll_class; /* high | medium | low */
+    bool fresh;             /* given to the agent after its cursor: carried in full */
+    bool class_news;        /* poll_class differs from what the agent may have */
+    bool class_recorded;    /* poll_class is the one recorded as last carried */
+    bool listed;            /* in the answer (inbox_grant decides) */
 } inbox_row;
 
 typedef struct inbox_folder_row {
@@ -37,6 +41,8 @@ typedef struct inbox_action_row {
 typedef struct inbox_held {
     const char *lease_id; /* NULL: no inbox lease */
     int64_t ttl_s;
+    const char *cursor; /* this answer's inbox_cursor (microseconds of its now()) */
+    bool delta;         /* the request sent a cursor: held inboxes only by what is new */
     inbox_row *rows;
     int nrows;
     inbox_folder_row *folders;
@@ -65,8 +71,13 @@ bool inbox_store_extend(db *d, arena *a, const char *lease_id);
 /* Gives the picked inboxes to lease_id. */
 bool inbox_store_assign(db *d, arena *a, const char *lease_id, const int64_t *ids, int n);
 /* Reads what the answer carries of the lease's watchable inboxes: access, poll class,
- * folders, and per message its first pending action due within horizon_s. */
-bool inbox_store_load(db *d, arena *a, const char *lease_id, int64_t horizon_s, inbox_held *out);
+ * folders, and per message its first pending action due within horizon_s; with the
+ * agent's cursor (decimal text, or NULL), which inboxes are fresh to it and whose poll
+ * class it may lack. Every row starts listed. */
+bool inbox_store_load(db *d, arena *a, const char *lease_id, int64_t horizon_s, const char *cursor,
+                      inbox_held *out);
+/* Records the poll classes an answer carries (array literals of mailbox ids, classes). */
+bool inbox_store_class_sent(db *d, arena *a, const char *ids, const char *classes);
 
 /* Held inboxes of a lease that must go: no longer watchable, IMAP access changed, or
  * beyond share when others want inboxes (share 0: no limit). Frees them; *dropped in the

@@ -75,11 +75,11 @@ static bool lease_owned(http_req *rq, http_resp *rs, const char *lease_id, lease
 
 void h_agent_lease(http_req *rq, http_resp *rs)
 {
-    static const char *const fields[] = {"agent",       "max_mailboxes", "max_sends",
-                                         "max_inboxes", "inboxes_held",  NULL};
+    static const char *const fields[] = {
+        "agent", "max_mailboxes", "max_sends", "max_inboxes", "inboxes_held", "inbox_cursor", NULL};
     lease_request req = {.max_mailboxes = 200, .max_sends = 2000, .started_us = clock_mono_us()};
     inbox_request inbox = {.max_inboxes = 0};
-    int64_t held = 0;
+    int64_t held = 0, cursor = 0;
     yajl_val b = http_json_body(rq, rs);
     const char *agent = NULL;
     if (!b || !v_known_fields(rs, b, fields, "") ||
@@ -89,8 +89,11 @@ void h_agent_lease(http_req *rq, http_resp *rs)
         !v_int(rs, b, "max_sends", "max_sends", 0, 1, WIRE_MAX_LEASE_SENDS, &req.max_sends) ||
         !v_int(rs, b, "max_inboxes", "max_inboxes", 0, 0, WIRE_MAX_LEASE_INBOXES,
                &inbox.max_inboxes) ||
-        !v_int(rs, b, "inboxes_held", "inboxes_held", 0, 0, 1000000, &held))
+        !v_int(rs, b, "inboxes_held", "inboxes_held", 0, 0, 1000000, &held) ||
+        !v_int(rs, b, "inbox_cursor", "inbox_cursor", 0, 1, INT64_MAX, &cursor))
         return;
+    if (cursor > 0)
+        inbox.cursor = db_i64_text(rq->pool, cursor);
     /* The inbox part first, in its own transaction (an independent lease); the send
      * grant renders both. An agent at its capacity (max_inboxes 0) that holds inboxes
      * gets them listed again with their new actions. */

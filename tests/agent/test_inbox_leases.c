@@ -207,6 +207,73 @@ static void test_grant_merge_and_one_outcome_per_action(void **state)
     expect_calls(moved, 1);
 }
 
+/* A refresh answer with the cursor: only updates ("known"), no access. */
+static void refresh(const char *entries, int64_t now)
+{
+    char doc[4096];
+    snprintf(doc, sizeof doc,
+             "{\"lease_id\":null,\"mailboxes\":[],\"inbox_lease\":{\"lease_id\":\"" LID
+             "\",\"ttl_s\":60,\"heartbeat_s\":20,\"cursor\":1764770000000002},"
+             "\"inboxes\":[%s]}",
+             entries);
+    wire_lease_answer a;
+    wire_inbox_part p;
+    wire_lease_answer_parse(doc, strlen(doc), &a);
+    wire_inbox_part_parse(doc, strlen(doc), &a, &p);
+    assert_string_equal(p.error, "");
+    assert_int_equal(p.nrejected, 0);
+    inbox_leases_grant(&il, &p, now, now);
+    wire_inbox_part_free(&p);
+}
+
+#define UPDATE(id, cls, ival, acts)                                                                \
+    "{\"mailbox_id\":" #id ",\"known\":true,\"poll_class\":\"" cls "\",\"poll_interval_s\":" #ival \
+    ",\"actions\":[" acts "]}"
+#define PRUNE(id)                                                                                  \
+    "{\"id\":" #id ",\"kind\":\"prune\",\"folder\":\"INBOX\",\"uidvalidity\":1,\"uid\":" #id       \
+    ",\"flags\":[],\"target\":null,\"not_before_s\":0}"
+
+/* An update merges into the held entry: its access (the opened secret) stays, its new
+ * action and poll class are handed over; an inbox not in the answer stays held; the
+ * answer's cursor is kept for the next request; an update for an inbox not held is
+ * dropped and the next request sends no cursor (the next answer lists all in full). */
+static void test_an_update_keeps_the_held_access_and_brings_actions(void **state)
+{
+    (void)state;
+    int64_t now = clock_mono_ms();
+    grant("imap.acme.test", "701", now);
+    const char *first[] = {"watch 7 [701] imap.acme.test", "watch 8 [] imap.other.test"};
+    expect_calls(first, 2);
+    assert_int_equal(il.cursor, 0); /* the answer had no cursor */
+    refresh(UPDATE(7, "high", 60, PRUNE(701) "," PRUNE(702)), now);
+    const char *merged[] = {"watch 7 [701,702] imap.acme.test"};
+    expect_calls(merged, 1);
+    assert_int_equal(il.cursor, 1764770000000002LL);
+    assert_int_equal(i64map_count(&il.held), 2);
+    held_inbox *h = i64map_getp(&il.held, 7);
+    assert_non_null(h);
+    assert_string_equal(h->w->in.password, "p");
+    assert_string_equal(h->w->in.address, "b7@acme.test");
+    assert_string_equal(h->w->in.warmup_folder, "W");
+    assert_int_equal(h->w->in.poll_class, FEED_POLL_HIGH);
+    assert_int_equal(h->w->in.nactions, 2);
+    /* the same update again (an update of an update): nothing handed over, access kept */
+    refresh(UPDATE(7, "high", 60, PRUNE(701) "," PRUNE(702)), now);
+    expect_calls(NULL, 0);
+    h = i64map_getp(&il.held, 7);
+    assert_string_equal(h->w->in.password, "p");
+    assert_string_equal(h->w->in.host, "imap.acme.test");
+    /* a poll class change alone is handed over */
+    refresh(UPDATE(8, "medium", 300, ""), now);
+    const char *cls[] = {"watch 8 [] imap.other.test"};
+    expect_calls(cls, 1);
+    /* an update for inbox 9, not held: dropped, the next request sends no cursor */
+    refresh(UPDATE(9, "low", 900, ""), now);
+    expect_calls(NULL, 0);
+    assert_null(i64map_getp(&il.held, 9));
+    assert_int_equal(il.cursor, 0);
+}
+
 /* A later answer giving a known action an earlier due time (the control plane's clock
  * moved, as the test clock does) hands the inbox over again; the same due time asked a
  * second later (rounding) does not. */
@@ -264,6 +331,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_an_action_due_earlier_is_handed_over_again, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_an_update_keeps_the_held_access_and_brings_actions,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_grant_merge_and_one_outcome_per_action, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

@@ -239,7 +239,7 @@ static void test_request_bodies(void **state)
 {
     (void)state;
     buf b = BUF_INIT;
-    wire_lease_request(&b, "host-a", 200, 2000, 500, 0);
+    wire_lease_request(&b, "host-a", 200, 2000, 500, 0, 0);
     assert_string_equal(b.data, "{\"agent\":\"host-a\",\"max_mailboxes\":200,\"max_sends\":2000,"
                                 "\"max_inboxes\":500}");
     buf_reset(&b);

@@ -687,7 +687,7 @@ static int dump(const char *dir)
     const char *entries[] = {e1, e2b};
     char *answer = answer_with(entries, 2);
     buf req = BUF_INIT;
-    wire_lease_request(&req, "host-a", 200, 2000, 500, 0);
+    wire_lease_request(&req, "host-a", 200, 2000, 500, 0, 0);
     int rc = write_file(dir, "events.jsonl", events.data) |
              write_file(dir, "report.json", body.data) |
              write_file(dir, "lease_answer.json", answer) |

@@ -830,10 +830,99 @@ def part_operator():
     ok("test_provider_map_classifies_by_imap_host_then_address_domain")
 
 
+def part_refresh():
+    """A refresh carries what is new (LeaseRequest.inbox_cursor): an agent holding N
+    inboxes that sends the cursor of the answer it merged gets no IMAP secret, address or
+    folder state for the inboxes it holds, only updates (`known`) for those with due
+    actions or a changed poll class; a new inbox comes in full; without a cursor (an
+    older agent) every held inbox comes in full, as before."""
+    n = 8
+    boxes = world(n, **CERTAIN)
+    a = agent("refresh")
+    first = call("POST", "/api/agent/lease", {"max_mailboxes": 50, "max_sends": 200,
+                                               "max_inboxes": n}, token=a)
+    check(first.status == 200, "first lease: %r" % first)
+    fj = first.json
+    check(len(fj["inboxes"]) == n and all(i["imap"]["password"] for i in fj["inboxes"]),
+          "the first answer has every inbox in full: %r" % fj["inboxes"][:1])
+    cursor = fj["inbox_lease"]["cursor"]
+    check(isinstance(cursor, int) and cursor > 0, "the answer's cursor: %r" % fj["inbox_lease"])
+    lid = fj["inbox_lease"]["lease_id"]
+    sends = sends_to(fj, boxes)
+    check(len(sends) >= 2, "the lease has sends: %r" % fj["mailboxes"])
+    report_sent(a, fj)
+    sid, sender, rc, mid = sends[0]
+    check(report(a, lid, [found(rc, mid, "Junk", "junk", 3, 8)]) == counts(1), "find in junk")
+    high = {s[2] for s in sends}  # recipients of sends due now: poll class high
+
+    def refresh(cur, what, **kw):
+        body = {"max_mailboxes": 50, "max_sends": 200, "max_inboxes": 0, "inboxes_held": n}
+        body.update(kw)
+        if cur:
+            body["inbox_cursor"] = cur
+        r = call("POST", "/api/agent/lease", body, token=a)
+        check(r.status == 200, "%s: %r" % (what, r))
+        return r
+
+    r = refresh(cursor, "refresh with the cursor")
+    j = r.json
+    check(j["inbox_lease"]["lease_id"] == lid and j["inbox_lease"]["ttl_s"] > 0,
+          "the refresh renews the same inbox lease: %r" % j["inbox_lease"])
+    check("imap-" not in r.raw and '"imap"' not in r.raw and '"address"' not in r.raw
+          and '"folders"' not in r.raw,
+          "no secret, access, address or folders of held inboxes on a refresh: %s" % r.raw[:600])
+    by_id = {i["mailbox_id"]: i for i in j["inboxes"]}
+    check(all(i.get("known") is True for i in j["inboxes"]), "updates only: %r" % j["inboxes"])
+    acts = by_id.get(rc, {}).get("actions", [])
+    check(len(acts) == 1 and acts[0]["kind"] == "rescue" and acts[0]["uid"] == 8,
+          "the held inbox's due action still comes: %r" % by_id.get(rc))
+    check(all(by_id[m]["poll_class"] == "high" for m in high if m in by_id) and
+          high <= set(by_id), "poll class changes come (low -> high): %r, want %r"
+          % ({k: v["poll_class"] for k, v in by_id.items()}, high))
+    check(set(by_id) <= high | {rc}, "nothing else: %r" % sorted(by_id))
+    cursor2 = j["inbox_lease"]["cursor"]
+    check(cursor2 > cursor, "a new cursor: %r" % j["inbox_lease"])
+    r = refresh(cursor2, "second refresh")
+    by_id = {i["mailbox_id"]: i for i in r.json["inboxes"]}
+    check(set(by_id) == {rc} and len(by_id[rc]["actions"]) == 1,
+          "only the inbox with its action still due: %r" % r.json["inboxes"])
+    # A lost answer: the agent sends its older cursor, the class changes come again.
+    r = refresh(cursor, "refresh with an older cursor")
+    check(high <= {i["mailbox_id"] for i in r.json["inboxes"]},
+          "changes since the older cursor come again: %r" % r.json["inboxes"])
+    # An inbox given to the agent after its cursor comes in full.
+    plan_id = int(psql("SELECT u.plan_id FROM users u JOIN mailboxes m ON m.user_id = u.id "
+                       "WHERE m.id = %d" % boxes[0]["id"])[0])
+    u = make_user("t%d-new" % RUN[0], plan_id)
+    nb = make_mailbox(u["id"], "new@dnew-%d.test" % RUN[0], timezone="UTC",
+                      window={"start_hour": 0, "end_hour": 24}, warmup_start="2026-03-01",
+                      imap={"host": HOSTS[0], "port": 993, "password": "imap-new"})
+    r = refresh(cursor2, "refresh with room for one more", max_inboxes=1, inboxes_held=0)
+    full = [i for i in r.json["inboxes"] if not i.get("known")]
+    check(len(full) == 1 and full[0]["mailbox_id"] == nb["id"] and
+          full[0]["imap"]["password"] == "imap-new" and full[0]["address"] == nb["address"],
+          "the new inbox in full: %r" % r.json["inboxes"])
+    check(r.raw.count("imap-") == 1, "the only secret is the new inbox's")
+    # An older agent (no cursor): every held inbox in full, with its secret.
+    r = refresh(None, "refresh without a cursor")
+    check(len(r.json["inboxes"]) == n + 1 and all(
+        i["imap"]["password"].startswith("imap-") for i in r.json["inboxes"]),
+        "without a cursor every held inbox in full: %d" % len(r.json["inboxes"]))
+    expect_error(call("POST", "/api/agent/lease", {"max_inboxes": 0, "inboxes_held": 1,
+                                                   "inbox_cursor": "x"}, token=a),
+                 400, field="inbox_cursor", what="a cursor that is not an integer")
+    expect_error(call("POST", "/api/agent/lease", {"max_inboxes": 0, "inboxes_held": 1,
+                                                   "inbox_cursor": 0}, token=a),
+                 400, field="inbox_cursor", what="a cursor below 1")
+    reset_clock()
+    ok("test_refresh_carries_no_secret_of_held_inboxes_and_their_due_actions")
+
+
 PARTS = {"handout": part_handout, "expiry": part_expiry, "found": part_found,
          "actions": part_actions, "uidvalidity": part_uidvalidity, "missing": part_missing, "recipients": part_recipients,
          "recipients_on": part_recipients_on, "bad_input": part_bad_input,
-         "engage": part_engage, "retention": part_retention, "operator": part_operator}
+         "engage": part_engage, "retention": part_retention, "operator": part_operator,
+         "refresh": part_refresh}
 if len(sys.argv) > 1:
     PARTS[sys.argv[1]]()
 else:

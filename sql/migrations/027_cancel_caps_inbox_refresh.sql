@@ -81,3 +81,20 @@ RETURNS integer
 LANGUAGE sql AS $$
     SELECT kiln_finish_slots(p_send_ids, p_final, true)
 $$;
+
+-- The inbox part of a refresh carries what is new (session 21): an agent that sends the
+-- `inbox_cursor` of the last answer it merged gets in full only the inboxes given to it
+-- after that answer (assigned_at, the granting transaction's now(): real time, not the
+-- test clock), and for the inboxes it holds only their due actions and a poll class
+-- that changed (poll_class_sent: the class the last answer carried; _at: when, so an
+-- answer the agent never merged is made good). Rules: docs/design.md "Inbox leasing
+-- and placement". Nullable columns: no rewrite.
+ALTER TABLE inbox_leasing ADD COLUMN assigned_at timestamptz,
+    ADD COLUMN poll_class_sent text, ADD COLUMN poll_class_sent_at timestamptz;
+COMMENT ON COLUMN inbox_leasing.assigned_at IS
+    'now() of the transaction that gave the inbox to its lease (an answer''s inbox_cursor)';
+COMMENT ON COLUMN inbox_leasing.poll_class_sent IS
+    'the poll class the last lease answer carried for this inbox';
+-- Inboxes held now count as given at this migration: an agent's first cursor comes from
+-- a later answer, which lists them in full.
+UPDATE inbox_leasing SET assigned_at = now() WHERE lease_id IS NOT NULL;
