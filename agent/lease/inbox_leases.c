@@ -320,14 +320,17 @@ void inbox_leases_grant(inbox_leases *il, const wire_inbox_part *part, int64_t a
         l->next_hb_ms = got_ms + heartbeat_every_ms(il, l);
     atomic_fetch_add(&il->stats->inbox_leases, 1);
     il->cursor_lost = false;
+    size_t updates = 0;
     for (size_t i = 0; i < part->ninboxes; i++) {
+        updates += part->inboxes[i]->known;
         grant_inbox(il, l, part->inboxes[i], got_ms);
         part->inboxes[i] = NULL;
     }
     il->cursor = il->cursor_lost ? 0 : part->cursor;
     report_rejected(il, part);
-    log_info("inbox lease %s: %zu inboxes in the answer, %zu set aside, %zu held, ttl %lld s",
-             l->id, part->ninboxes, part->nrejected, l->ninboxes, (long long)l->ttl_s);
+    log_info("inbox lease %s: %zu inboxes in the answer (%zu updates), %zu set aside, %zu held, "
+             "ttl %lld s",
+             l->id, part->ninboxes, updates, part->nrejected, l->ninboxes, (long long)l->ttl_s);
 }
 
 /* ---- heartbeat, expiry, release ---- */

@@ -221,5 +221,18 @@ print("ok - placements match Dovecot (junk by domain %r); every junked message i
 junk_now = sum(int(mail("mail_count %s Junk" % a).stdout.strip() or 0) for a in BOXES)
 check(junk_now == 0, "doveadm counts %d messages in Junk" % junk_now)
 print("ok - doveadm: Junk is empty again after %d rescues" % rescued)
+# The refreshes carried what was new (inbox_cursor): once the agent held every inbox,
+# its answers listed held inboxes only as updates (poll class, due actions: no secret),
+# yet every action above came through them.
+answers = [tuple(int(x) for x in m) for m in re.findall(
+    r"(\d+) inboxes in the answer \((\d+) updates\), \d+ set aside, (\d+) held",
+    open(agent.log).read())]
+full = [a for a in answers if a[2] == len(BOXES)]
+lean = [a for a in full if a[1] == a[0]]
+check(len(lean) >= 3 and len(lean) >= len(full) - 2,
+      "refreshes of held inboxes as updates only: %d of %d (%r)" % (len(lean), len(full),
+                                                                    answers[-10:]))
+print("ok - %d of %d answers to an agent holding every inbox carried updates only "
+      "(%d inboxes listed in all)" % (len(lean), len(full), sum(a[0] for a in lean)))
 check(agent.term() == 0, "the agent's drain failed:\n" + agent.tail())
 print("PASS inbox_loop (%.0f s)" % (time.monotonic() - T0))
