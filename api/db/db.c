@@ -15,6 +15,7 @@ struct db {
     const db_stmt *prepared[MAX_PREPARED];
     int nprepared;
     bool in_tx;
+    bool began; /* db_begin succeeded, no commit or rollback since (in_tx may be lost) */
     /* The first error of the open transaction: PostgreSQL answers a COMMIT after it with
      * "ROLLBACK" and PGRES_COMMAND_OK, so db_commit reports this one instead. */
     enum db_error tx_error;
@@ -129,6 +130,12 @@ PGresult *db_exec(db *d, arena *a, const db_stmt *st, int nparams, const char *c
 {
     d->last = DB_OK;
     bool retried = false;
+    if (d->began && !d->in_tx) {
+        /* the transaction went with its connection: a statement on a new one would
+         * commit on its own */
+        set_error(d, DB_UNAVAILABLE, "08006", "the transaction was lost with its connection");
+        return NULL;
+    }
 again:
     if (!db_ensure(d))
         return NULL;
@@ -180,7 +187,7 @@ bool db_begin(db *d)
     d->last = DB_OK;
     if (!simple(d, "BEGIN"))
         return false;
-    d->in_tx = true;
+    d->in_tx = d->began = true;
     d->tx_error = DB_OK;
     return true;
 }
@@ -201,14 +208,13 @@ static bool commit_lost(db *d, const char *why)
 
 bool db_commit(db *d)
 {
-    bool was_in_tx = d->in_tx;
-    d->in_tx = false;
-    if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
+    bool began = d->began, lost = d->began && !d->in_tx;
+    d->in_tx = d->began = false;
+    if (lost || !d->conn || PQstatus(d->conn) != CONNECTION_OK) {
         set_error(d, DB_UNAVAILABLE, "08006", "connection lost before COMMIT");
         return false;
     }
-    PGTransactionStatusType ts = PQtransactionStatus(d->conn);
-    if (was_in_tx && ts == PQTRANS_IDLE)
+    if (began && PQtransactionStatus(d->conn) == PQTRANS_IDLE)
         return commit_lost(d, "no transaction open on this connection");
     PGresult *r = PQexec(d->conn, "COMMIT");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -227,7 +233,7 @@ void db_rollback(db *d)
         PGresult *r = PQexec(d->conn, "ROLLBACK");
         PQclear(r);
     }
-    d->in_tx = false;
+    d->in_tx = d->began = false;
 }
 
 /* One savepoint name: a caller needs one level (lease_grant.c plans again from it). */
@@ -247,7 +253,7 @@ bool db_rollback_to_savepoint(db *d)
 
 bool db_in_tx(const db *d)
 {
-    return d->in_tx;
+    return d->in_tx || d->began;
 }
 
 bool db_exec_script(db *d, const char *sql)

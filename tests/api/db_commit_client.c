@@ -23,7 +23,14 @@ static const db_stmt Q_CONFLICT = {
     "probe_conflict", "DO $$ BEGIN RAISE EXCEPTION 'probe' USING ERRCODE = '40001'; END $$"};
 static const db_stmt Q_SUICIDE = {"probe_suicide", "SELECT pg_terminate_backend(pg_backend_pid())"};
 
-enum probe_fault { FAULT_NONE, FAULT_SWALLOWED, FAULT_CONFLICT, FAULT_DEFERRED, FAULT_DROPPED };
+enum probe_fault {
+    FAULT_NONE,
+    FAULT_SWALLOWED,
+    FAULT_CONFLICT,
+    FAULT_DEFERRED,
+    FAULT_DROPPED,
+    FAULT_DROPPED_THEN_MORE, /* a statement after the connection dropped */
+};
 
 static const char *error_name(enum db_error e)
 {
@@ -43,16 +50,21 @@ static bool probe_tx(db *d, arena *a, int id, enum probe_fault fault)
         (void)db_exec(d, a, &Q_DIV0, 0, NULL);
     else if (fault == FAULT_CONFLICT)
         (void)db_exec(d, a, &Q_CONFLICT, 0, NULL);
-    else if (fault == FAULT_DROPPED)
+    else if (fault == FAULT_DROPPED || fault == FAULT_DROPPED_THEN_MORE)
         (void)db_exec(d, a, &Q_SUICIDE, 0, NULL);
+    if (fault == FAULT_DROPPED_THEN_MORE) { /* must not run on a new connection on its own */
+        const char *more[] = {db_i64_text(a, id + 1000), NULL};
+        (void)db_exec(d, a, &Q_INSERT, 2, more);
+    }
     return db_commit(d);
 }
 
+/* Rows written by the probe with this id (its row, and the one after a lost connection). */
 static int64_t rows(db *d, arena *a, int id)
 {
-    const char *p[] = {db_i64_text(a, id)};
-    PGresult *r = db_exec(d, a, &Q_COUNT, 1, p);
-    return r ? db_i64(r, 0, 0) : -1;
+    const char *p[] = {db_i64_text(a, id)}, *q[] = {db_i64_text(a, id + 1000)};
+    PGresult *r = db_exec(d, a, &Q_COUNT, 1, p), *s = r ? db_exec(d, a, &Q_COUNT, 1, q) : NULL;
+    return s ? db_i64(r, 0, 0) + db_i64(s, 0, 0) : -1;
 }
 
 typedef struct request_probe {
@@ -86,11 +98,9 @@ int main(void)
     static const struct {
         const char *name;
         enum probe_fault fault;
-    } cases[] = {{"healthy", FAULT_NONE},
-                 {"swallowed", FAULT_SWALLOWED},
-                 {"conflict", FAULT_CONFLICT},
-                 {"deferred", FAULT_DEFERRED},
-                 {"dropped", FAULT_DROPPED}};
+    } cases[] = {{"healthy", FAULT_NONE},      {"swallowed", FAULT_SWALLOWED},
+                 {"conflict", FAULT_CONFLICT}, {"deferred", FAULT_DEFERRED},
+                 {"dropped", FAULT_DROPPED},   {"dropped_then_more", FAULT_DROPPED_THEN_MORE}};
     int id = 1;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++, id++) {
         bool committed = probe_tx(d, a, id, cases[i].fault);

@@ -1,7 +1,8 @@
 """A COMMIT that did not commit is a failure (db_commit, api/db/db.c): against the
 stack's PostgreSQL, a transaction whose statement failed unnoticed (PostgreSQL answers
 its COMMIT with "ROLLBACK" and PGRES_COMMAND_OK), a retryable failure swallowed the same
-way, a deferred constraint, and a connection that dropped mid-transaction; each through
+way, a deferred constraint, and a connection that dropped mid-transaction (with a
+statement after it, which must not run on a new connection on its own); each through
 db_commit alone and through a handler's http_tx body (db_commit_client.c)."""
 import os
 import subprocess
@@ -26,7 +27,8 @@ def main():
     h = res["healthy"]
     check(h["commit"] == "1" and h["rows"] == "1", "a healthy transaction commits: %r" % h)
     for name, error in (("swallowed", "bad_data"), ("conflict", "conflict"),
-                        ("deferred", "constraint"), ("dropped", "unavailable")):
+                        ("deferred", "constraint"), ("dropped", "unavailable"),
+                        ("dropped_then_more", "unavailable")):
         r = res[name]
         check(r["commit"] == "0", "%s: db_commit must fail, it said committed: %r" % (name, r))
         check(r["error"] == error, "%s: error class %s expected: %r" % (name, error, r))
@@ -37,7 +39,7 @@ def main():
     # swallowed 1/0: 400 bad_value; conflict: retried, then 503 busy; deferred FK: 422;
     # dropped connection: 503.
     for name, status in (("swallowed", "400"), ("conflict", "503"), ("deferred", "422"),
-                         ("dropped", "503")):
+                         ("dropped", "503"), ("dropped_then_more", "503")):
         r = res["request_" + name]
         check(r["status"] == status, "request_%s: %s expected, got %r" % (name, status, r))
         check(r["rows"] == "0", "request_%s: nothing may be written: %r" % (name, r))
