@@ -480,8 +480,8 @@ static void read_rows(const PGresult *r, inbox_held *out, arena *a)
         w->allow_plaintext_auth = col_bool(r, i, c[8]);
         w->poll_class = PQgetvalue(r, i, c[9]);
         w->fresh = col_bool(r, i, c[10]);
-        w->class_news = col_bool(r, i, c[12]) || strcmp(w->poll_class, PQgetvalue(r, i, c[11]));
-        w->class_recorded = !strcmp(w->poll_class, PQgetvalue(r, i, c[11]));
+        w->class_recorded = strcmp(w->poll_class, PQgetvalue(r, i, c[11])) == 0;
+        w->class_news = col_bool(r, i, c[12]) || !w->class_recorded;
         w->listed = true;
     }
 }
