@@ -271,6 +271,10 @@ static void *engine_main(void *arg)
             inbox_retry_dns(e);
             inbox_retry_waiting(e);
         }
+        if (e->emitted && e->cfg.events_flush) {
+            e->emitted = false;
+            e->cfg.events_flush(e->fn_arg);
+        }
         if (!e->conns_active && (e->stopping || (e->cfg.once && has_work && all_passes_done(e))))
             break;
         net_loop_wait(&e->loop, timer_heap_next_ms(&e->timers));

@@ -72,6 +72,10 @@ typedef struct inbox_engine_config {
     /* timeouts */
     int64_t connect_ms, tls_ms, greeting_ms, command_ms; /* 10, 10, 30, 30 s */
     bool verbose;                                        /* log each session's end */
+    /* Optional: called on the engine's thread with the callback's arg before the thread
+     * sleeps, after a turn of its loop that emitted events (a writer that buffers its
+     * event lines flushes them here: one write per turn, no other thread woken). */
+    void (*events_flush)(void *arg);
 } inbox_engine_config;
 
 void inbox_engine_config_defaults(inbox_engine_config *c);

@@ -102,6 +102,7 @@ struct inbox_engine {
     timer_heap timers;
     inbox *slot_head, *slot_tail; /* waiting for a free connection */
     bool kick;                    /* room may have appeared: look at the wait queues */
+    bool emitted;                 /* events went out since the last events_flush */
     size_t dns_waiting;
     size_t conns_active;
     bool stopping;

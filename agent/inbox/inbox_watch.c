@@ -73,8 +73,10 @@ void inbox_arm(inbox_engine *e, inbox *ib, int state, int64_t at_ms)
 
 void inbox_emit(inbox_engine *e, const inbox_event *ev)
 {
-    if (e->fn)
+    if (e->fn) {
         e->fn(e->fn_arg, ev);
+        e->emitted = true;
+    }
 }
 
 static void emit_session(inbox_engine *e, inbox *ib, int status, const char *detail)
