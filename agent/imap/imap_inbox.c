@@ -16,10 +16,10 @@
 static const char *const role_names[IMAP_ROLE_COUNT] = {"inbox", "junk", "warmup", "other"};
 
 static const char *const state_names[IMAP_IB_COUNT] = {
-    "login",      "namespace",   "list",       "status",      "select",
-    "fetch",      "act_create",  "act_select", "act_move",    "act_copy",
-    "act_delete", "act_expunge", "act_store",  "act_confirm", "idle_select",
-    "idle_start", "idling",      "idle_done",  "logout",      "done",
+    "login",      "namespace",   "list",        "status",     "select",     "fetch",
+    "act_create", "act_select",  "act_move",    "act_copy",   "act_delete", "act_expunge",
+    "act_store",  "act_confirm", "idle_select", "idle_start", "idling",     "idle_done",
+    "kept",       "logout",      "done",
 };
 
 static const char *const header_fields[] = {"MESSAGE-ID", "IN-REPLY-TO", "AUTHENTICATION-RESULTS",
@@ -54,6 +54,7 @@ imap_inbox *imap_inbox_new(const imap_session_params *p, const imap_inbox_job *j
     ib->want_idle = job->want_idle;
     ib->trust_stored = job->trust_stored_roles;
     ib->pipeline = job->pipeline;
+    ib->keep = job->keep;
     ib->idle_refresh_ms =
         job->idle_refresh_ms > 0 ? job->idle_refresh_ms : IMAP_INBOX_IDLE_REFRESH_MS;
     ib->warmup_utf8 = xstrdup(warmup);
@@ -419,6 +420,10 @@ int ib_next(imap_inbox *ib)
             return ib_send(ib, imap_cmd_idle(&ib->s.gen, &ib->s.cmd), IMAP_IB_IDLE_START);
         return ib_select(ib, "INBOX", IMAP_IB_IDLE_SELECT);
     }
+    if (ib->keep) {
+        ib->state = IMAP_IB_KEPT; /* the owner's imap_inbox_visit or imap_inbox_stop */
+        return 0;
+    }
     return ib_logout(ib);
 }
 
@@ -434,6 +439,16 @@ int ib_start_cycle(imap_inbox *ib, unsigned mask)
             return 0;
     }
     ib->st_have = 0;
+    if (ib->pipeline && mask && ib->selected && (ib->s.caps & IMAP_CAP_UNSELECT) &&
+        !ib->stop_asked && ib->state == IMAP_IB_KEPT) {
+        /* a kept visit after one that selected a folder: UNSELECT ahead of the STATUS
+         * commands, in the same write (its answer is read among theirs) */
+        imap_cmd_unselect(&ib->s.gen, &ib->s.cmd);
+        imap_cmd_take(&ib->s.cmd, &ib->s.out);
+        memcpy(ib->unsel_tag, ib->s.cmd.tag, sizeof ib->unsel_tag);
+        free(ib->selected);
+        ib->selected = NULL;
+    }
     /* STATUS only while nothing is selected (not on the selected folder: RFC 9051) */
     if (ib->pipeline && mask && !ib->selected && !ib->stop_asked) {
         int ev = ib_status_start(ib);
@@ -765,6 +780,18 @@ int imap_inbox_tls_ready(imap_inbox *ib, int64_t now_ms)
     int ev = imap_session_tls_ready(&ib->s);
     if (ib->s.state == IMAP_S_DONE)
         return login_over(ib, ev);
+    return ev;
+}
+
+int imap_inbox_visit(imap_inbox *ib, int64_t now_ms)
+{
+    ib->now_ms = now_ms;
+    if (ib->state != IMAP_IB_KEPT || ib->stop_asked)
+        return 0;
+    ib->resync = false;
+    int ev = ib_start_cycle(ib, ALL_ROLES);
+    if (ib->unsel_tag[0] && !(ev & IMAP_EV_OUTPUT))
+        ev |= IMAP_EV_OUTPUT; /* the UNSELECT, when no STATUS went behind it */
     return ev;
 }
 

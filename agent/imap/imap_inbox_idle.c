@@ -99,6 +99,8 @@ int imap_inbox_stop(imap_inbox *ib, int64_t now_ms)
 {
     ib->now_ms = now_ms;
     ib->stop_asked = true;
+    if (ib->state == IMAP_IB_KEPT)
+        return ib_logout(ib);
     if (ib->state == IMAP_IB_IDLING)
         return idle_end(ib, IB_AFTER_STOP);
     if (ib->state == IMAP_IB_IDLE_DONE)
@@ -114,6 +116,10 @@ void imap_inbox_phase(const imap_inbox *ib, net_phase *out)
     switch (ib->state) {
     case IMAP_IB_IDLING:
         out->timeout_ms = ib->idle_refresh_ms + (int64_t)60 * 1000;
+        break;
+    case IMAP_IB_KEPT: /* the owner's next visit comes first; a server that drops the
+                          connection meanwhile (autologout) is seen as its EOF */
+        out->timeout_ms = (int64_t)24 * 3600 * 1000;
         break;
     case IMAP_IB_FETCH:
     case IMAP_IB_ACT_MOVE:

@@ -61,6 +61,8 @@ struct imap_inbox {
     bool (*is_kiln)(void *ctx, const char *id, size_t len);
     void *msgid_ctx;
     bool want_idle, stop_asked;
+    bool keep;          /* the job's keep: IMAP_IB_KEPT instead of LOGOUT */
+    char unsel_tag[16]; /* an UNSELECT out ahead of a kept visit's STATUS; "" none */
     /* the job's trust_stored_roles: roles from the stored state, no NAMESPACE/LIST */
     bool trust_stored, from_store;
     int relist; /* enum ib_relist: a NAMESPACE/LIST under way after from_store */

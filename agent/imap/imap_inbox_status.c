@@ -105,6 +105,11 @@ int ib_status_tagged(imap_inbox *ib, const imap_resp *r)
         ib->s.cap_tag[0] = '\0'; /* the pipelined CAPABILITY (its list came untagged) */
         return 0;
     }
+    if (ib->unsel_tag[0] && strcmp(r->tag, ib->unsel_tag) == 0) {
+        ib->unsel_tag[0] = '\0'; /* a kept visit's UNSELECT: whatever it said, the STATUS
+                                     answers follow (and a refusal only costs a SELECT) */
+        return 0;
+    }
     int role = 0;
     while (role < IMAP_ROLE_OTHER &&
            (!(ib->st_pending & ROLE_BIT(role)) || strcmp(r->tag, ib->st_tag[role]) != 0))

@@ -15,7 +15,7 @@
 #include <string.h>
 
 static const char *const state_names[IB_STATE_COUNT] = {
-    "waiting", "backoff", "resolving", "queued", "connecting", "active", "idle", "done"};
+    "waiting", "backoff", "resolving", "queued", "connecting", "active", "idle", "kept", "done"};
 
 const char *inbox_state_name(int state)
 {
@@ -39,9 +39,11 @@ void inbox_enter(inbox_engine *e, inbox *ib, int state)
              ib->state == IB_QUEUED;
         break;
     case IB_ACTIVE:
-        ok = ib->state == IB_CONNECTING || ib->state == IB_IDLE || ib->state == IB_ACTIVE;
+        ok = ib->state == IB_CONNECTING || ib->state == IB_IDLE || ib->state == IB_ACTIVE ||
+             ib->state == IB_KEPT;
         break;
     case IB_IDLE:
+    case IB_KEPT:
         ok = ib->state == IB_ACTIVE;
         break;
     case IB_DONE:
@@ -154,6 +156,72 @@ static inbox *queue_pop(inbox **head, inbox **tail)
 static const imap_net_hooks hooks;
 static void poke(inbox_engine *e, inbox *ib);
 
+/* ---- kept connections: a server's LRU (least recently used first) ---- */
+
+/* A kept connection lives at most this long between polls (servers log a client out
+ * after 30 idle minutes: RFC 3501 §5.4), and a server that evicted one forgets it after
+ * KEEP_FORGET_MS. */
+#define KEEP_MAX_INTERVAL_MS ((int64_t)20 * 60000)
+#define KEEP_FORGET_MS ((int64_t)15 * 60000)
+
+static void kept_push(inbox_server *s, inbox *ib)
+{
+    ib->kept_next = NULL;
+    ib->kept_prev = s->kept_tail;
+    if (s->kept_tail)
+        s->kept_tail->kept_next = ib;
+    else
+        s->kept_head = ib;
+    s->kept_tail = ib;
+}
+
+static void kept_remove(inbox_server *s, inbox *ib)
+{
+    if (ib->kept_prev)
+        ib->kept_prev->kept_next = ib->kept_next;
+    else if (s->kept_head == ib)
+        s->kept_head = ib->kept_next;
+    if (ib->kept_next)
+        ib->kept_next->kept_prev = ib->kept_prev;
+    else if (s->kept_tail == ib)
+        s->kept_tail = ib->kept_prev;
+    ib->kept_prev = ib->kept_next = NULL;
+}
+
+/* Whether a polled inbox keeps its connection after this poll: kept ones count against
+ * the server's cap, so never while another connection waits for room there (that no
+ * eviction serves already), and only where they live until their next poll. A server that
+ * evicted kept connections younger than this inbox's interval keeps none of that
+ * interval (its connections would only be evicted again) until KEEP_FORGET_MS pass
+ * without an eviction. */
+static bool may_keep(const inbox_engine *e, const inbox *ib, int64_t interval_ms, int64_t now)
+{
+    const inbox_server *s = ib->srv;
+    if (e->stopping || ib->dropped || ib->next_spec || interval_ms > KEEP_MAX_INTERVAL_MS ||
+        s->nwaiting > s->evicting)
+        return false;
+    return !s->last_evict_ms || now - s->last_evict_ms > KEEP_FORGET_MS ||
+           interval_ms <= s->kept_life_ms;
+}
+
+/* Connections wait for room at s: the least recently used kept connections log out,
+ * one for each waiter that no eviction under way serves already. */
+static void evict_kept(inbox_engine *e, inbox_server *s)
+{
+    int64_t now = e->loop.now_ms;
+    while (s->evicting < s->nwaiting && s->kept_head) {
+        inbox *k = s->kept_head;
+        kept_remove(s, k);
+        k->evicted = true;
+        s->evicting++;
+        int64_t life = now - k->kept_since_ms;
+        s->kept_life_ms = s->last_evict_ms ? (3 * s->kept_life_ms + life) / 4 : life;
+        s->last_evict_ms = now > 0 ? now : 1;
+        atomic_fetch_add(&e->kept_evicted, 1);
+        poke(e, k); /* its stepped hook sends the LOGOUT */
+    }
+}
+
 _Static_assert((int)IMAP_ROLE_INBOX == (int)INBOX_ROLE_INBOX &&
                    (int)IMAP_ROLE_JUNK == (int)INBOX_ROLE_JUNK &&
                    (int)IMAP_ROLE_WARMUP == (int)INBOX_ROLE_WARMUP &&
@@ -223,7 +291,8 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
                           .want_idle = may_idle(e, ib),
                           .idle_refresh_ms = e->cfg.idle_ms,
                           .trust_stored_roles = true,
-                          .pipeline = true};
+                          .pipeline = true,
+                          .keep = e->cfg.keep && !e->cfg.once};
     bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
     free(acts);
     if (ok && job.want_idle) {
@@ -289,6 +358,8 @@ static bool try_connect(inbox_engine *e, inbox *ib)
     if (rc == SHAPER_FULL) {
         inbox_enter(e, ib, IB_QUEUED);
         queue_push(&ib->srv->wait_head, &ib->srv->wait_tail, ib);
+        ib->srv->nwaiting++;
+        evict_kept(e, ib->srv);
         return false;
     }
     if (rc > 0) { /* the connect rate, the breaker or a pause: come back then */
@@ -333,11 +404,17 @@ static void begin(inbox_engine *e, inbox *ib)
     try_connect(e, ib);
 }
 
-/* A logged-in session is poked: its stepped hook takes the owner's step (stop, tick). */
+/* A logged-in session is poked: its stepped hook takes the owner's step (stop, tick,
+ * a kept connection's poll). */
 static void poke(inbox_engine *e, inbox *ib)
 {
-    if ((ib->state == IB_ACTIVE || ib->state == IB_IDLE) && ib->conn)
+    if ((ib->state == IB_ACTIVE || ib->state == IB_IDLE || ib->state == IB_KEPT) && ib->conn)
         net_conn_resume(&e->loop, ib->conn, 0);
+}
+
+void inbox_poke(inbox_engine *e, inbox *ib)
+{
+    poke(e, ib);
 }
 
 void inbox_fire(inbox_engine *e, inbox *ib)
@@ -374,6 +451,7 @@ void inbox_retry_waiting(inbox_engine *e)
     for (inbox_server *s = e->servers; s; s = s->next)
         while (s->wait_head) {
             inbox *ib = queue_pop(&s->wait_head, &s->wait_tail);
+            s->nwaiting--;
             if (e->stopping || ib->dropped) {
                 inbox_enter(e, ib, IB_DONE);
                 continue;
@@ -409,6 +487,8 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
         ib->last_status = -1;
     }
     int64_t now = e->loop.now_ms;
+    int64_t resume_at = ib->resume_at_ms;
+    ib->resume_at_ms = 0;
     if (ib->dropped || e->stopping || e->cfg.once) {
         finish_pass(e, ib);
         inbox_enter(e, ib, IB_DONE);
@@ -420,6 +500,8 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
         /* a recycled IDLE connection comes back at once for its full pass; an action
          * that comes due before the next poll brings it forward */
         int64_t next = ib->recycle ? now : now + poll_interval_ms(e, ib);
+        if (resume_at) /* its kept connection ended before its poll: the poll stays */
+            next = resume_at > now ? resume_at : now;
         int64_t due = next_action_due_ms(ib, now);
         inbox_arm(e, ib, IB_WAIT, due < next ? due : next);
         return;
@@ -484,11 +566,15 @@ static void remember_done(inbox *ib, int64_t id)
  * connection has it from the spec. */
 void inbox_offer_action(inbox_engine *e, inbox *ib, const inbox_action *a)
 {
-    if (ib->next_spec || !ib->net.ib || (ib->state != IB_ACTIVE && ib->state != IB_IDLE))
+    if (ib->next_spec || !ib->net.ib ||
+        (ib->state != IB_ACTIVE && ib->state != IB_IDLE && ib->state != IB_KEPT))
         return;
     imap_inbox_action ia = imap_action_of(ib, a);
-    if (imap_inbox_add_action(ib->net.ib, &ia) == 0)
-        poke(e, ib);
+    if (imap_inbox_add_action(ib->net.ib, &ia) != 0)
+        return;
+    if (ib->state == IB_KEPT && ia.not_before_ms < ib->visit_at_ms) /* a poll for it then */
+        ib->visit_at_ms = ia.not_before_ms > e->loop.now_ms ? ia.not_before_ms : e->loop.now_ms;
+    poke(e, ib);
 }
 
 /* An action reported is done with: the spec forgets it (its kind is returned). */
@@ -513,6 +599,7 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
     inbox *ib = owner;
     inbox_engine *e = ib->engine;
     (void)n;
+    ib->visit_events++;
     int64_t mb = ib->spec->mailbox_id;
     inbox_event out = {.mailbox_id = mb,
                        .folder = ev->folder,
@@ -562,9 +649,28 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
     inbox_emit(e, &out);
 }
 
-/* Once per step: stop or tick when due, follow IDLE, arm the timer for the next tick
- * (or the IDLE connection's recycling: a full pass over every folder each
- * max(poll interval, 5 min)). */
+/* A poll's work is done and its session stays logged in (the job's keep): kept until
+ * its next poll (or an action's due time), or logged out when may_keep says no. */
+static int keep_or_leave(inbox_engine *e, inbox *ib, imap_net *n, int64_t now)
+{
+    int64_t interval = poll_interval_ms(e, ib);
+    finish_pass(e, ib);
+    ib->kept_visit = false;
+    if (!may_keep(e, ib, interval, now)) {
+        ib->stop_sent = true;
+        return imap_net_stop(n, now);
+    }
+    int64_t due = next_action_due_ms(ib, now);
+    ib->visit_at_ms = due < now + interval ? due : now + interval;
+    ib->kept_since_ms = now;
+    inbox_enter(e, ib, IB_KEPT);
+    kept_push(ib->srv, ib);
+    return 0;
+}
+
+/* Once per step: stop or tick when due, follow IDLE, keep a polled connection, arm the timer for
+ * the next tick (or the IDLE connection's recycling: a full pass over every folder each max(poll
+ * interval, 5 min)). */
 static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
 {
     inbox *ib = owner;
@@ -578,10 +684,22 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
     if (recycle_ms < 300000 && !e->cfg.poll_max_ms) /* POLL_MAX_MS: the demo's quick passes */
         recycle_ms = 300000;
     bool recycle = ib->state == IB_IDLE && now_ms >= ib->conn_start_ms + recycle_ms;
-    if (!ib->stop_sent && (e->stopping || ib->dropped || ib->next_spec || recycle)) {
+    if (!ib->stop_sent && (e->stopping || ib->dropped || ib->next_spec || recycle || ib->evicted)) {
         ib->stop_sent = true;
         ib->recycle = recycle || ib->next_spec;
+        if (ib->state == IB_KEPT) {
+            kept_remove(ib->srv, ib);
+            inbox_enter(e, ib, IB_ACTIVE); /* logging out */
+        }
         ev |= imap_net_stop(n, now_ms);
+    } else if (ib->state == IB_KEPT && now_ms >= ib->visit_at_ms) {
+        /* the next poll, on the kept connection: no connect, no login */
+        kept_remove(ib->srv, ib);
+        inbox_enter(e, ib, IB_ACTIVE);
+        ib->kept_visit = true;
+        ib->visit_events = 0;
+        atomic_fetch_add(&e->kept_visits, 1);
+        ev |= imap_net_visit(n, now_ms);
     } else if (now_ms >= imap_net_next_tick_ms(n)) {
         ev |= imap_net_tick(n, now_ms);
     }
@@ -594,7 +712,9 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
         inbox_enter(e, ib, IB_IDLE);
     else if (!idling && ib->state == IB_IDLE)
         inbox_enter(e, ib, IB_ACTIVE);
-    int64_t t = imap_net_next_tick_ms(n);
+    if (ib->state == IB_ACTIVE && !ib->stop_sent && imap_net_kept(n))
+        ev |= keep_or_leave(e, ib, n, now_ms);
+    int64_t t = ib->state == IB_KEPT ? ib->visit_at_ms : imap_net_next_tick_ms(n);
     if (ib->state == IB_IDLE && !ib->stop_sent && ib->conn_start_ms + recycle_ms < t)
         t = ib->conn_start_ms + recycle_ms;
     if (t != INT64_MAX && (!ib->timer_armed || t != ib->timer_ms)) {
@@ -639,6 +759,21 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
         ib->idler = false;
         ib->srv->idlers--;
     }
+    /* a kept connection that ended between polls (the server closed it), or on the
+     * poll's first command (closed meanwhile, seen only now), or evicted: the poll
+     * stays where it was planned (now, for the one under way), on a new connection */
+    bool kept_closed = ib->state == IB_KEPT || (ib->kept_visit && !ib->visit_events);
+    if (ib->state == IB_KEPT)
+        kept_remove(ib->srv, ib);
+    if (ib->evicted) {
+        ib->evicted = false;
+        ib->srv->evicting--;
+        ib->resume_at_ms = ib->visit_at_ms;
+    } else if (kept_closed) {
+        atomic_fetch_add(&e->kept_closed, 1);
+        ib->resume_at_ms = ib->state == IB_KEPT ? ib->visit_at_ms : now;
+    }
+    ib->kept_visit = false;
     if (status == IMAP_NET_THROTTLED) {
         atomic_fetch_add(&ib->srv->throttles, 1);
         host_limits_pause(ib->srv->limits, now + e->cfg.throttle_pause_ms);
@@ -646,7 +781,7 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
         atomic_fetch_add(&ib->srv->failures, 1);
     }
     /* a session that logged in but did not end with its LOGOUT answered */
-    bool unexpected = n->logged_in && !imap_net_clean_end(n);
+    bool unexpected = n->logged_in && !imap_net_clean_end(n) && !kept_closed;
     if (status != IMAP_NET_OK)
         emit_session(e, ib, status, detail);
     if (e->cfg.verbose || status != IMAP_NET_OK || unexpected)
@@ -687,6 +822,7 @@ void inbox_stop_one(inbox_engine *e, inbox *ib)
         break;
     case IB_ACTIVE:
     case IB_IDLE:
+    case IB_KEPT:
         poke(e, ib); /* LOGOUT after the command in flight (DONE first when idling) */
         break;
     default: /* queued ones end when their queue is next looked at; connecting ones
