@@ -439,16 +439,8 @@ int ib_start_cycle(imap_inbox *ib, unsigned mask)
             return 0;
     }
     ib->st_have = 0;
-    if (ib->pipeline && mask && ib->selected && (ib->s.caps & IMAP_CAP_UNSELECT) &&
-        !ib->stop_asked && ib->state == IMAP_IB_KEPT) {
-        /* a kept visit after one that selected a folder: UNSELECT ahead of the STATUS
-         * commands, in the same write (its answer is read among theirs) */
-        imap_cmd_unselect(&ib->s.gen, &ib->s.cmd);
-        imap_cmd_take(&ib->s.cmd, &ib->s.out);
-        memcpy(ib->unsel_tag, ib->s.cmd.tag, sizeof ib->unsel_tag);
-        free(ib->selected);
-        ib->selected = NULL;
-    }
+    if (ib->pipeline && mask && ib->state == IMAP_IB_KEPT)
+        ib_unselect_ahead(ib);
     /* STATUS only while nothing is selected (not on the selected folder: RFC 9051) */
     if (ib->pipeline && mask && !ib->selected && !ib->stop_asked) {
         int ev = ib_status_start(ib);
@@ -476,8 +468,6 @@ static int list_cmd(imap_inbox *ib)
     bool su = ib->s.caps & IMAP_CAP_SPECIAL_USE;
     return ib_send(ib, imap_cmd_list(&ib->s.gen, &ib->s.cmd, su), IMAP_IB_LIST);
 }
-
-#define ALL_ROLES ((1u << IMAP_ROLE_INBOX) | (1u << IMAP_ROLE_JUNK) | (1u << IMAP_ROLE_WARMUP))
 
 static const imap_inbox_folder *stored_role(const imap_inbox *ib, int role)
 {
@@ -539,7 +529,7 @@ static int on_ready(imap_inbox *ib)
     if (ib->stop_asked && !ib->st_early)
         return ib_logout(ib); /* (pipelined STATUS answers are read first, then LOGOUT) */
     if (ib->from_store || roles_from_store(ib))
-        return ib_start_cycle(ib, ALL_ROLES);
+        return ib_start_cycle(ib, IB_ALL_ROLES);
     return ib_relist(ib, IB_RELIST_NONE);
 }
 
@@ -582,7 +572,7 @@ static int list_answered(imap_inbox *ib, const imap_resp *r)
     ib->relist = IB_RELIST_NONE;
     if (why == IB_RELIST_RESUME)
         return ib_next(ib); /* the action that needed the warmup folder's name */
-    return ib_start_cycle(ib, ALL_ROLES);
+    return ib_start_cycle(ib, IB_ALL_ROLES);
 }
 
 /* ---- responses ---- */
@@ -746,7 +736,7 @@ int imap_inbox_feed(imap_inbox *ib, const char *data, size_t n, int64_t now_ms)
                 ib->login_piped = true; /* the LOGIN just went out */
                 if (ib->pipeline && ib->s.auth_mech < 0 && !ib->s.cmd_waiting && !ib->stop_asked &&
                     roles_from_store(ib))
-                    ib_status_behind_login(ib, ALL_ROLES);
+                    ib_status_behind_login(ib, IB_ALL_ROLES);
             }
             if (ib->state == IMAP_IB_LOGIN && ib->s.state == IMAP_S_READY) {
                 ev |= on_ready(ib);
@@ -780,18 +770,6 @@ int imap_inbox_tls_ready(imap_inbox *ib, int64_t now_ms)
     int ev = imap_session_tls_ready(&ib->s);
     if (ib->s.state == IMAP_S_DONE)
         return login_over(ib, ev);
-    return ev;
-}
-
-int imap_inbox_visit(imap_inbox *ib, int64_t now_ms)
-{
-    ib->now_ms = now_ms;
-    if (ib->state != IMAP_IB_KEPT || ib->stop_asked)
-        return 0;
-    ib->resync = false;
-    int ev = ib_start_cycle(ib, ALL_ROLES);
-    if (ib->unsel_tag[0] && !(ev & IMAP_EV_OUTPUT))
-        ev |= IMAP_EV_OUTPUT; /* the UNSELECT, when no STATUS went behind it */
     return ev;
 }
 

@@ -1,7 +1,8 @@
 /* The inbox session's IDLE (RFC 2177; see imap_inbox.h): started after a cycle's work,
  * ended with DONE for a wake, a refresh before the servers' 30-minute limit, an action
  * come due, or a stop; the untagged lines between DONE and the tagged OK are read as
- * any others. Also the owner's clock-driven calls (tick, wake, stop) and the phase. */
+ * any others. Also the owner's clock-driven calls (tick, wake, a kept session's visit,
+ * stop) and the phase. */
 #include "imap_inbox_internal.h"
 
 #include <string.h>
@@ -83,6 +84,18 @@ int64_t imap_inbox_next_tick_ms(const imap_inbox *ib)
     int64_t due = INT64_MAX;
     ib_act_due(ib, INT64_MIN, &due);
     return due < next ? due : next;
+}
+
+int imap_inbox_visit(imap_inbox *ib, int64_t now_ms)
+{
+    ib->now_ms = now_ms;
+    if (ib->state != IMAP_IB_KEPT || ib->stop_asked)
+        return 0;
+    ib->resync = false;
+    int ev = ib_start_cycle(ib, IB_ALL_ROLES);
+    if (ib->unsel_tag[0] && !(ev & IMAP_EV_OUTPUT))
+        ev |= IMAP_EV_OUTPUT; /* the UNSELECT, when no STATUS went behind it */
+    return ev;
 }
 
 int imap_inbox_wake(imap_inbox *ib, int64_t now_ms)

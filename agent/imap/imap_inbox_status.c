@@ -8,6 +8,7 @@
  * With the roles from the stored state the STATUS commands go out behind the LOGIN. */
 #include "imap_inbox_internal.h"
 
+#include <stdlib.h>
 #include <strings.h>
 #include <string.h>
 
@@ -152,4 +153,15 @@ bool ib_status_settles(imap_inbox *ib, int role, const imap_inbox_folder *stored
     }
     f->uidvalidity = validity;
     return true;
+}
+
+void ib_unselect_ahead(imap_inbox *ib)
+{
+    if (!ib->selected || !(ib->s.caps & IMAP_CAP_UNSELECT) || ib->stop_asked)
+        return;
+    imap_cmd_unselect(&ib->s.gen, &ib->s.cmd);
+    imap_cmd_take(&ib->s.cmd, &ib->s.out);
+    memcpy(ib->unsel_tag, ib->s.cmd.tag, sizeof ib->unsel_tag);
+    free(ib->selected);
+    ib->selected = NULL;
 }

@@ -155,6 +155,19 @@ void inbox_emit(inbox_engine *e, const inbox_event *ev);
 void inbox_stop_one(inbox_engine *e, inbox *ib);
 /* A logged-in session (active, idle, kept) takes its owner's step now. */
 void inbox_poke(inbox_engine *e, inbox *ib);
+/* The inbox's pass is over (progress, --once). */
+void inbox_finish_pass(inbox_engine *e, inbox *ib);
+/* Its poll interval (class or its own, at most cfg.poll_max_ms). */
+int64_t inbox_poll_interval_ms(const inbox_engine *e, const inbox *ib);
+/* When its first action not due yet at now comes due (INT64_MAX: none). */
+int64_t inbox_next_action_due_ms(const inbox *ib, int64_t now);
+
+/* inbox_keep.c */
+void inbox_kept_remove(inbox_server *s, inbox *ib);
+/* Connections wait for room at s: kept ones log out, the least recently used first. */
+void inbox_evict_kept(inbox_engine *e, inbox_server *s);
+/* A poll's work is done on a session with keep: kept (0) or logged out (its events). */
+int inbox_keep_or_leave(inbox_engine *e, inbox *ib, imap_net *n, int64_t now);
 /* Whether the inbox has action id (to do, or reported). */
 bool inbox_knows_action(const inbox *ib, int64_t id);
 /* A new action of the spec: a logged-in session takes it at once. */

@@ -95,7 +95,7 @@ static void emit_session(inbox_engine *e, inbox *ib, int status, const char *det
 }
 
 /* The inbox's pass is over (once) or it is no longer watched. */
-static void finish_pass(inbox_engine *e, inbox *ib)
+void inbox_finish_pass(inbox_engine *e, inbox *ib)
 {
     if (!ib->pass_done) {
         ib->pass_done = true;
@@ -103,7 +103,7 @@ static void finish_pass(inbox_engine *e, inbox *ib)
     }
 }
 
-static int64_t poll_interval_ms(const inbox_engine *e, const inbox *ib)
+int64_t inbox_poll_interval_ms(const inbox_engine *e, const inbox *ib)
 {
     int c = ib->spec->poll_class;
     int64_t ms = e->cfg.use_interval && ib->spec->poll_interval_s > 0
@@ -155,72 +155,6 @@ static inbox *queue_pop(inbox **head, inbox **tail)
 
 static const imap_net_hooks hooks;
 static void poke(inbox_engine *e, inbox *ib);
-
-/* ---- kept connections: a server's LRU (least recently used first) ---- */
-
-/* A kept connection lives at most this long between polls (servers log a client out
- * after 30 idle minutes: RFC 3501 §5.4), and a server that evicted one forgets it after
- * KEEP_FORGET_MS. */
-#define KEEP_MAX_INTERVAL_MS ((int64_t)20 * 60000)
-#define KEEP_FORGET_MS ((int64_t)15 * 60000)
-
-static void kept_push(inbox_server *s, inbox *ib)
-{
-    ib->kept_next = NULL;
-    ib->kept_prev = s->kept_tail;
-    if (s->kept_tail)
-        s->kept_tail->kept_next = ib;
-    else
-        s->kept_head = ib;
-    s->kept_tail = ib;
-}
-
-static void kept_remove(inbox_server *s, inbox *ib)
-{
-    if (ib->kept_prev)
-        ib->kept_prev->kept_next = ib->kept_next;
-    else if (s->kept_head == ib)
-        s->kept_head = ib->kept_next;
-    if (ib->kept_next)
-        ib->kept_next->kept_prev = ib->kept_prev;
-    else if (s->kept_tail == ib)
-        s->kept_tail = ib->kept_prev;
-    ib->kept_prev = ib->kept_next = NULL;
-}
-
-/* Whether a polled inbox keeps its connection after this poll: kept ones count against
- * the server's cap, so never while another connection waits for room there (that no
- * eviction serves already), and only where they live until their next poll. A server that
- * evicted kept connections younger than this inbox's interval keeps none of that
- * interval (its connections would only be evicted again) until KEEP_FORGET_MS pass
- * without an eviction. */
-static bool may_keep(const inbox_engine *e, const inbox *ib, int64_t interval_ms, int64_t now)
-{
-    const inbox_server *s = ib->srv;
-    if (e->stopping || ib->dropped || ib->next_spec || interval_ms > KEEP_MAX_INTERVAL_MS ||
-        s->nwaiting > s->evicting)
-        return false;
-    return !s->last_evict_ms || now - s->last_evict_ms > KEEP_FORGET_MS ||
-           interval_ms <= s->kept_life_ms;
-}
-
-/* Connections wait for room at s: the least recently used kept connections log out,
- * one for each waiter that no eviction under way serves already. */
-static void evict_kept(inbox_engine *e, inbox_server *s)
-{
-    int64_t now = e->loop.now_ms;
-    while (s->evicting < s->nwaiting && s->kept_head) {
-        inbox *k = s->kept_head;
-        kept_remove(s, k);
-        k->evicted = true;
-        s->evicting++;
-        int64_t life = now - k->kept_since_ms;
-        s->kept_life_ms = s->last_evict_ms ? (3 * s->kept_life_ms + life) / 4 : life;
-        s->last_evict_ms = now > 0 ? now : 1;
-        atomic_fetch_add(&e->kept_evicted, 1);
-        poke(e, k); /* its stepped hook sends the LOGOUT */
-    }
-}
 
 _Static_assert((int)IMAP_ROLE_INBOX == (int)INBOX_ROLE_INBOX &&
                    (int)IMAP_ROLE_JUNK == (int)INBOX_ROLE_JUNK &&
@@ -326,7 +260,7 @@ static void start_session(inbox_engine *e, inbox *ib, net_conn *c)
         log_error("inbox %lld: the IMAP session refused its work (folders, actions)",
                   (long long)s->mailbox_id);
         emit_session(e, ib, IMAP_NET_PROTOCOL, "the agent could not take this inbox's work");
-        finish_pass(e, ib);
+        inbox_finish_pass(e, ib);
         inbox_enter(e, ib, IB_DONE);
         return;
     }
@@ -359,7 +293,7 @@ static bool try_connect(inbox_engine *e, inbox *ib)
         inbox_enter(e, ib, IB_QUEUED);
         queue_push(&ib->srv->wait_head, &ib->srv->wait_tail, ib);
         ib->srv->nwaiting++;
-        evict_kept(e, ib->srv);
+        inbox_evict_kept(e, ib->srv);
         return false;
     }
     if (rc > 0) { /* the connect rate, the breaker or a pause: come back then */
@@ -378,7 +312,7 @@ static void begin(inbox_engine *e, inbox *ib)
     if (e->stopping || ib->dropped) {
         if (ib->state == IB_RESOLVE)
             e->dns_waiting--;
-        finish_pass(e, ib);
+        inbox_finish_pass(e, ib);
         inbox_enter(e, ib, IB_DONE);
         return;
     }
@@ -463,7 +397,7 @@ void inbox_retry_waiting(inbox_engine *e)
 
 /* When the first action not due yet comes due (INT64_MAX: none). Actions already due
  * and still here were not taken by the last session: they wait for the next poll. */
-static int64_t next_action_due_ms(const inbox *ib, int64_t now)
+int64_t inbox_next_action_due_ms(const inbox *ib, int64_t now)
 {
     int64_t first = INT64_MAX;
     for (size_t i = 0; i < ib->spec->nactions; i++) {
@@ -490,19 +424,19 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
     int64_t resume_at = ib->resume_at_ms;
     ib->resume_at_ms = 0;
     if (ib->dropped || e->stopping || e->cfg.once) {
-        finish_pass(e, ib);
+        inbox_finish_pass(e, ib);
         inbox_enter(e, ib, IB_DONE);
         return;
     }
-    finish_pass(e, ib);
+    inbox_finish_pass(e, ib);
     if (status == IMAP_NET_OK && !unexpected) {
         ib->attempts = 0;
         /* a recycled IDLE connection comes back at once for its full pass; an action
          * that comes due before the next poll brings it forward */
-        int64_t next = ib->recycle ? now : now + poll_interval_ms(e, ib);
+        int64_t next = ib->recycle ? now : now + inbox_poll_interval_ms(e, ib);
         if (resume_at) /* its kept connection ended before its poll: the poll stays */
             next = resume_at > now ? resume_at : now;
-        int64_t due = next_action_due_ms(ib, now);
+        int64_t due = inbox_next_action_due_ms(ib, now);
         inbox_arm(e, ib, IB_WAIT, due < next ? due : next);
         return;
     }
@@ -511,8 +445,9 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
     double jitter = (double)random_range(0, 999999) / 1e6;
     int64_t delay = backoff_delay_ms(&e->shaping, ib->attempts, jitter);
     /* refused credentials or a bad certificate do not mend in seconds */
-    if ((status == IMAP_NET_AUTH || status == IMAP_NET_TLS) && delay < poll_interval_ms(e, ib))
-        delay = poll_interval_ms(e, ib);
+    if ((status == IMAP_NET_AUTH || status == IMAP_NET_TLS) &&
+        delay < inbox_poll_interval_ms(e, ib))
+        delay = inbox_poll_interval_ms(e, ib);
     inbox_arm(e, ib, IB_BACKOFF, now + delay);
 }
 
@@ -649,25 +584,6 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
     inbox_emit(e, &out);
 }
 
-/* A poll's work is done and its session stays logged in (the job's keep): kept until
- * its next poll (or an action's due time), or logged out when may_keep says no. */
-static int keep_or_leave(inbox_engine *e, inbox *ib, imap_net *n, int64_t now)
-{
-    int64_t interval = poll_interval_ms(e, ib);
-    finish_pass(e, ib);
-    ib->kept_visit = false;
-    if (!may_keep(e, ib, interval, now)) {
-        ib->stop_sent = true;
-        return imap_net_stop(n, now);
-    }
-    int64_t due = next_action_due_ms(ib, now);
-    ib->visit_at_ms = due < now + interval ? due : now + interval;
-    ib->kept_since_ms = now;
-    inbox_enter(e, ib, IB_KEPT);
-    kept_push(ib->srv, ib);
-    return 0;
-}
-
 /* Once per step: stop or tick when due, follow IDLE, keep a polled connection, arm the timer for
  * the next tick (or the IDLE connection's recycling: a full pass over every folder each max(poll
  * interval, 5 min)). */
@@ -680,7 +596,7 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
         return 0;
     if (ib->state == IB_CONNECTING)
         inbox_enter(e, ib, IB_ACTIVE);
-    int64_t recycle_ms = poll_interval_ms(e, ib);
+    int64_t recycle_ms = inbox_poll_interval_ms(e, ib);
     if (recycle_ms < 300000 && !e->cfg.poll_max_ms) /* POLL_MAX_MS: the demo's quick passes */
         recycle_ms = 300000;
     bool recycle = ib->state == IB_IDLE && now_ms >= ib->conn_start_ms + recycle_ms;
@@ -688,13 +604,13 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
         ib->stop_sent = true;
         ib->recycle = recycle || ib->next_spec;
         if (ib->state == IB_KEPT) {
-            kept_remove(ib->srv, ib);
+            inbox_kept_remove(ib->srv, ib);
             inbox_enter(e, ib, IB_ACTIVE); /* logging out */
         }
         ev |= imap_net_stop(n, now_ms);
     } else if (ib->state == IB_KEPT && now_ms >= ib->visit_at_ms) {
         /* the next poll, on the kept connection: no connect, no login */
-        kept_remove(ib->srv, ib);
+        inbox_kept_remove(ib->srv, ib);
         inbox_enter(e, ib, IB_ACTIVE);
         ib->kept_visit = true;
         ib->visit_events = 0;
@@ -713,7 +629,7 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
     else if (!idling && ib->state == IB_IDLE)
         inbox_enter(e, ib, IB_ACTIVE);
     if (ib->state == IB_ACTIVE && !ib->stop_sent && imap_net_kept(n))
-        ev |= keep_or_leave(e, ib, n, now_ms);
+        ev |= inbox_keep_or_leave(e, ib, n, now_ms);
     int64_t t = ib->state == IB_KEPT ? ib->visit_at_ms : imap_net_next_tick_ms(n);
     if (ib->state == IB_IDLE && !ib->stop_sent && ib->conn_start_ms + recycle_ms < t)
         t = ib->conn_start_ms + recycle_ms;
@@ -764,7 +680,7 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
      * stays where it was planned (now, for the one under way), on a new connection */
     bool kept_closed = ib->state == IB_KEPT || (ib->kept_visit && !ib->visit_events);
     if (ib->state == IB_KEPT)
-        kept_remove(ib->srv, ib);
+        inbox_kept_remove(ib->srv, ib);
     if (ib->evicted) {
         ib->evicted = false;
         ib->srv->evicting--;
