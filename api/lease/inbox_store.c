@@ -124,7 +124,7 @@ static const db_stmt Q_LEASE_INBOXES = {
     "  WHERE mailbox_id = ANY ($2::bigint[]) OFFSET 0) il JOIN mailboxes m ON "
     "  m.id = il.mailbox_id JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id "
     "  WHERE il.lease_id = $1::uuid), "
-    "z AS (SELECT d.tz, array_agg(sp.from_s ORDER BY sp.from_s) AS f, "
+    "z AS MATERIALIZED (SELECT d.tz, array_agg(sp.from_s ORDER BY sp.from_s) AS f, "
     "  array_agg(sp.offset_s ORDER BY sp.from_s) AS o FROM (SELECT DISTINCT timezone AS tz "
     "  FROM r WHERE $3::boolean) d CROSS JOIN k "
     "  CROSS JOIN LATERAL kiln_tz_spans(d.tz, to_timestamp(k.now_s), 96) sp GROUP BY d.tz) "
