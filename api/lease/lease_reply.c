@@ -95,14 +95,26 @@ static void read_engage_input(const PGresult *r, int i, const int *c, lease_enga
         in->tz.spans[k] = (engage_tz_span){from[k], (int32_t)off[k]};
 }
 
-bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
-                               int64_t from_s, lease_engage_input **out, size_t *n)
+void lease_reply_engage_rows(const PGresult *r, arena *a, lease_engage_input **out, size_t *n)
 {
     static const char *const names[] = {
         "send_id",         "recipient_id",     "open_rate",      "important_rate",
         "rescue_rate",     "reply_rate",       "untouched_rate", "dwell_median_min",
         "dwell_max_min",   "quiet_start_hour", "quiet_end_hour", "retention_days",
         "max_reply_depth", "reply_depth",      "tz_from_s",      "tz_offset_s"};
+    int c[16];
+    *n = (size_t)PQntuples(r);
+    *out = arena_calloc(a, (*n + 1) * sizeof **out);
+    if (*n == 0)
+        return;
+    db_columns(r, names, c, 16);
+    for (size_t i = 0; i < *n; i++)
+        read_engage_input(r, (int)i, c, &(*out)[i]);
+}
+
+bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
+                               int64_t from_s, lease_engage_input **out, size_t *n)
+{
     *out = NULL;
     *n = 0;
     if (nsends == 0)
@@ -111,14 +123,7 @@ bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t 
     PGresult *r = db_exec(d, a, &Q_ENGAGE_INPUTS, 2, p);
     if (!r)
         return false;
-    int c[16];
-    *n = (size_t)PQntuples(r);
-    *out = arena_calloc(a, (*n + 1) * sizeof **out);
-    if (*n == 0)
-        return true;
-    db_columns(r, names, c, 16);
-    for (size_t i = 0; i < *n; i++)
-        read_engage_input(r, (int)i, c, &(*out)[i]);
+    lease_reply_engage_rows(r, a, out, n);
     return true;
 }
 

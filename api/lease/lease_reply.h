@@ -40,6 +40,9 @@ typedef struct lease_engage_input {
  * the order of send_ids, *n how many; in arena a. */
 bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
                                int64_t from_s, lease_engage_input **out, size_t *n);
+/* The same from any result with kiln_engage_inputs' column names (found by name; the
+ * report reads them with its inboxes, inbox_store_lease_inboxes): one entry per row. */
+void lease_reply_engage_rows(const PGresult *r, arena *a, lease_engage_input **out, size_t *n);
 
 /* A pending reply as a grant sees it; strings point into a result the arena owns. */
 typedef struct lease_reply {
