@@ -21,6 +21,13 @@ static const db_stmt Q_SCHEDULE = {
 static const db_stmt Q_SCHEDULE_MANY = {"reply_schedule_many",
                                         "SELECT kiln_schedule_replies($1::bigint[], $2::bigint[])"};
 
+/* The replying mailboxes that got a reply: their due_at again (028: a due reply lifts
+ * pacing), so the pick finds them at the reply's due time, not at their next paced slot. */
+static const db_stmt Q_WAKE = {
+    "reply_wake",
+    "SELECT kiln_refresh_due(ARRAY(SELECT DISTINCT pr.mailbox_id FROM pending_replies pr "
+    "WHERE pr.parent_send_id = ANY ($1::bigint[]) AND pr.send_id IS NULL))"};
+
 static const db_stmt Q_DUE = {
     "reply_due",
     "SELECT pr.id, pr.mailbox_id, extract(epoch FROM pr.due_at)::bigint AS due_s, "
@@ -134,7 +141,10 @@ bool lease_reply_schedule(db *d, arena *a, int64_t parent_send_id, int64_t due_s
     if (!r || PQntuples(r) != 1)
         return false;
     *reply_id = db_i64(r, 0, 0);
-    return true;
+    if (*reply_id == 0)
+        return true;
+    const char *w[] = {ids_literal(a, &parent_send_id, 1)};
+    return db_exec(d, a, &Q_WAKE, 1, w) != NULL;
 }
 
 bool lease_reply_schedule_many(db *d, arena *a, const int64_t *parent_send_ids,
@@ -148,7 +158,7 @@ bool lease_reply_schedule_many(db *d, arena *a, const int64_t *parent_send_ids,
     if (!r || PQntuples(r) != 1)
         return false;
     *scheduled = (int)db_i64(r, 0, 0);
-    return true;
+    return *scheduled == 0 || db_exec(d, a, &Q_WAKE, 1, p) != NULL;
 }
 
 static void read_due(const PGresult *r, lease_replies *out, arena *a)
@@ -292,4 +302,27 @@ void lease_reply_assign(arena *a, lease_replies *rs, lease_pool *pool, int64_t r
             break;
         }
     }
+}
+
+int lease_reply_dues(const lease_replies *rs, int64_t mailbox_id, arena *a, const int64_t **due_s)
+{
+    *due_s = NULL;
+    size_t lo = 0, hi = rs->n; /* v is sorted by mailbox_id, then due time */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rs->v[mid].mailbox_id < mailbox_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < rs->n && rs->v[end].mailbox_id == mailbox_id)
+        end++;
+    if (end == lo)
+        return 0;
+    int64_t *v = arena_alloc(a, (end - lo) * sizeof *v);
+    for (size_t i = lo; i < end; i++)
+        v[i - lo] = rs->v[i].due_s;
+    *due_s = v;
+    return (int)(end - lo);
 }
