@@ -98,12 +98,8 @@ static bool check_texts(grant *g)
 }
 
 /* Pair history (the senders are locked by this transaction, so nobody adds to it),
- * recipient candidates and content, read once per call. As many candidates as the
- * call can grant slots (max_sends, or what its senders have left today if less; at
- * least 200): each slot looks at up to 256 of them from a random cursor, and a
- * candidate takes up to recipient_daily_cap inbound a day, so a window the size of the
- * lease fills it. Reading the window (each candidate with two ledger probes) was the
- * largest share of PostgreSQL's time per lease at 2 x max_sends (docs/benchmarks.md). */
+ * recipient candidates (lease_plan_window: as many as the call can grant) and content,
+ * read once per call. */
 static bool load_pool(grant *g)
 {
     const app_config *cfg = &g->rq->app->cfg;
@@ -121,9 +117,7 @@ static bool load_pool(grant *g)
         left += m->target > m->done ? m->target - m->done : 0;
     }
     g->nusers = n;
-    int64_t ncand_want = left < g->req->max_sends ? left : g->req->max_sends;
-    if (ncand_want < 200)
-        ncand_want = 200;
+    int64_t ncand_want = lease_plan_window(g->req->max_sends, left);
     return lease_store_load_pool(g->rq->db, a, senders, n, cfg->pair_gap_days, ncand_want,
                                  cfg->recipients_require_inbox != 0, &g->pool) &&
            lease_reply_load(g->rq->db, a, senders, n, g->ttl_s, &g->pool, &g->replies);
