@@ -89,7 +89,8 @@ def test_recipients_are_reserved_before_the_global_buckets(token):
     waiting = []
     for _ in range(150):
         waiting = psql("""SELECT wait_event_type FROM pg_stat_activity
-                          WHERE query LIKE 'WITH ib AS (INSERT INTO mailbox_inbound%%'
+                          WHERE query LIKE '%%INSERT INTO slot_buckets%%'
+                            AND query LIKE '%%INSERT INTO mailbox_inbound%%'
                             AND state = 'active'""")
         if waiting == ["Lock"]:
             break
