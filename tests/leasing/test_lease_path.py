@@ -14,7 +14,8 @@ The window's size is lease_plan_window (unit-tested in test_lease_unit.c).
 """
 import subprocess
 import time
-from leaselib import make_agent, lease, report, sent, all_sends, set_clock, utc, invariants
+from leaselib import (make_agent, lease, report, sent, all_sends, set_clock, utc, invariants,
+                      clone_mailboxes)
 from kiln_test import (SRC, VAR, BUILD, admin, call, check, expect, make_plan, make_user,
                        make_mailbox, psql, ok, stack_bash)
 
@@ -30,18 +31,8 @@ first = make_mailbox(users[0]["id"], "x0@p0.test", timezone="UTC",
 # would take a minute for 600).
 psql("INSERT INTO users (name, plan_id, timezone) SELECT 'p' || g, %d, 'UTC' "
      "FROM generate_series(1, %d) g" % (plan["id"], USERS - 1))
-psql("""INSERT INTO mailboxes (user_id, address, display_name, smtp_host, smtp_port,
-          smtp_security, smtp_username, smtp_secret, smtp_allow_plaintext_auth, timezone,
-          window_start_hour, window_end_hour, warmup_start)
-        SELECT u.id, 'x' || g || '@' || u.name || '.test', 'X ' || g, s.smtp_host, s.smtp_port,
-          s.smtp_security, s.smtp_username, s.smtp_secret, s.smtp_allow_plaintext_auth, 'UTC',
-          0, 24, '2026-03-01'
-        FROM users u CROSS JOIN generate_series(0, %d) g
-        CROSS JOIN (SELECT * FROM mailboxes WHERE id = %d) s
-        WHERE u.name LIKE 'p%%' AND (u.id <> %d OR g > 0)"""
-     % (PER_USER - 1, first["id"], users[0]["id"]))
+n = clone_mailboxes(first, users[0]["id"], "p", PER_USER)
 psql("ANALYZE")
-n = int(psql("SELECT count(*) FROM mailboxes")[0])
 check(n == USERS * PER_USER, "%d mailboxes, expected %d" % (n, USERS * PER_USER))
 expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
 
