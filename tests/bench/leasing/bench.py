@@ -1,4 +1,5 @@
-"""Drives the lease -> report cycle with N concurrent leasers and prints the figures,
+"""Drives the lease -> report -> release cycle with N concurrent leasers, each one
+kiln-agent's control thread (see RELEASE below), and prints the figures,
 each level beside its peers on the same PostgreSQL: pgbench running a bare FOR UPDATE
 SKIP LOCKED claim-100-and-complete loop (queue_peer.sql) with as many clients, and
 graphile-worker in its batched mode (graphile_peer.js; npm-installed at bench time under
