@@ -200,28 +200,27 @@ static const db_stmt Q_GRANT = {
 /* The grant's counters, last before commit (docs/leasing.md "Caps"): each row the plan
  * filled moves only while it stays within its cap; a row another grant holds makes this
  * one wait for its commit and re-check against the committed count, so the caps are
- * exact with no lock around planning. Key order, the same in every grant: recipients,
- * then users' buckets, then the global buckets everyone shares, so no deadlock between
- * grants, and the global rows are held shortest (from their upsert to commit, not
- * through the recipients' ~2,000 upserts). bk reads ib's count (n) in its source, so
- * every inbound row is written before the first bucket row is touched, whatever order
- * the executor reads the CTEs in. The counts returned fall short when a cap would be
+ * exact with no lock around planning. Key order, the same in every grant and in a plan
+ * again's Q_BUCKETS_LOCK: users' buckets, then the global buckets, then recipients (bk
+ * is read first, so it runs first); no deadlock between grants. Recipients first would
+ * hold the global rows for less (not through ~2,000 recipient upserts), but a plan again
+ * locks its buckets before it knows its recipients, so a grant holding a recipient while
+ * it waits for a bucket deadlocks with it (leasing_caps and leasing_concurrent did when
+ * issue 15's second pass tried it). The counts returned fall short when a cap would be
  * passed; the caller then rolls back to its savepoint and plans again. */
 static const db_stmt Q_RESERVE = {
     "agent_reserve",
-    "WITH ib AS (INSERT INTO mailbox_inbound (mailbox_id, day, received) "
+    "WITH bk AS (INSERT INTO slot_buckets (user_id, width_s, at, n, cap) "
+    "  SELECT u, w, to_timestamp(a), n, c FROM unnest($5::bigint[], $6::int[], $7::bigint[], "
+    "  $8::int[], $9::int[]) AS x (u, w, a, n, c) WHERE n <= c ORDER BY u = 0, u, w, a "
+    "  ON CONFLICT (width_s, user_id, at) DO UPDATE SET n = slot_buckets.n + excluded.n, "
+    "  cap = excluded.cap WHERE slot_buckets.n + excluded.n <= excluded.cap RETURNING 1), "
+    "ib AS (INSERT INTO mailbox_inbound (mailbox_id, day, received) "
     "  SELECT mb, day, n FROM unnest($1::bigint[], $2::date[], $3::int[]) AS b (mb, day, n) "
     "  WHERE n <= $4 ORDER BY 1, 2 ON CONFLICT (mailbox_id, day) DO UPDATE SET "
     "  received = mailbox_inbound.received + excluded.received "
-    "  WHERE mailbox_inbound.received + excluded.received <= $4 RETURNING 1), "
-    "ni AS (SELECT count(*) AS n FROM ib), "
-    "bk AS (INSERT INTO slot_buckets (user_id, width_s, at, n, cap) "
-    "  SELECT u, w, to_timestamp(a), x.n, c FROM ni, unnest($5::bigint[], $6::int[], "
-    "  $7::bigint[], $8::int[], $9::int[]) AS x (u, w, a, n, c) WHERE x.n <= c "
-    "  ORDER BY u = 0, u, w, a "
-    "  ON CONFLICT (width_s, user_id, at) DO UPDATE SET n = slot_buckets.n + excluded.n, "
-    "  cap = excluded.cap WHERE slot_buckets.n + excluded.n <= excluded.cap RETURNING 1) "
-    "SELECT (SELECT count(*) FROM bk) AS buckets, (SELECT n FROM ni) AS inbound"};
+    "  WHERE mailbox_inbound.received + excluded.received <= $4 RETURNING 1) "
+    "SELECT (SELECT count(*) FROM bk) AS buckets, (SELECT count(*) FROM ib) AS inbound"};
 
 static const db_stmt Q_BUCKET_TRIM = {
     "agent_bucket_trim",

@@ -3,20 +3,13 @@
 - test_a_lease_fills_from_a_window_its_own_size: 600 mailboxes; a lease of 500 slots over
   20 senders reads a window of 500 recipient candidates (not 1,000) and still grants all
   500, every recipient of another user, under its daily cap, no pair twice.
-- test_recipients_are_reserved_before_the_global_buckets: with every global cap bucket of
-  the horizon held by another transaction, a grant waits in its reservation only after
-  it has written its recipients' inbound counts (so the rows every grant shares are held
-  from their upsert to commit, not through ~2,000 recipient upserts); once the holder
-  lets go the grant completes and the global counts are exact.
 - test_ending_a_lease_reads_only_its_mailboxes: a release frees the lease's mailboxes
   through mailbox_leasing_lease_idx (025), without a sequential scan of mailbox_leasing.
 The window's size is lease_plan_window (unit-tested in test_lease_unit.c).
 """
-import subprocess
-import time
 from leaselib import (make_agent, lease, report, sent, all_sends, set_clock, utc, invariants,
                       clone_mailboxes)
-from kiln_test import (SRC, VAR, BUILD, admin, call, check, expect, make_plan, make_user,
+from kiln_test import (admin, call, check, expect, make_plan, make_user,
                        make_mailbox, psql, ok, stack_bash)
 
 USERS, PER_USER = 30, 20
@@ -35,75 +28,6 @@ n = clone_mailboxes(first, users[0]["id"], "p", PER_USER)
 psql("ANALYZE")
 check(n == USERS * PER_USER, "%d mailboxes, expected %d" % (n, USERS * PER_USER))
 expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
-
-
-def held_session(sql):
-    """A psql session that runs sql in an open transaction and keeps it open; returns the
-    process (write ROLLBACK and close stdin to end it) once sql has answered."""
-    p = subprocess.Popen(
-        ["bash", "-c", 'source "$0/deploy/local/stack.sh"; source "$1/stack.env"; '
-         'stack_init "$1" "$2" "$STACK_HTTP_PORT" >/dev/null; stack_psql -tA -v ON_ERROR_STOP=1',
-         SRC, VAR, BUILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    p.stdin.write("BEGIN;\n%s;\n\\echo held\n" % sql)
-    p.stdin.flush()
-    held = False
-    for _ in range(100000):  # its rows, then "held"; bounded by the rows it can print
-        line = p.stdout.readline()
-        if not line or line.strip() == "held":
-            held = line.strip() == "held"
-            break
-    if not held:
-        p.kill()
-    check(held, "the holding session ended early")
-    return p
-
-
-def test_recipients_are_reserved_before_the_global_buckets(token):
-    # Every global minute and hour row a grant of the next hours can touch, then held.
-    psql("""INSERT INTO slot_buckets (user_id, width_s, at, n)
-            SELECT 0, w, t, 0 FROM (VALUES (60), (3600)) v (w)
-            CROSS JOIN LATERAL generate_series(date_trunc('hour', kiln_now()) - interval '1 hour',
-              kiln_now() + interval '3 hours', make_interval(secs => w)) t
-            ON CONFLICT DO NOTHING""")
-    size0 = int(psql("SELECT pg_relation_size('mailbox_inbound')")[0])
-    check(size0 == 0, "mailbox_inbound has %d bytes before any grant" % size0)
-    holder = held_session("SELECT 1 FROM slot_buckets WHERE user_id = 0 FOR UPDATE")
-    out = {}
-
-    def grant():
-        out["r"] = call("POST", "/api/agent/lease", {"agent": "t", "max_mailboxes": 20,
-                                                     "max_sends": 300}, token=token, timeout=60)
-
-    import threading
-    t = threading.Thread(target=grant)
-    t.start()
-    waiting = []
-    for _ in range(150):
-        waiting = psql("""SELECT wait_event_type FROM pg_stat_activity
-                          WHERE query LIKE '%%INSERT INTO slot_buckets%%'
-                            AND query LIKE '%%INSERT INTO mailbox_inbound%%'
-                            AND state = 'active'""")
-        if waiting == ["Lock"]:
-            break
-        time.sleep(0.1)
-    size1 = int(psql("SELECT pg_relation_size('mailbox_inbound')")[0])
-    holder.stdin.write("ROLLBACK;\n")
-    holder.stdin.close()
-    holder.wait(timeout=30)
-    t.join(timeout=60)
-    check(waiting == ["Lock"], "the grant's reservation never waited on the held global "
-          "buckets (sampled %r)" % waiting)
-    check(size1 > 0, "the grant waited on the global buckets before writing its recipients' "
-          "inbound rows (mailbox_inbound still 0 bytes)")
-    r = out.get("r")
-    check(r is not None and r.status == 200, "lease after the holder let go: %r" % r)
-    granted = len(all_sends(r.json))
-    check(granted == 300, "granted %d of 300 slots" % granted)
-    g = psql("""SELECT coalesce(sum(n), 0) FROM slot_buckets WHERE user_id = 0 AND width_s = 3600""")
-    check(int(g[0]) == granted, "global hour buckets count %s, granted %d" % (g[0], granted))
-    report(token, r.json["lease_id"], [sent(s["id"]) for s in all_sends(r.json)])
-    ok("test_recipients_are_reserved_before_the_global_buckets (inbound written while "
-       "waiting: %d bytes)" % size1)
 
 
 def test_a_lease_fills_from_a_window_its_own_size(token):
@@ -167,7 +91,6 @@ def test_ending_a_lease_reads_only_its_mailboxes(token):
 
 
 token = make_agent("path")
-test_recipients_are_reserved_before_the_global_buckets(token)
 test_a_lease_fills_from_a_window_its_own_size(token)
 test_ending_a_lease_reads_only_its_mailboxes(token)
 invariants()
