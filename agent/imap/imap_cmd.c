@@ -188,6 +188,11 @@ int imap_cmd_noop(imap_cmdgen *g, imap_cmd *c)
     return simple(g, c, "NOOP");
 }
 
+int imap_cmd_unselect(imap_cmdgen *g, imap_cmd *c)
+{
+    return simple(g, c, "UNSELECT");
+}
+
 int imap_cmd_starttls(imap_cmdgen *g, imap_cmd *c)
 {
     return simple(g, c, "STARTTLS");

@@ -46,6 +46,7 @@ int imap_cmd_take(imap_cmd *c, buf *out);
  * tag used). Mailbox names are as on the wire (modified UTF-7: imap_utf7_encode). */
 int imap_cmd_capability(imap_cmdgen *g, imap_cmd *c);
 int imap_cmd_noop(imap_cmdgen *g, imap_cmd *c);
+int imap_cmd_unselect(imap_cmdgen *g, imap_cmd *c); /* RFC 3691 */
 int imap_cmd_starttls(imap_cmdgen *g, imap_cmd *c);
 int imap_cmd_namespace(imap_cmdgen *g, imap_cmd *c);
 int imap_cmd_logout(imap_cmdgen *g, imap_cmd *c);

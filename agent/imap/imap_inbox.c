@@ -16,10 +16,10 @@
 static const char *const role_names[IMAP_ROLE_COUNT] = {"inbox", "junk", "warmup", "other"};
 
 static const char *const state_names[IMAP_IB_COUNT] = {
-    "login",      "namespace",   "list",       "status",      "select",
-    "fetch",      "act_create",  "act_select", "act_move",    "act_copy",
-    "act_delete", "act_expunge", "act_store",  "act_confirm", "idle_select",
-    "idle_start", "idling",      "idle_done",  "logout",      "done",
+    "login",      "namespace",   "list",        "status",     "select",     "fetch",
+    "act_create", "act_select",  "act_move",    "act_copy",   "act_delete", "act_expunge",
+    "act_store",  "act_confirm", "idle_select", "idle_start", "idling",     "idle_done",
+    "kept",       "logout",      "done",
 };
 
 static const char *const header_fields[] = {"MESSAGE-ID", "IN-REPLY-TO", "AUTHENTICATION-RESULTS",
@@ -54,6 +54,7 @@ imap_inbox *imap_inbox_new(const imap_session_params *p, const imap_inbox_job *j
     ib->want_idle = job->want_idle;
     ib->trust_stored = job->trust_stored_roles;
     ib->pipeline = job->pipeline;
+    ib->keep = job->keep;
     ib->idle_refresh_ms =
         job->idle_refresh_ms > 0 ? job->idle_refresh_ms : IMAP_INBOX_IDLE_REFRESH_MS;
     ib->warmup_utf8 = xstrdup(warmup);
@@ -419,6 +420,10 @@ int ib_next(imap_inbox *ib)
             return ib_send(ib, imap_cmd_idle(&ib->s.gen, &ib->s.cmd), IMAP_IB_IDLE_START);
         return ib_select(ib, "INBOX", IMAP_IB_IDLE_SELECT);
     }
+    if (ib->keep) {
+        ib->state = IMAP_IB_KEPT; /* the owner's imap_inbox_visit or imap_inbox_stop */
+        return 0;
+    }
     return ib_logout(ib);
 }
 
@@ -434,6 +439,8 @@ int ib_start_cycle(imap_inbox *ib, unsigned mask)
             return 0;
     }
     ib->st_have = 0;
+    if (ib->pipeline && mask && ib->state == IMAP_IB_KEPT)
+        ib_unselect_ahead(ib);
     /* STATUS only while nothing is selected (not on the selected folder: RFC 9051) */
     if (ib->pipeline && mask && !ib->selected && !ib->stop_asked) {
         int ev = ib_status_start(ib);
@@ -461,8 +468,6 @@ static int list_cmd(imap_inbox *ib)
     bool su = ib->s.caps & IMAP_CAP_SPECIAL_USE;
     return ib_send(ib, imap_cmd_list(&ib->s.gen, &ib->s.cmd, su), IMAP_IB_LIST);
 }
-
-#define ALL_ROLES ((1u << IMAP_ROLE_INBOX) | (1u << IMAP_ROLE_JUNK) | (1u << IMAP_ROLE_WARMUP))
 
 static const imap_inbox_folder *stored_role(const imap_inbox *ib, int role)
 {
@@ -524,7 +529,7 @@ static int on_ready(imap_inbox *ib)
     if (ib->stop_asked && !ib->st_early)
         return ib_logout(ib); /* (pipelined STATUS answers are read first, then LOGOUT) */
     if (ib->from_store || roles_from_store(ib))
-        return ib_start_cycle(ib, ALL_ROLES);
+        return ib_start_cycle(ib, IB_ALL_ROLES);
     return ib_relist(ib, IB_RELIST_NONE);
 }
 
@@ -567,7 +572,7 @@ static int list_answered(imap_inbox *ib, const imap_resp *r)
     ib->relist = IB_RELIST_NONE;
     if (why == IB_RELIST_RESUME)
         return ib_next(ib); /* the action that needed the warmup folder's name */
-    return ib_start_cycle(ib, ALL_ROLES);
+    return ib_start_cycle(ib, IB_ALL_ROLES);
 }
 
 /* ---- responses ---- */
@@ -731,7 +736,7 @@ int imap_inbox_feed(imap_inbox *ib, const char *data, size_t n, int64_t now_ms)
                 ib->login_piped = true; /* the LOGIN just went out */
                 if (ib->pipeline && ib->s.auth_mech < 0 && !ib->s.cmd_waiting && !ib->stop_asked &&
                     roles_from_store(ib))
-                    ib_status_behind_login(ib, ALL_ROLES);
+                    ib_status_behind_login(ib, IB_ALL_ROLES);
             }
             if (ib->state == IMAP_IB_LOGIN && ib->s.state == IMAP_S_READY) {
                 ev |= on_ready(ib);

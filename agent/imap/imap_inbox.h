@@ -95,6 +95,11 @@ typedef struct imap_inbox_job {
      * stored state); a folder whose STATUS shows nothing new is not selected. A repeat
      * visit with no new mail is greeting, LOGIN+CAPABILITY+STATUS x2, LOGOUT. */
     bool pipeline;
+    /* After a visit's work, when it does not IDLE: stay logged in (IMAP_IB_KEPT) instead
+     * of LOGOUT; the owner starts the next visit on the same connection with
+     * imap_inbox_visit (one write: STATUS of every folder, behind an UNSELECT when a
+     * folder is still selected), or ends it with imap_inbox_stop. */
+    bool keep;
 } imap_inbox_job;
 
 /* Action outcomes, named as on the wire (openapi InboxEventAction.status). */
@@ -167,6 +172,7 @@ enum imap_inbox_state {
     IMAP_IB_IDLE_START,  /* IDLE sent, waiting for "+" */
     IMAP_IB_IDLING,      /* idling: WAKE on new mail, refresh on tick */
     IMAP_IB_IDLE_DONE,   /* DONE sent, untagged lines until the IDLE's OK */
+    IMAP_IB_KEPT,        /* logged in between visits (job.keep): nothing in flight */
     IMAP_IB_LOGOUT,      /* LOGOUT sent (imap_session finishes it) */
     IMAP_IB_DONE,        /* over: imap_inbox_outcome says how */
     IMAP_IB_COUNT
@@ -193,10 +199,13 @@ int imap_inbox_tls_ready(imap_inbox *ib, int64_t now_ms);
 int imap_inbox_tick(imap_inbox *ib, int64_t now_ms);
 /* When tick wants to be called next (INT64_MAX: not needed). */
 int64_t imap_inbox_next_tick_ms(const imap_inbox *ib);
+/* Kept (IMAP_IB_KEPT): the next visit on this connection, every folder checked and the
+ * due actions done as in the first, then kept again. Else 0. */
+int imap_inbox_visit(imap_inbox *ib, int64_t now_ms);
 /* While idling: DONE, fetch INBOX's new mail, do the due actions, IDLE again. Else 0. */
 int imap_inbox_wake(imap_inbox *ib, int64_t now_ms);
-/* Ends the session as soon as the command in flight is answered (DONE when idling),
- * with LOGOUT. */
+/* Ends the session as soon as the command in flight is answered (DONE when idling; at
+ * once when kept), with LOGOUT. */
 int imap_inbox_stop(imap_inbox *ib, int64_t now_ms);
 /* Adds an action (a later lease answer): copied; done in turn when due. Returns 0 (also
  * for an id the session has, not finished, whose due time it moves earlier to

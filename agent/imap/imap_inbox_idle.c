@@ -1,7 +1,8 @@
 /* The inbox session's IDLE (RFC 2177; see imap_inbox.h): started after a cycle's work,
  * ended with DONE for a wake, a refresh before the servers' 30-minute limit, an action
  * come due, or a stop; the untagged lines between DONE and the tagged OK are read as
- * any others. Also the owner's clock-driven calls (tick, wake, stop) and the phase. */
+ * any others. Also the owner's clock-driven calls (tick, wake, a kept session's visit,
+ * stop) and the phase. */
 #include "imap_inbox_internal.h"
 
 #include <string.h>
@@ -85,6 +86,18 @@ int64_t imap_inbox_next_tick_ms(const imap_inbox *ib)
     return due < next ? due : next;
 }
 
+int imap_inbox_visit(imap_inbox *ib, int64_t now_ms)
+{
+    ib->now_ms = now_ms;
+    if (ib->state != IMAP_IB_KEPT || ib->stop_asked)
+        return 0;
+    ib->resync = false;
+    int ev = ib_start_cycle(ib, IB_ALL_ROLES);
+    if (ib->unsel_tag[0] && !(ev & IMAP_EV_OUTPUT))
+        ev |= IMAP_EV_OUTPUT; /* the UNSELECT, when no STATUS went behind it */
+    return ev;
+}
+
 int imap_inbox_wake(imap_inbox *ib, int64_t now_ms)
 {
     ib->now_ms = now_ms;
@@ -99,6 +112,8 @@ int imap_inbox_stop(imap_inbox *ib, int64_t now_ms)
 {
     ib->now_ms = now_ms;
     ib->stop_asked = true;
+    if (ib->state == IMAP_IB_KEPT)
+        return ib_logout(ib);
     if (ib->state == IMAP_IB_IDLING)
         return idle_end(ib, IB_AFTER_STOP);
     if (ib->state == IMAP_IB_IDLE_DONE)
@@ -114,6 +129,10 @@ void imap_inbox_phase(const imap_inbox *ib, net_phase *out)
     switch (ib->state) {
     case IMAP_IB_IDLING:
         out->timeout_ms = ib->idle_refresh_ms + (int64_t)60 * 1000;
+        break;
+    case IMAP_IB_KEPT: /* the owner's next visit comes first; a server that drops the
+                          connection meanwhile (autologout) is seen as its EOF */
+        out->timeout_ms = (int64_t)24 * 3600 * 1000;
         break;
     case IMAP_IB_FETCH:
     case IMAP_IB_ACT_MOVE:

@@ -10,6 +10,7 @@
 #define IB_FOUND_MAX 4096 /* kiln messages remembered per session (re-discovery) */
 #define IB_MOVED_MAX 1024 /* moves remembered per session (later actions follow them) */
 #define IB_LOOKBACK 100   /* UIDs looked back in a never-watched move target */
+#define IB_ALL_ROLES ((1u << IMAP_ROLE_INBOX) | (1u << IMAP_ROLE_JUNK) | (1u << IMAP_ROLE_WARMUP))
 
 /* The folder of a role on this server, and what this session knows of it. */
 typedef struct ib_folder {
@@ -61,6 +62,8 @@ struct imap_inbox {
     bool (*is_kiln)(void *ctx, const char *id, size_t len);
     void *msgid_ctx;
     bool want_idle, stop_asked;
+    bool keep;          /* the job's keep: IMAP_IB_KEPT instead of LOGOUT */
+    char unsel_tag[16]; /* an UNSELECT out ahead of a kept visit's STATUS; "" none */
     /* the job's trust_stored_roles: roles from the stored state, no NAMESPACE/LIST */
     bool trust_stored, from_store;
     int relist; /* enum ib_relist: a NAMESPACE/LIST under way after from_store */
@@ -153,6 +156,9 @@ void ib_status_behind_login(imap_inbox *ib, unsigned mask);
 void ib_status_untagged(imap_inbox *ib, const imap_resp *r);
 int ib_status_tagged(imap_inbox *ib, const imap_resp *r);
 bool ib_status_settles(imap_inbox *ib, int role, const imap_inbox_folder *stored);
+/* A kept visit after one that left a folder selected: UNSELECT (when offered) ahead of
+ * the STATUS commands, in the same write; its answer is read among theirs. */
+void ib_unselect_ahead(imap_inbox *ib);
 
 /* imap_inbox_msg.c */
 /* The first header field name's value in a header block: unfolded, whitespace

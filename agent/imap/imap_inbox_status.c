@@ -8,6 +8,7 @@
  * With the roles from the stored state the STATUS commands go out behind the LOGIN. */
 #include "imap_inbox_internal.h"
 
+#include <stdlib.h>
 #include <strings.h>
 #include <string.h>
 
@@ -105,6 +106,11 @@ int ib_status_tagged(imap_inbox *ib, const imap_resp *r)
         ib->s.cap_tag[0] = '\0'; /* the pipelined CAPABILITY (its list came untagged) */
         return 0;
     }
+    if (ib->unsel_tag[0] && strcmp(r->tag, ib->unsel_tag) == 0) {
+        ib->unsel_tag[0] = '\0'; /* a kept visit's UNSELECT: whatever it said, the STATUS
+                                     answers follow (and a refusal only costs a SELECT) */
+        return 0;
+    }
     int role = 0;
     while (role < IMAP_ROLE_OTHER &&
            (!(ib->st_pending & ROLE_BIT(role)) || strcmp(r->tag, ib->st_tag[role]) != 0))
@@ -147,4 +153,15 @@ bool ib_status_settles(imap_inbox *ib, int role, const imap_inbox_folder *stored
     }
     f->uidvalidity = validity;
     return true;
+}
+
+void ib_unselect_ahead(imap_inbox *ib)
+{
+    if (!ib->selected || !(ib->s.caps & IMAP_CAP_UNSELECT) || ib->stop_asked)
+        return;
+    imap_cmd_unselect(&ib->s.gen, &ib->s.cmd);
+    imap_cmd_take(&ib->s.cmd, &ib->s.out);
+    memcpy(ib->unsel_tag, ib->s.cmd.tag, sizeof ib->unsel_tag);
+    free(ib->selected);
+    ib->selected = NULL;
 }

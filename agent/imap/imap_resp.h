@@ -67,6 +67,7 @@ enum imap_cap {
     IMAP_CAP_CONDSTORE = 1u << 19,
     IMAP_CAP_X_GM_EXT_1 = 1u << 20,
     IMAP_CAP_UTF8_ACCEPT = 1u << 21,
+    IMAP_CAP_UNSELECT = 1u << 22,
 };
 
 /* Mailbox attributes of LIST (RFC 3501, 5258, 6154). */

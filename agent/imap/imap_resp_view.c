@@ -58,6 +58,7 @@ static const name_bit cap_names[] = {
     {"ID", IMAP_CAP_ID},
     {"ENABLE", IMAP_CAP_ENABLE},
     {"CONDSTORE", IMAP_CAP_CONDSTORE},
+    {"UNSELECT", IMAP_CAP_UNSELECT},
     {"X-GM-EXT-1", IMAP_CAP_X_GM_EXT_1},
     {"UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT},
 };

@@ -251,6 +251,16 @@ bool imap_net_idling(const imap_net *n)
     return n->ib && imap_inbox_state(n->ib) == IMAP_IB_IDLING;
 }
 
+bool imap_net_kept(const imap_net *n)
+{
+    return n->ib && imap_inbox_state(n->ib) == IMAP_IB_KEPT;
+}
+
+int imap_net_visit(imap_net *n, int64_t now_ms)
+{
+    return n->ib ? imap_inbox_visit(n->ib, now_ms) : 0;
+}
+
 const net_session_ops imap_net_ops = {
     .connected = on_connected,
     .feed = on_feed,

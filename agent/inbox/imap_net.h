@@ -80,6 +80,10 @@ int imap_net_stop(imap_net *n, int64_t now_ms);
 int64_t imap_net_next_tick_ms(const imap_net *n);
 /* The session idles (IDLE under way). */
 bool imap_net_idling(const imap_net *n);
+/* The session is kept logged in between visits (the job's keep), nothing in flight. */
+bool imap_net_kept(const imap_net *n);
+/* The next visit on a kept session (imap_inbox_visit), from the stepped hook. */
+int imap_net_visit(imap_net *n, int64_t now_ms);
 void imap_net_clear(imap_net *n);
 
 #endif

@@ -30,6 +30,7 @@ void inbox_engine_config_defaults(inbox_engine_config *c)
     c->poll_ms[INBOX_POLL_LOW] = 900000;
     c->use_interval = true;
     c->idle = true;
+    c->keep = true;
     c->idle_ms = (int64_t)28 * 60000;
     c->max_conns = 10240;
     c->server_max_conns = 100;
@@ -66,12 +67,13 @@ static int env_i64(const char *name, int64_t min, int64_t max, int64_t *out, cha
 int inbox_engine_config_from_env(inbox_engine_config *c, char *err, size_t errlen)
 {
     int64_t cap = c->server_max_conns, rate = c->server_conns_per_min, conns = c->max_conns;
-    int64_t idle = c->idle, share = c->idle_share_pct;
+    int64_t idle = c->idle, share = c->idle_share_pct, keep = c->keep;
     const int64_t day = 86400000;
     if (env_i64("KILN_AGENT_IMAP_SERVER_MAX_CONNS", 1, 1000000, &cap, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_SERVER_CONNS_PER_MIN", 1, 100000000, &rate, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_MAX_CONNS", 1, 1000000, &conns, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE", 0, 1, &idle, err, errlen) ||
+        env_i64("KILN_AGENT_IMAP_KEEP", 0, 1, &keep, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE_SHARE", 1, 100, &share, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE_MS", 1000, (int64_t)29 * 60000, &c->idle_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_POLL_MAX_MS", 0, day, &c->poll_max_ms, err, errlen) ||
@@ -87,6 +89,7 @@ int inbox_engine_config_from_env(inbox_engine_config *c, char *err, size_t errle
     c->server_conns_per_min = (int)rate;
     c->max_conns = (uint32_t)conns;
     c->idle = idle != 0;
+    c->keep = keep != 0;
     c->idle_share_pct = (int)share;
     return 0;
 }
@@ -162,6 +165,7 @@ static void add_inbox(inbox_engine *e, inbox_spec *s)
         if (ib->conn) { /* the connection under way finishes with the old one */
             inbox_spec_free(ib->next_spec);
             ib->next_spec = s;
+            inbox_poke(e, ib); /* a kept one logs out now */
             return;
         }
         ib->srv = inbox_server_get(e, s->host);
@@ -270,6 +274,10 @@ static void *engine_main(void *arg)
         if (e->kick) {
             inbox_retry_dns(e);
             inbox_retry_waiting(e);
+        }
+        if (e->emitted && e->cfg.events_flush) {
+            e->emitted = false;
+            e->cfg.events_flush(e->fn_arg);
         }
         if (!e->conns_active && (e->stopping || (e->cfg.once && has_work && all_passes_done(e))))
             break;
@@ -444,9 +452,22 @@ void inbox_engine_metrics(inbox_engine *e, buf *out)
                "kiln_agent_inbox_polls_total %llu\n"
                "# HELP kiln_agent_inbox_idle_wakes_total IDLE sessions woken by new mail.\n"
                "# TYPE kiln_agent_inbox_idle_wakes_total counter\n"
-               "kiln_agent_inbox_idle_wakes_total %llu\n",
+               "kiln_agent_inbox_idle_wakes_total %llu\n"
+               "# HELP kiln_agent_inbox_kept_visits_total Polls made on a connection kept "
+               "logged in since the last poll (no connect, no login).\n"
+               "# TYPE kiln_agent_inbox_kept_visits_total counter\n"
+               "kiln_agent_inbox_kept_visits_total %llu\n"
+               "# HELP kiln_agent_inbox_kept_evicted_total Kept connections logged out to make "
+               "room for another connection to their server.\n"
+               "# TYPE kiln_agent_inbox_kept_evicted_total counter\n"
+               "kiln_agent_inbox_kept_evicted_total %llu\n"
+               "# HELP kiln_agent_inbox_kept_closed_total Kept connections the server closed "
+               "between polls (the next poll logs in again).\n"
+               "# TYPE kiln_agent_inbox_kept_closed_total counter\n"
+               "kiln_agent_inbox_kept_closed_total %llu\n",
                atomic_load(&e->by_state[IB_IDLE]), atomic_load(&e->polls),
-               atomic_load(&e->idle_wakes));
+               atomic_load(&e->idle_wakes), atomic_load(&e->kept_visits),
+               atomic_load(&e->kept_evicted), atomic_load(&e->kept_closed));
     buf_puts(out, "# HELP kiln_agent_inbox_logins_total Connection outcomes (session events "
                   "by status).\n"
                   "# TYPE kiln_agent_inbox_logins_total counter\n");

@@ -60,7 +60,13 @@ typedef struct inbox_engine_config {
     bool login_only;     /* log in and out, nothing else (kiln-agent check) */
     bool idle;           /* IDLE for the high class where offered (default true) */
     int64_t idle_ms;     /* IDLE is re-issued after this (default 28 min; RFC 2177: < 29) */
-    uint32_t max_conns;  /* the loop's connection table (default 10,240) */
+    /* Keep a polled inbox's connection logged in between polls (default true): the next
+     * poll is one STATUS round trip on it. Kept connections count against the server's
+     * cap; the least recently used is logged out when a new connection needs room, and
+     * a server whose kept connections are evicted before their next poll keeps none
+     * for a while (inbox_watch.c, may_keep). */
+    bool keep;
+    uint32_t max_conns; /* the loop's connection table (default 10,240) */
     /* per IMAP server */
     int server_max_conns;      /* default 100 */
     int idle_share_pct;        /* IDLE holds at most this % of them (default 50) */
@@ -72,6 +78,10 @@ typedef struct inbox_engine_config {
     /* timeouts */
     int64_t connect_ms, tls_ms, greeting_ms, command_ms; /* 10, 10, 30, 30 s */
     bool verbose;                                        /* log each session's end */
+    /* Optional: called on the engine's thread with the callback's arg before the thread
+     * sleeps, after a turn of its loop that emitted events (a writer that buffers its
+     * event lines flushes them here: one write per turn, no other thread woken). */
+    void (*events_flush)(void *arg);
 } inbox_engine_config;
 
 void inbox_engine_config_defaults(inbox_engine_config *c);

@@ -26,6 +26,7 @@ enum inbox_state {
     IB_CONNECTING, /* connected or connecting, not logged in yet */
     IB_ACTIVE,     /* logged in, working */
     IB_IDLE,       /* logged in, in IDLE */
+    IB_KEPT,       /* logged in between polls (cfg.keep), in its server's LRU; timer: next poll */
     IB_DONE,       /* nothing more (its pass ended under --once, dropped, stopped) */
     IB_STATE_COUNT
 };
@@ -54,7 +55,15 @@ typedef struct inbox {
     bool recycle;          /* its IDLE connection ended for a full pass: reconnect now */
     bool idler;            /* its session may IDLE: counted in srv->idlers */
     int64_t wakes_seen;    /* the connection's WAKEs counted in the metrics */
-    int64_t *done_ids;     /* actions reported, the latest INBOX_DONE_IDS (a ring) */
+    /* kept connections (IB_KEPT) */
+    int64_t visit_at_ms;   /* the next poll on the kept connection */
+    int64_t kept_since_ms; /* when it was kept (its life, when evicted) */
+    int64_t resume_at_ms;  /* after an eviction or a close while kept: the poll planned */
+    bool evicted;          /* logged out to make room: its poll stays where it was */
+    bool kept_visit;       /* the poll under way is on a kept connection */
+    int visit_events;      /* events of that poll (none: the connection was dead) */
+    struct inbox *kept_prev, *kept_next; /* its server's LRU, least recent first */
+    int64_t *done_ids;                   /* actions reported, the latest INBOX_DONE_IDS (a ring) */
     size_t ndone, done_next;
     imap_net net;
     struct inbox *wait_next; /* in its server's or the table's wait queue */
@@ -65,7 +74,12 @@ typedef struct inbox_server {
     char *host;
     host_limits *limits;
     inbox *wait_head, *wait_tail;
-    int idlers; /* sessions that may IDLE: at most KILN_AGENT_IMAP_IDLE_SHARE of the cap */
+    int idlers;   /* sessions that may IDLE: at most KILN_AGENT_IMAP_IDLE_SHARE of the cap */
+    int nwaiting; /* in wait_head's queue */
+    inbox *kept_head, *kept_tail; /* kept connections, least recently used first */
+    int evicting;                 /* kept ones told to log out for room, not gone yet */
+    int64_t last_evict_ms;        /* 0: never */
+    int64_t kept_life_ms;         /* how long kept connections lived until evicted (EWMA) */
     atomic_ullong connects, throttles, failures;
     struct inbox_server *next;
 } inbox_server;
@@ -102,6 +116,7 @@ struct inbox_engine {
     timer_heap timers;
     inbox *slot_head, *slot_tail; /* waiting for a free connection */
     bool kick;                    /* room may have appeared: look at the wait queues */
+    bool emitted;                 /* events went out since the last events_flush */
     size_t dns_waiting;
     size_t conns_active;
     bool stopping;
@@ -122,6 +137,7 @@ struct inbox_engine {
     atomic_size_t ninboxes_seen, passes_done;
     atomic_ullong polls, found[INBOX_ROLE_COUNT], actions[INBOX_ACT_COUNT][INBOX_AST_COUNT];
     atomic_ullong sessions[IMAP_NET_STATUS_COUNT], idle_wakes;
+    atomic_ullong kept_visits, kept_evicted, kept_closed;
 };
 
 /* inbox_server.c */
@@ -137,6 +153,21 @@ void inbox_retry_waiting(inbox_engine *e);
 void inbox_retry_dns(inbox_engine *e);
 void inbox_emit(inbox_engine *e, const inbox_event *ev);
 void inbox_stop_one(inbox_engine *e, inbox *ib);
+/* A logged-in session (active, idle, kept) takes its owner's step now. */
+void inbox_poke(inbox_engine *e, inbox *ib);
+/* The inbox's pass is over (progress, --once). */
+void inbox_finish_pass(inbox_engine *e, inbox *ib);
+/* Its poll interval (class or its own, at most cfg.poll_max_ms). */
+int64_t inbox_poll_interval_ms(const inbox_engine *e, const inbox *ib);
+/* When its first action not due yet at now comes due (INT64_MAX: none). */
+int64_t inbox_next_action_due_ms(const inbox *ib, int64_t now);
+
+/* inbox_keep.c */
+void inbox_kept_remove(inbox_server *s, inbox *ib);
+/* Connections wait for room at s: kept ones log out, the least recently used first. */
+void inbox_evict_kept(inbox_engine *e, inbox_server *s);
+/* A poll's work is done on a session with keep: kept (0) or logged out (its events). */
+int inbox_keep_or_leave(inbox_engine *e, inbox *ib, imap_net *n, int64_t now);
 /* Whether the inbox has action id (to do, or reported). */
 bool inbox_knows_action(const inbox *ib, int64_t id);
 /* A new action of the spec: a logged-in session takes it at once. */

@@ -15,7 +15,7 @@
 #include <string.h>
 
 static const char *const state_names[IB_STATE_COUNT] = {
-    "waiting", "backoff", "resolving", "queued", "connecting", "active", "idle", "done"};
+    "waiting", "backoff", "resolving", "queued", "connecting", "active", "idle", "kept", "done"};
 
 const char *inbox_state_name(int state)
 {
@@ -39,9 +39,11 @@ void inbox_enter(inbox_engine *e, inbox *ib, int state)
              ib->state == IB_QUEUED;
         break;
     case IB_ACTIVE:
-        ok = ib->state == IB_CONNECTING || ib->state == IB_IDLE || ib->state == IB_ACTIVE;
+        ok = ib->state == IB_CONNECTING || ib->state == IB_IDLE || ib->state == IB_ACTIVE ||
+             ib->state == IB_KEPT;
         break;
     case IB_IDLE:
+    case IB_KEPT:
         ok = ib->state == IB_ACTIVE;
         break;
     case IB_DONE:
@@ -73,8 +75,10 @@ void inbox_arm(inbox_engine *e, inbox *ib, int state, int64_t at_ms)
 
 void inbox_emit(inbox_engine *e, const inbox_event *ev)
 {
-    if (e->fn)
+    if (e->fn) {
         e->fn(e->fn_arg, ev);
+        e->emitted = true;
+    }
 }
 
 static void emit_session(inbox_engine *e, inbox *ib, int status, const char *detail)
@@ -91,7 +95,7 @@ static void emit_session(inbox_engine *e, inbox *ib, int status, const char *det
 }
 
 /* The inbox's pass is over (once) or it is no longer watched. */
-static void finish_pass(inbox_engine *e, inbox *ib)
+void inbox_finish_pass(inbox_engine *e, inbox *ib)
 {
     if (!ib->pass_done) {
         ib->pass_done = true;
@@ -99,7 +103,7 @@ static void finish_pass(inbox_engine *e, inbox *ib)
     }
 }
 
-static int64_t poll_interval_ms(const inbox_engine *e, const inbox *ib)
+int64_t inbox_poll_interval_ms(const inbox_engine *e, const inbox *ib)
 {
     int c = ib->spec->poll_class;
     int64_t ms = e->cfg.use_interval && ib->spec->poll_interval_s > 0
@@ -221,7 +225,8 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
                           .want_idle = may_idle(e, ib),
                           .idle_refresh_ms = e->cfg.idle_ms,
                           .trust_stored_roles = true,
-                          .pipeline = true};
+                          .pipeline = true,
+                          .keep = e->cfg.keep && !e->cfg.once};
     bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
     free(acts);
     if (ok && job.want_idle) {
@@ -255,7 +260,7 @@ static void start_session(inbox_engine *e, inbox *ib, net_conn *c)
         log_error("inbox %lld: the IMAP session refused its work (folders, actions)",
                   (long long)s->mailbox_id);
         emit_session(e, ib, IMAP_NET_PROTOCOL, "the agent could not take this inbox's work");
-        finish_pass(e, ib);
+        inbox_finish_pass(e, ib);
         inbox_enter(e, ib, IB_DONE);
         return;
     }
@@ -287,6 +292,8 @@ static bool try_connect(inbox_engine *e, inbox *ib)
     if (rc == SHAPER_FULL) {
         inbox_enter(e, ib, IB_QUEUED);
         queue_push(&ib->srv->wait_head, &ib->srv->wait_tail, ib);
+        ib->srv->nwaiting++;
+        inbox_evict_kept(e, ib->srv);
         return false;
     }
     if (rc > 0) { /* the connect rate, the breaker or a pause: come back then */
@@ -305,7 +312,7 @@ static void begin(inbox_engine *e, inbox *ib)
     if (e->stopping || ib->dropped) {
         if (ib->state == IB_RESOLVE)
             e->dns_waiting--;
-        finish_pass(e, ib);
+        inbox_finish_pass(e, ib);
         inbox_enter(e, ib, IB_DONE);
         return;
     }
@@ -331,11 +338,17 @@ static void begin(inbox_engine *e, inbox *ib)
     try_connect(e, ib);
 }
 
-/* A logged-in session is poked: its stepped hook takes the owner's step (stop, tick). */
+/* A logged-in session is poked: its stepped hook takes the owner's step (stop, tick,
+ * a kept connection's poll). */
 static void poke(inbox_engine *e, inbox *ib)
 {
-    if ((ib->state == IB_ACTIVE || ib->state == IB_IDLE) && ib->conn)
+    if ((ib->state == IB_ACTIVE || ib->state == IB_IDLE || ib->state == IB_KEPT) && ib->conn)
         net_conn_resume(&e->loop, ib->conn, 0);
+}
+
+void inbox_poke(inbox_engine *e, inbox *ib)
+{
+    poke(e, ib);
 }
 
 void inbox_fire(inbox_engine *e, inbox *ib)
@@ -372,6 +385,7 @@ void inbox_retry_waiting(inbox_engine *e)
     for (inbox_server *s = e->servers; s; s = s->next)
         while (s->wait_head) {
             inbox *ib = queue_pop(&s->wait_head, &s->wait_tail);
+            s->nwaiting--;
             if (e->stopping || ib->dropped) {
                 inbox_enter(e, ib, IB_DONE);
                 continue;
@@ -383,7 +397,7 @@ void inbox_retry_waiting(inbox_engine *e)
 
 /* When the first action not due yet comes due (INT64_MAX: none). Actions already due
  * and still here were not taken by the last session: they wait for the next poll. */
-static int64_t next_action_due_ms(const inbox *ib, int64_t now)
+int64_t inbox_next_action_due_ms(const inbox *ib, int64_t now)
 {
     int64_t first = INT64_MAX;
     for (size_t i = 0; i < ib->spec->nactions; i++) {
@@ -407,18 +421,22 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
         ib->last_status = -1;
     }
     int64_t now = e->loop.now_ms;
+    int64_t resume_at = ib->resume_at_ms;
+    ib->resume_at_ms = 0;
     if (ib->dropped || e->stopping || e->cfg.once) {
-        finish_pass(e, ib);
+        inbox_finish_pass(e, ib);
         inbox_enter(e, ib, IB_DONE);
         return;
     }
-    finish_pass(e, ib);
+    inbox_finish_pass(e, ib);
     if (status == IMAP_NET_OK && !unexpected) {
         ib->attempts = 0;
         /* a recycled IDLE connection comes back at once for its full pass; an action
          * that comes due before the next poll brings it forward */
-        int64_t next = ib->recycle ? now : now + poll_interval_ms(e, ib);
-        int64_t due = next_action_due_ms(ib, now);
+        int64_t next = ib->recycle ? now : now + inbox_poll_interval_ms(e, ib);
+        if (resume_at) /* its kept connection ended before its poll: the poll stays */
+            next = resume_at > now ? resume_at : now;
+        int64_t due = inbox_next_action_due_ms(ib, now);
         inbox_arm(e, ib, IB_WAIT, due < next ? due : next);
         return;
     }
@@ -427,8 +445,9 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
     double jitter = (double)random_range(0, 999999) / 1e6;
     int64_t delay = backoff_delay_ms(&e->shaping, ib->attempts, jitter);
     /* refused credentials or a bad certificate do not mend in seconds */
-    if ((status == IMAP_NET_AUTH || status == IMAP_NET_TLS) && delay < poll_interval_ms(e, ib))
-        delay = poll_interval_ms(e, ib);
+    if ((status == IMAP_NET_AUTH || status == IMAP_NET_TLS) &&
+        delay < inbox_poll_interval_ms(e, ib))
+        delay = inbox_poll_interval_ms(e, ib);
     inbox_arm(e, ib, IB_BACKOFF, now + delay);
 }
 
@@ -482,11 +501,15 @@ static void remember_done(inbox *ib, int64_t id)
  * connection has it from the spec. */
 void inbox_offer_action(inbox_engine *e, inbox *ib, const inbox_action *a)
 {
-    if (ib->next_spec || !ib->net.ib || (ib->state != IB_ACTIVE && ib->state != IB_IDLE))
+    if (ib->next_spec || !ib->net.ib ||
+        (ib->state != IB_ACTIVE && ib->state != IB_IDLE && ib->state != IB_KEPT))
         return;
     imap_inbox_action ia = imap_action_of(ib, a);
-    if (imap_inbox_add_action(ib->net.ib, &ia) == 0)
-        poke(e, ib);
+    if (imap_inbox_add_action(ib->net.ib, &ia) != 0)
+        return;
+    if (ib->state == IB_KEPT && ia.not_before_ms < ib->visit_at_ms) /* a poll for it then */
+        ib->visit_at_ms = ia.not_before_ms > e->loop.now_ms ? ia.not_before_ms : e->loop.now_ms;
+    poke(e, ib);
 }
 
 /* An action reported is done with: the spec forgets it (its kind is returned). */
@@ -511,6 +534,7 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
     inbox *ib = owner;
     inbox_engine *e = ib->engine;
     (void)n;
+    ib->visit_events++;
     int64_t mb = ib->spec->mailbox_id;
     inbox_event out = {.mailbox_id = mb,
                        .folder = ev->folder,
@@ -560,9 +584,9 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
     inbox_emit(e, &out);
 }
 
-/* Once per step: stop or tick when due, follow IDLE, arm the timer for the next tick
- * (or the IDLE connection's recycling: a full pass over every folder each
- * max(poll interval, 5 min)). */
+/* Once per step: stop or tick when due, follow IDLE, keep a polled connection, arm the timer for
+ * the next tick (or the IDLE connection's recycling: a full pass over every folder each max(poll
+ * interval, 5 min)). */
 static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
 {
     inbox *ib = owner;
@@ -572,14 +596,26 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
         return 0;
     if (ib->state == IB_CONNECTING)
         inbox_enter(e, ib, IB_ACTIVE);
-    int64_t recycle_ms = poll_interval_ms(e, ib);
+    int64_t recycle_ms = inbox_poll_interval_ms(e, ib);
     if (recycle_ms < 300000 && !e->cfg.poll_max_ms) /* POLL_MAX_MS: the demo's quick passes */
         recycle_ms = 300000;
     bool recycle = ib->state == IB_IDLE && now_ms >= ib->conn_start_ms + recycle_ms;
-    if (!ib->stop_sent && (e->stopping || ib->dropped || ib->next_spec || recycle)) {
+    if (!ib->stop_sent && (e->stopping || ib->dropped || ib->next_spec || recycle || ib->evicted)) {
         ib->stop_sent = true;
         ib->recycle = recycle || ib->next_spec;
+        if (ib->state == IB_KEPT) {
+            inbox_kept_remove(ib->srv, ib);
+            inbox_enter(e, ib, IB_ACTIVE); /* logging out */
+        }
         ev |= imap_net_stop(n, now_ms);
+    } else if (ib->state == IB_KEPT && now_ms >= ib->visit_at_ms) {
+        /* the next poll, on the kept connection: no connect, no login */
+        inbox_kept_remove(ib->srv, ib);
+        inbox_enter(e, ib, IB_ACTIVE);
+        ib->kept_visit = true;
+        ib->visit_events = 0;
+        atomic_fetch_add(&e->kept_visits, 1);
+        ev |= imap_net_visit(n, now_ms);
     } else if (now_ms >= imap_net_next_tick_ms(n)) {
         ev |= imap_net_tick(n, now_ms);
     }
@@ -592,7 +628,9 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
         inbox_enter(e, ib, IB_IDLE);
     else if (!idling && ib->state == IB_IDLE)
         inbox_enter(e, ib, IB_ACTIVE);
-    int64_t t = imap_net_next_tick_ms(n);
+    if (ib->state == IB_ACTIVE && !ib->stop_sent && imap_net_kept(n))
+        ev |= inbox_keep_or_leave(e, ib, n, now_ms);
+    int64_t t = ib->state == IB_KEPT ? ib->visit_at_ms : imap_net_next_tick_ms(n);
     if (ib->state == IB_IDLE && !ib->stop_sent && ib->conn_start_ms + recycle_ms < t)
         t = ib->conn_start_ms + recycle_ms;
     if (t != INT64_MAX && (!ib->timer_armed || t != ib->timer_ms)) {
@@ -637,6 +675,21 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
         ib->idler = false;
         ib->srv->idlers--;
     }
+    /* a kept connection that ended between polls (the server closed it), or on the
+     * poll's first command (closed meanwhile, seen only now), or evicted: the poll
+     * stays where it was planned (now, for the one under way), on a new connection */
+    bool kept_closed = ib->state == IB_KEPT || (ib->kept_visit && !ib->visit_events);
+    if (ib->state == IB_KEPT)
+        inbox_kept_remove(ib->srv, ib);
+    if (ib->evicted) {
+        ib->evicted = false;
+        ib->srv->evicting--;
+        ib->resume_at_ms = ib->visit_at_ms;
+    } else if (kept_closed) {
+        atomic_fetch_add(&e->kept_closed, 1);
+        ib->resume_at_ms = ib->state == IB_KEPT ? ib->visit_at_ms : now;
+    }
+    ib->kept_visit = false;
     if (status == IMAP_NET_THROTTLED) {
         atomic_fetch_add(&ib->srv->throttles, 1);
         host_limits_pause(ib->srv->limits, now + e->cfg.throttle_pause_ms);
@@ -644,7 +697,7 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
         atomic_fetch_add(&ib->srv->failures, 1);
     }
     /* a session that logged in but did not end with its LOGOUT answered */
-    bool unexpected = n->logged_in && !imap_net_clean_end(n);
+    bool unexpected = n->logged_in && !imap_net_clean_end(n) && !kept_closed;
     if (status != IMAP_NET_OK)
         emit_session(e, ib, status, detail);
     if (e->cfg.verbose || status != IMAP_NET_OK || unexpected)
@@ -685,6 +738,7 @@ void inbox_stop_one(inbox_engine *e, inbox *ib)
         break;
     case IB_ACTIVE:
     case IB_IDLE:
+    case IB_KEPT:
         poke(e, ib); /* LOGOUT after the command in flight (DONE first when idling) */
         break;
     default: /* queued ones end when their queue is next looked at; connecting ones

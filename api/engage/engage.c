@@ -227,8 +227,15 @@ int engage_plan_for_found(const engage_params *p, const engage_found *f, engage_
         add(out, ENGAGE_RESCUE, act, 0);
     if (flags)
         add(out, ENGAGE_MARK, act, flags);
-    int64_t file_at =
-        act + ENGAGE_FILE_DELAY_MIN_S + (int64_t)(u[U_FILE] * ENGAGE_FILE_DELAY_SPAN_S);
+    /* Filed 1-10 minutes after the reading; a plan whose median dwell is shorter than
+     * that (a quick reader, as `make up`'s demo plan) files within half to one and a
+     * half of its median, so the whole sequence keeps the plan's pace. */
+    int64_t file_min = ENGAGE_FILE_DELAY_MIN_S, file_span = ENGAGE_FILE_DELAY_SPAN_S;
+    if (p->dwell_median_s < file_min + file_span) {
+        file_min = p->dwell_median_s / 2;
+        file_span = p->dwell_median_s;
+    }
+    int64_t file_at = act + file_min + (int64_t)(u[U_FILE] * (double)file_span);
     file_at = out_of_quiet(p, tz, file_at, 0.0);
     add(out, ENGAGE_FILE, file_at, 0);
     int64_t prune_at = f->found_s + (int64_t)p->retention_days * 86400;

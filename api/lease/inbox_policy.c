@@ -64,16 +64,6 @@ int inbox_policy_rows(const inbox_found *f, const engage_out *o, inbox_action_sp
     return n;
 }
 
-/* The inputs of found[k], or NULL: ins is in the order of the send ids asked for, with
- * the unknown ones left out. */
-static const lease_engage_input *input_of(const lease_engage_input *ins, size_t nins, size_t *next,
-                                          int64_t send_id)
-{
-    if (*next < nins && ins[*next].send_id == send_id)
-        return &ins[(*next)++];
-    return NULL;
-}
-
 bool inbox_actions_for_found(db *d, arena *a, const inbox_found *found, int n,
                              inbox_policy_out *out)
 {
@@ -83,31 +73,22 @@ bool inbox_actions_for_found(db *d, arena *a, const inbox_found *found, int n,
     out->actions = arena_calloc(a, (m + 1) * sizeof *out->actions);
     if (n <= 0)
         return true;
-    int64_t *ids = arena_alloc(a, m * sizeof *ids);
-    for (size_t k = 0; k < m; k++)
-        ids[k] = found[k].send_id;
-    /* One report is one moment: every find of it is planned from the report's time. */
-    lease_engage_input *ins = NULL;
-    size_t nins = 0, next = 0;
-    if (!lease_reply_engage_inputs(d, a, ids, m, found[0].now_s, &ins, &nins))
-        return false;
     int64_t *parents = arena_alloc(a, m * sizeof *parents);
     int64_t *dues = arena_alloc(a, m * sizeof *dues);
     size_t nreplies = 0;
+    engage_params fallback;
+    engage_params_default(&fallback);
+    const engage_tz utc = {0};
     for (size_t k = 0; k < m; k++) {
         const inbox_found *f = &found[k];
-        const lease_engage_input *in = input_of(ins, nins, &next, f->send_id);
-        engage_params fallback;
-        engage_params_default(&fallback);
-        engage_tz utc = {0};
-        engage_found ef = {inbox_policy_folder(f->role), f->now_s, in ? &in->tz : &utc,
-                           in ? in->reply_depth : 0};
+        engage_found ef = {inbox_policy_folder(f->role), f->now_s, f->in ? &f->in->tz : &utc,
+                           f->reply_depth};
         engage_rng r;
         engage_rng_seed(&r, (uint64_t)f->send_id);
         engage_out o;
-        if (engage_plan_for_found(in ? &in->params : &fallback, &ef, &r, &o) != 0) {
+        if (engage_plan_for_found(f->in ? &f->in->params : &fallback, &ef, &r, &o) != 0) {
             /* A stored plan out of range (the plans handler and 012's checks prevent
-             * it): the defaults, the same way as a send without inputs. */
+             * it): the defaults, the same way as a find without inputs. */
             engage_rng_seed(&r, (uint64_t)f->send_id);
             ef.tz = &utc;
             if (engage_plan_for_found(&fallback, &ef, &r, &o) != 0)

@@ -1,14 +1,14 @@
 /* Which actions a found kiln message gets, and whether it is answered: the one seam
  * between the inbox core (inbox_report.c) and the engagement policy (api/engage/,
- * docs/design.md "Engagement plan"). inbox_actions_for_found loads the policy's inputs
- * for a report's first finds in one query, plans each message with a generator seeded
- * from its send id (a re-reported message gets the same plan), turns the plans into
+ * docs/design.md "Engagement plan"). inbox_actions_for_found plans each message with a generator
+ * seeded from its send id (a re-reported message gets the same plan), turns the plans into
  * inbox_actions rows and schedules the replies. inbox_policy_rows is its pure part. */
 #ifndef KILN_INBOX_POLICY_H
 #define KILN_INBOX_POLICY_H
 
 #include "db.h"
 #include "engage.h"
+#include "lease_reply.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,6 +31,10 @@ typedef struct inbox_found {
     enum inbox_role role;
     bool seen, flagged; /* \Seen / \Flagged already set when found */
     int64_t now_s;      /* when it was found (epoch seconds) */
+    /* The recipient's plan and zone spans from now_s (the report reads them with its
+     * inboxes); NULL: engage_params_default() in UTC. */
+    const lease_engage_input *in;
+    int32_t reply_depth; /* the send's */
 } inbox_found;
 
 /* One action to create; flags are static strings. */
@@ -50,13 +54,12 @@ typedef struct inbox_policy_out {
     int replies;                                            /* replies scheduled */
 } inbox_policy_out;
 
-/* Plans found[0..n) (one report, one transaction): kiln_engage_inputs for all of them in
- * one query (the recipient's plan, its zone, the send's reply depth), engage_plan_for_found
- * seeded with engage_rng_seed(send id), the rows (inbox_policy_rows) and, for the plans
- * that answer, the replies (lease_reply_schedule_many, one statement). The only
- * fallback: a send without inputs (no plan row; a verified send always has one) or with
- * a stored plan out of range is planned with engage_params_default() in UTC at depth
- * 0. Runs in the caller's transaction. */
+/* Plans found[0..n) (one report, one transaction) from the inputs the caller gives each
+ * (inbox_found.in, .reply_depth): engage_plan_for_found seeded with
+ * engage_rng_seed(send id), the rows (inbox_policy_rows) and, for the plans that answer,
+ * the replies (lease_reply_schedule_many, one statement). The only fallback: a find
+ * without inputs or with a stored plan out of range is planned with
+ * engage_params_default() in UTC. Runs in the caller's transaction. */
 bool inbox_actions_for_found(db *d, arena *a, const inbox_found *found, int n,
                              inbox_policy_out *out);
 

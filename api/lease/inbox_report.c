@@ -19,13 +19,15 @@ typedef struct ireport {
     const char *lease_id;
     const inbox_event *ev;
     int n;
-    char *verdict;       /* per event: 'a', 'd', 'i' */
-    i64map inboxes;      /* mailbox id -> row in hosts (the lease's inboxes among the events) */
-    PGresult *hosts;     /* mailbox_id, imap_host, address */
-    int64_t *send_id;    /* per found event, from its Message-ID (-1: none) */
-    bool *known;         /* per fresh found event: its message was known (moved) */
-    i64map sends;        /* send id -> row in send_rows */
-    PGresult *send_rows; /* id, mailbox_id, recipient_id */
+    char *verdict;   /* per event: 'a', 'd', 'i' */
+    i64map inboxes;  /* mailbox id -> row in hosts (the lease's inboxes among the events) */
+    PGresult *hosts; /* mailbox_id, imap_host, address, now_s, engagement inputs */
+    lease_engage_input *inputs; /* per row of hosts (with finds), as a recipient */
+    int64_t now_s;              /* the report's clock (0: no inbox of the lease named) */
+    int64_t *send_id;           /* per found event, from its Message-ID (-1: none) */
+    bool *known;                /* per fresh found event: its message was known (moved) */
+    i64map sends;               /* send id -> row in send_rows */
+    PGresult *send_rows;        /* id, mailbox_id, recipient_id, reply_depth */
 } ireport;
 
 static const char *int_array(arena *a, const int64_t *v, int n)
@@ -63,15 +65,25 @@ static enum inbox_role role_of(const char *s)
                                   : ROLE_OTHER;
 }
 
-/* Which of the events' inboxes this lease holds. */
+/* Which of the events' inboxes this lease holds, the report's clock and, when it has
+ * finds, the inboxes' engagement inputs (one statement). */
 static bool load_inboxes(ireport *r)
 {
     arena *a = r->rq->pool;
     int64_t *ids = arena_alloc(a, (size_t)r->n * sizeof *ids);
-    for (int i = 0; i < r->n; i++)
+    bool finds = false;
+    for (int i = 0; i < r->n; i++) {
         ids[i] = r->ev[i].mailbox_id;
-    if (!inbox_store_lease_inboxes(r->rq->db, a, r->lease_id, int_array(a, ids, r->n), &r->hosts))
+        finds |= r->ev[i].type == EV_FOUND;
+    }
+    if (!inbox_store_lease_inboxes(r->rq->db, a, r->lease_id, int_array(a, ids, r->n), finds,
+                                   &r->hosts))
         return false;
+    size_t ninputs = 0;
+    r->now_s = PQntuples(r->hosts) > 0 ? db_i64(r->hosts, 0, 3) : 0;
+    r->inputs = NULL;
+    if (finds)
+        lease_reply_engage_rows(r->hosts, a, &r->inputs, &ninputs);
     for (int i = 0; i < PQntuples(r->hosts); i++)
         i64map_put(&r->inboxes, db_i64(r->hosts, i, 0), i);
     for (int i = 0; i < r->n; i++)
@@ -199,11 +211,12 @@ static bool add_actions(ireport *r, const int64_t *created, int ncreated, const 
     int *where = arena_alloc(a, (size_t)(ncreated + 1) * sizeof *where); /* event index */
     int nfound = 0;
     for (int k = 0; k < ncreated; k++) {
-        int64_t m = 0, srow = 0;
+        int64_t m = 0, srow = 0, hrow = 0;
         if (!i64map_get(msgs, created[k], &m))
             continue;
         const inbox_event *e = &r->ev[seen[m].last];
         i64map_get(&r->sends, created[k], &srow);
+        bool held = i64map_get(&r->inboxes, e->mailbox_id, &hrow);
         where[nfound] = seen[m].last;
         found[nfound++] = (inbox_found){.mailbox_id = e->mailbox_id,
                                         .sender_id = db_i64(r->send_rows, (int)srow, 1),
@@ -211,7 +224,9 @@ static bool add_actions(ireport *r, const int64_t *created, int ncreated, const 
                                         .role = role_of(e->role),
                                         .seen = has_flag(e, "\\Seen"),
                                         .flagged = has_flag(e, "\\Flagged"),
-                                        .now_s = now_s};
+                                        .now_s = now_s,
+                                        .in = held && r->inputs ? &r->inputs[hrow] : NULL,
+                                        .reply_depth = (int32_t)db_i64(r->send_rows, (int)srow, 3)};
     }
     inbox_policy_out plan;
     if (!inbox_actions_for_found(r->rq->db, a, found, nfound, &plan))
@@ -471,9 +486,6 @@ static void write_answer(http_resp *rs, const ireport *r)
     json_gen_free(g);
 }
 
-static const db_stmt Q_NOW_S = {"inbox_now_s",
-                                "SELECT ceil(extract(epoch FROM kiln_now()))::bigint"};
-
 /* A concurrent report inserted the same new message or placement first (Q_SIGHT and
  * Q_MESSAGES insert them plainly): the retry finds them known. */
 static bool lost_race(db *d)
@@ -490,11 +502,9 @@ static enum db_tx report_tx(http_req *rq, http_resp *rs, void *ctx)
     i64map_clear(&r->inboxes);
     i64map_clear(&r->sends);
     int *fresh = NULL, nfresh = 0;
-    PGresult *now = NULL;
-    if (!db_begin(rq->db) || !(now = db_exec(rq->db, rq->pool, &Q_NOW_S, 0, NULL)) ||
-        !load_inboxes(r) || !verify_found(r) || !sight(r, &fresh, &nfresh) ||
-        !record_messages(r, fresh, nfresh, db_i64(now, 0, 0)) || !apply_outcomes(r) ||
-        !apply_folders(r) || !apply_sessions(r) || !db_commit(rq->db))
+    if (!db_begin(rq->db) || !load_inboxes(r) || !verify_found(r) || !sight(r, &fresh, &nfresh) ||
+        !record_messages(r, fresh, nfresh, r->now_s) || !apply_outcomes(r) || !apply_folders(r) ||
+        !apply_sessions(r) || !db_commit(rq->db))
         return lost_race(rq->db) ? (db_rollback(rq->db), DB_TX_RETRY) : http_tx_fail(rq, rs);
     write_answer(rs, r);
     return DB_TX_OK;

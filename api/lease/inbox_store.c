@@ -60,7 +60,8 @@ static const db_stmt Q_ASSIGN = {
     "EXISTS (SELECT 1 FROM sends s WHERE s.recipient_id = m.id AND s.scheduled_at BETWEEN "        \
     "k.now - interval '2 hours' AND k.now + interval '" ahead "' AND s.status IN ('leased', "      \
     "'sent', 'unknown') AND s.id >= kiln_sends_since(2) "                                          \
-    "AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id))"
+    "AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.mailbox_id = s.mailbox_id "                \
+    "AND p.send_id = s.id))"
 static const db_stmt Q_HELD = {
     "inbox_held",
     "SELECT il.mailbox_id, m.address, m.imap_host, m.imap_port, m.imap_security::text AS "
@@ -107,14 +108,34 @@ static const db_stmt Q_END = {"inbox_end", "SELECT kiln_end_leases(ARRAY[$1::uui
 
 /* The report's inboxes by key, then which this lease holds: the fence (OFFSET 0) keeps
  * the planner from also reading the lease's whole index range (every inbox it holds,
- * thousands) to intersect it with the few hundred the report names. */
+ * thousands) to intersect it with the few hundred the report names. Each row also
+ * carries the report's clock (now_s: one report is one moment) and, when $3 (the report
+ * has finds), what the engagement policy needs of the inbox as a recipient: its plan's
+ * members and its zone's spans from now_s over 96 hours, once per zone — the columns
+ * and rules of kiln_engage_inputs (012), read here with the inbox instead of again per
+ * found send (a verified send's recipient is the inbox it was found in). */
 static const db_stmt Q_LEASE_INBOXES = {
     "inbox_lease_inboxes",
-    "SELECT il.mailbox_id, m.imap_host, m.address FROM (SELECT mailbox_id, lease_id FROM "
-    "inbox_leasing WHERE mailbox_id = ANY ($2::bigint[]) OFFSET 0) il JOIN mailboxes m ON "
-    "m.id = il.mailbox_id WHERE il.lease_id = $1::uuid"};
-static const db_stmt Q_SENDS = {
-    "inbox_sends", "SELECT id, mailbox_id, recipient_id FROM sends WHERE id = ANY ($1::bigint[])"};
+    "WITH k AS (SELECT ceil(extract(epoch FROM kiln_now()))::bigint AS now_s), "
+    "r AS (SELECT il.mailbox_id, m.imap_host, m.address, m.timezone, p.open_rate, "
+    "  p.important_rate, p.rescue_rate, p.reply_rate, p.untouched_rate, p.dwell_median_min, "
+    "  p.dwell_max_min, p.quiet_start_hour, p.quiet_end_hour, p.retention_days, "
+    "  p.max_reply_depth FROM (SELECT mailbox_id, lease_id FROM inbox_leasing "
+    "  WHERE mailbox_id = ANY ($2::bigint[]) OFFSET 0) il JOIN mailboxes m ON "
+    "  m.id = il.mailbox_id JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id "
+    "  WHERE il.lease_id = $1::uuid), "
+    "z AS MATERIALIZED (SELECT d.tz, array_agg(sp.from_s ORDER BY sp.from_s) AS f, "
+    "  array_agg(sp.offset_s ORDER BY sp.from_s) AS o FROM (SELECT DISTINCT timezone AS tz "
+    "  FROM r WHERE $3::boolean) d CROSS JOIN k "
+    "  CROSS JOIN LATERAL kiln_tz_spans(d.tz, to_timestamp(k.now_s), 96) sp GROUP BY d.tz) "
+    "SELECT r.mailbox_id, r.imap_host, r.address, k.now_s, 0::bigint AS send_id, "
+    "  r.mailbox_id AS recipient_id, r.open_rate, r.important_rate, r.rescue_rate, "
+    "  r.reply_rate, r.untouched_rate, r.dwell_median_min, r.dwell_max_min, "
+    "  r.quiet_start_hour, r.quiet_end_hour, r.retention_days, r.max_reply_depth, "
+    "  0 AS reply_depth, z.f AS tz_from_s, z.o AS tz_offset_s "
+    "FROM r CROSS JOIN k LEFT JOIN z ON z.tz = r.timezone"};
+static const db_stmt Q_SENDS = {"inbox_sends", "SELECT id, mailbox_id, recipient_id, reply_depth "
+                                               "FROM sends WHERE id = ANY ($1::bigint[])"};
 
 /* New finds (the caller removed in-batch repeats of a key): the ords whose key is
  * neither a sighting nor its message's current place (inbox_messages). A message's
@@ -159,18 +180,22 @@ static const db_stmt Q_MESSAGES = {
     "  $11::mail_provider[], $12::auth_verdict[], $13::auth_verdict[], $14::auth_verdict[], "
     "  $16::boolean[]) AS x (mb, sid, f, role, v, u, flags, sender, pl, ff, prov, spf, dkim, "
     "  dmarc, known)), "
+    "k AS MATERIALIZED (SELECT kiln_now() AS now), "
     "moved AS (UPDATE inbox_messages im SET folder = x.f, role = x.role, uidvalidity = x.v, "
-    "  uid = x.u, flags = x.flags::text[], moved_at = kiln_now() FROM x "
+    "  uid = x.u, flags = x.flags::text[], moved_at = k.now FROM x CROSS JOIN k "
     "  WHERE x.known AND im.mailbox_id = x.mb AND im.send_id = x.sid), "
     "msg AS (INSERT INTO inbox_messages (mailbox_id, send_id, folder, role, uidvalidity, uid, "
-    "  flags) SELECT mb, sid, f, role, v, u, flags::text[] FROM x WHERE NOT x.known "
-    "  ORDER BY mb, sid RETURNING send_id), "
-    "late AS (UPDATE placements p SET folder = x.ff, found_at = kiln_now() FROM x "
-    "  WHERE p.send_id = x.sid AND p.placement = 'missing' AND p.found_at IS NULL), "
+    "  flags, found_at) SELECT mb, sid, f, role, v, u, flags::text[], k.now FROM x CROSS JOIN k "
+    "  WHERE NOT x.known ORDER BY mb, sid RETURNING send_id), "
+    "had AS (SELECT x.sid, p.placement = 'missing' AND p.found_at IS NULL AS late FROM x "
+    "  JOIN placements p ON p.mailbox_id = x.sender AND p.send_id = x.sid), "
+    "late AS (UPDATE placements p SET folder = x.ff, found_at = k.now FROM k, x JOIN had "
+    "  ON had.sid = x.sid AND had.late WHERE p.mailbox_id = x.sender AND p.send_id = x.sid "
+    "  AND p.placement = 'missing' AND p.found_at IS NULL), "
     "pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, folder, "
-    "  found_at, provider, spf, dkim, dmarc) SELECT sid, sender, mb, pl, ff, kiln_now(), prov, "
-    "  spf, dkim, dmarc FROM x WHERE NOT EXISTS (SELECT 1 FROM placements p WHERE p.send_id = "
-    "  x.sid) ORDER BY sid RETURNING provider, placement), "
+    "  found_at, decided_at, provider, spf, dkim, dmarc) SELECT sid, sender, mb, pl, ff, k.now, "
+    "  k.now, prov, spf, dkim, dmarc FROM x CROSS JOIN k WHERE x.sid NOT IN (SELECT sid FROM had) "
+    "  ORDER BY sender, sid RETURNING provider, placement), "
     "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'placement', "
     "  provider::text || ':' || placement::text, $15::smallint, count(*) FROM pl "
     "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
@@ -190,9 +215,10 @@ static const db_stmt Q_ADD_ACTIONS = {
     "  'f', nullif(flags::text[], '{}'), 't', target, 'at', nb)) ORDER BY ord) AS plan "
     "  FROM x GROUP BY mb, sid), "
     "ins AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
-    "  flags, target, not_before, rest) SELECT x.mb, x.sid, x.kind, x.f, x.v, x.u, "
-    "  x.flags::text[], x.target, to_timestamp(x.nb), nullif(g.plan - 0, '[]') "
-    "  FROM g JOIN x ON x.ord = g.first ORDER BY x.ord RETURNING kind) "
+    "  flags, target, not_before, rest, created_at) SELECT x.mb, x.sid, x.kind, x.f, x.v, x.u, "
+    "  x.flags::text[], x.target, to_timestamp(x.nb), nullif(g.plan - 0, '[]'), k.now "
+    "  FROM g JOIN x ON x.ord = g.first CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "
+    "  ORDER BY x.ord RETURNING kind) "
     "INSERT INTO counters (name, label, shard, value) SELECT 'actions', kind::text || ':issued', "
     "  $10::smallint, count(*) FROM ins GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) "
     "  DO UPDATE SET value = counters.value + excluded.value"};
@@ -319,7 +345,8 @@ static const db_stmt Q_SWEEP_LOAD = {
     "(s.scheduled_at <= kiln_now() - make_interval(secs => $1) AND s.status <> 'leased') "
     "  AS judged, "
     "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' AND NOT "
-    "  EXISTS (SELECT 1 FROM placements p WHERE p.send_id = s.id)) AS missing, rm.imap_host, "
+    "  EXISTS (SELECT 1 FROM placements p WHERE p.mailbox_id = s.mailbox_id "
+    "  AND p.send_id = s.id)) AS missing, rm.imap_host, "
     "rm.address FROM sends s LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
     /* A scalar bound, not a join: the day partitions below it are pruned and each is
      * read in id order from the bound (a join read every partition whole). */
@@ -567,10 +594,10 @@ bool inbox_store_release(db *d, arena *a, const char *lease_id, int64_t *release
 /* ---- reports ---------------------------------------------------------------------------- */
 
 bool inbox_store_lease_inboxes(db *d, arena *a, const char *lease_id, const char *ids,
-                               PGresult **out)
+                               bool with_inputs, PGresult **out)
 {
-    const char *p[] = {lease_id, ids};
-    return (*out = db_exec(d, a, &Q_LEASE_INBOXES, 2, p)) != NULL;
+    const char *p[] = {lease_id, ids, with_inputs ? "t" : "f"};
+    return (*out = db_exec(d, a, &Q_LEASE_INBOXES, 3, p)) != NULL;
 }
 
 bool inbox_store_sends(db *d, arena *a, const char *ids, PGresult **out)

@@ -179,7 +179,9 @@ static void plan_rows(grant *g)
         if (g->texts[i].left_out)
             continue;
         lease_granted *gr = &g->granted[g->ngranted];
-        const lease_mailbox *m = &g->rows[i].m;
+        lease_mailbox *mw = &g->rows[i].m;
+        mw->nreply_due = lease_reply_dues(&g->replies, mw->id, a, &mw->reply_due_s);
+        const lease_mailbox *m = mw;
         int64_t left = m->target - m->done;
         gr->row = i;
         gr->r = &g->rows[i];

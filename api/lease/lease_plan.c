@@ -351,6 +351,12 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
         if (!m->triggered && m->target > 0 && window_len > 0) {
             int64_t k = m->done + i;
             int64_t pace = m->window_start_s + (k * window_len + m->target - 1) / m->target;
+            /* A due reply lifts pacing for its slot: a reply comes a dwell after the
+             * reading, as a person's would, not hours later on the day's grid. It takes
+             * one of the day's sends (the volume does not change) and caps, window and
+             * cooldown still hold. A mailbox behind its pace keeps its earlier slot. */
+            if (i < m->nreply_due && m->reply_due_s[i] < pace)
+                pace = m->reply_due_s[i];
             if (pace > t)
                 t = pace;
         }

@@ -33,6 +33,10 @@ typedef struct lease_mailbox {
     int64_t cooldown_min_s, cooldown_max_s;
     int64_t user_minute_cap, user_hour_cap;
     bool triggered; /* a trigger since its last grant: pacing is lifted once */
+    /* Its pending replies due inside the horizon, earliest first (lease_reply_dues): the
+     * first nreply_due slots are placed at their due times, not on the pacing grid. */
+    const int64_t *reply_due_s;
+    int nreply_due;
 } lease_mailbox;
 
 /* Recipient providers: inbox_classify's enum inbox_provider + 1 (gmail 1, outlook 2,

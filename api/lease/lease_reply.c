@@ -21,6 +21,13 @@ static const db_stmt Q_SCHEDULE = {
 static const db_stmt Q_SCHEDULE_MANY = {"reply_schedule_many",
                                         "SELECT kiln_schedule_replies($1::bigint[], $2::bigint[])"};
 
+/* The replying mailboxes that got a reply: their due_at again (028: a due reply lifts
+ * pacing), so the pick finds them at the reply's due time, not at their next paced slot. */
+static const db_stmt Q_WAKE = {
+    "reply_wake",
+    "SELECT kiln_refresh_due(ARRAY(SELECT DISTINCT pr.mailbox_id FROM pending_replies pr "
+    "WHERE pr.parent_send_id = ANY ($1::bigint[]) AND pr.send_id IS NULL))"};
+
 static const db_stmt Q_DUE = {
     "reply_due",
     "SELECT pr.id, pr.mailbox_id, extract(epoch FROM pr.due_at)::bigint AS due_s, "
@@ -95,14 +102,26 @@ static void read_engage_input(const PGresult *r, int i, const int *c, lease_enga
         in->tz.spans[k] = (engage_tz_span){from[k], (int32_t)off[k]};
 }
 
-bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
-                               int64_t from_s, lease_engage_input **out, size_t *n)
+void lease_reply_engage_rows(const PGresult *r, arena *a, lease_engage_input **out, size_t *n)
 {
     static const char *const names[] = {
         "send_id",         "recipient_id",     "open_rate",      "important_rate",
         "rescue_rate",     "reply_rate",       "untouched_rate", "dwell_median_min",
         "dwell_max_min",   "quiet_start_hour", "quiet_end_hour", "retention_days",
         "max_reply_depth", "reply_depth",      "tz_from_s",      "tz_offset_s"};
+    int c[16];
+    *n = (size_t)PQntuples(r);
+    *out = arena_calloc(a, (*n + 1) * sizeof **out);
+    if (*n == 0)
+        return;
+    db_columns(r, names, c, 16);
+    for (size_t i = 0; i < *n; i++)
+        read_engage_input(r, (int)i, c, &(*out)[i]);
+}
+
+bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
+                               int64_t from_s, lease_engage_input **out, size_t *n)
+{
     *out = NULL;
     *n = 0;
     if (nsends == 0)
@@ -111,14 +130,7 @@ bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t 
     PGresult *r = db_exec(d, a, &Q_ENGAGE_INPUTS, 2, p);
     if (!r)
         return false;
-    int c[16];
-    *n = (size_t)PQntuples(r);
-    *out = arena_calloc(a, (*n + 1) * sizeof **out);
-    if (*n == 0)
-        return true;
-    db_columns(r, names, c, 16);
-    for (size_t i = 0; i < *n; i++)
-        read_engage_input(r, (int)i, c, &(*out)[i]);
+    lease_reply_engage_rows(r, a, out, n);
     return true;
 }
 
@@ -129,7 +141,10 @@ bool lease_reply_schedule(db *d, arena *a, int64_t parent_send_id, int64_t due_s
     if (!r || PQntuples(r) != 1)
         return false;
     *reply_id = db_i64(r, 0, 0);
-    return true;
+    if (*reply_id == 0)
+        return true;
+    const char *w[] = {ids_literal(a, &parent_send_id, 1)};
+    return db_exec(d, a, &Q_WAKE, 1, w) != NULL;
 }
 
 bool lease_reply_schedule_many(db *d, arena *a, const int64_t *parent_send_ids,
@@ -143,7 +158,7 @@ bool lease_reply_schedule_many(db *d, arena *a, const int64_t *parent_send_ids,
     if (!r || PQntuples(r) != 1)
         return false;
     *scheduled = (int)db_i64(r, 0, 0);
-    return true;
+    return *scheduled == 0 || db_exec(d, a, &Q_WAKE, 1, p) != NULL;
 }
 
 static void read_due(const PGresult *r, lease_replies *out, arena *a)
@@ -287,4 +302,27 @@ void lease_reply_assign(arena *a, lease_replies *rs, lease_pool *pool, int64_t r
             break;
         }
     }
+}
+
+int lease_reply_dues(const lease_replies *rs, int64_t mailbox_id, arena *a, const int64_t **due_s)
+{
+    *due_s = NULL;
+    size_t lo = 0, hi = rs->n; /* v is sorted by mailbox_id, then due time */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rs->v[mid].mailbox_id < mailbox_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < rs->n && rs->v[end].mailbox_id == mailbox_id)
+        end++;
+    if (end == lo)
+        return 0;
+    int64_t *v = arena_alloc(a, (end - lo) * sizeof *v);
+    for (size_t i = lo; i < end; i++)
+        v[i - lo] = rs->v[i].due_s;
+    *due_s = v;
+    return (int)(end - lo);
 }

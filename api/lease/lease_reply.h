@@ -1,7 +1,8 @@
 /* Replies as sends (issue 13): a reply waits in pending_replies with a due time until a
  * grant gives it a slot of the replying mailbox, the first at or after its due time that
- * the mailbox's caps, window, pacing and cooldown allow (lease_plan plans the slots as
- * for any send; a due reply then takes one over, with its own recipient and threading).
+ * the mailbox's caps, window and cooldown allow (lease_plan plans the slots as for any
+ * send, a due reply lifting pacing for its slot (028); a due reply then takes one over,
+ * with its own recipient and threading).
  * Rules: docs/design.md "Engagement plan"; the SQL: 012_engagement.sql. */
 #ifndef KILN_LEASE_REPLY_H
 #define KILN_LEASE_REPLY_H
@@ -40,6 +41,9 @@ typedef struct lease_engage_input {
  * the order of send_ids, *n how many; in arena a. */
 bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t nsends,
                                int64_t from_s, lease_engage_input **out, size_t *n);
+/* The same from any result with kiln_engage_inputs' column names (found by name; the
+ * report reads them with its inboxes, inbox_store_lease_inboxes): one entry per row. */
+void lease_reply_engage_rows(const PGresult *r, arena *a, lease_engage_input **out, size_t *n);
 
 /* A pending reply as a grant sees it; strings point into a result the arena owns. */
 typedef struct lease_reply {
@@ -65,6 +69,11 @@ typedef struct lease_replies {
  * lease_store_load_caps, which reads every candidate's inbound count. */
 bool lease_reply_load(db *d, arena *a, const int64_t *senders, int nsenders, int64_t horizon_s,
                       lease_pool *pool, lease_replies *out);
+
+/* The due times of mailbox_id's loaded replies, earliest first, into *due_s (in arena a;
+ * NULL when none): how many. The planner places that many slots at the replies' due
+ * times rather than on the pacing grid (lease_mailbox.reply_due_s). */
+int lease_reply_dues(const lease_replies *rs, int64_t mailbox_id, arena *a, const int64_t **due_s);
 
 /* Gives gr's planned slots, in time order, to gr's due replies (due_s <= the slot's time,
  * recipient under recipient_daily_cap): the slot's recipient becomes the reply's and

@@ -60,9 +60,10 @@ static const db_stmt Q_DETAILS = {
     "  AS target, coalesce(d.sent, 0) + coalesce(d.in_flight, 0) AS done) g "
     "CROSS JOIN LATERAL (SELECT coalesce(s.last_trigger_at > coalesce(ml.leased_at, "
     "  '-infinity'), false) AS triggered) tr "
-    "CROSS JOIN LATERAL (SELECT tr.triggered, kiln_due_at(k.now, m.timezone, "
+    "CROSS JOIN LATERAL (SELECT tr.triggered, kiln_due_at_reply(k.now, m.timezone, "
     "  m.window_start_hour, m.window_end_hour, g.target, g.done, ml.next_at, NOT tr.triggered, "
-    "  m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active') AS due) e "
+    "  m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active', "
+    "  kiln_reply_due(m.id, k.now)) AS due) e "
     "WHERE ml.mailbox_id = ANY ($1::bigint[]) AND ml.lease_id IS NULL "
     "ORDER BY eligible DESC, coalesce(d.sent, 0)::float8 / nullif(g.target, 0) NULLS LAST, "
     "m.last_send_at NULLS FIRST, ml.mailbox_id"};

@@ -103,7 +103,7 @@ if ! api "$STACK_URL/api/plans" | grep -q '"name":"demo"'; then
     # quiet hours (the demo users sit in three time zones), a third of mail answered.
     api -d '{"name":"demo","ramp_start":10,"ramp_step":5,"daily_max":40,"cooldown_min_s":5,
              "cooldown_max_s":15,"user_hourly_cap":5000,"user_minute_cap":200,
-             "dwell_median_min":1,"dwell_max_min":3,"quiet_start_hour":0,"quiet_end_hour":0,
+             "dwell_median_min":1,"dwell_max_min":2,"quiet_start_hour":0,"quiet_end_hour":0,
              "reply_rate":0.3}' \
         "$STACK_URL/api/plans" >/dev/null
     plan_id=$(api "$STACK_URL/api/plans" | /usr/bin/python3 -c \

@@ -77,8 +77,8 @@ static const char *ib_check_command(const char *p, const char *end)
         return NULL;
     p = sp + 1;
     static const char *const plain[] = {
-        "CAPABILITY", "NOOP",   "STARTTLS", "NAMESPACE", "LOGOUT", "LOGIN",        "ID",
-        "LIST",       "SELECT", "EXAMINE",  "CREATE",    "IDLE",   "AUTHENTICATE", "STATUS"};
+        "CAPABILITY", "NOOP",   "UNSELECT", "STARTTLS", "NAMESPACE", "LOGOUT",       "LOGIN", "ID",
+        "LIST",       "SELECT", "EXAMINE",  "CREATE",   "IDLE",      "AUTHENTICATE", "STATUS"};
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
         if (ib_word_is(p, end, plain[i]))
             return NULL;

@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum op { FEED, TICK, WAKE, STOP, CLOSE };
+enum op { FEED, TICK, WAKE, STOP, CLOSE, VISIT };
 
 typedef struct step {
     int op;
@@ -114,6 +114,9 @@ static void run(const imap_inbox_job *job, const step *steps, size_t nsteps, siz
             break;
         case CLOSE:
             imap_inbox_eof(ib);
+            break;
+        case VISIT:
+            imap_inbox_visit(ib, st->now_ms);
             break;
         }
         buf *out = imap_inbox_output(ib);
@@ -799,6 +802,69 @@ static void test_pipeline_status_skips_unchanged_folders(void **state)
     }
 }
 
+/* job.keep: after its work the session stays logged in (no LOGOUT); imap_inbox_visit
+ * sends the STATUS of both folders in one write; a visit after one that selected a
+ * folder puts an UNSELECT ahead of them in the same write; stop logs out at once. A kept
+ * connection the server closes ends the session (unavailable), nothing sent. */
+#define CAPS_KEEP CAPS_ALL " UNSELECT"
+#define KEPT_LOGIN                                                                                 \
+    {FEED, GREETING, PIPED_LOGIN, 0},                                                              \
+    {                                                                                              \
+        FEED,                                                                                      \
+            "K1 OK [CAPABILITY " CAPS_KEEP "] Logged in\r\n* CAPABILITY " CAPS_KEEP                \
+            "\r\nK2 OK done\r\n* STATUS INBOX (UIDNEXT 5 UIDVALIDITY 7)\r\nK3 OK done\r\n"         \
+            "* STATUS INBOX.Junk (UIDNEXT 11 UIDVALIDITY 8)\r\nK4 OK done\r\n",                    \
+            NULL, 0                                                                                \
+    }
+static void test_keep_visits_on_the_same_connection(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        KEPT_LOGIN,
+        {VISIT, NULL, "K5 STATUS INBOX" STATUS_ITEMS "K6 STATUS INBOX.Junk" STATUS_ITEMS, 60000},
+        {FEED,
+         "* STATUS INBOX (UIDNEXT 6 UIDVALIDITY 7)\r\nK5 OK done\r\n"
+         "* STATUS INBOX.Junk (UIDNEXT 11 UIDVALIDITY 8)\r\nK6 OK done\r\n",
+         "K7 SELECT INBOX\r\n", 60000},
+        {FEED, SELECTED("7", "6") "K7 OK done\r\n", "K8 UID FETCH 5:* " FETCH_ITEMS, 60000},
+        {FEED,
+         "* 4 FETCH (UID 5 FLAGS () " SEC " {{Message-ID: " ID1 "\r\n\r\n}})\r\nK8 OK done\r\n",
+         NULL, 60000},
+        {VISIT, NULL,
+         "K9 UNSELECT\r\nK10 STATUS INBOX" STATUS_ITEMS "K11 STATUS INBOX.Junk" STATUS_ITEMS,
+         120000},
+        {FEED,
+         "K9 OK done\r\n* STATUS INBOX (UIDNEXT 6 UIDVALIDITY 7)\r\nK10 OK done\r\n"
+         "* STATUS INBOX.Junk (UIDNEXT 11 UIDVALIDITY 8)\r\nK11 OK done\r\n",
+         NULL, 120000},
+        {STOP, NULL, "K12 LOGOUT\r\n", 130000},
+        {FEED, BYE_OK("K12"), NULL, 130000},
+    };
+    static const step closed[] = {
+        KEPT_LOGIN,
+        {CLOSE, NULL, NULL, 30000},
+        {VISIT, NULL, NULL, 60000}, /* over: nothing to visit */
+    };
+    imap_inbox_job job = {.folders = dovecot_state,
+                          .nfolders = 2,
+                          .trust_stored_roles = true,
+                          .pipeline = true,
+                          .keep = true};
+    for (size_t split = 0; split < 40; split += 7) {
+        run_result res;
+        RUN(&job, steps, split, &res);
+        expect_events(&res,
+                      "login\nstate INBOX inbox 7 last=4\nstate INBOX.Junk junk 8 last=10\n"
+                      "found INBOX inbox 7/5 " ID1 " flags=[] ar=- irt=- subj=-\n"
+                      "state INBOX inbox 7 last=5\nstate INBOX.Junk junk 8 last=10\n"
+                      "state INBOX inbox 7 last=5\nstate INBOX.Junk junk 8 last=10\n",
+                      IMAP_OUT_OK);
+        RUN(&job, closed, split, &res);
+        expect_events(&res, "login\nstate INBOX inbox 7 last=4\nstate INBOX.Junk junk 8 last=10\n",
+                      IMAP_OUT_UNAVAILABLE);
+    }
+}
+
 /* A first visit: NAMESPACE and LIST in one write, then STATUS of the three roles; the
  * never-watched folders start at UIDNEXT - 1 without SELECT; answers out of order, a
  * STATUS refused for the warmup folder (SELECT then says why), and a recreated Junk
@@ -1051,6 +1117,7 @@ int main(void)
         cmocka_unit_test(test_pipeline_status_skips_unchanged_folders),
         cmocka_unit_test(test_pipeline_first_visit),
         cmocka_unit_test(test_pipeline_idle_and_throttle),
+        cmocka_unit_test(test_keep_visits_on_the_same_connection),
         cmocka_unit_test(test_throttled_bye_and_alert),
         cmocka_unit_test(test_msgid_shape_and_bad_jobs),
         cmocka_unit_test(test_checker_catches_sequence_number_commands),

@@ -51,6 +51,39 @@ static void assert_rate(const char *what, long hits, long n, double p)
         fail_msg("%s: expected %.4f +- %.4f over %ld, got %.4f", what, p, 5.0 * sd, n, obs);
 }
 
+/* Filing follows the reading by 1-10 minutes; a plan whose median dwell is under 10
+ * minutes (the demo's 1 minute) files within half to one and a half medians. */
+static void test_file_delay_follows_a_quick_plan(void **state)
+{
+    (void)state;
+    int32_t medians[] = {1800, 60};
+    int64_t lo[] = {60, 30}, hi[] = {600, 90};
+    for (int k = 0; k < 2; k++) {
+        engage_params p = quiet_free();
+        p.untouched_rate = 0.0;
+        p.open_rate = 1.0;
+        p.dwell_median_s = medians[k];
+        p.dwell_max_s = 2 * medians[k];
+        engage_rng r;
+        engage_rng_seed(&r, 42);
+        int64_t min_d = INT64_MAX, max_d = 0;
+        for (int i = 0; i < 2000; i++) {
+            engage_found f = inbox_found(1780000000);
+            engage_out o;
+            assert_int_equal(engage_plan_for_found(&p, &f, &r, &o), 0);
+            const engage_action *mark = find_kind(&o, ENGAGE_MARK);
+            const engage_action *file = find_kind(&o, ENGAGE_FILE);
+            assert_non_null(mark);
+            assert_non_null(file);
+            int64_t d = file->at_s - mark->at_s;
+            min_d = d < min_d ? d : min_d;
+            max_d = d > max_d ? d : max_d;
+        }
+        assert_true(min_d >= lo[k] && max_d <= hi[k]);
+        assert_true(max_d - min_d > (hi[k] - lo[k]) / 2); /* spread, not one value */
+    }
+}
+
 static void test_rates_hold_over_100000_samples(void **state)
 {
     (void)state;
@@ -429,6 +462,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rates_hold_over_100000_samples),
+        cmocka_unit_test(test_file_delay_follows_a_quick_plan),
         cmocka_unit_test(test_dwell_is_heavy_tailed_and_capped),
         cmocka_unit_test(test_never_due_at_night_local_across_zones_and_dst),
         cmocka_unit_test(test_quiet_hours_move_to_the_morning),

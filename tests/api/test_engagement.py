@@ -4,6 +4,7 @@ naming the field with nothing created), replies leased as ordinary sends with th
 threading and under the plan's daily cap, the inbox side's sequence for a found message
 (inputs from the database, the policy, the reply; engage_found_client), and the time zone
 spans the policy reads."""
+import datetime
 import os
 import subprocess
 import sys
@@ -253,6 +254,50 @@ def part_found_to_reply():
     ok("test_the_scheduled_reply_is_leased_the_next_local_day")
 
 
+def part_reply_paced():
+    """A due reply lifts pacing for its slot (028): a mailbox ahead of its pace sends the
+    reply when it is due, not at its next paced slot hours later."""
+    # Two a day over a 0-24 window: paced at 00:00 and 12:00. No quiet hours.
+    plan = make_plan("paced-reply", ramp_start=2, ramp_step=0, daily_max=2, reply_rate=1.0,
+                     untouched_rate=0.0, dwell_median_min=20, dwell_max_min=120,
+                     quiet_start_hour=0, quiet_end_hour=0)
+    ua = make_user("paced-a", plan["id"])
+    ub = make_user("paced-b", plan["id"])
+    a = leasable(ua["id"], "alice@a.test")
+    b = leasable(ub["id"], "bob@b.test")
+    tok = make_agent("host-a")
+    set_clock(utc(2026, 3, 10, 1, 0))
+    day = lease_all(tok)
+    for ans in day:
+        report(tok, ans["lease_id"], [sent(s["id"]) for s in all_sends(ans)])
+    parent = [s for ans in day for s in slot_of(ans, a["id"])]
+    check(len(parent) == 1 and len([s for ans in day for s in slot_of(ans, b["id"])]) == 1,
+          "01:00: one paced send each: %r" % day)
+    parent = parent[0]
+    check(lease(tok)["mailboxes"] == [], "01:00: both ahead of their pace: nothing more")
+    found_s = int(utc(2026, 3, 10, 1, 0).timestamp())
+    lines = found_client(parent["id"], "inbox", 11, found_s)
+    reply_at = int(fields([l for l in lines if l.startswith("plan ")][0])["reply_at"])
+    check(found_s < reply_at <= found_s + 4 * 3600,
+          "the reply is due within two dwells: %r" % lines)
+    due = int(psql("SELECT extract(epoch FROM due_at)::bigint FROM mailbox_leasing "
+                   "WHERE mailbox_id = %d" % b["id"])[0])
+    check(due == reply_at, "bob's due time is the reply's (%d), not 12:00: %d" % (reply_at, due))
+    set_clock(datetime.datetime.fromtimestamp(reply_at, datetime.timezone.utc))
+    got = lease_all(tok)
+    bob = [s for ans in got for s in slot_of(ans, b["id"])]
+    check(len(bob) == 1 and bob[0].get("in_reply_to") == parent["message_id"]
+          and bob[0]["to"] == "alice@a.test",
+          "at the reply's due time bob's one slot is the reply: %r" % got)
+    check([s for ans in got for s in slot_of(ans, a["id"])] == [],
+          "alice is still ahead of her pace: no slot")
+    at = int(psql("SELECT extract(epoch FROM scheduled_at)::bigint FROM sends WHERE id = %d"
+                  % bob[0]["id"])[0])
+    check(reply_at <= at < reply_at + 3600, "the reply's slot is at its due time: %d vs %d"
+          % (at, reply_at))
+    ok("test_a_due_reply_lifts_pacing_for_its_slot")
+
+
 def part_tz_spans():
     # New York springs forward on 2026-03-08 at 07:00 UTC (02:00 EST -> 03:00 EDT).
     rows = psql("SELECT from_s, offset_s FROM kiln_tz_spans('America/New_York', "
@@ -266,7 +311,8 @@ def part_tz_spans():
 
 
 PARTS = {"plans": part_plans, "reply_lease": part_reply_lease,
-         "found_to_reply": part_found_to_reply, "tz_spans": part_tz_spans}
+         "found_to_reply": part_found_to_reply, "tz_spans": part_tz_spans,
+         "reply_paced": part_reply_paced}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in PARTS:

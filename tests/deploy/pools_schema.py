@@ -11,13 +11,11 @@ pool, and both pools send. Moving a user (an offline operation) carries its mail
 mailbox created later joins its owner's pool; a tenant token carries its pool ("kiln2_").
 Run by with_stack.sh (one cell) with KILN_PAIR_GAP_DAYS=0."""
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "leasing"))
-from kiln_test import (SRC, admin, call, check, expect, expect_error, make_mailbox,  # noqa: E402
-                       make_plan, make_user, ok, psql, stack_bash)
+from kiln_test import (admin, call, check, expect, expect_error, make_mailbox,  # noqa: E402
+                       make_plan, make_user, migrate_before, ok, psql, stack_bash)
 from leaselib import make_agent, lease, report, sent, all_sends, set_clock, utc  # noqa: E402
 
 # Tables of the whole cell, not of a tenant: configuration copied to every cell (plans,
@@ -84,15 +82,9 @@ def test_every_table_reaches_the_pool_key():
 
 def test_upgrade_adds_the_pool_without_rewriting():
     db_psql("postgres", "CREATE DATABASE kiln_up")
-    old = tempfile.mkdtemp(prefix="kiln-mig-")
     try:
-        mig = os.path.join(SRC, "sql", "migrations")
-        os.mkdir(os.path.join(old, "migrations"))
-        for n in sorted(os.listdir(mig)):
-            if n.endswith(".sql") and n < "024":
-                shutil.copy(os.path.join(mig, n), os.path.join(old, "migrations", n))
+        migrate_before("kiln_up", "024")
         up = 'KILN_DB="host=$STACK_PGSOCK port=$STACK_PG_PORT dbname=kiln_up user=postgres" '
-        stack_bash(up + 'KILN_SQL_DIR="$1" "$STACK_BUILD/api/kiln-api" migrate', old)
         db_psql("kiln_up", """
 INSERT INTO plans (name, ramp_start, ramp_step, daily_max) VALUES ('p', 5, 2, 30);
 INSERT INTO users (name, plan_id) SELECT 'u' || i, 1 FROM generate_series(1, 3) i;
@@ -111,7 +103,6 @@ FROM generate_series(1, 2000) i;""")
         check(pools == ["1/1"], "rows from before 024 are in pool 1: %s" % pools)
         db_psql("kiln_up", "ALTER TABLE mailboxes VALIDATE CONSTRAINT mailboxes_user_pool_fkey")
     finally:
-        shutil.rmtree(old)
         db_psql("postgres", "DROP DATABASE IF EXISTS kiln_up WITH (FORCE)")
     ok("023 -> 024 with 2,000 mailboxes: no rewrite, old rows in pool 1, the (user, pool) key "
        "validates")

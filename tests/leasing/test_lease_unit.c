@@ -135,6 +135,43 @@ static void test_pacing_spreads_the_quota_over_the_window(void **state)
     assert_int_equal(out[1].at_s - out[0].at_s, 60);
 }
 
+/* A due reply lifts pacing for its slot (028): a mailbox ahead of its pace still sends
+ * its reply at the reply's due time, never before its cooldown, and only one slot per
+ * reply leaves the grid; a mailbox behind its pace keeps its earlier slot. */
+static void test_due_reply_lifts_pacing_for_its_slot(void **state)
+{
+    fixture *f = *state;
+    lease_mailbox m = mailbox();
+    m.triggered = false;
+    m.window_start_s = NOW - 3600;
+    m.window_end_s = NOW + 3 * 3600;
+    m.target = 4; /* paced: one send an hour from the window's open */
+    m.done = 2;   /* ahead: the third send is not due before an hour from now */
+    m.last_send_s = NOW - 600;
+    lease_slot out[8];
+    int64_t next_at, wake;
+    assert_int_equal(lease_plan_mailbox(plan(f), &m, 8, out, &next_at, &wake), 0);
+    assert_int_equal(wake, NOW + 3600);
+    int64_t due[] = {NOW + 120};
+    m.reply_due_s = due;
+    m.nreply_due = 1;
+    int n = lease_plan_mailbox(plan(f), &m, 8, out, &next_at, &wake);
+    assert_int_equal(n, 1); /* the reply's slot; the fourth send stays on the grid */
+    assert_int_equal(out[0].at_s, NOW + 120);
+    /* never before the cooldown after the last send */
+    m.last_send_s = NOW + 100;
+    n = lease_plan_mailbox(plan(f), &m, 8, out, &next_at, &wake);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].at_s, NOW + 160);
+    /* behind its pace: the paced slot (now) comes first, not the reply's later one */
+    m.last_send_s = 0;
+    m.done = 0;
+    due[0] = NOW + 300;
+    n = lease_plan_mailbox(plan(f), &m, 8, out, &next_at, &wake);
+    assert_true(n >= 1);
+    assert_int_equal(out[0].at_s, NOW);
+}
+
 static void test_first_slot_waits_for_last_send_plus_cooldown_and_next_at(void **state)
 {
     fixture *f = *state;
@@ -413,6 +450,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pacing_spreads_the_quota_over_the_window, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_due_reply_lifts_pacing_for_its_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_first_slot_waits_for_last_send_plus_cooldown_and_next_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_slot_outside_the_window, setup, teardown),

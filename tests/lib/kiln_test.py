@@ -123,6 +123,25 @@ def make_mailbox(user_id, address, token=None, **kw):
     return expect(r, 201, "create mailbox " + address)
 
 
+def migrate_before(dbname, version):
+    """Migrates database dbname (on the stack's PostgreSQL, created by the caller) with the
+    migrations numbered below version only: the schema an older release left (upgrade
+    tests). `kiln-api migrate` against it afterwards applies the rest."""
+    import shutil
+    import tempfile
+    old = tempfile.mkdtemp(prefix="kiln-mig-")
+    try:
+        mig = os.path.join(SRC, "sql", "migrations")
+        os.mkdir(os.path.join(old, "migrations"))
+        for n in sorted(os.listdir(mig)):
+            if n.endswith(".sql") and n < version:
+                shutil.copy(os.path.join(mig, n), os.path.join(old, "migrations", n))
+        stack_bash('KILN_DB="host=$STACK_PGSOCK port=$STACK_PG_PORT dbname=$2 user=postgres" '
+                   'KILN_SQL_DIR="$1" "$STACK_BUILD/api/kiln-api" migrate', old, dbname)
+    finally:
+        shutil.rmtree(old)
+
+
 def ok(name):
     print("ok - " + name)
 

@@ -9,6 +9,7 @@ CPU of the client and of Dovecot is read from /proc over the steady part of the 
 and the ratios (CPU per visit, RSS).
   bench.py BUILD_DIR [ACCOUNTS] [DURATION_S]
 Env: KILN_BENCH_INBOX_ACCOUNTS, KILN_BENCH_INBOX_DURATION_S, KILN_BENCH_MAX_CONNS (100),
+KILN_BENCH_KILN_MAX_CONNS and KILN_BENCH_KILN_CONNS_PER_MIN (kiln's own cap and connect rate),
 KILN_BENCH_CLIENTS (kiln-agent,imapflow: which run), KILN_BENCH_PERF (a perf.data path:
 perf record -g of kiln-agent over the window), KILN_BENCH_KEEP=1 (keep the work dir)."""
 import json
@@ -241,9 +242,14 @@ def main():
         # kiln's is the peer's plus the IDLE class); no connect-rate cap (the legacy
         # 200/min is per provider; this one local server stands for all of them).
         kiln_conns = str(int(conns) + classes.count("high"))
+        # KILN_BENCH_KILN_MAX_CONNS / _CONNS_PER_MIN: kiln's own cap and connect rate (a cap
+        # that holds every inbox lets kiln keep its polled connections between polls; the
+        # rate then paces the first pass's logins, which a cap of 100 paced before)
+        kiln_conns = os.environ.get("KILN_BENCH_KILN_MAX_CONNS", kiln_conns)
+        kiln_rate = os.environ.get("KILN_BENCH_KILN_CONNS_PER_MIN", "1000000")
         clients.append(("kiln-agent", [agent, "inbox", "--file", os.path.join(WORK, "inboxes.json"),
                                        "--duration", str(duration), "--server-max-conns", kiln_conns,
-                                       "--server-conns-per-min", "1000000"]))
+                                       "--server-conns-per-min", kiln_rate]))
     else:
         print("kiln-agent has no `inbox` command in this build: only the peer runs")
     if os.path.isdir(os.path.join(node_dir, "node_modules", "imapflow")):

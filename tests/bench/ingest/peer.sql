@@ -7,7 +7,9 @@
 -- the row's rest: as many rows per event as kiln wrote in the same run, "acts_per_1000",
 -- and as many planned actions in rest per row, "rest_per_1000") with their counters, and
 -- the replies
--- (the same share, "replies_per_1000", through kiln_schedule_reply as kiln does). Each
+-- (the same share, "replies_per_1000", through kiln_schedule_replies as kiln does). The
+-- clock (kiln_now(), a read of kiln_clock) is read once per statement and the time columns
+-- written explicitly, as kiln's statements do since 026. Each
 -- transaction takes the next "batch" sends of the peer's half (a sequence numbers them);
 -- role and flags follow the send id as in driver.py. No pgbench variables in comments:
 -- pgbench would bind them as parameters of the next statement.
@@ -22,29 +24,33 @@ WITH x AS (
          (enum_range(NULL::mail_provider))[1 + s.recipient_id % 4] AS provider,
          s.id % 4294967295 + 1 AS uid
   FROM sends s WHERE s.id >= :lo::bigint AND s.id < :hi::bigint AND s.id < :last::bigint),
-im AS (INSERT INTO inbox_messages (mailbox_id, send_id, folder, role, uidvalidity, uid, flags)
-  SELECT mb, id, folder, role::folder_role, 1, uid, flags FROM x ORDER BY mb, id),
+k AS MATERIALIZED (SELECT kiln_now() AS now),
+im AS (INSERT INTO inbox_messages (mailbox_id, send_id, folder, role, uidvalidity, uid, flags,
+                                   found_at)
+  SELECT mb, id, folder, role::folder_role, 1, uid, flags, k.now FROM x, k ORDER BY mb, id),
 pl AS (INSERT INTO placements (send_id, mailbox_id, recipient_id, placement, folder, found_at,
-                               provider, spf, dkim, dmarc)
-  SELECT id, sender, mb, role::placement_folder, folder, kiln_now(), provider, 'pass', 'pass',
-         'pass' FROM x ORDER BY id RETURNING provider, placement),
+                               decided_at, provider, spf, dkim, dmarc)
+  SELECT id, sender, mb, role::placement_folder, folder, k.now, k.now, provider, 'pass', 'pass',
+         'pass' FROM x, k ORDER BY sender, id RETURNING provider, placement),
 pc AS (INSERT INTO counters (name, label, shard, value)
   SELECT 'placement', provider::text || ':' || placement::text, (:b::bigint % 16)::smallint, count(*)
   FROM pl GROUP BY 2 ORDER BY 2
   ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value),
 ac AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, flags,
-                                  target, not_before, rest)
+                                  target, not_before, rest, created_at)
   SELECT mb, id, (ARRAY['mark', 'file', 'prune', 'rescue']::inbox_action_kind[])[1 + id % 4],
          folder, 1, uid, CASE WHEN id % 4 = 0 THEN '{\\Seen}' ELSE '{}' END::text[],
          CASE id % 4 WHEN 1 THEN 'warmup' WHEN 3 THEN 'inbox' END::folder_role,
-         kiln_now() + interval '1 hour',
+         k.now + interval '1 hour',
          (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                      'k', (ARRAY['file', 'prune', 'mark'])[g], 't', CASE g WHEN 1 THEN 'warmup' END,
                      'at', 1800000000 + g * 3600)) ORDER BY g)
-          FROM generate_series(1, 3) g WHERE g * 1000 <= :rest_per_1000::int + (id * 13) % 1000)
-  FROM x WHERE (id * 7) % 1000 < :acts_per_1000::int ORDER BY id RETURNING kind),
+          FROM generate_series(1, 3) g WHERE g * 1000 <= :rest_per_1000::int + (id * 13) % 1000),
+         k.now
+  FROM x, k WHERE (id * 7) % 1000 < :acts_per_1000::int ORDER BY id RETURNING kind),
 acn AS (INSERT INTO counters (name, label, shard, value)
   SELECT 'actions', kind::text || ':' || 'issued', (:b::bigint % 16)::smallint, count(*) FROM ac GROUP BY 2
   ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value)
-SELECT count(kiln_schedule_reply(id, kiln_now() + interval '2 hours')) FROM x
-WHERE id % 1000 < :replies_per_1000::int;
+SELECT kiln_schedule_replies(coalesce(array_agg(id ORDER BY id), '{}'),
+                             coalesce(array_agg(extract(epoch FROM k.now)::bigint + 7200 ORDER BY id), '{}'))
+FROM x, k WHERE id % 1000 < :replies_per_1000::int;

@@ -36,7 +36,10 @@ export KILN_THREADS=${KILN_THREADS:-8} KILN_LOG_LEVEL=warn
 stack_init "$var" "$build"
 # pg_stat_statements: where the database's time goes, printed per statement below.
 stack_pg_up
-echo "shared_preload_libraries = 'pg_stat_statements'" >>"$STACK_PGDATA/postgresql.conf"
+# (track_planning: a statement with 500-element array parameters is planned per call
+# when its custom plans cost less than the generic one; the planning shows apart.)
+printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on\n" \
+    >>"$STACK_PGDATA/postgresql.conf"
 stack_pg_down
 stack_pg_up
 stack_psql -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
@@ -106,9 +109,10 @@ stack_as_pg "$(stack_pg_bin)/pg_waldump" -p "$STACK_PGDATA/pg_wal" -s "$(tail -1
     -e "$(tail -1 "$var/w1" | /usr/bin/python3 -c 'import sys; n = int(sys.stdin.read()); print("%X/%X" % (n >> 32, n & 0xffffffff))')" \
     2>/dev/null | /usr/bin/python3 "$here/walrel.py" "$var/relnames" "$events" >"$var/walrel" || true
 # The database's time per statement over kiln's run, per event.
-stack_psql -tA -F '|' -c "SELECT round((total_exec_time * 1000 / $n)::numeric, 1), calls,
+stack_psql -tA -F '|' -c "SELECT round((total_exec_time * 1000 / $n)::numeric, 1),
+    round((total_plan_time * 1000 / $n)::numeric, 1), calls,
     left(regexp_replace(query, '\s+', ' ', 'g'), 70) FROM pg_stat_statements
-    WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 10" >"$var/statements"
+    WHERE calls > 0 ORDER BY total_exec_time + total_plan_time DESC LIMIT 10" >"$var/statements"
 [ "$applied" -eq "$events" ] || { echo "kiln applied $applied of $events events (dup $dups, ignored $ignored)" >&2; exit 1; }
 # What one event wrote (the peer writes as much): actions and replies per find.
 read -r acts rest replies < <(stack_psql -tA -F ' ' -c "SELECT (SELECT count(*) FROM inbox_actions),
@@ -146,7 +150,7 @@ echo "(us/ev: CPU microseconds per event of PostgreSQL, and of PostgreSQL + kiln
 echo " kiln-api alone: $(us "$api0" "$api1" "$events") us/ev. The box's 2 cores give at most"
 echo " 2,000,000 / (all us/ev) events/s whatever its load.)"
 echo
-echo "PostgreSQL time per event over kiln's run, by statement (us/event, calls):"
+echo "PostgreSQL time per event over kiln's run, by statement (us/event executing, planning; calls):"
 sed 's/^/  /' "$var/statements"
 echo
 echo "rows per event: actions $(awk -v a="$acts" -v e="$events" 'BEGIN {printf "%.2f", a / e}')" \
