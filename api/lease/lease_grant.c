@@ -98,8 +98,8 @@ static bool check_texts(grant *g)
 }
 
 /* Pair history (the senders are locked by this transaction, so nobody adds to it),
- * recipient candidates and content, read once per call. Twice the slots is enough
- * spread (each candidate takes several inbound per day). */
+ * recipient candidates (lease_plan_window: as many as the call can grant) and content,
+ * read once per call. */
 static bool load_pool(grant *g)
 {
     const app_config *cfg = &g->rq->app->cfg;
@@ -107,16 +107,17 @@ static bool load_pool(grant *g)
     int64_t *senders = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *senders);
     g->users = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *g->users);
     int n = 0;
+    int64_t left = 0;
     for (int i = 0; i < g->nrows; i++) {
         if (g->texts[i].left_out)
             continue;
         senders[n] = g->rows[i].m.id;
         g->users[n++] = g->rows[i].m.user_id;
+        const lease_mailbox *m = &g->rows[i].m;
+        left += m->target > m->done ? m->target - m->done : 0;
     }
     g->nusers = n;
-    int64_t ncand_want = g->req->max_sends * 2 < 200 ? 200 : g->req->max_sends * 2;
-    if (ncand_want > 20000)
-        ncand_want = 20000;
+    int64_t ncand_want = lease_plan_window(g->req->max_sends, left);
     return lease_store_load_pool(g->rq->db, a, senders, n, cfg->pair_gap_days, ncand_want,
                                  cfg->recipients_require_inbox != 0, &g->pool) &&
            lease_reply_load(g->rq->db, a, senders, n, g->ttl_s, &g->pool, &g->replies);

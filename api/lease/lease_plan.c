@@ -399,6 +399,12 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
     return n;
 }
 
+int64_t lease_plan_window(int64_t max_sends, int64_t left_today)
+{
+    int64_t n = left_today < max_sends ? left_today : max_sends;
+    return n < LEASE_PLAN_MIN_WINDOW ? LEASE_PLAN_MIN_WINDOW : n;
+}
+
 size_t lease_plan_deltas(const lease_plan *p, lease_bucket_delta *out, size_t max)
 {
     size_t n = 0;

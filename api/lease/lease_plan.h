@@ -113,6 +113,14 @@ double lease_plan_score(lease_plan *p, const lease_mailbox *m, const lease_candi
  * hint). */
 int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lease_slot *out,
                        int64_t *next_at_s, int64_t *wake_s);
+/* How many recipient candidates a lease reads: as many as it can grant slots
+ * (max_sends, or what its senders have left today when less), at least
+ * LEASE_PLAN_MIN_WINDOW. Each slot scores up to 256 of them from a random cursor and a
+ * candidate takes up to the recipient cap a day, so a window the size of the lease fills
+ * it; reading the window (each candidate with its ledger probes) was the largest share
+ * of PostgreSQL's time per lease at twice that (docs/benchmarks.md "Leasing"). */
+#define LEASE_PLAN_MIN_WINDOW 200
+int64_t lease_plan_window(int64_t max_sends, int64_t left_today);
 /* The buckets this lease added to, for writing back. */
 size_t lease_plan_deltas(const lease_plan *p, lease_bucket_delta *out, size_t max);
 

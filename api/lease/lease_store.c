@@ -201,10 +201,14 @@ static const db_stmt Q_GRANT = {
 /* The grant's counters, last before commit (docs/leasing.md "Caps"): each row the plan
  * filled moves only while it stays within its cap; a row another grant holds makes this
  * one wait for its commit and re-check against the committed count, so the caps are
- * exact with no lock around planning. Key order, the same in every grant (recipients,
- * then users' buckets, then the global buckets everyone shares, held shortest): no
- * deadlock between grants. The counts returned fall short when a cap would be passed;
- * the caller then rolls back to its savepoint and plans again. */
+ * exact with no lock around planning. Key order, the same in every grant and in a plan
+ * again's Q_BUCKETS_LOCK: users' buckets, then the global buckets, then recipients (bk
+ * is read first, so it runs first); no deadlock between grants. Recipients first would
+ * hold the global rows for less (not through ~2,000 recipient upserts), but a plan again
+ * locks its buckets before it knows its recipients, so a grant holding a recipient while
+ * it waits for a bucket deadlocks with it (leasing_caps and leasing_concurrent did when
+ * issue 15's second pass tried it). The counts returned fall short when a cap would be
+ * passed; the caller then rolls back to its savepoint and plans again. */
 static const db_stmt Q_RESERVE = {
     "agent_reserve",
     "WITH bk AS (INSERT INTO slot_buckets (user_id, width_s, at, n, cap) "

@@ -25,6 +25,24 @@ def make_pool(plan_id, prefix, users, per_user):
     expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
 
 
+def clone_mailboxes(first, owner_id, user_prefix, per_user):
+    """per_user mailboxes (x0.. on 0-24 UTC, warmup from 2026-03-01) for every user whose
+    name starts with user_prefix, straight into the table, copying first's sealed secret
+    (the API would take minutes for hundreds); owner_id's x0 is first itself. Returns how
+    many mailboxes there are."""
+    psql("""INSERT INTO mailboxes (user_id, address, display_name, smtp_host, smtp_port,
+              smtp_security, smtp_username, smtp_secret, smtp_allow_plaintext_auth, timezone,
+              window_start_hour, window_end_hour, warmup_start)
+            SELECT u.id, 'x' || g || '@' || u.name || '.test', 'X ' || g, s.smtp_host,
+              s.smtp_port, s.smtp_security, s.smtp_username, s.smtp_secret,
+              s.smtp_allow_plaintext_auth, 'UTC', 0, 24, '2026-03-01'
+            FROM users u CROSS JOIN generate_series(0, %d) g
+            CROSS JOIN (SELECT * FROM mailboxes WHERE id = %d) s
+            WHERE u.name LIKE '%s%%' AND (u.id <> %d OR g > 0)"""
+         % (per_user - 1, first["id"], user_prefix, owner_id))
+    return int(psql("SELECT count(*) FROM mailboxes")[0])
+
+
 def set_clock(ts):
     """Moves kiln_now() to the given aware datetime."""
     psql("UPDATE kiln_clock SET offset_s = extract(epoch FROM '%s'::timestamptz - now())"

@@ -11,7 +11,7 @@ run and the test can fail); no slot was handed out twice; counters agree with th
 import datetime
 import threading
 import time
-from leaselib import make_agent, set_clock, sent, all_sends, utc, invariants
+from leaselib import make_agent, set_clock, sent, all_sends, utc, invariants, clone_mailboxes
 from kiln_test import call, check, expect, admin, make_plan, make_user, make_mailbox, psql, ok
 
 GLOBAL_MINUTE, GLOBAL_HOUR, RECIPIENT_DAY = 24, 150, 8  # see CMakeLists.txt
@@ -28,17 +28,7 @@ users = [make_user("k%d" % i, plans["capa" if i % 2 else "capb"]["id"]) for i in
 first = make_mailbox(users[0]["id"], "x0@k0.test", timezone="UTC",
                      window={"start_hour": 0, "end_hour": 24}, warmup_start="2026-03-01")
 # The rest copy the first one's sealed secret: the API would take minutes for 256.
-psql("""INSERT INTO mailboxes (user_id, address, display_name, smtp_host, smtp_port,
-          smtp_security, smtp_username, smtp_secret, smtp_allow_plaintext_auth, timezone,
-          window_start_hour, window_end_hour, warmup_start)
-        SELECT u.id, 'x' || g || '@' || u.name || '.test', 'X ' || g, s.smtp_host, s.smtp_port,
-          s.smtp_security, s.smtp_username, s.smtp_secret, s.smtp_allow_plaintext_auth, 'UTC',
-          0, 24, '2026-03-01'
-        FROM users u CROSS JOIN generate_series(0, %d) g
-        CROSS JOIN (SELECT * FROM mailboxes WHERE id = %d) s
-        WHERE u.name LIKE 'k%%' AND (u.id <> %d OR g > 0)"""
-     % (PER_USER - 1, first["id"], users[0]["id"]))
-n = int(psql("SELECT count(*) FROM mailboxes")[0])
+n = clone_mailboxes(first, users[0]["id"], "k", PER_USER)
 check(n == USERS * PER_USER, "%d mailboxes, expected %d" % (n, USERS * PER_USER))
 expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
 tokens = [make_agent("caps-%d" % i) for i in range(LEASERS)]

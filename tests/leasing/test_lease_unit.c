@@ -429,6 +429,18 @@ static void test_a_senders_own_ledger_moves_with_its_slots(void **state)
     assert_int_equal(f->cand[3].assigned, 0); /* never its own recipient */
 }
 
+/* The candidate window is the lease's size: max_sends, or what the senders have left
+ * today when less, never under the floor (a small lease still gets spread). */
+static void test_the_candidate_window_is_the_size_of_the_lease(void **state)
+{
+    (void)state;
+    assert_int_equal(lease_plan_window(2000, 3000), 2000);
+    assert_int_equal(lease_plan_window(2000, 1200), 1200);
+    assert_int_equal(lease_plan_window(12, 40), LEASE_PLAN_MIN_WINDOW);
+    assert_int_equal(lease_plan_window(2000, 0), LEASE_PLAN_MIN_WINDOW);
+    assert_int_equal(lease_plan_window(10000, 50000), 10000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -463,6 +475,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_senders_own_ledger_moves_with_its_slots, setup,
                                         teardown),
+        cmocka_unit_test(test_the_candidate_window_is_the_size_of_the_lease),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

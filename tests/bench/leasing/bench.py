@@ -1,4 +1,5 @@
-"""Drives the lease -> report cycle with N concurrent leasers and prints the figures,
+"""Drives the lease -> report -> release cycle with N concurrent leasers, each one
+kiln-agent's control thread (see RELEASE below), and prints the figures,
 each level beside its peers on the same PostgreSQL: pgbench running a bare FOR UPDATE
 SKIP LOCKED claim-100-and-complete loop (queue_peer.sql) with as many clients, and
 graphile-worker in its batched mode (graphile_peer.js; npm-installed at bench time under
@@ -15,7 +16,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "lib"))
-from kiln_test import URL, admin, expect, make_plan, make_user, make_mailbox, psql  # noqa: E402
+from kiln_test import (URL, admin, expect, make_plan, make_user, make_mailbox, psql,  # noqa: E402
+                       stack_bash)
 from proc_cpu import pidfile, tree_cpu  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
@@ -26,6 +28,13 @@ GRAPHILE_JOBS = int(os.environ.get("BENCH_GRAPHILE_JOBS", "600000"))
 USERS, PER_USER = int(os.environ.get("BENCH_USERS", "1000")), 100
 # BENCH_HISTORY_DAYS=N (the history suite): measure at 8 leasers, fill N past days of
 # sends (every mailbox x 30 a day, one partition per day), measure again, time a drop.
+# Each leaser is one kiln-agent's control thread (agent/lease/leasing.c, run.c): one
+# request in flight at a time, its lease's results reported in batches of
+# KILN_AGENT_REPORT_BATCH (here BENCH_REPORT_BATCH, 2,000: one report per lease), then
+# the lease released once all is reported (leasing_release_idle); BENCH_RELEASE=0 skips
+# the release, as this bench did before.
+RELEASE = os.environ.get("BENCH_RELEASE", "1") == "1"
+REPORT_BATCH = int(os.environ.get("BENCH_REPORT_BATCH", "2000"))
 HISTORY_DAYS = int(os.environ.get("BENCH_HISTORY_DAYS", "0"))
 
 plan = make_plan("bench", ramp_start=30, ramp_step=0, daily_max=30, cooldown_min_s=0,
@@ -50,6 +59,10 @@ psql("VACUUM ANALYZE")
 n = int(psql("SELECT count(*) FROM mailboxes")[0])
 print("setup: %d mailboxes in %.1fs" % (n, time.time() - t0), flush=True)
 expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
+# The trigger rewrote every mailbox_leasing row: vacuumed here, as autovacuum would
+# within a minute, so the first picks of the first level do not walk 100,000 dead index
+# entries.
+psql("VACUUM ANALYZE mailbox_leasing")
 
 
 def post(path, body, token):
@@ -88,6 +101,43 @@ def pg_profile(on):
     psql("SELECT pg_reload_conf()")
 
 
+def box_cpu():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def pg_waits(seconds, out):
+    """BENCH_PROFILE=1: what kiln's backends are doing, sampled every 50 ms while a level
+    runs (a wait event, or CPU when none), by statement; the top rows land in out."""
+    n = max(1, int(seconds / 0.05))
+    out.extend(psql("""CREATE TEMP TABLE w (ev text, q text);
+        DO $$ BEGIN FOR i IN 1..%d LOOP
+          PERFORM pg_stat_clear_snapshot();
+          INSERT INTO w SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'),
+            left(regexp_replace(query, '\\s+', ' ', 'g'), 70)
+          FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend'
+            AND datname = 'kiln' AND pid <> pg_backend_pid();
+          PERFORM pg_sleep(0.05);
+        END LOOP; END $$;
+        SELECT count(*) || ' ' || ev || ' ' || q FROM w GROUP BY ev, q ORDER BY count(*) DESC
+        LIMIT 16""" % n))
+
+
+def pg_explain():
+    """BENCH_EXPLAIN=1: every statement of kiln-api over 20 ms logged with its plan
+    (auto_explain, ANALYZE and BUFFERS, functions' statements too); kiln-api restarts so
+    its connections load it."""
+    sets = ["LOAD 'auto_explain'"] + ["ALTER SYSTEM SET %s = %s" % kv for kv in [
+        ("session_preload_libraries", "'auto_explain'"),
+        ("auto_explain.log_min_duration", "'20ms'"), ("auto_explain.log_analyze", "on"),
+        ("auto_explain.log_buffers", "on"), ("auto_explain.log_nested_statements", "on")]]
+    stack_bash('stack_psql -tA "$@"', *[x for q in sets + ["SELECT pg_reload_conf()"]
+                                       for x in ("-c", q)])
+    stack_bash("stack_api_down && stack_api_up")
+
+
 def pg_profile_summary(offset):
     """Total and mean time per prepared statement from the PostgreSQL log."""
     tot = {}
@@ -121,13 +171,16 @@ def level(conc):
             if not ids:
                 time.sleep(0.05)
                 continue
-            t = time.time()
-            r = post("/api/agent/report", {"lease_id": a["lease_id"], "results": [
-                {"send_id": x, "status": "sent", "smtp_code": 250, "latency_ms": 40}
-                for x in ids]}, tokens[i])
-            with lock:
-                rlat.append(time.time() - t)
-            counts[i] += r["applied"]
+            for k in range(0, len(ids), REPORT_BATCH):
+                t = time.time()
+                r = post("/api/agent/report", {"lease_id": a["lease_id"], "results": [
+                    {"send_id": x, "status": "sent", "smtp_code": 250, "latency_ms": 40}
+                    for x in ids[k:k + REPORT_BATCH]]}, tokens[i])
+                with lock:
+                    rlat.append(time.time() - t)
+                counts[i] += r["applied"]
+            if RELEASE:
+                post("/api/agent/release", {"lease_id": a["lease_id"]}, tokens[i])
 
     psql("SELECT pg_stat_clear_snapshot()")
     w0 = pg_writes()
@@ -136,7 +189,12 @@ def level(conc):
     log_at = os.path.getsize(logf) if profile else 0
     if profile:
         pg_profile(True)
+    waits = []
+    sampler = threading.Thread(target=pg_waits, args=(SECONDS * 0.8, waits)) if profile else None
+    if sampler:
+        sampler.start()
     cpu0 = time.process_time()
+    box0 = box_cpu()
     srv0 = server_cpu()
     start = time.time()
     th = [threading.Thread(target=worker, args=(i,)) for i in range(conc)]
@@ -147,6 +205,9 @@ def level(conc):
     el = time.time() - start
     cpu = time.process_time() - cpu0
     srv1 = server_cpu()
+    box1 = box_cpu()
+    if sampler:
+        sampler.join()
     if profile:
         pg_profile(False)
     time.sleep(1)  # let the stats collector catch up
@@ -166,8 +227,14 @@ def level(conc):
              len(lat), (w1[0] - w0[0]) / max(total, 1), w1[1] - w0[1], w1[2],
              100.0 * cpu / el, 100.0 * cpu / el / (os.cpu_count() or 1)), flush=True)
     per = {k: 1e6 * (srv1[k] - srv0[k]) / max(total, 1) for k in srv1}
-    print("leasers=%d cpu_us_per_send: postgres=%.0f kiln-api=%.0f nginx=%.0f"
-          % (conc, per["pg"], per["api"], per["nginx"]), flush=True)
+    print("leasers=%d cpu_us_per_send: postgres=%.0f kiln-api=%.0f nginx=%.0f "
+          "(machine busy %.0f%%, kiln's server side %.0f%% of the machine)"
+          % (conc, per["pg"], per["api"], per["nginx"],
+             100.0 * (box1[0] - box0[0]) / max(box1[1] - box0[1], 1),
+             100.0 * sum(srv1[k] - srv0[k] for k in srv1) / el / (os.cpu_count() or 1)),
+          flush=True)
+    for w in waits:
+        print("  sampled backends:", w)
     if profile:
         pg_profile_summary(log_at)
     return total / el
@@ -298,6 +365,8 @@ if HISTORY_DAYS:
           % (day1, HISTORY_DAYS + 1, dayn, dayn / max(day1, 1), out[0] if out else "none",
              took - base), flush=True)
 else:
+    if os.environ.get("BENCH_EXPLAIN") == "1":
+        pg_explain()
     gw = graphile_install() if os.environ.get("BENCH_PEER", "1") == "1" else None
     for c in [int(x) for x in os.environ.get("BENCH_LEVELS", "1 8 32").split()]:
         kiln = level(c)
@@ -308,5 +377,8 @@ else:
                   % (c, kiln / p if p else 0,
                      " kiln/graphile-worker = %.2f" % (kiln / g) if g else "",
                      " ".join("%.2f" % x for x in os.getloadavg())), flush=True)
+if os.environ.get("BENCH_EXPLAIN_LOG"):
+    shutil.copy(os.path.join(os.environ["KILN_STACK_VAR"], "log", "postgresql.log"),
+                os.environ["BENCH_EXPLAIN_LOG"])
 print("dead tuples by table:", psql("""SELECT string_agg(relname || '=' || n_dead_tup, ' '
       ORDER BY n_dead_tup DESC) FROM pg_stat_user_tables WHERE n_dead_tup > 0"""))

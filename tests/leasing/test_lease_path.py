@@ -1,0 +1,96 @@
+"""The lease path's shape (issue 15, docs/benchmarks.md "Leasing"):
+
+- test_a_lease_fills_from_a_window_its_own_size: 600 mailboxes; a lease of 500 slots over
+  20 senders reads a window of 500 recipient candidates (not 1,000) and still grants all
+  500, every recipient of another user, under its daily cap, no pair twice.
+- test_ending_a_lease_reads_only_its_mailboxes: a release frees the lease's mailboxes
+  through mailbox_leasing_lease_idx (025), without a sequential scan of mailbox_leasing.
+The window's size is lease_plan_window (unit-tested in test_lease_unit.c).
+"""
+from leaselib import (make_agent, lease, report, sent, all_sends, set_clock, utc, invariants,
+                      clone_mailboxes)
+from kiln_test import (admin, call, check, expect, make_plan, make_user,
+                       make_mailbox, psql, ok, stack_bash)
+
+USERS, PER_USER = 30, 20
+# 23:00 on a 0-24 window at 30 a day: ~29 of each mailbox's slots are due by now.
+set_clock(utc(2026, 3, 4, 23, 0, 0))
+plan = make_plan("path", ramp_start=30, ramp_step=0, daily_max=30, cooldown_min_s=0,
+                 cooldown_max_s=0, user_minute_cap=100000, user_hourly_cap=1000000)
+users = [make_user("p0", plan["id"])]
+first = make_mailbox(users[0]["id"], "x0@p0.test", timezone="UTC",
+                     window={"start_hour": 0, "end_hour": 24}, warmup_start="2026-03-01")
+# The rest straight into the tables, copying the first one's sealed secret (the API
+# would take a minute for 600).
+psql("INSERT INTO users (name, plan_id, timezone) SELECT 'p' || g, %d, 'UTC' "
+     "FROM generate_series(1, %d) g" % (plan["id"], USERS - 1))
+n = clone_mailboxes(first, users[0]["id"], "p", PER_USER)
+psql("ANALYZE")
+check(n == USERS * PER_USER, "%d mailboxes, expected %d" % (n, USERS * PER_USER))
+expect(admin("POST", "/api/warmup/control", {"action": "trigger"}), 200, "trigger")
+
+
+def test_a_lease_fills_from_a_window_its_own_size(token):
+    a = lease(token, max_mailboxes=20, max_sends=500)
+    sends = all_sends(a)
+    check(len(sends) == 500, "granted %d of 500 slots" % len(sends))
+    check(len(a["mailboxes"]) <= 20, "%d mailboxes in a lease of 20" % len(a["mailboxes"]))
+    rows = psql("""SELECT s.mailbox_id, s.recipient_id, ms.user_id, mr.user_id
+                   FROM sends s JOIN mailboxes ms ON ms.id = s.mailbox_id
+                   JOIN mailboxes mr ON mr.id = s.recipient_id
+                   WHERE s.lease_id = '%s'""" % a["lease_id"])
+    check(len(rows) == 500, "%d sends rows for the lease" % len(rows))
+    pairs = set()
+    for row in rows:
+        mb, rc, us, ur = row.split("|")
+        check(us != ur, "mailbox %s sent to %s of its own user" % (mb, rc))
+        check((mb, rc) not in pairs, "pair %s -> %s twice in one lease" % (mb, rc))
+        pairs.add((mb, rc))
+    over = psql("SELECT mailbox_id, received FROM mailbox_inbound WHERE received > 50")
+    check(not over, "recipients over their daily cap of 50: %r" % over[:5])
+    report(token, a["lease_id"], [sent(s["id"]) for s in sends])
+    ok("test_a_lease_fills_from_a_window_its_own_size (500 slots, %d recipients)"
+       % len({p[1] for p in pairs}))
+
+
+def end_lease_plans(lease_id):
+    """Runs kiln_end_leases (what a release runs) in a psql session with auto_explain
+    sending every nested statement's plan back as a notice; returns the output."""
+    out = stack_bash('stack_psql -tA "$@" 2>&1', "-c", "LOAD 'auto_explain'",
+                     "-c", "SET auto_explain.log_min_duration = 0",
+                     "-c", "SET auto_explain.log_nested_statements = on",
+                     "-c", "SET auto_explain.log_level = notice",
+                     "-c", "SELECT kiln_end_leases(ARRAY['%s'::uuid], 'cancelled')" % lease_id)
+    return "\n".join(out)
+
+
+def test_ending_a_lease_reads_only_its_mailboxes(token):
+    for how in ("release", "kiln_end_leases"):
+        a = lease(token, max_mailboxes=10, max_sends=100)
+        sends = all_sends(a)
+        check(sends, "nothing granted")
+        held = {m["id"] for m in a["mailboxes"]}
+        # Half reported: those mailboxes keep the lease (pending > 0) until it ends.
+        report(token, a["lease_id"], [sent(s["id"]) for s in sends[::2]])
+        if how == "release":
+            r = call("POST", "/api/agent/release", {"lease_id": a["lease_id"]}, token=token)
+            expect(r, 200, "release")
+        else:
+            plans = end_lease_plans(a["lease_id"])
+            free = plans[plans.find("UPDATE mailbox_leasing SET lease_id = NULL"):]
+            check("mailbox_leasing_lease_idx" in free and "Seq Scan on mailbox_leasing"
+                  not in free, "kiln_end_leases frees the mailboxes without "
+                  "mailbox_leasing_lease_idx:\n%s" % free[:1500])
+        left = psql("SELECT count(*) FROM mailbox_leasing WHERE lease_id = '%s'" % a["lease_id"])
+        check(left == ["0"], "%s mailboxes still hold the ended lease (%s)" % (left[0], how))
+        freed = psql("SELECT count(*) FROM mailbox_leasing WHERE mailbox_id IN (%s) "
+                     "AND lease_id IS NULL" % ",".join(str(x) for x in held))
+        check(int(freed[0]) == len(held), "%s of %d mailboxes freed (%s)"
+              % (freed[0], len(held), how))
+    ok("test_ending_a_lease_reads_only_its_mailboxes")
+
+
+token = make_agent("path")
+test_a_lease_fills_from_a_window_its_own_size(token)
+test_ending_a_lease_reads_only_its_mailboxes(token)
+invariants()
