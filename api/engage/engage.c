@@ -151,15 +151,21 @@ static int64_t out_of_quiet(const engage_params *p, const engage_tz *tz, int64_t
     return engage_is_quiet(p, tz, t + spread) ? t : t + spread;
 }
 
-/* A log-normal delay with the plan's median, capped: two uniforms, Box-Muller. */
+/* A log-normal delay with the plan's median, capped: two uniforms, Box-Muller. The floor
+ * is a minute, or half the median for a plan quicker than two minutes (the demo's one
+ * minute would otherwise read half of its mail at exactly 60 s and reply no sooner than
+ * two minutes after the find). */
 static int64_t dwell_s(const engage_params *p, double ua, double ub)
 {
     double z = sqrt(-2.0 * log(1.0 - ua)) * cos(2.0 * M_PI * ub);
     double d = (double)p->dwell_median_s * exp(ENGAGE_DWELL_SIGMA * z);
+    double floor_s = ENGAGE_DWELL_MIN_S;
+    if (p->dwell_median_s < 2 * ENGAGE_DWELL_MIN_S)
+        floor_s = p->dwell_median_s / 2 > 0 ? (double)(p->dwell_median_s / 2) : 1.0;
     if (d > (double)p->dwell_max_s)
         d = (double)p->dwell_max_s;
-    if (d < ENGAGE_DWELL_MIN_S)
-        d = ENGAGE_DWELL_MIN_S;
+    if (d < floor_s)
+        d = floor_s;
     return (int64_t)d;
 }
 

@@ -52,12 +52,13 @@ static void assert_rate(const char *what, long hits, long n, double p)
 }
 
 /* Filing follows the reading by 1-10 minutes; a plan whose median dwell is under 10
- * minutes (the demo's 1 minute) files within half to one and a half medians. */
+ * minutes (the demo's 1 minute) files within half to one and a half medians, and reads
+ * no sooner than half its median (a minute for any plan of two minutes or more). */
 static void test_file_delay_follows_a_quick_plan(void **state)
 {
     (void)state;
     int32_t medians[] = {1800, 60};
-    int64_t lo[] = {60, 30}, hi[] = {600, 90};
+    int64_t lo[] = {60, 30}, hi[] = {600, 90}, read_floor[] = {60, 30};
     for (int k = 0; k < 2; k++) {
         engage_params p = quiet_free();
         p.untouched_rate = 0.0;
@@ -66,7 +67,7 @@ static void test_file_delay_follows_a_quick_plan(void **state)
         p.dwell_max_s = 2 * medians[k];
         engage_rng r;
         engage_rng_seed(&r, 42);
-        int64_t min_d = INT64_MAX, max_d = 0;
+        int64_t min_d = INT64_MAX, max_d = 0, min_read = INT64_MAX, max_read = 0;
         for (int i = 0; i < 2000; i++) {
             engage_found f = inbox_found(1780000000);
             engage_out o;
@@ -78,9 +79,19 @@ static void test_file_delay_follows_a_quick_plan(void **state)
             int64_t d = file->at_s - mark->at_s;
             min_d = d < min_d ? d : min_d;
             max_d = d > max_d ? d : max_d;
+            int64_t read = mark->at_s - f.found_s;
+            min_read = read < min_read ? read : min_read;
+            max_read = read > max_read ? read : max_read;
         }
         assert_true(min_d >= lo[k] && max_d <= hi[k]);
         assert_true(max_d - min_d > (hi[k] - lo[k]) / 2); /* spread, not one value */
+        /* The reading's floor: a minute, half the median for the quick plan (which reads
+         * some of its mail sooner than a minute). */
+        if (min_read < read_floor[k] || (medians[k] < 120 && min_read >= 60) ||
+            max_read > p.dwell_max_s)
+            fail_msg("median %d: read %lld..%lld s after the find, expected from %lld to %d",
+                     medians[k], (long long)min_read, (long long)max_read,
+                     (long long)read_floor[k], p.dwell_max_s);
     }
 }
 
