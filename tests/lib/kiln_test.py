@@ -76,6 +76,14 @@ def fail(msg):
     sys.exit(1)
 
 
+class PsqlError(subprocess.CalledProcessError):
+    """A failed psql call that says what PostgreSQL said, not only the exit status."""
+
+    def __str__(self):
+        return "psql exited %d: %s\n  for: %s" % (self.returncode, (self.stderr or "").strip()[-2000:],
+                                                 " ".join(str(self.cmd).split())[:300])
+
+
 def psql(sql, *args):
     """Runs SQL through the stack's psql (-v params as :'p1'...), returns stdout rows."""
     cmd = ["bash", "-c",
@@ -83,7 +91,9 @@ def psql(sql, *args):
            'STACK_PG_PORT=$STACK_PG_PORT stack_init "$1" "$2" "$STACK_HTTP_PORT" >/dev/null; '
            'shift 3; stack_psql -tA "$@"',
            SRC, VAR, os.environ.get("KILN_BUILD_DIR", "build"), "x", "-c", sql]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise PsqlError(out.returncode, sql, out.stdout, out.stderr)
     return [l for l in out.stdout.splitlines() if l]
 
 
