@@ -21,12 +21,22 @@ static const db_stmt Q_SCHEDULE = {
 static const db_stmt Q_SCHEDULE_MANY = {"reply_schedule_many",
                                         "SELECT kiln_schedule_replies($1::bigint[], $2::bigint[])"};
 
-/* The replying mailboxes that got a reply: their due_at again (028: a due reply lifts
- * pacing), so the pick finds them at the reply's due time, not at their next paced slot. */
+/* The replying mailboxes that got a reply: due no later than the reply (028: a due reply
+ * lifts pacing), so the pick finds them at the reply's due time, not at their next paced
+ * slot. due_at is the pick's lower bound: a mailbox picked then and not yet eligible
+ * (cooldown, window, target) moves on to its exact due time, computed with the reply
+ * (lease_grant.c split_eligible). So this only lowers due_at, with no per-mailbox due
+ * computation: kiln_refresh_due here cost ~0.5 ms a mailbox, the report's largest
+ * statement (docs/benchmarks.md, 030). Held (leased) mailboxes get theirs when the lease
+ * ends; paused and erred ones (due at infinity) stay out of the pool. */
 static const db_stmt Q_WAKE = {
     "reply_wake",
-    "SELECT kiln_refresh_due(ARRAY(SELECT DISTINCT pr.mailbox_id FROM pending_replies pr "
-    "WHERE pr.parent_send_id = ANY ($1::bigint[]) AND pr.send_id IS NULL))"};
+    "UPDATE mailbox_leasing ml SET due_at = x.due "
+    "FROM (SELECT pr.mailbox_id, min(pr.due_at) AS due FROM pending_replies pr "
+    "WHERE pr.parent_send_id = ANY ($1::bigint[]) AND pr.send_id IS NULL "
+    "GROUP BY 1 ORDER BY 1) x "
+    "WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id IS NULL AND ml.due_at > x.due "
+    "AND ml.due_at < 'infinity'"};
 
 static const db_stmt Q_DUE = {
     "reply_due",
