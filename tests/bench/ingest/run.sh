@@ -10,7 +10,9 @@
 # Usage: run.sh BUILD_DIR   (an optimized build: make bench passes build/)
 # Env: KILN_BENCH_INGEST_EVENTS (200000 per side), KILN_BENCH_INGEST_BATCH (events per
 #      report, 500), KILN_BENCH_CONNS (agents = connections = pgbench clients, 8),
-#      KILN_BENCH_MAILBOXES (100000).
+#      KILN_BENCH_MAILBOXES (100000), KILN_BENCH_PG_CONF (lines added to postgresql.conf,
+#      e.g. auto_explain settings for profiling; the log is in $var/log/, kept with
+#      KILN_BENCH_HOLD).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -40,6 +42,7 @@ stack_pg_up
 # when its custom plans cost less than the generic one; the planning shows apart.)
 printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on\n" \
     >>"$STACK_PGDATA/postgresql.conf"
+[ -z "${KILN_BENCH_PG_CONF:-}" ] || printf '%s\n' "$KILN_BENCH_PG_CONF" >>"$STACK_PGDATA/postgresql.conf"
 stack_pg_down
 stack_pg_up
 stack_psql -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
