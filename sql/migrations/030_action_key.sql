@@ -9,13 +9,13 @@
 --     (a few per inbox);
 --   - whether a not-applied outcome names a known action (a duplicate) or not: a rare
 --     read (a retried report), served by a BRIN range index on id (ids grow with the
---     table; a range summary per 16 pages, updated only when a range's bounds change);
+--     table; a range summary per 4 pages, updated only when a range's bounds change);
 --   - operators and tests (small tables, or the BRIN index).
 -- Ids stay unique: they come only from the column's sequence (bigserial, never given
 -- by a writer), which is what the key checked; they stay what the wire carried.
 ALTER TABLE inbox_actions DROP CONSTRAINT inbox_actions_pkey;
 CREATE INDEX inbox_actions_id_brin ON inbox_actions USING brin (id)
-    WITH (pages_per_range = 16, autosummarize = on);
+    WITH (pages_per_range = 4, autosummarize = on);
 
 -- The singleton service row, counted. Never analyzed (one row, rarely 50 changes), the
 -- planner took service for 10 pages, ~1,430 rows: kiln_due_for (022, 028) cross-joins it,

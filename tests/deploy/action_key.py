@@ -66,7 +66,7 @@ def test_upgrade_keeps_every_action_and_drops_the_key():
         check(idx == ["CREATE INDEX inbox_actions_due_idx ON public.inbox_actions USING btree "
                       "(mailbox_id, send_id, id) WHERE (status = 'pending'::inbox_action_status) | "
                       "CREATE INDEX inbox_actions_id_brin ON public.inbox_actions USING brin (id) "
-                      "WITH (pages_per_range='16', autosummarize='on')"],
+                      "WITH (pages_per_range='4', autosummarize='on')"],
               "inbox_actions has two indexes, the pending one and a BRIN on id: %s" % idx)
         # An outcome's read (api/lease/inbox_store.c, Q_OUTCOMES) and the duplicate check.
         pend = up("SELECT id FROM inbox_actions WHERE status = 'pending' ORDER BY id LIMIT 1")[0]
