@@ -239,7 +239,10 @@ static const db_stmt Q_ADD_ACTIONS = {
     "  $10::smallint, count(*) FROM ins GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) "
     "  DO UPDATE SET value = counters.value + excluded.value"};
 
-/* Outcomes: the first counts (only pending actions change). An outcome that goes on
+/* Outcomes: the first counts (only pending actions change). An action is read through
+ * its inbox's pending actions (inbox_actions_due_idx; 030 dropped the key on id): where
+ * an outcome applies nothing, whether it named a known action (a duplicate) is read by id
+ * (the BRIN range index), for those rows only. An outcome that goes on
  * (done but a prune, refused, failed) issues the next action of the plan (next, from
  * rest), where the message is now: after a move that was done, at the reported place.
  * Gone, stale and a done prune end the plan (the rest is never issued), except a stale action whose
@@ -266,7 +269,8 @@ static const db_stmt Q_OUTCOMES = {
     "again AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
     "  flags, target, not_before, rest) SELECT a.mailbox_id, a.send_id, a.kind, a.folder, u.v, "
     "  u.u, a.flags, a.target, a.not_before, a.rest FROM upd2 u JOIN inbox_actions a "
-    "  ON a.id = u.id WHERE u.moved ORDER BY u.id RETURNING kind), "
+    "  ON a.mailbox_id = u.mailbox_id AND a.send_id = u.send_id AND a.id = u.id "
+    "  AND a.status = 'pending' WHERE u.moved ORDER BY u.id RETURNING kind), "
     "next AS (INSERT INTO inbox_actions (mailbox_id, send_id, kind, folder, uidvalidity, uid, "
     "  flags, target, not_before, rest) SELECT u.mailbox_id, u.send_id, "
     "  (u.rest->0->>'k')::inbox_action_kind, CASE WHEN z.mv THEN u.f ELSE u.af END, "
@@ -316,8 +320,9 @@ static const db_stmt Q_OUTCOMES = {
     "  UNION ALL SELECT kind, 'issued' FROM again UNION ALL SELECT kind, 'issued' FROM next) c "
     "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
     "  SET value = counters.value + excluded.value) "
-    "SELECT r.ord, (u.id IS NOT NULL) AS applied, EXISTS (SELECT 1 FROM inbox_actions a "
-    "  WHERE a.id = r.id AND a.mailbox_id = r.mb) AS known FROM r LEFT JOIN upd u ON u.id = r.id "
+    "SELECT r.ord, (u.id IS NOT NULL) AS applied, (kn.k IS NOT NULL) AS known FROM r "
+    "LEFT JOIN upd u ON u.id = r.id LEFT JOIN LATERAL (SELECT true AS k FROM inbox_actions a "
+    "  WHERE u.id IS NULL AND a.id = r.id AND a.mailbox_id = r.mb LIMIT 1) kn ON true "
     "ORDER BY r.ord"};
 
 /* Folder states, forward only: a row changes when its last_uid grows or its uidvalidity

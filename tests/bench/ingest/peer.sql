@@ -16,6 +16,7 @@
 SELECT nextval('bench_peer_batch') - 1 AS b \gset
 \set lo :first + :b * :batch
 \set hi :lo + :batch
+BEGIN;
 WITH x AS (
   SELECT s.id, s.mailbox_id AS sender, s.recipient_id AS mb,
          CASE WHEN s.id % 20 < 3 THEN 'junk' WHEN s.id % 20 = 3 THEN 'other' ELSE 'inbox' END AS role,
@@ -54,3 +55,7 @@ acn AS (INSERT INTO counters (name, label, shard, value)
 SELECT kiln_schedule_replies(coalesce(array_agg(id ORDER BY id), '{}'),
                              coalesce(array_agg(extract(epoch FROM k.now)::bigint + 7200 ORDER BY id), '{}'))
 FROM x, k WHERE id % 1000 < :replies_per_1000::int;
+SELECT kiln_refresh_due(ARRAY(SELECT DISTINCT pr.mailbox_id FROM pending_replies pr
+  WHERE pr.parent_send_id >= :lo::bigint AND pr.parent_send_id < :hi::bigint
+  AND pr.send_id IS NULL));
+END;

@@ -10,7 +10,9 @@
 # Usage: run.sh BUILD_DIR   (an optimized build: make bench passes build/)
 # Env: KILN_BENCH_INGEST_EVENTS (200000 per side), KILN_BENCH_INGEST_BATCH (events per
 #      report, 500), KILN_BENCH_CONNS (agents = connections = pgbench clients, 8),
-#      KILN_BENCH_MAILBOXES (100000).
+#      KILN_BENCH_MAILBOXES (100000), KILN_BENCH_PG_CONF (lines added to postgresql.conf,
+#      e.g. auto_explain settings for profiling; the log is in $var/log/, kept with
+#      KILN_BENCH_HOLD).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -40,6 +42,7 @@ stack_pg_up
 # when its custom plans cost less than the generic one; the planning shows apart.)
 printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on\n" \
     >>"$STACK_PGDATA/postgresql.conf"
+[ -z "${KILN_BENCH_PG_CONF:-}" ] || printf '%s\n' "$KILN_BENCH_PG_CONF" >>"$STACK_PGDATA/postgresql.conf"
 stack_pg_down
 stack_pg_up
 stack_psql -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
@@ -76,12 +79,14 @@ echo "   ready in $((SECONDS - t0)) s: $(stack_psql -tAc "SELECT count(*) FROM m
     "$(stack_psql -tAc "SELECT count(*) FROM sends") sends"
 
 # What a run wrote: per table the rows inserted, updated and deleted, how many of the
-# updates were HOT (no index entry), and its index count; and the WAL position. Backends
+# updates were HOT (no index entry), and its index count (BRIN left out: an entry per
+# range of pages, not per row); and the WAL position. Backends
 # report their table counts when idle for 10 s (PostgreSQL 15), hence the pause.
 writes() {
     sleep 11
     stack_psql -tA -F ' ' -c "SELECT t.relname, t.n_tup_ins, t.n_tup_upd, t.n_tup_del,
-        t.n_tup_hot_upd, (SELECT count(*) FROM pg_index i WHERE i.indrelid = t.relid)
+        t.n_tup_hot_upd, (SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = t.relid AND am.amname <> 'brin')
         FROM pg_stat_user_tables t ORDER BY 1" >"$1"
     stack_psql -tAc "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn" >>"$1"
 }
