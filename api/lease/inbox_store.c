@@ -240,9 +240,9 @@ static const db_stmt Q_ADD_ACTIONS = {
     "  DO UPDATE SET value = counters.value + excluded.value"};
 
 /* Outcomes: the first counts (only pending actions change). An action is read through
- * its inbox's pending actions (inbox_actions_due_idx; 030 dropped the key on id): where
- * an outcome applies nothing, whether it named a known action (a duplicate) is read by id
- * (the BRIN range index), for those rows only. An outcome that goes on
+ * its inbox's pending actions (inbox_actions_due_idx): where an outcome applies nothing,
+ * whether it named a known action (a duplicate) is read by id, for those rows only. An
+ * outcome that goes on
  * (done but a prune, refused, failed) issues the next action of the plan (next, from
  * rest), where the message is now: after a move that was done, at the reported place.
  * Gone, stale and a done prune end the plan (the rest is never issued), except a stale action whose

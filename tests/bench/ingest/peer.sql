@@ -55,7 +55,10 @@ acn AS (INSERT INTO counters (name, label, shard, value)
 SELECT kiln_schedule_replies(coalesce(array_agg(id ORDER BY id), '{}'),
                              coalesce(array_agg(extract(epoch FROM k.now)::bigint + 7200 ORDER BY id), '{}'))
 FROM x, k WHERE id % 1000 < :replies_per_1000::int;
-SELECT kiln_refresh_due(ARRAY(SELECT DISTINCT pr.mailbox_id FROM pending_replies pr
+UPDATE mailbox_leasing ml SET due_at = x.due
+FROM (SELECT pr.mailbox_id, min(pr.due_at) AS due FROM pending_replies pr
   WHERE pr.parent_send_id >= :lo::bigint AND pr.parent_send_id < :hi::bigint
-  AND pr.send_id IS NULL));
+  AND pr.send_id IS NULL GROUP BY 1 ORDER BY 1) x
+WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id IS NULL AND ml.due_at > x.due
+  AND ml.due_at < 'infinity';
 END;
