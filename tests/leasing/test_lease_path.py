@@ -5,6 +5,10 @@
   500, every recipient of another user, under its daily cap, no pair twice.
 - test_ending_a_lease_reads_only_its_mailboxes: a release frees the lease's mailboxes
   through mailbox_leasing_lease_idx (025), without a sequential scan of mailbox_leasing.
+- test_due_times_with_replies_cost_what_they_did: kiln_due_at_reply (in a report's
+  kiln_refresh_due and the lease's agent_details) gives 028's due times over a grid of
+  inputs, and kiln_due_for of 300 mailboxes costs about what it did before 028 (029:
+  028's SQL version cost ~3-4x, its nested kiln_due_at set up afresh on every row).
 The window's size is lease_plan_window (unit-tested in test_lease_unit.c).
 """
 from leaselib import (make_agent, lease, report, sent, all_sends, set_clock, utc, invariants,
@@ -90,7 +94,80 @@ def test_ending_a_lease_reads_only_its_mailboxes(token):
     ok("test_ending_a_lease_reads_only_its_mailboxes")
 
 
+# The due times of 300 mailboxes as before 028 (no reply term): the yardstick of the
+# cost check below.
+DUE_027 = """CREATE FUNCTION test_due_027(bigint[]) RETURNS TABLE (mailbox_id bigint, due_at timestamptz)
+    LANGUAGE sql STABLE AS $f$ SELECT m.id, kiln_due_at(k.now, m.timezone, m.window_start_hour,
+      m.window_end_hour, kiln_mailbox_target(m, p, t.day),
+      coalesce(d.sent, 0) + coalesce(d.in_flight, 0), ml.next_at,
+      NOT coalesce(s.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false),
+      m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active')
+    FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id
+    JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id CROSS JOIN service s
+    CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k
+    CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) t
+    LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = t.day
+    WHERE ml.mailbox_id = ANY ($1) $f$"""
+
+
+def min_ms(sql, times=7):
+    """The fastest of `times` runs of sql, each in its own transaction (psql's timing)."""
+    args = ["-c", "\\timing on"]
+    for _ in range(times):
+        args += ["-c", sql]
+    out = stack_bash('stack_psql -tA "$@"', *args)
+    ms = [float(l.split()[1]) for l in out if l.startswith("Time:")]
+    check(len(ms) == times, "timings: %r" % out[:5])
+    return min(ms)
+
+
+def test_due_times_with_replies_cost_what_they_did():
+    psql(DUE_027)
+    # The values: kiln_due_at_reply against 028's CASE over a grid of inputs (time zones,
+    # windows, targets, done counts, cooldowns, paced or not, active or not, no reply, a
+    # reply due long ago, just now, later today, tomorrow).
+    diff = psql("""WITH g AS (SELECT timestamptz '2026-03-04 13:37:00+00' AS now, tz, ws, we,
+                     target, done, now_next, paced, active, rd
+                   FROM unnest(ARRAY['UTC', 'America/New_York', 'Asia/Kolkata']) tz,
+                        (VALUES (0, 24), (8, 18), (20, 23)) w (ws, we),
+                        (VALUES (0), (10), (30)) t (target), generate_series(0, 31, 3) done,
+                        (VALUES (NULL::timestamptz), ('2026-03-04 14:00+00'),
+                                ('2026-03-04 12:00+00')) n (now_next),
+                        (VALUES (true), (false)) p (paced), (VALUES (true), (false)) a (active),
+                        (VALUES (NULL::timestamptz), ('2026-02-01 00:00+00'),
+                                ('2026-03-04 13:30+00'), ('2026-03-04 16:00+00'),
+                                ('2026-03-05 09:00+00')) r (rd)),
+                 v AS (SELECT kiln_due_at_reply(now, tz, ws, we, target, done, now_next, paced,
+                                                active, rd) AS got,
+                              CASE WHEN rd IS NULL OR NOT paced
+                              THEN kiln_due_at(now, tz, ws, we, target, done, now_next, paced,
+                                               active)
+                              ELSE least(kiln_due_at(now, tz, ws, we, target, done, now_next,
+                                                     true, active),
+                                         greatest(kiln_due_at(now, tz, ws, we, target, done,
+                                                              now_next, false, active), rd))
+                              END AS want,
+                              kiln_due_at(now, tz, ws, we, target, done, now_next, paced,
+                                          active) AS no_reply FROM g)
+                 SELECT count(*), count(*) FILTER (WHERE got IS DISTINCT FROM want),
+                        count(*) FILTER (WHERE want IS DISTINCT FROM no_reply) FROM v""")
+    n, differ, by_reply = (int(x) for x in diff[0].split("|"))
+    check(n > 10000, "%d inputs" % n)
+    check(differ == 0, "%d of %d due times differ from 028's" % (differ, n))
+    check(by_reply > 0, "no due time moved by a pending reply: the test checks nothing")
+    ids = "ARRAY(SELECT id FROM mailboxes ORDER BY id LIMIT 300)"
+    now = min_ms("SELECT count(*) FROM kiln_due_for(%s)" % ids)
+    old = min_ms("SELECT count(*) FROM test_due_027(%s)" % ids)
+    # 028's SQL kiln_due_at_reply: ~4x the due times without replies (it set up the
+    # nested kiln_due_at afresh per row; 6x here on a loaded box); 029: ~1.7x.
+    check(now <= 2.5 * old + 5, "300 mailboxes' due times: %.1f ms, %.1f ms without the reply "
+          "term (each the fastest of 7)" % (now, old))
+    ok("test_due_times_with_replies_cost_what_they_did (%d moved by a reply; %.1f ms, "
+       "%.1f ms without replies)" % (by_reply, now, old))
+
+
 token = make_agent("path")
 test_a_lease_fills_from_a_window_its_own_size(token)
 test_ending_a_lease_reads_only_its_mailboxes(token)
+test_due_times_with_replies_cost_what_they_did()
 invariants()
