@@ -9,8 +9,9 @@
 -- lease (agent_details, ~100 rows) and a report's kiln_refresh_due (~70 rows) cost about
 -- 1 ms per row: in the leasing bench at 8 leasers they took ~28 % of kiln's sampled
 -- backends, from ~3 % before 028. A PL/pgSQL function keeps the nested call's plan for
--- the transaction: ~0.25 ms of 100 rows' due times instead of ~0.8 ms, the same as
--- before 028 (tests/leasing/test_lease_path.py checks both, the values and the cost).
+-- the transaction: 300 mailboxes' due times 10 times took 68 CPU ticks of the backend
+-- with 028's version, 9 with this one, 7 without the reply term as before 028
+-- (tests/leasing/test_lease_path.py checks both, the values and the cost).
 --
 -- CREATE OR REPLACE keeps the function's oid and every caller (kiln_due_for, the
 -- lease's agent_details, kiln-api builds of before this migration): online-safe, no
