@@ -5,8 +5,15 @@
   500, every recipient of another user, under its daily cap, no pair twice.
 - test_ending_a_lease_reads_only_its_mailboxes: a release frees the lease's mailboxes
   through mailbox_leasing_lease_idx (025), without a sequential scan of mailbox_leasing.
+- test_due_times_with_replies_cost_what_they_did: kiln_due_at_reply (in a report's
+  kiln_refresh_due and the lease's agent_details) gives 028's due times over a grid of
+  inputs, and kiln_due_for of 300 mailboxes costs about what it did before 028 in
+  backend CPU (029; with 028's SQL version: 68 ticks against 6, with 029's: 9 against 7).
 The window's size is lease_plan_window (unit-tested in test_lease_unit.c).
 """
+import os
+import tempfile
+
 from leaselib import (make_agent, lease, report, sent, all_sends, set_clock, utc, invariants,
                       clone_mailboxes)
 from kiln_test import (admin, call, check, expect, make_plan, make_user,
@@ -90,7 +97,90 @@ def test_ending_a_lease_reads_only_its_mailboxes(token):
     ok("test_ending_a_lease_reads_only_its_mailboxes")
 
 
+# The due times of 300 mailboxes as before 028 (no reply term): the yardstick of the
+# cost check below.
+DUE_027 = """CREATE FUNCTION test_due_027(bigint[]) RETURNS TABLE (mailbox_id bigint, due_at timestamptz)
+    LANGUAGE sql STABLE AS $f$ SELECT m.id, kiln_due_at(k.now, m.timezone, m.window_start_hour,
+      m.window_end_hour, kiln_mailbox_target(m, p, t.day),
+      coalesce(d.sent, 0) + coalesce(d.in_flight, 0), ml.next_at,
+      NOT coalesce(s.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false),
+      m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active')
+    FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id
+    JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id CROSS JOIN service s
+    CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k
+    CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) t
+    LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = t.day
+    WHERE ml.mailbox_id = ANY ($1) $f$"""
+
+
+def backend_cpu_ticks(statements, times=10):
+    """CPU clock ticks (1/100 s) of one PostgreSQL backend running each statement `times`
+    times, each in its own transaction, after one warm-up run of each (the session's
+    first calls load the catalogs). CPU, not wall time: the box is shared, a wall time
+    under load says more about the other processes than about the statement."""
+    tick = "\\! awk '{print \"ticks\", $14 + $15}' /proc/$PGPID/stat\n"
+    script = "SELECT pg_backend_pid() AS pid \\gset\n\\setenv PGPID :pid\n"
+    script += "".join(sql + ";\n" for sql in statements) + tick
+    for sql in statements:
+        script += (sql + ";\n") * times + tick
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+    try:
+        out = stack_bash('stack_psql -tA -f "$1"', f.name)
+    finally:
+        os.unlink(f.name)
+    t = [int(l.split()[1]) for l in out if l.startswith("ticks ")]
+    check(len(t) == len(statements) + 1, "backend CPU: %r" % out[:8])
+    return [t[i + 1] - t[i] for i in range(len(statements))]
+
+
+def test_due_times_with_replies_cost_what_they_did():
+    psql(DUE_027)
+    # The values: kiln_due_at_reply against 028's CASE over a grid of inputs (time zones,
+    # windows, targets, done counts, cooldowns, paced or not, active or not, no reply, a
+    # reply due long ago, just now, later today, tomorrow).
+    diff = psql("""WITH g AS (SELECT timestamptz '2026-03-04 13:37:00+00' AS now, tz, ws, we,
+                     target, done, now_next, paced, active, rd
+                   FROM unnest(ARRAY['UTC', 'America/New_York', 'Asia/Kolkata']) tz,
+                        (VALUES (0, 24), (8, 18), (20, 23)) w (ws, we),
+                        (VALUES (0), (10), (30)) t (target), generate_series(0, 31, 3) done,
+                        (VALUES (NULL::timestamptz), ('2026-03-04 14:00+00'),
+                                ('2026-03-04 12:00+00')) n (now_next),
+                        (VALUES (true), (false)) p (paced), (VALUES (true), (false)) a (active),
+                        (VALUES (NULL::timestamptz), ('2026-02-01 00:00+00'),
+                                ('2026-03-04 13:30+00'), ('2026-03-04 16:00+00'),
+                                ('2026-03-05 09:00+00')) r (rd)),
+                 v AS (SELECT kiln_due_at_reply(now, tz, ws, we, target, done, now_next, paced,
+                                                active, rd) AS got,
+                              CASE WHEN rd IS NULL OR NOT paced
+                              THEN kiln_due_at(now, tz, ws, we, target, done, now_next, paced,
+                                               active)
+                              ELSE least(kiln_due_at(now, tz, ws, we, target, done, now_next,
+                                                     true, active),
+                                         greatest(kiln_due_at(now, tz, ws, we, target, done,
+                                                              now_next, false, active), rd))
+                              END AS want,
+                              kiln_due_at(now, tz, ws, we, target, done, now_next, paced,
+                                          active) AS no_reply FROM g)
+                 SELECT count(*), count(*) FILTER (WHERE got IS DISTINCT FROM want),
+                        count(*) FILTER (WHERE want IS DISTINCT FROM no_reply) FROM v""")
+    n, differ, by_reply = (int(x) for x in diff[0].split("|"))
+    check(n > 10000, "%d inputs" % n)
+    check(differ == 0, "%d of %d due times differ from 028's" % (differ, n))
+    check(by_reply > 0, "no due time moved by a pending reply: the test checks nothing")
+    ids = "ARRAY(SELECT id FROM mailboxes ORDER BY id LIMIT 300)"
+    now, old = backend_cpu_ticks(["SELECT count(*) FROM kiln_due_for(%s)" % ids,
+                                  "SELECT count(*) FROM test_due_027(%s)" % ids])
+    # 028's SQL kiln_due_at_reply set up the nested kiln_due_at afresh per row: ~7x the
+    # due times without the reply term; 029's PL/pgSQL one: ~1.3x.
+    check(now <= 2 * old + 3, "300 mailboxes' due times, 10 times: %d CPU ticks, %d without "
+          "the reply term" % (now, old))
+    ok("test_due_times_with_replies_cost_what_they_did (%d moved by a reply; %d CPU ticks, "
+       "%d without the reply term)" % (by_reply, now, old))
+
+
 token = make_agent("path")
 test_a_lease_fills_from_a_window_its_own_size(token)
 test_ending_a_lease_reads_only_its_mailboxes(token)
+test_due_times_with_replies_cost_what_they_did()
 invariants()
