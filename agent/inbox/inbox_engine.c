@@ -271,6 +271,8 @@ static void *engine_main(void *arg)
         has_work = has_work || e->ninboxes > 0;
         while (timer_heap_next_ms(&e->timers) <= e->loop.now_ms)
             inbox_fire(e, timer_heap_pop(&e->timers));
+        inbox_fire_now(e);
+        inbox_server_fire_due(e);
         if (e->kick) {
             inbox_retry_dns(e);
             inbox_retry_waiting(e);
@@ -281,7 +283,12 @@ static void *engine_main(void *arg)
         }
         if (!e->conns_active && (e->stopping || (e->cfg.once && has_work && all_passes_done(e))))
             break;
-        net_loop_wait(&e->loop, timer_heap_next_ms(&e->timers));
+        int64_t next = timer_heap_next_ms(&e->timers);
+        if (timer_heap_next_ms(&e->srv_timers) < next)
+            next = timer_heap_next_ms(&e->srv_timers);
+        if (e->now_head)
+            next = e->loop.now_ms;
+        net_loop_wait(&e->loop, next);
     }
     set_finished(e);
     return NULL;
@@ -405,6 +412,7 @@ void inbox_engine_destroy(inbox_engine *e)
     free(e->add_q);
     free(e->drop_q);
     timer_heap_free(&e->timers);
+    timer_heap_free(&e->srv_timers);
     for (size_t i = 0; i < e->nctxs; i++) {
         tls_ctx_free(e->ctxs[i].ctx);
         free(e->ctxs[i].ca_file);
