@@ -6,6 +6,7 @@
 #define KILN_INBOX_INTERNAL_H
 
 #include "conn.h"
+#include "i64map.h"
 #include "host_limits.h"
 #include "imap_net.h"
 #include "inbox_engine.h"
@@ -121,6 +122,7 @@ struct inbox_engine {
     /* the engine thread's own */
     inbox **inboxes;
     size_t ninboxes, inbox_cap;
+    i64map by_id;                 /* mailbox_id -> its inbox (one each: a later one is merged) */
     timer_heap timers;            /* inboxes, by their timer_ms */
     timer_heap srv_timers;        /* servers whose queue's head waits for a time */
     inbox *now_head, *now_tail;   /* armed for now: fired in the order armed */
