@@ -151,10 +151,8 @@ static void merge_inbox(inbox_engine *e, inbox *ib, inbox_spec *s)
 
 static void add_inbox(inbox_engine *e, inbox_spec *s)
 {
-    for (size_t i = 0; i < e->ninboxes; i++) {
-        inbox *ib = e->inboxes[i];
-        if (ib->spec->mailbox_id != s->mailbox_id)
-            continue;
+    inbox *ib = i64map_getp(&e->by_id, s->mailbox_id);
+    if (ib) {
         bool was_dropped = ib->dropped;
         ib->dropped = false;
         if (!was_dropped && ib->state != IB_DONE &&
@@ -182,7 +180,8 @@ static void add_inbox(inbox_engine *e, inbox_spec *s)
         e->inbox_cap = e->inbox_cap ? 2 * e->inbox_cap : 64;
         e->inboxes = xrealloc(e->inboxes, e->inbox_cap * sizeof(inbox *));
     }
-    inbox *ib = xcalloc(1, sizeof *ib);
+    ib = xcalloc(1, sizeof *ib);
+    i64map_putp(&e->by_id, s->mailbox_id, ib);
     ib->engine = e;
     ib->spec = s;
     ib->added_ms = e->loop.now_ms;
@@ -201,10 +200,8 @@ static void add_inbox(inbox_engine *e, inbox_spec *s)
 
 static void drop_inbox(inbox_engine *e, int64_t mailbox_id)
 {
-    for (size_t i = 0; i < e->ninboxes; i++) {
-        inbox *ib = e->inboxes[i];
-        if (ib->spec->mailbox_id != mailbox_id)
-            continue;
+    inbox *ib = i64map_getp(&e->by_id, mailbox_id);
+    if (ib) {
         ib->dropped = true;
         inbox_stop_one(e, ib);
     }
@@ -271,6 +268,8 @@ static void *engine_main(void *arg)
         has_work = has_work || e->ninboxes > 0;
         while (timer_heap_next_ms(&e->timers) <= e->loop.now_ms)
             inbox_fire(e, timer_heap_pop(&e->timers));
+        inbox_fire_now(e);
+        inbox_server_fire_due(e);
         if (e->kick) {
             inbox_retry_dns(e);
             inbox_retry_waiting(e);
@@ -281,7 +280,12 @@ static void *engine_main(void *arg)
         }
         if (!e->conns_active && (e->stopping || (e->cfg.once && has_work && all_passes_done(e))))
             break;
-        net_loop_wait(&e->loop, timer_heap_next_ms(&e->timers));
+        int64_t next = timer_heap_next_ms(&e->timers);
+        if (timer_heap_next_ms(&e->srv_timers) < next)
+            next = timer_heap_next_ms(&e->srv_timers);
+        if (e->now_head)
+            next = e->loop.now_ms;
+        net_loop_wait(&e->loop, next);
     }
     set_finished(e);
     return NULL;
@@ -400,11 +404,13 @@ void inbox_engine_destroy(inbox_engine *e)
         free(ib);
     }
     free(e->inboxes);
+    i64map_free(&e->by_id);
     for (size_t i = 0; i < e->nadd; i++)
         inbox_spec_free(e->add_q[i]);
     free(e->add_q);
     free(e->drop_q);
     timer_heap_free(&e->timers);
+    timer_heap_free(&e->srv_timers);
     for (size_t i = 0; i < e->nctxs; i++) {
         tls_ctx_free(e->ctxs[i].ctx);
         free(e->ctxs[i].ca_file);

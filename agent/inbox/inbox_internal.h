@@ -6,6 +6,7 @@
 #define KILN_INBOX_INTERNAL_H
 
 #include "conn.h"
+#include "i64map.h"
 #include "host_limits.h"
 #include "imap_net.h"
 #include "inbox_engine.h"
@@ -22,7 +23,8 @@ enum inbox_state {
     IB_WAIT,       /* until its next poll (timer) */
     IB_BACKOFF,    /* after a failure, until its retry (timer) */
     IB_RESOLVE,    /* its server's name is being resolved */
-    IB_QUEUED,     /* waiting for room: the server's cap or the connection table */
+    IB_QUEUED,     /* waiting its turn: the server's cap, connect rate, breaker or pause, or
+                      the connection table */
     IB_CONNECTING, /* connected or connecting, not logged in yet */
     IB_ACTIVE,     /* logged in, working */
     IB_IDLE,       /* logged in, in IDLE */
@@ -67,15 +69,22 @@ typedef struct inbox {
     size_t ndone, done_next;
     imap_net net;
     struct inbox *wait_next; /* in its server's or the table's wait queue */
+    struct inbox *now_next;  /* in the engine's queue of timers due now (in_now_q) */
+    bool in_now_q;
 } inbox;
 
-/* An IMAP server (by host name): its shared limits and who waits for room there. */
+/* An IMAP server (by host name): its shared limits and who waits there, in order: one
+ * queue whatever its head waits for (room under the cap: a connection's end looks again;
+ * a token of the connect rate, the breaker's or a pause's end: the server's one timer). */
 typedef struct inbox_server {
     char *host;
     host_limits *limits;
     inbox *wait_head, *wait_tail;
     int idlers;   /* sessions that may IDLE: at most KILN_AGENT_IMAP_IDLE_SHARE of the cap */
     int nwaiting; /* in wait_head's queue */
+    bool full;    /* the queue's head waits for room under the cap (not for a time) */
+    bool wake_armed;
+    int64_t wake_ms;              /* the server's timer (engine's srv_timers): its head's time */
     inbox *kept_head, *kept_tail; /* kept connections, least recently used first */
     int evicting;                 /* kept ones told to log out for room, not gone yet */
     int64_t last_evict_ms;        /* 0: never */
@@ -113,7 +122,10 @@ struct inbox_engine {
     /* the engine thread's own */
     inbox **inboxes;
     size_t ninboxes, inbox_cap;
-    timer_heap timers;
+    i64map by_id;                 /* mailbox_id -> its inbox (one each: a later one is merged) */
+    timer_heap timers;            /* inboxes, by their timer_ms */
+    timer_heap srv_timers;        /* servers whose queue's head waits for a time */
+    inbox *now_head, *now_tail;   /* armed for now: fired in the order armed */
     inbox *slot_head, *slot_tail; /* waiting for a free connection */
     bool kick;                    /* room may have appeared: look at the wait queues */
     bool emitted;                 /* events went out since the last events_flush */
@@ -144,12 +156,28 @@ struct inbox_engine {
 inbox_server *inbox_server_get(inbox_engine *e, const char *host);
 void inbox_server_free_all(inbox_engine *e);
 void inbox_server_metrics(inbox_engine *e, buf *out);
+/* The inbox asks its server for a connection: admitted (started) when nobody waits there
+ * before it and the limits say go, else it queues (false). */
+bool inbox_server_admit(inbox_engine *e, inbox *ib);
+/* Room may have appeared (a connection ended, a command): the table's and the servers'
+ * queues are looked at, in order, each until its head has to wait. */
+void inbox_retry_waiting(inbox_engine *e);
+/* Servers whose timer is due let their queue's head try again. */
+void inbox_server_fire_due(inbox_engine *e);
+/* Connections waiting for room at s (kept ones give way to them). */
+static inline int inbox_server_room_waiters(const inbox_server *s)
+{
+    return s->full ? s->nwaiting : 0;
+}
 
 /* inbox_watch.c */
 void inbox_enter(inbox_engine *e, inbox *ib, int state);
 void inbox_arm(inbox_engine *e, inbox *ib, int state, int64_t at_ms);
 void inbox_fire(inbox_engine *e, inbox *ib);
-void inbox_retry_waiting(inbox_engine *e);
+/* Fires the inboxes armed for now, in the order they were armed. */
+void inbox_fire_now(inbox_engine *e);
+/* Starts the session of an admitted inbox on a free connection of the table. */
+void inbox_start_session(inbox_engine *e, inbox *ib);
 void inbox_retry_dns(inbox_engine *e);
 void inbox_emit(inbox_engine *e, const inbox_event *ev);
 void inbox_stop_one(inbox_engine *e, inbox *ib);

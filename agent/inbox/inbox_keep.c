@@ -46,7 +46,7 @@ static bool may_keep(const inbox_engine *e, const inbox *ib, int64_t interval_ms
 {
     const inbox_server *s = ib->srv;
     if (e->stopping || ib->dropped || ib->next_spec || interval_ms > KEEP_MAX_INTERVAL_MS ||
-        s->nwaiting > s->evicting)
+        inbox_server_room_waiters(s) > s->evicting)
         return false;
     return !s->last_evict_ms || now - s->last_evict_ms > KEEP_FORGET_MS ||
            interval_ms <= s->kept_life_ms;
@@ -57,7 +57,7 @@ static bool may_keep(const inbox_engine *e, const inbox *ib, int64_t interval_ms
 void inbox_evict_kept(inbox_engine *e, inbox_server *s)
 {
     int64_t now = e->loop.now_ms;
-    while (s->evicting < s->nwaiting && s->kept_head) {
+    while (s->evicting < inbox_server_room_waiters(s) && s->kept_head) {
         inbox *k = s->kept_head;
         inbox_kept_remove(s, k);
         k->evicted = true;

@@ -1,6 +1,13 @@
 /* The IMAP servers the inbox engine talks to, keyed by host name: each one's limits
  * (net/host_limits: connection cap, connect rate, breaker, pause) and the inboxes
- * waiting for room there. A short list: a few providers serve most inboxes. */
+ * waiting there, in order. A short list: a few providers serve most inboxes.
+ *
+ * Admission: an inbox goes behind those already waiting at its server; only the queue's
+ * head asks the limits. A head refused for room (the cap) waits for a connection's end
+ * (the engine's kick); one refused for a time (a token of the connect rate, the
+ * breaker's cooldown, a pause) arms the server's one timer for that time. So a refill
+ * wakes one server, which admits its waiters in order, one token each, until the next
+ * has to wait: no timer per waiter, no herd. */
 #include "inbox_internal.h"
 
 #include "clock.h"
@@ -95,4 +102,119 @@ void inbox_server_metrics(inbox_engine *e, buf *out)
                     atomic_load(&s->failures));
     }
     pthread_mutex_unlock(&e->srv_mu);
+}
+
+static void queue_push(inbox **head, inbox **tail, inbox *ib)
+{
+    ib->wait_next = NULL;
+    if (*tail)
+        (*tail)->wait_next = ib;
+    else
+        *head = ib;
+    *tail = ib;
+}
+
+static inbox *queue_pop(inbox **head, inbox **tail)
+{
+    inbox *ib = *head;
+    if (ib) {
+        *head = ib->wait_next;
+        if (!*head)
+            *tail = NULL;
+        ib->wait_next = NULL;
+    }
+    return ib;
+}
+
+/* The server's timer at at_ms (an earlier one armed already stands: its head asks the
+ * limits again then). */
+static void server_arm(inbox_engine *e, inbox_server *s, int64_t at_ms)
+{
+    if (s->wake_armed && s->wake_ms <= at_ms)
+        return;
+    s->wake_armed = true;
+    s->wake_ms = at_ms;
+    timer_heap_push(&e->srv_timers, at_ms, s);
+}
+
+/* The limits' answer to the queue's head (or to an inbox with nobody before it): go
+ * (counted), or why it waits: room (full) or a time (the server's timer). */
+static bool ask_limits(inbox_engine *e, inbox_server *s)
+{
+    int64_t rc = host_limits_acquire(s->limits, 0, e->loop.now_ms);
+    s->full = rc == SHAPER_FULL;
+    if (rc > 0)
+        server_arm(e, s, e->loop.now_ms + rc);
+    return rc == SHAPER_GO;
+}
+
+bool inbox_server_admit(inbox_engine *e, inbox *ib)
+{
+    inbox_server *s = ib->srv;
+    if (!e->loop.free_conns) {
+        inbox_enter(e, ib, IB_QUEUED);
+        queue_push(&e->slot_head, &e->slot_tail, ib);
+        return false;
+    }
+    if (!s->wait_head && ask_limits(e, s)) {
+        inbox_start_session(e, ib);
+        return true;
+    }
+    inbox_enter(e, ib, IB_QUEUED);
+    queue_push(&s->wait_head, &s->wait_tail, ib);
+    s->nwaiting++;
+    if (s->full)
+        inbox_evict_kept(e, s);
+    return false;
+}
+
+/* The server's queue, from its head, until one has to wait. */
+static void run_queue(inbox_engine *e, inbox_server *s)
+{
+    while (s->wait_head) {
+        inbox *ib = s->wait_head;
+        bool gone = e->stopping || ib->dropped;
+        if (!gone) {
+            if (!e->loop.free_conns)
+                break; /* the table is full: a connection's end looks again */
+            if (!ask_limits(e, s)) {
+                if (s->full)
+                    inbox_evict_kept(e, s);
+                return;
+            }
+        }
+        queue_pop(&s->wait_head, &s->wait_tail);
+        s->nwaiting--;
+        if (gone)
+            inbox_enter(e, ib, IB_DONE);
+        else
+            inbox_start_session(e, ib);
+    }
+    s->full = false;
+}
+
+void inbox_retry_waiting(inbox_engine *e)
+{
+    e->kick = false;
+    while (e->slot_head && e->loop.free_conns) {
+        inbox *ib = queue_pop(&e->slot_head, &e->slot_tail);
+        if (e->stopping || ib->dropped)
+            inbox_enter(e, ib, IB_DONE);
+        else
+            inbox_server_admit(e, ib);
+    }
+    for (inbox_server *s = e->servers; s; s = s->next)
+        if (s->wait_head && (!s->wake_armed || e->stopping))
+            run_queue(e, s); /* a head that waits for a time waits for its timer */
+}
+
+void inbox_server_fire_due(inbox_engine *e)
+{
+    while (timer_heap_next_ms(&e->srv_timers) <= e->loop.now_ms) {
+        inbox_server *s = timer_heap_pop(&e->srv_timers);
+        if (!s->wake_armed || s->wake_ms > e->loop.now_ms)
+            continue; /* a stale entry: re-armed since */
+        s->wake_armed = false;
+        run_queue(e, s);
+    }
 }

@@ -70,7 +70,34 @@ void inbox_arm(inbox_engine *e, inbox *ib, int state, int64_t at_ms)
     inbox_enter(e, ib, state);
     ib->timer_ms = at_ms;
     ib->timer_armed = true;
-    timer_heap_push(&e->timers, at_ms, ib);
+    if (at_ms > e->loop.now_ms) {
+        timer_heap_push(&e->timers, at_ms, ib);
+        return;
+    }
+    /* due now (a new inbox, a reconnect): fired in the order armed, which the heap's
+     * order of equal times is not */
+    if (ib->in_now_q)
+        return;
+    ib->in_now_q = true;
+    ib->now_next = NULL;
+    if (e->now_tail)
+        e->now_tail->now_next = ib;
+    else
+        e->now_head = ib;
+    e->now_tail = ib;
+}
+
+void inbox_fire_now(inbox_engine *e)
+{
+    while (e->now_head) {
+        inbox *ib = e->now_head;
+        e->now_head = ib->now_next;
+        if (!e->now_head)
+            e->now_tail = NULL;
+        ib->now_next = NULL;
+        ib->in_now_q = false;
+        inbox_fire(e, ib);
+    }
 }
 
 void inbox_emit(inbox_engine *e, const inbox_event *ev)
@@ -129,28 +156,6 @@ static tls_ctx *ctx_for(inbox_engine *e, const char *ca_file, const char **err)
     e->ctxs[k].ctx = tls_ctx_new(ca_file, e->ctxs[k].err, sizeof e->ctxs[k].err);
     *err = e->ctxs[k].err;
     return e->ctxs[k].ctx;
-}
-
-static void queue_push(inbox **head, inbox **tail, inbox *ib)
-{
-    ib->wait_next = NULL;
-    if (*tail)
-        (*tail)->wait_next = ib;
-    else
-        *head = ib;
-    *tail = ib;
-}
-
-static inbox *queue_pop(inbox **head, inbox **tail)
-{
-    inbox *ib = *head;
-    if (ib) {
-        *head = ib->wait_next;
-        if (!*head)
-            *tail = NULL;
-        ib->wait_next = NULL;
-    }
-    return ib;
 }
 
 static const imap_net_hooks hooks;
@@ -237,8 +242,9 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
 }
 
 /* Room at the server and a free connection: the session starts. */
-static void start_session(inbox_engine *e, inbox *ib, net_conn *c)
+void inbox_start_session(inbox_engine *e, inbox *ib)
 {
+    net_conn *c = net_conn_take(&e->loop);
     inbox_spec *s = ib->spec;
     const char *tls_err = "";
     tls_ctx *ctx = s->security == INBOX_SEC_PLAIN ? NULL : ctx_for(e, s->ca_file, &tls_err);
@@ -279,34 +285,10 @@ static void start_session(inbox_engine *e, inbox *ib, net_conn *c)
     net_conn_start(&e->loop, c, &cp);
 }
 
-/* The server's limits, then a connection of the table. False when the inbox had to
- * wait (queued or timed). */
-static bool try_connect(inbox_engine *e, inbox *ib)
-{
-    if (!e->loop.free_conns) {
-        inbox_enter(e, ib, IB_QUEUED);
-        queue_push(&e->slot_head, &e->slot_tail, ib);
-        return false;
-    }
-    int64_t rc = host_limits_acquire(ib->srv->limits, 0, e->loop.now_ms);
-    if (rc == SHAPER_FULL) {
-        inbox_enter(e, ib, IB_QUEUED);
-        queue_push(&ib->srv->wait_head, &ib->srv->wait_tail, ib);
-        ib->srv->nwaiting++;
-        inbox_evict_kept(e, ib->srv);
-        return false;
-    }
-    if (rc > 0) { /* the connect rate, the breaker or a pause: come back then */
-        inbox_arm(e, ib, ib->state == IB_BACKOFF ? IB_BACKOFF : IB_WAIT, e->loop.now_ms + rc);
-        return false;
-    }
-    start_session(e, ib, net_conn_take(&e->loop));
-    return true;
-}
-
 static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpected);
 
-/* Resolves the server's name (cache, or the resolver thread), then try_connect. */
+/* Resolves the server's name (cache, or the resolver thread), then its server admits it or it
+ * queues. */
 static void begin(inbox_engine *e, inbox *ib)
 {
     if (e->stopping || ib->dropped) {
@@ -335,7 +317,7 @@ static void begin(inbox_engine *e, inbox *ib)
         schedule_after(e, ib, IMAP_NET_CONNECT, false);
         return;
     }
-    try_connect(e, ib);
+    inbox_server_admit(e, ib);
 }
 
 /* A logged-in session is poked: its stepped hook takes the owner's step (stop, tick,
@@ -367,32 +349,6 @@ void inbox_retry_dns(inbox_engine *e)
     for (size_t i = 0; i < e->ninboxes && e->dns_waiting; i++)
         if (e->inboxes[i]->state == IB_RESOLVE)
             begin(e, e->inboxes[i]);
-}
-
-/* Room may have appeared (a connection ended): queued inboxes try again, in order,
- * each queue until one has to wait again. */
-void inbox_retry_waiting(inbox_engine *e)
-{
-    e->kick = false;
-    while (e->slot_head && e->loop.free_conns) {
-        inbox *ib = queue_pop(&e->slot_head, &e->slot_tail);
-        if (e->stopping || ib->dropped) {
-            inbox_enter(e, ib, IB_DONE);
-            continue;
-        }
-        try_connect(e, ib);
-    }
-    for (inbox_server *s = e->servers; s; s = s->next)
-        while (s->wait_head) {
-            inbox *ib = queue_pop(&s->wait_head, &s->wait_tail);
-            s->nwaiting--;
-            if (e->stopping || ib->dropped) {
-                inbox_enter(e, ib, IB_DONE);
-                continue;
-            }
-            if (!try_connect(e, ib) && ib->state == IB_QUEUED)
-                break; /* it queued again: no more room here */
-        }
 }
 
 /* When the first action not due yet comes due (INT64_MAX: none). Actions already due

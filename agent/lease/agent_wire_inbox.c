@@ -9,6 +9,7 @@
 #include "agent_wire_int.h"
 
 #include "config.h"
+#include "i64map.h"
 #include "json.h"
 #include "xalloc.h"
 
@@ -576,7 +577,7 @@ static bool read_inbox_lease(const char *doc, size_t off, size_t len, wire_inbox
 
 /* One entry: parsed alone, checked, kept or set aside. */
 static void read_entry(const char *v, const struct entry *e, size_t i, wire_inbox_part *p,
-                       size_t *icap, size_t *rcap)
+                       size_t *icap, size_t *rcap, i64map *seen)
 {
     char where[32], reason[192];
     snprintf(where, sizeof where, "inboxes[%zu]", i);
@@ -602,9 +603,10 @@ static void read_entry(const char *v, const struct entry *e, size_t i, wire_inbo
     w->tree = t;
     struct chk c = {reason, sizeof reason, where, false};
     bool ok = check_inbox(&c, t, w);
-    for (size_t k = 0; ok && k < p->ninboxes; k++)
-        if (p->inboxes[k]->in.mailbox_id == w->in.mailbox_id)
-            ok = fault(&c, "mailbox_id", "appears twice in the answer");
+    /* the ids kept so far (1 and up, checked): a hash set, not a scan of the list (a
+     * 10,000-inbox file took 0.2 s of CPU to check by scanning) */
+    if (ok && i64map_has(seen, w->in.mailbox_id))
+        ok = fault(&c, "mailbox_id", "appears twice in the answer");
     if (!ok) {
         reject(p, rcap, e->mailbox_id, reason);
         wire_inbox_free(w);
@@ -617,6 +619,7 @@ static void read_entry(const char *v, const struct entry *e, size_t i, wire_inbo
                               *icap * sizeof *p->inboxes); // NOLINT(bugprone-sizeof-expression)
     }
     p->inboxes[p->ninboxes++] = w;
+    i64map_put(seen, w->in.mailbox_id, 1);
 }
 
 static void read_inboxes(const char *doc, size_t off, size_t len, wire_inbox_part *p)
@@ -636,8 +639,11 @@ static void read_inboxes(const char *doc, size_t off, size_t len, wire_inbox_par
         return;
     }
     size_t icap = 0, rcap = 0;
+    i64map seen;
+    i64map_init(&seen);
     for (size_t i = 0; i < s.n; i++)
-        read_entry(v, &s.e[i], i, p, &icap, &rcap);
+        read_entry(v, &s.e[i], i, p, &icap, &rcap, &seen);
+    i64map_free(&seen);
     free(s.e);
 }
 
