@@ -159,13 +159,15 @@ static int64_t dwell_s(const engage_params *p, double ua, double ub)
 {
     double z = sqrt(-2.0 * log(1.0 - ua)) * cos(2.0 * M_PI * ub);
     double d = (double)p->dwell_median_s * exp(ENGAGE_DWELL_SIGMA * z);
-    double floor_s = ENGAGE_DWELL_MIN_S;
-    if (p->dwell_median_s < 2 * ENGAGE_DWELL_MIN_S)
-        floor_s = p->dwell_median_s / 2 > 0 ? (double)(p->dwell_median_s / 2) : 1.0;
+    int64_t floor_s = ENGAGE_DWELL_MIN_S;
+    if (p->dwell_median_s < 2 * ENGAGE_DWELL_MIN_S) {
+        int64_t half = p->dwell_median_s / 2; /* whole seconds, at least one */
+        floor_s = half > 0 ? half : 1;
+    }
     if (d > (double)p->dwell_max_s)
         d = (double)p->dwell_max_s;
-    if (d < floor_s)
-        d = floor_s;
+    if (d < (double)floor_s)
+        d = (double)floor_s;
     return (int64_t)d;
 }
 
