@@ -90,8 +90,8 @@ static void test_file_delay_follows_a_quick_plan(void **state)
         if (min_read < read_floor[k] || (medians[k] < 120 && min_read >= 60) ||
             max_read > p.dwell_max_s)
             fail_msg("median %d: read %lld..%lld s after the find, expected from %lld to %d",
-                     medians[k], (long long)min_read, (long long)max_read,
-                     (long long)read_floor[k], p.dwell_max_s);
+                     medians[k], (long long)min_read, (long long)max_read, (long long)read_floor[k],
+                     p.dwell_max_s);
     }
 }
 
