@@ -170,6 +170,12 @@ def level(conc, seconds=None):
     LEVELS_RUN[0] += 1  # agents' names are unique: the history suite runs 8 three times
     tokens = [expect(admin("POST", "/api/agents", {"name": "b%d-%d-%d" % (conc, i, LEVELS_RUN[0])}),
                      201, "agent")["token"] for i in range(conc)]
+    # Each level starts settled: the previous level's dead rows vacuumed and its dirty
+    # pages written now, not by an autovacuum or a checkpoint that would land inside
+    # this level's CPU figures (on a quiet box that swung PostgreSQL's µs per send
+    # between 42 and 110 for the same build, level to level).
+    psql("VACUUM ANALYZE")
+    psql("CHECKPOINT")
     lat, rlat, counts, stop = [], [], [0] * conc, time.time() + (seconds or SECONDS)
     lock = threading.Lock()
     last_done = [0.0]  # when the last report that applied sends returned
@@ -201,12 +207,6 @@ def level(conc, seconds=None):
             if RELEASE:
                 post("/api/agent/release", {"lease_id": a["lease_id"]}, tokens[i])
 
-    # Each level starts settled: the previous level's dead rows vacuumed and its dirty
-    # pages written now, not by an autovacuum or a checkpoint that would land inside
-    # this level's CPU figures (on a quiet box that swung PostgreSQL's µs per send
-    # between 42 and 110 for the same build, level to level).
-    psql("VACUUM ANALYZE")
-    psql("CHECKPOINT")
     psql("SELECT pg_stat_clear_snapshot()")
     w0 = pg_writes()
     profile = os.environ.get("BENCH_PROFILE") == "1"
