@@ -143,7 +143,7 @@ logged "$m" "going down" || bad "bye_fetch: the server's BYE text is not in the 
 [ "$(count "e['type']=='folder_state' and e['mailbox_id']==$m and e['folder']=='INBOX'")" = 0 ] ||
     bad "bye_fetch: INBOX's state advanced past a FETCH cut short by BYE"
 m=${MB[uidvalidity0]}
-logged "$m" "UIDVALIDITY" || bad "uidvalidity0: no log line for UIDVALIDITY 0"
+logged "$m" "UIDVALIDITY|response code" || bad "uidvalidity0: no log line for UIDVALIDITY 0"
 [ "$(count "e['type'] in ('found','folder_state') and e['mailbox_id']==$m")" = 0 ] ||
     bad "uidvalidity0: finds or states under UIDVALIDITY 0: $(events ev.jsonl "e['mailbox_id']==$m")"
 
@@ -161,7 +161,7 @@ m=${MB[msgid_huge]}
 [ "$(found "$m" INBOX 1)" = 0 ] || bad "msgid_huge: the 10 MB Message-ID was reported"
 m=${MB[copyuid_garbage]}
 a=$(events ev.jsonl "e['type']=='action' and e['action_id']==1201")
-[ -n "$a" ] || bad "copyuid_garbage: no outcome for the rescue"
+[ -n "$a" ] || bad "copyuid_garbage: no outcome for the rescue the server said it did"
 [ "$(count "e['type']=='action' and e['action_id']==1201 and not (e.get('uid') is None or 1 <= e['uid'] <= 4294967295) ")" = 0 ] ||
     bad "copyuid_garbage: an outcome with a garbage UID: $a"
 m=${MB[utf7_invalid]}

@@ -319,12 +319,13 @@ class UntaggedForever(Conn):
 
 
 class CopyuidGarbage(Conn):
-    """A rescue's UID MOVE answered with COPYUID garbage."""
+    """A rescue's UID MOVE answered with COPYUID that says nothing usable: sets of
+    different lengths, then another message's UID."""
 
     def c_uid_move(self, tag, rest):
         self.st.add("moves")
-        self.send(b"* OK [COPYUID 0 5:1,x 4294967296] moved\r\n* 1 EXPUNGE\r\n" + tag +
-                  b" OK [COPYUID 4294967295 5 0] moved\r\n")
+        self.send(b"* OK [COPYUID 9 5,6,7 4294967295] moved\r\n* 1 EXPUNGE\r\n" + tag +
+                  b" OK [COPYUID 4294967295 8 12] moved\r\n")
 
 
 class Uidvalidity0(Conn):
