@@ -428,7 +428,10 @@ def part_paging():
     for q, status in [("limit=500", 200), ("limit=501", 400), ("limit=0", 400),
                       ("limit=-1", 400), ("cursor=0", 200), ("cursor=-1", 400),
                       ("cursor=9223372036854775807", 200), ("cursor=9223372036854775808", 400),
-                      ("limit=%2B5", 400), ("limit=5%00", 400), ("limit=1&limit=1000", None),
+                      ("limit=5%00", 400), ("limit=1&limit=1000", None),
+                      # 20 digits that wrap 2^64 to a small number (parse_int, fixed)
+                      ("limit=18446744073709551620", 400),
+                      ("cursor=18446744073709551617", 400),
                       ("cursor=1e3", 400), ("limit=%205", 400), ("limit=5&cursor=", 200)]:
         r = admin("GET", path + "?" + q)
         if status == 200:
@@ -444,6 +447,13 @@ def part_paging():
                  "tenant token")["token"]
     for p in (path, "/api/mailboxes/%d/health" % mb):
         refused(call("GET", p, token=tok), "another tenant's " + p, 404, "not_found")
+    # an id past 2^64 is no mailbox (it used to wrap to the mailbox 2^64 below it)
+    for p in ("/api/mailboxes/%d", "/api/mailboxes/%d/placement", "/api/mailboxes/%d/health",
+              "/api/warmup/mailbox?id=%d"):
+        wrapped = p % (2 ** 64 + mb)
+        refused(admin("GET", wrapped), wrapped, None)
+        check(str(mb) not in admin("GET", wrapped).raw.replace(str(2 ** 64 + mb), ""),
+              "%s answered about mailbox %d" % (wrapped, mb))
     check_alive("paging")
     reset_clock()
     ok("test_placement_paging_bounds_and_every_row_once")
@@ -515,6 +525,7 @@ def part_webhooks():
            "http://127.0.0.1@evil.test/h", "https://user:pw@evil.test/h", "https://evil.test#x",
            "https://evil.test:0/h", "https://evil.test:65536/h",
            "https://evil.test:99999999999999999999/h", "https://evil.test:-1/h",
+           "https://evil.test:18446744073709552059/h",  # 2^64 + 443
            "https://[::1/h", "https://[]/h", "https://[evil.test]/h", "https://evil .test/h",
            "https://evil.test/\x7f", "https://\u00e9vil.test/h", "gopher://evil.test/h",
            "file:///etc/passwd", "https:///h", "https://", "https://" + "a" * 2050 + ".test/",
