@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import socketserver
+import ssl
 import threading
 import time
 
@@ -21,7 +22,12 @@ p = argparse.ArgumentParser()
 p.add_argument("--ports", required=True)
 p.add_argument("--log-dir", required=True)
 p.add_argument("--scenarios", required=True, help="name=mailbox_id,...")
+p.add_argument("--tls-cert", help="certificate and key (PEM) for the scenarios named *_tls")
 args = p.parse_args()
+TLS = None
+if args.tls_cert:
+    TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    TLS.load_cert_chain(args.tls_cert)
 
 CAPS = "IMAP4rev1 LITERAL+ UIDPLUS MOVE SPECIAL-USE NAMESPACE"
 UID_MAX = 4294967295
@@ -35,7 +41,8 @@ class Stats:
     def __init__(self, name):
         self.name = name
         self.lock = threading.Lock()
-        self.c = {"conns": 0, "fetches": 0, "tls_hello": 0, "commands": 0, "moves": 0}
+        self.c = {"conns": 0, "fetches": 0, "tls_hello": 0, "tls_garbage": 0, "commands": 0,
+                  "moves": 0}
 
     def add(self, key, n=1):
         with self.lock:
@@ -387,7 +394,8 @@ CLASSES = {"good": Good, "uidnext_huge": UidnextHuge, "fetch_flood": FetchFlood,
            "stall": Stall, "drip": Drip, "untagged_forever": UntaggedForever,
            "copyuid_garbage": CopyuidGarbage, "uidvalidity0": Uidvalidity0,
            "uids_weird": UidsWeird, "msgid_huge": MsgidHuge, "junk_crlf": JunkCrlf,
-           "namespace_crlf": NamespaceCrlf, "utf7_invalid": Utf7Invalid}
+           "namespace_crlf": NamespaceCrlf, "utf7_invalid": Utf7Invalid,
+           "junk_crlf_tls": JunkCrlf, "good_tls": Good}
 
 STATS = {}
 
@@ -397,9 +405,20 @@ def serve(scenario, mbid, host):
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):
-            c = cls(self.request, scenario, mbid)
+            sock = self.request
+            if scenario.endswith("_tls"):  # implicit TLS (IMAPS)
+                try:
+                    sock = TLS.wrap_socket(sock, server_side=True)
+                except (OSError, ValueError):
+                    return
+            c = cls(sock, scenario, mbid)
             try:
                 c.run()
+            except ssl.SSLError as e:
+                # TLS records that are not application data inside the session: a
+                # client that started a second handshake over the first
+                c.st.add("tls_garbage")
+                c.log.write(b"<TLS ERROR %s>\n" % str(e).encode())
             except (OSError, ValueError):
                 pass  # the client went away
             finally:
