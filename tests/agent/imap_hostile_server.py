@@ -47,7 +47,7 @@ class Stats:
     def add(self, key, n=1):
         with self.lock:
             self.c[key] = self.c.get(key, 0) + n
-            if key != "commands" or self.c[key] % 100 == 0:
+            if key not in ("commands", "fetches") or self.c[key] % 100 == 0:
                 self.flush()
 
     def flush(self):
