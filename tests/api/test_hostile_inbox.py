@@ -360,6 +360,26 @@ def part_race():
     rows = psql("SELECT kind, status FROM inbox_actions WHERE mailbox_id = %d ORDER BY id" % rc)
     check(rows == ["rescue|done", "mark|pending"],
           "the rescue done once, the mark issued once: %r" % rows)
+    # a whole report (a new find, a new folder, a session outcome) from 8 clients at once
+    s1 = [s for s in sends if s[2] != rc][0]
+    mixed = [found(s1[2], s1[3], "INBOX", "inbox", 7, 300),
+             {"type": "folder_state", "mailbox_id": s1[2], "folder": "Race", "role": "other",
+              "uidvalidity": 5, "last_uid": 9},
+             {"type": "session", "mailbox_id": s1[2], "status": "auth", "detail": "raced"}]
+
+    def whole():
+        r = call("POST", "/api/agent/report", {"lease_id": lid, "inbox_events": mixed}, token=a)
+        check(r.status == 200, "a racing report: %r" % r)
+        return r.json["inbox_events"]
+
+    got = released_together(8, whole)
+    check(sum(g["applied"] for g in got) == 3 and sum(g["duplicates"] for g in got) == 21,
+          "one report from 8 clients at once: each event applied once: %r" % got)
+    check(psql("SELECT count(*) FROM inbox_messages WHERE send_id = %d" % s1[0]) == ["1"] and
+          psql("SELECT last_uid FROM inbox_folders WHERE mailbox_id = %d AND name = 'Race'"
+               % s1[2]) == ["9"] and
+          psql("SELECT inbox, inbox_error FROM mailboxes WHERE id = %d" % s1[2]) ==
+          ["error|raced"], "the raced report's rows, once each")
     check_alive("racing outcomes")
     reset_clock()
     ok("test_one_outcome_released_from_8_clients_applies_once")
