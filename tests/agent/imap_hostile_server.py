@@ -249,13 +249,13 @@ class UidnextHuge(Conn):
 
 
 class FetchFlood(Conn):
-    """Answers the UID FETCH of INBOX with the same message (UID 1) 100,000 times."""
+    """Answers the UID FETCH of INBOX with the same message (UID 1) 20,000 times."""
 
     def fetch_answer(self, uids):
         if self.selected != "INBOX" or 1 not in uids:
             return super().fetch_answer(uids)
         one = fetch_line(1, 1, self.folders["INBOX"][2][1])
-        return one * 100000
+        return one * 20000
 
 
 class LiteralDrop(Conn):
