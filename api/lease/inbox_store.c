@@ -241,10 +241,11 @@ static const db_stmt Q_ADD_ACTIONS = {
 
 /* Outcomes: the first counts (only pending actions change). An action is read by the key
  * (mailbox_id, status, id): a pending one in one probe; where an outcome applies nothing,
- * whether it named a known action (a duplicate) is one probe per status, for those rows
- * only (031). A message has at most one pending action (its plan's rest waits in the row,
- * 023; 031 folded older plans). An outcome that goes on (done but a prune, refused,
- * failed) issues the next action of the plan (next, from rest), where the message is now:
+ * whether it named a known action (a duplicate) is one probe per status (a fenced
+ * LATERAL: each probe names all three key columns, whatever the planner guesses of the
+ * inbox's size), for those rows only (031). A message has at most one pending action (its plan's
+ * rest waits in the row, 023; 031 folded older plans). An outcome that goes on (done but a prune,
+ * refused, failed) issues the next action of the plan (next, from rest), where the message is now:
  * after a move that was done, at the reported place. Gone, stale and a done prune end the
  * plan (the rest is never issued), except a stale action whose message was found again in
  * the same folder under another UIDVALIDITY (the folder was rebuilt): the plan follows it
@@ -315,10 +316,10 @@ static const db_stmt Q_OUTCOMES = {
     "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
     "  SET value = counters.value + excluded.value) "
     "SELECT r.ord, (u.id IS NOT NULL) AS applied, (kn.k IS NOT NULL) AS known FROM r "
-    "LEFT JOIN upd u ON u.id = r.id LEFT JOIN LATERAL (SELECT true AS k FROM inbox_actions a "
-    "  WHERE u.id IS NULL AND a.mailbox_id = r.mb "
-    "  AND a.status = ANY (enum_range(NULL::inbox_action_status)) AND a.id = r.id LIMIT 1) kn "
-    "  ON true "
+    "LEFT JOIN upd u ON u.id = r.id LEFT JOIN LATERAL (SELECT true AS k "
+    "  FROM unnest(enum_range(NULL::inbox_action_status)) st (s) CROSS JOIN LATERAL (SELECT 1 "
+    "  FROM inbox_actions a WHERE a.mailbox_id = r.mb AND a.status = st.s AND a.id = r.id "
+    "  OFFSET 0) a WHERE u.id IS NULL LIMIT 1) kn ON true "
     "ORDER BY r.ord"};
 
 /* Folder states, forward only: a row changes when its last_uid grows or its uidvalidity
