@@ -1,6 +1,5 @@
--- Inbox event ingestion, one index entry fewer per planned message and the zone spans
--- at a quarter of the cost (issue 13, docs/benchmarks.md "Inbox event ingestion",
--- session 23).
+-- Inbox event ingestion, one index entry fewer per planned message (issue 13,
+-- docs/benchmarks.md "Inbox event ingestion", session 23).
 
 -- inbox_actions had two btree indexes: the key on id and the pending actions by message
 -- (inbox_actions_due_idx, partial). Every planned message's action row put an entry into
@@ -44,33 +43,3 @@ DELETE FROM inbox_actions a USING p WHERE p.n > 1 AND a.id = p.id;
 DROP INDEX inbox_actions_due_idx;
 ALTER TABLE inbox_actions DROP CONSTRAINT inbox_actions_pkey,
     ADD CONSTRAINT inbox_actions_pkey PRIMARY KEY (mailbox_id, status, id);
-
--- The UTC offsets of an IANA zone (012's contract, the same rows): read at every hour
--- from from_ts's hour, and on the 15-minute grid only inside an hour whose two ends
--- differ and after the last whole hour. 012 read all ~385 quarter hours of 96 hours, two
--- zone conversions each, once per zone and report (~1.1 ms a zone; the report's lease
--- check computes it for every zone of its inboxes). The rows are those of the full grid
--- as long as no zone changes its offset and back within one hour (none does; transitions
--- are months apart).
-CREATE OR REPLACE FUNCTION kiln_tz_spans(tz text, from_ts timestamptz, hours integer)
-RETURNS TABLE (from_s bigint, offset_s integer)
-LANGUAGE sql STABLE AS $$
-    WITH h AS (
-        SELECT t, extract(epoch FROM (t AT TIME ZONE tz) - (t AT TIME ZONE 'UTC'))::integer AS off
-        FROM generate_series(date_trunc('hour', from_ts), from_ts + make_interval(hours => hours),
-                             interval '1 hour') AS t),
-    q AS (
-        SELECT g.t, extract(epoch FROM (g.t AT TIME ZONE tz) - (g.t AT TIME ZONE 'UTC'))::integer
-               AS off
-        FROM (SELECT t, off, lead(off) OVER (ORDER BY t) AS next FROM h) x
-        CROSS JOIN LATERAL generate_series(x.t + interval '15 minutes',
-                                           least(x.t + interval '45 minutes',
-                                                 from_ts + make_interval(hours => hours)),
-                                           interval '15 minutes') AS g (t)
-        WHERE x.next IS DISTINCT FROM x.off),
-    c AS (SELECT t, off, lag(off) OVER (ORDER BY t) AS prev
-          FROM (SELECT t, off FROM h UNION ALL SELECT t, off FROM q) a)
-    SELECT extract(epoch FROM t)::bigint, off FROM c
-    WHERE prev IS NULL OR prev <> off
-    ORDER BY t
-$$;

@@ -1,13 +1,12 @@
-"""inbox_actions under one key (mailbox_id, status, id) and kiln_tz_spans on an hourly
-grid (migration 031, docs/benchmarks.md "Inbox event ingestion", session 23): a database
-at 030 with actions in it (plans of 023's shape, one row with its rest; plans written
-before 023, a pending row per action; done and cancelled rows) migrates to 031; every
-row but the older plans' later pending actions is kept as it was, those become their
-first pending action's rest in the same order (the first keeps its id), so a message has
-at most one pending action; the only index is the key; an outcome's read, the duplicate
-check (one probe per status, a few buffers however many actions the inbox has) and the
-lease answer's due actions read it; new actions take ids after the old ones; the zone
-spans are the rows of 012's quarter-hour grid for zones and times around transitions.
+"""inbox_actions under one key (mailbox_id, status, id) (migration 031, docs/benchmarks.md
+"Inbox event ingestion", session 23): a database at 030 with actions in it (plans of
+023's shape, one row with its rest; plans written before 023, a pending row per action;
+done and cancelled rows) migrates to 031; every row but the older plans' later pending
+actions is kept as it was, those become their first pending action's rest in the same
+order (the first keeps its id), so a message has at most one pending action; the only
+index is the key; an outcome's read, the duplicate check (one probe per status, a few
+buffers however many actions the inbox has) and the lease answer's due actions read it;
+new actions take ids after the old ones.
 Run by with_stack.sh; it builds its own database beside the stack's."""
 import os
 import re
@@ -76,27 +75,6 @@ PLANS = ("SELECT string_agg(send_id || ':' || kind || ':' || "
          "floor(extract(epoch FROM not_before)) || ':' || array_to_string(flags, ' ') || ':' || "
          "coalesce(target::text, ''), ',' ORDER BY send_id, not_before, kind) "
          "FROM inbox_action_plan WHERE status IN ('pending', 'planned')")
-
-# 012's definition (the reference: every quarter hour from from_ts's hour) beside 031's,
-# for zones and times whose 96 hours hold a transition (on the hour, at :30, at :45, in
-# the first and the last hour) or none; the pairs that differ.
-SPANS = """CREATE FUNCTION pg_temp.grid(tz text, at timestamptz) RETURNS text LANGUAGE sql AS $g$
-  WITH g AS (SELECT t, extract(epoch FROM (t AT TIME ZONE tz) - (t AT TIME ZONE 'UTC'))::integer AS off
-             FROM generate_series(date_trunc('hour', at), at + make_interval(hours => 96),
-                                  interval '15 minutes') AS t),
-       c AS (SELECT t, off, lag(off) OVER (ORDER BY t) AS prev FROM g)
-  SELECT string_agg(extract(epoch FROM t)::bigint || '@' || off, ' ' ORDER BY t) FROM c
-  WHERE prev IS NULL OR prev <> off $g$;
-SELECT count(*) || '|' || coalesce(string_agg(tz || ' ' || at, ', ') FILTER (WHERE pg_temp.grid(tz, at)
-  IS DISTINCT FROM (SELECT string_agg(from_s || '@' || offset_s, ' ' ORDER BY from_s)
-  FROM kiln_tz_spans(tz, at, 96))), '')
-FROM unnest(ARRAY['America/New_York', 'Europe/London', 'Australia/Lord_Howe', 'Asia/Kathmandu',
-                  'Pacific/Chatham', 'America/Sao_Paulo', 'UTC']) tz,
-     unnest(ARRAY['2026-03-06T11:37:12Z', '2026-03-08T06:59:59Z', '2026-03-27T23:10:00Z',
-                  '2026-04-02T12:00:00Z', '2026-09-25T13:45:00Z', '2026-09-29T15:40:00Z',
-                  '2026-10-01T00:00:00Z', '2026-10-28T06:10:00Z', '2026-11-01T05:30:00Z',
-                  '2026-12-03T22:15:00Z']::timestamptz[]) at"""
-
 
 def buffers(sql):
     """Shared buffers one run of sql touched (EXPLAIN ANALYZE, BUFFERS)."""
@@ -171,13 +149,11 @@ def test_upgrade_folds_older_plans_and_keeps_one_key():
         dup = up("SELECT count(*) - count(DISTINCT id), min(id) FILTER (WHERE send_id > 50000) > "
                  "max(id) FILTER (WHERE send_id <= 50000) FROM inbox_actions")
         check(dup == ["0|t"], "ten new actions after the old ids, none repeated: %s" % dup)
-        diff = up(SPANS)
-        check(diff == ["70|"], "zone spans as 012's grid (pairs, those that differ): %s" % diff)
     finally:
         db_psql("postgres", "DROP DATABASE IF EXISTS kiln_up WITH (FORCE)")
     ok("030 -> 031: older plans folded (first ids kept, same order), 023's rows kept, one key "
        "(mailbox_id, status, id) read by outcomes, duplicates (a few buffers among 20,000) and "
-       "due actions, new ids after the old; zone spans as 012's grid around transitions")
+       "due actions, new ids after the old")
 
 
 test_upgrade_folds_older_plans_and_keeps_one_key()
