@@ -243,13 +243,14 @@ static const db_stmt Q_ADD_ACTIONS = {
  * (mailbox_id, status, id): a pending one in one probe; where an outcome applies nothing,
  * whether it named a known action (a duplicate) is one probe per status (a fenced
  * LATERAL: each probe names all three key columns, whatever the planner guesses of the
- * inbox's size), for those rows only (031). A message has at most one pending action (its plan's
- * rest waits in the row, 023; 031 folded older plans). An outcome that goes on (done but a prune,
- * refused, failed) issues the next action of the plan (next, from rest), where the message is now:
- * after a move that was done, at the reported place. Gone, stale and a done prune end the
- * plan (the rest is never issued), except a stale action whose message was found again in
- * the same folder under another UIDVALIDITY (the folder was rebuilt): the plan follows it
- * there and the action is issued again (again: a new id, due when it was). */
+ * inbox's size), for those rows only (031). A message has at most one pending action
+ * (its plan's rest waits in the row, 023; 031 folded older plans). An outcome that goes
+ * on (done but a prune, refused, failed) issues the next action of the plan (next, from
+ * rest), where the message is now: after a move that was done, at the reported place.
+ * Gone, stale and a done prune end the plan (the rest is never issued), except a stale
+ * action whose message was found again in the same folder under another UIDVALIDITY (the
+ * folder was rebuilt): the plan follows it there and the action is issued again (again:
+ * a new id, due when it was). */
 static const db_stmt Q_OUTCOMES = {
     "inbox_outcomes",
     "WITH r AS (SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], "
