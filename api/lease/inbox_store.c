@@ -95,9 +95,9 @@ static const db_stmt Q_FOLDERS = {
     "inbox_folders", "SELECT mailbox_id, name, role::text AS role, uidvalidity, last_uid "
                      "FROM inbox_folders WHERE mailbox_id = ANY ($1::bigint[]) "
                      "ORDER BY mailbox_id, name"};
-/* Per message its first pending action, by due time, kind (rescue, mark, file, prune)
- * and id (the next follows the message's new place; an action issued again keeps its
- * place in the order). */
+/* Per message its pending action (at most one since 031; the order by due time, kind
+ * (rescue, mark, file, prune) and id is the one 031 kept older plans' first by). The
+ * inbox's pending actions are the key's range (mailbox_id, 'pending'). */
 static const db_stmt Q_DUE = {
     "inbox_due",
     "SELECT * FROM (SELECT DISTINCT ON (a.mailbox_id, a.send_id) a.mailbox_id, a.id, "
@@ -239,15 +239,18 @@ static const db_stmt Q_ADD_ACTIONS = {
     "  $10::smallint, count(*) FROM ins GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) "
     "  DO UPDATE SET value = counters.value + excluded.value"};
 
-/* Outcomes: the first counts (only pending actions change). An action is read through
- * its inbox's pending actions (inbox_actions_due_idx): where an outcome applies nothing,
- * whether it named a known action (a duplicate) is read by id, for those rows only. An
- * outcome that goes on
- * (done but a prune, refused, failed) issues the next action of the plan (next, from
+/* Outcomes: the first counts (only pending actions change). An action is read by the key
+ * (mailbox_id, status, id): a pending one in one probe; where an outcome applies nothing,
+ * whether it named a known action (a duplicate) is one probe per status (a fenced
+ * LATERAL: each probe names all three key columns, whatever the planner guesses of the
+ * inbox's size), for those rows only (031). A message has at most one pending action
+ * (its plan's rest waits in the row, 023; 031 folded older plans). An outcome that goes
+ * on (done but a prune, refused, failed) issues the next action of the plan (next, from
  * rest), where the message is now: after a move that was done, at the reported place.
- * Gone, stale and a done prune end the plan (the rest is never issued), except a stale action whose
- * message was found again in the same folder under another UIDVALIDITY (the folder was rebuilt):
- * the chain follows it there and the action is issued again (again: a new id, due when it was). */
+ * Gone, stale and a done prune end the plan (the rest is never issued), except a stale
+ * action whose message was found again in the same folder under another UIDVALIDITY (the
+ * folder was rebuilt): the plan follows it there and the action is issued again (again:
+ * a new id, due when it was). */
 static const db_stmt Q_OUTCOMES = {
     "inbox_outcomes",
     "WITH r AS (SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], "
@@ -287,13 +290,6 @@ static const db_stmt Q_OUTCOMES = {
     "  FROM upd2 WHERE status IN ('gone', 'stale') OR (status = 'done' AND (kind = 'prune' OR "
     "  (kind IN ('rescue', 'file') AND f IS NOT NULL AND v IS NOT NULL AND u IS NOT NULL))) "
     "  ORDER BY mailbox_id, send_id, id DESC), "
-    "chain AS (UPDATE inbox_actions a SET "
-    "  status = CASE WHEN ev.stop THEN 'cancelled'::inbox_action_status ELSE a.status END, "
-    "  folder = CASE WHEN ev.stop THEN a.folder ELSE ev.f END, "
-    "  uidvalidity = CASE WHEN ev.stop THEN a.uidvalidity ELSE ev.v END, "
-    "  uid = CASE WHEN ev.stop THEN a.uid ELSE ev.u END FROM ev "
-    "  WHERE a.mailbox_id = ev.mailbox_id AND a.send_id = ev.send_id AND a.status = 'pending' "
-    "  AND a.id NOT IN (SELECT id FROM r) RETURNING a.kind, a.status), "
     /* One update per message (a row updated twice in a statement keeps one change):
      * its new place after a move and its flags after a mark. */
     "msg AS (UPDATE inbox_messages m SET folder = coalesce(x.f, m.folder), "
@@ -316,13 +312,15 @@ static const db_stmt Q_OUTCOMES = {
     "  FROM (ev.f, ev.v, ev.u) ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING), "
     "cnt AS (INSERT INTO counters (name, label, shard, value) SELECT 'actions', "
     "  kind::text || ':' || status, $10::smallint, count(*) FROM (SELECT kind, status::text "
-    "  FROM upd UNION ALL SELECT kind, status::text FROM chain WHERE status = 'cancelled' "
-    "  UNION ALL SELECT kind, 'issued' FROM again UNION ALL SELECT kind, 'issued' FROM next) c "
+    "  FROM upd UNION ALL SELECT kind, 'issued' FROM again "
+    "  UNION ALL SELECT kind, 'issued' FROM next) c "
     "  GROUP BY 2 ORDER BY 2 ON CONFLICT (name, label, shard) DO UPDATE "
     "  SET value = counters.value + excluded.value) "
     "SELECT r.ord, (u.id IS NOT NULL) AS applied, (kn.k IS NOT NULL) AS known FROM r "
-    "LEFT JOIN upd u ON u.id = r.id LEFT JOIN LATERAL (SELECT true AS k FROM inbox_actions a "
-    "  WHERE u.id IS NULL AND a.id = r.id AND a.mailbox_id = r.mb LIMIT 1) kn ON true "
+    "LEFT JOIN upd u ON u.id = r.id LEFT JOIN LATERAL (SELECT true AS k "
+    "  FROM unnest(enum_range(NULL::inbox_action_status)) st (s) CROSS JOIN LATERAL (SELECT 1 "
+    "  FROM inbox_actions a WHERE a.mailbox_id = r.mb AND a.status = st.s AND a.id = r.id "
+    "  OFFSET 0) a WHERE u.id IS NULL LIMIT 1) kn ON true "
     "ORDER BY r.ord"};
 
 /* Folder states, forward only: a row changes when its last_uid grows or its uidvalidity

@@ -12,7 +12,9 @@
 #      report, 500), KILN_BENCH_CONNS (agents = connections = pgbench clients, 8),
 #      KILN_BENCH_MAILBOXES (100000), KILN_BENCH_PG_CONF (lines added to postgresql.conf,
 #      e.g. auto_explain settings for profiling; the log is in $var/log/, kept with
-#      KILN_BENCH_HOLD).
+#      KILN_BENCH_HOLD), KILN_BENCH_PERF (a file: `perf record -a -g` over kiln's run, and
+#      the PostgreSQL backends' pids beside it in FILE.pids; read with
+#      `perf report -i FILE --pid "$(cat FILE.pids)" --no-children --sort symbol`).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -101,9 +103,18 @@ api_root=$(cat "$(stack_api_file 1 pid)")
 nginx_root=$(cat "$var/run/nginx.pid")
 read -r pg0 api0 ngx0 < <(echo "$(cpu "$pg_root") $(cpu "$api_root") $(cpu "$nginx_root")")
 load0=$(cut -d' ' -f1 /proc/loadavg)
+perf_pid=
+if [ -n "${KILN_BENCH_PERF:-}" ]; then
+    perf record -q -F 499 -g -a -o "$KILN_BENCH_PERF" 2>/dev/null &
+    perf_pid=$!
+fi
 read -r events secs eps reports p50 p99 applied dups ignored < <(/usr/bin/python3 "$here/driver.py" \
     "$STACK_URL" "$KILN_SECRET_KEY_FILE" "$var/sends" "$var/agents" "$batch")
 load1=$(cut -d' ' -f1 /proc/loadavg)
+if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" && wait "$perf_pid" || true
+    pgrep -d, -P "$pg_root" >"$KILN_BENCH_PERF.pids" || true
+fi
 read -r pg1 api1 ngx1 < <(echo "$(cpu "$pg_root") $(cpu "$api_root") $(cpu "$nginx_root")")
 writes "$var/w1"
 # Where kiln's WAL went, by relation (its segments are still there: no checkpoint since).
