@@ -4,7 +4,10 @@
   20 senders reads a window of 500 recipient candidates (not 1,000) and still grants all
   500, every recipient of another user, under its daily cap, no pair twice.
 - test_ending_a_lease_reads_only_its_mailboxes: a release frees the lease's mailboxes
-  through mailbox_leasing_lease_idx (025), without a sequential scan of mailbox_leasing.
+  through mailbox_leasing_lease_idx (025), without a sequential scan of mailbox_leasing,
+  and reads the lease's slots by its id range even in the generic plan a long-lived
+  connection caches (032; 022's join scanned the day's sends from a connection's sixth
+  release on).
 - test_due_times_with_replies_cost_what_they_did: kiln_due_at_reply (in a report's
   kiln_refresh_due and the lease's agent_details) gives 028's due times over a grid of
   inputs, and kiln_due_for of 300 mailboxes costs about what it did before 028 in
@@ -67,13 +70,16 @@ def test_a_lease_fills_from_a_window_its_own_size(token):
        % len({p[1] for p in pairs}))
 
 
-def end_lease_plans(lease_id):
+def end_lease_plans(lease_id, plan_mode="auto"):
     """Runs kiln_end_leases (what a release runs) in a psql session with auto_explain
-    sending every nested statement's plan back as a notice; returns the output."""
+    sending every nested statement's plan back as a notice; returns the output.
+    plan_mode force_generic_plan: the plans a kiln-api connection caches from its sixth
+    call of a function on."""
     out = stack_bash('stack_psql -tA "$@" 2>&1', "-c", "LOAD 'auto_explain'",
                      "-c", "SET auto_explain.log_min_duration = 0",
                      "-c", "SET auto_explain.log_nested_statements = on",
                      "-c", "SET auto_explain.log_level = notice",
+                     "-c", "SET plan_cache_mode = " + plan_mode,
                      "-c", "SELECT kiln_end_leases(ARRAY['%s'::uuid], 'cancelled')" % lease_id)
     return "\n".join(out)
 
@@ -90,11 +96,18 @@ def test_ending_a_lease_reads_only_its_mailboxes(token):
             r = call("POST", "/api/agent/release", {"lease_id": a["lease_id"]}, token=token)
             expect(r, 200, "release")
         else:
-            plans = end_lease_plans(a["lease_id"])
+            # In the plans a long-lived connection caches (032): the lease's slots by its
+            # id range, not a scan of the day's sends.
+            plans = end_lease_plans(a["lease_id"], "force_generic_plan")
             free = plans[plans.find("UPDATE mailbox_leasing SET lease_id = NULL"):]
             check("mailbox_leasing_lease_idx" in free and "Seq Scan on mailbox_leasing"
                   not in free, "kiln_end_leases frees the mailboxes without "
                   "mailbox_leasing_lease_idx:\n%s" % free[:1500])
+            slots = plans[plans.find("ids := ARRAY(SELECT s.id FROM leases l"):]
+            slots = slots[:slots.find("Query Text:", 20)]
+            check("Seq Scan on sends_p" not in slots and "_pkey" in slots,
+                  "kiln_lease_slots reads the day's sends, not the lease's id range, in a "
+                  "cached generic plan:\n%s" % slots[:2500])
         left = psql("SELECT count(*) FROM mailbox_leasing WHERE lease_id = '%s'" % a["lease_id"])
         check(left == ["0"], "%s mailboxes still hold the ended lease (%s)" % (left[0], how))
         freed = psql("SELECT count(*) FROM mailbox_leasing WHERE mailbox_id IN (%s) "

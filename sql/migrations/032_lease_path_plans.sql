@@ -1,5 +1,7 @@
--- The due-time functions without the SQL-function executor (issue 15, fourth pass;
--- docs/benchmarks.md "Leasing", docs/leasing.md). Same signatures, same results.
+-- The lease path's functions, same signatures and results, cheaper plans (issue 15,
+-- fourth pass; docs/benchmarks.md "Leasing", docs/leasing.md): the due-time functions
+-- without the SQL-function executor, and a lease's slots read by its id range in any
+-- cached plan (the last part of this file).
 --
 -- kiln_due_at (003) is a SQL function with a FROM, so PostgreSQL never inlines it: every
 -- call, from kiln_due_at_reply (029, PL/pgSQL: one or two calls per mailbox) in a lease's
@@ -70,4 +72,40 @@ LANGUAGE sql STABLE AS $$
     CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) t
     LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = t.day
     WHERE ml.mailbox_id = ANY (p_ids)
+$$;
+
+-- A lease's slots (022's kiln_lease_slots) whatever plan PostgreSQL caches. 022 joined
+-- leases to sends on the lease's id range in one statement; PL/pgSQL plans a statement
+-- for its parameters for the first five calls of a session and then, when it looks no
+-- dearer, once for any: that generic plan did not know how many leases p_ids held, so it
+-- hash-joined them to a sequential scan of every day partition the range could touch.
+-- kiln-api's connections live for hours: from a connection's sixth release on, every
+-- release (and every heartbeat's cancel list, every expiry) read all of today's sends
+-- (the leasing bench's second 15 s level at 8 leasers: 111-140 us of statement time per
+-- send, the largest of all; 8-10 in the first level). Each lease's range is now read by
+-- a lateral subquery, a nested loop whose inner side is the primary-key range of that
+-- lease, in any plan (tests/leasing/test_lease_path.py checks it under
+-- plan_cache_mode = force_generic_plan).
+CREATE OR REPLACE FUNCTION kiln_lease_slots(p_ids uuid[]) RETURNS bigint[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    ids bigint[];
+BEGIN
+    ids := ARRAY(SELECT s.id FROM leases l
+                 CROSS JOIN LATERAL (SELECT s.id FROM sends s
+                                     WHERE s.id BETWEEN l.send_id_min AND l.send_id_max
+                                       AND s.lease_id = l.id AND s.status = 'leased'
+                                     OFFSET 0) s
+                 WHERE l.id = ANY (p_ids) ORDER BY s.id);
+    IF EXISTS (SELECT 1 FROM leases WHERE id = ANY (p_ids) AND send_id_min IS NULL
+               AND kind = 'send') THEN
+        ids := ids || ARRAY(SELECT s.id FROM leases l
+                            JOIN mailbox_leasing ml ON ml.lease_id = l.id
+                            JOIN sends s ON s.mailbox_id = ml.mailbox_id AND s.lease_id = l.id
+                            WHERE l.id = ANY (p_ids) AND l.send_id_min IS NULL
+                              AND s.status = 'leased' AND s.id >= kiln_sends_since(2)
+                            ORDER BY s.id);
+    END IF;
+    RETURN ids;
+END
 $$;
