@@ -76,7 +76,7 @@ static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due(
     "      WHERE latency_ms IS NOT NULL) c "                                                       \
     "  GROUP BY 1, 2 ORDER BY 1, 2 "                                                               \
     "  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value) "   \
-    "SELECT id, CASE WHEN row_number() OVER () = 1 THEN (SELECT coalesce(array_agg(mailbox_id), " \
+    "SELECT id, CASE WHEN row_number() OVER () = 1 THEN (SELECT coalesce(array_agg(mailbox_id), "  \
     "'{}') FROM ml WHERE freed) END AS freed FROM upd"
 
 /* The common case, no row lock of its own: the slots of this lease still leased move
