@@ -3,7 +3,12 @@
 # migrations (stack.sh points KILN_SQL_DIR at the source tree), on fresh stacks back to
 # back, in the order A B B A ... (ROUNDS pairs), each level as bench.py runs it (this
 # tree's bench.py for both, so both print the same figures). The load average is printed
-# before each run. Defaults: 8 leasers, 15 s, 10,000 mailboxes, no peers.
+# before each run. Defaults: 8 leasers, 15 s, 10,000 mailboxes, no peers. Warm levels:
+# kiln-api prepares each statement per connection and PostgreSQL plans it for its
+# parameters for its first five executions (and PL/pgSQL the functions' statements), so a
+# level of a few leases per connection measures planning and never the cached generic
+# plans a long-lived connection runs: BENCH_LEVELS="8 8 8" BENCH_USERS=200 and read the
+# last level (docs/benchmarks.md "Leasing", fourth pass).
 #   tests/bench/leasing/ab.sh SRC_A BUILD_A SRC_B BUILD_B [ROUNDS]
 # e.g. git -C /work/main archive main | tar -x -C /tmp/src-main, then
 #   nice -n 19 tests/bench/leasing/ab.sh /tmp/src-main /tmp/rel-main . /tmp/rel-NAME 2
