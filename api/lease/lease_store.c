@@ -35,7 +35,9 @@ static const db_stmt Q_PICK = {
 /* The exact rules of DESIGN.md for the picked (locked) rows only, read in a statement
  * of its own so it sees what committed before the locks were taken. Eligible when the
  * due time computed from the current state is inside the horizon and the local day's
- * window is still open; furthest behind (sent/target, then longest idle) first. */
+ * window is still open; furthest behind (sent/target, then longest idle) first. The
+ * earliest pending reply is kiln_reply_due's body as a subquery: the function (SQL with
+ * a FROM, never inlined) ran the SQL-function executor once per row (032). */
 static const db_stmt Q_DETAILS = {
     "agent_details",
     "SELECT ml.mailbox_id, m.user_id, m.pool_id, m.address, m.display_name, m.smtp_host, "
@@ -63,7 +65,8 @@ static const db_stmt Q_DETAILS = {
     "CROSS JOIN LATERAL (SELECT tr.triggered, kiln_due_at_reply(k.now, m.timezone, "
     "  m.window_start_hour, m.window_end_hour, g.target, g.done, ml.next_at, NOT tr.triggered, "
     "  m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active', "
-    "  kiln_reply_due(m.id, k.now)) AS due) e "
+    "  (SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "
+    "  AND pr.send_id IS NULL AND pr.due_at > k.now - interval '3 days')) AS due) e "
     "WHERE ml.mailbox_id = ANY ($1::bigint[]) AND ml.lease_id IS NULL "
     "ORDER BY eligible DESC, coalesce(d.sent, 0)::float8 / nullif(g.target, 0) NULLS LAST, "
     "m.last_send_at NULLS FIRST, ml.mailbox_id"};
@@ -113,7 +116,7 @@ static const db_stmt Q_BUCKETS_LOCK = {
 static const db_stmt Q_PAIRS = {
     "agent_pairs",
     "SELECT mailbox_id, recipient_id FROM sends WHERE mailbox_id = ANY ($1::bigint[]) "
-    "AND scheduled_at > kiln_now() - make_interval(days => $2::int) "
+    "AND scheduled_at > (SELECT kiln_now()) - make_interval(days => $2::int) "
     "AND status <> 'cancelled' AND recipient_id IS NOT NULL "
     "AND id >= kiln_sends_since($2::int + 1)"};
 
@@ -173,13 +176,16 @@ static const db_stmt Q_NEW_LEASE = {
 /* The writes of a grant but its counters in one statement: sends (with their subject,
  * and a reply's threading), the replies they carry, the mailboxes' leasing rows and
  * today's in_flight; all rows of the grant's locked senders, so no other grant waits on
- * them. Upserts are ordered by key so concurrent transactions lock rows in one order. */
+ * them. Upserts are ordered by key so concurrent transactions lock rows in one order.
+ * created_at is given, not left to its default: kiln_now() is a SQL function with a
+ * FROM (never inlined), so the default ran the SQL-function executor once per row; a
+ * scalar subquery runs it once per statement (issue 15, fourth pass). */
 static const db_stmt Q_GRANT = {
     "agent_grant",
     "WITH s AS (INSERT INTO sends (id, mailbox_id, recipient_id, lease_id, day, scheduled_at, "
-    "  message_id, subject, in_reply_to, thread_refs, reply_depth) "
+    "  message_id, subject, in_reply_to, thread_refs, reply_depth, created_at) "
     "  SELECT x.id, x.mb, x.rc, $1::uuid, x.day, to_timestamp(x.at), x.mid, x.subj, "
-    "  pr.in_reply_to, pr.thread_refs, coalesce(pr.reply_depth, 0) "
+    "  pr.in_reply_to, pr.thread_refs, coalesce(pr.reply_depth, 0), (SELECT kiln_now()) "
     "  FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::date[], $6::bigint[], "
     "  $7::text[], $11::text[], $12::bigint[]) AS x (id, mb, rc, day, at, mid, subj, rid) "
     "  LEFT JOIN pending_replies pr ON pr.id = x.rid), "

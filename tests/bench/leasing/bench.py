@@ -3,7 +3,11 @@ kiln-agent's control thread (see RELEASE below), and prints the figures,
 each level beside its peers on the same PostgreSQL: pgbench running a bare FOR UPDATE
 SKIP LOCKED claim-100-and-complete loop (queue_peer.sql) with as many clients, and
 graphile-worker in its batched mode (graphile_peer.js; npm-installed at bench time under
-the build dir, skipped with a message when that fails; BENCH_GRAPHILE=0 skips it)."""
+the build dir, skipped with a message when that fails; BENCH_GRAPHILE=0 skips it).
+Knobs: BENCH_LEVELS ("1 8 32"), BENCH_SECONDS (run.sh's argument), BENCH_USERS (1000
+users x 100 mailboxes), BENCH_PEER=0 (no peers), BENCH_PROFILE=1 (statement log and
+wait sampling), BENCH_PGSS=1 (pg_stat_statements: per statement time, rows, WAL and
+full-page images per send), BENCH_EXPLAIN=1, BENCH_RELEASE, BENCH_REPORT_BATCH."""
 import json
 import os
 import re
@@ -148,6 +152,41 @@ def pg_explain():
     stack_bash("stack_api_down && stack_api_up")
 
 
+def pgss_setup():
+    """BENCH_PGSS=1: pg_stat_statements loaded (PostgreSQL and kiln-api restart once, before
+    the first level), so each level can print what every statement cost per send."""
+    stack_bash("stack_api_down; stack_psql -tA -c \"ALTER SYSTEM SET shared_preload_libraries "
+               "= 'pg_stat_statements'\" && stack_pg_down && stack_pg_up && stack_api_up")
+    psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    psql("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+    psql("SELECT pg_reload_conf()")
+
+
+def pgss_summary(sends):
+    """Per statement of kiln's database, this level: calls, the time it ran (wall: lock
+    waits included) per send, rows, WAL bytes and full-page images per send."""
+    rows = psql("""SELECT calls, total_exec_time, plans, total_plan_time, rows, wal_bytes,
+                   wal_fpi, shared_blks_dirtied, left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
+                   FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+                   WHERE d.datname = 'kiln'
+                   ORDER BY total_exec_time + total_plan_time DESC LIMIT 16""")
+    n = max(sends, 1)
+    tot = [0.0, 0.0, 0.0, 0.0]
+    for r in rows:
+        calls, ms, plans, pms, nrows, wal, fpi, dirt, q = r.split("|", 8)
+        tot[0] += float(ms)
+        tot[1] += float(pms)
+        tot[2] += float(wal)
+        tot[3] += float(fpi)
+        print("  pgss calls=%-5s us/send=%6.2f plans=%-5s plan_us/send=%5.2f rows/send=%5.2f "
+              "wal_bytes/send=%6.1f fpi/1000sends=%5.1f dirtied/1000sends=%5.1f  %s"
+              % (calls, 1000.0 * float(ms) / n, plans, 1000.0 * float(pms) / n, float(nrows) / n,
+                 float(wal) / n, 1000.0 * float(fpi) / n, 1000.0 * float(dirt) / n, q))
+    print("  pgss top 16: us/send=%.1f (planning %.1f) wal_bytes/send=%.0f fpi/1000sends=%.1f"
+          % (1000.0 * tot[0] / n, 1000.0 * tot[1] / n, tot[2] / n, 1000.0 * tot[3] / n),
+          flush=True)
+
+
 def pg_profile_summary(offset):
     """Total and mean time per prepared statement from the PostgreSQL log."""
     tot = {}
@@ -164,6 +203,7 @@ def pg_profile_summary(offset):
 
 
 LEVELS_RUN = [0]
+PGSS = os.environ.get("BENCH_PGSS") == "1"
 
 
 def level(conc, seconds=None):
@@ -208,6 +248,8 @@ def level(conc, seconds=None):
                 post("/api/agent/release", {"lease_id": a["lease_id"]}, tokens[i])
 
     psql("SELECT pg_stat_clear_snapshot()")
+    if PGSS:
+        psql("SELECT pg_stat_statements_reset()")
     w0 = pg_writes()
     profile = os.environ.get("BENCH_PROFILE") == "1"
     logf = os.path.join(os.environ["KILN_STACK_VAR"], "log", "postgresql.log")
@@ -218,6 +260,8 @@ def level(conc, seconds=None):
     sampler = threading.Thread(target=pg_waits, args=(SECONDS * 0.8, waits)) if profile else None
     if sampler:
         sampler.start()
+    print("leasers=%d starting (%s UTC)" % (conc, time.strftime("%H:%M:%S", time.gmtime())),
+          flush=True)
     cpu0 = time.process_time()
     box0 = box_cpu()
     srv0 = server_cpu()
@@ -271,6 +315,8 @@ def level(conc, seconds=None):
         print("  sampled backends:", w)
     if profile:
         pg_profile_summary(log_at)
+    if PGSS:
+        pgss_summary(total)
     return total / el
 
 
@@ -433,6 +479,8 @@ if HISTORY_DAYS:
 else:
     if os.environ.get("BENCH_EXPLAIN") == "1":
         pg_explain()
+    if PGSS:
+        pgss_setup()
     gw = graphile_install() if os.environ.get("BENCH_PEER", "1") == "1" else None
     for c in [int(x) for x in os.environ.get("BENCH_LEVELS", "1 8 32").split()]:
         kiln = level(c)
