@@ -47,6 +47,16 @@ typedef struct net_loop {
     uint32_t nfresh; /* entries handed out at least once: conns[0..nfresh) */
     bool ring_up;
     int64_t now_ms;
+    /* A min-heap of the connections waiting for a reply, by their deadline (timer_ms):
+     * one timer per connection in user space, looked at once per turn, instead of a
+     * linked timeout on each recv (an SQE, an hrtimer and a CQE per round trip). */
+    struct net_conn **timers;
+    uint32_t ntimers, timers_cap;
+    /* Batched waits (net_loop_set_batch): while at least two connections are in
+     * flight, a wait lets completions gather for up to batch_us (wait_nr of them end it
+     * sooner) before the thread wakes; 0: wake at the first completion. */
+    uint32_t batch_us;
+    bool min_wait_ok; /* the kernel takes a wait's min_wait_usec (6.12+) */
     net_timeouts timeouts;
     buf plain;                    /* scratch for decrypted bytes */
     atomic_llong *connect_errors; /* counted for the owner's metrics (may be NULL) */
@@ -64,8 +74,14 @@ void net_loop_fresh_conn(net_loop *l);
 int net_loop_start(net_loop *l, bool *fast, char *err, size_t errlen);
 /* The loop's clock, read once per turn. */
 void net_loop_clock(net_loop *l);
+/* Sets when c is handed to net_conn_timer (INT64_MAX: never); O(log n). */
+void net_loop_timer_set(net_loop *l, struct net_conn *c, int64_t at_ms);
+/* Lets completions gather for up to batch_us before a wait returns (see batch_us);
+ * a kernel without min_wait (before 6.12) waits as before. */
+void net_loop_set_batch(net_loop *l, uint32_t batch_us);
 /* Submits, waits for a completion or until wake_ms (INT64_MAX: no limit), then
- * handles every completion. now_ms is fresh after. */
+ * handles every completion and every connection deadline that came. now_ms is fresh
+ * after. */
 void net_loop_wait(net_loop *l, int64_t wake_ms);
 /* Closes what is left (connections the owner has already let go of) and the ring. */
 void net_loop_destroy(net_loop *l);
