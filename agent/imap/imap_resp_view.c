@@ -206,9 +206,12 @@ int imap_resp_code_view(arena *a, imap_resp *r, const imap_resp_limits *lim, uns
 {
     imap_resp_code *c = &r->code;
     c->code = IMAP_CODE_OTHER;
+    size_t name_len = strlen(c->name);
     for (size_t i = 0; i < NTAB(code_names); i++)
-        if (imap_word_is(c->name, strlen(c->name), code_names[i].name))
+        if (imap_word_is(c->name, name_len, code_names[i].name)) {
             c->code = code_names[i].code;
+            break;
+        }
     if (c->code != IMAP_CODE_CAPABILITY && c->code != IMAP_CODE_PERMANENTFLAGS &&
         c->code != IMAP_CODE_UIDVALIDITY && c->code != IMAP_CODE_UIDNEXT &&
         c->code != IMAP_CODE_COPYUID && c->code != IMAP_CODE_APPENDUID)

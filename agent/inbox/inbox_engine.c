@@ -31,7 +31,6 @@ void inbox_engine_config_defaults(inbox_engine_config *c)
     c->use_interval = true;
     c->idle = true;
     c->keep = true;
-    c->batch_us = 0;
     c->idle_ms = (int64_t)28 * 60000;
     c->max_conns = 10240;
     c->server_max_conns = 100;
@@ -69,14 +68,13 @@ static int env_i64(const char *name, int64_t min, int64_t max, int64_t *out, cha
 int inbox_engine_config_from_env(inbox_engine_config *c, char *err, size_t errlen)
 {
     int64_t cap = c->server_max_conns, rate = c->server_conns_per_min, conns = c->max_conns;
-    int64_t idle = c->idle, share = c->idle_share_pct, keep = c->keep, batch = c->batch_us;
+    int64_t idle = c->idle, share = c->idle_share_pct, keep = c->keep;
     const int64_t day = 86400000;
     if (env_i64("KILN_AGENT_IMAP_SERVER_MAX_CONNS", 1, 1000000, &cap, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_SERVER_CONNS_PER_MIN", 1, 100000000, &rate, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_MAX_CONNS", 1, 1000000, &conns, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE", 0, 1, &idle, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_KEEP", 0, 1, &keep, err, errlen) ||
-        env_i64("KILN_AGENT_IMAP_BATCH_US", 0, 100000, &batch, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE_SHARE", 1, 100, &share, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_IDLE_MS", 1000, (int64_t)29 * 60000, &c->idle_ms, err, errlen) ||
         env_i64("KILN_AGENT_IMAP_POLL_MAX_MS", 0, day, &c->poll_max_ms, err, errlen) ||
@@ -95,7 +93,6 @@ int inbox_engine_config_from_env(inbox_engine_config *c, char *err, size_t errle
     c->max_conns = (uint32_t)conns;
     c->idle = idle != 0;
     c->keep = keep != 0;
-    c->batch_us = (uint32_t)batch;
     c->idle_share_pct = (int)share;
     return 0;
 }
@@ -333,7 +330,6 @@ inbox_engine *inbox_engine_create(const inbox_engine_config *cfg, inbox_event_fn
         free(e);
         return NULL;
     }
-    net_loop_set_batch(&e->loop, cfg->batch_us);
     e->res = resolver_create(300000, 30000);
     e->hosts = host_table_new(&e->shaping);
     int rc = pthread_create(&e->thread, NULL, engine_main, e);

@@ -66,11 +66,6 @@ typedef struct inbox_engine_config {
      * a server whose kept connections are evicted before their next poll keeps none
      * for a while (inbox_watch.c, may_keep). */
     bool keep;
-    /* A wait of the engine's loop lets completions of its connections gather for up to
-     * this long before the thread wakes (KILN_AGENT_IMAP_BATCH_US; 0: wake at each): one
-     * wake-up for several round trips where many connections are in flight, at most
-     * this much later per round trip. Needs Linux 6.12 (min_wait); ignored before. */
-    uint32_t batch_us;
     uint32_t max_conns; /* the loop's connection table (default 10,240) */
     /* per IMAP server */
     int server_max_conns;      /* default 100 */

@@ -57,7 +57,6 @@ int net_loop_start(net_loop *l, bool *fast, char *err, size_t errlen)
     if (net_ring_setup(&l->ring, 4096, fast, err, errlen) < 0)
         return -1;
     l->ring_up = true;
-    l->min_wait_ok = (l->ring.features & NET_FEAT_MIN_TIMEOUT) != 0;
     post_eventfd_read(l);
     return 0;
 }
@@ -179,11 +178,6 @@ static void timers_fire(net_loop *l)
     }
 }
 
-void net_loop_set_batch(net_loop *l, uint32_t batch_us)
-{
-    l->batch_us = batch_us;
-}
-
 void net_loop_wait(net_loop *l, int64_t wake_ms)
 {
     struct io_uring_cqe *cqe;
@@ -191,25 +185,12 @@ void net_loop_wait(net_loop *l, int64_t wake_ms)
     int rc;
     if (l->ntimers && l->timers[0]->timer_ms < wake_ms)
         wake_ms = l->timers[0]->timer_ms;
-    int64_t d = 0;
     if (wake_ms != INT64_MAX) {
-        d = wake_ms - l->now_ms;
-        if (d < 1)
-            d = 1;
-        net_ts_set(&ts, d);
+        int64_t d = wake_ms - l->now_ms;
+        net_ts_set(&ts, d < 1 ? 1 : d);
         tsp = &ts;
     }
-    if (l->batch_us && l->min_wait_ok && l->ntimers >= 2) {
-        /* let completions gather (never past the wake-up): the thread wakes once for
-         * several round trips of different connections */
-        uint32_t min_us = l->batch_us;
-        if (tsp && (int64_t)min_us > d * 1000)
-            min_us = (uint32_t)(d * 1000);
-        unsigned nr = l->ntimers < 256 ? l->ntimers : 256;
-        rc = net_ring_submit_and_wait_min(&l->ring, nr, tsp, min_us);
-    } else {
-        rc = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, tsp, NULL);
-    }
+    rc = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, tsp, NULL);
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
         log_error("io_uring wait: %s", strerror(-rc));
         abort();

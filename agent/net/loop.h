@@ -52,11 +52,6 @@ typedef struct net_loop {
      * linked timeout on each recv (an SQE, an hrtimer and a CQE per round trip). */
     struct net_conn **timers;
     uint32_t ntimers, timers_cap;
-    /* Batched waits (net_loop_set_batch): while at least two connections are in
-     * flight, a wait lets completions gather for up to batch_us (wait_nr of them end it
-     * sooner) before the thread wakes; 0: wake at the first completion. */
-    uint32_t batch_us;
-    bool min_wait_ok; /* the kernel takes a wait's min_wait_usec (6.12+) */
     net_timeouts timeouts;
     buf plain;                    /* scratch for decrypted bytes */
     atomic_llong *connect_errors; /* counted for the owner's metrics (may be NULL) */
@@ -76,9 +71,6 @@ int net_loop_start(net_loop *l, bool *fast, char *err, size_t errlen);
 void net_loop_clock(net_loop *l);
 /* Sets when c is handed to net_conn_timer (INT64_MAX: never); O(log n). */
 void net_loop_timer_set(net_loop *l, struct net_conn *c, int64_t at_ms);
-/* Lets completions gather for up to batch_us before a wait returns (see batch_us);
- * a kernel without min_wait (before 6.12) waits as before. */
-void net_loop_set_batch(net_loop *l, uint32_t batch_us);
 /* Submits, waits for a completion or until wake_ms (INT64_MAX: no limit), then
  * handles every completion and every connection deadline that came. now_ms is fresh
  * after. */

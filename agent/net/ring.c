@@ -2,9 +2,7 @@
  * has them, the start-up probe that names what is missing, and the eventfd wake. */
 #include "ring.h"
 
-#include <signal.h>
 #include <stdio.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 int net_ring_probe(char *err, size_t errlen)
@@ -79,29 +77,6 @@ int net_ring_setup(struct io_uring *ring, unsigned entries, bool *fast, char *er
         return -1;
     }
     return 0;
-}
-
-int net_ring_submit_and_wait_min(struct io_uring *ring, unsigned wait_nr,
-                                 struct __kernel_timespec *ts, uint32_t min_wait_us)
-{
-    /* what liburing 2.3's submit does before its io_uring_enter (the SQ array is
-     * filled at setup): publish the queued entries to the kernel */
-    struct io_uring_sq *sq = &ring->sq;
-    unsigned tail = sq->sqe_tail;
-    if (sq->sqe_head != tail) {
-        sq->sqe_head = tail;
-        io_uring_smp_store_release(sq->ktail, tail);
-    }
-    unsigned submit = tail - io_uring_smp_load_acquire(sq->khead);
-    struct io_uring_getevents_arg arg = {
-        .sigmask = 0,
-        .sigmask_sz = _NSIG / 8,
-        .pad = min_wait_us, /* min_wait_usec in the kernel's own header */
-        .ts = (uint64_t)(uintptr_t)ts,
-    };
-    long rc = syscall(__NR_io_uring_enter, ring->ring_fd, submit, wait_nr,
-                      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
-    return rc < 0 ? -errno : (int)rc;
 }
 
 void net_wake(int efd)

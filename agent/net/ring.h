@@ -25,10 +25,6 @@ enum net_op {
     NET_OP_CLOSE,
 };
 
-/* The kernel takes a wait's min_wait_usec (io_uring_getevents_arg's former pad; 6.12+);
- * liburing 2.3's headers predate it. */
-#define NET_FEAT_MIN_TIMEOUT (1U << 15)
-
 /* user_data = op (8 bits) | generation (24 bits) | connection index (32 bits) */
 static inline uint64_t net_ud(int op, uint32_t gen, uint32_t idx)
 {
@@ -67,11 +63,6 @@ static inline void net_ts_set(struct __kernel_timespec *ts, int64_t ms)
     ts->tv_nsec = (ms % 1000) * 1000000;
 }
 
-/* Submits what is queued and waits for wait_nr completions for up to min_wait_us, then
- * for any one until ts (NULL: no limit): one io_uring_enter. 0 or more, or -errno
- * (-ETIME when ts passed). Only where the ring has NET_FEAT_MIN_TIMEOUT. */
-int net_ring_submit_and_wait_min(struct io_uring *ring, unsigned wait_nr,
-                                 struct __kernel_timespec *ts, uint32_t min_wait_us);
 /* Checks that io_uring is there with every operation the agent uses; -1 with err. */
 int net_ring_probe(char *err, size_t errlen);
 /* Creates the ring on the thread that uses it (SINGLE_ISSUER / DEFER_TASKRUN tie a
