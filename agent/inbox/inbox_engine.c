@@ -22,6 +22,9 @@ const char *inbox_session_status_name(int status)
 
 _Static_assert(INBOX_SESSION_OK == IMAP_NET_OK, "the ok status differs");
 
+/* How long event lines may wait in the writer's buffer while more keep coming. */
+#define EVENTS_FLUSH_MS 100
+
 void inbox_engine_config_defaults(inbox_engine_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -277,8 +280,12 @@ static void *engine_main(void *arg)
             inbox_retry_dns(e);
             inbox_retry_waiting(e);
         }
-        if (e->emitted && e->cfg.events_flush) {
-            e->emitted = false;
+        /* the lines of a quiet moment go out at once, a busy stream's at most every
+         * EVENTS_FLUSH_MS: a write per turn was 4.5 % of a repeat pass's CPU */
+        bool flush = e->emitted && e->cfg.events_flush;
+        if (flush && e->loop.now_ms >= e->flush_due_ms) {
+            e->emitted = flush = false;
+            e->flush_due_ms = e->loop.now_ms + EVENTS_FLUSH_MS;
             e->cfg.events_flush(e->fn_arg);
         }
         if (!e->conns_active && (e->stopping || (e->cfg.once && has_work && all_passes_done(e))))
@@ -286,6 +293,8 @@ static void *engine_main(void *arg)
         int64_t next = timer_heap_next_ms(&e->timers);
         if (timer_heap_next_ms(&e->srv_timers) < next)
             next = timer_heap_next_ms(&e->srv_timers);
+        if (flush && e->flush_due_ms < next)
+            next = e->flush_due_ms;
         if (e->now_head)
             next = e->loop.now_ms;
         net_loop_wait(&e->loop, next);

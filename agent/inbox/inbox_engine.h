@@ -81,8 +81,9 @@ typedef struct inbox_engine_config {
     int64_t session_command_ms; /* 60 s */
     bool verbose;               /* log each session's end */
     /* Optional: called on the engine's thread with the callback's arg before the thread
-     * sleeps, after a turn of its loop that emitted events (a writer that buffers its
-     * event lines flushes them here: one write per turn, no other thread woken). */
+     * sleeps, after a turn of its loop that emitted events, at most every 100 ms (a
+     * writer that buffers its event lines flushes them here: no other thread woken; the
+     * first line after a quiet moment goes out at once, a busy stream's within 100 ms). */
     void (*events_flush)(void *arg);
 } inbox_engine_config;
 
