@@ -160,7 +160,10 @@ void net_loop_timer_set(net_loop *l, net_conn *c, int64_t at_ms)
     }
     if (l->ntimers == l->timers_cap) {
         l->timers_cap = l->timers_cap ? 2 * l->timers_cap : 64;
-        l->timers = xrealloc(l->timers, l->timers_cap * sizeof *l->timers);
+        /* an array of pointers: sizeof a pointer is meant */
+        l->timers =
+            xrealloc(l->timers,
+                     l->timers_cap * sizeof *l->timers); // NOLINT(bugprone-sizeof-expression)
     }
     c->timer_ms = at_ms;
     l->timers[l->ntimers++] = c;
