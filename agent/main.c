@@ -569,8 +569,7 @@ static int cmd_inbox(int argc, char **argv)
                                                  .status = FEED_SES_PROTOCOL,
                                                  .detail = part.rejected[i].reason});
     wire_inbox_part_free(&part);
-    for (size_t i = 0; i < n; i++)
-        inbox_engine_add(e, specs[i]);
+    inbox_engine_add_many(e, specs, n); /* one wake-up of the engine, not n */
     free(specs);
     /* the parse's tree is gone: its pages go back to the system (10,000 inboxes: the
      * RSS floor falls by tens of MB that the connections would otherwise sit on) */

@@ -138,9 +138,9 @@ void imap_inbox_phase(const imap_inbox *ib, net_phase *out)
     case IMAP_IB_ACT_MOVE:
     case IMAP_IB_ACT_COPY:
     case IMAP_IB_ACT_EXPUNGE:
-        out->timeout_ms = (int64_t)120 * 1000;
+        out->timeout_ms = 2 * ib->command_ms;
         break;
     default:
-        out->timeout_ms = (int64_t)60 * 1000;
+        out->timeout_ms = ib->command_ms;
     }
 }

@@ -71,6 +71,7 @@ struct imap_inbox {
     bool pipeline;
     char ns_tag[16]; /* the NAMESPACE's tag while LIST is out behind it; "" none */
     int64_t now_ms, idle_refresh_ms, idle_since_ms;
+    int64_t command_ms; /* the job's command_ms (phase timeouts) */
 
     /* namespace and roles */
     char *prefix; /* personal namespace prefix, "" when none */

@@ -46,11 +46,12 @@ void imap_resp_parser_free(imap_resp_parser *p)
 
 bool imap_word_is(const char *s, size_t n, const char *kw)
 {
-    size_t k = strlen(kw);
-    if (k != n)
-        return false;
+    /* no strlen of kw: a capability list is matched word by word against every name
+     * the client knows (two lists a visit), and most words differ at the first byte */
     for (size_t i = 0; i < n; i++) {
         char a = s[i], b = kw[i];
+        if (!b)
+            return false;
         if (a >= 'a' && a <= 'z')
             a = (char)(a - 'a' + 'A');
         if (b >= 'a' && b <= 'z')
@@ -58,7 +59,7 @@ bool imap_word_is(const char *s, size_t n, const char *kw)
         if (a != b)
             return false;
     }
-    return true;
+    return kw[n] == '\0';
 }
 
 /* ---- syntax: values over one assembled response ---- */

@@ -34,59 +34,64 @@ bool imap_node_is(const imap_node *n, const char *s)
 
 typedef struct name_bit {
     const char *name;
+    size_t len; /* strlen(name): a word of another length is not compared */
     unsigned bit;
 } name_bit;
+#define NAME_BIT(s, b)                                                                             \
+    {                                                                                              \
+        s, sizeof(s) - 1, b                                                                        \
+    }
 
 static const name_bit cap_names[] = {
-    {"IMAP4rev1", IMAP_CAP_IMAP4REV1},
-    {"IMAP4rev2", IMAP_CAP_IMAP4REV2},
-    {"STARTTLS", IMAP_CAP_STARTTLS},
-    {"LOGINDISABLED", IMAP_CAP_LOGINDISABLED},
-    {"AUTH=PLAIN", IMAP_CAP_AUTH_PLAIN},
-    {"AUTH=XOAUTH2", IMAP_CAP_AUTH_XOAUTH2},
-    {"AUTH=OAUTHBEARER", IMAP_CAP_AUTH_OAUTHBEARER},
-    {"SASL-IR", IMAP_CAP_SASL_IR},
-    {"LITERAL+", IMAP_CAP_LITERAL_PLUS},
-    {"LITERAL-", IMAP_CAP_LITERAL_MINUS},
-    {"IDLE", IMAP_CAP_IDLE},
-    {"MOVE", IMAP_CAP_MOVE},
-    {"UIDPLUS", IMAP_CAP_UIDPLUS},
-    {"SPECIAL-USE", IMAP_CAP_SPECIAL_USE},
-    {"LIST-EXTENDED", IMAP_CAP_LIST_EXTENDED},
-    {"LIST-STATUS", IMAP_CAP_LIST_STATUS},
-    {"NAMESPACE", IMAP_CAP_NAMESPACE},
-    {"ID", IMAP_CAP_ID},
-    {"ENABLE", IMAP_CAP_ENABLE},
-    {"CONDSTORE", IMAP_CAP_CONDSTORE},
-    {"UNSELECT", IMAP_CAP_UNSELECT},
-    {"X-GM-EXT-1", IMAP_CAP_X_GM_EXT_1},
-    {"UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT},
+    NAME_BIT("IMAP4rev1", IMAP_CAP_IMAP4REV1),
+    NAME_BIT("IMAP4rev2", IMAP_CAP_IMAP4REV2),
+    NAME_BIT("STARTTLS", IMAP_CAP_STARTTLS),
+    NAME_BIT("LOGINDISABLED", IMAP_CAP_LOGINDISABLED),
+    NAME_BIT("AUTH=PLAIN", IMAP_CAP_AUTH_PLAIN),
+    NAME_BIT("AUTH=XOAUTH2", IMAP_CAP_AUTH_XOAUTH2),
+    NAME_BIT("AUTH=OAUTHBEARER", IMAP_CAP_AUTH_OAUTHBEARER),
+    NAME_BIT("SASL-IR", IMAP_CAP_SASL_IR),
+    NAME_BIT("LITERAL+", IMAP_CAP_LITERAL_PLUS),
+    NAME_BIT("LITERAL-", IMAP_CAP_LITERAL_MINUS),
+    NAME_BIT("IDLE", IMAP_CAP_IDLE),
+    NAME_BIT("MOVE", IMAP_CAP_MOVE),
+    NAME_BIT("UIDPLUS", IMAP_CAP_UIDPLUS),
+    NAME_BIT("SPECIAL-USE", IMAP_CAP_SPECIAL_USE),
+    NAME_BIT("LIST-EXTENDED", IMAP_CAP_LIST_EXTENDED),
+    NAME_BIT("LIST-STATUS", IMAP_CAP_LIST_STATUS),
+    NAME_BIT("NAMESPACE", IMAP_CAP_NAMESPACE),
+    NAME_BIT("ID", IMAP_CAP_ID),
+    NAME_BIT("ENABLE", IMAP_CAP_ENABLE),
+    NAME_BIT("CONDSTORE", IMAP_CAP_CONDSTORE),
+    NAME_BIT("UNSELECT", IMAP_CAP_UNSELECT),
+    NAME_BIT("X-GM-EXT-1", IMAP_CAP_X_GM_EXT_1),
+    NAME_BIT("UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT),
 };
 
 static const name_bit mbox_names[] = {
-    {"\\Noinferiors", IMAP_MB_NOINFERIORS},
-    {"\\Noselect", IMAP_MB_NOSELECT},
-    {"\\Marked", IMAP_MB_MARKED},
-    {"\\Unmarked", IMAP_MB_UNMARKED},
-    {"\\NonExistent", IMAP_MB_NONEXISTENT},
-    {"\\Subscribed", IMAP_MB_SUBSCRIBED},
-    {"\\HasChildren", IMAP_MB_HASCHILDREN},
-    {"\\HasNoChildren", IMAP_MB_HASNOCHILDREN},
-    {"\\All", IMAP_MB_ALL},
-    {"\\Archive", IMAP_MB_ARCHIVE},
-    {"\\Drafts", IMAP_MB_DRAFTS},
-    {"\\Flagged", IMAP_MB_FLAGGED},
-    {"\\Junk", IMAP_MB_JUNK},
-    {"\\Sent", IMAP_MB_SENT},
-    {"\\Trash", IMAP_MB_TRASH},
-    {"\\Important", IMAP_MB_IMPORTANT},
+    NAME_BIT("\\Noinferiors", IMAP_MB_NOINFERIORS),
+    NAME_BIT("\\Noselect", IMAP_MB_NOSELECT),
+    NAME_BIT("\\Marked", IMAP_MB_MARKED),
+    NAME_BIT("\\Unmarked", IMAP_MB_UNMARKED),
+    NAME_BIT("\\NonExistent", IMAP_MB_NONEXISTENT),
+    NAME_BIT("\\Subscribed", IMAP_MB_SUBSCRIBED),
+    NAME_BIT("\\HasChildren", IMAP_MB_HASCHILDREN),
+    NAME_BIT("\\HasNoChildren", IMAP_MB_HASNOCHILDREN),
+    NAME_BIT("\\All", IMAP_MB_ALL),
+    NAME_BIT("\\Archive", IMAP_MB_ARCHIVE),
+    NAME_BIT("\\Drafts", IMAP_MB_DRAFTS),
+    NAME_BIT("\\Flagged", IMAP_MB_FLAGGED),
+    NAME_BIT("\\Junk", IMAP_MB_JUNK),
+    NAME_BIT("\\Sent", IMAP_MB_SENT),
+    NAME_BIT("\\Trash", IMAP_MB_TRASH),
+    NAME_BIT("\\Important", IMAP_MB_IMPORTANT),
 };
 
 static const name_bit flag_names[] = {
-    {"\\Seen", IMAP_FL_SEEN},       {"\\Answered", IMAP_FL_ANSWERED},
-    {"\\Flagged", IMAP_FL_FLAGGED}, {"\\Deleted", IMAP_FL_DELETED},
-    {"\\Draft", IMAP_FL_DRAFT},     {"\\Recent", IMAP_FL_RECENT},
-    {"\\*", IMAP_FL_ANY},
+    NAME_BIT("\\Seen", IMAP_FL_SEEN),       NAME_BIT("\\Answered", IMAP_FL_ANSWERED),
+    NAME_BIT("\\Flagged", IMAP_FL_FLAGGED), NAME_BIT("\\Deleted", IMAP_FL_DELETED),
+    NAME_BIT("\\Draft", IMAP_FL_DRAFT),     NAME_BIT("\\Recent", IMAP_FL_RECENT),
+    NAME_BIT("\\*", IMAP_FL_ANY),
 };
 
 static unsigned bits_of(const imap_node *chain, const name_bit *tab, size_t ntab)
@@ -96,7 +101,7 @@ static unsigned bits_of(const imap_node *chain, const name_bit *tab, size_t ntab
         if (n->type != IMAP_N_ATOM)
             continue;
         for (size_t i = 0; i < ntab; i++)
-            if (imap_word_is(n->s, n->len, tab[i].name))
+            if (n->len == tab[i].len && imap_word_is(n->s, n->len, tab[i].name))
                 bits |= tab[i].bit;
     }
     return bits;
@@ -206,9 +211,12 @@ int imap_resp_code_view(arena *a, imap_resp *r, const imap_resp_limits *lim, uns
 {
     imap_resp_code *c = &r->code;
     c->code = IMAP_CODE_OTHER;
+    size_t name_len = strlen(c->name);
     for (size_t i = 0; i < NTAB(code_names); i++)
-        if (imap_word_is(c->name, strlen(c->name), code_names[i].name))
+        if (imap_word_is(c->name, name_len, code_names[i].name)) {
             c->code = code_names[i].code;
+            break;
+        }
     if (c->code != IMAP_CODE_CAPABILITY && c->code != IMAP_CODE_PERMANENTFLAGS &&
         c->code != IMAP_CODE_UIDVALIDITY && c->code != IMAP_CODE_UIDNEXT &&
         c->code != IMAP_CODE_COPYUID && c->code != IMAP_CODE_APPENDUID)

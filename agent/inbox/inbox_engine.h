@@ -77,10 +77,13 @@ typedef struct inbox_engine_config {
     int64_t throttle_pause_ms; /* a server's pause after [THROTTLED] / BYE (default 60 s) */
     /* timeouts */
     int64_t connect_ms, tls_ms, greeting_ms, command_ms; /* 10, 10, 30, 30 s */
-    bool verbose;                                        /* log each session's end */
+    /* an inbox session's command (and greeting) timeout; FETCH and moves twice it */
+    int64_t session_command_ms; /* 60 s */
+    bool verbose;               /* log each session's end */
     /* Optional: called on the engine's thread with the callback's arg before the thread
-     * sleeps, after a turn of its loop that emitted events (a writer that buffers its
-     * event lines flushes them here: one write per turn, no other thread woken). */
+     * sleeps, after a turn of its loop that emitted events, at most every 100 ms (a
+     * writer that buffers its event lines flushes them here: no other thread woken; the
+     * first line after a quiet moment goes out at once, a busy stream's within 100 ms). */
     void (*events_flush)(void *arg);
 } inbox_engine_config;
 
@@ -95,6 +98,9 @@ inbox_engine *inbox_engine_create(const inbox_engine_config *cfg, inbox_event_fn
  * mailbox id of one already watched replaces it (its state and actions); the
  * connection under way finishes first. */
 void inbox_engine_add(inbox_engine *e, inbox_spec *s);
+/* inbox_engine_add of n specs at once: one lock and one wake-up of the engine's thread
+ * (a 10,000-inbox file is handed over in one go). */
+void inbox_engine_add_many(inbox_engine *e, inbox_spec *const *specs, size_t n);
 /* Stops watching an inbox (its connection logs out). */
 void inbox_engine_drop(inbox_engine *e, int64_t mailbox_id);
 /* No new connection; IDLE sessions log out; sessions under way get drain_ms to end,

@@ -129,6 +129,7 @@ struct inbox_engine {
     inbox *slot_head, *slot_tail; /* waiting for a free connection */
     bool kick;                    /* room may have appeared: look at the wait queues */
     bool emitted;                 /* events went out since the last events_flush */
+    int64_t flush_due_ms;         /* the next events_flush may come then (EVENTS_FLUSH_MS) */
     size_t dns_waiting;
     size_t conns_active;
     bool stopping;

@@ -231,7 +231,8 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
                           .idle_refresh_ms = e->cfg.idle_ms,
                           .trust_stored_roles = true,
                           .pipeline = true,
-                          .keep = e->cfg.keep && !e->cfg.once};
+                          .keep = e->cfg.keep && !e->cfg.once,
+                          .command_ms = e->cfg.session_command_ms};
     bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
     free(acts);
     if (ok && job.want_idle) {

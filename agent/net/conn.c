@@ -66,6 +66,8 @@ static void buf_recycle(buf *b)
         buf_reset(b);
 }
 
+/* The connect's own timer: a linked timeout (once per connection; the deadline heap
+ * takes over from the first reply awaited). */
 static void link_timeout(net_loop *l, net_conn *c, struct __kernel_timespec *ts, int64_t ms)
 {
     net_ts_set(ts, ms);
@@ -87,40 +89,29 @@ static int64_t conn_deadline(net_loop *l, net_conn *c)
     return c->reply_deadline_ms < hard ? c->reply_deadline_ms : hard;
 }
 
-/* The recv posted while the session waits carries the connection's deadline as its
- * linked timeout. Deadlines that move later are caught when the timeout fires (the
- * recv is simply posted again); one that moves earlier takes the pending recv back at
- * once. */
+/* A recv is posted whenever the session waits for the peer; it carries no timer: the
+ * connection's deadline is its entry in the loop's heap (conn_arm), which a recv's
+ * completion does not touch. */
 static void post_recv(net_loop *l, net_conn *c)
 {
     if (c->recv_posted)
         return;
-    int64_t ms = conn_deadline(l, c) - l->now_ms;
-    if (ms < 1)
-        ms = 1;
-    struct io_uring_sqe *sqe = net_ring_sqes(&l->ring, 2);
+    struct io_uring_sqe *sqe = net_ring_sqes(&l->ring, 1);
     io_uring_prep_recv(sqe, c->fd, c->rbuf, sizeof c->rbuf, 0);
     io_uring_sqe_set_data64(sqe, net_ud(NET_OP_RECV, c->gen, c->idx));
-    sqe->flags |= IOSQE_IO_LINK;
-    link_timeout(l, c, &c->recv_ts, ms);
-    c->recv_armed_ms = l->now_ms + ms;
     c->recv_posted = true;
     c->inflight++;
 }
 
 /* What the session waits for now must be complete within ms, however its bytes
  * trickle in: set when a command goes out (or the connection, the TLS handshake or
- * an upload step begins), not when a byte comes. */
+ * an upload step begins), not when a byte comes. The heap holds the earlier of it and
+ * the owner's deadline; an owner's deadline that moves later is seen when the entry
+ * comes due (net_conn_timer puts it back). */
 static void conn_arm(net_loop *l, net_conn *c, int64_t ms)
 {
     c->reply_deadline_ms = l->now_ms + ms;
-    if (c->recv_posted && !c->recv_cancel_posted && conn_deadline(l, c) < c->recv_armed_ms) {
-        struct io_uring_sqe *sqe = net_ring_sqes(&l->ring, 1);
-        io_uring_prep_cancel64(sqe, net_ud(NET_OP_RECV, c->gen, c->idx), 0);
-        io_uring_sqe_set_data64(sqe, net_ud(NET_OP_CANCEL, c->gen, c->idx));
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-        c->recv_cancel_posted = true;
-    }
+    net_loop_timer_set(l, c, conn_deadline(l, c));
 }
 
 /* Starts a send of everything queued when no send is in flight. */
@@ -132,9 +123,9 @@ static void flush_send(net_loop *l, net_conn *c)
     c->sending = c->sendq;
     c->sendq = tmp;
     buf_reset(&c->sendq);
-    /* No linked timeout here: a recv with its deadline is always posted while the
-     * session waits for the peer, and its expiry closes the socket, which ends a
-     * send stuck on a peer that stopped reading. One timer per exchange, not two. */
+    /* No timer of its own: the connection's deadline stays in the heap until it
+     * closes, and its expiry closes the socket, which ends a send stuck on a peer that
+     * stopped reading. */
     struct io_uring_sqe *sqe = net_ring_sqes(&l->ring, 1);
     io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, net_ud(NET_OP_SEND, c->gen, c->idx));
@@ -173,6 +164,7 @@ static void conn_close(net_loop *l, net_conn *c)
 {
     if (c->state != NET_C_CLOSING) {
         conn_enter(c, NET_C_CLOSING);
+        net_loop_timer_set(l, c, INT64_MAX);
         if (c->inflight && c->fd >= 0)
             shutdown(c->fd, SHUT_RDWR);
     }
@@ -376,7 +368,6 @@ void net_conn_start(net_loop *l, net_conn *c, const net_conn_params *p)
     c->greeted = false;
     c->close_after_send = false;
     c->recv_posted = c->send_posted = false;
-    c->recv_cancel_posted = false;
     c->upload = NET_UPLOAD_NONE;
     c->inflight = 0;
     c->reply_deadline_ms = INT64_MAX;
@@ -484,9 +475,12 @@ static bool conn_upload_tick(net_loop *l, net_conn *c)
     return true;
 }
 
-/* The recv's linked timeout fired (or conn_arm took the recv back). */
-static void conn_timer(net_loop *l, net_conn *c)
+/* The connection's deadline came (the loop's heap; c is out of it): a payload's
+ * upload tick, a deadline that moved later (back into the heap), or the end. */
+void net_conn_timer(net_loop *l, net_conn *c)
 {
+    if (c->state != NET_C_TLS && c->state != NET_C_SESSION)
+        return;
     int64_t hard = owner_deadline(l, c);
     bool uploading = c->upload == NET_UPLOAD_USER || c->upload == NET_UPLOAD_KERNEL;
     net_phase ph;
@@ -499,9 +493,10 @@ static void conn_timer(net_loop *l, net_conn *c)
         conn_fail(l, c, NET_FAULT_IO, why);
         return;
     }
-    if (l->now_ms < conn_deadline(l, c)) {
+    int64_t due = conn_deadline(l, c);
+    if (l->now_ms < due) {
         /* the deadline moved later meanwhile (renewal, upload tick): wait on */
-        post_recv(l, c);
+        net_loop_timer_set(l, c, due);
         return;
     }
     char why[120];
@@ -519,15 +514,8 @@ static void conn_timer(net_loop *l, net_conn *c)
 static void on_recv(net_loop *l, net_conn *c, int res)
 {
     c->recv_posted = false;
-    /* a cancel of this recv was executed before any later recv could be issued (SQEs
-     * run in order): whatever this completion is, it is the last of that one */
-    c->recv_cancel_posted = false;
     if (c->state == NET_C_CLOSING) {
         conn_close(l, c);
-        return;
-    }
-    if (res == -ECANCELED) {
-        conn_timer(l, c);
         return;
     }
     if (res == 0) {

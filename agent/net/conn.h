@@ -1,6 +1,6 @@
 /* A connection of the loop's table: connect with address rotation, TLS over memory
- * BIOs, recv and send through the ring, and per-phase deadlines (one linked timeout
- * on the pending recv at the earliest of the phase's and the owner's deadline). A
+ * BIOs, recv and send through the ring, and per-phase deadlines (one entry in the
+ * loop's deadline heap at the earliest of the phase's and the owner's deadline). A
  * protocol session (net_session.h) rides on it; when it ends the owner hears of it
  * (net_owner_ops.done) and decides what becomes of the session's work. */
 #ifndef KILN_NET_CONN_H
@@ -64,13 +64,14 @@ typedef struct net_conn {
     int inflight; /* operations (not link timeouts) still owned by the kernel */
     bool recv_posted, send_posted;
     bool close_after_send;
-    bool host_ok;            /* the host answered properly (breaker bookkeeping) */
-    bool greeted;            /* the peer sent session bytes */
-    bool recv_cancel_posted; /* the pending recv is being taken back to re-arm its timer */
-    uint8_t upload;          /* enum net_upload */
-    uint8_t addr_idx;        /* the destination address being tried */
-    uint8_t addrs_tried;     /* addresses that failed to connect in this connection */
-    int phase_id;            /* the session's phase at the end of the last step */
+    bool host_ok;        /* the host answered properly (breaker bookkeeping) */
+    bool greeted;        /* the peer sent session bytes */
+    uint8_t upload;      /* enum net_upload */
+    uint8_t addr_idx;    /* the destination address being tried */
+    uint8_t addrs_tried; /* addresses that failed to connect in this connection */
+    int phase_id;        /* the session's phase at the end of the last step */
+    uint32_t timer_pos;  /* 1 + its place in the loop's deadline heap, 0: not there */
+    int64_t timer_ms;    /* when the deadline heap hands it to net_conn_timer */
     net_dest *dest;
     tls_ctx *tls_ctx;
     const char *tls_err;
@@ -82,10 +83,9 @@ typedef struct net_conn {
     /* The reply awaited must be complete by then, however its bytes trickle in
      * (Postfix's smtp_per_record_deadline); the owner's deadline bounds it too. */
     int64_t reply_deadline_ms;
-    int64_t recv_armed_ms; /* when the pending recv's linked timeout fires */
     int64_t upload_progress_ms;
     int upload_outq; /* unacknowledged bytes at the last look (NET_UPLOAD_KERNEL) */
-    struct __kernel_timespec recv_ts, connect_ts;
+    struct __kernel_timespec connect_ts;
     struct net_conn *next_free;
     char rbuf[NET_RECV_BUF_SIZE];
 } net_conn;
@@ -99,6 +99,8 @@ void net_conn_start(net_loop *l, net_conn *c, const net_conn_params *p);
 void net_conn_resume(net_loop *l, net_conn *c, int ev);
 /* A completion of op (enum net_op) for c, from the loop. */
 void net_conn_complete(net_loop *l, net_conn *c, int op, int res);
+/* c's deadline came (the loop's deadline heap, c already taken out of it). */
+void net_conn_timer(net_loop *l, net_conn *c);
 /* At shutdown: closes the socket and frees what c holds, in use or not. */
 void net_conn_dispose(net_conn *c);
 

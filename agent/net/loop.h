@@ -47,6 +47,11 @@ typedef struct net_loop {
     uint32_t nfresh; /* entries handed out at least once: conns[0..nfresh) */
     bool ring_up;
     int64_t now_ms;
+    /* A min-heap of the connections waiting for a reply, by their deadline (timer_ms):
+     * one timer per connection in user space, looked at once per turn, instead of a
+     * linked timeout on each recv (an SQE, an hrtimer and a CQE per round trip). */
+    struct net_conn **timers;
+    uint32_t ntimers, timers_cap;
     net_timeouts timeouts;
     buf plain;                    /* scratch for decrypted bytes */
     atomic_llong *connect_errors; /* counted for the owner's metrics (may be NULL) */
@@ -64,8 +69,11 @@ void net_loop_fresh_conn(net_loop *l);
 int net_loop_start(net_loop *l, bool *fast, char *err, size_t errlen);
 /* The loop's clock, read once per turn. */
 void net_loop_clock(net_loop *l);
+/* Sets when c is handed to net_conn_timer (INT64_MAX: never); O(log n). */
+void net_loop_timer_set(net_loop *l, struct net_conn *c, int64_t at_ms);
 /* Submits, waits for a completion or until wake_ms (INT64_MAX: no limit), then
- * handles every completion. now_ms is fresh after. */
+ * handles every completion and every connection deadline that came. now_ms is fresh
+ * after. */
 void net_loop_wait(net_loop *l, int64_t wake_ms);
 /* Closes what is left (connections the owner has already let go of) and the ring. */
 void net_loop_destroy(net_loop *l);

@@ -23,7 +23,6 @@ enum net_op {
     NET_OP_SEND,
     NET_OP_LINK_TIMEOUT,
     NET_OP_CLOSE,
-    NET_OP_CANCEL
 };
 
 /* user_data = op (8 bits) | generation (24 bits) | connection index (32 bits) */
