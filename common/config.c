@@ -27,9 +27,11 @@ bool parse_int(const char *s, size_t n, int64_t min, int64_t max, int64_t *out)
     for (; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
             return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-        if (v > (uint64_t)INT64_MAX)
+        /* Checked before the step: after it, 20 digits wrap (18446744073709551617 is 1). */
+        uint64_t digit = (uint64_t)(s[i] - '0');
+        if (v > ((uint64_t)INT64_MAX - digit) / 10)
             return false;
+        v = v * 10 + digit;
     }
     int64_t r = neg ? -(int64_t)v : (int64_t)v;
     if (r < min || r > max)

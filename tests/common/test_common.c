@@ -159,6 +159,19 @@ static void test_parse_int_is_strict(void **state)
     assert_false(parse_int("101", 3, 0, 100, &v));
     assert_false(parse_int("99999999999999999999", 20, 0, INT64_MAX, &v));
     assert_true(parse_int("-5", 2, -5, 100, &v));
+    /* 20 digits that wrapped 2^64 to a small number used to pass: 2^64 + 1 read as 1,
+     * 2^64 + 443 as port 443 */
+    assert_false(parse_int("18446744073709551617", 20, 1, INT64_MAX, &v));
+    assert_false(parse_int("18446744073709552059", 20, 1, 65535, &v));
+    assert_false(parse_int("18446744073709551620", 20, 1, 1000, &v));
+    assert_false(parse_int("-18446744073709551617", 21, INT64_MIN, 0, &v));
+    assert_false(parse_int("9223372036854775808", 19, 0, INT64_MAX, &v));
+    assert_true(parse_int("9223372036854775807", 19, 0, INT64_MAX, &v));
+    assert_true(v == INT64_MAX);
+    assert_true(parse_int("-9223372036854775807", 20, INT64_MIN, 0, &v));
+    assert_true(v == -INT64_MAX);
+    assert_true(parse_int("00000000000000000000042", 23, 0, 100, &v));
+    assert_int_equal(v, 42);
 }
 
 static void test_token_bucket_limits_rate(void **state)
