@@ -95,6 +95,7 @@ void imap_inbox_free(imap_inbox *ib)
     for (size_t i = 0; i < ib->nfound; i++)
         free(ib->found[i].message_id);
     free(ib->found);
+    i64map_free(&ib->fetch_seen);
     for (size_t i = 0; i < ib->nmoved; i++) {
         free(ib->moved[i].from);
         free(ib->moved[i].to);
@@ -194,7 +195,8 @@ int ib_select(imap_inbox *ib, const char *name, int state)
 {
     free(ib->selected);
     ib->selected = NULL; /* a SELECT deselects, whatever its answer */
-    ib->sel_uidvalidity = ib->sel_uidnext = 0;
+    ib->sel_uidvalidity = ib->sel_uidnext = ib->sel_exists = 0;
+    ib->sel_have_exists = false;
     imap_cmd *c = &ib->s.cmd;
     int ev = ib_send(ib, imap_cmd_select(&ib->s.gen, c, name, strlen(name), false), state);
     if (ev > 0)
@@ -257,7 +259,15 @@ static int fetch_batch(imap_inbox *ib)
             return end_folder(ib);
         }
         uint32_t to = ib->fetch_from + (IMAP_INBOX_FETCH_BATCH - 1);
-        ib->fetch_final = !ib->sel_uidnext || to < ib->fetch_from || to >= ib->sel_uidnext - 1;
+        /* Batches of UIDs bound one answer in a big folder. Where a batch comes back
+         * empty the UIDs have a gap (a server may start UIDs anywhere, up to 2^32-1 after
+         * a UIDVALIDITY change), and where the whole folder fits in one answer there is
+         * nothing to bound: fetch the rest in one go, at most EXISTS messages, rather
+         * than walk the gap 500 UIDs a command. */
+        bool rest = (ib->sel_have_exists && ib->sel_exists <= IMAP_INBOX_FETCH_BATCH) ||
+                    (ib->fetch_from > ib->fetch_floor + 1 && !ib->fetch_hit);
+        ib->fetch_final =
+            rest || !ib->sel_uidnext || to < ib->fetch_from || to >= ib->sel_uidnext - 1;
         ib->fetch_to = ib->fetch_final ? UINT32_MAX : to;
         if (ib->fetch_final)
             snprintf(set, sizeof set, "%u:*", (unsigned)ib->fetch_from);
@@ -266,6 +276,7 @@ static int fetch_batch(imap_inbox *ib)
         if (ib->s.caps & IMAP_CAP_X_GM_EXT_1)
             items |= IMAP_FETCH_GM_LABELS;
     }
+    ib->fetch_hit = false;
     int built = imap_cmd_uid_fetch(&ib->s.gen, &ib->s.cmd, set, items, header_fields, nfields);
     return ib_send(ib, built, IMAP_IB_FETCH);
 }
@@ -302,6 +313,8 @@ static int check_selected(imap_inbox *ib)
     ib->fetch_floor = f->last_uid;
     ib->fetch_max = f->last_uid;
     ib->fetch_done = false;
+    ib->fetch_hit = true; /* no batch yet: nothing says there is a gap */
+    i64map_clear(&ib->fetch_seen);
     ib->fetch_from = f->last_uid + 1; /* 0 after UINT32_MAX: nothing can be new */
     return fetch_batch(ib);
 }
@@ -365,6 +378,11 @@ static void on_fetch(imap_inbox *ib, const imap_resp *r)
     }
     if (uid <= ib->fetch_floor || uid < ib->fetch_from || uid > ib->fetch_to)
         return;
+    ib->fetch_hit = true;
+    bool added;
+    i64map_slot(&ib->fetch_seen, uid, 1, &added);
+    if (!added)
+        return; /* the same UID again in this check (a broken or hostile server) */
     if (uid > ib->fetch_max)
         ib->fetch_max = uid;
     on_found(ib, r);
@@ -409,7 +427,18 @@ int ib_next(imap_inbox *ib)
                 emit_folder_state(ib, role); /* nothing new: no SELECT */
                 continue;
             }
-            return ib_select(ib, f->name, IMAP_IB_SELECT);
+            int ev = ib_select(ib, f->name, IMAP_IB_SELECT);
+            if (ev >= 0)
+                return ev;
+            /* a name no IMAP command can carry (CR, LF or NUL from a literal): that
+             * folder is not checked, the session says so, the other folders go on */
+            static const char *const what[] = {"INBOX", "junk", "warmup"};
+            char why[96];
+            int k = snprintf(why, sizeof why,
+                             "the %s folder's name cannot be sent in an IMAP "
+                             "command: not checked",
+                             what[role < 3 ? role : 0]);
+            set_detail(ib, why, k > 0 ? (size_t)k : 0);
         }
         ib->checking = false;
     }
@@ -557,8 +586,16 @@ static void on_list(imap_inbox *ib, const imap_resp *r)
         return;
     /* without SPECIAL-USE there is no junk role: never guessed from a name */
     if ((l->flags & IMAP_MB_JUNK) && (ib->s.caps & IMAP_CAP_SPECIAL_USE) &&
-        !ib->roles[IMAP_ROLE_JUNK].name && strcmp(l->mailbox, "INBOX") != 0)
+        !ib->roles[IMAP_ROLE_JUNK].name && strcmp(l->mailbox, "INBOX") != 0) {
+        if (strpbrk(l->mailbox, "\r\n")) {
+            /* a literal can name it, no command of ours can carry it: said, not checked */
+            static const char why[] = "the junk folder's name cannot be sent in an IMAP "
+                                      "command: not checked";
+            set_detail(ib, why, sizeof why - 1);
+            return;
+        }
         ib->roles[IMAP_ROLE_JUNK].name = xstrdup(l->mailbox);
+    }
     if (!ib->roles[IMAP_ROLE_WARMUP].name && strcmp(l->mailbox, ib->warmup_wire) == 0)
         ib->roles[IMAP_ROLE_WARMUP].name = xstrdup(l->mailbox);
 }
@@ -647,6 +684,10 @@ static int on_untagged(imap_inbox *ib, const imap_resp *r)
         ib->sel_uidvalidity = r->code.number;
     if (selecting && r->code.code == IMAP_CODE_UIDNEXT)
         ib->sel_uidnext = r->code.number;
+    if (selecting && r->data == IMAP_DATA_EXISTS) {
+        ib->sel_exists = r->number;
+        ib->sel_have_exists = true;
+    }
     /* new mail in INBOX outside its SELECT: IDLE will start with a wake */
     if (!selecting && r->data == IMAP_DATA_EXISTS && ib->selected &&
         strcmp(ib->selected, "INBOX") == 0 && ib->state < IMAP_IB_IDLE_START)

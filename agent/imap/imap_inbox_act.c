@@ -318,8 +318,15 @@ static int act_start(imap_inbox *ib)
     ib->mode = caps & IMAP_CAP_MOVE ? IB_MODE_MOVE : IB_MODE_COPY;
     if (!ib->target) {
         const char *w = ib->warmup_wire;
-        return ib_send(ib, imap_cmd_create(&ib->s.gen, &ib->s.cmd, w, strlen(w)),
-                       IMAP_IB_ACT_CREATE);
+        int ev =
+            ib_send(ib, imap_cmd_create(&ib->s.gen, &ib->s.cmd, w, strlen(w)), IMAP_IB_ACT_CREATE);
+        if (ev < 0) { /* the server's namespace prefix made a name IMAP cannot carry */
+            report(ib, IMAP_ACT_FAILED,
+                   "the warmup folder's name cannot be sent in an IMAP "
+                   "command");
+            return 0;
+        }
+        return ev;
     }
     return act_select(ib);
 }

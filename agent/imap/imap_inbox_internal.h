@@ -5,6 +5,7 @@
 #ifndef KILN_IMAP_INBOX_INTERNAL_H
 #define KILN_IMAP_INBOX_INTERNAL_H
 
+#include "i64map.h"
 #include "imap_inbox.h"
 
 #define IB_FOUND_MAX 4096 /* kiln messages remembered per session (re-discovery) */
@@ -84,6 +85,8 @@ struct imap_inbox {
     /* the selected folder (SELECT answers land here) */
     char *selected; /* NULL: none */
     uint32_t sel_uidvalidity, sel_uidnext;
+    uint32_t sel_exists; /* the SELECT's EXISTS: messages in the folder */
+    bool sel_have_exists;
 
     /* folder checks: roles in check_mask, from check_role on */
     unsigned check_mask;
@@ -91,6 +94,8 @@ struct imap_inbox {
     bool checking; /* the check phase of a cycle is under way */
     uint32_t fetch_floor, fetch_from, fetch_to, fetch_max;
     bool fetch_final, fetch_done, fetch_probe, resync;
+    bool fetch_hit;    /* the batch under way answered a message in its range */
+    i64map fetch_seen; /* UIDs reported in this folder check: a repeat is not news */
     uint32_t old_uidvalidity;
     /* STATUS of the roles (imap_inbox_status.c): bits 1 << role */
     unsigned st_pending, st_have;

@@ -63,6 +63,7 @@ typedef struct inbox {
     int64_t resume_at_ms;  /* after an eviction or a close while kept: the poll planned */
     bool evicted;          /* logged out to make room: its poll stays where it was */
     bool kept_visit;       /* the poll under way is on a kept connection */
+    bool noted;            /* this session's note (a folder not checked) is logged */
     int visit_events;      /* events of that poll (none: the connection was dead) */
     struct inbox *kept_prev, *kept_next; /* its server's LRU, least recent first */
     int64_t *done_ids;                   /* actions reported, the latest INBOX_DONE_IDS (a ring) */

@@ -490,7 +490,6 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
 {
     inbox *ib = owner;
     inbox_engine *e = ib->engine;
-    (void)n;
     ib->visit_events++;
     int64_t mb = ib->spec->mailbox_id;
     inbox_event out = {.mailbox_id = mb,
@@ -516,11 +515,20 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
         out.authentication_results = ev->auth_results;
         out.internal_date = ev->internal_date;
         break;
-    case IMAP_INBOX_EV_FOLDER_STATE:
+    case IMAP_INBOX_EV_FOLDER_STATE: {
+        /* a session that goes on but leaves something out (a folder whose name no
+         * command can carry) says so once, when its first check ends: a kept
+         * connection may not end for hours */
+        const char *note = n && n->ib ? imap_inbox_detail(n->ib) : NULL;
+        if (note && *note && !ib->noted) {
+            ib->noted = true;
+            log_info("inbox %lld (%s): session ok: %s", (long long)mb, ib->spec->host, note);
+        }
         remember_folder(ib, ev);
         out.type = INBOX_EV_FOLDER_STATE;
         out.last_uid = ev->last_uid;
         break;
+    }
     case IMAP_INBOX_EV_ACTION: {
         int kind = forget_action(ib, ev->action_id);
         if (kind >= 0 && ev->status >= 0 && ev->status < INBOX_AST_COUNT)
@@ -657,7 +665,7 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
     bool unexpected = n->logged_in && !imap_net_clean_end(n) && !kept_closed;
     if (status != IMAP_NET_OK)
         emit_session(e, ib, status, detail);
-    if (e->cfg.verbose || status != IMAP_NET_OK || unexpected)
+    if (e->cfg.verbose || status != IMAP_NET_OK || unexpected || *detail)
         log_info("inbox %lld (%s): session %s%s%s", (long long)ib->spec->mailbox_id, ib->spec->host,
                  imap_net_status_name(status), *detail ? ": " : "", detail);
     imap_net_clear(n);
