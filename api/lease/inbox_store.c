@@ -324,16 +324,42 @@ static const db_stmt Q_OUTCOMES = {
     "ORDER BY r.ord"};
 
 /* Folder states, forward only: a row changes when its last_uid grows or its uidvalidity
- * differs (a resync: the new state replaces the old). A new folder beyond 16 per mailbox
- * is refused. */
+ * differs (a resync: the new state replaces the old). At most 16 folders per mailbox: a
+ * new name past the bound is refused.
+ *
+ * Two statements so that the bound holds when reports of one mailbox run together
+ * (a hostile or confused agent; lease handover): Q_FOLDER_STATE first takes a
+ * transaction-scoped advisory lock per mailbox that has a name it does not know
+ * (ascending, so two reports cannot deadlock on them; the InitPlan runs before the
+ * UPDATE locks any row) and moves the known folders forward. Only when it saw a new
+ * name, Q_FOLDER_NEW runs — with a snapshot taken after the locks, so another report's
+ * new folders are committed and counted — and admits new names in report order up to
+ * the bound (the count of rows there is compared with each name's rank, not per row:
+ * one report of 200 new names stores 16). In steady state no name is new: one
+ * statement, no lock. */
 #define FOLDERS_MAX "16"
+#define FOLDER_ROWS                                                                                \
+    "x AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::folder_role[], $4::bigint[], "       \
+    "  $5::bigint[]) WITH ORDINALITY AS x (mb, name, role, v, last, ord)), "                       \
+    "fresh AS (SELECT x.* FROM x WHERE NOT EXISTS (SELECT 1 FROM inbox_folders f "                 \
+    "  WHERE f.mailbox_id = x.mb AND f.name = x.name)) "
 static const db_stmt Q_FOLDER_STATE = {
     "inbox_folder_state",
-    "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::folder_role[], $4::bigint[], "
-    "  $5::bigint[]) AS x (mb, name, role, v, last)), "
-    "ok AS (SELECT x.* FROM x WHERE EXISTS (SELECT 1 FROM inbox_folders f WHERE f.mailbox_id = "
-    "  x.mb AND f.name = x.name) OR (SELECT count(*) FROM inbox_folders f WHERE f.mailbox_id = "
-    "  x.mb) < " FOLDERS_MAX "), "
+    "WITH " FOLDER_ROWS ", "
+    "lk AS (SELECT count(pg_advisory_xact_lock(hashtext('kiln_folders'), "
+    "  (mb % 2147483647)::int)) AS n FROM (SELECT DISTINCT mb FROM fresh ORDER BY mb) m), "
+    "up AS (UPDATE inbox_folders f SET role = x.role, uidvalidity = x.v, last_uid = x.last, "
+    "  updated_at = kiln_now() FROM x WHERE (SELECT n FROM lk) >= 0 AND f.mailbox_id = x.mb "
+    "  AND f.name = x.name AND (f.uidvalidity <> x.v OR x.last > f.last_uid) RETURNING 1) "
+    "SELECT (SELECT count(*) FROM up) AS changed, (SELECT count(*) FROM fresh) AS fresh"};
+static const db_stmt Q_FOLDER_NEW = {
+    "inbox_folder_new",
+    "WITH " FOLDER_ROWS ", "
+    "ok AS (SELECT x.* FROM x WHERE NOT EXISTS (SELECT 1 FROM fresh WHERE fresh.ord = x.ord) "
+    "  UNION ALL SELECT r.mb, r.name, r.role, r.v, r.last, r.ord FROM (SELECT fresh.*, "
+    "  row_number() OVER (PARTITION BY mb ORDER BY ord) AS k FROM fresh) r "
+    "  WHERE r.k <= " FOLDERS_MAX " - (SELECT count(*) FROM inbox_folders f "
+    "  WHERE f.mailbox_id = r.mb)), "
     "up AS (INSERT INTO inbox_folders AS f (mailbox_id, name, role, uidvalidity, last_uid) "
     "  SELECT mb, name, role, v, last FROM ok ORDER BY mb, name ON CONFLICT (mailbox_id, name) "
     "  DO UPDATE SET role = excluded.role, uidvalidity = excluded.uidvalidity, "
@@ -702,6 +728,12 @@ bool inbox_store_folders(db *d, arena *a, const inbox_folder_batch *b, int n, in
     if (!r || PQntuples(r) != 1)
         return false;
     *changed = (int)db_i64(r, 0, 0);
+    *refused = 0;
+    if (db_i64(r, 0, 1) == 0)
+        return true;
+    if (!(r = db_exec(d, a, &Q_FOLDER_NEW, 5, p)) || PQntuples(r) != 1)
+        return false;
+    *changed += (int)db_i64(r, 0, 0);
     *refused = (int)db_i64(r, 0, 1);
     return true;
 }

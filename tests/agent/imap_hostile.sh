@@ -11,8 +11,6 @@
 #   Message-ID, a folder name that is not modified UTF-7, folder and namespace names no
 #   IMAP command can carry (CR LF from a literal), a UIDNEXT of 2^32-1 after a
 #   UIDVALIDITY change, the same message in one FETCH answer 100,000 times.
-# Cases marked KNOWN DEFECT fail on the code this test was written against; see the
-# report of helper "hostile" (session 23) for the diagnosis.
 source "$(dirname "$0")/lib.sh"
 cd "$WORK"
 DURATION=${HOSTILE_DURATION_S:-20}
@@ -102,7 +100,7 @@ bad() { FAILS+=("$*"); echo "FAIL: $*" >&2; }
 if grep -q "Sanitizer" err.log; then
     known=""
     grep -A12 "Direct leak" err.log | grep -q conn_start_tls &&
-        known="KNOWN DEFECT junk_crlf_tls: a second conn_start_tls on a live TLS connection leaks the first tls_conn: "
+        known="junk_crlf_tls: a second conn_start_tls on a live TLS connection leaks the first tls_conn: "
     bad "${known}a sanitizer report: $(grep -m1 -A12 -E "ERROR: .*Sanitizer" err.log)"
 fi
 [ "$rc" = 0 ] || bad "the agent exited $rc ($(grep -m1 SUMMARY err.log || tail -1 err.log))"
@@ -163,7 +161,7 @@ if [e for e in of("uids_weird", type="found") if not 1 <= e["uid"] <= 4294967295
 for u in (1, 2):
     n, conns = found("uids_weird", "INBOX", u), srv("uids_weird", "conns")
     if n > conns:
-        bad("KNOWN DEFECT uids_weird: UID %d found %d times in %d connections (a UID "
+        bad("uids_weird: UID %d found %d times in %d connections (a UID "
             "repeated in one FETCH answer is reported again)" % (u, n, conns))
 if found("msgid_huge", "INBOX", 2) != 1 or found("msgid_huge", "INBOX", 1):
     bad("msgid_huge: the 10 MB Message-ID reported, or the normal one beside it not: %s"
@@ -183,27 +181,27 @@ for sc in ("junk_crlf", "junk_crlf_tls"):
     if found(sc, "INBOX", 1) != 1:
         bad("%s: INBOX's mail not found: %s" % (sc, show(sc)))
     if srv(sc, "tls_hello") or srv(sc, "tls_garbage"):
-        bad("KNOWN DEFECT %s: the agent started a TLS handshake inside the IMAP session "
+        bad("%s: the agent started a TLS handshake inside the IMAP session "
             "(%d on plaintext, %d inside TLS): ib_select's -1 taken as an event mask"
             % (sc, srv(sc, "tls_hello"), srv(sc, "tls_garbage")))
     if not logged(sc, r"session [a-z]+: .|folder"):
-        bad("KNOWN DEFECT %s: nothing says why the junk folder is never checked" % sc)
+        bad("%s: nothing says why the junk folder is never checked" % sc)
 if srv("namespace_crlf", "tls_hello"):
-    bad("KNOWN DEFECT namespace_crlf: the agent started TLS on a plaintext connection")
+    bad("namespace_crlf: the agent started TLS on a plaintext connection")
 if not [e for e in ev if e["type"] == "action" and e["action_id"] == 1701 and
         e["status"] in ("failed", "refused")]:
-    bad("KNOWN DEFECT namespace_crlf: no failed outcome for the file action (a CREATE it "
+    bad("namespace_crlf: no failed outcome for the file action (a CREATE it "
         "could not build, -1 taken as an event mask)")
 
 # work bounded per visit
 if found("uidnext_huge", "INBOX", 1) != 1:
     bad("uidnext_huge: its one message found %d times" % found("uidnext_huge", "INBOX", 1))
 if not of("uidnext_huge", type="folder_state", folder="INBOX"):
-    bad("KNOWN DEFECT uidnext_huge: INBOX's check never ended (%d UID FETCH commands for one "
+    bad("uidnext_huge: INBOX's check never ended (%d UID FETCH commands for one "
         "message: UIDNEXT 2^32-1 walked 500 UIDs at a time)" % srv("uidnext_huge", "fetches"))
 n = found("fetch_flood", "INBOX", 1)
 if n > srv("fetch_flood", "conns"):
-    bad("KNOWN DEFECT fetch_flood: one message reported found %d times from one FETCH answer"
+    bad("fetch_flood: one message reported found %d times from one FETCH answer"
         % n)
 print("# %d events; uidnext_huge: %d fetches; fetch_flood: %d finds" % (
     len(ev), srv("uidnext_huge", "fetches"), n))

@@ -330,12 +330,17 @@ static void test_large_folder_is_fetched_in_batches(void **state)
     (void)state;
     static const imap_inbox_folder st[] = {{"INBOX", IMAP_ROLE_INBOX, 7, 0}};
 #define GM_ITEMS "(UID FLAGS INTERNALDATE X-GM-LABELS BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
+#define BIG_SELECTED "* 1200 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 1201] ok\r\n"
     static const step steps[] = {
         LOGIN_STEPS,
         CAPS_STEP("IMAP4rev1 X-GM-EXT-1", "K3 LIST \"\" \"*\"\r\n"),
         {FEED, "* LIST () \"/\" INBOX\r\nK3 OK done\r\n", "K4 SELECT INBOX\r\n", 0},
-        {FEED, SELECTED("7", "1201") "K4 OK done\r\n", "K5 UID FETCH 1:500 " GM_ITEMS, 0},
-        {FEED, "K5 OK done\r\n", "K6 UID FETCH 501:1000 " GM_ITEMS, 0},
+        {FEED, BIG_SELECTED "K4 OK done\r\n", "K5 UID FETCH 1:500 " GM_ITEMS, 0},
+        /* not kiln's mail: no event, but the batch was not empty */
+        {FEED,
+         "* 1 FETCH (UID 1 FLAGS () " SEC " {{Message-ID: <a@b.test>\r\n\r\n}})\r\n"
+         "K5 OK done\r\n",
+         "K6 UID FETCH 501:1000 " GM_ITEMS, 0},
         {FEED,
          "* 9 FETCH (UID 777 FLAGS () X-GM-LABELS (\\Inbox \"&AMk-t&AOk-\") " SEC
          " {{Message-ID: " ID1 "\r\n\r\n}})\r\n"
@@ -353,6 +358,49 @@ static void test_large_folder_is_fetched_in_batches(void **state)
                   " flags=[] labels=[\\Inbox,&AMk-t&AOk-] ar=- irt=- subj=-\n"
                   "state INBOX inbox 7 last=1200\n",
                   IMAP_OUT_OK);
+}
+
+/* A batch that comes back empty is a gap in the UIDs (a server may start them anywhere,
+ * up to 2^32-1): the rest is fetched in one command instead of 500 UIDs at a time; and a
+ * folder whose EXISTS fits in one batch is fetched whole at once. */
+static void test_a_gap_in_uids_ends_the_batch_walk(void **state)
+{
+    (void)state;
+    static const imap_inbox_folder st[] = {{"INBOX", IMAP_ROLE_INBOX, 7, 0}};
+    static const step gap[] = {
+        LOGIN_STEPS,
+        CAPS_STEP("IMAP4rev1", "K3 LIST \"\" \"*\"\r\n"),
+        {FEED, "* LIST () \"/\" INBOX\r\nK3 OK done\r\n", "K4 SELECT INBOX\r\n", 0},
+        {FEED,
+         "* 1200 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 4294967295] ok\r\n"
+         "K4 OK done\r\n",
+         "K5 UID FETCH 1:500 " FETCH_ITEMS, 0},
+        {FEED, "K5 OK done\r\n", "K6 UID FETCH 501:* " FETCH_ITEMS, 0},
+        {FEED,
+         "* 1 FETCH (UID 4000000000 FLAGS () " SEC " {{Message-ID: " ID1 "\r\n\r\n}})\r\n"
+         "K6 OK done\r\n",
+         "K7 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K7"), NULL, 0},
+    };
+    imap_inbox_job job = {.folders = st, .nfolders = 1};
+    run_result res;
+    RUN(&job, gap, 0, &res);
+    expect_events(&res,
+                  "login\nfound INBOX inbox 7/4000000000 " ID1 " flags=[] ar=- irt=- subj=-\n"
+                  "state INBOX inbox 7 last=4294967294\n",
+                  IMAP_OUT_OK);
+
+    static const step small[] = {
+        LOGIN_STEPS,
+        CAPS_STEP("IMAP4rev1", "K3 LIST \"\" \"*\"\r\n"),
+        {FEED, "* LIST () \"/\" INBOX\r\nK3 OK done\r\n", "K4 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "100000") "K4 OK done\r\n", "K5 UID FETCH 1:* " FETCH_ITEMS, 0},
+        {FEED, "K5 OK done\r\n", "K6 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K6"), NULL, 0},
+    };
+    run_result res2;
+    RUN(&job, small, 0, &res2);
+    expect_events(&res2, "login\nstate INBOX inbox 7 last=99999\n", IMAP_OUT_OK);
 }
 
 /* ---- actions ---- */
@@ -1105,6 +1153,7 @@ int main(void)
         cmocka_unit_test(test_uidvalidity_change_resyncs_the_folder),
         cmocka_unit_test(test_never_watched_and_no_special_use),
         cmocka_unit_test(test_large_folder_is_fetched_in_batches),
+        cmocka_unit_test(test_a_gap_in_uids_ends_the_batch_walk),
         cmocka_unit_test(test_rescue_with_move_takes_the_untagged_copyuid),
         cmocka_unit_test(test_rescue_without_move_copies_and_expunges_by_uid),
         cmocka_unit_test(test_neither_move_nor_uidplus_is_refused),

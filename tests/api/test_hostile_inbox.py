@@ -1,5 +1,5 @@
 """The inbox side of kiln-api attacked as a hostile agent and a hostile tenant would,
-through nginx (helper "hostile", session 23). Each case asserts what a user would check:
+through nginx. Each case asserts what a user would check:
 a 4xx with kiln's JSON error naming the member, PostgreSQL unchanged (the inbox tables
 dumped around each batch of attacks), kiln-api still serving (same pid, /healthz).
   test_hostile_inbox.py [part]   (parser, foreign, race, folders, paging,
@@ -14,7 +14,7 @@ foreign:  events for inboxes not leased to this agent, another agent's lease, ou
 race:     one action outcome released from 8 clients together: applied once, the plan's
           next action issued once, no 5xx.
 folders:  new folders of one inbox in one report and from 8 reports together: the
-          16-folder bound holds (KNOWN DEFECT at the time of writing: see the report).
+          16-folder bound holds.
 paging:   placement's limit and cursor at and past their bounds; every row once.
 registration: IMAP access with oversized and malformed members on PATCH and POST.
 webhooks: URLs the documented rules refuse (docs/webhooks.md)."""
@@ -386,17 +386,16 @@ def part_race():
 
 
 def part_folders():
-    """KNOWN DEFECT (api/lease/inbox_store.c Q_FOLDER_STATE): the 16-folder bound is a
-    count of the rows there before the statement, compared row by row: one report of
-    many new folders passes it whole, and reports that run together each see the
-    others' new folders uncommitted and all pass it."""
+    """At most 16 folders an inbox (api/lease/inbox_store.c Q_FOLDER_STATE): one report of
+    many new folders stores the first up to the bound, and reports that run together
+    do not each pass it on the others' uncommitted rows."""
     boxes, a, lid, sends, _ = world()
     rc = boxes[0]["id"]
     r = report(a, lid, [{"type": "folder_state", "mailbox_id": rc, "folder": "F%d" % i,
                          "role": "other", "uidvalidity": 1, "last_uid": 1} for i in range(200)])
     n = int(psql("SELECT count(*) FROM inbox_folders WHERE mailbox_id = %d" % rc)[0])
     check(n <= 16 and r == counts(16, 0, 184),
-          "KNOWN DEFECT: one report of 200 new folders left %d folders for one inbox (%r); the "
+          "one report of 200 new folders left %d folders for one inbox (%r); the "
           "bound is 16, the rest ignored" % (n, r))
     psql("DELETE FROM inbox_folders WHERE mailbox_id = %d" % rc)
 
@@ -415,7 +414,7 @@ def part_folders():
 
     released_together(8, racer)
     n = int(psql("SELECT count(*) FROM inbox_folders WHERE mailbox_id = %d" % rc)[0])
-    check(n <= 16, "KNOWN DEFECT: 8 reports of 4 new folders each at once left %d folders for "
+    check(n <= 16, "8 reports of 4 new folders each at once left %d folders for "
           "one inbox; the bound is 16" % n)
     reset_clock()
     ok("test_the_folder_bound_holds_under_racing_reports")
