@@ -452,6 +452,8 @@ def warm_up():
     level(8, seconds=5)
 
 
+if PGSS:
+    pgss_setup()  # restarts PostgreSQL and kiln-api: before the warm-up, not after it
 warm_up()
 if HISTORY_DAYS:
     # A, B, A on three fresh days of one stack (after the warm-up's day 0): A without
@@ -479,8 +481,6 @@ if HISTORY_DAYS:
 else:
     if os.environ.get("BENCH_EXPLAIN") == "1":
         pg_explain()
-    if PGSS:
-        pgss_setup()
     gw = graphile_install() if os.environ.get("BENCH_PEER", "1") == "1" else None
     for c in [int(x) for x in os.environ.get("BENCH_LEVELS", "1 8 32").split()]:
         kiln = level(c)
