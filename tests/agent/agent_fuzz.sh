@@ -28,11 +28,11 @@ clang "${CFLAGS[@]}" -I"$SRC/agent/sched" -I"$SRC/agent/lease" -I"$SRC/agent/net
 
 # the IMAP response parser (agent/imap), its modified UTF-7 decoder and the session
 clang "${CFLAGS[@]}" -I"$SRC/agent/imap" -I"$SRC/agent/net/iface" "$HERE/fuzz_imap_resp.c" \
-    "$SRC/agent/imap"/*.c "$SRC/common/arena.c" "${COMMON[@]}" -o "$WORK/fuzz_imap" ||
+    "$SRC/agent/imap"/*.c "$SRC/common/arena.c" "$SRC/common/i64map.c" "${COMMON[@]}" -o "$WORK/fuzz_imap" ||
     fail "building fuzz_imap_resp"
 # the inbox session (agent/imap/imap_inbox*): no crash, no command on a sequence number
 clang "${CFLAGS[@]}" -I"$SRC/agent/imap" -I"$SRC/agent/net/iface" "$HERE/fuzz_imap_inbox.c" \
-    "$SRC/agent/imap"/*.c "$SRC/common/arena.c" "${COMMON[@]}" -o "$WORK/fuzz_inbox" ||
+    "$SRC/agent/imap"/*.c "$SRC/common/arena.c" "$SRC/common/i64map.c" "${COMMON[@]}" -o "$WORK/fuzz_inbox" ||
     fail "building fuzz_imap_inbox"
 
 mkdir -p "$WORK/c1" "$WORK/c2" "$WORK/c3" "$WORK/c4" "$WORK/c5"
