@@ -1,8 +1,11 @@
-/* The webhook delivery worker (see webhook_worker.h). One round: claim a bounded batch of
- * due deliveries in one statement (which also counts the attempt and pushes the row's
- * next_attempt_at a claim period ahead, so a worker that dies mid-round gives its rows
- * back), POST them all concurrently through one curl multi handle, then write every
- * outcome and the metric counters in one statement. No transaction is held across HTTP. */
+/* The webhook delivery worker (see webhook_worker.h). Each thread keeps up to
+ * KILN_WEBHOOK_BATCH requests in flight on one curl multi handle, at most
+ * KILN_WEBHOOK_ENDPOINT_CONCURRENCY of them to one endpoint, and tops them up as they end:
+ * a claim statement takes due deliveries (counting the attempt and pushing the row's
+ * next_attempt_at a claim period ahead, so a worker that dies gives its rows back), and
+ * the outcomes of the requests that ended are written in one statement with the metric
+ * counters. A slow or dead receiver holds its own slots, not everyone's: nothing waits
+ * for the slowest request of a batch. No transaction is held across HTTP. */
 #include "webhook_worker.h"
 
 #include "arena.h"
@@ -33,7 +36,6 @@
 struct webhook_worker {
     webhook_config cfg;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
     bool running;
     int nthreads;
     pthread_t *threads;
@@ -43,15 +45,29 @@ struct webhook_worker {
 /* One worker thread's context. */
 typedef struct worker_thread {
     webhook_worker *w;
-    int shard; /* its counters shard */
+    int shard;    /* its counters shard */
+    CURLM *multi; /* set before the thread starts: stop wakes it (curl_multi_wakeup) */
 } worker_thread;
 
-/* Claims up to $1 due deliveries of active endpoints; $2 = seconds a claim holds. */
+/* Claims up to $1 due deliveries of active endpoints; $2 = seconds a claim holds; $3/$4
+ * the endpoints this thread has requests in flight to and how many, $5 the most in flight
+ * to one endpoint: an endpoint at it is skipped, one below it gets what is left (the
+ * oldest due first). The ranked scan is bounded ($1 x 8 rows past the skipped endpoints);
+ * the rows are then locked and re-checked (SKIP LOCKED: another worker's are not waited
+ * for). */
 static const db_stmt Q_CLAIM = {
     "webhook_claim",
-    "WITH c AS (SELECT d.id FROM webhook_deliveries d "
+    "WITH f AS (SELECT * FROM unnest($3::bigint[], $4::int[]) AS f (ep, n)), "
+    "r AS (SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d "
     "  JOIN webhook_endpoints ep ON ep.id = d.endpoint_id "
     "  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND ep.active "
+    "  AND NOT EXISTS (SELECT 1 FROM f WHERE f.ep = d.endpoint_id AND f.n >= $5::int) "
+    "  ORDER BY d.next_attempt_at LIMIT $1::int * 8), "
+    "k AS (SELECT r.id FROM (SELECT r.*, row_number() OVER (PARTITION BY r.endpoint_id "
+    "  ORDER BY r.next_attempt_at, r.id) AS k FROM r) r LEFT JOIN f ON f.ep = r.endpoint_id "
+    "  WHERE r.k <= $5::int - coalesce(f.n, 0)), "
+    "c AS (SELECT d.id FROM webhook_deliveries d WHERE d.id IN (SELECT id FROM k) "
+    "  AND d.status = 'pending' AND d.next_attempt_at <= now() "
     "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED), "
     "u AS (UPDATE webhook_deliveries d SET attempts = d.attempts + 1, last_attempt_at = now(), "
     "  next_attempt_at = now() + make_interval(secs => $2::int) FROM c WHERE d.id = c.id "
@@ -61,6 +77,11 @@ static const db_stmt Q_CLAIM = {
     "'created_at', kiln_iso(e.created_at), 'user_id', e.user_id, 'data', e.payload)::text AS body "
     "FROM u JOIN webhook_events e ON e.id = u.event_id "
     "JOIN webhook_endpoints ep ON ep.id = u.endpoint_id ORDER BY u.id"};
+
+/* Claims a stopping worker gives up: due again at once (the attempt stays counted). */
+static const db_stmt Q_GIVE_BACK = {"webhook_give_back",
+                                    "UPDATE webhook_deliveries SET next_attempt_at = now() "
+                                    "WHERE id = ANY ($1::bigint[]) AND status = 'pending'"};
 
 /* Outcomes: $1 ids, $2 HTTP codes (NULL: no answer), $3 errors, $4 retry delays in ms
  * (NULL: no more attempts); $5 the counters shard. */
@@ -98,6 +119,7 @@ int webhook_config_load(webhook_config *c, char *err, size_t errlen)
     } ints[] = {
         {"KILN_WEBHOOK_WORKERS", 1, 0, 16, &c->workers},
         {"KILN_WEBHOOK_BATCH", 16, 1, 256, &c->batch},
+        {"KILN_WEBHOOK_ENDPOINT_CONCURRENCY", 4, 1, 256, &c->per_endpoint},
         {"KILN_WEBHOOK_POLL_MS", 500, 10, 60000, &c->poll_ms},
         {"KILN_WEBHOOK_BACKOFF_BASE_MS", 30000, 1, 3600000, &c->backoff_base_ms},
         {"KILN_WEBHOOK_BACKOFF_MAX_MS", (int64_t)6 * 3600000, 1, (int64_t)7 * 86400000,
@@ -125,9 +147,10 @@ typedef struct attempt {
     int64_t id, attempts, endpoint_id;
     CURL *easy;
     struct curl_slist *headers;
-    const char *body;
+    char *body;          /* owned: the request outlives the claim's result */
     const char *problem; /* set before sending: not sent, recorded as this error */
     long code;           /* HTTP status, 0 = no answer */
+    bool done;
     char errbuf[CURL_ERROR_SIZE];
 } attempt;
 
@@ -165,8 +188,8 @@ static void prepare(const webhook_config *c, const PGresult *r, int i, attempt *
     a->id = db_i64(r, i, 0);
     a->attempts = db_i64(r, i, 1);
     a->endpoint_id = db_i64(r, i, 2);
-    a->body = db_val(r, i, 7);
-    const char *url = db_val(r, i, 5);
+    a->body = xstrdup(db_val(r, i, 7));
+    const char *url = db_val(r, i, 5); /* CURLOPT_URL copies it */
     char sig[WEBHOOK_SIGNATURE_MAX];
     if ((a->problem = webhook_url_problem(url, c->allow_http)) != NULL ||
         !sign(c, a, db_val(r, i, 6), sig, sizeof sig))
@@ -202,20 +225,16 @@ static void prepare(const webhook_config *c, const PGresult *r, int i, attempt *
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
     curl_easy_setopt(e, CURLOPT_PRIVATE, a);
-    if (curl_multi_add_handle(multi, e) != CURLM_OK)
+    if (curl_multi_add_handle(multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        a->easy = NULL;
         a->problem = "cannot start the request";
+    }
 }
 
-/* Runs every request on multi to its end (each bounded by timeout_ms). */
-static void run_all(CURLM *multi)
+/* Marks the requests that ended (each is bounded by timeout_ms) done, with their answer. */
+static void collect(CURLM *multi)
 {
-    int running = 1;
-    while (running > 0) {
-        if (curl_multi_perform(multi, &running) != CURLM_OK)
-            break;
-        if (running > 0 && curl_multi_poll(multi, NULL, 0, 1000, NULL) != CURLM_OK)
-            break;
-    }
     CURLMsg *m;
     int left;
     while ((m = curl_multi_info_read(multi, &left)) != NULL) {
@@ -225,6 +244,7 @@ static void run_all(CURLM *multi)
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&a);
         if (!a)
             continue;
+        a->done = true;
         if (m->data.result == CURLE_OK)
             curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &a->code);
         else if (!a->errbuf[0])
@@ -232,8 +252,19 @@ static void run_all(CURLM *multi)
     }
 }
 
+static void attempt_free(CURLM *multi, attempt *a)
+{
+    if (a->easy) {
+        curl_multi_remove_handle(multi, a->easy);
+        curl_easy_cleanup(a->easy);
+    }
+    curl_slist_free_all(a->headers);
+    free(a->body);
+    free(a);
+}
+
 /* Writes the outcomes of n attempts; returns false on a database error. */
-static bool record(const webhook_config *c, db *d, arena *ar, attempt *at, int n, int shard)
+static bool record(const webhook_config *c, db *d, arena *ar, attempt **at, int n, int shard)
 {
     pgarr ids, codes, errs, retry;
     pgarr_open(&ids);
@@ -241,7 +272,7 @@ static bool record(const webhook_config *c, db *d, arena *ar, attempt *at, int n
     pgarr_open(&errs);
     pgarr_open(&retry);
     for (int i = 0; i < n; i++) {
-        attempt *a = &at[i];
+        attempt *a = at[i];
         bool ok = a->code >= 200 && a->code <= 299;
         pgarr_i64(&ids, a->id);
         if (a->code > 0)
@@ -276,51 +307,95 @@ static bool record(const webhook_config *c, db *d, arena *ar, attempt *at, int n
     return false;
 }
 
-/* One round; returns the number of deliveries claimed, or -1 on a database error. */
-static int deliver_round(const webhook_config *c, db *d, arena *ar, CURLM *multi, int shard)
+/* One thread's requests in flight. */
+typedef struct flight {
+    attempt **a;
+    int n, cap;
+} flight;
+
+/* Claims up to cap - n more; returns how many, or -1 on a database error. An attempt
+ * that cannot be sent (a refused URL, a secret that does not open) is done at once. */
+static int claim(const webhook_config *c, db *d, arena *ar, CURLM *multi, flight *fl)
 {
-    /* A claim outlives the longest round (every request at its full timeout) with room. */
+    /* A claim outlives the longest request with room. */
     int64_t claim_s = c->timeout_ms / 1000 + 60;
-    const char *p[] = {db_i64_text(ar, c->batch), db_i64_text(ar, claim_s)};
-    PGresult *r = db_exec(d, ar, &Q_CLAIM, 2, p);
+    pgarr eps, ns;
+    pgarr_open(&eps);
+    pgarr_open(&ns);
+    for (int i = 0; i < fl->n; i++) {
+        int64_t ep = fl->a[i]->endpoint_id;
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++)
+            seen = fl->a[j]->endpoint_id == ep;
+        if (seen)
+            continue;
+        int k = 0;
+        for (int j = i; j < fl->n; j++)
+            k += fl->a[j]->endpoint_id == ep;
+        pgarr_i64(&eps, ep);
+        pgarr_i64(&ns, k);
+    }
+    const char *p[] = {db_i64_text(ar, fl->cap - fl->n), db_i64_text(ar, claim_s),
+                       pgarr_done(&eps, ar), pgarr_done(&ns, ar), db_i64_text(ar, c->per_endpoint)};
+    PGresult *r = db_exec(d, ar, &Q_CLAIM, 5, p);
     if (!r) {
         log_warn("webhooks: cannot claim deliveries: %s", db_message(d));
         return -1;
     }
     int n = PQntuples(r);
-    if (n == 0)
-        return 0;
-    attempt *at = arena_calloc(ar, sizeof *at * (size_t)n);
-    for (int i = 0; i < n; i++)
-        prepare(c, r, i, &at[i], multi, ar);
-    run_all(multi);
-    for (int i = 0; i < n; i++) {
-        if (at[i].easy) {
-            curl_multi_remove_handle(multi, at[i].easy);
-            curl_easy_cleanup(at[i].easy);
-        }
-        curl_slist_free_all(at[i].headers);
+    for (int i = 0; i < n && fl->n < fl->cap; i++) {
+        attempt *a = xcalloc(1, sizeof *a);
+        prepare(c, r, i, a, multi, ar);
+        a->done = a->easy == NULL;
+        fl->a[fl->n++] = a;
     }
-    return record(c, d, ar, at, n, shard) ? n : -1;
+    return n;
 }
 
-/* Waits up to ms for stop; returns false once the worker is stopping. */
-static bool idle(webhook_worker *w, int64_t ms)
+/* Writes the outcomes of the attempts that ended and drops them from the flight; false
+ * on a database error (their claims then lapse and they are tried again). */
+static bool settle(const webhook_config *c, db *d, arena *ar, CURLM *multi, flight *fl, int shard)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
+    attempt **done = arena_alloc(ar, sizeof *done * (size_t)(fl->n + 1));
+    int nd = 0, keep = 0;
+    for (int i = 0; i < fl->n; i++) {
+        if (fl->a[i]->done)
+            done[nd++] = fl->a[i];
+        else
+            fl->a[keep++] = fl->a[i];
     }
+    fl->n = keep;
+    bool ok = nd == 0 || record(c, d, ar, done, nd, shard);
+    for (int i = 0; i < nd; i++)
+        attempt_free(multi, done[i]);
+    return ok;
+}
+
+/* A stopping thread's requests still in flight: abandoned, their rows due again. */
+static void give_back(db *d, arena *ar, CURLM *multi, flight *fl)
+{
+    if (fl->n == 0)
+        return;
+    pgarr ids;
+    pgarr_open(&ids);
+    for (int i = 0; i < fl->n; i++) {
+        pgarr_i64(&ids, fl->a[i]->id);
+        attempt_free(multi, fl->a[i]);
+    }
+    const char *p[] = {pgarr_done(&ids, ar)};
+    if (!db_exec(d, ar, &Q_GIVE_BACK, 1, p))
+        log_warn("webhooks: cannot give back %d deliveries in flight (they are tried again "
+                 "when their claim ends): %s",
+                 fl->n, db_message(d));
+    fl->n = 0;
+}
+
+static bool running(webhook_worker *w)
+{
     pthread_mutex_lock(&w->lock);
-    while (w->running && pthread_cond_timedwait(&w->wake, &w->lock, &until) == 0)
-        ;
-    bool running = w->running;
+    bool r = w->running;
     pthread_mutex_unlock(&w->lock);
-    return running;
+    return r;
 }
 
 static void *worker_main(void *arg)
@@ -330,10 +405,22 @@ static void *worker_main(void *arg)
     const webhook_config *c = &w->cfg;
     db *d = db_open(c->conninfo);
     arena *ar = arena_create(16384);
-    CURLM *multi = curl_multi_init();
-    int64_t pruned_at = 0;
-    for (;;) {
-        int n = deliver_round(c, d, ar, multi, t->shard);
+    CURLM *multi = t->multi;
+    flight fl = {xcalloc((size_t)c->batch, sizeof *fl.a), 0, (int)c->batch};
+    int64_t pruned_at = 0, claim_at = 0;
+    while (running(w)) {
+        int64_t now = clock_mono_ms();
+        if (fl.n < fl.cap && now >= claim_at) {
+            /* A claim that filled every free slot may have left more due: claim again
+             * as soon as a slot frees; one that found less waits the poll period; a
+             * database that is down is asked again in seconds. */
+            int want = fl.cap - fl.n, got = claim(c, d, ar, multi, &fl);
+            claim_at = got >= want ? now : now + (got < 0 && c->poll_ms < 5000 ? 5000 : c->poll_ms);
+        }
+        int running_n = 0;
+        curl_multi_perform(multi, &running_n);
+        collect(multi);
+        settle(c, d, ar, multi, &fl, t->shard);
         arena_reset(ar);
         if (clock_mono_ms() - pruned_at >= PRUNE_EVERY_MS) {
             pruned_at = clock_mono_ms();
@@ -342,13 +429,18 @@ static void *worker_main(void *arg)
                 log_warn("webhooks: cannot prune old events: %s", db_message(d));
             arena_reset(ar);
         }
-        /* A full batch means more may be due: go again at once (unless stopping); a
-         * database that is down is asked again in seconds, not at the poll rate. */
-        int64_t wait_ms = n >= c->batch ? 0 : n < 0 && c->poll_ms < 5000 ? 5000 : c->poll_ms;
-        if (!idle(w, wait_ms))
-            break;
+        /* Sleep until a request moves, the next claim is due (a slot is free), or stop
+         * wakes the handle. */
+        int64_t wait_ms = 1000;
+        if (fl.n < fl.cap) {
+            int64_t until = claim_at - clock_mono_ms();
+            wait_ms = until < 0 ? 0 : until < wait_ms ? until : wait_ms;
+        }
+        if (wait_ms > 0)
+            curl_multi_poll(multi, NULL, 0, (int)wait_ms, NULL);
     }
-    curl_multi_cleanup(multi);
+    give_back(d, ar, multi, &fl);
+    free(fl.a);
     arena_destroy(ar);
     db_close(d);
     return NULL;
@@ -365,7 +457,6 @@ webhook_worker *webhook_worker_start(const webhook_config *c)
     webhook_worker *w = xcalloc(1, sizeof *w);
     w->cfg = *c;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->wake, NULL);
     w->running = true;
     if (c->workers == 0)
         return w;
@@ -374,7 +465,12 @@ webhook_worker *webhook_worker_start(const webhook_config *c)
     worker_thread *ts = xcalloc((size_t)c->workers, sizeof *ts);
     w->ctx = ts;
     for (int i = 0; i < c->workers; i++) {
-        ts[i] = (worker_thread){w, i};
+        ts[i] = (worker_thread){w, i, curl_multi_init()};
+        if (!ts[i].multi) {
+            log_error("webhooks: cannot start delivery thread %d (curl)", i);
+            webhook_worker_stop(w);
+            return NULL;
+        }
         if (pthread_create(&w->threads[i], NULL, worker_main, &ts[i]) != 0) {
             log_error("webhooks: cannot start delivery thread %d", i);
             webhook_worker_stop(w);
@@ -392,11 +488,14 @@ void webhook_worker_stop(webhook_worker *w)
         return;
     pthread_mutex_lock(&w->lock);
     w->running = false;
-    pthread_cond_broadcast(&w->wake);
     pthread_mutex_unlock(&w->lock);
     for (int i = 0; i < w->nthreads; i++)
+        curl_multi_wakeup(w->ctx[i].multi);
+    for (int i = 0; i < w->nthreads; i++)
         pthread_join(w->threads[i], NULL);
-    pthread_cond_destroy(&w->wake);
+    for (int i = 0; w->ctx && i < w->cfg.workers; i++)
+        if (w->ctx[i].multi)
+            curl_multi_cleanup(w->ctx[i].multi);
     pthread_mutex_destroy(&w->lock);
     free(w->threads);
     free(w->ctx);

@@ -20,7 +20,8 @@ typedef struct webhook_config {
     bool allow_http;            /* KILN_WEBHOOK_ALLOW_HTTP: re-checked at every delivery */
     const char *ca_file;        /* KILN_WEBHOOK_CA_FILE: extra CA bundle, NULL = system's */
     int64_t workers;            /* KILN_WEBHOOK_WORKERS (1): threads; 0 = deliver nothing here */
-    int64_t batch;              /* KILN_WEBHOOK_BATCH (16): deliveries sent concurrently */
+    int64_t batch;              /* KILN_WEBHOOK_BATCH (16): deliveries in flight per thread */
+    int64_t per_endpoint;       /* KILN_WEBHOOK_ENDPOINT_CONCURRENCY (4): of them to one endpoint */
     int64_t poll_ms;            /* KILN_WEBHOOK_POLL_MS (500): idle wait between claims */
     int64_t backoff_base_ms;    /* KILN_WEBHOOK_BACKOFF_BASE_MS (30,000) */
     int64_t backoff_max_ms;     /* KILN_WEBHOOK_BACKOFF_MAX_MS (6 h) */
@@ -38,7 +39,8 @@ typedef struct webhook_worker webhook_worker;
 /* Starts c->workers threads (none when 0; the result is still valid). Call before other
  * threads use libcurl (it runs curl_global_init). NULL when a thread cannot start. */
 webhook_worker *webhook_worker_start(const webhook_config *c);
-/* Stops the threads (in-flight requests end within timeout_ms) and frees w. NULL is ok. */
+/* Stops the threads and frees w. Requests still in flight are abandoned and their
+ * deliveries made due again at once (a receiver may then see one twice). NULL is ok. */
 void webhook_worker_stop(webhook_worker *w);
 
 #endif

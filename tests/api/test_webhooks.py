@@ -5,7 +5,7 @@ receiver answering 500 twice gets the event on the third attempt after backoff; 
 receiver never slows the API; tenants see and receive only their own; bad input on every
 field is a 400 naming it with nothing changed; the secret is shown once, sealed at rest and
 never logged; the delivery log and the metric tell what happened.
-  test_webhooks.py [part]   (part: signed, report_auth, retry, hang, tls, tenant,
+  test_webhooks.py [part]   (part: signed, report_auth, retry, hang, slow_neighbour, tls, tenant,
                              bad_input, secret; all when absent)
 Run with KILN_WEBHOOK_BACKOFF_BASE_MS, KILN_WEBHOOK_POLL_MS and KILN_WEBHOOK_TIMEOUT_MS
 small (tests/api/CMakeLists.txt sets them)."""
@@ -287,6 +287,40 @@ def part_hang():
         rcv.stop()
 
 
+def part_slow_neighbour():
+    """A receiver that hangs holds at most KILN_WEBHOOK_ENDPOINT_CONCURRENCY (4) requests
+    and never delays another tenant's delivery: nothing waits for the slowest request."""
+    rcv = Receiver()
+    try:
+        ua, ta = setup("hangs")
+        ub, tb = setup("quick")
+        create_endpoint(rcv, "/hang/iso", ta)
+        create_endpoint(rcv, "/ok/quick", tb)
+        for i in range(6):
+            pause(make_mailbox(ua["id"], "n%d@hangs.test" % i, token=ta)["id"], ta)
+        first = wait_for(lambda: rcv.received("/hang/iso", None), "the hanging receiver's "
+                         "first request")[0]["at"]
+        time.sleep(0.3)
+        mb = make_mailbox(ub["id"], "q@quick.test", token=tb)
+        t0 = time.time()
+        pause(mb["id"], tb)
+        got = wait_for(lambda: rcv.received("/ok/quick"), "the other tenant's event", timeout=10)
+        late = got[0]["at"] - t0
+        time.sleep(max(0.0, first + 1.5 - time.time()))
+        hanging = [d for d in rcv.received("/hang/iso", None) if d["at"] < first + 1.5]
+        # Before: one round of up to 16 requests, sent together and recorded together, so
+        # the quick event waited for the hanging ones' 2 s timeout.
+        check(late < 1.0, "the quick tenant's event arrived %.2f s after its pause, while "
+              "another receiver hung (timeout 2 s)" % late)
+        check(len(hanging) <= 4, "%d requests at once to the hanging receiver (at most 4)"
+              % len(hanging))
+        wait_for(lambda: len({d["json"]["id"] for d in rcv.received("/hang/iso", None)}) == 6,
+                 "all six events tried in turn", timeout=20)
+        ok("test_a_hanging_receiver_holds_four_slots_and_delays_no_other_tenant")
+    finally:
+        rcv.stop()
+
+
 def part_tls():
     """TLS verification is on: a receiver whose certificate no trusted CA signed gets no
     event (the attempt fails with a certificate error), though it serves TLS well to a
@@ -480,7 +514,7 @@ def part_secret():
         rcv.stop()
 
 
-PARTS = {"signed": part_signed, "report_auth": part_report_auth, "retry": part_retry, "hang": part_hang, "tls": part_tls, "tenant": part_tenant,
+PARTS = {"signed": part_signed, "report_auth": part_report_auth, "retry": part_retry, "hang": part_hang, "slow_neighbour": part_slow_neighbour, "tls": part_tls, "tenant": part_tenant,
          "bad_input": part_bad_input, "secret": part_secret}
 if len(sys.argv) > 1:
     PARTS[sys.argv[1]]()
