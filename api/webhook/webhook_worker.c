@@ -356,7 +356,7 @@ static int claim(const webhook_config *c, db *d, arena *ar, CURLM *multi, flight
  * on a database error (their claims then lapse and they are tried again). */
 static bool settle(const webhook_config *c, db *d, arena *ar, CURLM *multi, flight *fl, int shard)
 {
-    attempt **done = arena_alloc(ar, sizeof *done * (size_t)(fl->n + 1));
+    attempt **done = arena_alloc(ar, sizeof(attempt *) * (size_t)(fl->n + 1));
     int nd = 0, keep = 0;
     for (int i = 0; i < fl->n; i++) {
         if (fl->a[i]->done)
@@ -406,7 +406,7 @@ static void *worker_main(void *arg)
     db *d = db_open(c->conninfo);
     arena *ar = arena_create(16384);
     CURLM *multi = t->multi;
-    flight fl = {xcalloc((size_t)c->batch, sizeof *fl.a), 0, (int)c->batch};
+    flight fl = {xcalloc((size_t)c->batch, sizeof(attempt *)), 0, (int)c->batch};
     int64_t pruned_at = 0, claim_at = 0;
     while (running(w)) {
         int64_t now = clock_mono_ms();
