@@ -4,10 +4,14 @@
 
 #include "rand.h"
 
+#include <stdint.h>
 #include <string.h>
 
-/* Open-addressing hash of (a, b, c) -> count, sized once; never resized because the
- * caller knows how many keys a lease can touch. */
+/* Open-addressing hash of (a, b, c) -> count. It doubles (in its arena) when three
+ * quarters full, so it starts at what a lease usually touches, not at the worst case: the
+ * worst-case sizes (4 bucket keys and 2 mix keys per slot, a lease's pair history)
+ * cleared megabytes per lease, over half of kiln-api's CPU in a lease once a few days of
+ * pair history were behind it (issue 15, session 24). */
 typedef struct slot3 {
     int64_t a, b, c;
     int64_t n, added;
@@ -19,6 +23,7 @@ typedef struct table3 {
     slot3 *slots;
     size_t mask;
     size_t count;
+    arena *a;
 } table3;
 
 /* Recipient choice (docs/leasing.md "Reciprocity"): candidates looked at per slot (from
@@ -27,6 +32,8 @@ typedef struct table3 {
  * the prior that keeps a few placements from counting as a verdict, and the weight of
  * the provider mix. Units: messages of lag. */
 #define PICK_SCAN 256
+/* The most slots a table that may grow starts with (64 KB of them). */
+#define TABLE_START_MAX 1024
 #define JUNK_WEIGHT 8.0
 #define JUNK_PRIOR 4.0
 #define MIX_WEIGHT 4.0
@@ -42,8 +49,7 @@ struct lease_plan {
     table3 pairs;
     table3 mix;
     table3 sender_at; /* candidate id -> its index, for a sender that is also a candidate */
-    size_t slot_hint;
-    arena *a; /* the plan's arena (the mix table is sized again when placements load) */
+    arena *a;         /* the plan's arena (the mix table is sized again when placements load) */
     lease_candidate *cand;
     uint64_t *domain_h; /* per candidate: a hash of its domain (strcmp only on a match) */
     size_t ncand;
@@ -84,14 +90,16 @@ static uint64_t str_hash(const char *s)
     return h;
 }
 
-static void table_init(arena *a, table3 *t, size_t hint)
+/* Room for hint keys at under half full, but at most max_cap slots to start with. */
+static void table_init(arena *a, table3 *t, size_t hint, size_t max_cap)
 {
     size_t cap = 64;
-    while (cap < hint * 2 + 16)
+    while (cap < hint * 2 + 16 && cap < max_cap)
         cap <<= 1;
     t->slots = arena_calloc(a, cap * sizeof *t->slots);
     t->mask = cap - 1;
     t->count = 0;
+    t->a = a;
 }
 
 static uint64_t mix(int64_t a, int64_t b, int64_t c)
@@ -102,15 +110,31 @@ static uint64_t mix(int64_t a, int64_t b, int64_t c)
     return h ^ (h >> 31);
 }
 
-/* Finds or inserts the key; NULL only when the table is full (then the caller treats
- * the key as saturated, which errs on the side of granting less). */
+static slot3 *table_get(table3 *t, int64_t a, int64_t b, int64_t c, bool insert);
+
+static void table_grow(table3 *t)
+{
+    table3 old = *t;
+    size_t cap = (old.mask + 1) * 2;
+    t->slots = arena_calloc(t->a, cap * sizeof *t->slots);
+    t->mask = cap - 1;
+    t->count = 0;
+    for (size_t i = 0; i <= old.mask; i++)
+        if (old.slots[i].used)
+            *table_get(t, old.slots[i].a, old.slots[i].b, old.slots[i].c, true) = old.slots[i];
+}
+
+/* Finds the key, or inserts it when insert (growing the table first when three quarters
+ * full); NULL when the key is absent and not inserted. */
 static slot3 *table_get(table3 *t, int64_t a, int64_t b, int64_t c, bool insert)
 {
+    if (insert && t->count * 4 >= (t->mask + 1) * 3)
+        table_grow(t);
     size_t i = mix(a, b, c) & t->mask;
     for (size_t probes = 0; probes <= t->mask; probes++, i = (i + 1) & t->mask) {
         slot3 *s = &t->slots[i];
         if (!s->used) {
-            if (!insert || t->count * 4 >= (t->mask + 1) * 3)
+            if (!insert)
                 return NULL;
             s->used = true;
             s->a = a;
@@ -130,22 +154,19 @@ lease_plan *lease_plan_new(arena *a, const lease_limits *lim, size_t bucket_hint
 {
     lease_plan *p = arena_calloc(a, sizeof *p);
     p->lim = *lim;
-    table_init(a, &p->buckets, bucket_hint);
-    table_init(a, &p->pairs, pair_hint);
-    p->slot_hint = pair_hint;
-    table_init(a, &p->mix, 2 * pair_hint);
+    table_init(a, &p->buckets, bucket_hint, TABLE_START_MAX);
+    table_init(a, &p->pairs, pair_hint, SIZE_MAX); /* the pair history is loaded whole */
+    table_init(a, &p->mix, 0, TABLE_START_MAX);
     p->a = a;
     p->cand = candidates;
     p->ncand = ncandidates;
     lease_rng_seed(&p->rng);
     size_t known = 0, per[LEASE_PROVIDERS] = {0};
-    table_init(a, &p->sender_at, ncandidates);
+    table_init(a, &p->sender_at, ncandidates, SIZE_MAX);
     p->domain_h = arena_alloc(a, (ncandidates + 1) * sizeof *p->domain_h);
     for (size_t i = 0; i < ncandidates; i++) {
         p->domain_h[i] = str_hash(candidates[i].domain ? candidates[i].domain : "");
-        slot3 *at = table_get(&p->sender_at, candidates[i].id, 0, 0, true);
-        if (at)
-            at->n = (int64_t)i;
+        table_get(&p->sender_at, candidates[i].id, 0, 0, true)->n = (int64_t)i;
         int pv = candidates[i].provider;
         if (pv > 0 && pv < LEASE_PROVIDERS) {
             per[pv]++;
@@ -160,9 +181,7 @@ lease_plan *lease_plan_new(arena *a, const lease_limits *lim, size_t bucket_hint
 void lease_plan_load_bucket(lease_plan *p, int64_t user_id, int64_t width_s, int64_t at_s,
                             int64_t n)
 {
-    slot3 *s = table_get(&p->buckets, user_id, width_s, at_s, true);
-    if (s)
-        s->n += n;
+    table_get(&p->buckets, user_id, width_s, at_s, true)->n += n;
 }
 
 void lease_plan_load_pair(lease_plan *p, int64_t sender, int64_t recipient)
@@ -172,9 +191,7 @@ void lease_plan_load_pair(lease_plan *p, int64_t sender, int64_t recipient)
 
 static void mix_add(lease_plan *p, int64_t sender, int provider, int kind, int64_t n)
 {
-    slot3 *s = table_get(&p->mix, sender, provider, kind, true);
-    if (s) /* a full table loses the count: the choice then weighs it less, no more */
-        s->n += n;
+    table_get(&p->mix, sender, provider, kind, true)->n += n;
 }
 
 static int64_t mix_get(lease_plan *p, int64_t sender, int provider, int kind)
@@ -185,7 +202,7 @@ static int64_t mix_get(lease_plan *p, int64_t sender, int provider, int kind)
 
 void lease_plan_load_placements(lease_plan *p, const lease_placement *rows, size_t n)
 {
-    table_init(p->a, &p->mix, 4 * n + 2 * p->slot_hint);
+    table_init(p->a, &p->mix, 4 * n, TABLE_START_MAX);
     for (size_t i = 0; i < n; i++) {
         const lease_placement *r = &rows[i];
         if (r->provider <= 0 || r->provider >= LEASE_PROVIDERS || r->decided <= 0)
@@ -232,16 +249,12 @@ static int64_t floor_to(int64_t t, int64_t w)
 static bool bucket_has_room(lease_plan *p, int64_t user, int64_t width, int64_t t, int64_t cap)
 {
     slot3 *s = table_get(&p->buckets, user, width, floor_to(t, width), false);
-    if (!s)
-        return cap > 0 && p->buckets.count * 4 < (p->buckets.mask + 1) * 3;
-    return s->n < cap;
+    return s ? s->n < cap : cap > 0;
 }
 
 static bool bucket_bump(lease_plan *p, int64_t user, int64_t width, int64_t t, int64_t cap)
 {
     slot3 *s = table_get(&p->buckets, user, width, floor_to(t, width), true);
-    if (!s)
-        return false;
     s->n++;
     s->added++;
     s->cap = cap;
