@@ -16,39 +16,16 @@ from kiln_test import *
 from kiln_test import URL
 import fastcgi_client as fcgi
 
-pid_file = os.path.join(VAR, "run", "kiln-api.pid")
-PID = open(pid_file).read().strip()
 RAWSEP = "\u2063RAW\u2063"  # marks where raw bytes or raw escapes go in a dumped body
 counts = {"requests": 0}
 
 
 # ---- the database, before and after ----------------------------------------------------
 
-TABLES = psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
-# Columns that reading or authenticating may touch; everything else must stay put.
-VOLATILE = ["last_seen_at"]
-DUMP_SQL = " UNION ALL ".join(
-    "SELECT '%s', coalesce(jsonb_agg(to_jsonb(t) %s ORDER BY to_jsonb(t)::text), '[]')::text "
-    "FROM %s t" % (t, "".join(" - '%s'" % c for c in VOLATILE), t) for t in TABLES)
-
-
-def dump():
-    return dict(line.split("|", 1) for line in psql(DUMP_SQL))
-
-
-def check_unchanged(before, what):
-    after = dump()
-    changed = [t for t in TABLES if before.get(t) != after.get(t)]
-    check(not changed, "%s changed PostgreSQL tables %s: before %r after %r" % (
-        what, changed, [before.get(t, "")[:300] for t in changed],
-        [after.get(t, "")[:300] for t in changed]))
-
-
-def check_alive(what):
-    now = open(pid_file).read().strip() if os.path.exists(pid_file) else ""
-    check(now == PID and os.path.exists("/proc/" + PID),
-          "%s: kiln-api %s died (pid file now %r)" % (what, PID, now))
-    check(call("GET", "/healthz").status == 200, "%s: /healthz no longer answers" % what)
+# Every table; the columns reading or authenticating may touch are left out.
+GUARD = StackGuard(psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"))
+dump, check_unchanged, check_alive, PID = (GUARD.dump, GUARD.check_unchanged, GUARD.check_alive,
+                                           GUARD.pid)
 
 
 # ---- a world to attack: plans, users, mailboxes, tokens, an agent with a live lease -----

@@ -23,39 +23,16 @@ import sys
 import threading
 from kiln_test import *
 
-pid_file = os.path.join(VAR, "run", "kiln-api.pid")
-PID = open(pid_file).read().strip()
 INBOX_TABLES = ["inbox_leasing", "inbox_folders", "inbox_messages", "inbox_sightings",
                 "inbox_actions", "placements", "placement_days", "counters", "mailboxes",
                 "leases", "webhook_endpoints"]
-VOLATILE = ["last_seen_at"]
+GUARD = StackGuard(INBOX_TABLES)
+dump, check_unchanged, check_alive = GUARD.dump, GUARD.check_unchanged, GUARD.check_alive
 CERTAIN = dict(untouched_rate=0, rescue_rate=1, open_rate=1, important_rate=0, reply_rate=0,
                dwell_median_min=1, dwell_max_min=1, ramp_start=6, ramp_step=0, daily_max=6,
                cooldown_min_s=60, cooldown_max_s=90)
 HOSTS = ["imap.gmail.com", "outlook.office365.com", "imap.mail.yahoo.com", "mail.example.test"]
 n_req = [0]
-
-
-def dump():
-    sql = " UNION ALL ".join(
-        "SELECT '%s', coalesce(jsonb_agg(to_jsonb(t) %s ORDER BY to_jsonb(t)::text), '[]')::text "
-        "FROM %s t" % (t, "".join(" - '%s'" % c for c in VOLATILE), t) for t in INBOX_TABLES)
-    return dict(line.split("|", 1) for line in psql(sql))
-
-
-def check_unchanged(before, what):
-    after = dump()
-    changed = [t for t in INBOX_TABLES if before.get(t) != after.get(t)]
-    check(not changed, "%s changed PostgreSQL tables %s: before %r after %r" % (
-        what, changed, [before.get(t, "")[:300] for t in changed],
-        [after.get(t, "")[:300] for t in changed]))
-
-
-def check_alive(what):
-    now = open(pid_file).read().strip() if os.path.exists(pid_file) else ""
-    check(now == PID and os.path.exists("/proc/" + PID),
-          "%s: kiln-api %s died (pid file now %r)" % (what, PID, now))
-    check(call("GET", "/healthz").status == 200, "%s: /healthz no longer answers" % what)
 
 
 def refused(r, what, status=400, code=None, field=None):

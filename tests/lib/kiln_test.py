@@ -177,3 +177,34 @@ def wait_for(pred, what, timeout=15.0, interval=0.2):
             return last
         time.sleep(interval)
     fail("timed out waiting for %s (last: %r)" % (what, last))
+
+
+class StackGuard:
+    """What a hostile-input test checks after its attacks: the named tables are as they
+    were (the volatile columns, which reading or authenticating may touch, left out) and
+    kiln-api is the same process, still serving."""
+
+    def __init__(self, tables, volatile=("last_seen_at",)):
+        self.tables = list(tables)
+        self.pid_file = os.path.join(VAR, "run", "kiln-api.pid")
+        self.pid = open(self.pid_file).read().strip()
+        self.sql = " UNION ALL ".join(
+            "SELECT '%s', coalesce(jsonb_agg(to_jsonb(t) %s ORDER BY to_jsonb(t)::text), "
+            "'[]')::text FROM %s t" % (t, "".join(" - '%s'" % c for c in volatile), t)
+            for t in self.tables)
+
+    def dump(self):
+        return dict(line.split("|", 1) for line in psql(self.sql))
+
+    def check_unchanged(self, before, what):
+        after = self.dump()
+        changed = [t for t in self.tables if before.get(t) != after.get(t)]
+        check(not changed, "%s changed PostgreSQL tables %s: before %r after %r" % (
+            what, changed, [before.get(t, "")[:300] for t in changed],
+            [after.get(t, "")[:300] for t in changed]))
+
+    def check_alive(self, what):
+        now = open(self.pid_file).read().strip() if os.path.exists(self.pid_file) else ""
+        check(now == self.pid and os.path.exists("/proc/" + self.pid),
+              "%s: kiln-api %s died (pid file now %r)" % (what, self.pid, now))
+        check(call("GET", "/healthz").status == 200, "%s: /healthz no longer answers" % what)
