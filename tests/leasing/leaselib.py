@@ -2,6 +2,7 @@
 import datetime
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from kiln_test import admin, call, check, expect, fail, psql  # noqa: E402
@@ -56,7 +57,16 @@ def lease(token, max_mailboxes=200, max_sends=2000, status=200):
 
 
 def report(token, lease_id, results, status=200):
-    r = call("POST", "/api/agent/report", {"lease_id": lease_id, "results": results}, token=token)
+    """A report, sent again (at most 5 times) when kiln-api answers 503 "busy": a report
+    that conflicted with concurrent work asks to be retried, as kiln-agent does."""
+    for _ in range(5):
+        r = call("POST", "/api/agent/report", {"lease_id": lease_id, "results": results},
+                 token=token)
+        if status != 503 and r.status == 503 and r.json and \
+                (r.json.get("error") or {}).get("code") == "busy":
+            time.sleep(0.2)
+            continue
+        break
     return expect(r, status, "report")
 
 
