@@ -13,12 +13,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "leasing"))
-from kiln_test import check, migrate_before, ok, stack_bash  # noqa: E402
-
-
-def db_psql(db, sql):
-    return stack_bash('"$(stack_pg_bin)/psql" -X -q -tA -v ON_ERROR_STOP=1 -h "$STACK_PGSOCK" '
-                      '-p "$STACK_PG_PORT" -U postgres -d "$1" -c "$2"', db, sql)
+from kiln_test import check, db_psql, migrate_before, ok, stack_bash  # noqa: E402
 
 
 def up(sql):

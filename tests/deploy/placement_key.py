@@ -10,14 +10,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "leasing"))
-from kiln_test import check, migrate_before, ok, stack_bash  # noqa: E402
+from kiln_test import check, db_psql, migrate_before, ok, stack_bash  # noqa: E402
 
 UP = 'KILN_DB="host=$STACK_PGSOCK port=$STACK_PG_PORT dbname=kiln_up user=postgres" '
-
-
-def db_psql(db, sql):
-    return stack_bash('"$(stack_pg_bin)/psql" -X -q -tA -v ON_ERROR_STOP=1 -h "$STACK_PGSOCK" '
-                      '-p "$STACK_PG_PORT" -U postgres -d "$1" -c "$2"', db, sql)
 
 
 def up(sql):

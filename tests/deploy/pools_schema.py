@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "leasing"))
 from kiln_test import (admin, call, check, expect, expect_error, make_mailbox,  # noqa: E402
-                       make_plan, make_user, migrate_before, ok, psql, stack_bash)
+                       make_plan, make_user, migrate_before, db_psql, ok, psql, stack_bash)
 from leaselib import make_agent, lease, report, sent, all_sends, set_clock, utc  # noqa: E402
 
 # Tables of the whole cell, not of a tenant: configuration copied to every cell (plans,
@@ -32,11 +32,6 @@ CELL_WIDE = {"plans", "message_templates", "message_topics", "agents", "leases",
 HOT = {"mailboxes", "mailbox_leasing", "mailbox_days", "mailbox_inbound", "slot_buckets",
        "sends", "placements", "placement_days", "pending_replies", "mailbox_health",
        "inbox_leasing"}
-
-
-def db_psql(db, sql):
-    return stack_bash('"$(stack_pg_bin)/psql" -X -q -tA -v ON_ERROR_STOP=1 -h "$STACK_PGSOCK" '
-                      '-p "$STACK_PG_PORT" -U postgres -d "$1" -c "$2"', db, sql)
 
 
 def test_every_table_reaches_the_pool_key():

@@ -133,6 +133,13 @@ def make_mailbox(user_id, address, token=None, **kw):
     return expect(r, 201, "create mailbox " + address)
 
 
+def db_psql(db, sql):
+    """psql on database db of the stack's PostgreSQL (not the stack's own kiln database):
+    the upgrade tests' databases at an older schema."""
+    return stack_bash('"$(stack_pg_bin)/psql" -X -q -tA -v ON_ERROR_STOP=1 -h "$STACK_PGSOCK" '
+                      '-p "$STACK_PG_PORT" -U postgres -d "$1" -c "$2"', db, sql)
+
+
 def migrate_before(dbname, version):
     """Migrates database dbname (on the stack's PostgreSQL, created by the caller) with the
     migrations numbered below version only: the schema an older release left (upgrade
