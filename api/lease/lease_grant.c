@@ -207,9 +207,9 @@ static void plan_rows(grant *g)
 }
 
 /* The new lease's send ids, Message-IDs and subjects (stored: a reply quotes them), the
- * batched write, then the counters (*reserved false: a cap would pass, plan again);
+ * batched write, then the counters (*reserved: lease_store_reserve_caps);
  * bodies are only in the answer, so they are rendered after the commit. */
-static bool write_grant(grant *g, const char **lease_id, bool *reserved)
+static bool write_grant(grant *g, const char **lease_id, enum lease_reserve *reserved)
 {
     arena *a = g->rq->pool;
     int64_t *send_ids = NULL;
@@ -233,7 +233,7 @@ static bool write_grant(grant *g, const char **lease_id, bool *reserved)
     size_t nd = lease_plan_deltas(g->plan, deltas, maxd);
     return lease_store_grant(g->rq->db, a, *lease_id, g->granted, g->ngranted, &g->pool) &&
            lease_store_reserve_caps(g->rq->db, a, &g->pool, g->rq->app->cfg.recipient_daily_cap,
-                                    deltas, nd, reserved);
+                                    g->now_s, deltas, nd, reserved);
 }
 
 /* Commits a call that grants nothing and answers when to come back. */
@@ -283,17 +283,23 @@ enum db_tx lease_grant(http_req *rq, http_resp *rs, void *ctx)
             int64_t retry = g.wake_min_s > g.now_s ? g.wake_min_s - g.now_s : 30;
             return answer_empty(&g, rs, retry < 1 ? 1 : retry > 300 ? 300 : retry);
         }
-        bool reserved = false;
+        enum lease_reserve reserved = LEASE_RESERVE_SHORT;
         if (!lease_store_push_due(rq->db, rq->pool, &g.push) ||
             !write_grant(&g, &lease_id, &reserved))
             return http_tx_fail(rq, rs);
-        if (reserved)
+        if (reserved == LEASE_RESERVE_OK)
             break;
         /* Another grant took room this plan counted on: undo the write (and let go of
-         * the counter rows) and plan again from the counts as they are now. */
+         * the counter rows) and plan again from the counts as they are now. A plan that
+         * waited so long its now is stale is not made again from that now: the agent
+         * comes back in a second for a fresh one. */
         if (!db_rollback_to_savepoint(rq->db))
             return http_tx_fail(rq, rs);
-        if (attempt + 1 == CAP_ATTEMPTS) {
+        if (reserved == LEASE_RESERVE_STALE)
+            log_warn("a grant planned more than %d s ago was not written (kiln-api or "
+                     "PostgreSQL stalled, or the clock moved); the agent asks again",
+                     LEASE_PLAN_MAX_AGE_S);
+        if (attempt + 1 == CAP_ATTEMPTS || reserved == LEASE_RESERVE_STALE) {
             g.push.n = npush;
             return answer_empty(&g, rs, 1);
         }

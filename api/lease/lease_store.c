@@ -228,6 +228,13 @@ static const db_stmt Q_RESERVE = {
     "  received = mailbox_inbound.received + excluded.received "
     "  WHERE mailbox_inbound.received + excluded.received <= $4 RETURNING 1) "
     "SELECT (SELECT count(*) FROM bk) AS buckets, (SELECT count(*) FROM ib) AS inbound"};
+/* Once the grant holds its counters: is its plan still young? Its own statement, so the
+ * clock is read after any wait of the reservation: now() is the transaction's start and
+ * a statement's snapshot predates its lock waits. */
+static const db_stmt Q_PLAN_FRESH = {
+    "agent_plan_fresh",
+    "SELECT clock_timestamp() + make_interval(secs => offset_s) <= to_timestamp($1) + "
+    "make_interval(secs => $2) FROM kiln_clock"};
 
 static const db_stmt Q_BUCKET_TRIM = {
     "agent_bucket_trim",
@@ -631,7 +638,8 @@ bool lease_store_grant(db *d, arena *a, const char *lease_id, const lease_grante
 }
 
 bool lease_store_reserve_caps(db *d, arena *a, const lease_pool *pool, int64_t recipient_daily_cap,
-                              const lease_bucket_delta *deltas, size_t nd, bool *reserved)
+                              int64_t plan_now_s, const lease_bucket_delta *deltas, size_t nd,
+                              enum lease_reserve *out)
 {
     pgarr rmb, rday, rn, bu, bw, ba, bn, bc;
     pgarr *all[] = {&rmb, &rday, &rn, &bu, &bw, &ba, &bn, &bc};
@@ -664,7 +672,15 @@ bool lease_store_reserve_caps(db *d, arena *a, const lease_pool *pool, int64_t r
     static const char *const names[] = {"inbound", "buckets"};
     int c[2];
     db_columns(r, names, c, 2);
-    *reserved = db_i64(r, 0, c[0]) == ninbound && db_i64(r, 0, c[1]) == (int64_t)nd;
+    if (db_i64(r, 0, c[0]) != ninbound || db_i64(r, 0, c[1]) != (int64_t)nd) {
+        *out = LEASE_RESERVE_SHORT;
+        return true;
+    }
+    const char *q[] = {db_i64_text(a, plan_now_s), db_i64_text(a, LEASE_PLAN_MAX_AGE_S)};
+    r = db_exec(d, a, &Q_PLAN_FRESH, 2, q);
+    if (!r || PQntuples(r) != 1)
+        return false;
+    *out = PQgetvalue(r, 0, 0)[0] == 't' ? LEASE_RESERVE_OK : LEASE_RESERVE_STALE;
     return true;
 }
 

@@ -114,13 +114,23 @@ bool lease_store_new_lease(db *d, arena *a, int64_t agent_id, int64_t ttl_s, int
 /* Writes a grant in one statement: sends, leasing rows, in_flight. */
 bool lease_store_grant(db *d, arena *a, const char *lease_id, const lease_granted *g, int ng,
                        const lease_pool *pool);
+/* A plan older than this (kiln_now() at the reservation minus the grant's now) is not
+ * written: its slots would start in the past, in a burst, and its buckets may be past
+ * the trim (Q_BUCKET_TRIM keeps 2 hours), where a fresh row would count from zero. */
+#define LEASE_PLAN_MAX_AGE_S 60
+enum lease_reserve {
+    LEASE_RESERVE_OK,    /* every counter moved: commit */
+    LEASE_RESERVE_SHORT, /* one would pass its cap: roll back and plan again */
+    LEASE_RESERVE_STALE, /* the plan is older than LEASE_PLAN_MAX_AGE_S: nothing moved */
+};
 /* Adds the grant to its counters, each only within its cap: the recipients' inbound
  * (pool->cands[].assigned, under recipient_daily_cap) and the cap buckets (deltas, each
- * under its own cap), buckets first (users', then global), then recipients. *reserved is false when
- * one would pass its cap: nothing is settled then and the caller rolls back (to its savepoint) and
- * plans again. The rows stay locked to commit: call it last. */
+ * under its own cap), buckets first (users', then global), then recipients. Unless *out
+ * is LEASE_RESERVE_OK nothing is settled and the caller rolls back (to its savepoint).
+ * The rows stay locked to commit: call it last. */
 bool lease_store_reserve_caps(db *d, arena *a, const lease_pool *pool, int64_t recipient_daily_cap,
-                              const lease_bucket_delta *deltas, size_t nd, bool *reserved);
+                              int64_t plan_now_s, const lease_bucket_delta *deltas, size_t nd,
+                              enum lease_reserve *out);
 /* Counts a lease call's duration (kiln_lease_request_duration_seconds); false when the
  * statement failed. Run it outside the grant's transaction (lease_grant.c). */
 bool lease_store_count_duration(db *d, arena *a, double seconds);
