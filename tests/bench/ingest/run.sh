@@ -126,7 +126,7 @@ stack_as_pg "$(stack_pg_bin)/pg_waldump" -p "$STACK_PGDATA/pg_wal" -s "$(tail -1
     2>/dev/null | /usr/bin/python3 "$here/walrel.py" "$var/relnames" "$events" >"$var/walrel" || true
 # The database's time per statement over kiln's run, per event.
 stack_psql -tA -F '|' -c "SELECT round((total_exec_time * 1000 / $n)::numeric, 1),
-    round((total_plan_time * 1000 / $n)::numeric, 1), calls,
+    round((total_plan_time * 1000 / $n)::numeric, 1), calls, jit_functions,
     left(regexp_replace(query, '\s+', ' ', 'g'), 70) FROM pg_stat_statements
     WHERE calls > 0 ORDER BY total_exec_time + total_plan_time DESC LIMIT 10" >"$var/statements"
 [ "$applied" -eq "$events" ] || { echo "kiln applied $applied of $events events (dup $dups, ignored $ignored)" >&2; exit 1; }
@@ -166,7 +166,7 @@ echo "(us/ev: CPU microseconds per event of PostgreSQL, and of PostgreSQL + kiln
 echo " kiln-api alone: $(us "$api0" "$api1" "$events") us/ev. The box's 2 cores give at most"
 echo " 2,000,000 / (all us/ev) events/s whatever its load.)"
 echo
-echo "PostgreSQL time per event over kiln's run, by statement (us/event executing, planning; calls):"
+echo "PostgreSQL time per event over kiln's run, by statement (us/event executing, planning; calls; JIT-compiled functions):"
 sed 's/^/  /' "$var/statements"
 echo
 echo "rows per event: actions $(awk -v a="$acts" -v e="$events" 'BEGIN {printf "%.2f", a / e}')" \
