@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "pgarr.h"
 #include "xalloc.h"
 
 #include <pthread.h>
@@ -93,6 +94,127 @@ static bool stats_compute_health(db *d, arena *a, stats_snapshot *out)
     return true;
 }
 
+/* The snapshot is shared by every kiln-api on the database (034): one row, its values
+ * in the order of snapshot_field, published by whichever process computed it. */
+static const db_stmt Q_SHARED_READ = {
+    "stats_shared_read",
+    "SELECT (extract(epoch FROM clock_timestamp() - s.computed_at) * 1000)::bigint AS age_ms, "
+    "s.took_ms, s.running, x.val FROM stats_snapshot s CROSS JOIN LATERAL unnest(s.v) "
+    "WITH ORDINALITY AS x (val, ord) WHERE s.id = 1 ORDER BY x.ord"};
+static const db_stmt Q_SHARED_LOCK = {"stats_shared_lock",
+                                      "SELECT pg_try_advisory_xact_lock(hashtext('kiln_stats'))"};
+static const db_stmt Q_SHARED_WRITE = {
+    "stats_shared_write",
+    "INSERT INTO stats_snapshot (id, computed_at, took_ms, running, v) "
+    "VALUES (1, clock_timestamp(), $1, $2, $3::bigint[]) ON CONFLICT (id) DO UPDATE SET "
+    "computed_at = excluded.computed_at, took_ms = excluded.took_ms, "
+    "running = excluded.running, v = excluded.v"};
+
+#define SNAPSHOT_FIELDS (14 + STATS_BANDS + 3 * STATS_PROVIDERS)
+
+/* Field i of the shared row's values (append only: a kiln-api of an older release reads
+ * the prefix it knows, a newer one leaves what an older one did not write at 0). */
+static int64_t *snapshot_field(stats_snapshot *s, int i)
+{
+    int64_t *scalars[] = {&s->mailboxes_active,
+                          &s->mailboxes_paused,
+                          &s->mailboxes_error,
+                          &s->mailboxes_disabled,
+                          &s->target_today,
+                          &s->sent_today,
+                          &s->failed_today,
+                          &s->in_flight,
+                          &s->due_now,
+                          &s->behind,
+                          &s->met,
+                          &s->queue_depth,
+                          &s->agents_active,
+                          &s->leases_active};
+    if (i < 14)
+        return scalars[i];
+    i -= 14;
+    if (i < STATS_BANDS)
+        return &s->by_band[i];
+    i -= STATS_BANDS;
+    int64_t *per[] = {s->placed_7d, s->inbox_7d, s->junk_7d};
+    return &per[i / STATS_PROVIDERS][i % STATS_PROVIDERS];
+}
+
+/* The published snapshot into out: 1 with its age and the time it took to compute, 0
+ * when none was published yet, -1 on a database error. */
+static int read_shared(db *d, arena *a, stats_snapshot *out, int64_t *age_ms, int64_t *took_ms)
+{
+    PGresult *r = db_exec(d, a, &Q_SHARED_READ, 0, NULL);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    if (n == 0)
+        return 0;
+    memset(out, 0, sizeof *out);
+    *age_ms = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *took_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    out->service_running = PQgetvalue(r, 0, 2)[0] == 't';
+    for (int i = 0; i < n && i < SNAPSHOT_FIELDS; i++)
+        *snapshot_field(out, i) = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    out->computed_at_ms = clock_wall_ms() - (*age_ms > 0 ? *age_ms : 0);
+    return 1;
+}
+
+static bool publish(db *d, arena *a, stats_snapshot *snap, int64_t took_ms)
+{
+    pgarr v;
+    pgarr_open(&v);
+    for (int i = 0; i < SNAPSHOT_FIELDS; i++)
+        pgarr_i64(&v, *snapshot_field(snap, i));
+    const char *p[] = {db_i64_text(a, took_ms), snap->service_running ? "true" : "false",
+                       pgarr_done(&v, a)};
+    return db_exec(d, a, &Q_SHARED_WRITE, 3, p) != NULL;
+}
+
+/* One refresher turn's snapshot: the published one while it is younger than the
+ * period; else whichever kiln-api takes the advisory lock first computes and publishes
+ * it (the others keep the published one until their next turn), so N processes cost
+ * PostgreSQL one aggregate a period, not N. *took_ms: what computing it took. */
+static bool refresh_shared(db *d, arena *a, int64_t period_ms, stats_snapshot *out,
+                           int64_t *took_ms)
+{
+    int64_t age_ms = 0;
+    int rc = read_shared(d, a, out, &age_ms, took_ms);
+    if (rc < 0)
+        return false;
+    if (rc == 1 && age_ms < period_ms)
+        return true;
+    if (!db_begin(d))
+        return false;
+    PGresult *r = db_exec(d, a, &Q_SHARED_LOCK, 0, NULL);
+    if (!r || PQgetvalue(r, 0, 0)[0] != 't') {
+        db_rollback(d);
+        return r && rc == 1;
+    }
+    /* Under the lock: another process may have published since the read above. */
+    rc = read_shared(d, a, out, &age_ms, took_ms);
+    if (rc < 0) {
+        db_rollback(d);
+        return false;
+    }
+    if (rc == 1 && age_ms < period_ms) {
+        db_rollback(d);
+        return true;
+    }
+    memset(out, 0, sizeof *out);
+    int64_t t0 = clock_mono_ms();
+    if (!stats_compute(d, a, out)) {
+        db_rollback(d);
+        return false;
+    }
+    *took_ms = clock_mono_ms() - t0;
+    if (!publish(d, a, out, *took_ms) || !db_commit(d)) {
+        log_warn("stats: publishing the snapshot failed: %s", db_message(d));
+        db_rollback(d);
+    }
+    return true;
+}
+
 /* Expiry with no agent calling: the refresher also ends leases past their deadline. */
 static const db_stmt Q_SWEEP_EXPIRED = {"stats_sweep_expired", "SELECT kiln_sweep_expired(100)"};
 
@@ -151,12 +273,14 @@ static void *refresher(void *arg)
             s->job(d, a, s->job_ctx);
             arena_reset(a);
         }
-        int64_t t0 = clock_mono_ms();
-        bool ok = stats_compute(d, a, &snap);
-        int64_t took_ms = clock_mono_ms() - t0;
+        pthread_mutex_lock(&s->lock);
+        int64_t period_ms = s->period_ms;
+        pthread_mutex_unlock(&s->lock);
+        int64_t took_ms = 0;
+        bool ok = refresh_shared(d, a, period_ms, &snap, &took_ms);
         arena_reset(a);
         pthread_mutex_lock(&s->lock);
-        if (ok)
+        if (ok && snap.computed_at_ms >= s->snap.computed_at_ms)
             s->snap = snap;
         /* The aggregate grows with the mailbox count: never spend more than a fifth of
          * the time computing it (10x the mailboxes stretches the period, not the CPU). */
