@@ -27,7 +27,9 @@ CELL_WIDE = {"plans", "message_templates", "message_topics", "agents", "leases",
              "placement_pool_days",
              # the health judge's work queue (023): arrays of sender ids, each row lives
              # until the next judge pass; the mailboxes it names carry their pools
-             "health_queue"}
+             "health_queue",
+             # the cell's published quota/health snapshot (034): one row, its aggregates
+             "stats_snapshot"}
 # The rows a lease or a report touches: each must reach the pool by its own columns.
 HOT = {"mailboxes", "mailbox_leasing", "mailbox_days", "mailbox_inbound", "slot_buckets",
        "sends", "placements", "placement_days", "pending_replies", "mailbox_health",
