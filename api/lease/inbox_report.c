@@ -76,14 +76,20 @@ static bool load_inboxes(ireport *r)
         ids[i] = r->ev[i].mailbox_id;
         finds |= r->ev[i].type == EV_FOUND;
     }
-    if (!inbox_store_lease_inboxes(r->rq->db, a, r->lease_id, int_array(a, ids, r->n), finds,
-                                   &r->hosts))
+    if (!inbox_store_lease_inboxes(r->rq->db, a, r->lease_id, int_array(a, ids, r->n), &r->hosts))
         return false;
     size_t ninputs = 0;
     r->now_s = PQntuples(r->hosts) > 0 ? db_i64(r->hosts, 0, 3) : 0;
     r->inputs = NULL;
-    if (finds)
+    if (finds) {
         lease_reply_engage_rows(r->hosts, a, &r->inputs, &ninputs);
+        int tzc = PQfnumber(r->hosts, "timezone");
+        const char **zones = arena_alloc(a, (ninputs + 1) * sizeof *zones);
+        for (size_t i = 0; i < ninputs; i++)
+            zones[i] = PQgetvalue(r->hosts, (int)i, tzc);
+        if (!lease_reply_zone_spans(r->rq->db, a, r->now_s, zones, r->inputs, ninputs))
+            return false;
+    }
     for (int i = 0; i < PQntuples(r->hosts); i++)
         i64map_put(&r->inboxes, db_i64(r->hosts, i, 0), i);
     for (int i = 0; i < r->n; i++)

@@ -125,31 +125,26 @@ static const db_stmt Q_END = {"inbox_end", "SELECT kiln_end_leases(ARRAY[$1::uui
 /* The report's inboxes by key, then which this lease holds: the fence (OFFSET 0) keeps
  * the planner from also reading the lease's whole index range (every inbox it holds,
  * thousands) to intersect it with the few hundred the report names. Each row also
- * carries the report's clock (now_s: one report is one moment) and, when $3 (the report
- * has finds), what the engagement policy needs of the inbox as a recipient: its plan's
- * members and its zone's spans from now_s over 96 hours, once per zone — the columns
+ * carries the report's clock (now_s: one report is one moment) and what the engagement
+ * policy needs of the inbox as a recipient: its plan's members and its zone, the columns
  * and rules of kiln_engage_inputs (012), read here with the inbox instead of again per
- * found send (a verified send's recipient is the inbox it was found in). */
+ * found send (a verified send's recipient is the inbox it was found in). The zone's
+ * spans come NULL: the report takes them from its process's cache
+ * (lease_reply_zone_spans), not from kiln_tz_spans per zone per report. */
 static const db_stmt Q_LEASE_INBOXES = {
     "inbox_lease_inboxes",
-    "WITH k AS (SELECT ceil(extract(epoch FROM kiln_now()))::bigint AS now_s), "
-    "r AS (SELECT il.mailbox_id, m.imap_host, m.address, m.timezone, p.open_rate, "
-    "  p.important_rate, p.rescue_rate, p.reply_rate, p.untouched_rate, p.dwell_median_min, "
-    "  p.dwell_max_min, p.quiet_start_hour, p.quiet_end_hour, p.retention_days, "
-    "  p.max_reply_depth FROM (SELECT mailbox_id, lease_id FROM inbox_leasing "
-    "  WHERE mailbox_id = ANY ($2::bigint[]) OFFSET 0) il JOIN mailboxes m ON "
-    "  m.id = il.mailbox_id JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id "
-    "  WHERE il.lease_id = $1::uuid), "
-    "z AS MATERIALIZED (SELECT d.tz, array_agg(sp.from_s ORDER BY sp.from_s) AS f, "
-    "  array_agg(sp.offset_s ORDER BY sp.from_s) AS o FROM (SELECT DISTINCT timezone AS tz "
-    "  FROM r WHERE $3::boolean) d CROSS JOIN k "
-    "  CROSS JOIN LATERAL kiln_tz_spans(d.tz, to_timestamp(k.now_s), 96) sp GROUP BY d.tz) "
-    "SELECT r.mailbox_id, r.imap_host, r.address, k.now_s, 0::bigint AS send_id, "
-    "  r.mailbox_id AS recipient_id, r.open_rate, r.important_rate, r.rescue_rate, "
-    "  r.reply_rate, r.untouched_rate, r.dwell_median_min, r.dwell_max_min, "
-    "  r.quiet_start_hour, r.quiet_end_hour, r.retention_days, r.max_reply_depth, "
-    "  0 AS reply_depth, z.f AS tz_from_s, z.o AS tz_offset_s "
-    "FROM r CROSS JOIN k LEFT JOIN z ON z.tz = r.timezone"};
+    "SELECT il.mailbox_id, m.imap_host, m.address, k.now_s, 0::bigint AS send_id, "
+    "  il.mailbox_id AS recipient_id, p.open_rate, p.important_rate, p.rescue_rate, "
+    "  p.reply_rate, p.untouched_rate, p.dwell_median_min, p.dwell_max_min, "
+    "  p.quiet_start_hour, p.quiet_end_hour, p.retention_days, p.max_reply_depth, "
+    "  0 AS reply_depth, NULL::bigint[] AS tz_from_s, NULL::integer[] AS tz_offset_s, "
+    "  m.timezone "
+    "FROM (SELECT mailbox_id, lease_id FROM inbox_leasing "
+    "  WHERE mailbox_id = ANY ($2::bigint[]) OFFSET 0) il "
+    "JOIN mailboxes m ON m.id = il.mailbox_id JOIN users u ON u.id = m.user_id "
+    "JOIN plans p ON p.id = u.plan_id "
+    "CROSS JOIN (SELECT ceil(extract(epoch FROM kiln_now()))::bigint AS now_s) k "
+    "WHERE il.lease_id = $1::uuid"};
 static const db_stmt Q_SENDS = {"inbox_sends", "SELECT id, mailbox_id, recipient_id, reply_depth "
                                                "FROM sends WHERE id = ANY ($1::bigint[])"};
 
@@ -654,10 +649,10 @@ bool inbox_store_release(db *d, arena *a, const char *lease_id, int64_t *release
 /* ---- reports ---------------------------------------------------------------------------- */
 
 bool inbox_store_lease_inboxes(db *d, arena *a, const char *lease_id, const char *ids,
-                               bool with_inputs, PGresult **out)
+                               PGresult **out)
 {
-    const char *p[] = {lease_id, ids, with_inputs ? "t" : "f"};
-    return (*out = db_exec(d, a, &Q_LEASE_INBOXES, 3, p)) != NULL;
+    const char *p[] = {lease_id, ids};
+    return (*out = db_exec(d, a, &Q_LEASE_INBOXES, 2, p)) != NULL;
 }
 
 bool inbox_store_sends(db *d, arena *a, const char *ids, PGresult **out)

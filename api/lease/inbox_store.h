@@ -90,11 +90,12 @@ bool inbox_store_release(db *d, arena *a, const char *lease_id, int64_t *release
 /* ---- reports ---------------------------------------------------------------------- */
 
 /* Of the mailbox ids (array literal), those this lease holds: mailbox_id, imap_host,
- * address, now_s (the report's clock, epoch seconds), then with_inputs the engagement
- * inputs of each as a recipient in lease_reply_engage_rows' columns (send_id 0,
- * reply_depth 0: the send's own comes from inbox_store_sends). */
+ * address, now_s (the report's clock, epoch seconds), then the engagement inputs of each
+ * as a recipient in lease_reply_engage_rows' columns (send_id 0, reply_depth 0: the
+ * send's own comes from inbox_store_sends; the zone spans NULL) and its timezone, for
+ * lease_reply_zone_spans. */
 bool inbox_store_lease_inboxes(db *d, arena *a, const char *lease_id, const char *ids,
-                               bool with_inputs, PGresult **out);
+                               PGresult **out);
 /* id, mailbox_id, recipient_id, reply_depth of the sends (array literal). */
 bool inbox_store_sends(db *d, arena *a, const char *ids, PGresult **out);
 

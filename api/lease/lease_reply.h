@@ -45,6 +45,12 @@ bool lease_reply_engage_inputs(db *d, arena *a, const int64_t *send_ids, size_t 
  * report reads them with its inboxes, inbox_store_lease_inboxes): one entry per row. */
 void lease_reply_engage_rows(const PGresult *r, arena *a, lease_engage_input **out, size_t *n);
 
+/* Fills in[i].tz from zones[i] for the n inputs: each zone's spans from the start of
+ * now_s's hour over 97 hours (kiln_tz_spans), computed once per zone and hour in this
+ * process and kept (a report's inboxes read NULL spans: inbox_store_lease_inboxes). */
+bool lease_reply_zone_spans(db *d, arena *a, int64_t now_s, const char *const *zones,
+                            lease_engage_input *in, size_t n);
+
 /* A pending reply as a grant sees it; strings point into a result the arena owns. */
 typedef struct lease_reply {
     int64_t id;
