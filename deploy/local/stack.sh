@@ -18,6 +18,9 @@
 #   stack_admin_token                           prints the admin token (creates it once)
 #   stack_cell N                                points the functions above (but nginx) at
 #                                               cell N
+#   stack_pg_hugepages_status                   whether the cluster's shared memory is in
+#                                               huge pages (STACK_PG_HUGEPAGES=reserve: the
+#                                               benches reserve them, below)
 #
 # Cells (KILN_CELLS, default 1; docs/scale.md "Past one primary: pools"): a cell is one
 # PostgreSQL cluster and its kiln-api processes, serving pool N (KILN_POOL=N). Cell 1
@@ -136,6 +139,51 @@ stack_pg_initdb() {
         { cat "$STACK_VAR/log/initdb.log" >&2; return 1; }
 }
 
+# Huge pages for the cluster's shared memory (STACK_PG_HUGEPAGES=reserve; the benches set
+# it). On a VM whose page faults are slow (this box's: ~15 us each, docs/benchmarks.md
+# session 26) every backend pays one per 4 kB page of shared buffers it touches for the
+# first time: kiln's reports touch the inboxes' rows all over the heap, so its backends
+# paid ~30 ms a report for it, the peer's appends far less. In 2 MB pages that is gone,
+# for both. PostgreSQL's default huge_pages = try takes them when the kernel has them
+# reserved; as root this reserves what the cluster needs (postgres -C
+# shared_memory_size_in_huge_pages) under a lock held until the cluster holds them, so
+# cells started together each get theirs. It never lowers the reservation:
+# tests/bench/run.sh puts back the count it found. Without root it says so and the
+# cluster runs in 4 kB pages.
+stack_pg_hugepages() {
+    local need free rsvd total
+    [ "${STACK_PG_HUGEPAGES:-}" = reserve ] || return 0
+    if [ ! -w /proc/sys/vm/nr_hugepages ]; then
+        echo "stack: cannot reserve huge pages (not root): PostgreSQL runs in 4 kB pages" >&2
+        return 0
+    fi
+    need=$(stack_as_pg "$(stack_pg_bin)/postgres" -D "$STACK_PGDATA" \
+        -C shared_memory_size_in_huge_pages 2>/dev/null) || return 0
+    case "$need" in '' | -* | *[!0-9]*) return 0 ;; esac
+    free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+    rsvd=$(awk '/^HugePages_Rsvd:/ {print $2}' /proc/meminfo)
+    total=$(cat /proc/sys/vm/nr_hugepages)
+    if [ $((free - rsvd)) -lt "$need" ]; then
+        echo $((total + need - free + rsvd)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+    fi
+}
+
+stack_pg_hugepages_status() {
+    local pid kb
+    pid=$(head -1 "$STACK_PGDATA/postmaster.pid" 2>/dev/null) || { echo "not running"; return; }
+    kb=$(awk '/^HugetlbPages:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+    if [ "${kb:-0}" -gt 0 ]; then # (the postmaster's own share of them: it touches few)
+        echo "shared memory in huge pages"
+    else
+        echo "shared memory in 4 kB pages (no huge pages reserved)"
+    fi
+}
+
+stack_pg_start() {
+    stack_as_pg "$1/pg_ctl" -D "$STACK_PGDATA" -l "$STACK_CELL_VAR/log/postgresql.log" \
+        -o "-p $STACK_PG_PORT -k $STACK_PGSOCK" -w -t 60 start >/dev/null
+}
+
 stack_pg_up() {
     local bin; bin=$(stack_pg_bin)
     [ -n "$bin" ] || { echo "stack: PostgreSQL server binaries not found" >&2; return 1; }
@@ -160,9 +208,14 @@ fsync = ${STACK_PG_FSYNC:-on}
 log_min_duration_statement = 1000
 CONF
     fi
-    stack_as_pg "$bin/pg_ctl" -D "$STACK_PGDATA" -l "$STACK_CELL_VAR/log/postgresql.log" \
-        -o "-p $STACK_PG_PORT -k $STACK_PGSOCK" -w -t 60 start >/dev/null ||
-        { tail -20 "$STACK_CELL_VAR/log/postgresql.log" >&2; return 1; }
+    local started=0
+    if [ "${STACK_PG_HUGEPAGES:-}" = reserve ] && [ -w /proc/sys/vm/nr_hugepages ]; then
+        (flock 9 && stack_pg_hugepages && stack_pg_start "$bin") 9>>/tmp/kiln-hugepages.lock &&
+            started=1
+    else
+        stack_pg_hugepages && stack_pg_start "$bin" && started=1
+    fi
+    [ "$started" -eq 1 ] || { tail -20 "$STACK_CELL_VAR/log/postgresql.log" >&2; return 1; }
     if ! stack_as_pg "$bin/psql" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" -U postgres -d postgres \
         -tAc "SELECT 1 FROM pg_database WHERE datname='kiln'" | grep -q 1; then
         stack_as_pg "$bin/createdb" -h "$STACK_PGSOCK" -p "$STACK_PG_PORT" -U postgres kiln

@@ -11,6 +11,16 @@ build=$(cd "${1:-$src/build}" && pwd)
 shift || true
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(api leasing agent e2e inbox health ingest)
+# Every suite's PostgreSQL runs in huge pages where this is root (stack_pg_hugepages in
+# deploy/local/stack.sh: this VM's page faults cost ~15 us each); the kernel's reservation
+# goes back to what it was when the benches end.
+export STACK_PG_HUGEPAGES=${STACK_PG_HUGEPAGES:-reserve}
+hugepages0=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || true)
+restore_hugepages() {
+    [ -z "$hugepages0" ] || [ ! -w /proc/sys/vm/nr_hugepages ] ||
+        echo "$hugepages0" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+}
+trap restore_hugepages EXIT
 rc=0
 for s in "${suites[@]}"; do
     echo

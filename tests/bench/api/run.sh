@@ -8,6 +8,8 @@
 #  - proof that the metrics paths never read the sends table (pg_stat counters).
 # Usage: run.sh BUILD_DIR   (an optimized build: make bench passes build/)
 set -euo pipefail
+# PostgreSQL's shared memory in huge pages, as root (deploy/local/stack.sh stack_pg_hugepages).
+export STACK_PG_HUGEPAGES=${STACK_PG_HUGEPAGES:-reserve}
 src=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 dur=${KILN_BENCH_SECONDS:-10}

@@ -7,6 +7,8 @@
 # figures beside it. Not part of `make test`.
 #   tests/bench/e2e/run.sh [seconds]   (KILN_BUILD_DIR: a build dir, Release advised)
 set -euo pipefail
+# PostgreSQL's shared memory in huge pages, as root (deploy/local/stack.sh stack_pg_hugepages).
+export STACK_PG_HUGEPAGES=${STACK_PG_HUGEPAGES:-reserve}
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../../.." && pwd)
 [ -x /usr/sbin/smtp-sink ] || { echo "SKIP: Postfix smtp-sink is not installed" >&2; exit 77; }

@@ -7,6 +7,8 @@
 # 8 s: on a quiet box 8 leasers spend the day's 300,000 sends in ~11 s, and a level must
 # end before its day does (one that runs out reports its rate over the busy part).
 set -euo pipefail
+# PostgreSQL's shared memory in huge pages, as root (deploy/local/stack.sh stack_pg_hugepages).
+export STACK_PG_HUGEPAGES=${STACK_PG_HUGEPAGES:-reserve}
 here=$(cd "$(dirname "$0")" && pwd)
 export BENCH_USERS=${BENCH_USERS:-100} BENCH_HISTORY_DAYS=${BENCH_HISTORY_DAYS:-30}
 exec bash "$here/../leasing/run.sh" "${1:-8}"

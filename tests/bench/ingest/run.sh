@@ -16,6 +16,8 @@
 #      the PostgreSQL backends' pids beside it in FILE.pids; read with
 #      `perf report -i FILE --pid "$(cat FILE.pids)" --no-children --sort symbol`).
 set -euo pipefail
+# PostgreSQL's shared memory in huge pages, as root (deploy/local/stack.sh stack_pg_hugepages).
+export STACK_PG_HUGEPAGES=${STACK_PG_HUGEPAGES:-reserve}
 src=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 here=$src/tests/bench/ingest
@@ -48,6 +50,7 @@ printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.trac
 stack_pg_down
 stack_pg_up
 stack_psql -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+echo "== PostgreSQL: $(stack_pg_hugepages_status)"
 stack_api_up
 stack_nginx_up
 token=$(stack_admin_token)

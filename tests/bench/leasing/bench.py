@@ -456,6 +456,7 @@ def warm_up():
     than the same level later in the run (kiln-api's backends' catalog and plan caches,
     cold index pages of 100,000 mailboxes), which put the first of an A-B-A or 1-8-32
     sequence at a disadvantage no build change made."""
+    print("PostgreSQL: %s" % stack_bash("stack_pg_hugepages_status")[0], flush=True)
     print("warm-up (not a measurement):", flush=True)
     level(8, seconds=5)
 

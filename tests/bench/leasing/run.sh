@@ -3,6 +3,8 @@
 # 1, 8 and 32 concurrent leasers. Not part of `make test`; `make bench` calls it.
 #   tests/bench/leasing/run.sh [seconds-per-level]   (KILN_BUILD_DIR: a build dir)
 set -euo pipefail
+# PostgreSQL's shared memory in huge pages, as root (deploy/local/stack.sh stack_pg_hugepages).
+export STACK_PG_HUGEPAGES=${STACK_PG_HUGEPAGES:-reserve}
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../../.." && pwd)
 export KILN_SOURCE_DIR=$src KILN_BUILD_DIR=${KILN_BUILD_DIR:-$src/build}

@@ -6,6 +6,8 @@
 #   BENCH_MAILBOXES (1000000), BENCH_SECONDS (120), BENCH_WARMUP_S (20), BENCH_AGENTS (2),
 #   BENCH_DRY_RUN_MS (20), KILN_API_PROCESSES (2)
 set -euo pipefail
+# PostgreSQL's shared memory in huge pages, as root (deploy/local/stack.sh stack_pg_hugepages).
+export STACK_PG_HUGEPAGES=${STACK_PG_HUGEPAGES:-reserve}
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../../.." && pwd)
 export KILN_SOURCE_DIR=$src KILN_BUILD_DIR=$(cd "${1:-$src/build}" && pwd)

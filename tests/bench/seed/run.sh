@@ -5,6 +5,8 @@
 # schema, per size. Disk: ~0.5 GB per million mailboxes.
 # Usage: run.sh BUILD_DIR   (sizes: KILN_SEED_SIZES, default "100000 1000000")
 set -euo pipefail
+# PostgreSQL's shared memory in huge pages, as root (deploy/local/stack.sh stack_pg_hugepages).
+export STACK_PG_HUGEPAGES=${STACK_PG_HUGEPAGES:-reserve}
 src=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 sizes=${KILN_SEED_SIZES:-100000 1000000}
