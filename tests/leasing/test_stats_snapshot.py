@@ -9,6 +9,9 @@ through the SQL-function executor, ~35 % of the snapshot's time at 100,000 mailb
   track_functions = all, the stats thread's refreshes (every second here) call
   kiln_window_elapsed through the executor zero times (014's form: once per mailbox per
   refresh, thousands in the window), and the snapshot still counts every mailbox.
+- test_today_is_the_functions_applied (035): mailbox_today's target and window_elapsed,
+  read through its lateral local times, equal the functions applied to each mailbox's
+  own columns, for mailboxes in several zones, windows and activation times.
 - test_three_processes_share_one_snapshot (034; this test runs three kiln-api processes
   behind nginx, KILN_API_PROCESSES=3, refreshing every second): over 10 s the published
   snapshot (stats_snapshot) is computed about once a second in all, not once a second
@@ -82,6 +85,32 @@ def test_the_snapshot_runs_no_sql_function_per_mailbox():
     ok("test_the_snapshot_runs_no_sql_function_per_mailbox (400 mailboxes)")
 
 
+def test_today_is_the_functions_applied():
+    """Runs after the 400 mailboxes above: spreads them over zones, windows and
+    activation times, then compares every row of the view with the functions applied
+    to the mailbox's own columns (014's way of passing them)."""
+    psql("""UPDATE mailboxes SET timezone = (ARRAY['UTC', 'Asia/Tokyo', 'America/New_York',
+              'Australia/Sydney', 'Asia/Kolkata'])[1 + id % 5],
+              window_start_hour = id % 10, window_end_hour = 12 + id % 12,
+              active_since = kiln_now() - make_interval(mins => ((id % 97) * 31)::int)""")
+    rows = psql("""SELECT count(*), count(*) FILTER (WHERE t.window_elapsed IS DISTINCT FROM
+                     kiln_window_elapsed(kiln_now() AT TIME ZONE m.timezone, m.window_start_hour,
+                       m.window_end_hour, m.active_since AT TIME ZONE m.timezone)
+                     OR t.target IS DISTINCT FROM kiln_mailbox_target(m, p,
+                       (kiln_now() AT TIME ZONE m.timezone)::date)
+                     OR t.local_ts IS DISTINCT FROM kiln_now() AT TIME ZONE m.timezone),
+                   count(DISTINCT t.window_elapsed)
+                   FROM mailbox_today t JOIN mailboxes m ON m.id = t.id
+                   JOIN users u ON u.id = m.user_id JOIN plans p ON p.id = u.plan_id""")
+    n, differ, distinct = map(int, rows[0].split("|"))
+    check(n == 400 and differ == 0, "%d of %d mailbox_today rows differ from the functions "
+          "applied to their mailbox" % (differ, n))
+    check(distinct > 10, "only %d distinct window_elapsed values: the spread did not take"
+          % distinct)
+    ok("test_today_is_the_functions_applied (%d mailboxes, %d distinct elapsed shares)"
+       % (n, distinct))
+
+
 def test_three_processes_share_one_snapshot():
     seen = set()
     t0 = time.time()
@@ -105,4 +134,5 @@ def test_three_processes_share_one_snapshot():
 
 test_window_elapsed_is_014s()
 test_the_snapshot_runs_no_sql_function_per_mailbox()
+test_today_is_the_functions_applied()
 test_three_processes_share_one_snapshot()
