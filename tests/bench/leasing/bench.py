@@ -416,7 +416,8 @@ def graphile_peer(conc, mods):
     port = [l.split("=", 1)[1] for l in open(os.path.join(var, "stack.env"))
             if l.startswith("STACK_PG_PORT=")][0].strip()
     env = dict(os.environ, NODE_PATH=mods, GW_PGHOST=os.path.join(var, "pg", "run"),
-               GW_PGPORT=port, GW_PGDATABASE="graphile_bench")
+               GW_PGPORT=port, GW_PGDATABASE="graphile_bench",
+               GW_PGPID=str(pidfile(os.path.join(var, "pg", "data", "postmaster.pid"))))
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graphile_peer.js")
     r = subprocess.run(["node", script, "bench", str(procs), str(GRAPHILE_JOBS),
                         str(PEER_SECONDS)], env=env, capture_output=True, text=True, timeout=600)
@@ -427,10 +428,11 @@ def graphile_peer(conc, mods):
         return 0
     res = json.loads(r.stdout.strip().splitlines()[-1])
     print("peer graphile-worker %s processes=%d x %d concurrent, local queue 500, batched "
-          "completes: jobs/s=%.0f%s" % (GRAPHILE_VERSION, procs, res["concurrency"],
-                                       res["jobs_per_s"],
-                                       " QUEUE EMPTIED: rate is a lower bound"
-                                       if res["emptied"] else ""), flush=True)
+          "completes: jobs/s=%.0f cpu_us_per_job: postgres=%.0f node=%.0f%s"
+          % (GRAPHILE_VERSION, procs, res["concurrency"], res["jobs_per_s"],
+             res.get("pg_cpu_us_per_job") or float("nan"),
+             res.get("node_cpu_us_per_job") or float("nan"),
+             " QUEUE EMPTIED: rate is a lower bound" if res["emptied"] else ""), flush=True)
     return res["jobs_per_s"]
 
 

@@ -6,9 +6,12 @@
 //   node graphile_peer.js bench PROCESSES JOBS SECONDS   prints one JSON line
 //   node graphile_peer.js work                           (a worker process; internal)
 // Env: GW_PGHOST (socket dir), GW_PGPORT, GW_PGDATABASE; NODE_PATH has graphile-worker
-// (installed at bench time under the build dir by bench.py, never in the repository).
+// (installed at bench time under the build dir by bench.py, never in the repository);
+// GW_PGPID, the postmaster's pid: the CPU of PostgreSQL (its process tree) and of the
+// worker processes over the timed window, per job, to set beside kiln's per send.
 "use strict";
 const { fork } = require("child_process");
+const fs = require("fs");
 const { Pool } = require("pg");
 const { Logger, run, runMigrations } = require("graphile-worker");
 
@@ -57,6 +60,42 @@ async function work() {
   process.send("ready");
 }
 
+// CPU seconds (user + system, from /proc) of pid and every process below it.
+function treeCpu(root) {
+  const tick = 100; // USER_HZ: 100 on Linux
+  const kids = new Map();
+  const cpu = new Map();
+  for (const d of fs.readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(d)) continue;
+    let st;
+    try {
+      st = fs.readFileSync("/proc/" + d + "/stat", "utf8");
+    } catch (e) {
+      continue; // gone meanwhile
+    }
+    const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+    const ppid = Number(f[1]);
+    cpu.set(Number(d), (Number(f[11]) + Number(f[12])) / tick);
+    if (!kids.has(ppid)) kids.set(ppid, []);
+    kids.get(ppid).push(Number(d));
+  }
+  let sum = 0;
+  const todo = [root];
+  while (todo.length) {
+    const p = todo.pop();
+    sum += cpu.get(p) || 0;
+    for (const k of kids.get(p) || []) todo.push(k);
+  }
+  return sum;
+}
+
+function cpuNow(children) {
+  const pg = process.env.GW_PGPID ? treeCpu(Number(process.env.GW_PGPID)) : NaN;
+  let node = treeCpu(process.pid);
+  for (const c of children) if (c.exitCode !== null) node = NaN;
+  return { pg, node };
+}
+
 async function remaining(db) {
   const r = await db.query("SELECT count(*)::bigint AS n FROM graphile_worker._private_jobs");
   return Number(r.rows[0].n);
@@ -86,9 +125,11 @@ async function bench(procs, jobs, seconds) {
   );
   await new Promise((ok) => setTimeout(ok, WARMUP_MS));
   const n0 = await remaining(db);
+  const c0 = cpuNow(children);
   const t0 = process.hrtime.bigint();
   await new Promise((ok) => setTimeout(ok, seconds * 1000));
   const n1 = await remaining(db);
+  const c1 = cpuNow(children);
   const dt = Number(process.hrtime.bigint() - t0) / 1e9;
   await Promise.all(
     children.map(
@@ -112,6 +153,8 @@ async function bench(procs, jobs, seconds) {
       seconds: dt,
       jobs_per_s: (n0 - n1) / dt,
       emptied: n1 === 0,
+      pg_cpu_us_per_job: ((c1.pg - c0.pg) * 1e6) / Math.max(1, n0 - n1),
+      node_cpu_us_per_job: ((c1.node - c0.node) * 1e6) / Math.max(1, n0 - n1),
     }),
   );
 }
