@@ -60,7 +60,9 @@ async function work() {
   process.send("ready");
 }
 
-// CPU seconds (user + system, from /proc) of pid and every process below it.
+// CPU seconds (user + system, from /proc) of pid and every process below it: each live
+// member's own and its reaped children's (cutime, cstime), so a backend that exits inside
+// the window still counts (tests/lib/proc_cpu.py tree_cpu, the same rule).
 function treeCpu(root) {
   const tick = 100; // USER_HZ: 100 on Linux
   const kids = new Map();
@@ -75,7 +77,7 @@ function treeCpu(root) {
     }
     const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
     const ppid = Number(f[1]);
-    cpu.set(Number(d), (Number(f[11]) + Number(f[12])) / tick);
+    cpu.set(Number(d), (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / tick);
     if (!kids.has(ppid)) kids.set(ppid, []);
     kids.get(ppid).push(Number(d));
   }
