@@ -166,12 +166,13 @@ def pg_waits(seconds, out):
 
 
 def pg_explain():
-    """BENCH_EXPLAIN=1: every statement of kiln-api over 20 ms logged with its plan
+    """BENCH_EXPLAIN=1: every statement of kiln-api over 20 ms (BENCH_EXPLAIN_MS) logged with its plan
     (auto_explain, ANALYZE and BUFFERS, functions' statements too); kiln-api restarts so
     its connections load it."""
     sets = ["LOAD 'auto_explain'"] + ["ALTER SYSTEM SET %s = %s" % kv for kv in [
         ("session_preload_libraries", "'auto_explain'"),
-        ("auto_explain.log_min_duration", "'20ms'"), ("auto_explain.log_analyze", "on"),
+        ("auto_explain.log_min_duration", "'%sms'" % os.environ.get("BENCH_EXPLAIN_MS", "20")),
+        ("auto_explain.log_analyze", "on"),
         ("auto_explain.log_buffers", "on"), ("auto_explain.log_nested_statements", "on")]]
     stack_bash('stack_psql -tA "$@"', *[x for q in sets + ["SELECT pg_reload_conf()"]
                                        for x in ("-c", q)])
