@@ -131,7 +131,8 @@ static void classify(db *d, PGresult *r)
         log_error("database error %s: %s", d->sqlstate, d->message);
 }
 
-PGresult *db_exec(db *d, arena *a, const db_stmt *st, int nparams, const char *const *params)
+static PGresult *exec(db *d, arena *a, const db_stmt *st, int nparams, const char *const *params,
+                      bool per_call)
 {
     d->last = DB_OK;
     bool retried = false;
@@ -144,7 +145,7 @@ PGresult *db_exec(db *d, arena *a, const db_stmt *st, int nparams, const char *c
 again:
     if (!db_ensure(d))
         return NULL;
-    if (!is_prepared(d, st)) {
+    if (!per_call && !is_prepared(d, st)) {
         PGresult *p = PQprepare(d->conn, st->name, st->sql, 0, NULL);
         if (PQresultStatus(p) != PGRES_COMMAND_OK) {
             classify(d, p);
@@ -155,7 +156,8 @@ again:
         if (d->nprepared < MAX_PREPARED)
             d->prepared[d->nprepared++] = st;
     }
-    PGresult *r = PQexecPrepared(d->conn, st->name, nparams, params, NULL, NULL, 0);
+    PGresult *r = per_call ? PQexecParams(d->conn, st->sql, nparams, NULL, params, NULL, NULL, 0)
+                           : PQexecPrepared(d->conn, st->name, nparams, params, NULL, NULL, 0);
     ExecStatusType s = PQresultStatus(r);
     if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
         arena_cleanup_add(a, (arena_cleanup_fn)PQclear, r);
@@ -173,6 +175,17 @@ lost:
     if (d->last == DB_UNAVAILABLE)
         d->in_tx = false;
     return NULL;
+}
+
+PGresult *db_exec(db *d, arena *a, const db_stmt *st, int nparams, const char *const *params)
+{
+    return exec(d, a, st, nparams, params, false);
+}
+
+PGresult *db_exec_planned(db *d, arena *a, const db_stmt *st, int nparams,
+                          const char *const *params)
+{
+    return exec(d, a, st, nparams, params, true);
 }
 
 static bool simple(db *d, const char *sql)

@@ -35,6 +35,13 @@ bool db_ensure(db *d);
 /* Runs a prepared statement. Returns a result whose PQclear is registered on the
  * arena, or NULL on error (see db_last_error / db_sqlstate / db_message). */
 PGresult *db_exec(db *d, arena *a, const db_stmt *st, int nparams, const char *const *params);
+/* As db_exec, but the statement goes unprepared, so PostgreSQL plans every call with its
+ * own values instead of possibly settling on one generic plan: for a statement whose
+ * generic plan can be far worse than its custom ones (the send report: a 2,000-id array
+ * a generic plan cannot size; a backend on it spent 6x the CPU per send, docs/benchmarks.md
+ * session 26). Costs a parse and a plan per call. */
+PGresult *db_exec_planned(db *d, arena *a, const db_stmt *st, int nparams,
+                          const char *const *params);
 /* Transaction control; return false on failure. db_rollback is safe to call anytime.
  * db_commit is true only when PostgreSQL committed: a COMMIT it answers with "ROLLBACK"
  * (a statement of the transaction had failed) is false with that statement's error

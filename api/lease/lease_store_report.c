@@ -152,7 +152,9 @@ bool lease_store_report_apply(db *d, arena *a, const char *lease_id, const lease
         lease_id,        b->ids,    b->status,     b->smtp_code,
         b->enhanced,     b->detail, b->latency_ms, db_i64_text(a, random_range(0, 15)),
         b->latency_label};
-    PGresult *r = db_exec(d, a, locked ? &Q_REPORT_LOCKED : &Q_REPORT_LEASED, 9, p);
+    /* Planned per call: a backend that settled on the generic plan (the id array
+     * unsized) spent 244 us of wall time per send in it instead of 39 (session 26). */
+    PGresult *r = db_exec_planned(d, a, locked ? &Q_REPORT_LOCKED : &Q_REPORT_LEASED, 9, p);
     if (!r)
         return false;
     static const char *const names[] = {"id", "freed"};
