@@ -19,7 +19,7 @@ static const char *const state_names[IMAP_IB_COUNT] = {
     "login",      "namespace",   "list",        "status",     "select",     "fetch",
     "act_create", "act_select",  "act_move",    "act_copy",   "act_delete", "act_expunge",
     "act_store",  "act_confirm", "idle_select", "idle_start", "idling",     "idle_done",
-    "kept",       "logout",      "done",
+    "kept",       "done",
 };
 
 static const char *const header_fields[] = {"MESSAGE-ID", "IN-REPLY-TO", "AUTHENTICATION-RESULTS",
@@ -164,13 +164,14 @@ static void set_detail(imap_inbox *ib, const char *why, size_t n)
     }
 }
 
-/* LOGOUT goes through imap_session (its LOGOUT state reads BYE and the tagged OK). */
+static int login_over(imap_inbox *ib, int ev);
+
+/* LOGOUT goes through imap_session, which closes behind it without waiting for the
+ * answer: the session is over once it is sent. */
 int ib_logout(imap_inbox *ib)
 {
     ib->s.state = IMAP_S_READY;
-    int ev = imap_session_logout(&ib->s);
-    ib->state = IMAP_IB_LOGOUT;
-    return ev;
+    return login_over(ib, imap_session_logout(&ib->s));
 }
 
 int ib_finish(imap_inbox *ib, int outcome, const char *why, size_t n, bool do_logout)
@@ -179,7 +180,7 @@ int ib_finish(imap_inbox *ib, int outcome, const char *why, size_t n, bool do_lo
         ib->outcome = outcome;
         set_detail(ib, why, n);
     }
-    if (do_logout && ib->state != IMAP_IB_LOGOUT && ib->state != IMAP_IB_DONE)
+    if (do_logout && ib->state != IMAP_IB_DONE)
         return ib_logout(ib);
     ib->state = IMAP_IB_DONE;
     return IMAP_EV_DONE;
@@ -765,22 +766,20 @@ int imap_inbox_feed(imap_inbox *ib, const char *data, size_t n, int64_t now_ms)
     int ev = 0;
     size_t off = 0;
     while (off < n && ib->state != IMAP_IB_DONE) {
-        if (ib->state == IMAP_IB_LOGIN || ib->state == IMAP_IB_LOGOUT) {
+        if (ib->state == IMAP_IB_LOGIN) {
             size_t used = 0;
-            int sev = ib->state == IMAP_IB_LOGIN
-                          ? imap_session_feed_to_ready(&ib->s, data + off, n - off, &used)
-                          : (used = n - off, imap_session_feed(&ib->s, data + off, n - off));
+            int sev = imap_session_feed_to_ready(&ib->s, data + off, n - off, &used);
             off += used;
             ev |= sev & (IMAP_EV_OUTPUT | IMAP_EV_STARTTLS);
             if (ib->s.state == IMAP_S_DONE)
                 return login_over(ib, ev);
-            if (ib->state == IMAP_IB_LOGIN && ib->s.state == IMAP_S_AUTH && !ib->login_piped) {
+            if (ib->s.state == IMAP_S_AUTH && !ib->login_piped) {
                 ib->login_piped = true; /* the LOGIN just went out */
                 if (ib->pipeline && ib->s.auth_mech < 0 && !ib->s.cmd_waiting && !ib->stop_asked &&
                     roles_from_store(ib))
                     ib_status_behind_login(ib, IB_ALL_ROLES);
             }
-            if (ib->state == IMAP_IB_LOGIN && ib->s.state == IMAP_S_READY) {
+            if (ib->s.state == IMAP_S_READY) {
                 ev |= on_ready(ib);
                 continue;
             }
@@ -824,7 +823,7 @@ void imap_inbox_eof(imap_inbox *ib)
 {
     if (ib->state == IMAP_IB_DONE)
         return;
-    if (ib->state == IMAP_IB_LOGIN || ib->state == IMAP_IB_LOGOUT) {
+    if (ib->state == IMAP_IB_LOGIN) {
         imap_session_eof(&ib->s);
         login_over(ib, 0);
         return;

@@ -178,7 +178,6 @@ enum imap_inbox_state {
     IMAP_IB_IDLING,      /* idling: WAKE on new mail, refresh on tick */
     IMAP_IB_IDLE_DONE,   /* DONE sent, untagged lines until the IDLE's OK */
     IMAP_IB_KEPT,        /* logged in between visits (job.keep): nothing in flight */
-    IMAP_IB_LOGOUT,      /* LOGOUT sent (imap_session finishes it) */
     IMAP_IB_DONE,        /* over: imap_inbox_outcome says how */
     IMAP_IB_COUNT
 };

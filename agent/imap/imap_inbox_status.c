@@ -122,7 +122,7 @@ int ib_status_tagged(imap_inbox *ib, const imap_resp *r)
         ib->st_have &= ~ROLE_BIT(role); /* SELECT says what is wrong */
         int out = imap_refusal_outcome(r, IMAP_OUT_NONE);
         if (out) {
-            ib->st_pending = 0; /* the answers still due are read by LOGOUT's state */
+            ib->st_pending = 0; /* the answers still due are not read: LOGOUT closes */
             return ib_finish(ib, out, r->text, r->text_len, true);
         }
     }

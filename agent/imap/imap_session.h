@@ -26,7 +26,6 @@ enum imap_state {
     IMAP_S_AUTH,        /* LOGIN or AUTHENTICATE sent */
     IMAP_S_CAPABILITY2, /* CAPABILITY after login: Dovecot names MOVE, UIDPLUS only now */
     IMAP_S_READY,       /* logged in; the inbox work starts here */
-    IMAP_S_LOGOUT,      /* LOGOUT sent */
     IMAP_S_DONE,        /* over: outcome says how */
     IMAP_S_COUNT
 };
@@ -104,9 +103,10 @@ int imap_refusal_outcome(const imap_resp *r, int otherwise);
 bool imap_text_is_throttle(const char *text, size_t n);
 /* The TLS handshake finished after STARTTLS: capabilities are asked for again. */
 int imap_session_tls_ready(imap_session *s);
-/* From IMAP_S_READY: sends LOGOUT (outcome OK once answered). */
+/* From IMAP_S_READY: sends LOGOUT and ends the session (outcome OK, IMAP_EV_DONE):
+ * the connection closes once LOGOUT is sent, its answer not awaited. */
 int imap_session_logout(imap_session *s);
-/* The server closed the connection: normal after LOGOUT, unavailable otherwise. */
+/* The server closed the connection: the session ends unavailable (unless over). */
 void imap_session_eof(imap_session *s);
 buf *imap_session_output(imap_session *s);
 
