@@ -16,10 +16,10 @@
 static const char *const role_names[IMAP_ROLE_COUNT] = {"inbox", "junk", "warmup", "other"};
 
 static const char *const state_names[IMAP_IB_COUNT] = {
-    "login",      "namespace",   "list",        "status",     "select",     "fetch",
-    "act_create", "act_select",  "act_move",    "act_copy",   "act_delete", "act_expunge",
-    "act_store",  "act_confirm", "idle_select", "idle_start", "idling",     "idle_done",
-    "kept",       "done",
+    "login",      "namespace",   "list",       "status",      "select",
+    "fetch",      "act_create",  "act_select", "act_move",    "act_copy",
+    "act_delete", "act_expunge", "act_store",  "act_confirm", "idle_select",
+    "idle_start", "idling",      "idle_done",  "kept",        "done",
 };
 
 static const char *const header_fields[] = {"MESSAGE-ID", "IN-REPLY-TO", "AUTHENTICATION-RESULTS",

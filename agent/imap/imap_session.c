@@ -11,8 +11,7 @@
 #include <string.h>
 
 static const char *const state_names[IMAP_S_COUNT] = {
-    "greeting",    "capability", "starttls", "tls_wait", "auth",
-    "capability2", "ready",      "done",
+    "greeting", "capability", "starttls", "tls_wait", "auth", "capability2", "ready", "done",
 };
 
 static const char *const outcome_names[IMAP_OUT_COUNT] = {
