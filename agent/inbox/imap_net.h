@@ -70,7 +70,8 @@ void imap_net_start_login(imap_net *n, const imap_session_params *p, int64_t tim
 /* The connection's outcome once it is over (net's done): enum imap_net_status and a
  * printable reason (may be ""). */
 int imap_net_status(const imap_net *n, const char **detail);
-/* Whether it ended with its LOGOUT answered (else a drop under a logged-in session). */
+/* Whether it ended with its LOGOUT sent and nothing failed before (else a drop under a
+ * logged-in session). */
 bool imap_net_clean_end(const imap_net *n);
 /* The owner's steps, from its stepped hook (a connection is poked with
  * net_conn_resume(l, c, 0) to get there): imap_event masks. */

@@ -661,7 +661,7 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
     } else if (status != IMAP_NET_OK && status != IMAP_NET_AUTH) {
         atomic_fetch_add(&ib->srv->failures, 1);
     }
-    /* a session that logged in but did not end with its LOGOUT answered */
+    /* a session that logged in but did not end with its LOGOUT */
     bool unexpected = n->logged_in && !imap_net_clean_end(n) && !kept_closed;
     if (status != IMAP_NET_OK)
         emit_session(e, ib, status, detail);

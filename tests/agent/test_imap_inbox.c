@@ -54,6 +54,8 @@ static const imap_session_params params = {
     "* 3 EXISTS\r\n* OK [UIDVALIDITY " v "] ok\r\n* OK [UIDNEXT " next "] ok\r\n"
 #define ID1 "<9001.10123456789abcdef01234567@acme.test>"
 #define ID2 "<9002.a0123456789abcdef01234567@acme.test>"
+/* what a server still sends after LOGOUT: the session is over when LOGOUT goes out and
+ * ignores it (the connection closes behind the command) */
 #define BYE_OK(tag) "* BYE Logging out\r\n" tag " OK Logout completed.\r\n"
 
 /* {{...}} to literals */

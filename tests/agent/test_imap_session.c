@@ -286,7 +286,7 @@ static void test_protocol_errors_close_at_once(void **state)
         buf_free(&sent);
         imap_session_clear(&s);
     }
-    /* a refused login keeps its outcome when the LOGOUT's answer is garbage */
+    /* a refused login keeps its outcome; what follows the NO is not read (LOGOUT closes) */
     imap_session s;
     buf sent = BUF_INIT;
     imap_session_init(&s, &plain_params);

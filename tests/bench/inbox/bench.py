@@ -11,7 +11,9 @@ and the ratios (CPU per visit, RSS).
 Env: KILN_BENCH_INBOX_ACCOUNTS, KILN_BENCH_INBOX_DURATION_S, KILN_BENCH_MAX_CONNS (100),
 KILN_BENCH_KILN_MAX_CONNS and KILN_BENCH_KILN_CONNS_PER_MIN (kiln's own cap and connect rate),
 KILN_BENCH_CLIENTS (kiln-agent,imapflow: which run), KILN_BENCH_PERF (a perf.data path:
-perf record -g of kiln-agent over the window), KILN_BENCH_KEEP=1 (keep the work dir)."""
+perf record -g of kiln-agent over the window), KILN_BENCH_KEEP=1 (keep the work dir),
+KILN_MAIL_DOVECOT_EXTRA (appended to dovecot.conf; default `service imap { service_count =
+0 }`: Dovecot's imap processes reused, as its performance advice says)."""
 import json
 import os
 import random
@@ -202,6 +204,10 @@ def main():
     os.chmod(WORK, 0o755)
     ports = {"KILN_IMAP_PORT": str(free_port()), "KILN_LMTP_PORT": str(free_port()), "KILN_MX_PORT": str(free_port())}
     env = dict(os.environ, **ports, KILN_MAIL_IMAP_PROCESSES=str(max(1000, accounts // 10 + 300)))
+    # Dovecot's high-performance mode: imap processes serve many logins (service_count 0)
+    # instead of a fork per login, which at the legacy load kept Dovecot at a whole core and
+    # slowed every client it served (safe here: every account has the same uid).
+    env.setdefault("KILN_MAIL_DOVECOT_EXTRA", "service imap {\n  service_count = 0\n}")
     users = ["u%05d@bench.test" % i for i in range(accounts)]
     setup = ("set -e; source %s/deploy/local/mailstack.sh; mail_init %s; mail_domain bench.test 0; "
              "cat %s/users >>\"$MAIL_DC/passwd\"; mail_dovecot_up" % (SRC, WORK, WORK))
