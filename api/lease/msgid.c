@@ -5,10 +5,11 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +21,79 @@
 
 struct msgid_keyring {
     char current;
+    uint64_t id; /* unique per keyring made: a thread's cached contexts name it */
+    EVP_MAC *hmac;
     bool accepted[MSGID_KEYS_MAX];
     unsigned char key[MSGID_KEYS_MAX][SECRET_KEY_LEN];
 };
+
+/* Each thread's keyed HMAC contexts, one per key slot, made at its first MAC under that
+ * key: a MAC is then EVP_MAC_init with no key (the key's pads restored), update, final —
+ * 0.18 µs against 1.06 µs for the one-shot HMAC(), which fetches SHA-256 and runs the key
+ * schedule at every call (a Message-ID is minted per send, verified per found event).
+ * kiln-api's FastCGI workers are threads and the keyring is shared read-only, so the
+ * contexts are per thread; freed when the thread ends, or when it next uses another
+ * keyring. */
+typedef struct mac_cache {
+    uint64_t keyring_id;
+    EVP_MAC_CTX *ctx[MSGID_KEYS_MAX];
+} mac_cache;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static atomic_uint_fast64_t keyrings_made;
+
+static void cache_clear(mac_cache *c)
+{
+    for (int i = 0; i < MSGID_KEYS_MAX; i++) {
+        EVP_MAC_CTX_free(c->ctx[i]);
+        c->ctx[i] = NULL;
+    }
+}
+
+static void cache_free(void *p)
+{
+    if (!p)
+        return;
+    cache_clear(p);
+    free(p);
+}
+
+static void cache_key_make(void)
+{
+    (void)pthread_key_create(&cache_key, cache_free);
+}
+
+/* This thread's keyed context for slot, or NULL (out of memory). */
+static EVP_MAC_CTX *keyed_ctx(const msgid_keyring *kr, int slot)
+{
+    pthread_once(&cache_once, cache_key_make);
+    mac_cache *c = pthread_getspecific(cache_key);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c || pthread_setspecific(cache_key, c) != 0) {
+            free(c);
+            return NULL;
+        }
+    }
+    if (c->keyring_id != kr->id) {
+        cache_clear(c);
+        c->keyring_id = kr->id;
+    }
+    if (!c->ctx[slot]) {
+        EVP_MAC_CTX *m = EVP_MAC_CTX_new(kr->hmac);
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+            OSSL_PARAM_construct_end(),
+        };
+        if (!m || EVP_MAC_init(m, kr->key[slot], SECRET_KEY_LEN, params) != 1) {
+            EVP_MAC_CTX_free(m);
+            return NULL;
+        }
+        c->ctx[slot] = m;
+    }
+    return c->ctx[slot];
+}
 
 /* A key id's slot (0..35), or -1 when c is not one of [0-9a-z]. */
 static int key_slot(char c)
@@ -77,6 +148,13 @@ msgid_keyring *msgid_keyring_new(const secret_key *master, const char *current,
         return NULL;
     }
     kr->current = current[0];
+    kr->id = atomic_fetch_add(&keyrings_made, 1) + 1;
+    kr->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (!kr->hmac) {
+        snprintf(err, errlen, "HMAC not available from OpenSSL");
+        msgid_keyring_free(kr);
+        return NULL;
+    }
     kr->accepted[key_slot(current[0])] = true;
     /* "1,2": key ids separated by commas, nothing else. */
     for (const char *p = accepted ? accepted : ""; *p;) {
@@ -107,6 +185,7 @@ void msgid_keyring_free(msgid_keyring *kr)
 {
     if (!kr)
         return;
+    EVP_MAC_free(kr->hmac);
     OPENSSL_cleanse(kr, sizeof *kr);
     free(kr);
 }
@@ -146,10 +225,11 @@ static bool mac_of(const msgid_keyring *kr, int slot, int64_t send_id, const cha
         in[(size_t)n + i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     }
     unsigned char full[EVP_MAX_MD_SIZE];
-    unsigned int full_len = 0;
-    if (!HMAC(EVP_sha256(), kr->key[slot], SECRET_KEY_LEN, (const unsigned char *)in,
-              (size_t)n + dlen, full, &full_len) ||
-        full_len < MSGID_MAC_BYTES)
+    size_t full_len = 0;
+    EVP_MAC_CTX *m = keyed_ctx(kr, slot);
+    if (!m || EVP_MAC_init(m, NULL, 0, NULL) != 1 ||
+        EVP_MAC_update(m, (const unsigned char *)in, (size_t)n + dlen) != 1 ||
+        EVP_MAC_final(m, full, &full_len, sizeof full) != 1 || full_len < MSGID_MAC_BYTES)
         return false;
     memcpy(mac, full, MSGID_MAC_BYTES);
     OPENSSL_cleanse(full, sizeof full);

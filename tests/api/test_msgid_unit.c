@@ -3,6 +3,7 @@
  * (-Wl,--wrap) to prove the MAC comparison goes through it. */
 #include "msgid.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,6 +96,52 @@ static void test_known_answers(void **state)
         }
     }
     msgid_keyring_free(kr);
+}
+
+/* Threads minting and verifying at once under one keyring (kiln-api's workers): each
+ * has its own keyed contexts, and every answer is the known one. */
+static msgid_keyring *shared_ring;
+static void *mint_many(void *arg)
+{
+    (void)arg;
+    char mid[MSGID_MAX];
+    for (int i = 0; i < 2000; i++) {
+        if (msgid_mint(shared_ring, 12345, "acme.test", mid) < 0 ||
+            strcmp(mid, "<12345.123f10301342351f5cb61a9db@acme.test>") != 0 ||
+            verify(shared_ring, mid) != 12345)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_threads_share_a_keyring(void **state)
+{
+    (void)state;
+    shared_ring = ring("1", NULL);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, mint_many, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rc = (void *)1;
+        assert_int_equal(pthread_join(t[i], &rc), 0);
+        assert_null(rc);
+    }
+    msgid_keyring_free(shared_ring);
+    /* a keyring made after, in this thread: its own key, not the last one's contexts */
+    secret_key k = master(8);
+    char err[256] = "", a[MSGID_MAX], b[MSGID_MAX];
+    msgid_keyring *other = msgid_keyring_new(&k, "1", NULL, err, sizeof err);
+    msgid_keyring *first = ring("1", NULL);
+    assert_non_null(other);
+    assert_true(msgid_mint(first, 12345, "acme.test", a) > 0);
+    assert_true(msgid_mint(other, 12345, "acme.test", b) > 0);
+    assert_string_equal(a, "<12345.123f10301342351f5cb61a9db@acme.test>");
+    assert_string_not_equal(a, b);
+    assert_int_equal(verify(other, a), -1);
+    assert_true(msgid_mint(first, 12345, "acme.test", a) > 0);
+    assert_string_equal(a, "<12345.123f10301342351f5cb61a9db@acme.test>");
+    msgid_keyring_free(other);
+    msgid_keyring_free(first);
 }
 
 static void test_changed_send_id_domain_mac_or_key_id_fails(void **state)
@@ -279,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_minted_message_id_verifies_to_its_send_id),
         cmocka_unit_test(test_changed_send_id_domain_mac_or_key_id_fails),
         cmocka_unit_test(test_known_answers),
+        cmocka_unit_test(test_threads_share_a_keyring),
         cmocka_unit_test(test_rotation_old_accepted_key_verifies_unknown_fails),
         cmocka_unit_test(test_bad_key_ids_are_refused),
         cmocka_unit_test(test_garbage_and_overlong_input_fail),
