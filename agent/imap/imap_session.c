@@ -83,9 +83,7 @@ static int logout_and_close(imap_session *s, int outcome)
     if (!s->outcome)
         s->outcome = outcome;
     imap_cmd_logout(&s->gen, &s->cmd);
-    int ev = send_cmd(s, 0, IMAP_S_DONE);
-    s->state = IMAP_S_DONE;
-    return ev | IMAP_EV_DONE;
+    return send_cmd(s, 0, IMAP_S_DONE) | IMAP_EV_DONE;
 }
 
 /* Ends the session with outcome; a LOGOUT goes out first unless the connection is
