@@ -98,6 +98,16 @@ def rss_mb(pids):
     return proc_kb_mb(pids, "status", "VmRSS:")
 
 
+def mail_env(ports, accounts):
+    """The environment deploy/local/mailstack.sh gets for a bench's Dovecot. Its
+    high-performance mode: imap processes serve many logins (service_count 0) instead of
+    a fork per login, which at the legacy load kept Dovecot at a whole core and slowed
+    every client it served (safe here: every account has the same uid)."""
+    env = dict(os.environ, **ports, KILN_MAIL_IMAP_PROCESSES=str(max(1000, accounts // 10 + 300)))
+    env.setdefault("KILN_MAIL_DOVECOT_EXTRA", "service imap {\n  service_count = 0\n}")
+    return env
+
+
 def seed_maildirs(users, per_user, junk_every):
     """per_user warmup messages per account written straight into Dovecot's Maildirs
     (INBOX, and every junk_every-th into Junk): seeding, not measured, and 100x faster
@@ -203,11 +213,7 @@ def main():
     WORK = tempfile.mkdtemp(prefix="kiln-bench-inbox.")
     os.chmod(WORK, 0o755)
     ports = {"KILN_IMAP_PORT": str(free_port()), "KILN_LMTP_PORT": str(free_port()), "KILN_MX_PORT": str(free_port())}
-    env = dict(os.environ, **ports, KILN_MAIL_IMAP_PROCESSES=str(max(1000, accounts // 10 + 300)))
-    # Dovecot's high-performance mode: imap processes serve many logins (service_count 0)
-    # instead of a fork per login, which at the legacy load kept Dovecot at a whole core and
-    # slowed every client it served (safe here: every account has the same uid).
-    env.setdefault("KILN_MAIL_DOVECOT_EXTRA", "service imap {\n  service_count = 0\n}")
+    env = mail_env(ports, accounts)
     users = ["u%05d@bench.test" % i for i in range(accounts)]
     setup = ("set -e; source %s/deploy/local/mailstack.sh; mail_init %s; mail_domain bench.test 0; "
              "cat %s/users >>\"$MAIL_DC/passwd\"; mail_dovecot_up" % (SRC, WORK, WORK))

@@ -75,7 +75,7 @@ def main():
     bench.WORK = work
     ports = {"KILN_IMAP_PORT": str(bench.free_port()), "KILN_LMTP_PORT": str(bench.free_port()),
              "KILN_MX_PORT": str(bench.free_port())}
-    env = dict(os.environ, **ports, KILN_MAIL_IMAP_PROCESSES=str(max(1000, accounts // 10 + 300)))
+    env = bench.mail_env(ports, accounts)
     users = ["u%05d@bench.test" % i for i in range(accounts)]
     with open(os.path.join(work, "users"), "w") as f:
         f.write("".join("%s:{PLAIN}pw::::::\n" % u for u in users))
