@@ -330,9 +330,17 @@ int imap_cmd_id(imap_cmdgen *g, imap_cmd *c, const char *const *kv, size_t npair
     return finish(g, c);
 }
 
-int imap_cmd_list(imap_cmdgen *g, imap_cmd *c, bool special_use)
+int imap_cmd_list(imap_cmdgen *g, imap_cmd *c, unsigned ret)
 {
-    begin(g, c, special_use ? "LIST \"\" \"*\" RETURN (SPECIAL-USE)" : "LIST \"\" \"*\"");
+    begin(g, c, "LIST \"\" \"*\"");
+    if (ret & (IMAP_LIST_RET_SPECIAL_USE | IMAP_LIST_RET_STATUS)) {
+        buf_puts(&c->bytes, " RETURN (");
+        if (ret & IMAP_LIST_RET_SPECIAL_USE)
+            buf_puts(&c->bytes, ret & IMAP_LIST_RET_STATUS ? "SPECIAL-USE " : "SPECIAL-USE");
+        if (ret & IMAP_LIST_RET_STATUS)
+            buf_puts(&c->bytes, "STATUS (UIDNEXT UIDVALIDITY)");
+        buf_puts(&c->bytes, ")");
+    }
     return finish(g, c);
 }
 

@@ -69,8 +69,13 @@ void imap_cmd_sasl_error_reply(int mech, buf *out);
 
 /* ID ("k1" "v1" ...) with npairs pairs of kv, or ID NIL when npairs is 0. */
 int imap_cmd_id(imap_cmdgen *g, imap_cmd *c, const char *const *kv, size_t npairs);
-/* LIST "" "*", with RETURN (SPECIAL-USE) when special_use. */
-int imap_cmd_list(imap_cmdgen *g, imap_cmd *c, bool special_use);
+/* What a LIST asks to be returned (RFC 5258 RETURN options). */
+enum imap_list_return {
+    IMAP_LIST_RET_SPECIAL_USE = 1u << 0, /* RFC 6154: the folders' roles */
+    IMAP_LIST_RET_STATUS = 1u << 1,      /* RFC 5819 LIST-STATUS: (UIDNEXT UIDVALIDITY) */
+};
+/* LIST "" "*", with RETURN (...) of ret (a mask of enum imap_list_return). */
+int imap_cmd_list(imap_cmdgen *g, imap_cmd *c, unsigned ret);
 /* SELECT, or EXAMINE when read_only. */
 int imap_cmd_select(imap_cmdgen *g, imap_cmd *c, const char *mbox, size_t len, bool read_only);
 int imap_cmd_create(imap_cmdgen *g, imap_cmd *c, const char *mbox, size_t len);

@@ -54,6 +54,7 @@ imap_inbox *imap_inbox_new(const imap_session_params *p, const imap_inbox_job *j
     ib->want_idle = job->want_idle;
     ib->trust_stored = job->trust_stored_roles;
     ib->pipeline = job->pipeline;
+    ib->caps_hint = job->caps_hint;
     ib->keep = job->keep;
     ib->idle_refresh_ms =
         job->idle_refresh_ms > 0 ? job->idle_refresh_ms : IMAP_INBOX_IDLE_REFRESH_MS;
@@ -129,6 +130,11 @@ int imap_inbox_outcome(const imap_inbox *ib)
 const char *imap_inbox_detail(const imap_inbox *ib)
 {
     return ib->detail;
+}
+
+unsigned imap_inbox_caps(const imap_inbox *ib)
+{
+    return ib->s.caps;
 }
 
 void ib_emit(imap_inbox *ib, imap_inbox_event *ev)
@@ -469,7 +475,8 @@ int ib_start_cycle(imap_inbox *ib, unsigned mask)
         if (ib->st_pending)
             return 0;
     }
-    ib->st_have = 0;
+    ib->st_have = ib->st_listed; /* what a LIST-STATUS said needs no STATUS */
+    ib->st_listed = 0;
     if (ib->pipeline && mask && ib->state == IMAP_IB_KEPT)
         ib_unselect_ahead(ib);
     /* STATUS only while nothing is selected (not on the selected folder: RFC 9051) */
@@ -493,11 +500,18 @@ static void set_warmup_wire(imap_inbox *ib)
     ib->warmup_wire = buf_steal(&name);
 }
 
+/* The LIST's RETURN options for a server of those capabilities. */
+static unsigned list_return(const imap_inbox *ib, unsigned caps)
+{
+    unsigned ret = (caps & IMAP_CAP_SPECIAL_USE) ? IMAP_LIST_RET_SPECIAL_USE : 0;
+    return ib->list_status ? ret | IMAP_LIST_RET_STATUS : ret;
+}
+
 static int list_cmd(imap_inbox *ib)
 {
     set_warmup_wire(ib);
-    bool su = ib->s.caps & IMAP_CAP_SPECIAL_USE;
-    return ib_send(ib, imap_cmd_list(&ib->s.gen, &ib->s.cmd, su), IMAP_IB_LIST);
+    unsigned ret = list_return(ib, ib->s.caps);
+    return ib_send(ib, imap_cmd_list(&ib->s.gen, &ib->s.cmd, ret), IMAP_IB_LIST);
 }
 
 static const imap_inbox_folder *stored_role(const imap_inbox *ib, int role)
@@ -540,6 +554,11 @@ int ib_relist(imap_inbox *ib, int why)
         }
     }
     ib->from_store = false;
+    ib->st_listed = 0;
+    /* A visit's first LIST, nothing selected: with LIST-STATUS it brings each folder's
+     * STATUS too (RFC 5819), and the checks need no STATUS round trip of their own. */
+    ib->list_status = ib->pipeline && why == IB_RELIST_NONE && !ib->selected &&
+                      (ib->s.caps & IMAP_CAP_LIST_STATUS);
     if (!(ib->s.caps & IMAP_CAP_NAMESPACE))
         return list_cmd(ib);
     int ev = ib_send(ib, imap_cmd_namespace(&ib->s.gen, &ib->s.cmd), IMAP_IB_NAMESPACE);
@@ -553,12 +572,52 @@ int ib_relist(imap_inbox *ib, int why)
     return ev;
 }
 
+/* Right after the LOGIN went out, on a first visit (no roles from the stored state)
+ * to a server an earlier login showed its capabilities (job.caps_hint): a CAPABILITY,
+ * then NAMESPACE and LIST as those capabilities allow (LIST-STATUS: with each folder's
+ * STATUS) go out behind it in the same write. A first visit is then greeting,
+ * LOGIN+CAPABILITY+NAMESPACE+LIST, LOGOUT where the server has LIST-STATUS. The
+ * answers are read with the capabilities the login brings; a LIST the server refuses
+ * (the hint was stale) is sent again as those allow. */
+static void list_behind_login(imap_inbox *ib)
+{
+    unsigned hint = ib->caps_hint;
+    imap_cmd c;
+    imap_cmd_init(&c);
+    imap_cmd_capability(&ib->s.gen, &c);
+    imap_cmd_take(&c, &ib->s.out);
+    memcpy(ib->s.cap_tag, c.tag, sizeof ib->s.cap_tag);
+    ib->ns_tag[0] = '\0';
+    if (hint & IMAP_CAP_NAMESPACE) {
+        imap_cmd_namespace(&ib->s.gen, &c);
+        imap_cmd_take(&c, &ib->s.out);
+        memcpy(ib->ns_tag, c.tag, sizeof ib->ns_tag);
+    }
+    ib->list_status = hint & IMAP_CAP_LIST_STATUS;
+    ib->st_listed = 0;
+    set_warmup_wire(ib);
+    imap_cmd_list(&ib->s.gen, &c, list_return(ib, hint));
+    imap_cmd_take(&c, &ib->s.out);
+    memcpy(ib->list_tag, c.tag, sizeof ib->list_tag);
+    ib->list_early = ib->list_guessed = true;
+    imap_cmd_free(&c);
+}
+
 static int on_ready(imap_inbox *ib)
 {
     imap_inbox_event ev = {.type = IMAP_INBOX_EV_LOGGED_IN};
     ib_emit(ib, &ev);
-    if (ib->stop_asked && !ib->st_early)
+    if (ib->stop_asked && (!ib->st_early || ib->list_early))
         return ib_logout(ib); /* (pipelined STATUS answers are read first, then LOGOUT) */
+    if (ib->list_early) {
+        /* NAMESPACE and LIST are out already: their answers come next (the LIST's tag
+         * is the command's now, as after ib_relist) */
+        ib->list_early = false;
+        memcpy(ib->s.cmd.tag, ib->list_tag, sizeof ib->s.cmd.tag);
+        ib->relist = IB_RELIST_NONE;
+        ib->state = ib->ns_tag[0] ? IMAP_IB_NAMESPACE : IMAP_IB_LIST;
+        return 0;
+    }
     if (ib->from_store || roles_from_store(ib))
         return ib_start_cycle(ib, IB_ALL_ROLES);
     return ib_relist(ib, IB_RELIST_NONE);
@@ -603,6 +662,13 @@ static void on_list(imap_inbox *ib, const imap_resp *r)
 
 static int list_answered(imap_inbox *ib, const imap_resp *r)
 {
+    bool guessed = ib->list_guessed;
+    ib->list_guessed = false;
+    if (r->status != IMAP_STATUS_OK && guessed && !imap_refusal_outcome(r, IMAP_OUT_NONE)) {
+        /* a LIST sent on an earlier login's capabilities, refused: as this login's allow */
+        ib->st_listed = 0;
+        return ib_relist(ib, IB_RELIST_NONE);
+    }
     if (r->status != IMAP_STATUS_OK) {
         int out = imap_refusal_outcome(r, IMAP_OUT_PROTOCOL);
         return ib_finish(ib, out, r->text, r->text_len, true);
@@ -701,6 +767,8 @@ static int on_untagged(imap_inbox *ib, const imap_resp *r)
     case IMAP_IB_LIST:
         if (r->data == IMAP_DATA_LIST)
             on_list(ib, r);
+        else if (r->data == IMAP_DATA_STATUS && ib->list_status)
+            ib_status_listed(ib, r);
         return 0;
     case IMAP_IB_STATUS:
         ib_status_untagged(ib, r);
@@ -736,6 +804,10 @@ static int on_resp(imap_inbox *ib, const imap_resp *r)
     if (r->kind == IMAP_RESP_CONTINUE)
         return ib_on_continue(ib);
     if (r->kind == IMAP_RESP_TAGGED) {
+        if (ib->s.cap_tag[0] && strcmp(r->tag, ib->s.cap_tag) == 0) {
+            ib->s.cap_tag[0] = '\0'; /* a pipelined CAPABILITY (its list came untagged) */
+            return 0;
+        }
         if (ib->state == IMAP_IB_STATUS)
             return ib_status_tagged(ib, r);
         const char *tag =
@@ -775,9 +847,12 @@ int imap_inbox_feed(imap_inbox *ib, const char *data, size_t n, int64_t now_ms)
                 return login_over(ib, ev);
             if (ib->s.state == IMAP_S_AUTH && !ib->login_piped) {
                 ib->login_piped = true; /* the LOGIN just went out */
-                if (ib->pipeline && ib->s.auth_mech < 0 && !ib->s.cmd_waiting && !ib->stop_asked &&
-                    roles_from_store(ib))
-                    ib_status_behind_login(ib, IB_ALL_ROLES);
+                if (ib->pipeline && ib->s.auth_mech < 0 && !ib->s.cmd_waiting && !ib->stop_asked) {
+                    if (roles_from_store(ib))
+                        ib_status_behind_login(ib, IB_ALL_ROLES);
+                    else if (ib->caps_hint)
+                        list_behind_login(ib);
+                }
             }
             if (ib->s.state == IMAP_S_READY) {
                 ev |= on_ready(ib);

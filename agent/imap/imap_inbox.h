@@ -97,6 +97,14 @@ typedef struct imap_inbox_job {
      * stored state); a folder whose STATUS shows nothing new is not selected. A repeat
      * visit with no new mail is greeting, LOGIN+CAPABILITY+STATUS x2, LOGOUT. */
     bool pipeline;
+    /* The server's capabilities after an earlier login there (the owner keeps them per
+     * server: imap_inbox_caps), 0: none known. Under pipeline, a visit that lists (no
+     * roles from the stored state) sends CAPABILITY, NAMESPACE and LIST behind the LOGIN
+     * as these allow, with each folder's STATUS where LIST-STATUS is offered: a first
+     * visit is then greeting, LOGIN+CAPABILITY+NAMESPACE+LIST, LOGOUT. Only what goes out
+     * is guessed: the answers are read with the capabilities this login brings, and a
+     * LIST refused for a stale hint is sent again as they allow. */
+    unsigned caps_hint;
     /* After a visit's work, when it does not IDLE: stay logged in (IMAP_IB_KEPT) instead
      * of LOGOUT; the owner starts the next visit on the same connection with
      * imap_inbox_visit (one write: STATUS of every folder, behind an UNSELECT when a
@@ -225,6 +233,9 @@ int imap_inbox_state(const imap_inbox *ib);
 int imap_inbox_outcome(const imap_inbox *ib);
 /* Why it ended, printable ASCII; a server's [ALERT] text is appended. */
 const char *imap_inbox_detail(const imap_inbox *ib);
+/* The server's capabilities (enum imap_cap) as last heard: after the login event, the
+ * logged-in list (what job.caps_hint of a later visit there takes). */
+unsigned imap_inbox_caps(const imap_inbox *ib);
 /* The phase for net/: the state, and the time its answer may take (IDLE: the refresh
  * period plus a margin; the owner's tick comes first). */
 void imap_inbox_phase(const imap_inbox *ib, net_phase *out);

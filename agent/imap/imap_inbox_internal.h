@@ -71,6 +71,13 @@ struct imap_inbox {
     /* the job's pipeline: NAMESPACE and LIST in one write, STATUS before SELECT */
     bool pipeline;
     char ns_tag[16]; /* the NAMESPACE's tag while LIST is out behind it; "" none */
+    /* the job's caps_hint: NAMESPACE and LIST (as those capabilities allow) went out
+     * behind the LOGIN (list_early, until the login's answer), LIST with list_tag */
+    unsigned caps_hint;
+    bool list_early, list_guessed; /* list_guessed: until the LIST's answer */
+    char list_tag[16];
+    /* the LIST out asks each folder's STATUS (RFC 5819); roles answered: st_listed */
+    bool list_status;
     int64_t now_ms, idle_refresh_ms, idle_since_ms;
     int64_t command_ms; /* the job's command_ms (phase timeouts) */
 
@@ -98,7 +105,7 @@ struct imap_inbox {
     i64map fetch_seen; /* UIDs reported in this folder check: a repeat is not news */
     uint32_t old_uidvalidity;
     /* STATUS of the roles (imap_inbox_status.c): bits 1 << role */
-    unsigned st_pending, st_have;
+    unsigned st_pending, st_have, st_listed;
     bool st_early, login_piped; /* STATUS sent behind the LOGIN; that was decided */
     char st_tag[IMAP_ROLE_OTHER][16];
     uint32_t st_uidnext[IMAP_ROLE_OTHER], st_uidvalidity[IMAP_ROLE_OTHER];
@@ -160,6 +167,9 @@ bool ib_move_target_pending(const imap_inbox *ib, int role);
 int ib_status_start(imap_inbox *ib);
 void ib_status_behind_login(imap_inbox *ib, unsigned mask);
 void ib_status_untagged(imap_inbox *ib, const imap_resp *r);
+/* A STATUS among a LIST-STATUS answer: kept for the role of that name (st_listed); the
+ * cycle that follows sends no STATUS for it. */
+void ib_status_listed(imap_inbox *ib, const imap_resp *r);
 int ib_status_tagged(imap_inbox *ib, const imap_resp *r);
 bool ib_status_settles(imap_inbox *ib, int role, const imap_inbox_folder *stored);
 /* A kept visit after one that left a folder selected: UNSELECT (when offered) ahead of

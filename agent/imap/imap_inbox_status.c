@@ -19,11 +19,11 @@
  * SELECT (a pipeline cannot wait for "+"). Sets st_pending. */
 static void status_send(imap_inbox *ib, imap_cmd *c)
 {
-    ib->st_pending = ib->st_have = 0;
+    ib->st_pending = 0;
     for (int role = 0; role < IMAP_ROLE_OTHER; role++) {
         const char *name = ib->roles[role].name;
-        if (!(ib->check_mask & ROLE_BIT(role)) || !name)
-            continue;
+        if (!(ib->check_mask & ROLE_BIT(role)) || !name || (ib->st_have & ROLE_BIT(role)))
+            continue; /* (a LIST-STATUS answered it already) */
         if (imap_cmd_status(&ib->s.gen, c, name, strlen(name)) < 0)
             continue;
         if (c->nstops)
@@ -66,6 +66,7 @@ void ib_status_behind_login(imap_inbox *ib, unsigned mask)
     imap_cmd_take(&c, &ib->s.out);
     memcpy(ib->s.cap_tag, c.tag, sizeof ib->s.cap_tag);
     ib->check_mask = mask;
+    ib->st_have = 0;
     status_send(ib, &c);
     ib->st_early = true;
     imap_cmd_free(&c);
@@ -80,32 +81,40 @@ static bool same_folder(const char *role_name, const char *name, size_t len)
     return memcmp(role_name, name, len) == 0;
 }
 
-/* * STATUS name (UIDNEXT n UIDVALIDITY v): kept for the role of that name. */
-void ib_status_untagged(imap_inbox *ib, const imap_resp *r)
+/* * STATUS name (UIDNEXT n UIDVALIDITY v): kept for the role of that name among the
+ * roles of mask. Returns the roles it answered. */
+static unsigned status_record(imap_inbox *ib, const imap_resp *r, unsigned mask)
 {
     const imap_resp_status *st = &r->st;
-    unsigned need = IMAP_SI_UIDNEXT | IMAP_SI_UIDVALIDITY;
+    unsigned need = IMAP_SI_UIDNEXT | IMAP_SI_UIDVALIDITY, got = 0;
     if (r->data != IMAP_DATA_STATUS || !st->mailbox || (st->have & need) != need || !st->uidnext ||
         !st->uidvalidity)
-        return;
+        return 0;
     for (int role = 0; role < IMAP_ROLE_OTHER; role++) {
-        if ((ib->st_pending & ROLE_BIT(role)) &&
+        if ((mask & ROLE_BIT(role)) && ib->roles[role].name &&
             same_folder(ib->roles[role].name, st->mailbox, st->mailbox_len)) {
             ib->st_uidnext[role] = st->uidnext;
             ib->st_uidvalidity[role] = st->uidvalidity;
-            ib->st_have |= ROLE_BIT(role);
+            got |= ROLE_BIT(role);
         }
     }
+    return got;
+}
+
+void ib_status_untagged(imap_inbox *ib, const imap_resp *r)
+{
+    ib->st_have |= status_record(ib, r, ib->st_pending);
+}
+
+void ib_status_listed(imap_inbox *ib, const imap_resp *r)
+{
+    ib->st_listed |= status_record(ib, r, IB_ALL_ROLES);
 }
 
 /* A tagged answer while STATUS commands are out: which one it answers (any order), a
  * refusal that ends the visit, and once all are answered the checks (ib_next). */
 int ib_status_tagged(imap_inbox *ib, const imap_resp *r)
 {
-    if (ib->s.cap_tag[0] && strcmp(r->tag, ib->s.cap_tag) == 0) {
-        ib->s.cap_tag[0] = '\0'; /* the pipelined CAPABILITY (its list came untagged) */
-        return 0;
-    }
     if (ib->unsel_tag[0] && strcmp(r->tag, ib->unsel_tag) == 0) {
         ib->unsel_tag[0] = '\0'; /* a kept visit's UNSELECT: whatever it said, the STATUS
                                      answers follow (and a refusal only costs a SELECT) */

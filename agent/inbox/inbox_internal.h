@@ -90,6 +90,7 @@ typedef struct inbox_server {
     int evicting;                 /* kept ones told to log out for room, not gone yet */
     int64_t last_evict_ms;        /* 0: never */
     int64_t kept_life_ms;         /* how long kept connections lived until evicted (EWMA) */
+    unsigned caps; /* the capabilities at the last login here (a first visit's pipeline) */
     atomic_ullong connects, throttles, failures;
     struct inbox_server *next;
 } inbox_server;

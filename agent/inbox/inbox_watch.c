@@ -231,6 +231,7 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
                           .idle_refresh_ms = e->cfg.idle_ms,
                           .trust_stored_roles = true,
                           .pipeline = true,
+                          .caps_hint = ib->srv->caps,
                           .keep = e->cfg.keep && !e->cfg.once,
                           .command_ms = e->cfg.session_command_ms};
     bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
@@ -502,6 +503,8 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
     switch (ev->type) {
     case IMAP_INBOX_EV_LOGGED_IN:
         ib->attempts = 0;
+        if (n && n->ib)
+            ib->srv->caps = imap_inbox_caps(n->ib);
         inbox_enter(e, ib, IB_ACTIVE);
         emit_session(e, ib, IMAP_NET_OK, NULL);
         return;

@@ -114,7 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                           .want_idle = mode & 2,
                           .idle_refresh_ms = 1000,
                           .trust_stored_roles = mode & 32,
-                          .pipeline = mode & 64};
+                          .pipeline = mode & 64,
+                          /* an earlier login's capabilities: LIST behind the LOGIN */
+                          .caps_hint = (mode & 128) ? IMAP_CAP_NAMESPACE | IMAP_CAP_SPECIAL_USE |
+                                                          IMAP_CAP_LIST_STATUS
+                                                    : 0};
     seen ev_seen = {0};
     imap_inbox *ib = imap_inbox_new(&p, &job, on_event, &ev_seen);
     if (!ib)

@@ -306,7 +306,7 @@ int main(int argc, char **argv)
     printf("ok - LOGIN, CAPABILITY again: MOVE UIDPLUS SPECIAL-USE IDLE\n");
 
     folders fl = {{0}, {{0}}, 0};
-    imap_cmd_list(&gen, &c, true);
+    imap_cmd_list(&gen, &c, IMAP_LIST_RET_SPECIAL_USE);
     expect_ok(&c, on_list, &fl, "LIST");
     if (strcmp(fl.junk, "Junk"))
         die("LIST RETURN (SPECIAL-USE) named no \\Junk folder \"Junk\" (got \"%s\")", fl.junk);
@@ -339,7 +339,7 @@ int main(int argc, char **argv)
     imap_cmd_create(&gen, &c, wire.data, wire.len);
     expect_ok(&c, NULL, NULL, "CREATE");
     memset(&fl, 0, sizeof fl);
-    imap_cmd_list(&gen, &c, true);
+    imap_cmd_list(&gen, &c, IMAP_LIST_RET_SPECIAL_USE);
     expect_ok(&c, on_list, &fl, "LIST");
     bool listed = false;
     for (int i = 0; i < fl.n; i++) {

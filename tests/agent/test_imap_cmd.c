@@ -198,9 +198,9 @@ static void test_mailbox_and_message_commands(void **state)
     assert_cmd(&c, "K1 ID (\"name\" \"kiln\" \"version\" \"0.1 \\\"beta\\\"\")\r\n", 1);
     imap_cmd_id(&g, &c, NULL, 0);
     assert_cmd(&c, "K2 ID NIL\r\n", 1);
-    imap_cmd_list(&g, &c, true);
+    imap_cmd_list(&g, &c, IMAP_LIST_RET_SPECIAL_USE);
     assert_cmd(&c, "K3 LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n", 1);
-    imap_cmd_list(&g, &c, false);
+    imap_cmd_list(&g, &c, 0);
     assert_cmd(&c, "K4 LIST \"\" \"*\"\r\n", 1);
     imap_cmd_select(&g, &c, "INBOX", 5, false);
     assert_cmd(&c, "K5 SELECT INBOX\r\n", 1);
@@ -237,6 +237,11 @@ static void test_mailbox_and_message_commands(void **state)
     /* an 8-bit mailbox name (a server with UTF8=ACCEPT) goes as a literal */
     imap_cmd_uid_move(&g, &c, "1", "Entwürfe", 9);
     assert_cmd(&c, "K17 UID MOVE 1 {9}\r\nEntwürfe\r\n", 2);
+    /* LIST-STATUS (RFC 5819), with and without SPECIAL-USE */
+    imap_cmd_list(&g, &c, IMAP_LIST_RET_SPECIAL_USE | IMAP_LIST_RET_STATUS);
+    assert_cmd(&c, "K18 LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (UIDNEXT UIDVALIDITY))\r\n", 1);
+    imap_cmd_list(&g, &c, IMAP_LIST_RET_STATUS);
+    assert_cmd(&c, "K19 LIST \"\" \"*\" RETURN (STATUS (UIDNEXT UIDVALIDITY))\r\n", 1);
     imap_cmd_free(&c);
 }
 

@@ -953,6 +953,131 @@ static void test_pipeline_first_visit(void **state)
                   IMAP_OUT_OK);
 }
 
+/* LIST-STATUS (RFC 5819): a first visit's LIST brings each folder's STATUS, and a
+ * folder it shows nothing new in needs no STATUS and no SELECT; one it shows new mail
+ * in (the stored Junk, UIDNEXT past its last UID) is selected and fetched. */
+#define CAPS_LS CAPS_ALL " LIST-EXTENDED LIST-STATUS"
+#define LIST_LS "LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (UIDNEXT UIDVALIDITY))\r\n"
+#define LS_ANSWER(tag, junk_next)                                                                  \
+    "* LIST () \".\" INBOX\r\n* STATUS INBOX (UIDNEXT 40 UIDVALIDITY 7)\r\n"                       \
+    "* LIST (\\Junk) \".\" INBOX.Junk\r\n* STATUS INBOX.Junk (UIDNEXT " junk_next                  \
+    " UIDVALIDITY 8)\r\n* LIST () \".\" INBOX.Sent\r\n* STATUS INBOX.Sent (UIDNEXT 2 "             \
+    "UIDVALIDITY 9)\r\n" tag " OK done\r\n"
+static void test_list_status_first_visit(void **state)
+{
+    (void)state;
+    static const imap_inbox_folder junk_only[] = {{"INBOX.Junk", IMAP_ROLE_JUNK, 8, 10}};
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP(CAPS_LS, "K3 NAMESPACE\r\nK4 " LIST_LS),
+        {FEED, NS_DOVECOT "K3 OK done\r\n" LS_ANSWER("K4", "11"), "K5 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K5"), NULL, 0},
+    };
+    static const step news[] = {
+        LOGIN_STEPS,
+        CAPS_STEP(CAPS_LS, "K3 NAMESPACE\r\nK4 " LIST_LS),
+        {FEED, NS_DOVECOT "K3 OK done\r\n" LS_ANSWER("K4", "12"), "K5 SELECT INBOX.Junk\r\n", 0},
+        {FEED, SELECTED("8", "12") "K5 OK done\r\n", "K6 UID FETCH 11:* " FETCH_ITEMS, 0},
+        {FEED, "K6 OK done\r\n", "K7 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K7"), NULL, 0},
+    };
+    imap_inbox_job job = {.folders = junk_only, .nfolders = 1, .pipeline = true};
+    for (size_t split = 0; split < 40; split += 7) {
+        run_result res;
+        RUN(&job, steps, split, &res);
+        expect_events(&res, "login\nstate INBOX inbox 7 last=39\nstate INBOX.Junk junk 8 last=10\n",
+                      IMAP_OUT_OK);
+        RUN(&job, news, split, &res);
+        expect_events(&res, "login\nstate INBOX inbox 7 last=39\nstate INBOX.Junk junk 8 last=11\n",
+                      IMAP_OUT_OK);
+    }
+}
+
+/* job.caps_hint (an earlier login's capabilities on this server): a first visit sends
+ * CAPABILITY, NAMESPACE and LIST-STATUS behind the LOGIN, in one write, and is greeting,
+ * that write, LOGOUT; the login OK with or without a list. A hint gone stale (the server
+ * refuses the LIST) sends LIST again as this login's capabilities allow, then the STATUS
+ * checks. A refused login ends `auth`. A hint without LIST-STATUS or NAMESPACE sends
+ * only what it has. */
+#define HINT_LOGIN "K1 LOGIN anna s3cret\r\nK2 CAPABILITY\r\nK3 NAMESPACE\r\nK4 " LIST_LS
+static void test_caps_hint_lists_behind_the_login(void **state)
+{
+    (void)state;
+    static const step dovecot[] = {
+        {FEED, GREETING, HINT_LOGIN, 0},
+        {FEED,
+         "K1 OK [CAPABILITY " CAPS_LS "] Logged in\r\n* CAPABILITY " CAPS_LS
+         "\r\nK2 OK done\r\n" NS_DOVECOT "K3 OK done\r\n" LS_ANSWER("K4", "11"),
+         "K5 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K5"), NULL, 0},
+    };
+    static const step nolist[] = {
+        {FEED, GREETING, HINT_LOGIN, 0},
+        {FEED, "K1 OK Logged in\r\n", NULL, 0},
+        {FEED, "* CAPABILITY " CAPS_LS "\r\nK2 OK done\r\n", NULL, 0},
+        {FEED, NS_DOVECOT "K3 OK done\r\n" LS_ANSWER("K4", "11"), "K5 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K5"), NULL, 0},
+    };
+    static const step stale[] = {
+        {FEED, GREETING, HINT_LOGIN, 0},
+        {FEED,
+         "K1 OK [CAPABILITY " CAPS_ALL "] Logged in\r\n* CAPABILITY " CAPS_ALL
+         "\r\nK2 OK done\r\n" NS_DOVECOT "K3 OK done\r\nK4 BAD unknown RETURN option\r\n",
+         "K5 NAMESPACE\r\nK6 " LIST_SU, 0},
+        {FEED,
+         NS_DOVECOT "K5 OK done\r\n* LIST () \".\" INBOX\r\n* LIST (\\Junk) \".\" INBOX.Junk\r\n"
+                    "K6 OK done\r\n",
+         "K7 STATUS INBOX" STATUS_ITEMS "K8 STATUS INBOX.Junk" STATUS_ITEMS, 0},
+        {FEED,
+         "* STATUS INBOX (UIDNEXT 40 UIDVALIDITY 7)\r\nK7 OK done\r\n"
+         "* STATUS INBOX.Junk (UIDNEXT 11 UIDVALIDITY 8)\r\nK8 OK done\r\n",
+         "K9 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K9"), NULL, 0},
+    };
+    static const step refused[] = {
+        {FEED, GREETING, HINT_LOGIN, 0},
+        {FEED, "K1 NO [AUTHENTICATIONFAILED] bad\r\n* CAPABILITY IMAP4rev1\r\nK2 OK done\r\n",
+         "K5 LOGOUT\r\n", 0},
+    };
+    imap_inbox_job job = {.pipeline = true,
+                          .caps_hint = IMAP_CAP_IMAP4REV1 | IMAP_CAP_NAMESPACE |
+                                       IMAP_CAP_SPECIAL_USE | IMAP_CAP_LIST_STATUS};
+    for (size_t split = 0; split < 60; split += 7) {
+        run_result res;
+        RUN(&job, dovecot, split, &res);
+        expect_events(&res, "login\nstate INBOX inbox 7 last=39\nstate INBOX.Junk junk 8 last=10\n",
+                      IMAP_OUT_OK);
+        RUN(&job, nolist, split, &res);
+        expect_events(&res, "login\nstate INBOX inbox 7 last=39\nstate INBOX.Junk junk 8 last=10\n",
+                      IMAP_OUT_OK);
+        RUN(&job, stale, split, &res);
+        expect_events(&res, "login\nstate INBOX inbox 7 last=39\nstate INBOX.Junk junk 8 last=10\n",
+                      IMAP_OUT_OK);
+        RUN(&job, refused, split, &res);
+        expect_events(&res, "", IMAP_OUT_AUTH);
+    }
+    /* a server without NAMESPACE or LIST-STATUS: LIST alone behind the LOGIN */
+    static const step plain[] = {
+        {FEED, GREETING, "K1 LOGIN anna s3cret\r\nK2 CAPABILITY\r\nK3 " LIST_SU, 0},
+        {FEED,
+         "K1 OK [CAPABILITY IMAP4rev1 SPECIAL-USE] Logged in\r\n* CAPABILITY IMAP4rev1 "
+         "SPECIAL-USE\r\nK2 OK done\r\n* LIST () \"/\" INBOX\r\n* LIST (\\Junk) \"/\" Spam\r\n"
+         "K3 OK done\r\n",
+         "K4 STATUS INBOX" STATUS_ITEMS "K5 STATUS Spam" STATUS_ITEMS, 0},
+        {FEED,
+         "* STATUS INBOX (UIDNEXT 3 UIDVALIDITY 1)\r\nK4 OK done\r\n"
+         "* STATUS Spam (UIDNEXT 5 UIDVALIDITY 2)\r\nK5 OK done\r\n",
+         "K6 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K6"), NULL, 0},
+    };
+    imap_inbox_job pjob = {.pipeline = true,
+                           .caps_hint = IMAP_CAP_IMAP4REV1 | IMAP_CAP_SPECIAL_USE};
+    run_result res;
+    RUN(&pjob, plain, 0, &res);
+    expect_events(&res, "login\nstate INBOX inbox 1 last=2\nstate Spam junk 2 last=4\n",
+                  IMAP_OUT_OK);
+}
+
 /* IDLE after STATUS: INBOX is selected for IDLE; mail that came between its STATUS and
  * that SELECT (UIDNEXT moved) wakes the owner as soon as IDLE starts; a cycle after
  * IDLE (INBOX selected) uses SELECT, never STATUS. A STATUS answered THROTTLED ends the
@@ -1169,6 +1294,8 @@ int main(void)
         cmocka_unit_test(test_pipeline_status_skips_unchanged_folders),
         cmocka_unit_test(test_pipeline_first_visit),
         cmocka_unit_test(test_pipeline_idle_and_throttle),
+        cmocka_unit_test(test_list_status_first_visit),
+        cmocka_unit_test(test_caps_hint_lists_behind_the_login),
         cmocka_unit_test(test_keep_visits_on_the_same_connection),
         cmocka_unit_test(test_throttled_bye_and_alert),
         cmocka_unit_test(test_msgid_shape_and_bad_jobs),
