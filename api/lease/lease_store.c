@@ -48,7 +48,8 @@ static const db_stmt Q_DETAILS = {
     "extract(epoch FROM (g.day + make_interval(hours => m.window_end_hour)) "
     "  AT TIME ZONE m.timezone)::bigint AS window_end_s, "
     "coalesce(extract(epoch FROM ml.next_at), 0)::bigint AS next_at_s, "
-    "coalesce(extract(epoch FROM m.last_send_at), 0)::bigint AS last_send_s, "
+    "coalesce(extract(epoch FROM coalesce(ml.last_send_at, m.last_send_at)), 0)::bigint "
+    "AS last_send_s, "
     "p.cooldown_min_s, p.cooldown_max_s, p.user_minute_cap, p.user_hourly_cap, e.triggered, "
     "to_char(t.lts, 'FMDay') AS weekday, extract(epoch FROM e.due)::float8 AS due_s, "
     "(e.due <= k.now + make_interval(secs => $2) AND g.done < g.target) AS eligible, "
@@ -69,7 +70,7 @@ static const db_stmt Q_DETAILS = {
     "  AND pr.send_id IS NULL AND pr.due_at > k.now - interval '3 days')) AS due) e "
     "WHERE ml.mailbox_id = ANY ($1::bigint[]) AND ml.lease_id IS NULL "
     "ORDER BY eligible DESC, coalesce(d.sent, 0)::float8 / nullif(g.target, 0) NULLS LAST, "
-    "m.last_send_at NULLS FIRST, ml.mailbox_id"};
+    "coalesce(ml.last_send_at, m.last_send_at) NULLS FIRST, ml.mailbox_id"};
 
 /* Eligible mailboxes whose stored text cannot go into an answer (see row_text_problem):
  * out of the pool until someone fixes them (PATCH, then resume clears the error). */

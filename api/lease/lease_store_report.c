@@ -34,7 +34,11 @@ static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due(
     ".detail, latency_ms = " x ".latency, reported_at = (SELECT kiln_now()) "
 /* What upd (the slots the report moved, with their status before it: old) feeds, in
  * the same statement: the senders' day counts, their leasing rows (freed when nothing
- * is pending), last send and an authentication failure on the mailbox, the counters.
+ * is pending; the last send, 036), an authentication failure on the mailbox, the counters.
+ * x: per sender, its slots that were leased, its last send, an authentication failure.
+ * ml: one version of each sender's leasing row: this lease's slots off its pending count
+ * (the row freed at 0) and the last send; freed is a row this lease held and let go (a row
+ * the lease guard found free already counts too: kiln_refresh_due is idempotent there).
  * kiln_now() in a scalar subquery: once per statement, not per row. A slot given back
  * (expired, cancelled) and then reported moves from that count to its reported status:
  * kiln_sends_total counts each slot once, by final status. The freed mailboxes come in
@@ -48,23 +52,25 @@ static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due(
     "  ON CONFLICT (mailbox_id, day) DO UPDATE SET sent = mailbox_days.sent + excluded.sent, "     \
     "  failed = mailbox_days.failed + excluded.failed, "                                           \
     "  in_flight = greatest(mailbox_days.in_flight + excluded.in_flight, 0)), "                    \
-    "ml AS (UPDATE mailbox_leasing ml SET pending = greatest(ml.pending - x.n, 0), "               \
-    "  lease_id = CASE WHEN ml.pending - x.n <= 0 THEN NULL ELSE ml.lease_id END "                 \
-    "  FROM (SELECT mailbox_id, count(*)::int AS n FROM upd WHERE old = 'leased' GROUP BY 1) x "   \
-    "  WHERE ml.mailbox_id = x.mailbox_id AND ml.lease_id = $1::uuid "                             \
-    "  RETURNING ml.mailbox_id, ml.lease_id IS NULL AS freed), "                                   \
-    "mb AS (UPDATE mailboxes m SET "                                                               \
-    "  last_send_at = CASE WHEN x.last IS NULL THEN m.last_send_at "                               \
-    "    ELSE greatest(coalesce(m.last_send_at, x.last), x.last) END, "                            \
-    "  state = CASE WHEN x.auth AND m.state = 'active' THEN 'error'::mailbox_state "               \
-    "    ELSE m.state END, "                                                                       \
-    "  last_error = CASE WHEN x.auth THEN x.detail ELSE m.last_error END, "                        \
-    "  last_error_at = CASE WHEN x.auth THEN (SELECT kiln_now()) ELSE m.last_error_at END "        \
-    "  FROM (SELECT mailbox_id, max(least(scheduled_at, (SELECT kiln_now()))) "                    \
+    "x AS (SELECT mailbox_id, count(*) FILTER (WHERE old = 'leased')::int AS n, "                  \
+    "  max(least(scheduled_at, (SELECT kiln_now()))) "                                             \
     "    FILTER (WHERE status IN ('sent', 'unknown')) AS last, bool_or(status = 'auth') AS auth, " \
-    "    max(coalesce(detail, 'authentication failed')) FILTER (WHERE status = 'auth') AS detail " \
-    "    FROM upd GROUP BY 1) x "                                                                  \
-    "  WHERE m.id = x.mailbox_id AND (x.last IS NOT NULL OR x.auth)), "                            \
+    "  max(coalesce(detail, 'authentication failed')) FILTER (WHERE status = 'auth') AS detail "   \
+    "  FROM upd GROUP BY 1), "                                                                     \
+    "ml AS (UPDATE mailbox_leasing ml SET "                                                        \
+    "  pending = CASE WHEN x.n > 0 AND ml.lease_id = $1::uuid "                                    \
+    "    THEN greatest(ml.pending - x.n, 0) ELSE ml.pending END, "                                 \
+    "  lease_id = CASE WHEN x.n > 0 AND ml.lease_id = $1::uuid AND ml.pending - x.n <= 0 "         \
+    "    THEN NULL ELSE ml.lease_id END, "                                                         \
+    "  last_send_at = CASE WHEN x.last IS NULL THEN ml.last_send_at "                              \
+    "    ELSE greatest(ml.last_send_at, x.last) END "                                              \
+    "  FROM x WHERE ml.mailbox_id = x.mailbox_id "                                                 \
+    "  AND ((x.n > 0 AND ml.lease_id = $1::uuid) OR x.last IS NOT NULL) "                          \
+    "  RETURNING ml.mailbox_id, x.n > 0 AND ml.lease_id IS NULL AS freed), "                       \
+    "mb AS (UPDATE mailboxes m SET "                                                               \
+    "  state = CASE WHEN m.state = 'active' THEN 'error'::mailbox_state ELSE m.state END, "        \
+    "  last_error = x.detail, last_error_at = (SELECT kiln_now()) "                                \
+    "  FROM x WHERE m.id = x.mailbox_id AND x.auth), "                                             \
     "cnt AS (INSERT INTO counters (name, label, shard, value) "                                    \
     "  SELECT name, label, $8::smallint, sum(v) FROM ("                                            \
     "    SELECT 'sends' AS name, status::text AS label, 1::bigint AS v FROM upd "                  \

@@ -77,9 +77,10 @@ ON CONFLICT (mailbox_id, day) DO UPDATE
 SET sent = d.sent + excluded.sent, failed = d.failed + excluded.failed,
     replied = d.replied + excluded.replied;
 
-UPDATE mailboxes m SET last_send_at = greatest(m.last_send_at, x.last)
+-- the last send lives on the leasing row since 036 (mailboxes.last_send_at: before it)
+UPDATE mailbox_leasing ml SET last_send_at = greatest(ml.last_send_at, m.last_send_at, x.last)
 FROM (SELECT mailbox_id, max(sent_at) AS last FROM legacy_new WHERE status = 'sent'
-      GROUP BY mailbox_id) x
-WHERE m.id = x.mailbox_id;
+      GROUP BY mailbox_id) x, mailboxes m
+WHERE ml.mailbox_id = x.mailbox_id AND m.id = x.mailbox_id;
 
 COMMIT;

@@ -65,6 +65,29 @@ check(psql("SELECT status FROM sends WHERE id = %d" % sends[1]["id"]) == ["lease
 invariants()
 ok("reports are idempotent by send id and fenced by lease")
 
+# The last send (036): kept on the leasing row by the report's update of it; the wide
+# mailboxes row is not written per send, and its old column (the last send before 036) is
+# read only where the leasing row has none.
+m_first = next(m for m in a["mailboxes"] if any(s["id"] == first for s in m["sends"]))
+quota = {q["mailbox_id"]: q for q in expect(admin("GET", "/api/warmup/quota?limit=1000"), 200,
+                                            "quota")["page"]["items"]}
+got = psql("""SELECT ml.last_send_at IS NOT NULL, ml.last_send_at <= s.scheduled_at,
+                     abs(extract(epoch FROM kiln_now() - ml.last_send_at)) < 120,
+                     m.last_send_at IS NULL, kiln_iso(ml.last_send_at)
+              FROM mailbox_leasing ml JOIN mailboxes m ON m.id = ml.mailbox_id
+              JOIN sends s ON s.id = %d WHERE ml.mailbox_id = %d""" % (first, m_first["id"]))
+check(got and got[0].startswith("t|t|t|t|"), "last send on the leasing row only: %r" % got)
+check(quota[m_first["id"]]["last_send_at"] == got[0].split("|")[4],
+      "the quota shows it: %r" % quota[m_first["id"]])
+others = [m["id"] for m in a["mailboxes"] if m["id"] != m_first["id"]]
+check(all(quota[i]["last_send_at"] is None for i in others), "no other mailbox sent: %r" % quota)
+psql("UPDATE mailboxes SET last_send_at = '2026-03-03T09:00:00Z' WHERE id = %d" % others[0])
+one = expect(admin("GET", "/api/warmup/quota?limit=1000"), 200, "quota")["page"]["items"]
+check([q["last_send_at"] for q in one if q["mailbox_id"] == others[0]] ==
+      ["2026-03-03T09:00:00Z"], "a last send from before 036 still shows: %r" % one)
+psql("UPDATE mailboxes SET last_send_at = NULL WHERE id = %d" % others[0])
+ok("the last send is kept on the leasing row, an older one still read")
+
 # auth puts the mailbox in error; heartbeat cancels its slots.
 mb = a["mailboxes"][1]
 report(tok, a["lease_id"], [{"send_id": mb["sends"][0]["id"], "status": "auth", "smtp_code": 535,
@@ -105,6 +128,20 @@ check(psql("SELECT count(*) FROM sends WHERE lease_id = '%s' AND status <> 'expi
 expect_error(call("POST", "/api/agent/heartbeat", {"lease_id": c["lease_id"]}, token=tok), 409)
 invariants()
 ok("leases expire and their mailboxes return to the pool")
+
+# A late report of the expired lease's slot whose mailbox the next leaser holds now: the
+# last send moves on (036: the leasing row), that leaser's hold (lease, pending) does not.
+cm = next(m for m in c["mailboxes"] if m["sends"] and m["id"] in {x["id"] for x in d["mailboxes"]})
+q = "SELECT lease_id, pending, kiln_iso(last_send_at) FROM mailbox_leasing WHERE mailbox_id = %d"
+before = psql(q % cm["id"])[0].split("|")
+r = report(tok, c["lease_id"], [sent(cm["sends"][0]["id"])])
+check(r["applied"] == 1, "late report of an expired slot counted: %r" % r)
+after = psql(q % cm["id"])[0].split("|")
+check(after[:2] == before[:2] and before[0] == d["lease_id"],
+      "the holder's lease and pending untouched: %r -> %r" % (before, after))
+check(after[2] and after[2] > (before[2] or ""), "the last send moved on: %r -> %r" % (before, after))
+invariants()
+ok("a late report moves the last send, not the next holder's lease")
 
 # Stop: heartbeat cancels everything, lease returns nothing.
 expect(admin("POST", "/api/warmup/control", {"action": "stop"}), 200, "stop")
