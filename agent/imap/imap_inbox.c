@@ -666,7 +666,6 @@ static int list_answered(imap_inbox *ib, const imap_resp *r)
     ib->list_guessed = false;
     if (r->status != IMAP_STATUS_OK && guessed && !imap_refusal_outcome(r, IMAP_OUT_NONE)) {
         /* a LIST sent on an earlier login's capabilities, refused: as this login's allow */
-        ib->st_listed = 0;
         return ib_relist(ib, IB_RELIST_NONE);
     }
     if (r->status != IMAP_STATUS_OK) {
