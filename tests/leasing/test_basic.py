@@ -174,3 +174,41 @@ check(rel["released"] == len(all_sends(g)), "release gives back all %d: %r"
 check(psql("SELECT count(*) FROM sends WHERE status = 'leased'") == ["0"], "no slot left leased")
 invariants()
 ok("leases made before 022 (no id range) still end and cancel exactly")
+
+# The report's counters (kiln_sends_total, kiln_send_errors_total, the latency histogram):
+# one mixed batch moves each by exactly its rows, whatever their grouping in the statement.
+set_clock(utc(2026, 3, 4, 12, 0, 0))
+h = lease(tok)
+slots = all_sends(h)
+check(len(slots) >= 6, "a lease with six slots to report: %d" % len(slots))
+
+
+def counters():
+    rows = psql("SELECT name || '/' || label || '=' || sum(value) FROM counters "
+                "WHERE name IN ('sends', 'send_errors', 'send_latency_bucket', "
+                "'send_latency_sum_us') GROUP BY name, label")
+    return {k: int(v) for k, v in (x.rsplit("=", 1) for x in rows)}
+
+
+def result(i, status, latency_ms=None, code=250):
+    r = {"send_id": slots[i]["id"], "status": status, "smtp_code": code, "detail": status}
+    if latency_ms is not None:
+        r["latency_ms"] = latency_ms
+    return r
+
+
+before = counters()
+r = report(tok, h["lease_id"], [result(0, "sent", 12), result(1, "sent", 300),
+                                result(2, "failed", 40, 550), result(3, "deferred", None, 451),
+                                result(4, "unknown", 2000, 0), result(5, "sent", 20)])
+check(r["applied"] == 6, "the mixed batch applied: %r" % r)
+after = counters()
+moved = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+moved = {k: v for k, v in moved.items() if v}
+check(moved == {"sends/sent": 3, "sends/failed": 1, "sends/deferred": 1, "sends/unknown": 1,
+                "send_errors/failed": 1, "send_errors/deferred": 1, "send_errors/unknown": 1,
+                "send_latency_bucket/0.05": 3, "send_latency_bucket/0.5": 1,
+                "send_latency_bucket/2.5": 1, "send_latency_sum_us/": 2372000},
+      "counters moved by the batch: %r" % moved)
+invariants()
+ok("a report's counters move by exactly its rows")
