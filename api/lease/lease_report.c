@@ -9,6 +9,7 @@
 #include "validate.h"
 #include "wire.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,9 +155,12 @@ static void report_batch(arena *a, report *rp)
     pgarr *all[] = {&ids, &st, &code, &enh, &det, &lat, &lb, &fence};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         pgarr_open(all[i]);
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
     for (int i = 0; i < rp->n; i++) {
         const lease_result *r = &rp->res[i];
         pgarr_i64(&fence, r->send_id);
+        lo = r->send_id < lo ? r->send_id : lo;
+        hi = r->send_id > hi ? r->send_id : hi;
         if (r->dup_in_batch)
             continue;
         rp->nbatch++;
@@ -179,7 +183,7 @@ static void report_batch(arena *a, report *rp)
     rp->fence = pgarr_done(&fence, a);
     rp->batch = (lease_report_batch){pgarr_done(&ids, a), pgarr_done(&st, a),  pgarr_done(&code, a),
                                      pgarr_done(&enh, a), pgarr_done(&det, a), pgarr_done(&lat, a),
-                                     pgarr_done(&lb, a)};
+                                     pgarr_done(&lb, a),  db_i64_text(a, lo),  db_i64_text(a, hi)};
 }
 
 static void write_answer(http_resp *rs, const report *rp, int64_t *applied, int napplied)
@@ -213,7 +217,8 @@ static void write_answer(http_resp *rs, const report *rp, int64_t *applied, int 
 static bool fence_ok(http_req *rq, http_resp *rs, const report *rp, enum db_tx *out)
 {
     int foreign = -1;
-    if (!lease_store_report_fence(rq->db, rq->pool, rp->lease_id, rp->fence, rp->n, &foreign)) {
+    if (!lease_store_report_fence(rq->db, rq->pool, rp->lease_id, &rp->batch, rp->fence, rp->n,
+                                  &foreign)) {
         *out = http_tx_fail(rq, rs);
         return false;
     }

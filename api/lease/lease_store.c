@@ -253,7 +253,8 @@ static const db_stmt Q_RENEW = {
     "UPDATE leases SET expires_at = kiln_now() + make_interval(secs => ttl_s) "
     "WHERE id = $1::uuid AND ended_at IS NULL RETURNING kiln_iso(expires_at) AS expires_at, ttl_s"};
 /* Slots the agent must drop: service stopped, mailbox or its user not active (the
- * lease's slots by its ids' range, kiln_lease_slots of 022). */
+ * lease's slots by its ids' range, kiln_lease_slots of 022). Read so while the service
+ * is stopped (every slot goes); while it runs, Q_TO_CANCEL_HELD. */
 static const db_stmt Q_TO_CANCEL = {
     "agent_to_cancel",
     "SELECT s.id FROM unnest(kiln_lease_slots(ARRAY[$1::uuid])) AS x (id) "
@@ -261,6 +262,23 @@ static const db_stmt Q_TO_CANCEL = {
     "JOIN users u ON u.id = m.user_id CROSS JOIN service sv "
     "WHERE s.status = 'leased' AND (sv.state <> 'running' "
     "OR m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active') ORDER BY s.id"};
+/* The same while the service runs: only a mailbox or user no longer active cancels, so
+ * only the mailboxes the lease holds are read (mailbox_leasing_lease_idx), then their
+ * slots of this lease (a mailbox is held until its last slot of the lease is reported or
+ * given back: its pending count). Q_TO_CANCEL read every slot of the lease's id range,
+ * its own and other leases' interleaved: at production spacing (a lease of a few slots
+ * per mailbox, thousands of mailboxes) that was the largest statement per send in
+ * BENCH=scale (session 29). A lease without an id range (made before 022) reads its
+ * mailboxes' slots of the last two days, as kiln_lease_slots does. */
+static const db_stmt Q_TO_CANCEL_HELD = {
+    "agent_to_cancel_held",
+    "SELECT s.id FROM leases l JOIN mailbox_leasing ml ON ml.lease_id = l.id "
+    "JOIN mailboxes m ON m.id = ml.mailbox_id JOIN users u ON u.id = m.user_id "
+    "JOIN sends s ON s.mailbox_id = ml.mailbox_id AND s.lease_id = l.id "
+    "AND s.id BETWEEN coalesce(l.send_id_min, kiln_sends_since(2)) "
+    "AND coalesce(l.send_id_max, 9223372036854775807) "
+    "WHERE l.id = $1::uuid AND s.status = 'leased' "
+    "AND (m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active') ORDER BY s.id"};
 /* The agent may not see this cancel in time (a lost answer, a slot already started) and
  * send the slot: its cap shares stay taken (false; migration 027). */
 static const db_stmt Q_FINISH = {"agent_finish",
@@ -714,7 +732,8 @@ bool lease_store_renew(db *d, arena *a, int64_t agent_id, const char *lease_id, 
         return false;
     if (PQntuples(rr) != 1) /* the sweep above may just have ended it: not revived */
         return db_commit(d);
-    if (!(cr = db_exec(d, a, &Q_TO_CANCEL, 1, lp)))
+    bool running = strcmp(PQgetvalue(nowr, 0, PQfnumber(nowr, "state")), "running") == 0;
+    if (!(cr = db_exec(d, a, running ? &Q_TO_CANCEL_HELD : &Q_TO_CANCEL, 1, lp)))
         return false;
     out->ncancel = PQntuples(cr);
     out->cancel = arena_alloc(a, (size_t)(out->ncancel + 1) * sizeof *out->cancel);

@@ -147,11 +147,12 @@ bool lease_store_get(db *d, arena *a, const char *lease_id, lease_info *out);
 /* One report batch as array literals (see pgarr.h), one element per result. */
 typedef struct lease_report_batch {
     const char *ids, *status, *smtp_code, *enhanced, *detail, *latency_ms, *latency_label;
+    const char *id_min, *id_max; /* the ids' range, so a plan reads only their day partitions */
 } lease_report_batch;
 /* The fence: *foreign = position of the first of the reported ids (array literal of n)
  * that is not part of lease_id, or -1. */
-bool lease_store_report_fence(db *d, arena *a, const char *lease_id, const char *ids, int n,
-                              int *foreign);
+bool lease_store_report_fence(db *d, arena *a, const char *lease_id, const lease_report_batch *b,
+                              const char *ids, int n, int *foreign);
 /* Applies a report batch and refreshes the due time of mailboxes it returned to the
  * pool; *applied gets the ids that changed. Without locked, only slots of this lease
  * still leased change (no row lock but the update's: the common case, one statement);

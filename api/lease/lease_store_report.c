@@ -17,7 +17,8 @@ static const db_stmt Q_LEASE_GET = {
 static const db_stmt Q_REPORT_FENCE = {
     "agent_report_fence",
     "SELECT x.ord, (s.lease_id IS NOT DISTINCT FROM $1::uuid) AS ours FROM unnest($2::bigint[]) "
-    "WITH ORDINALITY AS x (id, ord) LEFT JOIN sends s ON s.id = x.id ORDER BY x.ord"};
+    "WITH ORDINALITY AS x (id, ord) LEFT JOIN sends s ON s.id = x.id "
+    "AND s.id BETWEEN $3::bigint AND $4::bigint ORDER BY x.ord"};
 
 /* Mailboxes a report returned to the pool get their next due time. */
 static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due($1::bigint[])"};
@@ -26,9 +27,12 @@ static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due(
 #define REPORT_ROWS                                                                                \
     "WITH r AS (SELECT * FROM unnest($2::bigint[], $3::send_status[], $4::int[], $5::text[], "     \
     "  $6::text[], $7::int[], $9::text[]) AS r (id, status, code, enh, detail, latency, lb)), "
-/* The ids' range: only their day partitions are read (the lease_id probe alone would
- * visit every day's index). */
-#define REPORT_RANGE "AND s.id BETWEEN (SELECT min(id) FROM r) AND (SELECT max(id) FROM r) "
+/* The ids' range ($10, $11, from kiln-api): only their day partitions are read (the
+ * lease_id probe alone would visit every day's index). Given as values, not read from r,
+ * so the plan made for each call (below) is pruned to those days when it is made: with
+ * the range from r, every report planned the update for every day partition kept
+ * (KILN_SENDS_RETENTION_DAYS, 90) to prune them only when it ran. */
+#define REPORT_RANGE "AND s.id BETWEEN $10::bigint AND $11::bigint "
 #define REPORT_SET(x)                                                                              \
     "status = " x ".status, smtp_code = " x ".code, enhanced_code = " x ".enh, detail = " x        \
     ".detail, latency_ms = " x ".latency, reported_at = (SELECT kiln_now()) "
@@ -137,11 +141,11 @@ bool lease_store_get(db *d, arena *a, const char *lease_id, lease_info *out)
     return true;
 }
 
-bool lease_store_report_fence(db *d, arena *a, const char *lease_id, const char *ids, int n,
-                              int *foreign)
+bool lease_store_report_fence(db *d, arena *a, const char *lease_id, const lease_report_batch *b,
+                              const char *ids, int n, int *foreign)
 {
-    const char *p[] = {lease_id, ids};
-    PGresult *r = db_exec(d, a, &Q_REPORT_FENCE, 2, p);
+    const char *p[] = {lease_id, ids, b->id_min, b->id_max};
+    PGresult *r = db_exec(d, a, &Q_REPORT_FENCE, 4, p);
     if (!r)
         return false;
     int ours = PQfnumber(r, "ours");
@@ -159,12 +163,12 @@ bool lease_store_report_apply(db *d, arena *a, const char *lease_id, const lease
                               bool locked, int64_t **applied, int *napplied)
 {
     const char *p[] = {
-        lease_id,        b->ids,    b->status,     b->smtp_code,
-        b->enhanced,     b->detail, b->latency_ms, db_i64_text(a, random_range(0, 15)),
-        b->latency_label};
+        lease_id,         b->ids,    b->status,     b->smtp_code,
+        b->enhanced,      b->detail, b->latency_ms, db_i64_text(a, random_range(0, 15)),
+        b->latency_label, b->id_min, b->id_max};
     /* Planned per call: a backend that settled on the generic plan (the id array
      * unsized) spent 244 us of wall time per send in it instead of 39 (session 26). */
-    PGresult *r = db_exec_planned(d, a, locked ? &Q_REPORT_LOCKED : &Q_REPORT_LEASED, 9, p);
+    PGresult *r = db_exec_planned(d, a, locked ? &Q_REPORT_LOCKED : &Q_REPORT_LEASED, 11, p);
     if (!r)
         return false;
     static const char *const names[] = {"id", "freed"};

@@ -212,3 +212,34 @@ check(moved == {"sends/sent": 3, "sends/failed": 1, "sends/deferred": 1, "sends/
       "counters moved by the batch: %r" % moved)
 invariants()
 ok("a report's counters move by exactly its rows")
+
+# While the service runs, a heartbeat cancels the slots of the lease's mailboxes that are
+# no longer active, read through the mailboxes the lease holds: exactly those, with an
+# id range or without one (a lease from before 022).
+expect(call("POST", "/api/agent/release", {"lease_id": h["lease_id"]}, token=tok), 200, "release")
+set_clock(utc(2026, 3, 4, 13, 0, 0))
+k = lease(tok)
+held = [m for m in k["mailboxes"] if m["sends"]]
+check(len(held) >= 3, "a lease of three mailboxes at least: %r" % k)
+h0 = expect(call("POST", "/api/agent/heartbeat", {"lease_id": k["lease_id"]}, token=tok), 200, "")
+check(h0["cancel"] == [], "nothing to cancel while all are active: %r" % h0)
+expect(admin("POST", "/api/mailboxes/%d/pause" % held[0]["id"]), 200, "pause")
+h1 = expect(call("POST", "/api/agent/heartbeat", {"lease_id": k["lease_id"]}, token=tok), 200, "")
+check(sorted(h1["cancel"]) == sorted(s["id"] for s in held[0]["sends"]),
+      "the paused mailbox's slots cancelled, no other: %r" % h1)
+psql("UPDATE leases SET send_id_min = NULL, send_id_max = NULL WHERE id = '%s'" % k["lease_id"])
+psql("UPDATE users SET state = 'paused' WHERE id = (SELECT user_id FROM mailboxes "
+     "WHERE id = %d)" % held[1]["id"])
+same_user = [m for m in held[1:] if psql("SELECT user_id FROM mailboxes WHERE id = %d" % m["id"])
+             == psql("SELECT user_id FROM mailboxes WHERE id = %d" % held[1]["id"])]
+h2 = expect(call("POST", "/api/agent/heartbeat", {"lease_id": k["lease_id"]}, token=tok), 200, "")
+check(sorted(h2["cancel"]) == sorted(s["id"] for m in same_user for s in m["sends"]),
+      "a paused user's slots cancelled in a lease with no id range: %r" % h2)
+left = [s["id"] for m in held if m not in same_user and m is not held[0] for s in m["sends"]]
+check(left and psql("SELECT count(*) FROM sends WHERE status = 'leased' AND lease_id = '%s'"
+                    % k["lease_id"]) == [str(len(left))], "the others still leased: %r" % left)
+psql("UPDATE users SET state = 'active' WHERE id = (SELECT user_id FROM mailboxes "
+     "WHERE id = %d)" % held[1]["id"])
+expect(call("POST", "/api/agent/release", {"lease_id": k["lease_id"]}, token=tok), 200, "release")
+invariants()
+ok("a running heartbeat cancels exactly the slots of mailboxes no longer active")

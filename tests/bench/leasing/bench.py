@@ -23,6 +23,7 @@ import urllib.parse
 sys.path.insert(0, os.path.join(os.environ["KILN_SOURCE_DIR"], "tests", "lib"))
 from kiln_test import (URL, admin, expect, make_plan, make_user, make_mailbox, psql,  # noqa: E402
                        stack_bash)
+from pgss import pgss_reset, pgss_setup, pgss_summary  # noqa: E402
 from proc_cpu import pidfile, tree_cpu  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
@@ -179,41 +180,6 @@ def pg_explain():
     stack_bash("stack_api_down && stack_api_up")
 
 
-def pgss_setup():
-    """BENCH_PGSS=1: pg_stat_statements loaded (PostgreSQL and kiln-api restart once, before
-    the first level), so each level can print what every statement cost per send."""
-    stack_bash("stack_api_down; stack_psql -tA -c \"ALTER SYSTEM SET shared_preload_libraries "
-               "= 'pg_stat_statements'\" && stack_pg_down && stack_pg_up && stack_api_up")
-    psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    psql("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
-    psql("SELECT pg_reload_conf()")
-
-
-def pgss_summary(sends):
-    """Per statement of kiln's database, this level: calls, the time it ran (wall: lock
-    waits included) per send, rows, WAL bytes and full-page images per send."""
-    rows = psql("""SELECT calls, total_exec_time, plans, total_plan_time, rows, wal_bytes,
-                   wal_fpi, shared_blks_dirtied, left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
-                   FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-                   WHERE d.datname = 'kiln'
-                   ORDER BY total_exec_time + total_plan_time DESC LIMIT 16""")
-    n = max(sends, 1)
-    tot = [0.0, 0.0, 0.0, 0.0]
-    for r in rows:
-        calls, ms, plans, pms, nrows, wal, fpi, dirt, q = r.split("|", 8)
-        tot[0] += float(ms)
-        tot[1] += float(pms)
-        tot[2] += float(wal)
-        tot[3] += float(fpi)
-        print("  pgss calls=%-5s us/send=%6.2f plans=%-5s plan_us/send=%5.2f rows/send=%5.2f "
-              "wal_bytes/send=%6.1f fpi/1000sends=%5.1f dirtied/1000sends=%5.1f  %s"
-              % (calls, 1000.0 * float(ms) / n, plans, 1000.0 * float(pms) / n, float(nrows) / n,
-                 float(wal) / n, 1000.0 * float(fpi) / n, 1000.0 * float(dirt) / n, q))
-    print("  pgss top 16: us/send=%.1f (planning %.1f) wal_bytes/send=%.0f fpi/1000sends=%.1f"
-          % (1000.0 * tot[0] / n, 1000.0 * tot[1] / n, tot[2] / n, 1000.0 * tot[3] / n),
-          flush=True)
-
-
 def pg_profile_summary(offset):
     """Total and mean time per prepared statement from the PostgreSQL log."""
     tot = {}
@@ -276,7 +242,7 @@ def level(conc, seconds=None):
 
     psql("SELECT pg_stat_clear_snapshot()")
     if PGSS:
-        psql("SELECT pg_stat_statements_reset()")
+        pgss_reset()
     w0 = pg_writes()
     profile = os.environ.get("BENCH_PROFILE") == "1"
     logf = os.path.join(os.environ["KILN_STACK_VAR"], "log", "postgresql.log")

@@ -4,7 +4,8 @@
 # for what it measures. Disk: ~0.6 GB per million mailboxes; seeding 1 M takes ~40 s.
 #   tests/bench/scale/run.sh BUILD_DIR   (Release/RelWithDebInfo advised)
 #   BENCH_MAILBOXES (1000000), BENCH_SECONDS (120), BENCH_WARMUP_S (20), BENCH_AGENTS (2),
-#   BENCH_DRY_RUN_MS (20), KILN_API_PROCESSES (2)
+#   BENCH_DRY_RUN_MS (20), KILN_API_PROCESSES (2), BENCH_DAYS_BEHIND (0: empty day partitions
+#   of sends before today, as retention keeps them), BENCH_PGSS=1 (per statement, tests/lib/pgss.py)
 set -euo pipefail
 # PostgreSQL's shared memory in huge pages, as root (deploy/local/stack.sh stack_pg_hugepages).
 export STACK_PG_HUGEPAGES=${STACK_PG_HUGEPAGES:-reserve}
