@@ -262,23 +262,28 @@ static const db_stmt Q_TO_CANCEL = {
     "JOIN users u ON u.id = m.user_id CROSS JOIN service sv "
     "WHERE s.status = 'leased' AND (sv.state <> 'running' "
     "OR m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active') ORDER BY s.id"};
-/* The same while the service runs: only a mailbox or user no longer active cancels, so
- * only the mailboxes the lease holds are read (mailbox_leasing_lease_idx), then their
- * slots of this lease (a mailbox is held until its last slot of the lease is reported or
- * given back: its pending count). Q_TO_CANCEL read every slot of the lease's id range,
- * its own and other leases' interleaved: at production spacing (a lease of a few slots
- * per mailbox, thousands of mailboxes) that was the largest statement per send in
- * BENCH=scale (session 29). A lease without an id range (made before 022) reads its
- * mailboxes' slots of the last two days, as kiln_lease_slots does. */
-static const db_stmt Q_TO_CANCEL_HELD = {
-    "agent_to_cancel_held",
-    "SELECT s.id FROM leases l JOIN mailbox_leasing ml ON ml.lease_id = l.id "
+/* The same while the service runs, in two steps: only a mailbox or user no longer active
+ * cancels, so first the mailboxes the lease holds (mailbox_leasing_lease_idx) that are
+ * not (usually none: the slots are not read at all), then their slots of this lease. A
+ * mailbox is held until its last slot of the lease is reported or given back (its
+ * pending count), so no open slot is missed. Q_TO_CANCEL read every slot of the lease's
+ * id range, its own and other leases' interleaved: at production spacing (a lease of a
+ * few slots per mailbox, thousands of mailboxes) that was the costliest statement per
+ * send in BENCH=scale (session 29); as one statement joining sends, planning it for
+ * every day partition kept cost most of what it saved. A lease without an id range (made
+ * before 022) reads its mailboxes' slots of the last two days, as kiln_lease_slots does. */
+static const db_stmt Q_HELD_INACTIVE = {
+    "agent_held_inactive",
+    "SELECT coalesce(array_agg(ml.mailbox_id), '{}') FROM mailbox_leasing ml "
     "JOIN mailboxes m ON m.id = ml.mailbox_id JOIN users u ON u.id = m.user_id "
-    "JOIN sends s ON s.mailbox_id = ml.mailbox_id AND s.lease_id = l.id "
-    "AND s.id BETWEEN coalesce(l.send_id_min, kiln_sends_since(2)) "
+    "WHERE ml.lease_id = $1::uuid "
+    "AND (m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active')"};
+static const db_stmt Q_HELD_SLOTS = {
+    "agent_held_slots",
+    "SELECT s.id FROM leases l JOIN sends s ON s.mailbox_id = ANY ($2::bigint[]) "
+    "AND s.lease_id = l.id AND s.id BETWEEN coalesce(l.send_id_min, kiln_sends_since(2)) "
     "AND coalesce(l.send_id_max, 9223372036854775807) "
-    "WHERE l.id = $1::uuid AND s.status = 'leased' "
-    "AND (m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active') ORDER BY s.id"};
+    "WHERE l.id = $1::uuid AND s.status = 'leased' ORDER BY s.id"};
 /* The agent may not see this cancel in time (a lost answer, a slot already started) and
  * send the slot: its cap shares stay taken (false; migration 027). */
 static const db_stmt Q_FINISH = {"agent_finish",
@@ -732,10 +737,18 @@ bool lease_store_renew(db *d, arena *a, int64_t agent_id, const char *lease_id, 
         return false;
     if (PQntuples(rr) != 1) /* the sweep above may just have ended it: not revived */
         return db_commit(d);
-    bool running = strcmp(PQgetvalue(nowr, 0, PQfnumber(nowr, "state")), "running") == 0;
-    if (!(cr = db_exec(d, a, running ? &Q_TO_CANCEL_HELD : &Q_TO_CANCEL, 1, lp)))
-        return false;
-    out->ncancel = PQntuples(cr);
+    if (strcmp(PQgetvalue(nowr, 0, PQfnumber(nowr, "state")), "running") != 0) {
+        if (!(cr = db_exec(d, a, &Q_TO_CANCEL, 1, lp)))
+            return false;
+    } else {
+        PGresult *hr = db_exec(d, a, &Q_HELD_INACTIVE, 1, lp);
+        if (!hr || PQntuples(hr) != 1)
+            return false;
+        const char *hp[] = {lease_id, PQgetvalue(hr, 0, 0)};
+        if (strcmp(hp[1], "{}") != 0 && !(cr = db_exec(d, a, &Q_HELD_SLOTS, 2, hp)))
+            return false;
+    }
+    out->ncancel = cr ? PQntuples(cr) : 0;
     out->cancel = arena_alloc(a, (size_t)(out->ncancel + 1) * sizeof *out->cancel);
     for (int i = 0; i < out->ncancel; i++)
         out->cancel[i] = db_i64(cr, i, 0);
