@@ -261,7 +261,7 @@ static const db_stmt Q_RENEW = {
     "WHERE id = $1::uuid AND ended_at IS NULL RETURNING kiln_iso(expires_at) AS expires_at, ttl_s"};
 /* Slots the agent must drop: service stopped, mailbox or its user not active (the
  * lease's slots by its ids' range, kiln_lease_slots of 022). Read so while the service
- * is stopped (every slot goes); while it runs, Q_TO_CANCEL_HELD. */
+ * is stopped (every slot goes); while it runs, Q_HELD_INACTIVE and Q_HELD_SLOTS. */
 static const db_stmt Q_TO_CANCEL = {
     "agent_to_cancel",
     "SELECT s.id FROM unnest(kiln_lease_slots(ARRAY[$1::uuid])) AS x (id) "
