@@ -744,7 +744,8 @@ bool lease_store_renew(db *d, arena *a, int64_t agent_id, const char *lease_id, 
         return false;
     if (PQntuples(rr) != 1) /* the sweep above may just have ended it: not revived */
         return db_commit(d);
-    if (strcmp(PQgetvalue(nowr, 0, PQfnumber(nowr, "state")), "running") != 0) {
+    const char *service = PQgetvalue(nowr, 0, PQfnumber(nowr, "state"));
+    if (strcmp(service, "running") != 0) {
         if (!(cr = db_exec(d, a, &Q_TO_CANCEL, 1, lp)))
             return false;
     } else {
@@ -767,7 +768,7 @@ bool lease_store_renew(db *d, arena *a, int64_t agent_id, const char *lease_id, 
     out->renewed = true;
     out->expires_at = PQgetvalue(rr, 0, PQfnumber(rr, "expires_at"));
     out->ttl_s = db_i64(rr, 0, PQfnumber(rr, "ttl_s"));
-    out->service = PQgetvalue(nowr, 0, PQfnumber(nowr, "state"));
+    out->service = service;
     return true;
 }
 
