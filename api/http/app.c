@@ -68,6 +68,7 @@ int app_config_load(app_config *cfg, char *err, size_t errlen)
         {"KILN_MAX_BODY", 1048576, 1024, (int64_t)64 * 1048576, &cfg->max_body},
         {"KILN_STATS_INTERVAL_S", 5, 1, 3600, &cfg->stats_interval_s},
         {"KILN_LEASE_TTL_S", 600, 10, 86400, &cfg->lease_ttl_s},
+        {"KILN_LEASE_BACKLOG_AHEAD_S", 60, 0, 86400, &cfg->lease_backlog_ahead_s},
         {"KILN_GLOBAL_MINUTE_CAP", 200, 0, 100000000, &cfg->global_minute_cap},
         {"KILN_GLOBAL_HOURLY_CAP", 10000, 0, 1000000000, &cfg->global_hourly_cap},
         {"KILN_RECIPIENT_DAILY_CAP", 50, 1, 1000000, &cfg->recipient_daily_cap},

@@ -36,6 +36,7 @@ typedef struct grant {
     lease_granted *granted;
     int ngranted;
     int64_t total, wake_min_s;
+    bool backlog; /* the pick took as many mailboxes as it could: others are waiting */
 } grant;
 
 /* After the commit, on its own (autocommit): the counter rows are shared by every
@@ -151,6 +152,9 @@ static void plan_init(grant *g, const lease_bucket_delta *buckets, size_t nbucke
     lease_limits lim = {
         .now_s = g->now_s,
         .horizon_end_s = g->now_s + g->ttl_s,
+        .more_end_s = g->backlog && cfg->lease_backlog_ahead_s > 0
+                          ? g->now_s + cfg->lease_backlog_ahead_s
+                          : 0,
         .global_minute_cap = cfg->global_minute_cap,
         .global_hour_cap = cfg->global_hourly_cap,
         .recipient_daily_cap = cfg->recipient_daily_cap,
@@ -262,6 +266,7 @@ enum db_tx lease_grant(http_req *rq, http_resp *rs, void *ctx)
     }
     if (!lease_store_pick(rq->db, rq->pool, g.req->max_mailboxes, g.ttl_s, &g.rows, &npicked))
         return http_tx_fail(rq, rs);
+    g.backlog = npicked >= g.req->max_mailboxes;
     split_eligible(&g, npicked);
     if (g.nrows == 0)
         return answer_empty(&g, rs, npicked > 0 ? 1 : 30);

@@ -375,6 +375,10 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
         }
         if (t < m->window_start_s)
             t = m->window_start_s;
+        /* Under a backlog a slot minutes ahead would hold an agent's room that a
+         * waiting mailbox could use now: past the first, only slots due soon. */
+        if (n == 1 && p->lim.more_end_s > 0 && p->lim.more_end_s < limit)
+            limit = p->lim.more_end_s;
         int64_t at = fit_caps(p, m, t, limit);
         if (at > limit) {
             if (n == 0)

@@ -89,6 +89,30 @@ static void test_behind_mailbox_gets_slots_at_cooldown_spacing_inside_horizon(vo
     assert_int_equal(wake, 0);
 }
 
+/* Under a backlog (more_end_s) a mailbox's first slot may be anywhere in the horizon,
+ * its next ones only up to more_end_s: a slot minutes ahead would hold an agent's room. */
+static void test_under_a_backlog_slots_after_the_first_stay_near(void **state)
+{
+    fixture *f = *state;
+    f->lim.more_end_s = NOW + 90;
+    lease_mailbox m = mailbox();
+    lease_slot out[64];
+    int64_t next_at = 0, wake = 0;
+    int n = lease_plan_mailbox(plan(f), &m, 64, out, &next_at, &wake);
+    assert_int_equal(n, 2); /* now, now+60; now+120 is past more_end_s */
+    assert_int_equal(out[0].at_s, NOW);
+    assert_int_equal(out[1].at_s, NOW + 60);
+    assert_int_equal(next_at, NOW + 120);
+    assert_int_equal(wake, 0);
+    m.next_at_s = NOW + 300; /* the first slot past more_end_s: granted, alone */
+    n = lease_plan_mailbox(plan(f), &m, 64, out, &next_at, &wake);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].at_s, NOW + 300);
+    assert_int_equal(next_at, NOW + 360);
+    f->lim.more_end_s = 0; /* no backlog: the whole horizon */
+    assert_int_equal(lease_plan_mailbox(plan(f), &m, 64, out, &next_at, &wake), 6);
+}
+
 static void test_slots_never_exceed_what_is_left_today_or_max_slots(void **state)
 {
     fixture *f = *state;
@@ -446,6 +470,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_behind_mailbox_gets_slots_at_cooldown_spacing_inside_horizon, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_under_a_backlog_slots_after_the_first_stay_near, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_slots_never_exceed_what_is_left_today_or_max_slots,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pacing_spreads_the_quota_over_the_window, setup,
