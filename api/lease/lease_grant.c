@@ -98,6 +98,14 @@ static bool check_texts(grant *g)
     return lease_store_set_error(g->rq->db, a, bad, why, nbad);
 }
 
+/* How far past now a mailbox's slots after its first may go: the lease's ttl, or under
+ * a backlog KILN_LEASE_BACKLOG_AHEAD_S (docs/leasing.md "Backlog"). */
+static int64_t more_span_s(const grant *g)
+{
+    int64_t ahead = g->rq->app->cfg.lease_backlog_ahead_s;
+    return g->backlog && ahead > 0 && ahead < g->ttl_s ? ahead : g->ttl_s;
+}
+
 /* Pair history (the senders are locked by this transaction, so nobody adds to it),
  * recipient candidates (lease_plan_window: as many as the call can grant) and content,
  * read once per call. */
@@ -108,14 +116,14 @@ static bool load_pool(grant *g)
     int64_t *senders = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *senders);
     g->users = arena_alloc(a, (size_t)(g->nrows + 1) * sizeof *g->users);
     int n = 0;
-    int64_t left = 0;
+    int64_t left = 0; /* the most slots the senders can take in this lease */
+    int64_t span_s = more_span_s(g);
     for (int i = 0; i < g->nrows; i++) {
         if (g->texts[i].left_out)
             continue;
         senders[n] = g->rows[i].m.id;
         g->users[n++] = g->rows[i].m.user_id;
-        const lease_mailbox *m = &g->rows[i].m;
-        left += m->target > m->done ? m->target - m->done : 0;
+        left += lease_plan_slots_at_most(&g->rows[i].m, span_s);
     }
     g->nusers = n;
     int64_t ncand_want = lease_plan_window(g->req->max_sends, left);
@@ -152,9 +160,7 @@ static void plan_init(grant *g, const lease_bucket_delta *buckets, size_t nbucke
     lease_limits lim = {
         .now_s = g->now_s,
         .horizon_end_s = g->now_s + g->ttl_s,
-        .more_end_s = g->backlog && cfg->lease_backlog_ahead_s > 0
-                          ? g->now_s + cfg->lease_backlog_ahead_s
-                          : 0,
+        .more_end_s = g->now_s + more_span_s(g),
         .global_minute_cap = cfg->global_minute_cap,
         .global_hour_cap = cfg->global_hourly_cap,
         .recipient_daily_cap = cfg->recipient_daily_cap,

@@ -416,6 +416,15 @@ int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lea
     return n;
 }
 
+int64_t lease_plan_slots_at_most(const lease_mailbox *m, int64_t span_s)
+{
+    int64_t left = m->target > m->done ? m->target - m->done : 0;
+    if (m->cooldown_min_s <= 0 || span_s < 0)
+        return left;
+    int64_t n = 1 + span_s / m->cooldown_min_s;
+    return n < left ? n : left;
+}
+
 int64_t lease_plan_window(int64_t max_sends, int64_t left_today)
 {
     int64_t n = left_today < max_sends ? left_today : max_sends;

@@ -116,8 +116,12 @@ double lease_plan_score(lease_plan *p, const lease_mailbox *m, const lease_candi
  * hint). */
 int lease_plan_mailbox(lease_plan *p, const lease_mailbox *m, int max_slots, lease_slot *out,
                        int64_t *next_at_s, int64_t *wake_s);
+/* The most slots lease_plan_mailbox can give m when its slots after the first end at
+ * now + span_s (the lease's ttl, or the backlog's KILN_LEASE_BACKLOG_AHEAD_S): what is
+ * left today, and with a cooldown one slot plus one per cooldown_min_s of the span. */
+int64_t lease_plan_slots_at_most(const lease_mailbox *m, int64_t span_s);
 /* How many recipient candidates a lease reads: as many as it can grant slots
- * (max_sends, or what its senders have left today when less), at least
+ * (max_sends, or the most its senders can take, lease_plan_slots_at_most, when less), at least
  * LEASE_PLAN_MIN_WINDOW. Each slot scores up to 256 of them from a random cursor and a
  * candidate takes up to the recipient cap a day, so a window the size of the lease fills
  * it; reading the window (each candidate with its ledger probes) was the largest share

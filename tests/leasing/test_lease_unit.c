@@ -463,6 +463,18 @@ static void test_the_candidate_window_is_the_size_of_the_lease(void **state)
     assert_int_equal(lease_plan_window(12, 40), LEASE_PLAN_MIN_WINDOW);
     assert_int_equal(lease_plan_window(2000, 0), LEASE_PLAN_MIN_WINDOW);
     assert_int_equal(lease_plan_window(10000, 50000), 10000);
+    /* what the senders can take bounds it: slots at cooldown spacing within the span */
+    lease_mailbox m = mailbox(); /* 30 a day, none done, 60 s cooldown */
+    assert_int_equal(lease_plan_slots_at_most(&m, 600), 11);
+    assert_int_equal(lease_plan_slots_at_most(&m, 60), 2);
+    assert_int_equal(lease_plan_slots_at_most(&m, 59), 1);
+    m.done = 29;
+    assert_int_equal(lease_plan_slots_at_most(&m, 600), 1);
+    m.done = 31;
+    assert_int_equal(lease_plan_slots_at_most(&m, 600), 0);
+    m.done = 0;
+    m.cooldown_min_s = 0;
+    assert_int_equal(lease_plan_slots_at_most(&m, 60), 30);
 }
 
 int main(void)
