@@ -59,6 +59,20 @@ static void set_error(db *d, enum db_error e, const char *state, const char *msg
         *nl = '\0';
 }
 
+/* The server's notices go to kiln's log, not to stderr raw: a WARNING as a warning,
+ * the rest (NOTICE, e.g. kiln_finish_slots' CREATE TEMP TABLE IF NOT EXISTS at each
+ * release after a connection's first) at debug. libpq's default printed every one. */
+static void on_notice(void *arg, const PGresult *r)
+{
+    (void)arg;
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    if (sev && !strcmp(sev, "WARNING"))
+        log_warn("database: %s", msg ? msg : "(no message)");
+    else
+        log_debug("database %s: %s", sev ? sev : "notice", msg ? msg : "(no message)");
+}
+
 bool db_ensure(db *d)
 {
     if (d->conn && PQstatus(d->conn) == CONNECTION_OK)
@@ -78,6 +92,7 @@ bool db_ensure(db *d)
         d->conn = NULL;
         return false;
     }
+    PQsetNoticeReceiver(d->conn, on_notice, NULL);
     /* Keep transactions short: a stuck request must not hold locks for long. No JIT:
      * kiln's statements are short, and the few the planner costs above jit_above_cost
      * (the stats snapshot's aggregate over every mailbox; 030's misestimated reply wake)

@@ -2,7 +2,7 @@
 idempotency, fencing, expiry, trigger and stop."""
 import datetime
 from leaselib import (make_agent, set_clock, lease, report, sent, all_sends, utc, invariants)
-from kiln_test import (admin, call, check, expect, expect_error, make_plan, make_user,
+from kiln_test import (admin, call, check, expect, expect_error, make_plan, make_user, stack_bash,
                        make_mailbox, psql, ok)
 
 set_clock(utc(2026, 3, 4, 10, 0, 0))  # a Wednesday, 10:00 UTC
@@ -269,3 +269,15 @@ for x in (b1, b2):
     expect(call("POST", "/api/agent/release", {"lease_id": x["lease_id"]}, token=tok), 200, "")
 invariants()
 ok("under a backlog a lease holds only near slots; with none waiting, its whole ttl")
+
+# The server's notices are kiln's log lines, not libpq's raw stderr: a release ends its
+# slots through kiln_finish_slots, whose CREATE TEMP TABLE IF NOT EXISTS notices on every
+# call after a connection's first ("NOTICE:  relation ... already exists, skipping", once
+# a line per release in kiln-api's log).
+for _ in range(12):
+    x = lease(tok, max_mailboxes=1)
+    if x["lease_id"]:
+        expect(call("POST", "/api/agent/release", {"lease_id": x["lease_id"]}, token=tok), 200, "")
+raw = stack_bash('grep -c "^NOTICE:" "$STACK_VAR/log/kiln-api.log" || true')
+check(raw == ["0"], "raw NOTICE lines in kiln-api's log: %r" % raw)
+ok("the database's notices do not reach kiln-api's log raw")
