@@ -45,7 +45,12 @@ static const db_stmt Q_STATS = {
     "  AND expires_at > kiln_now()), "
     "(SELECT count(*) FROM leases WHERE ended_at IS NULL AND expires_at > kiln_now()), "
     "(SELECT state = 'running' FROM service) "
-    "FROM mailbox_today"};
+    /* Each row's target once: read through the view directly, its expression (the
+     * ramp, the quarantine, the local day) was inlined into each of the five aggregates
+     * that use it, and evaluated five times per mailbox. OFFSET 0 keeps the subquery's
+     * columns computed once per row: 1.62 -> 1.03 s at 200,000 mailboxes (session 30). */
+    "FROM (SELECT state, user_state, target, sent, failed, in_flight, window_elapsed "
+    "FROM mailbox_today OFFSET 0) mailbox_today"};
 
 const char *const stats_band_names[STATS_BANDS] = {"new", "good", "watch", "quarantine", "pause"};
 const char *const stats_provider_names[STATS_PROVIDERS] = {"gmail", "outlook", "yahoo", "other"};

@@ -9,8 +9,10 @@ after a warm-up:
     kiln-api, the agents and nginx;
   - p50/p99 of the quota list (a page of 100 behind-schedule mailboxes) and of /metrics,
     sampled while the load runs;
-  - the order of service: a backlog served furthest-behind first leaves no mailbox two
-    sends ahead of another (the histogram of today's sends per mailbox).
+  - the order of service: the histogram of today's sends per mailbox. Under a backlog a
+    lease grants a mailbox's slots after its first only KILN_LEASE_BACKLOG_AHEAD_S (60 s)
+    ahead (docs/leasing.md "Backlog"), so with a 60-120 s cooldown a mailbox gets a second
+    send before others their first only on a 60 s draw, never a third.
 Peer, same PostgreSQL, same run, after kiln's window: the bare queue (peer.sql in pgbench,
 claim 100 with FOR UPDATE SKIP LOCKED and complete, over N rows in due order), with
 the same per-job figures: the floor a Postgres-backed queue pays per job on this box.
@@ -199,8 +201,9 @@ print("today's sends per mailbox (sends: mailboxes): " +
       ", ".join("%s: %s" % tuple(h.split("|")) for h in hist))
 lo, hi = int(hist[0].split("|")[0]), int(hist[-1].split("|")[0])
 print("order of service: spread %d sends between the least and the most served mailbox "
-      "(furthest behind first, at 1-2 min spacing and a %s s lease, keeps it to a few)"
-      % (hi - lo, os.environ.get("KILN_LEASE_TTL_S", "?")))
+      "(furthest behind first; a %s s lease, later slots %s s ahead under a backlog)"
+      % (hi - lo, os.environ.get("KILN_LEASE_TTL_S", "?"),
+         os.environ.get("KILN_LEASE_BACKLOG_AHEAD_S", "60")))
 for a in agents:
     a.term(timeout=120)
 kiln = {"rate": rate, "rows": (rows1 - rows0) / sends, "wal": (wal1 - wal0) / sends,
