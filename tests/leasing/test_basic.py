@@ -1,5 +1,6 @@
 """Lease -> report -> heartbeat -> release through nginx: wire shapes, accounting,
-idempotency, fencing, expiry, trigger and stop."""
+idempotency, fencing, expiry, trigger and stop; under a backlog only near slots; the
+database's notices kept out of kiln-api's log."""
 import datetime
 from leaselib import (make_agent, set_clock, lease, report, sent, all_sends, utc, invariants)
 from kiln_test import (admin, call, check, expect, expect_error, make_plan, make_user, stack_bash,
