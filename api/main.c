@@ -36,7 +36,8 @@ static void usage(FILE *f)
                "       kiln-api --version\n"
                "environment: KILN_DB (libpq conninfo), KILN_FCGI_SOCKET, KILN_THREADS,\n"
                "  KILN_SECRET_KEY_FILE, KILN_MAX_BODY, KILN_STATS_INTERVAL_S, KILN_LOG_LEVEL,\n"
-               "  KILN_LEASE_TTL_S, KILN_GLOBAL_MINUTE_CAP, KILN_GLOBAL_HOURLY_CAP,\n"
+               "  KILN_LEASE_TTL_S, KILN_LEASE_BACKLOG_AHEAD_S, KILN_GLOBAL_MINUTE_CAP,\n"
+               "  KILN_GLOBAL_HOURLY_CAP,\n"
                "  KILN_MESSAGE_KEY_ID, KILN_MESSAGE_KEY_IDS_ACCEPTED, KILN_WEBHOOK_* (see\n"
                "  docs/webhooks.md), KILN_SENDS_RETENTION_DAYS, KILN_SENDS_ROTATE_S\n");
 }
