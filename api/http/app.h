@@ -30,7 +30,7 @@ typedef struct app_config {
     int64_t stats_interval_s;
     /* leasing */
     int64_t lease_ttl_s;
-    /* While a pick leaves mailboxes waiting, a mailbox's slots after its first are
+    /* While more mailboxes are due than a lease takes, a mailbox's slots after its first are
      * granted only this far ahead (0: the whole lease); docs/leasing.md "Backlog". */
     int64_t lease_backlog_ahead_s;
     int64_t global_minute_cap;

@@ -36,7 +36,7 @@ typedef struct grant {
     lease_granted *granted;
     int ngranted;
     int64_t total, wake_min_s;
-    bool backlog; /* the pick took as many mailboxes as it could: others are waiting */
+    bool backlog; /* more eligible mailboxes were due than this lease takes */
 } grant;
 
 /* After the commit, on its own (autocommit): the counter rows are shared by every
@@ -270,9 +270,15 @@ enum db_tx lease_grant(http_req *rq, http_resp *rs, void *ctx)
         lease_answer_empty(rq->pool, &rq->app->key, rs, g.ttl_s, 60, "stopped", g.req->inbox);
         return DB_TX_OK;
     }
-    if (!lease_store_pick(rq->db, rq->pool, g.req->max_mailboxes, g.ttl_s, &g.rows, &npicked))
+    /* One row more than asked for tells whether others are waiting: eligible rows sort
+     * first, so an eligible extra row means more eligible mailboxes than this lease
+     * takes (the backlog). It is not leased, and its lock goes at the commit. */
+    if (!lease_store_pick(rq->db, rq->pool, g.req->max_mailboxes + 1, g.ttl_s, &g.rows, &npicked))
         return http_tx_fail(rq, rs);
-    g.backlog = npicked >= g.req->max_mailboxes;
+    int max_mb = (int)g.req->max_mailboxes;
+    g.backlog = npicked > max_mb && g.rows[max_mb].eligible;
+    if (g.backlog)
+        npicked = max_mb;
     split_eligible(&g, npicked);
     if (g.nrows == 0)
         return answer_empty(&g, rs, npicked > 0 ? 1 : 30);

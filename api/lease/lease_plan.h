@@ -16,7 +16,7 @@ typedef struct lease_limits {
     int64_t now_s;
     int64_t horizon_end_s; /* no slot later than this (now + lease ttl) */
     /* A mailbox's slots after its first: none later than this either (0: no bound). Set
-     * while more mailboxes wait than the lease took (docs/leasing.md "Backlog"). */
+     * while more mailboxes are due than the lease takes (docs/leasing.md "Backlog"). */
     int64_t more_end_s;
     int64_t global_minute_cap; /* slots per minute of scheduled time, all users */
     int64_t global_hour_cap;
