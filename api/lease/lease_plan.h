@@ -15,8 +15,9 @@
 typedef struct lease_limits {
     int64_t now_s;
     int64_t horizon_end_s; /* no slot later than this (now + lease ttl) */
-    /* A mailbox's slots after its first: none later than this either (0: no bound). Set
-     * while more mailboxes are due than the lease takes (docs/leasing.md "Backlog"). */
+    /* A mailbox's slots after its first: none later than this either (0: no bound).
+     * The grant sets now + ttl, or now + KILN_LEASE_BACKLOG_AHEAD_S while more mailboxes
+     * are due than the lease takes (docs/leasing.md "Backlog"). */
     int64_t more_end_s;
     int64_t global_minute_cap; /* slots per minute of scheduled time, all users */
     int64_t global_hour_cap;
