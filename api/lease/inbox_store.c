@@ -10,11 +10,15 @@
 
 #define SWEEP_BATCH "100"
 
-/* An inbox an agent may watch: IMAP access, the mailbox and its user active, the inbox
- * not in error (a refused login waits for the access to change). */
+/* An inbox an agent may watch: IMAP access, the mailbox not deleted and neither it nor
+ * its user disabled, the inbox not in error (a refused login waits for the access to
+ * change). A paused mailbox (or one in error, or of a paused user) stops sending and
+ * receiving warmup mail, but its inbox stays watched: mail sent to it before the pause is
+ * still found, rescued and filed, and its senders' placements are not judged missing
+ * (docs/design.md "Who watches what"). */
 #define WATCHABLE                                                                                  \
-    "m.imap_host IS NOT NULL AND m.deleted_at IS NULL AND m.state = 'active' "                     \
-    "AND u.state = 'active' AND m.inbox <> 'error' "
+    "m.imap_host IS NOT NULL AND m.deleted_at IS NULL AND m.state <> 'disabled' "                  \
+    "AND u.state <> 'disabled' AND m.inbox <> 'error' "
 
 static const db_stmt Q_BEGIN_SWEEP = {"inbox_sweep", "SELECT kiln_sweep_expired(" SWEEP_BATCH ")"};
 static const db_stmt Q_WANTED = {

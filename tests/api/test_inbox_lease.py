@@ -99,7 +99,10 @@ def report_sent(token, answer):
 
 def part_handout():
     boxes = world(12, with_imap=10)
-    psql("UPDATE mailboxes SET state = 'paused' WHERE id = %d" % boxes[9]["id"])
+    # A paused mailbox's inbox is still watched (mail sent to it before the pause is
+    # still found and acted on); a deleted one's is not.
+    expect(admin("POST", "/api/mailboxes/%d/pause" % boxes[8]["id"]), 200, "pause")
+    expect(admin("DELETE", "/api/mailboxes/%d" % boxes[9]["id"]), 204, "delete")
     watchable = {b["id"] for b in boxes[:9]}
     tokens = [agent("a"), agent("b")]
     got = [None, None]
@@ -116,7 +119,8 @@ def part_handout():
     sets = [{i["mailbox_id"] for i in (g or {}).get("inboxes", [])} for g in got]
     check(not (sets[0] & sets[1]), "an inbox went to both concurrent leasers: %r" % sets)
     check(sets[0] | sets[1] == watchable,
-          "the watchable inboxes (IMAP, active) are all handed out once: %r vs %r"
+          "the watchable inboxes (IMAP, not deleted; a paused one too) are all handed out "
+          "once: %r vs %r"
           % (sets, watchable))
     for g in got:
         if g.get("inboxes"):
@@ -172,16 +176,21 @@ def part_handout():
     check(hb["inboxes_dropped"] == [], "a second heartbeat drops nothing: %r" % hb)
     ok("test_inbox_leases_spread_across_agents")
 
-    # Paused, IMAP changed: dropped at the heartbeat; release gives the rest back.
+    # Deleted, IMAP changed: dropped at the heartbeat; paused (by its owner or by health,
+    # the same state): kept; release gives the rest back.
     held = [i["mailbox_id"] for i in lease(c, "c", max_inboxes=100)["inboxes"]]
-    psql("UPDATE mailboxes SET state = 'paused' WHERE id = %d" % held[0])
+    expect(admin("DELETE", "/api/mailboxes/%d" % held[0]), 204, "delete")
     expect(admin("PATCH", "/api/mailboxes/%d" % held[1], {"imap": {"port": 143}}), 200, "patch")
+    expect(admin("POST", "/api/mailboxes/%d/pause" % held[2]), 200, "pause")
     hb = heartbeat(c, first["inbox_lease"]["lease_id"])
     check(sorted(hb["inboxes_dropped"]) == sorted(held[:2]),
-          "paused and changed inboxes dropped: %r vs %r" % (hb, held[:2]))
+          "deleted and changed inboxes dropped, the paused one kept: %r vs %r" % (hb, held[:2]))
+    kept = lease(c, "c after the pause", max_inboxes=100)
+    check(held[2] in [i["mailbox_id"] for i in kept["inboxes"]],
+          "the paused mailbox's inbox is still handed to c: %r" % kept["inboxes"])
     rel = expect(call("POST", "/api/agent/release", {"lease_id": first["inbox_lease"]["lease_id"]},
                       token=c), 200, "release")
-    check(rel["released"] == len(held) - 2 and not rel["already_ended"],
+    check(rel["released"] == len(kept["inboxes"]) and not rel["already_ended"],
           "release counts the inboxes given back: %r" % rel)
     check(psql("SELECT count(*) FROM inbox_leasing WHERE lease_id = '%s'"
                % first["inbox_lease"]["lease_id"]) == ["0"], "released inboxes are free")
