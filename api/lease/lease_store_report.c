@@ -20,9 +20,6 @@ static const db_stmt Q_REPORT_FENCE = {
     "WITH ORDINALITY AS x (id, ord) LEFT JOIN sends s ON s.id = x.id "
     "AND s.id BETWEEN $3::bigint AND $4::bigint ORDER BY x.ord"};
 
-/* Mailboxes a report returned to the pool get their next due time. */
-static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due($1::bigint[])"};
-
 /* The results, one row each ($9: the latency histogram label, picked in C). */
 #define REPORT_ROWS                                                                                \
     "WITH r AS (SELECT * FROM unnest($2::bigint[], $3::send_status[], $4::int[], $5::text[], "     \
@@ -38,24 +35,32 @@ static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due(
     ".detail, latency_ms = " x ".latency, reported_at = (SELECT kiln_now()) "
 /* What upd (the slots the report moved, with their status before it: old) feeds, in
  * the same statement: the senders' day counts, their leasing rows (freed when nothing
- * is pending; the last send, 036), an authentication failure on the mailbox, the counters.
+ * is pending, with the due time of a freed row; the last send, 036), an authentication
+ * failure on the mailbox, the counters.
+ * agg: per sender and day, what the report adds to mailbox_days (dd writes it).
  * x: per sender, its slots that were leased, its last send, an authentication failure.
  * ml: one version of each sender's leasing row: this lease's slots off its pending count
- * (the row freed at 0) and the last send; freed is a row this lease held and let go (a row
- * the lease guard found free already counts too: kiln_refresh_due is idempotent there).
+ * (the row freed at 0) and the last send; a freed row (one this lease held and let go,
+ * or one the lease guard found free already) gets its next due time in the same row
+ * version: kiln_due_for's computation (032) on the day counts as dd leaves them (the
+ * snapshot's row plus agg: a CTE does not see another's writes) and inactive on an
+ * authentication failure (mb). Until session 31 a second statement, kiln_refresh_due,
+ * wrote every freed row again: one more non-HOT row version (due_at is indexed) per
+ * mailbox per report, ~33 us of PostgreSQL per send at one million mailboxes.
  * kiln_now() in a scalar subquery: once per statement, not per row. A slot given back
  * (expired, cancelled) and then reported moves from that count to its reported status:
- * kiln_sends_total counts each slot once, by final status. The freed mailboxes come in
- * the first row only: in every row they were printed 2,000 times per report (array_out
- * was ~5 % of PostgreSQL's CPU in the leasing bench, issue 15's fourth pass).
+ * kiln_sends_total counts each slot once, by final status.
  * g: upd counted once, by (status, old, label); the counters come from its few groups.
  * Five scans of upd's 2,000 rows, sorted by their text labels, were ~3 ms of a 15 ms
  * report (session 29). */
+#define REPORT_FREED_NOW                                                                           \
+    "x.n > 0 AND (ml.lease_id IS NULL OR (ml.lease_id = $1::uuid AND ml.pending - x.n <= 0))"
 #define REPORT_ACCOUNT                                                                             \
+    "agg AS (SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent', 'unknown'))::int "  \
+    "  AS sent, count(*) FILTER (WHERE status IN ('failed', 'auth', 'tls'))::int AS failed, "      \
+    "  count(*) FILTER (WHERE old = 'leased')::int AS leased FROM upd GROUP BY 1, 2), "            \
     "dd AS (INSERT INTO mailbox_days (mailbox_id, day, sent, failed, in_flight) "                  \
-    "  SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent', 'unknown')), "            \
-    "  count(*) FILTER (WHERE status IN ('failed', 'auth', 'tls')), "                              \
-    "  -count(*) FILTER (WHERE old = 'leased') FROM upd GROUP BY 1, 2 ORDER BY 1, 2 "              \
+    "  SELECT mailbox_id, day, sent, failed, -leased FROM agg ORDER BY 1, 2 "                      \
     "  ON CONFLICT (mailbox_id, day) DO UPDATE SET sent = mailbox_days.sent + excluded.sent, "     \
     "  failed = mailbox_days.failed + excluded.failed, "                                           \
     "  in_flight = greatest(mailbox_days.in_flight + excluded.in_flight, 0)), "                    \
@@ -70,10 +75,25 @@ static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due(
     "  lease_id = CASE WHEN x.n > 0 AND ml.lease_id = $1::uuid AND ml.pending - x.n <= 0 "         \
     "    THEN NULL ELSE ml.lease_id END, "                                                         \
     "  last_send_at = CASE WHEN x.last IS NULL THEN ml.last_send_at "                              \
-    "    ELSE greatest(ml.last_send_at, x.last) END "                                              \
-    "  FROM x WHERE ml.mailbox_id = x.mailbox_id "                                                 \
-    "  AND ((x.n > 0 AND ml.lease_id = $1::uuid) OR x.last IS NOT NULL) "                          \
-    "  RETURNING ml.mailbox_id, x.n > 0 AND ml.lease_id IS NULL AS freed), "                       \
+    "    ELSE greatest(ml.last_send_at, x.last) END, "                                             \
+    "  due_at = CASE WHEN " REPORT_FREED_NOW " THEN kiln_due_at_reply(k.now, m.timezone, "         \
+    "    m.window_start_hour, m.window_end_hour, kiln_mailbox_target(m, p, t.day), "               \
+    "    CASE WHEN a.mailbox_id IS NULL THEN coalesce(d.sent, 0) + coalesce(d.in_flight, 0) "      \
+    "      WHEN d.mailbox_id IS NULL THEN a.sent - a.leased "                                      \
+    "      ELSE d.sent + a.sent + greatest(d.in_flight - a.leased, 0) END, ml.next_at, "           \
+    "    NOT coalesce(sv.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false), "          \
+    "    m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active' AND NOT x.auth, "      \
+    "    (SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "               \
+    "      AND pr.send_id IS NULL AND pr.due_at > k.now - interval '3 days')) "                    \
+    "    ELSE ml.due_at END "                                                                      \
+    "  FROM x JOIN mailboxes m ON m.id = x.mailbox_id JOIN users u ON u.id = m.user_id "           \
+    "  JOIN plans p ON p.id = u.plan_id CROSS JOIN service sv "                                    \
+    "  CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "                                          \
+    "  CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) t "                \
+    "  LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = t.day "                         \
+    "  LEFT JOIN agg a ON a.mailbox_id = m.id AND a.day = t.day "                                  \
+    "  WHERE ml.mailbox_id = x.mailbox_id "                                                        \
+    "  AND ((x.n > 0 AND ml.lease_id = $1::uuid) OR x.last IS NOT NULL)), "                        \
     "mb AS (UPDATE mailboxes m SET "                                                               \
     "  state = CASE WHEN m.state = 'active' THEN 'error'::mailbox_state ELSE m.state END, "        \
     "  last_error = x.detail, last_error_at = (SELECT kiln_now()) "                                \
@@ -90,8 +110,7 @@ static const db_stmt Q_REFRESH = {"agent_refresh_due", "SELECT kiln_refresh_due(
     "    UNION ALL SELECT 'send_latency_sum_us', '', lat FROM g WHERE nl > 0) c "                  \
     "  GROUP BY 1, 2 ORDER BY 1, 2 "                                                               \
     "  ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value) "   \
-    "SELECT id, CASE WHEN row_number() OVER () = 1 THEN (SELECT coalesce(array_agg(mailbox_id), "  \
-    "'{}') FROM ml WHERE freed) END AS freed FROM upd"
+    "SELECT id FROM upd"
 
 /* The common case, no row lock of its own: the slots of this lease still leased move
  * to their reported status in one UPDATE, whose WHERE PostgreSQL checks again on the
@@ -171,20 +190,14 @@ bool lease_store_report_apply(db *d, arena *a, const char *lease_id, const lease
     PGresult *r = db_exec_planned(d, a, locked ? &Q_REPORT_LOCKED : &Q_REPORT_LEASED, 11, p);
     if (!r)
         return false;
-    static const char *const names[] = {"id", "freed"};
-    int c[2];
+    static const char *const names[] = {"id"};
+    int c[1];
     *napplied = PQntuples(r);
     *applied = arena_alloc(a, (size_t)(*napplied + 1) * sizeof **applied);
     if (*napplied == 0)
         return true;
-    db_columns(r, names, c, 2);
+    db_columns(r, names, c, 1);
     for (int i = 0; i < *napplied; i++)
         (*applied)[i] = db_i64(r, i, c[0]);
-    const char *freed = PQgetvalue(r, 0, c[1]);
-    if (strcmp(freed, "{}") != 0) {
-        const char *fp[] = {freed};
-        if (!db_exec(d, a, &Q_REFRESH, 1, fp))
-            return false;
-    }
     return true;
 }
