@@ -9,8 +9,8 @@
   connection caches (032; 022's join scanned the day's sends from a connection's sixth
   release on).
 - test_due_times_with_replies_cost_what_they_did: kiln_due_at_reply (in a report's
-  kiln_refresh_due and the lease's agent_details) gives 028's due times over a grid of
-  inputs, and kiln_due_for of 300 mailboxes costs about what it did before 028 in
+  update of the mailboxes it frees and the lease's agent_details) gives 028's due times
+  over a grid of inputs, and kiln_due_for of 300 mailboxes costs about what it did before 028 in
   backend CPU (029; with 028's SQL version: 68 ticks against 6, with 029's: 9 against 7).
 - test_a_lease_and_its_report_run_no_sql_function_per_send (032, issue 15's fourth pass):
   a lease of 500 slots and its report call kiln_now() (a SQL function with a FROM, never
