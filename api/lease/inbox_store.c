@@ -381,17 +381,20 @@ static const db_stmt Q_SESSIONS = {
 
 /* The missing sweep: sends after the watermark, in id order. judged: its time plus the
  * deadline has passed and it is final; missing: sent, not placed, to an inbox that is
- * watched (IMAP, inbox ok). */
+ * watched (IMAP, inbox ok, WATCHABLE's states: mail to a mailbox deleted since, or of a
+ * user disabled since, cannot be found and is not held against its sender). */
 static const db_stmt Q_SWEEP_LOAD = {
     "inbox_sweep_load",
     "WITH w AS (SELECT last_send_id FROM placement_sweep FOR UPDATE SKIP LOCKED) "
     "SELECT s.id, s.mailbox_id, coalesce(s.recipient_id, 0) AS recipient_id, "
     "(s.scheduled_at <= kiln_now() - make_interval(secs => $1) AND s.status <> 'leased') "
     "  AS judged, "
-    "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' AND NOT "
+    "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' "
+    "  AND rm.deleted_at IS NULL AND rm.state <> 'disabled' AND ru.state <> 'disabled' AND NOT "
     "  EXISTS (SELECT 1 FROM placements p WHERE p.mailbox_id = s.mailbox_id "
     "  AND p.send_id = s.id)) AS missing, rm.imap_host, "
     "rm.address FROM sends s LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "
+    "LEFT JOIN users ru ON ru.id = rm.user_id "
     /* A scalar bound, not a join: the day partitions below it are pruned and each is
      * read in id order from the bound (a join read every partition whole). */
     "WHERE s.id > (SELECT last_send_id FROM w) ORDER BY s.id LIMIT $2"};

@@ -44,9 +44,14 @@ static const db_stmt Q_REPORT_FENCE = {
  * or one the lease guard found free already) gets its next due time in the same row
  * version: kiln_due_for's computation (032) on the day counts as dd leaves them (the
  * snapshot's row plus agg: a CTE does not see another's writes) and inactive on an
- * authentication failure (mb). Until session 31 a second statement, kiln_refresh_due,
- * wrote every freed row again: one more non-HOT row version (due_at is indexed) per
- * mailbox per report, ~33 us of PostgreSQL per send at one million mailboxes.
+ * authentication failure (mb; its change of state then sets -infinity through 003's
+ * trigger, and the next pick moves it on: before, kiln_refresh_due wrote infinity after
+ * it). A due time at -infinity is kept: an edit's or a resume's trigger asked the
+ * next pick to look at the mailbox (003), maybe while this report ran, and the time
+ * computed here is of the mailbox as the statement's snapshot saw it (a pause, say).
+ * Until session 31 a second statement, kiln_refresh_due, wrote every freed row again:
+ * one more non-HOT row version (due_at is indexed) per mailbox per report, ~33 us of
+ * PostgreSQL per send at one million mailboxes.
  * kiln_now() in a scalar subquery: once per statement, not per row. A slot given back
  * (expired, cancelled) and then reported moves from that count to its reported status:
  * kiln_sends_total counts each slot once, by final status.
@@ -76,7 +81,8 @@ static const db_stmt Q_REPORT_FENCE = {
     "    THEN NULL ELSE ml.lease_id END, "                                                         \
     "  last_send_at = CASE WHEN x.last IS NULL THEN ml.last_send_at "                              \
     "    ELSE greatest(ml.last_send_at, x.last) END, "                                             \
-    "  due_at = CASE WHEN " REPORT_FREED_NOW " THEN kiln_due_at_reply(k.now, m.timezone, "         \
+    "  due_at = CASE WHEN ml.due_at = '-infinity' THEN ml.due_at "                                 \
+    "    WHEN " REPORT_FREED_NOW " THEN kiln_due_at_reply(k.now, m.timezone, "                     \
     "    m.window_start_hour, m.window_end_hour, kiln_mailbox_target(m, p, t.day), "               \
     "    CASE WHEN a.mailbox_id IS NULL THEN coalesce(d.sent, 0) + coalesce(d.in_flight, 0) "      \
     "      WHEN d.mailbox_id IS NULL THEN a.sent - a.leased "                                      \

@@ -675,18 +675,28 @@ def part_missing():
           "inboxes expecting mail poll high: %r (expecting %r)" % (classes, expected))
     check(all(c == "low" for r, c in classes.items() if r not in expected),
           "others poll low: %r" % classes)
+    # A recipient deleted before the deadline: its mail can no longer be found, and is
+    # not judged missing against its senders.
+    gone = [r for r in rcs if r != rc]
+    check(gone, "a recipient besides the found send's: %r" % rcs)
+    gone = gone[0]
+    expect(admin("DELETE", "/api/mailboxes/%d" % gone), 204, "delete a recipient")
     set_clock("2026-03-05T09:00:00Z")
     lease(a, "before the deadline", max_inboxes=10)
     check(psql("SELECT count(*) FROM placements WHERE placement = 'missing'") == ["0"],
           "nothing is missing before the deadline")
     set_clock("2026-03-05T10:30:00Z")
     lease(a, "after the deadline", max_inboxes=10)
-    n = len(sends) - 1
+    judged = [s for s in sends if s[0] != sid and s[2] != gone]
+    n = len(judged)
     check(psql("SELECT count(*) FROM placements WHERE placement = 'missing'") == [str(n)],
           "the %d sends not found are missing" % n)
+    check(psql("SELECT count(*) FROM placements WHERE recipient_id = %d" % gone) == ["0"],
+          "mail to the deleted recipient is not judged")
     check(psql("SELECT placement FROM placements WHERE send_id = %d" % sid) == ["inbox"],
           "the found send keeps its placement")
-    late = sends[1]
+    check(judged, "a send judged missing: %r" % sends)
+    late = judged[0]
     lid = lease(a, "l", max_inboxes=10)["inbox_lease"]["lease_id"]
     check(report(a, lid, [found(late[2], late[3], "Junk", "junk", 1, 3)]) == counts(1),
           "a late find is applied")

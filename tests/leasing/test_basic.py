@@ -288,27 +288,33 @@ ok("the database's notices do not reach kiln-api's log raw")
 # the same row version (session 31; before, kiln_refresh_due wrote the row again): the
 # due time kiln_due_for (032) computes from the day's counts after the report. After an
 # authentication failure the mailbox's change of state resets it to -infinity instead
-# (003's trigger mailboxes_due_reset: the next pick looks at it and moves it on), as
-# before. Each mailbox's slots: all sent; the first sent and the rest failed; an
-# authentication failure.
+# (003's trigger mailboxes_due_reset: the next pick looks at it and moves it on; before,
+# kiln_refresh_due then wrote infinity). A due time at -infinity (a trigger asked the
+# next pick to look, maybe while the report ran) is kept. Each mailbox's slots: all
+# sent; the first sent and the rest failed; an authentication failure; all sent after a
+# trigger's -infinity.
 set_clock(utc(2026, 3, 4, 18, 0, 0))
 x = lease(tok, max_mailboxes=100)
-got = [m for m in x["mailboxes"] if m["sends"]][:3]
-check(len(got) == 3, "three mailboxes with slots: %r" % x["mailboxes"])
+got = [m for m in x["mailboxes"] if m["sends"]][:4]
+check(len(got) == 4, "four mailboxes with slots: %r" % x["mailboxes"])
 ids = ",".join(str(m["id"]) for m in got)
 before = psql("SELECT kiln_iso(due_at) FROM mailbox_leasing WHERE mailbox_id IN (%s)" % ids)
 res = [sent(s["id"]) for s in got[0]["sends"]]
 res += [sent(got[1]["sends"][0]["id"])] + [sent(s["id"], "failed") for s in got[1]["sends"][1:]]
 res += [{"send_id": s["id"], "status": "auth", "smtp_code": 535, "detail": "535 5.7.8 no"}
         for s in got[2]["sends"]]
+res += [sent(s["id"]) for s in got[3]["sends"]]
+psql("UPDATE mailbox_leasing SET due_at = '-infinity' WHERE mailbox_id = %d" % got[3]["id"])
 r = report(tok, x["lease_id"], res)
 check(r["applied"] == len(res), "the report applied: %r" % r)
 rows = psql("""SELECT ml.mailbox_id, ml.lease_id IS NULL, ml.due_at = f.due_at,
                       ml.due_at = '-infinity', kiln_iso(ml.due_at), kiln_iso(f.due_at)
                FROM mailbox_leasing ml JOIN kiln_due_for(ARRAY[%s]::bigint[]) f USING (mailbox_id)
                ORDER BY array_position(ARRAY[%s]::bigint[], ml.mailbox_id)""" % (ids, ids))
-check([r.split("|")[1:4] for r in rows] == [["t", "t", "f"], ["t", "t", "f"], ["t", "f", "t"]],
-      "freed with kiln_due_for's due time (-infinity for the auth failure): %r (before: %r)"
+check([r.split("|")[1:4] for r in rows] == [["t", "t", "f"], ["t", "t", "f"], ["t", "f", "t"],
+                                             ["t", "f", "t"]],
+      "freed with kiln_due_for's due time (-infinity for the auth failure and where a "
+      "trigger set it): %r (before: %r)"
       % (rows, before))
 expect(call("POST", "/api/agent/release", {"lease_id": x["lease_id"]}, token=tok), 200, "")
 invariants()
