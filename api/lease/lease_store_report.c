@@ -43,12 +43,15 @@ static const db_stmt Q_REPORT_FENCE = {
  * (the row freed at 0) and the last send; a freed row (one this lease held and let go,
  * or one the lease guard found free already) gets its next due time in the same row
  * version: kiln_due_for's computation (032) on the day counts as dd leaves them (the
- * snapshot's row plus agg: a CTE does not see another's writes) and inactive on an
- * authentication failure (mb; its change of state then sets -infinity through 003's
- * trigger, and the next pick moves it on: before, kiln_refresh_due wrote infinity after
- * it). A due time at -infinity is kept: an edit's or a resume's trigger asked the
- * next pick to look at the mailbox (003), maybe while this report ran, and the time
- * computed here is of the mailbox as the statement's snapshot saw it (a pause, say).
+ * snapshot's row plus agg: a CTE does not see another's writes). A mailbox the snapshot
+ * saw inactive (paused, deleted, its user not active, or an authentication failure in
+ * this report) gets -infinity, not kiln_due_for's infinity: the next pick looks at it
+ * with the state as it is then and moves it on (Q_PUSH). The snapshot can be older than
+ * a resume that committed while the report ran, whose trigger (003) left the row alone
+ * when it was at -infinity already: infinity written here would keep the resumed mailbox
+ * out of the pool. (A due time at -infinity is not kept as such for an active one: a
+ * row picked at -infinity would stay first in the pick's order after each send, and such
+ * mailboxes took second sends while others waited, BENCH=scale.)
  * Until session 31 a second statement, kiln_refresh_due, wrote every freed row again:
  * one more non-HOT row version (due_at is indexed) per mailbox per report, ~33 us of
  * PostgreSQL per send at one million mailboxes.
@@ -85,18 +88,17 @@ static const db_stmt Q_REPORT_FENCE = {
     "    THEN NULL ELSE ml.lease_id END, "                                                         \
     "  last_send_at = CASE WHEN x.last IS NULL THEN ml.last_send_at "                              \
     "    ELSE greatest(ml.last_send_at, x.last) END, "                                             \
-    "  due_at = CASE WHEN ml.due_at = '-infinity' THEN ml.due_at "                                 \
-    "    WHEN " REPORT_FREED_NOW " THEN kiln_due_at_reply((SELECT kiln_now()), m.timezone, "       \
+    "  due_at = CASE WHEN NOT (" REPORT_FREED_NOW ") THEN ml.due_at "                              \
+    "    WHEN m.deleted_at IS NOT NULL OR m.state <> 'active' OR u.state <> 'active' OR x.auth "   \
+    "    THEN '-infinity' ELSE kiln_due_at_reply((SELECT kiln_now()), m.timezone, "                \
     "    m.window_start_hour, m.window_end_hour, kiln_mailbox_target(m, p, " REPORT_DAY "), "      \
     "    CASE WHEN a.mailbox_id IS NULL THEN coalesce(d.sent, 0) + coalesce(d.in_flight, 0) "      \
     "      WHEN d.mailbox_id IS NULL THEN a.sent - a.leased "                                      \
     "      ELSE d.sent + a.sent + greatest(d.in_flight - a.leased, 0) END, ml.next_at, "           \
     "    NOT coalesce((SELECT last_trigger_at FROM service) > "                                    \
     "      coalesce(ml.leased_at, '-infinity'), false), "                                          \
-    "    m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active' AND NOT x.auth, "      \
-    "    (SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "               \
-    "      AND pr.send_id IS NULL AND pr.due_at > (SELECT kiln_now()) - interval '3 days')) "      \
-    "    ELSE ml.due_at END "                                                                      \
+    "    true, (SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "         \
+    "      AND pr.send_id IS NULL AND pr.due_at > (SELECT kiln_now()) - interval '3 days')) END "  \
     "  FROM x JOIN mailboxes m ON m.id = x.mailbox_id JOIN users u ON u.id = m.user_id "           \
     "  JOIN plans p ON p.id = u.plan_id "                                                          \
     "  LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = " REPORT_DAY                    \

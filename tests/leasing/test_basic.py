@@ -289,10 +289,11 @@ ok("the database's notices do not reach kiln-api's log raw")
 # due time kiln_due_for (032) computes from the day's counts after the report. After an
 # authentication failure the mailbox's change of state resets it to -infinity instead
 # (003's trigger mailboxes_due_reset: the next pick looks at it and moves it on; before,
-# kiln_refresh_due then wrote infinity). A due time at -infinity (a trigger asked the
-# next pick to look, maybe while the report ran) is kept. Each mailbox's slots: all
-# sent; the first sent and the rest failed; an authentication failure; all sent after a
-# trigger's -infinity.
+# kiln_refresh_due then wrote infinity). A mailbox paused while its slots were out gets
+# -infinity too, not infinity: the report reads its state from a snapshot that a resume
+# committing meanwhile would not be in, and the next pick looks again. Each mailbox's
+# slots: all sent; the first sent and the rest failed; an authentication failure; all
+# sent, the mailbox paused before the report.
 set_clock(utc(2026, 3, 4, 18, 0, 0))
 x = lease(tok, max_mailboxes=100)
 got = [m for m in x["mailboxes"] if m["sends"]][:4]
@@ -304,7 +305,7 @@ res += [sent(got[1]["sends"][0]["id"])] + [sent(s["id"], "failed") for s in got[
 res += [{"send_id": s["id"], "status": "auth", "smtp_code": 535, "detail": "535 5.7.8 no"}
         for s in got[2]["sends"]]
 res += [sent(s["id"]) for s in got[3]["sends"]]
-psql("UPDATE mailbox_leasing SET due_at = '-infinity' WHERE mailbox_id = %d" % got[3]["id"])
+expect(admin("POST", "/api/mailboxes/%d/pause" % got[3]["id"]), 200, "pause")
 r = report(tok, x["lease_id"], res)
 check(r["applied"] == len(res), "the report applied: %r" % r)
 rows = psql("""SELECT ml.mailbox_id, ml.lease_id IS NULL, ml.due_at = f.due_at,
@@ -313,8 +314,8 @@ rows = psql("""SELECT ml.mailbox_id, ml.lease_id IS NULL, ml.due_at = f.due_at,
                ORDER BY array_position(ARRAY[%s]::bigint[], ml.mailbox_id)""" % (ids, ids))
 check([r.split("|")[1:4] for r in rows] == [["t", "t", "f"], ["t", "t", "f"], ["t", "f", "t"],
                                              ["t", "f", "t"]],
-      "freed with kiln_due_for's due time (-infinity for the auth failure and where a "
-      "trigger set it): %r (before: %r)"
+      "freed with kiln_due_for's due time (-infinity for the auth failure and the "
+      "paused one): %r (before: %r)"
       % (rows, before))
 expect(call("POST", "/api/agent/release", {"lease_id": x["lease_id"]}, token=tok), 200, "")
 invariants()
