@@ -63,10 +63,6 @@ static const db_stmt Q_REPORT_FENCE = {
  * report (session 29). */
 #define REPORT_FREED_NOW                                                                           \
     "x.n > 0 AND (ml.lease_id IS NULL OR (ml.lease_id = $1::uuid AND ml.pending - x.n <= 0))"
-/* The mailbox's local day now; now, the service row: scalar subqueries, evaluated once
- * per statement and not joins (the planner searched a join order over ten relations for
- * each report, planned per call: 4.5 us of planning per send at one million mailboxes). */
-#define REPORT_DAY "((SELECT kiln_now()) AT TIME ZONE m.timezone)::date "
 #define REPORT_ACCOUNT                                                                             \
     "agg AS (SELECT mailbox_id, day, count(*) FILTER (WHERE status IN ('sent', 'unknown'))::int "  \
     "  AS sent, count(*) FILTER (WHERE status IN ('failed', 'auth', 'tls'))::int AS failed, "      \
@@ -90,19 +86,20 @@ static const db_stmt Q_REPORT_FENCE = {
     "    ELSE greatest(ml.last_send_at, x.last) END, "                                             \
     "  due_at = CASE WHEN NOT (" REPORT_FREED_NOW ") THEN ml.due_at "                              \
     "    WHEN m.deleted_at IS NOT NULL OR m.state <> 'active' OR u.state <> 'active' OR x.auth "   \
-    "    THEN '-infinity' ELSE kiln_due_at_reply((SELECT kiln_now()), m.timezone, "                \
-    "    m.window_start_hour, m.window_end_hour, kiln_mailbox_target(m, p, " REPORT_DAY "), "      \
+    "    THEN '-infinity' ELSE kiln_due_at_reply(k.now, m.timezone, "                              \
+    "    m.window_start_hour, m.window_end_hour, kiln_mailbox_target(m, p, t.day), "               \
     "    CASE WHEN a.mailbox_id IS NULL THEN coalesce(d.sent, 0) + coalesce(d.in_flight, 0) "      \
     "      WHEN d.mailbox_id IS NULL THEN a.sent - a.leased "                                      \
     "      ELSE d.sent + a.sent + greatest(d.in_flight - a.leased, 0) END, ml.next_at, "           \
-    "    NOT coalesce((SELECT last_trigger_at FROM service) > "                                    \
-    "      coalesce(ml.leased_at, '-infinity'), false), "                                          \
+    "    NOT coalesce(sv.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false), "          \
     "    true, (SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "         \
-    "      AND pr.send_id IS NULL AND pr.due_at > (SELECT kiln_now()) - interval '3 days')) END "  \
+    "      AND pr.send_id IS NULL AND pr.due_at > k.now - interval '3 days')) END "                \
     "  FROM x JOIN mailboxes m ON m.id = x.mailbox_id JOIN users u ON u.id = m.user_id "           \
-    "  JOIN plans p ON p.id = u.plan_id "                                                          \
-    "  LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = " REPORT_DAY                    \
-    "  LEFT JOIN agg a ON a.mailbox_id = m.id AND a.day = " REPORT_DAY                             \
+    "  JOIN plans p ON p.id = u.plan_id CROSS JOIN service sv "                                    \
+    "  CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "                                          \
+    "  CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) t "                \
+    "  LEFT JOIN mailbox_days d ON d.mailbox_id = m.id AND d.day = t.day "                         \
+    "  LEFT JOIN agg a ON a.mailbox_id = m.id AND a.day = t.day "                                  \
     "  WHERE ml.mailbox_id = x.mailbox_id "                                                        \
     "  AND ((x.n > 0 AND ml.lease_id = $1::uuid) OR x.last IS NOT NULL)), "                        \
     "mb AS (UPDATE mailboxes m SET "                                                               \
