@@ -253,12 +253,22 @@ def part_plan_cap():
 # ---- item 14: kiln_sends_total counts each slot once ---------------------------------
 
 def sends_total():
-    j = expect(admin("GET", "/api/warmup/metrics"), 200, "json metrics")["sends_total"]
-    text = expect_text(admin("GET", "/metrics"))
-    for st, v in j.items():
-        p = prometheus_sample(text, 'kiln_sends_total{status="%s"}' % st)
-        check(p == v, "prometheus %s %r vs json %r" % (st, p, v))
-    return j
+    """The JSON counters, checked equal to /metrics' at one moment. The expiry sweep
+    runs on its own thread, so a reading counts only when the JSON is the same before
+    and after the scrape (CI once caught the sweep between the two requests)."""
+    def json_totals():
+        return expect(admin("GET", "/api/warmup/metrics"), 200, "json metrics")["sends_total"]
+    for _ in range(20):
+        j = json_totals()
+        text = expect_text(admin("GET", "/metrics"))
+        if json_totals() != j:
+            time.sleep(0.05)
+            continue
+        for st, v in j.items():
+            p = prometheus_sample(text, 'kiln_sends_total{status="%s"}' % st)
+            check(p == v, "prometheus %s %r vs json %r" % (st, p, v))
+        return j
+    check(False, "the send counters kept moving through 20 readings")
 
 
 def expect_text(r):
