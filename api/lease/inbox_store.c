@@ -2,6 +2,7 @@
  * and placement"; tables: sql/migrations/011_inbox.sql. */
 #include "inbox_store.h"
 
+#include "mailbox_states.h"
 #include "pgarr.h"
 #include "rand.h"
 
@@ -10,15 +11,10 @@
 
 #define SWEEP_BATCH "100"
 
-/* An inbox an agent may watch: IMAP access, the mailbox not deleted and neither it nor
- * its user disabled, the inbox not in error (a refused login waits for the access to
- * change). A paused mailbox (or one in error, or of a paused user) stops sending and
- * receiving warmup mail, but its inbox stays watched: mail sent to it before the pause is
- * still found, rescued and filed, and its senders' placements are not judged missing
- * (docs/design.md "Who watches what"). */
-#define WATCHED_STATES(m, u)                                                                       \
-    m ".deleted_at IS NULL AND " m ".state <> 'disabled' AND " u ".state <> 'disabled' "
-#define WATCHABLE "m.imap_host IS NOT NULL AND " WATCHED_STATES("m", "u") "AND m.inbox <> 'error' "
+/* An inbox an agent may watch: IMAP access, WATCHED_STATES (mailbox_states.h: a paused
+ * mailbox's inbox stays watched), the inbox not in error (a refused login waits for the
+ * access to change). */
+#define WATCHABLE "m.imap_host IS NOT NULL AND " WATCHED_STATES " AND m.inbox <> 'error' "
 
 static const db_stmt Q_BEGIN_SWEEP = {"inbox_sweep", "SELECT kiln_sweep_expired(" SWEEP_BATCH ")"};
 static const db_stmt Q_WANTED = {
@@ -383,7 +379,7 @@ static const db_stmt Q_SESSIONS = {
  * deadline has passed and it is final; missing: sent, not placed, to an inbox that is
  * watched (IMAP, inbox ok, WATCHABLE's states: mail to a mailbox deleted since, or of a
  * user disabled since, cannot be found and is not held against its sender). */
-#define SWEEP_RECIPIENT_WATCHED WATCHED_STATES("rm", "ru")
+#define SWEEP_RECIPIENT_WATCHED WATCHED_STATES_OF("rm", "ru")
 static const db_stmt Q_SWEEP_LOAD = {
     "inbox_sweep_load",
     "WITH w AS (SELECT last_send_id FROM placement_sweep FOR UPDATE SKIP LOCKED) "
@@ -391,7 +387,7 @@ static const db_stmt Q_SWEEP_LOAD = {
     "(s.scheduled_at <= kiln_now() - make_interval(secs => $1) AND s.status <> 'leased') "
     "  AS judged, "
     "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' "
-    "  AND " SWEEP_RECIPIENT_WATCHED "AND NOT "
+    "  AND " SWEEP_RECIPIENT_WATCHED " AND NOT "
     "  EXISTS (SELECT 1 FROM placements p WHERE p.mailbox_id = s.mailbox_id "
     "  AND p.send_id = s.id)) AS missing, rm.imap_host, "
     "rm.address FROM sends s LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "

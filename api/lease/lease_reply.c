@@ -3,6 +3,7 @@
 #include "lease_reply.h"
 
 #include "i64map.h"
+#include "mailbox_states.h"
 #include "pgarr.h"
 
 #include <pthread.h>
@@ -54,8 +55,7 @@ static const db_stmt Q_RECIPIENTS = {
     "SELECT m.id, m.user_id, m.pool_id, lower(split_part(m.address, '@', 2)) AS domain, "
     "m.address, m.display_name, (kiln_now() AT TIME ZONE m.timezone)::date::text AS day "
     "FROM mailboxes m JOIN users u ON u.id = m.user_id "
-    "WHERE m.id = ANY ($1::bigint[]) AND m.state = 'active' AND m.deleted_at IS NULL "
-    "AND u.state = 'active'"};
+    "WHERE m.id = ANY ($1::bigint[]) AND " SENDING_STATES};
 
 static const db_stmt Q_ENGAGE_INPUTS = {
     "reply_engage_inputs", "SELECT * FROM kiln_engage_inputs($1::bigint[], to_timestamp($2))"};

@@ -5,6 +5,7 @@
 #include "lease_pairing.h"
 #include "lease_reply.h"
 #include "log.h"
+#include "mailbox_states.h"
 #include "pgarr.h"
 #include "rand.h"
 #include "stats.h"
@@ -65,7 +66,7 @@ static const db_stmt Q_DETAILS = {
     "  '-infinity'), false) AS triggered) tr "
     "CROSS JOIN LATERAL (SELECT tr.triggered, kiln_due_at_reply(k.now, m.timezone, "
     "  m.window_start_hour, m.window_end_hour, g.target, g.done, ml.next_at, NOT tr.triggered, "
-    "  m.deleted_at IS NULL AND m.state = 'active' AND u.state = 'active', "
+    "  " SENDING_STATES ", "
     "  (SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "
     "  AND pr.send_id IS NULL AND pr.due_at > k.now - interval '3 days')) AS due) e "
     "WHERE ml.mailbox_id = ANY ($1::bigint[]) AND ml.lease_id IS NULL "
@@ -140,7 +141,7 @@ static const db_stmt Q_PAIRS = {
     "FROM mailboxes m JOIN users u ON u.id = m.user_id "                                           \
     "CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "                                            \
     "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
-    "WHERE m.state = 'active' AND m.deleted_at IS NULL AND u.state = 'active' "                    \
+    "WHERE " SENDING_STATES " "                                                                    \
     "AND (NOT $2::bool OR m.inbox = 'ok') "                                                        \
     "AND m.pool_id = ANY ((SELECT array_agg(DISTINCT pool_id) FROM mailboxes "                     \
     "WHERE id = ANY ($3::bigint[]))::int[]) "
@@ -267,8 +268,8 @@ static const db_stmt Q_TO_CANCEL = {
     "SELECT s.id FROM unnest(kiln_lease_slots(ARRAY[$1::uuid])) AS x (id) "
     "JOIN sends s ON s.id = x.id JOIN mailboxes m ON m.id = s.mailbox_id "
     "JOIN users u ON u.id = m.user_id CROSS JOIN service sv "
-    "WHERE s.status = 'leased' AND (sv.state <> 'running' "
-    "OR m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active') ORDER BY s.id"};
+    "WHERE s.status = 'leased' AND (sv.state <> 'running' OR NOT " SENDING_STATES ") "
+    "ORDER BY s.id"};
 /* The same while the service runs, in two steps: only a mailbox or user no longer active
  * cancels, so first the mailboxes the lease holds (mailbox_leasing_lease_idx) that are
  * not (usually none: the slots are not read at all), then their slots of this lease. A
@@ -284,7 +285,7 @@ static const db_stmt Q_HELD_INACTIVE = {
     "SELECT coalesce(array_agg(ml.mailbox_id), '{}') FROM mailbox_leasing ml "
     "JOIN mailboxes m ON m.id = ml.mailbox_id JOIN users u ON u.id = m.user_id "
     "WHERE ml.lease_id = $1::uuid "
-    "AND (m.state <> 'active' OR m.deleted_at IS NOT NULL OR u.state <> 'active')"};
+    "AND NOT " SENDING_STATES};
 static const db_stmt Q_HELD_SLOTS = {
     "agent_held_slots",
     "SELECT s.id FROM leases l JOIN sends s ON s.mailbox_id = ANY ($2::bigint[]) "

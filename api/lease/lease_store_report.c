@@ -3,6 +3,7 @@
  * "Report"; why the apply has two forms: docs/design.md "Reports without row locks". */
 #include "lease_store.h"
 
+#include "mailbox_states.h"
 #include "rand.h"
 
 #include <string.h>
@@ -85,7 +86,7 @@ static const db_stmt Q_REPORT_FENCE = {
     "  last_send_at = CASE WHEN x.last IS NULL THEN ml.last_send_at "                              \
     "    ELSE greatest(ml.last_send_at, x.last) END, "                                             \
     "  due_at = CASE WHEN NOT (" REPORT_FREED_NOW ") THEN ml.due_at "                              \
-    "    WHEN m.deleted_at IS NOT NULL OR m.state <> 'active' OR u.state <> 'active' OR x.auth "   \
+    "    WHEN NOT " SENDING_STATES " OR x.auth "                                                   \
     "    THEN '-infinity' ELSE kiln_due_at_reply(k.now, m.timezone, "                              \
     "    m.window_start_hour, m.window_end_hour, kiln_mailbox_target(m, p, t.day), "               \
     "    CASE WHEN a.mailbox_id IS NULL THEN coalesce(d.sent, 0) + coalesce(d.in_flight, 0) "      \
