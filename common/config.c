@@ -40,6 +40,16 @@ bool parse_int(const char *s, size_t n, int64_t min, int64_t max, int64_t *out)
     return true;
 }
 
+bool parse_digits(const char *s, size_t n, int64_t min, int64_t max, int64_t *out)
+{
+    return n > 0 && s[0] >= '0' && s[0] <= '9' && parse_int(s, n, min, max, out);
+}
+
+bool parse_canonical(const char *s, size_t n, int64_t min, int64_t max, int64_t *out)
+{
+    return !(n > 1 && s[0] == '0') && parse_digits(s, n, min, max, out);
+}
+
 int config_int(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out, char *err,
                size_t errlen)
 {

@@ -310,13 +310,13 @@ bool v_page(http_req *rq, http_resp *rs, int64_t def, int64_t max, int64_t *limi
     const char *l = http_query(rq, "limit"), *c = http_query(rq, "cursor");
     *limit = def;
     *cursor = 0;
-    if (l && !parse_int(l, strlen(l), 1, max, limit)) {
+    if (l && !parse_canonical(l, strlen(l), 1, max, limit)) {
         char msg[96];
         snprintf(msg, sizeof msg, "limit must be an integer from 1 to %lld", (long long)max);
         http_error(rs, 400, "invalid_query", msg, "limit");
         return false;
     }
-    if (c && *c && !parse_int(c, strlen(c), 0, INT64_MAX, cursor)) {
+    if (c && *c && !parse_canonical(c, strlen(c), 0, INT64_MAX, cursor)) {
         http_error(rs, 400, "invalid_query", "cursor must be a value from next_cursor", "cursor");
         return false;
     }
@@ -326,7 +326,7 @@ bool v_page(http_req *rq, http_resp *rs, int64_t def, int64_t max, int64_t *limi
 bool v_path_id(http_req *rq, http_resp *rs, int idx, int64_t *id)
 {
     const char *s = idx < rq->nparams ? rq->params[idx] : NULL;
-    if (!s || !parse_int(s, strlen(s), 1, INT64_MAX, id)) {
+    if (!s || !parse_canonical(s, strlen(s), 1, INT64_MAX, id)) {
         http_error(rs, 404, "not_found", "no such resource", NULL);
         return false;
     }

@@ -226,8 +226,8 @@ typedef struct mailbox_input {
 static bool valid_date(const char *s)
 {
     int64_t y, m, d;
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-' || !parse_int(s, 4, 2000, 2100, &y) ||
-        !parse_int(s + 5, 2, 1, 12, &m) || !parse_int(s + 8, 2, 1, 31, &d))
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-' || !parse_digits(s, 4, 2000, 2100, &y) ||
+        !parse_digits(s + 5, 2, 1, 12, &m) || !parse_digits(s + 8, 2, 1, 31, &d))
         return false;
     static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -523,7 +523,7 @@ void h_mailboxes_list(http_req *rq, http_resp *rs)
     if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
         return;
     const char *u = http_query(rq, "user_id"), *state = http_query(rq, "state");
-    if (u && !parse_int(u, strlen(u), 1, INT64_MAX, &user)) {
+    if (u && !parse_canonical(u, strlen(u), 1, INT64_MAX, &user)) {
         http_error(rs, 400, "invalid_query", "user_id must be a positive integer", "user_id");
         return;
     }

@@ -65,7 +65,7 @@ static bool user_filter(http_req *rq, http_resp *rs, int64_t *user)
 {
     const char *u = http_query(rq, "user_id");
     *user = 0;
-    if (u && !parse_int(u, strlen(u), 1, INT64_MAX, user)) {
+    if (u && !parse_canonical(u, strlen(u), 1, INT64_MAX, user)) {
         http_error(rs, 400, "invalid_query", "user_id must be a positive integer", "user_id");
         return false;
     }
@@ -127,7 +127,7 @@ void h_warmup_mailbox(http_req *rq, http_resp *rs)
         return;
     }
     int64_t id;
-    if (!parse_int(ids, strlen(ids), 1, INT64_MAX, &id)) {
+    if (!parse_canonical(ids, strlen(ids), 1, INT64_MAX, &id)) {
         http_error(rs, 400, "invalid_query", "id must be a positive integer", "id");
         return;
     }

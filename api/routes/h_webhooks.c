@@ -240,7 +240,7 @@ void h_webhooks_list(http_req *rq, http_resp *rs)
     if (!v_page(rq, rs, 100, 1000, &limit, &cursor))
         return;
     const char *u = http_query(rq, "user_id");
-    if (u && !parse_int(u, strlen(u), 1, INT64_MAX, &user)) {
+    if (u && !parse_canonical(u, strlen(u), 1, INT64_MAX, &user)) {
         http_error(rs, 400, "invalid_query", "user_id must be a positive integer", "user_id");
         return;
     }

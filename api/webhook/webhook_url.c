@@ -67,8 +67,8 @@ const char *webhook_url_problem(const char *url, bool allow_http)
     if (colon) {
         int64_t port;
         size_t plen = auth_len - host_len - 1;
-        if (!parse_int(colon + 1, plen, 1, 65535, &port))
-            return "'url' has a port that is not 1 to 65535";
+        if (!parse_canonical(colon + 1, plen, 1, 65535, &port))
+            return "'url' has a port that is not 1 to 65535 (digits only, no leading zero)";
     }
     char host[256];
     const char *why = check_host(auth, host_len, host, sizeof host);

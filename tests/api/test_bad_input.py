@@ -72,6 +72,11 @@ bad("POST", P, 400, variant(daily_target=10 ** 12), field="daily_target")
 bad("POST", P, 400, variant(display_name="a\u0001b"), field="display_name")
 bad("POST", P, 400, variant(warmup_start="2026-13-45"), field="warmup_start")
 bad("POST", P, 400, variant(warmup_start="2026-02-29"), field="warmup_start")
+# Signs inside the date reached PostgreSQL's ::date, whose refusal named no field.
+for d in ("2026-+1-01", "2026-01-+1", "+026-01-01", "2026--1-01", "2026-1 -01"):
+    bad("POST", P, 400, variant(warmup_start=d), field="warmup_start", code="invalid_field")
+    bad("PATCH", "%s/%d" % (P, mb["id"]), 400, {"warmup_start": d}, field="warmup_start",
+        code="invalid_field")
 bad("POST", P, 400, variant(surprise=1, user_id="x"), field="surprise", code="unknown_field")
 bad("POST", P, 422, variant(user_id=424242), field="user_id", code="invalid_reference")
 bad("POST", "/api/plans", 400, {"name": "x", "ramp_start": 1, "ramp_step": 1}, field="daily_max")
@@ -101,6 +106,15 @@ bad("GET", "/api/warmup/metrics?format=xml", 400, field="format")
 bad("GET", "/api/mailboxes/abc", 404, code="not_found")
 bad("GET", "/api/mailboxes/99999999999999999999999", 404, code="not_found")
 bad("GET", "/api/mailboxes/-1", 404, code="not_found")
+# An id has one spelling (api/openapi.yaml, parameter Id): "+1" and "01" answered as id 1.
+for spelled in ("%2B1", "01", "0%d" % mb["id"], "%%2B%d" % mb["id"]):
+    bad("GET", "/api/mailboxes/" + spelled, 404, code="not_found")
+    bad("GET", "/api/plans/" + spelled, 404, code="not_found")
+bad("GET", "/api/mailboxes?limit=%2B5", 400, field="limit")
+bad("GET", "/api/mailboxes?limit=05", 400, field="limit")
+bad("GET", "/api/mailboxes?user_id=0%d" % user["id"], 400, field="user_id")
+bad("GET", "/api/warmup/mailbox?id=%2B1", 400, field="id")
+check(admin("GET", "/api/mailboxes/%d" % mb["id"]).status == 200, "the id's own spelling answers")
 bad("GET", "/api/nope", 404, code="not_found")
 bad("GET", "/", 404, code="not_found")
 bad("PUT", "/api/mailboxes", 405, code="method_not_allowed")

@@ -520,6 +520,8 @@ def part_webhooks():
            "https://evil.test:0/h", "https://evil.test:65536/h",
            "https://evil.test:99999999999999999999/h", "https://evil.test:-1/h",
            "https://evil.test:18446744073709552059/h",  # 2^64 + 443
+           # libcurl refuses a signed port: taken, every delivery would fail
+           "http://127.0.0.1:+80/h", "https://evil.test:+443/h", "https://evil.test:0443/h",
            "https://[::1/h", "https://[]/h", "https://[evil.test]/h", "https://evil .test/h",
            "https://evil.test/\x7f", "https://\u00e9vil.test/h", "gopher://evil.test/h",
            "file:///etc/passwd", "https:///h", "https://", "https://" + "a" * 2050 + ".test/",

@@ -174,6 +174,31 @@ static void test_parse_int_is_strict(void **state)
     assert_int_equal(v, 42);
 }
 
+/* What names something has one spelling: "+80" as a port passed kiln's check and libcurl
+ * then refused the URL at every delivery; "01" and "+1" answered as plan 1. */
+static void test_parse_digits_and_canonical(void **state)
+{
+    (void)state;
+    int64_t v = -1;
+    assert_true(parse_digits("01", 2, 1, 12, &v));
+    assert_int_equal(v, 1);
+    assert_false(parse_digits("+1", 2, 1, 12, &v));
+    assert_false(parse_digits("-1", 2, -12, 12, &v));
+    assert_false(parse_digits(" 1", 2, 1, 12, &v));
+    assert_false(parse_digits("", 0, 0, 12, &v));
+    assert_true(parse_canonical("443", 3, 1, 65535, &v));
+    assert_int_equal(v, 443);
+    assert_true(parse_canonical("0", 1, 0, 10, &v));
+    assert_int_equal(v, 0);
+    assert_false(parse_canonical("0443", 4, 1, 65535, &v));
+    assert_false(parse_canonical("+80", 3, 1, 65535, &v));
+    assert_false(parse_canonical("00", 2, 0, 10, &v));
+    assert_false(parse_canonical("", 0, 0, 10, &v));
+    assert_false(parse_canonical("65536", 5, 1, 65535, &v));
+    assert_true(parse_canonical("9223372036854775807", 19, 1, INT64_MAX, &v));
+    assert_true(v == INT64_MAX);
+}
+
 static void test_token_bucket_limits_rate(void **state)
 {
     (void)state;
@@ -212,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_secret_seal_roundtrip_and_tamper_detection),
         cmocka_unit_test(test_secret_key_load_rejects_short_key),
         cmocka_unit_test(test_parse_int_is_strict),
+        cmocka_unit_test(test_parse_digits_and_canonical),
         cmocka_unit_test(test_token_bucket_limits_rate),
         cmocka_unit_test(test_random_range_stays_in_bounds),
     };
