@@ -54,9 +54,10 @@ want = {i * 1000 for i in range(1, 301)} | {900000, 900001, 900002}
 assert ids == want, want ^ ids
 PYEOF
 
-# metrics: a slot due in 2 s keeps the agent alive while we scrape it
+# metrics: a slot due in 6 s keeps the agent alive while we scrape it (two Python
+# start-ups on a loaded box took most of 2 s)
 MPORT=$(free_port)
-make_jobs "$WORK/later.json" "1:127.0.0.1:$PORT:plain:-:-:-:1:2"
+make_jobs "$WORK/later.json" "1:127.0.0.1:$PORT:plain:-:-:-:1:6"
 timeout 30 "$AGENT" send --file "$WORK/later.json" --metrics-port "$MPORT" >"$WORK/res2" 2>&1 &
 APID=$!
 PIDS+=($APID)

@@ -55,8 +55,10 @@ PYEOF
 }
 wait_idle "after the first login"
 t=$(deliver_and_time "$(kiln_id 41)")
-$PY -c "import sys; sys.exit(0 if float('$t') <= 1.0 else 1)" ||
-    fail "IDLE: the message was reported after $t s (expected within 1 s)"
+# IDLE answers in milliseconds; the bound leaves room for a loaded box (ASan, STARTTLS)
+# and is still far below any poll interval.
+$PY -c "import sys; sys.exit(0 if float('$t') <= 2.5 else 1)" ||
+    fail "IDLE: the message was reported after $t s (expected within 2.5 s)"
 echo "IDLE: found $t s after delivery"
 polls=$(metric kiln_agent_inbox_polls_total)
 [ "$(metric 'kiln_agent_inbox_idle_wakes_total')" -ge 1 ] || fail "no IDLE wake counted"
@@ -71,7 +73,7 @@ done
     fail "no reconnect after the restart: $(tail -5 err.log)"
 wait_idle "after Dovecot's restart"
 t=$(deliver_and_time "$(kiln_id 42)")
-$PY -c "import sys; sys.exit(0 if float('$t') <= 1.0 else 1)" ||
+$PY -c "import sys; sys.exit(0 if float('$t') <= 2.5 else 1)" ||
     fail "after the restart the message was reported after $t s"
 [ "$(metric 'kiln_agent_inbox_found_total{role="inbox"}')" = 2 ] || fail "found_total: $(metric 'kiln_agent_inbox_found_total{role="inbox"}')"
 [ "$(metric 'kiln_agent_inbox_server_breaker{server="localhost",state="closed"}')" = 1 ] ||
@@ -84,6 +86,11 @@ kill -TERM $AG
 rc=0
 wait $AG || rc=$?
 [ "$rc" = 143 ] || fail "SIGTERM: exit $rc, expected 143 ($(tail -3 err.log))"
+# Dovecot's log process writes a moment after the session ends.
+for _ in $(seq 1 50); do
+    grep -qE "imap\(anna@acme.test\).*Logged out" "$D/dovecot.log" && break
+    sleep 0.1
+done
 n_out=$(grep -cE "imap\(anna@acme.test\).*Logged out" "$D/dovecot.log" || true)
 [ "$n_out" -ge 1 ] || fail "the IDLE session did not log out at SIGTERM: $(tail -5 "$D/dovecot.log")"
 echo "PASS imap_idle"

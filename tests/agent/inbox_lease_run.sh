@@ -85,6 +85,10 @@ done
 [ "$(metric 'kiln_agent_inbox_sessions{state="done"}')" = 1 ] &&
     [ "$(metric kiln_agent_inbox_idle_sessions)" = 0 ] ||
     fail "inbox 21 still watched after inboxes_dropped: $(tail -3 agent.log)"
+for _ in $(seq 1 50); do # Dovecot's log process writes a moment after the session ends
+    grep -qE "imap\(anna@acme.test\).*Logged out" "$D/dovecot.log" && break
+    sleep 0.1
+done
 grep -qE "imap\(anna@acme.test\).*Logged out" "$D/dovecot.log" ||
     fail "the dropped inbox's IDLE session did not log out"
 sync_ir

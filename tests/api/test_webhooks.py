@@ -238,7 +238,11 @@ def part_retry():
         # equal jitter: the n-th retry waits within [base*2^(n-1)/2, base*2^(n-1)]
         check(gap1 >= base / 2 - 0.05 and gap2 >= base - 0.05,
               "backoff grows: waited %.2f s then %.2f s (base %.2f s)" % (gap1, gap2, base))
-        row = deliveries(wh["id"], tok)["items"][0]
+        # The receiver logs an attempt before it answers, and kiln-api records the answer
+        # (the row and its counters, one statement) after: wait for that record.
+        row = wait_for(lambda: [r for r in deliveries(wh["id"], tok)["items"]
+                                if r["status"] == "delivered"], "the 3rd attempt recorded",
+                       timeout=20)[0]
         check(row["status"] == "delivered" and row["attempts"] == 3 and row["last_code"] == 200,
               "delivered on the 3rd attempt: %r" % row)
         check(metric('kiln_webhook_deliveries_total{status="retrying"}') == 2 and

@@ -71,7 +71,7 @@ for u in users:
 tokens = [make_agent("proc-agent-%d" % i) for i in range(AGENTS)]
 
 lock = threading.Lock()
-stats = {"requests": 0, "first_failures": 0, "final_failures": [], "leases": 0,
+stats = {"requests": 0, "busy": 0, "first_failures": 0, "final_failures": [], "leases": 0,
          "first_failed": {"/api/agent/lease": 0, "/api/agent/report": 0}}
 handed = {}     # send id -> lease id, for every send a lease answer handed out
 reported = set()
@@ -79,12 +79,26 @@ errors = []
 stop = threading.Event()
 
 
+def is_busy(r):
+    """503 "busy": kiln-api retried its transaction against concurrent work and asks the
+    caller to send it again (kiln-agent does). Not a lost process: not a failure here."""
+    return r.status == 503 and r.json and (r.json.get("error") or {}).get("code") == "busy"
+
+
 def once_retried(path, body, token):
-    """One agent request: retried once after a non-2xx answer or a broken connection."""
+    """One agent request: retried once after a non-2xx answer or a broken connection (and
+    up to 5 times more while the answer is "busy")."""
     last = None
     for attempt in (1, 2):
         try:
             r = call("POST", path, body, token=token, timeout=30)
+            for _ in range(5):
+                if not is_busy(r):
+                    break
+                with lock:
+                    stats["busy"] += 1
+                time.sleep(0.2)
+                r = call("POST", path, body, token=token, timeout=30)
             last = r
             if 200 <= r.status < 300:
                 return r
@@ -164,9 +178,9 @@ check(stats["first_failed"]["/api/agent/report"] == 0,
       "%d reports failed at their first attempt: nginx should have replayed them on another "
       "process (fastcgi_next_upstream non_idempotent)" % stats["first_failed"]["/api/agent/report"])
 ok("%d agent requests, %d leases, %d sends over %.0f s; kiln-api pid %d killed with SIGKILL at "
-   "%.0f s; first attempts failed: %d leases, 0 reports; none after one retry"
-   % (stats["requests"], stats["leases"], len(handed), time.time() - t0, killed, KILL_AT_S,
-      stats["first_failed"]["/api/agent/lease"]))
+   "%.0f s; first attempts failed: %d leases, 0 reports; none after one retry; %d busy answers "
+   "sent again" % (stats["requests"], stats["leases"], len(handed), time.time() - t0, killed,
+                   KILL_AT_S, stats["first_failed"]["/api/agent/lease"], stats["busy"]))
 
 # Every send handed out was reported, and each is `sent` once: the database's sent rows
 # are exactly the reported ones (a lease whose answer was lost with the killed process

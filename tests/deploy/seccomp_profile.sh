@@ -26,7 +26,7 @@ start_sink "$PORT"
 specs=()
 for i in $(seq 1 40); do specs+=("$i:127.0.0.1:$PORT:plain:-:-:-:2"); done
 specs+=("900:localhost:$PORT:plain:-:-:-:3")     # through the resolver
-specs+=("901:127.0.0.1:$PORT:plain:-:-:-:1:2")   # due in 2 s: time to scrape the metrics
+specs+=("901:127.0.0.1:$PORT:plain:-:-:-:1:6")   # due in 6 s: time to scrape the metrics
 make_jobs "$WORK/jobs.json" "${specs[@]}"
 MPORT=$(free_port)
 under_profile -- "$AGENT" send --file "$WORK/jobs.json" --threads 2 --concurrency 20 \

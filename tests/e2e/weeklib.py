@@ -287,8 +287,15 @@ class Week:
 
     # --- the checks -----------------------------------------------------------------
     def check_all(self):
+        # Caught up: no sender marked or queued for judging (placements queue theirs in
+        # health_queue, 023), and no quarantine that has ended still waiting for its
+        # fresh judgment.
         self.wait("the health judge caught up",
-                  lambda: psql("SELECT count(*) FROM mailbox_health WHERE dirty") == ["0"], 60)
+                  lambda: psql("""SELECT (SELECT count(*) FROM mailbox_health WHERE dirty)
+                      + (SELECT count(*) FROM health_queue)
+                      + (SELECT count(*) FROM mailbox_health h JOIN mailboxes m
+                         ON m.id = h.mailbox_id WHERE h.band = 'quarantine'
+                         AND m.quarantine_until <= kiln_now())""") == ["0"], 60)
         dl = self.deliveries()
         held = self.holdings()
         ok("truth read: %d LMTP deliveries in Dovecot's log, %d messages held over IMAP "
@@ -481,14 +488,17 @@ class Week:
                          names[lo] if lo == hi else names[lo] + ".." + names[hi]))
             tally.setdefault(band, []).append(junk / n if n else 0.0)
             if addr == self.worst:
-                check((band == "quarantine" and ever == "t") or band == "pause",
-                      "the worst sender %s (%d junk of %d) is %s, not quarantined"
+                # Quarantined at some point (quarantine_from is never cleared): once its
+                # quarantine ends it is judged afresh on its window, and ~40 % junk over a
+                # short window can read under the threshold (watch) about once in 50 runs.
+                check(ever == "t" or band == "pause",
+                      "the worst sender %s (%d junk of %d) is %s, never quarantined"
                       % (addr, junk, n, band))
         ok("every band matches its sender's junk share; the worst sender %s (%d of %d junk) "
-           "is quarantined or paused; bands %s" % (self.worst, per[self.worst][0],
+           "was quarantined or paused; bands %s" % (self.worst, per[self.worst][0],
                                                    per[self.worst][1],
                                          ", ".join("%s %d (mean junk %.2f)" % (b, len(v), sum(v) / len(v))
                                                    for b, v in sorted(tally.items()))))
         check(self.bands[0].get("quarantine") is None
-              and (self.bands[-1].get("quarantine") or self.bands[-1].get("pause")),
+              and any(b.get("quarantine") or b.get("pause") for b in self.bands[1:]),
               "the bands did not move over the week: %r" % self.bands)
