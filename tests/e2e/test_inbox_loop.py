@@ -22,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2elib import Agent, Triggerer, need_mail_stack, admin, check, control, expect, free_port, make_plan, make_user, psql  # noqa: E402
+from kiln_test import set_clock  # noqa: E402
 
 SRC = os.environ.get("KILN_SOURCE_DIR", ".")
 T0 = time.monotonic()
@@ -97,6 +98,9 @@ def holdings():
 control("stop")
 # The engagement plan made prompt and certain for a test: every message read, every junked
 # one rescued, a dwell of one minute, no quiet hours, no untouched share, no replies.
+# Noon on kiln's clock (it runs on from there): a run that straddles UTC midnight would
+# start a new day of targets for these 0-24 UTC windows halfway through the checks.
+set_clock("2026-06-10T12:00:00Z")
 plan = make_plan("loop", ramp_start=3, ramp_step=1, daily_max=10, cooldown_min_s=1,
                  cooldown_max_s=2, user_hourly_cap=100000, user_minute_cap=10000,
                  max_mailboxes=1000, open_rate=1.0, important_rate=0.0, rescue_rate=1.0,
