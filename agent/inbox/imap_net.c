@@ -115,8 +115,9 @@ static int on_connected(void *sess, int64_t now_ms)
     return n->security == IMAP_SEC_TLS ? NET_EV_STARTTLS : 0;
 }
 
-static int on_feed(void *sess, const char *data, size_t len, int64_t now_ms)
+static int on_feed(void *sess, const char *data, size_t len, bool out_pending, int64_t now_ms)
 {
+    (void)out_pending; /* IMAP commands are small; a tagged answer names its command */
     imap_net *n = sess;
     int ev = n->ib ? imap_inbox_feed(n->ib, data, len, now_ms)
                    : login_step(n, imap_session_feed(&n->s, data, len));

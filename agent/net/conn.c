@@ -271,13 +271,20 @@ void net_conn_resume(net_loop *l, net_conn *c, int ev)
     conn_step(l, c, ev);
 }
 
+/* Bytes the session wrote are still ours: queued, or in a send the kernel has not
+ * finished taking (TLS moves its records to sendq as they are written). */
+static bool out_pending(const net_conn *c)
+{
+    return c->sending.len > 0 || c->sendq.len > 0;
+}
+
 static void conn_on_data(net_loop *l, net_conn *c, const char *data, size_t n)
 {
     int ev;
     if (!c->tls) {
         if (!c->greeted)
             c->greeted = c->host_ok = true;
-        ev = c->ops->feed(c->session, data, n, l->now_ms);
+        ev = c->ops->feed(c->session, data, n, out_pending(c), l->now_ms);
         conn_step(l, c, ev);
         return;
     }
@@ -312,7 +319,7 @@ static void conn_on_data(net_loop *l, net_conn *c, const char *data, size_t n)
     if (l->plain.len) {
         if (!c->greeted)
             c->greeted = c->host_ok = true;
-        ev |= c->ops->feed(c->session, l->plain.data, l->plain.len, l->now_ms);
+        ev |= c->ops->feed(c->session, l->plain.data, l->plain.len, out_pending(c), l->now_ms);
     }
     if (closed && !(ev & NET_EV_DONE)) {
         c->ops->abort(c->session, NET_FAULT_EOF, NULL, c->upload == NET_UPLOAD_USER, l->now_ms);

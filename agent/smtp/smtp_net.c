@@ -89,9 +89,10 @@ static int on_connected(void *s, int64_t now_ms)
     return sm->smtp.params.security == SMTP_SEC_TLS ? NET_EV_STARTTLS : 0;
 }
 
-static int on_feed(void *s, const char *data, size_t n, int64_t now_ms)
+static int on_feed(void *s, const char *data, size_t n, bool out_pending, int64_t now_ms)
 {
     smtp_net *sm = s;
+    sm->smtp.out_pending = out_pending;
     return smtp_session_feed(&sm->smtp, data, n, now_ms);
 }
 

@@ -515,6 +515,26 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
         break;
     case SMTP_S_DOT: {
         bool failed = s->txn_failed;
+        if (s->out_pending) {
+            /* Before the message's end left our buffers: never its acceptance. A
+             * refusal stands (the server will not take this message either way), then
+             * the session ends: anything queued now would reach the server inside the
+             * rest of the payload. */
+            if (!failed && !is_2xx(code) && code >= 400 && code < 600) {
+                settle(&s->slots[s->cur], refusal_class(code), r, NULL, now_ms);
+                s->txn_failed = true;
+            }
+            protocol_error(s, r, "protocol error: a reply before the end of the message had left",
+                           now_ms);
+            break;
+        }
+        if (!failed && is_2xx(code) && code != 250) {
+            /* RFC 5321 §4.3.2: the end of data succeeds with 250 only. A 221 here is
+             * the pipelined QUIT's answer with the message's own reply missing. */
+            protocol_error(s, r, "protocol error: end of data answered with a 2xx other than 250",
+                           now_ms);
+            break;
+        }
         if (!failed) {
             if (is_2xx(code))
                 settle(&s->slots[s->cur], SMTP_ST_SENT, r, NULL, now_ms);

@@ -114,6 +114,11 @@ typedef struct smtp_session {
      * have seen yet: a reply with no flushed command to answer is a protocol error. */
     unsigned replies_due;
     unsigned replies_unflushed;
+    /* Set by the caller before a feed: bytes of earlier output (a message's payload and
+     * its final dot) are still in our buffers. A reply to the end of data cannot have
+     * been sent for a message the server has not seen end: one that comes then is not
+     * trusted as an acceptance (the server lies, or answers early). */
+    bool out_pending;
     smtp_caps caps;
     smtp_reply_parser parser;
     buf out;

@@ -61,6 +61,12 @@ SCENARIOS = {
     "drip_after_dot": ({"dot": "drip"}, 1, [{"unknown"}], {}),
     "drop_before_dot": ({"dot": "drop_before"}, 1, [{"deferred", "unknown"}], {}),
     "dot_451_then_ok": ({"dot": "451first"}, 1, [{"sent"}], {}),
+    # 250 after the first 200 kB of an 8 MB message, then no more reading: the final dot
+    # never reached the server, so the 250 answers nothing the agent sent (was `sent`)
+    "early_250_big": ({"dot": "early250"}, 1, [{"unknown", "deferred"}],
+                      {"body_bytes": 8 * 1024 * 1024}),
+    # the dot is read but never answered; the pipelined QUIT gets 221: not the dot's 250
+    "dot_unanswered_quit_221": ({"dot": "quit221"}, 1, [{"unknown"}], {}),
     "extra_after_dot": ({"dot": "extra", "caps": ["SIZE 1000"]}, 2, [{"sent"}, {"sent"}], {}),
     "drip_greeting": ({"drip_greeting_s": 0.3}, 1, [{"deferred"}], {}),
     "long_ehlo_auth_last": ({"caps": EHLO_FILLER + ["PIPELINING", "AUTH PLAIN LOGIN"],
@@ -192,6 +198,20 @@ class Conn:
                 if not r.startswith("354"):
                     continue
                 dot = b.get("dot", "ok")
+                if dot == "early250":
+                    got, head = 0, []
+                    while got < 200000:
+                        dl = await self.r.readline()
+                        if not dl or dl == b".\r\n":
+                            break
+                        got += len(dl)
+                        if len(head) < 50:
+                            head.append(dl)
+                    record(scenario=self.name, event="message", mid=mid_of(head), held=False,
+                           acked=False, headers_ok=True)
+                    await self.say("250 2.0.0 queued (without the end of the message)")
+                    await asyncio.sleep(10)
+                    return
                 lines = await self.read_data(first_only=dot == "drop_before")
                 if lines is None or dot == "drop_before":
                     return
@@ -203,7 +223,7 @@ class Conn:
                     await self.say("451 4.3.0 try later")
                     continue
                 held = bool(lines) and rcpt_ok  # a lone dot makes no message
-                acked = dot in ("ok", "extra", "451first", "drip")
+                acked = dot in ("ok", "extra", "451first", "drip")  # not quit221
                 record(scenario=self.name, event="message", mid=mid, held=held, acked=acked,
                        headers_ok=ok)
                 if dot in ("ok", "451first"):
@@ -220,6 +240,10 @@ class Conn:
                     return
                 elif dot == "garbage":
                     await self.say("hello there")
+                elif dot == "quit221":
+                    if (await self.r.readline()).strip().upper() == b"QUIT":
+                        await self.say("221 bye")
+                    return
                 elif dot == "r354":
                     await self.say("354 again")
                 elif dot == "drip":
@@ -297,8 +321,11 @@ def main():
         for k in range(nslots):
             sid = mbid * 100 + k
             mid = "<t%d@acme.test>" % sid
+            body = "torture %d\n" % sid
+            if extra.get("body_bytes"):
+                body += ("x" * 76 + "\n") * (extra["body_bytes"] // 77)
             sends.append({"id": sid, "not_before_s": 0, "to": rcpts[k], "subject": "T %d" % sid,
-                          "body": "torture %d\n" % sid, "message_id": mid})
+                          "body": body, "message_id": mid})
             expect[sid] = (name, want[k], mid)
         smtp = {"host": "127.0.0.1", "port": ports[name], "security": extra.get("security", "plain"),
                 "username": "u%d" % mbid if extra.get("auth") else None,

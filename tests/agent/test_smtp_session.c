@@ -103,6 +103,41 @@ static void test_unpipelined_send_steps_one_command_at_a_time(void **state)
     smtp_session_clear(&f.s);
 }
 
+/* A reply while the message's end is still in our buffers (out_pending, set by net/)
+ * answers nothing the server has seen end: never `sent`. A refusal then stands. And a
+ * 2xx other than 250 to the end of data (the pipelined QUIT's 221) is not acceptance. */
+static void test_no_acceptance_before_the_end_left_or_from_a_221(void **state)
+{
+    (void)state;
+    static const char *const replies[] = {"250 2.0.0 queued\r\n", "552 5.3.4 too big\r\n",
+                                          "451 4.3.0 later\r\n"};
+    static const int want[] = {SMTP_ST_UNKNOWN, SMTP_ST_FAILED, SMTP_ST_DEFERRED};
+    for (size_t i = 0; i < 3; i++) {
+        fixture f;
+        setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 2);
+        step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+        step(&f, EHLO_PLAIN, "MAIL FROM:<from@a.test>\r\n", SMTP_S_MAIL);
+        step(&f, "250 ok\r\n", "RCPT TO:<r1@x.test>\r\n", SMTP_S_RCPT);
+        step(&f, "250 ok\r\n", "DATA\r\n", SMTP_S_DATA);
+        step(&f, "354 go\r\n", PAYLOAD, SMTP_S_DOT);
+        f.s.out_pending = true; /* the payload is still being written */
+        int ev = step(&f, replies[i], "", SMTP_S_DONE);
+        assert_true(ev & SMTP_EV_DONE);
+        assert_int_equal(f.slots[0].status, want[i]);
+        assert_int_equal(f.slots[1].status, SMTP_ST_DEFERRED); /* never started */
+        smtp_session_clear(&f.s);
+    }
+
+    fixture f;
+    setup(&f, SMTP_SEC_PLAIN, NULL, NULL, NULL, 1);
+    step(&f, "220 mx\r\n", "EHLO agent.test\r\n", SMTP_S_EHLO);
+    step(&f, EHLO_PIPE, "MAIL FROM:<from@a.test>\r\nRCPT TO:<r1@x.test>\r\nDATA\r\n", SMTP_S_MAIL);
+    step(&f, "250 ok\r\n250 ok\r\n354 go\r\n", PAYLOAD "QUIT\r\n", SMTP_S_DOT);
+    step(&f, "221 2.0.0 bye\r\n", "", SMTP_S_DONE);
+    assert_int_equal(f.slots[0].status, SMTP_ST_UNKNOWN);
+    smtp_session_clear(&f.s);
+}
+
 static void test_ehlo_refused_falls_back_to_helo(void **state)
 {
     (void)state;
@@ -791,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_payload_waits_at_the_gate_for_the_intent),
         cmocka_unit_test(test_pipelined_send_with_quit_after_the_message),
         cmocka_unit_test(test_unpipelined_send_steps_one_command_at_a_time),
+        cmocka_unit_test(test_no_acceptance_before_the_end_left_or_from_a_221),
         cmocka_unit_test(test_ehlo_refused_falls_back_to_helo),
         cmocka_unit_test(test_greeting_failures_are_classified),
         cmocka_unit_test(test_starttls_upgrade_ignores_injected_plaintext),

@@ -43,8 +43,10 @@ typedef struct net_phase {
 typedef struct net_session_ops {
     /* The connection is up. NET_EV_STARTTLS asks for TLS at once (implicit TLS). */
     int (*connected)(void *s, int64_t now_ms);
-    /* Plaintext from the peer. */
-    int (*feed)(void *s, const char *data, size_t n, int64_t now_ms);
+    /* Plaintext from the peer. out_pending: bytes of the session's earlier output are
+     * still in our buffers, not yet in the socket, so nothing of this can answer them
+     * (SMTP: a reply before the message's end has left is not its reply). */
+    int (*feed)(void *s, const char *data, size_t n, bool out_pending, int64_t now_ms);
     /* The TLS handshake finished. */
     int (*tls_ready)(void *s, int64_t now_ms);
     /* Once per step, on the events of the step's calls together: the session's own
