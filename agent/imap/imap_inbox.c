@@ -385,6 +385,11 @@ static void on_fetch(imap_inbox *ib, const imap_resp *r)
     }
     if (uid <= ib->fetch_floor || uid < ib->fetch_from || uid > ib->fetch_to)
         return;
+    /* Only an answer to this fetch moves the folder's last UID: it carries the header
+     * section asked for. A bare "* n FETCH (UID u FLAGS ())" is a flag update, or a
+     * server's invention: taken, a UID near 2^32 would hide every later message. */
+    if (!r->fetch.section && !r->fetch.body)
+        return;
     ib->fetch_hit = true;
     bool added;
     i64map_slot(&ib->fetch_seen, uid, 1, &added);

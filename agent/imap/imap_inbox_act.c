@@ -427,7 +427,9 @@ static int uid_cmd(imap_inbox *ib, int state)
 int ib_act_tagged(imap_inbox *ib, const imap_resp *r)
 {
     bool ok = r->status == IMAP_STATUS_OK;
-    if (ok)
+    /* COPYUID answers the MOVE or COPY only: one on another command's OK (a SELECT's)
+     * says nothing about this message. */
+    if (ok && (ib->state == IMAP_IB_ACT_MOVE || ib->state == IMAP_IB_ACT_COPY))
         take_copyuid(ib, r);
     switch (ib->state) {
     case IMAP_IB_ACT_CREATE:

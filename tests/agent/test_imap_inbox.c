@@ -644,6 +644,67 @@ static void test_file_creates_the_warmup_folder_utf7(void **state)
                   IMAP_OUT_OK);
 }
 
+/* Hostile answers that must not move what the agent believes (session 32's attack):
+ * a COPYUID on the action's SELECT is not the move's, so a bare OK to a MOVE that
+ * expunged nothing is "gone", not "done" at a made-up UID. */
+static void test_copyuid_only_from_the_move_itself(void **state)
+{
+    (void)state;
+    static const imap_inbox_action file5 = {
+        .id = 40, .kind = IMAP_ACT_FILE, .folder = "INBOX", .uidvalidity = 7, .uid = 5};
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP(CAPS_ALL, "K3 NAMESPACE\r\n"),
+        {FEED, NS_DOVECOT "K3 OK done\r\n", "K4 " LIST_SU, 0},
+        {FEED,
+         "* LIST () \".\" INBOX\r\n* LIST (\\Junk) \".\" INBOX.Junk\r\n"
+         "* LIST () \".\" INBOX.Warmup\r\nK4 OK done\r\n",
+         "K5 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "6") "K5 OK done\r\n", "K6 SELECT INBOX.Junk\r\n", 0},
+        {FEED, SELECTED("8", "1") "K6 OK done\r\n", "K7 SELECT INBOX.Warmup\r\n", 0},
+        {FEED, SELECTED("3", "1") "K7 OK done\r\n", "K8 SELECT INBOX\r\n", 0},
+        {FEED, SELECTED("7", "6") "K8 OK [COPYUID 77 5 12] done\r\n",
+         "K9 UID MOVE 5 INBOX.Warmup\r\n", 0},
+        {FEED, "K9 OK Move completed.\r\n", "K10 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K10"), NULL, 0},
+    };
+    imap_inbox_job job = {.actions = &file5, .nactions = 1, .warmup_folder = "Warmup"};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  "login\nstate INBOX inbox 7 last=5\nstate INBOX.Junk junk 8 last=0\n"
+                  "state INBOX.Warmup warmup 3 last=0\n"
+                  "action 40 gone - other 0/0 (no message at that UID)\n",
+                  IMAP_OUT_OK);
+}
+
+/* A bare "* n FETCH (UID u FLAGS ())" in a fetch's answer (no header section: a flag
+ * update, or a server's invention) does not move the folder's last UID: one at
+ * 2^32-1 hid every later message of the folder. */
+static void test_a_bare_fetch_does_not_move_the_last_uid(void **state)
+{
+    (void)state;
+    static const step steps[] = {
+        LOGIN_STEPS,
+        CAPS_STEP(CAPS_ALL, "K3 SELECT INBOX\r\n"),
+        {FEED, SELECTED("7", "7") "K3 OK done\r\n", "K4 UID FETCH 5:* " FETCH_ITEMS, 0},
+        {FEED,
+         "* 3 FETCH (UID 4294967295 FLAGS ())\r\n"
+         "* 1 FETCH (UID 5 FLAGS () " SEC " {{Message-ID: " ID1 "\r\n\r\n}})\r\n"
+         "K4 OK Fetch completed\r\n",
+         "K5 SELECT INBOX.Junk\r\n", 0},
+        {FEED, SELECTED("8", "11") "K5 OK done\r\n", "K6 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K6"), NULL, 0},
+    };
+    imap_inbox_job job = {.folders = dovecot_state, .nfolders = 2, .trust_stored_roles = true};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  "login\nfound INBOX inbox 7/5 " ID1 " flags=[] ar=- irt=- subj=-\n"
+                  "state INBOX inbox 7 last=6\nstate INBOX.Junk junk 8 last=10\n",
+                  IMAP_OUT_OK);
+}
+
 /* Re-discovery on a server without MOVE: the original a crashed COPY left in Junk is
  * deleted UID-exactly; a never-watched folder without UIDNEXT is probed with UID FETCH
  * *; a refused CREATE fails the file action; a refused \Deleted after a COPY still
@@ -1288,6 +1349,8 @@ int main(void)
         cmocka_unit_test(test_mark_prune_gone_and_stale),
         cmocka_unit_test(test_rediscovery_after_a_crash_and_following_a_move),
         cmocka_unit_test(test_file_creates_the_warmup_folder_utf7),
+        cmocka_unit_test(test_copyuid_only_from_the_move_itself),
+        cmocka_unit_test(test_a_bare_fetch_does_not_move_the_last_uid),
         cmocka_unit_test(test_cleanup_probe_and_refusals),
         cmocka_unit_test(test_idle_wake_done_refresh_and_stop),
         cmocka_unit_test(test_mail_before_idle_wakes_at_once),
