@@ -204,6 +204,13 @@ static int act_go(imap_inbox *ib)
     int ev;
     switch (ib->mode) {
     case IB_MODE_MOVE:
+        if (!(ib->s.caps & IMAP_CAP_UIDPLUS) && !ib->by_msn) {
+            /* no COPYUID will come: learn the message's sequence number first */
+            ib->premove = ib->by_msn = true;
+            ev = ib_send(ib, imap_cmd_uid_fetch(g, c, set, IMAP_FETCH_FLAGS, NULL, 0),
+                         IMAP_IB_ACT_CONFIRM);
+            break;
+        }
         ev = ib_send(ib, imap_cmd_uid_move(g, c, set, ib->target, tlen), IMAP_IB_ACT_MOVE);
         break;
     case IB_MODE_COPY:
@@ -275,6 +282,8 @@ static int act_start(imap_inbox *ib)
     unsigned caps = ib->s.caps;
     ib->new_uid = ib->new_uidvalidity = 0;
     ib->saw_expunge = ib->saw_fetch = ib->flags_ok = false;
+    ib->premove = ib->by_msn = false;
+    ib->act_msn = 0;
     buf_reset(&ib->confirmed);
     ib->target_role = target_role(a->kind);
     ib->target = ib->target_role >= 0 ? ib->roles[ib->target_role].name : NULL;
@@ -375,8 +384,18 @@ void ib_act_untagged(imap_inbox *ib, const imap_resp *r)
     if (ib->cur >= ib->nacts)
         return;
     const imap_inbox_action *a = &ib->acts[ib->cur].a;
-    if (r->data == IMAP_DATA_EXPUNGE)
-        ib->saw_expunge = true;
+    if (ib->premove && r->data == IMAP_DATA_FETCH && r->fetch.have_uid && r->fetch.uid == a->uid)
+        ib->act_msn = r->number;
+    if (r->data == IMAP_DATA_EXPUNGE) {
+        if (!ib->by_msn) {
+            ib->saw_expunge = true;
+        } else if (ib->act_msn && r->number == ib->act_msn) {
+            ib->saw_expunge = true; /* this message */
+            ib->act_msn = 0;
+        } else if (ib->act_msn && r->number < ib->act_msn) {
+            ib->act_msn--; /* one before it went: its number moves down */
+        }
+    }
     if (ib->state == IMAP_IB_ACT_MOVE)
         take_copyuid(ib, r); /* Dovecot: an untagged OK before the EXPUNGEs */
     if (ib->state == IMAP_IB_ACT_CONFIRM && r->data == IMAP_DATA_FETCH && r->fetch.have_uid &&
@@ -455,6 +474,9 @@ int ib_act_tagged(imap_inbox *ib, const imap_resp *r)
             return report_next(ib, IMAP_ACT_DONE, "");
         if (ib->saw_expunge)
             return report_next(ib, IMAP_ACT_DONE, "moved; the server gave no COPYUID");
+        if (ib->by_msn && ib->act_msn)
+            return report_next(ib, IMAP_ACT_FAILED,
+                               "UID MOVE answered OK, but the message was not expunged");
         return report_next(ib, IMAP_ACT_GONE, "no message at that UID");
     case IMAP_IB_ACT_COPY:
         if (!ok)
@@ -493,6 +515,13 @@ int ib_act_tagged(imap_inbox *ib, const imap_resp *r)
     case IMAP_IB_ACT_CONFIRM:
         if (!ok)
             return refused(ib, r, "UID FETCH refused");
+        if (ib->premove) {
+            ib->premove = false;
+            if (!ib->act_msn)
+                return report_next(ib, IMAP_ACT_GONE, "no message at that UID");
+            int ev = act_go(ib); /* by_msn: the MOVE itself now */
+            return ev ? ev : ib_next(ib);
+        }
         if (!ib->saw_fetch)
             return report_next(ib, IMAP_ACT_GONE, "no message at that UID");
         if (!ib->flags_ok)

@@ -117,8 +117,13 @@ struct imap_inbox {
     int mode;   /* enum ib_act_mode */
     uint32_t new_uidvalidity, new_uid;
     bool saw_expunge, saw_fetch, flags_ok;
-    buf confirmed; /* MARK: confirmed flags, NUL-separated */
-    char *target;  /* the move's destination name (borrowed from roles) */
+    /* A MOVE without UIDPLUS (no COPYUID to say what moved): the message's sequence
+     * number, read by a UID FETCH first (premove), follows the EXPUNGEs before it, and
+     * only the EXPUNGE of that number is the move's; another client's expunge is not. */
+    bool premove, by_msn;
+    uint32_t act_msn; /* 0: not (or no longer) in the folder */
+    buf confirmed;    /* MARK: confirmed flags, NUL-separated */
+    char *target;     /* the move's destination name (borrowed from roles) */
     int target_role;
 
     /* IDLE */

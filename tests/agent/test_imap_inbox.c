@@ -478,6 +478,43 @@ static void test_neither_move_nor_uidplus_is_refused(void **state)
                   IMAP_OUT_OK);
 }
 
+/* MOVE without UIDPLUS gives no COPYUID: the message's sequence number is read first
+ * (UID FETCH), follows the EXPUNGEs before it, and only its own EXPUNGE is the move's.
+ * Another client's expunge no longer makes a move that did nothing "done" (session 32's
+ * attack); a UID that is not there is "gone" with no MOVE sent. */
+static void test_move_without_uidplus_counts_only_its_own_expunge(void **state)
+{
+    (void)state;
+    static const imap_inbox_action acts[] = {
+        {.id = 31, .kind = IMAP_ACT_RESCUE, .folder = "Junk", .uidvalidity = 8, .uid = 11},
+        {.id = 32, .kind = IMAP_ACT_RESCUE, .folder = "Junk", .uidvalidity = 8, .uid = 12},
+        {.id = 33, .kind = IMAP_ACT_RESCUE, .folder = "Junk", .uidvalidity = 8, .uid = 13},
+    };
+    static const step steps[] = {
+        ACT_PRELUDE("IMAP4rev1 MOVE SPECIAL-USE", 0),
+        {FEED, JUNK_SELECTED, "K6 UID FETCH 11 (UID FLAGS)\r\n", 0},
+        {FEED, "* 3 FETCH (UID 11 FLAGS ())\r\nK6 OK done\r\n", "K7 UID MOVE 11 INBOX\r\n", 0},
+        /* another client's message 1 goes first: this one is 2 by then */
+        {FEED, "* 1 EXPUNGE\r\n* 2 EXPUNGE\r\nK7 OK Move completed.\r\n",
+         "K8 UID FETCH 12 (UID FLAGS)\r\n", 0},
+        {FEED, "* 1 FETCH (UID 12 FLAGS ())\r\nK8 OK done\r\n", "K9 UID MOVE 12 INBOX\r\n", 0},
+        /* only someone else's message expunged: this one was not moved */
+        {FEED, "* 2 EXPUNGE\r\nK9 OK Move completed.\r\n", "K10 UID FETCH 13 (UID FLAGS)\r\n", 0},
+        {FEED, "K10 OK done\r\n", "K11 LOGOUT\r\n", 0},
+        {FEED, BYE_OK("K11"), NULL, 0},
+    };
+    imap_inbox_job job = {.actions = acts, .nactions = 3};
+    run_result res;
+    RUN(&job, steps, 0, &res);
+    expect_events(&res,
+                  PRELUDE_EVENTS
+                  "action 31 done INBOX inbox 7/0 (moved; the server gave no COPYUID)\n"
+                  "action 32 failed - other 0/0 (UID MOVE answered OK, but the message was "
+                  "not expunged)\n"
+                  "action 33 gone - other 0/0 (no message at that UID)\n",
+                  IMAP_OUT_OK);
+}
+
 /* mark: STORE, then FETCH FLAGS confirms; a second mark whose flag the server does not
  * keep fails; a prune; then three actions on a UID that is gone, and one stale. */
 static void test_mark_prune_gone_and_stale(void **state)
@@ -1346,6 +1383,7 @@ int main(void)
         cmocka_unit_test(test_rescue_with_move_takes_the_untagged_copyuid),
         cmocka_unit_test(test_rescue_without_move_copies_and_expunges_by_uid),
         cmocka_unit_test(test_neither_move_nor_uidplus_is_refused),
+        cmocka_unit_test(test_move_without_uidplus_counts_only_its_own_expunge),
         cmocka_unit_test(test_mark_prune_gone_and_stale),
         cmocka_unit_test(test_rediscovery_after_a_crash_and_following_a_move),
         cmocka_unit_test(test_file_creates_the_warmup_folder_utf7),
