@@ -26,6 +26,11 @@ void smtp_reply_parser_init(smtp_reply_parser *p)
     p->state = sw_start;
 }
 
+bool smtp_reply_parser_mid(const smtp_reply_parser *p)
+{
+    return p->state != sw_start || p->reply.lines > 0;
+}
+
 static void text_put(smtp_reply *r, char c)
 {
     if (r->text_len + 1 < sizeof r->text) {

@@ -56,6 +56,8 @@ typedef struct smtp_reply_parser {
 } smtp_reply_parser;
 
 void smtp_reply_parser_init(smtp_reply_parser *p);
+/* Part of a reply has been read and it is not complete yet. */
+bool smtp_reply_parser_mid(const smtp_reply_parser *p);
 /* Feeds data[0..n). Stops after one complete reply: returns SMTP_REPLY_DONE with the
  * reply copied to *out and *consumed set to the bytes used (feed the rest again).
  * Returns NEED_MORE when all n bytes were used without completing a reply. */

@@ -355,6 +355,8 @@ static void send_payload(smtp_session *s)
     smtp_slot *slot = &s->slots[s->cur];
     buf_append(&s->out, slot->payload, slot->payload_len);
     reply_owed(s);
+    /* a reply begun before the payload was even queued cannot answer its end */
+    s->dot_early = smtp_reply_parser_mid(&s->parser);
     /* RFC 2920: QUIT may follow the end of the message in the same group. */
     if (s->caps.pipelining && !pending_from(s, s->cur + 1)) {
         buf_puts(&s->out, "QUIT\r\n");
@@ -515,13 +517,14 @@ static void on_reply(smtp_session *s, const smtp_reply *r, int64_t now_ms)
         break;
     case SMTP_S_DOT: {
         bool failed = s->txn_failed;
-        if (s->out_pending) {
-            /* Before the message's end left our buffers: never its acceptance. A
-             * refusal stands (the server will not take this message either way), then
-             * the session ends: anything queued now would reach the server inside the
-             * rest of the payload. */
-            if (!failed && !is_2xx(code) && code >= 400 && code < 600) {
-                settle(&s->slots[s->cur], refusal_class(code), r, NULL, now_ms);
+        if (s->dot_early) {
+            /* Begun before the message's end left our buffers: never its acceptance.
+             * The session ends, but what is queued (the rest of the message, its dot)
+             * still goes out as the connection closes, so only a 5xx stands as the
+             * message's refusal; anything else leaves it unknown (never retried: a
+             * server that does not behave may hold it). */
+            if (!failed && code >= 500 && code < 600) {
+                settle(&s->slots[s->cur], SMTP_ST_FAILED, r, NULL, now_ms);
                 s->txn_failed = true;
             }
             protocol_error(s, r, "protocol error: a reply before the end of the message had left",
@@ -593,7 +596,12 @@ int smtp_session_feed(smtp_session *s, const char *data, size_t n, int64_t now_m
     size_t off = 0;
     smtp_reply reply;         /* on the stack: sessions stay small when thousands are open */
     s->replies_unflushed = 0; /* what was queued before this feed has gone out */
+    bool fresh = false;       /* a payload was queued during this feed */
     while (off < n && s->state != SMTP_S_DONE && s->state != SMTP_S_TLS_WAIT) {
+        /* bytes now, in the gate or with the payload still ours (queued in this very
+         * read, or not yet in the socket), are no answer to the end of data */
+        if (s->state == SMTP_S_GATE || (s->state == SMTP_S_DOT && (s->out_pending || fresh)))
+            s->dot_early = true;
         size_t used = 0;
         int rc = smtp_reply_feed(&s->parser, data + off, n - off, &used, &reply);
         off += used;
@@ -605,7 +613,10 @@ int smtp_session_feed(smtp_session *s, const char *data, size_t n, int64_t now_m
         }
         if (rc == SMTP_REPLY_NEED_MORE)
             break;
+        int was = s->state;
         on_reply(s, &reply, now_ms);
+        if (s->state == SMTP_S_DOT && was != SMTP_S_DOT)
+            fresh = true;
     }
     return events_of(s);
 }

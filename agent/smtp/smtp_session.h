@@ -119,6 +119,10 @@ typedef struct smtp_session {
      * been sent for a message the server has not seen end: one that comes then is not
      * trusted as an acceptance (the server lies, or answers early). */
     bool out_pending;
+    /* Bytes of the reply in hand came while the current message's payload was not yet
+     * queued (the 354's read, the gate) or not yet out (out_pending): sticky until the
+     * next payload, since a reply split over reads completes later. */
+    bool dot_early;
     smtp_caps caps;
     smtp_reply_parser parser;
     buf out;

@@ -42,7 +42,7 @@ static const char *check_host(const char *host, size_t n, char *out, size_t outl
     return valid_host(out) ? NULL : "'url' has an invalid host name or address";
 }
 
-const char *webhook_url_problem(const char *url, bool allow_http)
+static const char *url_problem(const char *url, bool allow_http, bool canonical_port)
 {
     size_t len = strlen(url);
     if (len == 0 || len > WEBHOOK_URL_MAX)
@@ -67,7 +67,7 @@ const char *webhook_url_problem(const char *url, bool allow_http)
     if (colon) {
         int64_t port;
         size_t plen = auth_len - host_len - 1;
-        if (!parse_canonical(colon + 1, plen, 1, 65535, &port))
+        if (!(canonical_port ? parse_canonical : parse_digits)(colon + 1, plen, 1, 65535, &port))
             return "'url' has a port that is not 1 to 65535 (digits only, no leading zero)";
     }
     char host[256];
@@ -78,4 +78,14 @@ const char *webhook_url_problem(const char *url, bool allow_http)
         return "'url' must use https (plain http only to a loopback host unless the operator "
                "sets KILN_WEBHOOK_ALLOW_HTTP=1)";
     return NULL;
+}
+
+const char *webhook_url_problem(const char *url, bool allow_http)
+{
+    return url_problem(url, allow_http, true);
+}
+
+const char *webhook_url_deliverable(const char *url, bool allow_http)
+{
+    return url_problem(url, allow_http, false);
 }

@@ -14,5 +14,9 @@
  * user info ("user:pass@") and no fragment. Returns NULL when acceptable, else why not
  * (a static sentence naming the URL part). */
 const char *webhook_url_problem(const char *url, bool allow_http);
+/* The same rules for a stored URL about to be delivered to, but a port written with
+ * leading zeros passes (libcurl reads "08443" as 8443; registration has refused the form
+ * since session 32, and an endpoint stored before keeps working). A sign never passes. */
+const char *webhook_url_deliverable(const char *url, bool allow_http);
 
 #endif

@@ -191,7 +191,7 @@ static void prepare(const webhook_config *c, const PGresult *r, int i, attempt *
     a->body = xstrdup(db_val(r, i, 7));
     const char *url = db_val(r, i, 5); /* CURLOPT_URL copies it */
     char sig[WEBHOOK_SIGNATURE_MAX];
-    if ((a->problem = webhook_url_problem(url, c->allow_http)) != NULL ||
+    if ((a->problem = webhook_url_deliverable(url, c->allow_http)) != NULL ||
         !sign(c, a, db_val(r, i, 6), sig, sizeof sig))
         return;
     a->headers = curl_slist_append(NULL, "Content-Type: application/json");

@@ -117,6 +117,13 @@ static void test_url_rules(void **state)
         assert_non_null(strstr(why, "'url'"));
     }
     assert_null(webhook_url_problem("http://h.test/", true)); /* KILN_WEBHOOK_ALLOW_HTTP=1 */
+    /* a port's one spelling at registration; one stored before with leading zeros is
+     * still delivered to (libcurl reads it), a sign never (libcurl refuses it) */
+    assert_non_null(webhook_url_problem("https://h.test:08443/", false));
+    assert_null(webhook_url_deliverable("https://h.test:08443/", false));
+    assert_non_null(webhook_url_problem("https://h.test:+443/", false));
+    assert_non_null(webhook_url_deliverable("https://h.test:+443/", false));
+    assert_null(webhook_url_deliverable("https://h.test:8443/", false));
     char longest[WEBHOOK_URL_MAX + 2];
     memset(longest, 'a', sizeof longest);
     memcpy(longest, "https://h.test/", 15);
