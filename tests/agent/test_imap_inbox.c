@@ -47,6 +47,12 @@ static const imap_session_params params = {
     }
 #define NS_DOVECOT "* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL\r\n"
 #define LIST_SU "LIST \"\" \"*\" RETURN (SPECIAL-USE)\r\n"
+/* Dovecot's first visit up to its LIST (K4) going out: login, NAMESPACE */
+#define DOVECOT_TO_LIST                                                                            \
+    LOGIN_STEPS, CAPS_STEP(CAPS_ALL, "K3 NAMESPACE\r\n"),                                          \
+    {                                                                                              \
+        FEED, NS_DOVECOT "K3 OK done\r\n", "K4 " LIST_SU, 0                                        \
+    }
 #define HDRS "(MESSAGE-ID IN-REPLY-TO AUTHENTICATION-RESULTS SUBJECT)"
 #define FETCH_ITEMS "(UID FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS " HDRS "])\r\n"
 #define SEC "BODY[HEADER.FIELDS " HDRS "]"
@@ -164,9 +170,7 @@ static const imap_inbox_folder dovecot_state[] = {
  * beside it) and in Junk, where the server also answers 11:* with the old UID 10; the
  * warmup folder exists but was never watched: nothing old is fetched there. */
 static const step find_steps[] = {
-    LOGIN_STEPS,
-    CAPS_STEP(CAPS_ALL, "K3 NAMESPACE\r\n"),
-    {FEED, NS_DOVECOT "K3 OK done\r\n", "K4 " LIST_SU, 0},
+    DOVECOT_TO_LIST,
     {FEED,
      "* LIST (\\HasNoChildren) \".\" INBOX\r\n"
      "* LIST (\\HasNoChildren \\Junk) \".\" INBOX.Junk\r\n"
@@ -649,17 +653,16 @@ static void test_rediscovery_after_a_crash_and_following_a_move(void **state)
                   IMAP_OUT_OK);
 }
 
+static const imap_inbox_action file5 = {
+    .id = 40, .kind = IMAP_ACT_FILE, .folder = "INBOX", .uidvalidity = 7, .uid = 5};
+
 /* file: the warmup folder is missing, so it is created (under the INBOX. prefix, its
  * UTF-8 name in modified UTF-7); a racing creator's ALREADYEXISTS is fine. */
 static void test_file_creates_the_warmup_folder_utf7(void **state)
 {
     (void)state;
-    static const imap_inbox_action file5 = {
-        .id = 40, .kind = IMAP_ACT_FILE, .folder = "INBOX", .uidvalidity = 7, .uid = 5};
     static const step steps[] = {
-        LOGIN_STEPS,
-        CAPS_STEP(CAPS_ALL, "K3 NAMESPACE\r\n"),
-        {FEED, NS_DOVECOT "K3 OK done\r\n", "K4 " LIST_SU, 0},
+        DOVECOT_TO_LIST,
         {FEED,
          "* LIST () \".\" INBOX\r\n* LIST (\\Junk) \".\" \"INBOX.Spam &AMk-\"\r\n"
          "K4 OK done\r\n",
@@ -687,12 +690,8 @@ static void test_file_creates_the_warmup_folder_utf7(void **state)
 static void test_copyuid_only_from_the_move_itself(void **state)
 {
     (void)state;
-    static const imap_inbox_action file5 = {
-        .id = 40, .kind = IMAP_ACT_FILE, .folder = "INBOX", .uidvalidity = 7, .uid = 5};
     static const step steps[] = {
-        LOGIN_STEPS,
-        CAPS_STEP(CAPS_ALL, "K3 NAMESPACE\r\n"),
-        {FEED, NS_DOVECOT "K3 OK done\r\n", "K4 " LIST_SU, 0},
+        DOVECOT_TO_LIST,
         {FEED,
          "* LIST () \".\" INBOX\r\n* LIST (\\Junk) \".\" INBOX.Junk\r\n"
          "* LIST () \".\" INBOX.Warmup\r\nK4 OK done\r\n",
