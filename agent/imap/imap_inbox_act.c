@@ -187,6 +187,17 @@ static void uid_set(char *set, size_t n, uint32_t uid)
 }
 
 /* The folder is selected with the action's UIDVALIDITY checked: the first command. */
+/* A UID EXPUNGE, or a UID FETCH (UID FLAGS), of the current action's message. */
+static int uid_cmd(imap_inbox *ib, int state)
+{
+    char set[16];
+    uid_set(set, sizeof set, ib->acts[ib->cur].a.uid);
+    int built = state == IMAP_IB_ACT_EXPUNGE
+                    ? imap_cmd_uid_expunge(&ib->s.gen, &ib->s.cmd, set)
+                    : imap_cmd_uid_fetch(&ib->s.gen, &ib->s.cmd, set, IMAP_FETCH_FLAGS, NULL, 0);
+    return ib_send(ib, built, state);
+}
+
 static int act_go(imap_inbox *ib)
 {
     const imap_inbox_action *a = &ib->acts[ib->cur].a;
@@ -207,9 +218,7 @@ static int act_go(imap_inbox *ib)
         if (!(ib->s.caps & IMAP_CAP_UIDPLUS) && !ib->by_msn) {
             /* no COPYUID will come: learn the message's sequence number first */
             ib->premove = ib->by_msn = true;
-            ev = ib_send(ib, imap_cmd_uid_fetch(g, c, set, IMAP_FETCH_FLAGS, NULL, 0),
-                         IMAP_IB_ACT_CONFIRM);
-            break;
+            return uid_cmd(ib, IMAP_IB_ACT_CONFIRM);
         }
         ev = ib_send(ib, imap_cmd_uid_move(g, c, set, ib->target, tlen), IMAP_IB_ACT_MOVE);
         break;
@@ -431,16 +440,6 @@ static int after_create(imap_inbox *ib)
     ib->target = w->name;
     int ev = act_select(ib);
     return ev ? ev : ib_next(ib);
-}
-
-static int uid_cmd(imap_inbox *ib, int state)
-{
-    char set[16];
-    uid_set(set, sizeof set, ib->acts[ib->cur].a.uid);
-    int built = state == IMAP_IB_ACT_EXPUNGE
-                    ? imap_cmd_uid_expunge(&ib->s.gen, &ib->s.cmd, set)
-                    : imap_cmd_uid_fetch(&ib->s.gen, &ib->s.cmd, set, IMAP_FETCH_FLAGS, NULL, 0);
-    return ib_send(ib, built, state);
 }
 
 int ib_act_tagged(imap_inbox *ib, const imap_resp *r)
