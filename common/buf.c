@@ -53,6 +53,30 @@ void buf_puts(buf *b, const char *s)
     buf_append(b, s, strlen(s));
 }
 
+size_t fmt_i64(char out[FMT_I64_MAX], int64_t v)
+{
+    /* The magnitude as unsigned, so INT64_MIN has one too. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char tmp[FMT_I64_MAX];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    return len;
+}
+
+void buf_put_i64(buf *b, int64_t v)
+{
+    char d[FMT_I64_MAX];
+    buf_append(b, d, fmt_i64(d, v));
+}
+
 void buf_vprintf(buf *b, const char *fmt, va_list ap)
 {
     va_list ap2;

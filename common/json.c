@@ -1,6 +1,7 @@
 /* JSON helpers over yajl (see json.h). */
 #include "json.h"
 
+#include "buf.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -580,7 +581,9 @@ void json_s(yajl_gen g, const char *s)
 
 void json_i(yajl_gen g, int64_t v)
 {
-    yajl_gen_integer(g, (long long)v);
+    /* yajl_gen_integer formats with sprintf; the digits are the same. */
+    char d[FMT_I64_MAX];
+    yajl_gen_number(g, d, fmt_i64(d, v));
 }
 
 void json_d(yajl_gen g, double v)

@@ -1,6 +1,7 @@
 /* libpq wrapper (see db.h): lazy prepared statements, reconnect, error classes. */
 #include "db.h"
 
+#include "buf.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -323,12 +324,26 @@ const char *db_val(const PGresult *r, int row, int col)
 
 int64_t db_i64(const PGresult *r, int row, int col)
 {
-    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+    if (PQgetisnull(r, row, col))
+        return 0;
+    /* PostgreSQL's text of an integer: an optional '-' and digits. Up to 18 digits fit
+     * without overflow checks; anything else goes to strtoll (a lease's rows are read
+     * this way, ~10 numbers a send; strtoll's locale path was 3 % of kiln-api's CPU). */
+    const char *s = PQgetvalue(r, row, col);
+    const char *p = s + (*s == '-');
+    uint64_t v = 0;
+    size_t n = 0;
+    for (; p[n] >= '0' && p[n] <= '9' && n < 18; n++)
+        v = v * 10 + (uint64_t)(p[n] - '0');
+    if (n == 0 || p[n] != '\0')
+        return strtoll(s, NULL, 10);
+    return *s == '-' ? -(int64_t)v : (int64_t)v;
 }
 
 const char *db_i64_text(arena *a, int64_t v)
 {
-    return arena_printf(a, "%lld", (long long)v);
+    char d[FMT_I64_MAX];
+    return arena_strndup(a, d, fmt_i64(d, v));
 }
 
 void db_columns(const PGresult *r, const char *const *names, int *cols, int n)

@@ -2,6 +2,7 @@
 #include "pgarr.h"
 
 #include <math.h>
+#include <string.h>
 
 void pgarr_open(pgarr *a)
 {
@@ -20,7 +21,7 @@ static void sep(pgarr *a)
 void pgarr_i64(pgarr *a, int64_t v)
 {
     sep(a);
-    buf_printf(&a->b, "%lld", (long long)v);
+    buf_put_i64(&a->b, v);
 }
 
 void pgarr_str(pgarr *a, const char *s)
@@ -31,10 +32,15 @@ void pgarr_str(pgarr *a, const char *s)
         return;
     }
     buf_putc(&a->b, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            buf_putc(&a->b, '\\');
-        buf_putc(&a->b, *s);
+    /* Runs between the characters to escape in one copy each. */
+    for (;;) {
+        size_t n = strcspn(s, "\"\\");
+        buf_append(&a->b, s, n);
+        s += n;
+        if (!*s)
+            break;
+        buf_putc(&a->b, '\\');
+        buf_putc(&a->b, *s++);
     }
     buf_putc(&a->b, '"');
 }

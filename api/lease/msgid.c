@@ -2,6 +2,8 @@
  * msgid.h). The lease answer mints; the report handler verifies found events. */
 #include "msgid.h"
 
+#include "buf.h"
+
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -216,19 +218,20 @@ bool msgid_domain_ok(const char *domain, size_t len)
 static bool mac_of(const msgid_keyring *kr, int slot, int64_t send_id, const char *domain,
                    size_t dlen, unsigned char mac[MSGID_MAC_BYTES])
 {
-    char in[MSGID_MAC_INPUT_MAX + 1];
-    int n = snprintf(in, sizeof in, "%lld@", (long long)send_id);
-    if (n < 0 || (size_t)n + dlen > MSGID_MAC_INPUT_MAX)
+    char in[MSGID_MAC_INPUT_MAX + FMT_I64_MAX + 1];
+    size_t n = fmt_i64(in, send_id);
+    in[n++] = '@';
+    if (n + dlen > MSGID_MAC_INPUT_MAX)
         return false;
     for (size_t i = 0; i < dlen; i++) {
         char c = domain[i];
-        in[(size_t)n + i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        in[n + i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     }
     unsigned char full[EVP_MAX_MD_SIZE];
     size_t full_len = 0;
     EVP_MAC_CTX *m = keyed_ctx(kr, slot);
     if (!m || EVP_MAC_init(m, NULL, 0, NULL) != 1 ||
-        EVP_MAC_update(m, (const unsigned char *)in, (size_t)n + dlen) != 1 ||
+        EVP_MAC_update(m, (const unsigned char *)in, n + dlen) != 1 ||
         EVP_MAC_final(m, full, &full_len, sizeof full) != 1 || full_len < MSGID_MAC_BYTES)
         return false;
     memcpy(mac, full, MSGID_MAC_BYTES);
@@ -244,22 +247,28 @@ int msgid_mint(const msgid_keyring *kr, int64_t send_id, const char *domain, cha
     if (!kr || send_id < 1 || !msgid_domain_ok(domain, dlen) ||
         !mac_of(kr, key_slot(kr->current), send_id, domain, dlen, mac))
         return -1;
-    char hex[MSGID_MAC_HEX + 1];
+    /* "<id.k" + MAC hex + "@": at most 1 + 19 + 2 + MSGID_MAC_HEX + 1 bytes */
+    char head[1 + FMT_I64_MAX + 2 + MSGID_MAC_HEX + 1];
+    size_t n = 0;
+    head[n++] = '<';
+    n += fmt_i64(head + n, send_id);
+    head[n++] = '.';
+    head[n++] = kr->current;
     for (size_t i = 0; i < MSGID_MAC_BYTES; i++) {
-        hex[2 * i] = hexdigits[mac[i] >> 4];
-        hex[2 * i + 1] = hexdigits[mac[i] & 15];
+        head[n++] = hexdigits[mac[i] >> 4];
+        head[n++] = hexdigits[mac[i] & 15];
     }
-    hex[MSGID_MAC_HEX] = '\0';
-    int n = snprintf(out, MSGID_MAX, "<%lld.%c%s@", (long long)send_id, kr->current, hex);
-    if (n < 0 || (size_t)n + dlen + 2 > MSGID_MAX)
+    head[n++] = '@';
+    if (n + dlen + 2 > MSGID_MAX)
         return -1;
+    memcpy(out, head, n);
     for (size_t i = 0; i < dlen; i++) {
         char c = domain[i];
-        out[(size_t)n + i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        out[n + i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     }
-    out[(size_t)n + dlen] = '>';
-    out[(size_t)n + dlen + 1] = '\0';
-    return n + (int)dlen + 1;
+    out[n + dlen] = '>';
+    out[n + dlen + 1] = '\0';
+    return (int)(n + dlen + 1);
 }
 
 static int hex_value(char c)

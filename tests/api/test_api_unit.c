@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include "app.h"
+#include "db.h"
+#include "pgarr.h"
 #include "http.h"
 #include "routes.h"
 #include "stats.h"
@@ -252,10 +254,52 @@ static void test_health_thresholds_from_the_environment(void **state)
     unsetenv("KILN_HEALTH_QUARANTINE_DAYS");
 }
 
+/* db_i64 reads PostgreSQL's text of an integer as strtoll does, past its fast path's
+ * 18 digits too; pgarr_str quotes and escapes an element as an array literal wants. */
+static void test_db_i64_and_pgarr_text(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"0",
+                                        "7",
+                                        "-7",
+                                        "123456789012345678",
+                                        "-123456789012345678",
+                                        "1234567890123456789",
+                                        "9223372036854775807",
+                                        "-9223372036854775808",
+                                        "-",
+                                        "12x",
+                                        ""};
+    size_t n = sizeof texts / sizeof texts[0];
+    PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    PGresAttDesc col = {.name = (char *)"v", .typid = 20, .typlen = 8, .atttypmod = -1};
+    assert_true(PQsetResultAttrs(r, 1, &col));
+    for (size_t i = 0; i < n; i++)
+        assert_true(PQsetvalue(r, (int)i, 0, (char *)texts[i], (int)strlen(texts[i])));
+    assert_true(PQsetvalue(r, (int)n, 0, NULL, -1)); /* NULL reads 0 */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(db_i64(r, (int)i, 0), strtoll(texts[i], NULL, 10));
+    assert_int_equal(db_i64(r, (int)n, 0), 0);
+    PQclear(r);
+
+    arena *a = arena_create(256);
+    assert_string_equal(db_i64_text(a, INT64_MIN), "-9223372036854775808");
+    pgarr p;
+    pgarr_open(&p);
+    pgarr_str(&p, "plain");
+    pgarr_str(&p, "a\"b\\c\"");
+    pgarr_str(&p, "");
+    pgarr_str(&p, NULL);
+    pgarr_i64(&p, -5);
+    assert_string_equal(pgarr_done(&p, a), "{\"plain\",\"a\\\"b\\\\c\\\"\",\"\",NULL,-5}");
+    arena_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_email_accepts_dot_atoms_and_rejects_the_rest),
+        cmocka_unit_test(test_db_i64_and_pgarr_text),
         cmocka_unit_test(test_health_thresholds_from_the_environment),
         cmocka_unit_test(test_valid_host_takes_names_and_ip_literals),
         cmocka_unit_test_setup_teardown(test_v_int_names_the_field_and_range, setup, teardown),

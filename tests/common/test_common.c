@@ -32,6 +32,54 @@ static void test_buf_grows_and_stays_nul_terminated(void **state)
     buf_free(&b);
 }
 
+/* fmt_i64 spells every int64 as printf's "%lld" does, the ends included. */
+static void test_fmt_i64_matches_printf(void **state)
+{
+    (void)state;
+    const int64_t vs[] = {0,
+                          1,
+                          -1,
+                          9,
+                          10,
+                          -10,
+                          99,
+                          100,
+                          123456789,
+                          -987654321,
+                          INT64_MAX,
+                          INT64_MIN,
+                          INT64_MIN + 1,
+                          INT64_MAX - 1,
+                          1000000000000000000LL};
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        char want[32], got[FMT_I64_MAX + 1];
+        int wn = snprintf(want, sizeof want, "%lld", (long long)vs[i]);
+        size_t gn = fmt_i64(got, vs[i]);
+        got[gn] = '\0';
+        assert_int_equal(gn, (size_t)wn);
+        assert_string_equal(got, want);
+    }
+    buf b = BUF_INIT;
+    buf_put_i64(&b, -42);
+    buf_putc(&b, ',');
+    buf_put_i64(&b, INT64_MIN);
+    assert_string_equal(b.data, "-42,-9223372036854775808");
+    buf_free(&b);
+    /* json_i writes the same digits as a JSON number */
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_array_open(g);
+    json_i(g, INT64_MIN);
+    json_i(g, 0);
+    json_i(g, INT64_MAX);
+    yajl_gen_array_close(g);
+    const unsigned char *out;
+    size_t len;
+    yajl_gen_get_buf(g, &out, &len);
+    assert_int_equal(len, strlen("[-9223372036854775808,0,9223372036854775807]"));
+    assert_memory_equal(out, "[-9223372036854775808,0,9223372036854775807]", len);
+    yajl_gen_free(g);
+}
+
 static int cleaned;
 static void count_cleanup(void *p)
 {
@@ -230,6 +278,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_grows_and_stays_nul_terminated),
+        cmocka_unit_test(test_fmt_i64_matches_printf),
         cmocka_unit_test(test_arena_runs_cleanups_in_reverse_and_handles_large_allocs),
         cmocka_unit_test(test_json_parse_rejects_invalid_utf8_and_nul),
         cmocka_unit_test(test_utf8_validation_edges),
