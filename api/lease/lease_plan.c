@@ -303,8 +303,11 @@ static int pick_recipient(lease_plan *p, const lease_mailbox *m, size_t *cursor,
         int best = -1;
         double best_score = 0.0;
         size_t allowed = 0;
-        for (size_t k = 0; k < p->ncand && allowed < PICK_SCAN; k++) {
-            size_t i = (*cursor + k) % p->ncand;
+        /* i walks from the cursor and wraps: one division per pick, not a 64-bit one per
+         * candidate looked at (~8 % of this scan's samples, session 33) */
+        size_t i = *cursor % p->ncand;
+        for (size_t k = 0; k < p->ncand && allowed < PICK_SCAN;
+             k++, i = i + 1 == p->ncand ? 0 : i + 1) {
             lease_candidate *c = &p->cand[i];
             if (c->pool_id != m->pool_id || c->user_id == m->user_id || c->id == m->id)
                 continue;
