@@ -502,7 +502,10 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
                        .nflags = ev->nflags};
     switch (ev->type) {
     case IMAP_INBOX_EV_LOGGED_IN:
-        ib->attempts = 0;
+        /* The backoff stays: a server that takes the login and then breaks each visit
+         * (a BYE, a wrong tag, a drop) would otherwise be logged in to at the base delay
+         * for as long as it is watched. It resets once a visit's work is done (its
+         * clean end, its IDLE, its kept connection). */
         if (n && n->ib)
             ib->srv->caps = imap_inbox_caps(n->ib);
         inbox_enter(e, ib, IB_ACTIVE);
@@ -592,9 +595,10 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
         ib->wakes_seen = n->wakes;
     }
     bool idling = imap_net_idling(n);
-    if (idling && ib->state == IB_ACTIVE)
+    if (idling && ib->state == IB_ACTIVE) {
+        ib->attempts = 0; /* the pass is done: it idles */
         inbox_enter(e, ib, IB_IDLE);
-    else if (!idling && ib->state == IB_IDLE)
+    } else if (!idling && ib->state == IB_IDLE)
         inbox_enter(e, ib, IB_ACTIVE);
     if (ib->state == IB_ACTIVE && !ib->stop_sent && imap_net_kept(n))
         ev |= inbox_keep_or_leave(e, ib, n, now_ms);

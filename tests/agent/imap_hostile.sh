@@ -115,7 +115,7 @@ for n, l in enumerate(open(sys.argv[1], "rb"), 1):
 
 # The events, the log and the servers' counters, judged in one pass.
 set +e
-$PY - "$spec" >verdicts.txt <<'PYEOF'
+$PY - "$spec" "$DURATION" >verdicts.txt <<'PYEOF'
 import json, re, sys
 mb = {n: int(i) for n, i in (x.split("=") for x in sys.argv[1].split(","))}
 ev = [json.loads(l) for l in open("ev.jsonl")]
@@ -152,6 +152,18 @@ for sc in ("literal_negative", "literal_drop", "uidvalidity0"):
         bad("%s: finds from a broken answer: %s" % (sc, show(sc)))
 if of("bye_fetch", type="folder_state", folder="INBOX"):
     bad("bye_fetch: INBOX's state advanced past a FETCH cut short by BYE")
+# A server that takes the login and then breaks every visit: the agent backs off,
+# doubling from KILN_AGENT_IMAP_BACKOFF_BASE_MS (2 s, 0.8-1.2x jitter), as it does for one
+# that refuses the login: at most 1 + ceil(log2(D / 1.6 + 1)) connections in D seconds.
+# (Until session 33 the login reset the backoff, and such an inbox was logged in to
+# every 2 s for as long as it was watched.)
+import math
+d = float(sys.argv[2])
+most = 1 + math.ceil(math.log2(d / 1.6 + 1))
+for sc in ("bye_fetch", "wrong_tag"):
+    if srv(sc, "conns") > most:
+        bad("%s: %d connections in %.0f s, expected at most %d (a backoff that doubles)"
+            % (sc, srv(sc, "conns"), d, most))
 if of("uidvalidity0", type="folder_state"):
     bad("uidvalidity0: a folder state under UIDVALIDITY 0: %s" % show("uidvalidity0"))
 
