@@ -497,10 +497,17 @@ void inbox_engine_metrics(inbox_engine *e, buf *out)
                "# HELP kiln_agent_inbox_kept_closed_total Kept connections the server closed "
                "between polls (the next poll logs in again).\n"
                "# TYPE kiln_agent_inbox_kept_closed_total counter\n"
-               "kiln_agent_inbox_kept_closed_total %llu\n",
+               "kiln_agent_inbox_kept_closed_total %llu\n"
+               "# HELP kiln_agent_inbox_visits_broken_total Sessions that logged in and then "
+               "ended without their LOGOUT (a BYE, a drop, a timeout, a protocol error; not a "
+               "kept connection closed between polls): the login's outcome is in "
+               "kiln_agent_inbox_logins_total, this is what came after.\n"
+               "# TYPE kiln_agent_inbox_visits_broken_total counter\n"
+               "kiln_agent_inbox_visits_broken_total %llu\n",
                atomic_load(&e->by_state[IB_IDLE]), atomic_load(&e->polls),
                atomic_load(&e->idle_wakes), atomic_load(&e->kept_visits),
-               atomic_load(&e->kept_evicted), atomic_load(&e->kept_closed));
+               atomic_load(&e->kept_evicted), atomic_load(&e->kept_closed),
+               atomic_load(&e->visits_broken));
     buf_puts(out, "# HELP kiln_agent_inbox_logins_total Connection outcomes (session events "
                   "by status).\n"
                   "# TYPE kiln_agent_inbox_logins_total counter\n");

@@ -153,6 +153,7 @@ struct inbox_engine {
     atomic_ullong polls, found[INBOX_ROLE_COUNT], actions[INBOX_ACT_COUNT][INBOX_AST_COUNT];
     atomic_ullong sessions[IMAP_NET_STATUS_COUNT], idle_wakes;
     atomic_ullong kept_visits, kept_evicted, kept_closed;
+    atomic_ullong visits_broken; /* logged in, then ended without the visit's clean end */
 };
 
 /* inbox_server.c */

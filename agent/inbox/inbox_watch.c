@@ -670,6 +670,8 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
     }
     /* a session that logged in but did not end with its LOGOUT */
     bool unexpected = n->logged_in && !imap_net_clean_end(n) && !kept_closed;
+    if (unexpected)
+        atomic_fetch_add(&e->visits_broken, 1);
     if (status != IMAP_NET_OK)
         emit_session(e, ib, status, detail);
     if (e->cfg.verbose || status != IMAP_NET_OK || unexpected || *detail)

@@ -74,7 +74,7 @@ PYEOF
 # One run; its RSS sampled early and late (a server that floods must not grow it).
 t0=$(date +%s%N)
 "$AGENT" inbox --file in.json --duration "$DURATION" --server-conns-per-min 60000 \
-    >ev.jsonl 2>err.log &
+    --metrics-port 0 >ev.jsonl 2>err.log &
 apid=$!
 PIDS+=($apid)
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$apid/status" 2>/dev/null || echo 0; }
@@ -82,6 +82,8 @@ sleep 6
 rss_early=$(rss)
 sleep $((DURATION - 8))
 rss_late=$(rss)
+mport=$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics|\1|p' err.log)
+curl -s --max-time 2 "http://127.0.0.1:${mport:-1}/metrics" >metrics.txt
 rc=0
 for _ in $(seq 1 400); do # up to 40 s past the duration: the drain is 5 s
     kill -0 "$apid" 2>/dev/null || break
@@ -112,6 +114,12 @@ growth=$((rss_late - rss_early))
 $PY -c 'import json,sys
 for n, l in enumerate(open(sys.argv[1], "rb"), 1):
     json.loads(l.decode("utf-8"))' ev.jsonl || bad "stdout has a line that is not JSON in UTF-8"
+
+# The sessions that logged in and then broke are counted apart from the logins (bye_fetch
+# and wrong_tag break every visit after the login: two each by now at the least).
+broken=$(awk '$1 == "kiln_agent_inbox_visits_broken_total" {print $2}' metrics.txt)
+[ "${broken:-0}" -ge 4 ] ||
+    bad "kiln_agent_inbox_visits_broken_total is '${broken:-absent}' after $((DURATION - 2)) s, expected >= 4"
 
 # The events, the log and the servers' counters, judged in one pass.
 set +e
