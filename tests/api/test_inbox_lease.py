@@ -219,8 +219,16 @@ def part_expiry():
     check("inboxes" not in lb, "b gets nothing while a's lease lives: %r" % lb.get("inboxes"))
     # a dies: no heartbeat for longer than the ttl.
     set_clock("2026-03-04T10:31:00Z")
-    lb = lease(b, "b after a's lease expired", max_inboxes=10)
-    check(sorted(i["mailbox_id"] for i in lb["inboxes"]) == sorted(x["id"] for x in boxes),
+    # The lease call sweeps expired leases with SKIP LOCKED: when kiln-api's stats thread
+    # is ending a's lease at that moment, this call skips it and its inboxes are still
+    # held in its snapshot; the next call gets them (session 33: 1 run in 3 on a loaded
+    # box). Asked again, at most 5 times.
+    for _ in range(5):
+        lb = lease(b, "b after a's lease expired", max_inboxes=10)
+        if lb.get("inboxes"):
+            break
+        time.sleep(0.3)
+    check(sorted(i["mailbox_id"] for i in lb.get("inboxes", [])) == sorted(x["id"] for x in boxes),
           "the inboxes moved to b: %r" % lb.get("inboxes"))
     folders = [i for i in lb["inboxes"] if i["mailbox_id"] == mb][0]["folders"]
     check(folders == [{"name": "INBOX", "role": "inbox", "uidvalidity": 9, "last_uid": 40},
