@@ -47,18 +47,11 @@ static void begin(imap_cmdgen *g, imap_cmd *c, const char *verb)
     buf_reset(&c->bytes);
     c->nstops = 0;
     c->next_chunk = 0;
-    size_t k = 0;
-    uint32_t t = g->next_tag ? g->next_tag : 1;
-    char digits[12];
-    size_t nd = 0;
-    do {
-        digits[nd++] = (char)('0' + t % 10);
-        t /= 10;
-    } while (t);
-    c->tag[k++] = 'K';
-    while (nd)
-        c->tag[k++] = digits[--nd];
-    c->tag[k] = '\0';
+    char digits[FMT_I64_MAX];
+    size_t nd = fmt_i64(digits, g->next_tag ? g->next_tag : 1); /* a uint32: 10 at most */
+    c->tag[0] = 'K';
+    memcpy(c->tag + 1, digits, nd);
+    c->tag[1 + nd] = '\0';
     buf_puts(&c->bytes, c->tag);
     buf_putc(&c->bytes, ' ');
     buf_puts(&c->bytes, verb);
