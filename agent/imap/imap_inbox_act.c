@@ -186,7 +186,6 @@ static void uid_set(char *set, size_t n, uint32_t uid)
     snprintf(set, n, "%u", (unsigned)uid);
 }
 
-/* The folder is selected with the action's UIDVALIDITY checked: the first command. */
 /* A UID EXPUNGE, or a UID FETCH (UID FLAGS), of the current action's message. */
 static int uid_cmd(imap_inbox *ib, int state)
 {
@@ -198,6 +197,7 @@ static int uid_cmd(imap_inbox *ib, int state)
     return ib_send(ib, built, state);
 }
 
+/* The folder is selected with the action's UIDVALIDITY checked: the first command. */
 static int act_go(imap_inbox *ib)
 {
     const imap_inbox_action *a = &ib->acts[ib->cur].a;
