@@ -232,6 +232,11 @@ bool imap_net_clean_end(const imap_net *n)
     return outcome(n) == IMAP_OUT_OK && !n->aborted;
 }
 
+bool imap_net_dropped(const imap_net *n)
+{
+    return n->aborted;
+}
+
 int imap_net_tick(imap_net *n, int64_t now_ms)
 {
     return n->ib ? imap_inbox_tick(n->ib, now_ms) : 0;

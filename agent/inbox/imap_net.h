@@ -73,6 +73,9 @@ int imap_net_status(const imap_net *n, const char **detail);
 /* Whether it ended with its LOGOUT sent and nothing failed before (else a drop under a
  * logged-in session). */
 bool imap_net_clean_end(const imap_net *n);
+/* The connection ended under the session (a drop, a stall, a TLS fault), not by a
+ * session that gave up on what the server said. */
+bool imap_net_dropped(const imap_net *n);
 /* The owner's steps, from its stepped hook (a connection is poked with
  * net_conn_resume(l, c, 0) to get there): imap_event masks. */
 int imap_net_tick(imap_net *n, int64_t now_ms);

@@ -63,6 +63,7 @@ typedef struct inbox {
     int64_t resume_at_ms;  /* after an eviction or a close while kept: the poll planned */
     bool evicted;          /* logged out to make room: its poll stays where it was */
     bool kept_visit;       /* the poll under way is on a kept connection */
+    bool visit_done;       /* this connection's visit did its work (inbox_visit_done) */
     bool noted;            /* this session's note (a folder not checked) is logged */
     int visit_events;      /* events of that poll (none: the connection was dead) */
     struct inbox *kept_prev, *kept_next; /* its server's LRU, least recent first */
@@ -189,6 +190,9 @@ void inbox_stop_one(inbox_engine *e, inbox *ib);
 void inbox_poke(inbox_engine *e, inbox *ib);
 /* The inbox's pass is over (progress, --once). */
 void inbox_finish_pass(inbox_engine *e, inbox *ib);
+/* A visit's work is done (its LOGOUT, its IDLE, its kept connection): the backoff resets
+ * and the inbox's session event says `ok`. */
+void inbox_visit_done(inbox_engine *e, inbox *ib);
 /* Its poll interval (class or its own, at most cfg.poll_max_ms). */
 int64_t inbox_poll_interval_ms(const inbox_engine *e, const inbox *ib);
 /* When its first action not due yet at now comes due (INT64_MAX: none). */

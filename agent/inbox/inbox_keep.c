@@ -76,7 +76,7 @@ int inbox_keep_or_leave(inbox_engine *e, inbox *ib, imap_net *n, int64_t now)
 {
     int64_t interval = inbox_poll_interval_ms(e, ib);
     inbox_finish_pass(e, ib);
-    ib->attempts = 0; /* the visit's work is done (inbox_watch.c: the login keeps it) */
+    inbox_visit_done(e, ib); /* its work is done; the login keeps it */
     ib->kept_visit = false;
     if (!may_keep(e, ib, interval, now)) {
         ib->stop_sent = true;

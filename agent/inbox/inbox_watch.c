@@ -108,17 +108,37 @@ void inbox_emit(inbox_engine *e, const inbox_event *ev)
     }
 }
 
+/* The inbox's session event: sent on its first outcome and whenever the outcome changes.
+ * `ok` means a visit's work is done (inbox_visit_done), not that the login was taken: a
+ * server that takes the login and then breaks every visit reports why it broke, so the
+ * control plane sees the inbox failing and does not judge the mail it cannot find
+ * (docs/agent.md "Session events"). */
 static void emit_session(inbox_engine *e, inbox *ib, int status, const char *detail)
 {
-    atomic_fetch_add(&e->sessions[status], 1);
     if (status == ib->last_status)
-        return; /* sent on the first login and whenever the outcome changes */
+        return;
     ib->last_status = status;
     inbox_event ev = {.type = INBOX_EV_SESSION,
                       .mailbox_id = ib->spec->mailbox_id,
                       .status = status,
                       .detail = detail && *detail ? detail : NULL};
     inbox_emit(e, &ev);
+}
+
+/* A connection's login outcome, counted (kiln_agent_inbox_logins_total, --once's exit
+ * status); a failed one is reported at once. */
+static void login_outcome(inbox_engine *e, inbox *ib, int status, const char *detail)
+{
+    atomic_fetch_add(&e->sessions[status], 1);
+    if (status != IMAP_NET_OK)
+        emit_session(e, ib, status, detail);
+}
+
+void inbox_visit_done(inbox_engine *e, inbox *ib)
+{
+    ib->attempts = 0;
+    ib->visit_done = true;
+    emit_session(e, ib, IMAP_NET_OK, NULL);
 }
 
 /* The inbox's pass is over (once) or it is no longer watched. */
@@ -267,12 +287,13 @@ void inbox_start_session(inbox_engine *e, inbox *ib)
         e->loop.free_conns = c;
         log_error("inbox %lld: the IMAP session refused its work (folders, actions)",
                   (long long)s->mailbox_id);
-        emit_session(e, ib, IMAP_NET_PROTOCOL, "the agent could not take this inbox's work");
+        login_outcome(e, ib, IMAP_NET_PROTOCOL, "the agent could not take this inbox's work");
         inbox_finish_pass(e, ib);
         inbox_enter(e, ib, IB_DONE);
         return;
     }
     ib->conn = c;
+    ib->visit_done = false;
     ib->conn_start_ms = e->loop.now_ms;
     ib->stop_sent = ib->recycle = false;
     e->conns_active++;
@@ -315,7 +336,7 @@ static void begin(inbox_engine *e, inbox *ib)
     if (was_resolving)
         e->dns_waiting--;
     if (rc == RESOLVER_FAILED) {
-        emit_session(e, ib, IMAP_NET_CONNECT, err);
+        login_outcome(e, ib, IMAP_NET_CONNECT, err);
         schedule_after(e, ib, IMAP_NET_CONNECT, false);
         return;
     }
@@ -388,7 +409,7 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
     }
     inbox_finish_pass(e, ib);
     if (status == IMAP_NET_OK && !unexpected) {
-        ib->attempts = 0;
+        ib->attempts = 0; /* owner_done reported the visit done */
         /* a recycled IDLE connection comes back at once for its full pass; an action
          * that comes due before the next poll brings it forward */
         int64_t next = ib->recycle ? now : now + inbox_poll_interval_ms(e, ib);
@@ -509,7 +530,7 @@ static void on_event(void *owner, imap_net *n, const imap_inbox_event *ev)
         if (n && n->ib)
             ib->srv->caps = imap_inbox_caps(n->ib);
         inbox_enter(e, ib, IB_ACTIVE);
-        emit_session(e, ib, IMAP_NET_OK, NULL);
+        atomic_fetch_add(&e->sessions[IMAP_NET_OK], 1);
         return;
     case IMAP_INBOX_EV_FOUND:
         if (ev->role >= 0 && ev->role < INBOX_ROLE_COUNT)
@@ -584,6 +605,7 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
         inbox_kept_remove(ib->srv, ib);
         inbox_enter(e, ib, IB_ACTIVE);
         ib->kept_visit = true;
+        ib->visit_done = false;
         ib->visit_events = 0;
         atomic_fetch_add(&e->kept_visits, 1);
         ev |= imap_net_visit(n, now_ms);
@@ -596,7 +618,7 @@ static int on_stepped(void *owner, imap_net *n, int64_t now_ms)
     }
     bool idling = imap_net_idling(n);
     if (idling && ib->state == IB_ACTIVE) {
-        ib->attempts = 0; /* the pass is done: it idles */
+        inbox_visit_done(e, ib); /* the pass is done: it idles */
         inbox_enter(e, ib, IB_IDLE);
     } else if (!idling && ib->state == IB_IDLE)
         inbox_enter(e, ib, IB_ACTIVE);
@@ -629,6 +651,18 @@ static bool owner_may_reconnect(void *owner, net_conn *c)
     inbox_engine *e = owner;
     (void)c;
     return !e->stopping;
+}
+
+/* A visit that broke after its login: reported as transient (the login itself was
+ * counted): `connect` when the connection dropped or stalled, else `protocol` (a BYE, a
+ * wrong tag, an answer the session could not take). Never `tls`: after a login a TLS
+ * fault is a dropped connection, not a certificate the customer must fix. */
+static void broken_visit(inbox_engine *e, inbox *ib, const imap_net *n, const char *detail)
+{
+    char why[320];
+    snprintf(why, sizeof why, "the session broke after the login: %s",
+             detail && *detail ? detail : "no reason given");
+    emit_session(e, ib, imap_net_dropped(n) ? IMAP_NET_CONNECT : IMAP_NET_PROTOCOL, why);
 }
 
 static void owner_done(void *owner, net_conn *c, bool host_ok)
@@ -668,12 +702,19 @@ static void owner_done(void *owner, net_conn *c, bool host_ok)
     } else if (status != IMAP_NET_OK && status != IMAP_NET_AUTH) {
         atomic_fetch_add(&ib->srv->failures, 1);
     }
-    /* a session that logged in but did not end with its LOGOUT */
+    /* a session that logged in but did not end with its LOGOUT; a failure only when it
+     * broke before its visit's work was done (an IDLE connection the server closes, a
+     * restart, is not a failing inbox: it reconnects and reports nothing new) */
     bool unexpected = n->logged_in && !imap_net_clean_end(n) && !kept_closed;
-    if (unexpected)
+    if (unexpected) {
         atomic_fetch_add(&e->visits_broken, 1);
-    if (status != IMAP_NET_OK)
-        emit_session(e, ib, status, detail);
+        if (!ib->visit_done)
+            broken_visit(e, ib, n, detail);
+    } else if (status != IMAP_NET_OK) {
+        login_outcome(e, ib, status, detail);
+    } else if (!kept_closed) {
+        inbox_visit_done(e, ib); /* its LOGOUT */
+    }
     if (e->cfg.verbose || status != IMAP_NET_OK || unexpected || *detail)
         log_info("inbox %lld (%s): session %s%s%s", (long long)ib->spec->mailbox_id, ib->spec->host,
                  imap_net_status_name(status), *detail ? ": " : "", detail);

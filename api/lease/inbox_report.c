@@ -419,7 +419,8 @@ static bool apply_folders(ireport *r)
 }
 
 /* Sessions: per mailbox the last of the batch counts; applied when it changed the
- * inbox state (transient statuses change nothing: duplicates). */
+ * inbox's state or its error (a transient status records a failing inbox once: the same
+ * failure again is a duplicate; Q_SESSIONS in inbox_store.c). */
 static bool apply_sessions(ireport *r)
 {
     arena *a = r->rq->pool;

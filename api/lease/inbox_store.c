@@ -364,21 +364,34 @@ static const db_stmt Q_FOLDER_NEW = {
     "SELECT (SELECT count(*) FROM up) AS changed, "
     "(SELECT count(*) FROM x) - (SELECT count(*) FROM ok) AS refused"};
 
+/* Sessions (openapi InboxEventSession): `ok` (a visit's work done) makes the inbox `ok`
+ * and clears its error; `auth` and `tls` put it in `error` with the detail; a transient
+ * outcome (connect, throttled, protocol) leaves the state and records the failure:
+ * inbox_error is its detail and inbox_error_at when the inbox began failing (kept while
+ * it keeps failing), until a visit completes. An inbox in `error` keeps its reason. The
+ * missing sweep does not judge mail to a failing inbox (Q_SWEEP_LOAD). */
+#define SESSION_DETAIL "coalesce(x.detail, x.st || ' failed')"
+#define SESSION_FINAL "x.st IN ('auth', 'tls')"
 static const db_stmt Q_SESSIONS = {
     "inbox_sessions",
     "UPDATE mailboxes m SET inbox = CASE WHEN x.st = 'ok' THEN 'ok'::inbox_state "
-    "  ELSE 'error'::inbox_state END, "
-    "inbox_error = CASE WHEN x.st = 'ok' THEN NULL ELSE coalesce(x.detail, x.st || ' failed') END, "
-    "inbox_error_at = CASE WHEN x.st = 'ok' THEN NULL ELSE kiln_now() END "
+    "  WHEN " SESSION_FINAL " THEN 'error'::inbox_state ELSE m.inbox END, "
+    "inbox_error = CASE WHEN x.st = 'ok' THEN NULL ELSE " SESSION_DETAIL " END, "
+    "inbox_error_at = CASE WHEN x.st = 'ok' THEN NULL WHEN " SESSION_FINAL " THEN kiln_now() "
+    "  ELSE coalesce(m.inbox_error_at, kiln_now()) END "
     "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS x (mb, st, detail) "
-    "WHERE m.id = x.mb AND x.st IN ('ok', 'auth', 'tls') AND (CASE WHEN x.st = 'ok' "
-    "  THEN m.inbox <> 'ok' ELSE m.inbox <> 'error' OR m.inbox_error IS DISTINCT FROM "
-    "  coalesce(x.detail, x.st || ' failed') END) RETURNING m.id"};
+    "WHERE m.id = x.mb AND (CASE "
+    "  WHEN x.st = 'ok' THEN m.inbox <> 'ok' OR m.inbox_error IS NOT NULL "
+    "  WHEN " SESSION_FINAL " THEN m.inbox <> 'error' OR m.inbox_error IS DISTINCT FROM "
+    "  " SESSION_DETAIL " "
+    "  ELSE m.inbox <> 'error' AND m.inbox_error IS DISTINCT FROM " SESSION_DETAIL " END) "
+    "RETURNING m.id"};
 
 /* The missing sweep: sends after the watermark, in id order. judged: its time plus the
  * deadline has passed and it is final; missing: sent, not placed, to an inbox that is
- * watched (IMAP, inbox ok, WATCHABLE's states: mail to a mailbox deleted since, or of a
- * user disabled since, cannot be found and is not held against its sender). */
+ * watched (IMAP, inbox ok and not failing, WATCHABLE's states: mail to a mailbox deleted
+ * since, of a user disabled since, or to an inbox whose visits keep failing cannot be
+ * found and is not held against its sender; a later find still places it). */
 #define SWEEP_RECIPIENT_WATCHED WATCHED_STATES_OF("rm", "ru")
 static const db_stmt Q_SWEEP_LOAD = {
     "inbox_sweep_load",
@@ -387,6 +400,7 @@ static const db_stmt Q_SWEEP_LOAD = {
     "(s.scheduled_at <= kiln_now() - make_interval(secs => $1) AND s.status <> 'leased') "
     "  AS judged, "
     "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' "
+    "  AND rm.inbox_error IS NULL "
     "  AND " SWEEP_RECIPIENT_WATCHED " AND NOT "
     "  EXISTS (SELECT 1 FROM placements p WHERE p.mailbox_id = s.mailbox_id "
     "  AND p.send_id = s.id)) AS missing, rm.imap_host, "

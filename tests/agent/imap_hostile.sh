@@ -172,6 +172,20 @@ for sc in mb:  # bye_fetch, wrong_tag, the literals, uids_weird, uidvalidity0 br
     if srv(sc, "conns") > most:
         bad("%s: %d connections in %.0f s, expected at most %d (a backoff that doubles)"
             % (sc, srv(sc, "conns"), d, most))
+# ... and says so: a visit that breaks after the login is a transient session event
+# (the control plane marks the inbox failing and does not judge its mail missing), never
+# `ok`, which means a visit's work was done. (Until session 34 `ok` came at the login,
+# and such an inbox read ok.)
+for sc in ("bye_fetch", "wrong_tag", "literal_huge", "literal_drop"):
+    ses = of(sc, type="session")
+    if [e for e in ses if e["status"] == "ok"]:
+        bad("%s: a session `ok` for an inbox whose every visit breaks: %s" % (sc, ses))
+    if not [e for e in ses if e["status"] in ("protocol", "connect") and
+            "broke after the login" in (e.get("detail") or "")]:
+        bad("%s: no session event says the visit broke after the login: %s" % (sc, ses))
+for sc in ("good", "good_tls"):
+    if [e["status"] for e in of(sc, type="session")] != ["ok"]:
+        bad("%s: session events %s, expected one `ok`" % (sc, of(sc, type="session")))
 if of("uidvalidity0", type="folder_state"):
     bad("uidvalidity0: a folder state under UIDVALIDITY 0: %s" % show("uidvalidity0"))
 

@@ -330,10 +330,29 @@ def part_found():
     ses = [{"type": "session", "mailbox_id": rc, "status": "ok"}]
     check(report(a, lid, ses) == counts(1), "session ok applied")
     check(psql("SELECT inbox FROM mailboxes WHERE id = %d" % rc) == ["ok"], "inbox ok")
+    check(report(a, lid, ses) == counts(0, 1), "the same ok again: a duplicate")
+    # A transient outcome (the last of a batch counts) leaves the state and marks the
+    # inbox failing since then; the same failure again is a duplicate, another detail is
+    # recorded with the time it began failing kept; an ok (a visit done) clears it.
+    def error_of():
+        return psql("SELECT inbox, inbox_error, inbox_error_at FROM mailboxes WHERE id = %d"
+                    % rc)[0].split("|")
+
     check(report(a, lid, ses + [{"type": "session", "mailbox_id": rc, "status": "connect",
-                                 "detail": "timeout"}]) == counts(0, 2),
-          "transient outcomes change nothing")
-    check(psql("SELECT inbox FROM mailboxes WHERE id = %d" % rc) == ["ok"], "still ok")
+                                 "detail": "timeout"}]) == counts(1, 1),
+          "a transient outcome marks the inbox failing")
+    st, err, since = error_of()
+    check(st == "ok" and err == "timeout" and since, "failing, still ok: %r" % [st, err, since])
+    g = expect(admin("GET", "/api/mailboxes/%d" % rc), 200, "get")
+    check(g["inbox"] == "ok" and g["inbox_error"] == "timeout" and g["inbox_error_at"],
+          "the API shows the failing inbox: %r" % g)
+    bye = {"type": "session", "mailbox_id": rc, "status": "protocol",
+           "detail": "the session broke after the login: BYE"}
+    check(report(a, lid, [bye]) == counts(1), "another failure is recorded")
+    check(error_of() == ["ok", bye["detail"], since], "failing since the first: %r" % error_of())
+    check(report(a, lid, [bye]) == counts(0, 1), "the same failure again: a duplicate")
+    check(report(a, lid, ses) == counts(1), "a visit done clears it")
+    check(error_of() == ["ok", "", ""], "ok, no error: %r" % error_of())
     r = report(a, lid, [{"type": "session", "mailbox_id": rc, "status": "auth",
                          "detail": "LOGIN failed"}])
     check(r == counts(1), "auth applied: %r" % r)
@@ -689,18 +708,30 @@ def part_missing():
     check(gone, "a recipient besides the found send's: %r" % rcs)
     gone = gone[0]
     expect(admin("DELETE", "/api/mailboxes/%d" % gone), 204, "delete a recipient")
+    # A recipient whose server breaks every visit after the login: its inbox stays ok but
+    # failing, and its mail is not judged missing against its senders.
+    failing = [r for r in rcs if r not in (rc, gone)]
+    check(failing, "a third recipient: %r" % rcs)
+    failing = failing[0]
+    check(report(a, lid, [{"type": "session", "mailbox_id": failing, "status": "protocol",
+                           "detail": "the session broke after the login: BYE"}]) == counts(1),
+          "a failing inbox")
     set_clock("2026-03-05T09:00:00Z")
     lease(a, "before the deadline", max_inboxes=10)
     check(psql("SELECT count(*) FROM placements WHERE placement = 'missing'") == ["0"],
           "nothing is missing before the deadline")
     set_clock("2026-03-05T10:30:00Z")
     lease(a, "after the deadline", max_inboxes=10)
-    judged = [s for s in sends if s[0] != sid and s[2] != gone]
+    judged = [s for s in sends if s[0] != sid and s[2] not in (gone, failing)]
     n = len(judged)
     check(psql("SELECT count(*) FROM placements WHERE placement = 'missing'") == [str(n)],
           "the %d sends not found are missing" % n)
     check(psql("SELECT count(*) FROM placements WHERE recipient_id = %d" % gone) == ["0"],
           "mail to the deleted recipient is not judged")
+    to_failing = [s for s in sends if s[2] == failing]
+    check(to_failing and psql("SELECT count(*) FROM placements WHERE recipient_id = %d"
+                              % failing) == ["0"],
+          "mail to the failing inbox is not judged: %r" % to_failing)
     check(psql("SELECT placement FROM placements WHERE send_id = %d" % sid) == ["inbox"],
           "the found send keeps its placement")
     check(judged, "a send judged missing: %r" % sends)
@@ -710,6 +741,13 @@ def part_missing():
           "a late find is applied")
     check(psql("SELECT placement, folder FROM placements WHERE send_id = %d" % late[0])
           == ["missing|Junk"], "a late find leaves the placement missing, records the folder")
+    # The failing inbox mends: its mail found now is placed where the provider put it.
+    f = to_failing[0]
+    check(report(a, lid, [{"type": "session", "mailbox_id": failing, "status": "ok"},
+                          found(f[2], f[3], "Junk", "junk", 1, 9)]) == counts(2),
+          "the mended inbox's find is applied")
+    check(psql("SELECT placement FROM placements WHERE send_id = %d" % f[0]) == ["junk"],
+          "mail to an inbox that was failing is placed when found")
     m = call("GET", "/metrics", token=ADMIN).raw
     check(sum(int(l.rsplit(" ", 1)[1]) for l in m.splitlines()
               if l.startswith("kiln_placement_total") and 'folder="missing"' in l) == n,
