@@ -142,10 +142,11 @@ static const db_stmt Q_PAIRS = {
     "CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "                                            \
     "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
     "WHERE " SENDING_STATES " "                                                                    \
-    "AND (NOT $2::bool OR m.inbox = 'ok') "                                                        \
+    "AND (NOT $2::bool OR (m.inbox = 'ok' AND m.inbox_error IS NULL)) "                            \
     "AND m.pool_id = ANY ((SELECT array_agg(DISTINCT pool_id) FROM mailboxes "                     \
     "WHERE id = ANY ($3::bigint[]))::int[]) "
-/* $2: KILN_RECIPIENTS_REQUIRE_INBOX (only inboxes that are watched and ok receive); $3:
+/* $2: KILN_RECIPIENTS_REQUIRE_INBOX (only inboxes that are watched, ok and not failing
+ * receive: mail to an inbox whose visits keep failing is never found or engaged); $3:
  * the senders, whose pools the candidates come from (the planner keeps each slot in its
  * sender's pool, lease_plan.c). */
 static const db_stmt Q_CANDIDATES = {

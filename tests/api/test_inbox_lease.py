@@ -767,13 +767,16 @@ def part_recipients():
 
 def part_recipients_on():
     boxes = world(4)
-    ok_id = boxes[2]["id"]
+    ok_id, failing = boxes[2]["id"], boxes[3]["id"]
     psql("UPDATE mailboxes SET inbox = 'ok' WHERE id = %d" % ok_id)
+    # ok but failing (its server breaks every visit after the login): not a recipient
+    psql("UPDATE mailboxes SET inbox = 'ok', inbox_error = 'the session broke after the "
+         "login: BYE', inbox_error_at = now() WHERE id = %d" % failing)
     a = agent("a")
     la = lease(a, "lease")
     rcs = {s[2] for s in sends_to(la, boxes)}
-    check(rcs == {ok_id}, "with KILN_RECIPIENTS_REQUIRE_INBOX=1 only the ok inbox receives: %r"
-          % rcs)
+    check(rcs == {ok_id}, "with KILN_RECIPIENTS_REQUIRE_INBOX=1 only the ok inbox that is "
+          "not failing receives: %r (failing: %d)" % (rcs, failing))
     reset_clock()
     ok("test_recipients_require_inbox_switch")
 
