@@ -54,12 +54,18 @@ static const db_stmt Q_STATS = {
 
 const char *const stats_band_names[STATS_BANDS] = {"new", "good", "watch", "quarantine", "pause"};
 const char *const stats_provider_names[STATS_PROVIDERS] = {"gmail", "outlook", "yahoo", "other"};
+const char *const stats_inbox_state_names[STATS_INBOX_STATES] = {"none", "unverified", "ok",
+                                                                 "failing", "error"};
 
-/* Live mailboxes per band (those without a mailbox_health row are 'new'). */
+/* Live mailboxes per band (those without a mailbox_health row are 'new') and inbox
+ * state, in the one scan of mailboxes: at most 5 x 5 groups. */
 static const db_stmt Q_STATS_BANDS = {
-    "stats_bands", "SELECT coalesce(h.band::text, 'new'), count(*) FROM mailboxes m "
-                   "LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
-                   "WHERE m.deleted_at IS NULL GROUP BY 1"};
+    "stats_bands",
+    "SELECT coalesce(h.band::text, 'new'), CASE WHEN m.imap_host IS NULL THEN 'none' "
+    "  WHEN m.inbox = 'ok' AND m.inbox_error IS NOT NULL THEN 'failing' "
+    "  ELSE m.inbox::text END, count(*) FROM mailboxes m "
+    "LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
+    "WHERE m.deleted_at IS NULL GROUP BY 1, 2"};
 /* The pool's last 7 UTC days: at most 7 x 4 x 16 counter rows. */
 static const db_stmt Q_STATS_POOL = {
     "stats_pool",
@@ -80,10 +86,16 @@ static bool stats_compute_health(db *d, arena *a, stats_snapshot *out)
     PGresult *r = db_exec(d, a, &Q_STATS_BANDS, 0, NULL);
     if (!r)
         return false;
+    memset(out->by_band, 0, sizeof out->by_band);
+    memset(out->by_inbox, 0, sizeof out->by_inbox);
     for (int i = 0; i < PQntuples(r); i++) {
+        int64_t n = strtoll(PQgetvalue(r, i, 2), NULL, 10);
         int b = name_index(stats_band_names, STATS_BANDS, PQgetvalue(r, i, 0));
         if (b >= 0)
-            out->by_band[b] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+            out->by_band[b] += n;
+        int st = name_index(stats_inbox_state_names, STATS_INBOX_STATES, PQgetvalue(r, i, 1));
+        if (st >= 0)
+            out->by_inbox[st] += n;
     }
     r = db_exec(d, a, &Q_STATS_POOL, 0, NULL);
     if (!r)
@@ -115,7 +127,7 @@ static const db_stmt Q_SHARED_WRITE = {
     "computed_at = excluded.computed_at, took_ms = excluded.took_ms, "
     "running = excluded.running, v = excluded.v"};
 
-#define SNAPSHOT_FIELDS (14 + STATS_BANDS + 3 * STATS_PROVIDERS)
+#define SNAPSHOT_FIELDS (14 + STATS_BANDS + 3 * STATS_PROVIDERS + STATS_INBOX_STATES)
 
 /* Field i of the shared row's values (append only: a kiln-api of an older release reads
  * the prefix it knows, a newer one leaves what an older one did not write at 0). */
@@ -141,8 +153,11 @@ static int64_t *snapshot_field(stats_snapshot *s, int i)
     if (i < STATS_BANDS)
         return &s->by_band[i];
     i -= STATS_BANDS;
-    int64_t *per[] = {s->placed_7d, s->inbox_7d, s->junk_7d};
-    return &per[i / STATS_PROVIDERS][i % STATS_PROVIDERS];
+    if (i < 3 * STATS_PROVIDERS) {
+        int64_t *per[] = {s->placed_7d, s->inbox_7d, s->junk_7d};
+        return &per[i / STATS_PROVIDERS][i % STATS_PROVIDERS];
+    }
+    return &s->by_inbox[i - 3 * STATS_PROVIDERS]; /* session 34 */
 }
 
 /* The published snapshot into out: 1 with its age and the time it took to compute, 0

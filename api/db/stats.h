@@ -12,8 +12,12 @@
 
 #define STATS_BANDS 5
 #define STATS_PROVIDERS 4
+#define STATS_INBOX_STATES 5
 extern const char *const stats_band_names[STATS_BANDS];
 extern const char *const stats_provider_names[STATS_PROVIDERS];
+/* none (no IMAP access), unverified, ok, failing (ok, its visits not completing:
+ * inbox_error set), error. */
+extern const char *const stats_inbox_state_names[STATS_INBOX_STATES];
 
 typedef struct stats_snapshot {
     int64_t computed_at_ms; /* wall clock; 0 = never */
@@ -27,6 +31,8 @@ typedef struct stats_snapshot {
      * (gmail, outlook, yahoo, other) from placement_pool_days. */
     int64_t by_band[STATS_BANDS];
     int64_t placed_7d[STATS_PROVIDERS], inbox_7d[STATS_PROVIDERS], junk_7d[STATS_PROVIDERS];
+    /* Live mailboxes by inbox state (stats_inbox_state_names). */
+    int64_t by_inbox[STATS_INBOX_STATES];
 } stats_snapshot;
 
 typedef struct stats stats;

@@ -107,21 +107,30 @@ static void render_inbox(buf *o, const counter_set *c)
         }
 }
 
-/* Mailbox health (015): bands, and the pool's 7-day placement shares per provider,
- * from the snapshot (the refresher reads placement_pool_days, never a scrape). */
+/* A gauge family with one label, one series per name. */
+static void labelled_gauge(buf *o, const char *name, const char *help, const char *label,
+                           const char *const *names, const int64_t *v, int n)
+{
+    family(o, name, "gauge", help);
+    for (int i = 0; i < n; i++)
+        buf_printf(o, "%s{%s=\"%s\"} %lld\n", name, label, names[i], (long long)v[i]);
+}
+
+/* Mailbox health (015): bands, inbox states, and the pool's 7-day placement shares per
+ * provider, from the snapshot (the refresher reads placement_pool_days, never a scrape). */
 static void render_health(buf *o, const stats_snapshot *s)
 {
-    family(o, "kiln_mailboxes_by_health", "gauge",
-           "Live mailboxes by health band (new: never judged).");
-    for (int b = 0; b < STATS_BANDS; b++)
-        buf_printf(o, "kiln_mailboxes_by_health{band=\"%s\"} %lld\n", stats_band_names[b],
-                   (long long)s->by_band[b]);
-    family(o, "kiln_placements_7d", "gauge",
-           "Placements decided over the last 7 UTC days across the pool, by recipient "
-           "provider.");
-    for (int p = 0; p < STATS_PROVIDERS; p++)
-        buf_printf(o, "kiln_placements_7d{provider=\"%s\"} %lld\n", stats_provider_names[p],
-                   (long long)s->placed_7d[p]);
+    labelled_gauge(o, "kiln_mailboxes_by_health",
+                   "Live mailboxes by health band (new: never judged).", "band", stats_band_names,
+                   s->by_band, STATS_BANDS);
+    labelled_gauge(o, "kiln_inboxes",
+                   "Live mailboxes by inbox state (none: no IMAP access; failing: ok, but its "
+                   "last visits did not complete).",
+                   "state", stats_inbox_state_names, s->by_inbox, STATS_INBOX_STATES);
+    labelled_gauge(o, "kiln_placements_7d",
+                   "Placements decided over the last 7 UTC days across the pool, by recipient "
+                   "provider.",
+                   "provider", stats_provider_names, s->placed_7d, STATS_PROVIDERS);
     /* The shares only for providers with placements: an absent series, not a 0, when
      * nothing was placed (an alert on a collapse must not fire on an idle provider). */
     family(o, "kiln_inbox_rate", "gauge",
@@ -264,6 +273,11 @@ void h_warmup_metrics(http_req *rq, http_resp *rs)
     json_kv_i(g, "paused", s.mailboxes_paused);
     json_kv_i(g, "error", s.mailboxes_error);
     json_kv_i(g, "disabled", s.mailboxes_disabled);
+    json_obj_close(g);
+    json_key(g, "inboxes");
+    json_obj_open(g);
+    for (int st = 0; st < STATS_INBOX_STATES; st++)
+        json_kv_i(g, stats_inbox_state_names[st], s.by_inbox[st]);
     json_obj_close(g);
     json_key(g, "quota");
     json_obj_open(g);

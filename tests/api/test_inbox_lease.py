@@ -351,6 +351,20 @@ def part_found():
     check(report(a, lid, [bye]) == counts(1), "another failure is recorded")
     check(error_of() == ["ok", bye["detail"], since], "failing since the first: %r" % error_of())
     check(report(a, lid, [bye]) == counts(0, 1), "the same failure again: a duplicate")
+    # Operators see it: kiln_inboxes{state="failing"} (the stats snapshot, refreshed every
+    # KILN_STATS_INTERVAL_S: 1 s here) and the JSON metrics' inboxes.
+    def gauge():
+        m = call("GET", "/metrics", token=ADMIN).raw
+        return {l.split('"')[1]: int(l.rsplit(" ", 1)[1]) for l in m.splitlines()
+                if l.startswith("kiln_inboxes{")}
+    deadline = time.time() + 15
+    while gauge().get("failing") != 1 and time.time() < deadline:
+        time.sleep(0.3)
+    g = gauge()
+    check(g.get("failing") == 1 and g.get("ok") == 0 and sum(g.values()) == 4,
+          "kiln_inboxes: %r (4 mailboxes with IMAP, one ok and failing)" % g)
+    j = expect(admin("GET", "/api/warmup/metrics"), 200, "json metrics")
+    check(j["inboxes"]["failing"] == 1, "the JSON metrics' inboxes: %r" % j.get("inboxes"))
     check(report(a, lid, ses) == counts(1), "a visit done clears it")
     check(error_of() == ["ok", "", ""], "ok, no error: %r" % error_of())
     r = report(a, lid, [{"type": "session", "mailbox_id": rc, "status": "auth",
