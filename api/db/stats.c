@@ -58,14 +58,13 @@ const char *const stats_inbox_state_names[STATS_INBOX_STATES] = {"none", "unveri
                                                                  "failing", "error"};
 
 /* Live mailboxes per band (those without a mailbox_health row are 'new') and inbox
- * state, in the one scan of mailboxes: at most 5 x 5 groups. */
+ * state, in the one scan of mailboxes: grouped by the raw columns (at most 6 x 3 x 2 x 2
+ * groups) and named in C, so no text is built per row (a CASE naming the state per row
+ * was the dearer of the two forms tried at 1,000,000 mailboxes). */
 static const db_stmt Q_STATS_BANDS = {
-    "stats_bands",
-    "SELECT coalesce(h.band::text, 'new'), CASE WHEN m.imap_host IS NULL THEN 'none' "
-    "  WHEN m.inbox = 'ok' AND m.inbox_error IS NOT NULL THEN 'failing' "
-    "  ELSE m.inbox::text END, count(*) FROM mailboxes m "
-    "LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
-    "WHERE m.deleted_at IS NULL GROUP BY 1, 2"};
+    "stats_bands", "SELECT h.band, m.inbox, m.imap_host IS NULL, m.inbox_error IS NOT NULL, "
+                   "count(*) FROM mailboxes m LEFT JOIN mailbox_health h ON h.mailbox_id = m.id "
+                   "WHERE m.deleted_at IS NULL GROUP BY 1, 2, 3, 4"};
 /* The pool's last 7 UTC days: at most 7 x 4 x 16 counter rows. */
 static const db_stmt Q_STATS_POOL = {
     "stats_pool",
@@ -89,11 +88,17 @@ static bool stats_compute_health(db *d, arena *a, stats_snapshot *out)
     memset(out->by_band, 0, sizeof out->by_band);
     memset(out->by_inbox, 0, sizeof out->by_inbox);
     for (int i = 0; i < PQntuples(r); i++) {
-        int64_t n = strtoll(PQgetvalue(r, i, 2), NULL, 10);
-        int b = name_index(stats_band_names, STATS_BANDS, PQgetvalue(r, i, 0));
+        int64_t n = strtoll(PQgetvalue(r, i, 4), NULL, 10);
+        const char *band = PQgetisnull(r, i, 0) ? "new" : PQgetvalue(r, i, 0);
+        const char *inbox = PQgetvalue(r, i, 1);
+        if (PQgetvalue(r, i, 2)[0] == 't')
+            inbox = "none";
+        else if (!strcmp(inbox, "ok") && PQgetvalue(r, i, 3)[0] == 't')
+            inbox = "failing";
+        int b = name_index(stats_band_names, STATS_BANDS, band);
         if (b >= 0)
             out->by_band[b] += n;
-        int st = name_index(stats_inbox_state_names, STATS_INBOX_STATES, PQgetvalue(r, i, 1));
+        int st = name_index(stats_inbox_state_names, STATS_INBOX_STATES, inbox);
         if (st >= 0)
             out->by_inbox[st] += n;
     }
