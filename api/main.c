@@ -7,6 +7,7 @@
 #include "config.h"
 #include "health_sweep.h"
 #include "inbox_classify.h"
+#include "inbox_store.h"
 #include "log.h"
 #include "migrate.h"
 #include "retention.h"
@@ -48,13 +49,25 @@ static void usage(FILE *f)
 typedef struct background_jobs {
     health_config health;
     retention sends;
+    int64_t inbox_failing_notify_s; /* 0: off */
 } background_jobs;
+
+/* mailbox.inbox_failing events sent per pass at most (the rest in the next passes). */
+#define INBOX_FAILING_PER_PASS 1000
 
 static void run_background_jobs(db *d, arena *a, void *ctx)
 {
     background_jobs *jobs = ctx;
     health_sweep(d, a, &jobs->health);
     retention_tick(&jobs->sends, d, a, clock_mono_ms());
+    int64_t sent = 0;
+    if (jobs->inbox_failing_notify_s > 0 &&
+        !inbox_store_failing_notify(d, a, jobs->inbox_failing_notify_s, INBOX_FAILING_PER_PASS,
+                                    &sent))
+        log_warn("inbox failing notices: %s", db_message(d));
+    else if (sent > 0)
+        log_info("inbox failing notices: %lld inboxes failing for %lld s or more", (long long)sent,
+                 (long long)jobs->inbox_failing_notify_s);
 }
 
 static int load_timezones(app *a, db *d, int64_t wait_s)
@@ -130,7 +143,8 @@ static int cmd_serve(app *a)
     a->stats = stats_create(a->cfg.conninfo, a->cfg.stats_interval_s);
     background_jobs jobs = {
         .health = {a->cfg.health, a->cfg.health_quarantine_days, a->cfg.health_batch},
-        .sends = {.keep_days = a->cfg.sends_retention_days, .every_s = a->cfg.sends_rotate_s}};
+        .sends = {.keep_days = a->cfg.sends_retention_days, .every_s = a->cfg.sends_rotate_s},
+        .inbox_failing_notify_s = a->cfg.inbox_failing_notify_s};
     stats_set_job(a->stats, run_background_jobs, &jobs);
     rc = hooks ? server_run(a, &routes_api) : 1;
     webhook_worker_stop(hooks);

@@ -77,6 +77,7 @@ int app_config_load(app_config *cfg, char *err, size_t errlen)
         {"KILN_INBOX_LEASE_TTL_S", 1800, 60, 86400, &cfg->inbox_lease_ttl_s},
         {"KILN_PLACEMENT_DEADLINE_S", 86400, 60, 2592000, &cfg->placement_deadline_s},
         {"KILN_RECIPIENTS_REQUIRE_INBOX", 0, 0, 1, &cfg->recipients_require_inbox},
+        {"KILN_INBOX_FAILING_NOTIFY_S", 3600, 0, 2592000, &cfg->inbox_failing_notify_s},
         {"KILN_HEALTH_QUARANTINE_DAYS", 3, 1, 365, &cfg->health_quarantine_days},
         {"KILN_HEALTH_BATCH", 500, 1, 100000, &cfg->health_batch},
         {"KILN_SENDS_RETENTION_DAYS", 90, 1, 3650, &cfg->sends_retention_days},

@@ -43,6 +43,7 @@ typedef struct app_config {
     int64_t inbox_lease_ttl_s;
     int64_t placement_deadline_s;
     int64_t recipients_require_inbox; /* 0/1: recipients only among inboxes that are ok */
+    int64_t inbox_failing_notify_s;   /* mailbox.inbox_failing after this long; 0: never */
     /* mailbox health (docs/design.md "Mailbox health"): KILN_HEALTH_* */
     health_thresholds health;
     int64_t health_quarantine_days;

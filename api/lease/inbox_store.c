@@ -773,6 +773,24 @@ bool inbox_store_sweep_load(db *d, arena *a, int64_t deadline_s, int64_t limit, 
     return true;
 }
 
+static const db_stmt Q_FAILING_NOTIFY = {"inbox_failing_notify",
+                                         "SELECT kiln_inbox_failing_notify($1::int, $2::int)"};
+
+bool inbox_store_failing_notify(db *d, arena *a, int64_t after_s, int64_t limit, int64_t *sent)
+{
+    *sent = 0;
+    if (!db_begin(d))
+        return false;
+    const char *p[] = {db_i64_text(a, after_s), db_i64_text(a, limit)};
+    PGresult *r = db_exec(d, a, &Q_FAILING_NOTIFY, 2, p);
+    if (!r || PQntuples(r) != 1 || !db_commit(d)) {
+        db_rollback(d);
+        return false;
+    }
+    *sent = db_i64(r, 0, 0);
+    return true;
+}
+
 bool inbox_store_sweep_write(db *d, arena *a, const inbox_missing_batch *b, int64_t last_id)
 {
     const char *p[] = {

@@ -157,5 +157,9 @@ typedef struct inbox_missing_batch {
 bool inbox_store_sweep_load(db *d, arena *a, int64_t deadline_s, int64_t limit, bool *locked,
                             PGresult **out);
 bool inbox_store_sweep_write(db *d, arena *a, const inbox_missing_batch *b, int64_t last_id);
+/* One pass of mailbox.inbox_failing (037: kiln_inbox_failing_notify), in its own
+ * transaction: the inboxes failing for at least after_s and not notified of this
+ * episode, at most limit. *sent: how many. */
+bool inbox_store_failing_notify(db *d, arena *a, int64_t after_s, int64_t limit, int64_t *sent);
 
 #endif

@@ -119,7 +119,8 @@ static bool parse_events(http_req *rq, http_resp *rs, yajl_val v, const char **o
         if (e < 0 || seen[e]) {
             snprintf(msg, sizeof msg,
                      e < 0 ? "'%s' must be one of: mailbox.paused, mailbox.error, "
-                             "mailbox.health_changed, mailbox.inbox_error"
+                             "mailbox.health_changed, mailbox.inbox_error, "
+                             "mailbox.inbox_failing"
                            : "'%s' repeats an event",
                      field);
             http_error(rs, 400, "invalid_field", msg, field);
@@ -153,7 +154,8 @@ static bool parse_webhook(http_req *rq, http_resp *rs, yajl_val b, bool create, 
     if (ev && !parse_events(rq, rs, ev, &in->events))
         return false;
     if (create && !in->events)
-        in->events = "{mailbox.paused,mailbox.error,mailbox.health_changed,mailbox.inbox_error}";
+        in->events = "{mailbox.paused,mailbox.error,mailbox.health_changed,mailbox.inbox_error,"
+                     "mailbox.inbox_failing}";
     return true;
 }
 

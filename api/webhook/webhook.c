@@ -10,6 +10,7 @@ static const char *const EVENT_NAMES[WEBHOOK_EVENT_COUNT] = {
     [WEBHOOK_MAILBOX_ERROR] = "mailbox.error",
     [WEBHOOK_MAILBOX_HEALTH_CHANGED] = "mailbox.health_changed",
     [WEBHOOK_MAILBOX_INBOX_ERROR] = "mailbox.inbox_error",
+    [WEBHOOK_MAILBOX_INBOX_FAILING] = "mailbox.inbox_failing",
 };
 
 static const db_stmt Q_EMIT = {"webhook_emit",

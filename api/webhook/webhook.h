@@ -21,6 +21,7 @@ enum webhook_event {
     WEBHOOK_MAILBOX_ERROR,          /* mailboxes.state became 'error' */
     WEBHOOK_MAILBOX_HEALTH_CHANGED, /* the health band of a mailbox changed */
     WEBHOOK_MAILBOX_INBOX_ERROR,    /* mailboxes.inbox became 'error' */
+    WEBHOOK_MAILBOX_INBOX_FAILING,  /* the inbox has been failing for a while (037) */
     WEBHOOK_EVENT_COUNT,
 };
 
@@ -46,7 +47,8 @@ int webhook_event_parse(const char *s);
  * emitted by a trigger on mailboxes (sql/migrations/013_webhooks.sql) whatever statement
  * changes the column, so a caller need not emit those; calling webhook_emit in the same
  * transaction only adds detail (e.g. {"reason": "..."}). mailbox.health_changed has no
- * trigger: the health work calls webhook_emit when a band changes.
+ * trigger: the health work calls webhook_emit when a band changes. mailbox.inbox_failing
+ * is emitted by kiln_inbox_failing_notify (037), from the background pass.
  *
  * Returns 0, or -1 on a database error (db_last_error / db_message tell why; the caller
  * aborts its transaction as for any failed statement). */

@@ -6,7 +6,7 @@ receiver never slows the API; tenants see and receive only their own; bad input 
 field is a 400 naming it with nothing changed; the secret is shown once, sealed at rest and
 never logged; the delivery log and the metric tell what happened.
   test_webhooks.py [part]   (part: signed, report_auth, retry, hang, slow_neighbour, tls, tenant,
-                             bad_input, secret; all when absent)
+                             bad_input, secret, inbox_failing; all when absent)
 Run with KILN_WEBHOOK_BACKOFF_BASE_MS, KILN_WEBHOOK_POLL_MS and KILN_WEBHOOK_TIMEOUT_MS
 small (tests/api/CMakeLists.txt sets them)."""
 import glob
@@ -17,7 +17,8 @@ import urllib.request
 from kiln_test import *
 from webhook_receiver import Receiver, verify
 
-EVENTS = ["mailbox.paused", "mailbox.error", "mailbox.health_changed", "mailbox.inbox_error"]
+EVENTS = ["mailbox.paused", "mailbox.error", "mailbox.health_changed", "mailbox.inbox_error",
+          "mailbox.inbox_failing"]
 
 
 def tenant_token(user_id):
@@ -518,8 +519,57 @@ def part_secret():
         rcv.stop()
 
 
+def part_inbox_failing():
+    """An inbox whose visits keep failing (inbox_error set, state not error: session 34)
+    sends mailbox.inbox_failing once it has failed for KILN_INBOX_FAILING_NOTIFY_S (3600),
+    once per failing episode; a shorter failure sends nothing; an endpoint that does not
+    subscribe gets nothing."""
+    rcv = Receiver()
+    try:
+        user, tok = setup("failing")
+        mb = make_mailbox(user["id"], "fay@acme.test", token=tok,
+                          imap={"host": "imap.acme.test", "port": 993, "password": "pw"})
+        create_endpoint(rcv, "/ok/f", tok)  # every event: mailbox.inbox_failing included
+        create_endpoint(rcv, "/ok/other", tok, events=["mailbox.inbox_error"])
+        fail_since = lambda: psql(  # noqa: E731
+            "UPDATE mailboxes SET inbox = 'ok', inbox_error = 'the session broke after the "
+            "login: BYE', inbox_error_at = kiln_now() WHERE id = %d" % mb["id"])
+        fail_since()
+        # The background pass runs every KILN_STATS_INTERVAL_S (1 s here): 3 s of passes
+        # with the inbox failing for less than an hour send nothing.
+        time.sleep(3)
+        events = lambda: psql("SELECT count(*) FROM webhook_events WHERE mailbox_id = %d "  # noqa: E731
+                              "AND type = 'mailbox.inbox_failing'" % mb["id"])[0]
+        check(events() == "0", "an inbox failing for seconds sent mailbox.inbox_failing")
+        set_clock(psql("SELECT to_char((kiln_now() + interval '61 minutes') AT TIME ZONE 'UTC', "
+                       "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")[0])
+        got = wait_for(lambda: rcv.received("/ok/f"), "mailbox.inbox_failing")
+        ev = got[0]["json"]
+        check(got[0]["problem"] is None and ev["type"] == "mailbox.inbox_failing" and
+              ev["data"]["mailbox_id"] == mb["id"] and ev["data"]["inbox"] == "ok" and
+              ev["data"]["inbox_error"] == "the session broke after the login: BYE" and
+              ev["data"]["inbox_error_at"] and 3600 <= ev["data"]["failing_for_s"] < 4000,
+              "mailbox.inbox_failing, signed, with the failure: %r" % got[0])
+        time.sleep(3)
+        check(events() == "1" and len(rcv.received("/ok/f")) == 1,
+              "one event per failing episode: %s" % events())
+        check(not rcv.received("/ok/other"), "an endpoint without the event got it")
+        # It mends, fails again: a new episode, a new event after the delay.
+        psql("UPDATE mailboxes SET inbox_error = NULL, inbox_error_at = NULL WHERE id = %d"
+             % mb["id"])
+        fail_since()
+        set_clock(psql("SELECT to_char((kiln_now() + interval '61 minutes') AT TIME ZONE 'UTC', "
+                       "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")[0])
+        wait_for(lambda: len(rcv.received("/ok/f")) == 2, "the second episode's event")
+        check(events() == "2", "two episodes, two events: %s" % events())
+        ok("test_an_inbox_failing_for_an_hour_delivers_mailbox_inbox_failing_once_per_episode")
+    finally:
+        reset_clock()
+        rcv.stop()
+
+
 PARTS = {"signed": part_signed, "report_auth": part_report_auth, "retry": part_retry, "hang": part_hang, "slow_neighbour": part_slow_neighbour, "tls": part_tls, "tenant": part_tenant,
-         "bad_input": part_bad_input, "secret": part_secret}
+         "bad_input": part_bad_input, "secret": part_secret, "inbox_failing": part_inbox_failing}
 if len(sys.argv) > 1:
     PARTS[sys.argv[1]]()
 else:
