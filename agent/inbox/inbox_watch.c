@@ -112,7 +112,7 @@ void inbox_emit(inbox_engine *e, const inbox_event *ev)
  * `ok` means a visit's work is done (inbox_visit_done), not that the login was taken: a
  * server that takes the login and then breaks every visit reports why it broke, so the
  * control plane sees the inbox failing and does not judge the mail it cannot find
- * (docs/agent.md "Session events"). */
+ * (docs/agent.md, the inbox command's session events). */
 static void emit_session(inbox_engine *e, inbox *ib, int status, const char *detail)
 {
     if (status == ib->last_status)
