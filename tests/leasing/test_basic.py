@@ -2,6 +2,7 @@
 idempotency, fencing, expiry, trigger and stop; under a backlog only near slots; the
 database's notices kept out of kiln-api's log."""
 import datetime
+import time
 from leaselib import (make_agent, set_clock, lease, report, sent, all_sends, utc, invariants)
 from kiln_test import (admin, call, check, expect, expect_error, make_plan, make_user, stack_bash,
                        make_mailbox, psql, ok)
@@ -121,9 +122,19 @@ set_clock(utc(2026, 3, 4, 10, 30, 0))
 c = lease(tok)
 check(c["mailboxes"], "mailboxes leasable again: %r" % c)
 set_clock(utc(2026, 3, 4, 10, 41, 0))
-d = lease(tok_b)
-check({m["id"] for m in d["mailboxes"]} >= {m["id"] for m in c["mailboxes"]},
-      "expired lease's mailboxes go to the next leaser")
+# Asked again (at most 5 times, 0.3 s apart) while the expired lease's mailboxes are not
+# all handed over: a lease call ends expired leases with SKIP LOCKED, so one that
+# kiln-api's stats thread is ending at that moment is skipped, and its mailboxes come in
+# the next call (benign: an agent asks again within its loop; 1 clean-clone run in 2 hit
+# it in session 34, as api_inbox_expiry's inbox leases did in session 33).
+want, got, b_leases = {m["id"] for m in c["mailboxes"]}, set(), []
+for attempt in range(5):
+    b_leases.append(lease(tok_b))
+    got |= {m["id"] for m in b_leases[-1]["mailboxes"]}
+    if got >= want:
+        break
+    time.sleep(0.3)
+check(got >= want, "expired lease's mailboxes go to the next leaser: %r of %r" % (got, want))
 check(psql("SELECT count(*) FROM sends WHERE lease_id = '%s' AND status <> 'expired'"
            % c["lease_id"]) == ["0"], "expired lease's slots are 'expired'")
 expect_error(call("POST", "/api/agent/heartbeat", {"lease_id": c["lease_id"]}, token=tok), 409)
@@ -132,7 +143,8 @@ ok("leases expire and their mailboxes return to the pool")
 
 # A late report of the expired lease's slot whose mailbox the next leaser holds now: the
 # last send moves on (036: the leasing row), that leaser's hold (lease, pending) does not.
-cm = next(m for m in c["mailboxes"] if m["sends"] and m["id"] in {x["id"] for x in d["mailboxes"]})
+cm = next(m for m in c["mailboxes"] if m["sends"] and m["id"] in got)
+d = next(x for x in b_leases if cm["id"] in {m["id"] for m in x["mailboxes"]})  # its holder
 q = "SELECT lease_id, pending, kiln_iso(last_send_at) FROM mailbox_leasing WHERE mailbox_id = %d"
 before = psql(q % cm["id"])[0].split("|")
 r = report(tok, c["lease_id"], [sent(cm["sends"][0]["id"])])
