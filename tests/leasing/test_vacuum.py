@@ -3,7 +3,8 @@ round, ~100 s of wall time): dead rows on the hot tables stay bounded and autova
 runs on them with the per-table settings of migration 021 (docs/operations.md "Vacuum").
 Sampled from pg_stat_user_tables every second: for each hot table that churned (updates
 and deletes), the most dead rows seen stay a small share of that churn, and autovacuum
-ran on every table whose dead rows reached its trigger (threshold + scale x live). Without vacuum keeping pace, dead rows grow with the churn and this fails."""
+ran on every table whose dead rows stayed at its trigger (threshold + scale x live) for
+5 s. Without vacuum keeping pace, dead rows grow with the churn and this fails."""
 import datetime
 import threading
 import time
@@ -11,6 +12,7 @@ from leaselib import make_agent, make_pool, set_clock, lease, report, sent, all_
 from kiln_test import check, make_plan, psql, ok
 
 BUSY_S = 100
+SUSTAIN_S = 5  # seconds over a table's vacuum trigger that call for an autovacuum run
 LEASERS = 4
 HOT = ["mailbox_leasing", "mailbox_days", "counters", "slot_buckets", "leases",
        "mailbox_inbound"]
@@ -107,11 +109,18 @@ for t in HOT + [TODAY_PART]:
     check(max_dead <= 0.25 * churn,
           "%s: %d dead rows at most, against %d updated or deleted (vacuum keeps pace)"
           % (t, max_dead, churn))
-    # HOT pruning removes most dead versions on its own; where dead rows reached the
-    # table's trigger, autovacuum must have taken it.
-    check(vacuums >= 1 or max_dead < trigger[t],
-          "%s: %d dead rows reached the trigger %d and autovacuum never ran"
-          % (t, max_dead, trigger[t]))
+    # HOT pruning removes most dead versions on its own; where dead rows stayed at the
+    # table's trigger, autovacuum must have taken it. "Stayed": for SUSTAIN_S samples
+    # (1 s apart) in a row, more than two of autovacuum's 2 s looks. A peak that pruning
+    # itself took back within a look needs no vacuum (session 34's CI rehearsal:
+    # mailbox_days at 518 against a trigger of 501 in one sample, 320 at the end).
+    run = longest = 0
+    for smp in samples:
+        run = run + 1 if t in smp and smp[t][1] >= trigger[t] else 0
+        longest = max(longest, run)
+    check(vacuums >= 1 or longest < SUSTAIN_S,
+          "%s: dead rows at or over the trigger %d for %d s (at most %d) and autovacuum "
+          "never ran" % (t, trigger[t], longest, max_dead))
     vacuumed += vacuums > 0
 check(judged >= 3, "at least three hot tables churned enough to judge: %d" % judged)
 check(vacuumed >= 1, "autovacuum ran on a hot table during the busy period")
