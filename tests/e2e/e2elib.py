@@ -152,6 +152,18 @@ class Agent:
             return "".join(f.readlines()[-n:])
 
 
+def wait_agent(agent, what, cond, timeout, describe, every=1.0):
+    """Polls cond() every `every` s until it holds, failing at once if the agent dies;
+    after timeout s fails with what and describe() (the state worth seeing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        check(agent.alive(), "the agent died:\n" + agent.tail())
+        time.sleep(every)
+    check(False, "%s: not within %d s; %s" % (what, timeout, describe()))
+
+
 def pool(n, sinks, zones, plan_kw=None, seed=7, target_lo=5, target_hi=30):
     """3 users (one per zone) with n mailboxes over them; mailbox i uses sink i % len.
     Returns {mailbox_id: target}."""

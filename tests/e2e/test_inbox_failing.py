@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import PROCS, WORK, Agent, admin, check, control, expect, make_plan, make_user, psql  # noqa: E402
+from e2elib import PROCS, WORK, Agent, admin, check, control, expect, make_plan, make_user, psql, wait_agent  # noqa: E402
 
 SRC = os.environ.get("KILN_SOURCE_DIR", ".")
 T0 = time.monotonic()
@@ -70,14 +70,8 @@ def inbox(name):
 
 
 def wait(what, cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        check(agent.alive(), "the agent died:\n" + agent.tail())
-        time.sleep(0.5)
-    check(False, "%s: not within %d s: good %r, bye_fetch %r; agent log:\n%s"
-          % (what, timeout, inbox("good"), inbox("bye_fetch"), agent.tail(40)))
+    wait_agent(agent, what, cond, timeout, lambda: "good %r, bye_fetch %r; agent log:\n%s" % (
+        inbox("good"), inbox("bye_fetch"), agent.tail(40)), every=0.5)
 
 
 wait("the good inbox ok, the broken one failing",

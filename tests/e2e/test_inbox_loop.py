@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import Agent, Triggerer, need_mail_stack, admin, check, control, expect, free_port, make_plan, make_user, psql  # noqa: E402
+from e2elib import Agent, Triggerer, need_mail_stack, admin, check, control, expect, free_port, make_plan, make_user, psql, wait_agent  # noqa: E402
 from kiln_test import set_clock  # noqa: E402
 
 SRC = os.environ.get("KILN_SOURCE_DIR", ".")
@@ -140,16 +140,11 @@ def state():
 
 
 def wait(what, cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        check(agent.alive(), "the agent died:\n" + agent.tail())
-        time.sleep(1)
-    log = open(agent.log).read().splitlines()
-    check(False, "%s: not within %d s; state:\n%s\nagent log (not lease lines):\n%s"
-          % (what, timeout, state(),
-             "\n".join([l for l in log if "inboxes in the answer" not in l][-40:])))
+    def describe():
+        log = open(agent.log).read().splitlines()
+        return "state:\n%s\nagent log (not lease lines):\n%s" % (
+            state(), "\n".join([l for l in log if "inboxes in the answer" not in l][-40:]))
+    wait_agent(agent, what, cond, timeout, describe)
 
 
 mb_ids = ",".join(str(i) for i in ids.values())
