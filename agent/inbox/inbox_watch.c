@@ -409,7 +409,7 @@ static void schedule_after(inbox_engine *e, inbox *ib, int status, bool unexpect
     }
     inbox_finish_pass(e, ib);
     if (status == IMAP_NET_OK && !unexpected) {
-        ib->attempts = 0; /* owner_done reported the visit done */
+        /* the backoff was reset when the visit's work was done (inbox_visit_done) */
         /* a recycled IDLE connection comes back at once for its full pass; an action
          * that comes due before the next poll brings it forward */
         int64_t next = ib->recycle ? now : now + inbox_poll_interval_ms(e, ib);
