@@ -393,15 +393,15 @@ static const db_stmt Q_SESSIONS = {
  * since, of a user disabled since, or to an inbox whose visits keep failing cannot be
  * found and is not held against its sender; a later find still places it). */
 #define SWEEP_RECIPIENT_WATCHED WATCHED_STATES_OF("rm", "ru")
+#define SWEEP_RECIPIENT_READABLE INBOX_READABLE_OF("rm")
 static const db_stmt Q_SWEEP_LOAD = {
     "inbox_sweep_load",
     "WITH w AS (SELECT last_send_id FROM placement_sweep FOR UPDATE SKIP LOCKED) "
     "SELECT s.id, s.mailbox_id, coalesce(s.recipient_id, 0) AS recipient_id, "
     "(s.scheduled_at <= kiln_now() - make_interval(secs => $1) AND s.status <> 'leased') "
     "  AS judged, "
-    "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL AND rm.inbox = 'ok' "
-    "  AND rm.inbox_error IS NULL "
-    "  AND " SWEEP_RECIPIENT_WATCHED " AND NOT "
+    "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL "
+    "  AND " SWEEP_RECIPIENT_READABLE " AND " SWEEP_RECIPIENT_WATCHED " AND NOT "
     "  EXISTS (SELECT 1 FROM placements p WHERE p.mailbox_id = s.mailbox_id "
     "  AND p.send_id = s.id)) AS missing, rm.imap_host, "
     "rm.address FROM sends s LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "

@@ -142,7 +142,7 @@ static const db_stmt Q_PAIRS = {
     "CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "                                            \
     "CROSS JOIN LATERAL (SELECT (k.now AT TIME ZONE m.timezone)::date AS day) c "                  \
     "WHERE " SENDING_STATES " "                                                                    \
-    "AND (NOT $2::bool OR (m.inbox = 'ok' AND m.inbox_error IS NULL)) "                            \
+    "AND (NOT $2::bool OR " INBOX_READABLE ") "                                                    \
     "AND m.pool_id = ANY ((SELECT array_agg(DISTINCT pool_id) FROM mailboxes "                     \
     "WHERE id = ANY ($3::bigint[]))::int[]) "
 /* $2: KILN_RECIPIENTS_REQUIRE_INBOX (only inboxes that are watched, ok and not failing

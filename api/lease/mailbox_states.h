@@ -23,4 +23,11 @@
     "(" m ".deleted_at IS NULL AND " m ".state <> 'disabled' AND " u ".state <> 'disabled')"
 #define WATCHED_STATES WATCHED_STATES_OF("m", "u")
 
+/* An inbox whose visits complete: ok, and not failing (a transient failure since its
+ * last completed visit sets inbox_error while the state stays; inbox_store.c Q_SESSIONS).
+ * Only mail to such an inbox is judged missing, and with KILN_RECIPIENTS_REQUIRE_INBOX
+ * only such inboxes receive. */
+#define INBOX_READABLE_OF(m) "(" m ".inbox = 'ok' AND " m ".inbox_error IS NULL)"
+#define INBOX_READABLE INBOX_READABLE_OF("m")
+
 #endif
