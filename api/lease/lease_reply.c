@@ -10,9 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A reply that found no slot for this long after its due time is not sent any more: a
- * days-late answer reads as odd, and the slot is better used for fresh mail. */
-#define REPLY_TTL "3 days"
 /* Replies loaded per grant at most (they take slots, so a few per mailbox is plenty). */
 #define REPLY_LOAD_MAX 5000
 

@@ -14,6 +14,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* A reply that found no slot for this long after its due time is not sent any more: a
+ * days-late answer reads as odd, and the slot is better used for fresh mail. (Also in
+ * 028's kiln_reply_due, which the SQL functions use.) */
+#define REPLY_TTL "3 days"
+/* SQL: the earliest pending reply of mailbox m still worth sending (k.now: the
+ * statement's now), the reply term of a due time (kiln_due_at_reply, 028). A subquery,
+ * not kiln_reply_due: that function (SQL with a FROM, never inlined) ran the
+ * SQL-function executor once per row (032). pending_replies_due_idx serves it. */
+#define REPLY_DUE_MIN                                                                              \
+    "(SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "                   \
+    "AND pr.send_id IS NULL AND pr.due_at > k.now - interval '" REPLY_TTL "')"
+
 /* Schedules the reply to the received send parent_send_id, from its recipient back to its
  * sender, due at due_s (epoch seconds; the engagement plan's reply_at_s). *reply_id gets
  * the pending reply's id, 0 when none was scheduled (unknown parent, no Message-ID, or

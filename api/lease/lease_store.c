@@ -37,8 +37,7 @@ static const db_stmt Q_PICK = {
  * of its own so it sees what committed before the locks were taken. Eligible when the
  * due time computed from the current state is inside the horizon and the local day's
  * window is still open; furthest behind (sent/target, then longest idle) first. The
- * earliest pending reply is kiln_reply_due's body as a subquery: the function (SQL with
- * a FROM, never inlined) ran the SQL-function executor once per row (032). */
+ * earliest pending reply: REPLY_DUE_MIN (lease_reply.h). */
 static const db_stmt Q_DETAILS = {
     "agent_details",
     "SELECT ml.mailbox_id, m.user_id, m.pool_id, m.address, m.display_name, m.smtp_host, "
@@ -67,8 +66,7 @@ static const db_stmt Q_DETAILS = {
     "CROSS JOIN LATERAL (SELECT tr.triggered, kiln_due_at_reply(k.now, m.timezone, "
     "  m.window_start_hour, m.window_end_hour, g.target, g.done, ml.next_at, NOT tr.triggered, "
     "  " SENDING_STATES ", "
-    "  (SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "
-    "  AND pr.send_id IS NULL AND pr.due_at > k.now - interval '3 days')) AS due) e "
+    "  " REPLY_DUE_MIN ") AS due) e "
     "WHERE ml.mailbox_id = ANY ($1::bigint[]) AND ml.lease_id IS NULL "
     "ORDER BY eligible DESC, coalesce(d.sent, 0)::float8 / nullif(g.target, 0) NULLS LAST, "
     "coalesce(ml.last_send_at, m.last_send_at) NULLS FIRST, ml.mailbox_id"};

@@ -3,6 +3,7 @@
  * "Report"; why the apply has two forms: docs/design.md "Reports without row locks". */
 #include "lease_store.h"
 
+#include "lease_reply.h"
 #include "mailbox_states.h"
 #include "rand.h"
 
@@ -93,8 +94,7 @@ static const db_stmt Q_REPORT_FENCE = {
     "      WHEN d.mailbox_id IS NULL THEN a.sent - a.leased "                                      \
     "      ELSE d.sent + a.sent + greatest(d.in_flight - a.leased, 0) END, ml.next_at, "           \
     "    NOT coalesce(sv.last_trigger_at > coalesce(ml.leased_at, '-infinity'), false), "          \
-    "    true, (SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "         \
-    "      AND pr.send_id IS NULL AND pr.due_at > k.now - interval '3 days')) END "                \
+    "    true, " REPLY_DUE_MIN ") END "                                                            \
     "  FROM x JOIN mailboxes m ON m.id = x.mailbox_id JOIN users u ON u.id = m.user_id "           \
     "  JOIN plans p ON p.id = u.plan_id CROSS JOIN service sv "                                    \
     "  CROSS JOIN (SELECT kiln_now() AS now OFFSET 0) k "                                          \
