@@ -13,6 +13,7 @@
 #include "log.h"
 
 #include <math.h>
+#include <stdint.h>
 
 /* Plans per call: a reservation falls short only when another grant took the same
  * room since the counts were read (then the next plan locks its buckets first); after
@@ -154,6 +155,14 @@ static bool load_caps(grant *g, bool lock, lease_bucket_delta **buckets, size_t 
     return true;
 }
 
+/* A global cap of 0 is no cap (deploy/config/api.env): the largest a bucket row holds,
+ * so the plan and the reservation need no case of their own. A plan's user caps are
+ * not so: a user cap of 0 grants that user nothing. */
+static int64_t global_cap(int64_t configured)
+{
+    return configured > 0 ? configured : INT32_MAX;
+}
+
 static void plan_init(grant *g, const lease_bucket_delta *buckets, size_t nbuckets)
 {
     const app_config *cfg = &g->rq->app->cfg;
@@ -161,8 +170,8 @@ static void plan_init(grant *g, const lease_bucket_delta *buckets, size_t nbucke
         .now_s = g->now_s,
         .horizon_end_s = g->now_s + g->ttl_s,
         .more_end_s = g->now_s + more_span_s(g),
-        .global_minute_cap = cfg->global_minute_cap,
-        .global_hour_cap = cfg->global_hourly_cap,
+        .global_minute_cap = global_cap(cfg->global_minute_cap),
+        .global_hour_cap = global_cap(cfg->global_hourly_cap),
         .recipient_daily_cap = cfg->recipient_daily_cap,
         .pair_check = cfg->pair_gap_days > 0,
     };
