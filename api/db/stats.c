@@ -41,9 +41,8 @@ static const db_stmt Q_STATS = {
     "count(*) FILTER (WHERE state = 'active' AND sent >= target AND target > 0), "
     "coalesce(sum(greatest(target - sent, 0)) FILTER (WHERE state = 'active' "
     "  AND user_state = 'active'), 0), "
-    "(SELECT count(DISTINCT agent_id) FROM leases WHERE ended_at IS NULL "
-    "  AND expires_at > kiln_now()), "
-    "(SELECT count(*) FROM leases WHERE ended_at IS NULL AND expires_at > kiln_now()), "
+    "(SELECT count(DISTINCT agent_id) FROM leases WHERE " STATS_LIVE_SEND_LEASE "), "
+    "(SELECT count(*) FROM leases WHERE " STATS_LIVE_SEND_LEASE "), "
     "(SELECT state = 'running' FROM service) "
     /* Each row's target once: read through the view directly, its expression (the
      * ramp, the quarantine, the local day) was inlined into each of the five aggregates

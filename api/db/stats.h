@@ -10,6 +10,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* SQL: a live send lease, as kiln_agents_active, kiln_leases_active and
+ * GET /api/warmup/control count them. Inbox leases (long-lived, one per watching agent)
+ * are counted apart (kiln_inbox_leases_active): counted here, an agent that only watches
+ * inboxes kept KilnNoActiveAgent quiet while no mail was leased. */
+#define STATS_LIVE_SEND_LEASE "ended_at IS NULL AND expires_at > kiln_now() AND kind = 'send'"
+
 #define STATS_BANDS 5
 #define STATS_PROVIDERS 4
 #define STATS_INBOX_STATES 5

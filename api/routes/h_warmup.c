@@ -43,12 +43,12 @@ static const db_stmt Q_CONTROL_GET = {
     "control_get",
     "SELECT s.state::text AS state, kiln_iso(s.since) AS since, "
     "kiln_iso(s.last_trigger_at) AS last_trigger_at, s.trigger_count, "
-    "(SELECT count(DISTINCT agent_id) FROM leases WHERE ended_at IS NULL "
-    " AND expires_at > kiln_now()) AS agents_active, "
+    "(SELECT count(DISTINCT agent_id) FROM leases WHERE " STATS_LIVE_SEND_LEASE
+    ") AS agents_active, "
     "(SELECT count(*) FROM agents WHERE last_seen_at > kiln_now() - interval '10 minutes') "
     "AS agents_seen_10m, "
-    "(SELECT count(*) FROM leases WHERE ended_at IS NULL AND expires_at > kiln_now()) "
-    "AS leases_active, kiln_iso(kiln_now()) AS now FROM service s"};
+    "(SELECT count(*) FROM leases WHERE " STATS_LIVE_SEND_LEASE ") AS leases_active, "
+    "kiln_iso(kiln_now()) AS now FROM service s"};
 static const db_stmt Q_CONTROL_START = {
     "control_start", "UPDATE service SET state = 'running', since = CASE WHEN state = 'running' "
                      "THEN since ELSE kiln_now() END"};

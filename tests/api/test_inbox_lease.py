@@ -197,6 +197,17 @@ def part_handout():
     m = call("GET", "/metrics", token=ADMIN).raw
     check("kiln_inbox_leases_active 1" in m, "one inbox lease (d's) is active: %s" %
           [l for l in m.splitlines() if "inbox" in l])
+    # An agent holding only an inbox lease is not leasing mail: KilnNoActiveAgent must
+    # still fire for it, so agents_active and leases_active count send leases only.
+    live = "ended_at IS NULL AND expires_at > kiln_now()"
+    sends_live = psql("SELECT count(*), count(DISTINCT agent_id) FROM leases WHERE %s "
+                      "AND kind = 'send'" % live)[0].split("|")
+    inbox_live = int(psql("SELECT count(*) FROM leases WHERE %s AND kind = 'inbox'" % live)[0])
+    ctl = expect(admin("GET", "/api/warmup/control"), 200, "control")
+    check(inbox_live >= 1 and ctl["leases_active"] == int(sends_live[0])
+          and ctl["agents_active"] == int(sends_live[1]),
+          "control counts the %s live send leases of %s agents, not the %d inbox leases: %r"
+          % (sends_live[0], sends_live[1], inbox_live, ctl))
     reset_clock()
     ok("test_inboxes_dropped_at_heartbeat_and_released")
 
