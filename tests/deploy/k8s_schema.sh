@@ -9,6 +9,15 @@ tools=${KILN_NODE_TOOLS:-/opt/kiln/node-tools}
     skip "kubernetes-models is not installed in $tools (run deploy/tools/install-node-tools.sh)"
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || skip "python3-yaml is not installed"
 deploy_tmpdir
+# The agents' KILN_API_URL is one kiln-agent accepts: https:// (plain http only to
+# loopback, agent/lease/agent_config.c). It was the in-cluster Service over http once.
+/usr/bin/python3 - "$DEPLOY/k8s/config.yaml" <<'PY' || fail "deploy/k8s: the agents' KILN_API_URL is not https://"
+import sys, yaml
+cms = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") == "ConfigMap"]
+urls = [d["data"]["KILN_API_URL"] for d in cms if "KILN_API_URL" in d.get("data", {})]
+assert urls and all(u.startswith("https://") for u in urls), urls
+PY
+ok "the agents' KILN_API_URL in deploy/k8s/config.yaml is https://"
 /usr/bin/python3 - "$DEPLOY/k8s" >"$T/objects.json" <<'PY'
 import json, os, sys, yaml
 objs = []
