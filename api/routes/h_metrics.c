@@ -97,8 +97,8 @@ static void render_inbox(buf *o, const counter_set *c)
                        providers[p], folders[f], counter(c, "placement", label));
         }
     family(o, "kiln_actions_total", "counter",
-           "Inbox actions by kind: issued, then by reported outcome (cancelled: after an "
-           "earlier action of the message found it gone).");
+           "Inbox actions by kind: issued, then by reported outcome (cancelled: counted for "
+           "plans issued before migration 023 until 031 folded them; nothing counts it now).");
     for (size_t k = 0; k < 4; k++)
         for (size_t st = 0; st < sizeof statuses / sizeof statuses[0]; st++) {
             snprintf(label, sizeof label, "%s:%s", kinds[k], statuses[st]);

@@ -1,5 +1,6 @@
 """Control (start/stop/trigger, admin only), Prometheus exposition validated with
 promtool, the JSON metrics, health judged against what is due by now, /healthz."""
+import os
 import shutil
 import subprocess
 import time
@@ -60,6 +61,21 @@ check(sample(text, "kiln_send_latency_seconds_sum") == 0.6, "histogram sum")
 # completion 10/15 = 67 % of what is due: degraded; no agent while sends are owed.
 check(sample(text, "kiln_health_status") == 1, "degraded health")
 ok("test_metrics_reflect_counters_and_quota")
+
+# Operators learn the metrics from docs/operations.md's table and API clients from
+# openapi.yaml's /metrics description: every family /metrics exposes is in both.
+families = sorted(set(l.split()[2] for l in text.splitlines() if l.startswith("# TYPE ")))
+src = os.environ["KILN_SOURCE_DIR"]
+ops = open(os.path.join(src, "docs", "operations.md")).read()
+spec = open(os.path.join(src, "api", "openapi.yaml")).read()
+check(len(families) >= 25, "the exposition's families: %r" % families)
+check(not [f for f in families if "| `%s`" % f not in ops and ", `%s`" % f not in ops],
+      "families missing from docs/operations.md's metrics table: %r"
+      % [f for f in families if "| `%s`" % f not in ops and ", `%s`" % f not in ops])
+check(not [f for f in families if "`%s" % f not in spec],
+      "families missing from openapi.yaml's /metrics: %r"
+      % [f for f in families if "`%s" % f not in spec])
+ok("test_every_metrics_family_is_documented")
 
 promtool = shutil.which("promtool")
 if promtool:
