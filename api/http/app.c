@@ -2,6 +2,7 @@
 #include "app.h"
 
 #include "config.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +26,11 @@ static int health_config_load(health_thresholds *t, char *err, size_t errlen)
     };
     for (size_t i = 0; i < sizeof shares / sizeof shares[0]; i++) {
         const char *v = getenv(shares[i].name);
-        if (!v)
+        if (!v || !*v) /* empty is unset, as for every KILN_* variable (config.c) */
             continue;
         char *end = NULL;
         double d = strtod(v, &end);
-        if (!*v || !end || *end) {
+        if (!end || *end) {
             snprintf(err, errlen, "%s=%s: expected a number", shares[i].name, v);
             return -1;
         }
@@ -90,6 +91,14 @@ int app_config_load(app_config *cfg, char *err, size_t errlen)
             return -1;
     if (health_config_load(&cfg->health, err, errlen) != 0)
         return -1;
+    /* log_init read it already; a value it could not read is refused here, not left at
+     * info without a word (kiln-agent refuses it too). */
+    const char *level = config_str("KILN_LOG_LEVEL", "info");
+    enum log_level lv;
+    if (log_level_parse(level, &lv) != 0) {
+        snprintf(err, errlen, "KILN_LOG_LEVEL=%s: expected debug, info, warn or error", level);
+        return -1;
+    }
     /* KILN_FCGI_SOCKET_MODE is octal, like chmod's argument. */
     const char *mode = config_str("KILN_FCGI_SOCKET_MODE", "0660");
     char *end = NULL;

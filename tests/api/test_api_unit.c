@@ -247,11 +247,32 @@ static void test_health_thresholds_from_the_environment(void **state)
     setenv("KILN_HEALTH_WATCH_JUNK", "ten", 1);
     assert_int_equal(app_config_load(&cfg, err, sizeof err), -1);
     assert_non_null(strstr(err, "KILN_HEALTH_WATCH_JUNK"));
+    /* empty is unset, as for every KILN_* variable: the default, not a refusal */
+    setenv("KILN_HEALTH_WATCH_JUNK", "", 1);
+    assert_int_equal(app_config_load(&cfg, err, sizeof err), 0);
+    assert_true(cfg.health.watch_junk == 0.10);
     unsetenv("KILN_HEALTH_WATCH_JUNK");
     setenv("KILN_HEALTH_QUARANTINE_DAYS", "0", 1);
     assert_int_equal(app_config_load(&cfg, err, sizeof err), -1);
     assert_non_null(strstr(err, "KILN_HEALTH_QUARANTINE_DAYS"));
     unsetenv("KILN_HEALTH_QUARANTINE_DAYS");
+}
+
+/* KILN_LOG_LEVEL: a level kiln-api cannot read stops it with the variable named; it
+ * used to log at info without a word. Empty is unset (info). */
+static void test_log_level_refused_when_unknown(void **state)
+{
+    (void)state;
+    app_config cfg;
+    char err[256];
+    setenv("KILN_LOG_LEVEL", "verbose", 1);
+    assert_int_equal(app_config_load(&cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "KILN_LOG_LEVEL=verbose"));
+    setenv("KILN_LOG_LEVEL", "warn", 1);
+    assert_int_equal(app_config_load(&cfg, err, sizeof err), 0);
+    setenv("KILN_LOG_LEVEL", "", 1);
+    assert_int_equal(app_config_load(&cfg, err, sizeof err), 0);
+    unsetenv("KILN_LOG_LEVEL");
 }
 
 /* db_i64 reads PostgreSQL's text of an integer as strtoll does, past its fast path's
@@ -301,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_valid_email_accepts_dot_atoms_and_rejects_the_rest),
         cmocka_unit_test(test_db_i64_and_pgarr_text),
         cmocka_unit_test(test_health_thresholds_from_the_environment),
+        cmocka_unit_test(test_log_level_refused_when_unknown),
         cmocka_unit_test(test_valid_host_takes_names_and_ip_literals),
         cmocka_unit_test_setup_teardown(test_v_int_names_the_field_and_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_unknown_fields, setup, teardown),
