@@ -59,6 +59,7 @@ imap_inbox *imap_inbox_new(const imap_session_params *p, const imap_inbox_job *j
     ib->idle_refresh_ms =
         job->idle_refresh_ms > 0 ? job->idle_refresh_ms : IMAP_INBOX_IDLE_REFRESH_MS;
     ib->command_ms = job->command_ms > 0 ? job->command_ms : IMAP_INBOX_COMMAND_MS;
+    ib->greeting_ms = job->greeting_ms > 0 ? job->greeting_ms : IMAP_INBOX_GREETING_MS;
     ib->warmup_utf8 = xstrdup(warmup);
     ib->prefix = xstrdup("");
     ib->roles[IMAP_ROLE_INBOX].name = xstrdup("INBOX");

@@ -69,8 +69,10 @@ typedef struct imap_inbox_action {
 #define IMAP_INBOX_AUTHRES_MAX 4000
 #define IMAP_INBOX_FETCH_BATCH 500 /* UIDs per UID FETCH of new mail */
 #define IMAP_INBOX_IDLE_REFRESH_MS ((int64_t)28 * 60 * 1000)
-/* A command's answer (and the greeting) by default; FETCH and moves twice this. */
+/* A command's answer by default; FETCH and moves twice this. */
 #define IMAP_INBOX_COMMAND_MS ((int64_t)60 * 1000)
+/* The server's greeting by default (the inbox engine's KILN_AGENT_IMAP_TIMEOUT_GREETING_MS). */
+#define IMAP_INBOX_GREETING_MS ((int64_t)30 * 1000)
 
 /* Filled by the caller; imap_inbox_new copies everything it needs (strings included),
  * so the job may be freed once that returns. */
@@ -110,9 +112,12 @@ typedef struct imap_inbox_job {
      * imap_inbox_visit (one write: STATUS of every folder, behind an UNSELECT when a
      * folder is still selected), or ends it with imap_inbox_stop. */
     bool keep;
-    /* How long a command's (or the greeting's) answer may take; FETCH and moves get
-     * twice as long. 0: IMAP_INBOX_COMMAND_MS. */
+    /* How long a command's answer may take; FETCH and moves get twice as long.
+     * 0: IMAP_INBOX_COMMAND_MS. */
     int64_t command_ms;
+    /* How long the server's greeting may take after the connection (after the TLS
+     * handshake, for implicit TLS). 0: IMAP_INBOX_GREETING_MS. */
+    int64_t greeting_ms;
 } imap_inbox_job;
 
 /* Action outcomes, named as on the wire (openapi InboxEventAction.status). */

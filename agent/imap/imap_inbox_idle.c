@@ -126,6 +126,13 @@ void imap_inbox_phase(const imap_inbox *ib, net_phase *out)
     out->id = ib->state;
     out->name = imap_inbox_state_name(ib->state);
     out->upload = false;
+    if (ib->state == IMAP_IB_LOGIN && ib->s.state == IMAP_S_GREETING) {
+        /* a phase of its own (an id no state has), with its own timeout */
+        out->id = IMAP_IB_COUNT;
+        out->name = imap_state_name(IMAP_S_GREETING);
+        out->timeout_ms = ib->greeting_ms;
+        return;
+    }
     switch (ib->state) {
     case IMAP_IB_IDLING:
         out->timeout_ms = ib->idle_refresh_ms + (int64_t)60 * 1000;

@@ -79,7 +79,8 @@ struct imap_inbox {
     /* the LIST out asks each folder's STATUS (RFC 5819); roles answered: st_listed */
     bool list_status;
     int64_t now_ms, idle_refresh_ms, idle_since_ms;
-    int64_t command_ms; /* the job's command_ms (phase timeouts) */
+    int64_t command_ms;  /* the job's command_ms (phase timeouts) */
+    int64_t greeting_ms; /* the job's greeting_ms (the phase before the greeting) */
 
     /* namespace and roles */
     char *prefix; /* personal namespace prefix, "" when none */

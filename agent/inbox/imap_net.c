@@ -61,14 +61,15 @@ bool imap_net_start_inbox(imap_net *n, const imap_session_params *p, const imap_
     return n->ib != NULL;
 }
 
-void imap_net_start_login(imap_net *n, const imap_session_params *p, int64_t timeout_ms,
-                          const imap_net_hooks *hooks, void *owner)
+void imap_net_start_login(imap_net *n, const imap_session_params *p, int64_t greeting_ms,
+                          int64_t command_ms, const imap_net_hooks *hooks, void *owner)
 {
     reset(n, hooks, owner);
     n->security = p->security;
     imap_session_init(&n->s, p);
     n->s_live = true;
-    n->login_ms = timeout_ms;
+    n->greeting_ms = greeting_ms;
+    n->login_ms = command_ms;
 }
 
 void imap_net_clear(imap_net *n)
@@ -167,7 +168,7 @@ static void on_phase(const void *sess, net_phase *out)
     }
     out->id = n->s.state;
     out->name = imap_state_name(n->s.state);
-    out->timeout_ms = n->login_ms;
+    out->timeout_ms = n->s.state == IMAP_S_GREETING ? n->greeting_ms : n->login_ms;
     out->upload = false;
 }
 

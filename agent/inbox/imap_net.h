@@ -41,11 +41,12 @@ const char *imap_net_status_name(int status);
 
 /* Lives inline in the owner's table (one per inbox); imap_net_clear frees its state. */
 struct imap_net {
-    imap_inbox *ib;   /* the inbox session, or NULL for a bare login (s) */
-    imap_session s;   /* the bare login's session */
-    bool s_live;      /* s was initialised */
-    int64_t login_ms; /* the bare login's per-state timeout */
-    int security;     /* enum imap_security */
+    imap_inbox *ib;      /* the inbox session, or NULL for a bare login (s) */
+    imap_session s;      /* the bare login's session */
+    bool s_live;         /* s was initialised */
+    int64_t login_ms;    /* the bare login's per-state timeout */
+    int64_t greeting_ms; /* the bare login's wait for the greeting */
+    int security;        /* enum imap_security */
     const imap_net_hooks *hooks;
     void *owner;
     bool logged_in;   /* login worked */
@@ -64,9 +65,10 @@ extern const net_session_ops imap_net_ops;
 /* An inbox session (job copied); false when the session cannot take the job. */
 bool imap_net_start_inbox(imap_net *n, const imap_session_params *p, const imap_inbox_job *job,
                           const imap_net_hooks *hooks, void *owner);
-/* A bare login: LOGOUT at once after it. */
-void imap_net_start_login(imap_net *n, const imap_session_params *p, int64_t timeout_ms,
-                          const imap_net_hooks *hooks, void *owner);
+/* A bare login: LOGOUT at once after it. The greeting may take greeting_ms, each
+ * command's answer command_ms. */
+void imap_net_start_login(imap_net *n, const imap_session_params *p, int64_t greeting_ms,
+                          int64_t command_ms, const imap_net_hooks *hooks, void *owner);
 /* The connection's outcome once it is over (net's done): enum imap_net_status and a
  * printable reason (may be ""). */
 int imap_net_status(const imap_net *n, const char **detail);

@@ -324,10 +324,6 @@ inbox_engine *inbox_engine_create(const inbox_engine_config *cfg, inbox_event_fn
     e->shaping.breaker_threshold = cfg->breaker_threshold;
     e->shaping.backoff_base_ms = cfg->backoff_base_ms;
     e->shaping.backoff_max_ms = cfg->backoff_max_ms;
-    for (int s = 0; s < IMAP_S_COUNT; s++)
-        e->timeout_ms[s] = cfg->command_ms;
-    e->timeout_ms[IMAP_S_GREETING] = cfg->greeting_ms;
-    e->timeout_ms[IMAP_S_TLS_WAIT] = cfg->tls_ms;
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->srv_mu, NULL);
     net_timeouts to = {.connect_ms = cfg->connect_ms, .tls_ms = cfg->tls_ms, .data_block_ms = 0};

@@ -75,9 +75,11 @@ typedef struct inbox_engine_config {
     int64_t backoff_base_ms;   /* per account: first retry delay (default 2 s) */
     int64_t backoff_max_ms;    /* default 15 min */
     int64_t throttle_pause_ms; /* a server's pause after [THROTTLED] / BYE (default 60 s) */
-    /* timeouts */
+    /* timeouts: connect_ms and tls_ms (the handshake) for every connection; greeting_ms
+     * for every connection's greeting; command_ms for each answer of the bare login
+     * (login_only: kiln-agent check) */
     int64_t connect_ms, tls_ms, greeting_ms, command_ms; /* 10, 10, 30, 30 s */
-    /* an inbox session's command (and greeting) timeout; FETCH and moves twice it */
+    /* an inbox session's command timeout; FETCH and moves twice it */
     int64_t session_command_ms; /* 60 s */
     bool verbose;               /* log each session's end */
     /* Optional: called on the engine's thread with the callback's arg before the thread

@@ -101,7 +101,6 @@ typedef struct inbox_server {
 struct inbox_engine {
     inbox_engine_config cfg;
     shaping_cfg shaping;
-    int64_t timeout_ms[IMAP_S_COUNT];
     inbox_event_fn fn;
     void *fn_arg;
     net_loop loop;

@@ -253,7 +253,8 @@ static bool start_inbox_session(inbox_engine *e, inbox *ib, const imap_session_p
                           .pipeline = true,
                           .caps_hint = ib->srv->caps,
                           .keep = e->cfg.keep && !e->cfg.once,
-                          .command_ms = e->cfg.session_command_ms};
+                          .command_ms = e->cfg.session_command_ms,
+                          .greeting_ms = e->cfg.greeting_ms};
     bool ok = imap_net_start_inbox(&ib->net, p, &job, &hooks, ib);
     free(acts);
     if (ok && job.want_idle) {
@@ -278,7 +279,7 @@ void inbox_start_session(inbox_engine *e, inbox *ib)
                              .port = s->port,
                              .allow_plaintext_auth = s->allow_plaintext_auth};
     if (e->cfg.login_only)
-        imap_net_start_login(&ib->net, &p, e->cfg.command_ms, &hooks, ib);
+        imap_net_start_login(&ib->net, &p, e->cfg.greeting_ms, e->cfg.command_ms, &hooks, ib);
     else if (!start_inbox_session(e, ib, &p)) {
         /* the spec passed the wire's checks, so this is a bug or a limit of the
          * session: say so once and leave the inbox */

@@ -1,9 +1,11 @@
 #!/bin/bash
 # The inbox engine's deadlines, now kept in the loop's deadline heap (agent/net/loop.c)
 # instead of a linked timeout on each recv, against imap_stall_server.py on loopback:
-# 1. one `inbox --once` pass over four inboxes on four servers, the session timeout
+# 1. one `inbox --once` pass over four inboxes on four servers, the greeting timeout
+#    (KILN_AGENT_IMAP_TIMEOUT_GREETING_MS) 1 s and the session's command timeout
 #    (KILN_AGENT_IMAP_TIMEOUT_SESSION_MS) 2 s: a greeting dripped one byte every 0.3 s is
-#    cut 2 s after the connection (the whole reply, not the gap between bytes), a LOGIN
+#    cut 1 s after the connection (the whole reply, not the gap between bytes; the
+#    greeting once waited the session timeout, its own knob read for nothing), a LOGIN
 #    never answered 2 s after it went out, each reported as its inbox's session event,
 #    while the two healthy inboxes beside them finish their visits;
 # 2. a kept connection (logged in between polls) whose next poll's STATUS is never
@@ -37,7 +39,7 @@ make_inboxes once.json "1:127.0.0.1:${PORT[drip]}:plain:u1:pw:-" \
     "4:127.0.0.1:${PORT[ok2]}:plain:u4:pw:-"
 t0=$(now_ms)
 set +e
-KILN_AGENT_IMAP_TIMEOUT_SESSION_MS=2000 \
+KILN_AGENT_IMAP_TIMEOUT_GREETING_MS=1000 KILN_AGENT_IMAP_TIMEOUT_SESSION_MS=2000 \
     timeout 30 "$AGENT" inbox --file once.json --once >once.jsonl 2>once.err
 rc=$?
 set -e
@@ -46,8 +48,8 @@ elapsed=$(($(now_ms) - t0))
 session() { # mailbox_id: its session event
     events once.jsonl "e['type'] == 'session' and e['mailbox_id'] == $1"
 }
-session 1 | grep -q 'timeout waiting for the server in state login' ||
-    fail "dripped greeting: expected a timeout, got: $(session 1) $(tail -3 once.err)"
+session 1 | grep -q 'timeout waiting for the server in state greeting' ||
+    fail "dripped greeting: expected a greeting timeout, got: $(session 1) $(tail -3 once.err)"
 session 2 | grep -q 'timeout waiting for the server in state login' ||
     fail "unanswered LOGIN: expected a login timeout, got: $(session 2) $(tail -3 once.err)"
 for id in 3 4; do
@@ -55,7 +57,7 @@ for id in 3 4; do
     events once.jsonl "e['type'] == 'folder_state' and e['mailbox_id'] == $id and e['role'] == 'inbox'" |
         grep -q '"last_uid":3' || fail "healthy inbox $id: no folder state for INBOX"
 done
-[ "$elapsed" -ge 1900 ] || fail "the pass ended after $elapsed ms, before the 2 s timeout"
+[ "$elapsed" -ge 1900 ] || fail "the pass ended after $elapsed ms, before the 2 s LOGIN timeout"
 [ "$elapsed" -lt 9000 ] || fail "the pass took $elapsed ms (timeout 2 s)"
 gap_ms() { # log from-event: ms from the first "from" to the first "closed" in a server log
     local a b
@@ -65,8 +67,8 @@ gap_ms() { # log from-event: ms from the first "from" to the first "closed" in a
     $PY -c "print(int(($b - $a) * 1000))"
 }
 gap=$(gap_ms drip.log open)
-[ "$gap" -ge 1800 ] && [ "$gap" -lt 5000 ] ||
-    fail "dripped greeting: the agent closed $gap ms after connecting (timeout 2000 ms)"
+[ "$gap" -ge 900 ] && [ "$gap" -lt 1800 ] ||
+    fail "dripped greeting: the agent closed $gap ms after connecting (greeting timeout 1000 ms, session timeout 2000 ms)"
 gap2=$(gap_ms login.log stall)
 [ "$gap2" -ge 1800 ] && [ "$gap2" -lt 5000 ] ||
     fail "stalled LOGIN: the agent closed $gap2 ms after the LOGIN (timeout 2000 ms)"

@@ -1318,6 +1318,34 @@ static void test_msgid_shape_and_bad_jobs(void **state)
     imap_inbox_free(ib);
 }
 
+/* The greeting has its own timeout (the inbox engine's KILN_AGENT_IMAP_TIMEOUT_GREETING_MS),
+ * a phase id of its own, and the commands after it the job's command_ms. */
+static void test_greeting_waits_greeting_ms_then_commands_command_ms(void **state)
+{
+    (void)state;
+    imap_inbox_job job = {.command_ms = 4000, .greeting_ms = 700};
+    imap_inbox *ib = imap_inbox_new(&params, &job, NULL, NULL);
+    net_phase ph;
+    imap_inbox_phase(ib, &ph);
+    if (ph.timeout_ms != 700 || strcmp(ph.name, "greeting") != 0)
+        fail_msg("before the greeting: expected 700 ms in phase greeting, got %lld ms in %s",
+                 (long long)ph.timeout_ms, ph.name);
+    int greeting_id = ph.id;
+    imap_inbox_feed(ib, GREETING, strlen(GREETING), 0);
+    imap_inbox_phase(ib, &ph);
+    if (ph.timeout_ms != 4000 || ph.id == greeting_id)
+        fail_msg("after the greeting (LOGIN out): expected 4000 ms in a new phase, got %lld ms "
+                 "in %s (id %d, greeting's %d)",
+                 (long long)ph.timeout_ms, ph.name, ph.id, greeting_id);
+    imap_inbox_free(ib);
+    /* no greeting_ms in the job: IMAP_INBOX_GREETING_MS, whatever command_ms is */
+    imap_inbox_job plain = {.command_ms = 4000};
+    ib = imap_inbox_new(&params, &plain, NULL, NULL);
+    imap_inbox_phase(ib, &ph);
+    assert_int_equal(ph.timeout_ms, IMAP_INBOX_GREETING_MS);
+    imap_inbox_free(ib);
+}
+
 static void test_internaldate_to_utc(void **state)
 {
     (void)state;
@@ -1372,6 +1400,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finds_kiln_mail_in_inbox_and_junk),
+        cmocka_unit_test(test_greeting_waits_greeting_ms_then_commands_command_ms),
         cmocka_unit_test(test_find_dialogue_in_every_split),
         cmocka_unit_test(test_stored_roles_skip_namespace_and_list),
         cmocka_unit_test(test_stored_junk_gone_lists_again),
