@@ -142,10 +142,10 @@ elif [ -z "$kept_ca" ]; then
 fi
 put_file "$tmp.conf" "$CONF"
 
-# kiln-agent check: config, token, reachability, io_uring, in plain words.
+# kiln-agent check: config, token, reachability, io_uring, in plain words. It reads the
+# file as the service does (--config), engine and IMAP settings included.
 if kiln-agent --help 2>&1 | grep -q 'kiln-agent check'; then
-    # shellcheck disable=SC1090 # the config is KEY=VALUE lines
-    if ! (set -a && . "$CONF" && set +a && kiln-agent check); then
+    if ! kiln-agent check --config "$CONF"; then
         die "kiln-agent check found a problem (above); fix it and run me again"
     fi
 else
@@ -157,7 +157,7 @@ if [ "$start" -eq 0 ]; then
     say "--no-start: not enabling or starting kiln-agent.service"
 elif [ ! -d /run/systemd/system ]; then
     say "systemd is not running here: start the agent yourself"
-    say "  (set -a; . $CONF; exec kiln-agent run)"
+    say "  (kiln-agent run --config $CONF; SIGHUP re-reads the file)"
 else
     systemctl daemon-reload
     systemctl enable --quiet kiln-agent.service

@@ -185,8 +185,10 @@ bool agent_config_url_loopback(const char *url)
 
 static int read_token(agent_config *c, char *err, size_t errlen)
 {
-    if (c->token[0]) /* KILN_AGENT_TOKEN given directly */
+    if (c->token[0]) { /* KILN_AGENT_TOKEN given directly: no file is read */
+        c->token_file[0] = '\0';
         return 0;
+    }
     size_t n = 0;
     char *t = agent_config_read_file(c->token_file, &n);
     if (!t) {
@@ -311,37 +313,109 @@ static const char *env_get(const char *key)
     return getenv(key);
 }
 
-int agent_config_load(agent_config *c, const char *path, bool required, char *err, size_t errlen)
+/* Parses the file text (NULL: no file) with the environment over it; err names the file. */
+static int parse_file_text(agent_config *c, const char *path, const char *text, size_t n, char *err,
+                           size_t errlen)
 {
-    size_t n = 0;
-    char *text = agent_config_read_file(path, &n);
-    if (!text && (required || errno != ENOENT)) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
     char inner[400];
     int rc = agent_config_parse(c, text, n, env_get, inner, sizeof inner);
     if (rc < 0)
         snprintf(err, errlen, "%s%s%s", text ? path : "", text ? ": " : "", inner);
+    return rc;
+}
+
+/* The file's text, NULL when it is absent and not required; -1 with err when unreadable. */
+static int read_config_file(const char *path, bool required, char **text, size_t *n, char *err,
+                            size_t errlen)
+{
+    *n = 0;
+    *text = agent_config_read_file(path, n);
+    if (!*text && (required || errno != ENOENT)) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int agent_config_load(agent_config *c, const char *path, bool required, char *err, size_t errlen)
+{
+    char *text;
+    size_t n;
+    if (read_config_file(path, required, &text, &n, err, errlen) < 0)
+        return -1;
+    int rc = parse_file_text(c, path, text, n, err, errlen);
     free(text);
     return rc;
 }
 
-void agent_config_export(const char *text, size_t n, agent_env_fn env,
-                         void (*fn)(const char *key, const char *val))
+/* True for a key agent_config reads itself (fields()). */
+static bool own_key(const char *key)
+{
+    agent_config c;
+    struct field_str s[NSTR];
+    struct field_int ii[NINT];
+    fields(&c, s, ii);
+    for (int k = 0; k < NSTR; k++)
+        if (!strcmp(s[k].key, key))
+            return true;
+    for (int k = 0; k < NINT; k++)
+        if (!strcmp(ii[k].key, key))
+            return true;
+    return false;
+}
+
+void agent_config_other_keys(const char *text, size_t n, agent_kv_fn fn, void *arg)
 {
     size_t pos = 0;
     while (text && pos < n) {
         const char *nl = memchr(text + pos, '\n', n - pos);
         size_t len = nl ? (size_t)(nl - (text + pos)) : n - pos;
         struct kv kv;
-        if (parse_line(text + pos, len, &kv) == 1 && !strncmp(kv.key, "KILN_", 5)) {
-            const char *cur = env ? env(kv.key) : NULL;
-            if (!cur || !*cur)
-                fn(kv.key, kv.val);
-        }
+        if (parse_line(text + pos, len, &kv) == 1 && !strncmp(kv.key, "KILN_", 5) &&
+            !own_key(kv.key))
+            fn(arg, kv.key, kv.val);
         pos += len + (nl ? 1 : 0);
     }
+}
+
+/* agent_config_export's walk: the keys the environment lacks go to its callback. */
+struct export_walk {
+    agent_env_fn env;
+    void (*fn)(const char *key, const char *val);
+};
+
+static void export_one(void *arg, const char *key, const char *val)
+{
+    const struct export_walk *w = arg;
+    const char *cur = w->env ? w->env(key) : NULL;
+    if (!cur || !*cur)
+        w->fn(key, val);
+}
+
+void agent_config_export(const char *text, size_t n, agent_env_fn env,
+                         void (*fn)(const char *key, const char *val))
+{
+    struct export_walk w = {env, fn};
+    agent_config_other_keys(text, n, export_one, &w);
+}
+
+static void setenv_keep(const char *key, const char *val)
+{
+    setenv(key, val, 0);
+}
+
+int agent_config_load_process(agent_config *c, const char *path, bool required, char *err,
+                              size_t errlen)
+{
+    char *text;
+    size_t n;
+    if (read_config_file(path, required, &text, &n, err, errlen) < 0)
+        return -1;
+    int rc = parse_file_text(c, path, text, n, err, errlen);
+    if (rc == 0)
+        agent_config_export(text, n, env_get, setenv_keep);
+    free(text);
+    return rc;
 }
 
 int agent_config_engine(const agent_config *c, engine_config *ec, char *err, size_t errlen)

@@ -1,7 +1,8 @@
 /* kiln-agent run configuration: KEY=VALUE lines from /etc/kiln/agent.conf (or --config),
  * overridden by the same KILN_* variables in the environment, checked once with a
  * message naming the key. Reloaded on SIGHUP (what the engine already uses needs a
- * restart; the lease loop's knobs and the log level apply at once). */
+ * restart, run.c keeps the running value; the lease loop's knobs and the log level apply
+ * at once). */
 #ifndef KILN_AGENT_CONFIG_H
 #define KILN_AGENT_CONFIG_H
 
@@ -14,7 +15,7 @@
 
 typedef struct agent_config {
     char api_url[512];      /* KILN_API_URL */
-    char token_file[1024];  /* KILN_AGENT_TOKEN_FILE */
+    char token_file[1024];  /* KILN_AGENT_TOKEN_FILE; empty when KILN_AGENT_TOKEN is set */
     char token[512];        /* read from token_file (whitespace trimmed) */
     char ca_file[1024];     /* KILN_API_CA_FILE; empty = system store */
     char name[101];         /* KILN_AGENT_NAME; default: host name */
@@ -48,9 +49,20 @@ int agent_config_parse(agent_config *c, const char *text, size_t n, agent_env_fn
                        size_t errlen);
 /* agent_config_parse on a file; a missing file is fine unless required (--config). */
 int agent_config_load(agent_config *c, const char *path, bool required, char *err, size_t errlen);
-/* Calls fn for every KEY=VALUE of the file text the environment does not already set,
- * so that KILN_AGENT_* engine knobs given in the file reach engine_config_from_env.
- * Only before any thread starts (setenv is not thread-safe). */
+/* The start of kiln-agent run and check: agent_config_load, then the file's other KILN_*
+ * keys (agent_config_other_keys: the engines' knobs, KILN_AGENT_IMAP_*,
+ * KILN_AGENT_CHECK_IMAP_*) into the process environment where it lacks them, so that
+ * engine_config_from_env and inbox_engine_config_from_env see what the file says. Keys
+ * agent_config reads itself stay out of the environment: a SIGHUP reload must see the
+ * edited file, not the values of the start. Only before any thread starts (setenv). */
+int agent_config_load_process(agent_config *c, const char *path, bool required, char *err,
+                              size_t errlen);
+/* A KEY=VALUE of the file, for agent_config_other_keys. */
+typedef void (*agent_kv_fn)(void *arg, const char *key, const char *val);
+/* Calls fn for every KILN_* KEY=VALUE of the file text that agent_config does not read
+ * itself (those are read by the engines from the environment). */
+void agent_config_other_keys(const char *text, size_t n, agent_kv_fn fn, void *arg);
+/* Calls fn for each of agent_config_other_keys that env does not already set. */
 void agent_config_export(const char *text, size_t n, agent_env_fn env,
                          void (*fn)(const char *key, const char *val));
 /* Reads a whole (small) file into a NUL-terminated malloc'd string; NULL with errno. */

@@ -1,6 +1,7 @@
 /* kiln-agent check (see run.h): the configuration, the spool directory, the control
  * plane's reachability and the token, io_uring, and (when KILN_AGENT_CHECK_IMAP_HOST is
- * set) a login to one IMAP account, each in one plain line. */
+ * set) a login to one IMAP account, each in one plain line. It reads its configuration
+ * as run does (agent_config_load_process): the file's engine and IMAP knobs included. */
 #include "run.h"
 
 #include "agent_config.h"
@@ -21,8 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* How long the IMAP login of check may take, all phases together. */
-#define CHECK_IMAP_MS 30000
+/* DNS and the scheduling around the login's own phases: check gives up this long after
+ * the sum of their timeouts, should the engine not end the session itself. */
+#define CHECK_IMAP_SLACK_MS 5000
 
 static void say(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(bool ok, const char *fmt, ...)
@@ -120,10 +122,20 @@ static int check_imap(void)
              s->security == INBOX_SEC_TLS        ? "tls"
              : s->security == INBOX_SEC_STARTTLS ? "starttls"
                                                  : "plain");
+    /* the KILN_AGENT_IMAP_* knobs the inbox engine of run takes (timeouts, shaping) */
     inbox_engine_config cfg;
     inbox_engine_config_defaults(&cfg);
+    if (inbox_engine_config_from_env(&cfg, err, sizeof err) < 0) {
+        inbox_spec_free(s);
+        say(false, "IMAP login to %s not tried: %s", where, err);
+        return 1;
+    }
     cfg.once = cfg.login_only = true;
     cfg.max_conns = 4;
+    /* connect, TLS (implicit or STARTTLS), greeting, then CAPABILITY, STARTTLS, CAPABILITY,
+     * the login, CAPABILITY and LOGOUT: each phase has its own timeout in the engine */
+    int64_t wait_ms =
+        cfg.connect_ms + cfg.tls_ms + cfg.greeting_ms + 6 * cfg.command_ms + CHECK_IMAP_SLACK_MS;
     struct imap_outcome o = {0};
     inbox_engine *e = inbox_engine_create(&cfg, on_imap_event, &o, err, sizeof err);
     if (!e) {
@@ -132,7 +144,7 @@ static int check_imap(void)
         return 1;
     }
     inbox_engine_add(e, s);
-    int64_t until = clock_mono_ms() + CHECK_IMAP_MS;
+    int64_t until = clock_mono_ms() + wait_ms;
     while (!inbox_engine_finished(e) && clock_mono_ms() < until) {
         struct timespec ts = {0, 20000000L};
         nanosleep(&ts, NULL);
@@ -143,7 +155,7 @@ static int check_imap(void)
         return 0;
     }
     if (!o.seen)
-        say(false, "IMAP login to %s: no answer within %d s", where, CHECK_IMAP_MS / 1000);
+        say(false, "IMAP login to %s: no outcome within %lld ms", where, (long long)wait_ms);
     else
         say(false, "IMAP login to %s failed: %s%s%s", where, inbox_session_status_name(o.status),
             o.detail[0] ? ": " : "", o.detail);
@@ -155,13 +167,14 @@ int run_check(const char *config_path, bool config_required)
     agent_config cfg;
     char err[512];
     int problems = 0;
-    if (agent_config_load(&cfg, config_path, config_required, err, sizeof err) < 0) {
+    /* the same configuration as run: the file's engine and IMAP knobs too */
+    if (agent_config_load_process(&cfg, config_path, config_required, err, sizeof err) < 0) {
         say(false, "configuration: %s", err);
         return 1;
     }
+    const char *token_from = cfg.token_file[0] ? cfg.token_file : "KILN_AGENT_TOKEN";
     say(true, "configuration read (%s%s), token from %s", config_path,
-        access(config_path, R_OK) == 0 ? "" : ", absent: environment only",
-        cfg.token_file[0] ? cfg.token_file : "KILN_AGENT_TOKEN");
+        access(config_path, R_OK) == 0 ? "" : ", absent: environment only", token_from);
     struct stat st;
     if (access(cfg.spool_dir, W_OK | X_OK) == 0)
         say(true, "spool directory %s is writable", cfg.spool_dir);
@@ -198,13 +211,13 @@ int run_check(const char *config_path, bool config_required)
             control_post(ctl, WIRE_PATH_HEARTBEAT, body.data, body.len, &resp, NULL) == 0) {
             if (resp.status == 401) {
                 say(false, "the control plane refused the token in %s (revoked or mistyped?)",
-                    cfg.token_file);
+                    token_from);
                 problems++;
             } else if (resp.status == 403) {
                 say(false,
                     "the token in %s is not an agent token (create one with POST "
                     "/api/agents)",
-                    cfg.token_file);
+                    token_from);
                 problems++;
             } else if (resp.status == 404 || resp.status == 200 || resp.status == 409) {
                 say(true, "the control plane accepts the agent token");
@@ -220,7 +233,7 @@ int run_check(const char *config_path, bool config_required)
     }
     engine_config ec;
     if (agent_config_engine(&cfg, &ec, err, sizeof err) < 0) {
-        fprintf(stderr, "kiln-agent: %s\n", err);
+        say(false, "SMTP engine settings: %s", err);
         problems++;
     } else {
         ec.threads = 1;

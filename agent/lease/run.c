@@ -69,6 +69,80 @@ static control *control_for(const agent_config *c, char *err, size_t errlen)
     return control_new(&cc, err, errlen);
 }
 
+/* A setting start() built something from (the engine, the spool, the metrics listener,
+ * the inbox engine): a reload keeps the running value and says which setting waits for
+ * a restart. */
+struct restart_only {
+    const char *key;
+    const char *why;
+    char *fresh_str; /* a string setting, or NULL: an int one */
+    const char *run_str;
+    size_t len;
+    int *fresh_int;
+    int run_int;
+};
+
+/* Puts back the running value of every restart-only setting fresh changes; returns how
+ * many it put back. */
+static int keep_restart_only(const agent_config *run, agent_config *fresh)
+{
+    const struct restart_only keys[] = {
+        {"KILN_AGENT_SPOOL_DIR", "the spool is open and locked", fresh->spool_dir, run->spool_dir,
+         sizeof fresh->spool_dir, NULL, 0},
+        {"KILN_AGENT_METRICS_ADDR", "the metrics listener is bound", fresh->metrics_addr,
+         run->metrics_addr, sizeof fresh->metrics_addr, NULL, 0},
+        {"KILN_AGENT_METRICS_PORT", "the metrics listener is bound", NULL, NULL, 0,
+         &fresh->metrics_port, run->metrics_port},
+        {"KILN_AGENT_THREADS", "the SMTP engine's threads are running", NULL, NULL, 0,
+         &fresh->threads, run->threads},
+        {"KILN_AGENT_CONCURRENCY", "the SMTP engine's session cap is set at start", NULL, NULL, 0,
+         &fresh->concurrency, run->concurrency},
+    };
+    int kept = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const struct restart_only *k = &keys[i];
+        if (k->fresh_str && strcmp(k->fresh_str, k->run_str) != 0) {
+            log_warn("SIGHUP: %s=%s needs a restart (%s); keeping %s", k->key, k->fresh_str, k->why,
+                     k->run_str);
+            snprintf(k->fresh_str, k->len, "%s", k->run_str);
+            kept++;
+        } else if (!k->fresh_str && *k->fresh_int != k->run_int) {
+            log_warn("SIGHUP: %s=%d needs a restart (%s); keeping %d", k->key, *k->fresh_int,
+                     k->why, k->run_int);
+            *k->fresh_int = k->run_int;
+            kept++;
+        }
+    }
+    /* the inbox engine is started, or not, at start: between two non-zero values the
+     * lease requests follow at once */
+    if ((fresh->max_inboxes == 0) != (run->max_inboxes == 0)) {
+        log_warn("SIGHUP: KILN_AGENT_MAX_INBOXES=%d needs a restart (the inbox engine runs, "
+                 "or not, from the agent's start); keeping %d",
+                 fresh->max_inboxes, run->max_inboxes);
+        fresh->max_inboxes = run->max_inboxes;
+        kept++;
+    }
+    return kept;
+}
+
+/* A KILN_* key of the file the engines read from the environment at start: one whose value
+ * is not the running one waits for a restart. check's own keys (KILN_AGENT_CHECK_*) do
+ * not concern run; a secret's value is never logged. */
+static void note_engine_knob(void *arg, const char *key, const char *val)
+{
+    const char *running = getenv(key);
+    if (!strncmp(key, "KILN_AGENT_CHECK_", 17) || (running && !strcmp(running, val)))
+        return;
+    bool secret = strstr(key, "PASSWORD") || strstr(key, "TOKEN") || strstr(key, "SECRET");
+    log_warn("SIGHUP: %s=%s needs a restart (the engines read their settings at start); "
+             "keeping %s",
+             key, secret ? "(hidden)" : val,
+             secret                ? "the running value"
+             : running && *running ? running
+                                   : "the default");
+    ++*(int *)arg;
+}
+
 static void reload(struct agent *a)
 {
     lease_loop *lp = &a->lp;
@@ -79,7 +153,9 @@ static void reload(struct agent *a)
         return;
     }
     if (strcmp(fresh.api_url, lp->cfg.api_url) != 0 || strcmp(fresh.token, lp->cfg.token) != 0 ||
-        strcmp(fresh.ca_file, lp->cfg.ca_file) != 0) {
+        strcmp(fresh.ca_file, lp->cfg.ca_file) != 0 ||
+        fresh.http_timeout_s != lp->cfg.http_timeout_s ||
+        fresh.http_attempts != lp->cfg.http_attempts) {
         control *c = control_for(&fresh, err, sizeof err);
         if (!c) {
             log_error("SIGHUP: %s; keeping the old control-plane settings", err);
@@ -88,45 +164,19 @@ static void reload(struct agent *a)
         control_free(lp->ctl);
         lp->ctl = c;
     }
-    if (strcmp(fresh.spool_dir, lp->cfg.spool_dir) != 0 || fresh.threads != lp->cfg.threads ||
-        fresh.metrics_port != lp->cfg.metrics_port ||
-        strcmp(fresh.metrics_addr, lp->cfg.metrics_addr) != 0)
-        log_warn("SIGHUP: spool dir, threads and metrics address or port change at the next "
-                 "restart");
-    snprintf(fresh.spool_dir, sizeof fresh.spool_dir, "%s", lp->cfg.spool_dir);
-    fresh.threads = lp->cfg.threads;
-    fresh.metrics_port = lp->cfg.metrics_port;
-    apply_log_level(fresh.log_level);
-    lp->cfg = fresh;
-    log_info("SIGHUP: configuration reloaded (concurrency %d, report batch %d)",
-             lp->cfg.concurrency, lp->cfg.report_batch);
-}
-
-static void export_env(const char *key, const char *val)
-{
-    setenv(key, val, 0);
-}
-
-static const char *env_get(const char *key)
-{
-    return getenv(key);
-}
-
-/* Config, then the file's engine knobs into the environment (before any thread). */
-static int load_config(agent_config *cfg, const char *path, bool required)
-{
-    char err[512];
-    if (agent_config_load(cfg, path, required, err, sizeof err) < 0) {
-        fprintf(stderr, "kiln-agent: %s\n", err);
-        return -1;
-    }
+    int kept = keep_restart_only(&lp->cfg, &fresh);
     size_t n = 0;
-    char *text = agent_config_read_file(path, &n);
+    char *text = agent_config_read_file(a->config_path, &n);
     if (text) {
-        agent_config_export(text, n, env_get, export_env);
+        agent_config_other_keys(text, n, note_engine_knob, &kept);
         free(text);
     }
-    return 0;
+    apply_log_level(fresh.log_level);
+    lp->cfg = fresh;
+    log_info("SIGHUP: configuration reloaded (report batch %d, max inboxes %d; %d changed "
+             "setting%s wait%s for a restart)",
+             lp->cfg.report_batch, lp->cfg.max_inboxes, kept, kept == 1 ? "" : "s",
+             kept == 1 ? "s" : "");
 }
 
 void run_raise_nofile(void)
@@ -185,8 +235,11 @@ static int start(struct agent *a)
     char err[512];
     spool_replay rep;
     memset(&rep, 0, sizeof rep);
-    if (load_config(&lp->cfg, a->config_path, a->config_required) < 0)
+    if (agent_config_load_process(&lp->cfg, a->config_path, a->config_required, err, sizeof err) <
+        0) {
+        fprintf(stderr, "kiln-agent: %s\n", err);
         return 2;
+    }
     apply_log_level(lp->cfg.log_level);
     engine_config ec;
     if (agent_config_engine(&lp->cfg, &ec, err, sizeof err) < 0) {

@@ -53,15 +53,6 @@ run_agent() { # log: starts the agent with the fake engine in the background (AG
     AGENT_PID=$!
     PIDS+=("$AGENT_PID")
 }
-wait_for() { # seconds command...: polls every 0.1 s
-    local n=$(($1 * 10))
-    shift
-    for _ in $(seq 1 "$n"); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # ---- 1: nothing is accepted; the events are offered, then the agent dies ----
 start_py "$HERE/fake_control.py" --port "$API" --lease-file lease.json --reports reports.jsonl \

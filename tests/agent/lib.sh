@@ -64,6 +64,18 @@ start_py() { # script args...: a python server that prints READY
     fail "python server $1 did not start"
 }
 
+# wait_for seconds command...: runs the command every 0.1 s until it succeeds (0), or
+# gives up after that many seconds (1). inbox_lease_run.sh has its own, over events.
+wait_for() { # seconds command...: polls every 0.1 s
+    local n=$(($1 * 10))
+    shift
+    for _ in $(seq 1 "$n"); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # make_jobs out.json spec...: each spec is
 #   mbid:host:port:security:user:password:ca_file:nsends[:not_before_s]
 # ("-" for none). Send ids are mbid*1000+k. A mailbox with a user on security plain

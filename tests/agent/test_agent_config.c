@@ -241,6 +241,36 @@ static void test_export_passes_engine_knobs_the_env_lacks(void **state)
     assert_int_equal(exported, 0);
 }
 
+static char exported_keys[256];
+
+static void record_export(const char *k, const char *v)
+{
+    size_t n = strlen(exported_keys);
+    snprintf(exported_keys + n, sizeof exported_keys - n, "%s=%s;", k, v);
+}
+
+/* A SIGHUP reload reads the file again with the environment over it: a key agent_config
+ * reads itself, put into the environment at start, would win over the edited file. Only
+ * the engines' keys (which they read from the environment) go there. */
+static void test_export_leaves_the_agents_own_keys_in_the_file(void **state)
+{
+    (void)state;
+    const char *text = "KILN_AGENT_NAME=x\n"
+                       "KILN_AGENT_REPORT_BATCH=7\n"
+                       "KILN_AGENT_TOKEN=secret-token\n"
+                       "KILN_API_URL=https://kiln.example.com\n"
+                       "KILN_AGENT_HELO_NAME=a.example\n"
+                       "# KILN_AGENT_IMAP_TIMEOUT_GREETING_MS=1\n"
+                       "KILN_AGENT_IMAP_TIMEOUT_GREETING_MS=700\n"
+                       "KILN_AGENT_CHECK_IMAP_HOST=imap.example\n";
+    exported_keys[0] = '\0';
+    agent_config_export(text, strlen(text), fake_env, record_export);
+    if (strcmp(exported_keys, "KILN_AGENT_HELO_NAME=a.example;"
+                              "KILN_AGENT_IMAP_TIMEOUT_GREETING_MS=700;"
+                              "KILN_AGENT_CHECK_IMAP_HOST=imap.example;") != 0)
+        fail_msg("expected only the engines' and check's keys exported, got: %s", exported_keys);
+}
+
 static void test_control_backoff_doubles_with_jitter_and_cap(void **state)
 {
     (void)state;
@@ -264,6 +294,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_default_file_is_fine_missing_given_file_is_not,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_passes_engine_knobs_the_env_lacks, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_export_leaves_the_agents_own_keys_in_the_file, setup,
                                         teardown),
         cmocka_unit_test(test_control_backoff_doubles_with_jitter_and_cap),
     };

@@ -38,6 +38,12 @@ grep -Eq '^LimitNOFILE=[0-9]{5,}$' "$DEPLOY/systemd/kiln-agent.service" ||
     fail "kiln-agent.service: LimitNOFILE must allow thousands of SMTP sessions"
 grep -q '^SystemCallFilter=.*io_uring_setup' "$DEPLOY/systemd/kiln-agent.service" ||
     fail "kiln-agent.service: the syscall filter must let io_uring through"
+# The agent reads agent.conf itself: through EnvironmentFile= the values of the start
+# would sit in its environment and win over the edited file on reload (SIGHUP).
+expect kiln-agent.service 'ExecStart=/usr/bin/kiln-agent run --config /etc/kiln/agent.conf'
+expect kiln-agent.service 'ExecReload=/bin/kill -HUP $MAINPID'
+! grep -qE '^(EnvironmentFile|Environment)=' "$DEPLOY/systemd/kiln-agent.service" ||
+    fail "kiln-agent.service: settings belong in agent.conf, not in the unit's environment"
 expect kiln-api.service 'Requires=kiln-api.socket'
 # A kiln-api that dies anyway (a crash) is started again; the socket stays open meanwhile.
 expect kiln-api.service 'Restart=on-failure'
@@ -47,7 +53,7 @@ expect kiln-api@.socket 'ListenStream=/run/kiln/api-%i.sock'
 # The nginx upstream and the sockets must agree.
 grep -q 'server unix:/run/kiln/api.sock' "$KILN_SOURCE_DIR/nginx/kiln.conf" ||
     fail "nginx/kiln.conf does not use kiln-api.socket's path"
-ok "units keep strict sandboxing, the spool, the fd limit, io_uring, socket activation and restarts"
+ok "units keep strict sandboxing, the spool, the fd limit, io_uring, socket activation and restarts; the agent reads agent.conf itself and reloads"
 
 # The packaged config files are valid EnvironmentFiles: KEY=VALUE or comments only.
 for f in "$DEPLOY"/config/agent.conf "$DEPLOY"/config/api.env; do
@@ -55,3 +61,14 @@ for f in "$DEPLOY"/config/agent.conf "$DEPLOY"/config/api.env; do
     [ -z "$bad" ] || fail "$f: not KEY=VALUE: $bad"
 done
 ok "default config files are plain KEY=VALUE environment files"
+
+# Every setting the agent's sample leaves commented out is a valid line once uncommented
+# (a comment after a value would become part of it: KILN_AGENT_HEARTBEAT_S=0  (0: ...)
+# stopped the agent). The agent's own parser reads the uncommented file; the environment
+# keeps check off the network and away from a token file.
+sed -E 's/^#([A-Z][A-Z0-9_]*=)/\1/' "$DEPLOY/config/agent.conf" >"$T/agent-uncommented.conf"
+out=$(KILN_API_URL=http://127.0.0.1:1 KILN_AGENT_TOKEN=x KILN_API_CA_FILE='' \
+    "$KILN_BUILD_DIR/agent/kiln-agent" check --config "$T/agent-uncommented.conf" 2>&1 || true)
+echo "$out" | head -1 | grep -q '^ok: *configuration read' ||
+    fail "agent.conf with its commented settings uncommented does not parse: $(echo "$out" | head -1)"
+ok "agent.conf: every commented-out setting parses once uncommented"
