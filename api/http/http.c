@@ -84,6 +84,14 @@ void http_error(http_resp *rs, int status, const char *code, const char *message
     json_gen_free(g);
 }
 
+/* 503 busy: a transaction that lost to concurrent work; the client may retry at once
+ * (openapi: every 503 busy carries Retry-After). */
+static void busy(http_resp *rs, const char *message)
+{
+    buf_puts(&rs->headers, "Retry-After: 1\r\n");
+    http_error(rs, 503, "busy", message, NULL);
+}
+
 void http_db_error(http_resp *rs, const db *d)
 {
     switch (db_last_error(d)) {
@@ -104,8 +112,7 @@ void http_db_error(http_resp *rs, const db *d)
         http_error(rs, 400, "bad_value", "a value is out of range or malformed", NULL);
         break;
     case DB_CONFLICT:
-        buf_puts(&rs->headers, "Retry-After: 1\r\n");
-        http_error(rs, 503, "busy", "concurrent update conflict; retry", NULL);
+        busy(rs, "concurrent update conflict; retry");
         break;
     default:
         http_error(rs, 500, "internal", "internal error", NULL);
@@ -252,8 +259,12 @@ static enum db_tx http_tx_attempt(void *p)
 void http_tx(http_req *rq, http_resp *rs, http_tx_body body, void *ctx, const char *busy_message)
 {
     http_tx_call c = {rq, rs, body, ctx};
-    if (db_tx_run(DB_TX_ATTEMPTS, http_tx_attempt, &c) == DB_TX_RETRY)
-        http_error(rs, 503, "busy", busy_message, NULL);
+    if (db_tx_run(DB_TX_ATTEMPTS, http_tx_attempt, &c) == DB_TX_RETRY) {
+        /* nothing of the last attempt's answer (its headers) stays */
+        http_resp_free(rs);
+        http_resp_init(rs);
+        busy(rs, busy_message);
+    }
 }
 
 enum db_tx http_tx_fail(http_req *rq, http_resp *rs)

@@ -1,7 +1,8 @@
 /* db_commit against the stack's PostgreSQL (KILN_DB), for test_db_commit.py: a COMMIT
  * that did not commit must be a failure, whatever PostgreSQL's command status says, and a
  * request whose transaction ended so must not answer success. One line per case:
- *   "<case> commit=<0|1> error=<class> status=<http status or -> rows=<n>"
+ *   "<case> commit=<0|1> error=<class> status=<http status or -> rows=<n>", and for the
+ * requests retry_after=<0|1> (the answer carries Retry-After: 1)
  *   db_commit_client */
 #include "http.h"
 #include "json.h"
@@ -115,8 +116,9 @@ int main(void)
         http_resp_init(&rs);
         request_probe p = {id, cases[i].fault};
         http_tx(&rq, &rs, request_body, &p, "busy");
-        printf("request_%s commit=- error=%s status=%d rows=%lld\n", cases[i].name,
-               error_name(db_last_error(d)), rs.status, (long long)rows(d, a, id));
+        bool retry_after = rs.headers.data && strstr(rs.headers.data, "Retry-After: 1\r\n");
+        printf("request_%s commit=- error=%s status=%d rows=%lld retry_after=%d\n", cases[i].name,
+               error_name(db_last_error(d)), rs.status, (long long)rows(d, a, id), retry_after);
         http_resp_free(&rs);
     }
     arena_destroy(a);

@@ -43,6 +43,10 @@ def main():
         r = res["request_" + name]
         check(r["status"] == status, "request_%s: %s expected, got %r" % (name, status, r))
         check(r["rows"] == "0", "request_%s: nothing may be written: %r" % (name, r))
+    # A request that lost every retry to concurrent work says when to come back: the
+    # contract's Retry-After on every 503 busy (its retries used to drop the header).
+    r = res["request_conflict"]
+    check(r["retry_after"] == "1", "request_conflict: 503 busy without Retry-After: %r" % r)
     ok("test_request_whose_commit_rolled_back_reports_failure")
 
 
