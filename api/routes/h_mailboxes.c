@@ -222,6 +222,17 @@ typedef struct mailbox_input {
     bool has_start, has_end, has_target, target_null;
 } mailbox_input;
 
+/* YYYY-MM-DD in shape: ten characters, digits but the two dashes (the format check). */
+static bool date_shaped(const char *s)
+{
+    if (strlen(s) != 10)
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i == 4 || i == 7 ? s[i] != '-' : (s[i] < '0' || s[i] > '9'))
+            return false;
+    return true;
+}
+
 /* A real calendar date YYYY-MM-DD between 2000 and 2100 (2026-02-30 is not one). */
 static bool valid_date(const char *s)
 {
@@ -322,8 +333,14 @@ static bool parse_mailbox(http_req *rq, http_resp *rs, yajl_val b, bool create, 
     }
     if (in->timezone && !v_timezone(rs, rq->app, in->timezone, "timezone"))
         return false;
-    if (in->warmup_start && !valid_date(in->warmup_start)) {
+    if (in->warmup_start && !date_shaped(in->warmup_start)) {
         http_error(rs, 400, "invalid_field", "warmup_start must be a date YYYY-MM-DD",
+                   "warmup_start");
+        return false;
+    }
+    if (in->warmup_start && !valid_date(in->warmup_start)) {
+        http_error(rs, 400, "bad_value",
+                   "warmup_start is not a calendar date from 2000-01-01 to 2100-12-31",
                    "warmup_start");
         return false;
     }

@@ -70,8 +70,13 @@ bad("POST", P, 400, variant(window=[6, 22]), field="window")
 bad("POST", P, 400, variant(daily_target=-5), field="daily_target")
 bad("POST", P, 400, variant(daily_target=10 ** 12), field="daily_target")
 bad("POST", P, 400, variant(display_name="a\u0001b"), field="display_name")
-bad("POST", P, 400, variant(warmup_start="2026-13-45"), field="warmup_start")
-bad("POST", P, 400, variant(warmup_start="2026-02-29"), field="warmup_start")
+# In shape but not a calendar date (or out of 2000-2100): bad_value, as the contract says;
+# not in shape: invalid_field.
+for d in ("2026-13-45", "2026-02-29", "2024-02-30", "1999-12-31", "2101-01-01"):
+    bad("POST", P, 400, variant(warmup_start=d), field="warmup_start", code="bad_value")
+    bad("PATCH", "%s/%d" % (P, mb["id"]), 400, {"warmup_start": d}, field="warmup_start",
+        code="bad_value")
+bad("POST", P, 400, variant(warmup_start="2026-2-28"), field="warmup_start", code="invalid_field")
 # Signs inside the date reached PostgreSQL's ::date, whose refusal named no field.
 for d in ("2026-+1-01", "2026-01-+1", "+026-01-01", "2026--1-01", "2026-1 -01"):
     bad("POST", P, 400, variant(warmup_start=d), field="warmup_start", code="invalid_field")
