@@ -11,7 +11,10 @@
 
 static const db_stmt Q_LEASE_GET = {
     "agent_lease_get",
-    "SELECT agent_id, ended_at IS NOT NULL AS ended, expires_at <= kiln_now() AS expired, ttl_s, "
+    /* expired: it reached its expiry before it ended (a release before the expiry time is
+     * not an expiry, however long ago it was) */
+    "SELECT agent_id, ended_at IS NOT NULL AS ended, "
+    "coalesce(ended_at, kiln_now()) >= expires_at AS expired, ttl_s, "
     "kind = 'inbox' AS inbox FROM leases "
     "WHERE id = $1::uuid"};
 

@@ -137,7 +137,12 @@ for attempt in range(5):
 check(got >= want, "expired lease's mailboxes go to the next leaser: %r of %r" % (got, want))
 check(psql("SELECT count(*) FROM sends WHERE lease_id = '%s' AND status <> 'expired'"
            % c["lease_id"]) == ["0"], "expired lease's slots are 'expired'")
-expect_error(call("POST", "/api/agent/heartbeat", {"lease_id": c["lease_id"]}, token=tok), 409)
+expect_error(call("POST", "/api/agent/heartbeat", {"lease_id": c["lease_id"]}, token=tok), 409,
+             "lease_expired", "lease_id", "heartbeat of the expired lease")
+# Lease a was released at 10:00, before its expiry time (10:10), which has passed too: it
+# ended by its release, not by expiry (it read lease_expired, "its unsent slots went back").
+expect_error(call("POST", "/api/agent/heartbeat", {"lease_id": a["lease_id"]}, token=tok), 409,
+             "lease_ended", "lease_id", "heartbeat of the released lease after its expiry time")
 invariants()
 ok("leases expire and their mailboxes return to the pool")
 
