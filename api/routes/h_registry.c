@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A plan's, user's or agent's name: one line of text, at most this many characters (the
+ * tables' CHECK counts characters too; openapi maxLength 100). */
+#define NAME_MAX_CHARS 100
+
 #define PLAN_COLS                                                                                  \
     "id, name, ramp_start, ramp_step, daily_max, cooldown_min_s, cooldown_max_s, "                 \
     "round(reply_rate::numeric, 4)::float8 AS reply_rate, weekdays_only, user_hourly_cap, "        \
@@ -206,7 +210,7 @@ void h_plans_create(http_req *rq, http_resp *rs)
     double reply = ENGAGE_DEFAULT_REPLY_RATE;
     bool weekdays = false;
     plan_engagement e;
-    if (!v_str(rs, b, "name", "name", V_REQUIRED, 100, false, &name) ||
+    if (!v_line_text(rs, b, "name", "name", V_REQUIRED, NAME_MAX_CHARS, false, &name) ||
         !v_int(rs, b, "ramp_start", "ramp_start", V_REQUIRED, 0, 10000, &ramp_start) ||
         !v_int(rs, b, "ramp_step", "ramp_step", V_REQUIRED, 0, 10000, &ramp_step) ||
         !v_int(rs, b, "daily_max", "daily_max", V_REQUIRED, 0, 10000, &daily_max) ||
@@ -332,7 +336,7 @@ void h_users_create(http_req *rq, http_resp *rs)
         return;
     const char *name = NULL, *tz = "UTC";
     int64_t plan_id = 0;
-    if (!v_str(rs, b, "name", "name", V_REQUIRED, 100, false, &name) ||
+    if (!v_line_text(rs, b, "name", "name", V_REQUIRED, NAME_MAX_CHARS, false, &name) ||
         !v_int(rs, b, "plan_id", "plan_id", V_REQUIRED, 1, INT64_MAX, &plan_id) ||
         !v_str(rs, b, "timezone", "timezone", 0, 64, false, &tz))
         return;
@@ -395,7 +399,7 @@ void h_agents_create(http_req *rq, http_resp *rs)
     yajl_val b = http_json_body(rq, rs);
     const char *name = NULL;
     if (!b || !v_known_fields(rs, b, fields, "") ||
-        !v_str(rs, b, "name", "name", V_REQUIRED, 100, false, &name))
+        !v_line_text(rs, b, "name", "name", V_REQUIRED, NAME_MAX_CHARS, false, &name))
         return;
     if (!db_begin(rq->db)) {
         http_db_error(rs, rq->db);

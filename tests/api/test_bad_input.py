@@ -138,3 +138,19 @@ check(call("GET", "/healthz").status == 200, "still serving")
 pid = open(os.path.join(VAR, "run", "kiln-api.pid")).read().strip()
 check(os.path.exists("/proc/" + pid), "kiln-api process is alive")
 ok("test_server_survives_and_nothing_changed")
+
+# Names count characters, as the contract's maxLength and the tables' CHECK do: 100
+# Cyrillic letters (200 bytes of UTF-8) are a name, 101 are not; a tab is a control
+# character. (They were counted in bytes: a 60-letter Cyrillic name was refused.)
+long_ok, too_long = "ж" * 100, "ж" * 101
+p2 = expect(admin("POST", "/api/plans", {"name": long_ok, "ramp_start": 1, "ramp_step": 1,
+                                         "daily_max": 5}), 201, "a 100-character plan name")
+check(p2["name"] == long_ok, "the plan's name comes back whole: %r" % p2["name"][:10])
+expect(admin("POST", "/api/users", {"name": long_ok, "plan_id": p2["id"]}), 201,
+       "a 100-character user name")
+expect(admin("POST", "/api/agents", {"name": long_ok}), 201, "a 100-character agent name")
+for path, body in (("/api/plans", {"ramp_start": 1, "ramp_step": 1, "daily_max": 5}),
+                   ("/api/users", {"plan_id": p2["id"]}), ("/api/agents", {})):
+    bad("POST", path, 400, dict(body, name=too_long), field="name", code="invalid_field")
+    bad("POST", path, 400, dict(body, name="a\tb"), field="name", code="invalid_field")
+ok("test_names_count_characters_not_bytes")
