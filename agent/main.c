@@ -182,10 +182,18 @@ static int send_options(int argc, char **argv, struct send_opts *o)
     char err[512];
     *o = (struct send_opts){.metrics_port = -1, .progress_s = 5, .metrics_addr = "127.0.0.1"};
     engine_config_defaults(&o->cfg);
-    if (engine_config_from_env(&o->cfg, err, sizeof err) < 0) {
+    /* KILN_AGENT_CONCURRENCY and KILN_AGENT_THREADS as run reads them (send's own default
+     * concurrency is the engine's, 1000); the flags win */
+    int64_t conc, threads;
+    if (engine_config_from_env(&o->cfg, err, sizeof err) < 0 ||
+        config_int("KILN_AGENT_CONCURRENCY", o->cfg.concurrency, 1, 1000000, &conc, err,
+                   sizeof err) < 0 ||
+        config_int("KILN_AGENT_THREADS", o->cfg.threads, 0, 1024, &threads, err, sizeof err) < 0) {
         fprintf(stderr, "kiln-agent: %s\n", err);
         return 2;
     }
+    o->cfg.concurrency = (int)conc;
+    o->cfg.threads = (int)threads;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -6,6 +6,7 @@
 #    128 + 15 within the drain bound;
 #  - --helo and KILN_AGENT_HELO_NAME take only a domain name or an address literal
 #    (no CR/LF, no spaces); good ones reach the server's EHLO as given;
+#  - KILN_AGENT_CONCURRENCY and KILN_AGENT_THREADS are read (a bad value refused by name);
 #  - KILN_AGENT_DRY_RUN_MS (the scale simulation's sender, issue 15) reports every slot
 #    sent after the latency, labelled, and never opens a connection; a bad value is
 #    refused.
@@ -67,6 +68,18 @@ KILN_AGENT_HELO_NAME=$'x\r\nRSET' "$AGENT" send --file one.json >out 2>err
 rc=$?
 set -e
 [ "$rc" = 2 ] && grep -q KILN_AGENT_HELO_NAME err || fail "bad KILN_AGENT_HELO_NAME: exit $rc, $(cat err)"
+# KILN_AGENT_CONCURRENCY and KILN_AGENT_THREADS reach send as they reach run (send ignored
+# them): a bad value is refused by name, a good one is taken
+for kv in KILN_AGENT_CONCURRENCY=0 KILN_AGENT_THREADS=-1 KILN_AGENT_THREADS=2000; do
+    set +e
+    env "$kv" "$AGENT" send --file one.json >out 2>err
+    rc=$?
+    set -e
+    [ "$rc" = 2 ] && grep -q "${kv%%=*}" err || fail "bad $kv: exit $rc, $(cat err)"
+done
+KILN_AGENT_CONCURRENCY=1 KILN_AGENT_THREADS=1 timeout 20 "$AGENT" send --file one.json >out 2>err ||
+    fail "KILN_AGENT_CONCURRENCY=1 KILN_AGENT_THREADS=1: exit $? ($(cat err))"
+grep -q '"status":"sent"' out || fail "with KILN_AGENT_CONCURRENCY=1: $(cat out)"
 
 # good names go out as given
 for good in "mail.example.com" "localhost" "[127.0.0.1]" "[IPv6:::1]" "x-1.b2.test"; do
