@@ -10,7 +10,7 @@ TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 # Tests wait on servers and clocks more than they compute: one more test than cores keeps
-# both cores busy (the suite's 124 tests took 21 min at -j2 on a 2-core box).
+# both cores busy (the suite's 164 tests take ~21 min at -j3 on a 2-core box).
 TEST_JOBS  ?= $(shell echo $$(( $(JOBS) + 1 )))
 
 .PHONY: all deps build test-build up down test bench clean format
