@@ -43,7 +43,8 @@ static const db_stmt Q_STATS = {
     "  AND user_state = 'active'), 0), "
     "(SELECT count(DISTINCT agent_id) FROM leases WHERE " STATS_LIVE_SEND_LEASE "), "
     "(SELECT count(*) FROM leases WHERE " STATS_LIVE_SEND_LEASE "), "
-    "(SELECT state = 'running' FROM service) "
+    "(SELECT state = 'running' FROM service), "
+    "coalesce(sum(sent) FILTER (WHERE state = 'active'), 0) "
     /* Each row's target once: read through the view directly, its expression (the
      * ramp, the quarantine, the local day) was inlined into each of the five aggregates
      * that use it, and evaluated five times per mailbox. OFFSET 0 keeps the subquery's
@@ -131,7 +132,7 @@ static const db_stmt Q_SHARED_WRITE = {
     "computed_at = excluded.computed_at, took_ms = excluded.took_ms, "
     "running = excluded.running, v = excluded.v"};
 
-#define SNAPSHOT_FIELDS (14 + STATS_BANDS + 3 * STATS_PROVIDERS + STATS_INBOX_STATES)
+#define SNAPSHOT_FIELDS (14 + STATS_BANDS + 3 * STATS_PROVIDERS + STATS_INBOX_STATES + 1)
 
 /* Field i of the shared row's values (append only: a kiln-api of an older release reads
  * the prefix it knows, a newer one leaves what an older one did not write at 0). */
@@ -161,7 +162,10 @@ static int64_t *snapshot_field(stats_snapshot *s, int i)
         int64_t *per[] = {s->placed_7d, s->inbox_7d, s->junk_7d};
         return &per[i / STATS_PROVIDERS][i % STATS_PROVIDERS];
     }
-    return &s->by_inbox[i - 3 * STATS_PROVIDERS]; /* session 34 */
+    i -= 3 * STATS_PROVIDERS;
+    if (i < STATS_INBOX_STATES)
+        return &s->by_inbox[i]; /* session 34 */
+    return &s->sent_active;     /* session 35 */
 }
 
 /* The published snapshot into out: 1 with its age and the time it took to compute, 0
@@ -264,6 +268,7 @@ bool stats_compute(db *d, arena *a, stats_snapshot *out)
     for (int i = 0; i < 14; i++)
         *f[i] = strtoll(PQgetvalue(r, 0, i), NULL, 10);
     out->service_running = PQgetvalue(r, 0, 14)[0] == 't';
+    out->sent_active = strtoll(PQgetvalue(r, 0, 15), NULL, 10);
     if (!stats_compute_health(d, a, out))
         return false;
     out->computed_at_ms = clock_wall_ms();
@@ -411,7 +416,7 @@ enum health_level stats_health(const stats_snapshot *s, char reasons[][160], int
 {
     enum health_level level = HEALTH_HEALTHY;
     int n = 0;
-    *completion = s->due_now > 0 ? (double)s->sent_today / (double)s->due_now : 1.0;
+    *completion = s->due_now > 0 ? (double)s->sent_active / (double)s->due_now : 1.0;
     if (*completion > 1.0)
         *completion = 1.0;
     int64_t attempts = s->sent_today + s->failed_today;
@@ -433,11 +438,11 @@ enum health_level stats_health(const stats_snapshot *s, char reasons[][160], int
             level = HEALTH_DEGRADED;
         snprintf(reasons[n++], 160, "failure rate %.1f%% today (5-10%%)", *failure_rate * 100);
     }
-    if (s->service_running && s->agents_active == 0 && s->due_now > s->sent_today) {
+    if (s->service_running && s->agents_active == 0 && s->due_now > s->sent_active) {
         if (level < HEALTH_DEGRADED)
             level = HEALTH_DEGRADED;
         snprintf(reasons[n++], 160, "no active agent while %lld sends are due by now",
-                 (long long)(s->due_now - s->sent_today));
+                 (long long)(s->due_now - s->sent_active));
     }
     if (!s->service_running && n < HEALTH_MAX_REASONS)
         snprintf(reasons[n++], 160, "service is stopped");

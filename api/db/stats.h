@@ -39,6 +39,10 @@ typedef struct stats_snapshot {
     int64_t placed_7d[STATS_PROVIDERS], inbox_7d[STATS_PROVIDERS], junk_7d[STATS_PROVIDERS];
     /* Live mailboxes by inbox state (stats_inbox_state_names). */
     int64_t by_inbox[STATS_INBOX_STATES];
+    /* Sent today by the active mailboxes only: what due_now and target_today (active
+     * only) are compared with. sent_today also counts the mailboxes paused or in error
+     * since they sent, which made the completion read higher than it was (session 35). */
+    int64_t sent_active;
 } stats_snapshot;
 
 typedef struct stats stats;

@@ -185,6 +185,9 @@ static void render_prometheus(http_resp *rs, const counter_set *c, const stats_s
          (long long)s->target_today},
         {"kiln_quota_sent_today", "Sends counted today (local days of the mailboxes).",
          (long long)s->sent_today},
+        {"kiln_quota_sent_today_active",
+         "Sends counted today by the active mailboxes (those kiln_quota_due_now covers).",
+         (long long)s->sent_active},
         {"kiln_quota_due_now", "Sends due by now, each target spread over its window.",
          (long long)s->due_now},
         {"kiln_mailboxes_behind", "Active mailboxes that have not met today's target.",
@@ -203,9 +206,9 @@ static void render_prometheus(http_resp *rs, const counter_set *c, const stats_s
         buf_printf(o, "%s %lld\n", gauges[i].name, gauges[i].v);
     }
     family(o, "kiln_quota_completion_ratio", "gauge",
-           "Sent today / target today (1 when no target).");
+           "Sent today / target today, active mailboxes (1 when no target).");
     buf_printf(o, "kiln_quota_completion_ratio %.6f\n",
-               s->target_today > 0 ? (double)s->sent_today / (double)s->target_today : 1.0);
+               s->target_today > 0 ? (double)s->sent_active / (double)s->target_today : 1.0);
     histogram(o, c, "kiln_send_latency_seconds", "send_latency", send_latency_buckets,
               SEND_LATENCY_BUCKETS, "SMTP send latency reported by agents.");
     histogram(o, c, "kiln_lease_request_duration_seconds", "lease_duration", lease_duration_buckets,
@@ -284,13 +287,14 @@ void h_warmup_metrics(http_req *rq, http_resp *rs)
     json_obj_open(g);
     json_kv_i(g, "target_today", s.target_today);
     json_kv_i(g, "sent_today", s.sent_today);
+    json_kv_i(g, "sent_today_active", s.sent_active);
     json_kv_i(g, "failed_today", s.failed_today);
     json_kv_i(g, "due_now", s.due_now);
     json_kv_i(g, "behind", s.behind);
     json_kv_i(g, "met", s.met);
     json_kv_i(g, "queue_depth", s.queue_depth);
     json_kv_d(g, "completion_ratio",
-              s.target_today > 0 ? (double)s.sent_today / (double)s.target_today : 1.0);
+              s.target_today > 0 ? (double)s.sent_active / (double)s.target_today : 1.0);
     json_obj_close(g);
     json_kv_i(g, "agents_active", s.agents_active);
     json_kv_i(g, "leases_active", s.leases_active);

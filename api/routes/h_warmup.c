@@ -228,6 +228,7 @@ void h_warmup_health(http_req *rq, http_resp *rs)
     json_kv_d(g, "failure_rate", failure);
     json_kv_i(g, "due_now", s.due_now);
     json_kv_i(g, "sent_today", s.sent_today);
+    json_kv_i(g, "sent_today_active", s.sent_active);
     json_kv_i(g, "failed_today", s.failed_today);
     json_kv_i(g, "target_today", s.target_today);
     json_kv_i(g, "agents_active", s.agents_active);

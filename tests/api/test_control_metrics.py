@@ -25,10 +25,12 @@ set_clock("2026-12-01T12:00:00Z")  # registered the day before (judged from then
 mbs = [make_mailbox(u["id"], "m%d@x.test" % i, timezone="UTC", warmup_start="2026-12-01",
                     window={"start_hour": 0, "end_hour": 24}) for i in range(4)]
 set_clock("2026-12-02T12:00:00Z")  # Wednesday noon UTC: half of a 0-24 window elapsed
-# Two mailboxes on schedule (5 of 10 due by noon), one far behind, one paused.
+# Two mailboxes on schedule (5 of 10 due by noon), one far behind, one paused after it
+# sent 5 this morning: its sends count in sent today, but not against what is due (the
+# active three owe 15), or the pool would read 100 % instead of 67 %.
 psql("INSERT INTO mailbox_days (mailbox_id, day, sent, failed) VALUES "
-     "(%d,'2026-12-02',5,0),(%d,'2026-12-02',5,0),(%d,'2026-12-02',0,0)"
-     % (mbs[0]["id"], mbs[1]["id"], mbs[2]["id"]))
+     "(%d,'2026-12-02',5,0),(%d,'2026-12-02',5,0),(%d,'2026-12-02',0,0),(%d,'2026-12-02',5,0)"
+     % (mbs[0]["id"], mbs[1]["id"], mbs[2]["id"], mbs[3]["id"]))
 expect(admin("POST", "/api/mailboxes/%d/pause" % mbs[3]["id"]), 200, "pause")
 psql("INSERT INTO counters (name, label, shard, value) VALUES ('sends','sent',0,10),"
      "('sends','sent',3,2),('send_latency_bucket','0.1',0,12),('send_latency_sum_us','',0,600000)")
@@ -51,7 +53,10 @@ text = wait_for(lambda: (lambda t: t if sample(t, "kiln_quota_target_today") == 
                 "snapshot with 3 active mailboxes")
 check(sample(text, 'kiln_mailboxes{state="active"}') == 3, "active mailboxes")
 check(sample(text, 'kiln_mailboxes{state="paused"}') == 1, "paused mailboxes")
-check(sample(text, "kiln_quota_sent_today") == 10, "sent today")
+check(sample(text, "kiln_quota_sent_today") == 15, "sent today, the paused mailbox's too")
+check(sample(text, "kiln_quota_sent_today_active") == 10, "sent today by the active mailboxes")
+check(abs(sample(text, "kiln_quota_completion_ratio") - 10 / 30) < 1e-5,
+      "completion: the active mailboxes' sent / target")
 check(sample(text, "kiln_quota_due_now") == 15, "due now = 3 x 5")
 check(sample(text, "kiln_mailboxes_behind") == 3, "behind")
 check(sample(text, "kiln_queue_depth") == 20, "queue depth = 30 - 10")
@@ -93,7 +98,8 @@ check(j["quota"]["queue_depth"] == 20 and j["sends_total"]["sent"] == 12 and j["
 ok("test_json_and_legacy_metrics_paths")
 
 h = expect(admin("GET", "/api/warmup/health"), 200, "health")
-check(h["status"] == "degraded" and any("80%" in x for x in h["reasons"]), "health: %r" % h)
+check(h["status"] == "degraded" and any("80%" in x for x in h["reasons"])
+      and h["sent_today"] == 15 and h["sent_today_active"] == 10, "health: %r" % h)
 psql("UPDATE mailbox_days SET sent = 0 WHERE day = '2026-12-02'")
 h = wait_for(lambda: (lambda x: x if x["status"] == "critical" else None)(
     expect(admin("GET", "/api/warmup/health"), 200, "health")), "critical health")
@@ -102,7 +108,7 @@ psql("UPDATE mailbox_days SET sent = 5, failed = 1 WHERE day = '2026-12-02'")
 h = wait_for(lambda: (lambda x: x if x["completion_vs_due"] == 1.0 else None)(
     expect(admin("GET", "/api/warmup/health"), 200, "health")), "recovered completion")
 check(h["status"] == "critical" and any("failure rate" in x for x in h["reasons"]),
-      "3 failed of 18 attempts is > 10%%: %r" % h)
+      "4 failed of 24 attempts is > 10%%: %r" % h)
 ok("test_health_uses_legacy_thresholds_against_due_by_now")
 
 z = call("GET", "/healthz")
