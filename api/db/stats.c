@@ -184,6 +184,10 @@ static int read_shared(db *d, arena *a, stats_snapshot *out, int64_t *age_ms, in
     out->service_running = PQgetvalue(r, 0, 2)[0] == 't';
     for (int i = 0; i < n && i < SNAPSHOT_FIELDS; i++)
         *snapshot_field(out, i) = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    /* published by a kiln-api older than sent_active (its last field): the nearest it
+     * has, not a 0 that would read as nothing sent (a false critical mid-upgrade) */
+    if (n < SNAPSHOT_FIELDS)
+        out->sent_active = out->sent_today;
     out->computed_at_ms = clock_wall_ms() - (*age_ms > 0 ? *age_ms : 0);
     return 1;
 }
