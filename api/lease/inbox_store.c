@@ -389,11 +389,16 @@ static const db_stmt Q_SESSIONS = {
 
 /* The missing sweep: sends after the watermark, in id order. judged: its time plus the
  * deadline has passed and it is final; missing: sent, not placed, to an inbox that is
- * watched (IMAP, inbox ok and not failing, WATCHABLE's states: mail to a mailbox deleted
- * since, of a user disabled since, or to an inbox whose visits keep failing cannot be
- * found and is not held against its sender; a later find still places it). */
+ * watched (IMAP, inbox ok and not failing, WATCHABLE's states, and held by a live inbox
+ * lease: mail to a mailbox deleted since, of a user disabled since, to an inbox whose
+ * visits keep failing, or to one no agent holds (the agents' KILN_AGENT_MAX_INBOXES short
+ * of the pool) cannot be found and is not held against its sender; a later find still
+ * places it). Until session 35 an inbox no agent held was judged all the same. */
 #define SWEEP_RECIPIENT_WATCHED WATCHED_STATES_OF("rm", "ru")
 #define SWEEP_RECIPIENT_READABLE INBOX_READABLE_OF("rm")
+#define SWEEP_RECIPIENT_HELD                                                                       \
+    "EXISTS (SELECT 1 FROM inbox_leasing il JOIN leases l ON l.id = il.lease_id "                  \
+    "WHERE il.mailbox_id = rm.id AND l.ended_at IS NULL AND l.expires_at > (SELECT kiln_now()))"
 static const db_stmt Q_SWEEP_LOAD = {
     "inbox_sweep_load",
     "WITH w AS (SELECT last_send_id FROM placement_sweep FOR UPDATE SKIP LOCKED) "
@@ -401,7 +406,8 @@ static const db_stmt Q_SWEEP_LOAD = {
     "(s.scheduled_at <= kiln_now() - make_interval(secs => $1) AND s.status <> 'leased') "
     "  AS judged, "
     "(s.status IN ('sent', 'unknown') AND rm.imap_host IS NOT NULL "
-    "  AND " SWEEP_RECIPIENT_READABLE " AND " SWEEP_RECIPIENT_WATCHED " AND NOT "
+    "  AND " SWEEP_RECIPIENT_READABLE " AND " SWEEP_RECIPIENT_WATCHED " AND "
+    "  " SWEEP_RECIPIENT_HELD " AND NOT "
     "  EXISTS (SELECT 1 FROM placements p WHERE p.mailbox_id = s.mailbox_id "
     "  AND p.send_id = s.id)) AS missing, rm.imap_host, "
     "rm.address FROM sends s LEFT JOIN mailboxes rm ON rm.id = s.recipient_id "

@@ -781,6 +781,34 @@ def part_missing():
     ok("test_sends_not_found_within_the_deadline_become_missing")
 
 
+def part_missing_unheld():
+    """Mail to an inbox no agent holds is not judged missing: nobody could have found it
+    (the agents' KILN_AGENT_MAX_INBOXES short of the pool: an inbox given back at a
+    heartbeat stays free). Until session 35 it was judged all the same, and such mail
+    counted against its senders' health."""
+    boxes, a, la, sends = setup_found()
+    lid = la["inbox_lease"]["lease_id"]
+    rcs = sorted({s[2] for s in sends})
+    check(report(a, lid, [{"type": "session", "mailbox_id": r, "status": "ok"} for r in rcs])
+          == counts(len(rcs)), "sessions ok")
+    unheld = sends[0][2]
+    others = [s for s in sends if s[2] != unheld]
+    check(others, "sends to more than one recipient: %r" % sends)
+    # unheld's inbox was given back and nobody took it; the lease holding the others stays
+    # live past the deadline (its agent's heartbeats, not sent here)
+    psql("UPDATE inbox_leasing SET lease_id = NULL WHERE mailbox_id = %d" % unheld)
+    psql("UPDATE leases SET expires_at = kiln_now() + interval '3 days' WHERE id = '%s'" % lid)
+    set_clock("2026-03-05T10:30:00Z")
+    # the agent's refresh call (no new inboxes wanted) runs the sweep
+    lease(a, "refresh after the deadline", max_inboxes=0, inboxes_held=len(rcs) - 1)
+    missing = psql("SELECT recipient_id FROM placements WHERE placement = 'missing'")
+    check(sorted(int(r) for r in missing) == sorted(s[2] for s in others),
+          "the sends to the held inboxes are missing, none to the unheld one (%d): %r"
+          % (unheld, missing))
+    reset_clock()
+    ok("test_mail_to_an_inbox_no_agent_holds_is_not_judged_missing")
+
+
 def part_recipients():
     boxes = world(4)
     a = agent("a")
@@ -1082,7 +1110,8 @@ def part_zones():
 
 
 PARTS = {"handout": part_handout, "expiry": part_expiry, "found": part_found,
-         "actions": part_actions, "uidvalidity": part_uidvalidity, "missing": part_missing, "recipients": part_recipients,
+         "actions": part_actions, "uidvalidity": part_uidvalidity, "missing": part_missing,
+         "missing_unheld": part_missing_unheld, "recipients": part_recipients,
          "recipients_on": part_recipients_on, "bad_input": part_bad_input,
          "engage": part_engage, "retention": part_retention, "operator": part_operator,
          "refresh": part_refresh, "zones": part_zones}
