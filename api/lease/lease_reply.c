@@ -43,7 +43,7 @@ static const db_stmt Q_DUE = {
     "pr.recipient_id, pr.subject, pr.in_reply_to, pr.thread_refs FROM pending_replies pr "
     "WHERE pr.mailbox_id = ANY ($1::bigint[]) AND pr.send_id IS NULL "
     "AND pr.due_at <= kiln_now() + make_interval(secs => $2) "
-    "AND pr.due_at > kiln_now() - interval '" REPLY_TTL "' "
+    "AND pr.due_at > kiln_now() - interval '" REPLY_TTL "' AND " REPLY_RECIPIENT_OPEN " "
     "ORDER BY pr.mailbox_id, pr.due_at, pr.id LIMIT $3"};
 
 /* The recipients, with the candidate pool's columns and filter (lease_store.c). */

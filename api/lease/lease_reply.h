@@ -10,6 +10,7 @@
 #include "db.h"
 #include "engage.h"
 #include "lease_store.h"
+#include "mailbox_states.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,13 +19,22 @@
  * days-late answer reads as odd, and the slot is better used for fresh mail. (Also in
  * 028's kiln_reply_due, which the SQL functions use.) */
 #define REPLY_TTL "3 days"
+/* SQL: the pending reply pr can go out: its recipient (the mailbox it answers) takes
+ * warmup mail now (SENDING_STATES). A reply to a mailbox paused, in error or deleted since
+ * waits (until REPLY_TTL) without lifting its sender's pacing: until session 35 it did,
+ * and the replying mailbox sent every cooldown, a fresh send in the reply's early slot,
+ * for as long as the reply waited. (Also in 038's kiln_reply_due and kiln_due_for.) */
+#define REPLY_RECIPIENT_OPEN                                                                       \
+    "EXISTS (SELECT 1 FROM mailboxes rm JOIN users ru ON ru.id = rm.user_id "                      \
+    "WHERE rm.id = pr.recipient_id AND " SENDING_STATES_OF("rm", "ru") ")"
 /* SQL: the earliest pending reply of mailbox m still worth sending (k.now: the
  * statement's now), the reply term of a due time (kiln_due_at_reply, 028). A subquery,
  * not kiln_reply_due: that function (SQL with a FROM, never inlined) ran the
  * SQL-function executor once per row (032). pending_replies_due_idx serves it. */
 #define REPLY_DUE_MIN                                                                              \
     "(SELECT min(pr.due_at) FROM pending_replies pr WHERE pr.mailbox_id = m.id "                   \
-    "AND pr.send_id IS NULL AND pr.due_at > k.now - interval '" REPLY_TTL "')"
+    "AND pr.send_id IS NULL AND pr.due_at > k.now - interval '" REPLY_TTL "' "                     \
+    "AND " REPLY_RECIPIENT_OPEN ")"
 
 /* Schedules the reply to the received send parent_send_id, from its recipient back to its
  * sender, due at due_s (epoch seconds; the engagement plan's reply_at_s). *reply_id gets

@@ -301,6 +301,48 @@ def part_reply_paced():
     ok("test_a_due_reply_lifts_pacing_for_its_slot")
 
 
+def part_reply_recipient_paused():
+    """A reply whose recipient was paused since waits without lifting its sender's pacing
+    (038): until session 35 the sender's next slot came forward to the reply's due time,
+    the reply could not take it (its recipient is no candidate) and a fresh send did, every
+    cooldown, for as long as the reply waited (3 days)."""
+    plan = make_plan("paused-reply", ramp_start=2, ramp_step=0, daily_max=2, reply_rate=1.0,
+                     untouched_rate=0.0, dwell_median_min=20, dwell_max_min=120,
+                     quiet_start_hour=0, quiet_end_hour=0)
+    a = leasable(make_user("paused-a", plan["id"])["id"], "alice@a.test")
+    b = leasable(make_user("paused-b", plan["id"])["id"], "bob@b.test")
+    leasable(make_user("paused-c", plan["id"])["id"], "carol@c.test")  # another recipient
+    tok = make_agent("host-a")
+    set_clock(utc(2026, 3, 10, 1, 0))
+    day = lease_all(tok)
+    for ans in day:
+        report(tok, ans["lease_id"], [sent(s["id"]) for s in all_sends(ans)])
+    to_bob = [s for ans in day for s in slot_of(ans, a["id"]) if s["to"] == "bob@b.test"]
+    if not to_bob:  # alice wrote to carol: carol's mail to bob... take whoever wrote to bob
+        to_bob = [s for ans in day for m in ans["mailboxes"] for s in m["sends"]
+                  if s["to"] == "bob@b.test"]
+    check(to_bob, "01:00: someone wrote to bob: %r" % day)
+    parent = to_bob[0]
+    sender = [m["id"] for ans in day for m in ans["mailboxes"] if parent in m["sends"]][0]
+    found_s = int(utc(2026, 3, 10, 1, 0).timestamp())
+    lines = found_client(parent["id"], "inbox", 11, found_s)
+    reply_at = int(fields([l for l in lines if l.startswith("plan ")][0])["reply_at"])
+    check(found_s < reply_at <= found_s + 4 * 3600, "bob's reply is due: %r" % lines)
+    # the mailbox bob answers is paused before the reply is due
+    expect(admin("POST", "/api/mailboxes/%d/pause" % sender), 200, "pause the reply's recipient")
+    set_clock(datetime.datetime.fromtimestamp(reply_at, datetime.timezone.utc))
+    got = lease_all(tok)
+    check([s for ans in got for s in slot_of(ans, b["id"])] == [],
+          "bob is ahead of his pace and his reply cannot go out: no slot: %r" % got)
+    due = int(psql("SELECT extract(epoch FROM due_at)::bigint FROM mailbox_leasing "
+                   "WHERE mailbox_id = %d" % b["id"])[0])
+    check(due == int(utc(2026, 3, 10, 12, 0).timestamp()),
+          "bob's next due time is his paced 12:00, not the waiting reply's: %d" % due)
+    check(psql("SELECT count(*) FROM pending_replies WHERE mailbox_id = %d AND send_id IS NULL"
+               % b["id"]) == ["1"], "the reply still waits for its recipient")
+    ok("test_a_reply_to_a_paused_mailbox_does_not_lift_pacing")
+
+
 def part_tz_spans():
     # New York springs forward on 2026-03-08 at 07:00 UTC (02:00 EST -> 03:00 EDT).
     rows = psql("SELECT from_s, offset_s FROM kiln_tz_spans('America/New_York', "
@@ -315,7 +357,7 @@ def part_tz_spans():
 
 PARTS = {"plans": part_plans, "reply_lease": part_reply_lease,
          "found_to_reply": part_found_to_reply, "tz_spans": part_tz_spans,
-         "reply_paced": part_reply_paced}
+         "reply_paced": part_reply_paced, "reply_recipient_paused": part_reply_recipient_paused}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in PARTS:
