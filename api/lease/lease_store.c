@@ -255,10 +255,13 @@ static const db_stmt Q_DURATION = {
     "('lease_duration_bucket', $1, $3, 1), ('lease_duration_sum_us', '', $3, $2) "
     "ON CONFLICT (name, label, shard) DO UPDATE SET value = counters.value + excluded.value"};
 
+/* Only a lease not past its expiry: one the sweep before it has not reached yet (it ends
+ * at most SWEEP_BATCH, oldest first, SKIP LOCKED: after a fleet outage more wait) is
+ * expired all the same, and its slots are back in the pool (409 lease_expired). */
 static const db_stmt Q_RENEW = {
-    "agent_renew",
-    "UPDATE leases SET expires_at = kiln_now() + make_interval(secs => ttl_s) "
-    "WHERE id = $1::uuid AND ended_at IS NULL RETURNING kiln_iso(expires_at) AS expires_at, ttl_s"};
+    "agent_renew", "UPDATE leases SET expires_at = kiln_now() + make_interval(secs => ttl_s) "
+                   "WHERE id = $1::uuid AND ended_at IS NULL AND expires_at > kiln_now() "
+                   "RETURNING kiln_iso(expires_at) AS expires_at, ttl_s"};
 /* Slots the agent must drop: service stopped, mailbox or its user not active (the
  * lease's slots by its ids' range, kiln_lease_slots of 022). Read so while the service
  * is stopped (every slot goes); while it runs, Q_HELD_INACTIVE and Q_HELD_SLOTS. */
