@@ -410,6 +410,11 @@ int histogram_bucket(const double *bounds, int n, double value)
     return n;
 }
 
+double stats_completion_ratio(const stats_snapshot *s)
+{
+    return s->target_today > 0 ? (double)s->sent_active / (double)s->target_today : 1.0;
+}
+
 const char *health_name(enum health_level h)
 {
     return h == HEALTH_CRITICAL ? "critical" : h == HEALTH_DEGRADED ? "degraded" : "healthy";

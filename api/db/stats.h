@@ -66,12 +66,15 @@ enum health_level { HEALTH_HEALTHY = 0, HEALTH_DEGRADED = 1, HEALTH_CRITICAL = 2
 
 #define HEALTH_MAX_REASONS 4
 /* Judges a snapshot with the legacy thresholds, against what is due by now:
- * completion (sent / due by now) < 80 % degraded, < 50 % critical; failure rate
- * 5-10 % degraded, > 10 % critical; no agent while sends are owed: degraded.
- * Fills up to HEALTH_MAX_REASONS one-line reasons; returns the level. */
+ * completion (the active mailboxes' sent / due by now) < 80 % degraded, < 50 % critical; failure
+ * rate 5-10 % degraded, > 10 % critical; no agent while sends are owed: degraded. Fills up to
+ * HEALTH_MAX_REASONS one-line reasons; returns the level. */
 enum health_level stats_health(const stats_snapshot *s, char reasons[][160], int *nreasons,
                                double *completion, double *failure_rate);
 const char *health_name(enum health_level h);
+/* What the active mailboxes sent today over their targets (1 when no target):
+ * kiln_quota_completion_ratio and the JSON metrics' completion_ratio. */
+double stats_completion_ratio(const stats_snapshot *s);
 
 /* Latency histogram buckets (seconds, upper bounds; +Inf implied). */
 #define SEND_LATENCY_BUCKETS 10

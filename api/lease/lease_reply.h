@@ -17,7 +17,7 @@
 
 /* A reply that found no slot for this long after its due time is not sent any more: a
  * days-late answer reads as odd, and the slot is better used for fresh mail. (Also in
- * 028's kiln_reply_due, which the SQL functions use.) */
+ * 038's kiln_reply_due and kiln_due_for.) */
 #define REPLY_TTL "3 days"
 /* SQL: the pending reply pr can go out: its recipient (the mailbox it answers) takes
  * warmup mail now (SENDING_STATES). A reply to a mailbox paused, in error or deleted since

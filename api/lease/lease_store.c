@@ -35,9 +35,10 @@ static const db_stmt Q_PICK = {
 
 /* The exact rules of DESIGN.md for the picked (locked) rows only, read in a statement
  * of its own so it sees what committed before the locks were taken. Eligible when the
- * due time computed from the current state is inside the horizon and the local day's
- * window is still open; furthest behind (sent/target, then longest idle) first. The
- * earliest pending reply: REPLY_DUE_MIN (lease_reply.h). */
+ * due time computed from the current state (kiln_due_at: inside today's window, else
+ * tomorrow's opening) is inside the horizon and today's target is not met; furthest
+ * behind (sent/target, then longest idle) first. The earliest pending reply:
+ * REPLY_DUE_MIN (lease_reply.h). */
 static const db_stmt Q_DETAILS = {
     "agent_details",
     "SELECT ml.mailbox_id, m.user_id, m.pool_id, m.address, m.display_name, m.smtp_host, "

@@ -207,8 +207,7 @@ static void render_prometheus(http_resp *rs, const counter_set *c, const stats_s
     }
     family(o, "kiln_quota_completion_ratio", "gauge",
            "Sent today / target today, active mailboxes (1 when no target).");
-    buf_printf(o, "kiln_quota_completion_ratio %.6f\n",
-               s->target_today > 0 ? (double)s->sent_active / (double)s->target_today : 1.0);
+    buf_printf(o, "kiln_quota_completion_ratio %.6f\n", stats_completion_ratio(s));
     histogram(o, c, "kiln_send_latency_seconds", "send_latency", send_latency_buckets,
               SEND_LATENCY_BUCKETS, "SMTP send latency reported by agents.");
     histogram(o, c, "kiln_lease_request_duration_seconds", "lease_duration", lease_duration_buckets,
@@ -293,8 +292,7 @@ void h_warmup_metrics(http_req *rq, http_resp *rs)
     json_kv_i(g, "behind", s.behind);
     json_kv_i(g, "met", s.met);
     json_kv_i(g, "queue_depth", s.queue_depth);
-    json_kv_d(g, "completion_ratio",
-              s.target_today > 0 ? (double)s.sent_active / (double)s.target_today : 1.0);
+    json_kv_d(g, "completion_ratio", stats_completion_ratio(&s));
     json_obj_close(g);
     json_kv_i(g, "agents_active", s.agents_active);
     json_kv_i(g, "leases_active", s.leases_active);
